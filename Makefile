@@ -1,0 +1,106 @@
+# cardvault build. No autotools: one Makefile, objects in build/$(BUILD)/.
+#   make            release build of ./cardvault (-O2, FORTIFY, PIE, RELRO/now)
+#   make run        deps + build + private PostgreSQL + demo merchant + serve
+#   make test       deps + build + every test against a throwaway PostgreSQL
+#   make test-asan  the same suite under AddressSanitizer + UBSan
+BUILD ?= release
+
+CC ?= cc
+WARN := -Wall -Wextra -Werror -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wpointer-arith -Wcast-qual -Wwrite-strings -Wformat=2 -Wvla -Wimplicit-fallthrough \
+        -Wundef
+BASE_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude \
+        -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql) \
+        -DOPENSSL_API_COMPAT=30000 -DOPENSSL_NO_DEPRECATED \
+        $(WARN) -fno-common -fstack-protector-strong -fstack-clash-protection -fPIE -pthread
+BASE_LDFLAGS := -pie -Wl,-z,relro -Wl,-z,now -Wl,-z,noexecstack -pthread
+LIBS := -lmicrohttpd -lcrypto -lpq -ljansson
+
+ifeq ($(BUILD),release)
+  MODE_CFLAGS := -O2 -g -D_FORTIFY_SOURCE=2
+else ifeq ($(BUILD),debug)
+  MODE_CFLAGS := -O0 -g3
+else ifeq ($(BUILD),asan)
+  MODE_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+  MODE_LDFLAGS := -fsanitize=address,undefined
+else
+  $(error BUILD must be release, debug or asan)
+endif
+
+# The schema version this build needs: the number of the newest migration file.
+SCHEMA_VERSION := $(shell ls migrations/*.sql 2>/dev/null | sed -n 's|.*/0*\([0-9][0-9]*\)_.*|\1|p' | sort -n | tail -1)
+CFLAGS := $(BASE_CFLAGS) $(MODE_CFLAGS) -DCV_SCHEMA_VERSION=$(SCHEMA_VERSION) $(EXTRA_CFLAGS)
+LDFLAGS := $(BASE_LDFLAGS) $(MODE_LDFLAGS)
+
+OUT := build/$(BUILD)
+SRCS := $(sort $(wildcard service/*.c))
+OBJS := $(SRCS:service/%.c=$(OUT)/obj/%.o)
+LIB_OBJS := $(filter-out $(OUT)/obj/main.o,$(OBJS))
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(OUT)/tests/%)
+ITEST_BIN := $(OUT)/tests/itest
+
+.PHONY: all deps run test test-asan unit itest clean format format-check lint
+all: $(OUT)/cardvault
+ifeq ($(BUILD),release)
+all: cardvault
+cardvault: $(OUT)/cardvault
+	cp $< $@
+endif
+
+$(OUT)/obj/%.o: service/%.c
+	@mkdir -p $(dir $@)
+	@echo "CC $(BUILD) $<"
+	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(OUT)/cardvault: $(OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(OUT)/tests/%: tests/unit/%.c $(LIB_OBJS) tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LIBS)
+
+$(ITEST_BIN): $(wildcard tests/integration/*.c tests/integration/*.h) $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit -Itests/integration -o $@ $(wildcard tests/integration/*.c) \
+		$(LIB_OBJS) $(LDFLAGS) $(LIBS) -lcurl
+
+$(OUT)/obj/migrate.o: $(wildcard migrations/*.sql)
+
+-include $(OBJS:.o=.d)
+
+deps:
+	@tests/lib/deps.sh
+
+# Unit tests: pure modules, no database. Prints "N passed, N failed" per binary.
+unit: $(UNIT_BINS)
+	@tests/lib/run-unit.sh $(UNIT_BINS)
+
+# Integration + storage-policy tests against a running service on a throwaway cluster.
+itest: $(OUT)/cardvault $(ITEST_BIN)
+	@tests/lib/with-postgres.sh tests/integration/run.sh $(OUT)/cardvault $(ITEST_BIN)
+
+# Every suite runs even when an earlier one failed; the last line is the total.
+test: deps
+	@rm -f build/test-results; st=0; \
+	$(MAKE) --no-print-directory BUILD=release all unit itest || st=1; \
+	$(MAKE) --no-print-directory BUILD=asan unit itest || st=1; \
+	tests/lib/summary.sh || st=1; exit $$st
+
+test-asan: deps
+	@rm -f build/test-results; st=0; \
+	$(MAKE) --no-print-directory BUILD=asan unit itest || st=1; \
+	tests/lib/summary.sh || st=1; exit $$st
+
+run: deps
+	@$(MAKE) --no-print-directory BUILD=release all
+	@docker/local-run.sh
+
+format:
+	clang-format -i service/*.c include/cardvault/*.h tests/unit/*.c tests/unit/*.h
+
+format-check:
+	clang-format --dry-run --Werror service/*.c include/cardvault/*.h
+
+clean:
+	rm -rf build cardvault

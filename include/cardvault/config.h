@@ -1,0 +1,42 @@
+#ifndef CV_CONFIG_H
+#define CV_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cardvault/status.h"
+
+/* Runtime configuration: read once from the environment (CARDVAULT_*),
+ * optionally overridden by command-line flags, validated, then immutable. */
+
+struct cv_config {
+    char *database_url;       /* CARDVAULT_DATABASE_URL: libpq conninfo or URI */
+    char *listen_host;        /* from CARDVAULT_LISTEN host:port */
+    uint16_t listen_port;     /* default 127.0.0.1:8080 */
+    char *kek_file;           /* CARDVAULT_KEK_FILE */
+    unsigned http_threads;    /* CARDVAULT_HTTP_THREADS, default 4 */
+    unsigned db_pool_size;    /* CARDVAULT_DB_POOL_SIZE, default 8 */
+    unsigned max_connections; /* CARDVAULT_MAX_CONNECTIONS, default 512 */
+    unsigned conn_timeout_s;  /* CARDVAULT_CONNECTION_TIMEOUT_S, default 30 */
+    long long dek_max_age_s;  /* CARDVAULT_DEK_MAX_AGE_S, default 30 days */
+    long long dek_max_uses;   /* CARDVAULT_DEK_MAX_USES, default 2^24 */
+    unsigned auth_refresh_ms; /* CARDVAULT_AUTH_REFRESH_MS, default 1000 */
+    int log_level;            /* CARDVAULT_LOG_LEVEL debug|info|warn|error */
+    bool production;          /* CARDVAULT_DEV=1 turns it off: allows core dumps */
+};
+
+/* Fills cfg from the environment with defaults. On a malformed value returns
+ * CV_ERR_CONFIG and writes a one-line reason into why (never a secret). */
+CV_MUST_USE cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len);
+/* Parses "host:port" into cfg (replacing the listen fields). */
+CV_MUST_USE cv_status cv_config_set_listen(struct cv_config *cfg, const char *hostport, char *why,
+                                           unsigned why_len);
+/* Checks that what `serve` needs is present. */
+CV_MUST_USE cv_status cv_config_require(const struct cv_config *cfg, bool need_db, bool need_kek,
+                                        char *why, unsigned why_len);
+/* Replaces a string field (takes a copy). */
+void cv_config_set_str(char **field, const char *value);
+/* Frees the strings; accepts a zeroed struct. */
+void cv_config_cleanup(struct cv_config *cfg);
+
+#endif

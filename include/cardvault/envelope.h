@@ -1,0 +1,61 @@
+#ifndef CV_ENVELOPE_H
+#define CV_ENVELOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cardvault/secbuf.h"
+#include "cardvault/status.h"
+
+/* Envelope cryptography on data keys: DEK generation, AES-256-GCM sealing
+ * of card plaintext bound to its row by associated data, and the keyed
+ * fingerprint. Knows nothing of the database or HTTP; never logs secrets. */
+
+#define CV_DEK_BYTES         32
+#define CV_GCM_NONCE_BYTES   12
+#define CV_GCM_TAG_BYTES     16
+#define CV_FP_KEY_BYTES      32
+#define CV_SEAL_FORMAT_V1    1
+#define CV_CARD_PLAIN_MAX    (1 + 19 + 1 + 2 + 1 + 128)
+
+/* What a ciphertext is bound to: a ciphertext moved to another row, another
+ * merchant, or relabelled with another key id fails to open. */
+struct cv_aad {
+    int format_version;
+    const char *token;
+    const char *merchant_id;
+    int64_t dek_id;
+};
+
+/* Card fields sealed together. pan/name are NUL-terminated. */
+struct cv_card_plain {
+    char pan[20];
+    int exp_month;
+    int exp_year;
+    char name[129];
+    int has_name;
+};
+
+/* A fresh 256-bit key from the CSPRNG in a secure buffer (caller frees). */
+CV_MUST_USE cv_status cv_envelope_new_key(struct cv_secbuf **out);
+
+/* Seals card under dek: random 96-bit nonce, ciphertext||tag into *ct (heap,
+ * caller frees with free(); not secret). */
+CV_MUST_USE cv_status cv_envelope_seal(const struct cv_secbuf *dek, const struct cv_aad *aad,
+                                       const struct cv_card_plain *card,
+                                       unsigned char nonce[CV_GCM_NONCE_BYTES],
+                                       unsigned char **ct, size_t *ct_len);
+/* Opens a sealed card; CV_ERR_INTEGRITY when the tag, AAD or layout do not
+ * verify. `card` is wiped on failure; the caller wipes it after use. */
+CV_MUST_USE cv_status cv_envelope_open(const struct cv_secbuf *dek, const struct cv_aad *aad,
+                                       const unsigned char *nonce, size_t nonce_len,
+                                       const unsigned char *ct, size_t ct_len,
+                                       struct cv_card_plain *card);
+/* HMAC-SHA-256(fp_key, merchant_id || 0x00 || pan), first 16 bytes. */
+CV_MUST_USE cv_status cv_envelope_fingerprint(const struct cv_secbuf *fp_key,
+                                              const char *merchant_id, const char *pan,
+                                              unsigned char out[16]);
+/* SHA-256 of data. */
+CV_MUST_USE cv_status cv_envelope_sha256(const void *data, size_t len, unsigned char out[32]);
+
+#endif

@@ -1,0 +1,63 @@
+#ifndef CV_JSON_CODEC_H
+#define CV_JSON_CODEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cardvault/secbuf.h"
+#include "cardvault/status.h"
+
+/* Request bytes -> structs and structs -> response bytes. Decoding is strict:
+ * duplicate keys, unknown fields and wrong types are errors. Card fields are
+ * copied out of the JSON tree into secure buffers at once, and the tree's own
+ * memory is wiped when freed (wiping allocators installed by cv_json_init).
+ * Error messages never quote the input. */
+
+struct cv_tokenize_req {
+    struct cv_secbuf *pan;  /* as sent, NUL-terminated; separators not yet removed */
+    struct cv_secbuf *cvc;  /* NULL when absent */
+    struct cv_secbuf *name; /* NULL when absent */
+    long long exp_month;
+    long long exp_year;
+    bool reuse_existing;
+};
+
+/* What a token answer shows. pan/name are set only for detokenize. */
+struct cv_token_view {
+    const char *token;
+    const char *brand;
+    const char *bin;
+    const char *last4;
+    int exp_month;
+    int exp_year;
+    const char *fingerprint;
+    const char *created_at;
+    const char *pan;  /* NULL: omitted */
+    const char *name; /* with include_name: NULL is written as null */
+    bool include_name;
+};
+
+/* Installs jansson allocators that wipe every block on free. Call once at startup. */
+void cv_json_init(void);
+/* Frees memory returned by the encoders (wiped). */
+void cv_json_free(void *p);
+
+/* Decodes a tokenize body. On error returns the status and points *param at the
+ * offending field name (static storage) or NULL. */
+CV_MUST_USE cv_status cv_json_decode_tokenize(const char *body, size_t len,
+                                              struct cv_tokenize_req *out, const char **param);
+void cv_tokenize_req_cleanup(struct cv_tokenize_req *req);
+/* Accepts an empty body or "{}" (detokenize takes no parameters). */
+CV_MUST_USE cv_status cv_json_decode_empty(const char *body, size_t len, const char **param);
+
+/* Encoders return NUL-terminated heap text (free with cv_json_free) and its length. */
+char *cv_json_encode_token(const struct cv_token_view *v, size_t *len);
+char *cv_json_encode_error(const char *type, const char *code, const char *message,
+                           const char *param, const char *request_id, size_t *len);
+/* {"status":status,"checks":{name:value,...}} for health endpoints; names/values in pairs. */
+char *cv_json_encode_health(const char *status, const char *const *checks, size_t n_pairs,
+                            size_t *len);
+/* Any string-keyed object of strings (CLI output). */
+char *cv_json_encode_pairs(const char *const *pairs, size_t n_pairs, size_t *len);
+
+#endif

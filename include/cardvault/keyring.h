@@ -1,0 +1,49 @@
+#ifndef CV_KEYRING_H
+#define CV_KEYRING_H
+
+#include <stdint.h>
+
+#include "cardvault/envelope.h"
+#include "cardvault/keyprovider.h"
+#include "cardvault/status.h"
+#include "cardvault/store.h"
+
+/* The key hierarchy at run time: checks the KEK against the database's key
+ * check value, unwraps the fingerprint key, keeps the active DEK (rotated by
+ * age and by use count, uses reserved in the database in blocks) and a cache
+ * of unwrapped DEKs for opening. Unwrapped keys never leave this module:
+ * callers ask it to seal, open or fingerprint. */
+
+struct cv_keyring;
+
+struct cv_keyring_limits {
+    int64_t dek_max_age_s;
+    int64_t dek_max_uses;
+};
+
+/* Binds the KEK to the vault (first run: creates the fingerprint key and the
+ * check value). CV_ERR_CONFIG with a reason in why when the KEK is not this
+ * vault's. The provider is borrowed and must outlive the keyring. */
+CV_MUST_USE cv_status cv_keyring_open(struct cv_store *store, struct cv_keyprovider *kp,
+                                      const struct cv_keyring_limits *limits,
+                                      struct cv_keyring **out, char *why, size_t why_len);
+/* Wipes every unwrapped key and frees; accepts NULL. */
+void cv_keyring_close(struct cv_keyring *kr);
+
+/* Seals card for (merchant, token) under the active DEK: fills row->dek_id,
+ * format_version, nonce, ciphertext. */
+CV_MUST_USE cv_status cv_keyring_seal(struct cv_keyring *kr, const struct cv_card_plain *card,
+                                      struct cv_token_row *row);
+/* Opens row into card. CV_ERR_TOKEN_DESTROYED when its DEK was destroyed,
+ * CV_ERR_INTEGRITY when the ciphertext does not verify for this row. */
+CV_MUST_USE cv_status cv_keyring_open_row(struct cv_keyring *kr, const struct cv_token_row *row,
+                                          struct cv_card_plain *card);
+/* "fp_..." for (merchant, pan). */
+CV_MUST_USE cv_status cv_keyring_fingerprint(struct cv_keyring *kr, const char *merchant_id,
+                                             const char *pan, char out[CV_FINGERPRINT_LEN + 1]);
+/* Number of DEK rotations this process performed (metrics). */
+uint64_t cv_keyring_rotations(struct cv_keyring *kr);
+/* Forces a new active DEK now (operators: `cardvault keys rotate-dek`). */
+CV_MUST_USE cv_status cv_keyring_rotate(struct cv_keyring *kr, int64_t *new_dek_id);
+
+#endif

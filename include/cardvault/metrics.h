@@ -1,0 +1,37 @@
+#ifndef CV_METRICS_H
+#define CV_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cardvault/router.h"
+#include "cardvault/status.h"
+
+/* Counters and latency histograms, rendered in the Prometheus text format
+ * (0.0.4). Updates are lock-free atomics on fixed arrays: the request path
+ * never allocates or locks for metrics. Labels are route patterns, status
+ * codes and error codes: never tokens, keys or card data. */
+
+struct cv_metrics;
+
+struct cv_metrics *cv_metrics_new(void);
+void cv_metrics_free(struct cv_metrics *m);
+
+/* One finished HTTP request. st is the handler's status (CV_OK on success). */
+void cv_metrics_observe_request(struct cv_metrics *m, enum cv_route_id route, int http_status,
+                                cv_status st, double seconds);
+/* An Authorization header that named no valid key (brute-force signal). */
+void cv_metrics_count_auth_failure(struct cv_metrics *m);
+
+/* Gauges sampled when /metrics is scraped. */
+struct cv_metrics_gauges {
+    unsigned db_pool_in_use;
+    unsigned db_pool_size;
+    uint64_t dek_rotations;
+    int ready;
+};
+
+/* Renders the exposition text (heap, free()). */
+char *cv_metrics_render(struct cv_metrics *m, const struct cv_metrics_gauges *g, size_t *len);
+
+#endif

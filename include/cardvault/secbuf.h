@@ -1,0 +1,44 @@
+#ifndef CV_SECBUF_H
+#define CV_SECBUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cardvault/status.h"
+
+/* A heap buffer for secrets (PANs, keys, plaintext). It comes from OpenSSL's
+ * secure heap when that is set up (locked, excluded from core dumps) and is
+ * wiped over its whole capacity before it is released. */
+struct cv_secbuf {
+    unsigned char *data;
+    size_t len;
+    size_t cap;
+};
+
+/* Creates the locked, dump-excluded heap secure buffers come from (call once,
+ * before threads start). CV_ERR_CONFIG if the OS refuses. */
+CV_MUST_USE cv_status cv_secbuf_init_secure_heap(size_t bytes);
+/* Allocates cap bytes of zeroed secure memory; aborts on OOM. Free with cv_secbuf_free. */
+struct cv_secbuf *cv_secbuf_new(size_t cap);
+/* Wipes and frees; accepts NULL. */
+void cv_secbuf_free(struct cv_secbuf *b);
+/* Replaces the content with a copy of src (len <= cap), or CV_ERR_INTERNAL. */
+CV_MUST_USE cv_status cv_secbuf_set(struct cv_secbuf *b, const void *src, size_t len);
+
+/* Wipes any caller memory that held a secret. */
+void cv_wipe(void *p, size_t len);
+/* Constant-time equality of two equal-length buffers. */
+bool cv_ct_equal(const void *a, const void *b, size_t len);
+
+/* malloc/calloc that log and abort() on out-of-memory. */
+void *cv_xmalloc(size_t n);
+void *cv_xcalloc(size_t count, size_t size);
+char *cv_xstrdup(const char *s);
+
+/* Fills buf with bytes from the OpenSSL CSPRNG; CV_ERR_CRYPTO if it cannot. */
+CV_MUST_USE cv_status cv_random_bytes(void *buf, size_t len);
+
+/* Marks the process non-dumpable and sets RLIMIT_CORE to 0 (production mode). */
+CV_MUST_USE cv_status cv_secbuf_harden_process(void);
+
+#endif

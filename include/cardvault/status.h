@@ -1,0 +1,58 @@
+#ifndef CV_STATUS_H
+#define CV_STATUS_H
+
+/* One status enum for the whole service. Fallible functions return it;
+ * http_server.c alone maps it to an HTTP status and a stable error code. */
+
+#define CV_MUST_USE __attribute__((warn_unused_result))
+
+typedef enum cv_status {
+    CV_OK = 0,
+    /* request validation (400) */
+    CV_ERR_INVALID_JSON,
+    CV_ERR_UNKNOWN_FIELD,
+    CV_ERR_MISSING_FIELD,
+    CV_ERR_INVALID_TYPE,
+    CV_ERR_INVALID_PAN,
+    CV_ERR_INVALID_EXPIRY,
+    CV_ERR_INVALID_CVC,
+    CV_ERR_INVALID_NAME,
+    CV_ERR_BAD_REQUEST,
+    CV_ERR_INVALID_IDEMPOTENCY_KEY,
+    CV_ERR_KEY_IN_QUERY,
+    /* protocol */
+    CV_ERR_UNAUTHENTICATED,
+    CV_ERR_FORBIDDEN,
+    CV_ERR_NOT_FOUND,
+    CV_ERR_ROUTE_NOT_FOUND,
+    CV_ERR_METHOD_NOT_ALLOWED,
+    CV_ERR_BODY_TOO_LARGE,
+    CV_ERR_UNSUPPORTED_MEDIA,
+    CV_ERR_IDEMPOTENCY_REUSED,
+    CV_ERR_IDEMPOTENCY_IN_USE,
+    CV_ERR_TOKEN_DESTROYED,
+    CV_ERR_RATE_LIMITED,
+    /* infrastructure */
+    CV_ERR_CONFLICT,       /* unique violation: caller may retry with a new value */
+    CV_ERR_DB_UNAVAILABLE, /* connection lost or database refusing writes: 503 */
+    CV_ERR_DB,             /* unexpected database error: 500 */
+    CV_ERR_CRYPTO,
+    CV_ERR_INTEGRITY, /* AEAD open failed: tampered or misplaced ciphertext */
+    CV_ERR_CONFIG,
+    CV_ERR_IO,
+    CV_ERR_SHUTTING_DOWN,
+    CV_ERR_INTERNAL,
+    CV_STATUS_COUNT
+} cv_status;
+
+#define CV_TRY(expr)                                                                               \
+    do {                                                                                           \
+        cv_status cv_try_st_ = (expr);                                                             \
+        if (cv_try_st_ != CV_OK)                                                                   \
+            return cv_try_st_;                                                                     \
+    } while (0)
+
+/* Stable lower_snake name of a status, for logs and metrics. Never NULL. */
+const char *cv_status_name(cv_status st);
+
+#endif

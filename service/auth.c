@@ -1,0 +1,284 @@
+/* auth.c: API-key authentication. The full key exists only in the request
+ * header and in the one CLI output that hands it to the merchant; we keep
+ * SHA-256(key). A 256-bit random key needs no slow hash: there is nothing to
+ * brute-force offline. The in-memory table is keyed by that hash, so what an
+ * attacker can time is a lookup by a value they cannot steer; the final match
+ * is a constant-time comparison all the same. Never logs key material beyond
+ * the 12-character prefix. */
+#include "cardvault/auth.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "cardvault/envelope.h"
+#include "cardvault/log.h"
+#include "cardvault/secbuf.h"
+
+struct entry {
+    bool used;
+    bool revoked;
+    unsigned char hash[32];
+    struct cv_principal who;
+};
+
+struct cv_auth {
+    struct cv_store *store;
+    unsigned refresh_ms;
+    pthread_rwlock_t lock;
+    struct entry *slots; /* open addressing, power-of-two capacity */
+    size_t cap, count;
+    int64_t last_changed_us;
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t stop_lock;
+    pthread_cond_t stop_cond;
+    bool stopping;
+};
+
+static const char *const scope_names[] = {"tokenize", "read", "delete", "detokenize"};
+
+static size_t slot_of(const unsigned char hash[32], size_t cap)
+{
+    size_t h = 0;
+    memcpy(&h, hash, sizeof(h));
+    return h & (cap - 1);
+}
+
+/* Caller holds the write lock. */
+static void put_locked(struct cv_auth *a, const unsigned char hash[32], const char *merchant_id,
+                       const char *prefix, unsigned scopes, bool revoked)
+{
+    if ((a->count + 1) * 2 > a->cap) {
+        size_t old_cap = a->cap;
+        struct entry *old = a->slots;
+        a->cap = old_cap == 0 ? 64 : old_cap * 2;
+        a->slots = cv_xcalloc(a->cap, sizeof(*a->slots));
+        a->count = 0;
+        for (size_t i = 0; i < old_cap; i++)
+            if (old[i].used)
+                put_locked(a, old[i].hash, old[i].who.merchant_id, old[i].who.key_prefix,
+                           old[i].who.scopes, old[i].revoked);
+        free(old);
+    }
+    size_t i = slot_of(hash, a->cap);
+    while (a->slots[i].used && memcmp(a->slots[i].hash, hash, 32) != 0)
+        i = (i + 1) & (a->cap - 1);
+    struct entry *e = &a->slots[i];
+    if (!e->used)
+        a->count++;
+    e->used = true;
+    e->revoked = revoked;
+    memcpy(e->hash, hash, 32);
+    snprintf(e->who.merchant_id, sizeof(e->who.merchant_id), "%s", merchant_id);
+    snprintf(e->who.key_prefix, sizeof(e->who.key_prefix), "%s", prefix);
+    e->who.scopes = scopes;
+}
+
+/* Rows read from the database, applied to the table only once the query is
+ * done, so request threads never wait on the database behind our lock. */
+struct pending {
+    struct entry *rows;
+    size_t n, cap;
+};
+
+static void on_key(void *ctx, const char *merchant_id, const char *prefix,
+                   const unsigned char hash[32], const char *scopes, bool revoked)
+{
+    struct pending *p = ctx;
+    if (p->n == p->cap) {
+        size_t cap = p->cap == 0 ? 64 : p->cap * 2;
+        struct entry *rows = cv_xcalloc(cap, sizeof(*rows));
+        if (p->n > 0)
+            memcpy(rows, p->rows, p->n * sizeof(*rows));
+        free(p->rows);
+        p->rows = rows;
+        p->cap = cap;
+    }
+    struct entry *e = &p->rows[p->n++];
+    unsigned bits = 0;
+    if (cv_auth_parse_scopes(scopes, &bits) != CV_OK)
+        bits = 0; /* an unreadable scope list grants nothing */
+    e->revoked = revoked;
+    memcpy(e->hash, hash, 32);
+    snprintf(e->who.merchant_id, sizeof(e->who.merchant_id), "%s", merchant_id);
+    snprintf(e->who.key_prefix, sizeof(e->who.key_prefix), "%s", prefix);
+    e->who.scopes = bits;
+}
+
+cv_status cv_auth_refresh(struct cv_auth *a)
+{
+    /* Re-read a window before the newest change seen: a transaction that
+     * stamped changed_at earlier may commit after we looked. */
+    int64_t since = a->last_changed_us - 10 * 1000000LL;
+    int64_t max_seen = a->last_changed_us;
+    struct pending p = {NULL, 0, 0};
+    cv_status st = cv_store_scan_api_keys(a->store, since < 0 ? 0 : since, &max_seen, on_key, &p);
+    if (st == CV_OK) {
+        pthread_rwlock_wrlock(&a->lock);
+        for (size_t i = 0; i < p.n; i++)
+            put_locked(a, p.rows[i].hash, p.rows[i].who.merchant_id, p.rows[i].who.key_prefix,
+                       p.rows[i].who.scopes, p.rows[i].revoked);
+        pthread_rwlock_unlock(&a->lock);
+        a->last_changed_us = max_seen;
+    }
+    if (p.rows != NULL)
+        cv_wipe(p.rows, p.cap * sizeof(*p.rows));
+    free(p.rows);
+    return st;
+}
+
+static void *refresher(void *arg)
+{
+    struct cv_auth *a = arg;
+    pthread_mutex_lock(&a->stop_lock);
+    while (!a->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        long long ns = until.tv_nsec + (long long)a->refresh_ms * 1000000LL;
+        until.tv_sec += (time_t)(ns / 1000000000LL);
+        until.tv_nsec = (long)(ns % 1000000000LL);
+        pthread_cond_timedwait(&a->stop_cond, &a->stop_lock, &until);
+        if (a->stopping)
+            break;
+        pthread_mutex_unlock(&a->stop_lock);
+        if (cv_auth_refresh(a) != CV_OK) /* the table stays as it was */
+            cv_log(CV_LOG_WARN, "api_key_refresh_failed", CV_LS("effect", "using cached keys"));
+        pthread_mutex_lock(&a->stop_lock);
+    }
+    pthread_mutex_unlock(&a->stop_lock);
+    return NULL;
+}
+
+cv_status cv_auth_open(struct cv_store *store, unsigned refresh_ms, struct cv_auth **out)
+{
+    struct cv_auth *a = cv_xcalloc(1, sizeof(*a));
+    a->store = store;
+    a->refresh_ms = refresh_ms;
+    pthread_rwlock_init(&a->lock, NULL);
+    pthread_mutex_init(&a->stop_lock, NULL);
+    pthread_cond_init(&a->stop_cond, NULL);
+    cv_status st = cv_auth_refresh(a);
+    if (st == CV_OK && pthread_create(&a->thread, NULL, refresher, a) != 0)
+        st = CV_ERR_INTERNAL;
+    if (st != CV_OK) {
+        cv_auth_close(a);
+        return st;
+    }
+    a->thread_started = true;
+    *out = a;
+    return CV_OK;
+}
+
+void cv_auth_close(struct cv_auth *a)
+{
+    if (a == NULL)
+        return;
+    if (a->thread_started) {
+        pthread_mutex_lock(&a->stop_lock);
+        a->stopping = true;
+        pthread_cond_signal(&a->stop_cond);
+        pthread_mutex_unlock(&a->stop_lock);
+        pthread_join(a->thread, NULL);
+    }
+    if (a->slots != NULL)
+        cv_wipe(a->slots, a->cap * sizeof(*a->slots));
+    free(a->slots);
+    pthread_rwlock_destroy(&a->lock);
+    pthread_mutex_destroy(&a->stop_lock);
+    pthread_cond_destroy(&a->stop_cond);
+    free(a);
+}
+
+cv_status cv_auth_authenticate(struct cv_auth *a, const char *authorization,
+                               struct cv_principal *out)
+{
+    unsigned char hash[32];
+    if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7) != 0)
+        return CV_ERR_UNAUTHENTICATED;
+    const char *key = authorization + 7;
+    while (*key == ' ')
+        key++;
+    size_t len = strlen(key);
+    if (!cv_token_api_key_is_valid(key, len))
+        return CV_ERR_UNAUTHENTICATED;
+    if (cv_envelope_sha256(key, len, hash) != CV_OK)
+        return CV_ERR_INTERNAL;
+    cv_status st = CV_ERR_UNAUTHENTICATED;
+    pthread_rwlock_rdlock(&a->lock);
+    if (a->cap > 0) {
+        size_t i = slot_of(hash, a->cap);
+        for (size_t probes = 0; probes < a->cap && a->slots[i].used; probes++) {
+            if (cv_ct_equal(a->slots[i].hash, hash, 32)) {
+                if (!a->slots[i].revoked) {
+                    *out = a->slots[i].who;
+                    st = CV_OK;
+                }
+                break;
+            }
+            i = (i + 1) & (a->cap - 1);
+        }
+    }
+    pthread_rwlock_unlock(&a->lock);
+    cv_wipe(hash, sizeof(hash));
+    return st;
+}
+
+cv_status cv_auth_parse_scopes(const char *csv, unsigned *scopes)
+{
+    unsigned bits = 0;
+    const char *p = csv;
+    if (csv == NULL || *csv == '\0')
+        return CV_ERR_BAD_REQUEST;
+    while (*p != '\0') {
+        size_t n = strcspn(p, ",");
+        bool known = false;
+        for (unsigned i = 0; i < 4; i++) {
+            if (strlen(scope_names[i]) == n && strncmp(p, scope_names[i], n) == 0) {
+                bits |= 1u << i;
+                known = true;
+            }
+        }
+        if (!known)
+            return CV_ERR_BAD_REQUEST;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    *scopes = bits;
+    return CV_OK;
+}
+
+void cv_auth_format_scopes(unsigned scopes, char out[64])
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (unsigned i = 0; i < 4; i++) {
+        if (scopes & (1u << i))
+            n += (size_t)snprintf(out + n, 64 - n, "%s%s", n > 0 ? "," : "", scope_names[i]);
+    }
+}
+
+cv_status cv_auth_create_key(struct cv_store *store, const char *merchant_id, unsigned scopes,
+                             char key[CV_APIKEY_LEN + 1], char prefix[CV_APIKEY_PREFIX_LEN + 1])
+{
+    const char *kind = scopes == CV_SCOPE_TOKENIZE     ? "pk"
+                       : scopes == CV_SCOPE_DETOKENIZE ? "dk"
+                                                       : "sk";
+    unsigned char hash[32];
+    char csv[64];
+    cv_auth_format_scopes(scopes, csv);
+    CV_TRY(cv_token_api_key(kind, key));
+    memcpy(prefix, key, CV_APIKEY_PREFIX_LEN);
+    prefix[CV_APIKEY_PREFIX_LEN] = '\0';
+    cv_status st = cv_envelope_sha256(key, strlen(key), hash);
+    if (st == CV_OK)
+        st = cv_store_insert_api_key(store, merchant_id, prefix, hash, csv);
+    if (st != CV_OK)
+        cv_wipe(key, CV_APIKEY_LEN + 1);
+    return st;
+}

@@ -1,0 +1,143 @@
+/* config.c: environment and flags into one validated struct cv_config.
+ * A bad value stops the program with one clear line naming the variable;
+ * values are never echoed when they might be secrets (the database URL may
+ * hold a password). */
+#include "cardvault/config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cardvault/log.h"
+#include "cardvault/secbuf.h"
+
+void cv_config_set_str(char **field, const char *value)
+{
+    free(*field);
+    *field = value != NULL ? cv_xstrdup(value) : NULL;
+}
+
+static cv_status parse_ll(const char *name, long long min, long long max, long long *out,
+                          char *why, unsigned why_len)
+{
+    const char *v = getenv(name);
+    if (v == NULL || *v == '\0')
+        return CV_OK;
+    char *end = NULL;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0' || x < min || x > max) {
+        snprintf(why, why_len, "%s must be an integer from %lld to %lld", name, min, max);
+        return CV_ERR_CONFIG;
+    }
+    *out = x;
+    return CV_OK;
+}
+
+static cv_status parse_uint(const char *name, unsigned min, unsigned max, unsigned *out, char *why,
+                            unsigned why_len)
+{
+    long long x = *out;
+    CV_TRY(parse_ll(name, min, max, &x, why, why_len));
+    *out = (unsigned)x;
+    return CV_OK;
+}
+
+cv_status cv_config_set_listen(struct cv_config *cfg, const char *hostport, char *why,
+                               unsigned why_len)
+{
+    const char *colon = strrchr(hostport, ':');
+    if (colon == NULL || colon == hostport || colon[1] == '\0') {
+        snprintf(why, why_len, "CARDVAULT_LISTEN must be host:port, e.g. 127.0.0.1:8080");
+        return CV_ERR_CONFIG;
+    }
+    char *end = NULL;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (errno != 0 || *end != '\0' || port < 1 || port > 65535) {
+        snprintf(why, why_len, "CARDVAULT_LISTEN port must be 1-65535");
+        return CV_ERR_CONFIG;
+    }
+    size_t hl = (size_t)(colon - hostport);
+    char *host = cv_xmalloc(hl + 1);
+    memcpy(host, hostport, hl);
+    host[hl] = '\0';
+    free(cfg->listen_host);
+    cfg->listen_host = host;
+    cfg->listen_port = (uint16_t)port;
+    return CV_OK;
+}
+
+cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->http_threads = 4;
+    cfg->db_pool_size = 8;
+    cfg->max_connections = 512;
+    cfg->conn_timeout_s = 30;
+    cfg->dek_max_age_s = 30LL * 24 * 3600;
+    /* NIST SP 800-38D 8.3: at most 2^32 random-nonce encryptions per key;
+     * 2^24 keeps the nonce-collision probability below 2^-49. */
+    cfg->dek_max_uses = 1LL << 24;
+    cfg->auth_refresh_ms = 1000;
+    cfg->log_level = CV_LOG_INFO;
+    cfg->production = true;
+
+    cv_config_set_str(&cfg->database_url, getenv("CARDVAULT_DATABASE_URL"));
+    cv_config_set_str(&cfg->kek_file, getenv("CARDVAULT_KEK_FILE"));
+    const char *listen = getenv("CARDVAULT_LISTEN");
+    CV_TRY(cv_config_set_listen(cfg, listen != NULL && *listen != '\0' ? listen : "127.0.0.1:8080",
+                                why, why_len));
+    CV_TRY(parse_uint("CARDVAULT_HTTP_THREADS", 1, 256, &cfg->http_threads, why, why_len));
+    CV_TRY(parse_uint("CARDVAULT_DB_POOL_SIZE", 1, 256, &cfg->db_pool_size, why, why_len));
+    CV_TRY(parse_uint("CARDVAULT_MAX_CONNECTIONS", 1, 65536, &cfg->max_connections, why, why_len));
+    CV_TRY(parse_uint("CARDVAULT_CONNECTION_TIMEOUT_S", 1, 3600, &cfg->conn_timeout_s, why,
+                      why_len));
+    CV_TRY(parse_ll("CARDVAULT_DEK_MAX_AGE_S", 60, 10LL * 365 * 24 * 3600, &cfg->dek_max_age_s, why,
+                    why_len));
+    CV_TRY(parse_ll("CARDVAULT_DEK_MAX_USES", 1000, 1LL << 32, &cfg->dek_max_uses, why, why_len));
+    CV_TRY(parse_uint("CARDVAULT_AUTH_REFRESH_MS", 100, 5000, &cfg->auth_refresh_ms, why, why_len));
+
+    const char *lvl = getenv("CARDVAULT_LOG_LEVEL");
+    if (lvl != NULL && *lvl != '\0') {
+        static const char *const names[] = {"debug", "info", "warn", "error"};
+        int found = -1;
+        for (int i = 0; i < 4; i++)
+            if (strcmp(lvl, names[i]) == 0)
+                found = i;
+        if (found < 0) {
+            snprintf(why, why_len, "CARDVAULT_LOG_LEVEL must be debug, info, warn or error");
+            return CV_ERR_CONFIG;
+        }
+        cfg->log_level = found;
+    }
+    const char *dev = getenv("CARDVAULT_DEV");
+    cfg->production = !(dev != NULL && strcmp(dev, "1") == 0);
+    return CV_OK;
+}
+
+cv_status cv_config_require(const struct cv_config *cfg, bool need_db, bool need_kek, char *why,
+                            unsigned why_len)
+{
+    if (need_db && (cfg->database_url == NULL || cfg->database_url[0] == '\0')) {
+        snprintf(why, why_len,
+                 "CARDVAULT_DATABASE_URL is not set (a libpq connection string or URI)");
+        return CV_ERR_CONFIG;
+    }
+    if (need_kek && (cfg->kek_file == NULL || cfg->kek_file[0] == '\0')) {
+        snprintf(why, why_len, "CARDVAULT_KEK_FILE is not set (path to a 0600 file, 32 bytes hex)");
+        return CV_ERR_CONFIG;
+    }
+    return CV_OK;
+}
+
+void cv_config_cleanup(struct cv_config *cfg)
+{
+    if (cfg->database_url != NULL)
+        cv_wipe(cfg->database_url, strlen(cfg->database_url));
+    free(cfg->database_url);
+    free(cfg->listen_host);
+    free(cfg->kek_file);
+    memset(cfg, 0, sizeof(*cfg));
+}

@@ -1,0 +1,212 @@
+/* envelope.c: AES-256-GCM sealing of card plaintext under data keys, and the
+ * keyed fingerprint. Nonces are 96 random bits per encryption (NIST SP
+ * 800-38D 8.2.2); the per-key use limit that keeps that safe is enforced by
+ * keyring.c. Every plaintext buffer is wiped on every path. This module never
+ * logs and never sees the database. */
+#include "cardvault/envelope.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/params.h>
+#include <openssl/core_names.h>
+#include <openssl/rand.h>
+
+/* Plaintext layout, version 1:
+ *   u8 pan_len | pan digits | u8 month | u16be year | u8 name_len | name bytes
+ * name_len 0xff means "no name" (an empty name is not allowed by validation). */
+
+static size_t pack_card(const struct cv_card_plain *c, unsigned char *out)
+{
+    size_t pan_len = strnlen(c->pan, sizeof(c->pan) - 1);
+    size_t name_len = c->has_name ? strnlen(c->name, sizeof(c->name) - 1) : 0;
+    size_t n = 0;
+    out[n++] = (unsigned char)pan_len;
+    memcpy(out + n, c->pan, pan_len);
+    n += pan_len;
+    out[n++] = (unsigned char)c->exp_month;
+    out[n++] = (unsigned char)((unsigned)c->exp_year >> 8);
+    out[n++] = (unsigned char)((unsigned)c->exp_year & 0xff);
+    out[n++] = c->has_name ? (unsigned char)name_len : 0xff;
+    memcpy(out + n, c->name, name_len);
+    return n + name_len;
+}
+
+static cv_status unpack_card(const unsigned char *in, size_t len, struct cv_card_plain *c)
+{
+    size_t n = 0;
+    memset(c, 0, sizeof(*c));
+    if (len < 1 || in[0] < 12 || in[0] > 19 || len < (size_t)1 + in[0] + 4)
+        return CV_ERR_INTEGRITY;
+    size_t pan_len = in[n++];
+    memcpy(c->pan, in + n, pan_len);
+    n += pan_len;
+    c->exp_month = in[n++];
+    c->exp_year = (in[n] << 8) | in[n + 1];
+    n += 2;
+    unsigned name_len = in[n++];
+    if (name_len == 0xff) {
+        c->has_name = 0;
+        return n == len ? CV_OK : CV_ERR_INTEGRITY;
+    }
+    if (name_len > 128 || n + name_len != len)
+        return CV_ERR_INTEGRITY;
+    memcpy(c->name, in + n, name_len);
+    c->has_name = 1;
+    return CV_OK;
+}
+
+/* AAD: "cardvault" | u8 version | token | 0x00 | merchant | 0x00 | i64be dek_id.
+ * NUL separators make the encoding injective: no two rows share AAD bytes. */
+static size_t build_aad(const struct cv_aad *a, unsigned char *out, size_t cap)
+{
+    size_t tl = strlen(a->token), ml = strlen(a->merchant_id);
+    size_t need = 9 + 1 + tl + 1 + ml + 1 + 8;
+    if (need > cap)
+        return 0;
+    size_t n = 0;
+    memcpy(out, "cardvault", 9);
+    n += 9;
+    out[n++] = (unsigned char)a->format_version;
+    memcpy(out + n, a->token, tl);
+    n += tl;
+    out[n++] = 0;
+    memcpy(out + n, a->merchant_id, ml);
+    n += ml;
+    out[n++] = 0;
+    for (int i = 7; i >= 0; i--)
+        out[n++] = (unsigned char)((uint64_t)a->dek_id >> (8 * i));
+    return n;
+}
+
+cv_status cv_envelope_new_key(struct cv_secbuf **out)
+{
+    struct cv_secbuf *k = cv_secbuf_new(CV_DEK_BYTES);
+    if (cv_random_bytes(k->data, CV_DEK_BYTES) != CV_OK) {
+        cv_secbuf_free(k);
+        return CV_ERR_CRYPTO;
+    }
+    k->len = CV_DEK_BYTES;
+    *out = k;
+    return CV_OK;
+}
+
+cv_status cv_envelope_seal(const struct cv_secbuf *dek, const struct cv_aad *aad,
+                           const struct cv_card_plain *card, unsigned char nonce[CV_GCM_NONCE_BYTES],
+                           unsigned char **ct, size_t *ct_len)
+{
+    cv_status st = CV_ERR_CRYPTO;
+    unsigned char plain[CV_CARD_PLAIN_MAX];
+    unsigned char aad_buf[256];
+    unsigned char *out = NULL;
+    int outl = 0, finl = 0;
+    EVP_CIPHER_CTX *ctx = NULL;
+
+    *ct = NULL;
+    *ct_len = 0;
+    size_t plain_len = pack_card(card, plain);
+    size_t aad_len = build_aad(aad, aad_buf, sizeof(aad_buf));
+    if (dek->len != CV_DEK_BYTES || aad_len == 0)
+        goto out;
+    if (RAND_bytes(nonce, CV_GCM_NONCE_BYTES) != 1)
+        goto out;
+    out = cv_xmalloc(plain_len + CV_GCM_TAG_BYTES);
+    ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL || EVP_EncryptInit_ex2(ctx, EVP_aes_256_gcm(), dek->data, nonce, NULL) != 1)
+        goto out;
+    if (EVP_EncryptUpdate(ctx, NULL, &outl, aad_buf, (int)aad_len) != 1)
+        goto out;
+    if (EVP_EncryptUpdate(ctx, out, &outl, plain, (int)plain_len) != 1)
+        goto out;
+    if (EVP_EncryptFinal_ex(ctx, out + outl, &finl) != 1)
+        goto out;
+    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, CV_GCM_TAG_BYTES, out + outl + finl) != 1)
+        goto out;
+    *ct = out;
+    *ct_len = (size_t)(outl + finl) + CV_GCM_TAG_BYTES;
+    out = NULL;
+    st = CV_OK;
+out:
+    cv_wipe(plain, sizeof(plain));
+    free(out);
+    EVP_CIPHER_CTX_free(ctx);
+    return st;
+}
+
+cv_status cv_envelope_open(const struct cv_secbuf *dek, const struct cv_aad *aad,
+                           const unsigned char *nonce, size_t nonce_len, const unsigned char *ct,
+                           size_t ct_len, struct cv_card_plain *card)
+{
+    cv_status st = CV_ERR_INTEGRITY;
+    unsigned char plain[CV_CARD_PLAIN_MAX + 16];
+    unsigned char aad_buf[256];
+    unsigned char tag[CV_GCM_TAG_BYTES];
+    int outl = 0, finl = 0;
+    EVP_CIPHER_CTX *ctx = NULL;
+
+    memset(card, 0, sizeof(*card));
+    size_t aad_len = build_aad(aad, aad_buf, sizeof(aad_buf));
+    if (dek->len != CV_DEK_BYTES || aad_len == 0 || nonce_len != CV_GCM_NONCE_BYTES ||
+        ct_len < CV_GCM_TAG_BYTES || ct_len - CV_GCM_TAG_BYTES > CV_CARD_PLAIN_MAX)
+        goto out;
+    size_t body_len = ct_len - CV_GCM_TAG_BYTES;
+    memcpy(tag, ct + body_len, CV_GCM_TAG_BYTES);
+    ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL || EVP_DecryptInit_ex2(ctx, EVP_aes_256_gcm(), dek->data, nonce, NULL) != 1)
+        goto out;
+    if (EVP_DecryptUpdate(ctx, NULL, &outl, aad_buf, (int)aad_len) != 1)
+        goto out;
+    if (EVP_DecryptUpdate(ctx, plain, &outl, ct, (int)body_len) != 1)
+        goto out;
+    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, CV_GCM_TAG_BYTES, tag) != 1)
+        goto out;
+    /* Final verifies the tag; nothing decrypted is used unless it succeeds. */
+    if (EVP_DecryptFinal_ex(ctx, plain + outl, &finl) != 1)
+        goto out;
+    st = unpack_card(plain, (size_t)(outl + finl), card);
+out:
+    if (st != CV_OK)
+        cv_wipe(card, sizeof(*card));
+    cv_wipe(plain, sizeof(plain));
+    EVP_CIPHER_CTX_free(ctx);
+    return st;
+}
+
+cv_status cv_envelope_fingerprint(const struct cv_secbuf *fp_key, const char *merchant_id,
+                                  const char *pan, unsigned char out[16])
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    size_t mac_len = 0;
+    cv_status st = CV_ERR_CRYPTO;
+    EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = hmac != NULL ? EVP_MAC_CTX_new(hmac) : NULL;
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                           OSSL_PARAM_construct_end()};
+    static const unsigned char sep = 0;
+    if (ctx == NULL || EVP_MAC_init(ctx, fp_key->data, fp_key->len, params) != 1)
+        goto out;
+    if (EVP_MAC_update(ctx, (const unsigned char *)merchant_id, strlen(merchant_id)) != 1 ||
+        EVP_MAC_update(ctx, &sep, 1) != 1 ||
+        EVP_MAC_update(ctx, (const unsigned char *)pan, strlen(pan)) != 1)
+        goto out;
+    if (EVP_MAC_final(ctx, mac, &mac_len, sizeof(mac)) != 1 || mac_len < 16)
+        goto out;
+    memcpy(out, mac, 16);
+    st = CV_OK;
+out:
+    cv_wipe(mac, sizeof(mac));
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(hmac);
+    return st;
+}
+
+cv_status cv_envelope_sha256(const void *data, size_t len, unsigned char out[32])
+{
+    unsigned int n = 0;
+    if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1 || n != 32)
+        return CV_ERR_CRYPTO;
+    return CV_OK;
+}

@@ -1,0 +1,447 @@
+/* http_server.c: libmicrohttpd glue. Owns one struct request per HTTP
+ * exchange (made on MHD's first call, freed in the completion callback),
+ * enforces the 8 KiB body cap and the JSON content type, refuses API keys in
+ * query strings, authenticates, dispatches, and maps cv_status to an HTTP
+ * status and a stable JSON error. It never logs a body, a query string or an
+ * Authorization header, and request bodies are wiped when freed. */
+#include "cardvault/http_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "cardvault/api_tokens.h"
+#include "cardvault/json_codec.h"
+#include "cardvault/log.h"
+#include "cardvault/router.h"
+#include "cardvault/secbuf.h"
+#include "cardvault/token.h"
+
+#define TOKEN_SEGMENT_MAX 64
+#define RETRY_AFTER_SECONDS "2"
+
+struct cv_http_server {
+    struct MHD_Daemon *daemon;
+    struct cv_app *app;
+    atomic_int in_flight;
+};
+
+struct request {
+    char request_id[CV_REQUEST_ID_LEN + 1];
+    struct timespec start;
+    const struct cv_route *route;
+    char token[TOKEN_SEGMENT_MAX + 1];
+    struct cv_principal who;
+    bool authenticated;
+    char *body; /* CV_HTTP_BODY_MAX_BYTES + 1, wiped on free */
+    size_t body_len;
+    bool body_too_large;
+    int http_status; /* what was queued, for the access log */
+    cv_status status;
+    const char *method;
+};
+
+struct error_map {
+    int http;
+    const char *type;
+    const char *message;
+};
+
+/* The single mapping from status to HTTP status, error type and message.
+ * Messages are fixed text: they never include anything the client sent. */
+static struct error_map map_status(cv_status st)
+{
+    switch (st) {
+    case CV_ERR_INVALID_JSON:
+        return (struct error_map){400, "invalid_request_error",
+                                  "The request body is not a valid JSON object (duplicate keys "
+                                  "are not allowed)."};
+    case CV_ERR_UNKNOWN_FIELD:
+        return (struct error_map){400, "invalid_request_error",
+                                  "The request body has a field this endpoint does not accept."};
+    case CV_ERR_MISSING_FIELD:
+        return (struct error_map){400, "invalid_request_error", "A required field is missing."};
+    case CV_ERR_INVALID_TYPE:
+        return (struct error_map){400, "invalid_request_error", "A field has the wrong JSON type."};
+    case CV_ERR_INVALID_PAN:
+        return (struct error_map){400, "invalid_request_error",
+                                  "The card number must be 12 to 19 digits and pass the Luhn "
+                                  "check."};
+    case CV_ERR_INVALID_EXPIRY:
+        return (struct error_map){400, "invalid_request_error",
+                                  "The expiry must be a month 1-12 and a four-digit year, not in "
+                                  "the past and at most 20 years ahead."};
+    case CV_ERR_INVALID_CVC:
+        return (struct error_map){400, "invalid_request_error",
+                                  "The security code must be 3 digits (4 for American Express)."};
+    case CV_ERR_INVALID_NAME:
+        return (struct error_map){400, "invalid_request_error",
+                                  "The cardholder name must be 1-128 bytes of printable UTF-8 "
+                                  "and must not contain a card number."};
+    case CV_ERR_BAD_REQUEST:
+        return (struct error_map){400, "invalid_request_error", "The request is malformed."};
+    case CV_ERR_INVALID_IDEMPOTENCY_KEY:
+        return (struct error_map){400, "invalid_request_error",
+                                  "Idempotency-Key must be 1-255 printable ASCII characters."};
+    case CV_ERR_KEY_IN_QUERY:
+        return (struct error_map){400, "invalid_request_error",
+                                  "API keys are accepted only in the Authorization header; this "
+                                  "key must be considered exposed and should be rolled."};
+    case CV_ERR_UNAUTHENTICATED:
+        return (struct error_map){401, "authentication_error",
+                                  "Provide a valid API key as 'Authorization: Bearer <key>'."};
+    case CV_ERR_FORBIDDEN:
+        return (struct error_map){403, "permission_error",
+                                  "This API key does not have the scope this request needs."};
+    case CV_ERR_NOT_FOUND:
+        return (struct error_map){404, "invalid_request_error", "No such token."};
+    case CV_ERR_ROUTE_NOT_FOUND:
+        return (struct error_map){404, "invalid_request_error", "No such endpoint."};
+    case CV_ERR_METHOD_NOT_ALLOWED:
+        return (struct error_map){405, "invalid_request_error",
+                                  "This endpoint does not support this method; see Allow."};
+    case CV_ERR_IDEMPOTENCY_REUSED:
+        return (struct error_map){409, "idempotency_error",
+                                  "This Idempotency-Key was used with a different request body."};
+    case CV_ERR_IDEMPOTENCY_IN_USE:
+        return (struct error_map){409, "idempotency_error",
+                                  "A request with this Idempotency-Key is still in progress."};
+    case CV_ERR_TOKEN_DESTROYED:
+        return (struct error_map){410, "invalid_request_error",
+                                  "This token's data key was destroyed; the card is "
+                                  "unrecoverable."};
+    case CV_ERR_BODY_TOO_LARGE:
+        return (struct error_map){413, "invalid_request_error",
+                                  "The request body is larger than 8192 bytes."};
+    case CV_ERR_UNSUPPORTED_MEDIA:
+        return (struct error_map){415, "invalid_request_error",
+                                  "The request body must be sent as application/json."};
+    case CV_ERR_RATE_LIMITED:
+        return (struct error_map){429, "rate_limit_error", "Too many requests; see Retry-After."};
+    case CV_ERR_DB_UNAVAILABLE:
+    case CV_ERR_SHUTTING_DOWN:
+        return (struct error_map){503, "api_error",
+                                  "The vault is temporarily unavailable; retry later."};
+    default:
+        return (struct error_map){500, "api_error", "An internal error occurred."};
+    }
+}
+
+static const char *code_of(cv_status st)
+{
+    struct error_map m = map_status(st);
+    if (m.http == 500)
+        return "internal_error";
+    if (m.http == 503)
+        return "service_unavailable";
+    return cv_status_name(st);
+}
+
+static void add_common_headers(struct MHD_Response *resp, const struct request *rq,
+                               const char *content_type)
+{
+    MHD_add_response_header(resp, "X-Request-Id", rq->request_id);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (content_type != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+}
+
+static enum MHD_Result queue_error(struct MHD_Connection *conn, struct request *rq, cv_status st,
+                                   const char *param, const char *allow)
+{
+    struct error_map m = map_status(st);
+    size_t len = 0;
+    char *body = cv_json_encode_error(m.type, code_of(st), m.message, param, rq->request_id, &len);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback(len, body, cv_json_free);
+    add_common_headers(resp, rq, "application/json");
+    if (allow != NULL)
+        MHD_add_response_header(resp, "Allow", allow);
+    if (m.http == 503 || m.http == 429)
+        MHD_add_response_header(resp, "Retry-After", RETRY_AFTER_SECONDS);
+    rq->http_status = m.http;
+    rq->status = st;
+    enum MHD_Result r = MHD_queue_response(conn, (unsigned)m.http, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+static enum MHD_Result queue_reply(struct MHD_Connection *conn, struct request *rq,
+                                   struct cv_reply *reply)
+{
+    struct MHD_Response *resp;
+    if (reply->body != NULL) {
+        resp = MHD_create_response_from_buffer_with_free_callback(reply->body_len, reply->body,
+                                                                  reply->free_body);
+        add_common_headers(resp, rq,
+                           reply->content_type != NULL ? reply->content_type : "application/json");
+    } else {
+        resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        add_common_headers(resp, rq, NULL);
+    }
+    if (reply->http_status == 503)
+        MHD_add_response_header(resp, "Retry-After", RETRY_AFTER_SECONDS);
+    rq->http_status = reply->http_status;
+    rq->status = CV_OK;
+    enum MHD_Result r = MHD_queue_response(conn, (unsigned)reply->http_status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+/* A query parameter that carries an API key: the key is now exposed in
+ * proxy and server logs. Refuse the request (and never log the value). */
+static enum MHD_Result find_key_in_query(void *cls, enum MHD_ValueKind kind, const char *key,
+                                         const char *value)
+{
+    bool *found = cls;
+    (void)kind;
+    static const char *const names[] = {"api_key", "apikey", "key", "access_token", "token_key",
+                                        "secret_key", "authorization"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (key != NULL && strcasecmp(key, names[i]) == 0)
+            *found = true;
+    if (value != NULL && (strncmp(value, "pk_", 3) == 0 || strncmp(value, "sk_", 3) == 0 ||
+                          strncmp(value, "dk_", 3) == 0 || strncasecmp(value, "Bearer", 6) == 0))
+        *found = true;
+    if (key != NULL && (strncmp(key, "pk_", 3) == 0 || strncmp(key, "sk_", 3) == 0 ||
+                        strncmp(key, "dk_", 3) == 0))
+        *found = true;
+    return MHD_YES;
+}
+
+static bool content_type_is_json(struct MHD_Connection *conn)
+{
+    const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+    if (ct == NULL)
+        return false;
+    size_t n = strlen("application/json");
+    if (strncasecmp(ct, "application/json", n) != 0)
+        return false;
+    const char *rest = ct + n;
+    while (*rest == ' ')
+        rest++;
+    return *rest == '\0' || *rest == ';';
+}
+
+static double elapsed_s(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+static struct request *request_new(struct cv_http_server *srv, const char *method)
+{
+    struct request *rq = cv_xcalloc(1, sizeof(*rq));
+    clock_gettime(CLOCK_MONOTONIC, &rq->start);
+    if (cv_token_request_id(rq->request_id) != CV_OK)
+        snprintf(rq->request_id, sizeof(rq->request_id), "req_unavailable");
+    rq->method = method;
+    atomic_fetch_add(&srv->in_flight, 1);
+    return rq;
+}
+
+/* First call for a request: everything decidable from the headers alone. */
+static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connection *conn,
+                                  struct request *rq, const char *method, const char *url)
+{
+    const char *allow = NULL;
+    cv_status st = cv_router_match(method, url, &rq->route, rq->token, sizeof(rq->token), &allow);
+    if (st != CV_OK)
+        return queue_error(conn, rq, st, NULL, allow);
+
+    bool key_in_query = false;
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, find_key_in_query, &key_in_query);
+    if (key_in_query) {
+        cv_log(CV_LOG_WARN, "api_key_in_query", CV_LS("request_id", rq->request_id),
+               CV_LS("route", rq->route->pattern));
+        return queue_error(conn, rq, CV_ERR_KEY_IN_QUERY, NULL, NULL);
+    }
+    if (atomic_load(&srv->app->draining) && rq->route->scope != 0)
+        return queue_error(conn, rq, CV_ERR_SHUTTING_DOWN, NULL, NULL);
+
+    if (rq->route->scope != 0) {
+        const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+        st = cv_auth_authenticate(srv->app->auth, authz, &rq->who);
+        if (st != CV_OK) {
+            cv_metrics_count_auth_failure(srv->app->metrics);
+            return queue_error(conn, rq, st, NULL, NULL);
+        }
+        rq->authenticated = true;
+        if ((rq->who.scopes & rq->route->scope) == 0) {
+            if (rq->route->audit_denied) {
+                struct cv_call call = {rq->request_id, &rq->who, rq->token, NULL, 0};
+                cv_api_audit_denied(srv->app, rq->route->audit_action, &call);
+            }
+            return queue_error(conn, rq, CV_ERR_FORBIDDEN, NULL, NULL);
+        }
+    }
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl != NULL && strtoull(cl, NULL, 10) > CV_HTTP_BODY_MAX_BYTES)
+        return queue_error(conn, rq, CV_ERR_BODY_TOO_LARGE, NULL, NULL);
+    bool has_body = (cl != NULL && strtoull(cl, NULL, 10) > 0) ||
+                    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding") != NULL;
+    if (rq->route->takes_json && has_body && !content_type_is_json(conn))
+        return queue_error(conn, rq, CV_ERR_UNSUPPORTED_MEDIA, NULL, NULL);
+    if (rq->route->takes_json && !has_body && rq->route->id == CV_ROUTE_TOKENIZE &&
+        !content_type_is_json(conn))
+        return queue_error(conn, rq, CV_ERR_UNSUPPORTED_MEDIA, NULL, NULL);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    struct cv_http_server *srv = cls;
+    struct request *rq = *con_cls;
+    (void)version;
+
+    if (rq == NULL) {
+        rq = request_new(srv, method);
+        *con_cls = rq;
+        return on_headers(srv, conn, rq, method, url);
+    }
+    if (rq->http_status != 0) {
+        /* An error was queued on the headers: discard whatever body follows. */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        if (rq->body_too_large || rq->body_len + n > CV_HTTP_BODY_MAX_BYTES) {
+            rq->body_too_large = true; /* chunked bodies: keep reading, answer 413 at the end */
+        } else {
+            if (rq->body == NULL)
+                rq->body = cv_xmalloc(CV_HTTP_BODY_MAX_BYTES + 1);
+            memcpy(rq->body + rq->body_len, upload_data, n);
+            rq->body_len += n;
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (rq->body_too_large)
+        return queue_error(conn, rq, CV_ERR_BODY_TOO_LARGE, NULL, NULL);
+    if (rq->body != NULL)
+        rq->body[rq->body_len] = '\0';
+
+    struct cv_call call = {
+        .request_id = rq->request_id,
+        .who = rq->authenticated ? &rq->who : NULL,
+        .token = rq->route->id == CV_ROUTE_TOKENIZE ? NULL : rq->token,
+        .body = rq->body != NULL ? rq->body : "",
+        .body_len = rq->body_len,
+    };
+    struct cv_reply reply;
+    memset(&reply, 0, sizeof(reply));
+    cv_status st = rq->route->handler(srv->app, &call, &reply);
+    if (st != CV_OK)
+        return queue_error(conn, rq, st, reply.error_param, NULL);
+    return queue_reply(conn, rq, &reply);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct cv_http_server *srv = cls;
+    struct request *rq = *con_cls;
+    (void)conn;
+    if (rq == NULL)
+        return;
+    double secs = elapsed_s(&rq->start);
+    enum cv_route_id rid = rq->route != NULL ? rq->route->id : CV_ROUTE_UNMATCHED;
+    if (rq->http_status == 404 && rq->status == CV_ERR_ROUTE_NOT_FOUND)
+        rid = CV_ROUTE_UNMATCHED;
+    cv_metrics_observe_request(srv->app->metrics, rid, rq->http_status, rq->status, secs);
+    if (rid != CV_ROUTE_METRICS && rid != CV_ROUTE_HEALTHZ && rid != CV_ROUTE_READYZ) {
+        cv_log(CV_LOG_INFO, "http_request", CV_LS("request_id", rq->request_id),
+               CV_LS("merchant_id", rq->authenticated ? rq->who.merchant_id : NULL),
+               CV_LS("key_prefix", rq->authenticated ? rq->who.key_prefix : NULL),
+               CV_LS("method", rq->method), CV_LS("route", cv_router_pattern(rid)),
+               CV_LI("status", rq->http_status),
+               CV_LS("error", rq->status != CV_OK ? code_of(rq->status) : NULL),
+               CV_LD("duration_ms", secs * 1000.0),
+               CV_LB("completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
+    }
+    if (rq->body != NULL) {
+        cv_wipe(rq->body, CV_HTTP_BODY_MAX_BYTES + 1);
+        free(rq->body);
+    }
+    cv_wipe(rq, sizeof(*rq));
+    free(rq);
+    *con_cls = NULL;
+    atomic_fetch_sub(&srv->in_flight, 1);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[256];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    line[strcspn(line, "\n")] = '\0';
+    cv_log(CV_LOG_WARN, "http_library", CV_LS("message", line));
+}
+
+cv_status cv_http_server_start(struct cv_app *app, struct cv_http_server **out, char *why,
+                               size_t why_len)
+{
+    const struct cv_config *cfg = app->config;
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(cfg->listen_port);
+    const char *host = strcmp(cfg->listen_host, "localhost") == 0 ? "127.0.0.1" : cfg->listen_host;
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        snprintf(why, why_len, "CARDVAULT_LISTEN host must be an IPv4 address, e.g. 127.0.0.1");
+        return CV_ERR_CONFIG;
+    }
+    struct cv_http_server *srv = cv_xcalloc(1, sizeof(*srv));
+    srv->app = app;
+    atomic_init(&srv->in_flight, 0);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
+    srv->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+        MHD_OPTION_END);
+    if (srv->daemon == NULL) {
+        snprintf(why, why_len, "cannot listen on %s:%u (address in use or not permitted)",
+                 cfg->listen_host, (unsigned)cfg->listen_port);
+        free(srv);
+        return CV_ERR_CONFIG;
+    }
+    *out = srv;
+    return CV_OK;
+}
+
+void cv_http_server_stop(struct cv_http_server *srv, unsigned drain_ms)
+{
+    if (srv == NULL)
+        return;
+    /* Stop accepting; requests already on a connection run to completion. */
+    MHD_socket ls = MHD_quiesce_daemon(srv->daemon);
+    if (ls != MHD_INVALID_SOCKET)
+        close(ls);
+    for (unsigned waited = 0; waited < drain_ms && atomic_load(&srv->in_flight) > 0; waited += 10)
+        usleep(10 * 1000);
+    int left = atomic_load(&srv->in_flight);
+    if (left > 0)
+        cv_log(CV_LOG_WARN, "shutdown_drain_timeout", CV_LI("requests_in_flight", left));
+    MHD_stop_daemon(srv->daemon);
+    free(srv);
+}

@@ -1,0 +1,355 @@
+/* keyring.c: the run-time key hierarchy. The KEK stays in its provider; the
+ * fingerprint key and the DEKs are unwrapped into secure buffers that only
+ * this module touches, under a read-write lock so a DEK is never wiped while
+ * another thread uses it. GCM with random nonces is safe only far below 2^32
+ * encryptions per key (NIST SP 800-38D 8.3), so every encryption is paid for
+ * in advance: uses are reserved in the database in blocks, and a key whose
+ * reservation fails is never used to encrypt again. */
+#include "cardvault/keyring.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cardvault/log.h"
+#include "cardvault/secbuf.h"
+#include "cardvault/token.h"
+
+/* Uses reserved per database round trip. A crash forfeits at most this many
+ * uses of a key, which only brings its rotation forward. */
+#define USE_BLOCK 1000
+
+struct dek_entry {
+    int64_t id;
+    struct cv_secbuf *key;
+};
+
+struct cv_keyring {
+    struct cv_store *store;
+    struct cv_keyprovider *kp;
+    struct cv_keyring_limits limits;
+    struct cv_secbuf *fp_key;
+
+    pthread_rwlock_t cache_lock; /* guards entries */
+    struct dek_entry *entries;
+    size_t n_entries, cap_entries;
+
+    pthread_mutex_t active_lock; /* guards the fields below */
+    int64_t active_id;           /* 0: none yet */
+    int64_t uses_left;           /* reserved and not yet spent */
+    time_t active_expires;       /* monotonic seconds */
+    atomic_uint_least64_t rotations;
+};
+
+static time_t mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
+/* Caller holds cache_lock (read or write). */
+static const struct dek_entry *find_entry(const struct cv_keyring *kr, int64_t id)
+{
+    for (size_t i = 0; i < kr->n_entries; i++)
+        if (kr->entries[i].id == id)
+            return &kr->entries[i];
+    return NULL;
+}
+
+/* Adds an unwrapped key to the cache (takes it), unless a racing thread did. */
+static void cache_put(struct cv_keyring *kr, int64_t id, struct cv_secbuf *key)
+{
+    pthread_rwlock_wrlock(&kr->cache_lock);
+    if (find_entry(kr, id) != NULL) {
+        cv_secbuf_free(key);
+    } else {
+        if (kr->n_entries == kr->cap_entries) {
+            size_t cap = kr->cap_entries == 0 ? 8 : kr->cap_entries * 2;
+            struct dek_entry *e = cv_xcalloc(cap, sizeof(*e));
+            if (kr->n_entries > 0)
+                memcpy(e, kr->entries, kr->n_entries * sizeof(*e));
+            free(kr->entries);
+            kr->entries = e;
+            kr->cap_entries = cap;
+        }
+        kr->entries[kr->n_entries].id = id;
+        kr->entries[kr->n_entries].key = key;
+        kr->n_entries++;
+    }
+    pthread_rwlock_unlock(&kr->cache_lock);
+}
+
+static void cache_evict(struct cv_keyring *kr, int64_t id)
+{
+    pthread_rwlock_wrlock(&kr->cache_lock);
+    for (size_t i = 0; i < kr->n_entries; i++) {
+        if (kr->entries[i].id == id) {
+            cv_secbuf_free(kr->entries[i].key);
+            kr->entries[i] = kr->entries[kr->n_entries - 1];
+            kr->n_entries--;
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&kr->cache_lock);
+}
+
+/* Makes sure DEK id is unwrapped in the cache. */
+static cv_status load_dek(struct cv_keyring *kr, int64_t id)
+{
+    pthread_rwlock_rdlock(&kr->cache_lock);
+    bool present = find_entry(kr, id) != NULL;
+    pthread_rwlock_unlock(&kr->cache_lock);
+    if (present)
+        return CV_OK;
+    struct cv_dek_row row;
+    cv_status st = cv_store_get_dek(kr->store, id, &row);
+    if (st == CV_ERR_NOT_FOUND)
+        return CV_ERR_INTEGRITY; /* a row naming a key that never existed */
+    if (st != CV_OK)
+        return st;
+    if (row.wrapped == NULL) {
+        cv_dek_row_cleanup(&row);
+        return CV_ERR_TOKEN_DESTROYED;
+    }
+    struct cv_secbuf *key = NULL;
+    st = cv_keyprovider_unwrap(kr->kp, row.wrapped, row.wrapped_len, &key);
+    cv_dek_row_cleanup(&row);
+    if (st != CV_OK) {
+        cv_log(CV_LOG_ERROR, "dek_unwrap_failed", CV_LI("dek_id", id));
+        return CV_ERR_CRYPTO;
+    }
+    if (key->len != CV_DEK_BYTES) {
+        cv_secbuf_free(key);
+        return CV_ERR_CRYPTO;
+    }
+    cache_put(kr, id, key);
+    return CV_OK;
+}
+
+/* Caller holds active_lock. Adopts the newest usable DEK in the database, or
+ * creates one, then reserves a block of uses on it. */
+static cv_status rotate_locked(struct cv_keyring *kr, bool force_new)
+{
+    struct cv_dek_row row;
+    int64_t id = 0, age_s = 0;
+    cv_status st = force_new ? CV_ERR_NOT_FOUND
+                             : cv_store_find_active_dek(kr->store, kr->limits.dek_max_age_s, &row);
+    if (st == CV_OK) {
+        id = row.dek_id;
+        age_s = row.age_s;
+        cv_dek_row_cleanup(&row);
+    } else if (st == CV_ERR_NOT_FOUND) {
+        struct cv_secbuf *key = NULL;
+        unsigned char *wrapped = NULL;
+        size_t wrapped_len = 0;
+        CV_TRY(cv_envelope_new_key(&key));
+        st = cv_keyprovider_wrap(kr->kp, key, &wrapped, &wrapped_len);
+        if (st == CV_OK)
+            st = cv_store_insert_dek(kr->store, wrapped, wrapped_len, kr->limits.dek_max_uses, &id);
+        free(wrapped);
+        if (st != CV_OK) {
+            cv_secbuf_free(key);
+            return st;
+        }
+        cache_put(kr, id, key);
+        cv_log(CV_LOG_INFO, "dek_created", CV_LI("dek_id", id));
+    } else {
+        return st;
+    }
+    CV_TRY(load_dek(kr, id));
+    st = cv_store_reserve_dek_uses(kr->store, id, USE_BLOCK);
+    if (st != CV_OK)
+        return st == CV_ERR_NOT_FOUND ? CV_ERR_CONFLICT : st;
+    if (kr->active_id != id) {
+        if (kr->active_id != 0)
+            atomic_fetch_add(&kr->rotations, 1);
+        cv_log(CV_LOG_INFO, "dek_active", CV_LI("dek_id", id), CV_LI("age_s", age_s));
+    }
+    kr->active_id = id;
+    kr->uses_left = USE_BLOCK;
+    kr->active_expires = mono_now() + (time_t)(kr->limits.dek_max_age_s - age_s);
+    return CV_OK;
+}
+
+/* Caller holds active_lock. Spends one reserved use, reserving or rotating first. */
+static cv_status take_use_locked(struct cv_keyring *kr, int64_t *id)
+{
+    if (kr->active_id != 0 && mono_now() >= kr->active_expires) {
+        if (cv_store_retire_dek(kr->store, kr->active_id) != CV_OK)
+            cv_log(CV_LOG_WARN, "dek_retire_failed", CV_LI("dek_id", kr->active_id));
+        kr->active_id = 0; /* never encrypt past its cryptoperiod, retired or not */
+    }
+    if (kr->active_id != 0 && kr->uses_left == 0) {
+        cv_status st = cv_store_reserve_dek_uses(kr->store, kr->active_id, USE_BLOCK);
+        if (st == CV_OK)
+            kr->uses_left = USE_BLOCK;
+        else if (st == CV_ERR_NOT_FOUND)
+            kr->active_id = 0; /* exhausted or retired elsewhere: rotate */
+        else
+            return st;
+    }
+    /* Two attempts: a racing instance may exhaust the key we just adopted. */
+    for (int attempt = 0; kr->active_id == 0 || kr->uses_left == 0; attempt++) {
+        if (attempt == 3)
+            return CV_ERR_DB;
+        cv_status st = rotate_locked(kr, attempt > 0);
+        if (st != CV_OK && st != CV_ERR_CONFLICT)
+            return st;
+    }
+    kr->uses_left--;
+    *id = kr->active_id;
+    return CV_OK;
+}
+
+cv_status cv_keyring_seal(struct cv_keyring *kr, const struct cv_card_plain *card,
+                          struct cv_token_row *row)
+{
+    int64_t id = 0;
+    pthread_mutex_lock(&kr->active_lock);
+    cv_status st = take_use_locked(kr, &id);
+    pthread_mutex_unlock(&kr->active_lock);
+    if (st != CV_OK)
+        return st;
+    CV_TRY(load_dek(kr, id));
+    row->dek_id = id;
+    row->format_version = CV_SEAL_FORMAT_V1;
+    struct cv_aad aad = {CV_SEAL_FORMAT_V1, row->token, row->merchant_id, id};
+    pthread_rwlock_rdlock(&kr->cache_lock);
+    const struct dek_entry *e = find_entry(kr, id);
+    st = e != NULL ? cv_envelope_seal(e->key, &aad, card, row->nonce, &row->ciphertext,
+                                      &row->ciphertext_len)
+                   : CV_ERR_TOKEN_DESTROYED;
+    pthread_rwlock_unlock(&kr->cache_lock);
+    return st;
+}
+
+cv_status cv_keyring_open_row(struct cv_keyring *kr, const struct cv_token_row *row,
+                              struct cv_card_plain *card)
+{
+    if (row->dek_destroyed) {
+        cache_evict(kr, row->dek_id);
+        return CV_ERR_TOKEN_DESTROYED;
+    }
+    if (row->format_version != CV_SEAL_FORMAT_V1)
+        return CV_ERR_INTEGRITY;
+    CV_TRY(load_dek(kr, row->dek_id));
+    struct cv_aad aad = {row->format_version, row->token, row->merchant_id, row->dek_id};
+    pthread_rwlock_rdlock(&kr->cache_lock);
+    const struct dek_entry *e = find_entry(kr, row->dek_id);
+    cv_status st = e != NULL ? cv_envelope_open(e->key, &aad, row->nonce, sizeof(row->nonce),
+                                                row->ciphertext, row->ciphertext_len, card)
+                             : CV_ERR_TOKEN_DESTROYED;
+    pthread_rwlock_unlock(&kr->cache_lock);
+    return st;
+}
+
+cv_status cv_keyring_fingerprint(struct cv_keyring *kr, const char *merchant_id, const char *pan,
+                                 char out[CV_FINGERPRINT_LEN + 1])
+{
+    unsigned char mac[16];
+    CV_TRY(cv_envelope_fingerprint(kr->fp_key, merchant_id, pan, mac));
+    cv_token_format_fingerprint(mac, out);
+    cv_wipe(mac, sizeof(mac));
+    return CV_OK;
+}
+
+uint64_t cv_keyring_rotations(struct cv_keyring *kr)
+{
+    return atomic_load(&kr->rotations);
+}
+
+cv_status cv_keyring_rotate(struct cv_keyring *kr, int64_t *new_dek_id)
+{
+    pthread_mutex_lock(&kr->active_lock);
+    int64_t old = kr->active_id;
+    cv_status st = rotate_locked(kr, true);
+    if (st == CV_OK && old != 0 && old != kr->active_id)
+        st = cv_store_retire_dek(kr->store, old);
+    *new_dek_id = kr->active_id;
+    pthread_mutex_unlock(&kr->active_lock);
+    return st;
+}
+
+/* First run: a fresh fingerprint key, wrapped, stored with the KEK's check value. */
+static cv_status bind_new_vault(struct cv_keyring *kr, const unsigned char kcv[CV_KCV_BYTES])
+{
+    struct cv_secbuf *fp = NULL;
+    unsigned char *wrapped = NULL;
+    size_t wrapped_len = 0;
+    CV_TRY(cv_envelope_new_key(&fp));
+    cv_status st = cv_keyprovider_wrap(kr->kp, fp, &wrapped, &wrapped_len);
+    if (st == CV_OK)
+        st = cv_store_init_meta(kr->store, cv_keyprovider_name(kr->kp), kcv, wrapped, wrapped_len);
+    free(wrapped);
+    cv_secbuf_free(fp);
+    return st;
+}
+
+cv_status cv_keyring_open(struct cv_store *store, struct cv_keyprovider *kp,
+                          const struct cv_keyring_limits *limits, struct cv_keyring **out,
+                          char *why, size_t why_len)
+{
+    unsigned char kcv[CV_KCV_BYTES], stored_kcv[CV_KCV_BYTES];
+    unsigned char *fp_wrapped = NULL;
+    size_t fp_wrapped_len = 0;
+    struct cv_keyring *kr = cv_xcalloc(1, sizeof(*kr));
+    kr->store = store;
+    kr->kp = kp;
+    kr->limits = *limits;
+    pthread_rwlock_init(&kr->cache_lock, NULL);
+    pthread_mutex_init(&kr->active_lock, NULL);
+    atomic_init(&kr->rotations, 0);
+
+    cv_status st = cv_keyprovider_check_value(kp, kcv);
+    if (st != CV_OK) {
+        snprintf(why, why_len, "cannot compute the KEK check value");
+        goto out;
+    }
+    st = cv_store_get_meta(store, stored_kcv, &fp_wrapped, &fp_wrapped_len);
+    if (st == CV_ERR_NOT_FOUND) {
+        st = bind_new_vault(kr, kcv);
+        if (st == CV_ERR_CONFLICT || st == CV_OK) /* CONFLICT: another instance bound it first */
+            st = cv_store_get_meta(store, stored_kcv, &fp_wrapped, &fp_wrapped_len);
+    }
+    if (st != CV_OK) {
+        snprintf(why, why_len, "cannot read the vault's key metadata (%s)", cv_status_name(st));
+        goto out;
+    }
+    if (!cv_ct_equal(kcv, stored_kcv, CV_KCV_BYTES)) {
+        snprintf(why, why_len,
+                 "the KEK does not match this database (key check value differs): refusing to "
+                 "start with a key that cannot read or would fork the vault");
+        st = CV_ERR_CONFIG;
+        goto out;
+    }
+    st = cv_keyprovider_unwrap(kp, fp_wrapped, fp_wrapped_len, &kr->fp_key);
+    if (st != CV_OK || kr->fp_key->len != CV_FP_KEY_BYTES) {
+        snprintf(why, why_len, "cannot unwrap the fingerprint key with this KEK");
+        st = CV_ERR_CONFIG;
+        goto out;
+    }
+    *out = kr;
+    kr = NULL;
+out:
+    free(fp_wrapped);
+    cv_wipe(kcv, sizeof(kcv));
+    cv_keyring_close(kr);
+    return st;
+}
+
+void cv_keyring_close(struct cv_keyring *kr)
+{
+    if (kr == NULL)
+        return;
+    for (size_t i = 0; i < kr->n_entries; i++)
+        cv_secbuf_free(kr->entries[i].key);
+    free(kr->entries);
+    cv_secbuf_free(kr->fp_key);
+    pthread_rwlock_destroy(&kr->cache_lock);
+    pthread_mutex_destroy(&kr->active_lock);
+    free(kr);
+}

@@ -1,0 +1,484 @@
+/* main.c: the command line. `serve` starts the subsystems in order (config,
+ * process hardening, KEK, database, schema and durability checks, keyring,
+ * auth cache, HTTP), waits for SIGTERM or SIGINT, and stops them in reverse.
+ * The other commands are operator tools that share the same configuration.
+ * Exit codes: 0 success, 1 failure, 2 usage error. Every failure prints one
+ * line naming what is wrong; no secret is ever printed except the API keys a
+ * create command exists to hand over. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cardvault/app.h"
+#include "cardvault/auth.h"
+#include "cardvault/config.h"
+#include "cardvault/http_server.h"
+#include "cardvault/json_codec.h"
+#include "cardvault/keyprovider.h"
+#include "cardvault/keyring.h"
+#include "cardvault/log.h"
+#include "cardvault/metrics.h"
+#include "cardvault/migrate.h"
+#include "cardvault/secbuf.h"
+#include "cardvault/store.h"
+#include "cardvault/token.h"
+
+#define EXIT_USAGE 2
+#define SECURE_HEAP_BYTES (1u << 20)
+#define DRAIN_MS 20000
+
+static const char usage_main[] =
+    "usage: cardvault COMMAND [OPTIONS]\n"
+    "\n"
+    "Card-tokenization vault: stores card numbers encrypted under envelope keys,\n"
+    "hands out tokens, never stores security codes.\n"
+    "\n"
+    "commands:\n"
+    "  serve                      run the HTTP service\n"
+    "  migrate                    apply database migrations (safe to run concurrently)\n"
+    "  merchant create NAME       create a merchant and its three API keys\n"
+    "  key create --merchant ID --scopes LIST\n"
+    "                             create an extra API key (scopes: tokenize,read,delete,detokenize)\n"
+    "  key revoke PREFIX          revoke a key by its 12-character prefix (effective within 5 s)\n"
+    "\n"
+    "options for every command (override the environment):\n"
+    "  --database-url URL         CARDVAULT_DATABASE_URL: libpq connection string or URI\n"
+    "  --kek-file PATH            CARDVAULT_KEK_FILE: 32-byte key, hex or base64, mode 0600\n"
+    "  --listen HOST:PORT         CARDVAULT_LISTEN (serve only), default 127.0.0.1:8080\n"
+    "  -h, --help                 this text; `cardvault COMMAND --help` for one command\n"
+    "\n"
+    "other environment: CARDVAULT_HTTP_THREADS (4), CARDVAULT_DB_POOL_SIZE (8),\n"
+    "CARDVAULT_MAX_CONNECTIONS (512), CARDVAULT_CONNECTION_TIMEOUT_S (30),\n"
+    "CARDVAULT_DEK_MAX_AGE_S (2592000 = 30 days), CARDVAULT_DEK_MAX_USES (16777216),\n"
+    "CARDVAULT_AUTH_REFRESH_MS (1000), CARDVAULT_LOG_LEVEL (info),\n"
+    "CARDVAULT_MIGRATIONS_DIR, CARDVAULT_DEV=1 (allow core dumps; never in production).\n";
+
+static const char usage_serve[] =
+    "usage: cardvault serve [--listen HOST:PORT] [--database-url URL] [--kek-file PATH]\n"
+    "\n"
+    "Runs the HTTP API. Refuses to start when the database is not fully migrated,\n"
+    "when synchronous_commit is off, or when the KEK does not match the vault.\n"
+    "Stops on SIGTERM or SIGINT after finishing requests in flight (at most 20 s).\n";
+
+static const char usage_migrate[] =
+    "usage: cardvault migrate [--dir DIR] [--database-url URL]\n"
+    "\n"
+    "Applies migrations/NNNN_*.sql in order, each once, each in a transaction,\n"
+    "recorded in schema_migrations. Concurrent runs wait on an advisory lock.\n";
+
+static const char usage_merchant[] =
+    "usage: cardvault merchant create NAME [--database-url URL]\n"
+    "\n"
+    "Creates a merchant and prints one JSON object with its id and three keys:\n"
+    "publishable (pk_, tokenize), secret (sk_, tokenize+read+delete) and\n"
+    "detokenize (dk_, detokenize only). The keys are shown once; store them safely.\n";
+
+static const char usage_key[] =
+    "usage: cardvault key create --merchant ID --scopes LIST [--database-url URL]\n"
+    "       cardvault key revoke PREFIX [--database-url URL]\n"
+    "\n"
+    "create: prints {\"merchant_id\",\"key\",\"prefix\",\"scopes\"}. A key with exactly\n"
+    "the tokenize scope is pk_, exactly detokenize is dk_, anything else sk_.\n"
+    "revoke: takes the 12-character prefix; running services refuse the key\n"
+    "within CARDVAULT_AUTH_REFRESH_MS (1 s by default, 5 s at most).\n";
+
+static void fail(const char *msg)
+{
+    fprintf(stderr, "cardvault: %s\n", msg);
+}
+
+static int usage_error(const char *msg)
+{
+    fprintf(stderr, "cardvault: %s (see cardvault --help)\n", msg);
+    return EXIT_USAGE;
+}
+
+enum opt_id { OPT_DB = 1000, OPT_KEK, OPT_LISTEN, OPT_DIR, OPT_MERCHANT, OPT_SCOPES };
+
+struct cli {
+    struct cv_config cfg;
+    const char *dir;
+    const char *merchant;
+    const char *scopes;
+    int argc; /* positional arguments after options */
+    char **argv;
+};
+
+/* Parses options common to every command plus the command's own; returns -1
+ * to continue, or an exit code. */
+static int parse_options(struct cli *cli, int argc, char **argv, const char *usage,
+                         bool allow_dir, bool allow_key_opts)
+{
+    static const struct option opts[] = {
+        {"database-url", required_argument, NULL, OPT_DB},
+        {"kek-file", required_argument, NULL, OPT_KEK},
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"dir", required_argument, NULL, OPT_DIR},
+        {"merchant", required_argument, NULL, OPT_MERCHANT},
+        {"scopes", required_argument, NULL, OPT_SCOPES},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    char why[256];
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        case OPT_DB:
+            cv_config_set_str(&cli->cfg.database_url, optarg);
+            break;
+        case OPT_KEK:
+            cv_config_set_str(&cli->cfg.kek_file, optarg);
+            break;
+        case OPT_LISTEN:
+            if (cv_config_set_listen(&cli->cfg, optarg, why, sizeof(why)) != CV_OK)
+                return usage_error(why);
+            break;
+        case OPT_DIR:
+            if (!allow_dir)
+                return usage_error("unknown option --dir");
+            cli->dir = optarg;
+            break;
+        case OPT_MERCHANT:
+        case OPT_SCOPES:
+            if (!allow_key_opts)
+                return usage_error(c == OPT_MERCHANT ? "unknown option --merchant"
+                                                     : "unknown option --scopes");
+            if (c == OPT_MERCHANT)
+                cli->merchant = optarg;
+            else
+                cli->scopes = optarg;
+            break;
+        default: {
+            char msg[160];
+            if (optopt != 0)
+                snprintf(msg, sizeof(msg), "unknown option -%c", optopt);
+            else
+                snprintf(msg, sizeof(msg), "unknown or incomplete option %s", argv[optind - 1]);
+            return usage_error(msg);
+        }
+        }
+    }
+    cli->argc = argc - optind;
+    cli->argv = argv + optind;
+    return -1;
+}
+
+static cv_status open_store(const struct cv_config *cfg, struct cv_store **store)
+{
+    char why[256];
+    if (cv_config_require(cfg, true, false, why, sizeof(why)) != CV_OK) {
+        fail(why);
+        return CV_ERR_CONFIG;
+    }
+    cv_status st = cv_store_open(cfg->database_url, 2, store);
+    if (st != CV_OK)
+        fail("cannot connect to the database named by CARDVAULT_DATABASE_URL (see the log line "
+             "above)");
+    return st;
+}
+
+static void print_json_pairs(const char *const *pairs, size_t n)
+{
+    size_t len = 0;
+    char *s = cv_json_encode_pairs(pairs, n, &len);
+    fwrite(s, 1, len, stdout);
+    fputc('\n', stdout);
+    fflush(stdout);
+    cv_json_free(s); /* wiped: it may hold API keys */
+}
+
+static int cmd_migrate(struct cli *cli)
+{
+    char why[512];
+    if (cv_config_require(&cli->cfg, true, false, why, sizeof(why)) != CV_OK) {
+        fail(why);
+        return 1;
+    }
+    int applied = 0;
+    const char *dir = cli->dir != NULL ? cli->dir : cv_migrate_default_dir();
+    if (cv_migrate_run(cli->cfg.database_url, dir, &applied, why, sizeof(why)) != CV_OK) {
+        fail(why);
+        return 1;
+    }
+    printf("{\"event\":\"migrations_done\",\"applied\":%d,\"schema_version\":%d}\n", applied,
+           cv_migrate_required_version());
+    return 0;
+}
+
+static int cmd_merchant(struct cli *cli)
+{
+    if (cli->argc < 1 || strcmp(cli->argv[0], "create") != 0)
+        return usage_error("expected: merchant create NAME");
+    if (cli->argc != 2 || cli->argv[1][0] == '\0' || strlen(cli->argv[1]) > 200)
+        return usage_error("merchant create takes one NAME of 1-200 characters");
+    struct cv_store *store = NULL;
+    if (open_store(&cli->cfg, &store) != CV_OK)
+        return 1;
+    char mid[CV_MERCHANT_ID_LEN + 1];
+    char pk[CV_APIKEY_LEN + 1], sk[CV_APIKEY_LEN + 1], dk[CV_APIKEY_LEN + 1];
+    char prefix[CV_APIKEY_PREFIX_LEN + 1];
+    int rc = 1;
+    cv_status st = cv_token_merchant_id(mid);
+    if (st == CV_OK)
+        st = cv_store_insert_merchant(store, mid, cli->argv[1]);
+    if (st == CV_OK)
+        st = cv_auth_create_key(store, mid, CV_SCOPE_TOKENIZE, pk, prefix);
+    if (st == CV_OK)
+        st = cv_auth_create_key(store, mid, CV_SCOPE_TOKENIZE | CV_SCOPE_READ | CV_SCOPE_DELETE,
+                                sk, prefix);
+    if (st == CV_OK)
+        st = cv_auth_create_key(store, mid, CV_SCOPE_DETOKENIZE, dk, prefix);
+    if (st == CV_OK) {
+        struct cv_audit_event ev = {"cli:merchant-create", mid,  NULL, NULL, "merchant.create",
+                                    "success",             NULL};
+        st = cv_store_audit_append(store, &ev);
+    }
+    if (st == CV_OK) {
+        const char *const pairs[] = {"merchant_id",     mid, "name",       cli->argv[1],
+                                     "publishable_key", pk,  "secret_key", sk,
+                                     "detokenize_key",  dk};
+        print_json_pairs(pairs, 5);
+        rc = 0;
+    } else {
+        fprintf(stderr, "cardvault: cannot create the merchant (%s)\n", cv_status_name(st));
+    }
+    cv_wipe(pk, sizeof(pk));
+    cv_wipe(sk, sizeof(sk));
+    cv_wipe(dk, sizeof(dk));
+    cv_store_close(store);
+    return rc;
+}
+
+static int cmd_key(struct cli *cli)
+{
+    if (cli->argc < 1)
+        return usage_error("expected: key create|revoke");
+    struct cv_store *store = NULL;
+    int rc = 1;
+    if (strcmp(cli->argv[0], "create") == 0) {
+        unsigned scopes = 0;
+        if (cli->argc != 1 || cli->merchant == NULL || cli->scopes == NULL)
+            return usage_error("key create needs --merchant ID and --scopes LIST");
+        if (cv_auth_parse_scopes(cli->scopes, &scopes) != CV_OK)
+            return usage_error("--scopes takes a comma list of tokenize, read, delete, detokenize");
+        if (open_store(&cli->cfg, &store) != CV_OK)
+            return 1;
+        char key[CV_APIKEY_LEN + 1], prefix[CV_APIKEY_PREFIX_LEN + 1], csv[64];
+        cv_status st = cv_auth_create_key(store, cli->merchant, scopes, key, prefix);
+        if (st == CV_OK) {
+            struct cv_audit_event ev = {"cli:key-create", cli->merchant, NULL, NULL,
+                                        "api_key.create", "success",     prefix};
+            st = cv_store_audit_append(store, &ev);
+        }
+        if (st == CV_OK) {
+            cv_auth_format_scopes(scopes, csv);
+            printf("{\"merchant_id\":\"%s\",\"key\":\"%s\",\"prefix\":\"%s\",\"scopes\":[", cli->merchant,
+                   key, prefix);
+            for (char *s = strtok(csv, ","), *first = s; s != NULL; s = strtok(NULL, ","))
+                printf("%s\"%s\"", s == first ? "" : ",", s);
+            printf("]}\n");
+            rc = 0;
+        } else if (st == CV_ERR_NOT_FOUND) {
+            fail("no such merchant");
+        } else {
+            fprintf(stderr, "cardvault: cannot create the key (%s)\n", cv_status_name(st));
+        }
+        cv_wipe(key, sizeof(key));
+    } else if (strcmp(cli->argv[0], "revoke") == 0) {
+        if (cli->argc != 2)
+            return usage_error("key revoke takes one PREFIX");
+        if (!cv_token_api_key_is_valid(cli->argv[1], strlen(cli->argv[1])) &&
+            strlen(cli->argv[1]) != CV_APIKEY_PREFIX_LEN)
+            return usage_error("PREFIX is the first 12 characters of a key, e.g. sk_AbCdEfGhI");
+        char prefix[CV_APIKEY_PREFIX_LEN + 1];
+        snprintf(prefix, sizeof(prefix), "%s", cli->argv[1]); /* a full key works too */
+        if (open_store(&cli->cfg, &store) != CV_OK)
+            return 1;
+        char mid[CV_MERCHANT_ID_LEN + 1];
+        cv_status st = cv_store_revoke_api_key(store, prefix, mid);
+        if (st == CV_OK) {
+            struct cv_audit_event ev = {"cli:key-revoke", mid,     NULL, NULL,
+                                        "api_key.revoke", "success", prefix};
+            st = cv_store_audit_append(store, &ev);
+        }
+        if (st == CV_OK) {
+            printf("{\"prefix\":\"%s\",\"revoked\":true}\n", prefix);
+            rc = 0;
+        } else if (st == CV_ERR_NOT_FOUND) {
+            fail("no active key with that prefix");
+        } else {
+            fprintf(stderr, "cardvault: cannot revoke the key (%s)\n", cv_status_name(st));
+        }
+    } else {
+        return usage_error("expected: key create|revoke");
+    }
+    cv_store_close(store);
+    return rc;
+}
+
+/* Blocks the stop signals in every thread; main waits for them with sigwait. */
+static void block_stop_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static int cmd_serve(struct cli *cli)
+{
+    char why[512];
+    struct cv_app app;
+    struct cv_keyprovider *kp = NULL;
+    struct cv_http_server *http = NULL;
+    sigset_t stop;
+    int rc = 1;
+    memset(&app, 0, sizeof(app));
+    atomic_init(&app.draining, false);
+    app.config = &cli->cfg;
+
+    if (cli->argc != 0)
+        return usage_error("serve takes no arguments");
+    if (cv_config_require(&cli->cfg, true, true, why, sizeof(why)) != CV_OK) {
+        fail(why);
+        return 1;
+    }
+    cv_log_set_level((enum cv_log_level)cli->cfg.log_level);
+    if (cli->cfg.production && cv_secbuf_harden_process() != CV_OK) {
+        fail("cannot disable core dumps (setrlimit/prctl refused)");
+        return 1;
+    }
+    block_stop_signals(&stop);
+    if (cv_secbuf_init_secure_heap(SECURE_HEAP_BYTES) != CV_OK)
+        cv_log(CV_LOG_WARN, "secure_heap_unavailable",
+               CV_LS("effect", "secrets use the ordinary heap; still wiped on free"));
+    if (cv_keyprovider_file_open(cli->cfg.kek_file, &kp, why, sizeof(why)) != CV_OK) {
+        fail(why);
+        goto out;
+    }
+    if (cv_store_open(cli->cfg.database_url, cli->cfg.db_pool_size, &app.store) != CV_OK) {
+        fail("cannot connect to the database named by CARDVAULT_DATABASE_URL (see the log line "
+             "above)");
+        goto out;
+    }
+    int version = 0;
+    if (cv_store_schema_version(app.store, &version) != CV_OK) {
+        fail("cannot read the schema version from the database");
+        goto out;
+    }
+    if (version != cv_migrate_required_version()) {
+        snprintf(why, sizeof(why),
+                 "the database is not fully migrated (schema version %d, this build needs %d): "
+                 "run `cardvault migrate` first",
+                 version, cv_migrate_required_version());
+        fail(why);
+        goto out;
+    }
+    bool fsync_on = false, sync_commit_on = false;
+    if (cv_store_check_durability(app.store, &fsync_on, &sync_commit_on) != CV_OK) {
+        fail("cannot read the database's durability settings");
+        goto out;
+    }
+    if (!sync_commit_on) {
+        fail("the database has synchronous_commit=off: an acknowledged token could be lost in a "
+             "crash; refusing to start");
+        goto out;
+    }
+    if (!fsync_on)
+        cv_log(CV_LOG_WARN, "fsync_off",
+               CV_LS("effect", "PostgreSQL runs with fsync=off: committed tokens can be lost on "
+                               "power failure; acceptable for tests only"));
+    struct cv_keyring_limits limits = {cli->cfg.dek_max_age_s, cli->cfg.dek_max_uses};
+    if (cv_keyring_open(app.store, kp, &limits, &app.keyring, why, sizeof(why)) != CV_OK) {
+        fail(why);
+        goto out;
+    }
+    if (cv_auth_open(app.store, cli->cfg.auth_refresh_ms, &app.auth) != CV_OK) {
+        fail("cannot load API keys from the database");
+        goto out;
+    }
+    app.metrics = cv_metrics_new();
+    if (cv_http_server_start(&app, &http, why, sizeof(why)) != CV_OK) {
+        fail(why);
+        goto out;
+    }
+    cv_log(CV_LOG_INFO, "service_started", CV_LS("listen_host", cli->cfg.listen_host),
+           CV_LI("listen_port", cli->cfg.listen_port), CV_LS("kek_provider", cv_keyprovider_name(kp)),
+           CV_LI("http_threads", cli->cfg.http_threads),
+           CV_LI("db_pool_size", cli->cfg.db_pool_size), CV_LI("schema_version", version),
+           CV_LB("fsync", fsync_on), CV_LB("production", cli->cfg.production));
+    int sig = 0;
+    sigwait(&stop, &sig);
+    cv_log(CV_LOG_INFO, "service_stopping", CV_LS("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+    atomic_store(&app.draining, true);
+    cv_http_server_stop(http, DRAIN_MS);
+    http = NULL;
+    rc = 0;
+out:
+    cv_http_server_stop(http, 0);
+    cv_auth_close(app.auth);
+    cv_keyring_close(app.keyring);
+    cv_store_close(app.store);
+    cv_keyprovider_free(kp);
+    cv_metrics_free(app.metrics);
+    if (rc == 0)
+        cv_log_plain(CV_LOG_INFO, "service_stopped");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct cli cli;
+    char why[256];
+    memset(&cli, 0, sizeof(cli));
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    cv_json_init();
+    if (argc < 2)
+        return usage_error("missing COMMAND");
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    if (cv_config_from_env(&cli.cfg, why, sizeof(why)) != CV_OK) {
+        fail(why);
+        return 1;
+    }
+    struct {
+        const char *name;
+        const char *usage;
+        bool dir, key_opts;
+        int (*run)(struct cli *);
+    } const commands[] = {
+        {"serve", usage_serve, false, false, cmd_serve},
+        {"migrate", usage_migrate, true, false, cmd_migrate},
+        {"merchant", usage_merchant, false, false, cmd_merchant},
+        {"key", usage_key, false, true, cmd_key},
+    };
+    int rc = -1;
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(cmd, commands[i].name) != 0)
+            continue;
+        rc = parse_options(&cli, argc - 1, argv + 1, commands[i].usage, commands[i].dir,
+                           commands[i].key_opts);
+        if (rc == -1)
+            rc = commands[i].run(&cli);
+        break;
+    }
+    if (rc == -1) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), cmd[0] == '-' ? "unknown option %.64s" : "unknown command %.64s",
+                 cmd);
+        rc = usage_error(msg);
+    }
+    cv_config_cleanup(&cli.cfg);
+    return rc;
+}

@@ -1,0 +1,172 @@
+/* metrics.c: Prometheus counters and histograms. Fixed-size arrays indexed by
+ * route, status class and cv_status keep the hot path to a few atomic adds;
+ * rendering walks them when /metrics is scraped. */
+#include "cardvault/metrics.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cardvault/secbuf.h"
+
+/* HTTP status codes we can answer; anything else is counted under "other". */
+static const int codes[] = {200, 201, 204, 400, 401, 403, 404, 405, 409,
+                            410, 413, 415, 429, 500, 503, 0};
+#define N_CODES (sizeof(codes) / sizeof(codes[0]))
+
+static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                 0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
+#define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+
+struct cv_metrics {
+    atomic_uint_least64_t requests[CV_ROUTE_COUNT][N_CODES];
+    atomic_uint_least64_t latency_bucket[CV_ROUTE_COUNT][N_BUCKETS + 1];
+    atomic_uint_least64_t latency_sum_us[CV_ROUTE_COUNT];
+    atomic_uint_least64_t errors[CV_STATUS_COUNT];
+    atomic_uint_least64_t tokenized;
+    atomic_uint_least64_t detokenized;
+    atomic_uint_least64_t auth_failures;
+};
+
+struct cv_metrics *cv_metrics_new(void)
+{
+    /* Static zero-initialised atomics are valid starting values. */
+    return cv_xcalloc(1, sizeof(struct cv_metrics));
+}
+
+void cv_metrics_free(struct cv_metrics *m)
+{
+    free(m);
+}
+
+static size_t code_index(int http_status)
+{
+    for (size_t i = 0; i + 1 < N_CODES; i++)
+        if (codes[i] == http_status)
+            return i;
+    return N_CODES - 1;
+}
+
+void cv_metrics_observe_request(struct cv_metrics *m, enum cv_route_id route, int http_status,
+                                cv_status st, double seconds)
+{
+    if ((unsigned)route >= CV_ROUTE_COUNT)
+        route = CV_ROUTE_UNMATCHED;
+    atomic_fetch_add(&m->requests[route][code_index(http_status)], 1);
+    size_t b = 0;
+    while (b < N_BUCKETS && seconds > buckets[b])
+        b++;
+    atomic_fetch_add(&m->latency_bucket[route][b], 1);
+    atomic_fetch_add(&m->latency_sum_us[route], (uint64_t)(seconds * 1e6));
+    if (st != CV_OK && (unsigned)st < CV_STATUS_COUNT)
+        atomic_fetch_add(&m->errors[st], 1);
+    if (st == CV_OK && route == CV_ROUTE_TOKENIZE)
+        atomic_fetch_add(&m->tokenized, 1);
+    if (st == CV_OK && route == CV_ROUTE_DETOKENIZE)
+        atomic_fetch_add(&m->detokenized, 1);
+}
+
+void cv_metrics_count_auth_failure(struct cv_metrics *m)
+{
+    atomic_fetch_add(&m->auth_failures, 1);
+}
+
+struct out {
+    char *buf;
+    size_t len, cap;
+};
+
+static void emit(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void emit(struct out *o, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < o->cap - o->len) {
+            o->len += (size_t)n;
+            return;
+        }
+        size_t cap = o->cap * 2;
+        char *b = cv_xmalloc(cap);
+        memcpy(b, o->buf, o->len);
+        free(o->buf);
+        o->buf = b;
+        o->cap = cap;
+    }
+}
+
+char *cv_metrics_render(struct cv_metrics *m, const struct cv_metrics_gauges *g, size_t *len)
+{
+    struct out o = {cv_xmalloc(16384), 0, 16384};
+    emit(&o, "# HELP cardvault_http_requests_total HTTP requests by route and status.\n"
+             "# TYPE cardvault_http_requests_total counter\n");
+    for (unsigned r = 0; r < CV_ROUTE_COUNT; r++)
+        for (size_t c = 0; c < N_CODES; c++) {
+            uint64_t v = atomic_load(&m->requests[r][c]);
+            if (v == 0)
+                continue;
+            char code[8];
+            snprintf(code, sizeof(code), "%d", codes[c]);
+            emit(&o, "cardvault_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+                 cv_router_pattern((enum cv_route_id)r), codes[c] == 0 ? "other" : code,
+                 (unsigned long long)v);
+        }
+    emit(&o, "# HELP cardvault_http_request_duration_seconds Request latency by route.\n"
+             "# TYPE cardvault_http_request_duration_seconds histogram\n");
+    for (unsigned r = 0; r < CV_ROUTE_COUNT; r++) {
+        const char *route = cv_router_pattern((enum cv_route_id)r);
+        uint64_t cum = 0;
+        for (size_t b = 0; b < N_BUCKETS; b++) {
+            cum += atomic_load(&m->latency_bucket[r][b]);
+            emit(&o, "cardvault_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+                 route, buckets[b], (unsigned long long)cum);
+        }
+        cum += atomic_load(&m->latency_bucket[r][N_BUCKETS]);
+        emit(&o,
+             "cardvault_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n"
+             "cardvault_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
+             "cardvault_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
+             route, (unsigned long long)cum, route,
+             (double)atomic_load(&m->latency_sum_us[r]) / 1e6, route, (unsigned long long)cum);
+    }
+    emit(&o, "# HELP cardvault_errors_total Error responses by error code.\n"
+             "# TYPE cardvault_errors_total counter\n");
+    for (unsigned s = 1; s < CV_STATUS_COUNT; s++) {
+        uint64_t v = atomic_load(&m->errors[s]);
+        if (v > 0)
+            emit(&o, "cardvault_errors_total{code=\"%s\"} %llu\n", cv_status_name((cv_status)s),
+                 (unsigned long long)v);
+    }
+    emit(&o,
+         "# HELP cardvault_tokenize_total Cards tokenized.\n"
+         "# TYPE cardvault_tokenize_total counter\n"
+         "cardvault_tokenize_total %llu\n"
+         "# HELP cardvault_detokenize_total Successful detokenize requests.\n"
+         "# TYPE cardvault_detokenize_total counter\n"
+         "cardvault_detokenize_total %llu\n"
+         "# HELP cardvault_auth_failures_total Requests with a missing, unknown or revoked key.\n"
+         "# TYPE cardvault_auth_failures_total counter\n"
+         "cardvault_auth_failures_total %llu\n"
+         "# HELP cardvault_db_pool_connections_in_use Database connections checked out.\n"
+         "# TYPE cardvault_db_pool_connections_in_use gauge\n"
+         "cardvault_db_pool_connections_in_use %u\n"
+         "# HELP cardvault_db_pool_connections Database pool size.\n"
+         "# TYPE cardvault_db_pool_connections gauge\n"
+         "cardvault_db_pool_connections %u\n"
+         "# HELP cardvault_dek_rotations_total Data-key rotations by this process.\n"
+         "# TYPE cardvault_dek_rotations_total counter\n"
+         "cardvault_dek_rotations_total %llu\n"
+         "# HELP cardvault_ready 1 when the database is reachable and the KEK loaded.\n"
+         "# TYPE cardvault_ready gauge\n"
+         "cardvault_ready %d\n",
+         (unsigned long long)atomic_load(&m->tokenized),
+         (unsigned long long)atomic_load(&m->detokenized),
+         (unsigned long long)atomic_load(&m->auth_failures), g->db_pool_in_use, g->db_pool_size,
+         (unsigned long long)g->dek_rotations, g->ready);
+    *len = o.len;
+    return o.buf;
+}

@@ -1,0 +1,86 @@
+/* router.c: the route table. Adding an endpoint means one line here, one
+ * handler, and its description in openapi.yaml. Paths are matched exactly:
+ * no trailing-slash or case folding, so one resource has one URL. */
+#include "cardvault/router.h"
+
+#include <string.h>
+
+#include "cardvault/api_tokens.h"
+
+static const struct cv_route routes[] = {
+    {CV_ROUTE_TOKENIZE, "POST", "/v1/tokens", CV_SCOPE_TOKENIZE, true, false, NULL,
+     cv_api_tokenize},
+    {CV_ROUTE_READ, "GET", "/v1/tokens/{token}", CV_SCOPE_READ, false, false, NULL, cv_api_read},
+    {CV_ROUTE_DELETE, "DELETE", "/v1/tokens/{token}", CV_SCOPE_DELETE, false, false, NULL,
+     cv_api_delete},
+    {CV_ROUTE_DETOKENIZE, "POST", "/v1/tokens/{token}/detokenize", CV_SCOPE_DETOKENIZE, true, true,
+     "token.detokenize", cv_api_detokenize},
+    {CV_ROUTE_HEALTHZ, "GET", "/healthz", 0, false, false, NULL, cv_api_healthz},
+    {CV_ROUTE_READYZ, "GET", "/readyz", 0, false, false, NULL, cv_api_readyz},
+    {CV_ROUTE_METRICS, "GET", "/metrics", 0, false, false, NULL, cv_api_metrics},
+};
+#define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
+
+/* Allow header values per distinct pattern. */
+static const char *allow_for(const char *pattern)
+{
+    if (strcmp(pattern, "/v1/tokens") == 0)
+        return "POST";
+    if (strcmp(pattern, "/v1/tokens/{token}") == 0)
+        return "GET, DELETE";
+    if (strcmp(pattern, "/v1/tokens/{token}/detokenize") == 0)
+        return "POST";
+    return "GET";
+}
+
+/* Matches path against pattern; a "{token}" segment matches one non-empty
+ * segment without '/', copied to seg. */
+static bool path_matches(const char *pattern, const char *path, char *seg, size_t cap)
+{
+    const char *brace = strchr(pattern, '{');
+    if (brace == NULL)
+        return strcmp(pattern, path) == 0;
+    size_t head = (size_t)(brace - pattern);
+    if (strncmp(pattern, path, head) != 0)
+        return false;
+    const char *tail = strchr(brace, '}') + 1;
+    const char *p = path + head;
+    size_t n = strcspn(p, "/");
+    if (n == 0 || strcmp(p + n, tail) != 0)
+        return false;
+    if (seg != NULL && cap > 0) {
+        size_t c = n < cap - 1 ? n : cap - 1;
+        memcpy(seg, p, c);
+        seg[c] = '\0';
+    }
+    return true;
+}
+
+cv_status cv_router_match(const char *method, const char *path, const struct cv_route **route,
+                          char *token_out, size_t cap, const char **allow)
+{
+    const char *path_allow = NULL;
+    for (size_t i = 0; i < N_ROUTES; i++) {
+        if (!path_matches(routes[i].pattern, path, NULL, 0))
+            continue;
+        path_allow = allow_for(routes[i].pattern);
+        if (strcmp(routes[i].method, method) == 0) {
+            (void)path_matches(routes[i].pattern, path, token_out, cap);
+            *route = &routes[i];
+            return CV_OK;
+        }
+    }
+    if (path_allow != NULL) {
+        *allow = path_allow;
+        return CV_ERR_METHOD_NOT_ALLOWED;
+    }
+    return CV_ERR_ROUTE_NOT_FOUND;
+}
+
+const char *cv_router_pattern(enum cv_route_id id)
+{
+    for (size_t i = 0; i < N_ROUTES; i++)
+        if (routes[i].id == id)
+            return routes[i].pattern;
+    return "unmatched";
+}

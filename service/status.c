@@ -1,0 +1,47 @@
+/* status.c: names of cv_status values. Names are stable: logs, metrics and
+ * dashboards key on them. */
+#include "cardvault/status.h"
+
+#include <stddef.h>
+
+static const char *const names[CV_STATUS_COUNT] = {
+    [CV_OK] = "ok",
+    [CV_ERR_INVALID_JSON] = "invalid_json",
+    [CV_ERR_UNKNOWN_FIELD] = "unknown_field",
+    [CV_ERR_MISSING_FIELD] = "missing_field",
+    [CV_ERR_INVALID_TYPE] = "invalid_type",
+    [CV_ERR_INVALID_PAN] = "invalid_pan",
+    [CV_ERR_INVALID_EXPIRY] = "invalid_expiry",
+    [CV_ERR_INVALID_CVC] = "invalid_cvc",
+    [CV_ERR_INVALID_NAME] = "invalid_name",
+    [CV_ERR_BAD_REQUEST] = "bad_request",
+    [CV_ERR_INVALID_IDEMPOTENCY_KEY] = "invalid_idempotency_key",
+    [CV_ERR_KEY_IN_QUERY] = "api_key_in_query",
+    [CV_ERR_UNAUTHENTICATED] = "invalid_api_key",
+    [CV_ERR_FORBIDDEN] = "insufficient_scope",
+    [CV_ERR_NOT_FOUND] = "token_not_found",
+    [CV_ERR_ROUTE_NOT_FOUND] = "route_not_found",
+    [CV_ERR_METHOD_NOT_ALLOWED] = "method_not_allowed",
+    [CV_ERR_BODY_TOO_LARGE] = "body_too_large",
+    [CV_ERR_UNSUPPORTED_MEDIA] = "unsupported_media_type",
+    [CV_ERR_IDEMPOTENCY_REUSED] = "idempotency_key_reused",
+    [CV_ERR_IDEMPOTENCY_IN_USE] = "idempotency_key_in_use",
+    [CV_ERR_TOKEN_DESTROYED] = "token_destroyed",
+    [CV_ERR_RATE_LIMITED] = "rate_limited",
+    [CV_ERR_CONFLICT] = "conflict",
+    [CV_ERR_DB_UNAVAILABLE] = "service_unavailable",
+    [CV_ERR_DB] = "database_error",
+    [CV_ERR_CRYPTO] = "crypto_error",
+    [CV_ERR_INTEGRITY] = "integrity_error",
+    [CV_ERR_CONFIG] = "config_error",
+    [CV_ERR_IO] = "io_error",
+    [CV_ERR_SHUTTING_DOWN] = "shutting_down",
+    [CV_ERR_INTERNAL] = "internal_error",
+};
+
+const char *cv_status_name(cv_status st)
+{
+    if ((unsigned)st >= CV_STATUS_COUNT || names[st] == NULL)
+        return "internal_error";
+    return names[st];
+}
