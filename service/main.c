@@ -13,6 +13,7 @@
 
 #include "cardvault/app.h"
 #include "cardvault/auth.h"
+#include "cardvault/cli.h"
 #include "cardvault/config.h"
 #include "cardvault/http_server.h"
 #include "cardvault/json_codec.h"
@@ -25,7 +26,6 @@
 #include "cardvault/store.h"
 #include "cardvault/token.h"
 
-#define EXIT_USAGE 2
 #define SECURE_HEAP_BYTES (1u << 20)
 #define DRAIN_MS 20000
 
@@ -84,32 +84,38 @@ static const char usage_key[] =
     "revoke: takes the 12-character prefix; running services refuse the key\n"
     "within CARDVAULT_AUTH_REFRESH_MS (1 s by default, 5 s at most).\n";
 
-static void fail(const char *msg)
+void cv_cli_fail(const char *msg)
 {
     fprintf(stderr, "cardvault: %s\n", msg);
 }
 
-static int usage_error(const char *msg)
+int cv_cli_usage_error(const char *msg)
 {
     fprintf(stderr, "cardvault: %s (see cardvault --help)\n", msg);
-    return EXIT_USAGE;
+    return CV_EXIT_USAGE;
 }
 
-enum opt_id { OPT_DB = 1000, OPT_KEK, OPT_LISTEN, OPT_DIR, OPT_MERCHANT, OPT_SCOPES };
-
-struct cli {
-    struct cv_config cfg;
-    const char *dir;
-    const char *merchant;
-    const char *scopes;
-    int argc; /* positional arguments after options */
-    char **argv;
+enum opt_id {
+    OPT_DB = 1000,
+    OPT_KEK,
+    OPT_LISTEN,
+    OPT_DIR,
+    OPT_MERCHANT,
+    OPT_SCOPES,
+    OPT_SINCE,
+    OPT_NEW_KEK,
+    OPT_FROM_DEK,
+    OPT_BATCH,
+    OPT_CONFIRM,
 };
 
-/* Parses options common to every command plus the command's own; returns -1
- * to continue, or an exit code. */
-static int parse_options(struct cli *cli, int argc, char **argv, const char *usage,
-                         bool allow_dir, bool allow_key_opts)
+/* Which command-specific options a command accepts (bit = opt_id - OPT_DIR). */
+#define ALLOW(o) (1u << ((o)-OPT_DIR))
+
+/* Parses the options common to every command plus those `allowed`; returns
+ * -1 to continue, or an exit code (0 after --help, 2 on a usage error). */
+static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *usage,
+                         unsigned allowed)
 {
     static const struct option opts[] = {
         {"database-url", required_argument, NULL, OPT_DB},
@@ -118,14 +124,25 @@ static int parse_options(struct cli *cli, int argc, char **argv, const char *usa
         {"dir", required_argument, NULL, OPT_DIR},
         {"merchant", required_argument, NULL, OPT_MERCHANT},
         {"scopes", required_argument, NULL, OPT_SCOPES},
+        {"since", required_argument, NULL, OPT_SINCE},
+        {"new-kek-file", required_argument, NULL, OPT_NEW_KEK},
+        {"from-dek", required_argument, NULL, OPT_FROM_DEK},
+        {"batch", required_argument, NULL, OPT_BATCH},
+        {"confirm", no_argument, NULL, OPT_CONFIRM},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     char why[256];
     opterr = 0;
     optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    int c, index = -1;
+    while ((c = getopt_long(argc, argv, "+h", opts, &index)) != -1) {
+        if (c >= OPT_DIR && (allowed & ALLOW(c)) == 0) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "option --%s does not apply to this command",
+                     opts[index].name);
+            return cv_cli_usage_error(msg);
+        }
         switch (c) {
         case 'h':
             fputs(usage, stdout);
@@ -138,53 +155,64 @@ static int parse_options(struct cli *cli, int argc, char **argv, const char *usa
             break;
         case OPT_LISTEN:
             if (cv_config_set_listen(&cli->cfg, optarg, why, sizeof(why)) != CV_OK)
-                return usage_error(why);
+                return cv_cli_usage_error(why);
             break;
         case OPT_DIR:
-            if (!allow_dir)
-                return usage_error("unknown option --dir");
             cli->dir = optarg;
             break;
         case OPT_MERCHANT:
+            cli->merchant = optarg;
+            break;
         case OPT_SCOPES:
-            if (!allow_key_opts)
-                return usage_error(c == OPT_MERCHANT ? "unknown option --merchant"
-                                                     : "unknown option --scopes");
-            if (c == OPT_MERCHANT)
-                cli->merchant = optarg;
-            else
-                cli->scopes = optarg;
+            cli->scopes = optarg;
+            break;
+        case OPT_SINCE:
+            cli->since = optarg;
+            break;
+        case OPT_NEW_KEK:
+            cli->new_kek_file = optarg;
+            break;
+        case OPT_FROM_DEK:
+            cli->from_dek = optarg;
+            break;
+        case OPT_BATCH:
+            cli->batch = optarg;
+            break;
+        case OPT_CONFIRM:
+            cli->confirm = true;
             break;
         default: {
             char msg[160];
             if (optopt != 0)
                 snprintf(msg, sizeof(msg), "unknown option -%c", optopt);
             else
-                snprintf(msg, sizeof(msg), "unknown or incomplete option %s", argv[optind - 1]);
-            return usage_error(msg);
+                snprintf(msg, sizeof(msg), "unknown or incomplete option %.100s",
+                         argv[optind - 1]);
+            return cv_cli_usage_error(msg);
         }
         }
+        index = -1;
     }
     cli->argc = argc - optind;
     cli->argv = argv + optind;
     return -1;
 }
 
-static cv_status open_store(const struct cv_config *cfg, struct cv_store **store)
+cv_status cv_cli_open_store(const struct cv_config *cfg, struct cv_store **store)
 {
     char why[256];
     if (cv_config_require(cfg, true, false, why, sizeof(why)) != CV_OK) {
-        fail(why);
+        cv_cli_fail(why);
         return CV_ERR_CONFIG;
     }
     cv_status st = cv_store_open(cfg->database_url, 2, store);
     if (st != CV_OK)
-        fail("cannot connect to the database named by CARDVAULT_DATABASE_URL (see the log line "
+        cv_cli_fail("cannot connect to the database named by CARDVAULT_DATABASE_URL (see the log line "
              "above)");
     return st;
 }
 
-static void print_json_pairs(const char *const *pairs, size_t n)
+void cv_cli_print_pairs(const char *const *pairs, size_t n)
 {
     size_t len = 0;
     char *s = cv_json_encode_pairs(pairs, n, &len);
@@ -194,17 +222,17 @@ static void print_json_pairs(const char *const *pairs, size_t n)
     cv_json_free(s); /* wiped: it may hold API keys */
 }
 
-static int cmd_migrate(struct cli *cli)
+static int cmd_migrate(struct cv_cli *cli)
 {
     char why[512];
     if (cv_config_require(&cli->cfg, true, false, why, sizeof(why)) != CV_OK) {
-        fail(why);
+        cv_cli_fail(why);
         return 1;
     }
     int applied = 0;
     const char *dir = cli->dir != NULL ? cli->dir : cv_migrate_default_dir();
     if (cv_migrate_run(cli->cfg.database_url, dir, &applied, why, sizeof(why)) != CV_OK) {
-        fail(why);
+        cv_cli_fail(why);
         return 1;
     }
     printf("{\"event\":\"migrations_done\",\"applied\":%d,\"schema_version\":%d}\n", applied,
@@ -212,14 +240,14 @@ static int cmd_migrate(struct cli *cli)
     return 0;
 }
 
-static int cmd_merchant(struct cli *cli)
+static int cmd_merchant(struct cv_cli *cli)
 {
     if (cli->argc < 1 || strcmp(cli->argv[0], "create") != 0)
-        return usage_error("expected: merchant create NAME");
+        return cv_cli_usage_error("expected: merchant create NAME");
     if (cli->argc != 2 || cli->argv[1][0] == '\0' || strlen(cli->argv[1]) > 200)
-        return usage_error("merchant create takes one NAME of 1-200 characters");
+        return cv_cli_usage_error("merchant create takes one NAME of 1-200 characters");
     struct cv_store *store = NULL;
-    if (open_store(&cli->cfg, &store) != CV_OK)
+    if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
         return 1;
     char mid[CV_MERCHANT_ID_LEN + 1];
     char pk[CV_APIKEY_LEN + 1], sk[CV_APIKEY_LEN + 1], dk[CV_APIKEY_LEN + 1];
@@ -244,7 +272,7 @@ static int cmd_merchant(struct cli *cli)
         const char *const pairs[] = {"merchant_id",     mid, "name",       cli->argv[1],
                                      "publishable_key", pk,  "secret_key", sk,
                                      "detokenize_key",  dk};
-        print_json_pairs(pairs, 5);
+        cv_cli_print_pairs(pairs, 5);
         rc = 0;
     } else {
         fprintf(stderr, "cardvault: cannot create the merchant (%s)\n", cv_status_name(st));
@@ -256,19 +284,19 @@ static int cmd_merchant(struct cli *cli)
     return rc;
 }
 
-static int cmd_key(struct cli *cli)
+static int cmd_key(struct cv_cli *cli)
 {
     if (cli->argc < 1)
-        return usage_error("expected: key create|revoke");
+        return cv_cli_usage_error("expected: key create|revoke");
     struct cv_store *store = NULL;
     int rc = 1;
     if (strcmp(cli->argv[0], "create") == 0) {
         unsigned scopes = 0;
         if (cli->argc != 1 || cli->merchant == NULL || cli->scopes == NULL)
-            return usage_error("key create needs --merchant ID and --scopes LIST");
+            return cv_cli_usage_error("key create needs --merchant ID and --scopes LIST");
         if (cv_auth_parse_scopes(cli->scopes, &scopes) != CV_OK)
-            return usage_error("--scopes takes a comma list of tokenize, read, delete, detokenize");
-        if (open_store(&cli->cfg, &store) != CV_OK)
+            return cv_cli_usage_error("--scopes takes a comma list of tokenize, read, delete, detokenize");
+        if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
             return 1;
         char key[CV_APIKEY_LEN + 1], prefix[CV_APIKEY_PREFIX_LEN + 1], csv[64];
         cv_status st = cv_auth_create_key(store, cli->merchant, scopes, key, prefix);
@@ -286,20 +314,20 @@ static int cmd_key(struct cli *cli)
             printf("]}\n");
             rc = 0;
         } else if (st == CV_ERR_NOT_FOUND) {
-            fail("no such merchant");
+            cv_cli_fail("no such merchant");
         } else {
             fprintf(stderr, "cardvault: cannot create the key (%s)\n", cv_status_name(st));
         }
         cv_wipe(key, sizeof(key));
     } else if (strcmp(cli->argv[0], "revoke") == 0) {
         if (cli->argc != 2)
-            return usage_error("key revoke takes one PREFIX");
+            return cv_cli_usage_error("key revoke takes one PREFIX");
         if (!cv_token_api_key_is_valid(cli->argv[1], strlen(cli->argv[1])) &&
             strlen(cli->argv[1]) != CV_APIKEY_PREFIX_LEN)
-            return usage_error("PREFIX is the first 12 characters of a key, e.g. sk_AbCdEfGhI");
+            return cv_cli_usage_error("PREFIX is the first 12 characters of a key, e.g. sk_AbCdEfGhI");
         char prefix[CV_APIKEY_PREFIX_LEN + 1];
         snprintf(prefix, sizeof(prefix), "%s", cli->argv[1]); /* a full key works too */
-        if (open_store(&cli->cfg, &store) != CV_OK)
+        if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
             return 1;
         char mid[CV_MERCHANT_ID_LEN + 1];
         cv_status st = cv_store_revoke_api_key(store, prefix, mid);
@@ -312,12 +340,12 @@ static int cmd_key(struct cli *cli)
             printf("{\"prefix\":\"%s\",\"revoked\":true}\n", prefix);
             rc = 0;
         } else if (st == CV_ERR_NOT_FOUND) {
-            fail("no active key with that prefix");
+            cv_cli_fail("no active key with that prefix");
         } else {
             fprintf(stderr, "cardvault: cannot revoke the key (%s)\n", cv_status_name(st));
         }
     } else {
-        return usage_error("expected: key create|revoke");
+        return cv_cli_usage_error("expected: key create|revoke");
     }
     cv_store_close(store);
     return rc;
@@ -333,7 +361,7 @@ static void block_stop_signals(sigset_t *set)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static int cmd_serve(struct cli *cli)
+static int cmd_serve(struct cv_cli *cli)
 {
     char why[512];
     struct cv_app app;
@@ -346,14 +374,14 @@ static int cmd_serve(struct cli *cli)
     app.config = &cli->cfg;
 
     if (cli->argc != 0)
-        return usage_error("serve takes no arguments");
+        return cv_cli_usage_error("serve takes no arguments");
     if (cv_config_require(&cli->cfg, true, true, why, sizeof(why)) != CV_OK) {
-        fail(why);
+        cv_cli_fail(why);
         return 1;
     }
     cv_log_set_level((enum cv_log_level)cli->cfg.log_level);
     if (cli->cfg.production && cv_secbuf_harden_process() != CV_OK) {
-        fail("cannot disable core dumps (setrlimit/prctl refused)");
+        cv_cli_fail("cannot disable core dumps (setrlimit/prctl refused)");
         return 1;
     }
     block_stop_signals(&stop);
@@ -361,17 +389,17 @@ static int cmd_serve(struct cli *cli)
         cv_log(CV_LOG_WARN, "secure_heap_unavailable",
                CV_LS("effect", "secrets use the ordinary heap; still wiped on free"));
     if (cv_keyprovider_file_open(cli->cfg.kek_file, &kp, why, sizeof(why)) != CV_OK) {
-        fail(why);
+        cv_cli_fail(why);
         goto out;
     }
     if (cv_store_open(cli->cfg.database_url, cli->cfg.db_pool_size, &app.store) != CV_OK) {
-        fail("cannot connect to the database named by CARDVAULT_DATABASE_URL (see the log line "
+        cv_cli_fail("cannot connect to the database named by CARDVAULT_DATABASE_URL (see the log line "
              "above)");
         goto out;
     }
     int version = 0;
     if (cv_store_schema_version(app.store, &version) != CV_OK) {
-        fail("cannot read the schema version from the database");
+        cv_cli_fail("cannot read the schema version from the database");
         goto out;
     }
     if (version != cv_migrate_required_version()) {
@@ -379,16 +407,16 @@ static int cmd_serve(struct cli *cli)
                  "the database is not fully migrated (schema version %d, this build needs %d): "
                  "run `cardvault migrate` first",
                  version, cv_migrate_required_version());
-        fail(why);
+        cv_cli_fail(why);
         goto out;
     }
     bool fsync_on = false, sync_commit_on = false;
     if (cv_store_check_durability(app.store, &fsync_on, &sync_commit_on) != CV_OK) {
-        fail("cannot read the database's durability settings");
+        cv_cli_fail("cannot read the database's durability settings");
         goto out;
     }
     if (!sync_commit_on) {
-        fail("the database has synchronous_commit=off: an acknowledged token could be lost in a "
+        cv_cli_fail("the database has synchronous_commit=off: an acknowledged token could be lost in a "
              "crash; refusing to start");
         goto out;
     }
@@ -398,16 +426,16 @@ static int cmd_serve(struct cli *cli)
                                "power failure; acceptable for tests only"));
     struct cv_keyring_limits limits = {cli->cfg.dek_max_age_s, cli->cfg.dek_max_uses};
     if (cv_keyring_open(app.store, kp, &limits, &app.keyring, why, sizeof(why)) != CV_OK) {
-        fail(why);
+        cv_cli_fail(why);
         goto out;
     }
     if (cv_auth_open(app.store, cli->cfg.auth_refresh_ms, &app.auth) != CV_OK) {
-        fail("cannot load API keys from the database");
+        cv_cli_fail("cannot load API keys from the database");
         goto out;
     }
     app.metrics = cv_metrics_new();
     if (cv_http_server_start(&app, &http, why, sizeof(why)) != CV_OK) {
-        fail(why);
+        cv_cli_fail(why);
         goto out;
     }
     cv_log(CV_LOG_INFO, "service_started", CV_LS("listen_host", cli->cfg.listen_host),
@@ -436,39 +464,38 @@ out:
 
 int main(int argc, char **argv)
 {
-    struct cli cli;
+    struct cv_cli cli;
     char why[256];
     memset(&cli, 0, sizeof(cli));
     setvbuf(stdout, NULL, _IOLBF, 0);
     cv_json_init();
     if (argc < 2)
-        return usage_error("missing COMMAND");
+        return cv_cli_usage_error("missing COMMAND");
     const char *cmd = argv[1];
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         fputs(usage_main, stdout);
         return 0;
     }
     if (cv_config_from_env(&cli.cfg, why, sizeof(why)) != CV_OK) {
-        fail(why);
+        cv_cli_fail(why);
         return 1;
     }
     struct {
         const char *name;
         const char *usage;
-        bool dir, key_opts;
-        int (*run)(struct cli *);
+        unsigned allowed;
+        int (*run)(struct cv_cli *);
     } const commands[] = {
-        {"serve", usage_serve, false, false, cmd_serve},
-        {"migrate", usage_migrate, true, false, cmd_migrate},
-        {"merchant", usage_merchant, false, false, cmd_merchant},
-        {"key", usage_key, false, true, cmd_key},
+        {"serve", usage_serve, 0, cmd_serve},
+        {"migrate", usage_migrate, ALLOW(OPT_DIR), cmd_migrate},
+        {"merchant", usage_merchant, 0, cmd_merchant},
+        {"key", usage_key, ALLOW(OPT_MERCHANT) | ALLOW(OPT_SCOPES), cmd_key},
     };
     int rc = -1;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(cmd, commands[i].name) != 0)
             continue;
-        rc = parse_options(&cli, argc - 1, argv + 1, commands[i].usage, commands[i].dir,
-                           commands[i].key_opts);
+        rc = parse_options(&cli, argc - 1, argv + 1, commands[i].usage, commands[i].allowed);
         if (rc == -1)
             rc = commands[i].run(&cli);
         break;
@@ -477,7 +504,7 @@ int main(int argc, char **argv)
         char msg[128];
         snprintf(msg, sizeof(msg), cmd[0] == '-' ? "unknown option %.64s" : "unknown command %.64s",
                  cmd);
-        rc = usage_error(msg);
+        rc = cv_cli_usage_error(msg);
     }
     cv_config_cleanup(&cli.cfg);
     return rc;

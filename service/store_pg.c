@@ -17,6 +17,7 @@
 
 #include "cardvault/log.h"
 #include "cardvault/secbuf.h"
+#include "store_pg_internal.h"
 
 #define RFC3339_UTC(col)                                                                           \
     "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
@@ -131,6 +132,11 @@ static const struct stmt stmts[S_COUNT] = {
 struct conn {
     PGconn *pg;
     bool prepared[S_COUNT];
+};
+
+/* The handle other store_*.c files get (store_pg_internal.h) is this conn. */
+struct cv_pg_conn {
+    struct conn c;
 };
 
 struct cv_store {
@@ -738,4 +744,34 @@ cv_status cv_store_audit_append(struct cv_store *st, const struct cv_audit_event
     CV_TRY(run_once(st, S_AUDIT_APPEND, &p, &r));
     PQclear(r);
     return CV_OK;
+}
+
+/* Shared with the other store_*.c files through store_pg_internal.h. */
+
+cv_status cv_pg_acquire(struct cv_store *st, struct cv_pg_conn **out)
+{
+    struct conn *c = NULL;
+    CV_TRY(acquire(st, &c));
+    *out = (struct cv_pg_conn *)c;
+    return CV_OK;
+}
+
+void cv_pg_release(struct cv_store *st, struct cv_pg_conn *pc)
+{
+    release(st, &pc->c);
+}
+
+PGconn *cv_pg_handle(struct cv_pg_conn *pc)
+{
+    return pc->c.pg;
+}
+
+cv_status cv_pg_error(struct cv_pg_conn *pc, const PGresult *res, const char *what)
+{
+    return map_error(&pc->c, res, what);
+}
+
+cv_status cv_pg_get_bytea(const PGresult *r, int row, int col, unsigned char **out, size_t *len)
+{
+    return get_bytea(r, row, col, out, len);
 }
