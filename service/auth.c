@@ -194,18 +194,28 @@ void cv_auth_close(struct cv_auth *a)
     free(a);
 }
 
+cv_status cv_auth_parse_bearer(const char *authorization, const char **key, size_t *len)
+{
+    if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7) != 0)
+        return CV_ERR_UNAUTHENTICATED;
+    const char *k = authorization + 7;
+    while (*k == ' ')
+        k++;
+    size_t n = strlen(k);
+    if (!cv_token_api_key_is_valid(k, n))
+        return CV_ERR_UNAUTHENTICATED;
+    *key = k;
+    *len = n;
+    return CV_OK;
+}
+
 cv_status cv_auth_authenticate(struct cv_auth *a, const char *authorization,
                                struct cv_principal *out)
 {
     unsigned char hash[32];
-    if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7) != 0)
-        return CV_ERR_UNAUTHENTICATED;
-    const char *key = authorization + 7;
-    while (*key == ' ')
-        key++;
-    size_t len = strlen(key);
-    if (!cv_token_api_key_is_valid(key, len))
-        return CV_ERR_UNAUTHENTICATED;
+    const char *key = NULL;
+    size_t len = 0;
+    CV_TRY(cv_auth_parse_bearer(authorization, &key, &len));
     if (cv_envelope_sha256(key, len, hash) != CV_OK)
         return CV_ERR_INTERNAL;
     cv_status st = CV_ERR_UNAUTHENTICATED;

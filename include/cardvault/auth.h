@@ -39,6 +39,10 @@ void cv_auth_close(struct cv_auth *auth);
  * for a missing, malformed, unknown or revoked key. */
 CV_MUST_USE cv_status cv_auth_authenticate(struct cv_auth *auth, const char *authorization,
                                            struct cv_principal *out);
+/* Pure: extracts the key from "Bearer <key>" (scheme case-insensitive) and
+ * checks its format. CV_ERR_UNAUTHENTICATED when absent or malformed. */
+CV_MUST_USE cv_status cv_auth_parse_bearer(const char *authorization, const char **key,
+                                           size_t *len);
 /* Re-reads changed keys now (tests and the refresher). */
 CV_MUST_USE cv_status cv_auth_refresh(struct cv_auth *auth);
 
