@@ -354,6 +354,10 @@ static int cmd_key(struct cv_cli *cli)
 /* Blocks the stop signals in every thread; main waits for them with sigwait. */
 static void block_stop_signals(sigset_t *set)
 {
+    /* A shell starts background jobs with SIGINT ignored; an ignored signal is
+     * discarded, never delivered to sigwait, so restore the default first. */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     sigemptyset(set);
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);

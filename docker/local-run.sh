@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# `make run`: a private PostgreSQL cluster, a KEK and a demo merchant under
+# .run/ (created once, reused afterwards), then `cardvault serve` in the
+# foreground. Ctrl-C stops the service (it drains and exits 0) and then the
+# cluster. Run twice in a row: the second run reuses everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+state="$root/.run"
+pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+port=${CARDVAULT_RUN_PGPORT:-5499}
+listen=${CARDVAULT_LISTEN:-127.0.0.1:8080}
+mkdir -p "$state"
+chmod 700 "$state"
+
+# PostgreSQL refuses to run as root: as root the cluster belongs to `postgres`.
+if [ "$(id -u)" -eq 0 ]; then
+  pgdata="$state/pg"
+  if ! runuser -u postgres -- test -x "$state" 2>/dev/null; then
+    # .run/ sits under a folder postgres cannot enter (e.g. /root): keep the
+    # cluster in a postgres-owned folder instead.
+    pgdata="/var/lib/postgresql/cardvault-run-$(echo "$root" | sha256sum | cut -c1-12)"
+  fi
+  as_pg() { runuser -u postgres -- "$@"; }
+  pguser=postgres
+  chmod 711 "$state"
+else
+  pgdata="$state/pg"
+  as_pg() { "$@"; }
+  pguser=$(id -un)
+fi
+sock="$pgdata.sock"
+
+if [ ! -f "$pgdata/PG_VERSION" ]; then
+  echo "run: creating a private PostgreSQL cluster in $pgdata"
+  mkdir -p "$pgdata" "$sock"
+  [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$pgdata" "$sock"
+  as_pg "$pgbin/initdb" -D "$pgdata" -A trust -U "$pguser" --no-instructions >/dev/null
+fi
+mkdir -p "$sock"
+[ "$(id -u)" -eq 0 ] && chown postgres:postgres "$sock"
+if ! as_pg "$pgbin/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; then
+  # Unix socket only (no TCP), fsync on: this is a durable local vault.
+  as_pg "$pgbin/pg_ctl" -D "$pgdata" -l "$pgdata/server.log" -w \
+    -o "-c listen_addresses='' -k $sock -p $port" start >/dev/null
+fi
+stop_pg() { as_pg "$pgbin/pg_ctl" -D "$pgdata" -m fast -w stop >/dev/null 2>&1 || true; }
+
+if ! as_pg "$pgbin/psql" -h "$sock" -p "$port" -U "$pguser" -d postgres -Atqc \
+     "SELECT 1 FROM pg_database WHERE datname = 'cardvault'" | grep -q 1; then
+  as_pg "$pgbin/createdb" -h "$sock" -p "$port" -U "$pguser" cardvault
+fi
+
+if [ ! -f "$state/kek" ]; then
+  (umask 077 && openssl rand -hex 32 > "$state/kek")
+  echo "run: created a KEK in $state/kek (mode 0600). Losing it makes every token unreadable."
+fi
+
+export CARDVAULT_DATABASE_URL="host=$sock port=$port user=$pguser dbname=cardvault"
+export CARDVAULT_KEK_FILE="$state/kek"
+export CARDVAULT_LISTEN="$listen"
+
+./cardvault migrate >/dev/null
+if [ ! -s "$state/merchant.json" ]; then
+  (umask 077 && ./cardvault merchant create "Demo Shop" > "$state/merchant.json.tmp" &&
+   mv "$state/merchant.json.tmp" "$state/merchant.json")
+fi
+get() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" "$state/merchant.json"; }
+
+cat <<MSG
+
+cardvault is starting on http://$listen  (Ctrl-C to stop)
+  merchant:        $(get merchant_id)
+  publishable key: $(get publishable_key)   (tokenize)
+  secret key:      $(get secret_key)   (tokenize, read, delete)
+  detokenize key:  $(get detokenize_key)   (detokenize only)
+  (saved in $state/merchant.json, mode 0600)
+
+Try:
+  curl -s -X POST http://$listen/v1/tokens \\
+    -H 'Authorization: Bearer $(get publishable_key)' \\
+    -H 'Content-Type: application/json' \\
+    -d '{"pan":"4242 4242 4242 4242","exp_month":12,"exp_year":2030,"cvc":"123"}'
+  curl -s http://$listen/v1/tokens/TOKEN -H 'Authorization: Bearer $(get secret_key)'
+  curl -s -X POST http://$listen/v1/tokens/TOKEN/detokenize -H 'Authorization: Bearer $(get detokenize_key)'
+
+MSG
+
+# The service handles SIGINT itself (drain, exit 0); the script just waits
+# for it, then stops the cluster.
+trap ':' INT TERM
+set +e
+./cardvault serve &
+svc=$!
+wait "$svc"; rc=$?
+if kill -0 "$svc" 2>/dev/null; then wait "$svc"; rc=$?; fi
+set -e
+stop_pg
+echo "run: stopped (service exit code $rc)"
+exit "$rc"
