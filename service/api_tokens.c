@@ -110,27 +110,114 @@ static cv_status find_existing(struct cv_app *app, const char *merchant_id, cons
     return st;
 }
 
+static void now_rfc3339(char out[32])
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The Idempotency-Key state of one tokenize request. */
+struct idem {
+    bool active; /* a key was sent */
+    bool claimed; /* we own the record and must complete or release it */
+    unsigned char key_hash[32];
+    unsigned char request_hash[32];
+};
+
+/* Claims the key, or answers from the record: a replay (CV_OK with
+ * reply->replayed), 409 reused, or 409 in use after waiting IDEM_WAIT_MS for
+ * the first request to finish. Returns CV_ERR_CONFLICT to mean "claimed, go on". */
+#define IDEM_WAIT_MS 5000
+#define IDEM_POLL_MS 50
+#define IDEM_STALE_S 60
+
+static cv_status idem_begin(struct cv_app *app, const struct cv_call *call, struct idem *id,
+                            struct cv_reply *reply)
+{
+    const char *m = call->who->merchant_id;
+    size_t klen = strlen(call->idempotency_key);
+    CV_TRY(cv_keyring_mac(app->keyring, "idempotency-key", m, call->idempotency_key, klen,
+                          id->key_hash));
+    CV_TRY(cv_keyring_mac(app->keyring, "request-body", m, call->body, call->body_len,
+                          id->request_hash));
+    id->active = true;
+    for (int waited = 0; waited <= IDEM_WAIT_MS; waited += IDEM_POLL_MS) {
+        struct cv_idem_record rec;
+        bool claimed = false;
+        cv_status st = cv_store_idem_claim(app->store, m, id->key_hash, id->request_hash,
+                                           app->config->idempotency_ttl_s, IDEM_STALE_S, &claimed,
+                                           &rec);
+        if (st == CV_OK && claimed) {
+            id->claimed = true;
+            return CV_ERR_CONFLICT;
+        }
+        if (st == CV_OK && !cv_ct_equal(rec.request_hash, id->request_hash, 32))
+            st = CV_ERR_IDEMPOTENCY_REUSED;
+        else if (st == CV_OK && rec.done) {
+            reply->http_status = rec.status_code;
+            reply->body = rec.response_body;
+            reply->body_len = strlen(rec.response_body);
+            reply->free_body = free;
+            reply->replayed = true;
+            rec.response_body = NULL;
+        } else if (st == CV_OK || st == CV_ERR_CONFLICT) {
+            cv_idem_record_cleanup(&rec);
+            struct timespec pause = {0, IDEM_POLL_MS * 1000000L};
+            nanosleep(&pause, NULL);
+            continue;
+        }
+        cv_idem_record_cleanup(&rec);
+        return st;
+    }
+    return CV_ERR_IDEMPOTENCY_IN_USE;
+}
+
+static void idem_abandon(struct cv_app *app, const struct cv_call *call, struct idem *id)
+{
+    if (id->claimed &&
+        cv_store_idem_release(app->store, call->who->merchant_id, id->key_hash) != CV_OK)
+        cv_log(CV_LOG_WARN, "idempotency_release_failed", CV_LS("request_id", call->request_id),
+               CV_LS("effect", "retries with this key wait until the claim goes stale (60 s)"));
+    id->claimed = false;
+}
+
 cv_status cv_api_tokenize(struct cv_app *app, const struct cv_call *call, struct cv_reply *reply)
 {
     struct cv_tokenize_req req;
     struct cv_card_plain card;
     struct cv_token_row row;
     struct cv_token_view view;
+    struct idem idem;
     enum cv_card_brand brand = CV_BRAND_UNKNOWN;
     const char *param = NULL;
+    char *body = NULL;
+    size_t len = 0;
     cv_status st;
 
     memset(&card, 0, sizeof(card));
     memset(&row, 0, sizeof(row));
+    memset(&idem, 0, sizeof(idem));
+    if (call->idempotency_key != NULL &&
+        !cv_token_idempotency_key_is_valid(call->idempotency_key, strlen(call->idempotency_key)))
+        return CV_ERR_INVALID_IDEMPOTENCY_KEY;
     st = cv_json_decode_tokenize(call->body, call->body_len, &req, &param);
     if (st != CV_OK) {
         reply->error_param = param;
         return st;
     }
+    /* Validate before touching the idempotency record: a bad request is
+     * answered the same way every time and never occupies the key. */
     st = validate(&req, &card, &brand, &param);
     if (st != CV_OK) {
         reply->error_param = param;
         goto out;
+    }
+    if (call->idempotency_key != NULL) {
+        st = idem_begin(app, call, &idem, reply);
+        if (st != CV_ERR_CONFLICT)
+            goto out; /* a replay, or a 409 */
     }
     snprintf(row.merchant_id, sizeof(row.merchant_id), "%s", call->who->merchant_id);
     snprintf(row.brand, sizeof(row.brand), "%s", cv_card_brand_name(brand));
@@ -145,36 +232,50 @@ cv_status cv_api_tokenize(struct cv_app *app, const struct cv_call *call, struct
         st = find_existing(app, row.merchant_id, row.fingerprint, &card, &existing);
         if (st == CV_OK) {
             view_of(&existing, &card, &view);
-            size_t len = 0;
-            char *body = cv_json_encode_token(&view, &len);
+            body = cv_json_encode_token(&view, &len);
             cv_token_row_cleanup(&existing);
+            if (idem.claimed) {
+                if (cv_store_idem_complete(app->store, row.merchant_id, idem.key_hash, 200, body) ==
+                    CV_OK)
+                    idem.claimed = false;
+            }
             reply_json(reply, 200, body, len);
+            body = NULL;
             goto out;
         }
         if (st != CV_ERR_NOT_FOUND)
             goto out;
     }
 
+    now_rfc3339(row.created_at);
     for (int attempt = 0; attempt < TOKEN_INSERT_ATTEMPTS; attempt++) {
         free(row.ciphertext);
         row.ciphertext = NULL;
+        if (body != NULL)
+            cv_json_free(body);
+        body = NULL;
         if ((st = cv_token_generate(row.token)) != CV_OK)
             goto out;
         /* The token is part of the associated data, so a new token means a new seal. */
         if ((st = cv_keyring_seal(app->keyring, &card, &row)) != CV_OK)
             goto out;
-        st = cv_store_insert_token(app->store, &row);
+        view_of(&row, &card, &view);
+        body = cv_json_encode_token(&view, &len);
+        st = cv_store_insert_token(app->store, &row, idem.claimed ? idem.key_hash : NULL, body);
         if (st != CV_ERR_CONFLICT)
             break;
         cv_log(CV_LOG_WARN, "token_collision_retry", CV_LS("request_id", call->request_id));
     }
     if (st != CV_OK)
         goto out;
-    view_of(&row, &card, &view);
-    size_t len = 0;
-    char *body = cv_json_encode_token(&view, &len);
+    idem.claimed = false; /* completed in the token's own statement */
     reply_json(reply, 201, body, len);
+    body = NULL;
 out:
+    if (idem.claimed)
+        idem_abandon(app, call, &idem);
+    if (body != NULL)
+        cv_json_free(body);
     cv_wipe(&card, sizeof(card));
     cv_tokenize_req_cleanup(&req); /* wipes PAN, CVC and name buffers */
     cv_token_row_cleanup(&row);
@@ -321,8 +422,7 @@ cv_status cv_api_healthz(struct cv_app *app, const struct cv_call *call, struct 
     (void)app;
     (void)call;
     size_t len = 0;
-    static const char *const pairs[] = {"process", "ok"};
-    char *body = cv_json_encode_health("ok", pairs, 1, &len);
+    char *body = cv_json_encode_health("ok", NULL, 0, &len);
     reply_json(reply, 200, body, len);
     return CV_OK;
 }
@@ -333,12 +433,12 @@ cv_status cv_api_readyz(struct cv_app *app, const struct cv_call *call, struct c
     bool draining = atomic_load(&app->draining);
     bool db_ok = !draining && cv_store_ping(app->store) == CV_OK;
     bool kek_ok = app->keyring != NULL;
+    /* While draining the database is not asked: the instance is leaving. */
     const char *const pairs[] = {"database", db_ok ? "ok" : "unavailable", "kek",
-                                 kek_ok ? "ok" : "unavailable", "draining",
-                                 draining ? "yes" : "no"};
+                                 kek_ok ? "ok" : "unavailable"};
     bool ready = db_ok && kek_ok && !draining;
     size_t len = 0;
-    char *body = cv_json_encode_health(ready ? "ready" : "unavailable", pairs, 3, &len);
+    char *body = cv_json_encode_health(ready ? "ready" : "unavailable", pairs, 2, &len);
     reply_json(reply, ready ? 200 : 503, body, len);
     return CV_OK;
 }

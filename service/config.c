@@ -81,7 +81,10 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
      * 2^24 keeps the nonce-collision probability below 2^-49. */
     cfg->dek_max_uses = 1LL << 24;
     cfg->auth_refresh_ms = 1000;
+    cfg->idempotency_ttl_s = 24 * 3600;
     cfg->log_level = CV_LOG_INFO;
+    cfg->rate_limit_rps = 500;
+    cfg->auth_failures_per_min = 20;
     cfg->production = true;
 
     cv_config_set_str(&cfg->database_url, getenv("CARDVAULT_DATABASE_URL"));
@@ -98,6 +101,23 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
                     why_len));
     CV_TRY(parse_ll("CARDVAULT_DEK_MAX_USES", 1000, 1LL << 32, &cfg->dek_max_uses, why, why_len));
     CV_TRY(parse_uint("CARDVAULT_AUTH_REFRESH_MS", 100, 5000, &cfg->auth_refresh_ms, why, why_len));
+    CV_TRY(parse_ll("CARDVAULT_IDEMPOTENCY_TTL_S", 60, 30LL * 24 * 3600, &cfg->idempotency_ttl_s,
+                    why, why_len));
+
+    CV_TRY(parse_uint("CARDVAULT_RATE_LIMIT_RPS", 0, 1000000, &cfg->rate_limit_rps, why, why_len));
+    cfg->rate_limit_burst = cfg->rate_limit_rps * 2;
+    CV_TRY(parse_uint("CARDVAULT_RATE_LIMIT_BURST", 1, 2000000, &cfg->rate_limit_burst, why,
+                      why_len));
+    CV_TRY(parse_uint("CARDVAULT_AUTH_FAILURES_PER_MIN", 0, 100000, &cfg->auth_failures_per_min,
+                      why, why_len));
+    cv_config_set_str(&cfg->tls_cert_file, getenv("CARDVAULT_TLS_CERT"));
+    cv_config_set_str(&cfg->tls_key_file, getenv("CARDVAULT_TLS_KEY"));
+    if ((cfg->tls_cert_file == NULL) != (cfg->tls_key_file == NULL)) {
+        snprintf(why, why_len, "CARDVAULT_TLS_CERT and CARDVAULT_TLS_KEY must be set together");
+        return CV_ERR_CONFIG;
+    }
+    const char *plain = getenv("CARDVAULT_ALLOW_PLAINTEXT");
+    cfg->allow_plaintext = plain != NULL && strcmp(plain, "1") == 0;
 
     const char *lvl = getenv("CARDVAULT_LOG_LEVEL");
     if (lvl != NULL && *lvl != '\0') {
@@ -139,5 +159,7 @@ void cv_config_cleanup(struct cv_config *cfg)
     free(cfg->database_url);
     free(cfg->listen_host);
     free(cfg->kek_file);
+    free(cfg->tls_cert_file);
+    free(cfg->tls_key_file);
     memset(cfg, 0, sizeof(*cfg));
 }

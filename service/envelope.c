@@ -5,6 +5,7 @@
  * logs and never sees the database. */
 #include "cardvault/envelope.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -174,33 +175,54 @@ out:
     return st;
 }
 
-cv_status cv_envelope_fingerprint(const struct cv_secbuf *fp_key, const char *merchant_id,
-                                  const char *pan, unsigned char out[16])
+static EVP_MAC *hmac_fetched;
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+
+static void fetch_hmac(void)
+{
+    hmac_fetched = EVP_MAC_fetch(NULL, "HMAC", NULL);
+}
+
+cv_status cv_envelope_hmac(const struct cv_secbuf *key, const void *const *parts,
+                           const size_t *lens, size_t n_parts, unsigned char out[32])
 {
     unsigned char mac[EVP_MAX_MD_SIZE];
     size_t mac_len = 0;
     cv_status st = CV_ERR_CRYPTO;
-    EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    EVP_MAC_CTX *ctx = hmac != NULL ? EVP_MAC_CTX_new(hmac) : NULL;
+    static const unsigned char sep = 0;
     char digest[] = "SHA256";
     OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
                            OSSL_PARAM_construct_end()};
-    static const unsigned char sep = 0;
-    if (ctx == NULL || EVP_MAC_init(ctx, fp_key->data, fp_key->len, params) != 1)
+    /* EVP_MAC_fetch walks the provider tables: do it once, not per request. */
+    pthread_once(&hmac_once, fetch_hmac);
+    EVP_MAC_CTX *ctx = hmac_fetched != NULL ? EVP_MAC_CTX_new(hmac_fetched) : NULL;
+    if (ctx == NULL || EVP_MAC_init(ctx, key->data, key->len, params) != 1)
         goto out;
-    if (EVP_MAC_update(ctx, (const unsigned char *)merchant_id, strlen(merchant_id)) != 1 ||
-        EVP_MAC_update(ctx, &sep, 1) != 1 ||
-        EVP_MAC_update(ctx, (const unsigned char *)pan, strlen(pan)) != 1)
+    for (size_t i = 0; i < n_parts; i++) {
+        if ((i > 0 && EVP_MAC_update(ctx, &sep, 1) != 1) ||
+            EVP_MAC_update(ctx, parts[i], lens[i]) != 1)
+            goto out;
+    }
+    if (EVP_MAC_final(ctx, mac, &mac_len, sizeof(mac)) != 1 || mac_len != 32)
         goto out;
-    if (EVP_MAC_final(ctx, mac, &mac_len, sizeof(mac)) != 1 || mac_len < 16)
-        goto out;
-    memcpy(out, mac, 16);
+    memcpy(out, mac, 32);
     st = CV_OK;
 out:
     cv_wipe(mac, sizeof(mac));
     EVP_MAC_CTX_free(ctx);
-    EVP_MAC_free(hmac);
     return st;
+}
+
+cv_status cv_envelope_fingerprint(const struct cv_secbuf *fp_key, const char *merchant_id,
+                                  const char *pan, unsigned char out[16])
+{
+    unsigned char mac[32];
+    const void *parts[] = {merchant_id, pan};
+    const size_t lens[] = {strlen(merchant_id), strlen(pan)};
+    CV_TRY(cv_envelope_hmac(fp_key, parts, lens, 2, mac));
+    memcpy(out, mac, 16);
+    cv_wipe(mac, sizeof(mac));
+    return CV_OK;
 }
 
 cv_status cv_envelope_sha256(const void *data, size_t len, unsigned char out[32])

@@ -22,17 +22,30 @@
 #include "cardvault/api_tokens.h"
 #include "cardvault/json_codec.h"
 #include "cardvault/log.h"
+#include "cardvault/ratelimit.h"
 #include "cardvault/router.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/token.h"
 
 #define TOKEN_SEGMENT_MAX 64
-#define RETRY_AFTER_SECONDS "2"
+#define RETRY_AFTER_SECONDS 2
+#define TLS_FILE_MAX_BYTES (64 * 1024)
+
+/* TLS 1.2 and 1.3 only, AEAD ciphers only (GCM, ChaCha20-Poly1305), forward-
+ * secret key exchange only: PCI DSS 4.2.1 and NIST SP 800-52r2. GnuTLS
+ * priority syntax, since Debian's libmicrohttpd uses GnuTLS. */
+static const char tls_priorities[] =
+    "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:"
+    "+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:%SAFE_RENEGOTIATION";
 
 struct cv_http_server {
     struct MHD_Daemon *daemon;
     struct cv_app *app;
     atomic_int in_flight;
+    struct cv_ratelimit *per_key;      /* requests per API key */
+    struct cv_ratelimit *auth_failures; /* bad keys per client address */
+    char *tls_cert;
+    char *tls_key;
 };
 
 struct request {
@@ -48,6 +61,8 @@ struct request {
     int http_status; /* what was queued, for the access log */
     cv_status status;
     const char *method;
+    unsigned retry_after_s;
+    char client[48];
 };
 
 struct error_map {
@@ -167,8 +182,11 @@ static enum MHD_Result queue_error(struct MHD_Connection *conn, struct request *
     add_common_headers(resp, rq, "application/json");
     if (allow != NULL)
         MHD_add_response_header(resp, "Allow", allow);
-    if (m.http == 503 || m.http == 429)
-        MHD_add_response_header(resp, "Retry-After", RETRY_AFTER_SECONDS);
+    if (m.http == 503 || m.http == 429) {
+        char ra[16];
+        snprintf(ra, sizeof(ra), "%u", rq->retry_after_s > 0 ? rq->retry_after_s : RETRY_AFTER_SECONDS);
+        MHD_add_response_header(resp, "Retry-After", ra);
+    }
     rq->http_status = m.http;
     rq->status = st;
     enum MHD_Result r = MHD_queue_response(conn, (unsigned)m.http, resp);
@@ -190,7 +208,9 @@ static enum MHD_Result queue_reply(struct MHD_Connection *conn, struct request *
         add_common_headers(resp, rq, NULL);
     }
     if (reply->http_status == 503)
-        MHD_add_response_header(resp, "Retry-After", RETRY_AFTER_SECONDS);
+        MHD_add_response_header(resp, "Retry-After", "2");
+    if (reply->replayed)
+        MHD_add_response_header(resp, "Idempotent-Replayed", "true");
     rq->http_status = reply->http_status;
     rq->status = CV_OK;
     enum MHD_Result r = MHD_queue_response(conn, (unsigned)reply->http_status, resp);
@@ -240,12 +260,28 @@ static double elapsed_s(const struct timespec *start)
     return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 }
 
+static void client_address(struct MHD_Connection *conn, char *out, size_t cap)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(out, cap, "unknown");
+    if (ci == NULL || ci->client_addr == NULL)
+        return;
+    if (ci->client_addr->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)ci->client_addr)->sin_addr,
+                  out, (socklen_t)cap);
+    else if (ci->client_addr->sa_family == AF_INET6)
+        inet_ntop(AF_INET6,
+                  &((const struct sockaddr_in6 *)(const void *)ci->client_addr)->sin6_addr, out,
+                  (socklen_t)cap);
+}
+
 static struct request *request_new(struct cv_http_server *srv, const char *method)
 {
     struct request *rq = cv_xcalloc(1, sizeof(*rq));
     clock_gettime(CLOCK_MONOTONIC, &rq->start);
     if (cv_token_request_id(rq->request_id) != CV_OK)
-        snprintf(rq->request_id, sizeof(rq->request_id), "req_unavailable");
+        snprintf(rq->request_id, sizeof(rq->request_id), "req_00000000000000000000");
     rq->method = method;
     atomic_fetch_add(&srv->in_flight, 1);
     return rq;
@@ -271,16 +307,28 @@ static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connect
         return queue_error(conn, rq, CV_ERR_SHUTTING_DOWN, NULL, NULL);
 
     if (rq->route->scope != 0) {
+        /* A client address that keeps sending bad keys is slowed down before
+         * we even look at its next key (PCI DSS 8.3.4; guessing keys). */
+        if (!cv_ratelimit_take(srv->auth_failures, rq->client, false, &rq->retry_after_s))
+            return queue_error(conn, rq, CV_ERR_RATE_LIMITED, NULL, NULL);
         const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
         st = cv_auth_authenticate(srv->app->auth, authz, &rq->who);
         if (st != CV_OK) {
             cv_metrics_count_auth_failure(srv->app->metrics);
+            (void)cv_ratelimit_take(srv->auth_failures, rq->client, true, NULL);
+            cv_log(CV_LOG_WARN, "auth_failed", CV_LS("request_id", rq->request_id),
+                   CV_LS("client", rq->client), CV_LS("route", rq->route->pattern),
+                   CV_LB("header_present", authz != NULL));
             return queue_error(conn, rq, st, NULL, NULL);
         }
         rq->authenticated = true;
+        /* Per-key budget: bounds what a leaked key, or a script guessing
+         * tokens with a valid key, can do per second. */
+        if (!cv_ratelimit_take(srv->per_key, rq->who.key_prefix, true, &rq->retry_after_s))
+            return queue_error(conn, rq, CV_ERR_RATE_LIMITED, NULL, NULL);
         if ((rq->who.scopes & rq->route->scope) == 0) {
             if (rq->route->audit_denied) {
-                struct cv_call call = {rq->request_id, &rq->who, rq->token, NULL, 0};
+                struct cv_call call = {rq->request_id, &rq->who, rq->token, NULL, 0, NULL};
                 cv_api_audit_denied(srv->app, rq->route->audit_action, &call);
             }
             return queue_error(conn, rq, CV_ERR_FORBIDDEN, NULL, NULL);
@@ -310,6 +358,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
     if (rq == NULL) {
         rq = request_new(srv, method);
+        client_address(conn, rq->client, sizeof(rq->client));
         *con_cls = rq;
         return on_headers(srv, conn, rq, method, url);
     }
@@ -342,6 +391,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .token = rq->route->id == CV_ROUTE_TOKENIZE ? NULL : rq->token,
         .body = rq->body != NULL ? rq->body : "",
         .body_len = rq->body_len,
+        .idempotency_key = rq->route->id == CV_ROUTE_TOKENIZE
+                               ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                             "Idempotency-Key")
+                               : NULL,
     };
     struct cv_reply reply;
     memset(&reply, 0, sizeof(reply));
@@ -393,6 +446,41 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     cv_log(CV_LOG_WARN, "http_library", CV_LS("message", line));
 }
 
+static void server_free(struct cv_http_server *srv)
+{
+    cv_ratelimit_free(srv->per_key);
+    cv_ratelimit_free(srv->auth_failures);
+    if (srv->tls_key != NULL) {
+        cv_wipe(srv->tls_key, strlen(srv->tls_key));
+        free(srv->tls_key);
+    }
+    free(srv->tls_cert);
+    free(srv);
+}
+
+/* Reads a PEM file into a NUL-terminated heap string (MHD wants memory). */
+static cv_status read_pem(const char *path, char **out, char *why, size_t why_len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(why, why_len, "cannot open TLS file %s", path);
+        return CV_ERR_CONFIG;
+    }
+    char *buf = cv_xmalloc(TLS_FILE_MAX_BYTES + 1);
+    size_t n = fread(buf, 1, TLS_FILE_MAX_BYTES, f);
+    bool complete = feof(f) != 0;
+    fclose(f);
+    if (!complete || n == 0) {
+        cv_wipe(buf, TLS_FILE_MAX_BYTES);
+        free(buf);
+        snprintf(why, why_len, "TLS file %s is empty or larger than 64 KiB", path);
+        return CV_ERR_CONFIG;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    return CV_OK;
+}
+
 cv_status cv_http_server_start(struct cv_app *app, struct cv_http_server **out, char *why,
                                size_t why_len)
 {
@@ -406,25 +494,57 @@ cv_status cv_http_server_start(struct cv_app *app, struct cv_http_server **out, 
         snprintf(why, why_len, "CARDVAULT_LISTEN host must be an IPv4 address, e.g. 127.0.0.1");
         return CV_ERR_CONFIG;
     }
+    bool tls = cfg->tls_cert_file != NULL && cfg->tls_cert_file[0] != '\0';
+    bool loopback = (ntohl(addr.sin_addr.s_addr) >> 24) == 127;
+    if (!tls && !loopback && !cfg->allow_plaintext) {
+        snprintf(why, why_len,
+                 "refusing plain HTTP on non-loopback address %s: set CARDVAULT_TLS_CERT and "
+                 "CARDVAULT_TLS_KEY, or CARDVAULT_ALLOW_PLAINTEXT=1 behind a TLS-terminating proxy",
+                 cfg->listen_host);
+        return CV_ERR_CONFIG;
+    }
     struct cv_http_server *srv = cv_xcalloc(1, sizeof(*srv));
     srv->app = app;
     atomic_init(&srv->in_flight, 0);
+    srv->per_key = cv_ratelimit_new(cfg->rate_limit_rps, cfg->rate_limit_burst, 4096);
+    srv->auth_failures =
+        cv_ratelimit_new(cfg->auth_failures_per_min / 60.0, cfg->auth_failures_per_min, 4096);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG;
+    if (tls) {
+        if (read_pem(cfg->tls_cert_file, &srv->tls_cert, why, why_len) != CV_OK ||
+            read_pem(cfg->tls_key_file, &srv->tls_key, why, why_len) != CV_OK) {
+            server_free(srv);
+            return CV_ERR_CONFIG;
+        }
+        flags |= MHD_USE_TLS;
+    }
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, srv, MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+        /* with TLS off MHD ignores these three */
+        MHD_OPTION_HTTPS_MEM_CERT, tls ? srv->tls_cert : NULL, MHD_OPTION_HTTPS_MEM_KEY,
+        tls ? srv->tls_key : NULL, MHD_OPTION_HTTPS_PRIORITIES, tls ? tls_priorities : NULL,
         MHD_OPTION_END);
     if (srv->daemon == NULL) {
-        snprintf(why, why_len, "cannot listen on %s:%u (address in use or not permitted)",
+        snprintf(why, why_len,
+                 tls ? "cannot start HTTPS on %s:%u (address in use, or unusable certificate/key)"
+                     : "cannot listen on %s:%u (address in use or not permitted)",
                  cfg->listen_host, (unsigned)cfg->listen_port);
-        free(srv);
+        server_free(srv);
         return CV_ERR_CONFIG;
     }
+    if (!tls)
+        cv_log(CV_LOG_WARN, "plaintext_http",
+               CV_LS("detail", loopback ? "listening on loopback without TLS"
+                                        : "CARDVAULT_ALLOW_PLAINTEXT=1: plain HTTP beyond "
+                                          "loopback; TLS must terminate in front of cardvault"));
+    else
+        cv_log(CV_LOG_INFO, "tls_enabled", CV_LS("protocols", "TLS1.2,TLS1.3"),
+               CV_LS("ciphers", "AEAD only"));
     *out = srv;
     return CV_OK;
 }
@@ -443,5 +563,5 @@ void cv_http_server_stop(struct cv_http_server *srv, unsigned drain_ms)
     if (left > 0)
         cv_log(CV_LOG_WARN, "shutdown_drain_timeout", CV_LI("requests_in_flight", left));
     MHD_stop_daemon(srv->daemon);
-    free(srv);
+    server_free(srv);
 }

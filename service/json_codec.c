@@ -227,7 +227,10 @@ char *cv_json_encode_health(const char *status, const char *const *checks, size_
         json_object_set_new(c, checks[2 * i], json_string(checks[2 * i + 1]));
     json_t *o = json_object();
     json_object_set_new(o, "status", json_string(status));
-    json_object_set_new(o, "checks", c);
+    if (n_pairs > 0)
+        json_object_set_new(o, "checks", c);
+    else
+        json_decref(c);
     return dump(o, len);
 }
 

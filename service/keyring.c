@@ -257,6 +257,16 @@ cv_status cv_keyring_fingerprint(struct cv_keyring *kr, const char *merchant_id,
     return CV_OK;
 }
 
+cv_status cv_keyring_mac(struct cv_keyring *kr, const char *label, const char *merchant_id,
+                         const void *data, size_t len, unsigned char out[32])
+{
+    /* Labels start with a letter other than "m", fingerprint inputs with
+     * "mer_": the two domains can never produce the same HMAC input. */
+    const void *parts[] = {label, merchant_id, data};
+    const size_t lens[] = {strlen(label), strlen(merchant_id), len};
+    return cv_envelope_hmac(kr->fp_key, parts, lens, 3, out);
+}
+
 uint64_t cv_keyring_rotations(struct cv_keyring *kr)
 {
     return atomic_load(&kr->rotations);

@@ -41,6 +41,12 @@ enum stmt_id {
     S_DELETE_TOKEN,
     S_FIND_BY_FP,
     S_AUDIT_APPEND,
+    S_INSERT_TOKEN_IDEM,
+    S_IDEM_CLAIM,
+    S_IDEM_GET,
+    S_IDEM_COMPLETE,
+    S_IDEM_RELEASE,
+    S_IDEM_PURGE,
     S_COUNT
 };
 
@@ -107,10 +113,9 @@ static const struct stmt stmts[S_COUNT] = {
                          1},
     [S_INSERT_TOKEN] = {"insert_token",
                         "INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, "
-                        "ciphertext, brand, bin, last4, fingerprint) "
-                        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-                        "RETURNING " RFC3339_UTC("created_at"),
-                        10},
+                        "ciphertext, brand, bin, last4, fingerprint, created_at) "
+                        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                        11},
     [S_GET_TOKEN] = {"get_token",
                      "SELECT " TOKEN_COLS " FROM tokens t JOIN data_keys d USING (dek_id) "
                      "WHERE t.merchant_id = $1 AND t.token = $2",
@@ -127,6 +132,44 @@ static const struct stmt stmts[S_COUNT] = {
                       "ORDER BY t.created_at DESC LIMIT $3",
                       3},
     [S_AUDIT_APPEND] = {"audit_append", "SELECT audit_append($1, $2, $3, $4, $5, $6, $7)", 7},
+    /* A data-modifying CTE runs exactly once whether or not it is referenced:
+     * the token row and its idempotency answer commit in one statement. */
+    [S_INSERT_TOKEN_IDEM] = {"insert_token_idem",
+                             "WITH t AS (INSERT INTO tokens (merchant_id, token, format_version, "
+                             "dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, "
+                             "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+                             "RETURNING merchant_id) "
+                             "UPDATE idempotency_keys i SET state = 'done', status_code = 201, "
+                             "response_body = $13 FROM t WHERE i.merchant_id = t.merchant_id "
+                             "AND i.key_hash = $12 AND i.state = 'in_progress'",
+                             13},
+    [S_IDEM_CLAIM] = {"idem_claim",
+                      "INSERT INTO idempotency_keys (merchant_id, key_hash, request_hash, state, "
+                      "expires_at) VALUES ($1, $2, $3, 'in_progress', "
+                      "now() + make_interval(secs => $4)) "
+                      "ON CONFLICT (merchant_id, key_hash) DO UPDATE SET "
+                      "request_hash = EXCLUDED.request_hash, state = 'in_progress', "
+                      "status_code = NULL, response_body = NULL, created_at = now(), "
+                      "expires_at = EXCLUDED.expires_at "
+                      "WHERE idempotency_keys.expires_at < now() OR "
+                      "(idempotency_keys.state = 'in_progress' AND "
+                      "idempotency_keys.created_at < now() - make_interval(secs => $5)) "
+                      "RETURNING 1",
+                      5},
+    [S_IDEM_GET] = {"idem_get",
+                    "SELECT state = 'done', request_hash, status_code, response_body "
+                    "FROM idempotency_keys WHERE merchant_id = $1 AND key_hash = $2",
+                    2},
+    [S_IDEM_COMPLETE] = {"idem_complete",
+                         "UPDATE idempotency_keys SET state = 'done', status_code = $3, "
+                         "response_body = $4 WHERE merchant_id = $1 AND key_hash = $2 "
+                         "AND state = 'in_progress'",
+                         4},
+    [S_IDEM_RELEASE] = {"idem_release",
+                        "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key_hash = $2 "
+                        "AND state = 'in_progress'",
+                        2},
+    [S_IDEM_PURGE] = {"idem_purge", "DELETE FROM idempotency_keys WHERE expires_at < now()", 0},
 };
 
 struct conn {
@@ -151,11 +194,11 @@ struct cv_store {
 
 /* A parameter list built on the stack: text or binary values. */
 struct params {
-    const char *values[12];
-    int lengths[12];
-    int formats[12];
+    const char *values[16];
+    int lengths[16];
+    int formats[16];
     int n;
-    char numbuf[12][24];
+    char numbuf[16][24];
 };
 
 static void p_text(struct params *p, const char *s)
@@ -631,7 +674,8 @@ cv_status cv_store_scan_api_keys(struct cv_store *st, int64_t since_us, int64_t 
     return s;
 }
 
-cv_status cv_store_insert_token(struct cv_store *st, struct cv_token_row *row)
+cv_status cv_store_insert_token(struct cv_store *st, const struct cv_token_row *row,
+                                const unsigned char *idem_key_hash, const char *response_body)
 {
     struct params p = {.n = 0};
     p_text(&p, row->merchant_id);
@@ -644,14 +688,99 @@ cv_status cv_store_insert_token(struct cv_store *st, struct cv_token_row *row)
     p_text(&p, row->bin);
     p_text(&p, row->last4);
     p_text(&p, row->fingerprint);
+    p_text(&p, row->created_at);
+    if (idem_key_hash != NULL) {
+        p_bytes(&p, idem_key_hash, 32);
+        p_text(&p, response_body);
+    }
     PGresult *r = NULL;
-    /* Autocommit: the INSERT's own transaction commits (synchronous_commit on,
-     * checked at startup) before PQexecPrepared returns, so the caller's 201
-     * always follows a durable commit. */
-    CV_TRY(run_once(st, S_INSERT_TOKEN, &p, &r));
-    copy_text(row->created_at, sizeof(row->created_at), r, 0, 0);
+    /* Autocommit: the statement's own transaction commits (synchronous_commit
+     * on, checked at startup) before PQexecPrepared returns, so the caller's
+     * 201 always follows a durable commit. */
+    CV_TRY(run_once(st, idem_key_hash != NULL ? S_INSERT_TOKEN_IDEM : S_INSERT_TOKEN, &p, &r));
     PQclear(r);
     return CV_OK;
+}
+
+cv_status cv_store_idem_claim(struct cv_store *st, const char *merchant_id,
+                              const unsigned char key_hash[32],
+                              const unsigned char request_hash[32], int64_t ttl_s, int64_t stale_s,
+                              bool *claimed, struct cv_idem_record *existing)
+{
+    struct params p = {.n = 0};
+    p_text(&p, merchant_id);
+    p_bytes(&p, key_hash, 32);
+    p_bytes(&p, request_hash, 32);
+    p_int(&p, ttl_s);
+    p_int(&p, stale_s);
+    PGresult *r = NULL;
+    memset(existing, 0, sizeof(*existing));
+    CV_TRY(run_once(st, S_IDEM_CLAIM, &p, &r));
+    *claimed = PQntuples(r) == 1;
+    PQclear(r);
+    if (*claimed)
+        return CV_OK;
+    struct params g = {.n = 0};
+    p_text(&g, merchant_id);
+    p_bytes(&g, key_hash, 32);
+    CV_TRY(run_once(st, S_IDEM_GET, &g, &r));
+    cv_status s = CV_OK;
+    if (PQntuples(r) != 1) {
+        s = CV_ERR_CONFLICT; /* released between our two statements: caller retries */
+    } else {
+        existing->done = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+        s = get_fixed_bytea(r, 0, 1, existing->request_hash, 32);
+        if (s == CV_OK && existing->done) {
+            existing->status_code = (int)get_int(r, 0, 2);
+            existing->response_body = cv_xstrdup(PQgetvalue(r, 0, 3));
+        }
+    }
+    PQclear(r);
+    return s;
+}
+
+static cv_status run_simple(struct cv_store *st, enum stmt_id id, const struct params *p)
+{
+    PGresult *r = NULL;
+    CV_TRY(run_once(st, id, p, &r));
+    PQclear(r);
+    return CV_OK;
+}
+
+cv_status cv_store_idem_complete(struct cv_store *st, const char *merchant_id,
+                                 const unsigned char key_hash[32], int status_code,
+                                 const char *response_body)
+{
+    struct params p = {.n = 0};
+    p_text(&p, merchant_id);
+    p_bytes(&p, key_hash, 32);
+    p_int(&p, status_code);
+    p_text(&p, response_body);
+    return run_simple(st, S_IDEM_COMPLETE, &p);
+}
+
+cv_status cv_store_idem_release(struct cv_store *st, const char *merchant_id,
+                                const unsigned char key_hash[32])
+{
+    struct params p = {.n = 0};
+    p_text(&p, merchant_id);
+    p_bytes(&p, key_hash, 32);
+    return run_simple(st, S_IDEM_RELEASE, &p);
+}
+
+cv_status cv_store_idem_purge(struct cv_store *st, int64_t *deleted)
+{
+    PGresult *r = NULL;
+    CV_TRY(run_once(st, S_IDEM_PURGE, NULL, &r));
+    *deleted = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return CV_OK;
+}
+
+void cv_idem_record_cleanup(struct cv_idem_record *rec)
+{
+    free(rec->response_body);
+    memset(rec, 0, sizeof(*rec));
 }
 
 static cv_status token_from_result(const PGresult *r, int i, struct cv_token_row *out)

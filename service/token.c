@@ -243,3 +243,13 @@ bool cv_token_api_key_is_valid(const char *s, size_t len)
     }
     return true;
 }
+
+bool cv_token_idempotency_key_is_valid(const char *s, size_t len)
+{
+    if (s == NULL || len == 0 || len > 255)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+            return false;
+    return true;
+}

@@ -21,7 +21,14 @@ struct cv_config {
     long long dek_max_age_s;  /* CARDVAULT_DEK_MAX_AGE_S, default 30 days */
     long long dek_max_uses;   /* CARDVAULT_DEK_MAX_USES, default 2^24 */
     unsigned auth_refresh_ms; /* CARDVAULT_AUTH_REFRESH_MS, default 1000 */
+    long long idempotency_ttl_s; /* CARDVAULT_IDEMPOTENCY_TTL_S, default 24 h */
     int log_level;            /* CARDVAULT_LOG_LEVEL debug|info|warn|error */
+    unsigned rate_limit_rps;   /* CARDVAULT_RATE_LIMIT_RPS per API key, default 500, 0 = off */
+    unsigned rate_limit_burst; /* CARDVAULT_RATE_LIMIT_BURST, default 2 x rps */
+    unsigned auth_failures_per_min; /* CARDVAULT_AUTH_FAILURES_PER_MIN per client address, 20 */
+    char *tls_cert_file;       /* CARDVAULT_TLS_CERT (PEM) */
+    char *tls_key_file;        /* CARDVAULT_TLS_KEY (PEM) */
+    bool allow_plaintext;      /* CARDVAULT_ALLOW_PLAINTEXT=1: plain HTTP beyond loopback */
     bool production;          /* CARDVAULT_DEV=1 turns it off: allows core dumps */
 };
 

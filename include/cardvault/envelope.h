@@ -51,6 +51,9 @@ CV_MUST_USE cv_status cv_envelope_open(const struct cv_secbuf *dek, const struct
                                        const unsigned char *nonce, size_t nonce_len,
                                        const unsigned char *ct, size_t ct_len,
                                        struct cv_card_plain *card);
+/* HMAC-SHA-256 over parts joined by single 0x00 bytes. */
+CV_MUST_USE cv_status cv_envelope_hmac(const struct cv_secbuf *key, const void *const *parts,
+                                       const size_t *lens, size_t n_parts, unsigned char out[32]);
 /* HMAC-SHA-256(fp_key, merchant_id || 0x00 || pan), first 16 bytes. */
 CV_MUST_USE cv_status cv_envelope_fingerprint(const struct cv_secbuf *fp_key,
                                               const char *merchant_id, const char *pan,

@@ -54,7 +54,8 @@ CV_MUST_USE cv_status cv_json_decode_empty(const char *body, size_t len, const c
 char *cv_json_encode_token(const struct cv_token_view *v, size_t *len);
 char *cv_json_encode_error(const char *type, const char *code, const char *message,
                            const char *param, const char *request_id, size_t *len);
-/* {"status":status,"checks":{name:value,...}} for health endpoints; names/values in pairs. */
+/* {"status":status,"checks":{name:value,...}} for health endpoints; names/values
+ * in pairs; no "checks" member when n_pairs is 0. */
 char *cv_json_encode_health(const char *status, const char *const *checks, size_t n_pairs,
                             size_t *len);
 /* Any string-keyed object of strings (CLI output). */

@@ -41,6 +41,12 @@ CV_MUST_USE cv_status cv_keyring_open_row(struct cv_keyring *kr, const struct cv
 /* "fp_..." for (merchant, pan). */
 CV_MUST_USE cv_status cv_keyring_fingerprint(struct cv_keyring *kr, const char *merchant_id,
                                              const char *pan, char out[CV_FINGERPRINT_LEN + 1]);
+/* HMAC-SHA-256 under a subkey domain of the fingerprint key:
+ * HMAC(fp_key, label || 0 || merchant_id || 0 || data). Used for keyed hashes
+ * of idempotency keys and request bodies; label keeps domains apart. */
+CV_MUST_USE cv_status cv_keyring_mac(struct cv_keyring *kr, const char *label,
+                                     const char *merchant_id, const void *data, size_t len,
+                                     unsigned char out[32]);
 /* Number of DEK rotations this process performed (metrics). */
 uint64_t cv_keyring_rotations(struct cv_keyring *kr);
 /* Forces a new active DEK now (operators: `cardvault keys rotate-dek`). */

@@ -19,6 +19,7 @@ struct cv_call {
     const char *token;              /* the {token} path segment, or NULL */
     const char *body;
     size_t body_len;
+    const char *idempotency_key; /* Idempotency-Key header, or NULL */
 };
 
 /* What a handler returns. On CV_OK: http_status and body (heap, freed with
@@ -31,6 +32,7 @@ struct cv_reply {
     const char *content_type; /* default application/json */
     const char *error_param;
     const char *error_message; /* optional override of the default message */
+    bool replayed;             /* an idempotent replay: Idempotent-Replayed: true */
 };
 
 typedef cv_status (*cv_handler)(struct cv_app *app, const struct cv_call *call,

@@ -111,8 +111,40 @@ CV_MUST_USE cv_status cv_store_scan_api_keys(
                const unsigned char hash[32], const char *scopes, bool revoked),
     void *ctx);
 
-/* Tokens. insert fills row->created_at; CV_ERR_CONFLICT on a token collision. */
-CV_MUST_USE cv_status cv_store_insert_token(struct cv_store *st, struct cv_token_row *row);
+/* Idempotency records (POST /v1/tokens with Idempotency-Key). Hashes are
+ * keyed MACs computed by the caller; nothing here sees the key or the body. */
+struct cv_idem_record {
+    bool done;
+    unsigned char request_hash[32];
+    int status_code;
+    char *response_body; /* heap when done; cv_idem_record_cleanup frees */
+};
+/* Claims (merchant, key_hash) for a new request, or reclaims an expired or
+ * abandoned (in progress for longer than stale_s) record. When the key is
+ * taken, *claimed is false and *existing describes the record. */
+CV_MUST_USE cv_status cv_store_idem_claim(struct cv_store *st, const char *merchant_id,
+                                          const unsigned char key_hash[32],
+                                          const unsigned char request_hash[32], int64_t ttl_s,
+                                          int64_t stale_s, bool *claimed,
+                                          struct cv_idem_record *existing);
+/* Records the final answer of a claimed key. */
+CV_MUST_USE cv_status cv_store_idem_complete(struct cv_store *st, const char *merchant_id,
+                                             const unsigned char key_hash[32], int status_code,
+                                             const char *response_body);
+/* Drops an in-progress claim whose request failed, so a retry can run. */
+CV_MUST_USE cv_status cv_store_idem_release(struct cv_store *st, const char *merchant_id,
+                                            const unsigned char key_hash[32]);
+/* Deletes expired records; *deleted gets the count. */
+CV_MUST_USE cv_status cv_store_idem_purge(struct cv_store *st, int64_t *deleted);
+void cv_idem_record_cleanup(struct cv_idem_record *rec);
+
+/* Tokens. row->created_at (RFC 3339, set by the caller) is stored as given.
+ * CV_ERR_CONFLICT on a token collision. When idem_key_hash is not NULL the
+ * claimed idempotency record is completed with (201, response_body) in the
+ * same statement, so a token and its idempotency answer commit together. */
+CV_MUST_USE cv_status cv_store_insert_token(struct cv_store *st, const struct cv_token_row *row,
+                                            const unsigned char *idem_key_hash,
+                                            const char *response_body);
 /* CV_ERR_NOT_FOUND unless (merchant_id, token) exists. */
 CV_MUST_USE cv_status cv_store_get_token(struct cv_store *st, const char *merchant_id,
                                          const char *token, struct cv_token_row *out);

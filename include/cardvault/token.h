@@ -49,6 +49,8 @@ CV_MUST_USE cv_status cv_token_request_id(char out[CV_REQUEST_ID_LEN + 1]);
 CV_MUST_USE cv_status cv_token_merchant_id(char out[CV_MERCHANT_ID_LEN + 1]);
 /* kind "pk", "sk" or "dk" + "_" + 43 random chars. */
 CV_MUST_USE cv_status cv_token_api_key(const char *kind, char out[CV_APIKEY_LEN + 1]);
+/* Idempotency-Key header: 1-255 printable ASCII characters (0x20-0x7e). */
+bool cv_token_idempotency_key_is_valid(const char *s, size_t len);
 /* True when s looks like an API key: known kind prefix and 43 base62 chars. */
 bool cv_token_api_key_is_valid(const char *s, size_t len);
 
