@@ -11,10 +11,11 @@ WARN := -Wall -Wextra -Werror -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-
         -Wundef
 BASE_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude \
         -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql) \
+        -I/usr/include/p11-kit-1 \
         -DOPENSSL_API_COMPAT=30000 -DOPENSSL_NO_DEPRECATED \
         $(WARN) -fno-common -fstack-protector-strong -fstack-clash-protection -fPIE -pthread
 BASE_LDFLAGS := -pie -Wl,-z,relro -Wl,-z,now -Wl,-z,noexecstack -pthread
-LIBS := -lmicrohttpd -lcrypto -lpq -ljansson -lm
+LIBS := -lmicrohttpd -lcrypto -lpq -ljansson -lm -ldl
 
 ifeq ($(BUILD),release)
   MODE_CFLAGS := -O2 -g -D_FORTIFY_SOURCE=2

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 
 packages=(
   build-essential pkg-config
-  libmicrohttpd-dev libssl-dev libpq-dev libjansson-dev libcurl4-openssl-dev
+  libmicrohttpd-dev libssl-dev libpq-dev libjansson-dev libcurl4-openssl-dev libp11-kit-dev
   postgresql postgresql-contrib postgresql-client
   clang libclang-rt-14-dev valgrind
   curl jq openssl gnutls-bin procps psmisc
@@ -21,6 +21,12 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+
+# Node.js and npm run the contract tooling only. This machine's Node 20 may
+# come from NodeSource, so look for the commands, not for Debian's packages.
+if ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
