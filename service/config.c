@@ -72,7 +72,11 @@ cv_status cv_config_set_listen(struct cv_config *cfg, const char *hostport, char
 cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
 {
     memset(cfg, 0, sizeof(*cfg));
-    cfg->http_threads = 4;
+    /* A tokenize blocks its thread until its batch commits; a thread per
+     * connection lets every waiting request join the next batch (bench/README.md). */
+    cfg->http_threads = 0;
+    cfg->db_writers = 2;
+    cfg->per_ip_connections = 128;
     cfg->db_pool_size = 8;
     cfg->max_connections = 512;
     cfg->conn_timeout_s = 30;
@@ -92,7 +96,11 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
     const char *listen = getenv("CARDVAULT_LISTEN");
     CV_TRY(cv_config_set_listen(cfg, listen != NULL && *listen != '\0' ? listen : "127.0.0.1:8080",
                                 why, why_len));
-    CV_TRY(parse_uint("CARDVAULT_HTTP_THREADS", 1, 256, &cfg->http_threads, why, why_len));
+    CV_TRY(parse_uint("CARDVAULT_HTTP_THREADS", 0, 256, &cfg->http_threads, why, why_len));
+    CV_TRY(parse_uint("CARDVAULT_DB_WRITERS", 1, 8, &cfg->db_writers, why, why_len));
+    CV_TRY(parse_uint("CARDVAULT_MAX_CONNECTIONS_PER_IP", 1, 65536, &cfg->per_ip_connections, why,
+                      why_len));
+    CV_TRY(parse_uint("CARDVAULT_DRAIN_GRACE_MS", 0, 60000, &cfg->drain_grace_ms, why, why_len));
     CV_TRY(parse_uint("CARDVAULT_DB_POOL_SIZE", 1, 256, &cfg->db_pool_size, why, why_len));
     CV_TRY(parse_uint("CARDVAULT_MAX_CONNECTIONS", 1, 65536, &cfg->max_connections, why, why_len));
     CV_TRY(parse_uint("CARDVAULT_CONNECTION_TIMEOUT_S", 1, 3600, &cfg->conn_timeout_s, why,

@@ -509,8 +509,8 @@ cv_status cv_http_server_start(struct cv_app *app, struct cv_http_server **out, 
     srv->per_key = cv_ratelimit_new(cfg->rate_limit_rps, cfg->rate_limit_burst, 4096);
     srv->auth_failures =
         cv_ratelimit_new(cfg->auth_failures_per_min / 60.0, cfg->auth_failures_per_min, 4096);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    flags |= cfg->http_threads == 0 ? MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL : MHD_USE_EPOLL;
     if (tls) {
         if (read_pem(cfg->tls_cert_file, &srv->tls_cert, why, why_len) != CV_OK ||
             read_pem(cfg->tls_key_file, &srv->tls_key, why, why_len) != CV_OK) {
@@ -519,16 +519,26 @@ cv_status cv_http_server_start(struct cv_app *app, struct cv_http_server **out, 
         }
         flags |= MHD_USE_TLS;
     }
+    /* Options that depend on the mode go in an array; MHD_OPTION_END ends it early. */
+    struct MHD_OptionItem mode_opts[5];
+    size_t k = 0;
+    if (cfg->http_threads > 0)
+        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
+                                                 (intptr_t)cfg->http_threads, NULL};
+    if (tls) {
+        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert};
+        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};
+        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                                 (void *)(uintptr_t)tls_priorities};
+    }
+    mode_opts[k] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, srv, MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
-        /* with TLS off MHD ignores these three */
-        MHD_OPTION_HTTPS_MEM_CERT, tls ? srv->tls_cert : NULL, MHD_OPTION_HTTPS_MEM_KEY,
-        tls ? srv->tls_key : NULL, MHD_OPTION_HTTPS_PRIORITIES, tls ? tls_priorities : NULL,
-        MHD_OPTION_END);
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)cfg->per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_ARRAY, mode_opts, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         snprintf(why, why_len,
                  tls ? "cannot start HTTPS on %s:%u (address in use, or unusable certificate/key)"

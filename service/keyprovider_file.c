@@ -56,7 +56,9 @@ cv_status cv_keyprovider_file_open(const char *path, struct cv_keyprovider **out
     unsigned char raw[32];
     ssize_t n = 0;
     struct stat sb;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* Symlinks are followed (Kubernetes mounts secrets through one); the
+     * mode check below applies to the file itself. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         snprintf(why, why_len, "cannot open KEK file %s: %s", path, strerror(errno));
         goto out;

@@ -160,7 +160,7 @@ char *cv_metrics_render(struct cv_metrics *m, const struct cv_metrics_gauges *g,
          "# HELP cardvault_dek_rotations_total Data-key rotations by this process.\n"
          "# TYPE cardvault_dek_rotations_total counter\n"
          "cardvault_dek_rotations_total %llu\n"
-         "# HELP cardvault_ready 1 when the database is reachable and the KEK loaded.\n"
+         "# HELP cardvault_ready 1 while serving, 0 once draining for shutdown.\n"
          "# TYPE cardvault_ready gauge\n"
          "cardvault_ready %d\n",
          (unsigned long long)atomic_load(&m->tokenized),

@@ -13,6 +13,8 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "cardvault/log.h"
+
 static void die_oom(size_t n)
 {
     fprintf(stderr, "{\"level\":\"fatal\",\"event\":\"out_of_memory\",\"bytes\":%zu}\n", n);
@@ -68,7 +70,13 @@ cv_status cv_secbuf_init_secure_heap(size_t bytes)
      * created before any thread allocates from it. */
     if (CRYPTO_secure_malloc_initialized())
         return CV_OK;
-    return CRYPTO_secure_malloc_init(bytes, 16) == 1 ? CV_OK : CV_ERR_CONFIG;
+    /* 1: ready; 2: ready but mlock was refused (RLIMIT_MEMLOCK): still
+     * guarded and excluded from core dumps, so usable. */
+    int rc = CRYPTO_secure_malloc_init(bytes, 16);
+    if (rc == 2)
+        cv_log(CV_LOG_WARN, "secure_heap_not_locked",
+               CV_LS("effect", "secrets may be swapped out; raise RLIMIT_MEMLOCK (ulimit -l)"));
+    return rc == 1 || rc == 2 ? CV_OK : CV_ERR_CONFIG;
 }
 
 struct cv_secbuf *cv_secbuf_new(size_t cap)

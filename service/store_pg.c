@@ -17,6 +17,7 @@
 
 #include "cardvault/log.h"
 #include "cardvault/secbuf.h"
+#include "store_batch.h"
 #include "store_pg_internal.h"
 
 #define RFC3339_UTC(col)                                                                           \
@@ -190,6 +191,7 @@ struct cv_store {
     unsigned free_count;
     pthread_mutex_t lock;
     pthread_cond_t cond;
+    struct cv_batcher *batcher; /* NULL: every write is its own transaction */
 };
 
 /* A parameter list built on the stack: text or binary values. */
@@ -423,10 +425,17 @@ cv_status cv_store_open(const char *conninfo, unsigned pool_size, struct cv_stor
     return CV_OK;
 }
 
+cv_status cv_store_start_batching(struct cv_store *st, unsigned writers)
+{
+    st->batcher = cv_batcher_start(st, writers);
+    return st->batcher != NULL ? CV_OK : CV_ERR_INTERNAL;
+}
+
 void cv_store_close(struct cv_store *st)
 {
     if (st == NULL)
         return;
+    cv_batcher_stop(st->batcher); /* queued writes finish before connections close */
     for (unsigned i = 0; i < st->size; i++)
         if (st->conns[i].pg != NULL)
             PQfinish(st->conns[i].pg);
@@ -677,6 +686,15 @@ cv_status cv_store_scan_api_keys(struct cv_store *st, int64_t since_us, int64_t 
 cv_status cv_store_insert_token(struct cv_store *st, const struct cv_token_row *row,
                                 const unsigned char *idem_key_hash, const char *response_body)
 {
+    if (st->batcher != NULL)
+        return cv_batcher_insert_token(st->batcher, row, idem_key_hash, response_body);
+    return cv_store_insert_token_direct(st, row, idem_key_hash, response_body);
+}
+
+cv_status cv_store_insert_token_direct(struct cv_store *st, const struct cv_token_row *row,
+                                       const unsigned char *idem_key_hash,
+                                       const char *response_body)
+{
     struct params p = {.n = 0};
     p_text(&p, row->merchant_id);
     p_text(&p, row->token);
@@ -860,6 +878,13 @@ void cv_token_row_cleanup(struct cv_token_row *row)
 }
 
 cv_status cv_store_audit_append(struct cv_store *st, const struct cv_audit_event *ev)
+{
+    if (st->batcher != NULL)
+        return cv_batcher_audit_append(st->batcher, ev);
+    return cv_store_audit_append_direct(st, ev);
+}
+
+cv_status cv_store_audit_append_direct(struct cv_store *st, const struct cv_audit_event *ev)
 {
     struct params p = {.n = 0};
     p_text(&p, ev->actor);

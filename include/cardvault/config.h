@@ -14,7 +14,11 @@ struct cv_config {
     char *listen_host;        /* from CARDVAULT_LISTEN host:port */
     uint16_t listen_port;     /* default 127.0.0.1:8080 */
     char *kek_file;           /* CARDVAULT_KEK_FILE */
-    unsigned http_threads;    /* CARDVAULT_HTTP_THREADS, default 4 */
+    unsigned http_threads;    /* CARDVAULT_HTTP_THREADS: 0 = a thread per connection (default),
+                                 N = an epoll pool of N threads */
+    unsigned db_writers;      /* CARDVAULT_DB_WRITERS: group-commit writer threads, default 2 */
+    unsigned per_ip_connections; /* CARDVAULT_MAX_CONNECTIONS_PER_IP, default 128 */
+    unsigned drain_grace_ms;  /* CARDVAULT_DRAIN_GRACE_MS: /readyz 503 before closing, default 0 */
     unsigned db_pool_size;    /* CARDVAULT_DB_POOL_SIZE, default 8 */
     unsigned max_connections; /* CARDVAULT_MAX_CONNECTIONS, default 512 */
     unsigned conn_timeout_s;  /* CARDVAULT_CONNECTION_TIMEOUT_S, default 30 */

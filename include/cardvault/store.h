@@ -60,6 +60,11 @@ struct cv_audit_event {
  * the others connect on demand. */
 CV_MUST_USE cv_status cv_store_open(const char *conninfo, unsigned pool_size,
                                     struct cv_store **out);
+/* From now on token inserts and audit appends from concurrent callers share
+ * transactions (group commit) through `writers` writer threads; each call
+ * still returns only after its own write committed. */
+CV_MUST_USE cv_status cv_store_start_batching(struct cv_store *st, unsigned writers);
+/* Finishes queued writes, closes every connection, frees. Accepts NULL. */
 void cv_store_close(struct cv_store *st);
 /* SELECT 1 through the pool. */
 CV_MUST_USE cv_status cv_store_ping(struct cv_store *st);
