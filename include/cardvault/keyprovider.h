@@ -36,6 +36,17 @@ struct cv_keyprovider {
 CV_MUST_USE cv_status cv_keyprovider_file_open(const char *path, struct cv_keyprovider **out,
                                                char *why, size_t why_len);
 
+/* Opens a KEK held in a PKCS#11 token: loads module_path, logs in to the token
+ * labelled token_label with the PIN in pin_file (refused if group or others
+ * can access it), and finds the AES-256 secret key labelled key_label, which
+ * must be sensitive and unextractable. Self-tests RFC 5649 wrapping in the
+ * token; wraps keys of a multiple of 8 bytes. CV_ERR_CONFIG with a one-line
+ * reason in why; free with cv_keyprovider_free. */
+CV_MUST_USE cv_status cv_keyprovider_pkcs11_open(const char *module_path, const char *token_label,
+                                                 const char *key_label, const char *pin_file,
+                                                 struct cv_keyprovider **out, char *why,
+                                                 size_t why_len);
+
 /* Wraps key under the KEK; *out is heap (free()), not secret. */
 CV_MUST_USE cv_status cv_keyprovider_wrap(struct cv_keyprovider *kp, const struct cv_secbuf *key,
                                           unsigned char **out, size_t *out_len);
