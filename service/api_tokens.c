@@ -432,7 +432,7 @@ cv_status cv_api_readyz(struct cv_app *app, const struct cv_call *call, struct c
     (void)call;
     bool draining = atomic_load(&app->draining);
     bool db_ok = !draining && cv_store_ping(app->store) == CV_OK;
-    bool kek_ok = app->keyring != NULL;
+    bool kek_ok = !draining && app->keyring != NULL && cv_keyring_kek_ok(app->keyring);
     /* While draining the database is not asked: the instance is leaving. */
     const char *const pairs[] = {"database", db_ok ? "ok" : "unavailable", "kek",
                                  kek_ok ? "ok" : "unavailable"};

@@ -93,6 +93,10 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
 
     cv_config_set_str(&cfg->database_url, getenv("CARDVAULT_DATABASE_URL"));
     cv_config_set_str(&cfg->kek_file, getenv("CARDVAULT_KEK_FILE"));
+    cv_config_set_str(&cfg->kek_pkcs11_module, getenv("CARDVAULT_KEK_PKCS11_MODULE"));
+    cv_config_set_str(&cfg->kek_pkcs11_token, getenv("CARDVAULT_KEK_PKCS11_TOKEN"));
+    cv_config_set_str(&cfg->kek_pkcs11_key, getenv("CARDVAULT_KEK_PKCS11_KEY_LABEL"));
+    cv_config_set_str(&cfg->kek_pkcs11_pin_file, getenv("CARDVAULT_KEK_PKCS11_PIN_FILE"));
     const char *listen = getenv("CARDVAULT_LISTEN");
     CV_TRY(cv_config_set_listen(cfg, listen != NULL && *listen != '\0' ? listen : "127.0.0.1:8080",
                                 why, why_len));
@@ -153,7 +157,16 @@ cv_status cv_config_require(const struct cv_config *cfg, bool need_db, bool need
                  "CARDVAULT_DATABASE_URL is not set (a libpq connection string or URI)");
         return CV_ERR_CONFIG;
     }
-    if (need_kek && (cfg->kek_file == NULL || cfg->kek_file[0] == '\0')) {
+    bool pkcs11 = cfg->kek_pkcs11_module != NULL && cfg->kek_pkcs11_module[0] != '\0';
+    if (need_kek && pkcs11 &&
+        (cfg->kek_pkcs11_token == NULL || cfg->kek_pkcs11_key == NULL ||
+         cfg->kek_pkcs11_pin_file == NULL)) {
+        snprintf(why, why_len,
+                 "CARDVAULT_KEK_PKCS11_MODULE needs CARDVAULT_KEK_PKCS11_TOKEN, "
+                 "CARDVAULT_KEK_PKCS11_KEY_LABEL and CARDVAULT_KEK_PKCS11_PIN_FILE");
+        return CV_ERR_CONFIG;
+    }
+    if (need_kek && !pkcs11 && (cfg->kek_file == NULL || cfg->kek_file[0] == '\0')) {
         snprintf(why, why_len, "CARDVAULT_KEK_FILE is not set (path to a 0600 file, 32 bytes hex)");
         return CV_ERR_CONFIG;
     }
@@ -167,6 +180,10 @@ void cv_config_cleanup(struct cv_config *cfg)
     free(cfg->database_url);
     free(cfg->listen_host);
     free(cfg->kek_file);
+    free(cfg->kek_pkcs11_module);
+    free(cfg->kek_pkcs11_token);
+    free(cfg->kek_pkcs11_key);
+    free(cfg->kek_pkcs11_pin_file);
     free(cfg->tls_cert_file);
     free(cfg->tls_key_file);
     memset(cfg, 0, sizeof(*cfg));

@@ -21,6 +21,10 @@
 /* Uses reserved per database round trip. A crash forfeits at most this many
  * uses of a key, which only brings its rotation forward. */
 #define USE_BLOCK 1000
+/* A reservation is spent within this many seconds or renewed: renewing
+ * checks the key is still active, so `keys rotate-dek` and retirement take
+ * effect on every instance within this time. */
+#define RESERVATION_TTL_S 5
 
 struct dek_entry {
     int64_t id;
@@ -29,9 +33,18 @@ struct dek_entry {
 
 struct cv_keyring {
     struct cv_store *store;
-    struct cv_keyprovider *kp;
     struct cv_keyring_limits limits;
     struct cv_secbuf *fp_key;
+
+    /* The KEK provider can be swapped after `keys rotate-kek` (see
+     * kek_refresh); calls into it hold kp_lock for reading. */
+    pthread_rwlock_t kp_lock;
+    struct cv_keyprovider *kp;
+    bool kp_owned; /* a provider we reopened ourselves, freed on close */
+    unsigned char kcv[CV_KCV_BYTES];
+    cv_keyring_reopen_fn reopen;
+    void *reopen_ctx;
+    atomic_bool kek_stale;
 
     pthread_rwlock_t cache_lock; /* guards entries */
     struct dek_entry *entries;
@@ -40,7 +53,8 @@ struct cv_keyring {
     pthread_mutex_t active_lock; /* guards the fields below */
     int64_t active_id;           /* 0: none yet */
     int64_t uses_left;           /* reserved and not yet spent */
-    time_t active_expires;       /* monotonic seconds */
+    time_t active_expires;       /* monotonic seconds: end of the cryptoperiod */
+    time_t reserved_until;       /* monotonic seconds: end of the reservation */
     atomic_uint_least64_t rotations;
 };
 
@@ -97,6 +111,88 @@ static void cache_evict(struct cv_keyring *kr, int64_t id)
     pthread_rwlock_unlock(&kr->cache_lock);
 }
 
+static cv_status kp_unwrap(struct cv_keyring *kr, const unsigned char *in, size_t len,
+                           struct cv_secbuf **out)
+{
+    pthread_rwlock_rdlock(&kr->kp_lock);
+    cv_status st = cv_keyprovider_unwrap(kr->kp, in, len, out);
+    pthread_rwlock_unlock(&kr->kp_lock);
+    return st;
+}
+
+static cv_status kp_wrap(struct cv_keyring *kr, const struct cv_secbuf *key, unsigned char **out,
+                         size_t *out_len, unsigned char kcv[CV_KCV_BYTES])
+{
+    pthread_rwlock_rdlock(&kr->kp_lock);
+    cv_status st = cv_keyprovider_wrap(kr->kp, key, out, out_len);
+    memcpy(kcv, kr->kcv, CV_KCV_BYTES);
+    pthread_rwlock_unlock(&kr->kp_lock);
+    return st;
+}
+
+/* The vault's KEK changed under us (`keys rotate-kek`)? Reopen the configured
+ * provider: when the operator has already put the new KEK in place (same file
+ * path, or the token now holding the new key) we switch to it without a
+ * restart; otherwise the keyring is marked stale: it keeps serving with the
+ * DEKs it holds, but refuses to create or unwrap DEKs, and /readyz fails.
+ * CV_OK means "a different KEK is now in use: retry". */
+static cv_status kek_refresh(struct cv_keyring *kr)
+{
+    unsigned char db_kcv[CV_KCV_BYTES], new_kcv[CV_KCV_BYTES];
+    unsigned char *fp_wrapped = NULL;
+    size_t fp_len = 0;
+    CV_TRY(cv_store_get_meta(kr->store, db_kcv, &fp_wrapped, &fp_len));
+    free(fp_wrapped);
+    pthread_rwlock_rdlock(&kr->kp_lock);
+    bool same = cv_ct_equal(db_kcv, kr->kcv, CV_KCV_BYTES);
+    pthread_rwlock_unlock(&kr->kp_lock);
+    if (same) {
+        atomic_store(&kr->kek_stale, false);
+        return CV_ERR_INTEGRITY; /* our KEK is current: the failure was real */
+    }
+    struct cv_keyprovider *fresh = NULL;
+    char why[256];
+    if (kr->reopen == NULL || kr->reopen(kr->reopen_ctx, &fresh, why, sizeof(why)) != CV_OK ||
+        cv_keyprovider_check_value(fresh, new_kcv) != CV_OK ||
+        !cv_ct_equal(new_kcv, db_kcv, CV_KCV_BYTES)) {
+        cv_keyprovider_free(fresh);
+        if (!atomic_exchange(&kr->kek_stale, true))
+            cv_log(CV_LOG_ERROR, "kek_stale",
+                   CV_LS("effect", "the vault was re-keyed (keys rotate-kek) and the configured "
+                                   "KEK is the old one: serving with cached data keys only; "
+                                   "install the new KEK at the configured location"));
+        return CV_ERR_CONFIG;
+    }
+    pthread_rwlock_wrlock(&kr->kp_lock);
+    struct cv_keyprovider *old = kr->kp_owned ? kr->kp : NULL;
+    kr->kp = fresh;
+    kr->kp_owned = true;
+    memcpy(kr->kcv, new_kcv, CV_KCV_BYTES);
+    pthread_rwlock_unlock(&kr->kp_lock);
+    cv_keyprovider_free(old);
+    atomic_store(&kr->kek_stale, false);
+    cv_log(CV_LOG_INFO, "kek_reloaded", CV_LS("provider", cv_keyprovider_name(fresh)));
+    return CV_OK;
+}
+
+bool cv_keyring_kek_ok(struct cv_keyring *kr)
+{
+    unsigned char db_kcv[CV_KCV_BYTES];
+    unsigned char *fp_wrapped = NULL;
+    size_t fp_len = 0;
+    if (cv_store_get_meta(kr->store, db_kcv, &fp_wrapped, &fp_len) != CV_OK)
+        return !atomic_load(&kr->kek_stale);
+    free(fp_wrapped);
+    pthread_rwlock_rdlock(&kr->kp_lock);
+    bool same = cv_ct_equal(db_kcv, kr->kcv, CV_KCV_BYTES);
+    pthread_rwlock_unlock(&kr->kp_lock);
+    if (!same)
+        (void)kek_refresh(kr);
+    else
+        atomic_store(&kr->kek_stale, false);
+    return !atomic_load(&kr->kek_stale);
+}
+
 /* Makes sure DEK id is unwrapped in the cache. */
 static cv_status load_dek(struct cv_keyring *kr, int64_t id)
 {
@@ -116,7 +212,9 @@ static cv_status load_dek(struct cv_keyring *kr, int64_t id)
         return CV_ERR_TOKEN_DESTROYED;
     }
     struct cv_secbuf *key = NULL;
-    st = cv_keyprovider_unwrap(kr->kp, row.wrapped, row.wrapped_len, &key);
+    st = kp_unwrap(kr, row.wrapped, row.wrapped_len, &key);
+    if (st != CV_OK && kek_refresh(kr) == CV_OK)
+        st = kp_unwrap(kr, row.wrapped, row.wrapped_len, &key); /* re-wrapped under a new KEK */
     cv_dek_row_cleanup(&row);
     if (st != CV_OK) {
         cv_log(CV_LOG_ERROR, "dek_unwrap_failed", CV_LI("dek_id", id));
@@ -144,13 +242,23 @@ static cv_status rotate_locked(struct cv_keyring *kr, bool force_new)
         cv_dek_row_cleanup(&row);
     } else if (st == CV_ERR_NOT_FOUND) {
         struct cv_secbuf *key = NULL;
-        unsigned char *wrapped = NULL;
+        unsigned char *wrapped = NULL, kcv[CV_KCV_BYTES];
         size_t wrapped_len = 0;
         CV_TRY(cv_envelope_new_key(&key));
-        st = cv_keyprovider_wrap(kr->kp, key, &wrapped, &wrapped_len);
-        if (st == CV_OK)
-            st = cv_store_insert_dek(kr->store, wrapped, wrapped_len, kr->limits.dek_max_uses, &id);
+        for (int attempt = 0; attempt < 2; attempt++) {
+            free(wrapped);
+            wrapped = NULL;
+            st = kp_wrap(kr, key, &wrapped, &wrapped_len, kcv);
+            if (st == CV_OK)
+                st = cv_store_insert_dek(kr->store, wrapped, wrapped_len,
+                                         kr->limits.dek_max_uses, kcv, &id);
+            /* NOT_FOUND: the vault's KEK is no longer ours; try the new one once. */
+            if (st != CV_ERR_NOT_FOUND || kek_refresh(kr) != CV_OK)
+                break;
+        }
         free(wrapped);
+        if (st == CV_ERR_NOT_FOUND)
+            st = CV_ERR_DB_UNAVAILABLE; /* stale KEK: answer 503 until reconfigured */
         if (st != CV_OK) {
             cv_secbuf_free(key);
             return st;
@@ -171,6 +279,7 @@ static cv_status rotate_locked(struct cv_keyring *kr, bool force_new)
     }
     kr->active_id = id;
     kr->uses_left = USE_BLOCK;
+    kr->reserved_until = mono_now() + RESERVATION_TTL_S;
     kr->active_expires = mono_now() + (time_t)(kr->limits.dek_max_age_s - age_s);
     return CV_OK;
 }
@@ -183,10 +292,14 @@ static cv_status take_use_locked(struct cv_keyring *kr, int64_t *id)
             cv_log(CV_LOG_WARN, "dek_retire_failed", CV_LI("dek_id", kr->active_id));
         kr->active_id = 0; /* never encrypt past its cryptoperiod, retired or not */
     }
-    if (kr->active_id != 0 && kr->uses_left == 0) {
+    if (kr->active_id != 0 && (kr->uses_left == 0 || mono_now() >= kr->reserved_until)) {
+        /* Unspent uses of an expired reservation are forfeited: the count in
+         * the database only ever overstates what was used, never understates. */
         cv_status st = cv_store_reserve_dek_uses(kr->store, kr->active_id, USE_BLOCK);
-        if (st == CV_OK)
+        if (st == CV_OK) {
             kr->uses_left = USE_BLOCK;
+            kr->reserved_until = mono_now() + RESERVATION_TTL_S;
+        }
         else if (st == CV_ERR_NOT_FOUND)
             kr->active_id = 0; /* exhausted or retired elsewhere: rotate */
         else
@@ -300,8 +413,8 @@ static cv_status bind_new_vault(struct cv_keyring *kr, const unsigned char kcv[C
 }
 
 cv_status cv_keyring_open(struct cv_store *store, struct cv_keyprovider *kp,
-                          const struct cv_keyring_limits *limits, struct cv_keyring **out,
-                          char *why, size_t why_len)
+                          const struct cv_keyring_limits *limits, cv_keyring_reopen_fn reopen,
+                          void *reopen_ctx, struct cv_keyring **out, char *why, size_t why_len)
 {
     unsigned char kcv[CV_KCV_BYTES], stored_kcv[CV_KCV_BYTES];
     unsigned char *fp_wrapped = NULL;
@@ -310,9 +423,13 @@ cv_status cv_keyring_open(struct cv_store *store, struct cv_keyprovider *kp,
     kr->store = store;
     kr->kp = kp;
     kr->limits = *limits;
+    kr->reopen = reopen;
+    kr->reopen_ctx = reopen_ctx;
     pthread_rwlock_init(&kr->cache_lock, NULL);
+    pthread_rwlock_init(&kr->kp_lock, NULL);
     pthread_mutex_init(&kr->active_lock, NULL);
     atomic_init(&kr->rotations, 0);
+    atomic_init(&kr->kek_stale, false);
 
     cv_status st = cv_keyprovider_check_value(kp, kcv);
     if (st != CV_OK) {
@@ -329,6 +446,7 @@ cv_status cv_keyring_open(struct cv_store *store, struct cv_keyprovider *kp,
         snprintf(why, why_len, "cannot read the vault's key metadata (%s)", cv_status_name(st));
         goto out;
     }
+    memcpy(kr->kcv, kcv, CV_KCV_BYTES);
     if (!cv_ct_equal(kcv, stored_kcv, CV_KCV_BYTES)) {
         snprintf(why, why_len,
                  "the KEK does not match this database (key check value differs): refusing to "
@@ -359,6 +477,9 @@ void cv_keyring_close(struct cv_keyring *kr)
         cv_secbuf_free(kr->entries[i].key);
     free(kr->entries);
     cv_secbuf_free(kr->fp_key);
+    if (kr->kp_owned)
+        cv_keyprovider_free(kr->kp);
+    pthread_rwlock_destroy(&kr->kp_lock);
     pthread_rwlock_destroy(&kr->cache_lock);
     pthread_mutex_destroy(&kr->active_lock);
     free(kr);

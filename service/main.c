@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cardvault/app.h"
 #include "cardvault/auth.h"
@@ -17,6 +18,7 @@
 #include "cardvault/config.h"
 #include "cardvault/http_server.h"
 #include "cardvault/json_codec.h"
+#include "cardvault/kek.h"
 #include "cardvault/keyprovider.h"
 #include "cardvault/keyring.h"
 #include "cardvault/log.h"
@@ -42,6 +44,9 @@ static const char usage_main[] =
     "  key create --merchant ID --scopes LIST\n"
     "                             create an extra API key (scopes: tokenize,read,delete,detokenize)\n"
     "  key revoke PREFIX          revoke a key by its 12-character prefix (effective within 5 s)\n"
+    "  keys status|rotate-dek|rotate-kek|reencrypt|destroy-dek\n"
+    "                             the key lifecycle (see cardvault keys --help)\n"
+    "  audit verify|export|storage  check the audit hash chain, export events, scan for PANs\n"
     "\n"
     "options for every command (override the environment):\n"
     "  --database-url URL         CARDVAULT_DATABASE_URL: libpq connection string or URI\n"
@@ -49,11 +54,19 @@ static const char usage_main[] =
     "  --listen HOST:PORT         CARDVAULT_LISTEN (serve only), default 127.0.0.1:8080\n"
     "  -h, --help                 this text; `cardvault COMMAND --help` for one command\n"
     "\n"
-    "other environment: CARDVAULT_HTTP_THREADS (4), CARDVAULT_DB_POOL_SIZE (8),\n"
-    "CARDVAULT_MAX_CONNECTIONS (512), CARDVAULT_CONNECTION_TIMEOUT_S (30),\n"
-    "CARDVAULT_DEK_MAX_AGE_S (2592000 = 30 days), CARDVAULT_DEK_MAX_USES (16777216),\n"
-    "CARDVAULT_AUTH_REFRESH_MS (1000), CARDVAULT_LOG_LEVEL (info),\n"
-    "CARDVAULT_MIGRATIONS_DIR, CARDVAULT_DEV=1 (allow core dumps; never in production).\n";
+    "other environment (defaults in brackets):\n"
+    "  CARDVAULT_HTTP_THREADS (0 = a thread per connection; N = epoll pool of N)\n"
+    "  CARDVAULT_DB_POOL_SIZE (8), CARDVAULT_DB_WRITERS (2 group-commit writers)\n"
+    "  CARDVAULT_MAX_CONNECTIONS (512), CARDVAULT_MAX_CONNECTIONS_PER_IP (128),\n"
+    "  CARDVAULT_CONNECTION_TIMEOUT_S (30), CARDVAULT_DRAIN_GRACE_MS (0),\n"
+    "  CARDVAULT_TLS_CERT, CARDVAULT_TLS_KEY (PEM files: HTTPS, TLS 1.2+ AEAD only),\n"
+    "  CARDVAULT_ALLOW_PLAINTEXT=1 (plain HTTP on a non-loopback address),\n"
+    "  CARDVAULT_RATE_LIMIT_RPS (500 per API key, 0 = off), CARDVAULT_RATE_LIMIT_BURST (2 x rps),\n"
+    "  CARDVAULT_AUTH_FAILURES_PER_MIN (20 per client address),\n"
+    "  CARDVAULT_IDEMPOTENCY_TTL_S (86400),\n"
+    "  CARDVAULT_DEK_MAX_AGE_S (2592000 = 30 days), CARDVAULT_DEK_MAX_USES (16777216),\n"
+    "  CARDVAULT_AUTH_REFRESH_MS (1000), CARDVAULT_LOG_LEVEL (info),\n"
+    "  CARDVAULT_MIGRATIONS_DIR, CARDVAULT_DEV=1 (allow core dumps; never in production).\n";
 
 static const char usage_serve[] =
     "usage: cardvault serve [--listen HOST:PORT] [--database-url URL] [--kek-file PATH]\n"
@@ -83,6 +96,43 @@ static const char usage_key[] =
     "the tokenize scope is pk_, exactly detokenize is dk_, anything else sk_.\n"
     "revoke: takes the 12-character prefix; running services refuse the key\n"
     "within CARDVAULT_AUTH_REFRESH_MS (1 s by default, 5 s at most).\n";
+
+static const char usage_keys[] =
+    "usage: cardvault keys status\n"
+    "       cardvault keys rotate-dek\n"
+    "       cardvault keys rotate-kek --new-kek-file PATH\n"
+    "       cardvault keys rotate-kek pkcs11:module=PATH,token=LABEL,key=LABEL,pin-file=PATH\n"
+    "       cardvault keys reencrypt [--from-dek ID] [--batch N]\n"
+    "       cardvault keys destroy-dek ID --confirm\n"
+    "\n"
+    "All online: running services keep serving. Every action is audited.\n"
+    "status: KEK identity (provider, check value prefix) and every DEK with state,\n"
+    "  age, reserved uses and the number of tokens it protects.\n"
+    "rotate-dek: a new active DEK now; other active DEKs are retired (decrypt only);\n"
+    "  every instance moves to the new key within 5 s.\n"
+    "rotate-kek: re-wraps every DEK and the fingerprint key under the new KEK in one\n"
+    "  transaction (token rows untouched). Needs the current KEK configured. Then\n"
+    "  put the new KEK where CARDVAULT_KEK_FILE / CARDVAULT_KEK_PKCS11_* point:\n"
+    "  running services load it without a restart; until then they keep serving\n"
+    "  with the data keys they hold and refuse to create new ones (503).\n"
+    "reencrypt: moves rows from retired DEKs to the active one in batches (default\n"
+    "  500 rows per transaction); resumable; prints progress as JSON lines.\n"
+    "destroy-dek: crypto-shreds a retired DEK: its rows answer 410 token_destroyed.\n";
+
+static const char usage_audit[] =
+    "usage: cardvault audit verify [--database-url URL]\n"
+    "       cardvault audit export [--since T] [--database-url URL]\n"
+    "       cardvault audit storage [--database-url URL]\n"
+    "\n"
+    "verify: recomputes the SHA-256 chain of audit_events in seq order and checks\n"
+    "it ends at audit_head. Prints {\"ok\":true,\"events\":N,\"head_seq\":N,\"head_hash\":H},\n"
+    "or {\"ok\":false,\"first_broken_seq\":S,\"reason\":...} and exits 1.\n"
+    "export: prints events as JSON lines for a SIEM; --since T takes YYYY-MM-DD\n"
+    "(midnight UTC) or an RFC 3339 time (2026-01-02T03:04:05Z).\n"
+    "storage: scans every column of every table for 12-19 digit Luhn-valid runs\n"
+    "(text, numbers, json, arrays; bytea as raw bytes and UTF-16), prints one line\n"
+    "per column with findings (masked sample) and a summary; exits 1 if any.\n"
+    "Each run is recorded in the audit trail.\n";
 
 void cv_cli_fail(const char *msg)
 {
@@ -136,7 +186,7 @@ static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *
     opterr = 0;
     optind = 1;
     int c, index = -1;
-    while ((c = getopt_long(argc, argv, "+h", opts, &index)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", opts, &index)) != -1) {
         if (c >= OPT_DIR && (allowed & ALLOW(c)) == 0) {
             char msg[96];
             snprintf(msg, sizeof(msg), "option --%s does not apply to this command",
@@ -365,6 +415,12 @@ static void block_stop_signals(sigset_t *set)
     signal(SIGPIPE, SIG_IGN);
 }
 
+/* The keyring's way back to the configured KEK after `keys rotate-kek`. */
+static cv_status reopen_kek(void *ctx, struct cv_keyprovider **out, char *why, size_t why_len)
+{
+    return cv_kek_open_configured(ctx, out, why, why_len);
+}
+
 static int cmd_serve(struct cv_cli *cli)
 {
     char why[512];
@@ -392,7 +448,7 @@ static int cmd_serve(struct cv_cli *cli)
     if (cv_secbuf_init_secure_heap(SECURE_HEAP_BYTES) != CV_OK)
         cv_log(CV_LOG_WARN, "secure_heap_unavailable",
                CV_LS("effect", "secrets use the ordinary heap; still wiped on free"));
-    if (cv_keyprovider_file_open(cli->cfg.kek_file, &kp, why, sizeof(why)) != CV_OK) {
+    if (cv_kek_open_configured(&cli->cfg, &kp, why, sizeof(why)) != CV_OK) {
         cv_cli_fail(why);
         goto out;
     }
@@ -429,12 +485,17 @@ static int cmd_serve(struct cv_cli *cli)
                CV_LS("effect", "PostgreSQL runs with fsync=off: committed tokens can be lost on "
                                "power failure; acceptable for tests only"));
     struct cv_keyring_limits limits = {cli->cfg.dek_max_age_s, cli->cfg.dek_max_uses};
-    if (cv_keyring_open(app.store, kp, &limits, &app.keyring, why, sizeof(why)) != CV_OK) {
+    if (cv_keyring_open(app.store, kp, &limits, reopen_kek, &cli->cfg, &app.keyring, why,
+                        sizeof(why)) != CV_OK) {
         cv_cli_fail(why);
         goto out;
     }
     if (cv_auth_open(app.store, cli->cfg.auth_refresh_ms, &app.auth) != CV_OK) {
         cv_cli_fail("cannot load API keys from the database");
+        goto out;
+    }
+    if (cv_store_start_batching(app.store, cli->cfg.db_writers) != CV_OK) {
+        cv_cli_fail("cannot start the database writer threads");
         goto out;
     }
     app.metrics = cv_metrics_new();
@@ -444,13 +505,21 @@ static int cmd_serve(struct cv_cli *cli)
     }
     cv_log(CV_LOG_INFO, "service_started", CV_LS("listen_host", cli->cfg.listen_host),
            CV_LI("listen_port", cli->cfg.listen_port), CV_LS("kek_provider", cv_keyprovider_name(kp)),
-           CV_LI("http_threads", cli->cfg.http_threads),
+           CV_LS("http_mode", cli->cfg.http_threads == 0 ? "thread-per-connection" : "epoll-pool"),
+           CV_LI("http_threads", cli->cfg.http_threads), CV_LI("db_writers", cli->cfg.db_writers),
            CV_LI("db_pool_size", cli->cfg.db_pool_size), CV_LI("schema_version", version),
            CV_LB("fsync", fsync_on), CV_LB("production", cli->cfg.production));
     int sig = 0;
     sigwait(&stop, &sig);
     cv_log(CV_LOG_INFO, "service_stopping", CV_LS("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
     atomic_store(&app.draining, true);
+    if (cli->cfg.drain_grace_ms > 0) {
+        /* /readyz now answers 503: give load balancers time to notice
+         * before the listening socket closes. */
+        struct timespec grace = {(time_t)(cli->cfg.drain_grace_ms / 1000),
+                                 (long)(cli->cfg.drain_grace_ms % 1000) * 1000000L};
+        nanosleep(&grace, NULL);
+    }
     cv_http_server_stop(http, DRAIN_MS);
     http = NULL;
     rc = 0;
@@ -494,6 +563,10 @@ int main(int argc, char **argv)
         {"migrate", usage_migrate, ALLOW(OPT_DIR), cmd_migrate},
         {"merchant", usage_merchant, 0, cmd_merchant},
         {"key", usage_key, ALLOW(OPT_MERCHANT) | ALLOW(OPT_SCOPES), cmd_key},
+        {"keys", usage_keys,
+         ALLOW(OPT_NEW_KEK) | ALLOW(OPT_FROM_DEK) | ALLOW(OPT_BATCH) | ALLOW(OPT_CONFIRM),
+         cv_cli_keys},
+        {"audit", usage_audit, ALLOW(OPT_SINCE), cv_cli_audit},
     };
     int rc = -1;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {

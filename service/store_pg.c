@@ -72,9 +72,12 @@ static const struct stmt stmts[S_COUNT] = {
                      "fingerprint_key_wrapped) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
                      3},
     [S_INSERT_DEK] = {"insert_dek",
-                      "INSERT INTO data_keys (wrapped_key, max_uses) VALUES ($1, $2) "
+                      /* Only under the KEK the vault is bound to right now: an
+                       * instance still holding a rotated-out KEK inserts nothing. */
+                      "INSERT INTO data_keys (wrapped_key, max_uses) SELECT $1, $2 "
+                      "FROM vault_meta WHERE kek_check_value = $3 FOR SHARE "
                       "RETURNING dek_id",
-                      2},
+                      3},
     [S_GET_DEK] = {"get_dek",
                    "SELECT dek_id, wrapped_key, state, use_count, max_uses, "
                    "extract(epoch FROM now() - created_at)::bigint FROM data_keys "
@@ -536,16 +539,20 @@ cv_status cv_store_init_meta(struct cv_store *st, const char *provider,
 }
 
 cv_status cv_store_insert_dek(struct cv_store *st, const unsigned char *wrapped, size_t wrapped_len,
-                              int64_t max_uses, int64_t *dek_id)
+                              int64_t max_uses, const unsigned char kcv[CV_KCV_BYTES],
+                              int64_t *dek_id)
 {
     struct params p = {.n = 0};
     p_bytes(&p, wrapped, wrapped_len);
     p_int(&p, max_uses);
+    p_bytes(&p, kcv, CV_KCV_BYTES);
     PGresult *r = NULL;
     CV_TRY(run_once(st, S_INSERT_DEK, &p, &r));
-    *dek_id = get_int(r, 0, 0);
+    cv_status s = PQntuples(r) == 1 ? CV_OK : CV_ERR_NOT_FOUND;
+    if (s == CV_OK)
+        *dek_id = get_int(r, 0, 0);
     PQclear(r);
-    return CV_OK;
+    return s;
 }
 
 static cv_status dek_from_result(const PGresult *r, struct cv_dek_row *out)

@@ -37,4 +37,9 @@ CV_MUST_USE cv_status cv_cli_open_store(const struct cv_config *cfg, struct cv_s
 /* Prints a JSON object of string pairs on stdout and wipes the text. */
 void cv_cli_print_pairs(const char *const *pairs, size_t n_pairs);
 
+/* cardvault keys status|rotate-dek|rotate-kek|reencrypt|destroy-dek (cli_keys.c). */
+int cv_cli_keys(struct cv_cli *cli);
+/* cardvault audit verify|export|storage (cli_audit.c). */
+int cv_cli_audit(struct cv_cli *cli);
+
 #endif

@@ -1,6 +1,8 @@
 #ifndef CV_KEYRING_H
 #define CV_KEYRING_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "cardvault/envelope.h"
@@ -21,12 +23,21 @@ struct cv_keyring_limits {
     int64_t dek_max_uses;
 };
 
+/* Opens the configured KEK again (after `keys rotate-kek`); may be NULL. */
+typedef cv_status (*cv_keyring_reopen_fn)(void *ctx, struct cv_keyprovider **out, char *why,
+                                          size_t why_len);
+
 /* Binds the KEK to the vault (first run: creates the fingerprint key and the
  * check value). CV_ERR_CONFIG with a reason in why when the KEK is not this
- * vault's. The provider is borrowed and must outlive the keyring. */
+ * vault's. kp is borrowed and must outlive the keyring; providers opened
+ * later through reopen belong to the keyring. */
 CV_MUST_USE cv_status cv_keyring_open(struct cv_store *store, struct cv_keyprovider *kp,
                                       const struct cv_keyring_limits *limits,
+                                      cv_keyring_reopen_fn reopen, void *reopen_ctx,
                                       struct cv_keyring **out, char *why, size_t why_len);
+/* False when the vault was re-keyed and this process could not load the new
+ * KEK (readiness check; asks the database). */
+bool cv_keyring_kek_ok(struct cv_keyring *kr);
 /* Wipes every unwrapped key and frees; accepts NULL. */
 void cv_keyring_close(struct cv_keyring *kr);
 

@@ -85,9 +85,11 @@ CV_MUST_USE cv_status cv_store_init_meta(struct cv_store *st, const char *provid
                                          const unsigned char kcv[CV_KCV_BYTES],
                                          const unsigned char *fp_wrapped, size_t fp_wrapped_len);
 
-/* Data keys. */
+/* Data keys. insert_dek stores a DEK wrapped under the KEK whose check value
+ * is kcv, only if that is still the vault's KEK (CV_ERR_NOT_FOUND otherwise). */
 CV_MUST_USE cv_status cv_store_insert_dek(struct cv_store *st, const unsigned char *wrapped,
-                                          size_t wrapped_len, int64_t max_uses, int64_t *dek_id);
+                                          size_t wrapped_len, int64_t max_uses,
+                                          const unsigned char kcv[CV_KCV_BYTES], int64_t *dek_id);
 CV_MUST_USE cv_status cv_store_get_dek(struct cv_store *st, int64_t dek_id,
                                        struct cv_dek_row *out);
 /* Newest active DEK younger than max_age_s with uses left; CV_ERR_NOT_FOUND if none. */

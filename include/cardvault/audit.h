@@ -1,0 +1,158 @@
+#ifndef CV_AUDIT_H
+#define CV_AUDIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cardvault/status.h"
+#include "cardvault/store.h"
+
+/* Evidence for reviewers: the hash-chained audit trail read back and checked
+ * (verify, export), and the storage scanner that looks for card numbers in
+ * every column of the database. audit.c is pure: it recomputes the chain and
+ * scans byte strings it is given. store_audit.c fetches rows for it. Nothing
+ * here ever prints or returns a full card number: findings are masked. */
+
+#define CV_AUDIT_HASH_BYTES 32
+/* "2026-01-02T03:04:05.123456Z" + NUL */
+#define CV_AUDIT_TIME_LEN 28
+
+/* One audit_events row as read back. Strings are NUL-terminated; the four
+ * nullable columns are NULL for SQL NULL. Borrowed for the callback's duration. */
+struct cv_audit_row {
+    int64_t seq;
+    int64_t occurred_us; /* microseconds since 1970-01-01T00:00:00Z */
+    const char *actor;
+    const char *merchant_id;
+    const char *token;
+    const char *request_id;
+    const char *action;
+    const char *outcome;
+    const char *detail;
+    const unsigned char *prev_hash;
+    size_t prev_hash_len;
+    const unsigned char *hash;
+    size_t hash_len;
+};
+
+/* The chain's tip as kept in audit_head. */
+struct cv_audit_head {
+    int64_t seq;
+    unsigned char hash[CV_AUDIT_HASH_BYTES];
+    size_t hash_len;
+};
+
+/* Formats microseconds since the epoch exactly as audit_canonical() does with
+ * to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'). */
+void cv_audit_format_time(int64_t us, char out[CV_AUDIT_TIME_LEN]);
+/* Parses --since: "YYYY-MM-DD" (midnight UTC) or RFC 3339
+ * ("YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)"). CV_ERR_BAD_REQUEST otherwise. */
+CV_MUST_USE cv_status cv_audit_parse_since(const char *s, int64_t *us);
+
+/* The canonical text an event's hash covers: the nine fields joined by 0x1f,
+ * NULLs as empty strings (see audit_canonical() in migrations/0001_init.sql).
+ * Returns heap text (free()) and its length. */
+char *cv_audit_canonical(const struct cv_audit_row *row, size_t *len);
+/* SHA-256(prev_hash || canonical(row)). CV_ERR_CRYPTO if hashing fails. */
+CV_MUST_USE cv_status cv_audit_event_hash(const struct cv_audit_row *row,
+                                          unsigned char out[CV_AUDIT_HASH_BYTES]);
+
+/* Walks the chain one row at a time, in seq order, from seq 1. */
+struct cv_audit_verifier {
+    int64_t next_seq;
+    unsigned char last_hash[CV_AUDIT_HASH_BYTES];
+    uint64_t events;
+    bool broken;
+    int64_t first_broken_seq;
+    const char *reason; /* static text */
+};
+
+void cv_audit_verify_init(struct cv_audit_verifier *v);
+/* Checks one row: its seq follows the previous one, its prev_hash is the
+ * previous hash, and its hash is recomputed from its content. Returns false
+ * (and records the first broken seq and a reason) on the first failure;
+ * later rows are then ignored. */
+bool cv_audit_verify_row(struct cv_audit_verifier *v, const struct cv_audit_row *row);
+/* Checks that the tip of what was walked is audit_head (catches a truncated
+ * tail and rows inserted without audit_append). */
+bool cv_audit_verify_finish(struct cv_audit_verifier *v, const struct cv_audit_head *head);
+
+/* One JSON line (no newline) for the SIEM export: seq, occurred_at, actor,
+ * merchant_id, token, request_id, action, outcome, detail, prev_hash, hash.
+ * Returns heap text (free()) and its length. */
+char *cv_audit_export_line(const struct cv_audit_row *row, size_t *len);
+/* Lower-case hex of n bytes into out[2n + 1]. */
+void cv_audit_hex(const unsigned char *in, size_t n, char *out);
+/* s as a quoted JSON string literal ("null" for NULL); heap text, free(). */
+char *cv_audit_json_quote(const char *s);
+
+/* Storage scan: finds digit runs of 12-19 digits that pass the Luhn check,
+ * with or without single spaces or hyphens between digits (what cardvault's
+ * own PAN parser accepts). Text is read as UTF-8, with JSON \u00NN escapes
+ * and full-width digits folded to digits; raw bytes (bytea) are read the same
+ * way and also as UTF-16LE/BE at both byte alignments. */
+#define CV_AUDIT_SAMPLE_LEN 20 /* masked digits, e.g. "411111******1111" */
+
+enum cv_audit_scan_kind { CV_AUDIT_SCAN_TEXT, CV_AUDIT_SCAN_BYTES };
+
+struct cv_audit_scan_result {
+    uint64_t matches;                      /* Luhn-valid candidates found */
+    char sample[CV_AUDIT_SAMPLE_LEN];      /* the first one, masked; "" when none */
+    const char *sample_encoding;           /* "utf8", "json-escape", "fullwidth", "utf16le", "utf16be" */
+};
+
+/* Scans one value; adds to r (which the caller zeroes once). Never keeps or
+ * returns the digits it found except in masked form. */
+void cv_audit_scan_value(const unsigned char *buf, size_t len, enum cv_audit_scan_kind kind,
+                         struct cv_audit_scan_result *r);
+/* Masks a digit string for display: the last 4 digits, and as many of the
+ * first 6 as leave at least 6 digits hidden (PCI DSS 3.4.1: BIN and last 4
+ * at most). out gets '*' for hidden digits. */
+void cv_audit_mask_digits(const char *digits, size_t n, char out[CV_AUDIT_SAMPLE_LEN]);
+
+/* --- Reading the trail and the catalog back (store_audit.c) --- */
+
+/* Calls fn for every event with occurred_at >= since_us (INT64_MIN: all), in
+ * seq order, page_rows rows per query, inside one REPEATABLE READ READ ONLY
+ * snapshot; *head gets audit_head as of that snapshot. Stops at the first
+ * status fn returns other than CV_OK and returns it. */
+CV_MUST_USE cv_status cv_store_audit_walk(struct cv_store *st, int64_t since_us,
+                                          unsigned page_rows, struct cv_audit_head *head,
+                                          cv_status (*fn)(void *ctx,
+                                                          const struct cv_audit_row *row),
+                                          void *ctx);
+
+enum cv_audit_col_kind {
+    CV_AUDIT_COL_TEXT,        /* read as column::text */
+    CV_AUDIT_COL_BYTEA,       /* read as raw bytes */
+    CV_AUDIT_COL_BYTEA_ARRAY, /* elements' raw bytes joined by '\n' */
+    CV_AUDIT_COL_SKIPPED      /* a type that cannot hold digits (timestamps, booleans, ...) */
+};
+
+struct cv_audit_column {
+    char *schema;
+    char *table;
+    char *column;
+    char *type; /* format_type() text */
+    enum cv_audit_col_kind kind;
+};
+
+/* Every column of every table and materialized view in the current database
+ * outside pg_catalog, information_schema and the toast/temp schemas, from the
+ * catalog, ordered by schema, table, column position. Free with
+ * cv_audit_columns_free. */
+CV_MUST_USE cv_status cv_store_audit_columns(struct cv_store *st, struct cv_audit_column **cols,
+                                             size_t *n);
+void cv_audit_columns_free(struct cv_audit_column *cols, size_t n);
+
+/* Reads every row of one table (the scannable columns cols[0..n-1], all of
+ * the same schema.table) through a server-side cursor, batch_rows at a time,
+ * and calls fn once per non-NULL cell with its raw bytes. *rows gets the row
+ * count. Identifiers are quoted with PQescapeIdentifier. */
+CV_MUST_USE cv_status cv_store_audit_scan_table(
+    struct cv_store *st, const struct cv_audit_column *cols, size_t n, unsigned batch_rows,
+    void (*fn)(void *ctx, size_t col, const unsigned char *bytes, size_t len), void *ctx,
+    uint64_t *rows);
+
+#endif

@@ -1,0 +1,315 @@
+/* cli_keys.c: `cardvault keys ...`, the key lifecycle for operators, all
+ * online: running services keep serving while these run. Each action is
+ * recorded in the audit trail. Nothing here prints key material: only ids,
+ * states, counts and the first bytes of the KEK check value. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cardvault/cli.h"
+#include "cardvault/kek.h"
+#include "cardvault/keyring.h"
+#include "cardvault/secbuf.h"
+#include "cardvault/store_keys.h"
+
+#define REENCRYPT_DEFAULT_BATCH 500
+#define REENCRYPT_MAX_BATCH 10000
+
+static void print_json_string(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20)
+            printf("\\u%04x", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+static void print_dek(void *ctx, const struct cv_dek_status *d)
+{
+    int *first = ctx;
+    printf("%s\n    {\"dek_id\":%lld,\"state\":\"%s\",\"age_s\":%lld,\"use_count\":%lld,"
+           "\"max_uses\":%lld,\"tokens\":%lld}",
+           *first ? "" : ",", (long long)d->dek_id, d->state, (long long)d->age_s,
+           (long long)d->use_count, (long long)d->max_uses, (long long)d->tokens);
+    *first = 0;
+}
+
+static int keys_status(struct cv_cli *cli, struct cv_store *store)
+{
+    char provider[32], rewrapped[32], described[512];
+    unsigned char kcv[CV_KCV_BYTES];
+    cv_status st = cv_store_meta_info(store, provider, kcv, rewrapped);
+    if (st == CV_ERR_NOT_FOUND) {
+        cv_cli_fail("this vault has no KEK bound yet (start `cardvault serve` once)");
+        return 1;
+    }
+    if (st != CV_OK) {
+        cv_cli_fail("cannot read the vault's key metadata");
+        return 1;
+    }
+    cv_kek_describe(&cli->cfg, described, sizeof(described));
+    printf("{\n  \"kek\": {\"provider\":");
+    print_json_string(provider);
+    printf(",\"configured\":");
+    print_json_string(described);
+    /* Three bytes, as key check values are customarily shown. */
+    printf(",\"check_value_prefix\":\"%02x%02x%02x\",\"rewrapped_at\":", kcv[0], kcv[1], kcv[2]);
+    if (rewrapped[0] != '\0')
+        print_json_string(rewrapped);
+    else
+        printf("null");
+    printf("},\n  \"deks\": [");
+    int first = 1;
+    st = cv_store_list_deks(store, print_dek, &first);
+    printf("\n  ]\n}\n");
+    return st == CV_OK ? 0 : 1;
+}
+
+/* Opens the configured KEK and a keyring over it (for commands that seal). */
+static cv_status open_keyring(struct cv_cli *cli, struct cv_store *store,
+                              struct cv_keyprovider **kp, struct cv_keyring **kr)
+{
+    char why[512];
+    if (cv_config_require(&cli->cfg, true, true, why, sizeof(why)) != CV_OK ||
+        cv_kek_open_configured(&cli->cfg, kp, why, sizeof(why)) != CV_OK) {
+        cv_cli_fail(why);
+        return CV_ERR_CONFIG;
+    }
+    struct cv_keyring_limits limits = {cli->cfg.dek_max_age_s, cli->cfg.dek_max_uses};
+    if (cv_keyring_open(store, *kp, &limits, NULL, NULL, kr, why, sizeof(why)) != CV_OK) {
+        cv_cli_fail(why);
+        return CV_ERR_CONFIG;
+    }
+    return CV_OK;
+}
+
+static int keys_rotate_dek(struct cv_cli *cli, struct cv_store *store)
+{
+    struct cv_keyprovider *kp = NULL;
+    struct cv_keyring *kr = NULL;
+    int64_t id = 0;
+    int rc = 1;
+    if (open_keyring(cli, store, &kp, &kr) != CV_OK)
+        goto out;
+    cv_status st = cv_keyring_rotate(kr, &id);
+    /* Every other active key is retired: instances notice when they renew
+     * their use reservation (within 5 s) and move to the new key. */
+    if (st == CV_OK)
+        st = cv_store_retire_active_except(store, id);
+    char detail[64];
+    snprintf(detail, sizeof(detail), "new active dek %lld", (long long)id);
+    struct cv_audit_event ev = {"cli:keys-rotate-dek", NULL, NULL, NULL, "keys.rotate_dek",
+                                st == CV_OK ? "success" : "error", detail};
+    if (cv_store_audit_append(store, &ev) != CV_OK && st == CV_OK)
+        st = CV_ERR_DB;
+    if (st != CV_OK) {
+        fprintf(stderr, "cardvault: cannot rotate the data key (%s)\n", cv_status_name(st));
+        goto out;
+    }
+    printf("{\"active_dek_id\":%lld,\"others_retired\":true}\n", (long long)id);
+    rc = 0;
+out:
+    cv_keyring_close(kr);
+    cv_keyprovider_free(kp);
+    return rc;
+}
+
+static int keys_rotate_kek(struct cv_cli *cli, struct cv_store *store)
+{
+    char why[512];
+    struct cv_keyprovider *old_kp = NULL, *new_kp = NULL;
+    int rc = 1, n = 0;
+    const char *pkcs11 = cli->argc == 2 ? cli->argv[1] : NULL;
+    if ((cli->new_kek_file == NULL) == (pkcs11 == NULL))
+        return cv_cli_usage_error("rotate-kek takes --new-kek-file PATH, or "
+                                  "pkcs11:module=PATH,token=LABEL,key=LABEL,pin-file=PATH");
+    if (cv_config_require(&cli->cfg, true, true, why, sizeof(why)) != CV_OK ||
+        cv_kek_open_configured(&cli->cfg, &old_kp, why, sizeof(why)) != CV_OK) {
+        cv_cli_fail(why);
+        goto out;
+    }
+    cv_status st;
+    if (pkcs11 != NULL) {
+        if (strncmp(pkcs11, "pkcs11:", 7) != 0) {
+            rc = cv_cli_usage_error("the new KEK is pkcs11:module=...,token=...,key=...,pin-file=...");
+            goto out;
+        }
+        st = cv_kek_open_pkcs11_spec(pkcs11 + 7, &new_kp, why, sizeof(why));
+    } else {
+        st = cv_keyprovider_file_open(cli->new_kek_file, &new_kp, why, sizeof(why));
+    }
+    if (st != CV_OK) {
+        cv_cli_fail(why);
+        goto out;
+    }
+    struct cv_audit_event ev = {"cli:keys-rotate-kek", NULL, NULL, NULL, "keys.rotate_kek",
+                                "success", cv_keyprovider_name(new_kp)};
+    st = cv_store_rewrap_all(store, old_kp, new_kp, &ev, &n);
+    if (st == CV_ERR_CONFIG) {
+        cv_cli_fail("the configured KEK is not the vault's current KEK: nothing changed");
+        goto out;
+    }
+    if (st == CV_ERR_BAD_REQUEST) {
+        cv_cli_fail("the new KEK is the same key as the current one: nothing changed");
+        goto out;
+    }
+    if (st != CV_OK) {
+        fprintf(stderr, "cardvault: KEK rotation failed, nothing changed (%s)\n",
+                cv_status_name(st));
+        goto out;
+    }
+    printf("{\"rewrapped_deks\":%d,\"fingerprint_key_rewrapped\":true,\"new_provider\":\"%s\","
+           "\"next\":\"point CARDVAULT_KEK_FILE (or CARDVAULT_KEK_PKCS11_*) at the new KEK; "
+           "running services pick it up without a restart when the configured location now "
+           "holds it, and refuse DEK creation until then\"}\n",
+           n, cv_keyprovider_name(new_kp));
+    rc = 0;
+out:
+    cv_keyprovider_free(new_kp);
+    cv_keyprovider_free(old_kp);
+    return rc;
+}
+
+static int keys_reencrypt(struct cv_cli *cli, struct cv_store *store)
+{
+    struct cv_keyprovider *kp = NULL;
+    struct cv_keyring *kr = NULL;
+    struct cv_token_row *rows = NULL, *fresh = NULL;
+    int64_t *old_ids = NULL;
+    long long from = 0, batch = REENCRYPT_DEFAULT_BATCH;
+    size_t moved = 0, failed = 0;
+    int rc = 1;
+    if (cli->from_dek != NULL && (from = strtoll(cli->from_dek, NULL, 10)) <= 0)
+        return cv_cli_usage_error("--from-dek takes a DEK id (see keys status)");
+    if (cli->batch != NULL &&
+        ((batch = strtoll(cli->batch, NULL, 10)) <= 0 || batch > REENCRYPT_MAX_BATCH))
+        return cv_cli_usage_error("--batch takes 1-10000");
+    if (open_keyring(cli, store, &kp, &kr) != CV_OK)
+        goto out;
+    rows = cv_xcalloc((size_t)batch, sizeof(*rows));
+    fresh = cv_xcalloc((size_t)batch, sizeof(*fresh));
+    old_ids = cv_xcalloc((size_t)batch, sizeof(*old_ids));
+    for (;;) {
+        size_t n = 0, m = 0, updated = 0;
+        cv_status st = cv_store_tokens_to_reencrypt(store, from, (size_t)batch, rows, &n);
+        if (st != CV_OK) {
+            fprintf(stderr, "cardvault: cannot read rows to re-encrypt (%s)\n", cv_status_name(st));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < n; i++) {
+            struct cv_card_plain card;
+            st = cv_keyring_open_row(kr, &rows[i], &card);
+            if (st == CV_OK) {
+                memset(&fresh[m], 0, sizeof(fresh[m]));
+                memcpy(fresh[m].merchant_id, rows[i].merchant_id, sizeof(fresh[m].merchant_id));
+                memcpy(fresh[m].token, rows[i].token, sizeof(fresh[m].token));
+                st = cv_keyring_seal(kr, &card, &fresh[m]);
+                if (st == CV_OK)
+                    old_ids[m++] = rows[i].dek_id;
+            }
+            cv_wipe(&card, sizeof(card));
+            if (st != CV_OK) {
+                failed++;
+                fprintf(stderr, "cardvault: row %s cannot be re-encrypted (%s), skipped\n",
+                        rows[i].token, cv_status_name(st));
+            }
+        }
+        st = cv_store_update_ciphers(store, fresh, old_ids, m, &updated);
+        for (size_t i = 0; i < n; i++)
+            cv_token_row_cleanup(&rows[i]);
+        for (size_t i = 0; i < m; i++)
+            cv_token_row_cleanup(&fresh[i]);
+        if (st != CV_OK) {
+            fprintf(stderr, "cardvault: batch failed, nothing of it changed (%s); rerun to resume\n",
+                    cv_status_name(st));
+            goto out;
+        }
+        moved += updated;
+        printf("{\"event\":\"reencrypt_progress\",\"batch\":%zu,\"moved_total\":%zu}\n", updated,
+               moved);
+        fflush(stdout);
+        if (m == 0 || (failed > 0 && updated == 0))
+            break; /* only unreadable rows are left: stop instead of looping */
+    }
+    char detail[96];
+    snprintf(detail, sizeof(detail), "moved %zu rows, %zu unreadable", moved, failed);
+    struct cv_audit_event ev = {"cli:keys-reencrypt", NULL, NULL, NULL, "keys.reencrypt",
+                                failed == 0 ? "success" : "partial", detail};
+    if (cv_store_audit_append(store, &ev) != CV_OK)
+        cv_cli_fail("could not record the re-encryption in the audit trail");
+    printf("{\"moved\":%zu,\"unreadable\":%zu}\n", moved, failed);
+    rc = failed == 0 ? 0 : 1;
+out:
+    free(rows);
+    free(fresh);
+    free(old_ids);
+    cv_keyring_close(kr);
+    cv_keyprovider_free(kp);
+    return rc;
+}
+
+static int keys_destroy_dek(struct cv_cli *cli, struct cv_store *store)
+{
+    if (cli->argc != 2)
+        return cv_cli_usage_error("destroy-dek takes one DEK id");
+    long long id = strtoll(cli->argv[1], NULL, 10);
+    if (id <= 0)
+        return cv_cli_usage_error("destroy-dek takes one DEK id (see keys status)");
+    if (!cli->confirm)
+        return cv_cli_usage_error("destroy-dek makes every card under that key unrecoverable; "
+                                  "add --confirm");
+    char detail[64];
+    snprintf(detail, sizeof(detail), "dek %lld", id);
+    struct cv_audit_event ev = {"cli:keys-destroy-dek", NULL, NULL, NULL, "keys.destroy_dek",
+                                "success", detail};
+    int64_t tokens = 0;
+    cv_status st = cv_store_destroy_dek(store, id, &ev, &tokens);
+    if (st == CV_ERR_NOT_FOUND) {
+        cv_cli_fail("no retired DEK with that id (only retired keys can be destroyed; rotate "
+                    "first)");
+        return 1;
+    }
+    if (st != CV_OK) {
+        fprintf(stderr, "cardvault: cannot destroy the data key (%s)\n", cv_status_name(st));
+        return 1;
+    }
+    printf("{\"destroyed_dek_id\":%lld,\"tokens_now_unrecoverable\":%lld}\n", id,
+           (long long)tokens);
+    return 0;
+}
+
+int cv_cli_keys(struct cv_cli *cli)
+{
+    if (cli->argc < 1)
+        return cv_cli_usage_error("expected: keys status|rotate-dek|rotate-kek|reencrypt|destroy-dek");
+    const char *sub = cli->argv[0];
+    struct {
+        const char *name;
+        int (*run)(struct cv_cli *, struct cv_store *);
+        int max_args;
+    } const subs[] = {
+        {"status", keys_status, 1},       {"rotate-dek", keys_rotate_dek, 1},
+        {"rotate-kek", keys_rotate_kek, 2}, {"reencrypt", keys_reencrypt, 1},
+        {"destroy-dek", keys_destroy_dek, 2},
+    };
+    for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+        if (strcmp(sub, subs[i].name) != 0)
+            continue;
+        if (cli->argc > subs[i].max_args)
+            return cv_cli_usage_error("too many arguments");
+        struct cv_store *store = NULL;
+        if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
+            return 1;
+        int rc = subs[i].run(cli, store);
+        cv_store_close(store);
+        return rc;
+    }
+    return cv_cli_usage_error("expected: keys status|rotate-dek|rotate-kek|reencrypt|destroy-dek");
+}
