@@ -50,11 +50,7 @@ static cv_status open_store(const struct cv_config *cfg, struct cv_store **store
         fail(why);
         return CV_ERR_CONFIG;
     }
-    cv_status st = cv_store_open(cfg->database_url, 2, store);
-    if (st != CV_OK)
-        fail("cannot connect to the database named by CARDVAULT_DATABASE_URL (see the log line "
-             "above)");
-    return st;
+    return cv_cli_open_store(cfg, store);
 }
 
 /* Who ran the command, as far as this host can tell (PCI DSS 10.2.2 asks for

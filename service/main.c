@@ -16,6 +16,7 @@
 #include "cardvault/auth.h"
 #include "cardvault/cli.h"
 #include "cardvault/config.h"
+#include "cardvault/housekeeping.h"
 #include "cardvault/http_server.h"
 #include "cardvault/json_codec.h"
 #include "cardvault/kek.h"
@@ -134,17 +135,6 @@ static const char usage_audit[] =
     "per column with findings (masked sample) and a summary; exits 1 if any.\n"
     "Each run is recorded in the audit trail.\n";
 
-void cv_cli_fail(const char *msg)
-{
-    fprintf(stderr, "cardvault: %s\n", msg);
-}
-
-int cv_cli_usage_error(const char *msg)
-{
-    fprintf(stderr, "cardvault: %s (see cardvault --help)\n", msg);
-    return CV_EXIT_USAGE;
-}
-
 enum opt_id {
     OPT_DB = 1000,
     OPT_KEK,
@@ -246,30 +236,6 @@ static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *
     cli->argc = argc - optind;
     cli->argv = argv + optind;
     return -1;
-}
-
-cv_status cv_cli_open_store(const struct cv_config *cfg, struct cv_store **store)
-{
-    char why[256];
-    if (cv_config_require(cfg, true, false, why, sizeof(why)) != CV_OK) {
-        cv_cli_fail(why);
-        return CV_ERR_CONFIG;
-    }
-    cv_status st = cv_store_open(cfg->database_url, 2, store);
-    if (st != CV_OK)
-        cv_cli_fail("cannot connect to the database named by CARDVAULT_DATABASE_URL (see the log line "
-             "above)");
-    return st;
-}
-
-void cv_cli_print_pairs(const char *const *pairs, size_t n)
-{
-    size_t len = 0;
-    char *s = cv_json_encode_pairs(pairs, n, &len);
-    fwrite(s, 1, len, stdout);
-    fputc('\n', stdout);
-    fflush(stdout);
-    cv_json_free(s); /* wiped: it may hold API keys */
 }
 
 static int cmd_migrate(struct cv_cli *cli)
@@ -427,6 +393,7 @@ static int cmd_serve(struct cv_cli *cli)
     struct cv_app app;
     struct cv_keyprovider *kp = NULL;
     struct cv_http_server *http = NULL;
+    struct cv_housekeeping *chores = NULL;
     sigset_t stop;
     int rc = 1;
     memset(&app, 0, sizeof(app));
@@ -452,9 +419,11 @@ static int cmd_serve(struct cv_cli *cli)
         cv_cli_fail(why);
         goto out;
     }
-    if (cv_store_open(cli->cfg.database_url, cli->cfg.db_pool_size, &app.store) != CV_OK) {
-        cv_cli_fail("cannot connect to the database named by CARDVAULT_DATABASE_URL (see the log line "
-             "above)");
+    char reason[200] = "";
+    if (cv_store_open(cli->cfg.database_url, cli->cfg.db_pool_size, &app.store, reason,
+                      sizeof(reason)) != CV_OK) {
+        snprintf(why, sizeof(why), "cannot connect to CARDVAULT_DATABASE_URL: %s", reason);
+        cv_cli_fail(why);
         goto out;
     }
     int version = 0;
@@ -480,22 +449,26 @@ static int cmd_serve(struct cv_cli *cli)
              "crash; refusing to start");
         goto out;
     }
-    if (!fsync_on)
-        cv_log(CV_LOG_WARN, "fsync_off",
-               CV_LS("effect", "PostgreSQL runs with fsync=off: committed tokens can be lost on "
-                               "power failure; acceptable for tests only"));
     struct cv_keyring_limits limits = {cli->cfg.dek_max_age_s, cli->cfg.dek_max_uses};
     if (cv_keyring_open(app.store, kp, &limits, reopen_kek, &cli->cfg, &app.keyring, why,
                         sizeof(why)) != CV_OK) {
         cv_cli_fail(why);
         goto out;
     }
+    if (!fsync_on)
+        cv_log(CV_LOG_WARN, "fsync_off",
+               CV_LS("effect", "PostgreSQL runs with fsync=off: committed tokens can be lost on "
+                               "power failure; acceptable for tests only"));
     if (cv_auth_open(app.store, cli->cfg.auth_refresh_ms, &app.auth) != CV_OK) {
         cv_cli_fail("cannot load API keys from the database");
         goto out;
     }
     if (cv_store_start_batching(app.store, cli->cfg.db_writers) != CV_OK) {
         cv_cli_fail("cannot start the database writer threads");
+        goto out;
+    }
+    if (cv_housekeeping_start(app.store, 60, &chores) != CV_OK) {
+        cv_cli_fail("cannot start the housekeeping thread");
         goto out;
     }
     app.metrics = cv_metrics_new();
@@ -525,6 +498,7 @@ static int cmd_serve(struct cv_cli *cli)
     rc = 0;
 out:
     cv_http_server_stop(http, 0);
+    cv_housekeeping_stop(chores);
     cv_auth_close(app.auth);
     cv_keyring_close(app.keyring);
     cv_store_close(app.store);

@@ -228,7 +228,10 @@ static void p_bytes(struct params *p, const unsigned char *b, size_t len)
     p->n++;
 }
 
-static cv_status connect_one(struct cv_store *st, struct conn *c)
+/* Connects c if it is not connected. On failure the reason (libpq's first
+ * line: it may name host and user, never our data) goes to why when given,
+ * else to the log. */
+static cv_status connect_one(struct cv_store *st, struct conn *c, char *why, size_t why_len)
 {
     if (c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK)
         return CV_OK;
@@ -237,12 +240,14 @@ static cv_status connect_one(struct cv_store *st, struct conn *c)
     memset(c->prepared, 0, sizeof(c->prepared));
     c->pg = PQconnectdb(st->conninfo);
     if (PQstatus(c->pg) != CONNECTION_OK) {
-        /* libpq's message may name host and user but never our data. */
         const char *msg = PQerrorMessage(c->pg);
         char line[256];
         snprintf(line, sizeof(line), "%s", msg != NULL ? msg : "");
         line[strcspn(line, "\n")] = '\0';
-        cv_log(CV_LOG_WARN, "db_connect_failed", CV_LS("reason", line));
+        if (why != NULL)
+            snprintf(why, why_len, "%s", line);
+        else
+            cv_log(CV_LOG_WARN, "db_connect_failed", CV_LS("reason", line));
         PQfinish(c->pg);
         c->pg = NULL;
         return CV_ERR_DB_UNAVAILABLE;
@@ -265,7 +270,7 @@ static cv_status acquire(struct cv_store *st, struct conn **out)
     }
     struct conn *c = &st->conns[st->free_stack[--st->free_count]];
     pthread_mutex_unlock(&st->lock);
-    cv_status s = connect_one(st, c);
+    cv_status s = connect_one(st, c, NULL, 0);
     if (s != CV_OK) {
         pthread_mutex_lock(&st->lock);
         st->free_stack[st->free_count++] = (unsigned)(c - st->conns);
@@ -407,7 +412,8 @@ static int64_t get_int(const PGresult *r, int row, int col)
     return strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
-cv_status cv_store_open(const char *conninfo, unsigned pool_size, struct cv_store **out)
+cv_status cv_store_open(const char *conninfo, unsigned pool_size, struct cv_store **out,
+                        char *why, size_t why_len)
 {
     struct cv_store *st = cv_xcalloc(1, sizeof(*st));
     st->conninfo = cv_xstrdup(conninfo);
@@ -419,7 +425,7 @@ cv_status cv_store_open(const char *conninfo, unsigned pool_size, struct cv_stor
     st->free_count = st->size;
     pthread_mutex_init(&st->lock, NULL);
     pthread_cond_init(&st->cond, NULL);
-    cv_status s = connect_one(st, &st->conns[0]);
+    cv_status s = connect_one(st, &st->conns[0], why, why_len);
     if (s != CV_OK) {
         cv_store_close(st);
         return s;

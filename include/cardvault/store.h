@@ -56,10 +56,10 @@ struct cv_audit_event {
     const char *detail;      /* may be NULL; never card data */
 };
 
-/* Connects the first pool connection now (so bad configuration fails fast);
- * the others connect on demand. */
+/* Connects the first pool connection now (so bad configuration fails fast,
+ * with libpq's reason in why); the others connect on demand. */
 CV_MUST_USE cv_status cv_store_open(const char *conninfo, unsigned pool_size,
-                                    struct cv_store **out);
+                                    struct cv_store **out, char *why, size_t why_len);
 /* From now on token inserts and audit appends from concurrent callers share
  * transactions (group commit) through `writers` writer threads; each call
  * still returns only after its own write committed. */

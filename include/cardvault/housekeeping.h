@@ -1,0 +1,18 @@
+#ifndef CV_HOUSEKEEPING_H
+#define CV_HOUSEKEEPING_H
+
+#include "cardvault/status.h"
+#include "cardvault/store.h"
+
+/* Background chores of a running service: purging expired idempotency
+ * records (24 h by default) once a minute. Several instances may purge at
+ * once: the DELETE is idempotent. */
+
+struct cv_housekeeping;
+
+CV_MUST_USE cv_status cv_housekeeping_start(struct cv_store *store, unsigned interval_s,
+                                            struct cv_housekeeping **out);
+/* Stops and joins the thread; accepts NULL. */
+void cv_housekeeping_stop(struct cv_housekeeping *hk);
+
+#endif
