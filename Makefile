@@ -41,7 +41,8 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(OUT)/tests/%)
 ITEST_BIN := $(OUT)/tests/itest
 
-.PHONY: all deps run test test-asan unit itest clean format format-check lint
+.PHONY: all deps run test test-asan unit itest contract scenarios lint-sql test-storage-proof \
+        clean format format-check
 all: $(OUT)/cardvault
 ifeq ($(BUILD),release)
 all: cardvault
@@ -78,20 +79,48 @@ deps:
 unit: $(UNIT_BINS)
 	@tests/lib/run-unit.sh $(UNIT_BINS)
 
-# Integration + storage-policy tests against a running service on a throwaway cluster.
+# Integration + storage-policy tests against a running service on a throwaway
+# cluster (pg_virtualenv). CV_PRISM=1 sends the HTTP suite through Prism.
 itest: $(OUT)/cardvault $(ITEST_BIN)
 	@tests/lib/with-postgres.sh tests/integration/run.sh $(OUT)/cardvault $(ITEST_BIN)
 
+# OpenAPI lint and the typed-client round trip through Prism (tests/contract).
+contract: $(OUT)/cardvault
+	@tests/contract/run.sh $(OUT)/cardvault
+
+# Scenario scripts: each brings its own private PostgreSQL cluster.
+SCENARIOS := audit idempotency runtime faults isolation abuse storage-proof
+PROOF_CARDS ?= 200
+scenarios: $(OUT)/cardvault
+	@st=0; for s in $(SCENARIOS); do \
+	  if [ -x tests/scenarios/$$s.sh ]; then echo "== scenario $$s"; \
+	    PROOF_CARDS=$(PROOF_CARDS) tests/scenarios/$$s.sh $(OUT)/cardvault || st=1; \
+	  else echo "== scenario $$s: missing"; echo "0 1" >> build/test-results; st=1; fi; \
+	done; exit $$st
+
+# The no-plaintext-anywhere proof at full size (1,000 cards).
+test-storage-proof: $(OUT)/cardvault
+	@PROOF_CARDS=1000 tests/scenarios/storage-proof.sh $(OUT)/cardvault
+
+# Every SQL touching tenant tables carries its merchant_id predicate.
+lint-sql:
+	@tests/lint/sql-merchant-predicate.sh
+
 # Every suite runs even when an earlier one failed; the last line is the total.
+# Release build: everything, the integration suite through Prism's validating
+# proxy. ASan+UBSan build: unit tests and the integration suite again.
 test: deps
 	@rm -f build/test-results; st=0; \
-	$(MAKE) --no-print-directory BUILD=release all unit itest || st=1; \
-	$(MAKE) --no-print-directory BUILD=asan unit itest || st=1; \
+	$(MAKE) -k --no-print-directory BUILD=release all unit || st=1; \
+	CV_PRISM=1 $(MAKE) --no-print-directory BUILD=release itest || st=1; \
+	$(MAKE) -k --no-print-directory BUILD=release contract scenarios lint-sql || st=1; \
+	$(MAKE) -k --no-print-directory BUILD=asan unit itest || st=1; \
+	$(MAKE) --no-print-directory fuzz-smoke || st=1; \
 	tests/lib/summary.sh || st=1; exit $$st
 
 test-asan: deps
 	@rm -f build/test-results; st=0; \
-	$(MAKE) --no-print-directory BUILD=asan unit itest || st=1; \
+	$(MAKE) --no-print-directory BUILD=asan unit itest scenarios || st=1; \
 	tests/lib/summary.sh || st=1; exit $$st
 
 run: deps
@@ -106,3 +135,7 @@ format-check:
 
 clean:
 	rm -rf build cardvault
+
+# Fuzzing and memcheck (tests/fuzz/fuzz.mk); benchmarks (bench/bench.mk).
+include tests/fuzz/fuzz.mk
+-include bench/bench.mk
