@@ -66,7 +66,7 @@ static void put_locked(struct cv_auth *a, const unsigned char hash[32], const ch
         free(old);
     }
     size_t i = slot_of(hash, a->cap);
-    while (a->slots[i].used && memcmp(a->slots[i].hash, hash, 32) != 0)
+    while (a->slots[i].used && !cv_ct_equal(a->slots[i].hash, hash, 32))
         i = (i + 1) & (a->cap - 1);
     struct entry *e = &a->slots[i];
     if (!e->used)

@@ -77,6 +77,16 @@ cv_status cv_keyprovider_file_open(const char *path, struct cv_keyprovider **out
         snprintf(why, why_len, "cannot read KEK file %s: %s", path, strerror(errno));
         goto out;
     }
+    char extra;
+    if (read(fd, &extra, 1) != 0) {
+        /* More than a key and some whitespace: not a KEK file we understand. */
+        cv_wipe(&extra, 1);
+        snprintf(why, why_len,
+                 "KEK file %s must hold exactly 32 bytes as 64 hex or 44 base64 characters "
+                 "(it is longer)",
+                 path);
+        goto out;
+    }
     size_t start = 0, end = (size_t)n;
     while (start < end && (text[start] == ' ' || text[start] == '\n' || text[start] == '\r' ||
                            text[start] == '\t'))
