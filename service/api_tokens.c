@@ -90,8 +90,8 @@ static cv_status find_existing(struct cv_app *app, const char *merchant_id, cons
 {
     struct cv_token_row rows[REUSE_CANDIDATES];
     size_t n = 0;
-    cv_status st = cv_store_find_by_fingerprint(app->store, merchant_id, fp, rows,
-                                                REUSE_CANDIDATES, &n);
+    cv_status st =
+        cv_store_find_by_fingerprint(app->store, merchant_id, fp, rows, REUSE_CANDIDATES, &n);
     if (st != CV_OK)
         return st;
     st = CV_ERR_NOT_FOUND;
@@ -120,7 +120,7 @@ static void now_rfc3339(char out[32])
 
 /* The Idempotency-Key state of one tokenize request. */
 struct idem {
-    bool active; /* a key was sent */
+    bool active;  /* a key was sent */
     bool claimed; /* we own the record and must complete or release it */
     unsigned char key_hash[32];
     unsigned char request_hash[32];
@@ -146,9 +146,9 @@ static cv_status idem_begin(struct cv_app *app, const struct cv_call *call, stru
     for (int waited = 0; waited <= IDEM_WAIT_MS; waited += IDEM_POLL_MS) {
         struct cv_idem_record rec;
         bool claimed = false;
-        cv_status st = cv_store_idem_claim(app->store, m, id->key_hash, id->request_hash,
-                                           app->config->idempotency_ttl_s, IDEM_STALE_S, &claimed,
-                                           &rec);
+        cv_status st =
+            cv_store_idem_claim(app->store, m, id->key_hash, id->request_hash,
+                                app->config->idempotency_ttl_s, IDEM_STALE_S, &claimed, &rec);
         if (st == CV_OK && claimed) {
             id->claimed = true;
             return CV_ERR_CONFLICT;
@@ -284,8 +284,8 @@ out:
 
 /* Loads and opens a token of the caller's merchant. Missing, malformed and
  * other merchants' tokens are all CV_ERR_NOT_FOUND: indistinguishable. */
-static cv_status load_card(struct cv_app *app, const struct cv_call *call,
-                           struct cv_token_row *row, struct cv_card_plain *card)
+static cv_status load_card(struct cv_app *app, const struct cv_call *call, struct cv_token_row *row,
+                           struct cv_card_plain *card)
 {
     memset(card, 0, sizeof(*card));
     if (call->token == NULL || !cv_token_is_valid(call->token, strlen(call->token)))

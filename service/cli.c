@@ -44,4 +44,3 @@ void cv_cli_print_pairs(const char *const *pairs, size_t n)
     fflush(stdout);
     cv_json_free(s); /* wiped: it may hold API keys */
 }
-

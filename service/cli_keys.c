@@ -13,7 +13,7 @@
 #include "cardvault/store_keys.h"
 
 #define REENCRYPT_DEFAULT_BATCH 500
-#define REENCRYPT_MAX_BATCH 10000
+#define REENCRYPT_MAX_BATCH     10000
 
 static void print_json_string(const char *s)
 {
@@ -103,8 +103,13 @@ static int keys_rotate_dek(struct cv_cli *cli, struct cv_store *store)
         st = cv_store_retire_active_except(store, id);
     char detail[64];
     snprintf(detail, sizeof(detail), "new active dek %lld", (long long)id);
-    struct cv_audit_event ev = {"cli:keys-rotate-dek", NULL, NULL, NULL, "keys.rotate_dek",
-                                st == CV_OK ? "success" : "error", detail};
+    struct cv_audit_event ev = {"cli:keys-rotate-dek",
+                                NULL,
+                                NULL,
+                                NULL,
+                                "keys.rotate_dek",
+                                st == CV_OK ? "success" : "error",
+                                detail};
     if (cv_store_audit_append(store, &ev) != CV_OK && st == CV_OK)
         st = CV_ERR_DB;
     if (st != CV_OK) {
@@ -136,7 +141,8 @@ static int keys_rotate_kek(struct cv_cli *cli, struct cv_store *store)
     cv_status st;
     if (pkcs11 != NULL) {
         if (strncmp(pkcs11, "pkcs11:", 7) != 0) {
-            rc = cv_cli_usage_error("the new KEK is pkcs11:module=...,token=...,key=...,pin-file=...");
+            rc = cv_cli_usage_error(
+                "the new KEK is pkcs11:module=...,token=...,key=...,pin-file=...");
             goto out;
         }
         st = cv_kek_open_pkcs11_spec(pkcs11 + 7, &new_kp, why, sizeof(why));
@@ -147,8 +153,9 @@ static int keys_rotate_kek(struct cv_cli *cli, struct cv_store *store)
         cv_cli_fail(why);
         goto out;
     }
-    struct cv_audit_event ev = {"cli:keys-rotate-kek", NULL, NULL, NULL, "keys.rotate_kek",
-                                "success", cv_keyprovider_name(new_kp)};
+    struct cv_audit_event ev = {
+        "cli:keys-rotate-kek",      NULL, NULL, NULL, "keys.rotate_kek", "success",
+        cv_keyprovider_name(new_kp)};
     st = cv_store_rewrap_all(store, old_kp, new_kp, &ev, &n);
     if (st == CV_ERR_CONFIG) {
         cv_cli_fail("the configured KEK is not the vault's current KEK: nothing changed");
@@ -227,7 +234,8 @@ static int keys_reencrypt(struct cv_cli *cli, struct cv_store *store)
         for (size_t i = 0; i < m; i++)
             cv_token_row_cleanup(&fresh[i]);
         if (st != CV_OK) {
-            fprintf(stderr, "cardvault: batch failed, nothing of it changed (%s); rerun to resume\n",
+            fprintf(stderr,
+                    "cardvault: batch failed, nothing of it changed (%s); rerun to resume\n",
                     cv_status_name(st));
             goto out;
         }
@@ -240,8 +248,13 @@ static int keys_reencrypt(struct cv_cli *cli, struct cv_store *store)
     }
     char detail[96];
     snprintf(detail, sizeof(detail), "moved %zu rows, %zu unreadable", moved, failed);
-    struct cv_audit_event ev = {"cli:keys-reencrypt", NULL, NULL, NULL, "keys.reencrypt",
-                                failed == 0 ? "success" : "partial", detail};
+    struct cv_audit_event ev = {"cli:keys-reencrypt",
+                                NULL,
+                                NULL,
+                                NULL,
+                                "keys.reencrypt",
+                                failed == 0 ? "success" : "partial",
+                                detail};
     if (cv_store_audit_append(store, &ev) != CV_OK)
         cv_cli_fail("could not record the re-encryption in the audit trail");
     printf("{\"moved\":%zu,\"unreadable\":%zu}\n", moved, failed);
@@ -267,8 +280,8 @@ static int keys_destroy_dek(struct cv_cli *cli, struct cv_store *store)
                                   "add --confirm");
     char detail[64];
     snprintf(detail, sizeof(detail), "dek %lld", id);
-    struct cv_audit_event ev = {"cli:keys-destroy-dek", NULL, NULL, NULL, "keys.destroy_dek",
-                                "success", detail};
+    struct cv_audit_event ev = {"cli:keys-destroy-dek", NULL,      NULL,  NULL,
+                                "keys.destroy_dek",     "success", detail};
     int64_t tokens = 0;
     cv_status st = cv_store_destroy_dek(store, id, &ev, &tokens);
     if (st == CV_ERR_NOT_FOUND) {
@@ -288,15 +301,16 @@ static int keys_destroy_dek(struct cv_cli *cli, struct cv_store *store)
 int cv_cli_keys(struct cv_cli *cli)
 {
     if (cli->argc < 1)
-        return cv_cli_usage_error("expected: keys status|rotate-dek|rotate-kek|reencrypt|destroy-dek");
+        return cv_cli_usage_error(
+            "expected: keys status|rotate-dek|rotate-kek|reencrypt|destroy-dek");
     const char *sub = cli->argv[0];
     struct {
         const char *name;
         int (*run)(struct cv_cli *, struct cv_store *);
         int max_args;
     } const subs[] = {
-        {"status", keys_status, 1},       {"rotate-dek", keys_rotate_dek, 1},
-        {"rotate-kek", keys_rotate_kek, 2}, {"reencrypt", keys_reencrypt, 1},
+        {"status", keys_status, 1},           {"rotate-dek", keys_rotate_dek, 1},
+        {"rotate-kek", keys_rotate_kek, 2},   {"reencrypt", keys_reencrypt, 1},
         {"destroy-dek", keys_destroy_dek, 2},
     };
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {

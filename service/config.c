@@ -18,8 +18,8 @@ void cv_config_set_str(char **field, const char *value)
     *field = value != NULL ? cv_xstrdup(value) : NULL;
 }
 
-static cv_status parse_ll(const char *name, long long min, long long max, long long *out,
-                          char *why, unsigned why_len)
+static cv_status parse_ll(const char *name, long long min, long long max, long long *out, char *why,
+                          unsigned why_len)
 {
     const char *v = getenv(name);
     if (v == NULL || *v == '\0')
@@ -107,8 +107,8 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
     CV_TRY(parse_uint("CARDVAULT_DRAIN_GRACE_MS", 0, 60000, &cfg->drain_grace_ms, why, why_len));
     CV_TRY(parse_uint("CARDVAULT_DB_POOL_SIZE", 1, 256, &cfg->db_pool_size, why, why_len));
     CV_TRY(parse_uint("CARDVAULT_MAX_CONNECTIONS", 1, 65536, &cfg->max_connections, why, why_len));
-    CV_TRY(parse_uint("CARDVAULT_CONNECTION_TIMEOUT_S", 1, 3600, &cfg->conn_timeout_s, why,
-                      why_len));
+    CV_TRY(
+        parse_uint("CARDVAULT_CONNECTION_TIMEOUT_S", 1, 3600, &cfg->conn_timeout_s, why, why_len));
     CV_TRY(parse_ll("CARDVAULT_DEK_MAX_AGE_S", 60, 10LL * 365 * 24 * 3600, &cfg->dek_max_age_s, why,
                     why_len));
     CV_TRY(parse_ll("CARDVAULT_DEK_MAX_USES", 1000, 1LL << 32, &cfg->dek_max_uses, why, why_len));
@@ -118,8 +118,8 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
 
     CV_TRY(parse_uint("CARDVAULT_RATE_LIMIT_RPS", 0, 1000000, &cfg->rate_limit_rps, why, why_len));
     cfg->rate_limit_burst = cfg->rate_limit_rps * 2;
-    CV_TRY(parse_uint("CARDVAULT_RATE_LIMIT_BURST", 1, 2000000, &cfg->rate_limit_burst, why,
-                      why_len));
+    CV_TRY(
+        parse_uint("CARDVAULT_RATE_LIMIT_BURST", 1, 2000000, &cfg->rate_limit_burst, why, why_len));
     CV_TRY(parse_uint("CARDVAULT_AUTH_FAILURES_PER_MIN", 0, 100000, &cfg->auth_failures_per_min,
                       why, why_len));
     cv_config_set_str(&cfg->tls_cert_file, getenv("CARDVAULT_TLS_CERT"));

@@ -95,8 +95,9 @@ cv_status cv_envelope_new_key(struct cv_secbuf **out)
 }
 
 cv_status cv_envelope_seal(const struct cv_secbuf *dek, const struct cv_aad *aad,
-                           const struct cv_card_plain *card, unsigned char nonce[CV_GCM_NONCE_BYTES],
-                           unsigned char **ct, size_t *ct_len)
+                           const struct cv_card_plain *card,
+                           unsigned char nonce[CV_GCM_NONCE_BYTES], unsigned char **ct,
+                           size_t *ct_len)
 {
     cv_status st = CV_ERR_CRYPTO;
     unsigned char plain[CV_CARD_PLAIN_MAX];

@@ -27,9 +27,9 @@
 #include "cardvault/secbuf.h"
 #include "cardvault/token.h"
 
-#define TOKEN_SEGMENT_MAX 64
+#define TOKEN_SEGMENT_MAX   64
 #define RETRY_AFTER_SECONDS 2
-#define TLS_FILE_MAX_BYTES (64 * 1024)
+#define TLS_FILE_MAX_BYTES  (64 * 1024)
 
 /* TLS 1.2 and 1.3 only, AEAD ciphers only (GCM, ChaCha20-Poly1305), forward-
  * secret key exchange only: PCI DSS 4.2.1 and NIST SP 800-52r2. GnuTLS
@@ -42,7 +42,7 @@ struct cv_http_server {
     struct MHD_Daemon *daemon;
     struct cv_app *app;
     atomic_int in_flight;
-    struct cv_ratelimit *per_key;      /* requests per API key */
+    struct cv_ratelimit *per_key;       /* requests per API key */
     struct cv_ratelimit *auth_failures; /* bad keys per client address */
     char *tls_cert;
     char *tls_key;
@@ -184,7 +184,8 @@ static enum MHD_Result queue_error(struct MHD_Connection *conn, struct request *
         MHD_add_response_header(resp, "Allow", allow);
     if (m.http == 503 || m.http == 429) {
         char ra[16];
-        snprintf(ra, sizeof(ra), "%u", rq->retry_after_s > 0 ? rq->retry_after_s : RETRY_AFTER_SECONDS);
+        snprintf(ra, sizeof(ra), "%u",
+                 rq->retry_after_s > 0 ? rq->retry_after_s : RETRY_AFTER_SECONDS);
         MHD_add_response_header(resp, "Retry-After", ra);
     }
     rq->http_status = m.http;
@@ -225,16 +226,16 @@ static enum MHD_Result find_key_in_query(void *cls, enum MHD_ValueKind kind, con
 {
     bool *found = cls;
     (void)kind;
-    static const char *const names[] = {"api_key", "apikey", "key", "access_token", "token_key",
-                                        "secret_key", "authorization"};
+    static const char *const names[] = {"api_key",   "apikey",     "key",          "access_token",
+                                        "token_key", "secret_key", "authorization"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (key != NULL && strcasecmp(key, names[i]) == 0)
             *found = true;
     if (value != NULL && (strncmp(value, "pk_", 3) == 0 || strncmp(value, "sk_", 3) == 0 ||
                           strncmp(value, "dk_", 3) == 0 || strncasecmp(value, "Bearer", 6) == 0))
         *found = true;
-    if (key != NULL && (strncmp(key, "pk_", 3) == 0 || strncmp(key, "sk_", 3) == 0 ||
-                        strncmp(key, "dk_", 3) == 0))
+    if (key != NULL &&
+        (strncmp(key, "pk_", 3) == 0 || strncmp(key, "sk_", 3) == 0 || strncmp(key, "dk_", 3) == 0))
         *found = true;
     return MHD_YES;
 }
@@ -348,9 +349,8 @@ static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connect
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct cv_http_server *srv = cls;
     struct request *rq = *con_cls;
@@ -391,10 +391,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .token = rq->route->id == CV_ROUTE_TOKENIZE ? NULL : rq->token,
         .body = rq->body != NULL ? rq->body : "",
         .body_len = rq->body_len,
-        .idempotency_key = rq->route->id == CV_ROUTE_TOKENIZE
-                               ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                             "Idempotency-Key")
-                               : NULL,
+        .idempotency_key =
+            rq->route->id == CV_ROUTE_TOKENIZE
+                ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key")
+                : NULL,
     };
     struct cv_reply reply;
     memset(&reply, 0, sizeof(reply));
@@ -523,8 +523,8 @@ cv_status cv_http_server_start(struct cv_app *app, struct cv_http_server **out, 
     struct MHD_OptionItem mode_opts[5];
     size_t k = 0;
     if (cfg->http_threads > 0)
-        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
-                                                 (intptr_t)cfg->http_threads, NULL};
+        mode_opts[k++] =
+            (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->http_threads, NULL};
     if (tls) {
         mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert};
         mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};

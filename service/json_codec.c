@@ -63,12 +63,8 @@ struct field {
 };
 
 static const struct field tokenize_fields[] = {
-    {"pan", F_STRING},
-    {"exp_month", F_INTEGER},
-    {"exp_year", F_INTEGER},
-    {"cvc", F_STRING},
-    {"cardholder_name", F_STRING},
-    {"reuse_existing", F_BOOLEAN},
+    {"pan", F_STRING}, {"exp_month", F_INTEGER},      {"exp_year", F_INTEGER},
+    {"cvc", F_STRING}, {"cardholder_name", F_STRING}, {"reuse_existing", F_BOOLEAN},
 };
 #define N_TOKENIZE_FIELDS (sizeof(tokenize_fields) / sizeof(tokenize_fields[0]))
 

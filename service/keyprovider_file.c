@@ -28,7 +28,8 @@ static bool decode_kek(const char *text, size_t len, unsigned char out[32])
 {
     if (len == 64) {
         for (size_t i = 0; i < 32; i++) {
-            int hi = hexval((unsigned char)text[2 * i]), lo = hexval((unsigned char)text[2 * i + 1]);
+            int hi = hexval((unsigned char)text[2 * i]),
+                lo = hexval((unsigned char)text[2 * i + 1]);
             if (hi < 0 || lo < 0)
                 return false;
             out[i] = (unsigned char)(hi << 4 | lo);
@@ -91,8 +92,8 @@ cv_status cv_keyprovider_file_open(const char *path, struct cv_keyprovider **out
     while (start < end && (text[start] == ' ' || text[start] == '\n' || text[start] == '\r' ||
                            text[start] == '\t'))
         start++;
-    while (end > start && (text[end - 1] == ' ' || text[end - 1] == '\n' ||
-                           text[end - 1] == '\r' || text[end - 1] == '\t'))
+    while (end > start && (text[end - 1] == ' ' || text[end - 1] == '\n' || text[end - 1] == '\r' ||
+                           text[end - 1] == '\t'))
         end--;
     if (!decode_kek(text + start, end - start, raw)) {
         snprintf(why, why_len,

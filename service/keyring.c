@@ -250,8 +250,8 @@ static cv_status rotate_locked(struct cv_keyring *kr, bool force_new)
             wrapped = NULL;
             st = kp_wrap(kr, key, &wrapped, &wrapped_len, kcv);
             if (st == CV_OK)
-                st = cv_store_insert_dek(kr->store, wrapped, wrapped_len,
-                                         kr->limits.dek_max_uses, kcv, &id);
+                st = cv_store_insert_dek(kr->store, wrapped, wrapped_len, kr->limits.dek_max_uses,
+                                         kcv, &id);
             /* NOT_FOUND: the vault's KEK is no longer ours; try the new one once. */
             if (st != CV_ERR_NOT_FOUND || kek_refresh(kr) != CV_OK)
                 break;
@@ -299,8 +299,7 @@ static cv_status take_use_locked(struct cv_keyring *kr, int64_t *id)
         if (st == CV_OK) {
             kr->uses_left = USE_BLOCK;
             kr->reserved_until = mono_now() + RESERVATION_TTL_S;
-        }
-        else if (st == CV_ERR_NOT_FOUND)
+        } else if (st == CV_ERR_NOT_FOUND)
             kr->active_id = 0; /* exhausted or retired elsewhere: rotate */
         else
             return st;

@@ -30,7 +30,7 @@
 #include "cardvault/token.h"
 
 #define SECURE_HEAP_BYTES (1u << 20)
-#define DRAIN_MS 20000
+#define DRAIN_MS          20000
 
 static const char usage_main[] =
     "usage: cardvault COMMAND [OPTIONS]\n"
@@ -43,7 +43,8 @@ static const char usage_main[] =
     "  migrate                    apply database migrations (safe to run concurrently)\n"
     "  merchant create NAME       create a merchant and its three API keys\n"
     "  key create --merchant ID --scopes LIST\n"
-    "                             create an extra API key (scopes: tokenize,read,delete,detokenize)\n"
+    "                             create an extra API key (scopes: "
+    "tokenize,read,delete,detokenize)\n"
     "  key revoke PREFIX          revoke a key by its 12-character prefix (effective within 5 s)\n"
     "  keys status|rotate-dek|rotate-kek|reencrypt|destroy-dek\n"
     "                             the key lifecycle (see cardvault keys --help)\n"
@@ -226,8 +227,7 @@ static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *
             if (optopt != 0)
                 snprintf(msg, sizeof(msg), "unknown option -%c", optopt);
             else
-                snprintf(msg, sizeof(msg), "unknown or incomplete option %.100s",
-                         argv[optind - 1]);
+                snprintf(msg, sizeof(msg), "unknown or incomplete option %.100s", argv[optind - 1]);
             return cv_cli_usage_error(msg);
         }
         }
@@ -275,13 +275,13 @@ static int cmd_merchant(struct cv_cli *cli)
     if (st == CV_OK)
         st = cv_auth_create_key(store, mid, CV_SCOPE_TOKENIZE, pk, prefix);
     if (st == CV_OK)
-        st = cv_auth_create_key(store, mid, CV_SCOPE_TOKENIZE | CV_SCOPE_READ | CV_SCOPE_DELETE,
-                                sk, prefix);
+        st = cv_auth_create_key(store, mid, CV_SCOPE_TOKENIZE | CV_SCOPE_READ | CV_SCOPE_DELETE, sk,
+                                prefix);
     if (st == CV_OK)
         st = cv_auth_create_key(store, mid, CV_SCOPE_DETOKENIZE, dk, prefix);
     if (st == CV_OK) {
-        struct cv_audit_event ev = {"cli:merchant-create", mid,  NULL, NULL, "merchant.create",
-                                    "success",             NULL};
+        struct cv_audit_event ev = {"cli:merchant-create", mid,       NULL, NULL,
+                                    "merchant.create",     "success", NULL};
         st = cv_store_audit_append(store, &ev);
     }
     if (st == CV_OK) {
@@ -311,20 +311,21 @@ static int cmd_key(struct cv_cli *cli)
         if (cli->argc != 1 || cli->merchant == NULL || cli->scopes == NULL)
             return cv_cli_usage_error("key create needs --merchant ID and --scopes LIST");
         if (cv_auth_parse_scopes(cli->scopes, &scopes) != CV_OK)
-            return cv_cli_usage_error("--scopes takes a comma list of tokenize, read, delete, detokenize");
+            return cv_cli_usage_error(
+                "--scopes takes a comma list of tokenize, read, delete, detokenize");
         if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
             return 1;
         char key[CV_APIKEY_LEN + 1], prefix[CV_APIKEY_PREFIX_LEN + 1], csv[64];
         cv_status st = cv_auth_create_key(store, cli->merchant, scopes, key, prefix);
         if (st == CV_OK) {
-            struct cv_audit_event ev = {"cli:key-create", cli->merchant, NULL, NULL,
+            struct cv_audit_event ev = {"cli:key-create", cli->merchant, NULL,  NULL,
                                         "api_key.create", "success",     prefix};
             st = cv_store_audit_append(store, &ev);
         }
         if (st == CV_OK) {
             cv_auth_format_scopes(scopes, csv);
-            printf("{\"merchant_id\":\"%s\",\"key\":\"%s\",\"prefix\":\"%s\",\"scopes\":[", cli->merchant,
-                   key, prefix);
+            printf("{\"merchant_id\":\"%s\",\"key\":\"%s\",\"prefix\":\"%s\",\"scopes\":[",
+                   cli->merchant, key, prefix);
             for (char *s = strtok(csv, ","), *first = s; s != NULL; s = strtok(NULL, ","))
                 printf("%s\"%s\"", s == first ? "" : ",", s);
             printf("]}\n");
@@ -340,7 +341,8 @@ static int cmd_key(struct cv_cli *cli)
             return cv_cli_usage_error("key revoke takes one PREFIX");
         if (!cv_token_api_key_is_valid(cli->argv[1], strlen(cli->argv[1])) &&
             strlen(cli->argv[1]) != CV_APIKEY_PREFIX_LEN)
-            return cv_cli_usage_error("PREFIX is the first 12 characters of a key, e.g. sk_AbCdEfGhI");
+            return cv_cli_usage_error(
+                "PREFIX is the first 12 characters of a key, e.g. sk_AbCdEfGhI");
         char prefix[CV_APIKEY_PREFIX_LEN + 1];
         snprintf(prefix, sizeof(prefix), "%s", cli->argv[1]); /* a full key works too */
         if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
@@ -348,7 +350,7 @@ static int cmd_key(struct cv_cli *cli)
         char mid[CV_MERCHANT_ID_LEN + 1];
         cv_status st = cv_store_revoke_api_key(store, prefix, mid);
         if (st == CV_OK) {
-            struct cv_audit_event ev = {"cli:key-revoke", mid,     NULL, NULL,
+            struct cv_audit_event ev = {"cli:key-revoke", mid,       NULL,  NULL,
                                         "api_key.revoke", "success", prefix};
             st = cv_store_audit_append(store, &ev);
         }
@@ -445,8 +447,9 @@ static int cmd_serve(struct cv_cli *cli)
         goto out;
     }
     if (!sync_commit_on) {
-        cv_cli_fail("the database has synchronous_commit=off: an acknowledged token could be lost in a "
-             "crash; refusing to start");
+        cv_cli_fail(
+            "the database has synchronous_commit=off: an acknowledged token could be lost in a "
+            "crash; refusing to start");
         goto out;
     }
     struct cv_keyring_limits limits = {cli->cfg.dek_max_age_s, cli->cfg.dek_max_uses};
@@ -477,7 +480,8 @@ static int cmd_serve(struct cv_cli *cli)
         goto out;
     }
     cv_log(CV_LOG_INFO, "service_started", CV_LS("listen_host", cli->cfg.listen_host),
-           CV_LI("listen_port", cli->cfg.listen_port), CV_LS("kek_provider", cv_keyprovider_name(kp)),
+           CV_LI("listen_port", cli->cfg.listen_port),
+           CV_LS("kek_provider", cv_keyprovider_name(kp)),
            CV_LS("http_mode", cli->cfg.http_threads == 0 ? "thread-per-connection" : "epoll-pool"),
            CV_LI("http_threads", cli->cfg.http_threads), CV_LI("db_writers", cli->cfg.db_writers),
            CV_LI("db_pool_size", cli->cfg.db_pool_size), CV_LI("schema_version", version),

@@ -12,8 +12,8 @@
 #include "cardvault/secbuf.h"
 
 /* HTTP status codes we can answer; anything else is counted under "other". */
-static const int codes[] = {200, 201, 204, 400, 401, 403, 404, 405, 409,
-                            410, 413, 415, 429, 500, 503, 0};
+static const int codes[] = {200, 201, 204, 400, 401, 403, 404, 405,
+                            409, 410, 413, 415, 429, 500, 503, 0};
 #define N_CODES (sizeof(codes) / sizeof(codes[0]))
 
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -122,7 +122,8 @@ char *cv_metrics_render(struct cv_metrics *m, const struct cv_metrics_gauges *g,
         uint64_t cum = 0;
         for (size_t b = 0; b < N_BUCKETS; b++) {
             cum += atomic_load(&m->latency_bucket[r][b]);
-            emit(&o, "cardvault_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+            emit(&o,
+                 "cardvault_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
                  route, buckets[b], (unsigned long long)cum);
         }
         cum += atomic_load(&m->latency_bucket[r][N_BUCKETS]);

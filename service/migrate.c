@@ -16,7 +16,7 @@
 
 #include "cardvault/secbuf.h"
 
-#define MAX_MIGRATIONS 256
+#define MAX_MIGRATIONS      256
 #define MIGRATION_MAX_BYTES (1024 * 1024)
 /* pg_advisory_lock key: fixed, arbitrary, documented ("cardvault" in ASCII, truncated). */
 #define ADVISORY_KEY "7233172018651476"

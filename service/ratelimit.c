@@ -15,7 +15,7 @@
 #include "cardvault/secbuf.h"
 
 #define STRIPES 64
-#define PROBE 4
+#define PROBE   4
 
 struct bucket {
     uint64_t hash; /* 0: empty */

@@ -17,7 +17,7 @@
 #include "cardvault/secbuf.h"
 #include "store_pg_internal.h"
 
-#define BATCH_MAX 128
+#define BATCH_MAX  128
 #define TOKEN_COLS 11
 #define AUDIT_COLS 7
 

@@ -12,8 +12,7 @@ struct cv_batcher *cv_batcher_start(struct cv_store *st, unsigned writers);
 /* Writes what is queued, then joins the writers. Accepts NULL. */
 void cv_batcher_stop(struct cv_batcher *bt);
 /* Queue a write and wait until its transaction has committed (or failed). */
-CV_MUST_USE cv_status cv_batcher_insert_token(struct cv_batcher *bt,
-                                              const struct cv_token_row *row,
+CV_MUST_USE cv_status cv_batcher_insert_token(struct cv_batcher *bt, const struct cv_token_row *row,
                                               const unsigned char *idem_key_hash,
                                               const char *response_body);
 CV_MUST_USE cv_status cv_batcher_audit_append(struct cv_batcher *bt,

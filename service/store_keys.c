@@ -55,12 +55,13 @@ cv_status cv_store_list_deks(struct cv_store *st,
     struct cv_pg_conn *pc = NULL;
     PGresult *r = NULL;
     CV_TRY(cv_pg_acquire(st, &pc));
-    cv_status s = exec_params(pc, "list_deks",
-                              "SELECT d.dek_id, d.state, "
-                              "extract(epoch FROM now() - d.created_at)::bigint, d.use_count, "
-                              "d.max_uses, (SELECT count(*) FROM tokens t WHERE t.dek_id = d.dek_id) "
-                              "FROM data_keys d ORDER BY d.dek_id",
-                              0, NULL, NULL, NULL, &r);
+    cv_status s =
+        exec_params(pc, "list_deks",
+                    "SELECT d.dek_id, d.state, "
+                    "extract(epoch FROM now() - d.created_at)::bigint, d.use_count, "
+                    "d.max_uses, (SELECT count(*) FROM tokens t WHERE t.dek_id = d.dek_id) "
+                    "FROM data_keys d ORDER BY d.dek_id",
+                    0, NULL, NULL, NULL, &r);
     if (s == CV_OK) {
         for (int i = 0; i < PQntuples(r); i++) {
             struct cv_dek_status d;
@@ -149,7 +150,8 @@ cv_status cv_store_rewrap_all(struct cv_store *st, struct cv_keyprovider *old_kp
     unsigned char *kcv_db = NULL;
     size_t kcv_len = 0;
     s = PQntuples(meta) == 1 ? cv_pg_get_bytea(meta, 0, 0, &kcv_db, &kcv_len) : CV_ERR_NOT_FOUND;
-    bool matches = s == CV_OK && kcv_len == CV_KCV_BYTES && cv_ct_equal(kcv_db, old_kcv, CV_KCV_BYTES);
+    bool matches =
+        s == CV_OK && kcv_len == CV_KCV_BYTES && cv_ct_equal(kcv_db, old_kcv, CV_KCV_BYTES);
     free(kcv_db);
     if (s == CV_OK && !matches)
         s = CV_ERR_CONFIG; /* the current KEK is not the one we were given */
@@ -279,8 +281,12 @@ cv_status cv_store_update_ciphers(struct cv_store *st, const struct cv_token_row
         PGresult *r = NULL;
         snprintf(dek, sizeof(dek), "%lld", (long long)rows[i].dek_id);
         snprintf(old, sizeof(old), "%lld", (long long)old_dek_ids[i]);
-        const char *v[6] = {rows[i].merchant_id, rows[i].token, dek, (const char *)rows[i].nonce,
-                            (const char *)rows[i].ciphertext, old};
+        const char *v[6] = {rows[i].merchant_id,
+                            rows[i].token,
+                            dek,
+                            (const char *)rows[i].nonce,
+                            (const char *)rows[i].ciphertext,
+                            old};
         const int l[6] = {0, 0, 0, (int)sizeof(rows[i].nonce), (int)rows[i].ciphertext_len, 0};
         const int f[6] = {0, 0, 0, 1, 1, 0};
         /* The old dek_id in the WHERE: a row deleted or re-encrypted meanwhile
@@ -304,8 +310,8 @@ cv_status cv_store_update_ciphers(struct cv_store *st, const struct cv_token_row
     return s;
 }
 
-cv_status cv_store_destroy_dek(struct cv_store *st, int64_t dek_id,
-                               const struct cv_audit_event *ev, int64_t *tokens)
+cv_status cv_store_destroy_dek(struct cv_store *st, int64_t dek_id, const struct cv_audit_event *ev,
+                               int64_t *tokens)
 {
     struct cv_pg_conn *pc = NULL;
     PGresult *r = NULL;

@@ -20,8 +20,7 @@
 #include "store_batch.h"
 #include "store_pg_internal.h"
 
-#define RFC3339_UTC(col)                                                                           \
-    "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+#define RFC3339_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 enum stmt_id {
     S_PING,
@@ -285,8 +284,8 @@ static cv_status acquire(struct cv_store *st, struct conn **out)
 static void release(struct cv_store *st, struct conn *c)
 {
     /* A connection left inside a transaction or broken is not reused as is. */
-    if (c->pg != NULL && (PQstatus(c->pg) != CONNECTION_OK ||
-                          PQtransactionStatus(c->pg) != PQTRANS_IDLE)) {
+    if (c->pg != NULL &&
+        (PQstatus(c->pg) != CONNECTION_OK || PQtransactionStatus(c->pg) != PQTRANS_IDLE)) {
         PQfinish(c->pg);
         c->pg = NULL;
     }
@@ -330,9 +329,8 @@ static cv_status run(struct conn *c, enum stmt_id id, const struct params *p, PG
         PQclear(pr);
         c->prepared[id] = true;
     }
-    PGresult *r = PQexecPrepared(c->pg, s->name, p != NULL ? p->n : 0,
-                                 p != NULL ? p->values : NULL, p != NULL ? p->lengths : NULL,
-                                 p != NULL ? p->formats : NULL, 0);
+    PGresult *r = PQexecPrepared(c->pg, s->name, p != NULL ? p->n : 0, p != NULL ? p->values : NULL,
+                                 p != NULL ? p->lengths : NULL, p != NULL ? p->formats : NULL, 0);
     ExecStatusType rs = PQresultStatus(r);
     if (rs != PGRES_TUPLES_OK && rs != PGRES_COMMAND_OK) {
         cv_status e = map_error(c, r, s->name);
@@ -412,8 +410,8 @@ static int64_t get_int(const PGresult *r, int row, int col)
     return strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
-cv_status cv_store_open(const char *conninfo, unsigned pool_size, struct cv_store **out,
-                        char *why, size_t why_len)
+cv_status cv_store_open(const char *conninfo, unsigned pool_size, struct cv_store **out, char *why,
+                        size_t why_len)
 {
     struct cv_store *st = cv_xcalloc(1, sizeof(*st));
     st->conninfo = cv_xstrdup(conninfo);

@@ -42,7 +42,8 @@ CV_MUST_USE cv_status cv_card_check_expiry(long long month, long long year, int 
 /* Digits only: 4 for American Express, 3 for every other brand. CV_ERR_INVALID_CVC otherwise. */
 CV_MUST_USE cv_status cv_card_check_cvc(const char *cvc, size_t len, enum cv_card_brand brand);
 /* 1..CV_NAME_MAX_BYTES bytes of valid UTF-8, no control characters, not blank,
- * and no run of 12 or more digits (a PAN typed in the wrong field). CV_ERR_INVALID_NAME otherwise. */
+ * and no run of 12 or more digits (a PAN typed in the wrong field). CV_ERR_INVALID_NAME otherwise.
+ */
 CV_MUST_USE cv_status cv_card_check_name(const char *name, size_t len);
 
 #endif

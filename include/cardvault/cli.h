@@ -16,15 +16,15 @@
 
 struct cv_cli {
     struct cv_config cfg;
-    const char *dir;      /* --dir */
-    const char *merchant; /* --merchant */
-    const char *scopes;   /* --scopes */
-    const char *since;    /* --since */
+    const char *dir;          /* --dir */
+    const char *merchant;     /* --merchant */
+    const char *scopes;       /* --scopes */
+    const char *since;        /* --since */
     const char *new_kek_file; /* --new-kek-file */
     const char *from_dek;     /* --from-dek */
     const char *batch;        /* --batch */
     bool confirm;             /* --confirm */
-    int argc;             /* positional arguments after the command word */
+    int argc;                 /* positional arguments after the command word */
     char **argv;
 };
 

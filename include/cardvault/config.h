@@ -10,17 +10,17 @@
  * optionally overridden by command-line flags, validated, then immutable. */
 
 struct cv_config {
-    char *database_url;       /* CARDVAULT_DATABASE_URL: libpq conninfo or URI */
-    char *listen_host;        /* from CARDVAULT_LISTEN host:port */
-    uint16_t listen_port;     /* default 127.0.0.1:8080 */
-    char *kek_file;           /* CARDVAULT_KEK_FILE */
-    char *kek_pkcs11_module;  /* CARDVAULT_KEK_PKCS11_MODULE: use a PKCS#11 token instead */
-    char *kek_pkcs11_token;   /* CARDVAULT_KEK_PKCS11_TOKEN (token label) */
-    char *kek_pkcs11_key;     /* CARDVAULT_KEK_PKCS11_KEY_LABEL */
-    char *kek_pkcs11_pin_file; /* CARDVAULT_KEK_PKCS11_PIN_FILE (mode 0600) */
-    unsigned http_threads;    /* CARDVAULT_HTTP_THREADS: 0 = a thread per connection (default),
-                                 N = an epoll pool of N threads */
-    unsigned db_writers;      /* CARDVAULT_DB_WRITERS: group-commit writer threads, default 2 */
+    char *database_url;          /* CARDVAULT_DATABASE_URL: libpq conninfo or URI */
+    char *listen_host;           /* from CARDVAULT_LISTEN host:port */
+    uint16_t listen_port;        /* default 127.0.0.1:8080 */
+    char *kek_file;              /* CARDVAULT_KEK_FILE */
+    char *kek_pkcs11_module;     /* CARDVAULT_KEK_PKCS11_MODULE: use a PKCS#11 token instead */
+    char *kek_pkcs11_token;      /* CARDVAULT_KEK_PKCS11_TOKEN (token label) */
+    char *kek_pkcs11_key;        /* CARDVAULT_KEK_PKCS11_KEY_LABEL */
+    char *kek_pkcs11_pin_file;   /* CARDVAULT_KEK_PKCS11_PIN_FILE (mode 0600) */
+    unsigned http_threads;       /* CARDVAULT_HTTP_THREADS: 0 = a thread per connection (default),
+                                    N = an epoll pool of N threads */
+    unsigned db_writers;         /* CARDVAULT_DB_WRITERS: group-commit writer threads, default 2 */
     unsigned per_ip_connections; /* CARDVAULT_MAX_CONNECTIONS_PER_IP, default 128 */
     unsigned drain_grace_ms;  /* CARDVAULT_DRAIN_GRACE_MS: /readyz 503 before closing, default 0 */
     unsigned db_pool_size;    /* CARDVAULT_DB_POOL_SIZE, default 8 */
@@ -29,15 +29,15 @@ struct cv_config {
     long long dek_max_age_s;  /* CARDVAULT_DEK_MAX_AGE_S, default 30 days */
     long long dek_max_uses;   /* CARDVAULT_DEK_MAX_USES, default 2^24 */
     unsigned auth_refresh_ms; /* CARDVAULT_AUTH_REFRESH_MS, default 1000 */
-    long long idempotency_ttl_s; /* CARDVAULT_IDEMPOTENCY_TTL_S, default 24 h */
-    int log_level;            /* CARDVAULT_LOG_LEVEL debug|info|warn|error */
-    unsigned rate_limit_rps;   /* CARDVAULT_RATE_LIMIT_RPS per API key, default 500, 0 = off */
-    unsigned rate_limit_burst; /* CARDVAULT_RATE_LIMIT_BURST, default 2 x rps */
+    long long idempotency_ttl_s;    /* CARDVAULT_IDEMPOTENCY_TTL_S, default 24 h */
+    int log_level;                  /* CARDVAULT_LOG_LEVEL debug|info|warn|error */
+    unsigned rate_limit_rps;        /* CARDVAULT_RATE_LIMIT_RPS per API key, default 500, 0 = off */
+    unsigned rate_limit_burst;      /* CARDVAULT_RATE_LIMIT_BURST, default 2 x rps */
     unsigned auth_failures_per_min; /* CARDVAULT_AUTH_FAILURES_PER_MIN per client address, 20 */
-    char *tls_cert_file;       /* CARDVAULT_TLS_CERT (PEM) */
-    char *tls_key_file;        /* CARDVAULT_TLS_KEY (PEM) */
-    bool allow_plaintext;      /* CARDVAULT_ALLOW_PLAINTEXT=1: plain HTTP beyond loopback */
-    bool production;          /* CARDVAULT_DEV=1 turns it off: allows core dumps */
+    char *tls_cert_file;            /* CARDVAULT_TLS_CERT (PEM) */
+    char *tls_key_file;             /* CARDVAULT_TLS_KEY (PEM) */
+    bool allow_plaintext;           /* CARDVAULT_ALLOW_PLAINTEXT=1: plain HTTP beyond loopback */
+    bool production;                /* CARDVAULT_DEV=1 turns it off: allows core dumps */
 };
 
 /* Fills cfg from the environment with defaults. On a malformed value returns

@@ -11,12 +11,12 @@
  * of card plaintext bound to its row by associated data, and the keyed
  * fingerprint. Knows nothing of the database or HTTP; never logs secrets. */
 
-#define CV_DEK_BYTES         32
-#define CV_GCM_NONCE_BYTES   12
-#define CV_GCM_TAG_BYTES     16
-#define CV_FP_KEY_BYTES      32
-#define CV_SEAL_FORMAT_V1    1
-#define CV_CARD_PLAIN_MAX    (1 + 19 + 1 + 2 + 1 + 128)
+#define CV_DEK_BYTES       32
+#define CV_GCM_NONCE_BYTES 12
+#define CV_GCM_TAG_BYTES   16
+#define CV_FP_KEY_BYTES    32
+#define CV_SEAL_FORMAT_V1  1
+#define CV_CARD_PLAIN_MAX  (1 + 19 + 1 + 2 + 1 + 128)
 
 /* What a ciphertext is bound to: a ciphertext moved to another row, another
  * merchant, or relabelled with another key id fails to open. */
@@ -43,8 +43,8 @@ CV_MUST_USE cv_status cv_envelope_new_key(struct cv_secbuf **out);
  * caller frees with free(); not secret). */
 CV_MUST_USE cv_status cv_envelope_seal(const struct cv_secbuf *dek, const struct cv_aad *aad,
                                        const struct cv_card_plain *card,
-                                       unsigned char nonce[CV_GCM_NONCE_BYTES],
-                                       unsigned char **ct, size_t *ct_len);
+                                       unsigned char nonce[CV_GCM_NONCE_BYTES], unsigned char **ct,
+                                       size_t *ct_len);
 /* Opens a sealed card; CV_ERR_INTEGRITY when the tag, AAD or layout do not
  * verify. `card` is wiped on failure; the caller wipes it after use. */
 CV_MUST_USE cv_status cv_envelope_open(const struct cv_secbuf *dek, const struct cv_aad *aad,

@@ -20,7 +20,8 @@ struct cv_log_field {
 };
 
 #define CV_LS(k, v) ((struct cv_log_field){.key = (k), .kind = CV_LOG_KIND_STR, .s = (v)})
-#define CV_LI(k, v) ((struct cv_log_field){.key = (k), .kind = CV_LOG_KIND_INT, .i = (long long)(v)})
+#define CV_LI(k, v)                                                                                \
+    ((struct cv_log_field){.key = (k), .kind = CV_LOG_KIND_INT, .i = (long long)(v)})
 #define CV_LD(k, v) ((struct cv_log_field){.key = (k), .kind = CV_LOG_KIND_DBL, .d = (double)(v)})
 #define CV_LB(k, v) ((struct cv_log_field){.key = (k), .kind = CV_LOG_KIND_BOOL, .i = (v) ? 1 : 0})
 

@@ -20,8 +20,8 @@
 const char *cv_migrate_default_dir(void);
 /* Applies what is missing; prints one line per applied file to stdout.
  * On failure writes a one-line reason to why. */
-CV_MUST_USE cv_status cv_migrate_run(const char *conninfo, const char *dir, int *applied,
-                                     char *why, size_t why_len);
+CV_MUST_USE cv_status cv_migrate_run(const char *conninfo, const char *dir, int *applied, char *why,
+                                     size_t why_len);
 /* The schema version this build requires. */
 int cv_migrate_required_version(void);
 

@@ -58,8 +58,8 @@ struct cv_audit_event {
 
 /* Connects the first pool connection now (so bad configuration fails fast,
  * with libpq's reason in why); the others connect on demand. */
-CV_MUST_USE cv_status cv_store_open(const char *conninfo, unsigned pool_size,
-                                    struct cv_store **out, char *why, size_t why_len);
+CV_MUST_USE cv_status cv_store_open(const char *conninfo, unsigned pool_size, struct cv_store **out,
+                                    char *why, size_t why_len);
 /* From now on token inserts and audit appends from concurrent callers share
  * transactions (group commit) through `writers` writer threads; each call
  * still returns only after its own write committed. */
@@ -90,15 +90,13 @@ CV_MUST_USE cv_status cv_store_init_meta(struct cv_store *st, const char *provid
 CV_MUST_USE cv_status cv_store_insert_dek(struct cv_store *st, const unsigned char *wrapped,
                                           size_t wrapped_len, int64_t max_uses,
                                           const unsigned char kcv[CV_KCV_BYTES], int64_t *dek_id);
-CV_MUST_USE cv_status cv_store_get_dek(struct cv_store *st, int64_t dek_id,
-                                       struct cv_dek_row *out);
+CV_MUST_USE cv_status cv_store_get_dek(struct cv_store *st, int64_t dek_id, struct cv_dek_row *out);
 /* Newest active DEK younger than max_age_s with uses left; CV_ERR_NOT_FOUND if none. */
 CV_MUST_USE cv_status cv_store_find_active_dek(struct cv_store *st, int64_t max_age_s,
                                                struct cv_dek_row *out);
 /* Reserves `block` more uses of an active DEK. CV_ERR_NOT_FOUND when the key is
  * no longer active or the block would pass max_uses (then it is retired). */
-CV_MUST_USE cv_status cv_store_reserve_dek_uses(struct cv_store *st, int64_t dek_id,
-                                                int64_t block);
+CV_MUST_USE cv_status cv_store_reserve_dek_uses(struct cv_store *st, int64_t dek_id, int64_t block);
 CV_MUST_USE cv_status cv_store_retire_dek(struct cv_store *st, int64_t dek_id);
 void cv_dek_row_cleanup(struct cv_dek_row *row);
 
@@ -112,11 +110,11 @@ CV_MUST_USE cv_status cv_store_revoke_api_key(struct cv_store *st, const char *p
                                               char merchant_id[CV_MERCHANT_ID_LEN + 1]);
 /* Calls fn for every key changed at or after since_us (microseconds since the
  * epoch); *max_changed_us gets the newest change seen. */
-CV_MUST_USE cv_status cv_store_scan_api_keys(
-    struct cv_store *st, int64_t since_us, int64_t *max_changed_us,
-    void (*fn)(void *ctx, const char *merchant_id, const char *prefix,
-               const unsigned char hash[32], const char *scopes, bool revoked),
-    void *ctx);
+CV_MUST_USE cv_status
+cv_store_scan_api_keys(struct cv_store *st, int64_t since_us, int64_t *max_changed_us,
+                       void (*fn)(void *ctx, const char *merchant_id, const char *prefix,
+                                  const unsigned char hash[32], const char *scopes, bool revoked),
+                       void *ctx);
 
 /* Idempotency records (POST /v1/tokens with Idempotency-Key). Hashes are
  * keyed MACs computed by the caller; nothing here sees the key or the body. */

@@ -41,8 +41,7 @@ CV_MUST_USE cv_status cv_store_tokens_to_reencrypt(struct cv_store *st, int64_t 
                                                    size_t *n);
 /* In one transaction, replaces each row's (dek_id, nonce, ciphertext) if it
  * is still under old_dek_ids[i]. */
-CV_MUST_USE cv_status cv_store_update_ciphers(struct cv_store *st,
-                                              const struct cv_token_row *rows,
+CV_MUST_USE cv_status cv_store_update_ciphers(struct cv_store *st, const struct cv_token_row *rows,
                                               const int64_t *old_dek_ids, size_t n,
                                               size_t *updated);
 /* Crypto-shreds a retired DEK and records ev; CV_ERR_NOT_FOUND unless retired. */

@@ -18,12 +18,12 @@
 #define CV_FINGERPRINT_CHARS  22 /* base62 of 16 bytes of HMAC output */
 #define CV_FINGERPRINT_LEN    (3 + CV_FINGERPRINT_CHARS)
 
-#define CV_APIKEY_RANDOM_CHARS 43 /* 43 * log2(62) = 256.03 bits */
+#define CV_APIKEY_RANDOM_CHARS 43                           /* 43 * log2(62) = 256.03 bits */
 #define CV_APIKEY_LEN          (3 + CV_APIKEY_RANDOM_CHARS) /* "pk_" | "sk_" | "dk_" */
 #define CV_APIKEY_PREFIX_LEN   12 /* kept readable for display and revocation */
 
-#define CV_REQUEST_ID_LEN     (4 + 20) /* "req_" + 20 chars */
-#define CV_MERCHANT_ID_LEN    (4 + 20) /* "mer_" + 20 chars */
+#define CV_REQUEST_ID_LEN  (4 + 20) /* "req_" + 20 chars */
+#define CV_MERCHANT_ID_LEN (4 + 20) /* "mer_" + 20 chars */
 
 /* Writes n uniform base62 characters of CSPRNG output to out (no NUL). */
 CV_MUST_USE cv_status cv_token_random_base62(char *out, size_t n);
