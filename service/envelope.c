@@ -65,7 +65,7 @@ static size_t build_aad(const struct cv_aad *a, unsigned char *out, size_t cap)
 {
     size_t tl = strlen(a->token), ml = strlen(a->merchant_id);
     size_t need = 9 + 1 + tl + 1 + ml + 1 + 8;
-    if (need > cap)
+    if (need > cap || a->format_version < 0 || a->format_version > 255)
         return 0;
     size_t n = 0;
     memcpy(out, "cardvault", 9);

@@ -64,6 +64,8 @@ out:
 cv_status cv_kek_wrap_raw(const struct cv_secbuf *kek, const struct cv_secbuf *key,
                           unsigned char **out, size_t *out_len)
 {
+    if (key->len == 0)
+        return CV_ERR_CRYPTO;
     /* RFC 5649 output: input padded to a multiple of 8, plus 8 bytes. */
     size_t cap = ((key->len + 7) / 8) * 8 + 8 + 16;
     unsigned char *buf = cv_xmalloc(cap);

@@ -54,6 +54,8 @@ void cv_metrics_observe_request(struct cv_metrics *m, enum cv_route_id route, in
 {
     if ((unsigned)route >= CV_ROUTE_COUNT)
         route = CV_ROUTE_UNMATCHED;
+    if (!(seconds >= 0.0)) /* also true for NaN: never convert that to an integer */
+        seconds = 0.0;
     atomic_fetch_add(&m->requests[route][code_index(http_status)], 1);
     size_t b = 0;
     while (b < N_BUCKETS && seconds > buckets[b])

@@ -1,0 +1,400 @@
+/* test_auth.c: the pure parts of auth.c (scope lists, Bearer headers) and
+ * the rule that secrets are compared in constant time. cv_ct_equal is
+ * checked for correct answers; then a code-inspection helper reads
+ * service/auth.c and service/keyring.c and fails if any early-exit
+ * comparison (memcmp, strcmp, strncmp, bcmp, ...) is applied to a key hash
+ * or a key check value: the only comparison allowed on those is
+ * cv_ct_equal. The helper is proved on planted code before it is trusted.
+ * Source paths are relative to the repository root, where make runs tests. */
+#include "cardvault/auth.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cardvault/secbuf.h"
+#include "cardvault/token.h"
+#include "check.h"
+
+#define AUTH_SOURCE    "service/auth.c"
+#define KEYRING_SOURCE "service/keyring.c"
+
+#define KEY43 "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg"
+
+/* ---- scopes ------------------------------------------------------------------------------ */
+
+static void parse_scopes_accepts_valid_lists(void)
+{
+    static const struct {
+        const char *csv;
+        unsigned bits;
+    } cases[] = {
+        {"tokenize", CV_SCOPE_TOKENIZE},
+        {"read", CV_SCOPE_READ},
+        {"delete", CV_SCOPE_DELETE},
+        {"detokenize", CV_SCOPE_DETOKENIZE},
+        {"tokenize,read,delete", CV_SCOPE_TOKENIZE | CV_SCOPE_READ | CV_SCOPE_DELETE},
+        {"tokenize,read,delete,detokenize", CV_SCOPES_ALL},
+        {"detokenize,tokenize", CV_SCOPE_TOKENIZE | CV_SCOPE_DETOKENIZE}, /* any order */
+        {"read,read", CV_SCOPE_READ}, /* a repeat grants nothing more */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        unsigned bits = 0xdead;
+        CHECK_EQ_INT(cv_auth_parse_scopes(cases[i].csv, &bits), CV_OK);
+        CHECK_EQ_INT(bits, cases[i].bits);
+    }
+}
+
+static void parse_scopes_refuses_unknown_and_empty_scopes(void)
+{
+    static const char *const bad[] = {
+        "",      "admin",     "tokenize,admin", "Tokenize",        "READ",
+        " read", "read ",     "read, delete",   ",read",           "read,,delete",
+        ",",     "tokenizer", "tokeniz",        "detokenize;read", "read\n",
+        "*",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        unsigned bits = 0xdead;
+        cv_status st = cv_auth_parse_scopes(bad[i], &bits);
+        if (st != CV_ERR_BAD_REQUEST)
+            fprintf(stderr, "  scopes \"%s\" accepted\n", bad[i]);
+        CHECK_EQ_INT(st, CV_ERR_BAD_REQUEST);
+        CHECK_EQ_INT(bits, 0xdead); /* nothing granted on failure */
+    }
+    unsigned bits = 0;
+    CHECK_EQ_INT(cv_auth_parse_scopes(NULL, &bits), CV_ERR_BAD_REQUEST);
+}
+
+static void parse_scopes_tolerates_one_trailing_comma(void)
+{
+    /* Decided behaviour, pinned here: one trailing comma ends the list
+     * ("tokenize," == "tokenize"), because it can only grant the scopes
+     * actually named. An empty scope anywhere else (",read", "a,,b", ",")
+     * is refused above. The stored lists come from cv_auth_format_scopes and
+     * never end in a comma; this only affects `--scopes` typed by a person. */
+    unsigned bits = 0;
+    CHECK_EQ_INT(cv_auth_parse_scopes("tokenize,", &bits), CV_OK);
+    CHECK_EQ_INT(bits, CV_SCOPE_TOKENIZE);
+    CHECK_EQ_INT(cv_auth_parse_scopes("read,delete,", &bits), CV_OK);
+    CHECK_EQ_INT(bits, CV_SCOPE_READ | CV_SCOPE_DELETE);
+    bits = 0xdead;
+    CHECK_EQ_INT(cv_auth_parse_scopes("read,,", &bits), CV_ERR_BAD_REQUEST);
+    CHECK_EQ_INT(bits, 0xdead);
+}
+
+static void format_scopes_uses_canonical_order(void)
+{
+    char out[64];
+    cv_auth_format_scopes(CV_SCOPES_ALL, out);
+    CHECK(strcmp(out, "tokenize,read,delete,detokenize") == 0);
+    cv_auth_format_scopes(CV_SCOPE_DETOKENIZE | CV_SCOPE_TOKENIZE, out);
+    CHECK(strcmp(out, "tokenize,detokenize") == 0);
+    cv_auth_format_scopes(CV_SCOPE_DELETE | CV_SCOPE_READ, out);
+    CHECK(strcmp(out, "read,delete") == 0);
+    cv_auth_format_scopes(0, out);
+    CHECK(strcmp(out, "") == 0);
+    /* Bits that name no scope are not invented into text. */
+    cv_auth_format_scopes(0xfffffff0u, out);
+    CHECK(strcmp(out, "") == 0);
+    cv_auth_format_scopes(0xffffffffu, out);
+    CHECK(strcmp(out, "tokenize,read,delete,detokenize") == 0);
+}
+
+static void format_then_parse_round_trips_every_set(void)
+{
+    for (unsigned s = 1; s <= CV_SCOPES_ALL; s++) {
+        char out[64];
+        unsigned back = 0;
+        cv_auth_format_scopes(s, out);
+        CHECK_EQ_INT(cv_auth_parse_scopes(out, &back), CV_OK);
+        CHECK_EQ_INT(back, s);
+    }
+}
+
+/* ---- Bearer ------------------------------------------------------------------------------ */
+
+static void parse_bearer_accepts_a_well_formed_key(void)
+{
+    const char *kinds[] = {"pk_", "sk_", "dk_"};
+    const char *schemes[] = {"Bearer ", "bearer ", "BEARER ", "bEaReR "};
+    for (size_t k = 0; k < 3; k++) {
+        for (size_t s = 0; s < 4; s++) {
+            char header[128];
+            const char *key = NULL;
+            size_t len = 0;
+            snprintf(header, sizeof(header), "%s%s%s", schemes[s], kinds[k], KEY43);
+            CHECK_EQ_INT(cv_auth_parse_bearer(header, &key, &len), CV_OK);
+            CHECK_EQ_INT(len, CV_APIKEY_LEN);
+            CHECK(key == header + strlen(schemes[s]));
+        }
+    }
+    /* RFC 6750 2.1: credentials = "Bearer" 1*SP b64token, so extra spaces
+     * before the key are allowed. */
+    const char *key = NULL;
+    size_t len = 0;
+    const char *spaced = "Bearer    sk_" KEY43;
+    CHECK_EQ_INT(cv_auth_parse_bearer(spaced, &key, &len), CV_OK);
+    CHECK(key == spaced + 10 && len == CV_APIKEY_LEN);
+}
+
+static void parse_bearer_refuses_everything_else(void)
+{
+    static const char *const bad[] = {
+        "",
+        "Bearer",
+        "Bearer ",
+        "Bearer    ",
+        "sk_" KEY43,       /* missing scheme */
+        "Basic sk_" KEY43, /* another scheme */
+        "Basic c2tfOnBhc3N3b3Jk",
+        "Bearer\tsk_" KEY43, /* tab is not SP */
+        "Bearer:sk_" KEY43,
+        "Bearersk_" KEY43,
+        " Bearer sk_" KEY43,    /* leading space */
+        "Bearer sk_" KEY43 " ", /* trailing space */
+        "Bearer sk_" KEY43 "\r\n",
+        "Bearer sk_" KEY43 "h",                                 /* one char too long */
+        "Bearer sk_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef", /* one short */
+        "Bearer xk_" KEY43,                                     /* wrong kind */
+        "Bearer SK_" KEY43,
+        "Bearer tok_" KEY43,
+        "Bearer sk-" KEY43,
+        "Bearer sk_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcd-", /* non-base62 */
+        "Bearer sk_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcd+",
+        "Bearer sk_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcd=",
+        "Bearer sk_0123456789ABCDEFGHIJ\xc3\xa9LMNOPQRSTUVWXYZabcd",
+        "Bearer sk_" KEY43 ",Bearer pk_" KEY43,
+        "Bearer 'sk_" KEY43 "'",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *key = NULL;
+        size_t len = 0;
+        cv_status st = cv_auth_parse_bearer(bad[i], &key, &len);
+        if (st != CV_ERR_UNAUTHENTICATED)
+            fprintf(stderr, "  accepted header #%zu\n", i);
+        CHECK_EQ_INT(st, CV_ERR_UNAUTHENTICATED);
+        CHECK(key == NULL);
+    }
+    const char *key = NULL;
+    size_t len = 0;
+    CHECK_EQ_INT(cv_auth_parse_bearer(NULL, &key, &len), CV_ERR_UNAUTHENTICATED);
+}
+
+static void parse_bearer_handles_a_huge_header(void)
+{
+    size_t n = 1u << 20;
+    char *h = malloc(n + 1);
+    memcpy(h, "Bearer ", 7);
+    memset(h + 7, ' ', n - 7);
+    h[n] = '\0';
+    const char *key = NULL;
+    size_t len = 0;
+    CHECK_EQ_INT(cv_auth_parse_bearer(h, &key, &len), CV_ERR_UNAUTHENTICATED);
+    memset(h + 7, 'a', n - 7);
+    CHECK_EQ_INT(cv_auth_parse_bearer(h, &key, &len), CV_ERR_UNAUTHENTICATED);
+    free(h);
+}
+
+/* ---- constant-time comparison ------------------------------------------------------------------
+ */
+
+static void ct_equal_gives_correct_answers(void)
+{
+    unsigned char a[32], b[32];
+    for (size_t i = 0; i < 32; i++)
+        a[i] = b[i] = (unsigned char)(i * 37 + 1);
+    CHECK(cv_ct_equal(a, b, 32));
+    CHECK(cv_ct_equal(a, b, 0));
+    for (size_t i = 0; i < 32; i++) {
+        for (int bit = 0; bit < 8; bit++) {
+            b[i] ^= (unsigned char)(1u << bit);
+            CHECK(!cv_ct_equal(a, b, 32));
+            CHECK(!cv_ct_equal(b, a, 32));
+            b[i] ^= (unsigned char)(1u << bit);
+        }
+    }
+    /* Differences past len are not looked at. */
+    b[31] ^= 0xff;
+    CHECK(cv_ct_equal(a, b, 31));
+    CHECK(!cv_ct_equal(a, b, 32));
+}
+
+/* The early-exit comparisons: any of these on secret bytes leaks, through
+ * timing, how long a prefix of a guess was right. */
+static const char *const early_exit[] = {"memcmp",     "strcmp",      "strncmp", "bcmp",
+                                         "strcasecmp", "strncasecmp", "wcscmp",  "strcoll"};
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = malloc((size_t)n + 1);
+    size_t got = fread(text, 1, (size_t)n, f);
+    text[got] = '\0';
+    fclose(f);
+    return text;
+}
+
+/* Blanks out comments and string/char literals (keeping line structure),
+ * so that prose like "never memcmp a hash" is not mistaken for code. */
+static void strip_comments_and_literals(char *s)
+{
+    for (char *p = s; *p != '\0'; p++) {
+        if (p[0] == '/' && p[1] == '*') {
+            char *end = strstr(p + 2, "*/");
+            char *stop = end != NULL ? end + 2 : p + strlen(p);
+            for (; p < stop; p++)
+                if (*p != '\n')
+                    *p = ' ';
+            p--;
+        } else if (p[0] == '/' && p[1] == '/') {
+            for (; *p != '\0' && *p != '\n'; p++)
+                *p = ' ';
+            if (*p == '\0')
+                break;
+        } else if (*p == '"' || *p == '\'') {
+            char q = *p;
+            for (p++; *p != '\0' && *p != q; p++) {
+                if (*p == '\\' && p[1] != '\0')
+                    *p++ = ' ';
+                if (*p != '\n')
+                    *p = ' ';
+            }
+            if (*p == '\0')
+                break;
+        }
+    }
+}
+
+static bool is_ident(char c)
+{
+    return isalnum((unsigned char)c) || c == '_';
+}
+
+/* Copies the argument list of the call whose '(' is at open into out. */
+static void call_args(const char *open, char *out, size_t cap)
+{
+    int depth = 0;
+    size_t n = 0;
+    for (const char *p = open; *p != '\0'; p++) {
+        if (*p == '(')
+            depth++;
+        else if (*p == ')' && --depth == 0)
+            break;
+        if (n + 1 < cap)
+            out[n++] = (char)tolower((unsigned char)*p);
+    }
+    out[n] = '\0';
+}
+
+/* Counts calls of fn in code (already stripped) whose arguments mention
+ * `secret` (case-insensitive); prints each with its line number. */
+static int count_calls_on(const char *code, const char *fn, const char *secret, bool report)
+{
+    int count = 0;
+    size_t fl = strlen(fn);
+    for (const char *p = strstr(code, fn); p != NULL; p = strstr(p + 1, fn)) {
+        if ((p > code && is_ident(p[-1])) || is_ident(p[fl]))
+            continue;
+        const char *q = p + fl;
+        while (*q == ' ' || *q == '\t' || *q == '\n')
+            q++;
+        if (*q != '(')
+            continue;
+        char args[512];
+        call_args(q, args, sizeof(args));
+        if (strstr(args, secret) == NULL)
+            continue;
+        count++;
+        if (report) {
+            int line = 1;
+            for (const char *c = code; c < p; c++)
+                line += *c == '\n';
+            fprintf(stderr, "  early-exit %s on \"%s\" at line %d: %s%s)\n", fn, secret, line, fn,
+                    args);
+        }
+    }
+    return count;
+}
+
+static int early_exit_calls_on(const char *code, const char *secret, bool report)
+{
+    int n = 0;
+    for (size_t i = 0; i < sizeof(early_exit) / sizeof(early_exit[0]); i++)
+        n += count_calls_on(code, early_exit[i], secret, report);
+    return n;
+}
+
+static void inspection_helper_catches_planted_comparisons(void)
+{
+    /* Hostile twins for the helper itself: each planted line must be found,
+     * and the comment and string mentions must not be. */
+    char planted[] = "static bool f(const unsigned char *hash, const unsigned char *h2)\n"
+                     "{\n"
+                     "    /* never memcmp(hash, h2, 32) here */\n"
+                     "    const char *s = \"memcmp(hash, h2, 32)\";\n"
+                     "    if (memcmp (a->slots[i].hash,\n"
+                     "                h2, 32) != 0) return false;\n"
+                     "    if (!strncmp((const char *)HASH, s, 32)) return false;\n"
+                     "    return bcmp(kcv, stored_kcv, 8) == 0 && xmemcmp(hash, h2, 1);\n"
+                     "}\n";
+    strip_comments_and_literals(planted);
+    CHECK_EQ_INT(early_exit_calls_on(planted, "hash", false), 2);
+    CHECK_EQ_INT(early_exit_calls_on(planted, "kcv", false), 1);
+    CHECK_EQ_INT(count_calls_on(planted, "memcmp", "hash", false), 1);
+
+    char clean[] = "if (cv_ct_equal(a->slots[i].hash, hash, 32)) return 1;\n"
+                   "if (strcmp(key, \"pan\") == 0) return 2;\n";
+    strip_comments_and_literals(clean);
+    CHECK_EQ_INT(early_exit_calls_on(clean, "hash", false), 0);
+    CHECK_EQ_INT(count_calls_on(clean, "cv_ct_equal", "hash", false), 1);
+}
+
+static void auth_compares_key_hashes_only_in_constant_time(void)
+{
+    char *code = read_file(AUTH_SOURCE);
+    CHECK(code != NULL);
+    if (code == NULL)
+        return;
+    strip_comments_and_literals(code);
+    /* Every comparison that touches a key hash must be cv_ct_equal... */
+    CHECK_EQ_INT(early_exit_calls_on(code, "hash", true), 0);
+    /* ...and the lookup really does compare hashes that way (the helper is
+     * looking at the right file, not passing because it found nothing). */
+    CHECK(count_calls_on(code, "cv_ct_equal", "hash", false) >= 1);
+    free(code);
+}
+
+static void keyring_compares_check_values_only_in_constant_time(void)
+{
+    char *code = read_file(KEYRING_SOURCE);
+    CHECK(code != NULL);
+    if (code == NULL)
+        return;
+    strip_comments_and_literals(code);
+    CHECK_EQ_INT(early_exit_calls_on(code, "kcv", true), 0);
+    CHECK(count_calls_on(code, "cv_ct_equal", "kcv", false) >= 1);
+    free(code);
+}
+
+int main(void)
+{
+    RUN(parse_scopes_accepts_valid_lists);
+    RUN(parse_scopes_refuses_unknown_and_empty_scopes);
+    RUN(parse_scopes_tolerates_one_trailing_comma);
+    RUN(format_scopes_uses_canonical_order);
+    RUN(format_then_parse_round_trips_every_set);
+    RUN(parse_bearer_accepts_a_well_formed_key);
+    RUN(parse_bearer_refuses_everything_else);
+    RUN(parse_bearer_handles_a_huge_header);
+    RUN(ct_equal_gives_correct_answers);
+    RUN(inspection_helper_catches_planted_comparisons);
+    RUN(auth_compares_key_hashes_only_in_constant_time);
+    RUN(keyring_compares_check_values_only_in_constant_time);
+    return check_summary("auth");
+}

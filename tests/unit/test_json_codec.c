@@ -1,0 +1,538 @@
+/* test_json_codec.c: strict decoding of tokenize bodies and the encoders.
+ * A lenient decoder is how a typo ("cvv") or a smuggled second "pan" gets
+ * through, so every relaxation a JSON library might allow is tried here:
+ * duplicate keys, trailing garbage, non-object roots, NUL inside strings,
+ * invalid UTF-8, wrong types for every field, bodies that are not
+ * NUL-terminated. Encoders are checked by parsing what they produce. */
+#include "cardvault/json_codec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "check.h"
+
+#define GOOD_BODY                                                                                  \
+    "{\"pan\":\"4242 4242 4242 4242\",\"exp_month\":12,\"exp_year\":2030,\"cvc\":\"123\","         \
+    "\"cardholder_name\":\"HANAKO YAMADA\"}"
+
+/* Decodes body from an exact-size heap copy (no NUL after it: any read past
+ * len is an ASan report) and returns the status; param is reported out. */
+static cv_status decode(const char *body, size_t len, struct cv_tokenize_req *req,
+                        const char **param)
+{
+    char *copy = malloc(len == 0 ? 1 : len);
+    memcpy(copy, body, len);
+    *param = "sentinel";
+    cv_status st = cv_json_decode_tokenize(copy, len, req, param);
+    free(copy);
+    return st;
+}
+
+static cv_status decode_s(const char *body, struct cv_tokenize_req *req, const char **param)
+{
+    return decode(body, strlen(body), req, param);
+}
+
+/* Expects status st and param (NULL for none); the request must be empty. */
+static void expect(const char *body, size_t len, cv_status st, const char *param)
+{
+    struct cv_tokenize_req req;
+    const char *got = NULL;
+    cv_status s = decode(body, len, &req, &got);
+    if (s != st)
+        fprintf(stderr, "  body %.60s: %s, want %s\n", body, cv_status_name(s), cv_status_name(st));
+    CHECK_EQ_INT(s, st);
+    if (param == NULL) {
+        CHECK(got == NULL);
+    } else {
+        CHECK(got != NULL && strcmp(got, param) == 0);
+    }
+    /* A refused body leaves nothing behind to free. */
+    CHECK(req.pan == NULL && req.cvc == NULL && req.name == NULL);
+    cv_tokenize_req_cleanup(&req);
+}
+
+static void expect_s(const char *body, cv_status st, const char *param)
+{
+    expect(body, strlen(body), st, param);
+}
+
+static bool secbuf_is(const struct cv_secbuf *b, const char *s)
+{
+    return b != NULL && b->len == strlen(s) && memcmp(b->data, s, b->len) == 0 &&
+           b->data[b->len] == '\0';
+}
+
+/* Parses encoder output with jansson; the caller decrefs. */
+static json_t *parse(const char *text, size_t len)
+{
+    json_error_t err;
+    CHECK_EQ_INT(strlen(text), len);
+    json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+    CHECK(v != NULL && json_is_object(v));
+    return v;
+}
+
+static bool has_string(const json_t *o, const char *key, const char *value)
+{
+    const json_t *v = json_object_get(o, key);
+    return json_is_string(v) && strcmp(json_string_value(v), value) == 0;
+}
+
+/* ---- tokenize: happy paths --------------------------------------------------------- */
+
+static void decodes_a_full_tokenize_body(void)
+{
+    struct cv_tokenize_req req;
+    const char *param = NULL;
+    CHECK_EQ_INT(decode_s(GOOD_BODY, &req, &param), CV_OK);
+    CHECK(param == NULL);
+    CHECK(secbuf_is(req.pan, "4242 4242 4242 4242")); /* separators are card.c's business */
+    CHECK(secbuf_is(req.cvc, "123"));
+    CHECK(secbuf_is(req.name, "HANAKO YAMADA"));
+    CHECK_EQ_INT(req.exp_month, 12);
+    CHECK_EQ_INT(req.exp_year, 2030);
+    CHECK(!req.reuse_existing);
+    cv_tokenize_req_cleanup(&req);
+    CHECK(req.pan == NULL && req.cvc == NULL && req.name == NULL);
+}
+
+static void decodes_the_minimal_body_and_optional_fields(void)
+{
+    struct cv_tokenize_req req;
+    const char *param = NULL;
+    CHECK_EQ_INT(
+        decode_s("{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031}", &req, &param),
+        CV_OK);
+    CHECK(secbuf_is(req.pan, "4242424242424242"));
+    CHECK(req.cvc == NULL && req.name == NULL && !req.reuse_existing);
+    cv_tokenize_req_cleanup(&req);
+
+    CHECK_EQ_INT(decode_s(" \n{ \"exp_year\" : 2031 , \"reuse_existing\" : true ,\n"
+                          "\"exp_month\":1, \"pan\":\"4242424242424242\" }\n ",
+                          &req, &param),
+                 CV_OK);
+    CHECK(req.reuse_existing);
+    cv_tokenize_req_cleanup(&req);
+
+    CHECK_EQ_INT(decode_s("{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031,"
+                          "\"reuse_existing\":false}",
+                          &req, &param),
+                 CV_OK);
+    CHECK(!req.reuse_existing);
+    cv_tokenize_req_cleanup(&req);
+}
+
+static void decodes_escaped_and_non_ascii_strings(void)
+{
+    struct cv_tokenize_req req;
+    const char *param = NULL;
+    CHECK_EQ_INT(
+        decode_s("{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031,"
+                 "\"cardholder_name\":\"Jos\\u00e9 \\\"Pep\\\" \xe5\xb1\xb1\xe7\x94\xb0\"}",
+                 &req, &param),
+        CV_OK);
+    CHECK(secbuf_is(req.name, "Jos\xc3\xa9 \"Pep\" \xe5\xb1\xb1\xe7\x94\xb0"));
+    cv_tokenize_req_cleanup(&req);
+}
+
+static void decodes_a_body_that_is_not_nul_terminated(void)
+{
+    /* The HTTP layer hands over a length, not a C string: bytes after len
+     * (here a second object) must never be looked at. */
+    const char body[] = GOOD_BODY "{\"pan\":1}";
+    struct cv_tokenize_req req;
+    const char *param = NULL;
+    CHECK_EQ_INT(decode(body, strlen(GOOD_BODY), &req, &param), CV_OK);
+    cv_tokenize_req_cleanup(&req);
+}
+
+/* ---- tokenize: hostile twins ------------------------------------------------------------- */
+
+static void invalid_json_for_syntax_errors(void)
+{
+    expect_s("{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031", CV_ERR_INVALID_JSON,
+             NULL);
+    expect_s("{\"pan\":\"4242424242424242\",\"exp_month\":1,}", CV_ERR_INVALID_JSON, NULL);
+    expect_s("{'pan':'4242424242424242'}", CV_ERR_INVALID_JSON, NULL);
+    expect_s("{pan:\"4242424242424242\"}", CV_ERR_INVALID_JSON, NULL);
+    expect_s("{\"pan\":\"4242\n4242\"}", CV_ERR_INVALID_JSON, NULL); /* raw control char */
+    expect_s("{\"exp_month\":01,\"pan\":\"4\",\"exp_year\":2031}", CV_ERR_INVALID_JSON, NULL);
+    expect_s("{\"exp_month\":NaN,\"pan\":\"4\",\"exp_year\":2031}", CV_ERR_INVALID_JSON, NULL);
+    expect_s("{\"pan\":\"\\x41\"}", CV_ERR_INVALID_JSON, NULL);
+    expect_s("{\"pan\":\"\\ud800\"}", CV_ERR_INVALID_JSON, NULL);  /* lone surrogate */
+    expect_s("{\"pan\":\"\xff\xfe\"}", CV_ERR_INVALID_JSON, NULL); /* invalid UTF-8 */
+    expect_s("{\"pan\":\"\xc0\xb4\"}", CV_ERR_INVALID_JSON, NULL); /* overlong '4' */
+    expect_s("\xef\xbb\xbf" GOOD_BODY, CV_ERR_INVALID_JSON, NULL); /* byte-order mark */
+    /* An integer jansson cannot hold is a syntax error there, not a wrap-around. */
+    expect_s("{\"pan\":\"4242424242424242\",\"exp_month\":99999999999999999999,\"exp_year\":2031}",
+             CV_ERR_INVALID_JSON, NULL);
+}
+
+static void invalid_json_for_trailing_garbage(void)
+{
+    expect_s(GOOD_BODY "x", CV_ERR_INVALID_JSON, NULL);
+    expect_s(GOOD_BODY "{}", CV_ERR_INVALID_JSON, NULL);
+    expect_s(GOOD_BODY GOOD_BODY, CV_ERR_INVALID_JSON, NULL);
+    expect_s(GOOD_BODY ",", CV_ERR_INVALID_JSON, NULL);
+    /* A NUL byte and then more: the length says the body goes on. */
+    const char with_nul[] = GOOD_BODY "\0{}";
+    expect(with_nul, sizeof(with_nul) - 1, CV_ERR_INVALID_JSON, NULL);
+}
+
+static void invalid_json_for_non_object_roots(void)
+{
+    expect_s("[" GOOD_BODY "]", CV_ERR_INVALID_JSON, NULL);
+    expect_s("[]", CV_ERR_INVALID_JSON, NULL);
+    expect_s("\"4242424242424242\"", CV_ERR_INVALID_JSON, NULL);
+    expect_s("4242424242424242", CV_ERR_INVALID_JSON, NULL);
+    expect_s("3.5", CV_ERR_INVALID_JSON, NULL);
+    expect_s("true", CV_ERR_INVALID_JSON, NULL);
+    expect_s("null", CV_ERR_INVALID_JSON, NULL);
+}
+
+static void invalid_json_for_duplicate_keys(void)
+{
+    expect_s("{\"pan\":\"4242424242424242\",\"pan\":\"5555555555554444\",\"exp_month\":1,"
+             "\"exp_year\":2031}",
+             CV_ERR_INVALID_JSON, NULL);
+    expect_s("{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031,\"exp_month\":2}",
+             CV_ERR_INVALID_JSON, NULL);
+    /* The same key spelled with an escape is still the same key. */
+    expect_s("{\"pan\":\"4242424242424242\",\"p\\u0061n\":\"5555555555554444\",\"exp_month\":1,"
+             "\"exp_year\":2031}",
+             CV_ERR_INVALID_JSON, NULL);
+}
+
+static void invalid_json_for_empty_and_blank_bodies(void)
+{
+    expect("", 0, CV_ERR_INVALID_JSON, NULL);
+    expect_s("   \n", CV_ERR_INVALID_JSON, NULL);
+    expect_s("{", CV_ERR_INVALID_JSON, NULL);
+}
+
+static void nul_inside_a_string_is_rejected(void)
+{
+    /* "4242424242424242\u0000" would survive a strlen-based check and
+     * smuggle bytes past every validator that stops at NUL. */
+    expect_s("{\"pan\":\"4242424242424242\\u0000\",\"exp_month\":1,\"exp_year\":2031}",
+             CV_ERR_INVALID_JSON, NULL);
+    expect_s("{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031,"
+             "\"cardholder_name\":\"A\\u0000B\"}",
+             CV_ERR_INVALID_JSON, NULL);
+    expect_s("{\"pan\\u0000\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031}",
+             CV_ERR_INVALID_JSON, NULL);
+    const char raw[] = "{\"pan\":\"4242\0\",\"exp_month\":1,\"exp_year\":2031}";
+    expect(raw, sizeof(raw) - 1, CV_ERR_INVALID_JSON, NULL);
+}
+
+static void unknown_field_is_rejected_without_naming_it(void)
+{
+    /* The key is client text, so param stays NULL rather than echoing it. */
+    expect_s("{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031,\"cvv\":\"123\"}",
+             CV_ERR_UNKNOWN_FIELD, NULL);
+    expect_s("{\"PAN\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031}",
+             CV_ERR_UNKNOWN_FIELD, NULL);
+    expect_s("{\"pan \":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031}",
+             CV_ERR_UNKNOWN_FIELD, NULL);
+    expect_s("{\"\":1}", CV_ERR_UNKNOWN_FIELD, NULL);
+    expect_s("{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031,"
+             "\"4242424242424242\":true}",
+             CV_ERR_UNKNOWN_FIELD, NULL);
+}
+
+static void missing_field_names_the_field(void)
+{
+    expect_s("{\"exp_month\":1,\"exp_year\":2031}", CV_ERR_MISSING_FIELD, "pan");
+    expect_s("{\"pan\":\"4242424242424242\",\"exp_year\":2031}", CV_ERR_MISSING_FIELD, "exp_month");
+    expect_s("{\"pan\":\"4242424242424242\",\"exp_month\":1}", CV_ERR_MISSING_FIELD, "exp_year");
+    expect_s("{\"cvc\":\"123\"}", CV_ERR_MISSING_FIELD, "pan");
+    expect_s("{}", CV_ERR_MISSING_FIELD, "pan");
+}
+
+static void invalid_type_names_the_field(void)
+{
+    static const struct {
+        const char *body;
+        const char *param;
+    } cases[] = {
+        {"{\"pan\":4242424242424242,\"exp_month\":1,\"exp_year\":2031}", "pan"},
+        {"{\"pan\":[\"4242424242424242\"],\"exp_month\":1,\"exp_year\":2031}", "pan"},
+        {"{\"pan\":{\"n\":\"4242424242424242\"},\"exp_month\":1,\"exp_year\":2031}", "pan"},
+        {"{\"pan\":null,\"exp_month\":1,\"exp_year\":2031}", "pan"},
+        {"{\"pan\":\"4242424242424242\",\"exp_month\":\"12\",\"exp_year\":2031}", "exp_month"},
+        {"{\"pan\":\"4242424242424242\",\"exp_month\":12.0,\"exp_year\":2031}", "exp_month"},
+        {"{\"pan\":\"4242424242424242\",\"exp_month\":1e1,\"exp_year\":2031}", "exp_month"},
+        {"{\"pan\":\"4242424242424242\",\"exp_month\":null,\"exp_year\":2031}", "exp_month"},
+        {"{\"pan\":\"4242424242424242\",\"exp_month\":true,\"exp_year\":2031}", "exp_month"},
+        {"{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":\"2031\"}", "exp_year"},
+        {"{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031.5}", "exp_year"},
+        {"{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":null}", "exp_year"},
+        {"{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031,\"cvc\":true}", "cvc"},
+        {"{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031,\"cvc\":123}", "cvc"},
+        {"{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031,\"cvc\":null}", "cvc"},
+        {"{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031,"
+         "\"cardholder_name\":null}",
+         "cardholder_name"},
+        {"{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031,"
+         "\"cardholder_name\":[]}",
+         "cardholder_name"},
+        {"{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031,"
+         "\"reuse_existing\":\"true\"}",
+         "reuse_existing"},
+        {"{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031,"
+         "\"reuse_existing\":1}",
+         "reuse_existing"},
+        {"{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031,"
+         "\"reuse_existing\":null}",
+         "reuse_existing"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_s(cases[i].body, CV_ERR_INVALID_TYPE, cases[i].param);
+}
+
+static void integers_pass_through_for_card_validation_to_judge(void)
+{
+    /* Range checks belong to card.c (with the right error code): the codec
+     * passes any integer through unchanged, including hostile extremes. */
+    struct cv_tokenize_req req;
+    const char *param = NULL;
+    CHECK_EQ_INT(decode_s("{\"pan\":\"x\",\"exp_month\":-9223372036854775808,"
+                          "\"exp_year\":9223372036854775807}",
+                          &req, &param),
+                 CV_OK);
+    CHECK(req.exp_month == (-9223372036854775807LL - 1));
+    CHECK(req.exp_year == 9223372036854775807LL);
+    cv_tokenize_req_cleanup(&req);
+}
+
+static void deeply_nested_values_are_refused_without_crashing(void)
+{
+    /* Recursion depth is jansson's to bound; the answer must be an error. */
+    size_t depth = 100000;
+    char *body = malloc(2 * depth + 64);
+    size_t n = (size_t)sprintf(body, "{\"pan\":");
+    memset(body + n, '[', depth);
+    n += depth;
+    memset(body + n, ']', depth);
+    n += depth;
+    n += (size_t)sprintf(body + n, "}");
+    struct cv_tokenize_req req;
+    const char *param = NULL;
+    CHECK(decode(body, n, &req, &param) != CV_OK);
+    free(body);
+}
+
+static void cleanup_accepts_a_zeroed_request_twice(void)
+{
+    struct cv_tokenize_req req;
+    memset(&req, 0, sizeof(req));
+    cv_tokenize_req_cleanup(&req);
+    cv_tokenize_req_cleanup(&req);
+    CHECK(req.pan == NULL);
+}
+
+/* ---- empty bodies (detokenize) --------------------------------------------------------------- */
+
+static void decode_empty_accepts_nothing_blank_and_empty_object(void)
+{
+    const char *bodies[] = {"", "  ", "\r\n\t ", "{}", " { } \n"};
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        const char *param = "sentinel";
+        CHECK_EQ_INT(cv_json_decode_empty(bodies[i], strlen(bodies[i]), &param), CV_OK);
+        CHECK(param == NULL);
+    }
+}
+
+static void decode_empty_rejects_fields_and_garbage(void)
+{
+    static const struct {
+        const char *body;
+        cv_status st;
+    } cases[] = {
+        {"{\"a\":1}", CV_ERR_UNKNOWN_FIELD},
+        {"{\"pan\":\"4242424242424242\"}", CV_ERR_UNKNOWN_FIELD},
+        {"{}x", CV_ERR_INVALID_JSON},
+        {"{} {}", CV_ERR_INVALID_JSON},
+        {"[]", CV_ERR_INVALID_JSON},
+        {"null", CV_ERR_INVALID_JSON},
+        {"0", CV_ERR_INVALID_JSON},
+        {"garbage", CV_ERR_INVALID_JSON},
+        {"{\"a\":1,\"a\":1}", CV_ERR_INVALID_JSON},
+        {"\v", CV_ERR_INVALID_JSON}, /* not JSON whitespace */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *param = "sentinel";
+        size_t len = strlen(cases[i].body);
+        char *copy = malloc(len);
+        memcpy(copy, cases[i].body, len);
+        CHECK_EQ_INT(cv_json_decode_empty(copy, len, &param), cases[i].st);
+        CHECK(param == NULL);
+        free(copy);
+    }
+    const char nul[] = "{}\0";
+    const char *param = NULL;
+    CHECK_EQ_INT(cv_json_decode_empty(nul, 3, &param), CV_ERR_INVALID_JSON);
+}
+
+/* ---- encoders ----------------------------------------------------------------------------------
+ */
+
+static struct cv_token_view sample_view(void)
+{
+    struct cv_token_view v;
+    memset(&v, 0, sizeof(v));
+    v.token = "tok_4eC39HqLyjWDarjtT1zdp7";
+    v.brand = "visa";
+    v.bin = "424242";
+    v.last4 = "4242";
+    v.exp_month = 12;
+    v.exp_year = 2030;
+    v.fingerprint = "fp_0000000000000000000001";
+    v.created_at = "2025-01-02T03:04:05Z";
+    return v;
+}
+
+static void token_encoder_omits_pan_and_name_unless_asked(void)
+{
+    struct cv_token_view v = sample_view();
+    size_t len = 0;
+    char *text = cv_json_encode_token(&v, &len);
+    json_t *o = parse(text, len);
+    CHECK(has_string(o, "token", v.token) && has_string(o, "brand", "visa") &&
+          has_string(o, "bin", "424242") && has_string(o, "last4", "4242") &&
+          has_string(o, "fingerprint", v.fingerprint) && has_string(o, "created_at", v.created_at));
+    CHECK_EQ_INT(json_integer_value(json_object_get(o, "exp_month")), 12);
+    CHECK_EQ_INT(json_integer_value(json_object_get(o, "exp_year")), 2030);
+    CHECK(json_object_get(o, "pan") == NULL);
+    CHECK(json_object_get(o, "cardholder_name") == NULL);
+    CHECK_EQ_INT(json_object_size(o), 8);
+    CHECK(strstr(text, "4242424242424242") == NULL);
+    json_decref(o);
+    cv_json_free(text);
+}
+
+static void token_encoder_includes_pan_and_name_for_detokenize(void)
+{
+    struct cv_token_view v = sample_view();
+    size_t len = 0;
+    v.pan = "4242424242424242";
+    v.include_name = true;
+    v.name = "HANAKO \"H\" YAMADA\\"; /* quotes and backslashes must be escaped */
+    char *text = cv_json_encode_token(&v, &len);
+    json_t *o = parse(text, len);
+    CHECK(has_string(o, "pan", "4242424242424242"));
+    CHECK(has_string(o, "cardholder_name", v.name));
+    json_decref(o);
+    cv_json_free(text);
+
+    /* include_name with no name on file: an explicit null. */
+    v.name = NULL;
+    text = cv_json_encode_token(&v, &len);
+    o = parse(text, len);
+    CHECK(json_is_null(json_object_get(o, "cardholder_name")));
+    json_decref(o);
+    cv_json_free(text);
+}
+
+static void error_encoder_includes_param_only_when_given(void)
+{
+    size_t len = 0;
+    char *text = cv_json_encode_error("invalid_request_error", "invalid_pan", "The PAN is invalid.",
+                                      "pan", "req_00000000000000000001", &len);
+    json_t *o = parse(text, len);
+    json_t *e = json_object_get(o, "error");
+    CHECK(json_is_object(e));
+    CHECK(has_string(e, "type", "invalid_request_error") && has_string(e, "code", "invalid_pan") &&
+          has_string(e, "message", "The PAN is invalid.") && has_string(e, "param", "pan"));
+    CHECK(has_string(o, "request_id", "req_00000000000000000001"));
+    CHECK_EQ_INT(json_object_size(o), 2);
+    json_decref(o);
+    cv_json_free(text);
+
+    text = cv_json_encode_error("api_error", "internal", "Something went wrong.", NULL,
+                                "req_00000000000000000002", &len);
+    o = parse(text, len);
+    e = json_object_get(o, "error");
+    CHECK(json_object_get(e, "param") == NULL);
+    CHECK_EQ_INT(json_object_size(e), 3);
+    CHECK(strstr(text, "param") == NULL);
+    json_decref(o);
+    cv_json_free(text);
+}
+
+static void error_encoder_escapes_hostile_text(void)
+{
+    /* Whatever reaches a message (control characters, quotes, a fake second
+     * field) comes out as one string value, never as structure. */
+    size_t len = 0;
+    const char *msg = "a\"},\"injected\":{\"x\":\"\n\t\x01";
+    char *text = cv_json_encode_error("t", "c", msg, "p\"q", "req_x", &len);
+    json_t *o = parse(text, len);
+    json_t *e = json_object_get(o, "error");
+    CHECK(has_string(e, "message", msg) && has_string(e, "param", "p\"q"));
+    CHECK(json_object_get(o, "injected") == NULL && json_object_get(e, "injected") == NULL);
+    CHECK(memchr(text, '\n', len) == NULL);
+    json_decref(o);
+    cv_json_free(text);
+}
+
+static void health_and_pairs_encoders_produce_objects(void)
+{
+    size_t len = 0;
+    const char *checks[] = {"database", "ok", "kek", "loaded"};
+    char *text = cv_json_encode_health("ok", checks, 2, &len);
+    json_t *o = parse(text, len);
+    CHECK(has_string(o, "status", "ok"));
+    CHECK(has_string(json_object_get(o, "checks"), "database", "ok"));
+    CHECK(has_string(json_object_get(o, "checks"), "kek", "loaded"));
+    json_decref(o);
+    cv_json_free(text);
+
+    /* With no checks (/healthz) the member is left out. */
+    text = cv_json_encode_health("ok", NULL, 0, &len);
+    o = parse(text, len);
+    CHECK(has_string(o, "status", "ok"));
+    CHECK(json_object_get(o, "checks") == NULL);
+    json_decref(o);
+    cv_json_free(text);
+
+    const char *pairs[] = {"merchant_id", "mer_1", "secret_key", "sk_\"quoted\""};
+    text = cv_json_encode_pairs(pairs, 2, &len);
+    o = parse(text, len);
+    CHECK(has_string(o, "merchant_id", "mer_1") && has_string(o, "secret_key", "sk_\"quoted\""));
+    json_decref(o);
+    cv_json_free(text);
+}
+
+int main(void)
+{
+    cv_json_init();
+    RUN(decodes_a_full_tokenize_body);
+    RUN(decodes_the_minimal_body_and_optional_fields);
+    RUN(decodes_escaped_and_non_ascii_strings);
+    RUN(decodes_a_body_that_is_not_nul_terminated);
+    RUN(invalid_json_for_syntax_errors);
+    RUN(invalid_json_for_trailing_garbage);
+    RUN(invalid_json_for_non_object_roots);
+    RUN(invalid_json_for_duplicate_keys);
+    RUN(invalid_json_for_empty_and_blank_bodies);
+    RUN(nul_inside_a_string_is_rejected);
+    RUN(unknown_field_is_rejected_without_naming_it);
+    RUN(missing_field_names_the_field);
+    RUN(invalid_type_names_the_field);
+    RUN(integers_pass_through_for_card_validation_to_judge);
+    RUN(deeply_nested_values_are_refused_without_crashing);
+    RUN(cleanup_accepts_a_zeroed_request_twice);
+    RUN(decode_empty_accepts_nothing_blank_and_empty_object);
+    RUN(decode_empty_rejects_fields_and_garbage);
+    RUN(token_encoder_omits_pan_and_name_unless_asked);
+    RUN(token_encoder_includes_pan_and_name_for_detokenize);
+    RUN(error_encoder_includes_param_only_when_given);
+    RUN(error_encoder_escapes_hostile_text);
+    RUN(health_and_pairs_encoders_produce_objects);
+    return check_summary("json_codec");
+}

@@ -1,0 +1,300 @@
+/* test_metrics.c: the Prometheus text exposition (format 0.0.4). After a
+ * few observations the counters and histogram show exactly what was
+ * observed; every line is a comment or a sample "name{labels} value"; every
+ * sample's family was announced by # TYPE; histogram buckets are cumulative
+ * and end in +Inf == _count; no value is NaN or infinite. Hostile twins:
+ * out-of-range route ids, unknown HTTP codes and statuses, and a histogram
+ * observation beyond the last bucket. */
+#include "cardvault/metrics.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+
+static char *render(struct cv_metrics *m, size_t *len)
+{
+    struct cv_metrics_gauges g = {3, 8, 2, 1};
+    char *text = cv_metrics_render(m, &g, len);
+    CHECK(text != NULL);
+    CHECK_EQ_INT(strlen(text), *len);
+    return text;
+}
+
+static bool has_line(const char *text, const char *line)
+{
+    size_t n = strlen(line);
+    for (const char *p = strstr(text, line); p != NULL; p = strstr(p + 1, line)) {
+        if ((p == text || p[-1] == '\n') && (p[n] == '\n' || p[n] == '\0'))
+            return true;
+    }
+    fprintf(stderr, "  missing line: %s\n", line);
+    return false;
+}
+
+static bool name_char(char c, bool first)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
+           (!first && c >= '0' && c <= '9');
+}
+
+/* Parses one sample line: name, optional {k="v",...}, one space, a value
+ * that strtod consumes entirely. Fills name and value. */
+static bool parse_sample(const char *line, char *name, size_t name_cap, double *value)
+{
+    const char *p = line;
+    size_t n = 0;
+    if (!name_char(*p, true))
+        return false;
+    while (name_char(*p, n == 0) && n + 1 < name_cap)
+        name[n++] = *p++;
+    name[n] = '\0';
+    if (*p == '{') {
+        p++;
+        for (;;) {
+            if (!name_char(*p, true))
+                return false;
+            while (name_char(*p, false))
+                p++;
+            if (p[0] != '=' || p[1] != '"')
+                return false;
+            p += 2;
+            while (*p != '"') {
+                if (*p == '\0' || *p == '\n')
+                    return false;
+                if (*p == '\\')
+                    p++;
+                p++;
+            }
+            p++;
+            if (*p == ',') {
+                p++;
+                continue;
+            }
+            if (*p == '}') {
+                p++;
+                break;
+            }
+            return false;
+        }
+    }
+    if (*p != ' ' || p[1] == ' ' || p[1] == '\0')
+        return false;
+    char *end = NULL;
+    *value = strtod(p + 1, &end);
+    return end != NULL && *end == '\0' && end != p + 1;
+}
+
+/* Checks every line of the exposition; returns the number of samples. */
+static int check_shape(const char *text)
+{
+    char typed[64][96];
+    int n_typed = 0, samples = 0;
+    const char *p = text;
+    CHECK(*text != '\0' && text[strlen(text) - 1] == '\n');
+    while (*p != '\0') {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
+        char line[512];
+        CHECK(len < sizeof(line));
+        if (len >= sizeof(line))
+            return samples;
+        memcpy(line, p, len);
+        line[len] = '\0';
+        p += len + (nl != NULL);
+        CHECK(len > 0); /* no blank lines */
+        if (strncmp(line, "# HELP ", 7) == 0)
+            continue;
+        if (strncmp(line, "# TYPE ", 7) == 0) {
+            char fam[96], kind[32];
+            CHECK_EQ_INT(sscanf(line + 7, "%95s %31s", fam, kind), 2);
+            CHECK(strcmp(kind, "counter") == 0 || strcmp(kind, "gauge") == 0 ||
+                  strcmp(kind, "histogram") == 0);
+            if (n_typed < 64)
+                snprintf(typed[n_typed++], sizeof(typed[0]), "%s", fam);
+            continue;
+        }
+        CHECK(line[0] != '#');
+        char name[128];
+        double v = 0;
+        bool ok = parse_sample(line, name, sizeof(name), &v);
+        if (!ok)
+            fprintf(stderr, "  malformed sample: %s\n", line);
+        CHECK(ok);
+        if (!ok)
+            continue;
+        samples++;
+        CHECK(!isnan(v) && !isinf(v));
+        CHECK(v >= 0);
+        CHECK(strstr(line, "nan") == NULL && strstr(line, "NaN") == NULL);
+        /* The sample's family (name without a histogram suffix) was typed. */
+        bool known = false;
+        for (int i = 0; i < n_typed && !known; i++) {
+            size_t fl = strlen(typed[i]);
+            known = strncmp(name, typed[i], fl) == 0 &&
+                    (name[fl] == '\0' || strcmp(name + fl, "_bucket") == 0 ||
+                     strcmp(name + fl, "_sum") == 0 || strcmp(name + fl, "_count") == 0);
+        }
+        if (!known)
+            fprintf(stderr, "  sample without # TYPE: %s\n", name);
+        CHECK(known);
+    }
+    return samples;
+}
+
+/* Value of the sample line that starts with prefix ("name{...} "), or -1. */
+static double sample_value(const char *text, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    for (const char *p = strstr(text, prefix); p != NULL; p = strstr(p + 1, prefix)) {
+        if (p == text || p[-1] == '\n')
+            return strtod(p + n, NULL);
+    }
+    return -1;
+}
+
+static void fresh_metrics_render_a_valid_exposition(void)
+{
+    struct cv_metrics *m = cv_metrics_new();
+    size_t len = 0;
+    char *text = render(m, &len);
+    CHECK(check_shape(text) > 0);
+    CHECK(has_line(text, "cardvault_tokenize_total 0"));
+    CHECK(has_line(text, "cardvault_db_pool_connections_in_use 3"));
+    CHECK(has_line(text, "cardvault_db_pool_connections 8"));
+    CHECK(has_line(text, "cardvault_dek_rotations_total 2"));
+    CHECK(has_line(text, "cardvault_ready 1"));
+    /* No request observed: no per-status request counters yet. */
+    CHECK(strstr(text, "cardvault_http_requests_total{") == NULL);
+    free(text);
+    cv_metrics_free(m);
+}
+
+static void observations_show_up_in_counters_and_histogram(void)
+{
+    struct cv_metrics *m = cv_metrics_new();
+    cv_metrics_observe_request(m, CV_ROUTE_TOKENIZE, 201, CV_OK, 0.0003);
+    cv_metrics_observe_request(m, CV_ROUTE_TOKENIZE, 201, CV_OK, 0.004);
+    cv_metrics_observe_request(m, CV_ROUTE_TOKENIZE, 400, CV_ERR_INVALID_PAN, 0.0002);
+    cv_metrics_observe_request(m, CV_ROUTE_DETOKENIZE, 200, CV_OK, 0.02);
+    cv_metrics_observe_request(m, CV_ROUTE_READ, 404, CV_ERR_NOT_FOUND, 0.001);
+    cv_metrics_count_auth_failure(m);
+    cv_metrics_count_auth_failure(m);
+    size_t len = 0;
+    char *text = render(m, &len);
+    CHECK(check_shape(text) > 0);
+    CHECK(has_line(text, "cardvault_http_requests_total{route=\"/v1/tokens\",status=\"201\"} 2"));
+    CHECK(has_line(text, "cardvault_http_requests_total{route=\"/v1/tokens\",status=\"400\"} 1"));
+    CHECK(has_line(text, "cardvault_http_requests_total{route=\"/v1/tokens/{token}/detokenize\","
+                         "status=\"200\"} 1"));
+    CHECK(has_line(text, "cardvault_http_requests_total{route=\"/v1/tokens/{token}\","
+                         "status=\"404\"} 1"));
+    CHECK(has_line(text, "cardvault_errors_total{code=\"invalid_pan\"} 1"));
+    CHECK(has_line(text, "cardvault_tokenize_total 2"));
+    CHECK(has_line(text, "cardvault_detokenize_total 1"));
+    CHECK(has_line(text, "cardvault_auth_failures_total 2"));
+    /* 0.0002 and 0.0003 fall in le=0.0005, 0.004 in le=0.005: cumulative counts. */
+    CHECK(has_line(text, "cardvault_http_request_duration_seconds_bucket{route=\"/v1/tokens\","
+                         "le=\"0.0005\"} 2"));
+    CHECK(has_line(text, "cardvault_http_request_duration_seconds_bucket{route=\"/v1/tokens\","
+                         "le=\"0.0025\"} 2"));
+    CHECK(has_line(text, "cardvault_http_request_duration_seconds_bucket{route=\"/v1/tokens\","
+                         "le=\"0.005\"} 3"));
+    CHECK(has_line(text, "cardvault_http_request_duration_seconds_bucket{route=\"/v1/tokens\","
+                         "le=\"+Inf\"} 3"));
+    CHECK(has_line(text, "cardvault_http_request_duration_seconds_count{route=\"/v1/tokens\"} 3"));
+    double sum =
+        sample_value(text, "cardvault_http_request_duration_seconds_sum{route=\"/v1/tokens\"} ");
+    CHECK(sum > 0.0044 && sum < 0.0046);
+    /* A success is not an error. */
+    CHECK(strstr(text, "cardvault_errors_total{code=\"ok\"}") == NULL);
+    free(text);
+    cv_metrics_free(m);
+}
+
+static void histogram_buckets_are_cumulative_and_end_at_count(void)
+{
+    struct cv_metrics *m = cv_metrics_new();
+    const double secs[] = {0, 0.0005, 0.00051, 0.003, 0.07, 0.3, 0.9, 2.0, 2.5, 7.0, 3600.0};
+    for (size_t i = 0; i < sizeof(secs) / sizeof(secs[0]); i++)
+        cv_metrics_observe_request(m, CV_ROUTE_HEALTHZ, 200, CV_OK, secs[i]);
+    size_t len = 0;
+    char *text = render(m, &len);
+    CHECK(check_shape(text) > 0);
+    const char *prefix = "cardvault_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"";
+    double prev = -1;
+    int buckets = 0;
+    for (const char *p = strstr(text, prefix); p != NULL; p = strstr(p + 1, prefix)) {
+        const char *v = strstr(p, "} ");
+        double x = strtod(v + 2, NULL);
+        CHECK(x >= prev);
+        prev = x;
+        buckets++;
+    }
+    CHECK(buckets >= 2);
+    CHECK(has_line(text, "cardvault_http_request_duration_seconds_bucket{route=\"/healthz\","
+                         "le=\"+Inf\"} 11"));
+    CHECK(has_line(text, "cardvault_http_request_duration_seconds_count{route=\"/healthz\"} 11"));
+    /* le="0.0005" includes the observation of exactly 0.0005 (upper bounds are inclusive). */
+    CHECK(has_line(text, "cardvault_http_request_duration_seconds_bucket{route=\"/healthz\","
+                         "le=\"0.0005\"} 2"));
+    CHECK(has_line(text, "cardvault_http_request_duration_seconds_bucket{route=\"/healthz\","
+                         "le=\"2.5\"} 9"));
+    free(text);
+    cv_metrics_free(m);
+}
+
+static void hostile_route_code_and_status_values_are_contained(void)
+{
+    struct cv_metrics *m = cv_metrics_new();
+    cv_metrics_observe_request(m, (enum cv_route_id)12345, 418, CV_ERR_INTERNAL, 0.001);
+    cv_metrics_observe_request(m, (enum cv_route_id) - 1, -7, (cv_status)9999, 0.001);
+    cv_metrics_observe_request(m, CV_ROUTE_COUNT, 999, (cv_status)-3, 0.001);
+    size_t len = 0;
+    char *text = render(m, &len);
+    CHECK(check_shape(text) > 0);
+    CHECK(has_line(text, "cardvault_http_requests_total{route=\"unmatched\",status=\"other\"} 3"));
+    CHECK(has_line(text, "cardvault_errors_total{code=\"internal_error\"} 1"));
+    CHECK(strstr(text, "418") == NULL && strstr(text, "12345") == NULL);
+    free(text);
+    cv_metrics_free(m);
+}
+
+static void render_grows_its_buffer_past_the_first_block(void)
+{
+    /* Every route, every status code and every error: the text passes the
+     * 16 KiB first allocation and must come out whole. */
+    static const int codes[] = {200, 201, 204, 400, 401, 403, 404, 405,
+                                409, 410, 413, 415, 429, 500, 503, 302};
+    struct cv_metrics *m = cv_metrics_new();
+    for (int r = 0; r < CV_ROUTE_COUNT; r++)
+        for (size_t c = 0; c < sizeof(codes) / sizeof(codes[0]); c++)
+            cv_metrics_observe_request(m, (enum cv_route_id)r, codes[c], CV_OK, 0.01);
+    for (int s = 1; s < CV_STATUS_COUNT; s++)
+        cv_metrics_observe_request(m, CV_ROUTE_UNMATCHED, 500, (cv_status)s, 0.01);
+    size_t len = 0;
+    char *text = render(m, &len);
+    CHECK(len > 16384);
+    CHECK(check_shape(text) > CV_ROUTE_COUNT * 16);
+    CHECK(has_line(text, "cardvault_ready 1"));
+    free(text);
+    cv_metrics_free(m);
+}
+
+static void free_accepts_null(void)
+{
+    cv_metrics_free(NULL);
+}
+
+int main(void)
+{
+    RUN(fresh_metrics_render_a_valid_exposition);
+    RUN(observations_show_up_in_counters_and_histogram);
+    RUN(histogram_buckets_are_cumulative_and_end_at_count);
+    RUN(hostile_route_code_and_status_values_are_contained);
+    RUN(render_grows_its_buffer_past_the_first_block);
+    RUN(free_accepts_null);
+    return check_summary("metrics");
+}
