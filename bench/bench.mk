@@ -1,0 +1,41 @@
+# bench/bench.mk: `make bench` (about 4 minutes, with the perf profile) and
+# `make bench-quick` (under a minute). See bench/README.md. Included from the top-level Makefile:
+#
+#   include bench/bench.mk
+#
+# bench/run.sh also builds through this file on its own
+# (`make -f Makefile -f bench/bench.mk bench-tools`), so the guard below keeps
+# a second inclusion harmless.
+ifndef CV_BENCH_MK_INCLUDED
+CV_BENCH_MK_INCLUDED := 1
+# Wherever this file is included, it does not change the default goal (`make` = `make all`).
+cv_bench_saved_goal := $(.DEFAULT_GOAL)
+
+BENCH_OUT := build/bench
+# The bare libmicrohttpd endpoint is built like the release service
+# (BASE_CFLAGS/BASE_LDFLAGS of the Makefile and the release mode flags), so
+# its numbers are the HTTP limit of the service's own build.
+BENCH_CFLAGS := $(BASE_CFLAGS) -O2 -g -D_FORTIFY_SOURCE=2
+BENCH_LDFLAGS := $(BASE_LDFLAGS)
+
+.PHONY: bench bench-quick bench-tools
+
+bench-tools: $(BENCH_OUT)/bare_mhd
+
+$(BENCH_OUT)/bare_mhd: bench/bare_mhd.c bench/bench.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -o $@ $< $(BENCH_LDFLAGS) -lmicrohttpd
+
+# The full run profiles the service too (bench/perf_split.py) when perf is installed.
+BENCH_PROFILE_FLAG := $(if $(shell command -v perf 2>/dev/null),--profile,)
+
+bench: bench-tools
+	@$(MAKE) --no-print-directory BUILD=release all
+	bench/run.sh $(BENCH_PROFILE_FLAG)
+
+bench-quick: bench-tools
+	@$(MAKE) --no-print-directory BUILD=release all
+	bench/run.sh --quick
+
+.DEFAULT_GOAL := $(cv_bench_saved_goal)
+endif
