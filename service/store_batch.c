@@ -79,6 +79,31 @@ static void sql_add(struct batch_sql *b, const char *s)
     b->len += n;
 }
 
+/* Appends one element to a PostgreSQL array literal: NULL, or a double-quoted
+ * string with '"' and '\\' escaped. The literal travels as a parameter. */
+static void array_add(struct batch_sql *a, const char *v, bool comma)
+{
+    if (comma)
+        sql_add(a, ",");
+    if (v == NULL) {
+        sql_add(a, "NULL");
+        return;
+    }
+    sql_add(a, "\"");
+    char one[3] = {0, 0, 0};
+    for (const char *p = v; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\') {
+            one[0] = '\\';
+            one[1] = *p;
+        } else {
+            one[0] = *p;
+            one[1] = '\0';
+        }
+        sql_add(a, one);
+    }
+    sql_add(a, "\"");
+}
+
 static void param(struct batch_sql *b, const char *v, int len, int fmt)
 {
     b->values[b->n] = v;
@@ -158,8 +183,6 @@ static bool exec_plain(PGconn *pg, const char *sql)
 /* Writes every job of the batch in one transaction. */
 static cv_status write_batch(struct cv_store *st, struct job **jobs, size_t n)
 {
-    static const char *const audit_casts[AUDIT_COLS] = {"::text", "::text", "::text", "::text",
-                                                        "::text", "::text", "::text"};
     struct cv_pg_conn *pc = NULL;
     struct batch_sql b;
     size_t n_tokens = 0, n_audits = 0;
@@ -212,27 +235,35 @@ static cv_status write_batch(struct cv_store *st, struct job **jobs, size_t n)
         }
     }
     if (n_audits > 0) {
-        /* Rows of a VALUES list are read in order, so seq follows queue order. */
+        /* One array per field, in queue order: audit_append_batch() locks
+         * the chain tip once and chains the events in array order. */
+        struct batch_sql arrays[AUDIT_COLS];
         batch_sql_reset(&b);
-        sql_add(&b, "SELECT count(audit_append(a, m, t, r, act, o, d)) FROM (VALUES ");
+        sql_add(&b, "SELECT audit_append_batch($1::text[], $2::text[], $3::text[], $4::text[], "
+                    "$5::text[], $6::text[], $7::text[])");
+        for (int c = 0; c < AUDIT_COLS; c++) {
+            memset(&arrays[c], 0, sizeof(arrays[c]));
+            sql_add(&arrays[c], "{");
+        }
         size_t k = 0;
         for (size_t i = 0; i < n; i++) {
             const struct cv_audit_event *e = jobs[i]->ev;
             if (jobs[i]->kind != JOB_AUDIT)
                 continue;
-            if (k++ > 0)
-                sql_add(&b, ",");
-            placeholders(&b, b.n + 1, AUDIT_COLS, audit_casts);
-            param(&b, e->actor, 0, 0);
-            param(&b, e->merchant_id, 0, 0);
-            param(&b, e->token, 0, 0);
-            param(&b, e->request_id, 0, 0);
-            param(&b, e->action, 0, 0);
-            param(&b, e->outcome, 0, 0);
-            param(&b, e->detail, 0, 0);
+            const char *fields[AUDIT_COLS] = {e->actor,  e->merchant_id, e->token, e->request_id,
+                                              e->action, e->outcome,     e->detail};
+            for (int c = 0; c < AUDIT_COLS; c++)
+                array_add(&arrays[c], fields[c], k > 0);
+            k++;
         }
-        sql_add(&b, ") AS v(a, m, t, r, act, o, d)");
-        if (!exec_ok(pg, &b))
+        for (int c = 0; c < AUDIT_COLS; c++) {
+            sql_add(&arrays[c], "}");
+            param(&b, arrays[c].sql, 0, 0);
+        }
+        bool done = exec_ok(pg, &b);
+        for (int c = 0; c < AUDIT_COLS; c++)
+            free(arrays[c].sql);
+        if (!done)
             goto fail;
     }
     /* COMMIT returns after the WAL flush (synchronous_commit is on). */

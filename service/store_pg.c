@@ -185,6 +185,13 @@ struct cv_pg_conn {
     struct conn c;
 };
 
+/* A thread waiting for a connection; release() hands one over directly. */
+struct pool_waiter {
+    pthread_cond_t cond;
+    int conn_index; /* set by the releasing thread; -1 while waiting */
+    struct pool_waiter *next;
+};
+
 struct cv_store {
     char *conninfo;
     unsigned size;
@@ -192,7 +199,7 @@ struct cv_store {
     unsigned *free_stack; /* indexes of idle connections */
     unsigned free_count;
     pthread_mutex_t lock;
-    pthread_cond_t cond;
+    struct pool_waiter *waiters_head, *waiters_tail; /* FIFO */
     struct cv_batcher *batcher; /* NULL: every write is its own transaction */
 };
 
@@ -254,26 +261,71 @@ static cv_status connect_one(struct cv_store *st, struct conn *c, char *why, siz
     return CV_OK;
 }
 
+/* Returns connection index i to the pool: straight to the longest waiter
+ * if there is one (first come, first served: no thread can overtake a
+ * sleeping one, which bounds the wait), else onto the free stack. Caller
+ * holds st->lock. */
+static void hand_back_locked(struct cv_store *st, unsigned i)
+{
+    struct pool_waiter *w = st->waiters_head;
+    if (w != NULL) {
+        st->waiters_head = w->next;
+        if (st->waiters_head == NULL)
+            st->waiters_tail = NULL;
+        w->conn_index = (int)i;
+        pthread_cond_signal(&w->cond);
+    } else {
+        st->free_stack[st->free_count++] = i;
+    }
+}
+
 static cv_status acquire(struct cv_store *st, struct conn **out)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += 5;
     pthread_mutex_lock(&st->lock);
-    while (st->free_count == 0) {
-        if (pthread_cond_timedwait(&st->cond, &st->lock, &deadline) == ETIMEDOUT) {
-            pthread_mutex_unlock(&st->lock);
-            cv_log(CV_LOG_WARN, "db_pool_exhausted", CV_LI("pool_size", st->size));
-            return CV_ERR_DB_UNAVAILABLE;
+    int index = -1;
+    if (st->free_count > 0 && st->waiters_head == NULL) {
+        index = (int)st->free_stack[--st->free_count];
+    } else {
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 5;
+        struct pool_waiter me = {.conn_index = -1, .next = NULL};
+        pthread_cond_init(&me.cond, NULL);
+        if (st->waiters_tail != NULL)
+            st->waiters_tail->next = &me;
+        else
+            st->waiters_head = &me;
+        st->waiters_tail = &me;
+        while (me.conn_index < 0) {
+            if (pthread_cond_timedwait(&me.cond, &st->lock, &deadline) == ETIMEDOUT &&
+                me.conn_index < 0) {
+                /* unlink ourselves: nobody handed us a connection */
+                struct pool_waiter **pp = &st->waiters_head, *prev = NULL;
+                while (*pp != NULL && *pp != &me) {
+                    prev = *pp;
+                    pp = &(*pp)->next;
+                }
+                if (*pp == &me) {
+                    *pp = me.next;
+                    if (st->waiters_tail == &me)
+                        st->waiters_tail = prev;
+                }
+                break;
+            }
         }
+        pthread_cond_destroy(&me.cond);
+        index = me.conn_index;
     }
-    struct conn *c = &st->conns[st->free_stack[--st->free_count]];
     pthread_mutex_unlock(&st->lock);
+    if (index < 0) {
+        cv_log(CV_LOG_WARN, "db_pool_exhausted", CV_LI("pool_size", st->size));
+        return CV_ERR_DB_UNAVAILABLE;
+    }
+    struct conn *c = &st->conns[index];
     cv_status s = connect_one(st, c, NULL, 0);
     if (s != CV_OK) {
         pthread_mutex_lock(&st->lock);
-        st->free_stack[st->free_count++] = (unsigned)(c - st->conns);
-        pthread_cond_signal(&st->cond);
+        hand_back_locked(st, (unsigned)index);
         pthread_mutex_unlock(&st->lock);
         return s;
     }
@@ -290,8 +342,7 @@ static void release(struct cv_store *st, struct conn *c)
         c->pg = NULL;
     }
     pthread_mutex_lock(&st->lock);
-    st->free_stack[st->free_count++] = (unsigned)(c - st->conns);
-    pthread_cond_signal(&st->cond);
+    hand_back_locked(st, (unsigned)(c - st->conns));
     pthread_mutex_unlock(&st->lock);
 }
 
@@ -422,7 +473,6 @@ cv_status cv_store_open(const char *conninfo, unsigned pool_size, struct cv_stor
         st->free_stack[i] = st->size - 1 - i;
     st->free_count = st->size;
     pthread_mutex_init(&st->lock, NULL);
-    pthread_cond_init(&st->cond, NULL);
     cv_status s = connect_one(st, &st->conns[0], why, why_len);
     if (s != CV_OK) {
         cv_store_close(st);
@@ -451,7 +501,6 @@ void cv_store_close(struct cv_store *st)
     free(st->conns);
     free(st->free_stack);
     pthread_mutex_destroy(&st->lock);
-    pthread_cond_destroy(&st->cond);
     free(st);
 }
 
