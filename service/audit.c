@@ -17,10 +17,10 @@
 #include "cardvault/envelope.h"
 #include "cardvault/secbuf.h"
 
-#define US_PER_S   INT64_C(1000000)
-#define S_PER_DAY  INT64_C(86400)
-#define FIELD_SEP  '\x1f' /* E'\x1f' in audit_canonical() */
-#define N_FIELDS   9
+#define US_PER_S  INT64_C(1000000)
+#define S_PER_DAY INT64_C(86400)
+#define FIELD_SEP '\x1f' /* E'\x1f' in audit_canonical() */
+#define N_FIELDS  9
 
 /* ---------------------------------------------------------------- time */
 
@@ -214,7 +214,8 @@ char *cv_audit_canonical(const struct cv_audit_row *row, size_t *len)
     return out;
 }
 
-cv_status cv_audit_event_hash(const struct cv_audit_row *row, unsigned char out[CV_AUDIT_HASH_BYTES])
+cv_status cv_audit_event_hash(const struct cv_audit_row *row,
+                              unsigned char out[CV_AUDIT_HASH_BYTES])
 {
     size_t clen = 0;
     char *canon = cv_audit_canonical(row, &clen);
@@ -351,7 +352,7 @@ char *cv_audit_export_line(const struct cv_audit_row *row, size_t *len)
         cv_audit_hex(row->prev_hash, row->prev_hash_len, prev);
     if (row->hash != NULL && row->hash_len <= CV_AUDIT_HASH_BYTES)
         cv_audit_hex(row->hash, row->hash_len, hash);
-    const char *keys[] = {"occurred_at", "actor",   "merchant_id", "token", "request_id",
+    const char *keys[] = {"occurred_at", "actor",   "merchant_id", "token",     "request_id",
                           "action",      "outcome", "detail",      "prev_hash", "hash"};
     const char *vals[] = {ts,          row->actor,   row->merchant_id, row->token, row->request_id,
                           row->action, row->outcome, row->detail,      prev,       hash};
@@ -425,7 +426,7 @@ static void record(struct runner *ru, const char *digits, size_t n, unsigned enc
     r->matches++;
     if (r->sample[0] == '\0') {
         cv_audit_mask_digits(digits, n, r->sample);
-        r->sample_encoding = (enc & ENC_JSON) ? "json-escape"
+        r->sample_encoding = (enc & ENC_JSON)        ? "json-escape"
                              : (enc & ENC_FULLWIDTH) ? "fullwidth"
                                                      : ru->name;
     }
@@ -613,7 +614,8 @@ static void scan_utf16(const unsigned char *b, size_t len, size_t offset, bool b
     struct runner ru;
     runner_start(&ru, big_endian ? "utf16be" : "utf16le", r);
     for (size_t i = offset; i + 1 < len; i += 2) {
-        unsigned u = big_endian ? (unsigned)(b[i] << 8 | b[i + 1]) : (unsigned)(b[i + 1] << 8 | b[i]);
+        unsigned u =
+            big_endian ? (unsigned)(b[i] << 8 | b[i + 1]) : (unsigned)(b[i + 1] << 8 | b[i]);
         unsigned enc = ENC_PLAIN;
         char digit = 0;
         enum sym s = classify(u, &digit, &enc);

@@ -21,37 +21,11 @@
 #include <unistd.h>
 
 #include "cardvault/cli.h"
-#include "cardvault/config.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/store.h"
 
 #define PAGE_ROWS  1000 /* audit events per query */
 #define BATCH_ROWS 1000 /* rows per FETCH in the storage scan */
-
-/* The three helpers below do what cv_cli_fail, cv_cli_usage_error and
- * cv_cli_open_store in main.c do, with the same messages. They are copied
- * because every object but main.o is linked into each unit-test binary,
- * where a reference to main.c would not resolve. */
-static void fail(const char *msg)
-{
-    fprintf(stderr, "cardvault: %s\n", msg);
-}
-
-static int usage_error(const char *msg)
-{
-    fprintf(stderr, "cardvault: %s (see cardvault --help)\n", msg);
-    return CV_EXIT_USAGE;
-}
-
-static cv_status open_store(const struct cv_config *cfg, struct cv_store **store)
-{
-    char why[256];
-    if (cv_config_require(cfg, true, false, why, sizeof(why)) != CV_OK) {
-        fail(why);
-        return CV_ERR_CONFIG;
-    }
-    return cv_cli_open_store(cfg, store);
-}
 
 /* Who ran the command, as far as this host can tell (PCI DSS 10.2.2 asks for
  * user identification; the database role is in the server's own log). */
@@ -69,8 +43,8 @@ static void record_run(struct cv_store *store, const char *actor, const char *ac
 {
     struct cv_audit_event ev = {actor, NULL, NULL, NULL, action, outcome, detail};
     if (cv_store_audit_append(store, &ev) != CV_OK)
-        fail("warning: could not record this run in the audit trail (read-only "
-                    "database?)");
+        cv_cli_fail("warning: could not record this run in the audit trail (read-only "
+             "database?)");
 }
 
 /* ---------------------------------------------------------------- verify */
@@ -163,7 +137,7 @@ static int cmd_export(struct cv_cli *cli, struct cv_store *store)
     bool ok = st == CV_OK && !x.write_failed;
     record_run(store, "cli:audit-export", "audit.export", ok ? "success" : "error", detail);
     if (x.write_failed) {
-        fail("cannot write the export to stdout");
+        cv_cli_fail("cannot write the export to stdout");
         return 1;
     }
     if (st != CV_OK) {
@@ -241,7 +215,7 @@ static int cmd_storage(struct cv_cli *cli, struct cv_store *store)
     struct cv_audit_column *cols = NULL;
     size_t ncols = 0;
     if (cv_store_audit_columns(store, &cols, &ncols) != CV_OK) {
-        fail("cannot list the database's columns from the catalog");
+        cv_cli_fail("cannot list the database's columns from the catalog");
         return 1;
     }
     uint64_t tables = 0, scanned_cols = 0, rows = 0, values = 0, bytes = 0, findings = 0;
@@ -262,8 +236,8 @@ static int cmd_storage(struct cv_cli *cli, struct cv_store *store)
         memset(stats, 0, nb * sizeof(*stats));
         struct scan_ctx ctx = {batch, stats};
         uint64_t trows = 0;
-        cv_status st = cv_store_audit_scan_table(store, batch, nb, BATCH_ROWS, scan_cell, &ctx,
-                                                 &trows);
+        cv_status st =
+            cv_store_audit_scan_table(store, batch, nb, BATCH_ROWS, scan_cell, &ctx, &trows);
         if (st != CV_OK) {
             /* Fail closed: a table we could not read is not a clean table. */
             errors++;
@@ -309,7 +283,10 @@ static int cmd_storage(struct cv_cli *cli, struct cv_store *store)
              " os_user=%s",
              tables, scanned_cols, findings, errors, user);
     record_run(store, "cli:audit-storage", "audit.storage_scan",
-               errors > 0 ? "error" : findings > 0 ? "found" : "clean", detail);
+               errors > 0     ? "error"
+               : findings > 0 ? "found"
+                              : "clean",
+               detail);
     free(batch);
     free(stats);
     cv_audit_columns_free(cols, ncols);
@@ -319,27 +296,26 @@ static int cmd_storage(struct cv_cli *cli, struct cv_store *store)
 int cv_cli_audit(struct cv_cli *cli)
 {
     if (cli->argc != 1)
-        return usage_error("expected: audit verify|export|storage");
+        return cv_cli_usage_error("expected: audit verify|export|storage");
     const char *sub = cli->argv[0];
     int (*run)(struct cv_cli *, struct cv_store *) = NULL;
     int64_t since = 0;
     if (strcmp(sub, "export") == 0) {
         if (cli->since != NULL && cv_audit_parse_since(cli->since, &since) != CV_OK)
-            return usage_error("--since takes YYYY-MM-DD or an RFC 3339 time such as "
-                                      "2026-01-02T03:04:05Z");
+            return cv_cli_usage_error("--since takes YYYY-MM-DD or an RFC 3339 time such as "
+                               "2026-01-02T03:04:05Z");
         run = cmd_export;
-    } else if (cli->since != NULL &&
-               (strcmp(sub, "verify") == 0 || strcmp(sub, "storage") == 0)) {
-        return usage_error("--since applies to audit export only");
+    } else if (cli->since != NULL && (strcmp(sub, "verify") == 0 || strcmp(sub, "storage") == 0)) {
+        return cv_cli_usage_error("--since applies to audit export only");
     } else if (strcmp(sub, "verify") == 0) {
         run = cmd_verify;
     } else if (strcmp(sub, "storage") == 0) {
         run = cmd_storage;
     } else {
-        return usage_error("expected: audit verify|export|storage");
+        return cv_cli_usage_error("expected: audit verify|export|storage");
     }
     struct cv_store *store = NULL;
-    if (open_store(&cli->cfg, &store) != CV_OK)
+    if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
         return 1;
     int rc = run(cli, store);
     cv_store_close(store);

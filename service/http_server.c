@@ -46,6 +46,7 @@ struct cv_http_server {
     struct cv_ratelimit *auth_failures; /* bad keys per client address */
     char *tls_cert;
     char *tls_key;
+    bool quiesced;
 };
 
 struct request {
@@ -561,19 +562,27 @@ cv_status cv_http_server_start(struct cv_app *app, struct cv_http_server **out, 
     return CV_OK;
 }
 
-void cv_http_server_stop(struct cv_http_server *srv, unsigned drain_ms)
+bool cv_http_server_drain(struct cv_http_server *srv, unsigned drain_ms)
 {
-    if (srv == NULL)
-        return;
     /* Stop accepting; requests already on a connection run to completion. */
-    MHD_socket ls = MHD_quiesce_daemon(srv->daemon);
-    if (ls != MHD_INVALID_SOCKET)
-        close(ls);
+    if (!srv->quiesced) {
+        MHD_socket ls = MHD_quiesce_daemon(srv->daemon);
+        if (ls != MHD_INVALID_SOCKET)
+            close(ls);
+        srv->quiesced = true;
+    }
     for (unsigned waited = 0; waited < drain_ms && atomic_load(&srv->in_flight) > 0; waited += 10)
         usleep(10 * 1000);
     int left = atomic_load(&srv->in_flight);
     if (left > 0)
         cv_log(CV_LOG_WARN, "shutdown_drain_timeout", CV_LI("requests_in_flight", left));
+    return left == 0;
+}
+
+void cv_http_server_stop(struct cv_http_server *srv)
+{
+    if (srv == NULL)
+        return;
     MHD_stop_daemon(srv->daemon);
     server_free(srv);
 }

@@ -31,6 +31,7 @@
 
 #define SECURE_HEAP_BYTES (1u << 20)
 #define DRAIN_MS          20000
+#define DRAIN_CANCEL_MS   3000
 
 static const char usage_main[] =
     "usage: cardvault COMMAND [OPTIONS]\n"
@@ -497,11 +498,17 @@ static int cmd_serve(struct cv_cli *cli)
                                  (long)(cli->cfg.drain_grace_ms % 1000) * 1000000L};
         nanosleep(&grace, NULL);
     }
-    cv_http_server_stop(http, DRAIN_MS);
-    http = NULL;
+    if (!cv_http_server_drain(http, DRAIN_MS)) {
+        /* Bounded: requests stuck in the database past the deadline are
+         * cancelled there, answer with an error, and the drain ends. */
+        cv_store_cancel_busy(app.store);
+        (void)cv_http_server_drain(http, DRAIN_CANCEL_MS);
+    }
     rc = 0;
 out:
-    cv_http_server_stop(http, 0);
+    cv_http_server_stop(http);
+    if (app.store != NULL)
+        cv_store_cancel_busy(app.store); /* a housekeeping or key refresh query, if any */
     cv_housekeeping_stop(chores);
     cv_auth_close(app.auth);
     cv_keyring_close(app.keyring);

@@ -113,28 +113,31 @@ char *cv_metrics_render(struct cv_metrics *m, const struct cv_metrics_gauges *g,
                 continue;
             char code[8];
             snprintf(code, sizeof(code), "%d", codes[c]);
-            emit(&o, "cardvault_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
-                 cv_router_pattern((enum cv_route_id)r), codes[c] == 0 ? "other" : code,
-                 (unsigned long long)v);
+            emit(&o,
+                 "cardvault_http_requests_total{route=\"%s\",method=\"%s\",status=\"%s\"} %llu\n",
+                 cv_router_pattern((enum cv_route_id)r), cv_router_method((enum cv_route_id)r),
+                 codes[c] == 0 ? "other" : code, (unsigned long long)v);
         }
     emit(&o, "# HELP cardvault_http_request_duration_seconds Request latency by route.\n"
              "# TYPE cardvault_http_request_duration_seconds histogram\n");
     for (unsigned r = 0; r < CV_ROUTE_COUNT; r++) {
-        const char *route = cv_router_pattern((enum cv_route_id)r);
+        /* GET and DELETE share a pattern: the method keeps the series apart. */
+        char lbl[160];
+        snprintf(lbl, sizeof(lbl), "route=\"%s\",method=\"%s\"",
+                 cv_router_pattern((enum cv_route_id)r), cv_router_method((enum cv_route_id)r));
         uint64_t cum = 0;
         for (size_t b = 0; b < N_BUCKETS; b++) {
             cum += atomic_load(&m->latency_bucket[r][b]);
-            emit(&o,
-                 "cardvault_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
-                 route, buckets[b], (unsigned long long)cum);
+            emit(&o, "cardvault_http_request_duration_seconds_bucket{%s,le=\"%g\"} %llu\n", lbl,
+                 buckets[b], (unsigned long long)cum);
         }
         cum += atomic_load(&m->latency_bucket[r][N_BUCKETS]);
         emit(&o,
-             "cardvault_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n"
-             "cardvault_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
-             "cardvault_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
-             route, (unsigned long long)cum, route,
-             (double)atomic_load(&m->latency_sum_us[r]) / 1e6, route, (unsigned long long)cum);
+             "cardvault_http_request_duration_seconds_bucket{%s,le=\"+Inf\"} %llu\n"
+             "cardvault_http_request_duration_seconds_sum{%s} %.6f\n"
+             "cardvault_http_request_duration_seconds_count{%s} %llu\n",
+             lbl, (unsigned long long)cum, lbl, (double)atomic_load(&m->latency_sum_us[r]) / 1e6,
+             lbl, (unsigned long long)cum);
     }
     emit(&o, "# HELP cardvault_errors_total Error responses by error code.\n"
              "# TYPE cardvault_errors_total counter\n");

@@ -77,6 +77,14 @@ cv_status cv_router_match(const char *method, const char *path, const struct cv_
     return CV_ERR_ROUTE_NOT_FOUND;
 }
 
+const char *cv_router_method(enum cv_route_id id)
+{
+    for (size_t i = 0; i < N_ROUTES; i++)
+        if (routes[i].id == id)
+            return routes[i].method;
+    return "other";
+}
+
 const char *cv_router_pattern(enum cv_route_id id)
 {
     for (size_t i = 0; i < N_ROUTES; i++)

@@ -75,8 +75,7 @@ static const char *nullable(const PGresult *r, int row, int col)
 
 cv_status cv_store_audit_walk(struct cv_store *st, int64_t since_us, unsigned page_rows,
                               struct cv_audit_head *head,
-                              cv_status (*fn)(void *ctx, const struct cv_audit_row *row),
-                              void *ctx)
+                              cv_status (*fn)(void *ctx, const struct cv_audit_row *row), void *ctx)
 {
     /* extract(epoch ...) is numeric since PostgreSQL 14, so the microsecond
      * count is exact; since_us goes back in as a bigint of microseconds for

@@ -70,7 +70,8 @@ static void sql_add(struct batch_sql *b, const char *s)
     if (b->len + n + 1 > b->cap) {
         size_t cap = (b->cap + n + 1) * 2;
         char *p = cv_xmalloc(cap);
-        memcpy(p, b->sql, b->len);
+        if (b->len > 0)
+            memcpy(p, b->sql, b->len);
         free(b->sql);
         b->sql = p;
         b->cap = cap;

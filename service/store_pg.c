@@ -177,6 +177,8 @@ static const struct stmt stmts[S_COUNT] = {
 
 struct conn {
     PGconn *pg;
+    PGcancel *cancel; /* made by the owning thread; PQcancel may use it from another */
+    bool busy;        /* checked out (guarded by the store's lock) */
     bool prepared[S_COUNT];
 };
 
@@ -234,6 +236,17 @@ static void p_bytes(struct params *p, const unsigned char *b, size_t len)
     p->n++;
 }
 
+static void close_conn(struct conn *c)
+{
+    if (c->cancel != NULL)
+        PQfreeCancel(c->cancel);
+    if (c->pg != NULL)
+        PQfinish(c->pg);
+    c->cancel = NULL;
+    c->pg = NULL;
+    memset(c->prepared, 0, sizeof(c->prepared));
+}
+
 /* Connects c if it is not connected. On failure the reason (libpq's first
  * line: it may name host and user, never our data) goes to why when given,
  * else to the log. */
@@ -241,9 +254,7 @@ static cv_status connect_one(struct cv_store *st, struct conn *c, char *why, siz
 {
     if (c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK)
         return CV_OK;
-    if (c->pg != NULL)
-        PQfinish(c->pg);
-    memset(c->prepared, 0, sizeof(c->prepared));
+    close_conn(c);
     c->pg = PQconnectdb(st->conninfo);
     if (PQstatus(c->pg) != CONNECTION_OK) {
         const char *msg = PQerrorMessage(c->pg);
@@ -258,6 +269,7 @@ static cv_status connect_one(struct cv_store *st, struct conn *c, char *why, siz
         c->pg = NULL;
         return CV_ERR_DB_UNAVAILABLE;
     }
+    c->cancel = PQgetCancel(c->pg);
     return CV_OK;
 }
 
@@ -316,6 +328,8 @@ static cv_status acquire(struct cv_store *st, struct conn **out)
         pthread_cond_destroy(&me.cond);
         index = me.conn_index;
     }
+    if (index >= 0)
+        st->conns[index].busy = true;
     pthread_mutex_unlock(&st->lock);
     if (index < 0) {
         cv_log(CV_LOG_WARN, "db_pool_exhausted", CV_LI("pool_size", st->size));
@@ -325,6 +339,7 @@ static cv_status acquire(struct cv_store *st, struct conn **out)
     cv_status s = connect_one(st, c, NULL, 0);
     if (s != CV_OK) {
         pthread_mutex_lock(&st->lock);
+        c->busy = false;
         hand_back_locked(st, (unsigned)index);
         pthread_mutex_unlock(&st->lock);
         return s;
@@ -337,11 +352,10 @@ static void release(struct cv_store *st, struct conn *c)
 {
     /* A connection left inside a transaction or broken is not reused as is. */
     if (c->pg != NULL &&
-        (PQstatus(c->pg) != CONNECTION_OK || PQtransactionStatus(c->pg) != PQTRANS_IDLE)) {
-        PQfinish(c->pg);
-        c->pg = NULL;
-    }
+        (PQstatus(c->pg) != CONNECTION_OK || PQtransactionStatus(c->pg) != PQTRANS_IDLE))
+        close_conn(c);
     pthread_mutex_lock(&st->lock);
+    c->busy = false;
     hand_back_locked(st, (unsigned)(c - st->conns));
     pthread_mutex_unlock(&st->lock);
 }
@@ -494,8 +508,7 @@ void cv_store_close(struct cv_store *st)
         return;
     cv_batcher_stop(st->batcher); /* queued writes finish before connections close */
     for (unsigned i = 0; i < st->size; i++)
-        if (st->conns[i].pg != NULL)
-            PQfinish(st->conns[i].pg);
+        close_conn(&st->conns[i]);
     cv_wipe(st->conninfo, strlen(st->conninfo));
     free(st->conninfo);
     free(st->conns);
@@ -510,6 +523,18 @@ cv_status cv_store_ping(struct cv_store *st)
     CV_TRY(run_once(st, S_PING, NULL, &r));
     PQclear(r);
     return CV_OK;
+}
+
+void cv_store_cancel_busy(struct cv_store *st)
+{
+    char err[256];
+    pthread_mutex_lock(&st->lock);
+    for (unsigned i = 0; i < st->size; i++) {
+        if (st->conns[i].busy && st->conns[i].cancel != NULL &&
+            PQcancel(st->conns[i].cancel, err, sizeof(err)) == 1)
+            cv_log(CV_LOG_WARN, "db_query_cancelled", CV_LS("reason", "shutdown"));
+    }
+    pthread_mutex_unlock(&st->lock);
 }
 
 void cv_store_pool_usage(struct cv_store *st, unsigned *in_use, unsigned *size)

@@ -97,9 +97,9 @@ char *cv_audit_json_quote(const char *s);
 enum cv_audit_scan_kind { CV_AUDIT_SCAN_TEXT, CV_AUDIT_SCAN_BYTES };
 
 struct cv_audit_scan_result {
-    uint64_t matches;                      /* Luhn-valid candidates found */
-    char sample[CV_AUDIT_SAMPLE_LEN];      /* the first one, masked; "" when none */
-    const char *sample_encoding;           /* "utf8", "json-escape", "fullwidth", "utf16le", "utf16be" */
+    uint64_t matches;                 /* Luhn-valid candidates found */
+    char sample[CV_AUDIT_SAMPLE_LEN]; /* the first one, masked; "" when none */
+    const char *sample_encoding;      /* "utf8", "json-escape", "fullwidth", "utf16le", "utf16be" */
 };
 
 /* Scans one value; adds to r (which the caller zeroes once). Never keeps or
@@ -117,11 +117,9 @@ void cv_audit_mask_digits(const char *digits, size_t n, char out[CV_AUDIT_SAMPLE
  * seq order, page_rows rows per query, inside one REPEATABLE READ READ ONLY
  * snapshot; *head gets audit_head as of that snapshot. Stops at the first
  * status fn returns other than CV_OK and returns it. */
-CV_MUST_USE cv_status cv_store_audit_walk(struct cv_store *st, int64_t since_us,
-                                          unsigned page_rows, struct cv_audit_head *head,
-                                          cv_status (*fn)(void *ctx,
-                                                          const struct cv_audit_row *row),
-                                          void *ctx);
+CV_MUST_USE cv_status cv_store_audit_walk(
+    struct cv_store *st, int64_t since_us, unsigned page_rows, struct cv_audit_head *head,
+    cv_status (*fn)(void *ctx, const struct cv_audit_row *row), void *ctx);
 
 enum cv_audit_col_kind {
     CV_AUDIT_COL_TEXT,        /* read as column::text */

@@ -1,6 +1,9 @@
 #ifndef CV_HTTP_SERVER_H
 #define CV_HTTP_SERVER_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "cardvault/app.h"
 #include "cardvault/status.h"
 
@@ -18,8 +21,10 @@ struct cv_http_server;
  * address cannot be bound or TLS material cannot be loaded. */
 CV_MUST_USE cv_status cv_http_server_start(struct cv_app *app, struct cv_http_server **out,
                                            char *why, size_t why_len);
-/* Stops accepting new connections, waits up to drain_ms for requests in
- * flight, then stops. Accepts NULL. */
-void cv_http_server_stop(struct cv_http_server *srv, unsigned drain_ms);
+/* Stops accepting new connections and waits up to drain_ms for requests in
+ * flight; false when some are still running. */
+bool cv_http_server_drain(struct cv_http_server *srv, unsigned drain_ms);
+/* Stops the daemon (joins its threads) and frees. Accepts NULL. */
+void cv_http_server_stop(struct cv_http_server *srv);
 
 #endif

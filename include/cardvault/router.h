@@ -70,5 +70,8 @@ CV_MUST_USE cv_status cv_router_match(const char *method, const char *path,
                                       const char **allow);
 /* The pattern of a route id, for logs and metrics labels. */
 const char *cv_router_pattern(enum cv_route_id id);
+/* The method of a route id ("other" for CV_ROUTE_UNMATCHED): with the
+ * pattern, a unique metrics label pair. */
+const char *cv_router_method(enum cv_route_id id);
 
 #endif

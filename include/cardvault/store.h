@@ -68,6 +68,10 @@ CV_MUST_USE cv_status cv_store_start_batching(struct cv_store *st, unsigned writ
 void cv_store_close(struct cv_store *st);
 /* SELECT 1 through the pool. */
 CV_MUST_USE cv_status cv_store_ping(struct cv_store *st);
+/* Asks the server to cancel every statement running on a checked-out
+ * connection (shutdown, after the drain deadline); their callers then see
+ * an error and return. */
+void cv_store_cancel_busy(struct cv_store *st);
 /* Connections checked out now, and the pool size (for metrics). */
 void cv_store_pool_usage(struct cv_store *st, unsigned *in_use, unsigned *size);
 

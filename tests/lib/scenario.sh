@@ -21,6 +21,16 @@ SC_PGDATA="$SC_DIR/pg"
 SC_PGSOCK="$SC_DIR"
 SC_PGLOG="$SC_DIR/postgres.log"
 
+# sc_free_port BASE SPAN: a TCP port on 127.0.0.1 nobody listens on.
+sc_free_port() {
+  local p
+  for _ in $(seq 1 50); do
+    p=$(($1 + RANDOM % $2))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  echo "$(($1 + RANDOM % $2))"
+}
+
 sc_as_pg() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
@@ -53,7 +63,7 @@ sc_kek() {
 sc_setup() {
   sc_pg_init "$@" || { echo "cannot start PostgreSQL"; exit 1; }
   sc_kek
-  export CARDVAULT_LISTEN="127.0.0.1:$((30000 + RANDOM % 20000))"
+  export CARDVAULT_LISTEN="127.0.0.1:$(sc_free_port 30000 20000)"
   export SC_URL="http://$CARDVAULT_LISTEN"
   export CARDVAULT_RATE_LIMIT_RPS=${CARDVAULT_RATE_LIMIT_RPS:-0}
   "$SC_BIN" migrate >/dev/null || { echo "migrate failed"; exit 1; }
