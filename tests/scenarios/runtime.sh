@@ -310,15 +310,15 @@ ct=$(hdr Content-Type)
 check "/metrics Content-Type is text/plain; version=0.0.4 ($ct)" eval '[[ "$ct" == text/plain*version=0.0.4* ]]'
 M="$SC_DIR/metrics.txt"
 mval() { awk -v k="$1" '$1 == k { print $2 }' "$M"; }
-check "cardvault_http_requests_total{route=\"/v1/tokens\",status=\"201\"} = 6" \
-  test "$(mval 'cardvault_http_requests_total{route="/v1/tokens",status="201"}')" = 6
+check "cardvault_http_requests_total{route=\"/v1/tokens\",method=\"POST\",status=\"201\"} = 6" \
+  test "$(mval 'cardvault_http_requests_total{route="/v1/tokens",method="POST",status="201"}')" = 6
 check "http_requests_total has route and status labels for 400 and 401 too" \
-  eval "grep -q '^cardvault_http_requests_total{route=\"/v1/tokens\",status=\"400\"}' '$M' && grep -q '^cardvault_http_requests_total{route=\"[^\"]*\",status=\"401\"}' '$M'"
+  eval "grep -q '^cardvault_http_requests_total{route=\"/v1/tokens\",method=\"POST\",status=\"400\"}' '$M' && grep -q '^cardvault_http_requests_total{route=\"[^\"]*\",method=\"[A-Z]*\",status=\"401\"}' '$M'"
 check "# TYPE cardvault_http_request_duration_seconds histogram" grep -q '^# TYPE cardvault_http_request_duration_seconds histogram$' "$M"
 check "duration histogram for /v1/tokens: _bucket, +Inf, _sum, _count (count >= 7)" \
-  eval "grep -q '^cardvault_http_request_duration_seconds_bucket{route=\"/v1/tokens\",le=\"+Inf\"}' '$M' &&
-        grep -q '^cardvault_http_request_duration_seconds_sum{route=\"/v1/tokens\"}' '$M' &&
-        [ \"\$(mval 'cardvault_http_request_duration_seconds_count{route=\"/v1/tokens\"}')\" -ge 7 ]"
+  eval "grep -q '^cardvault_http_request_duration_seconds_bucket{route=\"/v1/tokens\",method=\"POST\",le=\"+Inf\"}' '$M' &&
+        grep -q '^cardvault_http_request_duration_seconds_sum{route=\"/v1/tokens\",method=\"POST\"}' '$M' &&
+        [ \"\$(mval 'cardvault_http_request_duration_seconds_count{route=\"/v1/tokens\",method=\"POST\"}')\" -ge 7 ]"
 check "cardvault_tokenize_total = 6 ($(mval cardvault_tokenize_total))" test "$(mval cardvault_tokenize_total)" = 6
 check "cardvault_detokenize_total = 1 ($(mval cardvault_detokenize_total))" test "$(mval cardvault_detokenize_total)" = 1
 check "cardvault_db_pool_connections_in_use is a gauge with a value" \
