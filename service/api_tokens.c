@@ -133,15 +133,42 @@ struct idem {
 #define IDEM_POLL_MS 50
 #define IDEM_STALE_S 60
 
-static cv_status idem_begin(struct cv_app *app, const struct cv_call *call, struct idem *id,
+/* The request's identity for idempotency: the validated card without its
+ * security code. A keyed hash that covered the CVC would let whoever holds
+ * the KEK and the database test the 1,000 possible codes against it (PCI DSS
+ * 3.3.1.2: nothing derived from the CVC is kept), so a retry that differs
+ * only in its CVC replays the original token, which never held a CVC. */
+static cv_status request_identity(struct cv_app *app, const char *merchant_id,
+                                  const struct cv_card_plain *card, bool reuse_existing,
+                                  unsigned char out[32])
+{
+    unsigned char canon[CV_CARD_PLAIN_MAX + 64];
+    size_t pan_len = strlen(card->pan), name_len = card->has_name ? strlen(card->name) : 0;
+    size_t n = 0;
+    canon[n++] = (unsigned char)pan_len;
+    memcpy(canon + n, card->pan, pan_len);
+    n += pan_len;
+    canon[n++] = (unsigned char)card->exp_month;
+    canon[n++] = (unsigned char)((unsigned)card->exp_year >> 8);
+    canon[n++] = (unsigned char)((unsigned)card->exp_year & 0xff);
+    canon[n++] = card->has_name ? (unsigned char)name_len : 0xff;
+    memcpy(canon + n, card->name, name_len);
+    n += name_len;
+    canon[n++] = reuse_existing ? 1 : 0;
+    cv_status st = cv_keyring_mac(app->keyring, "request-card-v1", merchant_id, canon, n, out);
+    cv_wipe(canon, sizeof(canon));
+    return st;
+}
+
+static cv_status idem_begin(struct cv_app *app, const struct cv_call *call,
+                            const struct cv_card_plain *card, bool reuse_existing, struct idem *id,
                             struct cv_reply *reply)
 {
     const char *m = call->who->merchant_id;
     size_t klen = strlen(call->idempotency_key);
     CV_TRY(cv_keyring_mac(app->keyring, "idempotency-key", m, call->idempotency_key, klen,
                           id->key_hash));
-    CV_TRY(cv_keyring_mac(app->keyring, "request-body", m, call->body, call->body_len,
-                          id->request_hash));
+    CV_TRY(request_identity(app, m, card, reuse_existing, id->request_hash));
     id->active = true;
     for (int waited = 0; waited <= IDEM_WAIT_MS; waited += IDEM_POLL_MS) {
         struct cv_idem_record rec;
@@ -215,7 +242,7 @@ cv_status cv_api_tokenize(struct cv_app *app, const struct cv_call *call, struct
         goto out;
     }
     if (call->idempotency_key != NULL) {
-        st = idem_begin(app, call, &idem, reply);
+        st = idem_begin(app, call, &card, req.reuse_existing, &idem, reply);
         if (st != CV_ERR_CONFLICT)
             goto out; /* a replay, or a 409 */
     }

@@ -44,7 +44,7 @@ static void record_run(struct cv_store *store, const char *actor, const char *ac
     struct cv_audit_event ev = {actor, NULL, NULL, NULL, action, outcome, detail};
     if (cv_store_audit_append(store, &ev) != CV_OK)
         cv_cli_fail("warning: could not record this run in the audit trail (read-only "
-             "database?)");
+                    "database?)");
 }
 
 /* ---------------------------------------------------------------- verify */
@@ -303,7 +303,7 @@ int cv_cli_audit(struct cv_cli *cli)
     if (strcmp(sub, "export") == 0) {
         if (cli->since != NULL && cv_audit_parse_since(cli->since, &since) != CV_OK)
             return cv_cli_usage_error("--since takes YYYY-MM-DD or an RFC 3339 time such as "
-                               "2026-01-02T03:04:05Z");
+                                      "2026-01-02T03:04:05Z");
         run = cmd_export;
     } else if (cli->since != NULL && (strcmp(sub, "verify") == 0 || strcmp(sub, "storage") == 0)) {
         return cv_cli_usage_error("--since applies to audit export only");

@@ -265,6 +265,12 @@ static cv_status rotate_locked(struct cv_keyring *kr, bool force_new)
         }
         cache_put(kr, id, key);
         cv_log(CV_LOG_INFO, "dek_created", CV_LI("dek_id", id));
+        char detail[48];
+        snprintf(detail, sizeof(detail), "dek %lld", (long long)id);
+        struct cv_audit_event ev = {"service:keyring", NULL,      NULL, NULL,
+                                    "keys.dek_created", "success", detail};
+        if (cv_store_audit_append(kr->store, &ev) != CV_OK)
+            cv_log(CV_LOG_WARN, "audit_append_failed", CV_LS("action", "keys.dek_created"));
     } else {
         return st;
     }

@@ -285,6 +285,14 @@ static int cmd_merchant(struct cv_cli *cli)
                                     "merchant.create",     "success", NULL};
         st = cv_store_audit_append(store, &ev);
     }
+    const char *const made[] = {pk, sk, dk};
+    for (size_t i = 0; i < 3 && st == CV_OK; i++) {
+        char kp[CV_APIKEY_PREFIX_LEN + 1];
+        snprintf(kp, sizeof(kp), "%s", made[i]); /* the public prefix only */
+        struct cv_audit_event ev = {"cli:merchant-create", mid,       NULL, NULL,
+                                    "api_key.create",      "success", kp};
+        st = cv_store_audit_append(store, &ev);
+    }
     if (st == CV_OK) {
         const char *const pairs[] = {"merchant_id",     mid, "name",       cli->argv[1],
                                      "publishable_key", pk,  "secret_key", sk,

@@ -1,0 +1,452 @@
+/* test_audit.c: audit.c's pure parts. Time formatting and --since parsing
+ * against known instants; the canonical text and SHA-256 chain against
+ * vectors computed independently (Python hashlib over the bytes
+ * audit_canonical() produces); the verifier's verdict on edited, deleted,
+ * reordered, inserted and truncated chains; JSON export escaping; and the
+ * PAN scanner on every encoding it claims, on near misses it must ignore,
+ * and on a megabyte of random bytes where it must find nothing. */
+#include "cardvault/audit.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+
+/* 2024-02-29T23:59:59.123456Z and 2024-03-01T00:00:00.000001Z */
+#define T1_US INT64_C(1709251199123456)
+#define T2_US INT64_C(1709251200000001)
+/* sha256(32 zero bytes || canonical(row1)), then sha256(h1 || canonical(row2)) */
+#define H1_HEX "69a0f73405d39a131871817d27f000a2e0144589153f4b0a364c39bed91ffa25"
+#define H2_HEX "902e2143ce52dcba6dcfcf137d806a5d5650bda425da0ed9087a3bec9b6ab6bd"
+
+static const unsigned char zero32[32];
+
+static void unhex(const char *hex, unsigned char *out)
+{
+    for (size_t i = 0; i < strlen(hex) / 2; i++) {
+        unsigned v = 0;
+        sscanf(hex + 2 * i, "%2x", &v);
+        out[i] = (unsigned char)v;
+    }
+}
+
+static void format_time_matches_to_char(void)
+{
+    char ts[CV_AUDIT_TIME_LEN];
+    cv_audit_format_time(T1_US, ts);
+    CHECK(strcmp(ts, "2024-02-29T23:59:59.123456Z") == 0);
+    cv_audit_format_time(T2_US, ts);
+    CHECK(strcmp(ts, "2024-03-01T00:00:00.000001Z") == 0);
+    cv_audit_format_time(0, ts);
+    CHECK(strcmp(ts, "1970-01-01T00:00:00.000000Z") == 0);
+    cv_audit_format_time(-1, ts); /* floor, not truncation toward zero */
+    CHECK(strcmp(ts, "1969-12-31T23:59:59.999999Z") == 0);
+}
+
+static void parse_since_accepts_date_and_rfc3339(void)
+{
+    int64_t us = 0;
+    CHECK(cv_audit_parse_since("2024-03-01", &us) == CV_OK);
+    CHECK_EQ_INT(us, INT64_C(1709251200000000));
+    CHECK(cv_audit_parse_since("2024-02-29T23:59:59.123456Z", &us) == CV_OK);
+    CHECK_EQ_INT(us, T1_US);
+    CHECK(cv_audit_parse_since("2024-03-01T09:00:00+09:00", &us) == CV_OK);
+    CHECK_EQ_INT(us, INT64_C(1709251200000000));
+    CHECK(cv_audit_parse_since("2024-02-29t14:59:59.1234567-09:00", &us) == CV_OK);
+    CHECK_EQ_INT(us, INT64_C(1709251199123456));
+}
+
+static void parse_since_rejects_near_misses(void)
+{
+    int64_t us = 0;
+    const char *bad[] = {"",
+                         "2024-3-01",
+                         "2024-02-30",
+                         "2023-02-29",
+                         "2024-13-01",
+                         "2024-03-01T00:00:00", /* no offset: ambiguous */
+                         "2024-03-01T24:00:00Z",
+                         "2024-03-01T00:00:00.Z",
+                         "2024-03-01T00:00:00Z junk",
+                         "2024-03-01T00:00:00+0900",
+                         "'; DROP TABLE audit_events; --",
+                         NULL};
+    for (size_t i = 0; bad[i] != NULL; i++)
+        CHECK(cv_audit_parse_since(bad[i], &us) == CV_ERR_BAD_REQUEST);
+    CHECK(cv_audit_parse_since(NULL, &us) == CV_ERR_BAD_REQUEST);
+}
+
+/* Two rows whose hashes were computed outside C; h1/h2 are filled in. */
+static void make_rows(struct cv_audit_row *r1, struct cv_audit_row *r2, unsigned char h1[32],
+                      unsigned char h2[32])
+{
+    unhex(H1_HEX, h1);
+    unhex(H2_HEX, h2);
+    *r1 = (struct cv_audit_row){.seq = 1,
+                                .occurred_us = T1_US,
+                                .actor = "cli:merchant-create",
+                                .merchant_id = "mer_ABC",
+                                .action = "merchant.create",
+                                .outcome = "success",
+                                .prev_hash = zero32,
+                                .prev_hash_len = 32,
+                                .hash = h1,
+                                .hash_len = 32};
+    *r2 = (struct cv_audit_row){.seq = 2,
+                                .occurred_us = T2_US,
+                                .actor = "sk_AbCdEfGhI",
+                                .merchant_id = "mer_ABC",
+                                .token = "tok_X",
+                                .request_id = "req_Y",
+                                .action = "token.detokenize",
+                                .outcome = "success",
+                                .detail = "na\xc3\xafve \"q\"",
+                                .prev_hash = h1,
+                                .prev_hash_len = 32,
+                                .hash = h2,
+                                .hash_len = 32};
+}
+
+static void canonical_joins_nine_fields_with_unit_separator(void)
+{
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32];
+    make_rows(&r1, &r2, h1, h2);
+    size_t len = 0;
+    char *c = cv_audit_canonical(&r1, &len);
+    const char want[] = "1\x1f"
+                        "2024-02-29T23:59:59.123456Z\x1f"
+                        "cli:merchant-create\x1fmer_ABC\x1f\x1f\x1fmerchant.create\x1fsuccess\x1f";
+    CHECK_EQ_INT(len, sizeof(want) - 1);
+    CHECK(memcmp(c, want, sizeof(want) - 1) == 0);
+    free(c);
+}
+
+static void event_hash_matches_independent_vectors(void)
+{
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32], got[32];
+    make_rows(&r1, &r2, h1, h2);
+    CHECK(cv_audit_event_hash(&r1, got) == CV_OK);
+    CHECK(memcmp(got, h1, 32) == 0);
+    CHECK(cv_audit_event_hash(&r2, got) == CV_OK);
+    CHECK(memcmp(got, h2, 32) == 0);
+}
+
+static struct cv_audit_head head_of(int64_t seq, const unsigned char *h)
+{
+    struct cv_audit_head head = {.seq = seq, .hash_len = 32};
+    memcpy(head.hash, h, 32);
+    return head;
+}
+
+static void verify_accepts_intact_chain(void)
+{
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32];
+    make_rows(&r1, &r2, h1, h2);
+    struct cv_audit_verifier v;
+    cv_audit_verify_init(&v);
+    CHECK(cv_audit_verify_row(&v, &r1));
+    CHECK(cv_audit_verify_row(&v, &r2));
+    struct cv_audit_head head = head_of(2, h2);
+    CHECK(cv_audit_verify_finish(&v, &head));
+    CHECK_EQ_INT(v.events, 2);
+    CHECK(!v.broken);
+}
+
+static void verify_accepts_empty_chain(void)
+{
+    struct cv_audit_verifier v;
+    cv_audit_verify_init(&v);
+    struct cv_audit_head head = head_of(0, zero32);
+    CHECK(cv_audit_verify_finish(&v, &head));
+}
+
+static void verify_flags_edited_row(void)
+{
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32];
+    make_rows(&r1, &r2, h1, h2);
+    r2.outcome = "not_found"; /* the classic cover-up */
+    struct cv_audit_verifier v;
+    cv_audit_verify_init(&v);
+    CHECK(cv_audit_verify_row(&v, &r1));
+    CHECK(!cv_audit_verify_row(&v, &r2));
+    CHECK_EQ_INT(v.first_broken_seq, 2);
+    CHECK(strstr(v.reason, "content") != NULL);
+}
+
+static void verify_flags_edited_null_field(void)
+{
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32];
+    make_rows(&r1, &r2, h1, h2);
+    r1.token = "tok_planted"; /* NULL -> value changes the canonical text */
+    struct cv_audit_verifier v;
+    cv_audit_verify_init(&v);
+    CHECK(!cv_audit_verify_row(&v, &r1));
+    CHECK_EQ_INT(v.first_broken_seq, 1);
+}
+
+static void verify_flags_deleted_row(void)
+{
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32];
+    make_rows(&r1, &r2, h1, h2);
+    struct cv_audit_verifier v;
+    cv_audit_verify_init(&v);
+    CHECK(!cv_audit_verify_row(&v, &r2)); /* row 1 gone */
+    CHECK_EQ_INT(v.first_broken_seq, 1);
+}
+
+static void verify_flags_reordered_and_relinked_rows(void)
+{
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32];
+    make_rows(&r1, &r2, h1, h2);
+    struct cv_audit_verifier v;
+    cv_audit_verify_init(&v);
+    r2.seq = 1; /* row 2 renumbered into first place */
+    CHECK(!cv_audit_verify_row(&v, &r2));
+    CHECK_EQ_INT(v.first_broken_seq, 1);
+    CHECK(strstr(v.reason, "prev_hash") != NULL);
+}
+
+static void verify_flags_truncated_tail_and_rows_past_head(void)
+{
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32];
+    make_rows(&r1, &r2, h1, h2);
+    struct cv_audit_verifier v;
+    cv_audit_verify_init(&v);
+    CHECK(cv_audit_verify_row(&v, &r1));
+    struct cv_audit_head head = head_of(2, h2); /* row 2 deleted, head still says 2 */
+    CHECK(!cv_audit_verify_finish(&v, &head));
+    CHECK_EQ_INT(v.first_broken_seq, 2);
+
+    cv_audit_verify_init(&v);
+    CHECK(cv_audit_verify_row(&v, &r1));
+    CHECK(cv_audit_verify_row(&v, &r2));
+    head = head_of(1, h1); /* row 2 inserted behind audit_append's back */
+    CHECK(!cv_audit_verify_finish(&v, &head));
+    CHECK_EQ_INT(v.first_broken_seq, 2);
+
+    cv_audit_verify_init(&v);
+    CHECK(cv_audit_verify_row(&v, &r1));
+    head = head_of(1, h2); /* head hash replaced */
+    CHECK(!cv_audit_verify_finish(&v, &head));
+}
+
+static void export_line_escapes_and_nulls(void)
+{
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32];
+    make_rows(&r1, &r2, h1, h2);
+    r2.detail = "a\"b\\c\n\x01";
+    size_t len = 0;
+    char *line = cv_audit_export_line(&r2, &len);
+    CHECK_EQ_INT(strlen(line), len);
+    CHECK(strncmp(line, "{\"seq\":2,\"occurred_at\":\"2024-03-01T00:00:00.000001Z\"", 52) == 0);
+    CHECK(strstr(line, "\"detail\":\"a\\\"b\\\\c\\u000a\\u0001\"") != NULL);
+    CHECK(strstr(line, "\"hash\":\"" H2_HEX "\"}") != NULL);
+    CHECK(strstr(line, "\"prev_hash\":\"" H1_HEX "\"") != NULL);
+    free(line);
+    line = cv_audit_export_line(&r1, &len);
+    CHECK(strstr(line, "\"token\":null,\"request_id\":null") != NULL);
+    CHECK(strstr(line, "\"detail\":null") != NULL);
+    free(line);
+}
+
+static struct cv_audit_scan_result scan(const void *buf, size_t len, enum cv_audit_scan_kind k)
+{
+    struct cv_audit_scan_result r;
+    memset(&r, 0, sizeof(r));
+    cv_audit_scan_value(buf, len, k, &r);
+    return r;
+}
+
+static struct cv_audit_scan_result scan_text(const char *s)
+{
+    return scan(s, strlen(s), CV_AUDIT_SCAN_TEXT);
+}
+
+static void scan_finds_plain_spaced_and_hyphenated_pans(void)
+{
+    const char *hits[] = {
+        "4111111111111111",
+        "card 4111 1111 1111 1111 exp 12/30",
+        "card:4111-1111-1111-1111;",
+        "4111 1111-1111 1111", /* mixed separators: cardvault's own parser accepts them */
+        "378282246310005",     /* amex, 15 */
+        "3782 822463 10005",   /* amex 4-6-5 */
+        "x6011000990139424x",  /* letters around it */
+        "{\"pan\":4111111111111111}",
+        "{4111111111111111,5555555555554444}",
+        "4000056655665556.00",
+        "2024-01-15 4111111111111111", /* a date glued on by a single space */
+        NULL};
+    for (size_t i = 0; hits[i] != NULL; i++) {
+        struct cv_audit_scan_result r = scan_text(hits[i]);
+        if (r.matches == 0)
+            fprintf(stderr, "  missed: case %zu\n", i);
+        CHECK(r.matches >= 1);
+    }
+    struct cv_audit_scan_result r = scan_text("{4111111111111111,5555555555554444}");
+    CHECK_EQ_INT(r.matches, 2);
+    CHECK(strcmp(r.sample, "411111******1111") == 0);
+    CHECK(strcmp(r.sample_encoding, "utf8") == 0);
+}
+
+static void scan_ignores_near_misses(void)
+{
+    const char *clean[] = {"4111111111111112",              /* Luhn fails */
+                           "41111111111111111111",          /* 20 digits: no PAN is that long */
+                           "141111111111111111112",         /* a PAN inside a 21-digit number */
+                           "41111111111",                   /* 11 digits */
+                           "4111--1111--1111--1111",        /* doubled separators */
+                           "4111_1111_1111_1111",           /* underscore is not a separator */
+                           "tok_0aB3xY9zQ1w2E3r4T5y6U7",    /* a token */
+                           "fp_12345678901aBcDeFgHiJk",     /* 11 digits then letters */
+                           "2024-01-15 12:30:45.123456+00", /* a timestamp as text */
+                           "bin 411111 last4 1111",
+                           NULL};
+    for (size_t i = 0; clean[i] != NULL; i++) {
+        struct cv_audit_scan_result r = scan_text(clean[i]);
+        if (r.matches != 0)
+            fprintf(stderr, "  false positive: case %zu\n", i);
+        CHECK_EQ_INT(r.matches, 0);
+    }
+}
+
+static void scan_folds_json_escapes_and_fullwidth_digits(void)
+{
+    struct cv_audit_scan_result r =
+        scan_text("{\"pan\":\"\\u0034\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031"
+                  "\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031\"}");
+    CHECK_EQ_INT(r.matches, 1);
+    CHECK(strcmp(r.sample_encoding, "json-escape") == 0);
+    /* "４１１１　１１１１－１１１１ １１１１" as a Japanese IME types it */
+    r = scan_text("\xef\xbc\x94\xef\xbc\x91\xef\xbc\x91\xef\xbc\x91\xe3\x80\x80"
+                  "\xef\xbc\x91\xef\xbc\x91\xef\xbc\x91\xef\xbc\x91\xef\xbc\x8d"
+                  "\xef\xbc\x91\xef\xbc\x91\xef\xbc\x91\xef\xbc\x91 "
+                  "\xef\xbc\x91\xef\xbc\x91\xef\xbc\x91\xef\xbc\x91");
+    CHECK_EQ_INT(r.matches, 1);
+    CHECK(strcmp(r.sample_encoding, "fullwidth") == 0);
+}
+
+static void scan_reads_bytes_as_ascii_and_utf16(void)
+{
+    const char pan[] = "5555555555554444";
+    unsigned char le[64], be[64];
+    memset(le, 0xAB, sizeof(le));
+    memset(be, 0xAB, sizeof(be));
+    for (size_t i = 0; i < 16; i++) {
+        le[1 + 2 * i] = (unsigned char)pan[i]; /* odd alignment */
+        le[2 + 2 * i] = 0;
+        be[2 * i] = 0;
+        be[2 * i + 1] = (unsigned char)pan[i];
+    }
+    struct cv_audit_scan_result r = scan(le, sizeof(le), CV_AUDIT_SCAN_BYTES);
+    CHECK_EQ_INT(r.matches, 1);
+    CHECK(strcmp(r.sample_encoding, "utf16le") == 0 || strcmp(r.sample_encoding, "utf16be") == 0);
+    r = scan(be, sizeof(be), CV_AUDIT_SCAN_BYTES);
+    CHECK_EQ_INT(r.matches, 1);
+    CHECK(strcmp(r.sample, "555555******4444") == 0);
+    unsigned char ascii[40] = {0x00, 0xff, 0x10};
+    memcpy(ascii + 3, pan, 16);
+    r = scan(ascii, sizeof(ascii), CV_AUDIT_SCAN_BYTES);
+    CHECK_EQ_INT(r.matches, 1);
+    CHECK(strcmp(r.sample_encoding, "utf8") == 0);
+    /* text values are not read as UTF-16 */
+    r = scan(le, sizeof(le), CV_AUDIT_SCAN_TEXT);
+    CHECK_EQ_INT(r.matches, 0);
+}
+
+/* xorshift64*: deterministic, so a failure reproduces */
+static uint64_t next_rand(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * UINT64_C(2685821657736338717);
+}
+
+static void scan_finds_nothing_in_random_bytes(void)
+{
+    /* The ciphertext, nonce, hash and wrapped-key columns are random bytes:
+     * read raw, they must never look like a PAN. 4 MiB here is more than
+     * the ciphertexts of 30000 tokens. */
+    size_t n = 4u << 20;
+    unsigned char *buf = malloc(n);
+    uint64_t s = UINT64_C(0x9E3779B97F4A7C15);
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t v = next_rand(&s);
+        memcpy(buf + i, &v, 8);
+    }
+    struct cv_audit_scan_result r = scan(buf, n, CV_AUDIT_SCAN_BYTES);
+    CHECK_EQ_INT(r.matches, 0);
+    free(buf);
+}
+
+static void scan_on_hex_text_would_false_positive(void)
+{
+    /* Why bytea is decoded before scanning: the same random bytes rendered
+     * as hex text (what a naive scan of pg_dump or bytea::text would read)
+     * hold Luhn-valid 12-19 digit runs by chance. */
+    size_t n = 256u << 10;
+    unsigned char *buf = malloc(n);
+    char *hex = malloc(2 * n + 1);
+    uint64_t s = UINT64_C(42);
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t v = next_rand(&s);
+        memcpy(buf + i, &v, 8);
+    }
+    cv_audit_hex(buf, n, hex);
+    struct cv_audit_scan_result r = scan_text(hex);
+    CHECK(r.matches > 0);
+    r = scan(buf, n, CV_AUDIT_SCAN_BYTES);
+    CHECK_EQ_INT(r.matches, 0);
+    free(buf);
+    free(hex);
+}
+
+static void mask_hides_at_least_six_digits(void)
+{
+    char out[CV_AUDIT_SAMPLE_LEN];
+    cv_audit_mask_digits("4111111111111111", 16, out);
+    CHECK(strcmp(out, "411111******1111") == 0);
+    cv_audit_mask_digits("4222222222222", 13, out);
+    CHECK(strcmp(out, "422******2222") == 0);
+    cv_audit_mask_digits("123456789012", 12, out);
+    CHECK(strcmp(out, "12******9012") == 0);
+    cv_audit_mask_digits("6011000990139424123", 19, out);
+    CHECK(strcmp(out, "601100*********4123") == 0);
+}
+
+int main(void)
+{
+    RUN(format_time_matches_to_char);
+    RUN(parse_since_accepts_date_and_rfc3339);
+    RUN(parse_since_rejects_near_misses);
+    RUN(canonical_joins_nine_fields_with_unit_separator);
+    RUN(event_hash_matches_independent_vectors);
+    RUN(verify_accepts_intact_chain);
+    RUN(verify_accepts_empty_chain);
+    RUN(verify_flags_edited_row);
+    RUN(verify_flags_edited_null_field);
+    RUN(verify_flags_deleted_row);
+    RUN(verify_flags_reordered_and_relinked_rows);
+    RUN(verify_flags_truncated_tail_and_rows_past_head);
+    RUN(export_line_escapes_and_nulls);
+    RUN(scan_finds_plain_spaced_and_hyphenated_pans);
+    RUN(scan_ignores_near_misses);
+    RUN(scan_folds_json_escapes_and_fullwidth_digits);
+    RUN(scan_reads_bytes_as_ascii_and_utf16);
+    RUN(scan_finds_nothing_in_random_bytes);
+    RUN(scan_on_hex_text_would_false_positive);
+    RUN(mask_hides_at_least_six_digits);
+    return check_summary("test_audit");
+}
