@@ -1,0 +1,75 @@
+# shellcheck shell=bash
+# Load helpers for the fault scenarios (sourced after tests/lib/scenario.sh).
+# wrk drives the service with the Lua scripts beside this file, one
+# connection per thread so every response pairs with its request.
+#   load_start DIR PREFIX KEY [THREADS]  tokenize at full speed in the background
+#   load_stop                            interrupt wrk, wait for its summary
+#   load_acks DIR                        all "TOKEN PAN" lines acknowledged (201)
+#   load_summary DIR KEY                 a value from DIR/summary (e.g. "status 503")
+#   verify_acks ACKFILE DKEY DIR         detokenize every acknowledged token; sets
+#                                        V_ACKED, V_VERIFIED, V_LOST
+LOAD_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LOAD_PID=""
+
+load_start() {
+  local dir=$1 prefix=$2 key=$3 threads=${4:-8}
+  mkdir -p "$dir"
+  wrk -t "$threads" -c "$threads" -d 120s --timeout 10s -s "$LOAD_LIB/tokenize-load.lua" \
+    "$SC_URL" -- "$dir" "$prefix" "$key" >"$dir/wrk.out" 2>&1 &
+  LOAD_PID=$!
+}
+
+load_stop() {
+  [ -n "$LOAD_PID" ] || return 0
+  kill -INT "$LOAD_PID" 2>/dev/null
+  wait "$LOAD_PID" 2>/dev/null
+  LOAD_PID=""
+}
+
+load_acks() { cat "$1"/acks.* 2>/dev/null; }
+
+load_summary() { # DIR "status 503" -> count (0 when absent)
+  awk -v k="$2" '{ v = $NF; $NF = ""; sub(/ $/, ""); if ($0 == k) { print v; f = 1 } }
+                 END { if (!f) print 0 }' "$1/summary" 2>/dev/null
+}
+
+verify_acks() {
+  local acks=$1 key=$2 dir=$3 threads=${VERIFY_THREADS:-16} pid
+  V_ACKED=$(grep -c . "$acks")
+  V_VERIFIED=0
+  V_LOST=$V_ACKED
+  mkdir -p "$dir"
+  rm -f "$dir"/verify.* "$dir"/verify-done.*
+  if [ "$V_ACKED" -gt 0 ]; then
+    wrk -t "$threads" -c "$threads" -d 120s --timeout 10s -s "$LOAD_LIB/detokenize-verify.lua" \
+      "$SC_URL" -- "$acks" "$key" "$dir" "$threads" >"$dir/verify-wrk.out" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 1200); do
+      [ "$(ls "$dir"/verify-done.* 2>/dev/null | wc -l)" -ge "$threads" ] && break
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    kill -INT "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  fi
+  # A token verifies when a detokenize answer carried it with its exact PAN.
+  # Tokens wrk could not settle (a dropped connection) are retried one by one
+  # (at most 100: more means the service is not answering at all).
+  cat "$dir"/verify.* 2>/dev/null | awk '$1 == 200 { print $2, $3 }' | sort -u >"$dir/answered"
+  sort -u "$acks" >"$dir/acked"
+  comm -23 "$dir/acked" "$dir/answered" >"$dir/unverified"
+  local tok pan out n=0
+  : >"$dir/still-unverified"
+  while read -r tok pan; do
+    n=$((n + 1))
+    if [ "$n" -gt 100 ]; then echo "$tok $pan -> not retried" >>"$dir/still-unverified"; continue; fi
+    out=$(curl -s -m 5 -X POST "$SC_URL/v1/tokens/$tok/detokenize" -H "Authorization: Bearer $key")
+    if [ "$(jq -r '.token + " " + .pan' <<<"$out" 2>/dev/null)" = "$tok $pan" ]; then
+      echo "$tok $pan" >>"$dir/answered"
+    else
+      echo "$tok $pan -> $(jq -c '.error.code // .pan' <<<"$out" 2>/dev/null)" >>"$dir/still-unverified"
+    fi
+  done <"$dir/unverified"
+  V_VERIFIED=$(sort -u "$dir/answered" | comm -12 "$dir/acked" - | wc -l)
+  V_LOST=$((V_ACKED - V_VERIFIED))
+}
