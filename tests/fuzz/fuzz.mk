@@ -8,7 +8,8 @@
 #   make fuzz             the same for FUZZ_SECONDS (default 300) per target
 #   make fuzz-seeds       regenerates corpus/fuzz_aead_open/ (rows sealed under
 #                         the fuzzing key; commit the result)
-#   make test-valgrind    BUILD=debug unit tests under valgrind memcheck
+#   make test-valgrind    BUILD=debug unit tests, then one integration pass
+#                         with the service, under valgrind memcheck
 # The service sources are compiled again with clang (never gcc's objects):
 # coverage instrumentation must reach them, and the build proves they
 # compile with clang -std=c11 under the Makefile's own -D and -W flags.
@@ -70,6 +71,15 @@ fuzz-seeds: $(FUZZ_OUT)/gen_aead_seeds
 
 VALGRIND_BINS := $(UNIT_SRCS:tests/unit/%.c=build/debug/tests/%)
 
+# Unit tests under memcheck, then one integration pass with the service
+# itself (debug build) under memcheck: every command run.sh runs (migrate,
+# merchant create, serve) exits 97 on a memory error or a definite leak.
 test-valgrind:
-	@$(MAKE) --no-print-directory BUILD=debug $(VALGRIND_BINS)
-	@tests/fuzz/run-valgrind.sh $(VALGRIND_BINS)
+	@rm -f build/test-results; st=0; \
+	$(MAKE) --no-print-directory BUILD=debug $(VALGRIND_BINS) build/debug/cardvault \
+		build/debug/tests/itest || st=1; \
+	tests/fuzz/run-valgrind.sh $(VALGRIND_BINS) || st=1; \
+	tests/lib/with-postgres.sh tests/integration/run.sh tests/fuzz/valgrind-service.sh \
+		build/debug/tests/itest || st=1; \
+	grep -L "ERROR SUMMARY: 0 errors" build/valgrind/service-*.log 2>/dev/null | sed 's/^/memcheck errors in /'; \
+	tests/lib/summary.sh || st=1; exit $$st

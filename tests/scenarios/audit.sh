@@ -121,15 +121,18 @@ else
     exit 1
 fi
 
-# Event 3 is a failed detokenize (the merchants made 1 and 2): the tamper
-# test below rewrites its outcome, the cover-up an insider would want.
+# Event S is a failed detokenize (merchant and key creation came before it):
+# the tamper test below rewrites its outcome, the cover-up an insider would
+# want. S+1 and S+2 are later events the test deletes and renumbers.
 MISSING_TOKEN=tok_0123456789abcdefABCDEF
 code=$(http POST "/v1/tokens/$MISSING_TOKEN/detokenize" "$M1_DK")
-row3=$(q "SELECT action || ' ' || outcome FROM audit_events WHERE seq = 3")
-if [ "$code" = 404 ] && [ "$row3" = "token.detokenize not_found" ]; then
-    ok "detokenize of an unknown token: 404, audited as seq 3 (token.detokenize not_found)"
+S=$(q "SELECT max(seq) FROM audit_events WHERE action = 'token.detokenize'")
+S1=$((S + 1)); S2=$((S + 2)); S1M=$((S + 1 + 1000000))
+rowS=$(q "SELECT action || ' ' || outcome FROM audit_events WHERE seq = ${S:-0}")
+if [ "$code" = 404 ] && [ "$rowS" = "token.detokenize not_found" ]; then
+    ok "detokenize of an unknown token: 404, audited as seq $S (token.detokenize not_found)"
 else
-    not_ok "detokenize of an unknown token: HTTP $code, seq 3 is '$row3'"
+    not_ok "detokenize of an unknown token: HTTP $code, seq $S is '$rowS'"
 fi
 
 # ------------------------------------------------- bulk tokenize (HTTP)
@@ -251,8 +254,8 @@ n_verify=$(q "SELECT count(*) FROM audit_events WHERE action = 'audit.verify' AN
 check "audit verify records its own run (action audit.verify)" [ "$n_verify" -ge 1 ]
 
 # The triggers refuse changes while enabled.
-for stmt in "UPDATE audit_events SET outcome = 'success' WHERE seq = 3" \
-    "DELETE FROM audit_events WHERE seq = 3" "TRUNCATE audit_events"; do
+for stmt in "UPDATE audit_events SET outcome = 'success' WHERE seq = $S" \
+    "DELETE FROM audit_events WHERE seq = $S" "TRUNCATE audit_events"; do
     if out=$(q "$stmt" 2>&1); then
         not_ok "'$stmt' was accepted"
     elif grep -q "append-only" <<<"$out"; then
@@ -284,22 +287,22 @@ expect_intact() {
     if cv audit verify; then ok "audit verify after $1: exit 0"; else not_ok "audit verify after $1: $(cat "$TMP/cv.out")"; fi
 }
 
-orig3=$(q "SELECT outcome FROM audit_events WHERE seq = 3")
-tamper "UPDATE audit_events SET outcome = 'success' WHERE seq = 3"
-expect_broken "UPDATE audit_events SET outcome='success' WHERE seq=3" 3
-tamper "UPDATE audit_events SET outcome = '$orig3' WHERE seq = 3"
-expect_intact "restoring seq 3's outcome"
+origS=$(q "SELECT outcome FROM audit_events WHERE seq = $S")
+tamper "UPDATE audit_events SET outcome = 'success' WHERE seq = $S"
+expect_broken "UPDATE audit_events SET outcome='success' WHERE seq=$S" $S
+tamper "UPDATE audit_events SET outcome = '$origS' WHERE seq = $S"
+expect_intact "restoring seq $S's outcome"
 
-tamper "UPDATE audit_events SET token = NULL WHERE seq = 3"
-expect_broken "setting seq 3's token to NULL" 3
-tamper "UPDATE audit_events SET token = '$MISSING_TOKEN' WHERE seq = 3"
-expect_intact "restoring seq 3's token"
+tamper "UPDATE audit_events SET token = NULL WHERE seq = $S"
+expect_broken "setting seq $S's token to NULL" $S
+tamper "UPDATE audit_events SET token = '$MISSING_TOKEN' WHERE seq = $S"
+expect_intact "restoring seq $S's token"
 
-q "CREATE TABLE saved AS SELECT * FROM audit_events WHERE seq = 5"
-tamper "DELETE FROM audit_events WHERE seq = 5"
-expect_broken "deleting seq 5" 5
+q "CREATE TABLE saved AS SELECT * FROM audit_events WHERE seq = $S2"
+tamper "DELETE FROM audit_events WHERE seq = $S2"
+expect_broken "deleting seq $S2" $S2
 tamper "INSERT INTO audit_events SELECT * FROM saved"
-expect_intact "putting seq 5 back"
+expect_intact "putting seq $S2 back"
 
 last=$(q "SELECT max(seq) FROM audit_events")
 q "DROP TABLE saved; CREATE TABLE saved AS SELECT * FROM audit_events WHERE seq = $last"
@@ -309,9 +312,9 @@ tamper "INSERT INTO audit_events SELECT * FROM saved"
 q "DROP TABLE saved"
 expect_intact "putting the tail back"
 
-tamper "UPDATE audit_events SET seq = seq + 1000000 WHERE seq = 4"
-expect_broken "renumbering seq 4 to 1000004" 4
-tamper "UPDATE audit_events SET seq = seq - 1000000 WHERE seq = 1000004"
+tamper "UPDATE audit_events SET seq = seq + 1000000 WHERE seq = $S1"
+expect_broken "renumbering seq $S1 to $S1M" $S1
+tamper "UPDATE audit_events SET seq = seq - 1000000 WHERE seq = $S1M"
 expect_intact "renumbering it back"
 
 # -------------------------------------------------------------- export
@@ -334,9 +337,9 @@ if cv audit export --since "$SINCE"; then
 else
     not_ok "audit export --since $SINCE exited non-zero: $(cat "$TMP/cv.err")"
 fi
-db_hash=$(q "SELECT encode(hash, 'hex') FROM audit_events WHERE seq = 3")
-ex_hash=$(jq -r 'select(.seq == 3) | .hash' "$TMP/export.jsonl" 2>/dev/null)
-check "export carries the stored hash (seq 3: ${db_hash:0:16}...)" [ -n "$db_hash" -a "$db_hash" = "$ex_hash" ]
+db_hash=$(q "SELECT encode(hash, 'hex') FROM audit_events WHERE seq = $S")
+ex_hash=$(jq -r --argjson s "$S" 'select(.seq == $s) | .hash' "$TMP/export.jsonl" 2>/dev/null)
+check "export carries the stored hash (seq $S: ${db_hash:0:16}...)" [ -n "$db_hash" -a "$db_hash" = "$ex_hash" ]
 if cv audit export --since "$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%S+09:00)" && [ ! -s "$TMP/cv.out" ]; then
     ok "audit export --since a future RFC 3339 time with offset: no lines, exit 0"
 else
@@ -473,7 +476,7 @@ expect_intact "the fail-closed test"
 q "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only;
    DO \$\$ DECLARE r record; prev bytea := '\\x$(printf '0%.0s' $(seq 64))'; h bytea; BEGIN
      FOR r IN SELECT * FROM audit_events ORDER BY seq LOOP
-       IF r.seq = 3 THEN r.outcome := 'success'; END IF;
+       IF r.seq = $S THEN r.outcome := 'success'; END IF;
        h := sha256(prev || convert_to(audit_canonical(r.seq, r.occurred_at, r.actor, r.merchant_id,
               r.token, r.request_id, r.action, r.outcome, r.detail), 'UTF8'));
        UPDATE audit_events SET outcome = r.outcome, prev_hash = prev, hash = h WHERE seq = r.seq;
@@ -486,7 +489,7 @@ cv audit verify
 rc=$?
 now_hash=$(q "SELECT encode(hash, 'hex') FROM audit_events WHERE seq = $ANCHOR_SEQ")
 if [ "$rc" -eq 0 ] && [ "$now_hash" != "$ANCHOR_HASH" ]; then
-    ok "a full rewrite from seq 3 passes verify (exit 0) but seq $ANCHOR_SEQ's hash no longer matches the head_hash recorded earlier (${ANCHOR_HASH:0:16}... vs ${now_hash:0:16}...): anchor it outside the database"
+    ok "a full rewrite from seq $S passes verify (exit 0) but seq $ANCHOR_SEQ's hash no longer matches the head_hash recorded earlier (${ANCHOR_HASH:0:16}... vs ${now_hash:0:16}...): anchor it outside the database"
 else
     not_ok "chain rewrite: verify exit $rc, anchor ${ANCHOR_HASH:0:16} vs ${now_hash:0:16}"
 fi

@@ -185,28 +185,38 @@ static void observations_show_up_in_counters_and_histogram(void)
     size_t len = 0;
     char *text = render(m, &len);
     CHECK(check_shape(text) > 0);
-    CHECK(has_line(text, "cardvault_http_requests_total{route=\"/v1/tokens\",status=\"201\"} 2"));
-    CHECK(has_line(text, "cardvault_http_requests_total{route=\"/v1/tokens\",status=\"400\"} 1"));
+    CHECK(has_line(
+        text,
+        "cardvault_http_requests_total{route=\"/v1/tokens\",method=\"POST\",status=\"201\"} 2"));
+    CHECK(has_line(
+        text,
+        "cardvault_http_requests_total{route=\"/v1/tokens\",method=\"POST\",status=\"400\"} 1"));
     CHECK(has_line(text, "cardvault_http_requests_total{route=\"/v1/tokens/{token}/detokenize\","
-                         "status=\"200\"} 1"));
+                         "method=\"POST\",status=\"200\"} 1"));
     CHECK(has_line(text, "cardvault_http_requests_total{route=\"/v1/tokens/{token}\","
-                         "status=\"404\"} 1"));
+                         "method=\"GET\",status=\"404\"} 1"));
     CHECK(has_line(text, "cardvault_errors_total{code=\"invalid_pan\"} 1"));
     CHECK(has_line(text, "cardvault_tokenize_total 2"));
     CHECK(has_line(text, "cardvault_detokenize_total 1"));
     CHECK(has_line(text, "cardvault_auth_failures_total 2"));
     /* 0.0002 and 0.0003 fall in le=0.0005, 0.004 in le=0.005: cumulative counts. */
-    CHECK(has_line(text, "cardvault_http_request_duration_seconds_bucket{route=\"/v1/tokens\","
-                         "le=\"0.0005\"} 2"));
-    CHECK(has_line(text, "cardvault_http_request_duration_seconds_bucket{route=\"/v1/tokens\","
-                         "le=\"0.0025\"} 2"));
-    CHECK(has_line(text, "cardvault_http_request_duration_seconds_bucket{route=\"/v1/tokens\","
-                         "le=\"0.005\"} 3"));
-    CHECK(has_line(text, "cardvault_http_request_duration_seconds_bucket{route=\"/v1/tokens\","
-                         "le=\"+Inf\"} 3"));
-    CHECK(has_line(text, "cardvault_http_request_duration_seconds_count{route=\"/v1/tokens\"} 3"));
-    double sum =
-        sample_value(text, "cardvault_http_request_duration_seconds_sum{route=\"/v1/tokens\"} ");
+    CHECK(has_line(
+        text, "cardvault_http_request_duration_seconds_bucket{route=\"/v1/tokens\",method=\"POST\","
+              "le=\"0.0005\"} 2"));
+    CHECK(has_line(
+        text, "cardvault_http_request_duration_seconds_bucket{route=\"/v1/tokens\",method=\"POST\","
+              "le=\"0.0025\"} 2"));
+    CHECK(has_line(
+        text, "cardvault_http_request_duration_seconds_bucket{route=\"/v1/tokens\",method=\"POST\","
+              "le=\"0.005\"} 3"));
+    CHECK(has_line(
+        text, "cardvault_http_request_duration_seconds_bucket{route=\"/v1/tokens\",method=\"POST\","
+              "le=\"+Inf\"} 3"));
+    CHECK(has_line(
+        text,
+        "cardvault_http_request_duration_seconds_count{route=\"/v1/tokens\",method=\"POST\"} 3"));
+    double sum = sample_value(
+        text, "cardvault_http_request_duration_seconds_sum{route=\"/v1/tokens\",method=\"POST\"} ");
     CHECK(sum > 0.0044 && sum < 0.0046);
     /* A success is not an error. */
     CHECK(strstr(text, "cardvault_errors_total{code=\"ok\"}") == NULL);
@@ -223,7 +233,8 @@ static void histogram_buckets_are_cumulative_and_end_at_count(void)
     size_t len = 0;
     char *text = render(m, &len);
     CHECK(check_shape(text) > 0);
-    const char *prefix = "cardvault_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"";
+    const char *prefix =
+        "cardvault_http_request_duration_seconds_bucket{route=\"/healthz\",method=\"GET\",le=\"";
     double prev = -1;
     int buckets = 0;
     for (const char *p = strstr(text, prefix); p != NULL; p = strstr(p + 1, prefix)) {
@@ -234,14 +245,19 @@ static void histogram_buckets_are_cumulative_and_end_at_count(void)
         buckets++;
     }
     CHECK(buckets >= 2);
-    CHECK(has_line(text, "cardvault_http_request_duration_seconds_bucket{route=\"/healthz\","
-                         "le=\"+Inf\"} 11"));
-    CHECK(has_line(text, "cardvault_http_request_duration_seconds_count{route=\"/healthz\"} 11"));
+    CHECK(has_line(
+        text, "cardvault_http_request_duration_seconds_bucket{route=\"/healthz\",method=\"GET\","
+              "le=\"+Inf\"} 11"));
+    CHECK(has_line(
+        text,
+        "cardvault_http_request_duration_seconds_count{route=\"/healthz\",method=\"GET\"} 11"));
     /* le="0.0005" includes the observation of exactly 0.0005 (upper bounds are inclusive). */
-    CHECK(has_line(text, "cardvault_http_request_duration_seconds_bucket{route=\"/healthz\","
-                         "le=\"0.0005\"} 2"));
-    CHECK(has_line(text, "cardvault_http_request_duration_seconds_bucket{route=\"/healthz\","
-                         "le=\"2.5\"} 9"));
+    CHECK(has_line(
+        text, "cardvault_http_request_duration_seconds_bucket{route=\"/healthz\",method=\"GET\","
+              "le=\"0.0005\"} 2"));
+    CHECK(has_line(
+        text, "cardvault_http_request_duration_seconds_bucket{route=\"/healthz\",method=\"GET\","
+              "le=\"2.5\"} 9"));
     free(text);
     cv_metrics_free(m);
 }
@@ -255,7 +271,9 @@ static void hostile_route_code_and_status_values_are_contained(void)
     size_t len = 0;
     char *text = render(m, &len);
     CHECK(check_shape(text) > 0);
-    CHECK(has_line(text, "cardvault_http_requests_total{route=\"unmatched\",status=\"other\"} 3"));
+    CHECK(has_line(
+        text,
+        "cardvault_http_requests_total{route=\"unmatched\",method=\"other\",status=\"other\"} 3"));
     CHECK(has_line(text, "cardvault_errors_total{code=\"internal_error\"} 1"));
     CHECK(strstr(text, "418") == NULL && strstr(text, "12345") == NULL);
     free(text);
