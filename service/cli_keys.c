@@ -318,6 +318,14 @@ int cv_cli_keys(struct cv_cli *cli)
             continue;
         if (cli->argc > subs[i].max_args)
             return cv_cli_usage_error("too many arguments");
+        /* These commands hold the KEK's working keys and, for reencrypt, card
+         * plaintext: the same protections as `serve`. */
+        if (cli->cfg.production && cv_secbuf_harden_process() != CV_OK) {
+            cv_cli_fail("cannot disable core dumps (setrlimit/prctl refused)");
+            return 1;
+        }
+        if (cv_secbuf_init_secure_heap(1u << 20) != CV_OK)
+            cv_cli_fail("warning: no secure heap; secrets use the ordinary heap (still wiped)");
         struct cv_store *store = NULL;
         if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
             return 1;

@@ -52,6 +52,7 @@ struct cv_keyring {
 
     pthread_mutex_t active_lock; /* guards the fields below */
     int64_t active_id;           /* 0: none yet */
+    int64_t last_active_id;      /* the key before a rotation, for the rotation count */
     int64_t uses_left;           /* reserved and not yet spent */
     time_t active_expires;       /* monotonic seconds: end of the cryptoperiod */
     time_t reserved_until;       /* monotonic seconds: end of the reservation */
@@ -213,8 +214,16 @@ static cv_status load_dek(struct cv_keyring *kr, int64_t id)
     }
     struct cv_secbuf *key = NULL;
     st = kp_unwrap(kr, row.wrapped, row.wrapped_len, &key);
-    if (st != CV_OK && kek_refresh(kr) == CV_OK)
-        st = kp_unwrap(kr, row.wrapped, row.wrapped_len, &key); /* re-wrapped under a new KEK */
+    if (st != CV_OK) {
+        cv_status refreshed = kek_refresh(kr);
+        if (refreshed == CV_OK) /* re-wrapped under a new KEK we could load: retry */
+            st = kp_unwrap(kr, row.wrapped, row.wrapped_len, &key);
+        else if (refreshed == CV_ERR_CONFIG) {
+            /* re-keyed, and the new KEK is not installed here yet: retryable */
+            cv_dek_row_cleanup(&row);
+            return CV_ERR_DB_UNAVAILABLE;
+        }
+    }
     cv_dek_row_cleanup(&row);
     if (st != CV_OK) {
         cv_log(CV_LOG_ERROR, "dek_unwrap_failed", CV_LI("dek_id", id));
@@ -278,11 +287,12 @@ static cv_status rotate_locked(struct cv_keyring *kr, bool force_new)
     st = cv_store_reserve_dek_uses(kr->store, id, USE_BLOCK);
     if (st != CV_OK)
         return st == CV_ERR_NOT_FOUND ? CV_ERR_CONFLICT : st;
-    if (kr->active_id != id) {
-        if (kr->active_id != 0)
+    if (kr->last_active_id != id) {
+        if (kr->last_active_id != 0)
             atomic_fetch_add(&kr->rotations, 1);
         cv_log(CV_LOG_INFO, "dek_active", CV_LI("dek_id", id), CV_LI("age_s", age_s));
     }
+    kr->last_active_id = id;
     kr->active_id = id;
     kr->uses_left = USE_BLOCK;
     kr->reserved_until = mono_now() + RESERVATION_TTL_S;

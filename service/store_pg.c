@@ -369,7 +369,8 @@ static cv_status map_error(const struct conn *c, const PGresult *res, const char
     else if (strcmp(state, "23505") == 0)
         s = CV_ERR_CONFLICT;
     else if (strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
-             strncmp(state, "57P", 3) == 0 || strcmp(state, "25006") == 0 ||
+             strncmp(state, "57P", 3) == 0 || strcmp(state, "57014") == 0 ||
+             strcmp(state, "25006") == 0 ||
              strncmp(state, "58", 2) == 0)
         /* connection, insufficient resources (disk full), shutdown, read-only, I/O */
         s = CV_ERR_DB_UNAVAILABLE;
