@@ -47,7 +47,7 @@ all: $(OUT)/cardvault
 ifeq ($(BUILD),release)
 all: cardvault
 cardvault: $(OUT)/cardvault
-	cp $< $@
+	@cp $< $@
 endif
 
 $(OUT)/obj/%.o: service/%.c
@@ -56,16 +56,19 @@ $(OUT)/obj/%.o: service/%.c
 	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(OUT)/cardvault: $(OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	@echo "LD $(BUILD) $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(OUT)/tests/%: tests/unit/%.c $(LIB_OBJS) tests/unit/check.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LIBS)
+	@echo "LD $(BUILD) $@"
+	@$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LIBS)
 
 # A black-box HTTP client: it links no service code.
 $(ITEST_BIN): $(wildcard tests/integration/*.c tests/integration/*.h) tests/unit/check.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit -Itests/integration -o $@ $(wildcard tests/integration/*.c) \
+	@echo "LD $(BUILD) $@"
+	@$(CC) $(CFLAGS) -Itests/unit -Itests/integration -o $@ $(wildcard tests/integration/*.c) \
 		$(LDFLAGS) -lcurl -ljansson
 
 $(OUT)/obj/migrate.o: $(wildcard migrations/*.sql)
@@ -89,7 +92,7 @@ contract: $(OUT)/cardvault
 	@tests/contract/run.sh $(OUT)/cardvault
 
 # Scenario scripts: each brings its own private PostgreSQL cluster.
-SCENARIOS := audit idempotency runtime faults isolation abuse storage-proof
+SCENARIOS := audit idempotency runtime keys faults isolation abuse storage-proof
 PROOF_CARDS ?= 200
 scenarios: $(OUT)/cardvault
 	@st=0; for s in $(SCENARIOS); do \
