@@ -285,8 +285,8 @@ static int keys_destroy_dek(struct cv_cli *cli, struct cv_store *store)
     int64_t tokens = 0;
     cv_status st = cv_store_destroy_dek(store, id, &ev, &tokens);
     if (st == CV_ERR_NOT_FOUND) {
-        cv_cli_fail("no retired DEK with that id (only retired keys can be destroyed; rotate "
-                    "first)");
+        cv_cli_fail("no DEK with that id retired at least 10 s ago (only retired keys can be "
+                    "destroyed, once no instance can still be sealing under them; rotate first)");
         return 1;
     }
     if (st != CV_OK) {

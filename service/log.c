@@ -13,6 +13,7 @@
 #define LINE_MAX_BYTES 4096
 
 static enum cv_log_level min_level = CV_LOG_INFO;
+static bool to_stderr;
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -59,6 +60,11 @@ static void put_json_string(struct line *l, const char *s)
         }
     }
     put(l, "\"", 1);
+}
+
+void cv_log_to_stderr(bool yes)
+{
+    to_stderr = yes;
 }
 
 void cv_log_set_level(enum cv_log_level level)
@@ -117,8 +123,9 @@ void cv_log_fields(enum cv_log_level level, const char *event, const struct cv_l
     }
     memcpy(l.buf + l.len, "}\n", 2);
     l.len += 2;
+    FILE *out = to_stderr ? stderr : stdout;
     pthread_mutex_lock(&out_lock);
-    fwrite(l.buf, 1, l.len, stdout);
-    fflush(stdout);
+    fwrite(l.buf, 1, l.len, out);
+    fflush(out);
     pthread_mutex_unlock(&out_lock);
 }

@@ -567,6 +567,9 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(cmd, commands[i].name) != 0)
             continue;
+        /* Operator commands print their result as JSON on stdout; their log
+         * lines go to stderr so the two never mix. */
+        cv_log_to_stderr(commands[i].run != cmd_serve);
         rc = parse_options(&cli, argc - 1, argv + 1, commands[i].usage, commands[i].allowed);
         if (rc == -1)
             rc = commands[i].run(&cli);

@@ -241,7 +241,9 @@ cv_status cv_store_tokens_to_reencrypt(struct cv_store *st, int64_t from_dek, si
     cv_status s = exec_params(
         pc, "tokens_to_reencrypt",
         "SELECT t.merchant_id, t.token, t.format_version, t.dek_id, t.nonce, t.ciphertext "
+        /* 10 s: by then no instance still seals under the key (keyring.c) */
         "FROM tokens t JOIN data_keys d USING (dek_id) WHERE d.state = 'retired' "
+        "AND d.retired_at < now() - interval '10 seconds' "
         "AND ($1::bigint = 0 OR t.dek_id = $1::bigint) ORDER BY t.dek_id, t.merchant_id, t.token "
         "LIMIT $2",
         2, v, NULL, NULL, &r);
@@ -321,12 +323,15 @@ cv_status cv_store_destroy_dek(struct cv_store *st, int64_t dek_id, const struct
     *tokens = 0;
     CV_TRY(cv_pg_acquire(st, &pc));
     cv_status s = exec_plain(pc, "BEGIN");
-    /* Only a retired key: the active key is still encrypting. The wrapped
+    /* Only a key retired long enough ago: instances keep sealing under a
+     * just-retired key until their use reservation lapses (5 s, keyring.c),
+     * and a card acknowledged under it would be shredded at once. The wrapped
      * key is overwritten with NULL: without it, its rows cannot be opened. */
     if (s == CV_OK)
         s = exec_params(pc, "destroy_dek",
                         "UPDATE data_keys SET state = 'destroyed', wrapped_key = NULL, "
                         "destroyed_at = now() WHERE dek_id = $1 AND state = 'retired' "
+                        "AND retired_at < now() - interval '10 seconds' "
                         "RETURNING (SELECT count(*) FROM tokens WHERE dek_id = $1)",
                         1, v, NULL, NULL, &r);
     if (s == CV_OK) {

@@ -1,6 +1,7 @@
 #ifndef CV_LOG_H
 #define CV_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Structured logging: one JSON object per line on stdout, with "ts",
@@ -25,6 +26,9 @@ struct cv_log_field {
 #define CV_LD(k, v) ((struct cv_log_field){.key = (k), .kind = CV_LOG_KIND_DBL, .d = (double)(v)})
 #define CV_LB(k, v) ((struct cv_log_field){.key = (k), .kind = CV_LOG_KIND_BOOL, .i = (v) ? 1 : 0})
 
+/* Where lines go: stdout (default, the service) or stderr (operator
+ * commands, whose stdout carries their JSON result). */
+void cv_log_to_stderr(bool yes);
 /* Lines below min_level are dropped. Default: CV_LOG_INFO. */
 void cv_log_set_level(enum cv_log_level min_level);
 /* Writes one line atomically (one write under a lock). A NULL string field is written as null. */

@@ -44,7 +44,8 @@ CV_MUST_USE cv_status cv_store_tokens_to_reencrypt(struct cv_store *st, int64_t 
 CV_MUST_USE cv_status cv_store_update_ciphers(struct cv_store *st, const struct cv_token_row *rows,
                                               const int64_t *old_dek_ids, size_t n,
                                               size_t *updated);
-/* Crypto-shreds a retired DEK and records ev; CV_ERR_NOT_FOUND unless retired. */
+/* Crypto-shreds a DEK retired at least 10 s ago (no instance still seals
+ * under it) and records ev; CV_ERR_NOT_FOUND otherwise. */
 CV_MUST_USE cv_status cv_store_destroy_dek(struct cv_store *st, int64_t dek_id,
                                            const struct cv_audit_event *ev, int64_t *tokens);
 
