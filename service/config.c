@@ -75,7 +75,9 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
     /* A tokenize blocks its thread until its batch commits; a thread per
      * connection lets every waiting request join the next batch (bench/README.md). */
     cfg->http_threads = 0;
-    cfg->db_writers = 2;
+    /* One writer and one reader thread take the largest batches; measured in
+     * bench/README.md (1 beat 2 and 4 on every workload on 2 cores). */
+    cfg->db_writers = 1;
     cfg->per_ip_connections = 128;
     cfg->db_pool_size = 8;
     cfg->max_connections = 512;

@@ -82,6 +82,27 @@ static size_t build_aad(const struct cv_aad *a, unsigned char *out, size_t cap)
     return n;
 }
 
+/* OpenSSL 3 looks algorithms up in its provider tables on every use of
+ * EVP_aes_256_gcm() and friends (an "implicit fetch", with a lock). Fetch
+ * each once for the life of the process: this is on every request's path. */
+static EVP_CIPHER *gcm_fetched;
+static EVP_MD *sha256_fetched;
+static EVP_MAC *hmac_fetched;
+static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
+
+static void fetch_algorithms(void)
+{
+    gcm_fetched = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    sha256_fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
+    hmac_fetched = EVP_MAC_fetch(NULL, "HMAC", NULL);
+}
+
+static const EVP_CIPHER *aes_gcm(void)
+{
+    pthread_once(&fetch_once, fetch_algorithms);
+    return gcm_fetched;
+}
+
 cv_status cv_envelope_new_key(struct cv_secbuf **out)
 {
     struct cv_secbuf *k = cv_secbuf_new(CV_DEK_BYTES);
@@ -116,7 +137,8 @@ cv_status cv_envelope_seal(const struct cv_secbuf *dek, const struct cv_aad *aad
         goto out;
     out = cv_xmalloc(plain_len + CV_GCM_TAG_BYTES);
     ctx = EVP_CIPHER_CTX_new();
-    if (ctx == NULL || EVP_EncryptInit_ex2(ctx, EVP_aes_256_gcm(), dek->data, nonce, NULL) != 1)
+    if (ctx == NULL || aes_gcm() == NULL ||
+        EVP_EncryptInit_ex2(ctx, aes_gcm(), dek->data, nonce, NULL) != 1)
         goto out;
     if (EVP_EncryptUpdate(ctx, NULL, &outl, aad_buf, (int)aad_len) != 1)
         goto out;
@@ -156,7 +178,8 @@ cv_status cv_envelope_open(const struct cv_secbuf *dek, const struct cv_aad *aad
     size_t body_len = ct_len - CV_GCM_TAG_BYTES;
     memcpy(tag, ct + body_len, CV_GCM_TAG_BYTES);
     ctx = EVP_CIPHER_CTX_new();
-    if (ctx == NULL || EVP_DecryptInit_ex2(ctx, EVP_aes_256_gcm(), dek->data, nonce, NULL) != 1)
+    if (ctx == NULL || aes_gcm() == NULL ||
+        EVP_DecryptInit_ex2(ctx, aes_gcm(), dek->data, nonce, NULL) != 1)
         goto out;
     if (EVP_DecryptUpdate(ctx, NULL, &outl, aad_buf, (int)aad_len) != 1)
         goto out;
@@ -176,13 +199,6 @@ out:
     return st;
 }
 
-static EVP_MAC *hmac_fetched;
-static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
-
-static void fetch_hmac(void)
-{
-    hmac_fetched = EVP_MAC_fetch(NULL, "HMAC", NULL);
-}
 
 cv_status cv_envelope_hmac(const struct cv_secbuf *key, const void *const *parts,
                            const size_t *lens, size_t n_parts, unsigned char out[32])
@@ -194,8 +210,7 @@ cv_status cv_envelope_hmac(const struct cv_secbuf *key, const void *const *parts
     char digest[] = "SHA256";
     OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
                            OSSL_PARAM_construct_end()};
-    /* EVP_MAC_fetch walks the provider tables: do it once, not per request. */
-    pthread_once(&hmac_once, fetch_hmac);
+    pthread_once(&fetch_once, fetch_algorithms);
     EVP_MAC_CTX *ctx = hmac_fetched != NULL ? EVP_MAC_CTX_new(hmac_fetched) : NULL;
     if (ctx == NULL || EVP_MAC_init(ctx, key->data, key->len, params) != 1)
         goto out;
@@ -229,7 +244,9 @@ cv_status cv_envelope_fingerprint(const struct cv_secbuf *fp_key, const char *me
 cv_status cv_envelope_sha256(const void *data, size_t len, unsigned char out[32])
 {
     unsigned int n = 0;
-    if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1 || n != 32)
+    pthread_once(&fetch_once, fetch_algorithms);
+    if (sha256_fetched == NULL || EVP_Digest(data, len, out, &n, sha256_fetched, NULL) != 1 ||
+        n != 32)
         return CV_ERR_CRYPTO;
     return CV_OK;
 }

@@ -21,7 +21,7 @@
 #define TOKEN_COLS 11
 #define AUDIT_COLS 7
 
-enum job_kind { JOB_TOKEN, JOB_AUDIT };
+enum job_kind { JOB_TOKEN, JOB_AUDIT, JOB_READ };
 
 struct job {
     enum job_kind kind;
@@ -29,6 +29,9 @@ struct job {
     const unsigned char *idem_key_hash;
     const char *response_body;
     const struct cv_audit_event *ev;
+    const char *merchant_id; /* JOB_READ */
+    const char *token;
+    struct cv_token_row *out;
     cv_status result;
     bool done;
     pthread_cond_t cond;
@@ -50,6 +53,8 @@ static cv_status run_single(struct cv_store *st, const struct job *j)
 {
     if (j->kind == JOB_TOKEN)
         return cv_store_insert_token_direct(st, j->row, j->idem_key_hash, j->response_body);
+    if (j->kind == JOB_READ)
+        return cv_store_get_token_direct(st, j->merchant_id, j->token, j->out);
     return cv_store_audit_append_direct(st, j->ev);
 }
 
@@ -281,6 +286,34 @@ out:
     return result;
 }
 
+/* Reads of a batch in one query (no transaction needed: one statement). */
+static void read_batch(struct cv_store *st, struct job **jobs, size_t n)
+{
+    struct batch_sql ms, ts;
+    const char *merchants[BATCH_MAX], *tokens[BATCH_MAX];
+    struct cv_token_row *outs[BATCH_MAX];
+    cv_status results[BATCH_MAX];
+    memset(&ms, 0, sizeof(ms));
+    memset(&ts, 0, sizeof(ts));
+    sql_add(&ms, "{");
+    sql_add(&ts, "{");
+    for (size_t i = 0; i < n; i++) {
+        array_add(&ms, jobs[i]->merchant_id, i > 0);
+        array_add(&ts, jobs[i]->token, i > 0);
+        merchants[i] = jobs[i]->merchant_id;
+        tokens[i] = jobs[i]->token;
+        outs[i] = jobs[i]->out;
+    }
+    sql_add(&ms, "}");
+    sql_add(&ts, "}");
+    cv_status st_all =
+        cv_store_get_tokens_batch(st, ms.sql, ts.sql, outs, merchants, tokens, results, n);
+    for (size_t i = 0; i < n; i++)
+        jobs[i]->result = st_all == CV_OK ? results[i] : st_all;
+    free(ms.sql);
+    free(ts.sql);
+}
+
 static void *writer(void *arg)
 {
     struct cv_batcher *bt = arg;
@@ -300,8 +333,14 @@ static void *writer(void *arg)
             bt->tail = NULL;
         pthread_mutex_unlock(&bt->lock);
 
-        cv_status st = n == 1 ? run_single(bt->store, jobs[0]) : write_batch(bt->store, jobs, n);
-        if (n > 1 && st == CV_OK) {
+        cv_status st = CV_OK;
+        if (jobs[0]->kind == JOB_READ && n > 1)
+            read_batch(bt->store, jobs, n); /* sets each job's result */
+        else
+            st = n == 1 ? run_single(bt->store, jobs[0]) : write_batch(bt->store, jobs, n);
+        if (jobs[0]->kind == JOB_READ && n > 1) {
+            /* results already set */
+        } else if (n > 1 && st == CV_OK) {
             for (size_t i = 0; i < n; i++)
                 jobs[i]->result = CV_OK;
         } else if (n > 1 && st == CV_ERR_DB_UNAVAILABLE) {
@@ -358,6 +397,18 @@ cv_status cv_batcher_insert_token(struct cv_batcher *bt, const struct cv_token_r
     j.row = row;
     j.idem_key_hash = idem_key_hash;
     j.response_body = response_body;
+    return submit(bt, &j);
+}
+
+cv_status cv_batcher_get_token(struct cv_batcher *bt, const char *merchant_id, const char *token,
+                               struct cv_token_row *out)
+{
+    struct job j;
+    memset(&j, 0, sizeof(j));
+    j.kind = JOB_READ;
+    j.merchant_id = merchant_id;
+    j.token = token;
+    j.out = out;
     return submit(bt, &j);
 }
 

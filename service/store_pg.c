@@ -47,6 +47,7 @@ enum stmt_id {
     S_IDEM_COMPLETE,
     S_IDEM_RELEASE,
     S_IDEM_PURGE,
+    S_GET_TOKENS_BATCH,
     S_COUNT
 };
 
@@ -173,6 +174,13 @@ static const struct stmt stmts[S_COUNT] = {
                         "AND state = 'in_progress'",
                         2},
     [S_IDEM_PURGE] = {"idem_purge", "DELETE FROM idempotency_keys WHERE expires_at < now()", 0},
+    /* Concurrent reads share one round trip: each row is still found by its
+     * full (merchant_id, token) key, so a batch never mixes merchants' data. */
+    [S_GET_TOKENS_BATCH] = {"get_tokens_batch",
+                            "SELECT " TOKEN_COLS " FROM tokens t JOIN data_keys d USING (dek_id) "
+                            "JOIN unnest($1::text[], $2::text[]) AS k(merchant_id, token) "
+                            "ON t.merchant_id = k.merchant_id AND t.token = k.token",
+                            2},
 };
 
 struct conn {
@@ -203,6 +211,7 @@ struct cv_store {
     pthread_mutex_t lock;
     struct pool_waiter *waiters_head, *waiters_tail; /* FIFO */
     struct cv_batcher *batcher; /* NULL: every write is its own transaction */
+    struct cv_batcher *reader;  /* NULL: every read is its own round trip */
 };
 
 /* A parameter list built on the stack: text or binary values. */
@@ -500,7 +509,8 @@ cv_status cv_store_open(const char *conninfo, unsigned pool_size, struct cv_stor
 cv_status cv_store_start_batching(struct cv_store *st, unsigned writers)
 {
     st->batcher = cv_batcher_start(st, writers);
-    return st->batcher != NULL ? CV_OK : CV_ERR_INTERNAL;
+    st->reader = cv_batcher_start(st, writers);
+    return st->batcher != NULL && st->reader != NULL ? CV_OK : CV_ERR_INTERNAL;
 }
 
 void cv_store_close(struct cv_store *st)
@@ -508,6 +518,7 @@ void cv_store_close(struct cv_store *st)
     if (st == NULL)
         return;
     cv_batcher_stop(st->batcher); /* queued writes finish before connections close */
+    cv_batcher_stop(st->reader);
     for (unsigned i = 0; i < st->size; i++)
         close_conn(&st->conns[i]);
     cv_wipe(st->conninfo, strlen(st->conninfo));
@@ -909,6 +920,39 @@ static cv_status token_from_result(const PGresult *r, int i, struct cv_token_row
 
 cv_status cv_store_get_token(struct cv_store *st, const char *merchant_id, const char *token,
                              struct cv_token_row *out)
+{
+    if (st->reader != NULL)
+        return cv_batcher_get_token(st->reader, merchant_id, token, out);
+    return cv_store_get_token_direct(st, merchant_id, token, out);
+}
+
+cv_status cv_store_get_tokens_batch(struct cv_store *st, const char *merchants_array,
+                                    const char *tokens_array, struct cv_token_row **outs,
+                                    const char *const *merchant_ids, const char *const *tokens,
+                                    cv_status *results, size_t n)
+{
+    struct params p = {.n = 0};
+    p_text(&p, merchants_array);
+    p_text(&p, tokens_array);
+    PGresult *r = NULL;
+    CV_TRY(run_once(st, S_GET_TOKENS_BATCH, &p, &r));
+    for (size_t j = 0; j < n; j++)
+        results[j] = CV_ERR_NOT_FOUND;
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *m = PQgetvalue(r, i, 0), *t = PQgetvalue(r, i, 1);
+        for (size_t j = 0; j < n; j++) {
+            /* every request for this exact (merchant, token) gets its own copy */
+            if (results[j] == CV_ERR_NOT_FOUND && strcmp(merchant_ids[j], m) == 0 &&
+                strcmp(tokens[j], t) == 0)
+                results[j] = token_from_result(r, i, outs[j]);
+        }
+    }
+    PQclear(r);
+    return CV_OK;
+}
+
+cv_status cv_store_get_token_direct(struct cv_store *st, const char *merchant_id,
+                                    const char *token, struct cv_token_row *out)
 {
     struct params p = {.n = 0};
     p_text(&p, merchant_id);

@@ -20,7 +20,7 @@ struct cv_config {
     char *kek_pkcs11_pin_file;   /* CARDVAULT_KEK_PKCS11_PIN_FILE (mode 0600) */
     unsigned http_threads;       /* CARDVAULT_HTTP_THREADS: 0 = a thread per connection (default),
                                     N = an epoll pool of N threads */
-    unsigned db_writers;         /* CARDVAULT_DB_WRITERS: group-commit writer threads, default 2 */
+    unsigned db_writers; /* CARDVAULT_DB_WRITERS: batch writer and batch reader threads, default 1 */
     unsigned per_ip_connections; /* CARDVAULT_MAX_CONNECTIONS_PER_IP, default 128 */
     unsigned drain_grace_ms;  /* CARDVAULT_DRAIN_GRACE_MS: /readyz 503 before closing, default 0 */
     unsigned db_pool_size;    /* CARDVAULT_DB_POOL_SIZE, default 8 */
