@@ -66,10 +66,16 @@ store_keys.c	SELECT d.dek_id, d.state, extract(epoch FROM now() - d.created_at):
 # `keys reencrypt`: the next batch of rows still under a retired DEK; each row
 # is re-sealed with its own merchant_id in the AAD and written back by
 # update_cipher, which is scoped (merchant_id = $1 AND token = $2).
-store_keys.c	SELECT t.merchant_id, t.token, t.format_version, t.dek_id, t.nonce, t.ciphertext FROM tokens t JOIN data_keys d USING (dek_id) WHERE d.state = 'retired' AND ($1::bigint = 0 OR t.dek_id = $1::bigint) ORDER BY t.dek_id, t.merchant_id, t.token LIMIT $2
+store_keys.c	SELECT t.merchant_id, t.token, t.format_version, t.dek_id, t.nonce, t.ciphertext FROM tokens t JOIN data_keys d USING (dek_id) WHERE d.state = 'retired' AND d.retired_at < now() - interval '10 seconds' AND ($1::bigint = 0 OR t.dek_id = $1::bigint) ORDER BY t.dek_id, t.merchant_id, t.token LIMIT $2
 # `keys destroy-dek`: how many tokens became unrecoverable (a count, reported
 # to the operator and audited).
-store_keys.c	UPDATE data_keys SET state = 'destroyed', wrapped_key = NULL, destroyed_at = now() WHERE dek_id = $1 AND state = 'retired' RETURNING (SELECT count(*) FROM tokens WHERE dek_id = $1)
+store_keys.c	UPDATE data_keys SET state = 'destroyed', wrapped_key = NULL, destroyed_at = now() WHERE dek_id = $1 AND state = 'retired' AND retired_at < now() - interval '10 seconds' RETURNING (SELECT count(*) FROM tokens WHERE dek_id = $1)
+# Batched reads (store_batch.c via store_pg.c): concurrent GET/detokenize
+# lookups in one query. Each key is a (merchant_id, token) pair from one
+# authenticated request, joined on BOTH columns, so a row is returned only
+# for the merchant that asked for it; results go back to each request by the
+# same pair (cv_store_get_tokens_batch).
+store_pg.c	SELECT t.merchant_id, t.token, t.format_version, t.dek_id, t.nonce, t.ciphertext, t.brand, t.bin, t.last4, t.fingerprint, to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), d.state = 'destroyed' FROM tokens t JOIN data_keys d USING (dek_id) JOIN unnest($1::text[], $2::text[]) AS k(merchant_id, token) ON t.merchant_id = k.merchant_id AND t.token = k.token
 # `cardvault audit verify|export` (store_audit.c): the hash chain spans every
 # merchant's events in seq order, so verifying or exporting it reads them all.
 # Operator CLI only; no HTTP route reaches it. (Appends go through the SQL

@@ -57,7 +57,7 @@ static void defaults_with_an_empty_environment(void)
     CHECK(cfg.listen_host != NULL && strcmp(cfg.listen_host, "127.0.0.1") == 0);
     CHECK_EQ_INT(cfg.listen_port, 8080);
     CHECK_EQ_INT(cfg.http_threads, 0); /* a thread per connection */
-    CHECK_EQ_INT(cfg.db_writers, 2);
+    CHECK_EQ_INT(cfg.db_writers, 1);
     CHECK_EQ_INT(cfg.per_ip_connections, 128);
     CHECK_EQ_INT(cfg.drain_grace_ms, 0);
     CHECK_EQ_INT(cfg.db_pool_size, 8);
