@@ -16,6 +16,7 @@
 #include "cardvault/card.h"
 #include "cardvault/envelope.h"
 #include "cardvault/secbuf.h"
+#include "cardvault/token.h"
 
 #define US_PER_S  INT64_C(1000000)
 #define S_PER_DAY INT64_C(86400)
@@ -546,17 +547,6 @@ static void runner_end(struct runner *ru)
     cv_wipe(ru, sizeof(*ru));
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Maps a UTF-16 code unit or a code point to a symbol. Full-width digits
  * (U+FF10-FF19), the full-width hyphen (U+FF0D) and the ideographic space
  * (U+3000) are what a Japanese input method produces for a typed card number. */
@@ -586,7 +576,8 @@ static void scan_utf8(const unsigned char *b, size_t len, struct cv_audit_scan_r
         unsigned cp = b[i], enc = ENC_PLAIN;
         size_t w = 1;
         if (b[i] == '\\' && i + 5 < len && b[i + 1] == 'u') {
-            int h[4] = {hexval(b[i + 2]), hexval(b[i + 3]), hexval(b[i + 4]), hexval(b[i + 5])};
+            int h[4] = {cv_hex_value(b[i + 2]), cv_hex_value(b[i + 3]), cv_hex_value(b[i + 4]),
+                        cv_hex_value(b[i + 5])};
             if (h[0] >= 0 && h[1] >= 0 && h[2] >= 0 && h[3] >= 0) {
                 cp = (unsigned)(h[0] << 12 | h[1] << 8 | h[2] << 4 | h[3]);
                 enc = ENC_JSON;

@@ -13,23 +13,14 @@
 
 #include <openssl/evp.h>
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "cardvault/token.h"
 
 static bool decode_kek(const char *text, size_t len, unsigned char out[32])
 {
     if (len == 64) {
         for (size_t i = 0; i < 32; i++) {
-            int hi = hexval((unsigned char)text[2 * i]),
-                lo = hexval((unsigned char)text[2 * i + 1]);
+            int hi = cv_hex_value((unsigned char)text[2 * i]),
+                lo = cv_hex_value((unsigned char)text[2 * i + 1]);
             if (hi < 0 || lo < 0)
                 return false;
             out[i] = (unsigned char)(hi << 4 | lo);

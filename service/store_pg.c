@@ -17,6 +17,7 @@
 
 #include "cardvault/log.h"
 #include "cardvault/secbuf.h"
+#include "cardvault/token.h"
 #include "store_batch.h"
 #include "store_pg_internal.h"
 
@@ -427,17 +428,6 @@ static cv_status run_once(struct cv_store *st, enum stmt_id id, const struct par
     return s;
 }
 
-static int hexnib(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Decodes a text-format bytea ("\x0a1b...") into a new heap buffer. */
 static cv_status get_bytea(const PGresult *r, int row, int col, unsigned char **out, size_t *len)
 {
@@ -450,7 +440,7 @@ static cv_status get_bytea(const PGresult *r, int row, int col, unsigned char **
     size_t bytes = (n - 2) / 2;
     unsigned char *b = cv_xmalloc(bytes);
     for (size_t i = 0; i < bytes; i++) {
-        int hi = hexnib((unsigned char)v[2 + 2 * i]), lo = hexnib((unsigned char)v[3 + 2 * i]);
+        int hi = cv_hex_value((unsigned char)v[2 + 2 * i]), lo = cv_hex_value((unsigned char)v[3 + 2 * i]);
         if (hi < 0 || lo < 0) {
             free(b);
             return CV_ERR_DB;

@@ -253,3 +253,14 @@ bool cv_token_idempotency_key_is_valid(const char *s, size_t len)
             return false;
     return true;
 }
+
+int cv_hex_value(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

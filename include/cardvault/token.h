@@ -32,6 +32,8 @@ CV_MUST_USE cv_status cv_token_random_base62(char *out, size_t n);
 bool cv_base62_encode(const unsigned char *in, size_t in_len, char *out, size_t out_chars);
 /* Decodes a fixed-width base62 string into out_len bytes; false on a bad char or overflow. */
 bool cv_base62_decode(const char *in, size_t in_len, unsigned char *out, size_t out_len);
+/* The value of a hexadecimal digit (either case), or -1. */
+int cv_hex_value(int c);
 /* True for a character of [0-9A-Za-z]. */
 bool cv_base62_char_ok(char c);
 

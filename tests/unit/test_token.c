@@ -433,6 +433,20 @@ static void chi_square_bound_catches_plain_modulo_bias(void)
     free(bytes);
 }
 
+static void hex_value_reads_both_cases_and_rejects_the_rest(void)
+{
+    CHECK_EQ_INT(cv_hex_value('0'), 0);
+    CHECK_EQ_INT(cv_hex_value('9'), 9);
+    CHECK_EQ_INT(cv_hex_value('a'), 10);
+    CHECK_EQ_INT(cv_hex_value('F'), 15);
+    CHECK_EQ_INT(cv_hex_value('g'), -1);
+    CHECK_EQ_INT(cv_hex_value('G'), -1);
+    CHECK_EQ_INT(cv_hex_value('/'), -1);
+    CHECK_EQ_INT(cv_hex_value(':'), -1);
+    CHECK_EQ_INT(cv_hex_value('\0'), -1);
+    CHECK_EQ_INT(cv_hex_value(0xff), -1);
+}
+
 int main(void)
 {
     RUN(base62_alphabet_is_digits_then_upper_then_lower);
@@ -458,5 +472,6 @@ int main(void)
     RUN(ids_and_keys_never_pass_as_tokens);
     RUN(tokens_100000_are_unique_and_uniform_over_62_chars);
     RUN(chi_square_bound_catches_plain_modulo_bias);
+    RUN(hex_value_reads_both_cases_and_rejects_the_rest);
     return check_summary("token");
 }
