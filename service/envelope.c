@@ -199,7 +199,6 @@ out:
     return st;
 }
 
-
 cv_status cv_envelope_hmac(const struct cv_secbuf *key, const void *const *parts,
                            const size_t *lens, size_t n_parts, unsigned char out[32])
 {

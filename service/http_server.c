@@ -337,13 +337,13 @@ static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connect
         }
     }
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-    if (cl != NULL && strtoull(cl, NULL, 10) > CV_HTTP_BODY_MAX_BYTES)
+    unsigned long long declared = cl != NULL ? strtoull(cl, NULL, 10) : 0;
+    if (declared > CV_HTTP_BODY_MAX_BYTES)
         return queue_error(conn, rq, CV_ERR_BODY_TOO_LARGE, NULL, NULL);
-    bool has_body = (cl != NULL && strtoull(cl, NULL, 10) > 0) ||
+    bool has_body = declared > 0 ||
                     MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding") != NULL;
-    if (rq->route->takes_json && has_body && !content_type_is_json(conn))
-        return queue_error(conn, rq, CV_ERR_UNSUPPORTED_MEDIA, NULL, NULL);
-    if (rq->route->takes_json && !has_body && rq->route->id == CV_ROUTE_TOKENIZE &&
+    /* A body must be JSON; tokenize needs one, so it always needs the type. */
+    if (rq->route->takes_json && (has_body || rq->route->id == CV_ROUTE_TOKENIZE) &&
         !content_type_is_json(conn))
         return queue_error(conn, rq, CV_ERR_UNSUPPORTED_MEDIA, NULL, NULL);
     return MHD_YES;

@@ -178,19 +178,10 @@ static cv_status kek_refresh(struct cv_keyring *kr)
 
 bool cv_keyring_kek_ok(struct cv_keyring *kr)
 {
-    unsigned char db_kcv[CV_KCV_BYTES];
-    unsigned char *fp_wrapped = NULL;
-    size_t fp_len = 0;
-    if (cv_store_get_meta(kr->store, db_kcv, &fp_wrapped, &fp_len) != CV_OK)
-        return !atomic_load(&kr->kek_stale);
-    free(fp_wrapped);
-    pthread_rwlock_rdlock(&kr->kp_lock);
-    bool same = cv_ct_equal(db_kcv, kr->kcv, CV_KCV_BYTES);
-    pthread_rwlock_unlock(&kr->kp_lock);
-    if (!same)
-        (void)kek_refresh(kr);
-    else
-        atomic_store(&kr->kek_stale, false);
+    /* kek_refresh compares the vault's check value with ours, reloads the
+     * configured KEK when they differ and keeps kek_stale current; when the
+     * database cannot be asked, the flag stays as it was. */
+    (void)kek_refresh(kr);
     return !atomic_load(&kr->kek_stale);
 }
 
@@ -276,7 +267,7 @@ static cv_status rotate_locked(struct cv_keyring *kr, bool force_new)
         cv_log(CV_LOG_INFO, "dek_created", CV_LI("dek_id", id));
         char detail[48];
         snprintf(detail, sizeof(detail), "dek %lld", (long long)id);
-        struct cv_audit_event ev = {"service:keyring", NULL,      NULL, NULL,
+        struct cv_audit_event ev = {"service:keyring",  NULL,      NULL,  NULL,
                                     "keys.dek_created", "success", detail};
         if (cv_store_audit_append(kr->store, &ev) != CV_OK)
             cv_log(CV_LOG_WARN, "audit_append_failed", CV_LS("action", "keys.dek_created"));

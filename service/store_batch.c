@@ -65,7 +65,7 @@ struct batch_sql {
     const char **values;
     int *lengths;
     int *formats;
-    int n, cap_params;
+    int n;
     char (*nums)[24];
 };
 
@@ -124,14 +124,13 @@ static void param_int(struct batch_sql *b, long long v)
     param(b, b->nums[b->n], 0, 0);
 }
 
-/* "($k,$k+1,...)" with optional casts for VALUES lists. */
-static void placeholders(struct batch_sql *b, int first, int count, const char *const *casts)
+/* "($k,$k+1,...)" for one row of a VALUES list. */
+static void placeholders(struct batch_sql *b, int first, int count)
 {
-    char tmp[48];
+    char tmp[24];
     sql_add(b, "(");
     for (int i = 0; i < count; i++) {
-        snprintf(tmp, sizeof(tmp), "%s$%d%s", i > 0 ? "," : "", first + i,
-                 casts != NULL ? casts[i] : "");
+        snprintf(tmp, sizeof(tmp), "%s$%d", i > 0 ? "," : "", first + i);
         sql_add(b, tmp);
     }
     sql_add(b, ")");
@@ -140,7 +139,6 @@ static void placeholders(struct batch_sql *b, int first, int count, const char *
 static void batch_sql_init(struct batch_sql *b, int params)
 {
     memset(b, 0, sizeof(*b));
-    b->cap_params = params;
     b->values = cv_xcalloc((size_t)params, sizeof(*b->values));
     b->lengths = cv_xcalloc((size_t)params, sizeof(*b->lengths));
     b->formats = cv_xcalloc((size_t)params, sizeof(*b->formats));
@@ -211,7 +209,7 @@ static cv_status write_batch(struct cv_store *st, struct job **jobs, size_t n)
                 continue;
             if (k++ > 0)
                 sql_add(&b, ",");
-            placeholders(&b, b.n + 1, TOKEN_COLS, NULL);
+            placeholders(&b, b.n + 1, TOKEN_COLS);
             param(&b, r->merchant_id, 0, 0);
             param(&b, r->token, 0, 0);
             param_int(&b, r->format_version);

@@ -211,8 +211,8 @@ struct cv_store {
     unsigned free_count;
     pthread_mutex_t lock;
     struct pool_waiter *waiters_head, *waiters_tail; /* FIFO */
-    struct cv_batcher *batcher; /* NULL: every write is its own transaction */
-    struct cv_batcher *reader;  /* NULL: every read is its own round trip */
+    struct cv_batcher *batcher;                      /* NULL: every write is its own transaction */
+    struct cv_batcher *reader;                       /* NULL: every read is its own round trip */
 };
 
 /* A parameter list built on the stack: text or binary values. */
@@ -380,8 +380,7 @@ static cv_status map_error(const struct conn *c, const PGresult *res, const char
         s = CV_ERR_CONFLICT;
     else if (strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
              strncmp(state, "57P", 3) == 0 || strcmp(state, "57014") == 0 ||
-             strcmp(state, "25006") == 0 ||
-             strncmp(state, "58", 2) == 0)
+             strcmp(state, "25006") == 0 || strncmp(state, "58", 2) == 0)
         /* connection, insufficient resources (disk full), shutdown, read-only, I/O */
         s = CV_ERR_DB_UNAVAILABLE;
     if (s != CV_ERR_CONFLICT)
@@ -440,7 +439,8 @@ static cv_status get_bytea(const PGresult *r, int row, int col, unsigned char **
     size_t bytes = (n - 2) / 2;
     unsigned char *b = cv_xmalloc(bytes);
     for (size_t i = 0; i < bytes; i++) {
-        int hi = cv_hex_value((unsigned char)v[2 + 2 * i]), lo = cv_hex_value((unsigned char)v[3 + 2 * i]);
+        int hi = cv_hex_value((unsigned char)v[2 + 2 * i]),
+            lo = cv_hex_value((unsigned char)v[3 + 2 * i]);
         if (hi < 0 || lo < 0) {
             free(b);
             return CV_ERR_DB;
@@ -941,8 +941,8 @@ cv_status cv_store_get_tokens_batch(struct cv_store *st, const char *merchants_a
     return CV_OK;
 }
 
-cv_status cv_store_get_token_direct(struct cv_store *st, const char *merchant_id,
-                                    const char *token, struct cv_token_row *out)
+cv_status cv_store_get_token_direct(struct cv_store *st, const char *merchant_id, const char *token,
+                                    struct cv_token_row *out)
 {
     struct params p = {.n = 0};
     p_text(&p, merchant_id);

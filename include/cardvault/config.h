@@ -10,17 +10,18 @@
  * optionally overridden by command-line flags, validated, then immutable. */
 
 struct cv_config {
-    char *database_url;          /* CARDVAULT_DATABASE_URL: libpq conninfo or URI */
-    char *listen_host;           /* from CARDVAULT_LISTEN host:port */
-    uint16_t listen_port;        /* default 127.0.0.1:8080 */
-    char *kek_file;              /* CARDVAULT_KEK_FILE */
-    char *kek_pkcs11_module;     /* CARDVAULT_KEK_PKCS11_MODULE: use a PKCS#11 token instead */
-    char *kek_pkcs11_token;      /* CARDVAULT_KEK_PKCS11_TOKEN (token label) */
-    char *kek_pkcs11_key;        /* CARDVAULT_KEK_PKCS11_KEY_LABEL */
-    char *kek_pkcs11_pin_file;   /* CARDVAULT_KEK_PKCS11_PIN_FILE (mode 0600) */
-    unsigned http_threads;       /* CARDVAULT_HTTP_THREADS: 0 = a thread per connection (default),
-                                    N = an epoll pool of N threads */
-    unsigned db_writers; /* CARDVAULT_DB_WRITERS: batch writer and batch reader threads, default 1 */
+    char *database_url;        /* CARDVAULT_DATABASE_URL: libpq conninfo or URI */
+    char *listen_host;         /* from CARDVAULT_LISTEN host:port */
+    uint16_t listen_port;      /* default 127.0.0.1:8080 */
+    char *kek_file;            /* CARDVAULT_KEK_FILE */
+    char *kek_pkcs11_module;   /* CARDVAULT_KEK_PKCS11_MODULE: use a PKCS#11 token instead */
+    char *kek_pkcs11_token;    /* CARDVAULT_KEK_PKCS11_TOKEN (token label) */
+    char *kek_pkcs11_key;      /* CARDVAULT_KEK_PKCS11_KEY_LABEL */
+    char *kek_pkcs11_pin_file; /* CARDVAULT_KEK_PKCS11_PIN_FILE (mode 0600) */
+    unsigned http_threads;     /* CARDVAULT_HTTP_THREADS: 0 = a thread per connection (default),
+                                  N = an epoll pool of N threads */
+    unsigned
+        db_writers; /* CARDVAULT_DB_WRITERS: batch writer and batch reader threads, default 1 */
     unsigned per_ip_connections; /* CARDVAULT_MAX_CONNECTIONS_PER_IP, default 128 */
     unsigned drain_grace_ms;  /* CARDVAULT_DRAIN_GRACE_MS: /readyz 503 before closing, default 0 */
     unsigned db_pool_size;    /* CARDVAULT_DB_POOL_SIZE, default 8 */
