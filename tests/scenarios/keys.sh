@@ -167,7 +167,11 @@ lock_hold() {
   LOCK_PID=$!
   exec 7>"$SC_DIR/lock.fifo"
   echo "BEGIN; $2" >&7
-  wait_for 5 test "$(q "SELECT count(*) FROM pg_stat_activity WHERE application_name = '$1' AND state = 'idle in transaction'")" = 1
+  wait_for 5 lock_idle_in_tx "$1"
+}
+# Re-asked on every try of wait_for (a $(...) argument would be evaluated once).
+lock_idle_in_tx() {
+  test "$(q "SELECT count(*) FROM pg_stat_activity WHERE application_name = '$1' AND state = 'idle in transaction'")" = 1
 }
 lock_release() {
   echo "ROLLBACK;" >&7
