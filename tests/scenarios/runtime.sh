@@ -147,7 +147,7 @@ LEGACY=(-cipher 'ALL:@SECLEVEL=0')
 
 # Positive control: the same client, against openssl s_server allowing
 # everything, does negotiate TLS 1.0, 1.1 and the CBC suites we expect refused.
-CTRL_PORT=$((PORT + 1))
+CTRL_PORT=$(sc_free_port 30000 20000)
 openssl s_server -quiet -accept "$CTRL_PORT" -cert "$SC_DIR/ec.crt" -key "$SC_DIR/ec.key" \
   -dcert "$SC_DIR/rsa.crt" -dkey "$SC_DIR/rsa.key" -min_protocol TLSv1 -cipher 'ALL:@SECLEVEL=0' \
   -naccept 6 </dev/null >/dev/null 2>&1 &
@@ -223,7 +223,7 @@ section "drain bound: a request stuck in the database (runs in the background)"
 # blocks in the foreign-key check of its idempotency claim; nothing else in
 # this script touches that row. SIGTERM then has to give up on that request
 # after the 20 s drain and still exit promptly.
-S_PORT=$((PORT + 2)) S_LOG="$SC_DIR/stuck.log"
+S_PORT=$(sc_free_port 30000 20000) S_LOG="$SC_DIR/stuck.log"
 CARDVAULT_LISTEN="127.0.0.1:$S_PORT" "$SC_BIN" serve >>"$S_LOG" 2>>"$RT_ERR" &
 S_PID=$!
 trap 'kill -9 "$S_PID" 2>/dev/null; sc_cleanup' EXIT
