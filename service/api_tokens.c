@@ -128,7 +128,7 @@ struct idem {
 
 /* Claims the key, or answers from the record: a replay (CV_OK with
  * reply->replayed), 409 reused, or 409 in use after waiting IDEM_WAIT_MS for
- * the first request to finish. Returns CV_ERR_CONFLICT to mean "claimed, go on". */
+ * the first request to finish. Returns CV_ERR_DUPLICATE to mean "claimed, go on". */
 #define IDEM_WAIT_MS 5000
 #define IDEM_POLL_MS 50
 #define IDEM_STALE_S 60
@@ -178,7 +178,7 @@ static cv_status idem_begin(struct cv_app *app, const struct cv_call *call,
                                 app->config->idempotency_ttl_s, IDEM_STALE_S, &claimed, &rec);
         if (st == CV_OK && claimed) {
             id->claimed = true;
-            return CV_ERR_CONFLICT;
+            return CV_ERR_DUPLICATE;
         }
         if (st == CV_OK && !cv_ct_equal(rec.request_hash, id->request_hash, 32))
             st = CV_ERR_IDEMPOTENCY_REUSED;
@@ -189,7 +189,7 @@ static cv_status idem_begin(struct cv_app *app, const struct cv_call *call,
             reply->free_body = free;
             reply->replayed = true;
             rec.response_body = NULL;
-        } else if (st == CV_OK || st == CV_ERR_CONFLICT) {
+        } else if (st == CV_OK || st == CV_ERR_DUPLICATE) {
             cv_idem_record_cleanup(&rec);
             struct timespec pause = {0, IDEM_POLL_MS * 1000000L};
             nanosleep(&pause, NULL);
@@ -243,7 +243,7 @@ cv_status cv_api_tokenize(struct cv_app *app, const struct cv_call *call, struct
     }
     if (call->idempotency_key != NULL) {
         st = idem_begin(app, call, &card, req.reuse_existing, &idem, reply);
-        if (st != CV_ERR_CONFLICT)
+        if (st != CV_ERR_DUPLICATE)
             goto out; /* a replay, or a 409 */
     }
     snprintf(row.merchant_id, sizeof(row.merchant_id), "%s", call->who->merchant_id);
@@ -289,7 +289,7 @@ cv_status cv_api_tokenize(struct cv_app *app, const struct cv_call *call, struct
         view_of(&row, &card, &view);
         body = cv_json_encode_token(&view, &len);
         st = cv_store_insert_token(app->store, &row, idem.claimed ? idem.key_hash : NULL, body);
-        if (st != CV_ERR_CONFLICT)
+        if (st != CV_ERR_DUPLICATE)
             break;
         cv_log(CV_LOG_WARN, "token_collision_retry", CV_LS("request_id", call->request_id));
     }

@@ -277,7 +277,7 @@ static cv_status rotate_locked(struct cv_keyring *kr, bool force_new)
     CV_TRY(load_dek(kr, id));
     st = cv_store_reserve_dek_uses(kr->store, id, USE_BLOCK);
     if (st != CV_OK)
-        return st == CV_ERR_NOT_FOUND ? CV_ERR_CONFLICT : st;
+        return st == CV_ERR_NOT_FOUND ? CV_ERR_DUPLICATE : st;
     if (kr->last_active_id != id) {
         if (kr->last_active_id != 0)
             atomic_fetch_add(&kr->rotations, 1);
@@ -316,7 +316,7 @@ static cv_status take_use_locked(struct cv_keyring *kr, int64_t *id)
         if (attempt == 3)
             return CV_ERR_DB;
         cv_status st = rotate_locked(kr, attempt > 0);
-        if (st != CV_OK && st != CV_ERR_CONFLICT)
+        if (st != CV_OK && st != CV_ERR_DUPLICATE)
             return st;
     }
     kr->uses_left--;
@@ -445,7 +445,7 @@ cv_status cv_keyring_open(struct cv_store *store, struct cv_keyprovider *kp,
     st = cv_store_get_meta(store, stored_kcv, &fp_wrapped, &fp_wrapped_len);
     if (st == CV_ERR_NOT_FOUND) {
         st = bind_new_vault(kr, kcv);
-        if (st == CV_ERR_CONFLICT || st == CV_OK) /* CONFLICT: another instance bound it first */
+        if (st == CV_ERR_DUPLICATE || st == CV_OK) /* CONFLICT: another instance bound it first */
             st = cv_store_get_meta(store, stored_kcv, &fp_wrapped, &fp_wrapped_len);
     }
     if (st != CV_OK) {

@@ -377,13 +377,13 @@ static cv_status map_error(const struct conn *c, const PGresult *res, const char
     if (PQstatus(c->pg) != CONNECTION_OK || state == NULL)
         s = CV_ERR_DB_UNAVAILABLE;
     else if (strcmp(state, "23505") == 0)
-        s = CV_ERR_CONFLICT;
+        s = CV_ERR_DUPLICATE;
     else if (strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
              strncmp(state, "57P", 3) == 0 || strcmp(state, "57014") == 0 ||
              strcmp(state, "25006") == 0 || strncmp(state, "58", 2) == 0)
         /* connection, insufficient resources (disk full), shutdown, read-only, I/O */
         s = CV_ERR_DB_UNAVAILABLE;
-    if (s != CV_ERR_CONFLICT)
+    if (s != CV_ERR_DUPLICATE)
         cv_log(s == CV_ERR_DB_UNAVAILABLE ? CV_LOG_WARN : CV_LOG_ERROR, "db_error",
                CV_LS("statement", what), CV_LS("sqlstate", state != NULL ? state : "none"));
     return s;
@@ -613,7 +613,7 @@ cv_status cv_store_init_meta(struct cv_store *st, const char *provider,
     p_bytes(&p, fp_wrapped, fp_wrapped_len);
     PGresult *r = NULL;
     CV_TRY(run_once(st, S_INIT_META, &p, &r));
-    cv_status s = strcmp(PQcmdTuples(r), "1") == 0 ? CV_OK : CV_ERR_CONFLICT;
+    cv_status s = strcmp(PQcmdTuples(r), "1") == 0 ? CV_OK : CV_ERR_DUPLICATE;
     PQclear(r);
     return s;
 }
@@ -831,7 +831,7 @@ cv_status cv_store_idem_claim(struct cv_store *st, const char *merchant_id,
     CV_TRY(run_once(st, S_IDEM_GET, &g, &r));
     cv_status s = CV_OK;
     if (PQntuples(r) != 1) {
-        s = CV_ERR_CONFLICT; /* released between our two statements: caller retries */
+        s = CV_ERR_DUPLICATE; /* released between our two statements: caller retries */
     } else {
         existing->done = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
         s = get_fixed_bytea(r, 0, 1, existing->request_hash, 32);

@@ -33,7 +33,7 @@ typedef enum cv_status {
     CV_ERR_TOKEN_DESTROYED,
     CV_ERR_RATE_LIMITED,
     /* infrastructure */
-    CV_ERR_CONFLICT,       /* unique violation: caller may retry with a new value */
+    CV_ERR_DUPLICATE,      /* unique violation, and nothing else: the row already exists */
     CV_ERR_DB_UNAVAILABLE, /* connection lost or database refusing writes: 503 */
     CV_ERR_DB,             /* unexpected database error: 500 */
     CV_ERR_CRYPTO,

@@ -16,7 +16,7 @@
  * Database errors are logged here once, by SQLSTATE and statement name only
  * (server messages can echo values), and returned as statuses:
  * CV_ERR_DB_UNAVAILABLE when the server is unreachable or refuses writes,
- * CV_ERR_CONFLICT on a unique violation, CV_ERR_DB otherwise. */
+ * CV_ERR_DUPLICATE on a unique violation, CV_ERR_DB otherwise. */
 
 struct cv_store;
 
@@ -84,7 +84,7 @@ CV_MUST_USE cv_status cv_store_schema_version(struct cv_store *st, int *version)
 /* Vault metadata (singleton). CV_ERR_NOT_FOUND when the vault is new. */
 CV_MUST_USE cv_status cv_store_get_meta(struct cv_store *st, unsigned char kcv[CV_KCV_BYTES],
                                         unsigned char **fp_wrapped, size_t *fp_wrapped_len);
-/* Creates the singleton unless another instance did first (then CV_ERR_CONFLICT). */
+/* Creates the singleton unless another instance did first (then CV_ERR_DUPLICATE). */
 CV_MUST_USE cv_status cv_store_init_meta(struct cv_store *st, const char *provider,
                                          const unsigned char kcv[CV_KCV_BYTES],
                                          const unsigned char *fp_wrapped, size_t fp_wrapped_len);
@@ -148,7 +148,7 @@ CV_MUST_USE cv_status cv_store_idem_purge(struct cv_store *st, int64_t *deleted)
 void cv_idem_record_cleanup(struct cv_idem_record *rec);
 
 /* Tokens. row->created_at (RFC 3339, set by the caller) is stored as given.
- * CV_ERR_CONFLICT on a token collision. When idem_key_hash is not NULL the
+ * CV_ERR_DUPLICATE on a token collision. When idem_key_hash is not NULL the
  * claimed idempotency record is completed with (201, response_body) in the
  * same statement, so a token and its idempotency answer commit together. */
 CV_MUST_USE cv_status cv_store_insert_token(struct cv_store *st, const struct cv_token_row *row,
