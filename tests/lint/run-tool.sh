@@ -15,8 +15,13 @@ name=$1
 shift
 out=$("$@" 2>&1)
 rc=$?
+# clang-tidy's per-file tallies are noise; paths are shown relative to the top.
+out=$(printf '%s\n' "$out" | grep -vE '^[0-9]+ warnings? (and [0-9]+ errors? )?generated\.$' |
+      sed "s|^$PWD/||")
 [ -z "$out" ] || printf '%s\n' "$out"
-findings=$(printf '%s\n' "$out" | grep -cE '^[^ :]+:[0-9]+:([0-9]+:)? (error|warning|style|performance|portability):' || true)
+# A header's finding shows once per file that includes it: count it once.
+findings=$(printf '%s\n' "$out" | grep -E '^[^ :]+:[0-9]+:([0-9]+:)? (error|warning|style|performance|portability):' |
+           sort -u | wc -l)
 if [ "$rc" -eq 0 ] && [ "$findings" -eq 0 ]; then
   passed=1 failed=0
 else
