@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """bench/report.py RESULTS_JSON STORE_PG_C PGBENCH_DIR OUT_JSON
 
-Called by bench/run.sh. Adds the ratios to the limits, the targets of issue 6
-and a check that the pgbench scripts still run the service's SQL to the raw
+Called by bench/run.sh. Adds the ratios to the limits, the performance targets
+(TARGETS below) and a check that the pgbench scripts still run the service's SQL to the raw
 results, writes OUT_JSON and prints the Markdown report on stdout."""
 import json
 import re

@@ -49,26 +49,37 @@ static size_t slot_of(const unsigned char hash[32], size_t cap)
     return h & (cap - 1);
 }
 
+/* The slot of hash: its entry, or the empty slot where it belongs. The table
+ * is never more than half full, so the probe always ends. */
+static struct entry *slot_for(const struct cv_auth *a, const unsigned char hash[32])
+{
+    size_t i = slot_of(hash, a->cap);
+    while (a->slots[i].used && !cv_ct_equal(a->slots[i].hash, hash, 32))
+        i = (i + 1) & (a->cap - 1);
+    return &a->slots[i];
+}
+
+/* Caller holds the write lock. Doubles the table; the old entries are
+ * distinct, so each moves to an empty slot and the count is unchanged. */
+static void grow_locked(struct cv_auth *a)
+{
+    size_t old_cap = a->cap;
+    struct entry *old = a->slots;
+    a->cap = old_cap == 0 ? 64 : old_cap * 2;
+    a->slots = cv_xcalloc(a->cap, sizeof(*a->slots));
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i].used)
+            *slot_for(a, old[i].hash) = old[i];
+    free(old);
+}
+
 /* Caller holds the write lock. */
 static void put_locked(struct cv_auth *a, const unsigned char hash[32], const char *merchant_id,
                        const char *prefix, unsigned scopes, bool revoked)
 {
-    if ((a->count + 1) * 2 > a->cap) {
-        size_t old_cap = a->cap;
-        struct entry *old = a->slots;
-        a->cap = old_cap == 0 ? 64 : old_cap * 2;
-        a->slots = cv_xcalloc(a->cap, sizeof(*a->slots));
-        a->count = 0;
-        for (size_t i = 0; i < old_cap; i++)
-            if (old[i].used)
-                put_locked(a, old[i].hash, old[i].who.merchant_id, old[i].who.key_prefix,
-                           old[i].who.scopes, old[i].revoked);
-        free(old);
-    }
-    size_t i = slot_of(hash, a->cap);
-    while (a->slots[i].used && !cv_ct_equal(a->slots[i].hash, hash, 32))
-        i = (i + 1) & (a->cap - 1);
-    struct entry *e = &a->slots[i];
+    if ((a->count + 1) * 2 > a->cap)
+        grow_locked(a);
+    struct entry *e = slot_for(a, hash);
     if (!e->used)
         a->count++;
     e->used = true;

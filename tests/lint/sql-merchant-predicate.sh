@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SQL tenant-scoping lint (issue 7; SECURITY-REFERENCE 6.B.13).
+# SQL tenant-scoping lint: every statement on a tenant table is scoped to one merchant.
 #
 #   tests/lint/sql-merchant-predicate.sh            lint service/*.c, then self-test
 #   tests/lint/sql-merchant-predicate.sh FILE...    lint only these files (no summary line)
