@@ -153,6 +153,16 @@ cv_status cv_buf_append_json_string(struct cv_buf *b, const char *s, size_t n)
     CV_TRY(cv_buf_append_char(b, '"'));
     size_t i = 0;
     while (i < n) {
+        /* Copy the longest run that needs no escaping in one append: log
+         * lines are on every request's path. */
+        size_t run = i;
+        while (run < n && u[run] >= 0x20 && u[run] < 0x7F && u[run] != '"' && u[run] != '\\')
+            run++;
+        if (run > i) {
+            CV_TRY(cv_buf_append(b, u + i, run - i));
+            i = run;
+            continue;
+        }
         unsigned char c = u[i];
         if (c == '"' || c == '\\') {
             char esc[2] = {'\\', (char)c};
