@@ -9,8 +9,9 @@
  * Each run is itself recorded in the audit trail (PCI DSS 10.2.1.3: access
  * to audit logs; 10.2.1.2: administrative actions), best effort: a reviewer
  * on a read-only replica still gets an answer, with a warning on stderr.
- * Output: JSON on stdout (the service's log lines, if any, are JSON objects
- * with an "event" key); exit 0 clean, 1 failure or finding, 2 usage. */
+ * Output: JSON on stdout, built with jansson and printed by cv_cli_print_json
+ * (the service's log lines, if any, are JSON objects with an "event" key);
+ * exit 0 clean, 1 failure or finding, 2 usage. */
 #include "cardvault/audit.h"
 
 #include <inttypes.h>
@@ -20,7 +21,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "cardvault/cli.h"
+#include "cardvault/pan_scan.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/store.h"
 
@@ -78,12 +82,10 @@ static int cmd_verify(struct cv_cli *cli, struct cv_store *store)
         cv_audit_verify_finish(&v, &head);
     char user[64], detail[160];
     os_user(user, sizeof(user));
+    json_t *out;
     if (v.broken) {
-        char *reason = cv_audit_json_quote(v.reason);
-        printf("{\"ok\":false,\"events_verified\":%" PRIu64 ",\"first_broken_seq\":%" PRId64
-               ",\"reason\":%s}\n",
-               v.events, v.first_broken_seq, reason);
-        free(reason);
+        out = json_pack("{s:b,s:I,s:I,s:s}", "ok", 0, "events_verified", (json_int_t)v.events,
+                        "first_broken_seq", (json_int_t)v.first_broken_seq, "reason", v.reason);
         snprintf(detail, sizeof(detail), "first_broken_seq=%" PRId64 " os_user=%s",
                  v.first_broken_seq, user);
     } else {
@@ -91,14 +93,13 @@ static int cmd_verify(struct cv_cli *cli, struct cv_store *store)
         cv_audit_hex(head.hash, CV_AUDIT_HASH_BYTES, hex);
         /* The head hash is what to write down elsewhere: a later run showing
          * the same seq with another hash means the chain was rewritten. */
-        printf("{\"ok\":true,\"events\":%" PRIu64 ",\"head_seq\":%" PRId64
-               ",\"head_hash\":\"%s\"}\n",
-               v.events, head.seq, hex);
+        out = json_pack("{s:b,s:I,s:I,s:s}", "ok", 1, "events", (json_int_t)v.events, "head_seq",
+                        (json_int_t)head.seq, "head_hash", hex);
         snprintf(detail, sizeof(detail), "events=%" PRIu64 " os_user=%s", v.events, user);
     }
-    fflush(stdout);
+    bool printed = cv_cli_print_json(out) == CV_OK;
     record_run(store, "cli:audit-verify", "audit.verify", v.broken ? "broken" : "success", detail);
-    return v.broken ? 1 : 0;
+    return v.broken || !printed ? 1 : 0;
 }
 
 /* ---------------------------------------------------------------- export */
@@ -113,7 +114,7 @@ static cv_status export_row(void *ctx, const struct cv_audit_row *row)
     struct export_ctx *x = ctx;
     size_t len = 0;
     char *line = cv_audit_export_line(row, &len);
-    if (fwrite(line, 1, len, stdout) != len || fputc('\n', stdout) == EOF)
+    if (line == NULL || fwrite(line, 1, len, stdout) != len || fputc('\n', stdout) == EOF)
         x->write_failed = true;
     free(line);
     x->lines++;
@@ -153,7 +154,7 @@ struct col_stats {
     uint64_t values;
     uint64_t bytes;
     uint64_t values_with_hits;
-    struct cv_audit_scan_result hits; /* summed matches, first masked sample */
+    struct cv_pan_scan_summary hits; /* summed matches, first masked sample */
 };
 
 struct scan_ctx {
@@ -165,11 +166,11 @@ static void scan_cell(void *vctx, size_t col, const unsigned char *bytes, size_t
 {
     struct scan_ctx *ctx = vctx;
     struct col_stats *cs = &ctx->stats[col];
-    struct cv_audit_scan_result one;
+    struct cv_pan_scan_summary one;
     memset(&one, 0, sizeof(one));
-    enum cv_audit_scan_kind kind =
-        ctx->cols[col].kind == CV_AUDIT_COL_TEXT ? CV_AUDIT_SCAN_TEXT : CV_AUDIT_SCAN_BYTES;
-    cv_audit_scan_value(bytes, len, kind, &one);
+    enum cv_pan_scan_mode mode =
+        ctx->cols[col].kind == CV_AUDIT_COL_TEXT ? CV_PAN_SCAN_TEXT : CV_PAN_SCAN_BYTES;
+    cv_pan_scan_value(bytes, len, mode, &one);
     cs->values++;
     cs->bytes += len;
     if (one.matches > 0) {
@@ -182,7 +183,8 @@ static void scan_cell(void *vctx, size_t col, const unsigned char *bytes, size_t
     }
 }
 
-static void print_qualified(const char *schema, const char *table, const char *column)
+/* "schema.table" or "schema.table.column" as a JSON string (a new reference). */
+static json_t *qualified(const char *schema, const char *table, const char *column)
 {
     size_t n = strlen(schema) + strlen(table) + 2 + (column != NULL ? strlen(column) + 1 : 0);
     char *name = cv_xmalloc(n);
@@ -190,23 +192,19 @@ static void print_qualified(const char *schema, const char *table, const char *c
         snprintf(name, n, "%s.%s.%s", schema, table, column);
     else
         snprintf(name, n, "%s.%s", schema, table);
-    char *q = cv_audit_json_quote(name);
-    fputs(q, stdout);
-    free(q);
+    json_t *j = json_string(name);
     free(name);
+    return j;
 }
 
-static void print_finding(const struct cv_audit_column *c, const struct col_stats *cs)
+static cv_status print_finding(const struct cv_audit_column *c, const struct col_stats *cs)
 {
-    char *col = cv_audit_json_quote(c->column), *type = cv_audit_json_quote(c->type);
-    fputs("{\"finding\":true,\"table\":", stdout);
-    print_qualified(c->schema, c->table, NULL);
-    printf(",\"column\":%s,\"type\":%s,\"rows\":%" PRIu64 ",\"matches\":%" PRIu64
-           ",\"sample\":\"%s\",\"encoding\":\"%s\"}\n",
-           col, type, cs->values_with_hits, cs->hits.matches, cs->hits.sample,
-           cs->hits.sample_encoding != NULL ? cs->hits.sample_encoding : "");
-    free(col);
-    free(type);
+    return cv_cli_print_json(
+        json_pack("{s:b,s:o,s:s,s:s,s:I,s:I,s:s,s:s}", "finding", 1, "table",
+                  qualified(c->schema, c->table, NULL), "column", c->column, "type", c->type,
+                  "rows", (json_int_t)cs->values_with_hits, "matches", (json_int_t)cs->hits.matches,
+                  "sample", cs->hits.sample, "encoding",
+                  cs->hits.sample_encoding != NULL ? cs->hits.sample_encoding : ""));
 }
 
 static int cmd_storage(struct cv_cli *cli, struct cv_store *store)
@@ -220,6 +218,7 @@ static int cmd_storage(struct cv_cli *cli, struct cv_store *store)
     }
     uint64_t tables = 0, scanned_cols = 0, rows = 0, values = 0, bytes = 0, findings = 0;
     uint64_t errors = 0;
+    bool printed = true;
     struct cv_audit_column *batch = cv_xcalloc(ncols > 0 ? ncols : 1, sizeof(*batch));
     struct col_stats *stats = cv_xcalloc(ncols > 0 ? ncols : 1, sizeof(*stats));
     size_t i = 0;
@@ -241,9 +240,11 @@ static int cmd_storage(struct cv_cli *cli, struct cv_store *store)
         if (st != CV_OK) {
             /* Fail closed: a table we could not read is not a clean table. */
             errors++;
-            fputs("{\"finding\":false,\"error\":\"cannot read table\",\"table\":", stdout);
-            print_qualified(cols[i].schema, cols[i].table, NULL);
-            printf(",\"status\":\"%s\"}\n", cv_status_name(st));
+            if (cv_cli_print_json(json_pack("{s:b,s:s,s:o,s:s}", "finding", 0, "error",
+                                            "cannot read table", "table",
+                                            qualified(cols[i].schema, cols[i].table, NULL),
+                                            "status", cv_status_name(st))) != CV_OK)
+                printed = false;
         }
         rows += trows;
         scanned_cols += nb;
@@ -252,30 +253,29 @@ static int cmd_storage(struct cv_cli *cli, struct cv_store *store)
             bytes += stats[k].bytes;
             if (stats[k].values_with_hits > 0) {
                 findings++;
-                print_finding(&batch[k], &stats[k]);
+                if (print_finding(&batch[k], &stats[k]) != CV_OK)
+                    printed = false;
             }
         }
         i = j;
     }
     bool clean = findings == 0 && errors == 0;
-    printf("{\"ok\":%s,\"tables\":%" PRIu64 ",\"columns_scanned\":%" PRIu64
-           ",\"columns_skipped\":%" PRIu64 ",\"rows\":%" PRIu64 ",\"values\":%" PRIu64
-           ",\"bytes\":%" PRIu64 ",\"findings\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"skipped\":[",
-           clean ? "true" : "false", tables, scanned_cols, (uint64_t)ncols - scanned_cols, rows,
-           values, bytes, findings, errors);
-    bool first = true;
+    json_t *skipped = json_array();
     for (size_t k = 0; k < ncols; k++) {
         if (cols[k].kind != CV_AUDIT_COL_SKIPPED)
             continue;
-        char *type = cv_audit_json_quote(cols[k].type);
-        fputs(first ? "{\"column\":" : ",{\"column\":", stdout);
-        print_qualified(cols[k].schema, cols[k].table, cols[k].column);
-        printf(",\"type\":%s}", type);
-        free(type);
-        first = false;
+        json_array_append_new(skipped,
+                              json_pack("{s:o,s:s}", "column",
+                                        qualified(cols[k].schema, cols[k].table, cols[k].column),
+                                        "type", cols[k].type));
     }
-    printf("]}\n");
-    fflush(stdout);
+    if (cv_cli_print_json(json_pack(
+            "{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "ok", clean, "tables", (json_int_t)tables,
+            "columns_scanned", (json_int_t)scanned_cols, "columns_skipped",
+            (json_int_t)(ncols - scanned_cols), "rows", (json_int_t)rows, "values",
+            (json_int_t)values, "bytes", (json_int_t)bytes, "findings", (json_int_t)findings,
+            "errors", (json_int_t)errors, "skipped", skipped)) != CV_OK)
+        printed = false;
     char user[64], detail[200];
     os_user(user, sizeof(user));
     snprintf(detail, sizeof(detail),
@@ -290,7 +290,7 @@ static int cmd_storage(struct cv_cli *cli, struct cv_store *store)
     free(batch);
     free(stats);
     cv_audit_columns_free(cols, ncols);
-    return clean ? 0 : 1;
+    return clean && printed ? 0 : 1;
 }
 
 int cv_cli_audit(struct cv_cli *cli)

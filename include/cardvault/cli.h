@@ -36,6 +36,14 @@ int cv_cli_usage_error(const char *msg);
 CV_MUST_USE cv_status cv_cli_open_store(const struct cv_config *cfg, struct cv_store **store);
 /* Prints a JSON object of string pairs on stdout and wipes the text. */
 void cv_cli_print_pairs(const char *const *pairs, size_t n_pairs);
+/* jansson's value type, named without including jansson.h here (cli_*.c
+ * build their results with jansson; nothing else needs to see it). */
+struct json_t;
+/* Prints obj as one compact JSON line on stdout and releases it (one
+ * json_decref, so `cv_cli_print_json(json_pack(...))` is complete).
+ * CV_ERR_INTERNAL when obj is NULL (json_pack failed), CV_ERR_IO when stdout
+ * cannot be written. */
+CV_MUST_USE cv_status cv_cli_print_json(struct json_t *obj);
 
 /* cardvault keys status|rotate-dek|rotate-kek|reencrypt|destroy-dek (cli_keys.c). */
 int cv_cli_keys(struct cv_cli *cli);
