@@ -9,7 +9,7 @@
  * Each run is itself recorded in the audit trail (PCI DSS 10.2.1.3: access
  * to audit logs; 10.2.1.2: administrative actions), best effort: a reviewer
  * on a read-only replica still gets an answer, with a warning on stderr.
- * Output: JSON on stdout, built with jansson and printed by cv_cli_print_json
+ * Output: JSON on stdout, built and printed by cli.c's cv_cli_json_* calls
  * (the service's log lines, if any, are JSON objects with an "event" key);
  * exit 0 clean, 1 failure or finding, 2 usage. */
 #include "cardvault/audit.h"
@@ -21,8 +21,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "cardvault/cli.h"
 #include "cardvault/pan_scan.h"
 #include "cardvault/secbuf.h"
@@ -30,6 +28,21 @@
 
 #define PAGE_ROWS  1000 /* audit events per query */
 #define BATCH_ROWS 1000 /* rows per FETCH in the storage scan */
+
+const char cv_cli_audit_usage[] =
+    "usage: cardvault audit verify [--database-url URL]\n"
+    "       cardvault audit export [--since T] [--database-url URL]\n"
+    "       cardvault audit storage [--database-url URL]\n"
+    "\n"
+    "verify: recomputes the SHA-256 chain of audit_events in seq order and checks\n"
+    "it ends at audit_head. Prints {\"ok\":true,\"events\":N,\"head_seq\":N,\"head_hash\":H},\n"
+    "or {\"ok\":false,\"first_broken_seq\":S,\"reason\":...} and exits 1.\n"
+    "export: prints events as JSON lines for a SIEM; --since T takes YYYY-MM-DD\n"
+    "(midnight UTC) or an RFC 3339 time (2026-01-02T03:04:05Z).\n"
+    "storage: scans every column of every table for 12-19 digit Luhn-valid runs\n"
+    "(text, numbers, json, arrays; bytea as raw bytes and UTF-16), prints one line\n"
+    "per column with findings (masked sample) and a summary; exits 1 if any.\n"
+    "Each run is recorded in the audit trail.\n";
 
 /* Who ran the command, as far as this host can tell (PCI DSS 10.2.2 asks for
  * user identification; the database role is in the server's own log). */
@@ -82,10 +95,12 @@ static int cmd_verify(struct cv_cli *cli, struct cv_store *store)
         cv_audit_verify_finish(&v, &head);
     char user[64], detail[160];
     os_user(user, sizeof(user));
-    json_t *out;
+    struct json_t *out = cv_cli_json_object();
+    cv_cli_json_set_bool(out, "ok", !v.broken);
     if (v.broken) {
-        out = json_pack("{s:b,s:I,s:I,s:s}", "ok", 0, "events_verified", (json_int_t)v.events,
-                        "first_broken_seq", (json_int_t)v.first_broken_seq, "reason", v.reason);
+        cv_cli_json_set_int(out, "events_verified", (long long)v.events);
+        cv_cli_json_set_int(out, "first_broken_seq", v.first_broken_seq);
+        cv_cli_json_set_str(out, "reason", v.reason);
         snprintf(detail, sizeof(detail), "first_broken_seq=%" PRId64 " os_user=%s",
                  v.first_broken_seq, user);
     } else {
@@ -93,8 +108,9 @@ static int cmd_verify(struct cv_cli *cli, struct cv_store *store)
         cv_audit_hex(head.hash, CV_AUDIT_HASH_BYTES, hex);
         /* The head hash is what to write down elsewhere: a later run showing
          * the same seq with another hash means the chain was rewritten. */
-        out = json_pack("{s:b,s:I,s:I,s:s}", "ok", 1, "events", (json_int_t)v.events, "head_seq",
-                        (json_int_t)head.seq, "head_hash", hex);
+        cv_cli_json_set_int(out, "events", (long long)v.events);
+        cv_cli_json_set_int(out, "head_seq", head.seq);
+        cv_cli_json_set_str(out, "head_hash", hex);
         snprintf(detail, sizeof(detail), "events=%" PRIu64 " os_user=%s", v.events, user);
     }
     bool printed = cv_cli_print_json(out) == CV_OK;
@@ -183,8 +199,9 @@ static void scan_cell(void *vctx, size_t col, const unsigned char *bytes, size_t
     }
 }
 
-/* "schema.table" or "schema.table.column" as a JSON string (a new reference). */
-static json_t *qualified(const char *schema, const char *table, const char *column)
+/* Sets key to "schema.table" or "schema.table.column". */
+static void set_qualified(struct json_t *obj, const char *key, const char *schema,
+                          const char *table, const char *column)
 {
     size_t n = strlen(schema) + strlen(table) + 2 + (column != NULL ? strlen(column) + 1 : 0);
     char *name = cv_xmalloc(n);
@@ -192,19 +209,23 @@ static json_t *qualified(const char *schema, const char *table, const char *colu
         snprintf(name, n, "%s.%s.%s", schema, table, column);
     else
         snprintf(name, n, "%s.%s", schema, table);
-    json_t *j = json_string(name);
+    cv_cli_json_set_str(obj, key, name);
     free(name);
-    return j;
 }
 
 static cv_status print_finding(const struct cv_audit_column *c, const struct col_stats *cs)
 {
-    return cv_cli_print_json(
-        json_pack("{s:b,s:o,s:s,s:s,s:I,s:I,s:s,s:s}", "finding", 1, "table",
-                  qualified(c->schema, c->table, NULL), "column", c->column, "type", c->type,
-                  "rows", (json_int_t)cs->values_with_hits, "matches", (json_int_t)cs->hits.matches,
-                  "sample", cs->hits.sample, "encoding",
-                  cs->hits.sample_encoding != NULL ? cs->hits.sample_encoding : ""));
+    struct json_t *out = cv_cli_json_object();
+    cv_cli_json_set_bool(out, "finding", true);
+    set_qualified(out, "table", c->schema, c->table, NULL);
+    cv_cli_json_set_str(out, "column", c->column);
+    cv_cli_json_set_str(out, "type", c->type);
+    cv_cli_json_set_int(out, "rows", (long long)cs->values_with_hits);
+    cv_cli_json_set_int(out, "matches", (long long)cs->hits.matches);
+    cv_cli_json_set_str(out, "sample", cs->hits.sample);
+    cv_cli_json_set_str(out, "encoding",
+                        cs->hits.sample_encoding != NULL ? cs->hits.sample_encoding : "");
+    return cv_cli_print_json(out);
 }
 
 static int cmd_storage(struct cv_cli *cli, struct cv_store *store)
@@ -240,10 +261,12 @@ static int cmd_storage(struct cv_cli *cli, struct cv_store *store)
         if (st != CV_OK) {
             /* Fail closed: a table we could not read is not a clean table. */
             errors++;
-            if (cv_cli_print_json(json_pack("{s:b,s:s,s:o,s:s}", "finding", 0, "error",
-                                            "cannot read table", "table",
-                                            qualified(cols[i].schema, cols[i].table, NULL),
-                                            "status", cv_status_name(st))) != CV_OK)
+            struct json_t *out = cv_cli_json_object();
+            cv_cli_json_set_bool(out, "finding", false);
+            cv_cli_json_set_str(out, "error", "cannot read table");
+            set_qualified(out, "table", cols[i].schema, cols[i].table, NULL);
+            cv_cli_json_set_str(out, "status", cv_status_name(st));
+            if (cv_cli_print_json(out) != CV_OK)
                 printed = false;
         }
         rows += trows;
@@ -260,21 +283,27 @@ static int cmd_storage(struct cv_cli *cli, struct cv_store *store)
         i = j;
     }
     bool clean = findings == 0 && errors == 0;
-    json_t *skipped = json_array();
+    struct json_t *sum = cv_cli_json_object(), *skipped = cv_cli_json_array();
+    cv_cli_json_set_bool(sum, "ok", clean);
+    cv_cli_json_set_int(sum, "tables", (long long)tables);
+    cv_cli_json_set_int(sum, "columns_scanned", (long long)scanned_cols);
+    cv_cli_json_set_int(sum, "columns_skipped", (long long)(ncols - scanned_cols));
+    cv_cli_json_set_int(sum, "rows", (long long)rows);
+    cv_cli_json_set_int(sum, "values", (long long)values);
+    cv_cli_json_set_int(sum, "bytes", (long long)bytes);
+    cv_cli_json_set_int(sum, "findings", (long long)findings);
+    cv_cli_json_set_int(sum, "errors", (long long)errors);
     for (size_t k = 0; k < ncols; k++) {
         if (cols[k].kind != CV_AUDIT_COL_SKIPPED)
             continue;
-        json_array_append_new(skipped,
-                              json_pack("{s:o,s:s}", "column",
-                                        qualified(cols[k].schema, cols[k].table, cols[k].column),
-                                        "type", cols[k].type));
+        struct json_t *one = cv_cli_json_object();
+        set_qualified(one, "column", cols[k].schema, cols[k].table, cols[k].column);
+        cv_cli_json_set_str(one, "type", cols[k].type);
+        if (cv_cli_json_append(skipped, one) != CV_OK)
+            cv_cli_json_set(sum, "skipped", NULL); /* marks the summary failed */
     }
-    if (cv_cli_print_json(json_pack(
-            "{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "ok", clean, "tables", (json_int_t)tables,
-            "columns_scanned", (json_int_t)scanned_cols, "columns_skipped",
-            (json_int_t)(ncols - scanned_cols), "rows", (json_int_t)rows, "values",
-            (json_int_t)values, "bytes", (json_int_t)bytes, "findings", (json_int_t)findings,
-            "errors", (json_int_t)errors, "skipped", skipped)) != CV_OK)
+    cv_cli_json_set(sum, "skipped", skipped);
+    if (cv_cli_print_json(sum) != CV_OK)
         printed = false;
     char user[64], detail[200];
     os_user(user, sizeof(user));
