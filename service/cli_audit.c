@@ -48,8 +48,10 @@ const char cv_cli_audit_usage[] =
  * user identification; the database role is in the server's own log). */
 static void os_user(char *out, size_t cap)
 {
-    const struct passwd *pw = getpwuid(geteuid());
-    if (pw != NULL && pw->pw_name != NULL)
+    struct passwd pwd, *pw = NULL;
+    char buf[1024];
+    if (getpwuid_r(geteuid(), &pwd, buf, sizeof(buf), &pw) == 0 && pw != NULL &&
+        pw->pw_name != NULL)
         snprintf(out, cap, "%s", pw->pw_name);
     else
         snprintf(out, cap, "uid %ld", (long)geteuid());

@@ -331,7 +331,7 @@ out:
     return st;
 }
 
-static cv_status login(struct p11_state *s, const char *pin_file, char *why, size_t why_len)
+static cv_status token_login(struct p11_state *s, const char *pin_file, char *why, size_t why_len)
 {
     struct cv_secbuf *pin = NULL;
     CV_TRY(read_pin(pin_file, &pin, why, why_len));
@@ -776,7 +776,7 @@ cv_status cv_keyprovider_pkcs11_open(const char *module_path, const char *token_
     s->fl = s->mod->fl;
     if ((st = find_slot(s, why, why_len)) != CV_OK)
         goto out;
-    if ((st = login(s, pin_file, why, why_len)) != CV_OK)
+    if ((st = token_login(s, pin_file, why, why_len)) != CV_OK)
         goto out;
     if ((st = find_kek(s, why, why_len)) != CV_OK)
         goto out;

@@ -12,17 +12,28 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* strerror is not thread-safe and KEK files are reread by the keyring's
+ * refresh thread: the XSI strerror_r writes into the caller's buffer. */
+static const char *error_text(int err, char *buf, size_t cap)
+{
+    if (strerror_r(err, buf, cap) != 0)
+        snprintf(buf, cap, "errno %d", err);
+    return buf;
+}
+
 cv_status cv_secret_file_read(const char *path, const char *what, const char *content,
                               size_t max_bytes, struct cv_secbuf **out, char *why, size_t why_len)
 {
     cv_status st = CV_ERR_CONFIG;
     struct cv_secbuf *buf = NULL;
     struct stat sb;
+    char err[128];
     /* No O_NOFOLLOW: links are followed on purpose (see the header); the
      * checks below look at what was opened, not at the path. */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
-        snprintf(why, why_len, "cannot open %s %s: %s", what, path, strerror(errno));
+        snprintf(why, why_len, "cannot open %s %s: %s", what, path,
+                 error_text(errno, err, sizeof(err)));
         goto out;
     }
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
@@ -45,7 +56,8 @@ cv_status cv_secret_file_read(const char *path, const char *what, const char *co
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            snprintf(why, why_len, "cannot read %s %s: %s", what, path, strerror(errno));
+            snprintf(why, why_len, "cannot read %s %s: %s", what, path,
+                     error_text(errno, err, sizeof(err)));
             goto out;
         }
         if (n == 0)
