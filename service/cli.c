@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "cardvault/json_codec.h"
+#include "cardvault/log.h"
 
 void cv_cli_fail(const char *msg)
 {
@@ -39,6 +40,12 @@ cv_status cv_cli_open_store(const struct cv_config *cfg, struct cv_store **store
         cv_cli_fail(why);
     }
     return st;
+}
+
+void cv_cli_warn_heap_not_locked(void)
+{
+    cv_log(CV_LOG_WARN, "secure_heap_not_locked",
+           CV_LS("effect", "secrets may be swapped out; raise RLIMIT_MEMLOCK (ulimit -l)"));
 }
 
 void cv_cli_print_pairs(const char *const *pairs, size_t n)

@@ -346,8 +346,11 @@ int cv_cli_keys(struct cv_cli *cli)
             cv_cli_fail("cannot disable core dumps (setrlimit/prctl refused)");
             return 1;
         }
-        if (cv_secbuf_init_secure_heap(1u << 20) != CV_OK)
+        bool heap_locked = false;
+        if (cv_secbuf_init_secure_heap(1u << 20, &heap_locked) != CV_OK)
             cv_cli_fail("warning: no secure heap; secrets use the ordinary heap (still wiped)");
+        else if (!heap_locked)
+            cv_cli_warn_heap_not_locked();
         struct cv_store *store = NULL;
         if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
             return 1;

@@ -254,9 +254,12 @@ static int cmd_serve(struct cv_cli *cli)
         return 1;
     }
     block_stop_signals(&stop);
-    if (cv_secbuf_init_secure_heap(SECURE_HEAP_BYTES) != CV_OK)
+    bool heap_locked = false;
+    if (cv_secbuf_init_secure_heap(SECURE_HEAP_BYTES, &heap_locked) != CV_OK)
         cv_log(CV_LOG_WARN, "secure_heap_unavailable",
                CV_LS("effect", "secrets use the ordinary heap; still wiped on free"));
+    else if (!heap_locked)
+        cv_cli_warn_heap_not_locked();
     if (cv_kek_open_configured(&cli->cfg, &kp, why, sizeof(why)) != CV_OK) {
         cv_cli_fail(why);
         goto out;

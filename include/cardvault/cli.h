@@ -34,6 +34,9 @@ void cv_cli_fail(const char *msg);
 int cv_cli_usage_error(const char *msg);
 /* Opens a 2-connection store from cfg, printing one line on failure. */
 CV_MUST_USE cv_status cv_cli_open_store(const struct cv_config *cfg, struct cv_store **store);
+/* Logs the secure_heap_not_locked warning (cv_secbuf_init_secure_heap said
+ * mlock was refused); serve and the keys commands share it. */
+void cv_cli_warn_heap_not_locked(void);
 /* Prints a JSON object of string pairs on stdout and wipes the text. */
 void cv_cli_print_pairs(const char *const *pairs, size_t n_pairs);
 /* JSON results on stdout. A result is built with jansson's value type,
