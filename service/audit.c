@@ -1,11 +1,10 @@
 /* audit.c: the pure half of cardvault's evidence commands. It rebuilds the
  * canonical text of an audit event byte for byte as audit_canonical() in
  * migrations/0001_init.sql does, recomputes the SHA-256 chain over rows it
- * is handed, renders events as JSON lines for a SIEM, and scans byte strings
- * for card numbers on behalf of `cardvault audit storage`. It does no I/O and
- * knows nothing of PostgreSQL. It must never return, print or keep a card
- * number it finds: only a count and a masked sample (PCI DSS 3.4.1) leave
- * this file, and its own copies of candidate digits are wiped. */
+ * is handed, and renders events as JSON lines for a SIEM (through struct
+ * cv_buf and its UTF-8-safe JSON string writer, the path every hand-built
+ * JSON text takes). It does no I/O and knows nothing of PostgreSQL; the card
+ * number scanner behind `cardvault audit storage` is pan_scan.c. */
 #include "cardvault/audit.h"
 
 #include <inttypes.h>
@@ -13,10 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cardvault/card.h"
+#include "cardvault/buf.h"
 #include "cardvault/envelope.h"
 #include "cardvault/secbuf.h"
-#include "cardvault/token.h"
 
 #define US_PER_S  INT64_C(1000000)
 #define S_PER_DAY INT64_C(86400)
@@ -302,53 +300,22 @@ void cv_audit_hex(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-/* Length of s as a JSON string literal with quotes, or 4 for null. */
-static size_t json_len(const char *s)
+/* An export line longer than this is refused (a row's text columns are
+ * short: actor, ids, an action, a one-line detail). */
+#define EXPORT_LINE_MAX_BYTES (1u << 20)
+
+static cv_status put_json_value(struct cv_buf *b, const char *s)
 {
     if (s == NULL)
-        return 4;
-    size_t n = 2;
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
-        n += (*p == '"' || *p == '\\') ? 2 : *p < 0x20 || *p == 0x7f ? 6 : 1;
-    return n;
+        return cv_buf_append_str(b, "null");
+    return cv_buf_append_json_string(b, s, strlen(s));
 }
 
-static size_t json_put(char *out, const char *s)
+static cv_status put_export_line(struct cv_buf *b, const struct cv_audit_row *row)
 {
-    if (s == NULL) {
-        memcpy(out, "null", 4);
-        return 4;
-    }
-    size_t n = 0;
-    out[n++] = '"';
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        if (*p == '"' || *p == '\\') {
-            out[n++] = '\\';
-            out[n++] = (char)*p;
-        } else if (*p < 0x20 || *p == 0x7f) {
-            snprintf(out + n, 7, "\\u%04x", *p);
-            n += 6;
-        } else {
-            out[n++] = (char)*p;
-        }
-    }
-    out[n++] = '"';
-    return n;
-}
-
-char *cv_audit_json_quote(const char *s)
-{
-    char *out = cv_xmalloc(json_len(s) + 1);
-    out[json_put(out, s)] = '\0';
-    return out;
-}
-
-char *cv_audit_export_line(const struct cv_audit_row *row, size_t *len)
-{
-    char ts[CV_AUDIT_TIME_LEN], seq[24];
+    char ts[CV_AUDIT_TIME_LEN];
     char prev[2 * CV_AUDIT_HASH_BYTES + 1] = "", hash[2 * CV_AUDIT_HASH_BYTES + 1] = "";
     cv_audit_format_time(row->occurred_us, ts);
-    snprintf(seq, sizeof(seq), "%" PRId64, row->seq);
     if (row->prev_hash != NULL && row->prev_hash_len <= CV_AUDIT_HASH_BYTES)
         cv_audit_hex(row->prev_hash, row->prev_hash_len, prev);
     if (row->hash != NULL && row->hash_len <= CV_AUDIT_HASH_BYTES)
@@ -357,286 +324,23 @@ char *cv_audit_export_line(const struct cv_audit_row *row, size_t *len)
                           "action",      "outcome", "detail",      "prev_hash", "hash"};
     const char *vals[] = {ts,          row->actor,   row->merchant_id, row->token, row->request_id,
                           row->action, row->outcome, row->detail,      prev,       hash};
-    size_t nkeys = sizeof(keys) / sizeof(keys[0]);
-    size_t total = strlen("{\"seq\":") + strlen(seq) + 2; /* + "}" + NUL */
-    for (size_t i = 0; i < nkeys; i++)
-        total += 1 + json_len(keys[i]) + 1 + json_len(vals[i]); /* ,"k":v */
-    char *out = cv_xmalloc(total);
-    size_t n = (size_t)snprintf(out, total, "{\"seq\":%s", seq);
-    for (size_t i = 0; i < nkeys; i++) {
-        out[n++] = ',';
-        n += json_put(out + n, keys[i]);
-        out[n++] = ':';
-        n += json_put(out + n, vals[i]);
+    CV_TRY(cv_buf_appendf(b, "{\"seq\":%" PRId64, row->seq));
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        CV_TRY(cv_buf_append_char(b, ','));
+        CV_TRY(put_json_value(b, keys[i]));
+        CV_TRY(cv_buf_append_char(b, ':'));
+        CV_TRY(put_json_value(b, vals[i]));
     }
-    out[n++] = '}';
-    out[n] = '\0';
-    *len = n;
-    return out;
+    return cv_buf_append_char(b, '}');
 }
 
-/* ------------------------------------------------------------ PAN scan */
-
-/* The scanner turns bytes into symbols (digit, separator, other) through a
- * decoder, groups digits split by single separators, and tests every run of
- * whole groups of 12-19 digits with the Luhn check, leftmost and longest
- * first. A single unbroken run of 20 or more digits is not a PAN (no brand
- * issues one that long) and bounds any candidate around it: this keeps long
- * numbers such as hash digests from producing a "hit" in one of their many
- * 12-19 digit windows, at the cost of missing a PAN glued to more digits. */
-
-enum sym { SYM_OTHER, SYM_DIGIT, SYM_SEP };
-
-enum enc_bit { ENC_PLAIN = 0, ENC_JSON = 1, ENC_FULLWIDTH = 2 };
-
-#define MAX_GROUPS (CV_PAN_MAX_DIGITS + 1)
-
-struct group {
-    char d[CV_PAN_MAX_DIGITS];
-    unsigned char n;
-    unsigned char enc; /* enc_bit mask of the digits in it */
-};
-
-struct runner {
-    struct group g[MAX_GROUPS];
-    size_t count;
-    struct group cur;
-    bool in_digits, cur_long, pending_sep;
-    const char *name; /* decoder name for the report */
-    struct cv_audit_scan_result *r;
-};
-
-void cv_audit_mask_digits(const char *digits, size_t n, char out[CV_AUDIT_SAMPLE_LEN])
+char *cv_audit_export_line(const struct cv_audit_row *row, size_t *len)
 {
-    if (n >= CV_AUDIT_SAMPLE_LEN)
-        n = CV_AUDIT_SAMPLE_LEN - 1;
-    /* Show the last 4 and up to the first 6, but always hide at least 6:
-     * a 16-digit PAN shows 6 + 4, a 12-digit one only 2 + 4. */
-    size_t tail = n >= 10 ? 4 : 0;
-    size_t head = n > 10 ? n - 10 : 0;
-    if (head > 6)
-        head = 6;
-    for (size_t i = 0; i < n; i++)
-        out[i] = (i < head || i >= n - tail) ? digits[i] : '*';
-    out[n] = '\0';
-}
-
-static void record(struct runner *ru, const char *digits, size_t n, unsigned enc)
-{
-    struct cv_audit_scan_result *r = ru->r;
-    r->matches++;
-    if (r->sample[0] == '\0') {
-        cv_audit_mask_digits(digits, n, r->sample);
-        r->sample_encoding = (enc & ENC_JSON)        ? "json-escape"
-                             : (enc & ENC_FULLWIDTH) ? "fullwidth"
-                                                     : ru->name;
+    struct cv_buf b;
+    cv_buf_init(&b, EXPORT_LINE_MAX_BYTES);
+    if (put_export_line(&b, row) != CV_OK) {
+        cv_buf_cleanup(&b);
+        return NULL;
     }
-}
-
-static void drop_front(struct runner *ru, size_t k)
-{
-    memmove(ru->g, ru->g + k, (ru->count - k) * sizeof(ru->g[0]));
-    ru->count -= k;
-    cv_wipe(ru->g + ru->count, k * sizeof(ru->g[0]));
-}
-
-/* Decides everything that starts at group 0: called once no later group can
- * extend a candidate from it (more than 19 digits pending, or the run ended). */
-static void evaluate_front(struct runner *ru)
-{
-    size_t total = 0, j = 0;
-    for (size_t k = 0; k < ru->count && total + ru->g[k].n <= CV_PAN_MAX_DIGITS; k++) {
-        total += ru->g[k].n;
-        j = k + 1;
-    }
-    char cand[CV_PAN_MAX_DIGITS + 1];
-    for (size_t end = j; end > 0; end--) {
-        size_t n = 0;
-        unsigned enc = 0;
-        for (size_t k = 0; k < end; k++) {
-            memcpy(cand + n, ru->g[k].d, ru->g[k].n);
-            n += ru->g[k].n;
-            enc |= ru->g[k].enc;
-        }
-        if (n < CV_PAN_MIN_DIGITS)
-            break;
-        if (cv_card_luhn_ok(cand, n)) {
-            record(ru, cand, n, enc);
-            cv_wipe(cand, sizeof(cand));
-            drop_front(ru, end);
-            return;
-        }
-    }
-    cv_wipe(cand, sizeof(cand));
-    drop_front(ru, 1);
-}
-
-static void flush_all(struct runner *ru)
-{
-    while (ru->count > 0)
-        evaluate_front(ru);
-}
-
-static size_t pending_digits(const struct runner *ru)
-{
-    size_t t = 0;
-    for (size_t k = 0; k < ru->count; k++)
-        t += ru->g[k].n;
-    return t;
-}
-
-static void close_group(struct runner *ru)
-{
-    if (ru->cur_long) {
-        flush_all(ru);
-    } else {
-        ru->g[ru->count++] = ru->cur;
-        while (pending_digits(ru) > CV_PAN_MAX_DIGITS)
-            evaluate_front(ru);
-    }
-    cv_wipe(&ru->cur, sizeof(ru->cur));
-    ru->cur_long = false;
-    ru->in_digits = false;
-}
-
-static void feed(struct runner *ru, enum sym s, char digit, unsigned enc)
-{
-    switch (s) {
-    case SYM_DIGIT:
-        if (!ru->in_digits) {
-            ru->in_digits = true;
-            ru->pending_sep = false;
-            ru->cur.n = 0;
-            ru->cur.enc = 0;
-        }
-        if (ru->cur.n < CV_PAN_MAX_DIGITS) {
-            ru->cur.d[ru->cur.n++] = digit;
-            ru->cur.enc |= (unsigned char)enc;
-        } else {
-            ru->cur_long = true;
-        }
-        break;
-    case SYM_SEP:
-        if (ru->in_digits) {
-            close_group(ru);
-            ru->pending_sep = true;
-        } else if (ru->pending_sep) { /* two separators in a row end the run */
-            ru->pending_sep = false;
-            flush_all(ru);
-        }
-        break;
-    case SYM_OTHER:
-        if (ru->in_digits)
-            close_group(ru);
-        ru->pending_sep = false;
-        flush_all(ru);
-        break;
-    }
-}
-
-static void runner_start(struct runner *ru, const char *name, struct cv_audit_scan_result *r)
-{
-    memset(ru, 0, sizeof(*ru));
-    ru->name = name;
-    ru->r = r;
-}
-
-static void runner_end(struct runner *ru)
-{
-    feed(ru, SYM_OTHER, 0, 0);
-    cv_wipe(ru, sizeof(*ru));
-}
-
-/* Maps a UTF-16 code unit or a code point to a symbol. Full-width digits
- * (U+FF10-FF19), the full-width hyphen (U+FF0D) and the ideographic space
- * (U+3000) are what a Japanese input method produces for a typed card number. */
-static enum sym classify(unsigned cp, char *digit, unsigned *enc)
-{
-    if (cp >= '0' && cp <= '9') {
-        *digit = (char)cp;
-        return SYM_DIGIT;
-    }
-    if (cp >= 0xFF10 && cp <= 0xFF19) {
-        *digit = (char)('0' + (cp - 0xFF10));
-        *enc |= ENC_FULLWIDTH;
-        return SYM_DIGIT;
-    }
-    if (cp == ' ' || cp == '-' || cp == 0xFF0D || cp == 0x3000)
-        return SYM_SEP;
-    return SYM_OTHER;
-}
-
-/* UTF-8 text (or raw bytes read as such); folds JSON \u00NN escapes. */
-static void scan_utf8(const unsigned char *b, size_t len, struct cv_audit_scan_result *r)
-{
-    struct runner ru;
-    runner_start(&ru, "utf8", r);
-    size_t i = 0;
-    while (i < len) {
-        unsigned cp = b[i], enc = ENC_PLAIN;
-        size_t w = 1;
-        if (b[i] == '\\' && i + 5 < len && b[i + 1] == 'u') {
-            int h[4] = {cv_hex_value(b[i + 2]), cv_hex_value(b[i + 3]), cv_hex_value(b[i + 4]),
-                        cv_hex_value(b[i + 5])};
-            if (h[0] >= 0 && h[1] >= 0 && h[2] >= 0 && h[3] >= 0) {
-                cp = (unsigned)(h[0] << 12 | h[1] << 8 | h[2] << 4 | h[3]);
-                enc = ENC_JSON;
-                w = 6;
-            }
-        } else if (b[i] == 0xEF && i + 2 < len && b[i + 1] == 0xBC && b[i + 2] >= 0x80 &&
-                   b[i + 2] <= 0xBF) {
-            cp = 0xFF00 + (b[i + 2] - 0x80); /* U+FF00..FF3F */
-            w = 3;
-        } else if (b[i] == 0xE3 && i + 2 < len && b[i + 1] == 0x80 && b[i + 2] == 0x80) {
-            cp = 0x3000;
-            w = 3;
-        }
-        char digit = 0;
-        enum sym s = classify(cp, &digit, &enc);
-        feed(&ru, s, digit, enc);
-        i += w;
-    }
-    runner_end(&ru);
-}
-
-static void scan_utf16(const unsigned char *b, size_t len, size_t offset, bool big_endian,
-                       struct cv_audit_scan_result *r)
-{
-    struct runner ru;
-    runner_start(&ru, big_endian ? "utf16be" : "utf16le", r);
-    for (size_t i = offset; i + 1 < len; i += 2) {
-        unsigned u =
-            big_endian ? (unsigned)(b[i] << 8 | b[i + 1]) : (unsigned)(b[i + 1] << 8 | b[i]);
-        unsigned enc = ENC_PLAIN;
-        char digit = 0;
-        enum sym s = classify(u, &digit, &enc);
-        feed(&ru, s, digit, enc);
-    }
-    runner_end(&ru);
-}
-
-void cv_audit_scan_value(const unsigned char *buf, size_t len, enum cv_audit_scan_kind kind,
-                         struct cv_audit_scan_result *r)
-{
-    scan_utf8(buf, len, r);
-    if (kind != CV_AUDIT_SCAN_BYTES)
-        return; /* PostgreSQL text cannot hold NUL bytes, so it cannot hold UTF-16 digits */
-    /* A PAN written to bytea as UTF-16 (a Windows client, a Java String's
-     * bytes). A random byte string meets "digit, then 0x00" twelve times in a
-     * row with probability about (10/65536)^12: no false positives. The four
-     * readings overlap (UTF-16BE at offset 0 reads ASCII digits like UTF-16LE
-     * at offset 1), so only the reading that finds most counts. */
-    struct cv_audit_scan_result best, one;
-    memset(&best, 0, sizeof(best));
-    for (int pass = 0; pass < 4; pass++) {
-        memset(&one, 0, sizeof(one));
-        scan_utf16(buf, len, (size_t)(pass & 1), pass >= 2, &one);
-        if (one.matches > best.matches)
-            best = one;
-    }
-    r->matches += best.matches;
-    if (r->sample[0] == '\0' && best.matches > 0) {
-        memcpy(r->sample, best.sample, sizeof(r->sample));
-        r->sample_encoding = best.sample_encoding;
-    }
+    return cv_buf_take(&b, len);
 }

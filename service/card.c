@@ -8,6 +8,7 @@
 
 #include <assert.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "cardvault/secbuf.h"
 
@@ -293,4 +294,58 @@ cv_status cv_card_check_name(const char *name, size_t len)
         i += n;
     }
     return visible ? CV_OK : CV_ERR_INVALID_NAME;
+}
+
+/* The layout is documented beside CV_CARD_ENCODED_MAX in card.h. */
+cv_status cv_card_encode(const struct cv_card_plain *c, unsigned char *out, size_t cap, size_t *len)
+{
+    size_t pan_len = strnlen(c->pan, sizeof(c->pan) - 1);
+    size_t name_len = c->has_name ? strnlen(c->name, sizeof(c->name) - 1) : 0;
+    size_t need = 1 + pan_len + 1 + 2 + 1 + name_len;
+    if (need > cap || pan_len < CV_PAN_MIN_DIGITS || pan_len > CV_PAN_MAX_DIGITS ||
+        c->exp_month < 0 || c->exp_month > 0xff || c->exp_year < 0 || c->exp_year > 0xffff)
+        return CV_ERR_INTERNAL;
+    size_t n = 0;
+    out[n++] = (unsigned char)pan_len;
+    memcpy(out + n, c->pan, pan_len);
+    n += pan_len;
+    out[n++] = (unsigned char)c->exp_month;
+    out[n++] = (unsigned char)((unsigned)c->exp_year >> 8);
+    out[n++] = (unsigned char)((unsigned)c->exp_year & 0xff);
+    out[n++] = c->has_name ? (unsigned char)name_len : CV_CARD_NO_NAME;
+    memcpy(out + n, c->name, name_len);
+    *len = n + name_len;
+    return CV_OK;
+}
+
+cv_status cv_card_decode(const unsigned char *in, size_t len, struct cv_card_plain *c)
+{
+    cv_status st = CV_ERR_INTEGRITY;
+    size_t n = 0;
+    memset(c, 0, sizeof(*c));
+    if (len < 1 || in[0] < CV_PAN_MIN_DIGITS || in[0] > CV_PAN_MAX_DIGITS ||
+        len < (size_t)1 + in[0] + 4)
+        goto out;
+    size_t pan_len = in[n++];
+    memcpy(c->pan, in + n, pan_len);
+    n += pan_len;
+    c->exp_month = in[n++];
+    c->exp_year = (in[n] << 8) | in[n + 1];
+    n += 2;
+    unsigned name_len = in[n++];
+    if (name_len == CV_CARD_NO_NAME) {
+        c->has_name = 0;
+        if (n == len)
+            st = CV_OK;
+        goto out;
+    }
+    if (name_len > CV_NAME_MAX_BYTES || n + name_len != len)
+        goto out;
+    memcpy(c->name, in + n, name_len);
+    c->has_name = 1;
+    st = CV_OK;
+out:
+    if (st != CV_OK)
+        cv_wipe(c, sizeof(*c));
+    return st;
 }

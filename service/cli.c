@@ -1,12 +1,19 @@
 /* cli.c: helpers shared by the command-line files (main.c, cli_*.c): one-line
  * failures on stderr, usage errors with exit code 2, opening the store, and
- * printing JSON objects. Kept out of main.c so every cli_*.c links into the
- * test binaries too. */
+ * printing JSON objects. Every JSON result a command prints is built with
+ * the cv_cli_json_* calls below (jansson underneath; this is the one CLI
+ * file that includes jansson.h) and written by cv_cli_print_json, never
+ * assembled with printf, so a name or a reason with a quote in it cannot
+ * break the output. Kept out of main.c so every cli_*.c links into the test
+ * binaries too. */
 #include "cardvault/cli.h"
 
 #include <stdio.h>
 
+#include <jansson.h>
+
 #include "cardvault/json_codec.h"
+#include "cardvault/log.h"
 
 void cv_cli_fail(const char *msg)
 {
@@ -35,6 +42,12 @@ cv_status cv_cli_open_store(const struct cv_config *cfg, struct cv_store **store
     return st;
 }
 
+void cv_cli_warn_heap_not_locked(void)
+{
+    cv_log(CV_LOG_WARN, "secure_heap_not_locked",
+           CV_LS("effect", "secrets may be swapped out; raise RLIMIT_MEMLOCK (ulimit -l)"));
+}
+
 void cv_cli_print_pairs(const char *const *pairs, size_t n)
 {
     size_t len = 0;
@@ -43,4 +56,74 @@ void cv_cli_print_pairs(const char *const *pairs, size_t n)
     fputc('\n', stdout);
     fflush(stdout);
     cv_json_free(s); /* wiped: it may hold API keys */
+}
+
+/* The builders below stay quiet on failure: a value jansson refuses (out of
+ * memory, a string that is not UTF-8) is left out, json_pack-style, and the
+ * object is marked so that cv_cli_print_json refuses to print half a result. */
+static const char failed_key[] = "\x01cv-failed";
+
+static void mark_failed(json_t *obj)
+{
+    if (json_is_object(obj))
+        json_object_set_new_nocheck(obj, failed_key, json_true());
+}
+
+json_t *cv_cli_json_object(void)
+{
+    return json_object();
+}
+
+json_t *cv_cli_json_array(void)
+{
+    return json_array();
+}
+
+void cv_cli_json_set(json_t *obj, const char *key, json_t *val)
+{
+    if (val == NULL || json_object_set_new(obj, key, val) != 0)
+        mark_failed(obj);
+}
+
+void cv_cli_json_set_str(json_t *obj, const char *key, const char *val)
+{
+    cv_cli_json_set(obj, key, val != NULL ? json_string(val) : json_null());
+}
+
+void cv_cli_json_set_int(json_t *obj, const char *key, long long val)
+{
+    cv_cli_json_set(obj, key, json_integer((json_int_t)val));
+}
+
+void cv_cli_json_set_bool(json_t *obj, const char *key, bool val)
+{
+    cv_cli_json_set(obj, key, json_boolean(val));
+}
+
+cv_status cv_cli_json_append(json_t *arr, json_t *val)
+{
+    if (val == NULL)
+        return CV_ERR_INTERNAL;
+    return json_array_append_new(arr, val) == 0 ? CV_OK : CV_ERR_INTERNAL;
+}
+
+cv_status cv_cli_json_append_str(json_t *arr, const char *s)
+{
+    return cv_cli_json_append(arr, json_string(s));
+}
+
+cv_status cv_cli_print_json(json_t *obj)
+{
+    if (obj == NULL || json_object_get(obj, failed_key) != NULL) {
+        cv_cli_fail("cannot build the JSON result");
+        json_decref(obj);
+        return CV_ERR_INTERNAL;
+    }
+    cv_status st = CV_OK;
+    /* JSON_COMPACT: one line, no blanks, the format jq and SIEMs read */
+    if (json_dumpf(obj, stdout, JSON_COMPACT) != 0 || fputc('\n', stdout) == EOF ||
+        fflush(stdout) != 0)
+        st = CV_ERR_IO;
+    json_decref(obj);
+    return st;
 }

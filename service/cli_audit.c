@@ -9,8 +9,9 @@
  * Each run is itself recorded in the audit trail (PCI DSS 10.2.1.3: access
  * to audit logs; 10.2.1.2: administrative actions), best effort: a reviewer
  * on a read-only replica still gets an answer, with a warning on stderr.
- * Output: JSON on stdout (the service's log lines, if any, are JSON objects
- * with an "event" key); exit 0 clean, 1 failure or finding, 2 usage. */
+ * Output: JSON on stdout, built and printed by cli.c's cv_cli_json_* calls
+ * (the service's log lines, if any, are JSON objects with an "event" key);
+ * exit 0 clean, 1 failure or finding, 2 usage. */
 #include "cardvault/audit.h"
 
 #include <inttypes.h>
@@ -21,18 +22,36 @@
 #include <unistd.h>
 
 #include "cardvault/cli.h"
+#include "cardvault/pan_scan.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/store.h"
 
 #define PAGE_ROWS  1000 /* audit events per query */
 #define BATCH_ROWS 1000 /* rows per FETCH in the storage scan */
 
+const char cv_cli_audit_usage[] =
+    "usage: cardvault audit verify [--database-url URL]\n"
+    "       cardvault audit export [--since T] [--database-url URL]\n"
+    "       cardvault audit storage [--database-url URL]\n"
+    "\n"
+    "verify: recomputes the SHA-256 chain of audit_events in seq order and checks\n"
+    "it ends at audit_head. Prints {\"ok\":true,\"events\":N,\"head_seq\":N,\"head_hash\":H},\n"
+    "or {\"ok\":false,\"first_broken_seq\":S,\"reason\":...} and exits 1.\n"
+    "export: prints events as JSON lines for a SIEM; --since T takes YYYY-MM-DD\n"
+    "(midnight UTC) or an RFC 3339 time (2026-01-02T03:04:05Z).\n"
+    "storage: scans every column of every table for 12-19 digit Luhn-valid runs\n"
+    "(text, numbers, json, arrays; bytea as raw bytes and UTF-16), prints one line\n"
+    "per column with findings (masked sample) and a summary; exits 1 if any.\n"
+    "Each run is recorded in the audit trail.\n";
+
 /* Who ran the command, as far as this host can tell (PCI DSS 10.2.2 asks for
  * user identification; the database role is in the server's own log). */
 static void os_user(char *out, size_t cap)
 {
-    const struct passwd *pw = getpwuid(geteuid());
-    if (pw != NULL && pw->pw_name != NULL)
+    struct passwd pwd, *pw = NULL;
+    char buf[1024];
+    if (getpwuid_r(geteuid(), &pwd, buf, sizeof(buf), &pw) == 0 && pw != NULL &&
+        pw->pw_name != NULL)
         snprintf(out, cap, "%s", pw->pw_name);
     else
         snprintf(out, cap, "uid %ld", (long)geteuid());
@@ -78,12 +97,12 @@ static int cmd_verify(struct cv_cli *cli, struct cv_store *store)
         cv_audit_verify_finish(&v, &head);
     char user[64], detail[160];
     os_user(user, sizeof(user));
+    struct json_t *out = cv_cli_json_object();
+    cv_cli_json_set_bool(out, "ok", !v.broken);
     if (v.broken) {
-        char *reason = cv_audit_json_quote(v.reason);
-        printf("{\"ok\":false,\"events_verified\":%" PRIu64 ",\"first_broken_seq\":%" PRId64
-               ",\"reason\":%s}\n",
-               v.events, v.first_broken_seq, reason);
-        free(reason);
+        cv_cli_json_set_int(out, "events_verified", (long long)v.events);
+        cv_cli_json_set_int(out, "first_broken_seq", v.first_broken_seq);
+        cv_cli_json_set_str(out, "reason", v.reason);
         snprintf(detail, sizeof(detail), "first_broken_seq=%" PRId64 " os_user=%s",
                  v.first_broken_seq, user);
     } else {
@@ -91,14 +110,14 @@ static int cmd_verify(struct cv_cli *cli, struct cv_store *store)
         cv_audit_hex(head.hash, CV_AUDIT_HASH_BYTES, hex);
         /* The head hash is what to write down elsewhere: a later run showing
          * the same seq with another hash means the chain was rewritten. */
-        printf("{\"ok\":true,\"events\":%" PRIu64 ",\"head_seq\":%" PRId64
-               ",\"head_hash\":\"%s\"}\n",
-               v.events, head.seq, hex);
+        cv_cli_json_set_int(out, "events", (long long)v.events);
+        cv_cli_json_set_int(out, "head_seq", head.seq);
+        cv_cli_json_set_str(out, "head_hash", hex);
         snprintf(detail, sizeof(detail), "events=%" PRIu64 " os_user=%s", v.events, user);
     }
-    fflush(stdout);
+    bool printed = cv_cli_print_json(out) == CV_OK;
     record_run(store, "cli:audit-verify", "audit.verify", v.broken ? "broken" : "success", detail);
-    return v.broken ? 1 : 0;
+    return v.broken || !printed ? 1 : 0;
 }
 
 /* ---------------------------------------------------------------- export */
@@ -113,7 +132,7 @@ static cv_status export_row(void *ctx, const struct cv_audit_row *row)
     struct export_ctx *x = ctx;
     size_t len = 0;
     char *line = cv_audit_export_line(row, &len);
-    if (fwrite(line, 1, len, stdout) != len || fputc('\n', stdout) == EOF)
+    if (line == NULL || fwrite(line, 1, len, stdout) != len || fputc('\n', stdout) == EOF)
         x->write_failed = true;
     free(line);
     x->lines++;
@@ -153,7 +172,7 @@ struct col_stats {
     uint64_t values;
     uint64_t bytes;
     uint64_t values_with_hits;
-    struct cv_audit_scan_result hits; /* summed matches, first masked sample */
+    struct cv_pan_scan_summary hits; /* summed matches, first masked sample */
 };
 
 struct scan_ctx {
@@ -165,11 +184,11 @@ static void scan_cell(void *vctx, size_t col, const unsigned char *bytes, size_t
 {
     struct scan_ctx *ctx = vctx;
     struct col_stats *cs = &ctx->stats[col];
-    struct cv_audit_scan_result one;
+    struct cv_pan_scan_summary one;
     memset(&one, 0, sizeof(one));
-    enum cv_audit_scan_kind kind =
-        ctx->cols[col].kind == CV_AUDIT_COL_TEXT ? CV_AUDIT_SCAN_TEXT : CV_AUDIT_SCAN_BYTES;
-    cv_audit_scan_value(bytes, len, kind, &one);
+    enum cv_pan_scan_mode mode =
+        ctx->cols[col].kind == CV_AUDIT_COL_TEXT ? CV_PAN_SCAN_TEXT : CV_PAN_SCAN_BYTES;
+    cv_pan_scan_value(bytes, len, mode, &one);
     cs->values++;
     cs->bytes += len;
     if (one.matches > 0) {
@@ -182,7 +201,9 @@ static void scan_cell(void *vctx, size_t col, const unsigned char *bytes, size_t
     }
 }
 
-static void print_qualified(const char *schema, const char *table, const char *column)
+/* Sets key to "schema.table" or "schema.table.column". */
+static void set_qualified(struct json_t *obj, const char *key, const char *schema,
+                          const char *table, const char *column)
 {
     size_t n = strlen(schema) + strlen(table) + 2 + (column != NULL ? strlen(column) + 1 : 0);
     char *name = cv_xmalloc(n);
@@ -190,23 +211,23 @@ static void print_qualified(const char *schema, const char *table, const char *c
         snprintf(name, n, "%s.%s.%s", schema, table, column);
     else
         snprintf(name, n, "%s.%s", schema, table);
-    char *q = cv_audit_json_quote(name);
-    fputs(q, stdout);
-    free(q);
+    cv_cli_json_set_str(obj, key, name);
     free(name);
 }
 
-static void print_finding(const struct cv_audit_column *c, const struct col_stats *cs)
+static cv_status print_finding(const struct cv_audit_column *c, const struct col_stats *cs)
 {
-    char *col = cv_audit_json_quote(c->column), *type = cv_audit_json_quote(c->type);
-    fputs("{\"finding\":true,\"table\":", stdout);
-    print_qualified(c->schema, c->table, NULL);
-    printf(",\"column\":%s,\"type\":%s,\"rows\":%" PRIu64 ",\"matches\":%" PRIu64
-           ",\"sample\":\"%s\",\"encoding\":\"%s\"}\n",
-           col, type, cs->values_with_hits, cs->hits.matches, cs->hits.sample,
-           cs->hits.sample_encoding != NULL ? cs->hits.sample_encoding : "");
-    free(col);
-    free(type);
+    struct json_t *out = cv_cli_json_object();
+    cv_cli_json_set_bool(out, "finding", true);
+    set_qualified(out, "table", c->schema, c->table, NULL);
+    cv_cli_json_set_str(out, "column", c->column);
+    cv_cli_json_set_str(out, "type", c->type);
+    cv_cli_json_set_int(out, "rows", (long long)cs->values_with_hits);
+    cv_cli_json_set_int(out, "matches", (long long)cs->hits.matches);
+    cv_cli_json_set_str(out, "sample", cs->hits.sample);
+    cv_cli_json_set_str(out, "encoding",
+                        cs->hits.sample_encoding != NULL ? cs->hits.sample_encoding : "");
+    return cv_cli_print_json(out);
 }
 
 static int cmd_storage(struct cv_cli *cli, struct cv_store *store)
@@ -220,6 +241,7 @@ static int cmd_storage(struct cv_cli *cli, struct cv_store *store)
     }
     uint64_t tables = 0, scanned_cols = 0, rows = 0, values = 0, bytes = 0, findings = 0;
     uint64_t errors = 0;
+    bool printed = true;
     struct cv_audit_column *batch = cv_xcalloc(ncols > 0 ? ncols : 1, sizeof(*batch));
     struct col_stats *stats = cv_xcalloc(ncols > 0 ? ncols : 1, sizeof(*stats));
     size_t i = 0;
@@ -241,9 +263,13 @@ static int cmd_storage(struct cv_cli *cli, struct cv_store *store)
         if (st != CV_OK) {
             /* Fail closed: a table we could not read is not a clean table. */
             errors++;
-            fputs("{\"finding\":false,\"error\":\"cannot read table\",\"table\":", stdout);
-            print_qualified(cols[i].schema, cols[i].table, NULL);
-            printf(",\"status\":\"%s\"}\n", cv_status_name(st));
+            struct json_t *out = cv_cli_json_object();
+            cv_cli_json_set_bool(out, "finding", false);
+            cv_cli_json_set_str(out, "error", "cannot read table");
+            set_qualified(out, "table", cols[i].schema, cols[i].table, NULL);
+            cv_cli_json_set_str(out, "status", cv_status_name(st));
+            if (cv_cli_print_json(out) != CV_OK)
+                printed = false;
         }
         rows += trows;
         scanned_cols += nb;
@@ -252,30 +278,35 @@ static int cmd_storage(struct cv_cli *cli, struct cv_store *store)
             bytes += stats[k].bytes;
             if (stats[k].values_with_hits > 0) {
                 findings++;
-                print_finding(&batch[k], &stats[k]);
+                if (print_finding(&batch[k], &stats[k]) != CV_OK)
+                    printed = false;
             }
         }
         i = j;
     }
     bool clean = findings == 0 && errors == 0;
-    printf("{\"ok\":%s,\"tables\":%" PRIu64 ",\"columns_scanned\":%" PRIu64
-           ",\"columns_skipped\":%" PRIu64 ",\"rows\":%" PRIu64 ",\"values\":%" PRIu64
-           ",\"bytes\":%" PRIu64 ",\"findings\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"skipped\":[",
-           clean ? "true" : "false", tables, scanned_cols, (uint64_t)ncols - scanned_cols, rows,
-           values, bytes, findings, errors);
-    bool first = true;
+    struct json_t *sum = cv_cli_json_object(), *skipped = cv_cli_json_array();
+    cv_cli_json_set_bool(sum, "ok", clean);
+    cv_cli_json_set_int(sum, "tables", (long long)tables);
+    cv_cli_json_set_int(sum, "columns_scanned", (long long)scanned_cols);
+    cv_cli_json_set_int(sum, "columns_skipped", (long long)(ncols - scanned_cols));
+    cv_cli_json_set_int(sum, "rows", (long long)rows);
+    cv_cli_json_set_int(sum, "values", (long long)values);
+    cv_cli_json_set_int(sum, "bytes", (long long)bytes);
+    cv_cli_json_set_int(sum, "findings", (long long)findings);
+    cv_cli_json_set_int(sum, "errors", (long long)errors);
     for (size_t k = 0; k < ncols; k++) {
         if (cols[k].kind != CV_AUDIT_COL_SKIPPED)
             continue;
-        char *type = cv_audit_json_quote(cols[k].type);
-        fputs(first ? "{\"column\":" : ",{\"column\":", stdout);
-        print_qualified(cols[k].schema, cols[k].table, cols[k].column);
-        printf(",\"type\":%s}", type);
-        free(type);
-        first = false;
+        struct json_t *one = cv_cli_json_object();
+        set_qualified(one, "column", cols[k].schema, cols[k].table, cols[k].column);
+        cv_cli_json_set_str(one, "type", cols[k].type);
+        if (cv_cli_json_append(skipped, one) != CV_OK)
+            cv_cli_json_set(sum, "skipped", NULL); /* marks the summary failed */
     }
-    printf("]}\n");
-    fflush(stdout);
+    cv_cli_json_set(sum, "skipped", skipped);
+    if (cv_cli_print_json(sum) != CV_OK)
+        printed = false;
     char user[64], detail[200];
     os_user(user, sizeof(user));
     snprintf(detail, sizeof(detail),
@@ -290,7 +321,7 @@ static int cmd_storage(struct cv_cli *cli, struct cv_store *store)
     free(batch);
     free(stats);
     cv_audit_columns_free(cols, ncols);
-    return clean ? 0 : 1;
+    return clean && printed ? 0 : 1;
 }
 
 int cv_cli_audit(struct cv_cli *cli)

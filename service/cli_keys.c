@@ -15,6 +15,28 @@
 #define REENCRYPT_DEFAULT_BATCH 500
 #define REENCRYPT_MAX_BATCH     10000
 
+const char cv_cli_keys_usage[] =
+    "usage: cardvault keys status\n"
+    "       cardvault keys rotate-dek\n"
+    "       cardvault keys rotate-kek --new-kek-file PATH\n"
+    "       cardvault keys rotate-kek pkcs11:module=PATH,token=LABEL,key=LABEL,pin-file=PATH\n"
+    "       cardvault keys reencrypt [--from-dek ID] [--batch N]\n"
+    "       cardvault keys destroy-dek ID --confirm\n"
+    "\n"
+    "All online: running services keep serving. Every action is audited.\n"
+    "status: KEK identity (provider, check value prefix) and every DEK with state,\n"
+    "  age, reserved uses and the number of tokens it protects.\n"
+    "rotate-dek: a new active DEK now; other active DEKs are retired (decrypt only);\n"
+    "  every instance moves to the new key within 5 s.\n"
+    "rotate-kek: re-wraps every DEK and the fingerprint key under the new KEK in one\n"
+    "  transaction (token rows untouched). Needs the current KEK configured. Then\n"
+    "  put the new KEK where CARDVAULT_KEK_FILE / CARDVAULT_KEK_PKCS11_* point:\n"
+    "  running services load it without a restart; until then they keep serving\n"
+    "  with the data keys they hold and refuse to create new ones (503).\n"
+    "reencrypt: moves rows from retired DEKs to the active one in batches (default\n"
+    "  500 rows per transaction); resumable; prints progress as JSON lines.\n"
+    "destroy-dek: crypto-shreds a retired DEK: its rows answer 410 token_destroyed.\n";
+
 static void print_json_string(const char *s)
 {
     putchar('"');
@@ -324,8 +346,11 @@ int cv_cli_keys(struct cv_cli *cli)
             cv_cli_fail("cannot disable core dumps (setrlimit/prctl refused)");
             return 1;
         }
-        if (cv_secbuf_init_secure_heap(1u << 20) != CV_OK)
+        bool heap_locked = false;
+        if (cv_secbuf_init_secure_heap(1u << 20, &heap_locked) != CV_OK)
             cv_cli_fail("warning: no secure heap; secrets use the ordinary heap (still wiped)");
+        else if (!heap_locked)
+            cv_cli_warn_heap_not_locked();
         struct cv_store *store = NULL;
         if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
             return 1;

@@ -1,8 +1,10 @@
 /* envelope.c: AES-256-GCM sealing of card plaintext under data keys, and the
  * keyed fingerprint. Nonces are 96 random bits per encryption (NIST SP
  * 800-38D 8.2.2); the per-key use limit that keeps that safe is enforced by
- * keyring.c. Every plaintext buffer is wiped on every path. This module never
- * logs and never sees the database. */
+ * keyring.c. The plaintext sealed is the card's version-1 encoding
+ * (cv_card_encode; the layout is documented in card.h). Every plaintext
+ * buffer is wiped on every path. This module never logs and never sees the
+ * database. */
 #include "cardvault/envelope.h"
 
 #include <pthread.h>
@@ -14,50 +16,6 @@
 #include <openssl/params.h>
 #include <openssl/core_names.h>
 #include <openssl/rand.h>
-
-/* Plaintext layout, version 1:
- *   u8 pan_len | pan digits | u8 month | u16be year | u8 name_len | name bytes
- * name_len 0xff means "no name" (an empty name is not allowed by validation). */
-
-static size_t pack_card(const struct cv_card_plain *c, unsigned char *out)
-{
-    size_t pan_len = strnlen(c->pan, sizeof(c->pan) - 1);
-    size_t name_len = c->has_name ? strnlen(c->name, sizeof(c->name) - 1) : 0;
-    size_t n = 0;
-    out[n++] = (unsigned char)pan_len;
-    memcpy(out + n, c->pan, pan_len);
-    n += pan_len;
-    out[n++] = (unsigned char)c->exp_month;
-    out[n++] = (unsigned char)((unsigned)c->exp_year >> 8);
-    out[n++] = (unsigned char)((unsigned)c->exp_year & 0xff);
-    out[n++] = c->has_name ? (unsigned char)name_len : 0xff;
-    memcpy(out + n, c->name, name_len);
-    return n + name_len;
-}
-
-static cv_status unpack_card(const unsigned char *in, size_t len, struct cv_card_plain *c)
-{
-    size_t n = 0;
-    memset(c, 0, sizeof(*c));
-    if (len < 1 || in[0] < 12 || in[0] > 19 || len < (size_t)1 + in[0] + 4)
-        return CV_ERR_INTEGRITY;
-    size_t pan_len = in[n++];
-    memcpy(c->pan, in + n, pan_len);
-    n += pan_len;
-    c->exp_month = in[n++];
-    c->exp_year = (in[n] << 8) | in[n + 1];
-    n += 2;
-    unsigned name_len = in[n++];
-    if (name_len == 0xff) {
-        c->has_name = 0;
-        return n == len ? CV_OK : CV_ERR_INTEGRITY;
-    }
-    if (name_len > 128 || n + name_len != len)
-        return CV_ERR_INTEGRITY;
-    memcpy(c->name, in + n, name_len);
-    c->has_name = 1;
-    return CV_OK;
-}
 
 /* AAD: "cardvault" | u8 version | token | 0x00 | merchant | 0x00 | i64be dek_id.
  * NUL separators make the encoding injective: no two rows share AAD bytes. */
@@ -129,9 +87,11 @@ cv_status cv_envelope_seal(const struct cv_secbuf *dek, const struct cv_aad *aad
 
     *ct = NULL;
     *ct_len = 0;
-    size_t plain_len = pack_card(card, plain);
+    size_t plain_len = 0;
     size_t aad_len = build_aad(aad, aad_buf, sizeof(aad_buf));
     if (dek->len != CV_DEK_BYTES || aad_len == 0)
+        goto out;
+    if (cv_card_encode(card, plain, sizeof(plain), &plain_len) != CV_OK)
         goto out;
     if (RAND_bytes(nonce, CV_GCM_NONCE_BYTES) != 1)
         goto out;
@@ -190,7 +150,7 @@ cv_status cv_envelope_open(const struct cv_secbuf *dek, const struct cv_aad *aad
     /* Final verifies the tag; nothing decrypted is used unless it succeeds. */
     if (EVP_DecryptFinal_ex(ctx, plain + outl, &finl) != 1)
         goto out;
-    st = unpack_card(plain, (size_t)(outl + finl), card);
+    st = cv_card_decode(plain, (size_t)(outl + finl), card);
 out:
     if (st != CV_OK)
         cv_wipe(card, sizeof(*card));

@@ -1,18 +1,16 @@
-/* keyprovider_file.c: the KEK from a file. The file must be owned by us and
- * unreadable to group and others (PCI DSS 3.6.1: fewest custodians), and hold
- * exactly 32 bytes as hex or base64. The file's bytes are wiped as soon as
- * the key is decoded. Error messages name the file, never its content. */
+/* keyprovider_file.c: the KEK from a file, read under secret_file.h's rule
+ * (owner-only regular file, links followed, bounded size; PCI DSS 3.6.1:
+ * fewest custodians). It must hold exactly 32 bytes as hex or base64. The
+ * file's bytes are wiped as soon as the key is decoded. Error messages name
+ * the file, never its content. */
 #include "cardvault/keyprovider.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <openssl/evp.h>
 
+#include "cardvault/secret_file.h"
 #include "cardvault/token.h"
 
 static bool decode_kek(const char *text, size_t len, unsigned char out[32])
@@ -40,68 +38,43 @@ static bool decode_kek(const char *text, size_t len, unsigned char out[32])
     return false;
 }
 
+/* Room for a key and surrounding blanks; anything longer is not a KEK file. */
+#define KEK_FILE_MAX_BYTES 255
+#define KEK_CONTENT        "exactly 32 bytes as 64 hex or 44 base64 characters"
+
+static bool is_blank(unsigned char c)
+{
+    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
 cv_status cv_keyprovider_file_open(const char *path, struct cv_keyprovider **out, char *why,
                                    size_t why_len)
 {
     cv_status st = CV_ERR_CONFIG;
-    char text[256];
+    struct cv_secbuf *text = NULL, *kek = NULL;
     unsigned char raw[32];
-    ssize_t n = 0;
-    struct stat sb;
-    /* Symlinks are followed (Kubernetes mounts secrets through one); the
-     * mode check below applies to the file itself. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(why, why_len, "cannot open KEK file %s: %s", path, strerror(errno));
+    if ((st = cv_secret_file_read(path, "KEK file", KEK_CONTENT, KEK_FILE_MAX_BYTES, &text, why,
+                                  why_len)) != CV_OK)
         goto out;
-    }
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        snprintf(why, why_len, "KEK file %s is not a regular file", path);
-        goto out;
-    }
-    if ((sb.st_mode & 077) != 0) {
-        snprintf(why, why_len, "KEK file %s must not be accessible to group or others (chmod 600)",
-                 path);
-        goto out;
-    }
-    n = read(fd, text, sizeof(text) - 1);
-    if (n < 0) {
-        snprintf(why, why_len, "cannot read KEK file %s: %s", path, strerror(errno));
-        goto out;
-    }
-    char extra;
-    if (read(fd, &extra, 1) != 0) {
-        /* More than a key and some whitespace: not a KEK file we understand. */
-        cv_wipe(&extra, 1);
-        snprintf(why, why_len,
-                 "KEK file %s must hold exactly 32 bytes as 64 hex or 44 base64 characters "
-                 "(it is longer)",
-                 path);
-        goto out;
-    }
-    size_t start = 0, end = (size_t)n;
-    while (start < end && (text[start] == ' ' || text[start] == '\n' || text[start] == '\r' ||
-                           text[start] == '\t'))
+    st = CV_ERR_CONFIG;
+    size_t start = 0, end = text->len;
+    while (start < end && is_blank(text->data[start]))
         start++;
-    while (end > start && (text[end - 1] == ' ' || text[end - 1] == '\n' || text[end - 1] == '\r' ||
-                           text[end - 1] == '\t'))
+    while (end > start && is_blank(text->data[end - 1]))
         end--;
-    if (!decode_kek(text + start, end - start, raw)) {
-        snprintf(why, why_len,
-                 "KEK file %s must hold exactly 32 bytes as 64 hex or 44 base64 characters", path);
+    if (!decode_kek((const char *)text->data + start, end - start, raw)) {
+        snprintf(why, why_len, "KEK file %s must hold " KEK_CONTENT, path);
         goto out;
     }
-    struct cv_secbuf *kek = cv_secbuf_new(32);
-    if (cv_secbuf_set(kek, raw, 32) != CV_OK) {
-        cv_secbuf_free(kek);
+    kek = cv_secbuf_new(32);
+    if (cv_secbuf_set(kek, raw, 32) != CV_OK)
         goto out;
-    }
     *out = cv_keyprovider_memory_take(kek);
+    kek = NULL;
     st = CV_OK;
 out:
-    cv_wipe(text, sizeof(text));
     cv_wipe(raw, sizeof(raw));
-    if (fd >= 0)
-        close(fd);
+    cv_secbuf_free(kek);
+    cv_secbuf_free(text);
     return st;
 }

@@ -15,18 +15,15 @@
 #include "cardvault/keyprovider.h"
 
 #include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <p11-kit/pkcs11.h>
 
 #include "cardvault/log.h"
+#include "cardvault/secret_file.h"
 
 /* PKCS#11 3.0 names RFC 5649 CKM_AES_KEY_WRAP_KWP (0x210B) and redefines
  * 0x210A CKM_AES_KEY_WRAP_PAD as PKCS#7 padding + RFC 3394; v2.40 tokens
@@ -265,52 +262,26 @@ static void module_release(struct p11_module *mod)
     pthread_mutex_unlock(&modules_lock);
 }
 
-/* The PIN file: the same custody rules as a KEK file (owner only). */
+/* The PIN file: the same custody rule as a KEK file (secret_file.h). One
+ * trailing newline (CR/LF) is not part of the PIN. */
 static cv_status read_pin(const char *path, struct cv_secbuf **out, char *why, size_t why_len)
 {
-    cv_status st = CV_ERR_CONFIG;
-    struct cv_secbuf *pin = cv_secbuf_new(PIN_MAX_BYTES + 1);
-    struct stat sb;
-    ssize_t n = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        snprintf(why, why_len, "cannot open PKCS#11 PIN file %s: %s", path, strerror(errno));
-        goto out;
+    struct cv_secbuf *pin = NULL;
+    char content[48];
+    snprintf(content, sizeof(content), "one PIN of 1 to %d bytes", PIN_MAX_BYTES);
+    CV_TRY(
+        cv_secret_file_read(path, "PKCS#11 PIN file", content, PIN_MAX_BYTES, &pin, why, why_len));
+    while (pin->len > 0 && (pin->data[pin->len - 1] == '\n' || pin->data[pin->len - 1] == '\r'))
+        pin->len--;
+    if (pin->len == 0) {
+        snprintf(why, why_len, "PKCS#11 PIN file %s must hold %s", path, content);
+        cv_secbuf_free(pin);
+        return CV_ERR_CONFIG;
     }
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        snprintf(why, why_len, "PKCS#11 PIN file %s is not a regular file", path);
-        goto out;
-    }
-    if ((sb.st_mode & 077) != 0) {
-        snprintf(why, why_len,
-                 "PKCS#11 PIN file %s must not be accessible to group or others (chmod 600)", path);
-        goto out;
-    }
-    n = read(fd, pin->data, pin->cap);
-    if (n < 0) {
-        snprintf(why, why_len, "cannot read PKCS#11 PIN file %s: %s", path, strerror(errno));
-        goto out;
-    }
-    size_t len = (size_t)n;
-    while (len > 0 && (pin->data[len - 1] == '\n' || pin->data[len - 1] == '\r'))
-        len--;
-    if (len == 0 || (size_t)n > PIN_MAX_BYTES) {
-        snprintf(why, why_len, "PKCS#11 PIN file %s must hold one PIN of 1 to %d bytes", path,
-                 PIN_MAX_BYTES);
-        goto out;
-    }
-    pin->len = len;
     *out = pin;
-    pin = NULL;
-    st = CV_OK;
-out:
-    cv_secbuf_free(pin);
-    if (fd >= 0)
-        close(fd);
-    return st;
+    return CV_OK;
 }
 
-/* CK_TOKEN_INFO.label is 32 bytes, blank-padded, not NUL-terminated. */
 static bool token_label_is(const unsigned char padded[32], const char *label)
 {
     size_t n = strlen(label);
@@ -360,7 +331,7 @@ out:
     return st;
 }
 
-static cv_status login(struct p11_state *s, const char *pin_file, char *why, size_t why_len)
+static cv_status token_login(struct p11_state *s, const char *pin_file, char *why, size_t why_len)
 {
     struct cv_secbuf *pin = NULL;
     CV_TRY(read_pin(pin_file, &pin, why, why_len));
@@ -805,7 +776,7 @@ cv_status cv_keyprovider_pkcs11_open(const char *module_path, const char *token_
     s->fl = s->mod->fl;
     if ((st = find_slot(s, why, why_len)) != CV_OK)
         goto out;
-    if ((st = login(s, pin_file, why, why_len)) != CV_OK)
+    if ((st = token_login(s, pin_file, why, why_len)) != CV_OK)
         goto out;
     if ((st = find_kek(s, why, why_len)) != CV_OK)
         goto out;

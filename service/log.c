@@ -1,7 +1,9 @@
-/* log.c: JSON-lines logging on stdout. Each line is assembled in a local
- * buffer and written with one fwrite under a lock so concurrent request
- * threads never interleave. This module formats only what it is given; the
- * callers are responsible for never handing it card data. */
+/* log.c: JSON-lines logging on stdout. Each line is assembled in a capped
+ * struct cv_buf, its strings written by cv_buf_append_json_string (so a line
+ * is valid UTF-8 JSON whatever bytes a client put in a method or a path),
+ * and written with one fwrite under a lock so concurrent request threads
+ * never interleave. This module formats only what it is given; the callers
+ * are responsible for never handing it card data. */
 #include "cardvault/log.h"
 
 #include <pthread.h>
@@ -10,6 +12,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "cardvault/buf.h"
+
+/* A line longer than this is replaced by a short warning line. */
 #define LINE_MAX_BYTES 4096
 
 static enum cv_log_level min_level = CV_LOG_INFO;
@@ -17,49 +22,40 @@ static bool to_stderr;
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
-struct line {
-    char buf[LINE_MAX_BYTES];
-    size_t len;
-    bool truncated;
-};
-
-static void put(struct line *l, const char *s, size_t n)
+static cv_status put_string(struct cv_buf *b, const char *s)
 {
-    /* keep 3 bytes for the closing "}\n" and NUL */
-    if (l->len + n + 3 > sizeof(l->buf)) {
-        l->truncated = true;
-        return;
-    }
-    memcpy(l->buf + l->len, s, n);
-    l->len += n;
+    if (s == NULL)
+        return cv_buf_append_str(b, "null");
+    return cv_buf_append_json_string(b, s, strlen(s));
 }
 
-static void puts_raw(struct line *l, const char *s)
+static cv_status put_field(struct cv_buf *b, const struct cv_log_field *f)
 {
-    put(l, s, strlen(s));
+    CV_TRY(cv_buf_append_char(b, ','));
+    CV_TRY(put_string(b, f->key));
+    CV_TRY(cv_buf_append_char(b, ':'));
+    switch (f->kind) {
+    case CV_LOG_KIND_STR:
+        return put_string(b, f->s);
+    case CV_LOG_KIND_INT:
+        return cv_buf_appendf(b, "%lld", f->i);
+    case CV_LOG_KIND_DBL:
+        return cv_buf_appendf(b, "%.3f", f->d);
+    case CV_LOG_KIND_BOOL:
+        return cv_buf_append_str(b, f->i ? "true" : "false");
+    }
+    return CV_ERR_INTERNAL;
 }
 
-static void put_json_string(struct line *l, const char *s)
+/* The whole line, newline included. CV_ERR_BODY_TOO_LARGE past the cap. */
+static cv_status put_line(struct cv_buf *b, const char *ts, const char *level, const char *event,
+                          const struct cv_log_field *fields, size_t n)
 {
-    if (s == NULL) {
-        puts_raw(l, "null");
-        return;
-    }
-    put(l, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        char esc[8];
-        if (*p == '"' || *p == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)*p;
-            put(l, esc, 2);
-        } else if (*p < 0x20 || *p == 0x7f) {
-            snprintf(esc, sizeof(esc), "\\u%04x", *p);
-            put(l, esc, 6);
-        } else {
-            put(l, (const char *)p, 1);
-        }
-    }
-    put(l, "\"", 1);
+    CV_TRY(cv_buf_appendf(b, "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":", ts, level));
+    CV_TRY(put_string(b, event));
+    for (size_t i = 0; i < n; i++)
+        CV_TRY(put_field(b, &fields[i]));
+    return cv_buf_append(b, "}\n", 2);
 }
 
 void cv_log_to_stderr(bool yes)
@@ -77,7 +73,6 @@ void cv_log_fields(enum cv_log_level level, const char *event, const struct cv_l
 {
     if (level < min_level)
         return;
-    struct line l = {.len = 0, .truncated = false};
     struct timespec ts;
     struct tm tm;
     char tbuf[64];
@@ -86,46 +81,20 @@ void cv_log_fields(enum cv_log_level level, const char *event, const struct cv_l
     size_t tl = strftime(tbuf, sizeof(tbuf), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(tbuf + tl, sizeof(tbuf) - tl, ".%03ldZ", ts.tv_nsec / 1000000L);
 
-    puts_raw(&l, "{\"ts\":\"");
-    puts_raw(&l, tbuf);
-    puts_raw(&l, "\",\"level\":\"");
-    puts_raw(&l, level_names[level]);
-    puts_raw(&l, "\",\"event\":");
-    put_json_string(&l, event);
-    for (size_t i = 0; i < n; i++) {
-        char num[64];
-        put(&l, ",", 1);
-        put_json_string(&l, fields[i].key);
-        put(&l, ":", 1);
-        switch (fields[i].kind) {
-        case CV_LOG_KIND_STR:
-            put_json_string(&l, fields[i].s);
-            break;
-        case CV_LOG_KIND_INT:
-            snprintf(num, sizeof(num), "%lld", fields[i].i);
-            puts_raw(&l, num);
-            break;
-        case CV_LOG_KIND_DBL:
-            snprintf(num, sizeof(num), "%.3f", fields[i].d);
-            puts_raw(&l, num);
-            break;
-        case CV_LOG_KIND_BOOL:
-            puts_raw(&l, fields[i].i ? "true" : "false");
-            break;
+    struct cv_buf b;
+    cv_buf_init(&b, LINE_MAX_BYTES);
+    if (put_line(&b, tbuf, level_names[level], event, fields, n) != CV_OK) {
+        /* A cut field would make invalid JSON: drop the tail, say so. */
+        cv_buf_reset(&b);
+        if (put_line(&b, tbuf, "warn", "log_line_too_long", NULL, 0) != CV_OK) {
+            cv_buf_cleanup(&b);
+            return;
         }
     }
-    if (l.truncated) {
-        /* A truncated field would make invalid JSON: drop the tail, say so. */
-        l.len = 0;
-        puts_raw(&l, "{\"ts\":\"");
-        puts_raw(&l, tbuf);
-        puts_raw(&l, "\",\"level\":\"warn\",\"event\":\"log_line_too_long\"");
-    }
-    memcpy(l.buf + l.len, "}\n", 2);
-    l.len += 2;
     FILE *out = to_stderr ? stderr : stdout;
     pthread_mutex_lock(&out_lock);
-    fwrite(l.buf, 1, l.len, out);
+    fwrite(b.data, 1, b.len, out);
     fflush(out);
     pthread_mutex_unlock(&out_lock);
+    cv_buf_cleanup(&b);
 }

@@ -1,7 +1,9 @@
 /* main.c: the command line. `serve` starts the subsystems in order (config,
  * process hardening, KEK, database, schema and durability checks, keyring,
  * auth cache, HTTP), waits for SIGTERM or SIGINT, and stops them in reverse.
- * The other commands are operator tools that share the same configuration.
+ * The other commands are operator tools that share the same configuration;
+ * main.c parses the common options and dispatches to them (cli_*.c, each
+ * with its own --help text).
  * Exit codes: 0 success, 1 failure, 2 usage error. Every failure prints one
  * line naming what is wrong; no secret is ever printed except the API keys a
  * create command exists to hand over. */
@@ -27,7 +29,6 @@
 #include "cardvault/migrate.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/store.h"
-#include "cardvault/token.h"
 
 #define SECURE_HEAP_BYTES (1u << 20)
 #define DRAIN_MS          20000
@@ -85,59 +86,6 @@ static const char usage_migrate[] =
     "\n"
     "Applies migrations/NNNN_*.sql in order, each once, each in a transaction,\n"
     "recorded in schema_migrations. Concurrent runs wait on an advisory lock.\n";
-
-static const char usage_merchant[] =
-    "usage: cardvault merchant create NAME [--database-url URL]\n"
-    "\n"
-    "Creates a merchant and prints one JSON object with its id and three keys:\n"
-    "publishable (pk_, tokenize), secret (sk_, tokenize+read+delete) and\n"
-    "detokenize (dk_, detokenize only). The keys are shown once; store them safely.\n";
-
-static const char usage_key[] =
-    "usage: cardvault key create --merchant ID --scopes LIST [--database-url URL]\n"
-    "       cardvault key revoke PREFIX [--database-url URL]\n"
-    "\n"
-    "create: prints {\"merchant_id\",\"key\",\"prefix\",\"scopes\"}. A key with exactly\n"
-    "the tokenize scope is pk_, exactly detokenize is dk_, anything else sk_.\n"
-    "revoke: takes the 12-character prefix; running services refuse the key\n"
-    "within CARDVAULT_AUTH_REFRESH_MS (1 s by default, 5 s at most).\n";
-
-static const char usage_keys[] =
-    "usage: cardvault keys status\n"
-    "       cardvault keys rotate-dek\n"
-    "       cardvault keys rotate-kek --new-kek-file PATH\n"
-    "       cardvault keys rotate-kek pkcs11:module=PATH,token=LABEL,key=LABEL,pin-file=PATH\n"
-    "       cardvault keys reencrypt [--from-dek ID] [--batch N]\n"
-    "       cardvault keys destroy-dek ID --confirm\n"
-    "\n"
-    "All online: running services keep serving. Every action is audited.\n"
-    "status: KEK identity (provider, check value prefix) and every DEK with state,\n"
-    "  age, reserved uses and the number of tokens it protects.\n"
-    "rotate-dek: a new active DEK now; other active DEKs are retired (decrypt only);\n"
-    "  every instance moves to the new key within 5 s.\n"
-    "rotate-kek: re-wraps every DEK and the fingerprint key under the new KEK in one\n"
-    "  transaction (token rows untouched). Needs the current KEK configured. Then\n"
-    "  put the new KEK where CARDVAULT_KEK_FILE / CARDVAULT_KEK_PKCS11_* point:\n"
-    "  running services load it without a restart; until then they keep serving\n"
-    "  with the data keys they hold and refuse to create new ones (503).\n"
-    "reencrypt: moves rows from retired DEKs to the active one in batches (default\n"
-    "  500 rows per transaction); resumable; prints progress as JSON lines.\n"
-    "destroy-dek: crypto-shreds a retired DEK: its rows answer 410 token_destroyed.\n";
-
-static const char usage_audit[] =
-    "usage: cardvault audit verify [--database-url URL]\n"
-    "       cardvault audit export [--since T] [--database-url URL]\n"
-    "       cardvault audit storage [--database-url URL]\n"
-    "\n"
-    "verify: recomputes the SHA-256 chain of audit_events in seq order and checks\n"
-    "it ends at audit_head. Prints {\"ok\":true,\"events\":N,\"head_seq\":N,\"head_hash\":H},\n"
-    "or {\"ok\":false,\"first_broken_seq\":S,\"reason\":...} and exits 1.\n"
-    "export: prints events as JSON lines for a SIEM; --since T takes YYYY-MM-DD\n"
-    "(midnight UTC) or an RFC 3339 time (2026-01-02T03:04:05Z).\n"
-    "storage: scans every column of every table for 12-19 digit Luhn-valid runs\n"
-    "(text, numbers, json, arrays; bytea as raw bytes and UTF-16), prints one line\n"
-    "per column with findings (masked sample) and a summary; exits 1 if any.\n"
-    "Each run is recorded in the audit trail.\n";
 
 enum opt_id {
     OPT_DB = 1000,
@@ -254,130 +202,11 @@ static int cmd_migrate(struct cv_cli *cli)
         cv_cli_fail(why);
         return 1;
     }
-    printf("{\"event\":\"migrations_done\",\"applied\":%d,\"schema_version\":%d}\n", applied,
-           cv_migrate_required_version());
-    return 0;
-}
-
-static int cmd_merchant(struct cv_cli *cli)
-{
-    if (cli->argc < 1 || strcmp(cli->argv[0], "create") != 0)
-        return cv_cli_usage_error("expected: merchant create NAME");
-    if (cli->argc != 2 || cli->argv[1][0] == '\0' || strlen(cli->argv[1]) > 200)
-        return cv_cli_usage_error("merchant create takes one NAME of 1-200 characters");
-    struct cv_store *store = NULL;
-    if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
-        return 1;
-    char mid[CV_MERCHANT_ID_LEN + 1];
-    char pk[CV_APIKEY_LEN + 1], sk[CV_APIKEY_LEN + 1], dk[CV_APIKEY_LEN + 1];
-    char prefix[CV_APIKEY_PREFIX_LEN + 1];
-    int rc = 1;
-    cv_status st = cv_token_merchant_id(mid);
-    if (st == CV_OK)
-        st = cv_store_insert_merchant(store, mid, cli->argv[1]);
-    if (st == CV_OK)
-        st = cv_auth_create_key(store, mid, CV_SCOPE_TOKENIZE, pk, prefix);
-    if (st == CV_OK)
-        st = cv_auth_create_key(store, mid, CV_SCOPE_TOKENIZE | CV_SCOPE_READ | CV_SCOPE_DELETE, sk,
-                                prefix);
-    if (st == CV_OK)
-        st = cv_auth_create_key(store, mid, CV_SCOPE_DETOKENIZE, dk, prefix);
-    if (st == CV_OK) {
-        struct cv_audit_event ev = {"cli:merchant-create", mid,       NULL, NULL,
-                                    "merchant.create",     "success", NULL};
-        st = cv_store_audit_append(store, &ev);
-    }
-    const char *const made[] = {pk, sk, dk};
-    for (size_t i = 0; i < 3 && st == CV_OK; i++) {
-        char kp[CV_APIKEY_PREFIX_LEN + 1];
-        snprintf(kp, sizeof(kp), "%s", made[i]); /* the public prefix only */
-        struct cv_audit_event ev = {"cli:merchant-create", mid,       NULL, NULL,
-                                    "api_key.create",      "success", kp};
-        st = cv_store_audit_append(store, &ev);
-    }
-    if (st == CV_OK) {
-        const char *const pairs[] = {"merchant_id",     mid, "name",       cli->argv[1],
-                                     "publishable_key", pk,  "secret_key", sk,
-                                     "detokenize_key",  dk};
-        cv_cli_print_pairs(pairs, 5);
-        rc = 0;
-    } else {
-        fprintf(stderr, "cardvault: cannot create the merchant (%s)\n", cv_status_name(st));
-    }
-    cv_wipe(pk, sizeof(pk));
-    cv_wipe(sk, sizeof(sk));
-    cv_wipe(dk, sizeof(dk));
-    cv_store_close(store);
-    return rc;
-}
-
-static int cmd_key(struct cv_cli *cli)
-{
-    if (cli->argc < 1)
-        return cv_cli_usage_error("expected: key create|revoke");
-    struct cv_store *store = NULL;
-    int rc = 1;
-    if (strcmp(cli->argv[0], "create") == 0) {
-        unsigned scopes = 0;
-        if (cli->argc != 1 || cli->merchant == NULL || cli->scopes == NULL)
-            return cv_cli_usage_error("key create needs --merchant ID and --scopes LIST");
-        if (cv_auth_parse_scopes(cli->scopes, &scopes) != CV_OK)
-            return cv_cli_usage_error(
-                "--scopes takes a comma list of tokenize, read, delete, detokenize");
-        if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
-            return 1;
-        char key[CV_APIKEY_LEN + 1], prefix[CV_APIKEY_PREFIX_LEN + 1], csv[64];
-        cv_status st = cv_auth_create_key(store, cli->merchant, scopes, key, prefix);
-        if (st == CV_OK) {
-            struct cv_audit_event ev = {"cli:key-create", cli->merchant, NULL,  NULL,
-                                        "api_key.create", "success",     prefix};
-            st = cv_store_audit_append(store, &ev);
-        }
-        if (st == CV_OK) {
-            cv_auth_format_scopes(scopes, csv);
-            printf("{\"merchant_id\":\"%s\",\"key\":\"%s\",\"prefix\":\"%s\",\"scopes\":[",
-                   cli->merchant, key, prefix);
-            for (char *s = strtok(csv, ","), *first = s; s != NULL; s = strtok(NULL, ","))
-                printf("%s\"%s\"", s == first ? "" : ",", s);
-            printf("]}\n");
-            rc = 0;
-        } else if (st == CV_ERR_NOT_FOUND) {
-            cv_cli_fail("no such merchant");
-        } else {
-            fprintf(stderr, "cardvault: cannot create the key (%s)\n", cv_status_name(st));
-        }
-        cv_wipe(key, sizeof(key));
-    } else if (strcmp(cli->argv[0], "revoke") == 0) {
-        if (cli->argc != 2)
-            return cv_cli_usage_error("key revoke takes one PREFIX");
-        if (!cv_token_api_key_is_valid(cli->argv[1], strlen(cli->argv[1])) &&
-            strlen(cli->argv[1]) != CV_APIKEY_PREFIX_LEN)
-            return cv_cli_usage_error(
-                "PREFIX is the first 12 characters of a key, e.g. sk_AbCdEfGhI");
-        char prefix[CV_APIKEY_PREFIX_LEN + 1];
-        snprintf(prefix, sizeof(prefix), "%s", cli->argv[1]); /* a full key works too */
-        if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
-            return 1;
-        char mid[CV_MERCHANT_ID_LEN + 1];
-        cv_status st = cv_store_revoke_api_key(store, prefix, mid);
-        if (st == CV_OK) {
-            struct cv_audit_event ev = {"cli:key-revoke", mid,       NULL,  NULL,
-                                        "api_key.revoke", "success", prefix};
-            st = cv_store_audit_append(store, &ev);
-        }
-        if (st == CV_OK) {
-            printf("{\"prefix\":\"%s\",\"revoked\":true}\n", prefix);
-            rc = 0;
-        } else if (st == CV_ERR_NOT_FOUND) {
-            cv_cli_fail("no active key with that prefix");
-        } else {
-            fprintf(stderr, "cardvault: cannot revoke the key (%s)\n", cv_status_name(st));
-        }
-    } else {
-        return cv_cli_usage_error("expected: key create|revoke");
-    }
-    cv_store_close(store);
-    return rc;
+    struct json_t *out = cv_cli_json_object();
+    cv_cli_json_set_str(out, "event", "migrations_done");
+    cv_cli_json_set_int(out, "applied", applied);
+    cv_cli_json_set_int(out, "schema_version", cv_migrate_required_version());
+    return cv_cli_print_json(out) == CV_OK ? 0 : 1;
 }
 
 /* Blocks the stop signals in every thread; main waits for them with sigwait. */
@@ -425,9 +254,12 @@ static int cmd_serve(struct cv_cli *cli)
         return 1;
     }
     block_stop_signals(&stop);
-    if (cv_secbuf_init_secure_heap(SECURE_HEAP_BYTES) != CV_OK)
+    bool heap_locked = false;
+    if (cv_secbuf_init_secure_heap(SECURE_HEAP_BYTES, &heap_locked) != CV_OK)
         cv_log(CV_LOG_WARN, "secure_heap_unavailable",
                CV_LS("effect", "secrets use the ordinary heap; still wiped on free"));
+    else if (!heap_locked)
+        cv_cli_warn_heap_not_locked();
     if (cv_kek_open_configured(&cli->cfg, &kp, why, sizeof(why)) != CV_OK) {
         cv_cli_fail(why);
         goto out;
@@ -556,12 +388,12 @@ int main(int argc, char **argv)
     } const commands[] = {
         {"serve", usage_serve, 0, cmd_serve},
         {"migrate", usage_migrate, ALLOW(OPT_DIR), cmd_migrate},
-        {"merchant", usage_merchant, 0, cmd_merchant},
-        {"key", usage_key, ALLOW(OPT_MERCHANT) | ALLOW(OPT_SCOPES), cmd_key},
-        {"keys", usage_keys,
+        {"merchant", cv_cli_merchant_usage, 0, cv_cli_merchant},
+        {"key", cv_cli_key_usage, ALLOW(OPT_MERCHANT) | ALLOW(OPT_SCOPES), cv_cli_key},
+        {"keys", cv_cli_keys_usage,
          ALLOW(OPT_NEW_KEK) | ALLOW(OPT_FROM_DEK) | ALLOW(OPT_BATCH) | ALLOW(OPT_CONFIRM),
          cv_cli_keys},
-        {"audit", usage_audit, ALLOW(OPT_SINCE), cv_cli_audit},
+        {"audit", cv_cli_audit_usage, ALLOW(OPT_SINCE), cv_cli_audit},
     };
     int rc = -1;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {

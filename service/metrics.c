@@ -1,14 +1,17 @@
 /* metrics.c: Prometheus counters and histograms. Fixed-size arrays indexed by
  * route, status class and cv_status keep the hot path to a few atomic adds;
- * rendering walks them when /metrics is scraped. */
+ * rendering walks them when /metrics is scraped and writes the page into a
+ * struct cv_buf. It never sees a request's content, only its route, status
+ * and duration. */
 #include "cardvault/metrics.h"
 
-#include <stdarg.h>
+#include <assert.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cardvault/buf.h"
 #include "cardvault/secbuf.h"
 
 /* HTTP status codes we can answer; anything else is counted under "other". */
@@ -75,37 +78,16 @@ void cv_metrics_count_auth_failure(struct cv_metrics *m)
     atomic_fetch_add(&m->auth_failures, 1);
 }
 
-struct out {
-    char *buf;
-    size_t len, cap;
-};
+/* The page's size is fixed by the arrays above (routes x codes x buckets,
+ * one line each: tens of KiB), so this cap is never reached; it only bounds
+ * the buffer like every other text the service produces. */
+#define PAGE_MAX_BYTES (1u << 20)
 
-static void emit(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void emit(struct out *o, const char *fmt, ...)
+static cv_status render(struct cv_buf *o, struct cv_metrics *m, const struct cv_metrics_gauges *g)
 {
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-        va_end(ap);
-        if (n >= 0 && (size_t)n < o->cap - o->len) {
-            o->len += (size_t)n;
-            return;
-        }
-        size_t cap = o->cap * 2;
-        char *b = cv_xmalloc(cap);
-        memcpy(b, o->buf, o->len);
-        free(o->buf);
-        o->buf = b;
-        o->cap = cap;
-    }
-}
-
-char *cv_metrics_render(struct cv_metrics *m, const struct cv_metrics_gauges *g, size_t *len)
-{
-    struct out o = {cv_xmalloc(16384), 0, 16384};
-    emit(&o, "# HELP cardvault_http_requests_total HTTP requests by route and status.\n"
-             "# TYPE cardvault_http_requests_total counter\n");
+    CV_TRY(cv_buf_appendf(
+        o, "# HELP cardvault_http_requests_total HTTP requests by route and status.\n"
+           "# TYPE cardvault_http_requests_total counter\n"));
     for (unsigned r = 0; r < CV_ROUTE_COUNT; r++)
         for (size_t c = 0; c < N_CODES; c++) {
             uint64_t v = atomic_load(&m->requests[r][c]);
@@ -113,13 +95,14 @@ char *cv_metrics_render(struct cv_metrics *m, const struct cv_metrics_gauges *g,
                 continue;
             char code[8];
             snprintf(code, sizeof(code), "%d", codes[c]);
-            emit(&o,
-                 "cardvault_http_requests_total{route=\"%s\",method=\"%s\",status=\"%s\"} %llu\n",
-                 cv_router_pattern((enum cv_route_id)r), cv_router_method((enum cv_route_id)r),
-                 codes[c] == 0 ? "other" : code, (unsigned long long)v);
+            CV_TRY(cv_buf_appendf(
+                o, "cardvault_http_requests_total{route=\"%s\",method=\"%s\",status=\"%s\"} %llu\n",
+                cv_router_pattern((enum cv_route_id)r), cv_router_method((enum cv_route_id)r),
+                codes[c] == 0 ? "other" : code, (unsigned long long)v));
         }
-    emit(&o, "# HELP cardvault_http_request_duration_seconds Request latency by route.\n"
-             "# TYPE cardvault_http_request_duration_seconds histogram\n");
+    CV_TRY(cv_buf_appendf(
+        o, "# HELP cardvault_http_request_duration_seconds Request latency by route.\n"
+           "# TYPE cardvault_http_request_duration_seconds histogram\n"));
     for (unsigned r = 0; r < CV_ROUTE_COUNT; r++) {
         /* GET and DELETE share a pattern: the method keeps the series apart. */
         char lbl[160];
@@ -128,51 +111,63 @@ char *cv_metrics_render(struct cv_metrics *m, const struct cv_metrics_gauges *g,
         uint64_t cum = 0;
         for (size_t b = 0; b < N_BUCKETS; b++) {
             cum += atomic_load(&m->latency_bucket[r][b]);
-            emit(&o, "cardvault_http_request_duration_seconds_bucket{%s,le=\"%g\"} %llu\n", lbl,
-                 buckets[b], (unsigned long long)cum);
+            CV_TRY(cv_buf_appendf(
+                o, "cardvault_http_request_duration_seconds_bucket{%s,le=\"%g\"} %llu\n", lbl,
+                buckets[b], (unsigned long long)cum));
         }
         cum += atomic_load(&m->latency_bucket[r][N_BUCKETS]);
-        emit(&o,
-             "cardvault_http_request_duration_seconds_bucket{%s,le=\"+Inf\"} %llu\n"
-             "cardvault_http_request_duration_seconds_sum{%s} %.6f\n"
-             "cardvault_http_request_duration_seconds_count{%s} %llu\n",
-             lbl, (unsigned long long)cum, lbl, (double)atomic_load(&m->latency_sum_us[r]) / 1e6,
-             lbl, (unsigned long long)cum);
+        CV_TRY(cv_buf_appendf(
+            o,
+            "cardvault_http_request_duration_seconds_bucket{%s,le=\"+Inf\"} %llu\n"
+            "cardvault_http_request_duration_seconds_sum{%s} %.6f\n"
+            "cardvault_http_request_duration_seconds_count{%s} %llu\n",
+            lbl, (unsigned long long)cum, lbl, (double)atomic_load(&m->latency_sum_us[r]) / 1e6,
+            lbl, (unsigned long long)cum));
     }
-    emit(&o, "# HELP cardvault_errors_total Error responses by error code.\n"
-             "# TYPE cardvault_errors_total counter\n");
+    CV_TRY(cv_buf_appendf(o, "# HELP cardvault_errors_total Error responses by error code.\n"
+                             "# TYPE cardvault_errors_total counter\n"));
     for (unsigned s = 1; s < CV_STATUS_COUNT; s++) {
         uint64_t v = atomic_load(&m->errors[s]);
         if (v > 0)
-            emit(&o, "cardvault_errors_total{code=\"%s\"} %llu\n", cv_status_name((cv_status)s),
-                 (unsigned long long)v);
+            CV_TRY(cv_buf_appendf(o, "cardvault_errors_total{code=\"%s\"} %llu\n",
+                                  cv_status_name((cv_status)s), (unsigned long long)v));
     }
-    emit(&o,
-         "# HELP cardvault_tokenize_total Cards tokenized.\n"
-         "# TYPE cardvault_tokenize_total counter\n"
-         "cardvault_tokenize_total %llu\n"
-         "# HELP cardvault_detokenize_total Successful detokenize requests.\n"
-         "# TYPE cardvault_detokenize_total counter\n"
-         "cardvault_detokenize_total %llu\n"
-         "# HELP cardvault_auth_failures_total Requests with a missing, unknown or revoked key.\n"
-         "# TYPE cardvault_auth_failures_total counter\n"
-         "cardvault_auth_failures_total %llu\n"
-         "# HELP cardvault_db_pool_connections_in_use Database connections checked out.\n"
-         "# TYPE cardvault_db_pool_connections_in_use gauge\n"
-         "cardvault_db_pool_connections_in_use %u\n"
-         "# HELP cardvault_db_pool_connections Database pool size.\n"
-         "# TYPE cardvault_db_pool_connections gauge\n"
-         "cardvault_db_pool_connections %u\n"
-         "# HELP cardvault_dek_rotations_total Data-key rotations by this process.\n"
-         "# TYPE cardvault_dek_rotations_total counter\n"
-         "cardvault_dek_rotations_total %llu\n"
-         "# HELP cardvault_ready 1 while serving, 0 once draining for shutdown.\n"
-         "# TYPE cardvault_ready gauge\n"
-         "cardvault_ready %d\n",
-         (unsigned long long)atomic_load(&m->tokenized),
-         (unsigned long long)atomic_load(&m->detokenized),
-         (unsigned long long)atomic_load(&m->auth_failures), g->db_pool_in_use, g->db_pool_size,
-         (unsigned long long)g->dek_rotations, g->ready);
-    *len = o.len;
-    return o.buf;
+    CV_TRY(cv_buf_appendf(
+        o,
+        "# HELP cardvault_tokenize_total Cards tokenized.\n"
+        "# TYPE cardvault_tokenize_total counter\n"
+        "cardvault_tokenize_total %llu\n"
+        "# HELP cardvault_detokenize_total Successful detokenize requests.\n"
+        "# TYPE cardvault_detokenize_total counter\n"
+        "cardvault_detokenize_total %llu\n"
+        "# HELP cardvault_auth_failures_total Requests with a missing, unknown or revoked key.\n"
+        "# TYPE cardvault_auth_failures_total counter\n"
+        "cardvault_auth_failures_total %llu\n"
+        "# HELP cardvault_db_pool_connections_in_use Database connections checked out.\n"
+        "# TYPE cardvault_db_pool_connections_in_use gauge\n"
+        "cardvault_db_pool_connections_in_use %u\n"
+        "# HELP cardvault_db_pool_connections Database pool size.\n"
+        "# TYPE cardvault_db_pool_connections gauge\n"
+        "cardvault_db_pool_connections %u\n"
+        "# HELP cardvault_dek_rotations_total Data-key rotations by this process.\n"
+        "# TYPE cardvault_dek_rotations_total counter\n"
+        "cardvault_dek_rotations_total %llu\n"
+        "# HELP cardvault_ready 1 while serving, 0 once draining for shutdown.\n"
+        "# TYPE cardvault_ready gauge\n"
+        "cardvault_ready %d\n",
+        (unsigned long long)atomic_load(&m->tokenized),
+        (unsigned long long)atomic_load(&m->detokenized),
+        (unsigned long long)atomic_load(&m->auth_failures), g->db_pool_in_use, g->db_pool_size,
+        (unsigned long long)g->dek_rotations, g->ready));
+    return CV_OK;
+}
+
+char *cv_metrics_render(struct cv_metrics *m, const struct cv_metrics_gauges *g, size_t *len)
+{
+    struct cv_buf o;
+    cv_buf_init(&o, PAGE_MAX_BYTES);
+    cv_status st = render(&o, m, g);
+    assert(st == CV_OK); /* the page is far below PAGE_MAX_BYTES, see above */
+    (void)st;
+    return cv_buf_take(&o, len);
 }

@@ -13,8 +13,6 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
-#include "cardvault/log.h"
-
 static void die_oom(size_t n)
 {
     fprintf(stderr, "{\"level\":\"fatal\",\"event\":\"out_of_memory\",\"bytes\":%zu}\n", n);
@@ -63,8 +61,9 @@ cv_status cv_random_bytes(void *buf, size_t len)
     return CV_OK;
 }
 
-cv_status cv_secbuf_init_secure_heap(size_t bytes)
+cv_status cv_secbuf_init_secure_heap(size_t bytes, bool *locked)
 {
+    *locked = true;
     /* OpenSSL's secure heap is mmap'd, mlock'd, guarded and MADV_DONTDUMP:
      * exactly the home unwrapped DEKs and card plaintext need. It must be
      * created before any thread allocates from it. */
@@ -73,9 +72,7 @@ cv_status cv_secbuf_init_secure_heap(size_t bytes)
     /* 1: ready; 2: ready but mlock was refused (RLIMIT_MEMLOCK): still
      * guarded and excluded from core dumps, so usable. */
     int rc = CRYPTO_secure_malloc_init(bytes, 16);
-    if (rc == 2)
-        cv_log(CV_LOG_WARN, "secure_heap_not_locked",
-               CV_LS("effect", "secrets may be swapped out; raise RLIMIT_MEMLOCK (ulimit -l)"));
+    *locked = rc == 1;
     return rc == 1 || rc == 2 ? CV_OK : CV_ERR_CONFIG;
 }
 

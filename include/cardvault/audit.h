@@ -9,10 +9,10 @@
 #include "cardvault/store.h"
 
 /* Evidence for reviewers: the hash-chained audit trail read back and checked
- * (verify, export), and the storage scanner that looks for card numbers in
- * every column of the database. audit.c is pure: it recomputes the chain and
- * scans byte strings it is given. store_audit.c fetches rows for it. Nothing
- * here ever prints or returns a full card number: findings are masked. */
+ * (verify, export), and the catalog walk behind the storage scan that looks
+ * for card numbers in every column of the database (pan_scan.h scans the
+ * values). audit.c is pure: it recomputes the chain over rows it is given.
+ * store_audit.c fetches rows for it. */
 
 #define CV_AUDIT_HASH_BYTES 32
 /* "2026-01-02T03:04:05.123456Z" + NUL */
@@ -80,36 +80,11 @@ bool cv_audit_verify_finish(struct cv_audit_verifier *v, const struct cv_audit_h
 
 /* One JSON line (no newline) for the SIEM export: seq, occurred_at, actor,
  * merchant_id, token, request_id, action, outcome, detail, prev_hash, hash.
- * Returns heap text (free()) and its length. */
+ * Strings are JSON-escaped by cv_buf_append_json_string. Returns heap text
+ * (free()) and its length, or NULL for a row past 1 MiB of text. */
 char *cv_audit_export_line(const struct cv_audit_row *row, size_t *len);
 /* Lower-case hex of n bytes into out[2n + 1]. */
 void cv_audit_hex(const unsigned char *in, size_t n, char *out);
-/* s as a quoted JSON string literal ("null" for NULL); heap text, free(). */
-char *cv_audit_json_quote(const char *s);
-
-/* Storage scan: finds digit runs of 12-19 digits that pass the Luhn check,
- * with or without single spaces or hyphens between digits (what cardvault's
- * own PAN parser accepts). Text is read as UTF-8, with JSON \u00NN escapes
- * and full-width digits folded to digits; raw bytes (bytea) are read the same
- * way and also as UTF-16LE/BE at both byte alignments. */
-#define CV_AUDIT_SAMPLE_LEN 20 /* masked digits, e.g. "411111******1111" */
-
-enum cv_audit_scan_kind { CV_AUDIT_SCAN_TEXT, CV_AUDIT_SCAN_BYTES };
-
-struct cv_audit_scan_result {
-    uint64_t matches;                 /* Luhn-valid candidates found */
-    char sample[CV_AUDIT_SAMPLE_LEN]; /* the first one, masked; "" when none */
-    const char *sample_encoding;      /* "utf8", "json-escape", "fullwidth", "utf16le", "utf16be" */
-};
-
-/* Scans one value; adds to r (which the caller zeroes once). Never keeps or
- * returns the digits it found except in masked form. */
-void cv_audit_scan_value(const unsigned char *buf, size_t len, enum cv_audit_scan_kind kind,
-                         struct cv_audit_scan_result *r);
-/* Masks a digit string for display: the last 4 digits, and as many of the
- * first 6 as leave at least 6 digits hidden (PCI DSS 3.4.1: BIN and last 4
- * at most). out gets '*' for hidden digits. */
-void cv_audit_mask_digits(const char *digits, size_t n, char out[CV_AUDIT_SAMPLE_LEN]);
 
 /* --- Reading the trail and the catalog back (store_audit.c) --- */
 

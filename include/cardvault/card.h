@@ -13,6 +13,25 @@
 #define CV_PAN_MAX_DIGITS 19
 #define CV_NAME_MAX_BYTES 128
 
+/* Card fields as one unit: what a token seals and what a tokenize request
+ * is identified by. pan and name are NUL-terminated; name is meaningful only
+ * when has_name is 1. Holds a PAN: callers wipe it (cv_wipe) after use. */
+struct cv_card_plain {
+    char pan[CV_PAN_MAX_DIGITS + 1];
+    int exp_month;
+    int exp_year;
+    char name[CV_NAME_MAX_BYTES + 1];
+    int has_name;
+};
+
+/* The byte encoding of a card, version 1 (the plaintext sealed under a DEK
+ * and the input of the tokenize request identity; changing it breaks every
+ * stored ciphertext):
+ *   u8 pan_len | pan digits | u8 month | u16be year | u8 name_len | name bytes
+ * name_len 0xff means "no name" (validation never lets an empty name in). */
+#define CV_CARD_ENCODED_MAX (1 + CV_PAN_MAX_DIGITS + 1 + 2 + 1 + CV_NAME_MAX_BYTES)
+#define CV_CARD_NO_NAME     0xff
+
 enum cv_card_brand {
     CV_BRAND_UNKNOWN = 0,
     CV_BRAND_VISA,
@@ -45,5 +64,16 @@ CV_MUST_USE cv_status cv_card_check_cvc(const char *cvc, size_t len, enum cv_car
  * and no run of 12 or more digits (a PAN typed in the wrong field). CV_ERR_INVALID_NAME otherwise.
  */
 CV_MUST_USE cv_status cv_card_check_name(const char *name, size_t len);
+
+/* Writes the encoding of c into out[0..cap) and its length into *len.
+ * CV_ERR_INTERNAL, with out untouched, when cap is too small or a field
+ * cannot be encoded (PAN not 12-19 bytes, month past 255, year past 65535):
+ * such a card never passed validation. The caller wipes out after use. */
+CV_MUST_USE cv_status cv_card_encode(const struct cv_card_plain *c, unsigned char *out, size_t cap,
+                                     size_t *len);
+/* Reads an encoding back into c. CV_ERR_INTEGRITY when the bytes do not
+ * follow the layout exactly (lengths out of range, trailing bytes); c is
+ * then wiped. */
+CV_MUST_USE cv_status cv_card_decode(const unsigned char *in, size_t len, struct cv_card_plain *c);
 
 #endif

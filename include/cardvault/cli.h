@@ -34,12 +34,48 @@ void cv_cli_fail(const char *msg);
 int cv_cli_usage_error(const char *msg);
 /* Opens a 2-connection store from cfg, printing one line on failure. */
 CV_MUST_USE cv_status cv_cli_open_store(const struct cv_config *cfg, struct cv_store **store);
+/* Logs the secure_heap_not_locked warning (cv_secbuf_init_secure_heap said
+ * mlock was refused); serve and the keys commands share it. */
+void cv_cli_warn_heap_not_locked(void);
 /* Prints a JSON object of string pairs on stdout and wipes the text. */
 void cv_cli_print_pairs(const char *const *pairs, size_t n_pairs);
+/* JSON results on stdout. A result is built with jansson's value type,
+ * named here without including jansson.h (only cli.c does): the cv_cli_json_*
+ * calls create and fill objects and arrays; setters and appends take over
+ * the value they are given. A value that cannot be built (out of memory, a
+ * string that is not UTF-8) marks the object, and cv_cli_print_json then
+ * refuses it. */
+struct json_t;
+struct json_t *cv_cli_json_object(void);
+struct json_t *cv_cli_json_array(void);
+/* Sets key to val (taken over; NULL marks the object failed). */
+void cv_cli_json_set(struct json_t *obj, const char *key, struct json_t *val);
+/* Sets key to a string (NULL: JSON null), an integer or a boolean. */
+void cv_cli_json_set_str(struct json_t *obj, const char *key, const char *val);
+void cv_cli_json_set_int(struct json_t *obj, const char *key, long long val);
+void cv_cli_json_set_bool(struct json_t *obj, const char *key, bool val);
+/* Appends val (taken over) or a string to an array; CV_ERR_INTERNAL if it cannot. */
+CV_MUST_USE cv_status cv_cli_json_append(struct json_t *arr, struct json_t *val);
+CV_MUST_USE cv_status cv_cli_json_append_str(struct json_t *arr, const char *s);
+/* Prints obj as one compact JSON line on stdout and releases it (one
+ * json_decref). CV_ERR_INTERNAL when obj is NULL or marked failed (nothing
+ * printed, one line on stderr), CV_ERR_IO when stdout cannot be written. */
+CV_MUST_USE cv_status cv_cli_print_json(struct json_t *obj);
 
+/* Each command family: its entry point and its --help text (printed by
+ * main.c for `cardvault COMMAND --help`), side by side in its own file. */
+
+/* cardvault merchant create (cli_merchants.c). */
+int cv_cli_merchant(struct cv_cli *cli);
+extern const char cv_cli_merchant_usage[];
+/* cardvault key create|revoke (cli_merchants.c). */
+int cv_cli_key(struct cv_cli *cli);
+extern const char cv_cli_key_usage[];
 /* cardvault keys status|rotate-dek|rotate-kek|reencrypt|destroy-dek (cli_keys.c). */
 int cv_cli_keys(struct cv_cli *cli);
+extern const char cv_cli_keys_usage[];
 /* cardvault audit verify|export|storage (cli_audit.c). */
 int cv_cli_audit(struct cv_cli *cli);
+extern const char cv_cli_audit_usage[];
 
 #endif

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cardvault/card.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/status.h"
 
@@ -16,7 +17,8 @@
 #define CV_GCM_TAG_BYTES   16
 #define CV_FP_KEY_BYTES    32
 #define CV_SEAL_FORMAT_V1  1
-#define CV_CARD_PLAIN_MAX  (1 + 19 + 1 + 2 + 1 + 128)
+/* The sealed plaintext is the card's encoding (card.h). */
+#define CV_CARD_PLAIN_MAX CV_CARD_ENCODED_MAX
 
 /* What a ciphertext is bound to: a ciphertext moved to another row, another
  * merchant, or relabelled with another key id fails to open. */
@@ -25,15 +27,6 @@ struct cv_aad {
     const char *token;
     const char *merchant_id;
     int64_t dek_id;
-};
-
-/* Card fields sealed together. pan/name are NUL-terminated. */
-struct cv_card_plain {
-    char pan[20];
-    int exp_month;
-    int exp_year;
-    char name[129];
-    int has_name;
 };
 
 /* A fresh 256-bit key from the CSPRNG in a secure buffer (caller frees). */

@@ -31,14 +31,15 @@ struct cv_keyprovider {
 };
 
 /* Opens a file KEK: 32 bytes as 64 hex characters or 44 base64 characters
- * (surrounding whitespace ignored). Refuses a file readable or writable by
- * group or others, or of the wrong length, with a one-line reason in why. */
+ * (surrounding whitespace ignored), read under secret_file.h's rule (a link
+ * is followed; the file reached must be regular and owner-only). Refuses
+ * anything else with a one-line reason in why. */
 CV_MUST_USE cv_status cv_keyprovider_file_open(const char *path, struct cv_keyprovider **out,
                                                char *why, size_t why_len);
 
 /* Opens a KEK held in a PKCS#11 token: loads module_path, logs in to the token
- * labelled token_label with the PIN in pin_file (refused if group or others
- * can access it), and finds the AES-256 secret key labelled key_label, which
+ * labelled token_label with the PIN in pin_file (read under secret_file.h's
+ * rule: owner-only), and finds the AES-256 secret key labelled key_label, which
  * must be sensitive and unextractable. Self-tests RFC 5649 wrapping in the
  * token; wraps keys of a multiple of 8 bytes. CV_ERR_CONFIG with a one-line
  * reason in why; free with cv_keyprovider_free. */

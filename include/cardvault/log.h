@@ -5,7 +5,9 @@
 #include <stddef.h>
 
 /* Structured logging: one JSON object per line on stdout, with "ts",
- * "level" and "event". Callers pass typed fields; this module escapes them.
+ * "level" and "event". Callers pass typed fields; this module escapes them
+ * (cv_buf_append_json_string), so every line is valid UTF-8 JSON whatever
+ * bytes a string field holds: invalid UTF-8 becomes U+FFFD.
  * Never pass a PAN, a CVC, a key or a request body as a field. */
 
 enum cv_log_level { CV_LOG_DEBUG = 0, CV_LOG_INFO, CV_LOG_WARN, CV_LOG_ERROR };

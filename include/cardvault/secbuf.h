@@ -16,8 +16,11 @@ struct cv_secbuf {
 };
 
 /* Creates the locked, dump-excluded heap secure buffers come from (call once,
- * before threads start). CV_ERR_CONFIG if the OS refuses. */
-CV_MUST_USE cv_status cv_secbuf_init_secure_heap(size_t bytes);
+ * before threads start). CV_ERR_CONFIG if the OS refuses. *locked is false
+ * when the heap is ready but mlock was refused (RLIMIT_MEMLOCK): still
+ * guarded and excluded from core dumps, but it may be swapped out. This
+ * module does not log (log.c builds on it): the caller warns. */
+CV_MUST_USE cv_status cv_secbuf_init_secure_heap(size_t bytes, bool *locked);
 /* Allocates cap bytes of zeroed secure memory; aborts on OOM. Free with cv_secbuf_free. */
 struct cv_secbuf *cv_secbuf_new(size_t cap);
 /* Wipes and frees; accepts NULL. */

@@ -549,6 +549,97 @@ static void name_rejects_a_pan_typed_into_it(void)
     CHECK_EQ_INT(name("1234 5678 901 2"), CV_ERR_INVALID_NAME); /* 12 digits, any grouping */
 }
 
+static struct cv_card_plain plain_card(const char *pan, int month, int year, const char *name)
+{
+    struct cv_card_plain c;
+    memset(&c, 0, sizeof(c));
+    snprintf(c.pan, sizeof(c.pan), "%s", pan);
+    c.exp_month = month;
+    c.exp_year = year;
+    if (name != NULL) {
+        snprintf(c.name, sizeof(c.name), "%s", name);
+        c.has_name = 1;
+    }
+    return c;
+}
+
+static void encode_follows_the_documented_layout(void)
+{
+    struct cv_card_plain c = plain_card("4242424242424242", 12, 2030, "AL");
+    unsigned char out[CV_CARD_ENCODED_MAX];
+    size_t len = 0;
+    CHECK_EQ_INT(cv_card_encode(&c, out, sizeof(out), &len), CV_OK);
+    const unsigned char want[] = {16,  '4', '2', '4', '2', '4', '2',  '4',  '2', '4', '2', '4',
+                                  '2', '4', '2', '4', '2', 12,  0x07, 0xEE, 2,   'A', 'L'};
+    CHECK_EQ_INT(len, sizeof(want));
+    CHECK(len == sizeof(want) && memcmp(out, want, len) == 0);
+    c = plain_card("378282246310005", 1, 2031, NULL);
+    CHECK_EQ_INT(cv_card_encode(&c, out, sizeof(out), &len), CV_OK);
+    CHECK_EQ_INT(len, 1 + 15 + 4);
+    CHECK_EQ_INT(out[len - 1], CV_CARD_NO_NAME);
+}
+
+static void encode_decode_round_trip_at_the_limits(void)
+{
+    char name[CV_NAME_MAX_BYTES + 1];
+    memset(name, 'N', CV_NAME_MAX_BYTES);
+    name[CV_NAME_MAX_BYTES] = '\0';
+    const struct cv_card_plain cards[] = {
+        plain_card("6011000990139424123", 12, 9999, name), /* 19 digits, longest name */
+        plain_card("123456789012", 1, 2026, ""),           /* 12 digits, has_name but empty */
+        plain_card("4111111111111111", 6, 2030, NULL),
+    };
+    for (size_t i = 0; i < sizeof(cards) / sizeof(cards[0]); i++) {
+        unsigned char out[CV_CARD_ENCODED_MAX];
+        size_t len = 0;
+        struct cv_card_plain back;
+        CHECK_EQ_INT(cv_card_encode(&cards[i], out, sizeof(out), &len), CV_OK);
+        CHECK(len <= CV_CARD_ENCODED_MAX);
+        CHECK_EQ_INT(cv_card_decode(out, len, &back), CV_OK);
+        CHECK(strcmp(back.pan, cards[i].pan) == 0);
+        CHECK_EQ_INT(back.exp_month, cards[i].exp_month);
+        CHECK_EQ_INT(back.exp_year, cards[i].exp_year);
+        CHECK_EQ_INT(back.has_name, cards[i].has_name);
+        CHECK(strcmp(back.name, cards[i].name) == 0);
+    }
+}
+
+static void encode_refuses_a_small_buffer_and_unencodable_fields(void)
+{
+    struct cv_card_plain c = plain_card("4242424242424242", 12, 2030, "AL");
+    unsigned char out[CV_CARD_ENCODED_MAX];
+    size_t len = 0;
+    CHECK_EQ_INT(cv_card_encode(&c, out, 22, &len), CV_ERR_INTERNAL); /* needs 23 */
+    CHECK_EQ_INT(cv_card_encode(&c, out, 23, &len), CV_OK);
+    struct cv_card_plain bad = plain_card("42424242424", 12, 2030, NULL); /* 11 digits */
+    CHECK_EQ_INT(cv_card_encode(&bad, out, sizeof(out), &len), CV_ERR_INTERNAL);
+    bad = plain_card("4242424242424242", 256, 2030, NULL);
+    CHECK_EQ_INT(cv_card_encode(&bad, out, sizeof(out), &len), CV_ERR_INTERNAL);
+    bad = plain_card("4242424242424242", 12, 65536, NULL);
+    CHECK_EQ_INT(cv_card_encode(&bad, out, sizeof(out), &len), CV_ERR_INTERNAL);
+}
+
+static void decode_rejects_bytes_off_the_layout(void)
+{
+    struct cv_card_plain c = plain_card("4242424242424242", 12, 2030, "AL"), back;
+    unsigned char out[CV_CARD_ENCODED_MAX + 1];
+    size_t len = 0;
+    CHECK_EQ_INT(cv_card_encode(&c, out, sizeof(out), &len), CV_OK);
+    for (size_t cut = 0; cut < len; cut++) /* every truncation */
+        CHECK_EQ_INT(cv_card_decode(out, cut, &back), CV_ERR_INTEGRITY);
+    out[len] = 'X'; /* a trailing byte */
+    CHECK_EQ_INT(cv_card_decode(out, len + 1, &back), CV_ERR_INTEGRITY);
+    CHECK(back.pan[0] == '\0'); /* wiped on failure */
+    unsigned char pan11[] = {11,  '1', '2', '3', '4', '5', '6',  '7',
+                             '8', '9', '0', '1', 1,   7,   0xEE, 0xff};
+    CHECK_EQ_INT(cv_card_decode(pan11, sizeof(pan11), &back), CV_ERR_INTEGRITY);
+    out[0] = 20;
+    CHECK_EQ_INT(cv_card_decode(out, len, &back), CV_ERR_INTEGRITY);
+    CHECK_EQ_INT(cv_card_encode(&c, out, sizeof(out), &len), CV_OK);
+    out[1 + 16 + 3] = 129; /* name_len past the limit */
+    CHECK_EQ_INT(cv_card_decode(out, len, &back), CV_ERR_INTEGRITY);
+}
+
 int main(void)
 {
     RUN(vectors_file_pans_are_accepted_with_their_brand);
@@ -581,5 +672,9 @@ int main(void)
     RUN(name_rejects_control_characters);
     RUN(name_rejects_malformed_utf8);
     RUN(name_rejects_a_pan_typed_into_it);
+    RUN(encode_follows_the_documented_layout);
+    RUN(encode_decode_round_trip_at_the_limits);
+    RUN(encode_refuses_a_small_buffer_and_unencodable_fields);
+    RUN(decode_rejects_bytes_off_the_layout);
     return check_summary("card");
 }

@@ -550,6 +550,26 @@ static void open_refuses_an_empty_or_missing_pin_file(void)
     expect_refusal(module, TOKEN, KEK_LABEL, pin_missing, "cannot open PKCS#11 PIN file");
 }
 
+static void open_reads_the_pin_file_under_the_secret_file_rule(void)
+{
+    /* The PIN file follows the same rule as a KEK file (secret_file.h): a
+     * link is followed, and the file it reaches must be owner-only. */
+    char link_ok[320], link_wide[320];
+    snprintf(link_ok, sizeof(link_ok), "%s/pin-link", dir);
+    snprintf(link_wide, sizeof(link_wide), "%s/pin-link-0640", dir);
+    unlink(link_ok);
+    unlink(link_wide);
+    CHECK(symlink(pin_ok, link_ok) == 0);
+    CHECK(symlink(pin_wide, link_wide) == 0);
+    struct cv_keyprovider *kp = NULL;
+    char why[256] = "";
+    CHECK_EQ_INT(
+        cv_keyprovider_pkcs11_open(module, TOKEN, KEK_LABEL, link_ok, &kp, why, sizeof(why)),
+        CV_OK);
+    cv_keyprovider_free(kp);
+    expect_refusal(module, TOKEN, KEK_LABEL, link_wide, "chmod 600");
+}
+
 static void open_refuses_a_missing_or_foreign_module(void)
 {
     char path[300];
@@ -607,6 +627,7 @@ int main(void)
     RUN(open_refuses_a_wrong_pin_naming_the_ckr_code);
     RUN(open_refuses_a_pin_file_others_can_read);
     RUN(open_refuses_an_empty_or_missing_pin_file);
+    RUN(open_reads_the_pin_file_under_the_secret_file_rule);
     RUN(open_refuses_a_missing_or_foreign_module);
     RUN(open_refuses_an_unknown_or_overlong_token_label);
     RUN(open_refuses_an_unknown_key_label);

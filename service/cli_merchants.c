@@ -1,0 +1,179 @@
+/* cli_merchants.c: `cardvault merchant create` and `cardvault key
+ * create|revoke`, the operator commands that onboard a merchant and manage
+ * its API keys, each with its --help text beside it. Every action is
+ * recorded in the audit trail. The API keys a create command makes are the
+ * only secrets this file ever prints, once, in its JSON result on stdout;
+ * they are wiped from memory afterwards and never appear in an error line
+ * or an audit event (only their public 12-character prefix does). */
+#include "cardvault/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "cardvault/auth.h"
+#include "cardvault/secbuf.h"
+#include "cardvault/token.h"
+
+const char cv_cli_merchant_usage[] =
+    "usage: cardvault merchant create NAME [--database-url URL]\n"
+    "\n"
+    "Creates a merchant and prints one JSON object with its id and three keys:\n"
+    "publishable (pk_, tokenize), secret (sk_, tokenize+read+delete) and\n"
+    "detokenize (dk_, detokenize only). The keys are shown once; store them safely.\n";
+
+const char cv_cli_key_usage[] =
+    "usage: cardvault key create --merchant ID --scopes LIST [--database-url URL]\n"
+    "       cardvault key revoke PREFIX [--database-url URL]\n"
+    "\n"
+    "create: prints {\"merchant_id\",\"key\",\"prefix\",\"scopes\"}. A key with exactly\n"
+    "the tokenize scope is pk_, exactly detokenize is dk_, anything else sk_.\n"
+    "revoke: takes the 12-character prefix; running services refuse the key\n"
+    "within CARDVAULT_AUTH_REFRESH_MS (1 s by default, 5 s at most).\n";
+
+/* Sets key to the scope names of a bit set as an array (["tokenize","read"]). */
+static void set_scopes(struct json_t *obj, const char *key, unsigned scopes)
+{
+    char csv[64];
+    bool ok = true;
+    struct json_t *arr = cv_cli_json_array();
+    cv_auth_format_scopes(scopes, csv);
+    for (const char *p = csv; *p != '\0';) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        char name[64];
+        snprintf(name, sizeof(name), "%.*s", (int)n, p);
+        if (cv_cli_json_append_str(arr, name) != CV_OK)
+            ok = false;
+        p += n + (comma != NULL ? 1 : 0);
+    }
+    cv_cli_json_set(obj, key, arr);
+    if (!ok)
+        cv_cli_json_set(obj, key, NULL); /* marks the result failed */
+}
+
+/* One audit event for a command run by the operator. */
+static cv_status audit_cli(struct cv_store *store, const char *actor, const char *merchant_id,
+                           const char *action, const char *detail)
+{
+    struct cv_audit_event ev = {actor, merchant_id, NULL, NULL, action, "success", detail};
+    return cv_store_audit_append(store, &ev);
+}
+
+int cv_cli_merchant(struct cv_cli *cli)
+{
+    if (cli->argc < 1 || strcmp(cli->argv[0], "create") != 0)
+        return cv_cli_usage_error("expected: merchant create NAME");
+    if (cli->argc != 2 || cli->argv[1][0] == '\0' || strlen(cli->argv[1]) > 200)
+        return cv_cli_usage_error("merchant create takes one NAME of 1-200 characters");
+    const char *name = cli->argv[1];
+    struct cv_store *store = NULL;
+    if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
+        return 1;
+    char mid[CV_MERCHANT_ID_LEN + 1];
+    char pk[CV_APIKEY_LEN + 1] = "", sk[CV_APIKEY_LEN + 1] = "", dk[CV_APIKEY_LEN + 1] = "";
+    char prefix[CV_APIKEY_PREFIX_LEN + 1];
+    const char *const made[] = {pk, sk, dk};
+    cv_status st;
+    if ((st = cv_token_merchant_id(mid)) != CV_OK ||
+        (st = cv_store_insert_merchant(store, mid, name)) != CV_OK)
+        goto out;
+    if ((st = cv_auth_create_key(store, mid, CV_SCOPE_TOKENIZE, pk, prefix)) != CV_OK ||
+        (st = cv_auth_create_key(store, mid, CV_SCOPE_TOKENIZE | CV_SCOPE_READ | CV_SCOPE_DELETE,
+                                 sk, prefix)) != CV_OK ||
+        (st = cv_auth_create_key(store, mid, CV_SCOPE_DETOKENIZE, dk, prefix)) != CV_OK)
+        goto out;
+    if ((st = audit_cli(store, "cli:merchant-create", mid, "merchant.create", NULL)) != CV_OK)
+        goto out;
+    for (size_t i = 0; i < 3; i++) {
+        char kp[CV_APIKEY_PREFIX_LEN + 1];
+        snprintf(kp, sizeof(kp), "%s", made[i]); /* the public prefix only */
+        if ((st = audit_cli(store, "cli:merchant-create", mid, "api_key.create", kp)) != CV_OK)
+            goto out;
+    }
+    const char *const pairs[] = {"merchant_id", mid, "name",           name, "publishable_key", pk,
+                                 "secret_key",  sk,  "detokenize_key", dk};
+    cv_cli_print_pairs(pairs, 5);
+out:
+    if (st != CV_OK)
+        fprintf(stderr, "cardvault: cannot create the merchant (%s)\n", cv_status_name(st));
+    cv_wipe(pk, sizeof(pk));
+    cv_wipe(sk, sizeof(sk));
+    cv_wipe(dk, sizeof(dk));
+    cv_store_close(store);
+    return st == CV_OK ? 0 : 1;
+}
+
+static int key_create(struct cv_cli *cli)
+{
+    unsigned scopes = 0;
+    if (cli->argc != 1 || cli->merchant == NULL || cli->scopes == NULL)
+        return cv_cli_usage_error("key create needs --merchant ID and --scopes LIST");
+    if (cv_auth_parse_scopes(cli->scopes, &scopes) != CV_OK)
+        return cv_cli_usage_error(
+            "--scopes takes a comma list of tokenize, read, delete, detokenize");
+    struct cv_store *store = NULL;
+    if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
+        return 1;
+    char key[CV_APIKEY_LEN + 1] = "", prefix[CV_APIKEY_PREFIX_LEN + 1];
+    cv_status st = cv_auth_create_key(store, cli->merchant, scopes, key, prefix);
+    if (st == CV_ERR_NOT_FOUND) {
+        cv_cli_fail("no such merchant");
+        goto out;
+    }
+    if (st != CV_OK || (st = audit_cli(store, "cli:key-create", cli->merchant, "api_key.create",
+                                       prefix)) != CV_OK) {
+        fprintf(stderr, "cardvault: cannot create the key (%s)\n", cv_status_name(st));
+        goto out;
+    }
+    struct json_t *out = cv_cli_json_object();
+    cv_cli_json_set_str(out, "merchant_id", cli->merchant);
+    cv_cli_json_set_str(out, "key", key);
+    cv_cli_json_set_str(out, "prefix", prefix);
+    set_scopes(out, "scopes", scopes);
+    st = cv_cli_print_json(out);
+out:
+    cv_wipe(key, sizeof(key));
+    cv_store_close(store);
+    return st == CV_OK ? 0 : 1;
+}
+
+static int key_revoke(struct cv_cli *cli)
+{
+    if (cli->argc != 2)
+        return cv_cli_usage_error("key revoke takes one PREFIX");
+    const char *arg = cli->argv[1];
+    if (!cv_token_api_key_is_valid(arg, strlen(arg)) && strlen(arg) != CV_APIKEY_PREFIX_LEN)
+        return cv_cli_usage_error("PREFIX is the first 12 characters of a key, e.g. sk_AbCdEfGhI");
+    char prefix[CV_APIKEY_PREFIX_LEN + 1];
+    snprintf(prefix, sizeof(prefix), "%s", arg); /* a full key works too */
+    struct cv_store *store = NULL;
+    if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
+        return 1;
+    char mid[CV_MERCHANT_ID_LEN + 1];
+    cv_status st = cv_store_revoke_api_key(store, prefix, mid);
+    if (st == CV_ERR_NOT_FOUND) {
+        cv_cli_fail("no active key with that prefix");
+        goto out;
+    }
+    if (st != CV_OK ||
+        (st = audit_cli(store, "cli:key-revoke", mid, "api_key.revoke", prefix)) != CV_OK) {
+        fprintf(stderr, "cardvault: cannot revoke the key (%s)\n", cv_status_name(st));
+        goto out;
+    }
+    struct json_t *out = cv_cli_json_object();
+    cv_cli_json_set_str(out, "prefix", prefix);
+    cv_cli_json_set_bool(out, "revoked", true);
+    st = cv_cli_print_json(out);
+out:
+    cv_store_close(store);
+    return st == CV_OK ? 0 : 1;
+}
+
+int cv_cli_key(struct cv_cli *cli)
+{
+    if (cli->argc >= 1 && strcmp(cli->argv[0], "create") == 0)
+        return key_create(cli);
+    if (cli->argc >= 1 && strcmp(cli->argv[0], "revoke") == 0)
+        return key_revoke(cli);
+    return cv_cli_usage_error("expected: key create|revoke");
+}
