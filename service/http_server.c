@@ -12,11 +12,11 @@
 #include <assert.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <stddef.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
