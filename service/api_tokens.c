@@ -19,7 +19,6 @@
 #include "cardvault/card.h"
 #include "cardvault/json_codec.h"
 #include "cardvault/log.h"
-#include "cardvault/metrics.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/token.h"
 
@@ -495,55 +494,4 @@ void cv_api_audit_denied(const struct cv_handler_deps *deps, const char *action,
     if (deps->store_ops->audit_append(deps->store, &ev) != CV_OK)
         cv_log(CV_LOG_ERROR, "audit_append_failed", CV_LS("request_id", call->request_id),
                CV_LS("action", action));
-}
-
-void cv_api_healthz(const struct cv_handler_deps *deps, const struct cv_call *call,
-                    struct cv_completion *done)
-{
-    (void)deps;
-    (void)call;
-    struct cv_result res;
-    memset(&res, 0, sizeof(res));
-    size_t len = 0;
-    char *body = cv_json_encode_health("ok", NULL, 0, &len);
-    result_json(&res, CV_RESULT_OK, body, len);
-    finish(done, &res, CV_OK);
-}
-
-void cv_api_readyz(const struct cv_handler_deps *deps, const struct cv_call *call,
-                   struct cv_completion *done)
-{
-    (void)call;
-    struct cv_result res;
-    memset(&res, 0, sizeof(res));
-    bool draining = atomic_load(deps->draining);
-    bool db_ok = !draining && deps->store_ops->ping(deps->store) == CV_OK;
-    bool kek_ok = !draining && deps->keyring != NULL && deps->keyring_ops->kek_ok(deps->keyring);
-    /* While draining the database is not asked: the instance is leaving. */
-    const char *const pairs[] = {"database", db_ok ? "ok" : "unavailable", "kek",
-                                 kek_ok ? "ok" : "unavailable"};
-    bool ready = db_ok && kek_ok && !draining;
-    size_t len = 0;
-    char *body = cv_json_encode_health(ready ? "ready" : "unavailable", pairs, 2, &len);
-    result_json(&res, ready ? CV_RESULT_OK : CV_RESULT_NOT_READY, body, len);
-    finish(done, &res, CV_OK);
-}
-
-void cv_api_metrics(const struct cv_handler_deps *deps, const struct cv_call *call,
-                    struct cv_completion *done)
-{
-    (void)call;
-    struct cv_result res;
-    struct cv_metrics_gauges g = {0};
-    memset(&res, 0, sizeof(res));
-    deps->store_ops->pool_usage(deps->store, &g.db_pool_in_use, &g.db_pool_size);
-    g.dek_rotations = deps->keyring_ops->rotations(deps->keyring);
-    g.ready = !atomic_load(deps->draining);
-    size_t len = 0;
-    res.body = cv_metrics_render(deps->metrics, &g, &len);
-    res.body_len = len;
-    res.free_body = free;
-    res.kind = CV_RESULT_OK;
-    res.body_type = CV_BODY_METRICS;
-    finish(done, &res, CV_OK);
 }

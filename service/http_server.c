@@ -481,7 +481,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
      * later needs the daemon started with MHD_ALLOW_SUSPEND_RESUME: suspend
      * the connection here when !rq->finished (under a per-request lock that
      * on_handler_finished also takes), resume it from on_handler_finished;
-     * MHD then calls on_request again and the result is queued below. */
+     * MHD then calls on_request again, which queues the result at its
+     * "resumed" check. */
     assert(rq->finished);
     return queue_result(conn, rq);
 }

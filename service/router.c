@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "cardvault/api_health.h"
 #include "cardvault/api_tokens.h"
 
 static const struct cv_route routes[] = {

@@ -16,6 +16,7 @@
 
 #include <microhttpd.h>
 
+#include "cardvault/api_health.h"
 #include "cardvault/api_tokens.h"
 #include "cardvault/router.h"
 #include "cardvault/token.h"
@@ -31,7 +32,8 @@ static void fail(const char *why)
     abort();
 }
 
-/* Handler stubs: the router links against these instead of api_tokens.c. */
+/* Handler stubs: the router links against these instead of api_tokens.c and
+ * api_health.c. */
 static void stub(const struct cv_handler_deps *deps, const struct cv_call *call,
                  struct cv_completion *done)
 {

@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cardvault/api_health.h"
 #include "cardvault/json_codec.h"
+#include "cardvault/metrics.h"
 #include "cardvault/token.h"
 #include "check.h"
 
@@ -857,6 +859,26 @@ static void readiness_is_not_ready_while_draining(void)
     fake_free(&store);
 }
 
+static void metrics_answer_prometheus_text(void)
+{
+    setup();
+    struct cv_handler_deps d = deps_of(&store);
+    struct cv_call call = {"req_testtesttesttesttest", NULL, NULL, NULL, NULL};
+    struct captured c;
+    memset(&c, 0, sizeof(c));
+    c.done.finish = capture;
+    d.metrics = cv_metrics_new();
+    cv_api_metrics(&d, &call, &c.done);
+    CHECK_EQ_INT(c.calls, 1);
+    CHECK_EQ_INT(c.res.status, CV_OK);
+    CHECK_EQ_INT(c.res.kind, CV_RESULT_OK);
+    CHECK_EQ_INT(c.res.body_type, CV_BODY_METRICS);
+    CHECK(c.res.body != NULL && c.res.body_len > 0);
+    cv_result_cleanup(&c.res);
+    cv_metrics_free(d.metrics);
+    fake_free(&store);
+}
+
 int main(void)
 {
     cv_json_init();
@@ -878,5 +900,6 @@ int main(void)
     RUN(detokenize_fails_closed_without_its_audit);
     RUN(destroyed_data_key_means_destroyed);
     RUN(readiness_is_not_ready_while_draining);
+    RUN(metrics_answer_prometheus_text);
     return check_summary("api_tokens");
 }
