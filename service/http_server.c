@@ -1,14 +1,18 @@
 /* http_server.c: libmicrohttpd glue. Owns one struct request per HTTP
  * exchange (made on MHD's first call, freed in the completion callback),
  * enforces the 8 KiB body cap and the JSON content type, refuses API keys in
- * query strings, authenticates, dispatches, and maps cv_status to an HTTP
- * status and a stable JSON error. It never logs a body, a query string or an
- * Authorization header, and request bodies are wiped when freed. */
+ * query strings, authenticates, checks the Idempotency-Key header, decodes
+ * the body into the handler contract's structs (handler.h), dispatches, and
+ * is the one place that maps a handler's result kind or cv_status to an HTTP
+ * status, headers and a stable JSON error. It never logs a body, a query
+ * string or an Authorization header, and request bodies are wiped when freed. */
 #include "cardvault/http_server.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +32,7 @@
 #include "cardvault/token.h"
 
 #define TOKEN_SEGMENT_MAX   64
-#define RETRY_AFTER_SECONDS 2
+#define RETRY_AFTER_SECONDS 2 /* on 429 and 503 unless a rate limiter knows better */
 #define TLS_FILE_MAX_BYTES  (64 * 1024)
 
 /* TLS 1.2 and 1.3 only, AEAD ciphers only (GCM, ChaCha20-Poly1305), forward-
@@ -64,6 +68,14 @@ struct request {
     const char *method;
     unsigned retry_after_s;
     char client[48];
+    /* The handler's side: what it was called with and what it finished with.
+     * Everything here lives until on_completed, so a handler may finish
+     * after it returned (see handler.h). */
+    struct cv_tokenize_req tokenize; /* the decoded body; wiped when the handler finishes */
+    struct cv_call call;
+    struct cv_completion done;
+    struct cv_result result;
+    bool finished;
 };
 
 struct error_map {
@@ -172,6 +184,24 @@ static void add_common_headers(struct MHD_Response *resp, const struct request *
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
 }
 
+/* Every answer leaves through here: the status for the access log, and
+ * Retry-After on 429 and 503 (a rate limiter's own wait, else the default). */
+static enum MHD_Result send_response(struct MHD_Connection *conn, struct request *rq, int http,
+                                     cv_status st, struct MHD_Response *resp)
+{
+    if (http == 503 || http == 429) {
+        char ra[16];
+        snprintf(ra, sizeof(ra), "%u",
+                 rq->retry_after_s > 0 ? rq->retry_after_s : RETRY_AFTER_SECONDS);
+        MHD_add_response_header(resp, "Retry-After", ra);
+    }
+    rq->http_status = http;
+    rq->status = st;
+    enum MHD_Result r = MHD_queue_response(conn, (unsigned)http, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
 static enum MHD_Result queue_error(struct MHD_Connection *conn, struct request *rq, cv_status st,
                                    const char *param, const char *allow)
 {
@@ -183,41 +213,87 @@ static enum MHD_Result queue_error(struct MHD_Connection *conn, struct request *
     add_common_headers(resp, rq, "application/json");
     if (allow != NULL)
         MHD_add_response_header(resp, "Allow", allow);
-    if (m.http == 503 || m.http == 429) {
-        char ra[16];
-        snprintf(ra, sizeof(ra), "%u",
-                 rq->retry_after_s > 0 ? rq->retry_after_s : RETRY_AFTER_SECONDS);
-        MHD_add_response_header(resp, "Retry-After", ra);
-    }
-    rq->http_status = m.http;
-    rq->status = st;
-    enum MHD_Result r = MHD_queue_response(conn, (unsigned)m.http, resp);
-    MHD_destroy_response(resp);
-    return r;
+    return send_response(conn, rq, m.http, st, resp);
 }
 
-static enum MHD_Result queue_reply(struct MHD_Connection *conn, struct request *rq,
-                                   struct cv_reply *reply)
+/* The single mapping from a result kind to an HTTP status. */
+static int http_of_kind(enum cv_result_kind kind)
 {
+    switch (kind) {
+    case CV_RESULT_CREATED:
+        return 201;
+    case CV_RESULT_DELETED:
+        return 204;
+    case CV_RESULT_NOT_READY:
+        return 503;
+    case CV_RESULT_OK:
+    default:
+        return 200;
+    }
+}
+
+static const char *content_type_of(enum cv_body_type type)
+{
+    return type == CV_BODY_METRICS ? "text/plain; version=0.0.4; charset=utf-8"
+                                   : "application/json";
+}
+
+/* Queues what the handler finished with; the response takes its body over. */
+static enum MHD_Result queue_result(struct MHD_Connection *conn, struct request *rq)
+{
+    struct cv_result *res = &rq->result;
+    if (res->status != CV_OK)
+        return queue_error(conn, rq, res->status, res->error_param, NULL);
     struct MHD_Response *resp;
-    if (reply->body != NULL) {
-        resp = MHD_create_response_from_buffer_with_free_callback(reply->body_len, reply->body,
-                                                                  reply->free_body);
-        add_common_headers(resp, rq,
-                           reply->content_type != NULL ? reply->content_type : "application/json");
+    if (res->body != NULL) {
+        resp = MHD_create_response_from_buffer_with_free_callback(res->body_len, res->body,
+                                                                  res->free_body);
+        res->body = NULL;
+        add_common_headers(resp, rq, content_type_of(res->body_type));
     } else {
         resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
         add_common_headers(resp, rq, NULL);
     }
-    if (reply->http_status == 503)
-        MHD_add_response_header(resp, "Retry-After", "2");
-    if (reply->replayed)
+    if (res->replayed)
         MHD_add_response_header(resp, "Idempotent-Replayed", "true");
-    rq->http_status = reply->http_status;
-    rq->status = CV_OK;
-    enum MHD_Result r = MHD_queue_response(conn, (unsigned)reply->http_status, resp);
-    MHD_destroy_response(resp);
-    return r;
+    return send_response(conn, rq, http_of_kind(res->kind), CV_OK, resp);
+}
+
+/* The request's cv_completion: keeps the result for queue_result and drops
+ * the decoded card data at once, since the handler is done with it. */
+static void on_handler_finished(struct cv_completion *self, struct cv_result *result)
+{
+    struct request *rq = (struct request *)(void *)((char *)self - offsetof(struct request, done));
+    assert(!rq->finished); /* exactly once */
+    rq->result = *result;
+    memset(result, 0, sizeof(*result));
+    cv_tokenize_req_cleanup(&rq->tokenize);
+    rq->finished = true;
+}
+
+/* Header and body checks that belong to a route's decoded request: the
+ * Idempotency-Key format, then the body itself (param names a bad field). */
+static cv_status decode_request(struct MHD_Connection *conn, struct request *rq,
+                                const char **idempotency_key, const char **param)
+{
+    const char *body = rq->body != NULL ? rq->body : "";
+    *idempotency_key = NULL;
+    *param = NULL;
+    switch (rq->route->body) {
+    case CV_ROUTE_BODY_TOKENIZE: {
+        const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
+        if (key != NULL && !cv_token_idempotency_key_is_valid(key, strlen(key)))
+            return CV_ERR_INVALID_IDEMPOTENCY_KEY;
+        CV_TRY(cv_json_decode_tokenize(body, rq->body_len, &rq->tokenize, param));
+        *idempotency_key = key;
+        return CV_OK;
+    }
+    case CV_ROUTE_BODY_EMPTY:
+        return cv_json_decode_empty(body, rq->body_len, param);
+    case CV_ROUTE_BODY_NONE:
+    default:
+        return CV_OK;
+    }
 }
 
 /* A query parameter that carries an API key: the key is now exposed in
@@ -330,8 +406,8 @@ static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connect
             return queue_error(conn, rq, CV_ERR_RATE_LIMITED, NULL, NULL);
         if ((rq->who.scopes & rq->route->scope) == 0) {
             if (rq->route->audit_denied) {
-                struct cv_call call = {rq->request_id, &rq->who, rq->token, NULL, 0, NULL};
-                cv_api_audit_denied(srv->app, rq->route->audit_action, &call);
+                struct cv_call call = {rq->request_id, &rq->who, rq->token, NULL, NULL};
+                cv_api_audit_denied(&srv->app->handlers, rq->route->audit_action, &call);
             }
             return queue_error(conn, rq, CV_ERR_FORBIDDEN, NULL, NULL);
         }
@@ -368,6 +444,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (rq->finished) /* resumed: its handler finished after returning */
+        return queue_result(conn, rq);
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         if (rq->body_too_large || rq->body_len + n > CV_HTTP_BODY_MAX_BYTES) {
@@ -386,23 +464,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (rq->body != NULL)
         rq->body[rq->body_len] = '\0';
 
-    struct cv_call call = {
+    const char *idempotency_key = NULL, *param = NULL;
+    cv_status st = decode_request(conn, rq, &idempotency_key, &param);
+    if (st != CV_OK)
+        return queue_error(conn, rq, st, param, NULL);
+    rq->call = (struct cv_call){
         .request_id = rq->request_id,
         .who = rq->authenticated ? &rq->who : NULL,
         .token = rq->route->id == CV_ROUTE_TOKENIZE ? NULL : rq->token,
-        .body = rq->body != NULL ? rq->body : "",
-        .body_len = rq->body_len,
-        .idempotency_key =
-            rq->route->id == CV_ROUTE_TOKENIZE
-                ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key")
-                : NULL,
+        .idempotency_key = idempotency_key,
+        .tokenize = rq->route->body == CV_ROUTE_BODY_TOKENIZE ? &rq->tokenize : NULL,
     };
-    struct cv_reply reply;
-    memset(&reply, 0, sizeof(reply));
-    cv_status st = rq->route->handler(srv->app, &call, &reply);
-    if (st != CV_OK)
-        return queue_error(conn, rq, st, reply.error_param, NULL);
-    return queue_reply(conn, rq, &reply);
+    rq->done.finish = on_handler_finished;
+    rq->route->handler(&srv->app->handlers, &rq->call, &rq->done);
+    /* Every handler finishes before it returns today. One that finishes
+     * later needs the daemon started with MHD_ALLOW_SUSPEND_RESUME: suspend
+     * the connection here when !rq->finished (under a per-request lock that
+     * on_handler_finished also takes), resume it from on_handler_finished;
+     * MHD then calls on_request again, which queues the result at its
+     * "resumed" check. */
+    assert(rq->finished);
+    return queue_result(conn, rq);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -432,6 +514,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         cv_wipe(rq->body, CV_HTTP_BODY_MAX_BYTES + 1);
         free(rq->body);
     }
+    cv_tokenize_req_cleanup(&rq->tokenize); /* a handler that never ran */
+    cv_result_cleanup(&rq->result);         /* an answer that was never queued */
     cv_wipe(rq, sizeof(*rq));
     free(rq);
     *con_cls = NULL;

@@ -148,14 +148,6 @@ out:
     return st;
 }
 
-void cv_tokenize_req_cleanup(struct cv_tokenize_req *req)
-{
-    cv_secbuf_free(req->pan);
-    cv_secbuf_free(req->cvc);
-    cv_secbuf_free(req->name);
-    memset(req, 0, sizeof(*req));
-}
-
 cv_status cv_json_decode_empty(const char *body, size_t len, const char **param)
 {
     *param = NULL;

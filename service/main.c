@@ -318,6 +318,8 @@ static int cmd_serve(struct cv_cli *cli)
         goto out;
     }
     app.metrics = cv_metrics_new();
+    cv_handler_deps_init(&app.handlers, app.store, app.keyring, app.metrics, &app.draining,
+                         cli->cfg.idempotency_ttl_s);
     if (cv_http_server_start(&app, &http, why, sizeof(why)) != CV_OK) {
         cv_cli_fail(why);
         goto out;

@@ -5,19 +5,23 @@
 
 #include <string.h>
 
+#include "cardvault/api_health.h"
 #include "cardvault/api_tokens.h"
 
 static const struct cv_route routes[] = {
-    {CV_ROUTE_TOKENIZE, "POST", "/v1/tokens", CV_SCOPE_TOKENIZE, true, false, NULL,
-     cv_api_tokenize},
-    {CV_ROUTE_READ, "GET", "/v1/tokens/{token}", CV_SCOPE_READ, false, false, NULL, cv_api_read},
-    {CV_ROUTE_DELETE, "DELETE", "/v1/tokens/{token}", CV_SCOPE_DELETE, false, false, NULL,
-     cv_api_delete},
-    {CV_ROUTE_DETOKENIZE, "POST", "/v1/tokens/{token}/detokenize", CV_SCOPE_DETOKENIZE, true, true,
-     "token.detokenize", cv_api_detokenize},
-    {CV_ROUTE_HEALTHZ, "GET", "/healthz", 0, false, false, NULL, cv_api_healthz},
-    {CV_ROUTE_READYZ, "GET", "/readyz", 0, false, false, NULL, cv_api_readyz},
-    {CV_ROUTE_METRICS, "GET", "/metrics", 0, false, false, NULL, cv_api_metrics},
+    {CV_ROUTE_TOKENIZE, "POST", "/v1/tokens", CV_SCOPE_TOKENIZE, true, CV_ROUTE_BODY_TOKENIZE,
+     false, NULL, cv_api_tokenize},
+    {CV_ROUTE_READ, "GET", "/v1/tokens/{token}", CV_SCOPE_READ, false, CV_ROUTE_BODY_NONE, false,
+     NULL, cv_api_read},
+    {CV_ROUTE_DELETE, "DELETE", "/v1/tokens/{token}", CV_SCOPE_DELETE, false, CV_ROUTE_BODY_NONE,
+     false, NULL, cv_api_delete},
+    {CV_ROUTE_DETOKENIZE, "POST", "/v1/tokens/{token}/detokenize", CV_SCOPE_DETOKENIZE, true,
+     CV_ROUTE_BODY_EMPTY, true, "token.detokenize", cv_api_detokenize},
+    {CV_ROUTE_HEALTHZ, "GET", "/healthz", 0, false, CV_ROUTE_BODY_NONE, false, NULL,
+     cv_api_healthz},
+    {CV_ROUTE_READYZ, "GET", "/readyz", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_readyz},
+    {CV_ROUTE_METRICS, "GET", "/metrics", 0, false, CV_ROUTE_BODY_NONE, false, NULL,
+     cv_api_metrics},
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 

@@ -5,6 +5,7 @@
 
 #include "cardvault/auth.h"
 #include "cardvault/config.h"
+#include "cardvault/handler.h"
 #include "cardvault/keyring.h"
 #include "cardvault/metrics.h"
 #include "cardvault/store.h"
@@ -18,6 +19,9 @@ struct cv_app {
     struct cv_auth *auth;
     struct cv_metrics *metrics;
     atomic_bool draining; /* SIGTERM received: /readyz answers 503 */
+    /* What the handlers see of all this (cv_handler_deps_init); they never
+     * get the app itself. */
+    struct cv_handler_deps handlers;
 };
 
 #endif

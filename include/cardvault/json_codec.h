@@ -4,7 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "cardvault/secbuf.h"
+#include "cardvault/handler.h"
 #include "cardvault/status.h"
 
 /* Request bytes -> structs and structs -> response bytes. Decoding is strict:
@@ -12,15 +12,6 @@
  * copied out of the JSON tree into secure buffers at once, and the tree's own
  * memory is wiped when freed (wiping allocators installed by cv_json_init).
  * Error messages never quote the input. */
-
-struct cv_tokenize_req {
-    struct cv_secbuf *pan;  /* as sent, NUL-terminated; separators not yet removed */
-    struct cv_secbuf *cvc;  /* NULL when absent */
-    struct cv_secbuf *name; /* NULL when absent */
-    long long exp_month;
-    long long exp_year;
-    bool reuse_existing;
-};
 
 /* What a token answer shows. pan/name are set only for detokenize. */
 struct cv_token_view {
@@ -42,11 +33,10 @@ void cv_json_init(void);
 /* Frees memory returned by the encoders (wiped). */
 void cv_json_free(void *p);
 
-/* Decodes a tokenize body. On error returns the status and points *param at the
- * offending field name (static storage) or NULL. */
+/* Decodes a tokenize body into the contract struct (handler.h). On error returns the status and
+ * points *param at the offending field name (static storage) or NULL. */
 CV_MUST_USE cv_status cv_json_decode_tokenize(const char *body, size_t len,
                                               struct cv_tokenize_req *out, const char **param);
-void cv_tokenize_req_cleanup(struct cv_tokenize_req *req);
 /* Accepts an empty body or "{}" (detokenize takes no parameters). */
 CV_MUST_USE cv_status cv_json_decode_empty(const char *body, size_t len, const char **param);
 

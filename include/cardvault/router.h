@@ -4,39 +4,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "cardvault/auth.h"
+#include "cardvault/handler.h"
 #include "cardvault/status.h"
 
 /* Method + path -> route. One static table lists every route, its scope and
- * its handler; http_server.c asks the router and never matches paths itself. */
+ * its handler; http_server.c asks the router and never matches paths itself.
+ * The handler contract (cv_call, cv_result, cv_handler) is handler.h's. */
 
-struct cv_app;
-
-/* What a handler receives: already authenticated, body within limits. */
-struct cv_call {
-    const char *request_id;
-    const struct cv_principal *who; /* NULL on unauthenticated routes */
-    const char *token;              /* the {token} path segment, or NULL */
-    const char *body;
-    size_t body_len;
-    const char *idempotency_key; /* Idempotency-Key header, or NULL */
+/* The request body a route takes, decoded before its handler runs. */
+enum cv_route_body {
+    CV_ROUTE_BODY_NONE = 0, /* ignored */
+    CV_ROUTE_BODY_TOKENIZE, /* a tokenize object: cv_call.tokenize */
+    CV_ROUTE_BODY_EMPTY,    /* empty, or "{}" */
 };
-
-/* What a handler returns. On CV_OK: http_status and body (heap, freed with
- * free_body). On an error status: error_param may name the faulty field. */
-struct cv_reply {
-    int http_status;
-    char *body;
-    size_t body_len;
-    void (*free_body)(void *);
-    const char *content_type; /* default application/json */
-    const char *error_param;
-    const char *error_message; /* optional override of the default message */
-    bool replayed;             /* an idempotent replay: Idempotent-Replayed: true */
-};
-
-typedef cv_status (*cv_handler)(struct cv_app *app, const struct cv_call *call,
-                                struct cv_reply *reply);
 
 enum cv_route_id {
     CV_ROUTE_TOKENIZE = 0,
@@ -53,10 +33,11 @@ enum cv_route_id {
 struct cv_route {
     enum cv_route_id id;
     const char *method;
-    const char *pattern; /* for logs and metrics: "/v1/tokens/{token}" */
-    unsigned scope;      /* 0: no authentication */
-    bool takes_json;     /* request body must be application/json */
-    bool audit_denied;   /* a 403 on this route is an audit event */
+    const char *pattern;     /* for logs and metrics: "/v1/tokens/{token}" */
+    unsigned scope;          /* 0: no authentication */
+    bool takes_json;         /* request body must be application/json */
+    enum cv_route_body body; /* how http_server decodes the body before the handler */
+    bool audit_denied;       /* a 403 on this route is an audit event */
     const char *audit_action;
     cv_handler handler;
 };

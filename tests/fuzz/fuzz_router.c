@@ -16,6 +16,7 @@
 
 #include <microhttpd.h>
 
+#include "cardvault/api_health.h"
 #include "cardvault/api_tokens.h"
 #include "cardvault/router.h"
 #include "cardvault/token.h"
@@ -31,41 +32,50 @@ static void fail(const char *why)
     abort();
 }
 
-/* Handler stubs: the router links against these instead of api_tokens.c. */
-static cv_status stub(struct cv_app *app, const struct cv_call *call, struct cv_reply *reply)
+/* Handler stubs: the router links against these instead of api_tokens.c and
+ * api_health.c. */
+static void stub(const struct cv_handler_deps *deps, const struct cv_call *call,
+                 struct cv_completion *done)
 {
-    (void)app;
+    (void)deps;
     (void)call;
-    (void)reply;
-    return CV_ERR_INTERNAL;
+    struct cv_result res = {.status = CV_ERR_INTERNAL};
+    cv_completion_finish(done, &res);
 }
-cv_status cv_api_tokenize(struct cv_app *app, const struct cv_call *call, struct cv_reply *reply)
+void cv_api_tokenize(const struct cv_handler_deps *deps, const struct cv_call *call,
+                     struct cv_completion *done)
 {
-    return stub(app, call, reply);
+    stub(deps, call, done);
 }
-cv_status cv_api_read(struct cv_app *app, const struct cv_call *call, struct cv_reply *reply)
+void cv_api_read(const struct cv_handler_deps *deps, const struct cv_call *call,
+                 struct cv_completion *done)
 {
-    return stub(app, call, reply);
+    stub(deps, call, done);
 }
-cv_status cv_api_detokenize(struct cv_app *app, const struct cv_call *call, struct cv_reply *reply)
+void cv_api_detokenize(const struct cv_handler_deps *deps, const struct cv_call *call,
+                       struct cv_completion *done)
 {
-    return stub(app, call, reply);
+    stub(deps, call, done);
 }
-cv_status cv_api_delete(struct cv_app *app, const struct cv_call *call, struct cv_reply *reply)
+void cv_api_delete(const struct cv_handler_deps *deps, const struct cv_call *call,
+                   struct cv_completion *done)
 {
-    return stub(app, call, reply);
+    stub(deps, call, done);
 }
-cv_status cv_api_healthz(struct cv_app *app, const struct cv_call *call, struct cv_reply *reply)
+void cv_api_healthz(const struct cv_handler_deps *deps, const struct cv_call *call,
+                    struct cv_completion *done)
 {
-    return stub(app, call, reply);
+    stub(deps, call, done);
 }
-cv_status cv_api_readyz(struct cv_app *app, const struct cv_call *call, struct cv_reply *reply)
+void cv_api_readyz(const struct cv_handler_deps *deps, const struct cv_call *call,
+                   struct cv_completion *done)
 {
-    return stub(app, call, reply);
+    stub(deps, call, done);
 }
-cv_status cv_api_metrics(struct cv_app *app, const struct cv_call *call, struct cv_reply *reply)
+void cv_api_metrics(const struct cv_handler_deps *deps, const struct cv_call *call,
+                    struct cv_completion *done)
 {
-    return stub(app, call, reply);
+    stub(deps, call, done);
 }
 
 static void check_match(const char *method, const char *path, size_t cap)

@@ -114,6 +114,29 @@ static void routes_carry_their_scope_and_body_rules(void)
     CHECK(r != NULL && r->scope == 0);
 }
 
+/* The body reaches a handler decoded: tokenize's object, detokenize's empty
+ * one; every other route ignores its body. */
+static void bodies_are_decoded_per_route(void)
+{
+    const struct cv_route *r = NULL;
+    const char *allow = NULL;
+    char seg[64];
+    CHECK_EQ_INT(match("POST", "/v1/tokens", &r, seg, sizeof(seg), &allow), CV_OK);
+    CHECK(r != NULL && r->body == CV_ROUTE_BODY_TOKENIZE);
+    CHECK_EQ_INT(match("POST", "/v1/tokens/" TOK "/detokenize", &r, seg, sizeof(seg), &allow),
+                 CV_OK);
+    CHECK(r != NULL && r->body == CV_ROUTE_BODY_EMPTY);
+    const char *none[][2] = {{"GET", "/v1/tokens/" TOK},
+                             {"DELETE", "/v1/tokens/" TOK},
+                             {"GET", "/healthz"},
+                             {"GET", "/readyz"},
+                             {"GET", "/metrics"}};
+    for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
+        CHECK_EQ_INT(match(none[i][0], none[i][1], &r, seg, sizeof(seg), &allow), CV_OK);
+        CHECK(r != NULL && r->body == CV_ROUTE_BODY_NONE && !r->takes_json);
+    }
+}
+
 static void patterns_name_routes_for_metrics(void)
 {
     CHECK(strcmp(cv_router_pattern(CV_ROUTE_TOKENIZE), "/v1/tokens") == 0);
@@ -247,6 +270,7 @@ int main(void)
     RUN(every_route_matches_with_its_id);
     RUN(token_segment_is_passed_verbatim_for_validation_later);
     RUN(routes_carry_their_scope_and_body_rules);
+    RUN(bodies_are_decoded_per_route);
     RUN(patterns_name_routes_for_metrics);
     RUN(wrong_method_is_405_with_allow);
     RUN(unknown_paths_are_404);

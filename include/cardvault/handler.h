@@ -1,0 +1,164 @@
+#ifndef CV_HANDLER_H
+#define CV_HANDLER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "cardvault/auth.h"
+#include "cardvault/secbuf.h"
+#include "cardvault/status.h"
+#include "cardvault/store.h"
+
+/* The handler contract: what the HTTP layer hands a flow and what it gets
+ * back. A handler sees decoded request structs, never bytes or headers, and
+ * answers with a result kind or a cv_status, never an HTTP code: turning
+ * results into HTTP (codes, headers, error bodies) is http_server.c's job
+ * alone. A handler reaches the rest of the service only through the narrow
+ * cv_handler_deps below, so its flows can run against fakes in unit tests.
+ *
+ * Lifecycle: the server calls handler(deps, call, done). The handler calls
+ * cv_completion_finish(done, &result) exactly once, either before it returns
+ * (every handler today) or later from any thread (a handler waiting on a
+ * batched commit). `call`, and everything it points to, stays valid until
+ * then; after finishing the handler must not touch `call` or `done`. */
+
+struct cv_keyring;
+struct cv_metrics;
+
+/* POST /v1/tokens, decoded (json_codec.c). The buffers are wiped on cleanup. */
+struct cv_tokenize_req {
+    struct cv_secbuf *pan;  /* as sent, NUL-terminated; separators not yet removed */
+    struct cv_secbuf *cvc;  /* NULL when absent */
+    struct cv_secbuf *name; /* NULL when absent */
+    long long exp_month;
+    long long exp_year;
+    bool reuse_existing;
+};
+/* Frees (wiping) the buffers and zeroes req; safe to call twice. */
+void cv_tokenize_req_cleanup(struct cv_tokenize_req *req);
+
+/* What a handler receives: authenticated, headers checked, body decoded. */
+struct cv_call {
+    const char *request_id;
+    const struct cv_principal *who;         /* NULL on unauthenticated routes */
+    const char *token;                      /* the {token} path segment, or NULL */
+    const char *idempotency_key;            /* well-formed Idempotency-Key, or NULL */
+    const struct cv_tokenize_req *tokenize; /* the decoded body of POST /v1/tokens, else NULL */
+};
+
+/* How a request succeeded. Failures are a cv_status instead. */
+enum cv_result_kind {
+    CV_RESULT_OK = 0,    /* the resource or report asked for */
+    CV_RESULT_CREATED,   /* a new token */
+    CV_RESULT_DELETED,   /* the token is gone; no body */
+    CV_RESULT_NOT_READY, /* a readiness report saying "not ready" (the body is the report) */
+};
+
+enum cv_body_type {
+    CV_BODY_JSON = 0,
+    CV_BODY_METRICS, /* Prometheus text exposition format */
+};
+
+/* What a handler answers. status CV_OK: kind says how, body (heap, released
+ * with free_body) is the answer. Otherwise status says why the request failed
+ * and error_param may name the faulty field (static storage). */
+struct cv_result {
+    cv_status status;
+    enum cv_result_kind kind;
+    bool replayed; /* the stored answer of an earlier request with this Idempotency-Key */
+    char *body;
+    size_t body_len;
+    void (*free_body)(void *);
+    enum cv_body_type body_type;
+    const char *error_param;
+};
+/* Releases the body; accepts a zeroed result. */
+void cv_result_cleanup(struct cv_result *r);
+
+/* The one way a request finishes. finish takes the result (and its body)
+ * over; see the lifecycle above. */
+struct cv_completion {
+    void (*finish)(struct cv_completion *self, struct cv_result *result);
+};
+void cv_completion_finish(struct cv_completion *done, struct cv_result *result);
+
+/* How an Idempotency-Key claim went. */
+enum cv_idem_claim {
+    CV_IDEM_CLAIMED,  /* the key is ours now: complete or release it */
+    CV_IDEM_TAKEN,    /* another request holds it: *existing describes its record */
+    CV_IDEM_VANISHED, /* its record was released between claim and read: ask again */
+};
+
+/* Persistence the flows need. The production table is the cv_store_*
+ * functions of store.h (idem_claim adapted to the outcome above); a test
+ * passes its own table and handle. */
+struct cv_store_ops {
+    cv_status (*get_token)(struct cv_store *st, const char *merchant_id, const char *token,
+                           struct cv_token_row *out);
+    cv_status (*find_by_fingerprint)(struct cv_store *st, const char *merchant_id,
+                                     const char *fingerprint, struct cv_token_row *rows, size_t max,
+                                     size_t *count);
+    cv_status (*insert_token)(struct cv_store *st, const struct cv_token_row *row,
+                              const unsigned char *idem_key_hash, const char *response_body);
+    cv_status (*delete_token)(struct cv_store *st, const char *merchant_id, const char *token,
+                              const struct cv_audit_event *ev);
+    cv_status (*audit_append)(struct cv_store *st, const struct cv_audit_event *ev);
+    cv_status (*idem_claim)(struct cv_store *st, const char *merchant_id,
+                            const unsigned char key_hash[32], const unsigned char request_hash[32],
+                            int64_t ttl_s, int64_t stale_s, enum cv_idem_claim *outcome,
+                            struct cv_idem_record *existing);
+    cv_status (*idem_complete)(struct cv_store *st, const char *merchant_id,
+                               const unsigned char key_hash[32], int status_code,
+                               const char *response_body);
+    cv_status (*idem_release)(struct cv_store *st, const char *merchant_id,
+                              const unsigned char key_hash[32]);
+    cv_status (*ping)(struct cv_store *st);
+    void (*pool_usage)(struct cv_store *st, unsigned *in_use, unsigned *size);
+};
+
+/* Key operations the flows need; the production table is keyring.h's. */
+struct cv_keyring_ops {
+    cv_status (*seal)(struct cv_keyring *kr, const struct cv_card_plain *card,
+                      struct cv_token_row *row);
+    cv_status (*open_row)(struct cv_keyring *kr, const struct cv_token_row *row,
+                          struct cv_card_plain *card);
+    cv_status (*fingerprint)(struct cv_keyring *kr, const char *merchant_id, const char *pan,
+                             char out[CV_FINGERPRINT_LEN + 1]);
+    cv_status (*mac)(struct cv_keyring *kr, const char *label, const char *merchant_id,
+                     const void *data, size_t len, unsigned char out[32]);
+    bool (*kek_ok)(struct cv_keyring *kr);
+    uint64_t (*rotations)(struct cv_keyring *kr);
+};
+
+/* Wall-clock time, and waiting (the Idempotency-Key poll). */
+struct cv_clock {
+    time_t (*now)(void *ctx);
+    void (*sleep_ms)(void *ctx, unsigned ms);
+    void *ctx;
+};
+
+/* Everything a handler may use; borrowed, it outlives every request. */
+struct cv_handler_deps {
+    struct cv_store *store;
+    const struct cv_store_ops *store_ops;
+    struct cv_keyring *keyring; /* NULL: key operations unavailable */
+    const struct cv_keyring_ops *keyring_ops;
+    struct cv_clock clock;
+    struct cv_metrics *metrics; /* GET /metrics */
+    atomic_bool *draining;      /* shutting down: readiness answers "not ready" */
+    int64_t idempotency_ttl_s;
+};
+
+/* The production wiring: store.h's and keyring.h's functions, the system clock. */
+void cv_handler_deps_init(struct cv_handler_deps *deps, struct cv_store *store,
+                          struct cv_keyring *keyring, struct cv_metrics *metrics,
+                          atomic_bool *draining, int64_t idempotency_ttl_s);
+
+/* A route's flow; see the lifecycle above. */
+typedef void (*cv_handler)(const struct cv_handler_deps *deps, const struct cv_call *call,
+                           struct cv_completion *done);
+
+#endif

@@ -1,0 +1,70 @@
+/* api_health.c: the unauthenticated operational endpoints: liveness,
+ * readiness (database and KEK reachable, not draining) and the Prometheus
+ * metrics text. Handlers of the contract in handler.h, like the token flows;
+ * they never touch card data, and never pick an HTTP code. */
+#include "cardvault/api_health.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cardvault/json_codec.h"
+#include "cardvault/metrics.h"
+
+static void finish_json(struct cv_completion *done, enum cv_result_kind kind, char *body,
+                        size_t len)
+{
+    struct cv_result res;
+    memset(&res, 0, sizeof(res));
+    res.status = CV_OK;
+    res.kind = kind;
+    res.body = body;
+    res.body_len = len;
+    res.free_body = cv_json_free;
+    res.body_type = CV_BODY_JSON;
+    cv_completion_finish(done, &res);
+}
+
+void cv_api_healthz(const struct cv_handler_deps *deps, const struct cv_call *call,
+                    struct cv_completion *done)
+{
+    (void)deps;
+    (void)call;
+    size_t len = 0;
+    char *body = cv_json_encode_health("ok", NULL, 0, &len);
+    finish_json(done, CV_RESULT_OK, body, len);
+}
+
+void cv_api_readyz(const struct cv_handler_deps *deps, const struct cv_call *call,
+                   struct cv_completion *done)
+{
+    (void)call;
+    bool draining = atomic_load(deps->draining);
+    bool db_ok = !draining && deps->store_ops->ping(deps->store) == CV_OK;
+    bool kek_ok = !draining && deps->keyring != NULL && deps->keyring_ops->kek_ok(deps->keyring);
+    /* While draining the database is not asked: the instance is leaving. */
+    const char *const pairs[] = {"database", db_ok ? "ok" : "unavailable", "kek",
+                                 kek_ok ? "ok" : "unavailable"};
+    bool ready = db_ok && kek_ok && !draining;
+    size_t len = 0;
+    char *body = cv_json_encode_health(ready ? "ready" : "unavailable", pairs, 2, &len);
+    finish_json(done, ready ? CV_RESULT_OK : CV_RESULT_NOT_READY, body, len);
+}
+
+void cv_api_metrics(const struct cv_handler_deps *deps, const struct cv_call *call,
+                    struct cv_completion *done)
+{
+    (void)call;
+    struct cv_result res;
+    struct cv_metrics_gauges g = {0};
+    memset(&res, 0, sizeof(res));
+    deps->store_ops->pool_usage(deps->store, &g.db_pool_in_use, &g.db_pool_size);
+    g.dek_rotations = deps->keyring_ops->rotations(deps->keyring);
+    g.ready = !atomic_load(deps->draining);
+    size_t len = 0;
+    res.body = cv_metrics_render(deps->metrics, &g, &len);
+    res.body_len = len;
+    res.free_body = free;
+    res.kind = CV_RESULT_OK;
+    res.body_type = CV_BODY_METRICS;
+    cv_completion_finish(done, &res);
+}

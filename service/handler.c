@@ -1,0 +1,96 @@
+/* handler.c: the handler contract's few functions and its production wiring:
+ * the tables that point handlers at the real store, keyring and clock. It
+ * holds no flow logic and must never speak HTTP. */
+#include "cardvault/handler.h"
+
+#include <string.h>
+
+#include "cardvault/keyring.h"
+
+void cv_tokenize_req_cleanup(struct cv_tokenize_req *req)
+{
+    cv_secbuf_free(req->pan);
+    cv_secbuf_free(req->cvc);
+    cv_secbuf_free(req->name);
+    memset(req, 0, sizeof(*req));
+}
+
+void cv_result_cleanup(struct cv_result *r)
+{
+    if (r->body != NULL && r->free_body != NULL)
+        r->free_body(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+void cv_completion_finish(struct cv_completion *done, struct cv_result *result)
+{
+    done->finish(done, result);
+}
+
+/* store.h reports a record released between its claim and its read as
+ * CV_ERR_DUPLICATE; the contract names that case instead. */
+static cv_status idem_claim(struct cv_store *st, const char *merchant_id,
+                            const unsigned char key_hash[32], const unsigned char request_hash[32],
+                            int64_t ttl_s, int64_t stale_s, enum cv_idem_claim *outcome,
+                            struct cv_idem_record *existing)
+{
+    bool claimed = false;
+    cv_status s = cv_store_idem_claim(st, merchant_id, key_hash, request_hash, ttl_s, stale_s,
+                                      &claimed, existing);
+    if (s == CV_ERR_DUPLICATE) {
+        *outcome = CV_IDEM_VANISHED;
+        return CV_OK;
+    }
+    *outcome = claimed ? CV_IDEM_CLAIMED : CV_IDEM_TAKEN;
+    return s;
+}
+
+static const struct cv_store_ops store_ops = {
+    .get_token = cv_store_get_token,
+    .find_by_fingerprint = cv_store_find_by_fingerprint,
+    .insert_token = cv_store_insert_token,
+    .delete_token = cv_store_delete_token,
+    .audit_append = cv_store_audit_append,
+    .idem_claim = idem_claim,
+    .idem_complete = cv_store_idem_complete,
+    .idem_release = cv_store_idem_release,
+    .ping = cv_store_ping,
+    .pool_usage = cv_store_pool_usage,
+};
+
+static const struct cv_keyring_ops keyring_ops = {
+    .seal = cv_keyring_seal,
+    .open_row = cv_keyring_open_row,
+    .fingerprint = cv_keyring_fingerprint,
+    .mac = cv_keyring_mac,
+    .kek_ok = cv_keyring_kek_ok,
+    .rotations = cv_keyring_rotations,
+};
+
+static time_t system_now(void *ctx)
+{
+    (void)ctx;
+    return time(NULL);
+}
+
+static void system_sleep_ms(void *ctx, unsigned ms)
+{
+    (void)ctx;
+    struct timespec pause = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&pause, NULL);
+}
+
+void cv_handler_deps_init(struct cv_handler_deps *deps, struct cv_store *store,
+                          struct cv_keyring *keyring, struct cv_metrics *metrics,
+                          atomic_bool *draining, int64_t idempotency_ttl_s)
+{
+    memset(deps, 0, sizeof(*deps));
+    deps->store = store;
+    deps->store_ops = &store_ops;
+    deps->keyring = keyring;
+    deps->keyring_ops = &keyring_ops;
+    deps->clock = (struct cv_clock){system_now, system_sleep_ms, NULL};
+    deps->metrics = metrics;
+    deps->draining = draining;
+    deps->idempotency_ttl_s = idempotency_ttl_s;
+}

@@ -1,0 +1,905 @@
+/* test_api_tokens.c: the token flows through the handler contract, against
+ * an in-memory fake store, a fake keyring and a fake clock: no PostgreSQL,
+ * no sockets. Covers tokenize (created, validation errors, the CVC never
+ * stored), Idempotency-Key (first, replay, different body, a claim in use
+ * that finishes or times out, a released claim that is retried),
+ * reuse_existing, read, delete, fail-closed detokenize, token collisions,
+ * merchant isolation and destroyed data keys. Races are scripted through the
+ * fake store's hooks and the fake clock's sleep. */
+#include "cardvault/api_tokens.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cardvault/api_health.h"
+#include "cardvault/json_codec.h"
+#include "cardvault/metrics.h"
+#include "cardvault/token.h"
+#include "check.h"
+
+#define MERCHANT_A "mer_aaaaaaaaaaaaaaaaaaaa"
+#define MERCHANT_B "mer_bbbbbbbbbbbbbbbbbbbb"
+#define PAN        "4242424242424242"
+#define CVC        "987"
+#define NOW_S      1781524800 /* 2026-06-15T12:00:00Z */
+
+#define FAKE_TOKENS 32
+#define FAKE_IDEM   8
+#define FAKE_AUDIT  32
+
+/* ---- the fake store ---------------------------------------------------- */
+
+struct fake_idem {
+    bool used;
+    char merchant_id[CV_MERCHANT_ID_LEN + 1];
+    unsigned char key_hash[32];
+    unsigned char request_hash[32];
+    bool done;
+    int status_code;
+    char *body;
+};
+
+struct fake_store {
+    struct cv_token_row tokens[FAKE_TOKENS]; /* deep copies; [0, n_tokens) */
+    size_t n_tokens;
+    struct fake_idem idem[FAKE_IDEM];
+    char audit_action[FAKE_AUDIT][32];
+    char audit_outcome[FAKE_AUDIT][32];
+    size_t n_audit;
+    /* Scripted behaviour. */
+    bool audit_fails;          /* every audit append answers CV_ERR_DB_UNAVAILABLE */
+    int collisions;            /* the next inserts that meet a unique violation */
+    cv_status insert_fails;    /* the next insert answers this (then CV_OK again) */
+    int vanish_claims;         /* the next claims find their record released under them */
+    int claims;                /* claim calls seen */
+    int finish_after_sleeps;   /* > 0: the in-progress record completes at that sleep */
+    const char *finished_body; /* with this answer (201) */
+    int sleeps;                /* the fake clock's sleep calls */
+    unsigned slept_ms;         /* and their total */
+    bool cvc_reached_seal;     /* the security code reached the sealed card */
+};
+
+static struct fake_store *fs(struct cv_store *st)
+{
+    return (struct fake_store *)(void *)st;
+}
+
+static void row_copy(struct cv_token_row *dst, const struct cv_token_row *src)
+{
+    *dst = *src;
+    dst->ciphertext = malloc(src->ciphertext_len);
+    memcpy(dst->ciphertext, src->ciphertext, src->ciphertext_len);
+}
+
+static void fake_free(struct fake_store *f)
+{
+    for (size_t i = 0; i < f->n_tokens; i++)
+        cv_token_row_cleanup(&f->tokens[i]);
+    for (size_t i = 0; i < FAKE_IDEM; i++)
+        free(f->idem[i].body);
+    memset(f, 0, sizeof(*f));
+}
+
+static struct cv_token_row *find_row(struct fake_store *f, const char *merchant_id,
+                                     const char *token)
+{
+    for (size_t i = 0; i < f->n_tokens; i++)
+        if (strcmp(f->tokens[i].merchant_id, merchant_id) == 0 &&
+            strcmp(f->tokens[i].token, token) == 0)
+            return &f->tokens[i];
+    return NULL;
+}
+
+static struct fake_idem *find_idem(struct fake_store *f, const char *merchant_id,
+                                   const unsigned char key_hash[32])
+{
+    for (size_t i = 0; i < FAKE_IDEM; i++)
+        if (f->idem[i].used && strcmp(f->idem[i].merchant_id, merchant_id) == 0 &&
+            memcmp(f->idem[i].key_hash, key_hash, 32) == 0)
+            return &f->idem[i];
+    return NULL;
+}
+
+static cv_status fake_get_token(struct cv_store *st, const char *merchant_id, const char *token,
+                                struct cv_token_row *out)
+{
+    struct cv_token_row *r = find_row(fs(st), merchant_id, token);
+    if (r == NULL)
+        return CV_ERR_NOT_FOUND;
+    row_copy(out, r);
+    return CV_OK;
+}
+
+static cv_status fake_find_by_fingerprint(struct cv_store *st, const char *merchant_id,
+                                          const char *fingerprint, struct cv_token_row *rows,
+                                          size_t max, size_t *count)
+{
+    struct fake_store *f = fs(st);
+    *count = 0;
+    for (size_t i = f->n_tokens; i-- > 0 && *count < max;) /* newest first */
+        if (strcmp(f->tokens[i].merchant_id, merchant_id) == 0 &&
+            strcmp(f->tokens[i].fingerprint, fingerprint) == 0)
+            row_copy(&rows[(*count)++], &f->tokens[i]);
+    return CV_OK;
+}
+
+static cv_status fake_insert_token(struct cv_store *st, const struct cv_token_row *row,
+                                   const unsigned char *idem_key_hash, const char *response_body)
+{
+    struct fake_store *f = fs(st);
+    if (f->collisions > 0) {
+        f->collisions--;
+        return CV_ERR_DUPLICATE;
+    }
+    if (f->insert_fails != CV_OK) {
+        cv_status s = f->insert_fails;
+        f->insert_fails = CV_OK;
+        return s;
+    }
+    if (f->n_tokens == FAKE_TOKENS)
+        return CV_ERR_DB;
+    row_copy(&f->tokens[f->n_tokens++], row);
+    if (idem_key_hash != NULL) {
+        struct fake_idem *r = find_idem(f, row->merchant_id, idem_key_hash);
+        if (r != NULL) {
+            r->done = true;
+            r->status_code = 201;
+            r->body = strdup(response_body);
+        }
+    }
+    return CV_OK;
+}
+
+static cv_status fake_audit_append(struct cv_store *st, const struct cv_audit_event *ev)
+{
+    struct fake_store *f = fs(st);
+    if (f->audit_fails)
+        return CV_ERR_DB_UNAVAILABLE;
+    if (f->n_audit < FAKE_AUDIT) {
+        snprintf(f->audit_action[f->n_audit], 32, "%s", ev->action);
+        snprintf(f->audit_outcome[f->n_audit], 32, "%s", ev->outcome ? ev->outcome : "success");
+        f->n_audit++;
+    }
+    return CV_OK;
+}
+
+static cv_status fake_delete_token(struct cv_store *st, const char *merchant_id, const char *token,
+                                   const struct cv_audit_event *ev)
+{
+    struct fake_store *f = fs(st);
+    struct cv_token_row *r = find_row(f, merchant_id, token);
+    struct cv_audit_event e = *ev;
+    e.outcome = r != NULL ? "success" : "not_found";
+    CV_TRY(fake_audit_append(st, &e));
+    if (r == NULL)
+        return CV_ERR_NOT_FOUND;
+    cv_token_row_cleanup(r);
+    *r = f->tokens[--f->n_tokens];
+    memset(&f->tokens[f->n_tokens], 0, sizeof(f->tokens[0]));
+    return CV_OK;
+}
+
+static cv_status fake_idem_claim(struct cv_store *st, const char *merchant_id,
+                                 const unsigned char key_hash[32],
+                                 const unsigned char request_hash[32], int64_t ttl_s,
+                                 int64_t stale_s, enum cv_idem_claim *outcome,
+                                 struct cv_idem_record *existing)
+{
+    struct fake_store *f = fs(st);
+    (void)ttl_s;
+    (void)stale_s;
+    memset(existing, 0, sizeof(*existing));
+    f->claims++;
+    if (f->vanish_claims > 0) {
+        f->vanish_claims--;
+        *outcome = CV_IDEM_VANISHED;
+        return CV_OK;
+    }
+    struct fake_idem *r = find_idem(f, merchant_id, key_hash);
+    if (r != NULL) {
+        *outcome = CV_IDEM_TAKEN;
+        existing->done = r->done;
+        memcpy(existing->request_hash, r->request_hash, 32);
+        if (r->done) {
+            existing->status_code = r->status_code;
+            existing->response_body = strdup(r->body);
+        }
+        return CV_OK;
+    }
+    for (size_t i = 0; i < FAKE_IDEM; i++) {
+        if (f->idem[i].used)
+            continue;
+        r = &f->idem[i];
+        memset(r, 0, sizeof(*r));
+        r->used = true;
+        snprintf(r->merchant_id, sizeof(r->merchant_id), "%s", merchant_id);
+        memcpy(r->key_hash, key_hash, 32);
+        memcpy(r->request_hash, request_hash, 32);
+        *outcome = CV_IDEM_CLAIMED;
+        return CV_OK;
+    }
+    return CV_ERR_DB;
+}
+
+static cv_status fake_idem_complete(struct cv_store *st, const char *merchant_id,
+                                    const unsigned char key_hash[32], int status_code,
+                                    const char *response_body)
+{
+    struct fake_idem *r = find_idem(fs(st), merchant_id, key_hash);
+    if (r == NULL)
+        return CV_ERR_NOT_FOUND;
+    r->done = true;
+    r->status_code = status_code;
+    r->body = strdup(response_body);
+    return CV_OK;
+}
+
+static cv_status fake_idem_release(struct cv_store *st, const char *merchant_id,
+                                   const unsigned char key_hash[32])
+{
+    struct fake_idem *r = find_idem(fs(st), merchant_id, key_hash);
+    if (r != NULL && !r->done) {
+        free(r->body);
+        memset(r, 0, sizeof(*r));
+    }
+    return CV_OK;
+}
+
+static cv_status fake_ping(struct cv_store *st)
+{
+    (void)st;
+    return CV_OK;
+}
+
+static void fake_pool_usage(struct cv_store *st, unsigned *in_use, unsigned *size)
+{
+    (void)st;
+    *in_use = 1;
+    *size = 4;
+}
+
+static const struct cv_store_ops fake_store_ops = {
+    .get_token = fake_get_token,
+    .find_by_fingerprint = fake_find_by_fingerprint,
+    .insert_token = fake_insert_token,
+    .delete_token = fake_delete_token,
+    .audit_append = fake_audit_append,
+    .idem_claim = fake_idem_claim,
+    .idem_complete = fake_idem_complete,
+    .idem_release = fake_idem_release,
+    .ping = fake_ping,
+    .pool_usage = fake_pool_usage,
+};
+
+/* ---- the fake keyring: reversible, keyed by nothing; enough for flows --- */
+
+static unsigned long long fnv(unsigned long long h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return h;
+}
+
+static bool contains(const void *hay, size_t n, const char *needle)
+{
+    size_t k = strlen(needle);
+    for (size_t i = 0; i + k <= n; i++)
+        if (memcmp((const char *)hay + i, needle, k) == 0)
+            return true;
+    return false;
+}
+
+static cv_status fake_seal(struct cv_keyring *kr, const struct cv_card_plain *card,
+                           struct cv_token_row *row)
+{
+    struct fake_store *f = (struct fake_store *)(void *)kr;
+    if (contains(card, sizeof(*card), CVC))
+        f->cvc_reached_seal = true;
+    row->dek_id = 1;
+    row->format_version = 1;
+    row->ciphertext_len = sizeof(*card);
+    row->ciphertext = malloc(sizeof(*card));
+    memcpy(row->ciphertext, card, sizeof(*card));
+    for (size_t i = 0; i < sizeof(*card); i++)
+        row->ciphertext[i] ^= 0x5a;
+    return CV_OK;
+}
+
+static cv_status fake_open_row(struct cv_keyring *kr, const struct cv_token_row *row,
+                               struct cv_card_plain *card)
+{
+    (void)kr;
+    if (row->dek_destroyed)
+        return CV_ERR_TOKEN_DESTROYED;
+    if (row->ciphertext_len != sizeof(*card))
+        return CV_ERR_INTEGRITY;
+    memcpy(card, row->ciphertext, sizeof(*card));
+    for (size_t i = 0; i < sizeof(*card); i++)
+        ((unsigned char *)card)[i] ^= 0x5a;
+    return CV_OK;
+}
+
+static cv_status fake_fingerprint(struct cv_keyring *kr, const char *merchant_id, const char *pan,
+                                  char out[CV_FINGERPRINT_LEN + 1])
+{
+    (void)kr;
+    unsigned long long h =
+        fnv(fnv(14695981039346656037ULL, merchant_id, strlen(merchant_id)), pan, strlen(pan));
+    snprintf(out, CV_FINGERPRINT_LEN + 1, "fp_%022llu", h % 10000000000000000000ULL);
+    return CV_OK;
+}
+
+static cv_status fake_mac(struct cv_keyring *kr, const char *label, const char *merchant_id,
+                          const void *data, size_t len, unsigned char out[32])
+{
+    (void)kr;
+    unsigned long long h = fnv(14695981039346656037ULL, label, strlen(label) + 1);
+    h = fnv(h, merchant_id, strlen(merchant_id) + 1);
+    h = fnv(h, data, len);
+    for (size_t i = 0; i < 32; i++) {
+        h = fnv(h, &i, sizeof(i));
+        out[i] = (unsigned char)h;
+    }
+    return CV_OK;
+}
+
+static bool fake_kek_ok(struct cv_keyring *kr)
+{
+    (void)kr;
+    return true;
+}
+
+static uint64_t fake_rotations(struct cv_keyring *kr)
+{
+    (void)kr;
+    return 0;
+}
+
+static const struct cv_keyring_ops fake_keyring_ops = {
+    .seal = fake_seal,
+    .open_row = fake_open_row,
+    .fingerprint = fake_fingerprint,
+    .mac = fake_mac,
+    .kek_ok = fake_kek_ok,
+    .rotations = fake_rotations,
+};
+
+/* ---- the fake clock: sleeping advances nothing but the race script ------ */
+
+static time_t fake_now(void *ctx)
+{
+    (void)ctx;
+    return (time_t)NOW_S;
+}
+
+static void fake_sleep_ms(void *ctx, unsigned ms)
+{
+    struct fake_store *f = ctx;
+    f->sleeps++;
+    f->slept_ms += ms;
+    if (f->finish_after_sleeps > 0 && f->sleeps == f->finish_after_sleeps) {
+        /* The first request commits while we wait. */
+        for (size_t i = 0; i < FAKE_IDEM; i++)
+            if (f->idem[i].used && !f->idem[i].done) {
+                f->idem[i].done = true;
+                f->idem[i].status_code = 201;
+                f->idem[i].body = strdup(f->finished_body);
+            }
+    }
+}
+
+/* ---- driving a handler ------------------------------------------------- */
+
+static struct fake_store store;
+static atomic_bool draining;
+
+static struct cv_handler_deps deps_of(struct fake_store *f)
+{
+    struct cv_handler_deps d;
+    memset(&d, 0, sizeof(d));
+    d.store = (struct cv_store *)(void *)f;
+    d.store_ops = &fake_store_ops;
+    d.keyring = (struct cv_keyring *)(void *)f;
+    d.keyring_ops = &fake_keyring_ops;
+    d.clock = (struct cv_clock){fake_now, fake_sleep_ms, f};
+    d.draining = &draining;
+    d.idempotency_ttl_s = 86400;
+    return d;
+}
+
+struct captured {
+    struct cv_completion done; /* first: the completion is the capture */
+    struct cv_result res;
+    int calls;
+};
+
+static void capture(struct cv_completion *self, struct cv_result *result)
+{
+    struct captured *c = (struct captured *)(void *)self;
+    c->res = *result;
+    memset(result, 0, sizeof(*result));
+    c->calls++;
+}
+
+static const struct cv_principal who_a = {MERCHANT_A, "sk_aaaaaaaaa", CV_SCOPES_ALL};
+static const struct cv_principal who_b = {MERCHANT_B, "sk_bbbbbbbbb", CV_SCOPES_ALL};
+
+/* Runs handler with (who, token, idempotency key, body) and returns its one result. */
+static struct cv_result run(cv_handler handler, const struct cv_principal *who, const char *token,
+                            const char *idem_key, const char *body)
+{
+    struct cv_handler_deps d = deps_of(&store);
+    struct cv_tokenize_req req;
+    const char *param = NULL;
+    memset(&req, 0, sizeof(req));
+    if (body != NULL && cv_json_decode_tokenize(body, strlen(body), &req, &param) != CV_OK) {
+        fprintf(stderr, "  test body does not decode\n");
+        abort();
+    }
+    struct cv_call call = {"req_testtesttesttesttest", who, token, idem_key,
+                           body != NULL ? &req : NULL};
+    struct captured c;
+    memset(&c, 0, sizeof(c));
+    c.done.finish = capture;
+    handler(&d, &call, &c.done);
+    CHECK_EQ_INT(c.calls, 1); /* exactly once, before returning */
+    cv_tokenize_req_cleanup(&req);
+    return c.res;
+}
+
+static struct cv_result tokenize(const struct cv_principal *who, const char *idem_key,
+                                 const char *body)
+{
+    return run(cv_api_tokenize, who, NULL, idem_key, body);
+}
+
+static bool body_has(const struct cv_result *r, const char *s)
+{
+    return r->body != NULL && strstr(r->body, s) != NULL;
+}
+
+/* The "token" member of a result body. */
+static void token_of(const struct cv_result *r, char out[CV_TOKEN_LEN + 1])
+{
+    const char *p = r->body != NULL ? strstr(r->body, "\"token\":\"") : NULL;
+    out[0] = '\0';
+    if (p != NULL)
+        snprintf(out, CV_TOKEN_LEN + 1, "%s", p + strlen("\"token\":\""));
+}
+
+#define CARD       "{\"pan\":\"" PAN "\",\"exp_month\":12,\"exp_year\":2030"
+#define CARD_BODY  CARD "}"
+#define CARD_CVC   CARD ",\"cvc\":\"" CVC "\"}"
+#define CARD_REUSE CARD ",\"reuse_existing\":true}"
+
+static void setup(void)
+{
+    fake_free(&store);
+    atomic_store(&draining, false);
+}
+
+/* ---- tokenize ---------------------------------------------------------- */
+
+static void tokenize_creates_a_token(void)
+{
+    setup();
+    struct cv_result r = tokenize(&who_a, NULL, CARD_BODY);
+    CHECK_EQ_INT(r.status, CV_OK);
+    CHECK_EQ_INT(r.kind, CV_RESULT_CREATED);
+    CHECK(!r.replayed);
+    CHECK_EQ_INT(r.body_type, CV_BODY_JSON);
+    CHECK(body_has(&r, "\"token\":\"tok_"));
+    CHECK(body_has(&r, "\"last4\":\"4242\""));
+    CHECK(!body_has(&r, PAN));
+    CHECK_EQ_INT(store.n_tokens, 1);
+    cv_result_cleanup(&r);
+    fake_free(&store);
+}
+
+static void tokenize_rejects_bad_cards_with_the_field(void)
+{
+    setup();
+    struct {
+        const char *body;
+        cv_status st;
+        const char *param;
+    } cases[] = {
+        {"{\"pan\":\"4242424242424241\",\"exp_month\":12,\"exp_year\":2030}", CV_ERR_INVALID_PAN,
+         "pan"},
+        {"{\"pan\":\"" PAN "\",\"exp_month\":13,\"exp_year\":2030}", CV_ERR_INVALID_EXPIRY,
+         "exp_month"},
+        {"{\"pan\":\"" PAN "\",\"exp_month\":1,\"exp_year\":2025}", CV_ERR_INVALID_EXPIRY,
+         "exp_year"},
+        {CARD ",\"cvc\":\"12\"}", CV_ERR_INVALID_CVC, "cvc"},
+        {CARD ",\"cardholder_name\":\"" PAN "\"}", CV_ERR_INVALID_NAME, "cardholder_name"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cv_result r = tokenize(&who_a, "key-1", cases[i].body);
+        CHECK_EQ_INT(r.status, cases[i].st);
+        CHECK(r.error_param != NULL && strcmp(r.error_param, cases[i].param) == 0);
+        CHECK(r.body == NULL);
+        cv_result_cleanup(&r);
+    }
+    /* A bad request never occupies its key, nor writes anything. */
+    CHECK_EQ_INT(store.claims, 0);
+    CHECK_EQ_INT(store.n_tokens, 0);
+    fake_free(&store);
+}
+
+static void tokenize_never_stores_the_cvc(void)
+{
+    setup();
+    struct cv_result r = tokenize(&who_a, "key-cvc", CARD_CVC);
+    CHECK_EQ_INT(r.status, CV_OK);
+    CHECK_EQ_INT(r.kind, CV_RESULT_CREATED);
+    CHECK(!store.cvc_reached_seal);
+    CHECK(!body_has(&r, CVC) && !body_has(&r, "cvc"));
+    CHECK(store.idem[0].done && strstr(store.idem[0].body, CVC) == NULL);
+    cv_result_cleanup(&r);
+    fake_free(&store);
+}
+
+static void tokenize_retries_a_token_collision(void)
+{
+    setup();
+    store.collisions = 2;
+    struct cv_result r = tokenize(&who_a, NULL, CARD_BODY);
+    CHECK_EQ_INT(r.status, CV_OK);
+    CHECK_EQ_INT(r.kind, CV_RESULT_CREATED);
+    CHECK_EQ_INT(store.n_tokens, 1);
+    cv_result_cleanup(&r);
+
+    store.collisions = 3; /* every attempt collides: give up, as a unique violation */
+    r = tokenize(&who_a, NULL, CARD_BODY);
+    CHECK_EQ_INT(r.status, CV_ERR_DUPLICATE);
+    CHECK(r.body == NULL);
+    CHECK_EQ_INT(store.n_tokens, 1);
+    cv_result_cleanup(&r);
+    fake_free(&store);
+}
+
+/* ---- Idempotency-Key --------------------------------------------------- */
+
+static void idempotent_retry_replays_the_first_answer(void)
+{
+    setup();
+    struct cv_result first = tokenize(&who_a, "key-1", CARD_BODY);
+    CHECK_EQ_INT(first.status, CV_OK);
+    CHECK_EQ_INT(first.kind, CV_RESULT_CREATED);
+    CHECK(!first.replayed);
+    struct cv_result again = tokenize(&who_a, "key-1", CARD_CVC); /* only the CVC differs */
+    CHECK_EQ_INT(again.status, CV_OK);
+    CHECK_EQ_INT(again.kind, CV_RESULT_CREATED);
+    CHECK(again.replayed);
+    CHECK(first.body != NULL && again.body != NULL && strcmp(first.body, again.body) == 0);
+    CHECK_EQ_INT(store.n_tokens, 1);
+    cv_result_cleanup(&first);
+    cv_result_cleanup(&again);
+    fake_free(&store);
+}
+
+static void idempotency_key_with_another_body_is_reused(void)
+{
+    setup();
+    struct cv_result first = tokenize(&who_a, "key-1", CARD_BODY);
+    struct cv_result other =
+        tokenize(&who_a, "key-1", "{\"pan\":\"" PAN "\",\"exp_month\":11,\"exp_year\":2030}");
+    CHECK_EQ_INT(other.status, CV_ERR_IDEMPOTENCY_REUSED);
+    CHECK(other.body == NULL);
+    CHECK_EQ_INT(store.n_tokens, 1);
+    /* Keys are per merchant: another merchant's same key is a new request. */
+    struct cv_result b = tokenize(&who_b, "key-1", CARD_BODY);
+    CHECK_EQ_INT(b.status, CV_OK);
+    CHECK(!b.replayed);
+    cv_result_cleanup(&first);
+    cv_result_cleanup(&other);
+    cv_result_cleanup(&b);
+    fake_free(&store);
+}
+
+/* A claimed key whose request is still running: wait, then answer theirs. */
+static void claim_in_use_waits_for_the_first_request(void)
+{
+    setup();
+    struct cv_result first = tokenize(&who_a, "key-1", CARD_BODY);
+    char tok[CV_TOKEN_LEN + 1];
+    token_of(&first, tok);
+    /* Re-open the record as in progress: the first request has not committed. */
+    store.idem[0].done = false;
+    free(store.idem[0].body);
+    store.idem[0].body = NULL;
+    store.finish_after_sleeps = 3;
+    store.finished_body = first.body;
+    struct cv_result second = tokenize(&who_a, "key-1", CARD_BODY);
+    CHECK_EQ_INT(second.status, CV_OK);
+    CHECK(second.replayed);
+    CHECK_EQ_INT(second.kind, CV_RESULT_CREATED);
+    CHECK(body_has(&second, tok));
+    CHECK_EQ_INT(store.sleeps, 3);
+    CHECK_EQ_INT(store.n_tokens, 1);
+    cv_result_cleanup(&first);
+    cv_result_cleanup(&second);
+    fake_free(&store);
+}
+
+static void claim_in_use_times_out(void)
+{
+    setup();
+    struct cv_result first = tokenize(&who_a, "key-1", CARD_BODY);
+    store.idem[0].done = false; /* stuck in progress */
+    free(store.idem[0].body);
+    store.idem[0].body = NULL;
+    int claims_before = store.claims;
+    struct cv_result second = tokenize(&who_a, "key-1", CARD_BODY);
+    CHECK_EQ_INT(second.status, CV_ERR_IDEMPOTENCY_IN_USE);
+    CHECK(second.body == NULL);
+    /* 5 s in 50 ms polls: 101 looks, a pause after each. */
+    CHECK_EQ_INT(store.claims - claims_before, 101);
+    CHECK_EQ_INT(store.slept_ms, 5050);
+    CHECK_EQ_INT(store.n_tokens, 1);
+    cv_result_cleanup(&first);
+    cv_result_cleanup(&second);
+    fake_free(&store);
+}
+
+/* A request that fails releases its claim; the retry then runs for real. */
+static void released_claim_is_retried(void)
+{
+    setup();
+    store.insert_fails = CV_ERR_DB_UNAVAILABLE;
+    struct cv_result failed = tokenize(&who_a, "key-1", CARD_BODY);
+    CHECK_EQ_INT(failed.status, CV_ERR_DB_UNAVAILABLE);
+    CHECK(failed.body == NULL);
+    CHECK(!store.idem[0].used); /* released */
+    struct cv_result retry = tokenize(&who_a, "key-1", CARD_BODY);
+    CHECK_EQ_INT(retry.status, CV_OK);
+    CHECK_EQ_INT(retry.kind, CV_RESULT_CREATED);
+    CHECK(!retry.replayed);
+    CHECK_EQ_INT(store.n_tokens, 1);
+    cv_result_cleanup(&failed);
+    cv_result_cleanup(&retry);
+    fake_free(&store);
+}
+
+/* The record vanished between the store's claim and its read: ask again. */
+static void claim_that_vanished_is_asked_again(void)
+{
+    setup();
+    store.vanish_claims = 2;
+    struct cv_result r = tokenize(&who_a, "key-1", CARD_BODY);
+    CHECK_EQ_INT(r.status, CV_OK);
+    CHECK_EQ_INT(r.kind, CV_RESULT_CREATED);
+    CHECK_EQ_INT(store.claims, 3);
+    CHECK_EQ_INT(store.sleeps, 2);
+    cv_result_cleanup(&r);
+    fake_free(&store);
+}
+
+/* ---- reuse_existing ---------------------------------------------------- */
+
+static void reuse_existing_answers_the_old_token(void)
+{
+    setup();
+    struct cv_result first = tokenize(&who_a, NULL, CARD_REUSE); /* nothing to reuse yet */
+    CHECK_EQ_INT(first.status, CV_OK);
+    CHECK_EQ_INT(first.kind, CV_RESULT_CREATED);
+    char tok[CV_TOKEN_LEN + 1];
+    token_of(&first, tok);
+    struct cv_result again = tokenize(&who_a, "key-r", CARD_REUSE);
+    CHECK_EQ_INT(again.status, CV_OK);
+    CHECK_EQ_INT(again.kind, CV_RESULT_OK);
+    CHECK(body_has(&again, tok));
+    CHECK_EQ_INT(store.n_tokens, 1);
+    /* Completed in the idempotency record as a 200 answer: a replay keeps it. */
+    struct cv_result replay = tokenize(&who_a, "key-r", CARD_REUSE);
+    CHECK(replay.replayed);
+    CHECK_EQ_INT(replay.kind, CV_RESULT_OK);
+    CHECK(body_has(&replay, tok));
+    /* Another expiry is another card: a new token. */
+    struct cv_result other = tokenize(
+        &who_a, NULL,
+        "{\"pan\":\"" PAN "\",\"exp_month\":11,\"exp_year\":2030,\"reuse_existing\":true}");
+    CHECK_EQ_INT(other.kind, CV_RESULT_CREATED);
+    CHECK(!body_has(&other, tok));
+    /* And another merchant never reuses ours. */
+    struct cv_result b = tokenize(&who_b, NULL, CARD_REUSE);
+    CHECK_EQ_INT(b.kind, CV_RESULT_CREATED);
+    CHECK(!body_has(&b, tok));
+    cv_result_cleanup(&first);
+    cv_result_cleanup(&again);
+    cv_result_cleanup(&replay);
+    cv_result_cleanup(&other);
+    cv_result_cleanup(&b);
+    fake_free(&store);
+}
+
+/* ---- read, delete, detokenize ------------------------------------------ */
+
+static void read_shows_the_token_without_the_card(void)
+{
+    setup();
+    struct cv_result t = tokenize(&who_a, NULL, CARD_BODY);
+    char tok[CV_TOKEN_LEN + 1];
+    token_of(&t, tok);
+    struct cv_result r = run(cv_api_read, &who_a, tok, NULL, NULL);
+    CHECK_EQ_INT(r.status, CV_OK);
+    CHECK_EQ_INT(r.kind, CV_RESULT_OK);
+    CHECK(body_has(&r, tok));
+    CHECK(!body_has(&r, PAN));
+    cv_result_cleanup(&t);
+    cv_result_cleanup(&r);
+    fake_free(&store);
+}
+
+static void another_merchants_token_looks_missing(void)
+{
+    setup();
+    struct cv_result t = tokenize(&who_a, NULL, CARD_BODY);
+    char tok[CV_TOKEN_LEN + 1];
+    token_of(&t, tok);
+    const char *missing = "tok_0000000000000000000000";
+    cv_handler handlers[] = {cv_api_read, cv_api_detokenize, cv_api_delete};
+    for (size_t i = 0; i < 3; i++) {
+        struct cv_result theirs = run(handlers[i], &who_b, tok, NULL, NULL);
+        struct cv_result none = run(handlers[i], &who_b, missing, NULL, NULL);
+        struct cv_result bad = run(handlers[i], &who_b, "tok_short", NULL, NULL);
+        CHECK_EQ_INT(theirs.status, CV_ERR_NOT_FOUND);
+        CHECK_EQ_INT(none.status, CV_ERR_NOT_FOUND);
+        CHECK_EQ_INT(bad.status, CV_ERR_NOT_FOUND);
+        CHECK(theirs.body == NULL && none.body == NULL && bad.body == NULL);
+        CHECK(theirs.error_param == NULL && none.error_param == NULL);
+        cv_result_cleanup(&theirs);
+        cv_result_cleanup(&none);
+        cv_result_cleanup(&bad);
+    }
+    CHECK_EQ_INT(store.n_tokens, 1); /* B's delete removed nothing of A's */
+    cv_result_cleanup(&t);
+    fake_free(&store);
+}
+
+static void delete_removes_and_audits(void)
+{
+    setup();
+    struct cv_result t = tokenize(&who_a, NULL, CARD_BODY);
+    char tok[CV_TOKEN_LEN + 1];
+    token_of(&t, tok);
+    struct cv_result d = run(cv_api_delete, &who_a, tok, NULL, NULL);
+    CHECK_EQ_INT(d.status, CV_OK);
+    CHECK_EQ_INT(d.kind, CV_RESULT_DELETED);
+    CHECK(d.body == NULL);
+    CHECK_EQ_INT(store.n_tokens, 0);
+    CHECK_EQ_INT(store.n_audit, 1);
+    CHECK(strcmp(store.audit_action[0], "token.delete") == 0);
+    struct cv_result again = run(cv_api_delete, &who_a, tok, NULL, NULL);
+    CHECK_EQ_INT(again.status, CV_ERR_NOT_FOUND);
+    struct cv_result r = run(cv_api_read, &who_a, tok, NULL, NULL);
+    CHECK_EQ_INT(r.status, CV_ERR_NOT_FOUND);
+    cv_result_cleanup(&t);
+    cv_result_cleanup(&d);
+    cv_result_cleanup(&again);
+    cv_result_cleanup(&r);
+    fake_free(&store);
+}
+
+static void detokenize_answers_the_card_after_its_audit(void)
+{
+    setup();
+    struct cv_result t = tokenize(&who_a, NULL, CARD ",\"cardholder_name\":\"Ada Lovelace\"}");
+    char tok[CV_TOKEN_LEN + 1];
+    token_of(&t, tok);
+    struct cv_result r = run(cv_api_detokenize, &who_a, tok, NULL, NULL);
+    CHECK_EQ_INT(r.status, CV_OK);
+    CHECK_EQ_INT(r.kind, CV_RESULT_OK);
+    CHECK(body_has(&r, "\"pan\":\"" PAN "\""));
+    CHECK(body_has(&r, "Ada Lovelace"));
+    CHECK_EQ_INT(store.n_audit, 1);
+    CHECK(strcmp(store.audit_action[0], "token.detokenize") == 0);
+    CHECK(strcmp(store.audit_outcome[0], "success") == 0);
+    cv_result_cleanup(&t);
+    cv_result_cleanup(&r);
+    fake_free(&store);
+}
+
+static void detokenize_fails_closed_without_its_audit(void)
+{
+    setup();
+    struct cv_result t = tokenize(&who_a, NULL, CARD_BODY);
+    char tok[CV_TOKEN_LEN + 1];
+    token_of(&t, tok);
+    store.audit_fails = true;
+    struct cv_result r = run(cv_api_detokenize, &who_a, tok, NULL, NULL);
+    CHECK_EQ_INT(r.status, CV_ERR_DB_UNAVAILABLE);
+    CHECK(r.body == NULL);
+    CHECK(r.body_len == 0);
+    CHECK(r.error_param == NULL);
+    cv_result_cleanup(&t);
+    cv_result_cleanup(&r);
+    fake_free(&store);
+}
+
+static void destroyed_data_key_means_destroyed(void)
+{
+    setup();
+    struct cv_result t = tokenize(&who_a, NULL, CARD_BODY);
+    char tok[CV_TOKEN_LEN + 1];
+    token_of(&t, tok);
+    store.tokens[0].dek_destroyed = true;
+    struct cv_result r = run(cv_api_read, &who_a, tok, NULL, NULL);
+    CHECK_EQ_INT(r.status, CV_ERR_TOKEN_DESTROYED);
+    CHECK(r.body == NULL);
+    struct cv_result d = run(cv_api_detokenize, &who_a, tok, NULL, NULL);
+    CHECK_EQ_INT(d.status, CV_ERR_TOKEN_DESTROYED);
+    CHECK(d.body == NULL);
+    CHECK_EQ_INT(store.n_audit, 1);
+    CHECK(strcmp(store.audit_outcome[0], "token_destroyed") == 0);
+    cv_result_cleanup(&t);
+    cv_result_cleanup(&r);
+    cv_result_cleanup(&d);
+    fake_free(&store);
+}
+
+/* ---- health ------------------------------------------------------------ */
+
+static void readiness_is_not_ready_while_draining(void)
+{
+    setup();
+    struct cv_result r = run(cv_api_readyz, NULL, NULL, NULL, NULL);
+    CHECK_EQ_INT(r.status, CV_OK);
+    CHECK_EQ_INT(r.kind, CV_RESULT_OK);
+    CHECK(body_has(&r, "\"ready\""));
+    cv_result_cleanup(&r);
+    atomic_store(&draining, true);
+    r = run(cv_api_readyz, NULL, NULL, NULL, NULL);
+    CHECK_EQ_INT(r.status, CV_OK);
+    CHECK_EQ_INT(r.kind, CV_RESULT_NOT_READY);
+    CHECK(body_has(&r, "\"unavailable\""));
+    cv_result_cleanup(&r);
+    fake_free(&store);
+}
+
+static void metrics_answer_prometheus_text(void)
+{
+    setup();
+    struct cv_handler_deps d = deps_of(&store);
+    struct cv_call call = {"req_testtesttesttesttest", NULL, NULL, NULL, NULL};
+    struct captured c;
+    memset(&c, 0, sizeof(c));
+    c.done.finish = capture;
+    d.metrics = cv_metrics_new();
+    cv_api_metrics(&d, &call, &c.done);
+    CHECK_EQ_INT(c.calls, 1);
+    CHECK_EQ_INT(c.res.status, CV_OK);
+    CHECK_EQ_INT(c.res.kind, CV_RESULT_OK);
+    CHECK_EQ_INT(c.res.body_type, CV_BODY_METRICS);
+    CHECK(c.res.body != NULL && c.res.body_len > 0);
+    cv_result_cleanup(&c.res);
+    cv_metrics_free(d.metrics);
+    fake_free(&store);
+}
+
+int main(void)
+{
+    cv_json_init();
+    RUN(tokenize_creates_a_token);
+    RUN(tokenize_rejects_bad_cards_with_the_field);
+    RUN(tokenize_never_stores_the_cvc);
+    RUN(tokenize_retries_a_token_collision);
+    RUN(idempotent_retry_replays_the_first_answer);
+    RUN(idempotency_key_with_another_body_is_reused);
+    RUN(claim_in_use_waits_for_the_first_request);
+    RUN(claim_in_use_times_out);
+    RUN(released_claim_is_retried);
+    RUN(claim_that_vanished_is_asked_again);
+    RUN(reuse_existing_answers_the_old_token);
+    RUN(read_shows_the_token_without_the_card);
+    RUN(another_merchants_token_looks_missing);
+    RUN(delete_removes_and_audits);
+    RUN(detokenize_answers_the_card_after_its_audit);
+    RUN(detokenize_fails_closed_without_its_audit);
+    RUN(destroyed_data_key_means_destroyed);
+    RUN(readiness_is_not_ready_while_draining);
+    RUN(metrics_answer_prometheus_text);
+    return check_summary("api_tokens");
+}
