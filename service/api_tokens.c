@@ -174,20 +174,15 @@ static cv_status request_identity(const struct cv_handler_deps *d, const char *m
                                   const struct cv_card_plain *card, bool reuse_existing,
                                   unsigned char out[32])
 {
-    unsigned char canon[CV_CARD_PLAIN_MAX + 64];
-    size_t pan_len = strlen(card->pan), name_len = card->has_name ? strlen(card->name) : 0;
+    /* The card's one byte encoding (card.h), then the reuse flag: the same
+     * bytes whatever JSON spelling the request used. */
+    unsigned char canon[CV_CARD_ENCODED_MAX + 1];
     size_t n = 0;
-    canon[n++] = (unsigned char)pan_len;
-    memcpy(canon + n, card->pan, pan_len);
-    n += pan_len;
-    canon[n++] = (unsigned char)card->exp_month;
-    canon[n++] = (unsigned char)((unsigned)card->exp_year >> 8);
-    canon[n++] = (unsigned char)((unsigned)card->exp_year & 0xff);
-    canon[n++] = card->has_name ? (unsigned char)name_len : 0xff;
-    memcpy(canon + n, card->name, name_len);
-    n += name_len;
-    canon[n++] = reuse_existing ? 1 : 0;
-    cv_status st = d->keyring_ops->mac(d->keyring, "request-card-v1", merchant_id, canon, n, out);
+    cv_status st = cv_card_encode(card, canon, sizeof(canon) - 1, &n);
+    if (st == CV_OK) {
+        canon[n++] = reuse_existing ? 1 : 0;
+        st = d->keyring_ops->mac(d->keyring, "request-card-v1", merchant_id, canon, n, out);
+    }
     cv_wipe(canon, sizeof(canon));
     return st;
 }

@@ -97,7 +97,7 @@ static cv_status render(struct cv_buf *o, struct cv_metrics *m, const struct cv_
             snprintf(code, sizeof(code), "%d", codes[c]);
             CV_TRY(cv_buf_appendf(
                 o, "cardvault_http_requests_total{route=\"%s\",method=\"%s\",status=\"%s\"} %llu\n",
-                cv_router_pattern((enum cv_route_id)r), cv_router_method((enum cv_route_id)r),
+                cv_route_pattern((enum cv_route_id)r), cv_route_method((enum cv_route_id)r),
                 codes[c] == 0 ? "other" : code, (unsigned long long)v));
         }
     CV_TRY(cv_buf_appendf(
@@ -107,7 +107,7 @@ static cv_status render(struct cv_buf *o, struct cv_metrics *m, const struct cv_
         /* GET and DELETE share a pattern: the method keeps the series apart. */
         char lbl[160];
         snprintf(lbl, sizeof(lbl), "route=\"%s\",method=\"%s\"",
-                 cv_router_pattern((enum cv_route_id)r), cv_router_method((enum cv_route_id)r));
+                 cv_route_pattern((enum cv_route_id)r), cv_route_method((enum cv_route_id)r));
         uint64_t cum = 0;
         for (size_t b = 0; b < N_BUCKETS; b++) {
             cum += atomic_load(&m->latency_bucket[r][b]);

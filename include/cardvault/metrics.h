@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cardvault/router.h"
+#include "cardvault/routes.h"
 #include "cardvault/status.h"
 
 /* Counters and latency histograms, rendered in the Prometheus text format

@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "cardvault/handler.h"
+#include "cardvault/routes.h"
 #include "cardvault/status.h"
 
 /* Method + path -> route. One static table lists every route, its scope and
@@ -16,18 +17,6 @@ enum cv_route_body {
     CV_ROUTE_BODY_NONE = 0, /* ignored */
     CV_ROUTE_BODY_TOKENIZE, /* a tokenize object: cv_call.tokenize */
     CV_ROUTE_BODY_EMPTY,    /* empty, or "{}" */
-};
-
-enum cv_route_id {
-    CV_ROUTE_TOKENIZE = 0,
-    CV_ROUTE_READ,
-    CV_ROUTE_DELETE,
-    CV_ROUTE_DETOKENIZE,
-    CV_ROUTE_HEALTHZ,
-    CV_ROUTE_READYZ,
-    CV_ROUTE_METRICS,
-    CV_ROUTE_UNMATCHED, /* 404/405 and requests refused before routing */
-    CV_ROUTE_COUNT
 };
 
 struct cv_route {

@@ -146,6 +146,19 @@ static void patterns_name_routes_for_metrics(void)
     CHECK(strcmp(cv_router_pattern((enum cv_route_id)9999), "unmatched") == 0);
 }
 
+/* The router's table and routes.c (which metrics and logs use) name each
+ * route the same way. */
+static void router_table_agrees_with_route_names(void)
+{
+    for (int id = 0; id < CV_ROUTE_COUNT; id++) {
+        CHECK(strcmp(cv_router_pattern((enum cv_route_id)id),
+                     cv_route_pattern((enum cv_route_id)id)) == 0);
+        CHECK(strcmp(cv_router_method((enum cv_route_id)id),
+                     cv_route_method((enum cv_route_id)id)) == 0);
+    }
+    CHECK(strcmp(cv_route_method((enum cv_route_id)9999), "other") == 0);
+}
+
 static void wrong_method_is_405_with_allow(void)
 {
     expect_405("GET", "/v1/tokens", "POST");
@@ -272,6 +285,7 @@ int main(void)
     RUN(routes_carry_their_scope_and_body_rules);
     RUN(bodies_are_decoded_per_route);
     RUN(patterns_name_routes_for_metrics);
+    RUN(router_table_agrees_with_route_names);
     RUN(wrong_method_is_405_with_allow);
     RUN(unknown_paths_are_404);
     RUN(trailing_and_doubled_slashes_are_404);
