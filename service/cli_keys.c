@@ -156,7 +156,7 @@ static int keys_rotate_kek(struct cv_cli *cli, struct cv_store *store)
     struct cv_audit_event ev = {
         "cli:keys-rotate-kek",      NULL, NULL, NULL, "keys.rotate_kek", "success",
         cv_keyprovider_name(new_kp)};
-    st = cv_store_rewrap_all(store, old_kp, new_kp, &ev, &n);
+    st = cv_keyring_rewrap_kek(store, old_kp, new_kp, &ev, &n);
     if (st == CV_ERR_CONFIG) {
         cv_cli_fail("the configured KEK is not the vault's current KEK: nothing changed");
         goto out;

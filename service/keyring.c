@@ -16,6 +16,7 @@
 
 #include "cardvault/log.h"
 #include "cardvault/secbuf.h"
+#include "cardvault/store_keys.h"
 #include "cardvault/token.h"
 
 /* Uses reserved per database round trip. A crash forfeits at most this many
@@ -229,9 +230,13 @@ static cv_status load_dek(struct cv_keyring *kr, int64_t id)
 }
 
 /* Caller holds active_lock. Adopts the newest usable DEK in the database, or
- * creates one, then reserves a block of uses on it. */
-static cv_status rotate_locked(struct cv_keyring *kr, bool force_new)
+ * creates one, then reserves a block of uses on it. *adopted is false when
+ * a racing instance exhausted or retired that key before we could reserve
+ * on it (the caller tries again with a new key). */
+static cv_status rotate_locked(struct cv_keyring *kr, bool force_new, bool *adopted)
 {
+    bool reserved = false;
+    *adopted = false;
     struct cv_dek_row row;
     int64_t id = 0, age_s = 0;
     cv_status st = force_new ? CV_ERR_NOT_FOUND
@@ -275,9 +280,9 @@ static cv_status rotate_locked(struct cv_keyring *kr, bool force_new)
         return st;
     }
     CV_TRY(load_dek(kr, id));
-    st = cv_store_reserve_dek_uses(kr->store, id, USE_BLOCK);
-    if (st != CV_OK)
-        return st == CV_ERR_NOT_FOUND ? CV_ERR_DUPLICATE : st;
+    CV_TRY(cv_store_reserve_dek_uses(kr->store, id, USE_BLOCK, &reserved));
+    if (!reserved)
+        return CV_OK; /* lost the key to a racing instance: *adopted stays false */
     if (kr->last_active_id != id) {
         if (kr->last_active_id != 0)
             atomic_fetch_add(&kr->rotations, 1);
@@ -288,6 +293,7 @@ static cv_status rotate_locked(struct cv_keyring *kr, bool force_new)
     kr->uses_left = USE_BLOCK;
     kr->reserved_until = mono_now() + RESERVATION_TTL_S;
     kr->active_expires = mono_now() + (time_t)(kr->limits.dek_max_age_s - age_s);
+    *adopted = true;
     return CV_OK;
 }
 
@@ -302,22 +308,21 @@ static cv_status take_use_locked(struct cv_keyring *kr, int64_t *id)
     if (kr->active_id != 0 && (kr->uses_left == 0 || mono_now() >= kr->reserved_until)) {
         /* Unspent uses of an expired reservation are forfeited: the count in
          * the database only ever overstates what was used, never understates. */
-        cv_status st = cv_store_reserve_dek_uses(kr->store, kr->active_id, USE_BLOCK);
-        if (st == CV_OK) {
+        bool reserved = false;
+        CV_TRY(cv_store_reserve_dek_uses(kr->store, kr->active_id, USE_BLOCK, &reserved));
+        if (reserved) {
             kr->uses_left = USE_BLOCK;
             kr->reserved_until = mono_now() + RESERVATION_TTL_S;
-        } else if (st == CV_ERR_NOT_FOUND)
+        } else {
             kr->active_id = 0; /* exhausted or retired elsewhere: rotate */
-        else
-            return st;
+        }
     }
-    /* Two attempts: a racing instance may exhaust the key we just adopted. */
+    /* A few attempts: a racing instance may exhaust the key we just adopted. */
     for (int attempt = 0; kr->active_id == 0 || kr->uses_left == 0; attempt++) {
+        bool adopted = false;
         if (attempt == 3)
             return CV_ERR_DB;
-        cv_status st = rotate_locked(kr, attempt > 0);
-        if (st != CV_OK && st != CV_ERR_DUPLICATE)
-            return st;
+        CV_TRY(rotate_locked(kr, attempt > 0, &adopted));
     }
     kr->uses_left--;
     *id = kr->active_id;
@@ -395,7 +400,10 @@ cv_status cv_keyring_rotate(struct cv_keyring *kr, int64_t *new_dek_id)
 {
     pthread_mutex_lock(&kr->active_lock);
     int64_t old = kr->active_id;
-    cv_status st = rotate_locked(kr, true);
+    bool adopted = false;
+    cv_status st = rotate_locked(kr, true, &adopted);
+    if (st == CV_OK && !adopted)
+        st = CV_ERR_DB; /* a brand-new key exhausted at once: nothing sane to retry */
     if (st == CV_OK && old != 0 && old != kr->active_id)
         st = cv_store_retire_dek(kr->store, old);
     *new_dek_id = kr->active_id;
@@ -403,16 +411,21 @@ cv_status cv_keyring_rotate(struct cv_keyring *kr, int64_t *new_dek_id)
     return st;
 }
 
-/* First run: a fresh fingerprint key, wrapped, stored with the KEK's check value. */
+/* First run: a fresh fingerprint key, wrapped, stored with the KEK's check
+ * value. When another instance bound the vault first, ours is dropped and
+ * the caller reads theirs back. */
 static cv_status bind_new_vault(struct cv_keyring *kr, const unsigned char kcv[CV_KCV_BYTES])
 {
     struct cv_secbuf *fp = NULL;
     unsigned char *wrapped = NULL;
     size_t wrapped_len = 0;
+    bool created = false;
     CV_TRY(cv_envelope_new_key(&fp));
     cv_status st = cv_keyprovider_wrap(kr->kp, fp, &wrapped, &wrapped_len);
     if (st == CV_OK)
-        st = cv_store_init_meta(kr->store, cv_keyprovider_name(kr->kp), kcv, wrapped, wrapped_len);
+        st = cv_store_init_meta(kr->store, cv_keyprovider_name(kr->kp), kcv, wrapped, wrapped_len,
+                                &created);
+    (void)created; /* either way the caller reads the stored binding back */
     free(wrapped);
     cv_secbuf_free(fp);
     return st;
@@ -445,7 +458,7 @@ cv_status cv_keyring_open(struct cv_store *store, struct cv_keyprovider *kp,
     st = cv_store_get_meta(store, stored_kcv, &fp_wrapped, &fp_wrapped_len);
     if (st == CV_ERR_NOT_FOUND) {
         st = bind_new_vault(kr, kcv);
-        if (st == CV_ERR_DUPLICATE || st == CV_OK) /* CONFLICT: another instance bound it first */
+        if (st == CV_OK) /* ours, or another instance's that came first */
             st = cv_store_get_meta(store, stored_kcv, &fp_wrapped, &fp_wrapped_len);
     }
     if (st != CV_OK) {
@@ -489,4 +502,36 @@ void cv_keyring_close(struct cv_keyring *kr)
     pthread_rwlock_destroy(&kr->cache_lock);
     pthread_mutex_destroy(&kr->active_lock);
     free(kr);
+}
+
+/* One wrapped key, unwrapped under the old KEK and wrapped under the new one;
+ * the plaintext key lives only in a secure buffer here, never in the store. */
+struct rewrap_ctx {
+    struct cv_keyprovider *old_kp, *new_kp;
+};
+
+static cv_status rewrap_one(void *ctx, const unsigned char *wrapped, size_t len,
+                            unsigned char **out, size_t *out_len)
+{
+    const struct rewrap_ctx *rc = ctx;
+    struct cv_secbuf *key = NULL;
+    CV_TRY(cv_keyprovider_unwrap(rc->old_kp, wrapped, len, &key));
+    cv_status st = cv_keyprovider_wrap(rc->new_kp, key, out, out_len);
+    cv_secbuf_free(key);
+    return st;
+}
+
+cv_status cv_keyring_rewrap_kek(struct cv_store *store, struct cv_keyprovider *old_kp,
+                                struct cv_keyprovider *new_kp, const struct cv_audit_event *ev,
+                                int *rewrapped)
+{
+    unsigned char old_kcv[CV_KCV_BYTES], new_kcv[CV_KCV_BYTES];
+    struct rewrap_ctx rc = {old_kp, new_kp};
+    *rewrapped = 0;
+    CV_TRY(cv_keyprovider_check_value(old_kp, old_kcv));
+    CV_TRY(cv_keyprovider_check_value(new_kp, new_kcv));
+    if (cv_ct_equal(old_kcv, new_kcv, CV_KCV_BYTES))
+        return CV_ERR_BAD_REQUEST; /* the "new" KEK is the current one */
+    return cv_store_rewrap_all(store, old_kcv, new_kcv, cv_keyprovider_name(new_kp), rewrap_one,
+                               &rc, ev, rewrapped);
 }

@@ -11,12 +11,13 @@
 #include "cardvault/token.h"
 
 /* PostgreSQL persistence: a pool of connections with prepared statements,
- * rows <-> structs. Every statement is parameterized. Card data never reaches
- * this module in the clear: only ciphertext, BIN, last 4, brand, fingerprint.
- * Database errors are logged here once, by SQLSTATE and statement name only
- * (server messages can echo values), and returned as statuses:
- * CV_ERR_DB_UNAVAILABLE when the server is unreachable or refuses writes,
- * CV_ERR_DUPLICATE on a unique violation, CV_ERR_DB otherwise. */
+ * rows <-> structs. store.c is the front door (open, close, batching); the
+ * SQL lives in one file per kind of data (store_tokens.c, store_keys.c,
+ * store_merchants.c, store_audit.c) over pg.c. Every statement is parameterized. Card data never
+ * reaches this module in the clear: only ciphertext, BIN, last 4, brand, fingerprint. Database
+ * errors are logged here once, by SQLSTATE and statement name only (server messages can echo
+ * values), and returned as statuses: CV_ERR_DB_UNAVAILABLE when the server is unreachable or
+ * refuses writes, CV_ERR_DUPLICATE on a unique violation, CV_ERR_DB otherwise. */
 
 struct cv_store;
 
@@ -84,10 +85,12 @@ CV_MUST_USE cv_status cv_store_schema_version(struct cv_store *st, int *version)
 /* Vault metadata (singleton). CV_ERR_NOT_FOUND when the vault is new. */
 CV_MUST_USE cv_status cv_store_get_meta(struct cv_store *st, unsigned char kcv[CV_KCV_BYTES],
                                         unsigned char **fp_wrapped, size_t *fp_wrapped_len);
-/* Creates the singleton unless another instance did first (then CV_ERR_DUPLICATE). */
+/* Creates the singleton; *created is false when another instance did first
+ * (nothing changed: read it back with cv_store_get_meta). */
 CV_MUST_USE cv_status cv_store_init_meta(struct cv_store *st, const char *provider,
                                          const unsigned char kcv[CV_KCV_BYTES],
-                                         const unsigned char *fp_wrapped, size_t fp_wrapped_len);
+                                         const unsigned char *fp_wrapped, size_t fp_wrapped_len,
+                                         bool *created);
 
 /* Data keys. insert_dek stores a DEK wrapped under the KEK whose check value
  * is kcv, only if that is still the vault's KEK (CV_ERR_NOT_FOUND otherwise). */
@@ -98,9 +101,10 @@ CV_MUST_USE cv_status cv_store_get_dek(struct cv_store *st, int64_t dek_id, stru
 /* Newest active DEK younger than max_age_s with uses left; CV_ERR_NOT_FOUND if none. */
 CV_MUST_USE cv_status cv_store_find_active_dek(struct cv_store *st, int64_t max_age_s,
                                                struct cv_dek_row *out);
-/* Reserves `block` more uses of an active DEK. CV_ERR_NOT_FOUND when the key is
- * no longer active or the block would pass max_uses (then it is retired). */
-CV_MUST_USE cv_status cv_store_reserve_dek_uses(struct cv_store *st, int64_t dek_id, int64_t block);
+/* Reserves `block` more uses of an active DEK. *reserved is false when the key
+ * is no longer active or the block would pass max_uses (then it is retired). */
+CV_MUST_USE cv_status cv_store_reserve_dek_uses(struct cv_store *st, int64_t dek_id, int64_t block,
+                                                bool *reserved);
 CV_MUST_USE cv_status cv_store_retire_dek(struct cv_store *st, int64_t dek_id);
 void cv_dek_row_cleanup(struct cv_dek_row *row);
 

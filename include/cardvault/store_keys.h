@@ -4,7 +4,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cardvault/keyprovider.h"
 #include "cardvault/status.h"
 #include "cardvault/store.h"
 
@@ -26,13 +25,21 @@ CV_MUST_USE cv_status cv_store_list_deks(struct cv_store *st,
 /* The vault's KEK identity as recorded: provider name, check value, last re-wrap ("" if none). */
 CV_MUST_USE cv_status cv_store_meta_info(struct cv_store *st, char provider[32],
                                          unsigned char kcv[CV_KCV_BYTES], char rewrapped_at[32]);
-/* In one transaction: checks old_kp is the vault's KEK, re-wraps every DEK
- * and the fingerprint key under new_kp, records the new check value and ev.
- * CV_ERR_CONFIG when old_kp is not the current KEK, CV_ERR_BAD_REQUEST when
- * both are the same key. */
-CV_MUST_USE cv_status cv_store_rewrap_all(struct cv_store *st, struct cv_keyprovider *old_kp,
-                                          struct cv_keyprovider *new_kp,
-                                          const struct cv_audit_event *ev, int *rewrapped);
+/* Turns one wrapped key into its new wrapping (heap, free()); the store
+ * never sees what is between the two. */
+typedef cv_status (*cv_store_rewrap_fn)(void *ctx, const unsigned char *wrapped, size_t len,
+                                        unsigned char **rewrapped, size_t *rewrapped_len);
+/* In one transaction, with the vault's metadata and every DEK row locked:
+ * checks old_kcv is the vault's KEK, passes the fingerprint key and every
+ * DEK through fn, stores the results, records new_kcv and new_provider, and
+ * appends ev. Nothing changes unless all of it commits. CV_ERR_CONFIG when
+ * old_kcv is not the current KEK; fn's status when fn fails. */
+CV_MUST_USE cv_status cv_store_rewrap_all(struct cv_store *st,
+                                          const unsigned char old_kcv[CV_KCV_BYTES],
+                                          const unsigned char new_kcv[CV_KCV_BYTES],
+                                          const char *new_provider, cv_store_rewrap_fn fn,
+                                          void *ctx, const struct cv_audit_event *ev,
+                                          int *rewrapped);
 /* Retires every active DEK except `keep` (after `keys rotate-dek`). */
 CV_MUST_USE cv_status cv_store_retire_active_except(struct cv_store *st, int64_t keep);
 /* Up to `limit` rows under retired DEKs (only from_dek unless 0). */

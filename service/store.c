@@ -1,0 +1,149 @@
+/* store.c: the front door of the store. Opens and closes it (the pool of
+ * pg.c), switches group commit on (store_batch.c), answers the health and
+ * startup questions (ping, durability settings, schema version), and routes
+ * token writes, token reads and audit appends either through the batcher or
+ * straight to the SQL files. Calls go one way: store.c -> store_batch.c ->
+ * store_tokens.c / store_audit.c -> pg.c; nothing below calls back up. No
+ * card data in the clear ever reaches the store. */
+#include "cardvault/store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cardvault/secbuf.h"
+#include "pg.h"
+#include "store_audit.h"
+#include "store_batch.h"
+#include "store_internal.h"
+#include "store_tokens.h"
+
+static const struct cv_pg_stmt ping = {"ping", "SELECT 1", 0, CV_PG_PREPARED, false, false};
+
+static const struct cv_pg_stmt durability = {
+    "check_durability",
+    "SELECT current_setting('fsync'), current_setting('synchronous_commit')",
+    0,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+/* Asked first so a fresh database is "version 0", not an error. */
+static const struct cv_pg_stmt has_migrations = {
+    "schema_version_table",
+    "SELECT to_regclass('schema_migrations') IS NOT NULL",
+    0,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+static const struct cv_pg_stmt schema_version = {
+    "schema_version",
+    "SELECT coalesce(max(version), 0) FROM schema_migrations",
+    0,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+cv_status cv_store_open(const char *conninfo, unsigned pool_size, struct cv_store **out, char *why,
+                        size_t why_len)
+{
+    struct cv_store *st = cv_xcalloc(1, sizeof(*st));
+    cv_status rs = cv_pg_pool_open(conninfo, pool_size, &st->pool, why, why_len);
+    if (rs != CV_OK) {
+        free(st);
+        return rs;
+    }
+    *out = st;
+    return CV_OK;
+}
+
+cv_status cv_store_start_batching(struct cv_store *st, unsigned writers)
+{
+    st->writer = cv_batcher_start(st->pool, writers);
+    st->reader = cv_batcher_start(st->pool, writers);
+    return st->writer != NULL && st->reader != NULL ? CV_OK : CV_ERR_INTERNAL;
+}
+
+void cv_store_close(struct cv_store *st)
+{
+    if (st == NULL)
+        return;
+    cv_batcher_stop(st->writer); /* queued writes finish before connections close */
+    cv_batcher_stop(st->reader);
+    cv_pg_pool_close(st->pool);
+    free(st);
+}
+
+cv_status cv_store_ping(struct cv_store *st)
+{
+    return cv_pg_run_once(st->pool, &ping, NULL, NULL);
+}
+
+void cv_store_cancel_busy(struct cv_store *st)
+{
+    cv_pg_cancel_busy(st->pool);
+}
+
+void cv_store_pool_usage(struct cv_store *st, unsigned *in_use, unsigned *size)
+{
+    cv_pg_pool_usage(st->pool, in_use, size);
+}
+
+cv_status cv_store_check_durability(struct cv_store *st, bool *fsync_on, bool *sync_commit_on)
+{
+    PGresult *r = NULL;
+    CV_TRY(cv_pg_run_once(st->pool, &durability, NULL, &r));
+    cv_status rs = PQntuples(r) == 1 ? CV_OK : CV_ERR_DB_UNAVAILABLE;
+    if (rs == CV_OK) {
+        *fsync_on = strcmp(PQgetvalue(r, 0, 0), "on") == 0;
+        *sync_commit_on = strcmp(PQgetvalue(r, 0, 1), "off") != 0;
+    }
+    PQclear(r);
+    return rs;
+}
+
+cv_status cv_store_schema_version(struct cv_store *st, int *version)
+{
+    struct cv_pg_conn *c = NULL;
+    PGresult *r = NULL;
+    *version = 0;
+    CV_TRY(cv_pg_acquire(st->pool, &c));
+    cv_status rs = cv_pg_run(c, &has_migrations, NULL, &r);
+    if (rs != CV_OK)
+        goto out;
+    bool exists = cv_pg_get_bool(r, 0, 0);
+    PQclear(r);
+    r = NULL;
+    if (!exists)
+        goto out;
+    if ((rs = cv_pg_run(c, &schema_version, NULL, &r)) != CV_OK)
+        goto out;
+    *version = (int)cv_pg_get_int(r, 0, 0);
+out:
+    PQclear(r);
+    cv_pg_release(c);
+    return rs;
+}
+
+cv_status cv_store_insert_token(struct cv_store *st, const struct cv_token_row *row,
+                                const unsigned char *idem_key_hash, const char *response_body)
+{
+    if (st->writer != NULL)
+        return cv_batcher_insert_token(st->writer, row, idem_key_hash, response_body);
+    return cv_tokens_insert(st->pool, row, idem_key_hash, response_body);
+}
+
+cv_status cv_store_get_token(struct cv_store *st, const char *merchant_id, const char *token,
+                             struct cv_token_row *out)
+{
+    if (st->reader != NULL)
+        return cv_batcher_get_token(st->reader, merchant_id, token, out);
+    return cv_tokens_get(st->pool, merchant_id, token, out);
+}
+
+cv_status cv_store_audit_append(struct cv_store *st, const struct cv_audit_event *ev)
+{
+    if (st->writer != NULL)
+        return cv_batcher_audit_append(st->writer, ev);
+    return cv_audit_store_append(st->pool, ev);
+}
