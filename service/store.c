@@ -12,10 +12,10 @@
 
 #include "cardvault/secbuf.h"
 #include "pg.h"
-#include "store_audit.h"
+#include "store_audit_sql.h"
 #include "store_batch.h"
 #include "store_internal.h"
-#include "store_tokens.h"
+#include "store_tokens_sql.h"
 
 static const struct cv_pg_stmt ping = {"ping", "SELECT 1", 0, CV_PG_PREPARED, false, false};
 

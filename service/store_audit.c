@@ -8,7 +8,7 @@
  * own statement. Values travel as parameters; the only text spliced into
  * SQL are identifiers taken from the catalog, each quoted by libpq. It never
  * logs a value it reads: errors are logged by SQLSTATE only (pg.c). */
-#include "store_audit.h"
+#include "store_audit_sql.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -16,8 +16,8 @@
 #include "cardvault/log.h"
 #include "cardvault/secbuf.h"
 #include "pg.h"
-#include "store_audit.h"
-#include "store_tokens.h"
+#include "store_audit_sql.h"
+#include "store_tokens_sql.h"
 
 #define BATCH_MAX 128
 

@@ -5,7 +5,8 @@
  * (store.c) and the SQL files. It works on the pool, never on the store
  * handle, and calls only downward (store_tokens.c, store_audit.c, pg.c). */
 
-#include "cardvault/store.h"
+#include "cardvault/status.h"
+#include "cardvault/store_rows.h"
 
 struct cv_batcher;
 struct cv_pg_pool;

@@ -5,7 +5,7 @@
  * front door) creates it; the SQL files below only read the pool from it,
  * and never call back up into store.c or the batcher. */
 
-#include "cardvault/store.h"
+#include "cardvault/store_rows.h"
 
 struct cv_pg_pool;
 struct cv_batcher;

@@ -15,7 +15,7 @@
 #include "cardvault/log.h"
 #include "cardvault/secbuf.h"
 #include "pg.h"
-#include "store_audit.h"
+#include "store_audit_sql.h"
 #include "store_internal.h"
 
 #define DEK_COLS                                                                                   \

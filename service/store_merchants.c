@@ -2,7 +2,7 @@
  * merchant, add and revoke a key, and scan keys changed since a moment (the
  * authenticator's cache refresh). Keys are stored as hashes only; nothing
  * here ever sees an API key in the clear. It calls only pg.c. */
-#include "cardvault/store.h"
+#include "cardvault/store_merchants.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * claim/complete/release/purge. Card data never reaches here in the clear:
  * only ciphertext, BIN, last 4, brand and a keyed fingerprint. It calls only
  * pg.c; it never calls back into store.c or the batcher. */
-#include "store_tokens.h"
+#include "cardvault/store_tokens.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +14,7 @@
 #include "cardvault/log.h"
 #include "cardvault/secbuf.h"
 #include "store_internal.h"
+#include "store_tokens_sql.h"
 
 #define RFC3339_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 

@@ -1,5 +1,5 @@
-#ifndef CV_STORE_TOKENS_H
-#define CV_STORE_TOKENS_H
+#ifndef CV_STORE_TOKENS_SQL_H
+#define CV_STORE_TOKENS_SQL_H
 
 /* Private to the store: the token-row SQL below the front door (store.c) and
  * the batcher (store_batch.c). Each takes the pool or a connection, never
@@ -7,7 +7,8 @@
 
 #include <stddef.h>
 
-#include "cardvault/store.h"
+#include "cardvault/status.h"
+#include "cardvault/store_rows.h"
 #include "pg.h"
 
 /* One token row (and, with idem_key_hash, its idempotency answer) in one

@@ -1,5 +1,5 @@
-#ifndef CV_STORE_AUDIT_H
-#define CV_STORE_AUDIT_H
+#ifndef CV_STORE_AUDIT_SQL_H
+#define CV_STORE_AUDIT_SQL_H
 
 /* Private to the store: appends to the hash-chained audit trail. Every
  * audit SQL statement lives in store_audit.c except the one that must share
@@ -8,7 +8,8 @@
 
 #include <stddef.h>
 
-#include "cardvault/store.h"
+#include "cardvault/status.h"
+#include "cardvault/store_rows.h"
 #include "pg.h"
 
 /* One event in its own (autocommit) statement. */
