@@ -81,6 +81,13 @@ static cv_status open_keyring(struct cv_cli *cli, struct cv_store *store,
     return CV_OK;
 }
 
+/* A new active DEK, every other one retired. */
+static cv_status rotate_and_retire(struct cv_keyring *kr, struct cv_store *store, int64_t *id)
+{
+    CV_TRY(cv_keyring_rotate(kr, id));
+    return cv_store_retire_active_except(store, *id);
+}
+
 static int keys_rotate_dek(struct cv_cli *cli, struct cv_store *store)
 {
     struct cv_keyprovider *kp = NULL;
@@ -89,11 +96,9 @@ static int keys_rotate_dek(struct cv_cli *cli, struct cv_store *store)
     int rc = 1;
     if (open_keyring(cli, store, &kp, &kr) != CV_OK)
         goto out;
-    cv_status st = cv_keyring_rotate(kr, &id);
     /* Every other active key is retired: instances notice when they renew
      * their use reservation (within 5 s) and move to the new key. */
-    if (st == CV_OK)
-        st = cv_store_retire_active_except(store, id);
+    cv_status st = rotate_and_retire(kr, store, &id);
     char detail[64];
     snprintf(detail, sizeof(detail), "new active dek %lld", (long long)id);
     struct cv_audit_event ev = {"cli:keys-rotate-dek",
@@ -176,6 +181,23 @@ out:
     return rc;
 }
 
+/* Opens row and seals its card again under the active DEK into fresh. */
+static cv_status reseal(struct cv_keyring *kr, const struct cv_token_row *row,
+                        struct cv_token_row *fresh)
+{
+    struct cv_card_plain card;
+    memset(fresh, 0, sizeof(*fresh));
+    memcpy(fresh->merchant_id, row->merchant_id, sizeof(fresh->merchant_id));
+    memcpy(fresh->token, row->token, sizeof(fresh->token));
+    cv_status st = cv_keyring_open_row(kr, row, &card);
+    if (st != CV_OK)
+        goto out;
+    st = cv_keyring_seal(kr, &card, fresh);
+out:
+    cv_wipe(&card, sizeof(card)); /* card data: wiped on every path */
+    return st;
+}
+
 static int keys_reencrypt(struct cv_cli *cli, struct cv_store *store)
 {
     struct cv_keyprovider *kp = NULL;
@@ -205,18 +227,10 @@ static int keys_reencrypt(struct cv_cli *cli, struct cv_store *store)
         if (n == 0)
             break;
         for (size_t i = 0; i < n; i++) {
-            struct cv_card_plain card;
-            st = cv_keyring_open_row(kr, &rows[i], &card);
+            st = reseal(kr, &rows[i], &fresh[m]);
             if (st == CV_OK) {
-                memset(&fresh[m], 0, sizeof(fresh[m]));
-                memcpy(fresh[m].merchant_id, rows[i].merchant_id, sizeof(fresh[m].merchant_id));
-                memcpy(fresh[m].token, rows[i].token, sizeof(fresh[m].token));
-                st = cv_keyring_seal(kr, &card, &fresh[m]);
-                if (st == CV_OK)
-                    old_ids[m++] = rows[i].dek_id;
-            }
-            cv_wipe(&card, sizeof(card));
-            if (st != CV_OK) {
+                old_ids[m++] = rows[i].dek_id;
+            } else {
                 failed++;
                 fprintf(stderr, "cardvault: row %s cannot be re-encrypted (%s), skipped\n",
                         rows[i].token, cv_status_name(st));

@@ -229,6 +229,21 @@ static cv_status load_dek(struct cv_keyring *kr, int64_t id)
     return CV_OK;
 }
 
+/* Wraps key under our KEK and stores it, only while that KEK is still the
+ * vault's (CV_ERR_NOT_FOUND otherwise). */
+static cv_status store_new_dek(struct cv_keyring *kr, const struct cv_secbuf *key, int64_t *id)
+{
+    unsigned char *wrapped = NULL, kcv[CV_KCV_BYTES];
+    size_t wrapped_len = 0;
+    cv_status st = kp_wrap(kr, key, &wrapped, &wrapped_len, kcv);
+    if (st != CV_OK)
+        goto out;
+    st = cv_store_insert_dek(kr->store, wrapped, wrapped_len, kr->limits.dek_max_uses, kcv, id);
+out:
+    free(wrapped);
+    return st;
+}
+
 /* Caller holds active_lock. Adopts the newest usable DEK in the database, or
  * creates one, then reserves a block of uses on it. *adopted is false when
  * a racing instance exhausted or retired that key before we could reserve
@@ -247,21 +262,13 @@ static cv_status rotate_locked(struct cv_keyring *kr, bool force_new, bool *adop
         cv_dek_row_cleanup(&row);
     } else if (st == CV_ERR_NOT_FOUND) {
         struct cv_secbuf *key = NULL;
-        unsigned char *wrapped = NULL, kcv[CV_KCV_BYTES];
-        size_t wrapped_len = 0;
         CV_TRY(cv_envelope_new_key(&key));
         for (int attempt = 0; attempt < 2; attempt++) {
-            free(wrapped);
-            wrapped = NULL;
-            st = kp_wrap(kr, key, &wrapped, &wrapped_len, kcv);
-            if (st == CV_OK)
-                st = cv_store_insert_dek(kr->store, wrapped, wrapped_len, kr->limits.dek_max_uses,
-                                         kcv, &id);
+            st = store_new_dek(kr, key, &id);
             /* NOT_FOUND: the vault's KEK is no longer ours; try the new one once. */
             if (st != CV_ERR_NOT_FOUND || kek_refresh(kr) != CV_OK)
                 break;
         }
-        free(wrapped);
         if (st == CV_ERR_NOT_FOUND)
             st = CV_ERR_DB_UNAVAILABLE; /* stale KEK: answer 503 until reconfigured */
         if (st != CV_OK) {
@@ -422,10 +429,13 @@ static cv_status bind_new_vault(struct cv_keyring *kr, const unsigned char kcv[C
     bool created = false;
     CV_TRY(cv_envelope_new_key(&fp));
     cv_status st = cv_keyprovider_wrap(kr->kp, fp, &wrapped, &wrapped_len);
-    if (st == CV_OK)
-        st = cv_store_init_meta(kr->store, cv_keyprovider_name(kr->kp), kcv, wrapped, wrapped_len,
-                                &created);
-    (void)created; /* either way the caller reads the stored binding back */
+    if (st != CV_OK)
+        goto out;
+    /* created or not (another instance came first), the caller reads the
+     * stored binding back */
+    st = cv_store_init_meta(kr->store, cv_keyprovider_name(kr->kp), kcv, wrapped, wrapped_len,
+                            &created);
+out:
     free(wrapped);
     cv_secbuf_free(fp);
     return st;

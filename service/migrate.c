@@ -162,12 +162,14 @@ static cv_status apply(struct cv_pg_conn *c, const char *dir, const struct migra
     cv_pg_param_int(&p, m->version);
     cv_pg_param_text(&p, m->name);
     cv_status st = step(c, &begin, NULL, NULL, m->name, why, why_len);
-    if (st == CV_OK)
-        st = step(c, &script, NULL, NULL, m->name, why, why_len);
-    if (st == CV_OK)
-        st = step(c, &record, &p, NULL, m->name, why, why_len);
-    if (st == CV_OK)
-        st = step(c, &commit, NULL, NULL, m->name, why, why_len);
+    if (st != CV_OK)
+        goto out;
+    if ((st = step(c, &script, NULL, NULL, m->name, why, why_len)) != CV_OK)
+        goto out;
+    if ((st = step(c, &record, &p, NULL, m->name, why, why_len)) != CV_OK)
+        goto out;
+    st = step(c, &commit, NULL, NULL, m->name, why, why_len);
+out:
     if (st != CV_OK)
         cv_pg_rollback(c);
     free(sql);

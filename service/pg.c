@@ -548,11 +548,11 @@ cv_status cv_pg_get_fixed_bytea(const PGresult *r, int row, int col, unsigned ch
     unsigned char *b = NULL;
     size_t n = 0;
     CV_TRY(cv_pg_get_bytea(r, row, col, &b, &n));
-    cv_status st = n == want ? CV_OK : CV_ERR_DB;
-    if (st == CV_OK)
+    bool fits = n == want;
+    if (fits)
         memcpy(out, b, want);
     free(b);
-    return st;
+    return fits ? CV_OK : CV_ERR_DB;
 }
 
 void cv_pg_get_text(const PGresult *r, int row, int col, char *dst, size_t cap)

@@ -47,103 +47,103 @@ static const struct cv_pg_stmt schema_version = {
 cv_status cv_store_open(const char *conninfo, unsigned pool_size, struct cv_store **out, char *why,
                         size_t why_len)
 {
-    struct cv_store *st = cv_xcalloc(1, sizeof(*st));
-    cv_status rs = cv_pg_pool_open(conninfo, pool_size, &st->pool, why, why_len);
-    if (rs != CV_OK) {
-        free(st);
-        return rs;
+    struct cv_store *store = cv_xcalloc(1, sizeof(*store));
+    cv_status st = cv_pg_pool_open(conninfo, pool_size, &store->pool, why, why_len);
+    if (st != CV_OK) {
+        free(store);
+        return st;
     }
-    *out = st;
+    *out = store;
     return CV_OK;
 }
 
-cv_status cv_store_start_batching(struct cv_store *st, unsigned writers)
+cv_status cv_store_start_batching(struct cv_store *store, unsigned writers)
 {
-    st->writer = cv_batcher_start(st->pool, writers);
-    st->reader = cv_batcher_start(st->pool, writers);
-    return st->writer != NULL && st->reader != NULL ? CV_OK : CV_ERR_INTERNAL;
+    store->writer = cv_batcher_start(store->pool, writers);
+    store->reader = cv_batcher_start(store->pool, writers);
+    return store->writer != NULL && store->reader != NULL ? CV_OK : CV_ERR_INTERNAL;
 }
 
-void cv_store_close(struct cv_store *st)
+void cv_store_close(struct cv_store *store)
 {
-    if (st == NULL)
+    if (store == NULL)
         return;
-    cv_batcher_stop(st->writer); /* queued writes finish before connections close */
-    cv_batcher_stop(st->reader);
-    cv_pg_pool_close(st->pool);
-    free(st);
+    cv_batcher_stop(store->writer); /* queued writes finish before connections close */
+    cv_batcher_stop(store->reader);
+    cv_pg_pool_close(store->pool);
+    free(store);
 }
 
-cv_status cv_store_ping(struct cv_store *st)
+cv_status cv_store_ping(struct cv_store *store)
 {
-    return cv_pg_run_once(st->pool, &ping, NULL, NULL);
+    return cv_pg_run_once(store->pool, &ping, NULL, NULL);
 }
 
-void cv_store_cancel_busy(struct cv_store *st)
+void cv_store_cancel_busy(struct cv_store *store)
 {
-    cv_pg_cancel_busy(st->pool);
+    cv_pg_cancel_busy(store->pool);
 }
 
-void cv_store_pool_usage(struct cv_store *st, unsigned *in_use, unsigned *size)
+void cv_store_pool_usage(struct cv_store *store, unsigned *in_use, unsigned *size)
 {
-    cv_pg_pool_usage(st->pool, in_use, size);
+    cv_pg_pool_usage(store->pool, in_use, size);
 }
 
-cv_status cv_store_check_durability(struct cv_store *st, bool *fsync_on, bool *sync_commit_on)
+cv_status cv_store_check_durability(struct cv_store *store, bool *fsync_on, bool *sync_commit_on)
 {
     PGresult *r = NULL;
-    CV_TRY(cv_pg_run_once(st->pool, &durability, NULL, &r));
-    cv_status rs = PQntuples(r) == 1 ? CV_OK : CV_ERR_DB_UNAVAILABLE;
-    if (rs == CV_OK) {
+    CV_TRY(cv_pg_run_once(store->pool, &durability, NULL, &r));
+    cv_status st = PQntuples(r) == 1 ? CV_OK : CV_ERR_DB_UNAVAILABLE;
+    if (st == CV_OK) {
         *fsync_on = strcmp(PQgetvalue(r, 0, 0), "on") == 0;
         *sync_commit_on = strcmp(PQgetvalue(r, 0, 1), "off") != 0;
     }
     PQclear(r);
-    return rs;
+    return st;
 }
 
-cv_status cv_store_schema_version(struct cv_store *st, int *version)
+cv_status cv_store_schema_version(struct cv_store *store, int *version)
 {
     struct cv_pg_conn *c = NULL;
     PGresult *r = NULL;
     *version = 0;
-    CV_TRY(cv_pg_acquire(st->pool, &c));
-    cv_status rs = cv_pg_run(c, &has_migrations, NULL, &r);
-    if (rs != CV_OK)
+    CV_TRY(cv_pg_acquire(store->pool, &c));
+    cv_status st = cv_pg_run(c, &has_migrations, NULL, &r);
+    if (st != CV_OK)
         goto out;
     bool exists = cv_pg_get_bool(r, 0, 0);
     PQclear(r);
     r = NULL;
     if (!exists)
         goto out;
-    if ((rs = cv_pg_run(c, &schema_version, NULL, &r)) != CV_OK)
+    if ((st = cv_pg_run(c, &schema_version, NULL, &r)) != CV_OK)
         goto out;
     *version = (int)cv_pg_get_int(r, 0, 0);
 out:
     PQclear(r);
     cv_pg_release(c);
-    return rs;
+    return st;
 }
 
-cv_status cv_store_insert_token(struct cv_store *st, const struct cv_token_row *row,
+cv_status cv_store_insert_token(struct cv_store *store, const struct cv_token_row *row,
                                 const unsigned char *idem_key_hash, const char *response_body)
 {
-    if (st->writer != NULL)
-        return cv_batcher_insert_token(st->writer, row, idem_key_hash, response_body);
-    return cv_tokens_insert(st->pool, row, idem_key_hash, response_body);
+    if (store->writer != NULL)
+        return cv_batcher_insert_token(store->writer, row, idem_key_hash, response_body);
+    return cv_tokens_insert(store->pool, row, idem_key_hash, response_body);
 }
 
-cv_status cv_store_get_token(struct cv_store *st, const char *merchant_id, const char *token,
+cv_status cv_store_get_token(struct cv_store *store, const char *merchant_id, const char *token,
                              struct cv_token_row *out)
 {
-    if (st->reader != NULL)
-        return cv_batcher_get_token(st->reader, merchant_id, token, out);
-    return cv_tokens_get(st->pool, merchant_id, token, out);
+    if (store->reader != NULL)
+        return cv_batcher_get_token(store->reader, merchant_id, token, out);
+    return cv_tokens_get(store->pool, merchant_id, token, out);
 }
 
-cv_status cv_store_audit_append(struct cv_store *st, const struct cv_audit_event *ev)
+cv_status cv_store_audit_append(struct cv_store *store, const struct cv_audit_event *ev)
 {
-    if (st->writer != NULL)
-        return cv_batcher_audit_append(st->writer, ev);
-    return cv_audit_store_append(st->pool, ev);
+    if (store->writer != NULL)
+        return cv_batcher_audit_append(store->writer, ev);
+    return cv_audit_store_append(store->pool, ev);
 }

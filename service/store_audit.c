@@ -136,18 +136,19 @@ cv_status cv_audit_store_append_many_in(struct cv_pg_conn *c,
     cv_pg_params_init(&p);
     for (int k = 0; k < AUDIT_COLS; k++)
         cv_buf_init(&arrays[k], ARRAY_MAX_BYTES);
-    for (int k = 0; k < AUDIT_COLS && st == CV_OK; k++) {
+    for (int k = 0; k < AUDIT_COLS; k++) {
         for (size_t i = 0; i < n; i++) {
             const struct cv_audit_event *e = evs[i];
             const char *fields[AUDIT_COLS] = {e->actor,  e->merchant_id, e->token, e->request_id,
                                               e->action, e->outcome,     e->detail};
             column[i] = fields[k];
         }
-        st = cv_pg_array_literal(&arrays[k], column, n);
+        if ((st = cv_pg_array_literal(&arrays[k], column, n)) != CV_OK)
+            goto out;
         cv_pg_param_text(&p, arrays[k].data);
     }
-    if (st == CV_OK)
-        st = cv_pg_run(c, &audit_append_batch, &p, NULL);
+    st = cv_pg_run(c, &audit_append_batch, &p, NULL);
+out:
     for (int k = 0; k < AUDIT_COLS; k++)
         cv_buf_cleanup(&arrays[k]);
     free(column);
@@ -202,15 +203,16 @@ static cv_status walk_page(const PGresult *r, int64_t *last_seq,
             .detail = nullable(r, i, 8),
         };
         cv_status st = cv_pg_get_bytea(r, i, 9, &prev, &prev_len);
-        if (st == CV_OK)
-            st = cv_pg_get_bytea(r, i, 10, &hash, &hash_len);
-        if (st == CV_OK) {
-            row.prev_hash = prev;
-            row.prev_hash_len = prev_len;
-            row.hash = hash;
-            row.hash_len = hash_len;
-            st = fn(ctx, &row);
-        }
+        if (st != CV_OK)
+            goto next;
+        if ((st = cv_pg_get_bytea(r, i, 10, &hash, &hash_len)) != CV_OK)
+            goto next;
+        row.prev_hash = prev;
+        row.prev_hash_len = prev_len;
+        row.hash = hash;
+        row.hash_len = hash_len;
+        st = fn(ctx, &row);
+    next:
         *last_seq = row.seq;
         free(prev);
         free(hash);
@@ -292,21 +294,22 @@ cv_status cv_store_audit_columns(struct cv_store *store, struct cv_audit_column 
     *n = 0;
     CV_TRY(cv_pg_acquire(store->pool, &c));
     cv_status st = cv_pg_use_utf8(c);
-    if (st == CV_OK)
-        st = cv_pg_run(c, &audit_columns, NULL, &r);
-    if (st == CV_OK) {
-        size_t rows = (size_t)PQntuples(r);
-        struct cv_audit_column *col = cv_xcalloc(rows > 0 ? rows : 1, sizeof(*col));
-        for (size_t i = 0; i < rows; i++) {
-            col[i].schema = cv_xstrdup(PQgetvalue(r, (int)i, 0));
-            col[i].table = cv_xstrdup(PQgetvalue(r, (int)i, 1));
-            col[i].column = cv_xstrdup(PQgetvalue(r, (int)i, 2));
-            col[i].type = cv_xstrdup(PQgetvalue(r, (int)i, 3));
-            col[i].kind = column_kind(PQgetvalue(r, (int)i, 4));
-        }
-        *cols = col;
-        *n = rows;
+    if (st != CV_OK)
+        goto out;
+    if ((st = cv_pg_run(c, &audit_columns, NULL, &r)) != CV_OK)
+        goto out;
+    size_t rows = (size_t)PQntuples(r);
+    struct cv_audit_column *col = cv_xcalloc(rows > 0 ? rows : 1, sizeof(*col));
+    for (size_t i = 0; i < rows; i++) {
+        col[i].schema = cv_xstrdup(PQgetvalue(r, (int)i, 0));
+        col[i].table = cv_xstrdup(PQgetvalue(r, (int)i, 1));
+        col[i].column = cv_xstrdup(PQgetvalue(r, (int)i, 2));
+        col[i].type = cv_xstrdup(PQgetvalue(r, (int)i, 3));
+        col[i].kind = column_kind(PQgetvalue(r, (int)i, 4));
     }
+    *cols = col;
+    *n = rows;
+out:
     PQclear(r);
     cv_pg_release(c);
     return st;
@@ -315,17 +318,19 @@ cv_status cv_store_audit_columns(struct cv_store *store, struct cv_audit_column 
 /* One select-list expression: every one yields text or bytea, so a
  * binary-format FETCH returns each cell's raw bytes: text as its UTF-8
  * bytes, bytea undecorated. */
-static cv_status append_column(struct cv_buf *sql, const char *quoted, enum cv_audit_col_kind kind)
+static cv_status append_column(struct cv_buf *sql, const char *sep, const char *quoted,
+                               enum cv_audit_col_kind kind)
 {
     switch (kind) {
     case CV_AUDIT_COL_BYTEA:
-        return cv_buf_appendf(sql, "%s::bytea", quoted);
+        return cv_buf_appendf(sql, "%s%s::bytea", sep, quoted);
     case CV_AUDIT_COL_BYTEA_ARRAY:
         /* unnest flattens any number of dimensions */
         return cv_buf_appendf(
-            sql, "(SELECT string_agg(e, '\\x0a'::bytea) FROM unnest(%s::bytea[]) AS u(e))", quoted);
+            sql, "%s(SELECT string_agg(e, '\\x0a'::bytea) FROM unnest(%s::bytea[]) AS u(e))", sep,
+            quoted);
     default:
-        return cv_buf_appendf(sql, "%s::text", quoted);
+        return cv_buf_appendf(sql, "%s%s::text", sep, quoted);
     }
 }
 
@@ -348,9 +353,7 @@ static cv_status declare_sql(struct cv_pg_conn *c, const struct cv_audit_column 
             st = CV_ERR_DB;
             goto out;
         }
-        st = i > 0 ? cv_buf_append_str(sql, ", ") : CV_OK;
-        if (st == CV_OK)
-            st = append_column(sql, qc, cols[i].kind);
+        st = append_column(sql, i > 0 ? ", " : "", qc, cols[i].kind);
         cv_pg_freemem(qc);
         if (st != CV_OK)
             goto out;

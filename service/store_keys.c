@@ -195,22 +195,22 @@ static const struct cv_pg_stmt vacuum_deks = {
 
 /* Vault metadata */
 
-cv_status cv_store_get_meta(struct cv_store *st, unsigned char kcv[CV_KCV_BYTES],
+cv_status cv_store_get_meta(struct cv_store *store, unsigned char kcv[CV_KCV_BYTES],
                             unsigned char **fp_wrapped, size_t *fp_wrapped_len)
 {
     PGresult *r = NULL;
-    CV_TRY(cv_pg_run_once(st->pool, &get_meta, NULL, &r));
-    cv_status rs = CV_ERR_NOT_FOUND;
+    CV_TRY(cv_pg_run_once(store->pool, &get_meta, NULL, &r));
+    cv_status st = CV_ERR_NOT_FOUND;
     if (PQntuples(r) == 1) {
-        rs = cv_pg_get_fixed_bytea(r, 0, 0, kcv, CV_KCV_BYTES);
-        if (rs == CV_OK)
-            rs = cv_pg_get_bytea(r, 0, 1, fp_wrapped, fp_wrapped_len);
+        st = cv_pg_get_fixed_bytea(r, 0, 0, kcv, CV_KCV_BYTES);
+        if (st == CV_OK)
+            st = cv_pg_get_bytea(r, 0, 1, fp_wrapped, fp_wrapped_len);
     }
     PQclear(r);
-    return rs;
+    return st;
 }
 
-cv_status cv_store_init_meta(struct cv_store *st, const char *provider,
+cv_status cv_store_init_meta(struct cv_store *store, const char *provider,
                              const unsigned char kcv[CV_KCV_BYTES], const unsigned char *fp_wrapped,
                              size_t fp_wrapped_len, bool *created)
 {
@@ -220,32 +220,32 @@ cv_status cv_store_init_meta(struct cv_store *st, const char *provider,
     cv_pg_param_text(&p, provider);
     cv_pg_param_bytes(&p, kcv, CV_KCV_BYTES);
     cv_pg_param_bytes(&p, fp_wrapped, fp_wrapped_len);
-    CV_TRY(cv_pg_run_once(st->pool, &init_meta, &p, &r));
+    CV_TRY(cv_pg_run_once(store->pool, &init_meta, &p, &r));
     *created = cv_pg_changed(r) == 1; /* 0: another instance bound the vault first */
     PQclear(r);
     return CV_OK;
 }
 
-cv_status cv_store_meta_info(struct cv_store *st, char provider[32],
+cv_status cv_store_meta_info(struct cv_store *store, char provider[32],
                              unsigned char kcv[CV_KCV_BYTES], char rewrapped_at[32])
 {
     PGresult *r = NULL;
-    CV_TRY(cv_pg_run_once(st->pool, &meta_info, NULL, &r));
-    cv_status rs = CV_ERR_NOT_FOUND;
+    CV_TRY(cv_pg_run_once(store->pool, &meta_info, NULL, &r));
+    cv_status st = CV_ERR_NOT_FOUND;
     if (PQntuples(r) == 1) {
         cv_pg_get_text(r, 0, 0, provider, 32);
         cv_pg_get_text(r, 0, 2, rewrapped_at, 32);
-        rs = cv_pg_get_fixed_bytea(r, 0, 1, kcv, CV_KCV_BYTES);
+        st = cv_pg_get_fixed_bytea(r, 0, 1, kcv, CV_KCV_BYTES);
     }
     PQclear(r);
-    return rs;
+    return st;
 }
 
 /* Data keys */
 
-cv_status cv_store_insert_dek(struct cv_store *st, const unsigned char *wrapped, size_t wrapped_len,
-                              int64_t max_uses, const unsigned char kcv[CV_KCV_BYTES],
-                              int64_t *dek_id)
+cv_status cv_store_insert_dek(struct cv_store *store, const unsigned char *wrapped,
+                              size_t wrapped_len, int64_t max_uses,
+                              const unsigned char kcv[CV_KCV_BYTES], int64_t *dek_id)
 {
     struct cv_pg_params p;
     PGresult *r = NULL;
@@ -253,12 +253,12 @@ cv_status cv_store_insert_dek(struct cv_store *st, const unsigned char *wrapped,
     cv_pg_param_bytes(&p, wrapped, wrapped_len);
     cv_pg_param_int(&p, max_uses);
     cv_pg_param_bytes(&p, kcv, CV_KCV_BYTES);
-    CV_TRY(cv_pg_run_once(st->pool, &insert_dek, &p, &r));
-    cv_status rs = PQntuples(r) == 1 ? CV_OK : CV_ERR_NOT_FOUND;
-    if (rs == CV_OK)
+    CV_TRY(cv_pg_run_once(store->pool, &insert_dek, &p, &r));
+    cv_status st = PQntuples(r) == 1 ? CV_OK : CV_ERR_NOT_FOUND;
+    if (st == CV_OK)
         *dek_id = cv_pg_get_int(r, 0, 0);
     PQclear(r);
-    return rs;
+    return st;
 }
 
 static cv_status dek_from_result(const PGresult *r, struct cv_dek_row *out)
@@ -276,30 +276,31 @@ static cv_status dek_from_result(const PGresult *r, struct cv_dek_row *out)
     return cv_pg_get_bytea(r, 0, 1, &out->wrapped, &out->wrapped_len);
 }
 
-static cv_status dek_query(struct cv_store *st, const struct cv_pg_stmt *s, int64_t arg,
+static cv_status dek_query(struct cv_store *store, const struct cv_pg_stmt *s, int64_t arg,
                            struct cv_dek_row *out)
 {
     struct cv_pg_params p;
     PGresult *r = NULL;
     cv_pg_params_init(&p);
     cv_pg_param_int(&p, arg);
-    CV_TRY(cv_pg_run_once(st->pool, s, &p, &r));
-    cv_status rs = dek_from_result(r, out);
+    CV_TRY(cv_pg_run_once(store->pool, s, &p, &r));
+    cv_status st = dek_from_result(r, out);
     PQclear(r);
-    return rs;
+    return st;
 }
 
-cv_status cv_store_get_dek(struct cv_store *st, int64_t dek_id, struct cv_dek_row *out)
+cv_status cv_store_get_dek(struct cv_store *store, int64_t dek_id, struct cv_dek_row *out)
 {
-    return dek_query(st, &get_dek, dek_id, out);
+    return dek_query(store, &get_dek, dek_id, out);
 }
 
-cv_status cv_store_find_active_dek(struct cv_store *st, int64_t max_age_s, struct cv_dek_row *out)
+cv_status cv_store_find_active_dek(struct cv_store *store, int64_t max_age_s,
+                                   struct cv_dek_row *out)
 {
-    return dek_query(st, &find_active_dek, max_age_s, out);
+    return dek_query(store, &find_active_dek, max_age_s, out);
 }
 
-cv_status cv_store_reserve_dek_uses(struct cv_store *st, int64_t dek_id, int64_t block,
+cv_status cv_store_reserve_dek_uses(struct cv_store *store, int64_t dek_id, int64_t block,
                                     bool *reserved)
 {
     struct cv_pg_params p;
@@ -307,20 +308,20 @@ cv_status cv_store_reserve_dek_uses(struct cv_store *st, int64_t dek_id, int64_t
     cv_pg_params_init(&p);
     cv_pg_param_int(&p, dek_id);
     cv_pg_param_int(&p, block);
-    CV_TRY(cv_pg_run_once(st->pool, &reserve_dek, &p, &r));
+    CV_TRY(cv_pg_run_once(store->pool, &reserve_dek, &p, &r));
     *reserved = PQntuples(r) == 1;
     PQclear(r);
-    if (!*reserved && cv_store_retire_dek(st, dek_id) != CV_OK)
+    if (!*reserved && cv_store_retire_dek(store, dek_id) != CV_OK)
         cv_log(CV_LOG_WARN, "dek_retire_failed", CV_LI("dek_id", dek_id));
     return CV_OK;
 }
 
-cv_status cv_store_retire_dek(struct cv_store *st, int64_t dek_id)
+cv_status cv_store_retire_dek(struct cv_store *store, int64_t dek_id)
 {
     struct cv_pg_params p;
     cv_pg_params_init(&p);
     cv_pg_param_int(&p, dek_id);
-    return cv_pg_run_once(st->pool, &retire_dek, &p, NULL);
+    return cv_pg_run_once(store->pool, &retire_dek, &p, NULL);
 }
 
 void cv_dek_row_cleanup(struct cv_dek_row *row)
@@ -331,11 +332,11 @@ void cv_dek_row_cleanup(struct cv_dek_row *row)
 
 /* Key lifecycle */
 
-cv_status cv_store_list_deks(struct cv_store *st,
+cv_status cv_store_list_deks(struct cv_store *store,
                              void (*fn)(void *ctx, const struct cv_dek_status *d), void *ctx)
 {
     PGresult *r = NULL;
-    CV_TRY(cv_pg_run_once(st->pool, &list_deks, NULL, &r));
+    CV_TRY(cv_pg_run_once(store->pool, &list_deks, NULL, &r));
     for (int i = 0; i < PQntuples(r); i++) {
         struct cv_dek_status d;
         memset(&d, 0, sizeof(d));
@@ -379,6 +380,28 @@ out:
     return st;
 }
 
+/* Re-wraps DEK row i of deks through fn and stores the result. */
+static cv_status rewrap_one_dek(struct cv_pg_conn *c, const PGresult *deks, int i,
+                                cv_store_rewrap_fn fn, void *ctx)
+{
+    unsigned char *w = NULL, *nw = NULL;
+    size_t wl = 0, nwl = 0;
+    struct cv_pg_params p;
+    cv_status st = cv_pg_get_bytea(deks, i, 1, &w, &wl);
+    if (st != CV_OK)
+        goto out;
+    if ((st = fn(ctx, w, wl, &nw, &nwl)) != CV_OK)
+        goto out;
+    cv_pg_params_init(&p);
+    cv_pg_param_int(&p, cv_pg_get_int(deks, i, 0));
+    cv_pg_param_bytes(&p, nw, nwl);
+    st = cv_pg_run(c, &rewrap_dek, &p, NULL);
+out:
+    free(w);
+    free(nw);
+    return st;
+}
+
 /* Re-wraps every DEK still holding key material through fn. */
 static cv_status rewrap_every_dek(struct cv_pg_conn *c, cv_store_rewrap_fn fn, void *ctx,
                                   int *rewrapped)
@@ -386,23 +409,10 @@ static cv_status rewrap_every_dek(struct cv_pg_conn *c, cv_store_rewrap_fn fn, v
     PGresult *deks = NULL;
     CV_TRY(cv_pg_run(c, &rewrap_deks, NULL, &deks));
     cv_status st = CV_OK;
-    for (int i = 0; st == CV_OK && i < PQntuples(deks); i++) {
-        unsigned char *w = NULL, *nw = NULL;
-        size_t wl = 0, nwl = 0;
-        struct cv_pg_params p;
-        st = cv_pg_get_bytea(deks, i, 1, &w, &wl);
-        if (st == CV_OK)
-            st = fn(ctx, w, wl, &nw, &nwl);
-        if (st == CV_OK) {
-            cv_pg_params_init(&p);
-            cv_pg_param_int(&p, cv_pg_get_int(deks, i, 0));
-            cv_pg_param_bytes(&p, nw, nwl);
-            st = cv_pg_run(c, &rewrap_dek, &p, NULL);
-        }
-        if (st == CV_OK)
-            (*rewrapped)++;
-        free(w);
-        free(nw);
+    for (int i = 0; i < PQntuples(deks); i++) {
+        if ((st = rewrap_one_dek(c, deks, i, fn, ctx)) != CV_OK)
+            break;
+        (*rewrapped)++;
     }
     PQclear(deks);
     return st;
@@ -446,12 +456,12 @@ out:
     return st;
 }
 
-cv_status cv_store_retire_active_except(struct cv_store *st, int64_t keep)
+cv_status cv_store_retire_active_except(struct cv_store *store, int64_t keep)
 {
     struct cv_pg_params p;
     cv_pg_params_init(&p);
     cv_pg_param_int(&p, keep);
-    return cv_pg_run_once(st->pool, &retire_others, &p, NULL);
+    return cv_pg_run_once(store->pool, &retire_others, &p, NULL);
 }
 
 static cv_status reencrypt_row(const PGresult *r, int i, struct cv_token_row *row)
@@ -467,7 +477,7 @@ static cv_status reencrypt_row(const PGresult *r, int i, struct cv_token_row *ro
     return cv_pg_get_bytea(r, i, 5, &row->ciphertext, &row->ciphertext_len);
 }
 
-cv_status cv_store_tokens_to_reencrypt(struct cv_store *st, int64_t from_dek, size_t limit,
+cv_status cv_store_tokens_to_reencrypt(struct cv_store *store, int64_t from_dek, size_t limit,
                                        struct cv_token_row *rows, size_t *n)
 {
     struct cv_pg_params p;
@@ -476,15 +486,15 @@ cv_status cv_store_tokens_to_reencrypt(struct cv_store *st, int64_t from_dek, si
     cv_pg_params_init(&p);
     cv_pg_param_int(&p, from_dek);
     cv_pg_param_int(&p, (int64_t)limit);
-    CV_TRY(cv_pg_run_once(st->pool, &tokens_to_reencrypt, &p, &r));
-    cv_status rs = CV_OK;
+    CV_TRY(cv_pg_run_once(store->pool, &tokens_to_reencrypt, &p, &r));
+    cv_status st = CV_OK;
     for (int i = 0; i < PQntuples(r) && (size_t)i < limit; i++) {
-        if ((rs = reencrypt_row(r, i, &rows[i])) != CV_OK)
+        if ((st = reencrypt_row(r, i, &rows[i])) != CV_OK)
             break;
         (*n)++;
     }
     PQclear(r);
-    return rs;
+    return st;
 }
 
 cv_status cv_store_update_ciphers(struct cv_store *store, const struct cv_token_row *rows,
@@ -494,7 +504,9 @@ cv_status cv_store_update_ciphers(struct cv_store *store, const struct cv_token_
     *updated = 0;
     CV_TRY(cv_pg_acquire(store->pool, &c));
     cv_status st = cv_pg_command(c, "BEGIN");
-    for (size_t i = 0; st == CV_OK && i < n; i++) {
+    if (st != CV_OK)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
         struct cv_pg_params p;
         PGresult *r = NULL;
         cv_pg_params_init(&p);
@@ -504,14 +516,13 @@ cv_status cv_store_update_ciphers(struct cv_store *store, const struct cv_token_
         cv_pg_param_bytes(&p, rows[i].nonce, sizeof(rows[i].nonce));
         cv_pg_param_bytes(&p, rows[i].ciphertext, rows[i].ciphertext_len);
         cv_pg_param_int(&p, old_dek_ids[i]);
-        st = cv_pg_run(c, &update_cipher, &p, &r);
-        if (st == CV_OK) {
-            *updated += (size_t)cv_pg_changed(r);
-            PQclear(r);
-        }
+        if ((st = cv_pg_run(c, &update_cipher, &p, &r)) != CV_OK)
+            goto out;
+        *updated += (size_t)cv_pg_changed(r);
+        PQclear(r);
     }
-    if (st == CV_OK)
-        st = cv_pg_command(c, "COMMIT");
+    st = cv_pg_command(c, "COMMIT");
+out:
     if (st != CV_OK) {
         cv_pg_rollback(c);
         *updated = 0;

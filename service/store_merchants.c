@@ -48,17 +48,19 @@ static const struct cv_pg_stmt scan_api_keys = {
     false,
     false};
 
-cv_status cv_store_insert_merchant(struct cv_store *st, const char *merchant_id, const char *name)
+cv_status cv_store_insert_merchant(struct cv_store *store, const char *merchant_id,
+                                   const char *name)
 {
     struct cv_pg_params p;
     cv_pg_params_init(&p);
     cv_pg_param_text(&p, merchant_id);
     cv_pg_param_text(&p, name);
-    return cv_pg_run_once(st->pool, &insert_merchant, &p, NULL);
+    return cv_pg_run_once(store->pool, &insert_merchant, &p, NULL);
 }
 
-cv_status cv_store_insert_api_key(struct cv_store *st, const char *merchant_id, const char *prefix,
-                                  const unsigned char hash[32], const char *scopes)
+cv_status cv_store_insert_api_key(struct cv_store *store, const char *merchant_id,
+                                  const char *prefix, const unsigned char hash[32],
+                                  const char *scopes)
 {
     struct cv_pg_params p;
     cv_pg_params_init(&p);
@@ -66,27 +68,27 @@ cv_status cv_store_insert_api_key(struct cv_store *st, const char *merchant_id, 
     cv_pg_param_text(&p, prefix);
     cv_pg_param_bytes(&p, hash, 32);
     cv_pg_param_text(&p, scopes);
-    cv_status rs = cv_pg_run_once(st->pool, &insert_api_key, &p, NULL);
+    cv_status st = cv_pg_run_once(store->pool, &insert_api_key, &p, NULL);
     /* a foreign-key violation: the merchant does not exist */
-    return rs == CV_ERR_DB ? CV_ERR_NOT_FOUND : rs;
+    return st == CV_ERR_DB ? CV_ERR_NOT_FOUND : st;
 }
 
-cv_status cv_store_revoke_api_key(struct cv_store *st, const char *prefix,
+cv_status cv_store_revoke_api_key(struct cv_store *store, const char *prefix,
                                   char merchant_id[CV_MERCHANT_ID_LEN + 1])
 {
     struct cv_pg_params p;
     PGresult *r = NULL;
     cv_pg_params_init(&p);
     cv_pg_param_text(&p, prefix);
-    CV_TRY(cv_pg_run_once(st->pool, &revoke_api_key, &p, &r));
-    cv_status rs = PQntuples(r) == 1 ? CV_OK : CV_ERR_NOT_FOUND;
-    if (rs == CV_OK)
+    CV_TRY(cv_pg_run_once(store->pool, &revoke_api_key, &p, &r));
+    cv_status st = PQntuples(r) == 1 ? CV_OK : CV_ERR_NOT_FOUND;
+    if (st == CV_OK)
         cv_pg_get_text(r, 0, 0, merchant_id, CV_MERCHANT_ID_LEN + 1);
     PQclear(r);
-    return rs;
+    return st;
 }
 
-cv_status cv_store_scan_api_keys(struct cv_store *st, int64_t since_us, int64_t *max_changed_us,
+cv_status cv_store_scan_api_keys(struct cv_store *store, int64_t since_us, int64_t *max_changed_us,
                                  void (*fn)(void *ctx, const char *merchant_id, const char *prefix,
                                             const unsigned char hash[32], const char *scopes,
                                             bool revoked),
@@ -96,11 +98,11 @@ cv_status cv_store_scan_api_keys(struct cv_store *st, int64_t since_us, int64_t 
     PGresult *r = NULL;
     cv_pg_params_init(&p);
     cv_pg_param_int(&p, since_us);
-    CV_TRY(cv_pg_run_once(st->pool, &scan_api_keys, &p, &r));
-    cv_status rs = CV_OK;
+    CV_TRY(cv_pg_run_once(store->pool, &scan_api_keys, &p, &r));
+    cv_status st = CV_OK;
     for (int i = 0; i < PQntuples(r); i++) {
         unsigned char hash[32];
-        if ((rs = cv_pg_get_fixed_bytea(r, i, 2, hash, sizeof(hash))) != CV_OK)
+        if ((st = cv_pg_get_fixed_bytea(r, i, 2, hash, sizeof(hash))) != CV_OK)
             break;
         fn(ctx, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), hash, PQgetvalue(r, i, 3),
            cv_pg_get_bool(r, i, 4));
@@ -109,5 +111,5 @@ cv_status cv_store_scan_api_keys(struct cv_store *st, int64_t since_us, int64_t 
             *max_changed_us = changed;
     }
     PQclear(r);
-    return rs;
+    return st;
 }

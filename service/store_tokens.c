@@ -290,9 +290,9 @@ cv_status cv_tokens_get_many(struct cv_pg_pool *pool, const char *const *merchan
     cv_buf_init(&ms, 1024 * 1024);
     cv_buf_init(&ts, 1024 * 1024);
     cv_status st = cv_pg_array_literal(&ms, merchant_ids, n);
-    if (st == CV_OK)
-        st = cv_pg_array_literal(&ts, tokens, n);
     if (st != CV_OK)
+        goto out;
+    if ((st = cv_pg_array_literal(&ts, tokens, n)) != CV_OK)
         goto out;
     cv_pg_params_init(&p);
     cv_pg_param_text(&p, ms.data);
@@ -317,7 +317,7 @@ out:
     return st;
 }
 
-cv_status cv_store_delete_token(struct cv_store *st, const char *merchant_id, const char *token,
+cv_status cv_store_delete_token(struct cv_store *store, const char *merchant_id, const char *token,
                                 const struct cv_audit_event *ev)
 {
     struct cv_pg_params p;
@@ -328,13 +328,13 @@ cv_status cv_store_delete_token(struct cv_store *st, const char *merchant_id, co
     cv_pg_param_text(&p, ev->actor);
     cv_pg_param_text(&p, ev->request_id);
     cv_pg_param_text(&p, ev->action);
-    CV_TRY(cv_pg_run_once(st->pool, &delete_token, &p, &r));
+    CV_TRY(cv_pg_run_once(store->pool, &delete_token, &p, &r));
     cv_status found = cv_pg_get_int(r, 0, 0) > 0 ? CV_OK : CV_ERR_NOT_FOUND;
     PQclear(r);
     return found;
 }
 
-cv_status cv_store_find_by_fingerprint(struct cv_store *st, const char *merchant_id,
+cv_status cv_store_find_by_fingerprint(struct cv_store *store, const char *merchant_id,
                                        const char *fingerprint, struct cv_token_row *rows,
                                        size_t max, size_t *count)
 {
@@ -345,15 +345,15 @@ cv_status cv_store_find_by_fingerprint(struct cv_store *st, const char *merchant
     cv_pg_param_text(&p, merchant_id);
     cv_pg_param_text(&p, fingerprint);
     cv_pg_param_int(&p, (int64_t)max);
-    CV_TRY(cv_pg_run_once(st->pool, &find_by_fp, &p, &r));
-    cv_status rs = CV_OK;
+    CV_TRY(cv_pg_run_once(store->pool, &find_by_fp, &p, &r));
+    cv_status st = CV_OK;
     for (int i = 0; i < PQntuples(r) && (size_t)i < max; i++) {
-        if ((rs = token_from_result(r, i, &rows[i])) != CV_OK)
+        if ((st = token_from_result(r, i, &rows[i])) != CV_OK)
             break;
         (*count)++;
     }
     PQclear(r);
-    return rs;
+    return st;
 }
 
 void cv_token_row_cleanup(struct cv_token_row *row)
@@ -388,7 +388,7 @@ static cv_status idem_read(struct cv_pg_pool *pool, const char *merchant_id,
     return st;
 }
 
-cv_status cv_store_idem_claim(struct cv_store *st, const char *merchant_id,
+cv_status cv_store_idem_claim(struct cv_store *store, const char *merchant_id,
                               const unsigned char key_hash[32],
                               const unsigned char request_hash[32], int64_t ttl_s, int64_t stale_s,
                               bool *claimed, struct cv_idem_record *existing)
@@ -408,12 +408,12 @@ cv_status cv_store_idem_claim(struct cv_store *st, const char *merchant_id,
         cv_pg_param_bytes(&p, request_hash, 32);
         cv_pg_param_int(&p, ttl_s);
         cv_pg_param_int(&p, stale_s);
-        CV_TRY(cv_pg_run_once(st->pool, &idem_claim, &p, &r));
+        CV_TRY(cv_pg_run_once(store->pool, &idem_claim, &p, &r));
         *claimed = PQntuples(r) == 1;
         PQclear(r);
         if (*claimed)
             return CV_OK;
-        CV_TRY(idem_read(st->pool, merchant_id, key_hash, &found, existing));
+        CV_TRY(idem_read(store->pool, merchant_id, key_hash, &found, existing));
         if (found)
             return CV_OK;
     }
@@ -421,7 +421,7 @@ cv_status cv_store_idem_claim(struct cv_store *st, const char *merchant_id,
     return CV_ERR_IDEMPOTENCY_IN_USE;
 }
 
-cv_status cv_store_idem_complete(struct cv_store *st, const char *merchant_id,
+cv_status cv_store_idem_complete(struct cv_store *store, const char *merchant_id,
                                  const unsigned char key_hash[32], int status_code,
                                  const char *response_body)
 {
@@ -431,23 +431,23 @@ cv_status cv_store_idem_complete(struct cv_store *st, const char *merchant_id,
     cv_pg_param_bytes(&p, key_hash, 32);
     cv_pg_param_int(&p, status_code);
     cv_pg_param_text(&p, response_body);
-    return cv_pg_run_once(st->pool, &idem_complete, &p, NULL);
+    return cv_pg_run_once(store->pool, &idem_complete, &p, NULL);
 }
 
-cv_status cv_store_idem_release(struct cv_store *st, const char *merchant_id,
+cv_status cv_store_idem_release(struct cv_store *store, const char *merchant_id,
                                 const unsigned char key_hash[32])
 {
     struct cv_pg_params p;
     cv_pg_params_init(&p);
     cv_pg_param_text(&p, merchant_id);
     cv_pg_param_bytes(&p, key_hash, 32);
-    return cv_pg_run_once(st->pool, &idem_release, &p, NULL);
+    return cv_pg_run_once(store->pool, &idem_release, &p, NULL);
 }
 
-cv_status cv_store_idem_purge(struct cv_store *st, int64_t *deleted)
+cv_status cv_store_idem_purge(struct cv_store *store, int64_t *deleted)
 {
     PGresult *r = NULL;
-    CV_TRY(cv_pg_run_once(st->pool, &idem_purge, NULL, &r));
+    CV_TRY(cv_pg_run_once(store->pool, &idem_purge, NULL, &r));
     *deleted = cv_pg_changed(r);
     PQclear(r);
     return CV_OK;
