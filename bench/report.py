@@ -35,17 +35,21 @@ SCRIPTS = {  # script: statement names, in order
 }
 
 
-def service_sql(store_pg_c):
-    """The statements of store_pg.c after the preprocessor, by name."""
+def service_sql(store_sources):
+    """The statements of the store's SQL files (colon-separated paths) after
+    the preprocessor, by name."""
     inc = subprocess.run(["pg_config", "--includedir"], capture_output=True, text=True).stdout.strip()
-    cmd = ["cc", "-E", "-P", "-Iinclude", "-I" + (inc or "/usr/include/postgresql"), store_pg_c]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        return {}
+    text = ""
+    for path in store_sources.split(":"):
+        cmd = ["cc", "-E", "-P", "-Iinclude", "-I" + (inc or "/usr/include/postgresql"), path]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            return {}
+        text += out.stdout
     found = {}
     lit = r'"(?:[^"\\]|\\.)*"'
     for name in PARAMS:
-        m = re.search(r'\{\s*"' + name + r'"\s*,\s*((?:' + lit + r'\s*)+),', out.stdout)
+        m = re.search(r'\{\s*"' + name + r'"\s*,\s*((?:' + lit + r'\s*)+),', text)
         if m:
             parts = re.findall(lit, m.group(1))
             found[name] = "".join(bytes(p[1:-1], "utf-8").decode("unicode_escape") for p in parts)
