@@ -65,8 +65,8 @@ def as_pgbench(sql, params):
     return re.sub(r"\$(\d+)", lambda m: params[int(m.group(1)) - 1], sql)
 
 
-def sql_check(store_pg_c, pgbench_dir):
-    stmts = service_sql(store_pg_c)
+def sql_check(store_sources, pgbench_dir):
+    stmts = service_sql(store_sources)
     result = {}
     for script, names in SCRIPTS.items():
         with open(f"{pgbench_dir}/{script}") as f:
@@ -92,7 +92,7 @@ def fmt(x, nd=0):
 
 
 def main():
-    res_path, store_pg_c, pgbench_dir, out_path = sys.argv[1:5]
+    res_path, store_sources, pgbench_dir, out_path = sys.argv[1:5]
     with open(res_path) as f:
         r = json.load(f)
     runs = r["runs"]
@@ -124,7 +124,7 @@ def main():
                          "meets_target": h["latency_ms"]["p99"] < P99_HALF_MAX_MS})
     r["ratios"] = ratios
     r["half_load"] = half
-    r["sql_matches_service"] = sql_check(store_pg_c, pgbench_dir)
+    r["sql_matches_service"] = sql_check(store_sources, pgbench_dir)
     peak_mib = r["service_peak_rss_kib"] / 1024
     r["targets"] = {
         "ratios_met": all(x["meets_target"] for x in ratios),
@@ -235,7 +235,7 @@ def main():
     bad = [k for k, ok in r["sql_matches_service"].items() if ok is not True]
     if bad:
         p()
-        p(f"**Warning:** the pgbench SQL no longer matches service/store_pg.c for: {', '.join(bad)} "
+        p(f"**Warning:** the pgbench SQL no longer matches the store SQL files (service/store_*.c) for: {', '.join(bad)} "
           "(see bench/pgbench/README).")
 
 
