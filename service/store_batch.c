@@ -5,7 +5,9 @@
  * request still returns only after its own row is durably committed, but N
  * requests share one WAL flush instead of paying for N. If a batch fails
  * (a token collision, a constraint), its jobs are retried one by one, each in
- * its own transaction, so one bad row never fails its neighbours. */
+ * its own transaction, so one bad row never fails its neighbours. It sits
+ * between the front door (store.c) and the SQL files: it calls
+ * store_tokens.c, store_audit.c and pg.c, and nothing below calls it. */
 #include "store_batch.h"
 
 #include <pthread.h>
@@ -18,8 +20,6 @@
 #include "pg.h"
 #include "store_audit_sql.h"
 #include "store_tokens_sql.h"
-
-#define BATCH_MAX 128
 
 enum job_kind { JOB_TOKEN, JOB_AUDIT, JOB_READ };
 
@@ -60,11 +60,11 @@ static cv_status run_single(struct cv_pg_pool *pool, const struct job *j)
 
 /* The token rows and the audit events of a batch, in queue order. */
 struct batch_parts {
-    const struct cv_token_row *rows[BATCH_MAX];
-    const unsigned char *idem[BATCH_MAX];
-    const char *bodies[BATCH_MAX];
+    const struct cv_token_row *rows[CV_STORE_BATCH_MAX];
+    const unsigned char *idem[CV_STORE_BATCH_MAX];
+    const char *bodies[CV_STORE_BATCH_MAX];
     size_t n_rows;
-    const struct cv_audit_event *events[BATCH_MAX];
+    const struct cv_audit_event *events[CV_STORE_BATCH_MAX];
     size_t n_events;
 };
 
@@ -115,9 +115,9 @@ out:
 /* Reads of a batch in one query (no transaction needed: one statement). */
 static void read_batch(struct cv_pg_pool *pool, struct job **jobs, size_t n)
 {
-    const char *merchants[BATCH_MAX], *tokens[BATCH_MAX];
-    struct cv_token_row *outs[BATCH_MAX];
-    cv_status results[BATCH_MAX];
+    const char *merchants[CV_STORE_BATCH_MAX], *tokens[CV_STORE_BATCH_MAX];
+    struct cv_token_row *outs[CV_STORE_BATCH_MAX];
+    cv_status results[CV_STORE_BATCH_MAX];
     for (size_t i = 0; i < n; i++) {
         merchants[i] = jobs[i]->merchant_id;
         tokens[i] = jobs[i]->token;
@@ -153,7 +153,7 @@ static void run_jobs(struct cv_pg_pool *pool, struct job **jobs, size_t n)
 static void *writer(void *arg)
 {
     struct cv_batcher *bt = arg;
-    struct job *jobs[BATCH_MAX];
+    struct job *jobs[CV_STORE_BATCH_MAX];
     pthread_mutex_lock(&bt->lock);
     for (;;) {
         while (bt->head == NULL && !bt->stopping)
@@ -161,7 +161,7 @@ static void *writer(void *arg)
         if (bt->head == NULL && bt->stopping)
             break;
         size_t n = 0;
-        while (bt->head != NULL && n < BATCH_MAX) {
+        while (bt->head != NULL && n < CV_STORE_BATCH_MAX) {
             jobs[n++] = bt->head;
             bt->head = bt->head->next;
         }

@@ -22,9 +22,8 @@
     "t.merchant_id, t.token, t.format_version, t.dek_id, t.nonce, t.ciphertext, t.brand, t.bin, "  \
     "t.last4, t.fingerprint, " RFC3339_UTC("t.created_at") ", d.state = 'destroyed'"
 
-/* Columns of one inserted row, and the rows a batch may hold. */
-#define INSERT_COLS    11
-#define BATCH_MAX_ROWS 128
+/* Columns of one inserted row. */
+#define INSERT_COLS 11
 /* The idempotency claim retries this many times when the record it lost to
  * was released before it could be read (the holder's request failed). */
 #define CLAIM_ATTEMPTS 8
@@ -237,7 +236,7 @@ cv_status cv_tokens_insert_in(struct cv_pg_conn *c, const struct cv_token_row *c
     cv_status st = CV_OK;
     if (n == 0)
         return CV_OK;
-    if (n > BATCH_MAX_ROWS)
+    if (n > CV_STORE_BATCH_MAX)
         return CV_ERR_INTERNAL;
     cv_buf_init(&sql, 64 * 1024);
     cv_pg_params_init_cap(&p, (int)(n * INSERT_COLS));

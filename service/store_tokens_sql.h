@@ -11,6 +11,9 @@
 #include "cardvault/store_rows.h"
 #include "pg.h"
 
+/* Most jobs one group commit (or one shared read) carries. */
+#define CV_STORE_BATCH_MAX 128
+
 /* One token row (and, with idem_key_hash, its idempotency answer) in one
  * autocommit statement. CV_ERR_DUPLICATE on a token collision. */
 CV_MUST_USE cv_status cv_tokens_insert(struct cv_pg_pool *pool, const struct cv_token_row *row,
