@@ -132,13 +132,20 @@ static cv_status kp_wrap(struct cv_keyring *kr, const struct cv_secbuf *key, uns
     return st;
 }
 
+/* What kek_refresh found. */
+enum kek_state {
+    KEK_CURRENT,  /* ours is the vault's KEK: a failure under it was real */
+    KEK_RELOADED, /* the vault was re-keyed and we now hold the new KEK: retry */
+    KEK_STALE,    /* re-keyed, and the new KEK is not installed here yet */
+};
+
 /* The vault's KEK changed under us (`keys rotate-kek`)? Reopen the configured
  * provider: when the operator has already put the new KEK in place (same file
  * path, or the token now holding the new key) we switch to it without a
  * restart; otherwise the keyring is marked stale: it keeps serving with the
  * DEKs it holds, but refuses to create or unwrap DEKs, and /readyz fails.
- * CV_OK means "a different KEK is now in use: retry". */
-static cv_status kek_refresh(struct cv_keyring *kr)
+ * A status only when the database cannot be asked. */
+static cv_status kek_refresh(struct cv_keyring *kr, enum kek_state *state)
 {
     unsigned char db_kcv[CV_KCV_BYTES], new_kcv[CV_KCV_BYTES];
     unsigned char *fp_wrapped = NULL;
@@ -150,7 +157,8 @@ static cv_status kek_refresh(struct cv_keyring *kr)
     pthread_rwlock_unlock(&kr->kp_lock);
     if (same) {
         atomic_store(&kr->kek_stale, false);
-        return CV_ERR_INTEGRITY; /* our KEK is current: the failure was real */
+        *state = KEK_CURRENT;
+        return CV_OK;
     }
     struct cv_keyprovider *fresh = NULL;
     char why[256];
@@ -163,7 +171,8 @@ static cv_status kek_refresh(struct cv_keyring *kr)
                    CV_LS("effect", "the vault was re-keyed (keys rotate-kek) and the configured "
                                    "KEK is the old one: serving with cached data keys only; "
                                    "install the new KEK at the configured location"));
-        return CV_ERR_CONFIG;
+        *state = KEK_STALE;
+        return CV_OK;
     }
     pthread_rwlock_wrlock(&kr->kp_lock);
     struct cv_keyprovider *old = kr->kp_owned ? kr->kp : NULL;
@@ -174,7 +183,15 @@ static cv_status kek_refresh(struct cv_keyring *kr)
     cv_keyprovider_free(old);
     atomic_store(&kr->kek_stale, false);
     cv_log(CV_LOG_INFO, "kek_reloaded", CV_LS("provider", cv_keyprovider_name(fresh)));
+    *state = KEK_RELOADED;
     return CV_OK;
+}
+
+/* True when the vault was re-keyed and we now hold its new KEK. */
+static bool kek_reloaded(struct cv_keyring *kr)
+{
+    enum kek_state state = KEK_CURRENT;
+    return kek_refresh(kr, &state) == CV_OK && state == KEK_RELOADED;
 }
 
 bool cv_keyring_kek_ok(struct cv_keyring *kr)
@@ -182,7 +199,9 @@ bool cv_keyring_kek_ok(struct cv_keyring *kr)
     /* kek_refresh compares the vault's check value with ours, reloads the
      * configured KEK when they differ and keeps kek_stale current; when the
      * database cannot be asked, the flag stays as it was. */
-    (void)kek_refresh(kr);
+    enum kek_state state;
+    if (kek_refresh(kr, &state) != CV_OK)
+        cv_log(CV_LOG_DEBUG, "kek_check_skipped", CV_LS("reason", "database unavailable"));
     return !atomic_load(&kr->kek_stale);
 }
 
@@ -207,10 +226,11 @@ static cv_status load_dek(struct cv_keyring *kr, int64_t id)
     struct cv_secbuf *key = NULL;
     st = kp_unwrap(kr, row.wrapped, row.wrapped_len, &key);
     if (st != CV_OK) {
-        cv_status refreshed = kek_refresh(kr);
-        if (refreshed == CV_OK) /* re-wrapped under a new KEK we could load: retry */
+        enum kek_state state = KEK_CURRENT;
+        if (kek_refresh(kr, &state) == CV_OK && state == KEK_RELOADED)
+            /* re-wrapped under a new KEK we could load: retry */
             st = kp_unwrap(kr, row.wrapped, row.wrapped_len, &key);
-        else if (refreshed == CV_ERR_CONFIG) {
+        else if (state == KEK_STALE) {
             /* re-keyed, and the new KEK is not installed here yet: retryable */
             cv_dek_row_cleanup(&row);
             return CV_ERR_DB_UNAVAILABLE;
@@ -266,7 +286,7 @@ static cv_status rotate_locked(struct cv_keyring *kr, bool force_new, bool *adop
         for (int attempt = 0; attempt < 2; attempt++) {
             st = store_new_dek(kr, key, &id);
             /* NOT_FOUND: the vault's KEK is no longer ours; try the new one once. */
-            if (st != CV_ERR_NOT_FOUND || kek_refresh(kr) != CV_OK)
+            if (st != CV_ERR_NOT_FOUND || !kek_reloaded(kr))
                 break;
         }
         if (st == CV_ERR_NOT_FOUND)
