@@ -35,17 +35,21 @@ SCRIPTS = {  # script: statement names, in order
 }
 
 
-def service_sql(store_pg_c):
-    """The statements of store_pg.c after the preprocessor, by name."""
+def service_sql(store_sources):
+    """The statements of the store's SQL files (colon-separated paths) after
+    the preprocessor, by name."""
     inc = subprocess.run(["pg_config", "--includedir"], capture_output=True, text=True).stdout.strip()
-    cmd = ["cc", "-E", "-P", "-Iinclude", "-I" + (inc or "/usr/include/postgresql"), store_pg_c]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        return {}
+    text = ""
+    for path in store_sources.split(":"):
+        cmd = ["cc", "-E", "-P", "-Iinclude", "-I" + (inc or "/usr/include/postgresql"), path]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            return {}
+        text += out.stdout
     found = {}
     lit = r'"(?:[^"\\]|\\.)*"'
     for name in PARAMS:
-        m = re.search(r'\{\s*"' + name + r'"\s*,\s*((?:' + lit + r'\s*)+),', out.stdout)
+        m = re.search(r'\{\s*"' + name + r'"\s*,\s*((?:' + lit + r'\s*)+),', text)
         if m:
             parts = re.findall(lit, m.group(1))
             found[name] = "".join(bytes(p[1:-1], "utf-8").decode("unicode_escape") for p in parts)
@@ -61,8 +65,8 @@ def as_pgbench(sql, params):
     return re.sub(r"\$(\d+)", lambda m: params[int(m.group(1)) - 1], sql)
 
 
-def sql_check(store_pg_c, pgbench_dir):
-    stmts = service_sql(store_pg_c)
+def sql_check(store_sources, pgbench_dir):
+    stmts = service_sql(store_sources)
     result = {}
     for script, names in SCRIPTS.items():
         with open(f"{pgbench_dir}/{script}") as f:
@@ -88,7 +92,7 @@ def fmt(x, nd=0):
 
 
 def main():
-    res_path, store_pg_c, pgbench_dir, out_path = sys.argv[1:5]
+    res_path, store_sources, pgbench_dir, out_path = sys.argv[1:5]
     with open(res_path) as f:
         r = json.load(f)
     runs = r["runs"]
@@ -120,7 +124,7 @@ def main():
                          "meets_target": h["latency_ms"]["p99"] < P99_HALF_MAX_MS})
     r["ratios"] = ratios
     r["half_load"] = half
-    r["sql_matches_service"] = sql_check(store_pg_c, pgbench_dir)
+    r["sql_matches_service"] = sql_check(store_sources, pgbench_dir)
     peak_mib = r["service_peak_rss_kib"] / 1024
     r["targets"] = {
         "ratios_met": all(x["meets_target"] for x in ratios),
@@ -231,7 +235,7 @@ def main():
     bad = [k for k, ok in r["sql_matches_service"].items() if ok is not True]
     if bad:
         p()
-        p(f"**Warning:** the pgbench SQL no longer matches service/store_pg.c for: {', '.join(bad)} "
+        p(f"**Warning:** the pgbench SQL no longer matches the store SQL files (service/store_*.c) for: {', '.join(bad)} "
           "(see bench/pgbench/README).")
 
 

@@ -553,7 +553,7 @@ if [ "$PROFILE" = 1 ]; then
      '. + {profile: {tokenize: $t[0], read: $r[0], detokenize: $d[0]}}' "$WORK/results.json" >"$WORK/results.tmp"
   mv "$WORK/results.tmp" "$WORK/results.json"
 fi
-/usr/bin/python3 "$BENCH_DIR/report.py" "$WORK/results.json" "$ROOT/service/store_pg.c" \
+/usr/bin/python3 "$BENCH_DIR/report.py" "$WORK/results.json" "$ROOT/service/store_tokens.c:$ROOT/service/store_audit.c" \
   "$BENCH_DIR/pgbench" "bench/results/latest.json"
 cp bench/results/latest.json "bench/results/$MODE-$STAMP.json"
 log "done in $((T_END - T_START)) s; JSON: bench/results/latest.json"

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "cardvault/cli.h"
 #include "cardvault/kek.h"
 #include "cardvault/keyring.h"
@@ -37,33 +39,27 @@ const char cv_cli_keys_usage[] =
     "  500 rows per transaction); resumable; prints progress as JSON lines.\n"
     "destroy-dek: crypto-shreds a retired DEK: its rows answer 410 token_destroyed.\n";
 
-static void print_json_string(const char *s)
+
+/* Prints one JSON document on its own line (jq reads it); the command's
+ * exit status does not depend on stdout, as before. */
+static void print_json(json_t *doc)
 {
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        if (*p == '"' || *p == '\\')
-            printf("\\%c", *p);
-        else if (*p < 0x20)
-            printf("\\u%04x", *p);
-        else
-            putchar(*p);
-    }
-    putchar('"');
+    cv_status st = cv_cli_print_json(doc); /* a failure is reported on stderr */
+    (void)st;
 }
 
-static void print_dek(void *ctx, const struct cv_dek_status *d)
+static void add_dek(void *ctx, const struct cv_dek_status *d)
 {
-    int *first = ctx;
-    printf("%s\n    {\"dek_id\":%lld,\"state\":\"%s\",\"age_s\":%lld,\"use_count\":%lld,"
-           "\"max_uses\":%lld,\"tokens\":%lld}",
-           *first ? "" : ",", (long long)d->dek_id, d->state, (long long)d->age_s,
-           (long long)d->use_count, (long long)d->max_uses, (long long)d->tokens);
-    *first = 0;
+    json_array_append_new(ctx, json_pack("{s:I, s:s, s:I, s:I, s:I, s:I}", "dek_id",
+                                         (json_int_t)d->dek_id, "state", d->state, "age_s",
+                                         (json_int_t)d->age_s, "use_count",
+                                         (json_int_t)d->use_count, "max_uses",
+                                         (json_int_t)d->max_uses, "tokens", (json_int_t)d->tokens));
 }
 
 static int keys_status(struct cv_cli *cli, struct cv_store *store)
 {
-    char provider[32], rewrapped[32], described[512];
+    char provider[32], rewrapped[32], described[512], kcv_prefix[8];
     unsigned char kcv[CV_KCV_BYTES];
     cv_status st = cv_store_meta_info(store, provider, kcv, rewrapped);
     if (st == CV_ERR_NOT_FOUND) {
@@ -75,20 +71,14 @@ static int keys_status(struct cv_cli *cli, struct cv_store *store)
         return 1;
     }
     cv_kek_describe(&cli->cfg, described, sizeof(described));
-    printf("{\n  \"kek\": {\"provider\":");
-    print_json_string(provider);
-    printf(",\"configured\":");
-    print_json_string(described);
     /* Three bytes, as key check values are customarily shown. */
-    printf(",\"check_value_prefix\":\"%02x%02x%02x\",\"rewrapped_at\":", kcv[0], kcv[1], kcv[2]);
-    if (rewrapped[0] != '\0')
-        print_json_string(rewrapped);
-    else
-        printf("null");
-    printf("},\n  \"deks\": [");
-    int first = 1;
-    st = cv_store_list_deks(store, print_dek, &first);
-    printf("\n  ]\n}\n");
+    snprintf(kcv_prefix, sizeof(kcv_prefix), "%02x%02x%02x", kcv[0], kcv[1], kcv[2]);
+    json_t *deks = json_array();
+    st = cv_store_list_deks(store, add_dek, deks);
+    print_json(json_pack("{s:{s:s, s:s, s:s, s:o}, s:o}", "kek", "provider", provider, "configured",
+                         described, "check_value_prefix", kcv_prefix, "rewrapped_at",
+                         rewrapped[0] != '\0' ? json_string(rewrapped) : json_null(), "deks",
+                         deks));
     return st == CV_OK ? 0 : 1;
 }
 
@@ -110,6 +100,13 @@ static cv_status open_keyring(struct cv_cli *cli, struct cv_store *store,
     return CV_OK;
 }
 
+/* A new active DEK, every other one retired. */
+static cv_status rotate_and_retire(struct cv_keyring *kr, struct cv_store *store, int64_t *id)
+{
+    CV_TRY(cv_keyring_rotate(kr, id));
+    return cv_store_retire_active_except(store, *id);
+}
+
 static int keys_rotate_dek(struct cv_cli *cli, struct cv_store *store)
 {
     struct cv_keyprovider *kp = NULL;
@@ -118,11 +115,9 @@ static int keys_rotate_dek(struct cv_cli *cli, struct cv_store *store)
     int rc = 1;
     if (open_keyring(cli, store, &kp, &kr) != CV_OK)
         goto out;
-    cv_status st = cv_keyring_rotate(kr, &id);
     /* Every other active key is retired: instances notice when they renew
      * their use reservation (within 5 s) and move to the new key. */
-    if (st == CV_OK)
-        st = cv_store_retire_active_except(store, id);
+    cv_status st = rotate_and_retire(kr, store, &id);
     char detail[64];
     snprintf(detail, sizeof(detail), "new active dek %lld", (long long)id);
     struct cv_audit_event ev = {"cli:keys-rotate-dek",
@@ -138,7 +133,7 @@ static int keys_rotate_dek(struct cv_cli *cli, struct cv_store *store)
         fprintf(stderr, "cardvault: cannot rotate the data key (%s)\n", cv_status_name(st));
         goto out;
     }
-    printf("{\"active_dek_id\":%lld,\"others_retired\":true}\n", (long long)id);
+    print_json(json_pack("{s:I, s:b}", "active_dek_id", (json_int_t)id, "others_retired", 1));
     rc = 0;
 out:
     cv_keyring_close(kr);
@@ -178,7 +173,7 @@ static int keys_rotate_kek(struct cv_cli *cli, struct cv_store *store)
     struct cv_audit_event ev = {
         "cli:keys-rotate-kek",      NULL, NULL, NULL, "keys.rotate_kek", "success",
         cv_keyprovider_name(new_kp)};
-    st = cv_store_rewrap_all(store, old_kp, new_kp, &ev, &n);
+    st = cv_keyring_rewrap_kek(store, old_kp, new_kp, &ev, &n);
     if (st == CV_ERR_CONFIG) {
         cv_cli_fail("the configured KEK is not the vault's current KEK: nothing changed");
         goto out;
@@ -192,16 +187,34 @@ static int keys_rotate_kek(struct cv_cli *cli, struct cv_store *store)
                 cv_status_name(st));
         goto out;
     }
-    printf("{\"rewrapped_deks\":%d,\"fingerprint_key_rewrapped\":true,\"new_provider\":\"%s\","
-           "\"next\":\"point CARDVAULT_KEK_FILE (or CARDVAULT_KEK_PKCS11_*) at the new KEK; "
-           "running services pick it up without a restart when the configured location now "
-           "holds it, and refuse DEK creation until then\"}\n",
-           n, cv_keyprovider_name(new_kp));
+    print_json(json_pack(
+        "{s:i, s:b, s:s, s:s}", "rewrapped_deks", n, "fingerprint_key_rewrapped", 1, "new_provider",
+        cv_keyprovider_name(new_kp), "next",
+        "point CARDVAULT_KEK_FILE (or CARDVAULT_KEK_PKCS11_*) at the new KEK; running services "
+        "pick it up without a restart when the configured location now holds it, and refuse DEK "
+        "creation until then"));
     rc = 0;
 out:
     cv_keyprovider_free(new_kp);
     cv_keyprovider_free(old_kp);
     return rc;
+}
+
+/* Opens row and seals its card again under the active DEK into fresh. */
+static cv_status reseal(struct cv_keyring *kr, const struct cv_token_row *row,
+                        struct cv_token_row *fresh)
+{
+    struct cv_card_plain card;
+    memset(fresh, 0, sizeof(*fresh));
+    memcpy(fresh->merchant_id, row->merchant_id, sizeof(fresh->merchant_id));
+    memcpy(fresh->token, row->token, sizeof(fresh->token));
+    cv_status st = cv_keyring_open_row(kr, row, &card);
+    if (st != CV_OK)
+        goto out;
+    st = cv_keyring_seal(kr, &card, fresh);
+out:
+    cv_wipe(&card, sizeof(card)); /* card data: wiped on every path */
+    return st;
 }
 
 static int keys_reencrypt(struct cv_cli *cli, struct cv_store *store)
@@ -233,18 +246,10 @@ static int keys_reencrypt(struct cv_cli *cli, struct cv_store *store)
         if (n == 0)
             break;
         for (size_t i = 0; i < n; i++) {
-            struct cv_card_plain card;
-            st = cv_keyring_open_row(kr, &rows[i], &card);
+            st = reseal(kr, &rows[i], &fresh[m]);
             if (st == CV_OK) {
-                memset(&fresh[m], 0, sizeof(fresh[m]));
-                memcpy(fresh[m].merchant_id, rows[i].merchant_id, sizeof(fresh[m].merchant_id));
-                memcpy(fresh[m].token, rows[i].token, sizeof(fresh[m].token));
-                st = cv_keyring_seal(kr, &card, &fresh[m]);
-                if (st == CV_OK)
-                    old_ids[m++] = rows[i].dek_id;
-            }
-            cv_wipe(&card, sizeof(card));
-            if (st != CV_OK) {
+                old_ids[m++] = rows[i].dek_id;
+            } else {
                 failed++;
                 fprintf(stderr, "cardvault: row %s cannot be re-encrypted (%s), skipped\n",
                         rows[i].token, cv_status_name(st));
@@ -262,9 +267,8 @@ static int keys_reencrypt(struct cv_cli *cli, struct cv_store *store)
             goto out;
         }
         moved += updated;
-        printf("{\"event\":\"reencrypt_progress\",\"batch\":%zu,\"moved_total\":%zu}\n", updated,
-               moved);
-        fflush(stdout);
+        print_json(json_pack("{s:s, s:I, s:I}", "event", "reencrypt_progress", "batch",
+                             (json_int_t)updated, "moved_total", (json_int_t)moved));
         if (m == 0 || (failed > 0 && updated == 0))
             break; /* only unreadable rows are left: stop instead of looping */
     }
@@ -279,7 +283,8 @@ static int keys_reencrypt(struct cv_cli *cli, struct cv_store *store)
                                 detail};
     if (cv_store_audit_append(store, &ev) != CV_OK)
         cv_cli_fail("could not record the re-encryption in the audit trail");
-    printf("{\"moved\":%zu,\"unreadable\":%zu}\n", moved, failed);
+    print_json(
+        json_pack("{s:I, s:I}", "moved", (json_int_t)moved, "unreadable", (json_int_t)failed));
     rc = failed == 0 ? 0 : 1;
 out:
     free(rows);
@@ -315,8 +320,8 @@ static int keys_destroy_dek(struct cv_cli *cli, struct cv_store *store)
         fprintf(stderr, "cardvault: cannot destroy the data key (%s)\n", cv_status_name(st));
         return 1;
     }
-    printf("{\"destroyed_dek_id\":%lld,\"tokens_now_unrecoverable\":%lld}\n", id,
-           (long long)tokens);
+    print_json(json_pack("{s:I, s:I}", "destroyed_dek_id", (json_int_t)id,
+                         "tokens_now_unrecoverable", (json_int_t)tokens));
     return 0;
 }
 

@@ -27,22 +27,19 @@ void cv_completion_finish(struct cv_completion *done, struct cv_result *result)
     done->finish(done, result);
 }
 
-/* store.h reports a record released between its claim and its read as
- * CV_ERR_DUPLICATE; the contract names that case instead. */
-static cv_status idem_claim(struct cv_store *st, const char *merchant_id,
+/* The store retries a record released between its claim and its read
+ * itself (and answers CV_ERR_IDEMPOTENCY_IN_USE if that keeps happening), so
+ * this adapter only turns its bool into the contract's outcome. */
+static cv_status idem_claim(struct cv_store *store, const char *merchant_id,
                             const unsigned char key_hash[32], const unsigned char request_hash[32],
                             int64_t ttl_s, int64_t stale_s, enum cv_idem_claim *outcome,
                             struct cv_idem_record *existing)
 {
     bool claimed = false;
-    cv_status s = cv_store_idem_claim(st, merchant_id, key_hash, request_hash, ttl_s, stale_s,
-                                      &claimed, existing);
-    if (s == CV_ERR_DUPLICATE) {
-        *outcome = CV_IDEM_VANISHED;
-        return CV_OK;
-    }
+    cv_status st = cv_store_idem_claim(store, merchant_id, key_hash, request_hash, ttl_s, stale_s,
+                                       &claimed, existing);
     *outcome = claimed ? CV_IDEM_CLAIMED : CV_IDEM_TAKEN;
-    return s;
+    return st;
 }
 
 static const struct cv_store_ops store_ops = {

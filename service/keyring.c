@@ -16,6 +16,7 @@
 
 #include "cardvault/log.h"
 #include "cardvault/secbuf.h"
+#include "cardvault/store_keys.h"
 #include "cardvault/token.h"
 
 /* Uses reserved per database round trip. A crash forfeits at most this many
@@ -131,13 +132,20 @@ static cv_status kp_wrap(struct cv_keyring *kr, const struct cv_secbuf *key, uns
     return st;
 }
 
+/* What kek_refresh found. */
+enum kek_state {
+    KEK_CURRENT,  /* ours is the vault's KEK: a failure under it was real */
+    KEK_RELOADED, /* the vault was re-keyed and we now hold the new KEK: retry */
+    KEK_STALE,    /* re-keyed, and the new KEK is not installed here yet */
+};
+
 /* The vault's KEK changed under us (`keys rotate-kek`)? Reopen the configured
  * provider: when the operator has already put the new KEK in place (same file
  * path, or the token now holding the new key) we switch to it without a
  * restart; otherwise the keyring is marked stale: it keeps serving with the
  * DEKs it holds, but refuses to create or unwrap DEKs, and /readyz fails.
- * CV_OK means "a different KEK is now in use: retry". */
-static cv_status kek_refresh(struct cv_keyring *kr)
+ * A status only when the database cannot be asked. */
+static cv_status kek_refresh(struct cv_keyring *kr, enum kek_state *state)
 {
     unsigned char db_kcv[CV_KCV_BYTES], new_kcv[CV_KCV_BYTES];
     unsigned char *fp_wrapped = NULL;
@@ -149,7 +157,8 @@ static cv_status kek_refresh(struct cv_keyring *kr)
     pthread_rwlock_unlock(&kr->kp_lock);
     if (same) {
         atomic_store(&kr->kek_stale, false);
-        return CV_ERR_INTEGRITY; /* our KEK is current: the failure was real */
+        *state = KEK_CURRENT;
+        return CV_OK;
     }
     struct cv_keyprovider *fresh = NULL;
     char why[256];
@@ -162,7 +171,8 @@ static cv_status kek_refresh(struct cv_keyring *kr)
                    CV_LS("effect", "the vault was re-keyed (keys rotate-kek) and the configured "
                                    "KEK is the old one: serving with cached data keys only; "
                                    "install the new KEK at the configured location"));
-        return CV_ERR_CONFIG;
+        *state = KEK_STALE;
+        return CV_OK;
     }
     pthread_rwlock_wrlock(&kr->kp_lock);
     struct cv_keyprovider *old = kr->kp_owned ? kr->kp : NULL;
@@ -173,7 +183,15 @@ static cv_status kek_refresh(struct cv_keyring *kr)
     cv_keyprovider_free(old);
     atomic_store(&kr->kek_stale, false);
     cv_log(CV_LOG_INFO, "kek_reloaded", CV_LS("provider", cv_keyprovider_name(fresh)));
+    *state = KEK_RELOADED;
     return CV_OK;
+}
+
+/* True when the vault was re-keyed and we now hold its new KEK. */
+static bool kek_reloaded(struct cv_keyring *kr)
+{
+    enum kek_state state = KEK_CURRENT;
+    return kek_refresh(kr, &state) == CV_OK && state == KEK_RELOADED;
 }
 
 bool cv_keyring_kek_ok(struct cv_keyring *kr)
@@ -181,7 +199,9 @@ bool cv_keyring_kek_ok(struct cv_keyring *kr)
     /* kek_refresh compares the vault's check value with ours, reloads the
      * configured KEK when they differ and keeps kek_stale current; when the
      * database cannot be asked, the flag stays as it was. */
-    (void)kek_refresh(kr);
+    enum kek_state state;
+    if (kek_refresh(kr, &state) != CV_OK)
+        cv_log(CV_LOG_DEBUG, "kek_check_skipped", CV_LS("reason", "database unavailable"));
     return !atomic_load(&kr->kek_stale);
 }
 
@@ -206,10 +226,11 @@ static cv_status load_dek(struct cv_keyring *kr, int64_t id)
     struct cv_secbuf *key = NULL;
     st = kp_unwrap(kr, row.wrapped, row.wrapped_len, &key);
     if (st != CV_OK) {
-        cv_status refreshed = kek_refresh(kr);
-        if (refreshed == CV_OK) /* re-wrapped under a new KEK we could load: retry */
+        enum kek_state state = KEK_CURRENT;
+        if (kek_refresh(kr, &state) == CV_OK && state == KEK_RELOADED)
+            /* re-wrapped under a new KEK we could load: retry */
             st = kp_unwrap(kr, row.wrapped, row.wrapped_len, &key);
-        else if (refreshed == CV_ERR_CONFIG) {
+        else if (state == KEK_STALE) {
             /* re-keyed, and the new KEK is not installed here yet: retryable */
             cv_dek_row_cleanup(&row);
             return CV_ERR_DB_UNAVAILABLE;
@@ -228,10 +249,29 @@ static cv_status load_dek(struct cv_keyring *kr, int64_t id)
     return CV_OK;
 }
 
-/* Caller holds active_lock. Adopts the newest usable DEK in the database, or
- * creates one, then reserves a block of uses on it. */
-static cv_status rotate_locked(struct cv_keyring *kr, bool force_new)
+/* Wraps key under our KEK and stores it, only while that KEK is still the
+ * vault's (CV_ERR_NOT_FOUND otherwise). */
+static cv_status store_new_dek(struct cv_keyring *kr, const struct cv_secbuf *key, int64_t *id)
 {
+    unsigned char *wrapped = NULL, kcv[CV_KCV_BYTES];
+    size_t wrapped_len = 0;
+    cv_status st = kp_wrap(kr, key, &wrapped, &wrapped_len, kcv);
+    if (st != CV_OK)
+        goto out;
+    st = cv_store_insert_dek(kr->store, wrapped, wrapped_len, kr->limits.dek_max_uses, kcv, id);
+out:
+    free(wrapped);
+    return st;
+}
+
+/* Caller holds active_lock. Adopts the newest usable DEK in the database, or
+ * creates one, then reserves a block of uses on it. *adopted is false when
+ * a racing instance exhausted or retired that key before we could reserve
+ * on it (the caller tries again with a new key). */
+static cv_status rotate_locked(struct cv_keyring *kr, bool force_new, bool *adopted)
+{
+    bool reserved = false;
+    *adopted = false;
     struct cv_dek_row row;
     int64_t id = 0, age_s = 0;
     cv_status st = force_new ? CV_ERR_NOT_FOUND
@@ -242,21 +282,13 @@ static cv_status rotate_locked(struct cv_keyring *kr, bool force_new)
         cv_dek_row_cleanup(&row);
     } else if (st == CV_ERR_NOT_FOUND) {
         struct cv_secbuf *key = NULL;
-        unsigned char *wrapped = NULL, kcv[CV_KCV_BYTES];
-        size_t wrapped_len = 0;
         CV_TRY(cv_envelope_new_key(&key));
         for (int attempt = 0; attempt < 2; attempt++) {
-            free(wrapped);
-            wrapped = NULL;
-            st = kp_wrap(kr, key, &wrapped, &wrapped_len, kcv);
-            if (st == CV_OK)
-                st = cv_store_insert_dek(kr->store, wrapped, wrapped_len, kr->limits.dek_max_uses,
-                                         kcv, &id);
+            st = store_new_dek(kr, key, &id);
             /* NOT_FOUND: the vault's KEK is no longer ours; try the new one once. */
-            if (st != CV_ERR_NOT_FOUND || kek_refresh(kr) != CV_OK)
+            if (st != CV_ERR_NOT_FOUND || !kek_reloaded(kr))
                 break;
         }
-        free(wrapped);
         if (st == CV_ERR_NOT_FOUND)
             st = CV_ERR_DB_UNAVAILABLE; /* stale KEK: answer 503 until reconfigured */
         if (st != CV_OK) {
@@ -275,9 +307,9 @@ static cv_status rotate_locked(struct cv_keyring *kr, bool force_new)
         return st;
     }
     CV_TRY(load_dek(kr, id));
-    st = cv_store_reserve_dek_uses(kr->store, id, USE_BLOCK);
-    if (st != CV_OK)
-        return st == CV_ERR_NOT_FOUND ? CV_ERR_DUPLICATE : st;
+    CV_TRY(cv_store_reserve_dek_uses(kr->store, id, USE_BLOCK, &reserved));
+    if (!reserved)
+        return CV_OK; /* lost the key to a racing instance: *adopted stays false */
     if (kr->last_active_id != id) {
         if (kr->last_active_id != 0)
             atomic_fetch_add(&kr->rotations, 1);
@@ -288,6 +320,7 @@ static cv_status rotate_locked(struct cv_keyring *kr, bool force_new)
     kr->uses_left = USE_BLOCK;
     kr->reserved_until = mono_now() + RESERVATION_TTL_S;
     kr->active_expires = mono_now() + (time_t)(kr->limits.dek_max_age_s - age_s);
+    *adopted = true;
     return CV_OK;
 }
 
@@ -302,22 +335,21 @@ static cv_status take_use_locked(struct cv_keyring *kr, int64_t *id)
     if (kr->active_id != 0 && (kr->uses_left == 0 || mono_now() >= kr->reserved_until)) {
         /* Unspent uses of an expired reservation are forfeited: the count in
          * the database only ever overstates what was used, never understates. */
-        cv_status st = cv_store_reserve_dek_uses(kr->store, kr->active_id, USE_BLOCK);
-        if (st == CV_OK) {
+        bool reserved = false;
+        CV_TRY(cv_store_reserve_dek_uses(kr->store, kr->active_id, USE_BLOCK, &reserved));
+        if (reserved) {
             kr->uses_left = USE_BLOCK;
             kr->reserved_until = mono_now() + RESERVATION_TTL_S;
-        } else if (st == CV_ERR_NOT_FOUND)
+        } else {
             kr->active_id = 0; /* exhausted or retired elsewhere: rotate */
-        else
-            return st;
+        }
     }
-    /* Two attempts: a racing instance may exhaust the key we just adopted. */
+    /* A few attempts: a racing instance may exhaust the key we just adopted. */
     for (int attempt = 0; kr->active_id == 0 || kr->uses_left == 0; attempt++) {
+        bool adopted = false;
         if (attempt == 3)
             return CV_ERR_DB;
-        cv_status st = rotate_locked(kr, attempt > 0);
-        if (st != CV_OK && st != CV_ERR_DUPLICATE)
-            return st;
+        CV_TRY(rotate_locked(kr, attempt > 0, &adopted));
     }
     kr->uses_left--;
     *id = kr->active_id;
@@ -395,7 +427,10 @@ cv_status cv_keyring_rotate(struct cv_keyring *kr, int64_t *new_dek_id)
 {
     pthread_mutex_lock(&kr->active_lock);
     int64_t old = kr->active_id;
-    cv_status st = rotate_locked(kr, true);
+    bool adopted = false;
+    cv_status st = rotate_locked(kr, true, &adopted);
+    if (st == CV_OK && !adopted)
+        st = CV_ERR_DB; /* a brand-new key exhausted at once: nothing sane to retry */
     if (st == CV_OK && old != 0 && old != kr->active_id)
         st = cv_store_retire_dek(kr->store, old);
     *new_dek_id = kr->active_id;
@@ -403,16 +438,24 @@ cv_status cv_keyring_rotate(struct cv_keyring *kr, int64_t *new_dek_id)
     return st;
 }
 
-/* First run: a fresh fingerprint key, wrapped, stored with the KEK's check value. */
+/* First run: a fresh fingerprint key, wrapped, stored with the KEK's check
+ * value. When another instance bound the vault first, ours is dropped and
+ * the caller reads theirs back. */
 static cv_status bind_new_vault(struct cv_keyring *kr, const unsigned char kcv[CV_KCV_BYTES])
 {
     struct cv_secbuf *fp = NULL;
     unsigned char *wrapped = NULL;
     size_t wrapped_len = 0;
+    bool created = false;
     CV_TRY(cv_envelope_new_key(&fp));
     cv_status st = cv_keyprovider_wrap(kr->kp, fp, &wrapped, &wrapped_len);
-    if (st == CV_OK)
-        st = cv_store_init_meta(kr->store, cv_keyprovider_name(kr->kp), kcv, wrapped, wrapped_len);
+    if (st != CV_OK)
+        goto out;
+    /* created or not (another instance came first), the caller reads the
+     * stored binding back */
+    st = cv_store_init_meta(kr->store, cv_keyprovider_name(kr->kp), kcv, wrapped, wrapped_len,
+                            &created);
+out:
     free(wrapped);
     cv_secbuf_free(fp);
     return st;
@@ -445,7 +488,7 @@ cv_status cv_keyring_open(struct cv_store *store, struct cv_keyprovider *kp,
     st = cv_store_get_meta(store, stored_kcv, &fp_wrapped, &fp_wrapped_len);
     if (st == CV_ERR_NOT_FOUND) {
         st = bind_new_vault(kr, kcv);
-        if (st == CV_ERR_DUPLICATE || st == CV_OK) /* CONFLICT: another instance bound it first */
+        if (st == CV_OK) /* ours, or another instance's that came first */
             st = cv_store_get_meta(store, stored_kcv, &fp_wrapped, &fp_wrapped_len);
     }
     if (st != CV_OK) {
@@ -489,4 +532,36 @@ void cv_keyring_close(struct cv_keyring *kr)
     pthread_rwlock_destroy(&kr->cache_lock);
     pthread_mutex_destroy(&kr->active_lock);
     free(kr);
+}
+
+/* One wrapped key, unwrapped under the old KEK and wrapped under the new one;
+ * the plaintext key lives only in a secure buffer here, never in the store. */
+struct rewrap_ctx {
+    struct cv_keyprovider *old_kp, *new_kp;
+};
+
+static cv_status rewrap_one(void *ctx, const unsigned char *wrapped, size_t len,
+                            unsigned char **out, size_t *out_len)
+{
+    const struct rewrap_ctx *rc = ctx;
+    struct cv_secbuf *key = NULL;
+    CV_TRY(cv_keyprovider_unwrap(rc->old_kp, wrapped, len, &key));
+    cv_status st = cv_keyprovider_wrap(rc->new_kp, key, out, out_len);
+    cv_secbuf_free(key);
+    return st;
+}
+
+cv_status cv_keyring_rewrap_kek(struct cv_store *store, struct cv_keyprovider *old_kp,
+                                struct cv_keyprovider *new_kp, const struct cv_audit_event *ev,
+                                int *rewrapped)
+{
+    unsigned char old_kcv[CV_KCV_BYTES], new_kcv[CV_KCV_BYTES];
+    struct rewrap_ctx rc = {old_kp, new_kp};
+    *rewrapped = 0;
+    CV_TRY(cv_keyprovider_check_value(old_kp, old_kcv));
+    CV_TRY(cv_keyprovider_check_value(new_kp, new_kcv));
+    if (cv_ct_equal(old_kcv, new_kcv, CV_KCV_BYTES))
+        return CV_ERR_BAD_REQUEST; /* the "new" KEK is the current one */
+    return cv_store_rewrap_all(store, old_kcv, new_kcv, cv_keyprovider_name(new_kp), rewrap_one,
+                               &rc, ev, rewrapped);
 }

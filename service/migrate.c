@@ -3,7 +3,9 @@
  * file leaves no trace and the next run retries it. A session advisory lock
  * serializes concurrent runs (two containers starting at once). Migration
  * files are static SQL shipped with the binary: they carry no client data,
- * so running them with PQexec is not an injection surface. */
+ * so running them as scripts (pg.c's CV_PG_SCRIPT) is not an injection
+ * surface. Every statement goes through pg.c; failures are reported by
+ * step and SQLSTATE, never by the server's message. */
 #include "cardvault/migrate.h"
 
 #include <dirent.h>
@@ -12,9 +14,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <libpq-fe.h>
+#include <jansson.h>
 
+#include "cardvault/cli.h"
 #include "cardvault/secbuf.h"
+#include "pg.h"
 
 #define MAX_MIGRATIONS      256
 #define MIGRATION_MAX_BYTES (1024 * 1024)
@@ -97,103 +101,147 @@ static char *read_file(const char *dir, const char *name)
     return buf;
 }
 
-static bool exec_ok(PGconn *pg, const char *sql, char *why, size_t why_len, const char *what)
+static const struct cv_pg_stmt session_setup = {
+    "session setup", "SET client_min_messages = warning", 0, CV_PG_ONE_OFF, false, false};
+static const struct cv_pg_stmt lock = {
+    "advisory lock", "SELECT pg_advisory_lock(" ADVISORY_KEY ")", 0, CV_PG_ONE_OFF, false, false};
+static const struct cv_pg_stmt unlock = {"advisory unlock",
+                                         "SELECT pg_advisory_unlock(" ADVISORY_KEY ")",
+                                         0,
+                                         CV_PG_ONE_OFF,
+                                         false,
+                                         false};
+static const struct cv_pg_stmt create_table = {"creating schema_migrations",
+                                               "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                                               "version integer PRIMARY KEY, name text NOT NULL, "
+                                               "applied_at timestamptz NOT NULL DEFAULT now())",
+                                               0,
+                                               CV_PG_ONE_OFF,
+                                               false,
+                                               false};
+static const struct cv_pg_stmt is_applied = {"reading schema_migrations",
+                                             "SELECT 1 FROM schema_migrations WHERE version = $1",
+                                             1,
+                                             CV_PG_ONE_OFF,
+                                             false,
+                                             false};
+static const struct cv_pg_stmt record = {
+    "recording the migration",
+    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+    2,
+    CV_PG_ONE_OFF,
+    false,
+    false};
+
+/* Runs s; on failure writes "<step>: SQLSTATE xxxxx" to why. */
+static cv_status step(struct cv_pg_conn *c, const struct cv_pg_stmt *s,
+                      const struct cv_pg_params *p, PGresult **res, const char *what, char *why,
+                      size_t why_len)
 {
-    PGresult *r = PQexec(pg, sql);
-    ExecStatusType s = PQresultStatus(r);
-    bool ok = s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
-    if (!ok) {
-        const char *msg = PQresultErrorMessage(r);
-        snprintf(why, why_len, "%s: %s", what, msg != NULL ? msg : "unknown error");
-        why[strcspn(why, "\n")] = '\0';
+    cv_status st = cv_pg_run(c, s, p, res);
+    if (st != CV_OK)
+        snprintf(why, why_len, "%s: failed (SQLSTATE %s)", what,
+                 cv_pg_last_sqlstate(c)[0] != '\0' ? cv_pg_last_sqlstate(c) : "none");
+    return st;
+}
+
+/* Applies one file and its schema_migrations row in one transaction. */
+static cv_status apply(struct cv_pg_conn *c, const char *dir, const struct migration *m, char *why,
+                       size_t why_len)
+{
+    char *sql = read_file(dir, m->name);
+    if (sql == NULL) {
+        snprintf(why, why_len, "cannot read %s/%s", dir, m->name);
+        return CV_ERR_IO;
     }
-    PQclear(r);
-    return ok;
+    const struct cv_pg_stmt script = {m->name, sql, 0, CV_PG_SCRIPT, false, false};
+    const struct cv_pg_stmt begin = {m->name, "BEGIN", 0, CV_PG_ONE_OFF, false, false};
+    const struct cv_pg_stmt commit = {m->name, "COMMIT", 0, CV_PG_ONE_OFF, false, false};
+    struct cv_pg_params p;
+    cv_pg_params_init(&p);
+    cv_pg_param_int(&p, m->version);
+    cv_pg_param_text(&p, m->name);
+    cv_status st = step(c, &begin, NULL, NULL, m->name, why, why_len);
+    if (st != CV_OK)
+        goto out;
+    if ((st = step(c, &script, NULL, NULL, m->name, why, why_len)) != CV_OK)
+        goto out;
+    if ((st = step(c, &record, &p, NULL, m->name, why, why_len)) != CV_OK)
+        goto out;
+    st = step(c, &commit, NULL, NULL, m->name, why, why_len);
+out:
+    if (st != CV_OK)
+        cv_pg_rollback(c);
+    free(sql);
+    return st;
 }
 
-static bool is_applied(PGconn *pg, int version, bool *applied)
+/* One JSON line per applied file on stdout. */
+static void print_applied(const struct migration *m)
 {
-    char v[16];
-    snprintf(v, sizeof(v), "%d", version);
-    const char *params[1] = {v};
-    PGresult *r = PQexecParams(pg, "SELECT 1 FROM schema_migrations WHERE version = $1", 1, NULL,
-                               params, NULL, NULL, 0);
-    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
-    *applied = ok && PQntuples(r) == 1;
-    PQclear(r);
-    return ok;
+    json_t *line = json_pack("{s:s, s:i, s:s}", "event", "migration_applied", "version", m->version,
+                             "file", m->name);
+    cv_status st = cv_cli_print_json(line); /* a failure is reported on stderr */
+    (void)st;
 }
 
-static bool record(PGconn *pg, const struct migration *m)
+/* Applies every file not yet recorded, in order; the caller holds the lock. */
+static cv_status apply_missing(struct cv_pg_conn *c, const char *dir, const struct migration *files,
+                               int n, int *applied, char *why, size_t why_len)
 {
-    char v[16];
-    snprintf(v, sizeof(v), "%d", m->version);
-    const char *params[2] = {v, m->name};
-    PGresult *r = PQexecParams(pg, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                               2, NULL, params, NULL, NULL, 0);
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    return ok;
+    CV_TRY(step(c, &create_table, NULL, NULL, create_table.name, why, why_len));
+    for (int i = 0; i < n; i++) {
+        struct cv_pg_params p;
+        PGresult *r = NULL;
+        cv_pg_params_init(&p);
+        cv_pg_param_int(&p, files[i].version);
+        if (cv_pg_run(c, &is_applied, &p, &r) != CV_OK) {
+            snprintf(why, why_len, "cannot read schema_migrations");
+            return CV_ERR_DB;
+        }
+        bool done = PQntuples(r) == 1;
+        PQclear(r);
+        if (done)
+            continue;
+        CV_TRY(apply(c, dir, &files[i], why, why_len));
+        print_applied(&files[i]);
+        (*applied)++;
+    }
+    return CV_OK;
 }
 
 cv_status cv_migrate_run(const char *conninfo, const char *dir, int *applied, char *why,
                          size_t why_len)
 {
     struct migration files[MAX_MIGRATIONS];
-    cv_status st = CV_ERR_DB;
+    struct cv_pg_pool *pool = NULL;
+    struct cv_pg_conn *c = NULL;
+    char reason[256];
     *applied = 0;
     int n = list_files(dir, files, MAX_MIGRATIONS);
     if (n <= 0) {
         snprintf(why, why_len, "no migrations found in %s", dir);
         return CV_ERR_CONFIG;
     }
-    PGconn *pg = PQconnectdb(conninfo);
-    if (PQstatus(pg) != CONNECTION_OK) {
-        snprintf(why, why_len, "cannot connect to the database: %s", PQerrorMessage(pg));
-        why[strcspn(why, "\n")] = '\0';
-        PQfinish(pg);
+    if (cv_pg_pool_open(conninfo, 1, &pool, reason, sizeof(reason)) != CV_OK) {
+        snprintf(why, why_len, "cannot connect to the database: %s", reason);
         return CV_ERR_DB_UNAVAILABLE;
     }
-    if (!exec_ok(pg, "SET client_min_messages = warning", why, why_len, "session setup") ||
-        !exec_ok(pg, "SELECT pg_advisory_lock(" ADVISORY_KEY ")", why, why_len, "advisory lock"))
+    cv_status st = cv_pg_acquire(pool, &c);
+    if (st != CV_OK) {
+        snprintf(why, why_len, "cannot connect to the database");
         goto out;
-    if (!exec_ok(pg,
-                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                 "version integer PRIMARY KEY, name text NOT NULL, "
-                 "applied_at timestamptz NOT NULL DEFAULT now())",
-                 why, why_len, "creating schema_migrations"))
-        goto unlock;
-    for (int i = 0; i < n; i++) {
-        bool done = false;
-        if (!is_applied(pg, files[i].version, &done)) {
-            snprintf(why, why_len, "cannot read schema_migrations");
-            goto unlock;
-        }
-        if (done)
-            continue;
-        char *sql = read_file(dir, files[i].name);
-        if (sql == NULL) {
-            snprintf(why, why_len, "cannot read %s/%s", dir, files[i].name);
-            goto unlock;
-        }
-        bool ok = exec_ok(pg, "BEGIN", why, why_len, files[i].name) &&
-                  exec_ok(pg, sql, why, why_len, files[i].name) && record(pg, &files[i]) &&
-                  exec_ok(pg, "COMMIT", why, why_len, files[i].name);
-        free(sql);
-        if (!ok) {
-            PGresult *r = PQexec(pg, "ROLLBACK");
-            PQclear(r);
-            goto unlock;
-        }
-        printf("{\"event\":\"migration_applied\",\"version\":%d,\"file\":\"%s\"}\n",
-               files[i].version, files[i].name);
-        (*applied)++;
     }
-    st = CV_OK;
-unlock:;
-    PGresult *r = PQexec(pg, "SELECT pg_advisory_unlock(" ADVISORY_KEY ")");
-    PQclear(r);
+    if ((st = step(c, &session_setup, NULL, NULL, session_setup.name, why, why_len)) != CV_OK)
+        goto out;
+    if ((st = step(c, &lock, NULL, NULL, lock.name, why, why_len)) != CV_OK)
+        goto out;
+    st = apply_missing(c, dir, files, n, applied, why, why_len);
+    /* A failed unlock only matters to this session, which ends now. */
+    if (cv_pg_run(c, &unlock, NULL, NULL) != CV_OK)
+        cv_pg_rollback(c);
 out:
-    PQfinish(pg);
-    return st;
+    cv_pg_release(c);
+    cv_pg_pool_close(pool);
+    return st == CV_OK ? CV_OK : CV_ERR_DB;
 }

@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "cardvault/status.h"
-#include "cardvault/store.h"
+#include "cardvault/store_rows.h"
 
 /* Evidence for reviewers: the hash-chained audit trail read back and checked
  * (verify, export), and the catalog walk behind the storage scan that looks

@@ -63,4 +63,13 @@ uint64_t cv_keyring_rotations(struct cv_keyring *kr);
 /* Forces a new active DEK now (operators: `cardvault keys rotate-dek`). */
 CV_MUST_USE cv_status cv_keyring_rotate(struct cv_keyring *kr, int64_t *new_dek_id);
 
+/* Re-keys the vault (operators: `cardvault keys rotate-kek`): in one store
+ * transaction, every DEK and the fingerprint key are unwrapped under old_kp
+ * and wrapped under new_kp here, the new check value is recorded, and ev is
+ * appended. CV_ERR_CONFIG when old_kp is not the vault's current KEK,
+ * CV_ERR_BAD_REQUEST when both are the same key. */
+CV_MUST_USE cv_status cv_keyring_rewrap_kek(struct cv_store *store, struct cv_keyprovider *old_kp,
+                                            struct cv_keyprovider *new_kp,
+                                            const struct cv_audit_event *ev, int *rewrapped);
+
 #endif

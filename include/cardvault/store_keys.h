@@ -1,15 +1,44 @@
 #ifndef CV_STORE_KEYS_H
 #define CV_STORE_KEYS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cardvault/keyprovider.h"
 #include "cardvault/status.h"
-#include "cardvault/store.h"
+#include "cardvault/keyprovider.h"
+#include "cardvault/store_rows.h"
 
-/* Key-lifecycle persistence for `cardvault keys ...`: inventory, KEK
- * rotation, re-encryption batches, crypto-shredding. */
+/* Key persistence (store_keys.c): the vault's metadata, the data keys the
+ * keyring uses, and the key lifecycle of `cardvault keys ...` (inventory,
+ * KEK rotation, re-encryption batches, crypto-shredding). Only wrapped keys
+ * pass through. */
+
+/* Vault metadata (singleton). CV_ERR_NOT_FOUND when the vault is new. */
+CV_MUST_USE cv_status cv_store_get_meta(struct cv_store *st, unsigned char kcv[CV_KCV_BYTES],
+                                        unsigned char **fp_wrapped, size_t *fp_wrapped_len);
+/* Creates the singleton; *created is false when another instance did first
+ * (nothing changed: read it back with cv_store_get_meta). */
+CV_MUST_USE cv_status cv_store_init_meta(struct cv_store *st, const char *provider,
+                                         const unsigned char kcv[CV_KCV_BYTES],
+                                         const unsigned char *fp_wrapped, size_t fp_wrapped_len,
+                                         bool *created);
+
+/* Data keys. insert_dek stores a DEK wrapped under the KEK whose check value
+ * is kcv, only if that is still the vault's KEK (CV_ERR_NOT_FOUND otherwise). */
+CV_MUST_USE cv_status cv_store_insert_dek(struct cv_store *st, const unsigned char *wrapped,
+                                          size_t wrapped_len, int64_t max_uses,
+                                          const unsigned char kcv[CV_KCV_BYTES], int64_t *dek_id);
+CV_MUST_USE cv_status cv_store_get_dek(struct cv_store *st, int64_t dek_id, struct cv_dek_row *out);
+/* Newest active DEK younger than max_age_s with uses left; CV_ERR_NOT_FOUND if none. */
+CV_MUST_USE cv_status cv_store_find_active_dek(struct cv_store *st, int64_t max_age_s,
+                                               struct cv_dek_row *out);
+/* Reserves `block` more uses of an active DEK. *reserved is false when the key
+ * is no longer active or the block would pass max_uses (then it is retired). */
+CV_MUST_USE cv_status cv_store_reserve_dek_uses(struct cv_store *st, int64_t dek_id, int64_t block,
+                                                bool *reserved);
+CV_MUST_USE cv_status cv_store_retire_dek(struct cv_store *st, int64_t dek_id);
+void cv_dek_row_cleanup(struct cv_dek_row *row);
 
 struct cv_dek_status {
     int64_t dek_id;
@@ -26,13 +55,21 @@ CV_MUST_USE cv_status cv_store_list_deks(struct cv_store *st,
 /* The vault's KEK identity as recorded: provider name, check value, last re-wrap ("" if none). */
 CV_MUST_USE cv_status cv_store_meta_info(struct cv_store *st, char provider[32],
                                          unsigned char kcv[CV_KCV_BYTES], char rewrapped_at[32]);
-/* In one transaction: checks old_kp is the vault's KEK, re-wraps every DEK
- * and the fingerprint key under new_kp, records the new check value and ev.
- * CV_ERR_CONFIG when old_kp is not the current KEK, CV_ERR_BAD_REQUEST when
- * both are the same key. */
-CV_MUST_USE cv_status cv_store_rewrap_all(struct cv_store *st, struct cv_keyprovider *old_kp,
-                                          struct cv_keyprovider *new_kp,
-                                          const struct cv_audit_event *ev, int *rewrapped);
+/* Turns one wrapped key into its new wrapping (heap, free()); the store
+ * never sees what is between the two. */
+typedef cv_status (*cv_store_rewrap_fn)(void *ctx, const unsigned char *wrapped, size_t len,
+                                        unsigned char **rewrapped, size_t *rewrapped_len);
+/* In one transaction, with the vault's metadata and every DEK row locked:
+ * checks old_kcv is the vault's KEK, passes the fingerprint key and every
+ * DEK through fn, stores the results, records new_kcv and new_provider, and
+ * appends ev. Nothing changes unless all of it commits. CV_ERR_CONFIG when
+ * old_kcv is not the current KEK; fn's status when fn fails. */
+CV_MUST_USE cv_status cv_store_rewrap_all(struct cv_store *st,
+                                          const unsigned char old_kcv[CV_KCV_BYTES],
+                                          const unsigned char new_kcv[CV_KCV_BYTES],
+                                          const char *new_provider, cv_store_rewrap_fn fn,
+                                          void *ctx, const struct cv_audit_event *ev,
+                                          int *rewrapped);
 /* Retires every active DEK except `keep` (after `keys rotate-dek`). */
 CV_MUST_USE cv_status cv_store_retire_active_except(struct cv_store *st, int64_t keep);
 /* Up to `limit` rows under retired DEKs (only from_dek unless 0). */

@@ -42,23 +42,23 @@ ALLOW=$(cat <<'EOF'
 # INSERTs carry merchant_id as a column value: the row is written for the
 # caller's merchant ($1 is call->who->merchant_id), nothing else is read or
 # changed. A plain INSERT cannot have a WHERE predicate.
-store_pg.c	INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-# Group commit (store_batch.c): the same INSERT as a multi-row VALUES list
+store_tokens.c	INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+# Group commit (store_batch.c through cv_tokens_insert_in): the same INSERT as a multi-row VALUES list
 # built at run time; every row's merchant_id is a bound parameter taken from
 # its request's authenticated merchant.
-store_batch.c	INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, created_at) VALUES
+store_tokens.c	INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, created_at) VALUES
 # Idempotent tokenize: INSERT of the token row (merchant_id = $1), then the
 # UPDATE of idempotency_keys joins on the inserted row (i.merchant_id =
 # t.merchant_id, t being the row just inserted with merchant_id $1) and the
 # caller's key hash ($12): it can only touch the caller's own record.
-store_pg.c	WITH t AS (INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING merchant_id) UPDATE idempotency_keys i SET state = 'done', status_code = 201, response_body = $13 FROM t WHERE i.merchant_id = t.merchant_id AND i.key_hash = $12 AND i.state = 'in_progress'
+store_tokens.c	WITH t AS (INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING merchant_id) UPDATE idempotency_keys i SET state = 'done', status_code = 201, response_body = $13 FROM t WHERE i.merchant_id = t.merchant_id AND i.key_hash = $12 AND i.state = 'in_progress'
 # Idempotency claim: INSERT with merchant_id = $1; the ON CONFLICT branch only
 # ever updates the row that conflicts on the primary key (merchant_id,
 # key_hash) = ($1, $2), i.e. the caller's own record.
-store_pg.c	INSERT INTO idempotency_keys (merchant_id, key_hash, request_hash, state, expires_at) VALUES ($1, $2, $3, 'in_progress', now() + make_interval(secs => $4)) ON CONFLICT (merchant_id, key_hash) DO UPDATE SET request_hash = EXCLUDED.request_hash, state = 'in_progress', status_code = NULL, response_body = NULL, created_at = now(), expires_at = EXCLUDED.expires_at WHERE idempotency_keys.expires_at < now() OR (idempotency_keys.state = 'in_progress' AND idempotency_keys.created_at < now() - make_interval(secs => $5)) RETURNING 1
+store_tokens.c	INSERT INTO idempotency_keys (merchant_id, key_hash, request_hash, state, expires_at) VALUES ($1, $2, $3, 'in_progress', now() + make_interval(secs => $4)) ON CONFLICT (merchant_id, key_hash) DO UPDATE SET request_hash = EXCLUDED.request_hash, state = 'in_progress', status_code = NULL, response_body = NULL, created_at = now(), expires_at = EXCLUDED.expires_at WHERE idempotency_keys.expires_at < now() OR (idempotency_keys.state = 'in_progress' AND idempotency_keys.created_at < now() - make_interval(secs => $5)) RETURNING 1
 # Housekeeping purge of expired idempotency records, all merchants: run by the
 # service's housekeeping thread on a timer, never on a request, returns nothing.
-store_pg.c	DELETE FROM idempotency_keys WHERE expires_at < now()
+store_tokens.c	DELETE FROM idempotency_keys WHERE expires_at < now()
 # Key lifecycle (operator CLI, `cardvault keys ...`, store_keys.c): DEKs are
 # shared by all merchants, so these work across merchants by design.
 # `keys status`: the number of tokens each DEK protects (a count, no row data).
@@ -70,12 +70,12 @@ store_keys.c	SELECT t.merchant_id, t.token, t.format_version, t.dek_id, t.nonce,
 # `keys destroy-dek`: how many tokens became unrecoverable (a count, reported
 # to the operator and audited).
 store_keys.c	UPDATE data_keys SET state = 'destroyed', wrapped_key = NULL, destroyed_at = now() WHERE dek_id = $1 AND state = 'retired' AND retired_at < now() - interval '10 seconds' RETURNING (SELECT count(*) FROM tokens WHERE dek_id = $1)
-# Batched reads (store_batch.c via store_pg.c): concurrent GET/detokenize
+# Batched reads (store_batch.c via store_tokens.c): concurrent GET/detokenize
 # lookups in one query. Each key is a (merchant_id, token) pair from one
 # authenticated request, joined on BOTH columns, so a row is returned only
 # for the merchant that asked for it; results go back to each request by the
 # same pair (cv_store_get_tokens_batch).
-store_pg.c	SELECT t.merchant_id, t.token, t.format_version, t.dek_id, t.nonce, t.ciphertext, t.brand, t.bin, t.last4, t.fingerprint, to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), d.state = 'destroyed' FROM tokens t JOIN data_keys d USING (dek_id) JOIN unnest($1::text[], $2::text[]) AS k(merchant_id, token) ON t.merchant_id = k.merchant_id AND t.token = k.token
+store_tokens.c	SELECT t.merchant_id, t.token, t.format_version, t.dek_id, t.nonce, t.ciphertext, t.brand, t.bin, t.last4, t.fingerprint, to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), d.state = 'destroyed' FROM tokens t JOIN data_keys d USING (dek_id) JOIN unnest($1::text[], $2::text[]) AS k(merchant_id, token) ON t.merchant_id = k.merchant_id AND t.token = k.token
 # `cardvault audit verify|export` (store_audit.c): the hash chain spans every
 # merchant's events in seq order, so verifying or exporting it reads them all.
 # Operator CLI only; no HTTP route reaches it. (Appends go through the SQL

@@ -1,0 +1,61 @@
+#ifndef CV_STORE_ROWS_H
+#define CV_STORE_ROWS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cardvault/envelope.h"
+#include "cardvault/token.h"
+
+/* The rows the store hands over and takes, and the opaque store handle.
+ * Types only: modules that pass rows around include this, not the store. */
+
+struct cv_store;
+
+struct cv_token_row {
+    char merchant_id[CV_MERCHANT_ID_LEN + 1];
+    char token[CV_TOKEN_LEN + 1];
+    int format_version;
+    int64_t dek_id;
+    unsigned char nonce[CV_GCM_NONCE_BYTES];
+    unsigned char *ciphertext; /* heap; cv_token_row_cleanup frees */
+    size_t ciphertext_len;
+    char brand[16];
+    char bin[7];
+    char last4[5];
+    char fingerprint[CV_FINGERPRINT_LEN + 1];
+    char created_at[32]; /* RFC 3339, UTC, filled by insert and get */
+    bool dek_destroyed;  /* filled by get */
+};
+
+struct cv_dek_row {
+    int64_t dek_id;
+    unsigned char *wrapped; /* heap */
+    size_t wrapped_len;
+    char state[16];
+    int64_t use_count;
+    int64_t max_uses;
+    int64_t age_s;
+};
+
+struct cv_audit_event {
+    const char *actor;       /* API key prefix, or "cli:<command>" */
+    const char *merchant_id; /* may be NULL */
+    const char *token;       /* may be NULL */
+    const char *request_id;  /* may be NULL */
+    const char *action;      /* "token.detokenize", "token.delete", "api_key.create", ... */
+    const char *outcome;     /* "success", "not_found", "denied", "integrity_error", ... */
+    const char *detail;      /* may be NULL; never card data */
+};
+
+/* Idempotency records (POST /v1/tokens with Idempotency-Key). Hashes are
+ * keyed MACs computed by the caller; nothing here sees the key or the body. */
+struct cv_idem_record {
+    bool done;
+    unsigned char request_hash[32];
+    int status_code;
+    char *response_body; /* heap when done; cv_idem_record_cleanup frees */
+};
+
+#endif

@@ -1,0 +1,597 @@
+/* pg.c: the PostgreSQL core. A fixed pool of connections with FIFO waiters,
+ * statements prepared lazily on each connection, bounded parameter lists,
+ * the one executor (cv_pg_run), the SQLSTATE -> status mapping and bytea
+ * decoding. It is the only file that calls libpq's executors. It never logs
+ * a server message or a parameter value: errors are logged by SQLSTATE and
+ * statement name only, because a server message can quote the values that
+ * caused it. It knows no table: the SQL belongs to the store_*.c files. */
+#include "pg.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "cardvault/log.h"
+#include "cardvault/secbuf.h"
+#include "cardvault/token.h"
+
+/* A connection waits this long for a free pool slot before giving up. */
+#define POOL_WAIT_S 5
+
+struct cv_pg_conn {
+    struct cv_pg_pool *pool;
+    PGconn *pg;
+    PGcancel *cancel; /* made by the owning thread; PQcancel may use it from another */
+    bool busy;        /* checked out (guarded by the pool's lock) */
+    /* statements prepared on this connection, by identity */
+    const struct cv_pg_stmt **prepared;
+    size_t n_prepared, cap_prepared;
+    char last_sqlstate[6];
+};
+
+/* A thread waiting for a connection; release hands one over directly. */
+struct pool_waiter {
+    pthread_cond_t cond;
+    int conn_index; /* set by the releasing thread; -1 while waiting */
+    struct pool_waiter *next;
+};
+
+struct cv_pg_pool {
+    char *conninfo;
+    unsigned size;
+    struct cv_pg_conn *conns;
+    unsigned *free_stack; /* indexes of idle connections */
+    unsigned free_count;
+    pthread_mutex_t lock;
+    struct pool_waiter *waiters_head, *waiters_tail; /* FIFO */
+};
+
+/* Parameter lists */
+
+static void params_setup(struct cv_pg_params *p, int cap)
+{
+    memset(p, 0, offsetof(struct cv_pg_params, inline_values));
+    p->cap = cap;
+    if (cap <= CV_PG_INLINE_PARAMS) {
+        p->values = p->inline_values;
+        p->lengths = p->inline_lengths;
+        p->formats = p->inline_formats;
+        p->nums = p->inline_nums;
+    } else {
+        p->values = cv_xcalloc((size_t)cap, sizeof(*p->values));
+        p->lengths = cv_xcalloc((size_t)cap, sizeof(*p->lengths));
+        p->formats = cv_xcalloc((size_t)cap, sizeof(*p->formats));
+        p->nums = cv_xcalloc((size_t)cap, sizeof(*p->nums));
+    }
+}
+
+void cv_pg_params_init(struct cv_pg_params *p)
+{
+    params_setup(p, CV_PG_INLINE_PARAMS);
+}
+
+void cv_pg_params_init_cap(struct cv_pg_params *p, int cap)
+{
+    params_setup(p, cap < 0 ? 0 : cap);
+}
+
+void cv_pg_params_cleanup(struct cv_pg_params *p)
+{
+    if (p == NULL)
+        return;
+    if (p->values != p->inline_values) {
+        free(p->values);
+        free(p->lengths);
+        free(p->formats);
+        free(p->nums);
+    }
+    params_setup(p, 0);
+}
+
+void cv_pg_params_reset(struct cv_pg_params *p)
+{
+    p->n = 0;
+    p->failed = false;
+}
+
+/* The next free slot, or -1 (and the list marked failed) when it is full. */
+static int next_slot(struct cv_pg_params *p)
+{
+    if (p->failed || p->n >= p->cap) {
+        p->failed = true;
+        return -1;
+    }
+    return p->n++;
+}
+
+void cv_pg_param_text(struct cv_pg_params *p, const char *s)
+{
+    int i = next_slot(p);
+    if (i < 0)
+        return;
+    p->values[i] = s;
+    p->lengths[i] = 0;
+    p->formats[i] = 0;
+}
+
+void cv_pg_param_int(struct cv_pg_params *p, int64_t v)
+{
+    int i = next_slot(p);
+    if (i < 0)
+        return;
+    snprintf(p->nums[i], sizeof(p->nums[i]), "%" PRId64, v);
+    p->values[i] = p->nums[i];
+    p->lengths[i] = 0;
+    p->formats[i] = 0;
+}
+
+void cv_pg_param_bytes(struct cv_pg_params *p, const void *b, size_t len)
+{
+    int i = next_slot(p);
+    if (i < 0)
+        return;
+    if (len > INT32_MAX) {
+        p->failed = true;
+        return;
+    }
+    p->values[i] = b;
+    p->lengths[i] = (int)len;
+    p->formats[i] = 1;
+}
+
+/* Connections and the pool */
+
+static void close_conn(struct cv_pg_conn *c)
+{
+    if (c->cancel != NULL)
+        PQfreeCancel(c->cancel);
+    if (c->pg != NULL)
+        PQfinish(c->pg);
+    c->cancel = NULL;
+    c->pg = NULL;
+    c->n_prepared = 0; /* statements die with their session */
+}
+
+/* Connects c if it is not connected. On failure the reason (libpq's first
+ * line: it may name host and user, never our data) goes to why when given,
+ * else to the log. */
+static cv_status connect_one(struct cv_pg_conn *c, char *why, size_t why_len)
+{
+    if (c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK)
+        return CV_OK;
+    close_conn(c);
+    c->pg = PQconnectdb(c->pool->conninfo);
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        const char *msg = PQerrorMessage(c->pg);
+        char line[256];
+        snprintf(line, sizeof(line), "%s", msg != NULL ? msg : "");
+        line[strcspn(line, "\n")] = '\0';
+        if (why != NULL)
+            snprintf(why, why_len, "%s", line);
+        else
+            cv_log(CV_LOG_WARN, "db_connect_failed", CV_LS("reason", line));
+        PQfinish(c->pg);
+        c->pg = NULL;
+        return CV_ERR_DB_UNAVAILABLE;
+    }
+    c->cancel = PQgetCancel(c->pg);
+    return CV_OK;
+}
+
+cv_status cv_pg_pool_open(const char *conninfo, unsigned size, struct cv_pg_pool **out, char *why,
+                          size_t why_len)
+{
+    struct cv_pg_pool *pool = cv_xcalloc(1, sizeof(*pool));
+    pool->conninfo = cv_xstrdup(conninfo);
+    pool->size = size == 0 ? 1 : size;
+    pool->conns = cv_xcalloc(pool->size, sizeof(*pool->conns));
+    pool->free_stack = cv_xcalloc(pool->size, sizeof(*pool->free_stack));
+    for (unsigned i = 0; i < pool->size; i++) {
+        pool->conns[i].pool = pool;
+        pool->free_stack[i] = pool->size - 1 - i;
+    }
+    pool->free_count = pool->size;
+    pthread_mutex_init(&pool->lock, NULL);
+    cv_status st = connect_one(&pool->conns[0], why, why_len);
+    if (st != CV_OK) {
+        cv_pg_pool_close(pool);
+        return st;
+    }
+    *out = pool;
+    return CV_OK;
+}
+
+void cv_pg_pool_close(struct cv_pg_pool *pool)
+{
+    if (pool == NULL)
+        return;
+    for (unsigned i = 0; i < pool->size; i++) {
+        close_conn(&pool->conns[i]);
+        free(pool->conns[i].prepared);
+    }
+    /* the connection string may carry a password */
+    cv_wipe(pool->conninfo, strlen(pool->conninfo));
+    free(pool->conninfo);
+    free(pool->conns);
+    free(pool->free_stack);
+    pthread_mutex_destroy(&pool->lock);
+    free(pool);
+}
+
+/* Returns connection index i to the pool: straight to the longest waiter
+ * if there is one (first come, first served: no thread can overtake a
+ * sleeping one, which bounds the wait), else onto the free stack. Caller
+ * holds pool->lock. */
+static void hand_back_locked(struct cv_pg_pool *pool, unsigned i)
+{
+    struct pool_waiter *w = pool->waiters_head;
+    pool->conns[i].busy = false;
+    if (w != NULL) {
+        pool->waiters_head = w->next;
+        if (pool->waiters_head == NULL)
+            pool->waiters_tail = NULL;
+        w->conn_index = (int)i;
+        pool->conns[i].busy = true;
+        pthread_cond_signal(&w->cond);
+    } else {
+        pool->free_stack[pool->free_count++] = i;
+    }
+}
+
+/* Caller holds pool->lock. Waits in line for a connection; -1 on timeout. */
+static int wait_in_line_locked(struct cv_pg_pool *pool)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += POOL_WAIT_S;
+    struct pool_waiter me = {.conn_index = -1, .next = NULL};
+    pthread_cond_init(&me.cond, NULL);
+    if (pool->waiters_tail != NULL)
+        pool->waiters_tail->next = &me;
+    else
+        pool->waiters_head = &me;
+    pool->waiters_tail = &me;
+    while (me.conn_index < 0) {
+        if (pthread_cond_timedwait(&me.cond, &pool->lock, &deadline) == ETIMEDOUT &&
+            me.conn_index < 0) {
+            /* unlink ourselves: nobody handed us a connection */
+            struct pool_waiter **pp = &pool->waiters_head, *prev = NULL;
+            while (*pp != NULL && *pp != &me) {
+                prev = *pp;
+                pp = &(*pp)->next;
+            }
+            if (*pp == &me) {
+                *pp = me.next;
+                if (pool->waiters_tail == &me)
+                    pool->waiters_tail = prev;
+            }
+            break;
+        }
+    }
+    pthread_cond_destroy(&me.cond);
+    return me.conn_index;
+}
+
+cv_status cv_pg_acquire(struct cv_pg_pool *pool, struct cv_pg_conn **out)
+{
+    pthread_mutex_lock(&pool->lock);
+    int index = -1;
+    if (pool->free_count > 0 && pool->waiters_head == NULL) {
+        index = (int)pool->free_stack[--pool->free_count];
+        pool->conns[index].busy = true;
+    } else {
+        index = wait_in_line_locked(pool); /* handed over already marked busy */
+    }
+    pthread_mutex_unlock(&pool->lock);
+    if (index < 0) {
+        cv_log(CV_LOG_WARN, "db_pool_exhausted", CV_LI("pool_size", pool->size));
+        return CV_ERR_DB_UNAVAILABLE;
+    }
+    struct cv_pg_conn *c = &pool->conns[index];
+    cv_status st = connect_one(c, NULL, 0);
+    if (st != CV_OK) {
+        pthread_mutex_lock(&pool->lock);
+        hand_back_locked(pool, (unsigned)index);
+        pthread_mutex_unlock(&pool->lock);
+        return st;
+    }
+    *out = c;
+    return CV_OK;
+}
+
+void cv_pg_release(struct cv_pg_conn *c)
+{
+    if (c == NULL)
+        return;
+    struct cv_pg_pool *pool = c->pool;
+    /* A connection left inside a transaction or broken is not reused as is. */
+    if (c->pg != NULL &&
+        (PQstatus(c->pg) != CONNECTION_OK || PQtransactionStatus(c->pg) != PQTRANS_IDLE))
+        close_conn(c);
+    pthread_mutex_lock(&pool->lock);
+    hand_back_locked(pool, (unsigned)(c - pool->conns));
+    pthread_mutex_unlock(&pool->lock);
+}
+
+void cv_pg_cancel_busy(struct cv_pg_pool *pool)
+{
+    char err[256];
+    pthread_mutex_lock(&pool->lock);
+    for (unsigned i = 0; i < pool->size; i++) {
+        if (pool->conns[i].busy && pool->conns[i].cancel != NULL &&
+            PQcancel(pool->conns[i].cancel, err, sizeof(err)) == 1)
+            cv_log(CV_LOG_WARN, "db_query_cancelled", CV_LS("reason", "shutdown"));
+    }
+    pthread_mutex_unlock(&pool->lock);
+}
+
+void cv_pg_pool_usage(struct cv_pg_pool *pool, unsigned *in_use, unsigned *size)
+{
+    pthread_mutex_lock(&pool->lock);
+    *in_use = pool->size - pool->free_count;
+    *size = pool->size;
+    pthread_mutex_unlock(&pool->lock);
+}
+
+/* Errors */
+
+cv_status cv_pg_status_for_sqlstate(const char *state)
+{
+    if (state == NULL)
+        return CV_ERR_DB_UNAVAILABLE;
+    if (strcmp(state, "23505") == 0)
+        return CV_ERR_DUPLICATE;
+    /* connection, insufficient resources (disk full), shutdown, cancel,
+     * read-only transaction, I/O */
+    if (strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
+        strncmp(state, "57P", 3) == 0 || strcmp(state, "57014") == 0 ||
+        strcmp(state, "25006") == 0 || strncmp(state, "58", 2) == 0)
+        return CV_ERR_DB_UNAVAILABLE;
+    return CV_ERR_DB;
+}
+
+cv_status cv_pg_error(struct cv_pg_conn *c, const PGresult *res, const char *what, bool quiet)
+{
+    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    cv_status st = cv_pg_status_for_sqlstate(state);
+    if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK)
+        st = CV_ERR_DB_UNAVAILABLE;
+    snprintf(c->last_sqlstate, sizeof(c->last_sqlstate), "%s", state != NULL ? state : "");
+    if (st == CV_ERR_DUPLICATE)
+        return st; /* an expected outcome its caller handles */
+    cv_log(quiet                         ? CV_LOG_DEBUG
+           : st == CV_ERR_DB_UNAVAILABLE ? CV_LOG_WARN
+                                         : CV_LOG_ERROR,
+           "db_error", CV_LS("statement", what), CV_LS("sqlstate", state != NULL ? state : "none"));
+    return st;
+}
+
+const char *cv_pg_last_sqlstate(const struct cv_pg_conn *c)
+{
+    return c->last_sqlstate;
+}
+
+/* The executor */
+
+static bool is_prepared(const struct cv_pg_conn *c, const struct cv_pg_stmt *s)
+{
+    for (size_t i = 0; i < c->n_prepared; i++)
+        if (c->prepared[i] == s)
+            return true;
+    return false;
+}
+
+static void mark_prepared(struct cv_pg_conn *c, const struct cv_pg_stmt *s)
+{
+    if (c->n_prepared == c->cap_prepared) {
+        size_t cap = c->cap_prepared == 0 ? 32 : c->cap_prepared * 2;
+        const struct cv_pg_stmt **p = cv_xcalloc(cap, sizeof(*p));
+        if (c->n_prepared > 0)
+            memcpy(p, c->prepared, c->n_prepared * sizeof(*p));
+        free(c->prepared);
+        c->prepared = p;
+        c->cap_prepared = cap;
+    }
+    c->prepared[c->n_prepared++] = s;
+}
+
+static cv_status prepare(struct cv_pg_conn *c, const struct cv_pg_stmt *s)
+{
+    if (is_prepared(c, s))
+        return CV_OK;
+    PGresult *pr = PQprepare(c->pg, s->name, s->sql, s->nparams, NULL);
+    cv_status st = CV_OK;
+    if (PQresultStatus(pr) != PGRES_COMMAND_OK)
+        st = cv_pg_error(c, pr, s->name, s->quiet);
+    else
+        mark_prepared(c, s);
+    PQclear(pr);
+    return st;
+}
+
+cv_status cv_pg_run(struct cv_pg_conn *c, const struct cv_pg_stmt *s, const struct cv_pg_params *p,
+                    PGresult **res)
+{
+    int n = p != NULL ? p->n : 0;
+    const char *const *values = p != NULL ? p->values : NULL;
+    const int *lengths = p != NULL ? p->lengths : NULL;
+    const int *formats = p != NULL ? p->formats : NULL;
+    int result_format = s->binary_results ? 1 : 0;
+    PGresult *r = NULL;
+    if (res != NULL)
+        *res = NULL;
+    if ((p != NULL && p->failed) || n != s->nparams || (s->mode == CV_PG_SCRIPT && n != 0)) {
+        /* our bug, not the database's: never send a half-built list */
+        cv_log(CV_LOG_ERROR, "db_params_invalid", CV_LS("statement", s->name), CV_LI("params", n),
+               CV_LI("expected", s->nparams));
+        return CV_ERR_INTERNAL;
+    }
+    switch (s->mode) {
+    case CV_PG_PREPARED:
+        CV_TRY(prepare(c, s));
+        r = PQexecPrepared(c->pg, s->name, n, values, lengths, formats, result_format);
+        break;
+    case CV_PG_ONE_OFF:
+        r = PQexecParams(c->pg, s->sql, n, NULL, values, lengths, formats, result_format);
+        break;
+    case CV_PG_SCRIPT:
+        /* Static text shipped with the binary, no parameters: a script of
+         * several statements can only go through the simple protocol. */
+        r = PQexec(c->pg, s->sql);
+        break;
+    }
+    ExecStatusType rs = PQresultStatus(r);
+    if (rs != PGRES_TUPLES_OK && rs != PGRES_COMMAND_OK) {
+        cv_status st = cv_pg_error(c, r, s->name, s->quiet);
+        PQclear(r);
+        return st;
+    }
+    c->last_sqlstate[0] = '\0';
+    if (res != NULL)
+        *res = r;
+    else
+        PQclear(r);
+    return CV_OK;
+}
+
+cv_status cv_pg_run_once(struct cv_pg_pool *pool, const struct cv_pg_stmt *s,
+                         const struct cv_pg_params *p, PGresult **res)
+{
+    struct cv_pg_conn *c = NULL;
+    CV_TRY(cv_pg_acquire(pool, &c));
+    cv_status st = cv_pg_run(c, s, p, res);
+    cv_pg_release(c);
+    return st;
+}
+
+cv_status cv_pg_command(struct cv_pg_conn *c, const char *sql)
+{
+    const struct cv_pg_stmt s = {sql, sql, 0, CV_PG_ONE_OFF, false, false};
+    return cv_pg_run(c, &s, NULL, NULL);
+}
+
+void cv_pg_rollback(struct cv_pg_conn *c)
+{
+    if (!cv_pg_in_transaction(c))
+        return;
+    /* quiet: the failure that made us roll back was logged already */
+    const struct cv_pg_stmt s = {"ROLLBACK", "ROLLBACK", 0, CV_PG_ONE_OFF, false, true};
+    if (cv_pg_run(c, &s, NULL, NULL) != CV_OK)
+        return; /* release() closes a connection still inside a transaction */
+}
+
+bool cv_pg_in_transaction(const struct cv_pg_conn *c)
+{
+    return c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK &&
+           PQtransactionStatus(c->pg) != PQTRANS_IDLE;
+}
+
+cv_status cv_pg_use_utf8(struct cv_pg_conn *c)
+{
+    if (PQclientEncoding(c->pg) == pg_char_to_encoding("UTF8"))
+        return CV_OK;
+    if (PQsetClientEncoding(c->pg, "UTF8") != 0)
+        return cv_pg_error(c, NULL, "client_encoding", false);
+    return CV_OK;
+}
+
+char *cv_pg_quote_ident(struct cv_pg_conn *c, const char *ident)
+{
+    return PQescapeIdentifier(c->pg, ident, strlen(ident));
+}
+
+void cv_pg_freemem(void *p)
+{
+    if (p != NULL)
+        PQfreemem(p);
+}
+
+/* Values */
+
+cv_status cv_pg_decode_bytea(const char *v, unsigned char **out, size_t *len)
+{
+    size_t n = strlen(v);
+    *out = NULL;
+    *len = 0;
+    if (n < 2 || v[0] != '\\' || v[1] != 'x' || (n - 2) % 2 != 0)
+        return CV_ERR_DB;
+    size_t bytes = (n - 2) / 2;
+    unsigned char *b = cv_xmalloc(bytes > 0 ? bytes : 1);
+    for (size_t i = 0; i < bytes; i++) {
+        int hi = cv_hex_value((unsigned char)v[2 + 2 * i]),
+            lo = cv_hex_value((unsigned char)v[3 + 2 * i]);
+        if (hi < 0 || lo < 0) {
+            free(b);
+            return CV_ERR_DB;
+        }
+        b[i] = (unsigned char)(hi << 4 | lo);
+    }
+    *out = b;
+    *len = bytes;
+    return CV_OK;
+}
+
+cv_status cv_pg_get_bytea(const PGresult *r, int row, int col, unsigned char **out, size_t *len)
+{
+    return cv_pg_decode_bytea(PQgetvalue(r, row, col), out, len);
+}
+
+cv_status cv_pg_get_fixed_bytea(const PGresult *r, int row, int col, unsigned char *out,
+                                size_t want)
+{
+    unsigned char *b = NULL;
+    size_t n = 0;
+    CV_TRY(cv_pg_get_bytea(r, row, col, &b, &n));
+    bool fits = n == want;
+    if (fits)
+        memcpy(out, b, want);
+    free(b);
+    return fits ? CV_OK : CV_ERR_DB;
+}
+
+void cv_pg_get_text(const PGresult *r, int row, int col, char *dst, size_t cap)
+{
+    snprintf(dst, cap, "%s", PQgetvalue(r, row, col));
+}
+
+int64_t cv_pg_get_int(const PGresult *r, int row, int col)
+{
+    return strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+bool cv_pg_get_bool(const PGresult *r, int row, int col)
+{
+    return strcmp(PQgetvalue(r, row, col), "t") == 0;
+}
+
+int64_t cv_pg_changed(PGresult *r)
+{
+    return strtoll(PQcmdTuples(r), NULL, 10);
+}
+
+cv_status cv_pg_array_literal(struct cv_buf *b, const char *const *values, size_t n)
+{
+    CV_TRY(cv_buf_append_char(b, '{'));
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            CV_TRY(cv_buf_append_char(b, ','));
+        if (values[i] == NULL) {
+            CV_TRY(cv_buf_append_str(b, "NULL"));
+            continue;
+        }
+        CV_TRY(cv_buf_append_char(b, '"'));
+        for (const char *p = values[i]; *p != '\0'; p++) {
+            if (*p == '"' || *p == '\\')
+                CV_TRY(cv_buf_append_char(b, '\\'));
+            CV_TRY(cv_buf_append_char(b, *p));
+        }
+        CV_TRY(cv_buf_append_char(b, '"'));
+    }
+    return cv_buf_append_char(b, '}');
+}

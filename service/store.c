@@ -1,0 +1,149 @@
+/* store.c: the front door of the store. Opens and closes it (the pool of
+ * pg.c), switches group commit on (store_batch.c), answers the health and
+ * startup questions (ping, durability settings, schema version), and routes
+ * token writes, token reads and audit appends either through the batcher or
+ * straight to the SQL files. Calls go one way: store.c -> store_batch.c ->
+ * store_tokens.c / store_audit.c -> pg.c; nothing below calls back up. No
+ * card data in the clear ever reaches the store. */
+#include "cardvault/store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cardvault/secbuf.h"
+#include "pg.h"
+#include "store_audit_sql.h"
+#include "store_batch.h"
+#include "store_handle.h"
+#include "store_tokens_sql.h"
+
+static const struct cv_pg_stmt ping = {"ping", "SELECT 1", 0, CV_PG_PREPARED, false, false};
+
+static const struct cv_pg_stmt durability = {
+    "check_durability",
+    "SELECT current_setting('fsync'), current_setting('synchronous_commit')",
+    0,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+/* Asked first so a fresh database is "version 0", not an error. */
+static const struct cv_pg_stmt has_migrations = {
+    "schema_version_table",
+    "SELECT to_regclass('schema_migrations') IS NOT NULL",
+    0,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+static const struct cv_pg_stmt schema_version = {
+    "schema_version",
+    "SELECT coalesce(max(version), 0) FROM schema_migrations",
+    0,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+cv_status cv_store_open(const char *conninfo, unsigned pool_size, struct cv_store **out, char *why,
+                        size_t why_len)
+{
+    struct cv_store *store = cv_xcalloc(1, sizeof(*store));
+    cv_status st = cv_pg_pool_open(conninfo, pool_size, &store->pool, why, why_len);
+    if (st != CV_OK) {
+        free(store);
+        return st;
+    }
+    *out = store;
+    return CV_OK;
+}
+
+cv_status cv_store_start_batching(struct cv_store *store, unsigned writers)
+{
+    store->writer = cv_batcher_start(store->pool, writers);
+    store->reader = cv_batcher_start(store->pool, writers);
+    return store->writer != NULL && store->reader != NULL ? CV_OK : CV_ERR_INTERNAL;
+}
+
+void cv_store_close(struct cv_store *store)
+{
+    if (store == NULL)
+        return;
+    cv_batcher_stop(store->writer); /* queued writes finish before connections close */
+    cv_batcher_stop(store->reader);
+    cv_pg_pool_close(store->pool);
+    free(store);
+}
+
+cv_status cv_store_ping(struct cv_store *store)
+{
+    return cv_pg_run_once(store->pool, &ping, NULL, NULL);
+}
+
+void cv_store_cancel_busy(struct cv_store *store)
+{
+    cv_pg_cancel_busy(store->pool);
+}
+
+void cv_store_pool_usage(struct cv_store *store, unsigned *in_use, unsigned *size)
+{
+    cv_pg_pool_usage(store->pool, in_use, size);
+}
+
+cv_status cv_store_check_durability(struct cv_store *store, bool *fsync_on, bool *sync_commit_on)
+{
+    PGresult *r = NULL;
+    CV_TRY(cv_pg_run_once(store->pool, &durability, NULL, &r));
+    cv_status st = PQntuples(r) == 1 ? CV_OK : CV_ERR_DB_UNAVAILABLE;
+    if (st == CV_OK) {
+        *fsync_on = strcmp(PQgetvalue(r, 0, 0), "on") == 0;
+        *sync_commit_on = strcmp(PQgetvalue(r, 0, 1), "off") != 0;
+    }
+    PQclear(r);
+    return st;
+}
+
+cv_status cv_store_schema_version(struct cv_store *store, int *version)
+{
+    struct cv_pg_conn *c = NULL;
+    PGresult *r = NULL;
+    *version = 0;
+    CV_TRY(cv_pg_acquire(store->pool, &c));
+    cv_status st = cv_pg_run(c, &has_migrations, NULL, &r);
+    if (st != CV_OK)
+        goto out;
+    bool exists = cv_pg_get_bool(r, 0, 0);
+    PQclear(r);
+    r = NULL;
+    if (!exists)
+        goto out;
+    if ((st = cv_pg_run(c, &schema_version, NULL, &r)) != CV_OK)
+        goto out;
+    *version = (int)cv_pg_get_int(r, 0, 0);
+out:
+    PQclear(r);
+    cv_pg_release(c);
+    return st;
+}
+
+cv_status cv_store_insert_token(struct cv_store *store, const struct cv_token_row *row,
+                                const unsigned char *idem_key_hash, const char *response_body)
+{
+    if (store->writer != NULL)
+        return cv_batcher_insert_token(store->writer, row, idem_key_hash, response_body);
+    return cv_tokens_insert(store->pool, row, idem_key_hash, response_body);
+}
+
+cv_status cv_store_get_token(struct cv_store *store, const char *merchant_id, const char *token,
+                             struct cv_token_row *out)
+{
+    if (store->reader != NULL)
+        return cv_batcher_get_token(store->reader, merchant_id, token, out);
+    return cv_tokens_get(store->pool, merchant_id, token, out);
+}
+
+cv_status cv_store_audit_append(struct cv_store *store, const struct cv_audit_event *ev)
+{
+    if (store->writer != NULL)
+        return cv_batcher_audit_append(store->writer, ev);
+    return cv_audit_store_append(store->pool, ev);
+}

@@ -1,0 +1,115 @@
+/* store_merchants.c: the SQL of merchants and their API keys: create a
+ * merchant, add and revoke a key, and scan keys changed since a moment (the
+ * authenticator's cache refresh). Keys are stored as hashes only; nothing
+ * here ever sees an API key in the clear. It calls only pg.c. */
+#include "cardvault/store_merchants.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg.h"
+#include "store_handle.h"
+
+static const struct cv_pg_stmt insert_merchant = {
+    "insert_merchant",
+    "INSERT INTO merchants (merchant_id, name) VALUES ($1, $2)",
+    2,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+static const struct cv_pg_stmt insert_api_key = {
+    "insert_api_key",
+    "INSERT INTO api_keys (merchant_id, key_prefix, key_hash, scopes) "
+    "VALUES ($1, $2, $3, string_to_array($4, ','))",
+    4,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+static const struct cv_pg_stmt revoke_api_key = {
+    "revoke_api_key",
+    "UPDATE api_keys SET revoked_at = now(), changed_at = clock_timestamp() "
+    "WHERE key_prefix = $1 AND revoked_at IS NULL RETURNING merchant_id",
+    1,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+static const struct cv_pg_stmt scan_api_keys = {
+    "scan_api_keys",
+    "SELECT merchant_id, key_prefix, key_hash, array_to_string(scopes, ','), "
+    "revoked_at IS NOT NULL, "
+    "(extract(epoch FROM changed_at) * 1000000)::bigint "
+    "FROM api_keys WHERE changed_at >= to_timestamp($1::float8 / 1000000)",
+    1,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+cv_status cv_store_insert_merchant(struct cv_store *store, const char *merchant_id,
+                                   const char *name)
+{
+    struct cv_pg_params p;
+    cv_pg_params_init(&p);
+    cv_pg_param_text(&p, merchant_id);
+    cv_pg_param_text(&p, name);
+    return cv_pg_run_once(store->pool, &insert_merchant, &p, NULL);
+}
+
+cv_status cv_store_insert_api_key(struct cv_store *store, const char *merchant_id,
+                                  const char *prefix, const unsigned char hash[32],
+                                  const char *scopes)
+{
+    struct cv_pg_params p;
+    cv_pg_params_init(&p);
+    cv_pg_param_text(&p, merchant_id);
+    cv_pg_param_text(&p, prefix);
+    cv_pg_param_bytes(&p, hash, 32);
+    cv_pg_param_text(&p, scopes);
+    cv_status st = cv_pg_run_once(store->pool, &insert_api_key, &p, NULL);
+    /* a foreign-key violation: the merchant does not exist */
+    return st == CV_ERR_DB ? CV_ERR_NOT_FOUND : st;
+}
+
+cv_status cv_store_revoke_api_key(struct cv_store *store, const char *prefix,
+                                  char merchant_id[CV_MERCHANT_ID_LEN + 1])
+{
+    struct cv_pg_params p;
+    PGresult *r = NULL;
+    cv_pg_params_init(&p);
+    cv_pg_param_text(&p, prefix);
+    CV_TRY(cv_pg_run_once(store->pool, &revoke_api_key, &p, &r));
+    cv_status st = PQntuples(r) == 1 ? CV_OK : CV_ERR_NOT_FOUND;
+    if (st == CV_OK)
+        cv_pg_get_text(r, 0, 0, merchant_id, CV_MERCHANT_ID_LEN + 1);
+    PQclear(r);
+    return st;
+}
+
+cv_status cv_store_scan_api_keys(struct cv_store *store, int64_t since_us, int64_t *max_changed_us,
+                                 void (*fn)(void *ctx, const char *merchant_id, const char *prefix,
+                                            const unsigned char hash[32], const char *scopes,
+                                            bool revoked),
+                                 void *ctx)
+{
+    struct cv_pg_params p;
+    PGresult *r = NULL;
+    cv_pg_params_init(&p);
+    cv_pg_param_int(&p, since_us);
+    CV_TRY(cv_pg_run_once(store->pool, &scan_api_keys, &p, &r));
+    cv_status st = CV_OK;
+    for (int i = 0; i < PQntuples(r); i++) {
+        unsigned char hash[32];
+        if ((st = cv_pg_get_fixed_bytea(r, i, 2, hash, sizeof(hash))) != CV_OK)
+            break;
+        fn(ctx, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), hash, PQgetvalue(r, i, 3),
+           cv_pg_get_bool(r, i, 4));
+        int64_t changed = cv_pg_get_int(r, i, 5);
+        if (changed > *max_changed_us)
+            *max_changed_us = changed;
+    }
+    PQclear(r);
+    return st;
+}

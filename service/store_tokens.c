@@ -1,0 +1,459 @@
+/* store_tokens.c: the SQL of token rows and of the idempotency records that
+ * travel with them: insert (alone, or with its idempotency answer in the
+ * same statement), get (alone or many in one query), delete (with its audit
+ * event in the same statement), find by fingerprint, and the idempotency
+ * claim/complete/release/purge. Card data never reaches here in the clear:
+ * only ciphertext, BIN, last 4, brand and a keyed fingerprint. It calls only
+ * pg.c; it never calls back into store.c or the batcher. */
+#include "cardvault/store_tokens.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cardvault/log.h"
+#include "cardvault/secbuf.h"
+#include "store_handle.h"
+#include "store_tokens_sql.h"
+
+#define RFC3339_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+#define TOKEN_COLS                                                                                 \
+    "t.merchant_id, t.token, t.format_version, t.dek_id, t.nonce, t.ciphertext, t.brand, t.bin, "  \
+    "t.last4, t.fingerprint, " RFC3339_UTC("t.created_at") ", d.state = 'destroyed'"
+
+/* Columns of one inserted row. */
+#define INSERT_COLS 11
+/* The idempotency claim retries this many times when the record it lost to
+ * was released before it could be read (the holder's request failed). */
+#define CLAIM_ATTEMPTS 8
+
+static const struct cv_pg_stmt insert_token = {
+    "insert_token",
+    "INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, "
+    "ciphertext, brand, bin, last4, fingerprint, created_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    11,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+/* A data-modifying CTE runs exactly once whether or not it is referenced:
+ * the token row and its idempotency answer commit in one statement. */
+static const struct cv_pg_stmt insert_token_idem = {
+    "insert_token_idem",
+    "WITH t AS (INSERT INTO tokens (merchant_id, token, format_version, "
+    "dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, "
+    "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+    "RETURNING merchant_id) "
+    "UPDATE idempotency_keys i SET state = 'done', status_code = 201, "
+    "response_body = $13 FROM t WHERE i.merchant_id = t.merchant_id "
+    "AND i.key_hash = $12 AND i.state = 'in_progress'",
+    13,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+/* The idempotency answer of one row of a batch insert (same transaction). */
+static const struct cv_pg_stmt idem_complete_created = {
+    "idem_complete_created",
+    "UPDATE idempotency_keys SET state = 'done', status_code = 201, "
+    "response_body = $3 WHERE merchant_id = $1 AND key_hash = $2 "
+    "AND state = 'in_progress'",
+    3,
+    CV_PG_PREPARED,
+    false,
+    true};
+
+static const struct cv_pg_stmt get_token = {"get_token",
+                                            "SELECT " TOKEN_COLS
+                                            " FROM tokens t JOIN data_keys d USING (dek_id) "
+                                            "WHERE t.merchant_id = $1 AND t.token = $2",
+                                            2,
+                                            CV_PG_PREPARED,
+                                            false,
+                                            false};
+
+/* Concurrent reads share one round trip: each row is still found by its
+ * full (merchant_id, token) key, so a batch never mixes merchants' data. */
+static const struct cv_pg_stmt get_tokens_batch = {
+    "get_tokens_batch",
+    "SELECT " TOKEN_COLS " FROM tokens t JOIN data_keys d USING (dek_id) "
+    "JOIN unnest($1::text[], $2::text[]) AS k(merchant_id, token) "
+    "ON t.merchant_id = k.merchant_id AND t.token = k.token",
+    2,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+/* The delete and its audit event share one statement (and so one
+ * transaction): a deletion is never unaudited. This is the one audit write
+ * outside store_audit.c. */
+static const struct cv_pg_stmt delete_token = {
+    "delete_token",
+    "WITH d AS (DELETE FROM tokens WHERE merchant_id = $1 AND token = $2 "
+    "RETURNING 1), n AS (SELECT count(*) AS c FROM d) "
+    "SELECT n.c, audit_append($3, $1, $2, $4, $5, "
+    "CASE WHEN n.c > 0 THEN 'success' ELSE 'not_found' END, NULL) FROM n",
+    5,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+static const struct cv_pg_stmt find_by_fp = {"find_by_fingerprint",
+                                             "SELECT " TOKEN_COLS
+                                             " FROM tokens t JOIN data_keys d USING (dek_id) "
+                                             "WHERE t.merchant_id = $1 AND t.fingerprint = $2 "
+                                             "ORDER BY t.created_at DESC LIMIT $3",
+                                             3,
+                                             CV_PG_PREPARED,
+                                             false,
+                                             false};
+
+static const struct cv_pg_stmt idem_claim = {
+    "idem_claim",
+    "INSERT INTO idempotency_keys (merchant_id, key_hash, request_hash, state, "
+    "expires_at) VALUES ($1, $2, $3, 'in_progress', "
+    "now() + make_interval(secs => $4)) "
+    "ON CONFLICT (merchant_id, key_hash) DO UPDATE SET "
+    "request_hash = EXCLUDED.request_hash, state = 'in_progress', "
+    "status_code = NULL, response_body = NULL, created_at = now(), "
+    "expires_at = EXCLUDED.expires_at "
+    "WHERE idempotency_keys.expires_at < now() OR "
+    "(idempotency_keys.state = 'in_progress' AND "
+    "idempotency_keys.created_at < now() - make_interval(secs => $5)) "
+    "RETURNING 1",
+    5,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+static const struct cv_pg_stmt idem_get = {
+    "idem_get",
+    "SELECT state = 'done', request_hash, status_code, response_body "
+    "FROM idempotency_keys WHERE merchant_id = $1 AND key_hash = $2",
+    2,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+static const struct cv_pg_stmt idem_complete = {
+    "idem_complete",
+    "UPDATE idempotency_keys SET state = 'done', status_code = $3, "
+    "response_body = $4 WHERE merchant_id = $1 AND key_hash = $2 "
+    "AND state = 'in_progress'",
+    4,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+static const struct cv_pg_stmt idem_release = {
+    "idem_release",
+    "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key_hash = $2 "
+    "AND state = 'in_progress'",
+    2,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+static const struct cv_pg_stmt idem_purge = {
+    "idem_purge", "DELETE FROM idempotency_keys WHERE expires_at < now()", 0, CV_PG_PREPARED, false,
+    false};
+
+static void add_row_params(struct cv_pg_params *p, const struct cv_token_row *row)
+{
+    cv_pg_param_text(p, row->merchant_id);
+    cv_pg_param_text(p, row->token);
+    cv_pg_param_int(p, row->format_version);
+    cv_pg_param_int(p, row->dek_id);
+    cv_pg_param_bytes(p, row->nonce, sizeof(row->nonce));
+    cv_pg_param_bytes(p, row->ciphertext, row->ciphertext_len);
+    cv_pg_param_text(p, row->brand);
+    cv_pg_param_text(p, row->bin);
+    cv_pg_param_text(p, row->last4);
+    cv_pg_param_text(p, row->fingerprint);
+    cv_pg_param_text(p, row->created_at);
+}
+
+static cv_status token_from_result(const PGresult *r, int i, struct cv_token_row *out)
+{
+    memset(out, 0, sizeof(*out));
+    cv_pg_get_text(r, i, 0, out->merchant_id, sizeof(out->merchant_id));
+    cv_pg_get_text(r, i, 1, out->token, sizeof(out->token));
+    out->format_version = (int)cv_pg_get_int(r, i, 2);
+    out->dek_id = cv_pg_get_int(r, i, 3);
+    /* a wrong-length nonce is reported as an integrity failure by the opener */
+    if (cv_pg_get_fixed_bytea(r, i, 4, out->nonce, sizeof(out->nonce)) != CV_OK)
+        memset(out->nonce, 0, sizeof(out->nonce));
+    CV_TRY(cv_pg_get_bytea(r, i, 5, &out->ciphertext, &out->ciphertext_len));
+    cv_pg_get_text(r, i, 6, out->brand, sizeof(out->brand));
+    cv_pg_get_text(r, i, 7, out->bin, sizeof(out->bin));
+    cv_pg_get_text(r, i, 8, out->last4, sizeof(out->last4));
+    cv_pg_get_text(r, i, 9, out->fingerprint, sizeof(out->fingerprint));
+    cv_pg_get_text(r, i, 10, out->created_at, sizeof(out->created_at));
+    out->dek_destroyed = cv_pg_get_bool(r, i, 11);
+    return CV_OK;
+}
+
+cv_status cv_tokens_insert(struct cv_pg_pool *pool, const struct cv_token_row *row,
+                           const unsigned char *idem_key_hash, const char *response_body)
+{
+    struct cv_pg_params p;
+    cv_pg_params_init(&p);
+    add_row_params(&p, row);
+    if (idem_key_hash != NULL) {
+        cv_pg_param_bytes(&p, idem_key_hash, 32);
+        cv_pg_param_text(&p, response_body);
+    }
+    /* Autocommit: the statement's own transaction commits (synchronous_commit
+     * on, checked at startup) before the executor returns, so the caller's
+     * 201 always follows a durable commit. */
+    return cv_pg_run_once(pool, idem_key_hash != NULL ? &insert_token_idem : &insert_token, &p,
+                          NULL);
+}
+
+/* "INSERT ... VALUES ($1,...,$11),($12,...)" for n rows. */
+static cv_status multi_insert_sql(struct cv_buf *sql, size_t n)
+{
+    CV_TRY(cv_buf_append_str(sql, "INSERT INTO tokens (merchant_id, token, format_version, dek_id, "
+                                  "nonce, ciphertext, brand, bin, last4, fingerprint, created_at) "
+                                  "VALUES "));
+    for (size_t i = 0; i < n; i++) {
+        CV_TRY(cv_buf_append_str(sql, i > 0 ? ",(" : "("));
+        for (size_t k = 0; k < INSERT_COLS; k++)
+            CV_TRY(cv_buf_appendf(sql, "%s$%zu", k > 0 ? "," : "", i * INSERT_COLS + k + 1));
+        CV_TRY(cv_buf_append_char(sql, ')'));
+    }
+    return CV_OK;
+}
+
+cv_status cv_tokens_insert_in(struct cv_pg_conn *c, const struct cv_token_row *const *rows,
+                              const unsigned char *const *idem_key_hashes,
+                              const char *const *response_bodies, size_t n)
+{
+    struct cv_buf sql;
+    struct cv_pg_params p;
+    cv_status st = CV_OK;
+    if (n == 0)
+        return CV_OK;
+    if (n > CV_STORE_BATCH_MAX)
+        return CV_ERR_INTERNAL;
+    cv_buf_init(&sql, 64 * 1024);
+    cv_pg_params_init_cap(&p, (int)(n * INSERT_COLS));
+    if ((st = multi_insert_sql(&sql, n)) != CV_OK)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        add_row_params(&p, rows[i]);
+    const struct cv_pg_stmt insert_many = {"insert_tokens_batch", sql.data, p.n,
+                                           CV_PG_ONE_OFF,         false,    true};
+    if ((st = cv_pg_run(c, &insert_many, &p, NULL)) != CV_OK)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        if (idem_key_hashes[i] == NULL)
+            continue;
+        struct cv_pg_params q;
+        cv_pg_params_init(&q);
+        cv_pg_param_text(&q, rows[i]->merchant_id);
+        cv_pg_param_bytes(&q, idem_key_hashes[i], 32);
+        cv_pg_param_text(&q, response_bodies[i]);
+        if ((st = cv_pg_run(c, &idem_complete_created, &q, NULL)) != CV_OK)
+            goto out;
+    }
+out:
+    cv_pg_params_cleanup(&p);
+    cv_buf_cleanup(&sql);
+    return st;
+}
+
+cv_status cv_tokens_get(struct cv_pg_pool *pool, const char *merchant_id, const char *token,
+                        struct cv_token_row *out)
+{
+    struct cv_pg_params p;
+    PGresult *r = NULL;
+    cv_pg_params_init(&p);
+    cv_pg_param_text(&p, merchant_id);
+    cv_pg_param_text(&p, token);
+    CV_TRY(cv_pg_run_once(pool, &get_token, &p, &r));
+    cv_status st = PQntuples(r) == 1 ? token_from_result(r, 0, out) : CV_ERR_NOT_FOUND;
+    PQclear(r);
+    return st;
+}
+
+cv_status cv_tokens_get_many(struct cv_pg_pool *pool, const char *const *merchant_ids,
+                             const char *const *tokens, struct cv_token_row **outs,
+                             cv_status *results, size_t n)
+{
+    struct cv_buf ms, ts;
+    struct cv_pg_params p;
+    PGresult *r = NULL;
+    cv_buf_init(&ms, 1024 * 1024);
+    cv_buf_init(&ts, 1024 * 1024);
+    cv_status st = cv_pg_array_literal(&ms, merchant_ids, n);
+    if (st != CV_OK)
+        goto out;
+    if ((st = cv_pg_array_literal(&ts, tokens, n)) != CV_OK)
+        goto out;
+    cv_pg_params_init(&p);
+    cv_pg_param_text(&p, ms.data);
+    cv_pg_param_text(&p, ts.data);
+    if ((st = cv_pg_run_once(pool, &get_tokens_batch, &p, &r)) != CV_OK)
+        goto out;
+    for (size_t j = 0; j < n; j++)
+        results[j] = CV_ERR_NOT_FOUND;
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *m = PQgetvalue(r, i, 0), *t = PQgetvalue(r, i, 1);
+        for (size_t j = 0; j < n; j++) {
+            /* every request for this exact (merchant, token) gets its own copy */
+            if (results[j] == CV_ERR_NOT_FOUND && strcmp(merchant_ids[j], m) == 0 &&
+                strcmp(tokens[j], t) == 0)
+                results[j] = token_from_result(r, i, outs[j]);
+        }
+    }
+out:
+    PQclear(r);
+    cv_buf_cleanup(&ms);
+    cv_buf_cleanup(&ts);
+    return st;
+}
+
+cv_status cv_store_delete_token(struct cv_store *store, const char *merchant_id, const char *token,
+                                const struct cv_audit_event *ev)
+{
+    struct cv_pg_params p;
+    PGresult *r = NULL;
+    cv_pg_params_init(&p);
+    cv_pg_param_text(&p, merchant_id);
+    cv_pg_param_text(&p, token);
+    cv_pg_param_text(&p, ev->actor);
+    cv_pg_param_text(&p, ev->request_id);
+    cv_pg_param_text(&p, ev->action);
+    CV_TRY(cv_pg_run_once(store->pool, &delete_token, &p, &r));
+    cv_status found = cv_pg_get_int(r, 0, 0) > 0 ? CV_OK : CV_ERR_NOT_FOUND;
+    PQclear(r);
+    return found;
+}
+
+cv_status cv_store_find_by_fingerprint(struct cv_store *store, const char *merchant_id,
+                                       const char *fingerprint, struct cv_token_row *rows,
+                                       size_t max, size_t *count)
+{
+    struct cv_pg_params p;
+    PGresult *r = NULL;
+    *count = 0;
+    cv_pg_params_init(&p);
+    cv_pg_param_text(&p, merchant_id);
+    cv_pg_param_text(&p, fingerprint);
+    cv_pg_param_int(&p, (int64_t)max);
+    CV_TRY(cv_pg_run_once(store->pool, &find_by_fp, &p, &r));
+    cv_status st = CV_OK;
+    for (int i = 0; i < PQntuples(r) && (size_t)i < max; i++) {
+        if ((st = token_from_result(r, i, &rows[i])) != CV_OK)
+            break;
+        (*count)++;
+    }
+    PQclear(r);
+    return st;
+}
+
+void cv_token_row_cleanup(struct cv_token_row *row)
+{
+    free(row->ciphertext);
+    memset(row, 0, sizeof(*row));
+}
+
+/* Reads the record that holds (merchant, key); *found is false when it is
+ * gone (released between our claim and this read). */
+static cv_status idem_read(struct cv_pg_pool *pool, const char *merchant_id,
+                           const unsigned char key_hash[32], bool *found,
+                           struct cv_idem_record *existing)
+{
+    struct cv_pg_params p;
+    PGresult *r = NULL;
+    cv_pg_params_init(&p);
+    cv_pg_param_text(&p, merchant_id);
+    cv_pg_param_bytes(&p, key_hash, 32);
+    CV_TRY(cv_pg_run_once(pool, &idem_get, &p, &r));
+    cv_status st = CV_OK;
+    *found = PQntuples(r) == 1;
+    if (*found) {
+        existing->done = cv_pg_get_bool(r, 0, 0);
+        st = cv_pg_get_fixed_bytea(r, 0, 1, existing->request_hash, 32);
+        if (st == CV_OK && existing->done) {
+            existing->status_code = (int)cv_pg_get_int(r, 0, 2);
+            existing->response_body = cv_xstrdup(PQgetvalue(r, 0, 3));
+        }
+    }
+    PQclear(r);
+    return st;
+}
+
+cv_status cv_store_idem_claim(struct cv_store *store, const char *merchant_id,
+                              const unsigned char key_hash[32],
+                              const unsigned char request_hash[32], int64_t ttl_s, int64_t stale_s,
+                              bool *claimed, struct cv_idem_record *existing)
+{
+    memset(existing, 0, sizeof(*existing));
+    *claimed = false;
+    /* Claim, else read who holds the key. A holder whose request failed
+     * releases its claim, possibly between our two statements: then the key
+     * is free again and we claim once more, a bounded number of times. */
+    for (int attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
+        struct cv_pg_params p;
+        PGresult *r = NULL;
+        bool found = false;
+        cv_pg_params_init(&p);
+        cv_pg_param_text(&p, merchant_id);
+        cv_pg_param_bytes(&p, key_hash, 32);
+        cv_pg_param_bytes(&p, request_hash, 32);
+        cv_pg_param_int(&p, ttl_s);
+        cv_pg_param_int(&p, stale_s);
+        CV_TRY(cv_pg_run_once(store->pool, &idem_claim, &p, &r));
+        *claimed = PQntuples(r) == 1;
+        PQclear(r);
+        if (*claimed)
+            return CV_OK;
+        CV_TRY(idem_read(store->pool, merchant_id, key_hash, &found, existing));
+        if (found)
+            return CV_OK;
+    }
+    /* Claimed and released over and over by others: the key is busy. */
+    return CV_ERR_IDEMPOTENCY_IN_USE;
+}
+
+cv_status cv_store_idem_complete(struct cv_store *store, const char *merchant_id,
+                                 const unsigned char key_hash[32], int status_code,
+                                 const char *response_body)
+{
+    struct cv_pg_params p;
+    cv_pg_params_init(&p);
+    cv_pg_param_text(&p, merchant_id);
+    cv_pg_param_bytes(&p, key_hash, 32);
+    cv_pg_param_int(&p, status_code);
+    cv_pg_param_text(&p, response_body);
+    return cv_pg_run_once(store->pool, &idem_complete, &p, NULL);
+}
+
+cv_status cv_store_idem_release(struct cv_store *store, const char *merchant_id,
+                                const unsigned char key_hash[32])
+{
+    struct cv_pg_params p;
+    cv_pg_params_init(&p);
+    cv_pg_param_text(&p, merchant_id);
+    cv_pg_param_bytes(&p, key_hash, 32);
+    return cv_pg_run_once(store->pool, &idem_release, &p, NULL);
+}
+
+cv_status cv_store_idem_purge(struct cv_store *store, int64_t *deleted)
+{
+    PGresult *r = NULL;
+    CV_TRY(cv_pg_run_once(store->pool, &idem_purge, NULL, &r));
+    *deleted = cv_pg_changed(r);
+    PQclear(r);
+    return CV_OK;
+}
+
+void cv_idem_record_cleanup(struct cv_idem_record *rec)
+{
+    free(rec->response_body);
+    memset(rec, 0, sizeof(*rec));
+}

@@ -1,0 +1,40 @@
+#ifndef CV_STORE_TOKENS_SQL_H
+#define CV_STORE_TOKENS_SQL_H
+
+/* Private to the store: the token-row SQL below the front door (store.c) and
+ * the batcher (store_batch.c). Each takes the pool or a connection, never
+ * the store handle, so nothing here can call back up. */
+
+#include <stddef.h>
+
+#include "cardvault/status.h"
+#include "cardvault/store_rows.h"
+#include "pg.h"
+
+/* Most jobs one group commit (or one shared read) carries. */
+#define CV_STORE_BATCH_MAX 128
+
+/* One token row (and, with idem_key_hash, its idempotency answer) in one
+ * autocommit statement. CV_ERR_DUPLICATE on a token collision. */
+CV_MUST_USE cv_status cv_tokens_insert(struct cv_pg_pool *pool, const struct cv_token_row *row,
+                                       const unsigned char *idem_key_hash,
+                                       const char *response_body);
+/* Several rows inside the caller's open transaction on c: one multi-row
+ * INSERT, then the idempotency answers of those that carry a key hash.
+ * idem_key_hashes[i] and response_bodies[i] may be NULL. Failures are
+ * expected (a collision fails the batch, which is retried row by row) and
+ * logged at debug level only. */
+CV_MUST_USE cv_status cv_tokens_insert_in(struct cv_pg_conn *c,
+                                          const struct cv_token_row *const *rows,
+                                          const unsigned char *const *idem_key_hashes,
+                                          const char *const *response_bodies, size_t n);
+/* CV_ERR_NOT_FOUND unless (merchant_id, token) exists. */
+CV_MUST_USE cv_status cv_tokens_get(struct cv_pg_pool *pool, const char *merchant_id,
+                                    const char *token, struct cv_token_row *out);
+/* n reads in one query, each by its full (merchant_id, token) key:
+ * results[j] is CV_OK (outs[j] filled) or CV_ERR_NOT_FOUND. */
+CV_MUST_USE cv_status cv_tokens_get_many(struct cv_pg_pool *pool, const char *const *merchant_ids,
+                                         const char *const *tokens, struct cv_token_row **outs,
+                                         cv_status *results, size_t n);
+
+#endif
