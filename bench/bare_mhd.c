@@ -2,10 +2,10 @@
  * with the same flags and options as service/http_server.c
  * (MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC, and either a thread per
  * connection with poll() or an epoll thread pool, the same connection limits,
- * timeout and strictness) that does no work per request: it reads and discards the request body and answers every
- * request with a fixed JSON body of the size of a tokenize response, with the
- * same response headers the service sends. Whatever the service does on top
- * of this is the cost of cardvault itself.
+ * timeout and strictness) that does no work per request: it reads and discards the request body and
+ * answers every request with a fixed JSON body of the size of a tokenize response, with the same
+ * response headers the service sends. Whatever the service does on top of this is the cost of
+ * cardvault itself.
  *
  * Keep the flags and options below in step with cv_http_server_start().
  *
@@ -48,9 +48,8 @@ static void on_signal(int sig)
 static char g_ctx_marker;
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)cls;
     (void)url;
@@ -112,8 +111,7 @@ int main(int argc, char **argv)
     size_t body_bytes = argc > 3 ? (size_t)atol(argv[3]) : 192;
     if (argc > 4)
         g_status = (unsigned)atoi(argv[4]);
-    if (port < 1 || port > 65535 || threads > 256 || g_status < 100 ||
-        g_status > 599) {
+    if (port < 1 || port > 65535 || threads > 256 || g_status < 100 || g_status > 599) {
         fprintf(stderr, "bare_mhd: bad arguments\n");
         return 2;
     }

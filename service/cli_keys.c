@@ -39,7 +39,6 @@ const char cv_cli_keys_usage[] =
     "  500 rows per transaction); resumable; prints progress as JSON lines.\n"
     "destroy-dek: crypto-shreds a retired DEK: its rows answer 410 token_destroyed.\n";
 
-
 /* Prints one JSON document on its own line (jq reads it); the command's
  * exit status does not depend on stdout, as before. */
 static void print_json(json_t *doc)

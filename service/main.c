@@ -128,6 +128,8 @@ static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *
     opterr = 0;
     optind = 1;
     int c, index = -1;
+    /* Options are parsed once, on the main thread, before any other starts. */
+    /* NOLINTNEXTLINE(concurrency-mt-unsafe) */
     while ((c = getopt_long(argc, argv, "h", opts, &index)) != -1) {
         if (c >= OPT_DIR && (allowed & ALLOW(c)) == 0) {
             char msg[96];

@@ -406,7 +406,7 @@ cv_status cv_store_audit_scan_table(struct cv_store *store, const struct cv_audi
         goto out;
     if ((st = cv_pg_command(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")) != CV_OK)
         goto out;
-    if ((st = declare_sql(c, cols, n, &decl)) != CV_OK) {
+    if (declare_sql(c, cols, n, &decl) != CV_OK) {
         st = cv_pg_error(c, NULL, "audit_scan_quote", false);
         goto out;
     }

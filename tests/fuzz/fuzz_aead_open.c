@@ -262,10 +262,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     struct cv_aad aad = {CV_SEAL_FORMAT_V1, ROW_TOKEN, ROW_MERCHANT, ROW_DEK_ID};
     struct cv_card_plain card;
     memset(&card, 0, sizeof(card));
-    strcpy(card.pan, "4242424242424242");
+    snprintf(card.pan, sizeof(card.pan), "%s", "4242424242424242");
     card.exp_month = 12;
     card.exp_year = 2030;
-    strcpy(card.name, "HANAKO YAMADA");
+    snprintf(card.name, sizeof(card.name), "%s", "HANAKO YAMADA");
     card.has_name = 1;
     if (cv_envelope_seal(dek, &aad, &card, row.nonce, &row.ct, &row.ct_len) != CV_OK)
         fail("seal at start-up");

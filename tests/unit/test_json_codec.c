@@ -314,12 +314,12 @@ static void deeply_nested_values_are_refused_without_crashing(void)
     /* Recursion depth is jansson's to bound; the answer must be an error. */
     size_t depth = 100000;
     char *body = malloc(2 * depth + 64);
-    size_t n = (size_t)sprintf(body, "{\"pan\":");
+    size_t n = (size_t)snprintf(body, 2 * depth + 64, "{\"pan\":");
     memset(body + n, '[', depth);
     n += depth;
     memset(body + n, ']', depth);
     n += depth;
-    n += (size_t)sprintf(body + n, "}");
+    n += (size_t)snprintf(body + n, 2 * depth + 64 - n, "}");
     struct cv_tokenize_req req;
     const char *param = NULL;
     CHECK(decode(body, n, &req, &param) != CV_OK);

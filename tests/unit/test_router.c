@@ -224,7 +224,7 @@ static void long_token_segment_is_truncated_safely(void)
      * cap-1 bytes and a NUL; the canary after it is untouched. */
     size_t seg_len = 1u << 20;
     char *path = malloc(seg_len + 64);
-    size_t n = (size_t)sprintf(path, "/v1/tokens/");
+    size_t n = (size_t)snprintf(path, seg_len + 64, "/v1/tokens/");
     memset(path + n, 'A', seg_len);
     n += seg_len;
     path[n] = '\0';
@@ -243,7 +243,7 @@ static void long_token_segment_is_truncated_safely(void)
         CHECK_EQ_INT(buf.canary[i], 'C');
 
     /* The same with the detokenize suffix. */
-    strcpy(path + n, "/detokenize");
+    snprintf(path + n, seg_len + 64 - n, "/detokenize");
     memset(&buf, 'C', sizeof(buf));
     CHECK_EQ_INT(match("POST", path, &route, buf.seg, sizeof(buf.seg), &allow), CV_OK);
     CHECK(route != NULL && route->id == CV_ROUTE_DETOKENIZE);
