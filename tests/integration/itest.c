@@ -1353,10 +1353,10 @@ static void revoked_key_is_rejected_within_six_seconds(void)
     EXPECT_STATUS(&r, 200); /* the key works before revocation */
     http_response_free(&r);
 
-    char bin[1024], prefix[128], w_key[] = "key", w_revoke[] = "revoke";
+    char bin[1024], arg_prefix[128], w_key[] = "key", w_revoke[] = "revoke";
     snprintf(bin, sizeof bin, "%s", cfg.bin);
-    snprintf(prefix, sizeof prefix, "%s", cfg.revoke_prefix);
-    char *const argv[] = {bin, w_key, w_revoke, prefix, NULL};
+    snprintf(arg_prefix, sizeof arg_prefix, "%s", cfg.revoke_prefix);
+    char *const argv[] = {bin, w_key, w_revoke, arg_prefix, NULL};
     char out[4096];
     int rc = run_capture(argv, out, sizeof out);
     if (rc != 0)
