@@ -31,33 +31,16 @@ for v in PGHOST PGPORT PGUSER; do
         exit 2
     fi
 done
-for tool in jq psql pg_dump createdb openssl curl timeout; do
-    command -v "$tool" >/dev/null || { echo "run.sh: $tool is required" >&2; exit 2; }
-done
-
-passed=0
-failed=0
-ok() { echo "ok - $*"; passed=$((passed + 1)); }
-not_ok() { echo "not ok - $*"; failed=$((failed + 1)); }
-indent() { sed 's/^/    | /'; }
+SUITE=integration
+SC_CLUSTER=external # pg_virtualenv brings the cluster
+# shellcheck source=tests/lib/scenario.sh
+. "$ROOT/tests/lib/scenario.sh"
+require_tools jq psql pg_dump createdb openssl curl timeout
 
 TMP=$(mktemp -d -t cardvault-itest.XXXXXX)
 LOG="$TMP/service.log"
 SERVICE_PID=""
 PRISM_PID=""
-
-STOP_RC=0
-stop_pid() { # pid: SIGTERM, wait up to 10 s, then SIGKILL; exit status in STOP_RC
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null
-    for i in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    STOP_RC=$?
-}
 
 cleanup() {
     [ -n "$PRISM_PID" ] && stop_pid "$PRISM_PID"
@@ -71,21 +54,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { # a port nothing listens on, from 18080 + random
-    local p
-    for _ in $(seq 1 50); do
-        p=$((18080 + RANDOM % 2000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return
-        fi
-    done
-    echo 18080
-}
-
 DB=cardvault_test
 DB_EMPTY=cardvault_unmigrated
-q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
 
 dropdb --if-exists "$DB" 2>/dev/null
 dropdb --if-exists "$DB_EMPTY" 2>/dev/null
@@ -663,6 +633,4 @@ if [ "$failed" -ne 0 ] && [ -s "$LOG" ]; then
     echo "# last lines of the service log:"
     tail -15 "$LOG" | indent
 fi
-echo "integration: $passed passed, $failed failed"
-mkdir -p "$ROOT/build" && echo "$passed $failed" >> "$ROOT/build/test-results"
-[ "$failed" -eq 0 ]
+finish

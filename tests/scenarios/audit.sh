@@ -36,8 +36,9 @@ fi
 CARDVAULT_BIN=$(realpath "$1")
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT" || exit 2
-# shellcheck source=tests/scenarios/lib.sh
-. "$ROOT/tests/scenarios/lib.sh"
+SC_CLUSTER=external # pg_virtualenv brings the cluster
+# shellcheck source=tests/lib/scenario.sh
+. "$ROOT/tests/lib/scenario.sh"
 
 # Under tests/lib/with-postgres.sh (pg_virtualenv) PGHOST/PGPORT/PGUSER are
 # set; called directly (make scenarios), bring a private cluster of our own
@@ -66,7 +67,6 @@ trap 'exit 130' INT TERM
 DB=cardvault_audit
 dropdb --if-exists "$DB" 2>/dev/null
 createdb "$DB" || { echo "audit.sh: createdb failed" >&2; exit 1; }
-q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
 
 openssl rand -hex 32 >"$TMP/kek"
 chmod 600 "$TMP/kek"

@@ -56,7 +56,6 @@ sc_merchant "Runtime Shop" || { echo "merchant create failed"; exit 1; }
 YEAR=$(($(date -u +%Y) + 2))
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 section() { echo "# [${SECONDS}s] $*"; }
-q() { psql -X -q -At -v ON_ERROR_STOP=1 -d cardvault -c "$1"; }
 
 # rt_start URL [VAR=value ...]: `cardvault serve` with stdout to the log and
 # stderr apart; 0 once URL/healthz answers.
@@ -141,13 +140,13 @@ handshake() {
 tls_expect() {
   local name=$1 want=$2 port=$3 got r; shift 3
   if got=$(handshake "$port" "$@"); then r=yes; else r=no; fi
-  if [ "$r" = "$want" ]; then ok "$name ($got)"; else fail "$name (handshake: $r, $got)"; fi
+  if [ "$r" = "$want" ]; then ok "$name ($got)"; else not_ok "$name (handshake: $r, $got)"; fi
 }
 LEGACY=(-cipher 'ALL:@SECLEVEL=0')
 
 # Positive control: the same client, against openssl s_server allowing
 # everything, does negotiate TLS 1.0, 1.1 and the CBC suites we expect refused.
-CTRL_PORT=$(sc_free_port 30000 20000)
+CTRL_PORT=$(free_port 30000 20000)
 openssl s_server -quiet -accept "$CTRL_PORT" -cert "$SC_DIR/ec.crt" -key "$SC_DIR/ec.key" \
   -dcert "$SC_DIR/rsa.crt" -dkey "$SC_DIR/rsa.key" -min_protocol TLSv1 -cipher 'ALL:@SECLEVEL=0' \
   -naccept 6 </dev/null >/dev/null 2>&1 &
@@ -165,7 +164,7 @@ check "control: this openssl client negotiates TLS 1.0, 1.1 and CBC suites with 
 for kind in ec rsa; do
   if ! rt_start "https://127.0.0.1:$PORT" CARDVAULT_TLS_CERT="$SC_DIR/$kind.crt" \
     CARDVAULT_TLS_KEY="$SC_DIR/$kind.key"; then
-    fail "[$kind] HTTPS service starts"; tail -3 "$RT_ERR"; continue
+    not_ok "[$kind] HTTPS service starts"; tail -3 "$RT_ERR"; continue
   fi
   ok "[$kind] HTTPS service starts with CARDVAULT_TLS_CERT/KEY"
   if [ $kind = ec ]; then au=ECDSA; else au=RSA; fi
@@ -213,7 +212,7 @@ if rt_start "http://127.0.0.1:$PORT" CARDVAULT_LISTEN="0.0.0.0:$PORT" CARDVAULT_
   rt_stop
   check "it stops with exit 0" test "$STOP_RC" = 0
 else
-  fail "plain HTTP on 0.0.0.0 with CARDVAULT_ALLOW_PLAINTEXT=1 starts"; tail -3 "$RT_ERR"
+  not_ok "plain HTTP on 0.0.0.0 with CARDVAULT_ALLOW_PLAINTEXT=1 starts"; tail -3 "$RT_ERR"
 fi
 
 # ============================================================== drain bound (background)
@@ -223,7 +222,7 @@ section "drain bound: a request stuck in the database (runs in the background)"
 # blocks in the foreign-key check of its idempotency claim; nothing else in
 # this script touches that row. SIGTERM then has to give up on that request
 # after the 20 s drain and still exit promptly.
-S_PORT=$(sc_free_port 30000 20000) S_LOG="$SC_DIR/stuck.log"
+S_PORT=$(free_port 30000 20000) S_LOG="$SC_DIR/stuck.log"
 CARDVAULT_LISTEN="127.0.0.1:$S_PORT" "$SC_BIN" serve >>"$S_LOG" 2>>"$RT_ERR" &
 S_PID=$!
 trap 'kill -9 "$S_PID" 2>/dev/null; sc_cleanup' EXIT
@@ -427,7 +426,7 @@ load_worker() {
     echo "$s $(date +%s%N) $r $rc"
   done >"$SC_DIR/load.$1"
 }
-hold_tokens_table 3 || fail "could not lock the tokens table"
+hold_tokens_table 3 || not_ok "could not lock the tokens table"
 held_requests 3 held
 for _ in $(seq 1 60); do  # until their INSERT waits for the lock
   [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO tokens%'")" -ge 1 ] && break
@@ -554,7 +553,7 @@ n=$(curl -s -o /dev/null -o /dev/null -w '%{num_connects}\n' "$SC_URL/healthz" -
 check "a keep-alive connection serves a second request (connects: $n)" test "$n" = "1 0"
 
 section SIGINT
-hold_tokens_table 2 || fail "could not lock the tokens table"
+hold_tokens_table 2 || not_ok "could not lock the tokens table"
 held_requests 2 heldint "$B_PK"
 for _ in $(seq 1 60); do
   [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO tokens%'")" -ge 1 ] && break
@@ -616,7 +615,7 @@ req GET "$SC_URL/healthz"
 check "during the outage /healthz: 200 (liveness does not touch the database)" test "$R_STATUS" = 200
 req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer sk_$(printf 'Z%.0s' $(seq 43))"
 check "during the outage an unknown key still gets 401 (keys checked from memory)" test "$R_STATUS" = 401
-sc_pg_start || fail "PostgreSQL restarted"
+sc_pg_start || not_ok "PostgreSQL restarted"
 t0=$(now_ms) ready=""
 while [ $(($(now_ms) - t0)) -lt 15000 ]; do
   req GET "$SC_URL/readyz"

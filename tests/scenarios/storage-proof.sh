@@ -54,8 +54,9 @@ CARDVAULT_BIN=$(realpath "$1")
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SELF="$ROOT/tests/scenarios/storage-proof.sh"
 cd "$ROOT" || exit 2
-# shellcheck source=tests/scenarios/lib.sh
-. "$ROOT/tests/scenarios/lib.sh"
+SC_CLUSTER=external # pg_virtualenv brings the cluster
+# shellcheck source=tests/lib/scenario.sh
+. "$ROOT/tests/lib/scenario.sh"
 
 # ------------------------------------------------- outer: our own cluster
 
@@ -107,7 +108,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 DB=cardvault_proof
-q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
 createdb "$DB" || { echo "$SUITE: createdb failed" >&2; exit 1; }
 read -r PG_VER PG_NAME DATADIR PGLOG < <(pg_lsclusters -h | awk -v p="$PGPORT" '$3 == p { print $1, $2, $6, $7 }')
 DATADIR_SQL=$(q "SHOW data_directory")
