@@ -29,15 +29,14 @@
 #    exactly the tokens that were accepted, and cardholder names with quotes
 #    and backslashes come back byte for byte through detokenize.
 # Ends with "abuse: N passed, N failed", appends "P F" to build/test-results.
+SUITE=abuse
 . "$(dirname "$0")/../lib/scenario.sh"
 cd "$SC_ROOT" || exit 2
 # Run one binary from start to end even if the build is redone meanwhile
 # (this scenario restarts the service; a relink mid-run would mix builds).
 SC_BIN_ORIG=$SC_BIN
 cp "$SC_BIN" "$SC_DIR/cardvault" && SC_BIN=$SC_DIR/cardvault
-for t in jq curl psql; do
-  command -v "$t" >/dev/null || { echo "abuse: $t is required"; exit 2; }
-done
+require_tools jq curl psql
 
 rand62() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c "$1"; }
 # req METHOD PATH KEY [BODY] [extra curl args...]: status in R_STATUS,

@@ -42,9 +42,7 @@ cd "$SC_ROOT" || exit 2
 # (this scenario restarts the service; a relink mid-run would mix builds).
 SC_BIN_ORIG=$SC_BIN
 cp "$SC_BIN" "$SC_DIR/cardvault" && SC_BIN=$SC_DIR/cardvault
-for t in wrk jq curl psql ss awk; do
-  command -v "$t" >/dev/null || { echo "faults: $t is required"; exit 2; }
-done
+require_tools wrk jq curl psql ss awk
 
 POOL=8
 WRITERS=2

@@ -29,12 +29,11 @@
 
 # Bodies and keys are assigned with printf -v (mkbody, newkey):
 # shellcheck disable=SC2154
+SUITE=idempotency
 # shellcheck source=tests/lib/scenario.sh
 . "$(dirname "$0")/../lib/scenario.sh"
 
-for t in jq curl psql pg_dump openssl sha256sum xxd base64; do
-  command -v "$t" >/dev/null || { echo "idempotency: $t is required"; exit 2; }
-done
+require_tools jq curl psql pg_dump openssl sha256sum xxd base64
 
 cd "$SC_ROOT" || exit 2   # migrate reads ./migrations
 sc_setup

@@ -22,15 +22,14 @@
 # not_found audit event naming the caller; revocation takes effect within
 # the documented refresh (5 s at most).
 # Ends with "isolation: N passed, N failed", appends "P F" to build/test-results.
+SUITE=isolation
 . "$(dirname "$0")/../lib/scenario.sh"
 cd "$SC_ROOT" || exit 2
 # Run one binary from start to end even if the build is redone meanwhile
 # (this scenario restarts the service; a relink mid-run would mix builds).
 SC_BIN_ORIG=$SC_BIN
 cp "$SC_BIN" "$SC_DIR/cardvault" && SC_BIN=$SC_DIR/cardvault
-for t in jq curl psql; do
-  command -v "$t" >/dev/null || { echo "isolation: $t is required"; exit 2; }
-done
+require_tools jq curl psql
 
 # ------------------------------------------------------------------ EXPECT
 # One row per merchant and key kind; columns:

@@ -37,12 +37,11 @@
 
 # card_body assigns JSON with printf -v; shellcheck takes its quotes for shell quoting:
 # shellcheck disable=SC2089,SC2090
+SUITE=runtime
 # shellcheck source=tests/lib/scenario.sh
 . "$(dirname "$0")/../lib/scenario.sh"
 
-for t in jq curl psql openssl awk timeout; do
-  command -v "$t" >/dev/null || { echo "runtime: $t is required"; exit 2; }
-done
+require_tools jq curl psql openssl awk timeout
 
 cd "$SC_ROOT" || exit 2   # migrate reads ./migrations
 sc_setup
