@@ -144,6 +144,21 @@ run_curl_config() {
     curl --noproxy '*' --parallel --parallel-max 16 -K "$1" 2>/dev/null
 }
 
+# run_tokenize_config FILE PATH-PREFIX N TOKENS: runs a curl -K file whose
+# operation i wrote PATH-PREFIXi (and its .h) and reads the answers back: sets
+# secs (wall time, 0.1 s) and n201 (how many answered 201), and writes each
+# answer's token, or "-", to TOKENS, one a line in request order.
+run_tokenize_config() {
+    local t0 answers
+    t0=$(date +%s.%N)
+    run_curl_config "$1"
+    secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    # One awk and one jq over all answers, in request order.
+    mapfile -t answers < <(seq 1 "$3" | sed "s|^|$2|")
+    n201=$(awk 'FNR == 1 && $2 == 201' "${answers[@]/%/.h}" | wc -l)
+    jq -r '.token // "-"' "${answers[@]}" >"$4" 2>/dev/null
+}
+
 # status_of OUTFILE: the HTTP status recorded in its header dump.
 status_of() {
     awk 'NR == 1 { print $2 }' "$1.h" 2>/dev/null

@@ -146,13 +146,7 @@ awk -v base="$BASE" -v key="$M1_PK" -v dir="$TMP/tok" -v y="$EXP_YEAR" '{
     printf "data-binary = \"{\\\"pan\\\":\\\"%s\\\",\\\"exp_month\\\":12,\\\"exp_year\\\":%d}\"\n", $1, y
     printf "output = \"%s/%d\"\ndump-header = \"%s/%d.h\"\nsilent\n", dir, NR, dir, NR
 }' "$TMP/pans" >"$TMP/tokenize.cfg"
-start_s=$(date +%s.%N)
-run_curl_config "$TMP/tokenize.cfg"
-secs=$(awk -v a="$start_s" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-# One awk and one jq over all answers, in request order.
-mapfile -t answers < <(seq 1 "$N_TOKENS" | sed "s|^|$TMP/tok/|")
-n201=$(awk 'FNR == 1 && $2 == 201' "${answers[@]/%/.h}" | wc -l)
-jq -r '.token // "-"' "${answers[@]}" >"$TMP/tokens" 2>/dev/null
+run_tokenize_config "$TMP/tokenize.cfg" "$TMP/tok/" "$N_TOKENS" "$TMP/tokens"
 if [ "$n201" -eq "$N_TOKENS" ]; then
     ok "tokenized $N_TOKENS distinct cards over HTTP in ${secs}s (all 201)"
 else

@@ -240,12 +240,7 @@ function grp(s, sep,   o, i) { o = ""; for (i = 1; i <= length(s); i += 4) o = o
     printf "data-binary = \"{\\\"pan\\\":\\\"%s\\\",\\\"exp_month\\\":%d,\\\"exp_year\\\":%d,\\\"cvc\\\":\\\"%s\\\",\\\"cardholder_name\\\":\\\"%s\\\"}\"\n", pan, 1 + NR % 12, y, $2, $3
     printf "output = \"%s/tok-%d\"\ndump-header = \"%s/tok-%d.h\"\nsilent\n", dir, NR, dir, NR
 }' "$TMP/cards" >"$TMP/tokenize.cfg"
-t0=$(date +%s.%N)
-run_curl_config "$TMP/tokenize.cfg"
-secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-mapfile -t answers < <(seq 1 "$N_CARDS" | sed "s|^|$HTTP/tok-|")
-n201=$(awk 'FNR == 1 && $2 == 201' "${answers[@]/%/.h}" | wc -l)
-jq -r '.token // "-"' "${answers[@]}" >"$TMP/tokens" 2>/dev/null
+run_tokenize_config "$TMP/tokenize.cfg" "$HTTP/tok-" "$N_CARDS" "$TMP/tokens"
 paste "$TMP/cards" "$TMP/tokens" >"$TMP/cards-tokens"
 check "tokenized $N_CARDS cards with CVC and name in ${secs}s ($n201 answered 201)" [ "$n201" -eq "$N_CARDS" ]
 
