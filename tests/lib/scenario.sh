@@ -178,6 +178,18 @@ stop_pid() {
     STOP_RC=$?
 }
 
+# external_service_env: for a service on the pg_virtualenv cluster, database
+# $DB: a fresh KEK in $TMP/kek, a free PORT and its BASE URL, and the service's
+# CARDVAULT_DATABASE_URL and CARDVAULT_KEK_FILE exported.
+external_service_env() {
+    openssl rand -hex 32 >"$TMP/kek"
+    chmod 600 "$TMP/kek"
+    PORT=$(free_port)
+    BASE="http://127.0.0.1:$PORT"
+    export CARDVAULT_DATABASE_URL="host=$PGHOST port=$PGPORT user=$PGUSER dbname=$DB"
+    export CARDVAULT_KEK_FILE="$TMP/kek"
+}
+
 # A service on $PORT (external clusters; the private one uses sc_start).
 SERVICE_PID=""
 # start_service STDOUT STDERR [VAR=value ...]: serve on $PORT; 0 once /healthz answers.

@@ -68,12 +68,7 @@ DB=cardvault_audit
 dropdb --if-exists "$DB" 2>/dev/null
 createdb "$DB" || { echo "audit.sh: createdb failed" >&2; exit 1; }
 
-openssl rand -hex 32 >"$TMP/kek"
-chmod 600 "$TMP/kek"
-PORT=$(free_port)
-BASE="http://127.0.0.1:$PORT"
-export CARDVAULT_DATABASE_URL="host=$PGHOST port=$PGPORT user=$PGUSER dbname=$DB"
-export CARDVAULT_KEK_FILE="$TMP/kek"
+external_service_env
 export CARDVAULT_RATE_LIMIT_RPS=0 # the bulk load below is not an attack
 LOG_OUT="$TMP/service.out"
 LOG_ERR="$TMP/service.err"

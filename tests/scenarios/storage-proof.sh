@@ -119,12 +119,7 @@ for s in "fsync on" "log_statement all" "log_min_duration_statement 0" "log_erro
 done
 check "pg_lsclusters and SHOW data_directory agree ($DATADIR)" [ "$DATADIR" = "$DATADIR_SQL" ]
 
-openssl rand -hex 32 >"$TMP/kek"
-chmod 600 "$TMP/kek"
-PORT=$(free_port)
-BASE="http://127.0.0.1:$PORT"
-export CARDVAULT_DATABASE_URL="host=$PGHOST port=$PGPORT user=$PGUSER dbname=$DB"
-export CARDVAULT_KEK_FILE="$TMP/kek"
+external_service_env
 export CARDVAULT_RATE_LIMIT_RPS=0 CARDVAULT_AUTH_FAILURES_PER_MIN=0
 
 cli() { # ARGS...: output kept in $TMP/cli (searched like everything else)

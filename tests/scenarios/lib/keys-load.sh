@@ -48,7 +48,7 @@ keys_verify() {
   mkdir -p "$dir"
   rm -f "$dir"/verify.* "$dir"/verify-done.*
   if [ "$V_ACKED" -gt 0 ]; then
-    wrk_verify keys-verify.lua "$dir" "$threads" 300 2400 "$acks" "$key" "$dir" "$threads"
+    wrk_verify detokenize-verify.lua "$dir" "$threads" 300 2400 "$acks" "$key" "$dir" "$threads"
   fi
   sort -u "$destroyed" >"$dir/destroyed"
   sort -u "$acks" >"$dir/acked"

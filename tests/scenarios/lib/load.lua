@@ -92,44 +92,4 @@ function L.summary_file(file, counts)
   return f
 end
 
--- Detokenize each token of a thread's share once (detokenize-verify.lua,
--- keys-verify.lua). args: ACKFILE KEY OUTDIR N. wrk calls request() once on
--- thread 0 and discards it (to check the script's request), and calls it
--- again after a reconnect: so request() only builds the request for the next
--- token, and response() moves on. Each answer becomes one line of
--- OUTDIR/verify.<thread>, made by the script's line(status, body); a thread
--- that has asked for all its tokens writes OUTDIR/verify-done.<thread> and
--- stops.
-function L.verify_init(args)
-  local ackfile, key, nthreads = args[1], args[2], tonumber(args[4])
-  outdir = args[3]
-  list = L.thread_share(ackfile, tid, nthreads)
-  pos = 0
-  out = L.open_thread_file(outdir, "verify", tid)
-  hdrs = L.headers(key)
-  finished = false
-end
-
-function L.verify_request()
-  if pos >= #list then
-    return wrk.format("GET", "/healthz")
-  end
-  current = list[pos + 1]
-  return wrk.format("POST", "/v1/tokens/" .. current .. "/detokenize", hdrs, "{}")
-end
-
-function L.verify_response(status, body, line)
-  if pos >= #list then
-    if not finished then
-      finished = true
-      out:flush()
-      io.open(string.format("%s/verify-done.%d", outdir, tid), "w"):close()
-    end
-    wrk.thread:stop()
-    return
-  end
-  pos = pos + 1
-  out:write(line(status, body), "\n")
-end
-
 return L

@@ -29,7 +29,7 @@ wrk_stop() {
 load_stop() { wrk_stop "$LOAD_PID"; LOAD_PID=""; }
 
 # wrk_verify SCRIPT DIR THREADS SECONDS POLLS WRK-ARGS...: runs a verify
-# script (detokenize-verify.lua, keys-verify.lua) for at most SECONDS, until
+# script (detokenize-verify.lua) for at most SECONDS, until
 # every thread has written DIR/verify-done.<thread>, wrk ends, or POLLS
 # looks 50 ms apart found neither; then interrupts it.
 wrk_verify() {
