@@ -215,6 +215,22 @@ stop_service() { # stop_pid on the service, if one runs
 
 [ "${SC_CLUSTER:-private}" = external ] && return 0
 
+# req METHOD PATH KEY [BODY [curl args...]]: one request to $SC_URL. KEY (if
+# not empty) as Bearer, BODY (if not empty) as JSON. Status in R_STATUS, body
+# in R_BODY and $SC_DIR/r.body, response headers in $SC_DIR/r.h.
+req() {
+    local m=$1 p=$2 k=$3 args
+    shift 3
+    args=(-s -o "$SC_DIR/r.body" -D "$SC_DIR/r.h" -w '%{http_code}' -X "$m" "$SC_URL$p")
+    [ -n "$k" ] && args+=(-H "Authorization: Bearer $k")
+    if [ $# -ge 1 ]; then
+        [ -n "$1" ] && args+=(-H 'Content-Type: application/json' --data-binary "$1")
+        shift
+    fi
+    R_STATUS=$(curl "${args[@]}" "$@")
+    R_BODY=$(cat "$SC_DIR/r.body")
+}
+
 # ------------------------------------------------ a private cluster
 
 set -uo pipefail

@@ -39,20 +39,6 @@ cp "$SC_BIN" "$SC_DIR/cardvault" && SC_BIN=$SC_DIR/cardvault
 require_tools jq curl psql
 
 rand62() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c "$1"; }
-# req METHOD PATH KEY [BODY] [extra curl args...]: status in R_STATUS,
-# body in $SC_DIR/r.body (also R_BODY), headers in $SC_DIR/r.h
-req() {
-  local m=$1 p=$2 k=$3 args
-  shift 3
-  args=(-s -o "$SC_DIR/r.body" -D "$SC_DIR/r.h" -w '%{http_code}' -X "$m" "$SC_URL$p")
-  [ -n "$k" ] && args+=(-H "Authorization: Bearer $k")
-  if [ $# -ge 1 ]; then
-    [ -n "$1" ] && args+=(-H 'Content-Type: application/json' --data-binary "$1")
-    shift
-  fi
-  R_STATUS=$(curl "${args[@]}" "$@")
-  R_BODY=$(cat "$SC_DIR/r.body")
-}
 # err: the error code of the last answer (no subprocess: hundreds of calls)
 err() { if [[ "$R_BODY" =~ \"code\":\"([a-z_]+)\" ]]; then echo "${BASH_REMATCH[1]}"; else echo -; fi; }
 metric() { curl -s "$SC_URL/metrics" | awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'; }

@@ -65,13 +65,6 @@ strip_id() { sed -E 's/"request_id":"req_[A-Za-z0-9]*"/"request_id":""/' "$1"; }
 # header names and values that must not differ between 404s (Date and
 # X-Request-Id do by nature)
 norm_headers() { tr -d '\r' <"$1" | grep -viE '^(date|x-request-id):' | tr 'A-Z' 'a-z' | sort; }
-# req METHOD PATH KEY [BODY]: status in R_STATUS, body/headers in $SC_DIR/r.{body,h}
-req() {
-  local args=(-s -o "$SC_DIR/r.body" -D "$SC_DIR/r.h" -w '%{http_code}' -X "$1" "$SC_URL$2")
-  [ -n "$3" ] && args+=(-H "Authorization: Bearer $3")
-  [ $# -ge 4 ] && args+=(-H 'Content-Type: application/json' -d "$4")
-  R_STATUS=$(curl "${args[@]}")
-}
 
 sc_setup
 declare -A MID KEY OWN DELETED

@@ -96,8 +96,8 @@ card_body() {
   printf -v "$1" '{"pan":"%s","exp_month":9,"exp_year":%d,"cvc":"%s","cardholder_name":"%s"}' \
     "$2" "$YEAR" "$3" "$4"
 }
-# req METHOD URL [curl args...]: R_STATUS, R_BODY, headers in $SC_DIR/h, R_MS.
-req() {
+# rt_req METHOD URL [curl args...]: R_STATUS, R_BODY, headers in $SC_DIR/h, R_MS.
+rt_req() {
   local m=$1 u=$2 t0; shift 2
   t0=$(now_ms)
   R_STATUS=$(curl -s -o "$SC_DIR/b" -D "$SC_DIR/h" -w '%{http_code}' --max-time 20 \
@@ -108,7 +108,7 @@ req() {
 }
 hdr() { tr -d '\r' <"$SC_DIR/h" | awk -F': ' -v n="$(tr 'A-Z' 'a-z' <<<"$1")" 'tolower($1) == n { print $2 }'; }
 tok_post() { # BODY [KEY]
-  req POST "$RT_URL/v1/tokens" -H "Authorization: Bearer ${2:-$M_PK}" \
+  rt_req POST "$RT_URL/v1/tokens" -H "Authorization: Bearer ${2:-$M_PK}" \
     -H 'Content-Type: application/json' --data-binary "$1"
 }
 
@@ -182,7 +182,7 @@ for kind in ec rsa; do
   tls_expect "[$kind] TLS 1.2 ECDHE-$au-AES256-GCM-SHA384 accepted" yes "$PORT" -tls1_2 -cipher "ECDHE-$au-AES256-GCM-SHA384"
   tls_expect "[$kind] TLS 1.3 accepted" yes "$PORT" -tls1_3
   tls_expect "[$kind] TLS 1.3 TLS_CHACHA20_POLY1305_SHA256 accepted" yes "$PORT" -tls1_3 -ciphersuites TLS_CHACHA20_POLY1305_SHA256
-  req GET "https://127.0.0.1:$PORT/healthz"
+  rt_req GET "https://127.0.0.1:$PORT/healthz"
   check "[$kind] curl https /healthz with the certificate verified: 200" test "$R_STATUS" = 200
   if [ $kind = ec ]; then
     card_body B "$(luhn_pan 4000 11)" 314 "TLS HOLDER"
@@ -279,29 +279,29 @@ T0=${TOKS[0]}
 card_body B "4532000000001235" 999 "BAD PAN HOLDER"
 tok_post "$B"
 check "invalid PAN: 400 invalid_pan" test "$R_STATUS:$R_CODE" = 400:invalid_pan
-req GET "$SC_URL/v1/tokens/${TOKS[0]}" -H "Authorization: Bearer sk_$(printf 'A%.0s' $(seq 43))"
+rt_req GET "$SC_URL/v1/tokens/${TOKS[0]}" -H "Authorization: Bearer sk_$(printf 'A%.0s' $(seq 43))"
 check "unknown key: 401" test "$R_STATUS" = 401
-req POST "$SC_URL/v1/tokens/${TOKS[0]}/detokenize" -H "Authorization: Bearer $M_DK"
+rt_req POST "$SC_URL/v1/tokens/${TOKS[0]}/detokenize" -H "Authorization: Bearer $M_DK"
 check "detokenize: 200" test "$R_STATUS" = 200
-req GET "$SC_URL/v1/tokens/${TOKS[1]}" -H "Authorization: Bearer $M_SK"
+rt_req GET "$SC_URL/v1/tokens/${TOKS[1]}" -H "Authorization: Bearer $M_SK"
 check "read: 200" test "$R_STATUS" = 200
 
 # --- API key in the query string
 ok_q=1
 for qs in "api_key=$M_SK" "key=$M_SK" "access_token=$M_DK" "foo=$M_PK" "apikey=whatever"; do
-  req GET "$SC_URL/v1/tokens/${TOKS[1]}?$qs" -H "Authorization: Bearer $M_SK"
+  rt_req GET "$SC_URL/v1/tokens/${TOKS[1]}?$qs" -H "Authorization: Bearer $M_SK"
   [ "$R_STATUS:$R_CODE" = 400:api_key_in_query ] || { ok_q=0; echo "# ?${qs%%=*}=...: $R_STATUS $R_CODE"; }
 done
-req POST "$SC_URL/v1/tokens?api_key=$M_PK" -H 'Content-Type: application/json' --data-binary '{}'
+rt_req POST "$SC_URL/v1/tokens?api_key=$M_PK" -H 'Content-Type: application/json' --data-binary '{}'
 [ "$R_STATUS:$R_CODE" = 400:api_key_in_query ] || { ok_q=0; echo "# POST ?api_key=: $R_STATUS $R_CODE"; }
-req GET "$SC_URL/v1/tokens/${TOKS[1]}?api_key=$M_SK"
+rt_req GET "$SC_URL/v1/tokens/${TOKS[1]}?api_key=$M_SK"
 [ "$R_STATUS:$R_CODE" = 400:api_key_in_query ] || { ok_q=0; echo "# without header: $R_STATUS $R_CODE"; }
 check "API key in the query string (api_key, key, access_token, any pk_/sk_/dk_ value; with or without a header): 400 api_key_in_query" \
   test "$ok_q" = 1
 check "api_key_in_query is logged as an event" grep -q '"event":"api_key_in_query"' "$SC_SERVICE_LOG"
 
 # --- /metrics
-req GET "$SC_URL/metrics"
+rt_req GET "$SC_URL/metrics"
 cp "$SC_DIR/b" "$SC_DIR/metrics.txt"
 check "/metrics: 200" test "$R_STATUS" = 200
 ct=$(hdr Content-Type)
@@ -437,11 +437,11 @@ sleep 1
 rt_signal TERM
 sig_ns=$((SIG_MS * 1000000))
 sleep 0.3
-req GET "$SC_URL/readyz"
+rt_req GET "$SC_URL/readyz"
 check "during the drain grace /readyz: 503 with Retry-After (draining)" \
   eval '[ "$R_STATUS" = 503 ] && [ -n "$(hdr Retry-After)" ]'
 echo "# /readyz while draining: $R_BODY"
-req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
+rt_req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
 check "during the drain grace an API request: 503 service_unavailable with Retry-After" \
   eval '[ "$R_STATUS:$R_CODE" = 503:service_unavailable ] && [ -n "$(hdr Retry-After)" ]'
 refused_at=""
@@ -495,7 +495,7 @@ check "burst of 20 at 5 rps / burst 5: 5-7 served, the rest 429" \
   eval '[ "$n200" -ge 5 ] && [ "$n200" -le 7 ] && [ $((n200 + n429)) = 20 ]'
 check "every 429 has an integer Retry-After >= 1" \
   eval "awk '\$1 == 429 && !(\$2 ~ /^[0-9]+\$/ && \$2 >= 1) { bad = 1 } END { exit bad }' '$SC_DIR/burst'"
-req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
+rt_req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
 ra=$(hdr Retry-After)
 check "429 body: rate_limit_error / rate_limited, Retry-After $ra" \
   eval '[ "$R_STATUS:$R_CODE" = 429:rate_limited ] && [ "$(jq -r .error.type <<<"$R_BODY")" = rate_limit_error ]'
@@ -504,10 +504,10 @@ tok_post "$B" "$M_PK"
 check "another key of the same merchant is unaffected (tokenize with pk: 201)" test "$R_STATUS" = 201
 tok_post "$B" "$B_PK"
 check "another merchant's key is unaffected (201)" test "$R_STATUS" = 201
-req GET "$SC_URL/healthz"
+rt_req GET "$SC_URL/healthz"
 check "/healthz is not rate limited" test "$R_STATUS" = 200
 sleep "${ra:-1}"; sleep 0.3
-req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
+rt_req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
 check "after Retry-After the key is served again (200)" test "$R_STATUS" = 200
 
 # --- per-IP connection limit (done first: held connections time out after 2 s)
@@ -596,7 +596,7 @@ for i in 1 2 3; do
   [ "$R_MS" -lt 6000 ] || slow=1
   [[ "$R_STATUS:$R_CODE" == 503:service_unavailable && "$ra" =~ ^[0-9]+$ ]] ||
     { outage_ok=0; echo "# tokenize during outage: $R_STATUS $R_CODE Retry-After=$ra in ${R_MS} ms"; }
-  req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
+  rt_req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
   ra=$(hdr Retry-After)
   [ "$R_MS" -lt 6000 ] || slow=1
   [[ "$R_STATUS:$R_CODE" == 503:service_unavailable && "$ra" =~ ^[0-9]+$ ]] ||
@@ -605,19 +605,19 @@ done
 echo "# last request during the outage took ${R_MS} ms"
 check "during the outage tokenize and read answer 503 service_unavailable with Retry-After" test "$outage_ok" = 1
 check "during the outage every answer came in < 6 s" test "$slow" = 0
-req POST "$SC_URL/v1/tokens/$T0/detokenize" -H "Authorization: Bearer $M_DK"
+rt_req POST "$SC_URL/v1/tokens/$T0/detokenize" -H "Authorization: Bearer $M_DK"
 check "during the outage detokenize: 503 (${R_MS} ms)" test "$R_STATUS" = 503 -a "$R_MS" -lt 6000
-req GET "$SC_URL/readyz"
+rt_req GET "$SC_URL/readyz"
 check "during the outage /readyz: 503, database unavailable, Retry-After (${R_MS} ms)" \
   eval '[ "$R_STATUS" = 503 ] && [ "$(jq -r .checks.database <<<"$R_BODY")" = unavailable ] && [ -n "$(hdr Retry-After)" ] && [ "$R_MS" -lt 6000 ]'
-req GET "$SC_URL/healthz"
+rt_req GET "$SC_URL/healthz"
 check "during the outage /healthz: 200 (liveness does not touch the database)" test "$R_STATUS" = 200
-req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer sk_$(printf 'Z%.0s' $(seq 43))"
+rt_req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer sk_$(printf 'Z%.0s' $(seq 43))"
 check "during the outage an unknown key still gets 401 (keys checked from memory)" test "$R_STATUS" = 401
 sc_pg_start || not_ok "PostgreSQL restarted"
 t0=$(now_ms) ready=""
 while [ $(($(now_ms) - t0)) -lt 15000 ]; do
-  req GET "$SC_URL/readyz"
+  rt_req GET "$SC_URL/readyz"
   [ "$R_STATUS" = 200 ] && { ready=$(($(now_ms) - t0)); break; }
   sleep 0.2
 done
@@ -626,12 +626,12 @@ check "after PostgreSQL returns /readyz is 200 within 10 s, no restart (${ready:
 card_body B "$(luhn_pan 4916 2100)" 808 "RECOVERED HOLDER"
 tok_post "$B"
 check "after recovery tokenize: 201" test "$R_STATUS" = 201
-req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
+rt_req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
 check "after recovery read of an earlier token: 200" test "$R_STATUS" = 200
-req POST "$SC_URL/v1/tokens/$T0/detokenize" -H "Authorization: Bearer $M_DK"
+rt_req POST "$SC_URL/v1/tokens/$T0/detokenize" -H "Authorization: Bearer $M_DK"
 check "after recovery detokenize: 200" test "$R_STATUS" = 200
 check "the service kept running through the outage (same pid)" kill -0 "$SC_SERVICE_PID"
-req GET "$SC_URL/metrics"
+rt_req GET "$SC_URL/metrics"
 su=$(awk '$1 == "cardvault_errors_total{code=\"service_unavailable\"}" { print $2 }' "$SC_DIR/b")
 check "metrics count the outage: errors_total{code=\"service_unavailable\"} >= 7 (${su:-none})" \
   eval '[ -n "$su" ] && [ "$su" -ge 7 ]'
