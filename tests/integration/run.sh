@@ -459,28 +459,26 @@ for _ in $(seq 1 100); do
 done
 if [ $up2 -eq 1 ]; then
     M1_SK=$(jq -r '.secret_key // ""' "$TMP/m1.json" 2>/dev/null)
-    limited=""
-    for _ in $(seq 1 8); do
-        http GET /v1/tokens/tok_0123456789abcdefABCDEF "$M1_SK" ""
-        [ "$H_STATUS" = 429 ] && { limited=1; break; }
-    done
-    code=$(jq -r '.error.code // ""' <<<"$H_BODY" 2>/dev/null)
-    if [ -n "$limited" ] && [ "$code" = rate_limited ] && [ -n "$(header Retry-After)" ]; then
-        ok "an API key over its rate limit gets 429 rate_limited with Retry-After"
-    else
-        not_ok "per-key rate limit (1 rps, burst 2): 8 quick requests never got 429 + Retry-After (last: $H_STATUS $H_BODY)"
-    fi
-    limited=""
-    for _ in $(seq 1 12); do
-        http GET /v1/tokens/tok_0123456789abcdefABCDEF "sk_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG" ""
-        [ "$H_STATUS" = 429 ] && { limited=1; break; }
-    done
-    code=$(jq -r '.error.code // ""' <<<"$H_BODY" 2>/dev/null)
-    if [ -n "$limited" ] && [ "$code" = rate_limited ] && [ -n "$(header Retry-After)" ]; then
-        ok "repeated failed authentication gets 429 rate_limited with Retry-After"
-    else
-        not_ok "auth-failure limit (5/min): 12 bad keys never got 429 + Retry-After (last: $H_STATUS $H_BODY)"
-    fi
+    # limited_within N KEY OK-TEXT FAIL-TEXT: up to N quick reads with KEY
+    # must reach 429 rate_limited with Retry-After.
+    limited_within() {
+        local limited="" code
+        for _ in $(seq 1 "$1"); do
+            http GET /v1/tokens/tok_0123456789abcdefABCDEF "$2" ""
+            [ "$H_STATUS" = 429 ] && { limited=1; break; }
+        done
+        code=$(jq -r '.error.code // ""' <<<"$H_BODY" 2>/dev/null)
+        if [ -n "$limited" ] && [ "$code" = rate_limited ] && [ -n "$(header Retry-After)" ]; then
+            ok "$3"
+        else
+            not_ok "$4 (last: $H_STATUS $H_BODY)"
+        fi
+    }
+    limited_within 8 "$M1_SK" "an API key over its rate limit gets 429 rate_limited with Retry-After" \
+        "per-key rate limit (1 rps, burst 2): 8 quick requests never got 429 + Retry-After"
+    limited_within 12 "sk_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG" \
+        "repeated failed authentication gets 429 rate_limited with Retry-After" \
+        "auth-failure limit (5/min): 12 bad keys never got 429 + Retry-After"
 else
     not_ok "second instance (tiny rate limits) did not answer /healthz"
 fi

@@ -315,6 +315,14 @@ tokenize() {
   SC_BODY=${out%$'\n'*}
 }
 
+# sc_pin_binary: run one binary from start to end even if the build is redone
+# meanwhile (a scenario that restarts the service would otherwise mix builds
+# after a relink). The original stays in SC_BIN_ORIG.
+sc_pin_binary() {
+  SC_BIN_ORIG=$SC_BIN
+  cp "$SC_BIN" "$SC_DIR/cardvault" && SC_BIN=$SC_DIR/cardvault
+}
+
 sc_cleanup() {
   [ -n "$SC_SERVICE_PID" ] && kill -9 "$SC_SERVICE_PID" 2>/dev/null
   sc_pg_stop immediate

@@ -32,10 +32,7 @@
 SUITE=abuse
 . "$(dirname "$0")/../lib/scenario.sh"
 cd "$SC_ROOT" || exit 2
-# Run one binary from start to end even if the build is redone meanwhile
-# (this scenario restarts the service; a relink mid-run would mix builds).
-SC_BIN_ORIG=$SC_BIN
-cp "$SC_BIN" "$SC_DIR/cardvault" && SC_BIN=$SC_DIR/cardvault
+sc_pin_binary
 require_tools jq curl psql
 
 rand62() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c "$1"; }

@@ -38,10 +38,7 @@ SUITE=faults
 . "$(dirname "$0")/../lib/scenario.sh"
 . "$(dirname "$0")/lib/load.sh"
 cd "$SC_ROOT" || exit 2
-# Run one binary from start to end even if the build is redone meanwhile
-# (this scenario restarts the service; a relink mid-run would mix builds).
-SC_BIN_ORIG=$SC_BIN
-cp "$SC_BIN" "$SC_DIR/cardvault" && SC_BIN=$SC_DIR/cardvault
+sc_pin_binary
 require_tools wrk jq curl psql ss awk
 
 POOL=8

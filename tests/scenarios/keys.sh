@@ -53,9 +53,7 @@ SUITE=keys
 . "$(dirname "$0")/lib/keys-load.sh"
 cd "$SC_ROOT" || exit 2
 export LC_ALL=C
-# One binary from start to end even if the build is redone meanwhile.
-SC_BIN_ORIG=$SC_BIN
-cp "$SC_BIN" "$SC_DIR/cardvault" && SC_BIN=$SC_DIR/cardvault
+sc_pin_binary
 require_tools wrk jq curl psql openssl xxd shuf awk
 export CARDVAULT_RATE_LIMIT_RPS=0
 T_START=$(date +%s)

@@ -2,7 +2,7 @@
 # shellcheck disable=SC2034 # LOAD_PID and the V_* results are read by the caller
 # Load helpers for tests/scenarios/keys.sh (sourced after tests/lib/scenario.sh
 # and tests/scenarios/lib/load.sh, whose load_stop, load_acks, load_summary,
-# wrk_stop and wrk_verify it reuses).
+# wrk_bg, wrk_stop and wrk_verify it reuses).
 # The Lua scripts beside this file record the whole card (PAN and expiry):
 #   keys_load_start DIR PREFIX KEY BASEYEAR [THREADS]
 #                       tokenize at full speed in the background (LOAD_PID, so
@@ -17,23 +17,20 @@
 #                       card. Sets V_ACKED, V_VERIFIED, V_DESTROYED (acked,
 #                       listed, answered 410 token_destroyed), V_LOST (the
 #                       rest), V_SHRED_LEAK (listed tokens that answered 200).
-KEYS_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DETOK_PID=""
 
 keys_load_start() {
   local dir=$1 prefix=$2 key=$3 year=$4 threads=${5:-4}
   mkdir -p "$dir"
-  wrk -t "$threads" -c "$threads" -d 300s --timeout 10s -s "$KEYS_LIB/keys-tokenize-load.lua" \
-    "$SC_URL" -- "$dir" "$prefix" "$key" "$year" >"$dir/wrk.out" 2>&1 &
-  LOAD_PID=$!
+  wrk_bg keys-tokenize-load.lua 300 "$threads" "$dir/wrk.out" "$dir" "$prefix" "$key" "$year"
+  LOAD_PID=$WRK_PID
 }
 
 keys_detok_start() {
   local dir=$1 cards=$2 key=$3 threads=${4:-2}
   mkdir -p "$dir"
-  wrk -t "$threads" -c "$threads" -d 300s --timeout 10s -s "$KEYS_LIB/keys-detokenize-load.lua" \
-    "$SC_URL" -- "$cards" "$key" "$dir" >"$dir/detok-wrk.out" 2>&1 &
-  DETOK_PID=$!
+  wrk_bg keys-detokenize-load.lua 300 "$threads" "$dir/detok-wrk.out" "$cards" "$key" "$dir"
+  DETOK_PID=$WRK_PID
 }
 
 keys_detok_stop() { wrk_stop "$DETOK_PID"; DETOK_PID=""; }

@@ -36,9 +36,7 @@ function response(status, headers, body)
   n = n + 1
   counts[status] = (counts[status] or 0) + 1
   if status == 201 then
-    local tok = body:match('"token":"(tok_%w+)"')
-    acks:write((tok or "MISSING_TOKEN"), " ", last_pan, " ", last_month, " ", last_year, "\n")
-    acks:flush()
+    L.ack(acks, body, last_pan, last_month, last_year)
   else
     errs:write(status, " ", L.error_code(body), " ", last_pan, "\n")
     errs:flush()

@@ -42,6 +42,14 @@ function L.card_json(pan, month, year)
   return string.format('{"pan":"%s","exp_month":%d,"exp_year":%d}', pan, month, year)
 end
 
+-- Appends "TOKEN FIELD..." for a 201 answer to the acks file, flushed at
+-- once: the list of tokens the client was told are stored.
+function L.ack(acks, body, ...)
+  local tok = body:match('"token":"(tok_%w+)"')
+  acks:write(tok or "MISSING_TOKEN", " ", table.concat({ ... }, " "), "\n")
+  acks:flush()
+end
+
 -- The error envelope's code of a response body, or "-".
 function L.error_code(body)
   return body:match('"code":"([%w_]+)"') or "-"

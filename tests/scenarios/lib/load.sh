@@ -11,12 +11,22 @@
 LOAD_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LOAD_PID=""
 
+# wrk_bg SCRIPT SECONDS THREADS OUTFILE SCRIPT-ARGS...: one of the Lua scripts
+# beside this file against $SC_URL in the background, one connection per
+# thread; its pid in WRK_PID.
+wrk_bg() {
+  local script=$1 secs=$2 threads=$3 out=$4
+  shift 4
+  wrk -t "$threads" -c "$threads" -d "${secs}s" --timeout 10s -s "$LOAD_LIB/$script" \
+    "$SC_URL" -- "$@" >"$out" 2>&1 &
+  WRK_PID=$!
+}
+
 load_start() {
   local dir=$1 prefix=$2 key=$3 threads=${4:-8}
   mkdir -p "$dir"
-  wrk -t "$threads" -c "$threads" -d 120s --timeout 10s -s "$LOAD_LIB/tokenize-load.lua" \
-    "$SC_URL" -- "$dir" "$prefix" "$key" >"$dir/wrk.out" 2>&1 &
-  LOAD_PID=$!
+  wrk_bg tokenize-load.lua 120 "$threads" "$dir/wrk.out" "$dir" "$prefix" "$key"
+  LOAD_PID=$WRK_PID
 }
 
 # wrk_stop PID: interrupt a wrk run (its done() still writes the summary).
@@ -35,9 +45,8 @@ load_stop() { wrk_stop "$LOAD_PID"; LOAD_PID=""; }
 wrk_verify() {
   local script=$1 dir=$2 threads=$3 secs=$4 polls=$5 pid
   shift 5
-  wrk -t "$threads" -c "$threads" -d "${secs}s" --timeout 10s -s "$LOAD_LIB/$script" \
-    "$SC_URL" -- "$@" >"$dir/verify-wrk.out" 2>&1 &
-  pid=$!
+  wrk_bg "$script" "$secs" "$threads" "$dir/verify-wrk.out" "$@"
+  pid=$WRK_PID
   for _ in $(seq 1 "$polls"); do
     [ "$(ls "$dir"/verify-done.* 2>/dev/null | wc -l)" -ge "$threads" ] && break
     kill -0 "$pid" 2>/dev/null || break

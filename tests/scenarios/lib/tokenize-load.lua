@@ -35,9 +35,7 @@ function response(status, headers, body)
   n = n + 1
   counts[status] = (counts[status] or 0) + 1
   if status == 201 then
-    local tok = body:match('"token":"(tok_%w+)"')
-    acks:write((tok or "MISSING_TOKEN"), " ", last_pan, "\n")
-    acks:flush()
+    L.ack(acks, body, last_pan)
   elseif (status == 503 or status == 429) and headers["Retry-After"] == nil then
     no_retry_after = no_retry_after + 1
   end
