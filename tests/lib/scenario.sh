@@ -330,6 +330,5 @@ sc_cleanup() {
 }
 trap sc_cleanup EXIT
 
-
 SC_BIN=${SC_BIN:-${1:-$SC_ROOT/build/release/cardvault}}
 [[ "$SC_BIN" = /* ]] || SC_BIN="$SC_ROOT/$SC_BIN"
