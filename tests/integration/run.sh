@@ -176,12 +176,18 @@ fi
 # -------------------------------------------------------------- merchants, keys
 
 key_re='^(pk|sk|dk)_[0-9A-Za-z]{43}$'
+# run_cli OUTFILE LABEL ARGS...: the CLI, stdout to OUTFILE, stderr to
+# OUTFILE.err; on failure "LABEL failed" and its stderr.
+run_cli() {
+    local out=$1 label=$2
+    shift 2
+    "$CARDVAULT_BIN" "$@" >"$out" 2>"$out.err" && return 0
+    not_ok "$label failed"
+    indent <"$out.err"
+    return 1
+}
 create_merchant() { # NAME OUTFILE
-    if ! "$CARDVAULT_BIN" merchant create "$1" >"$2" 2>"$2.err"; then
-        not_ok "merchant create '$1' failed"
-        indent <"$2.err"
-        return 1
-    fi
+    run_cli "$2" "merchant create '$1'" merchant create "$1" || return 1
     local id pk sk dk name
     id=$(jq -er .merchant_id "$2" 2>/dev/null)
     pk=$(jq -er .publishable_key "$2" 2>/dev/null)
@@ -201,11 +207,7 @@ create_merchant "Shop B" "$TMP/m2.json"
 M1_ID=$(jq -r '.merchant_id // ""' "$TMP/m1.json" 2>/dev/null)
 
 create_key() { # SCOPES EXPECTED-KIND OUTFILE
-    if ! "$CARDVAULT_BIN" key create --merchant "$M1_ID" --scopes "$1" >"$3" 2>"$3.err"; then
-        not_ok "key create --scopes $1 failed"
-        indent <"$3.err"
-        return 1
-    fi
+    run_cli "$3" "key create --scopes $1" key create --merchant "$M1_ID" --scopes "$1" || return 1
     local key prefix mer scopes want
     key=$(jq -er .key "$3" 2>/dev/null)
     prefix=$(jq -er .prefix "$3" 2>/dev/null)
