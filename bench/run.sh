@@ -211,7 +211,9 @@ log "disk: ${DSYNC_PER_S:-?} synchronous 8 KiB writes/s (dd oflag=dsync in $WORK
 (umask 077 && openssl rand -hex 32 >"$WORK/kek")
 export CARDVAULT_DATABASE_URL="host=$PGSOCK port=$PGPORT user=$PGUSER_NAME dbname=cardvault"
 export CARDVAULT_KEK_FILE="$WORK/kek"
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+SC_CLUSTER=external # the bench brings its own cluster; free_port from the test harness
+# shellcheck source=tests/lib/scenario.sh
+. "$ROOT/tests/lib/scenario.sh"
 SVC_PORT=$(free_port)
 BARE_PORT=$(free_port)
 export CARDVAULT_LISTEN="127.0.0.1:$SVC_PORT"

@@ -14,26 +14,26 @@ export REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true
 if "$CONTRACT/lint.sh" >"$SC_DIR/lint.out" 2>&1; then
   ok "redocly lint: openapi.yaml is valid with the recommended rules"
 else
-  fail "redocly lint"; sed 's/^/  /' "$SC_DIR/lint.out" | tail -30
+  not_ok "redocly lint"; sed 's/^/  /' "$SC_DIR/lint.out" | tail -30
 fi
 
 sc_setup
 sc_merchant "Contract Shop"
-if sc_start; then ok "service started"; else fail "service started"; sc_finish contract; fi
+if sc_start; then ok "service started"; else not_ok "service started"; sc_finish contract; fi
 
-PRISM_PORT=$((30000 + RANDOM % 20000))
+PRISM_PORT=$(free_port 30000 20000)
 export PRISM_RUN_DIR="$SC_DIR/prism"
 if "$CONTRACT/prism-proxy.sh" start "$PRISM_PORT" "$SC_URL" strict >"$SC_DIR/prism.out" 2>&1; then
   ok "prism $("$CONTRACT/node_modules/.bin/prism" --version 2>/dev/null) validating proxy started (strict)"
 else
-  fail "prism proxy start"; tail -20 "$SC_DIR/prism.out"
+  not_ok "prism proxy start"; tail -20 "$SC_DIR/prism.out"
 fi
 
 if CV_BASE_URL="http://127.0.0.1:$PRISM_PORT" CV_PUBLISHABLE_KEY="$M_PK" CV_SECRET_KEY="$M_SK" \
    CV_DETOKENIZE_KEY="$M_DK" "$CONTRACT/roundtrip.sh" >"$SC_DIR/roundtrip.out" 2>&1; then
   ok "typed client round trip through Prism: $(grep -E '^# (pass|fail)' "$SC_DIR/roundtrip.out" | tr '\n' ' ')"
 else
-  fail "typed client round trip"; tail -40 "$SC_DIR/roundtrip.out"
+  not_ok "typed client round trip"; tail -40 "$SC_DIR/roundtrip.out"
 fi
 "$CONTRACT/prism-proxy.sh" stop "$PRISM_PORT" >/dev/null 2>&1
 sc_stop

@@ -31,33 +31,16 @@ for v in PGHOST PGPORT PGUSER; do
         exit 2
     fi
 done
-for tool in jq psql pg_dump createdb openssl curl timeout; do
-    command -v "$tool" >/dev/null || { echo "run.sh: $tool is required" >&2; exit 2; }
-done
-
-passed=0
-failed=0
-ok() { echo "ok - $*"; passed=$((passed + 1)); }
-not_ok() { echo "not ok - $*"; failed=$((failed + 1)); }
-indent() { sed 's/^/    | /'; }
+SUITE=integration
+SC_CLUSTER=external # pg_virtualenv brings the cluster
+# shellcheck source=tests/lib/scenario.sh
+. "$ROOT/tests/lib/scenario.sh"
+require_tools jq psql pg_dump createdb openssl curl timeout
 
 TMP=$(mktemp -d -t cardvault-itest.XXXXXX)
 LOG="$TMP/service.log"
 SERVICE_PID=""
 PRISM_PID=""
-
-STOP_RC=0
-stop_pid() { # pid: SIGTERM, wait up to 10 s, then SIGKILL; exit status in STOP_RC
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null
-    for i in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    STOP_RC=$?
-}
 
 cleanup() {
     [ -n "$PRISM_PID" ] && stop_pid "$PRISM_PID"
@@ -71,21 +54,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { # a port nothing listens on, from 18080 + random
-    local p
-    for _ in $(seq 1 50); do
-        p=$((18080 + RANDOM % 2000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return
-        fi
-    done
-    echo 18080
-}
-
 DB=cardvault_test
 DB_EMPTY=cardvault_unmigrated
-q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
 
 dropdb --if-exists "$DB" 2>/dev/null
 dropdb --if-exists "$DB_EMPTY" 2>/dev/null
@@ -206,12 +176,18 @@ fi
 # -------------------------------------------------------------- merchants, keys
 
 key_re='^(pk|sk|dk)_[0-9A-Za-z]{43}$'
+# run_cli OUTFILE LABEL ARGS...: the CLI, stdout to OUTFILE, stderr to
+# OUTFILE.err; on failure "LABEL failed" and its stderr.
+run_cli() {
+    local out=$1 label=$2
+    shift 2
+    "$CARDVAULT_BIN" "$@" >"$out" 2>"$out.err" && return 0
+    not_ok "$label failed"
+    indent <"$out.err"
+    return 1
+}
 create_merchant() { # NAME OUTFILE
-    if ! "$CARDVAULT_BIN" merchant create "$1" >"$2" 2>"$2.err"; then
-        not_ok "merchant create '$1' failed"
-        indent <"$2.err"
-        return 1
-    fi
+    run_cli "$2" "merchant create '$1'" merchant create "$1" || return 1
     local id pk sk dk name
     id=$(jq -er .merchant_id "$2" 2>/dev/null)
     pk=$(jq -er .publishable_key "$2" 2>/dev/null)
@@ -231,11 +207,7 @@ create_merchant "Shop B" "$TMP/m2.json"
 M1_ID=$(jq -r '.merchant_id // ""' "$TMP/m1.json" 2>/dev/null)
 
 create_key() { # SCOPES EXPECTED-KIND OUTFILE
-    if ! "$CARDVAULT_BIN" key create --merchant "$M1_ID" --scopes "$1" >"$3" 2>"$3.err"; then
-        not_ok "key create --scopes $1 failed"
-        indent <"$3.err"
-        return 1
-    fi
+    run_cli "$3" "key create --scopes $1" key create --merchant "$M1_ID" --scopes "$1" || return 1
     local key prefix mer scopes want
     key=$(jq -er .key "$3" 2>/dev/null)
     prefix=$(jq -er .prefix "$3" 2>/dev/null)
@@ -489,28 +461,26 @@ for _ in $(seq 1 100); do
 done
 if [ $up2 -eq 1 ]; then
     M1_SK=$(jq -r '.secret_key // ""' "$TMP/m1.json" 2>/dev/null)
-    limited=""
-    for _ in $(seq 1 8); do
-        http GET /v1/tokens/tok_0123456789abcdefABCDEF "$M1_SK" ""
-        [ "$H_STATUS" = 429 ] && { limited=1; break; }
-    done
-    code=$(jq -r '.error.code // ""' <<<"$H_BODY" 2>/dev/null)
-    if [ -n "$limited" ] && [ "$code" = rate_limited ] && [ -n "$(header Retry-After)" ]; then
-        ok "an API key over its rate limit gets 429 rate_limited with Retry-After"
-    else
-        not_ok "per-key rate limit (1 rps, burst 2): 8 quick requests never got 429 + Retry-After (last: $H_STATUS $H_BODY)"
-    fi
-    limited=""
-    for _ in $(seq 1 12); do
-        http GET /v1/tokens/tok_0123456789abcdefABCDEF "sk_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG" ""
-        [ "$H_STATUS" = 429 ] && { limited=1; break; }
-    done
-    code=$(jq -r '.error.code // ""' <<<"$H_BODY" 2>/dev/null)
-    if [ -n "$limited" ] && [ "$code" = rate_limited ] && [ -n "$(header Retry-After)" ]; then
-        ok "repeated failed authentication gets 429 rate_limited with Retry-After"
-    else
-        not_ok "auth-failure limit (5/min): 12 bad keys never got 429 + Retry-After (last: $H_STATUS $H_BODY)"
-    fi
+    # limited_within N KEY OK-TEXT FAIL-TEXT: up to N quick reads with KEY
+    # must reach 429 rate_limited with Retry-After.
+    limited_within() {
+        local limited="" code
+        for _ in $(seq 1 "$1"); do
+            http GET /v1/tokens/tok_0123456789abcdefABCDEF "$2" ""
+            [ "$H_STATUS" = 429 ] && { limited=1; break; }
+        done
+        code=$(jq -r '.error.code // ""' <<<"$H_BODY" 2>/dev/null)
+        if [ -n "$limited" ] && [ "$code" = rate_limited ] && [ -n "$(header Retry-After)" ]; then
+            ok "$3"
+        else
+            not_ok "$4 (last: $H_STATUS $H_BODY)"
+        fi
+    }
+    limited_within 8 "$M1_SK" "an API key over its rate limit gets 429 rate_limited with Retry-After" \
+        "per-key rate limit (1 rps, burst 2): 8 quick requests never got 429 + Retry-After"
+    limited_within 12 "sk_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG" \
+        "repeated failed authentication gets 429 rate_limited with Retry-After" \
+        "auth-failure limit (5/min): 12 bad keys never got 429 + Retry-After"
 else
     not_ok "second instance (tiny rate limits) did not answer /healthz"
 fi
@@ -663,6 +633,4 @@ if [ "$failed" -ne 0 ] && [ -s "$LOG" ]; then
     echo "# last lines of the service log:"
     tail -15 "$LOG" | indent
 fi
-echo "integration: $passed passed, $failed failed"
-mkdir -p "$ROOT/build" && echo "$passed $failed" >> "$ROOT/build/test-results"
-[ "$failed" -eq 0 ]
+finish

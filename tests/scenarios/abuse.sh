@@ -29,32 +29,13 @@
 #    exactly the tokens that were accepted, and cardholder names with quotes
 #    and backslashes come back byte for byte through detokenize.
 # Ends with "abuse: N passed, N failed", appends "P F" to build/test-results.
+SUITE=abuse
 . "$(dirname "$0")/../lib/scenario.sh"
 cd "$SC_ROOT" || exit 2
-# Run one binary from start to end even if the build is redone meanwhile
-# (this scenario restarts the service; a relink mid-run would mix builds).
-SC_BIN_ORIG=$SC_BIN
-cp "$SC_BIN" "$SC_DIR/cardvault" && SC_BIN=$SC_DIR/cardvault
-for t in jq curl psql; do
-  command -v "$t" >/dev/null || { echo "abuse: $t is required"; exit 2; }
-done
+sc_pin_binary
+require_tools jq curl psql
 
-q() { psql -X -qAt -v ON_ERROR_STOP=1 -d cardvault -c "$1"; }
 rand62() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c "$1"; }
-# req METHOD PATH KEY [BODY] [extra curl args...]: status in R_STATUS,
-# body in $SC_DIR/r.body (also R_BODY), headers in $SC_DIR/r.h
-req() {
-  local m=$1 p=$2 k=$3 args
-  shift 3
-  args=(-s -o "$SC_DIR/r.body" -D "$SC_DIR/r.h" -w '%{http_code}' -X "$m" "$SC_URL$p")
-  [ -n "$k" ] && args+=(-H "Authorization: Bearer $k")
-  if [ $# -ge 1 ]; then
-    [ -n "$1" ] && args+=(-H 'Content-Type: application/json' --data-binary "$1")
-    shift
-  fi
-  R_STATUS=$(curl "${args[@]}" "$@")
-  R_BODY=$(cat "$SC_DIR/r.body")
-}
 # err: the error code of the last answer (no subprocess: hundreds of calls)
 err() { if [[ "$R_BODY" =~ \"code\":\"([a-z_]+)\" ]]; then echo "${BASH_REMATCH[1]}"; else echo -; fi; }
 metric() { curl -s "$SC_URL/metrics" | awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'; }
@@ -62,11 +43,11 @@ retry_after() { tr -d '\r' <"$SC_DIR/r.h" | awk -F': ' 'tolower($1) == "retry-af
 sanitizer_clean() { ! grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$SC_SERVICE_LOG"; }
 
 sc_setup
-sc_merchant "abuse A" || { fail "merchant A"; sc_finish abuse; }
+sc_merchant "abuse A" || { not_ok "merchant A"; sc_finish abuse; }
 A_ID=$M_ID A_PK=$M_PK A_SK=$M_SK A_DK=$M_DK
-sc_merchant "abuse B" || { fail "merchant B"; sc_finish abuse; }
+sc_merchant "abuse B" || { not_ok "merchant B"; sc_finish abuse; }
 B_ID=$M_ID B_PK=$M_PK B_SK=$M_SK B_DK=$M_DK
-sc_start CARDVAULT_AUTH_FAILURES_PER_MIN=0 || { fail "service starts"; sc_finish abuse; }
+sc_start CARDVAULT_AUTH_FAILURES_PER_MIN=0 || { not_ok "service starts"; sc_finish abuse; }
 ok "service starts"
 echo "# cardvault $SC_BIN_ORIG, listen $SC_URL, tmp $SC_DIR"
 
@@ -87,9 +68,9 @@ mk() {
   [ "$R_STATUS" = 201 ]
 }
 A_TOK=()
-for i in $(seq 1 20); do mk "$A_PK" "$i" && A_TOK+=("$T") || fail "tokenize A card $i"; done
+for i in $(seq 1 20); do mk "$A_PK" "$i" && A_TOK+=("$T") || not_ok "tokenize A card $i"; done
 B_TOK=()
-for i in $(seq 21 24); do mk "$B_PK" "$i" && B_TOK+=("$T") || fail "tokenize B card $i"; done
+for i in $(seq 21 24); do mk "$B_PK" "$i" && B_TOK+=("$T") || not_ok "tokenize B card $i"; done
 check "20 tokens for A, 4 for B" test "${#A_TOK[@]}/${#B_TOK[@]}" = 20/4
 "$SC_BIN" keys rotate-dek >"$SC_DIR/rotate.out" 2>&1
 check "a second DEK exists (keys rotate-dek)" test "$(q 'SELECT count(*) FROM data_keys')" -ge 2
@@ -193,7 +174,7 @@ check "no sanitizer report after the tampered reads" sanitizer_clean
 
 # ---------------------------------------------------------- 2. brute force
 sc_stop
-sc_start CARDVAULT_RATE_LIMIT_RPS=5 CARDVAULT_AUTH_FAILURES_PER_MIN=5 || { fail "service restarts with limits"; sc_finish abuse; }
+sc_start CARDVAULT_RATE_LIMIT_RPS=5 CARDVAULT_AUTH_FAILURES_PER_MIN=5 || { not_ok "service restarts with limits"; sc_finish abuse; }
 ok "service restarts with CARDVAULT_RATE_LIMIT_RPS=5 CARDVAULT_AUTH_FAILURES_PER_MIN=5"
 # guess KEY ROUTE N: N random-token guesses; counts in G_404 G_429 G_BAD_RA G_OTHER
 guess() {
@@ -275,7 +256,7 @@ check "no attempted key (nor its secret part, nor its prefix) in the service or 
 
 # ----------------------------------------------------------- 3. injection
 sc_stop
-sc_start CARDVAULT_AUTH_FAILURES_PER_MIN=0 || { fail "service restarts"; sc_finish abuse; }
+sc_start CARDVAULT_AUTH_FAILURES_PER_MIN=0 || { not_ok "service restarts"; sc_finish abuse; }
 ok "service restarts without limits"
 pglog_lines=$(wc -l <"$SC_PGLOG")
 svclog_lines=$(wc -l <"$SC_SERVICE_LOG")

@@ -36,8 +36,9 @@ fi
 CARDVAULT_BIN=$(realpath "$1")
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT" || exit 2
-# shellcheck source=tests/scenarios/lib.sh
-. "$ROOT/tests/scenarios/lib.sh"
+SC_CLUSTER=external # pg_virtualenv brings the cluster
+# shellcheck source=tests/lib/scenario.sh
+. "$ROOT/tests/lib/scenario.sh"
 
 # Under tests/lib/with-postgres.sh (pg_virtualenv) PGHOST/PGPORT/PGUSER are
 # set; called directly (make scenarios), bring a private cluster of our own
@@ -66,14 +67,8 @@ trap 'exit 130' INT TERM
 DB=cardvault_audit
 dropdb --if-exists "$DB" 2>/dev/null
 createdb "$DB" || { echo "audit.sh: createdb failed" >&2; exit 1; }
-q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
 
-openssl rand -hex 32 >"$TMP/kek"
-chmod 600 "$TMP/kek"
-PORT=$(free_port)
-BASE="http://127.0.0.1:$PORT"
-export CARDVAULT_DATABASE_URL="host=$PGHOST port=$PGPORT user=$PGUSER dbname=$DB"
-export CARDVAULT_KEK_FILE="$TMP/kek"
+external_service_env
 export CARDVAULT_RATE_LIMIT_RPS=0 # the bulk load below is not an attack
 LOG_OUT="$TMP/service.out"
 LOG_ERR="$TMP/service.err"
@@ -146,13 +141,7 @@ awk -v base="$BASE" -v key="$M1_PK" -v dir="$TMP/tok" -v y="$EXP_YEAR" '{
     printf "data-binary = \"{\\\"pan\\\":\\\"%s\\\",\\\"exp_month\\\":12,\\\"exp_year\\\":%d}\"\n", $1, y
     printf "output = \"%s/%d\"\ndump-header = \"%s/%d.h\"\nsilent\n", dir, NR, dir, NR
 }' "$TMP/pans" >"$TMP/tokenize.cfg"
-start_s=$(date +%s.%N)
-run_curl_config "$TMP/tokenize.cfg"
-secs=$(awk -v a="$start_s" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-# One awk and one jq over all answers, in request order.
-mapfile -t answers < <(seq 1 "$N_TOKENS" | sed "s|^|$TMP/tok/|")
-n201=$(awk 'FNR == 1 && $2 == 201' "${answers[@]/%/.h}" | wc -l)
-jq -r '.token // "-"' "${answers[@]}" >"$TMP/tokens" 2>/dev/null
+run_tokenize_config "$TMP/tokenize.cfg" "$TMP/tok/" "$N_TOKENS" "$TMP/tokens"
 if [ "$n201" -eq "$N_TOKENS" ]; then
     ok "tokenized $N_TOKENS distinct cards over HTTP in ${secs}s (all 201)"
 else

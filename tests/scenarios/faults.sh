@@ -34,16 +34,12 @@
 #      the read-only database of part 5 stands in for it.
 #   7. No connection leak after all of it; no sanitizer report in the log.
 # Ends with "faults: N passed, N failed" and appends "P F" to build/test-results.
+SUITE=faults
 . "$(dirname "$0")/../lib/scenario.sh"
 . "$(dirname "$0")/lib/load.sh"
 cd "$SC_ROOT" || exit 2
-# Run one binary from start to end even if the build is redone meanwhile
-# (this scenario restarts the service; a relink mid-run would mix builds).
-SC_BIN_ORIG=$SC_BIN
-cp "$SC_BIN" "$SC_DIR/cardvault" && SC_BIN=$SC_DIR/cardvault
-for t in wrk jq curl psql ss awk; do
-  command -v "$t" >/dev/null || { echo "faults: $t is required"; exit 2; }
-done
+sc_pin_binary
+require_tools wrk jq curl psql ss awk
 
 POOL=8
 WRITERS=2
@@ -62,18 +58,6 @@ faults_cleanup() {
 }
 trap faults_cleanup EXIT
 
-# need NAME COMMAND...: like check, but the rest cannot run without it: on
-# failure, show the end of the service log and finish.
-need() {
-  local name=$1
-  shift
-  if "$@"; then ok "$name"; return 0; fi
-  fail "$name"
-  tail -n 5 "$SC_SERVICE_LOG" | sed 's/^/#   log: /'
-  sc_finish faults
-}
-# q SQL: one value from the vault database.
-q() { psql -X -qAt -d cardvault -c "$1"; }
 qpg() { psql -X -qAt -d postgres -c "$1"; }
 rand_sleep() { # rand_sleep MIN_MS MAX_MS
   local ms=$(($1 + RANDOM % ($2 - $1 + 1)))
@@ -109,7 +93,7 @@ for round in 1 2 3 4 5; do
   if kill -0 "$SC_SERVICE_PID" 2>/dev/null; then
     ok "round $round: service alive under load until the kill"
   else
-    fail "round $round: service alive under load until the kill"
+    not_ok "round $round: service alive under load until the kill"
     grep -m 3 -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$SC_SERVICE_LOG" | sed 's/^/#   /'
   fi
   kill -9 "$SC_SERVICE_PID" 2>/dev/null

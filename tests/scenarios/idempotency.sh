@@ -29,12 +29,11 @@
 
 # Bodies and keys are assigned with printf -v (mkbody, newkey):
 # shellcheck disable=SC2154
+SUITE=idempotency
 # shellcheck source=tests/lib/scenario.sh
 . "$(dirname "$0")/../lib/scenario.sh"
 
-for t in jq curl psql pg_dump openssl sha256sum xxd base64; do
-  command -v "$t" >/dev/null || { echo "idempotency: $t is required"; exit 2; }
-done
+require_tools jq curl psql pg_dump openssl sha256sum xxd base64
 
 cd "$SC_ROOT" || exit 2   # migrate reads ./migrations
 sc_setup
@@ -44,7 +43,6 @@ sc_merchant "Idem Shop B" || { echo "merchant create failed"; exit 1; }
 B_ID=$M_ID B_PK=$M_PK
 M_ID=$A_ID M_PK=$A_PK M_SK=$A_SK
 
-q() { psql -X -q -At -v ON_ERROR_STOP=1 -d cardvault -c "$1"; }
 ntokens() { q "SELECT count(*) FROM tokens WHERE merchant_id = '${1:-$A_ID}'"; }
 YEAR=$(($(date -u +%Y) + 3))
 RUN=$(openssl rand -hex 4)   # makes keys unique to this run
@@ -166,7 +164,7 @@ badkey() { # NAME CURL-HEADER-ARG
   local s c
   s=$(cat "$SC_DIR/bk.s"); c=$(jq -r '.error.code // empty' "$SC_DIR/bk" 2>/dev/null)
   if [ "$s:$c" = 400:invalid_idempotency_key ]; then ok "invalid key ($1): 400 invalid_idempotency_key"
-  else fail "invalid key ($1): 400 invalid_idempotency_key (got $s $c)"; fi
+  else not_ok "invalid key ($1): 400 invalid_idempotency_key (got $s $c)"; fi
 }
 badkey "empty" "Idempotency-Key;"
 badkey "256 characters" "Idempotency-Key: $(printf 'k%.0s' $(seq 256))"
@@ -232,7 +230,7 @@ done
 if [ "$conc_ok" = 1 ]; then
   ok "20 concurrent requests with one key x5 rounds: one token each, all 201 same token (or 409 in_use)"
 else
-  fail "20 concurrent requests with one key: $conc_detail"
+  not_ok "20 concurrent requests with one key: $conc_detail"
 fi
 replays=0
 for i in $(seq 0 19); do grep -qi '^Idempotent-Replayed: true' "$SC_DIR/c5.$i.h" && replays=$((replays + 1)); done
@@ -336,7 +334,7 @@ for prefix in 4929 5312 6011 3530 4485 5555; do
   cvc=$(printf '%03d' $((RANDOM % 900 + 100)))
   mkbody B "$(luhn_pan $prefix $((90000 + RANDOM)))" "$cvc" "STORE HOLDER $i"
   tok "$K" "$B"
-  [ "$R_STATUS" = 201 ] || fail "storage setup: tokenize $i answered $R_STATUS"
+  [ "$R_STATUS" = 201 ] || not_ok "storage setup: tokenize $i answered $R_STATUS"
   mkbody B2 "$(luhn_pan $prefix $((80000 + RANDOM)))" "$(printf '%03d' $((RANDOM % 900 + 100)))"
   tok "$K" "$B2"   # 409 reused: its PAN and CVC must not be stored either
 done

@@ -22,15 +22,11 @@
 # not_found audit event naming the caller; revocation takes effect within
 # the documented refresh (5 s at most).
 # Ends with "isolation: N passed, N failed", appends "P F" to build/test-results.
+SUITE=isolation
 . "$(dirname "$0")/../lib/scenario.sh"
 cd "$SC_ROOT" || exit 2
-# Run one binary from start to end even if the build is redone meanwhile
-# (this scenario restarts the service; a relink mid-run would mix builds).
-SC_BIN_ORIG=$SC_BIN
-cp "$SC_BIN" "$SC_DIR/cardvault" && SC_BIN=$SC_DIR/cardvault
-for t in jq curl psql; do
-  command -v "$t" >/dev/null || { echo "isolation: $t is required"; exit 2; }
-done
+sc_pin_binary
+require_tools jq curl psql
 
 # ------------------------------------------------------------------ EXPECT
 # One row per merchant and key kind; columns:
@@ -61,26 +57,18 @@ EOF
 TARGETS=(own xmer missing deleted bad)
 ROUTES=(read delete detokenize)
 
-q() { psql -X -qAt -d cardvault -c "$1"; }
 rand62() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c "$1"; }
 strip_id() { sed -E 's/"request_id":"req_[A-Za-z0-9]*"/"request_id":""/' "$1"; }
 # header names and values that must not differ between 404s (Date and
 # X-Request-Id do by nature)
 norm_headers() { tr -d '\r' <"$1" | grep -viE '^(date|x-request-id):' | tr 'A-Z' 'a-z' | sort; }
-# req METHOD PATH KEY [BODY]: status in R_STATUS, body/headers in $SC_DIR/r.{body,h}
-req() {
-  local args=(-s -o "$SC_DIR/r.body" -D "$SC_DIR/r.h" -w '%{http_code}' -X "$1" "$SC_URL$2")
-  [ -n "$3" ] && args+=(-H "Authorization: Bearer $3")
-  [ $# -ge 4 ] && args+=(-H 'Content-Type: application/json' -d "$4")
-  R_STATUS=$(curl "${args[@]}")
-}
 
 sc_setup
 declare -A MID KEY OWN DELETED
 PAN_N=0
 next_pan() { PAN_N=$((PAN_N + 1)); luhn_pan 5555 "$PAN_N"; }
 for m in A B C; do
-  sc_merchant "isolation $m" || { fail "merchant $m created"; sc_finish isolation; }
+  sc_merchant "isolation $m" || { not_ok "merchant $m created"; sc_finish isolation; }
   MID[$m]=$M_ID
   KEY[$m/pk]=$M_PK
   KEY[$m/sk]=$M_SK
@@ -91,7 +79,7 @@ done
 KEY[-/none]=""
 KEY[-/bogus]="sk_$(rand62 43)"
 check "a read-only key is an sk_ key" test "${KEY[A/read]:0:3}" = sk_
-sc_start CARDVAULT_AUTH_FAILURES_PER_MIN=0 || { fail "service starts"; sc_finish isolation; }
+sc_start CARDVAULT_AUTH_FAILURES_PER_MIN=0 || { not_ok "service starts"; sc_finish isolation; }
 ok "service starts"
 echo "# cardvault $SC_BIN_ORIG, listen $SC_URL, tmp $SC_DIR"
 
@@ -102,10 +90,10 @@ mk_token() {
   [ "$SC_STATUS" = 201 ]
 }
 for m in A B C; do
-  mk_token "$m" && OWN[$m]=$T || fail "token of $m"
-  mk_token "$m" && DELETED[$m]=$T || fail "token of $m"
+  mk_token "$m" && OWN[$m]=$T || not_ok "token of $m"
+  mk_token "$m" && DELETED[$m]=$T || not_ok "token of $m"
   req DELETE "/v1/tokens/${DELETED[$m]}" "${KEY[$m/sk]}"
-  [ "$R_STATUS" = 204 ] || fail "setup: delete a token of $m ($R_STATUS)"
+  [ "$R_STATUS" = 204 ] || not_ok "setup: delete a token of $m ($R_STATUS)"
 done
 
 # Revoke the "revoked" keys while the service has them cached.

@@ -47,17 +47,14 @@
 #      by `keys rotate-dek` under the token, and `keys status` says pkcs11.
 #   Finally: audit verify, no sanitizer report, a clean stop.
 # Ends with "keys: N passed, N failed" and appends "P F" to build/test-results.
+SUITE=keys
 . "$(dirname "$0")/../lib/scenario.sh"
 . "$(dirname "$0")/lib/load.sh"
 . "$(dirname "$0")/lib/keys-load.sh"
 cd "$SC_ROOT" || exit 2
 export LC_ALL=C
-# One binary from start to end even if the build is redone meanwhile.
-SC_BIN_ORIG=$SC_BIN
-cp "$SC_BIN" "$SC_DIR/cardvault" && SC_BIN=$SC_DIR/cardvault
-for t in wrk jq curl psql openssl xxd shuf awk; do
-  command -v "$t" >/dev/null || { echo "keys: $t is required"; exit 2; }
-done
+sc_pin_binary
+require_tools wrk jq curl psql openssl xxd shuf awk
 export CARDVAULT_RATE_LIMIT_RPS=0
 T_START=$(date +%s)
 
@@ -72,16 +69,6 @@ keys_cleanup() {
 }
 trap keys_cleanup EXIT
 
-# need NAME COMMAND...: like check, but the rest cannot run without it.
-need() {
-  local name=$1
-  shift
-  if "$@"; then ok "$name"; return 0; fi
-  fail "$name"
-  tail -n 5 "$SC_SERVICE_LOG" | sed 's/^/#   log: /'
-  sc_finish keys
-}
-q() { psql -X -qAt -d cardvault -c "$1"; }
 now() { date +%s.%N; }
 secs_since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 # kcv_of FILE: the key check value of a hex KEK file (AES-256-ECB(KEK, 0^128),
@@ -196,8 +183,8 @@ BASE_YEAR=$(($(date -u +%Y) + 1))
 L="$SC_DIR/load"
 keys_load_start "$L" 51 "$M_PK" "$BASE_YEAR" 4
 T_LOAD=$(now)
-wait_for 10 eval '[ "$(keys_acks "$L" | wc -l)" -ge 300 ]'
-keys_acks "$L" | head -300 >"$SC_DIR/early"
+wait_for 10 eval '[ "$(load_acks "$L" | wc -l)" -ge 300 ]'
+load_acks "$L" | head -300 >"$SC_DIR/early"
 D1=$(q "SELECT min(dek_id) FROM data_keys")
 need "early cards acknowledged, all under one DEK (D1 = $D1)" \
   test "$(wc -l <"$SC_DIR/early"):$(q "SELECT count(DISTINCT dek_id) FROM tokens")" = "300:1"
@@ -308,7 +295,7 @@ check "tokenize under load: every answer 201 (non-2xx: $tok_bad, of them 503: $t
 check "detokenize under load: every answer 200 with the exact card (non-2xx: $detok_bad, wrong: $detok_mismatch)" \
   eval '[ "${detok_match:-0}" -gt 0 ] && [ "$detok_bad" -eq 0 ] && [ "$detok_mismatch" -eq 0 ]'
 
-keys_acks "$L" >"$SC_DIR/acks"
+load_acks "$L" >"$SC_DIR/acks"
 keys_verify "$SC_DIR/acks" "$M_DK" "$SC_DIR/verify" "$SC_DIR/destroyed"
 echo "lifecycle: acknowledged $V_ACKED, verified $V_VERIFIED, destroyed(410) $V_DESTROYED, lost $V_LOST"
 check "tokens were acknowledged under load" test "$V_ACKED" -gt 0
@@ -366,7 +353,7 @@ crash_round() { # crash_round TAG WHAT LOCK_SQL
   if wait_for 10 backend_waits_on_lock "$app"; then
     ok "$tag: rotate-kek blocks $2"
   else
-    fail "$tag: rotate-kek blocks $2"
+    not_ok "$tag: rotate-kek blocks $2"
   fi
   if [ "$tag" = b ]; then
     # Past the writes: its UPDATEs hold ROW EXCLUSIVE on data_keys and vault_meta.

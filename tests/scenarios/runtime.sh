@@ -37,12 +37,11 @@
 
 # card_body assigns JSON with printf -v; shellcheck takes its quotes for shell quoting:
 # shellcheck disable=SC2089,SC2090
+SUITE=runtime
 # shellcheck source=tests/lib/scenario.sh
 . "$(dirname "$0")/../lib/scenario.sh"
 
-for t in jq curl psql openssl awk timeout; do
-  command -v "$t" >/dev/null || { echo "runtime: $t is required"; exit 2; }
-done
+require_tools jq curl psql openssl awk timeout
 
 cd "$SC_ROOT" || exit 2   # migrate reads ./migrations
 sc_setup
@@ -56,7 +55,6 @@ sc_merchant "Runtime Shop" || { echo "merchant create failed"; exit 1; }
 YEAR=$(($(date -u +%Y) + 2))
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 section() { echo "# [${SECONDS}s] $*"; }
-q() { psql -X -q -At -v ON_ERROR_STOP=1 -d cardvault -c "$1"; }
 
 # rt_start URL [VAR=value ...]: `cardvault serve` with stdout to the log and
 # stderr apart; 0 once URL/healthz answers.
@@ -98,8 +96,8 @@ card_body() {
   printf -v "$1" '{"pan":"%s","exp_month":9,"exp_year":%d,"cvc":"%s","cardholder_name":"%s"}' \
     "$2" "$YEAR" "$3" "$4"
 }
-# req METHOD URL [curl args...]: R_STATUS, R_BODY, headers in $SC_DIR/h, R_MS.
-req() {
+# rt_req METHOD URL [curl args...]: R_STATUS, R_BODY, headers in $SC_DIR/h, R_MS.
+rt_req() {
   local m=$1 u=$2 t0; shift 2
   t0=$(now_ms)
   R_STATUS=$(curl -s -o "$SC_DIR/b" -D "$SC_DIR/h" -w '%{http_code}' --max-time 20 \
@@ -110,7 +108,7 @@ req() {
 }
 hdr() { tr -d '\r' <"$SC_DIR/h" | awk -F': ' -v n="$(tr 'A-Z' 'a-z' <<<"$1")" 'tolower($1) == n { print $2 }'; }
 tok_post() { # BODY [KEY]
-  req POST "$RT_URL/v1/tokens" -H "Authorization: Bearer ${2:-$M_PK}" \
+  rt_req POST "$RT_URL/v1/tokens" -H "Authorization: Bearer ${2:-$M_PK}" \
     -H 'Content-Type: application/json' --data-binary "$1"
 }
 
@@ -141,13 +139,13 @@ handshake() {
 tls_expect() {
   local name=$1 want=$2 port=$3 got r; shift 3
   if got=$(handshake "$port" "$@"); then r=yes; else r=no; fi
-  if [ "$r" = "$want" ]; then ok "$name ($got)"; else fail "$name (handshake: $r, $got)"; fi
+  if [ "$r" = "$want" ]; then ok "$name ($got)"; else not_ok "$name (handshake: $r, $got)"; fi
 }
 LEGACY=(-cipher 'ALL:@SECLEVEL=0')
 
 # Positive control: the same client, against openssl s_server allowing
 # everything, does negotiate TLS 1.0, 1.1 and the CBC suites we expect refused.
-CTRL_PORT=$(sc_free_port 30000 20000)
+CTRL_PORT=$(free_port 30000 20000)
 openssl s_server -quiet -accept "$CTRL_PORT" -cert "$SC_DIR/ec.crt" -key "$SC_DIR/ec.key" \
   -dcert "$SC_DIR/rsa.crt" -dkey "$SC_DIR/rsa.key" -min_protocol TLSv1 -cipher 'ALL:@SECLEVEL=0' \
   -naccept 6 </dev/null >/dev/null 2>&1 &
@@ -165,7 +163,7 @@ check "control: this openssl client negotiates TLS 1.0, 1.1 and CBC suites with 
 for kind in ec rsa; do
   if ! rt_start "https://127.0.0.1:$PORT" CARDVAULT_TLS_CERT="$SC_DIR/$kind.crt" \
     CARDVAULT_TLS_KEY="$SC_DIR/$kind.key"; then
-    fail "[$kind] HTTPS service starts"; tail -3 "$RT_ERR"; continue
+    not_ok "[$kind] HTTPS service starts"; tail -3 "$RT_ERR"; continue
   fi
   ok "[$kind] HTTPS service starts with CARDVAULT_TLS_CERT/KEY"
   if [ $kind = ec ]; then au=ECDSA; else au=RSA; fi
@@ -184,7 +182,7 @@ for kind in ec rsa; do
   tls_expect "[$kind] TLS 1.2 ECDHE-$au-AES256-GCM-SHA384 accepted" yes "$PORT" -tls1_2 -cipher "ECDHE-$au-AES256-GCM-SHA384"
   tls_expect "[$kind] TLS 1.3 accepted" yes "$PORT" -tls1_3
   tls_expect "[$kind] TLS 1.3 TLS_CHACHA20_POLY1305_SHA256 accepted" yes "$PORT" -tls1_3 -ciphersuites TLS_CHACHA20_POLY1305_SHA256
-  req GET "https://127.0.0.1:$PORT/healthz"
+  rt_req GET "https://127.0.0.1:$PORT/healthz"
   check "[$kind] curl https /healthz with the certificate verified: 200" test "$R_STATUS" = 200
   if [ $kind = ec ]; then
     card_body B "$(luhn_pan 4000 11)" 314 "TLS HOLDER"
@@ -213,7 +211,7 @@ if rt_start "http://127.0.0.1:$PORT" CARDVAULT_LISTEN="0.0.0.0:$PORT" CARDVAULT_
   rt_stop
   check "it stops with exit 0" test "$STOP_RC" = 0
 else
-  fail "plain HTTP on 0.0.0.0 with CARDVAULT_ALLOW_PLAINTEXT=1 starts"; tail -3 "$RT_ERR"
+  not_ok "plain HTTP on 0.0.0.0 with CARDVAULT_ALLOW_PLAINTEXT=1 starts"; tail -3 "$RT_ERR"
 fi
 
 # ============================================================== drain bound (background)
@@ -223,7 +221,7 @@ section "drain bound: a request stuck in the database (runs in the background)"
 # blocks in the foreign-key check of its idempotency claim; nothing else in
 # this script touches that row. SIGTERM then has to give up on that request
 # after the 20 s drain and still exit promptly.
-S_PORT=$(sc_free_port 30000 20000) S_LOG="$SC_DIR/stuck.log"
+S_PORT=$(free_port 30000 20000) S_LOG="$SC_DIR/stuck.log"
 CARDVAULT_LISTEN="127.0.0.1:$S_PORT" "$SC_BIN" serve >>"$S_LOG" 2>>"$RT_ERR" &
 S_PID=$!
 trap 'kill -9 "$S_PID" 2>/dev/null; sc_cleanup' EXIT
@@ -281,29 +279,29 @@ T0=${TOKS[0]}
 card_body B "4532000000001235" 999 "BAD PAN HOLDER"
 tok_post "$B"
 check "invalid PAN: 400 invalid_pan" test "$R_STATUS:$R_CODE" = 400:invalid_pan
-req GET "$SC_URL/v1/tokens/${TOKS[0]}" -H "Authorization: Bearer sk_$(printf 'A%.0s' $(seq 43))"
+rt_req GET "$SC_URL/v1/tokens/${TOKS[0]}" -H "Authorization: Bearer sk_$(printf 'A%.0s' $(seq 43))"
 check "unknown key: 401" test "$R_STATUS" = 401
-req POST "$SC_URL/v1/tokens/${TOKS[0]}/detokenize" -H "Authorization: Bearer $M_DK"
+rt_req POST "$SC_URL/v1/tokens/${TOKS[0]}/detokenize" -H "Authorization: Bearer $M_DK"
 check "detokenize: 200" test "$R_STATUS" = 200
-req GET "$SC_URL/v1/tokens/${TOKS[1]}" -H "Authorization: Bearer $M_SK"
+rt_req GET "$SC_URL/v1/tokens/${TOKS[1]}" -H "Authorization: Bearer $M_SK"
 check "read: 200" test "$R_STATUS" = 200
 
 # --- API key in the query string
 ok_q=1
 for qs in "api_key=$M_SK" "key=$M_SK" "access_token=$M_DK" "foo=$M_PK" "apikey=whatever"; do
-  req GET "$SC_URL/v1/tokens/${TOKS[1]}?$qs" -H "Authorization: Bearer $M_SK"
+  rt_req GET "$SC_URL/v1/tokens/${TOKS[1]}?$qs" -H "Authorization: Bearer $M_SK"
   [ "$R_STATUS:$R_CODE" = 400:api_key_in_query ] || { ok_q=0; echo "# ?${qs%%=*}=...: $R_STATUS $R_CODE"; }
 done
-req POST "$SC_URL/v1/tokens?api_key=$M_PK" -H 'Content-Type: application/json' --data-binary '{}'
+rt_req POST "$SC_URL/v1/tokens?api_key=$M_PK" -H 'Content-Type: application/json' --data-binary '{}'
 [ "$R_STATUS:$R_CODE" = 400:api_key_in_query ] || { ok_q=0; echo "# POST ?api_key=: $R_STATUS $R_CODE"; }
-req GET "$SC_URL/v1/tokens/${TOKS[1]}?api_key=$M_SK"
+rt_req GET "$SC_URL/v1/tokens/${TOKS[1]}?api_key=$M_SK"
 [ "$R_STATUS:$R_CODE" = 400:api_key_in_query ] || { ok_q=0; echo "# without header: $R_STATUS $R_CODE"; }
 check "API key in the query string (api_key, key, access_token, any pk_/sk_/dk_ value; with or without a header): 400 api_key_in_query" \
   test "$ok_q" = 1
 check "api_key_in_query is logged as an event" grep -q '"event":"api_key_in_query"' "$SC_SERVICE_LOG"
 
 # --- /metrics
-req GET "$SC_URL/metrics"
+rt_req GET "$SC_URL/metrics"
 cp "$SC_DIR/b" "$SC_DIR/metrics.txt"
 check "/metrics: 200" test "$R_STATUS" = 200
 ct=$(hdr Content-Type)
@@ -427,7 +425,7 @@ load_worker() {
     echo "$s $(date +%s%N) $r $rc"
   done >"$SC_DIR/load.$1"
 }
-hold_tokens_table 3 || fail "could not lock the tokens table"
+hold_tokens_table 3 || not_ok "could not lock the tokens table"
 held_requests 3 held
 for _ in $(seq 1 60); do  # until their INSERT waits for the lock
   [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO tokens%'")" -ge 1 ] && break
@@ -439,11 +437,11 @@ sleep 1
 rt_signal TERM
 sig_ns=$((SIG_MS * 1000000))
 sleep 0.3
-req GET "$SC_URL/readyz"
+rt_req GET "$SC_URL/readyz"
 check "during the drain grace /readyz: 503 with Retry-After (draining)" \
   eval '[ "$R_STATUS" = 503 ] && [ -n "$(hdr Retry-After)" ]'
 echo "# /readyz while draining: $R_BODY"
-req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
+rt_req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
 check "during the drain grace an API request: 503 service_unavailable with Retry-After" \
   eval '[ "$R_STATUS:$R_CODE" = 503:service_unavailable ] && [ -n "$(hdr Retry-After)" ]'
 refused_at=""
@@ -497,7 +495,7 @@ check "burst of 20 at 5 rps / burst 5: 5-7 served, the rest 429" \
   eval '[ "$n200" -ge 5 ] && [ "$n200" -le 7 ] && [ $((n200 + n429)) = 20 ]'
 check "every 429 has an integer Retry-After >= 1" \
   eval "awk '\$1 == 429 && !(\$2 ~ /^[0-9]+\$/ && \$2 >= 1) { bad = 1 } END { exit bad }' '$SC_DIR/burst'"
-req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
+rt_req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
 ra=$(hdr Retry-After)
 check "429 body: rate_limit_error / rate_limited, Retry-After $ra" \
   eval '[ "$R_STATUS:$R_CODE" = 429:rate_limited ] && [ "$(jq -r .error.type <<<"$R_BODY")" = rate_limit_error ]'
@@ -506,10 +504,10 @@ tok_post "$B" "$M_PK"
 check "another key of the same merchant is unaffected (tokenize with pk: 201)" test "$R_STATUS" = 201
 tok_post "$B" "$B_PK"
 check "another merchant's key is unaffected (201)" test "$R_STATUS" = 201
-req GET "$SC_URL/healthz"
+rt_req GET "$SC_URL/healthz"
 check "/healthz is not rate limited" test "$R_STATUS" = 200
 sleep "${ra:-1}"; sleep 0.3
-req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
+rt_req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
 check "after Retry-After the key is served again (200)" test "$R_STATUS" = 200
 
 # --- per-IP connection limit (done first: held connections time out after 2 s)
@@ -554,7 +552,7 @@ n=$(curl -s -o /dev/null -o /dev/null -w '%{num_connects}\n' "$SC_URL/healthz" -
 check "a keep-alive connection serves a second request (connects: $n)" test "$n" = "1 0"
 
 section SIGINT
-hold_tokens_table 2 || fail "could not lock the tokens table"
+hold_tokens_table 2 || not_ok "could not lock the tokens table"
 held_requests 2 heldint "$B_PK"
 for _ in $(seq 1 60); do
   [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO tokens%'")" -ge 1 ] && break
@@ -598,7 +596,7 @@ for i in 1 2 3; do
   [ "$R_MS" -lt 6000 ] || slow=1
   [[ "$R_STATUS:$R_CODE" == 503:service_unavailable && "$ra" =~ ^[0-9]+$ ]] ||
     { outage_ok=0; echo "# tokenize during outage: $R_STATUS $R_CODE Retry-After=$ra in ${R_MS} ms"; }
-  req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
+  rt_req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
   ra=$(hdr Retry-After)
   [ "$R_MS" -lt 6000 ] || slow=1
   [[ "$R_STATUS:$R_CODE" == 503:service_unavailable && "$ra" =~ ^[0-9]+$ ]] ||
@@ -607,19 +605,19 @@ done
 echo "# last request during the outage took ${R_MS} ms"
 check "during the outage tokenize and read answer 503 service_unavailable with Retry-After" test "$outage_ok" = 1
 check "during the outage every answer came in < 6 s" test "$slow" = 0
-req POST "$SC_URL/v1/tokens/$T0/detokenize" -H "Authorization: Bearer $M_DK"
+rt_req POST "$SC_URL/v1/tokens/$T0/detokenize" -H "Authorization: Bearer $M_DK"
 check "during the outage detokenize: 503 (${R_MS} ms)" test "$R_STATUS" = 503 -a "$R_MS" -lt 6000
-req GET "$SC_URL/readyz"
+rt_req GET "$SC_URL/readyz"
 check "during the outage /readyz: 503, database unavailable, Retry-After (${R_MS} ms)" \
   eval '[ "$R_STATUS" = 503 ] && [ "$(jq -r .checks.database <<<"$R_BODY")" = unavailable ] && [ -n "$(hdr Retry-After)" ] && [ "$R_MS" -lt 6000 ]'
-req GET "$SC_URL/healthz"
+rt_req GET "$SC_URL/healthz"
 check "during the outage /healthz: 200 (liveness does not touch the database)" test "$R_STATUS" = 200
-req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer sk_$(printf 'Z%.0s' $(seq 43))"
+rt_req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer sk_$(printf 'Z%.0s' $(seq 43))"
 check "during the outage an unknown key still gets 401 (keys checked from memory)" test "$R_STATUS" = 401
-sc_pg_start || fail "PostgreSQL restarted"
+sc_pg_start || not_ok "PostgreSQL restarted"
 t0=$(now_ms) ready=""
 while [ $(($(now_ms) - t0)) -lt 15000 ]; do
-  req GET "$SC_URL/readyz"
+  rt_req GET "$SC_URL/readyz"
   [ "$R_STATUS" = 200 ] && { ready=$(($(now_ms) - t0)); break; }
   sleep 0.2
 done
@@ -628,12 +626,12 @@ check "after PostgreSQL returns /readyz is 200 within 10 s, no restart (${ready:
 card_body B "$(luhn_pan 4916 2100)" 808 "RECOVERED HOLDER"
 tok_post "$B"
 check "after recovery tokenize: 201" test "$R_STATUS" = 201
-req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
+rt_req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
 check "after recovery read of an earlier token: 200" test "$R_STATUS" = 200
-req POST "$SC_URL/v1/tokens/$T0/detokenize" -H "Authorization: Bearer $M_DK"
+rt_req POST "$SC_URL/v1/tokens/$T0/detokenize" -H "Authorization: Bearer $M_DK"
 check "after recovery detokenize: 200" test "$R_STATUS" = 200
 check "the service kept running through the outage (same pid)" kill -0 "$SC_SERVICE_PID"
-req GET "$SC_URL/metrics"
+rt_req GET "$SC_URL/metrics"
 su=$(awk '$1 == "cardvault_errors_total{code=\"service_unavailable\"}" { print $2 }' "$SC_DIR/b")
 check "metrics count the outage: errors_total{code=\"service_unavailable\"} >= 7 (${su:-none})" \
   eval '[ -n "$su" ] && [ "$su" -ge 7 ]'

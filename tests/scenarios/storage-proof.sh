@@ -54,8 +54,9 @@ CARDVAULT_BIN=$(realpath "$1")
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SELF="$ROOT/tests/scenarios/storage-proof.sh"
 cd "$ROOT" || exit 2
-# shellcheck source=tests/scenarios/lib.sh
-. "$ROOT/tests/scenarios/lib.sh"
+SC_CLUSTER=external # pg_virtualenv brings the cluster
+# shellcheck source=tests/lib/scenario.sh
+. "$ROOT/tests/lib/scenario.sh"
 
 # ------------------------------------------------- outer: our own cluster
 
@@ -107,7 +108,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 DB=cardvault_proof
-q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
 createdb "$DB" || { echo "$SUITE: createdb failed" >&2; exit 1; }
 read -r PG_VER PG_NAME DATADIR PGLOG < <(pg_lsclusters -h | awk -v p="$PGPORT" '$3 == p { print $1, $2, $6, $7 }')
 DATADIR_SQL=$(q "SHOW data_directory")
@@ -119,12 +119,7 @@ for s in "fsync on" "log_statement all" "log_min_duration_statement 0" "log_erro
 done
 check "pg_lsclusters and SHOW data_directory agree ($DATADIR)" [ "$DATADIR" = "$DATADIR_SQL" ]
 
-openssl rand -hex 32 >"$TMP/kek"
-chmod 600 "$TMP/kek"
-PORT=$(free_port)
-BASE="http://127.0.0.1:$PORT"
-export CARDVAULT_DATABASE_URL="host=$PGHOST port=$PGPORT user=$PGUSER dbname=$DB"
-export CARDVAULT_KEK_FILE="$TMP/kek"
+external_service_env
 export CARDVAULT_RATE_LIMIT_RPS=0 CARDVAULT_AUTH_FAILURES_PER_MIN=0
 
 cli() { # ARGS...: output kept in $TMP/cli (searched like everything else)
@@ -216,8 +211,8 @@ hyphenated() { sed -E 's/(....)/\1-/g; s/-$//' <<<"$1"; }
 # ------------------------------------------------------------- traffic
 
 NRESP=0
-# req NAME METHOD PATH KEY [BODY [CONTENT-TYPE [EXTRA-HEADER]]]: response in $HTTP/NAME(.h); prints status.
-req() {
+# kept_req NAME METHOD PATH KEY [BODY [CONTENT-TYPE [EXTRA-HEADER]]]: response in $HTTP/NAME(.h); prints status.
+kept_req() {
     local name=$1 method=$2 path=$3 key=$4
     local args=(-sS --noproxy '*' -o "$HTTP/$name" -D "$HTTP/$name.h" -w '%{http_code}' -X "$method")
     [ -n "$key" ] && args+=(-H "Authorization: Bearer $key")
@@ -240,12 +235,7 @@ function grp(s, sep,   o, i) { o = ""; for (i = 1; i <= length(s); i += 4) o = o
     printf "data-binary = \"{\\\"pan\\\":\\\"%s\\\",\\\"exp_month\\\":%d,\\\"exp_year\\\":%d,\\\"cvc\\\":\\\"%s\\\",\\\"cardholder_name\\\":\\\"%s\\\"}\"\n", pan, 1 + NR % 12, y, $2, $3
     printf "output = \"%s/tok-%d\"\ndump-header = \"%s/tok-%d.h\"\nsilent\n", dir, NR, dir, NR
 }' "$TMP/cards" >"$TMP/tokenize.cfg"
-t0=$(date +%s.%N)
-run_curl_config "$TMP/tokenize.cfg"
-secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-mapfile -t answers < <(seq 1 "$N_CARDS" | sed "s|^|$HTTP/tok-|")
-n201=$(awk 'FNR == 1 && $2 == 201' "${answers[@]/%/.h}" | wc -l)
-jq -r '.token // "-"' "${answers[@]}" >"$TMP/tokens" 2>/dev/null
+run_tokenize_config "$TMP/tokenize.cfg" "$HTTP/tok-" "$N_CARDS" "$TMP/tokens"
 paste "$TMP/cards" "$TMP/tokens" >"$TMP/cards-tokens"
 check "tokenized $N_CARDS cards with CVC and name in ${secs}s ($n201 answered 201)" [ "$n201" -eq "$N_CARDS" ]
 
@@ -258,7 +248,7 @@ for i in 10 20 30; do
     [ $((i % 3)) -eq 2 ] && form=$(spaced "$p")
     [ $((i % 3)) -eq 0 ] && form=$(hyphenated "$p")
     body=$(printf '{"pan":"%s","exp_month":%d,"exp_year":%d,"cvc":"%s","cardholder_name":"%s"}' "$form" $((1 + i % 12)) "$EXP_YEAR" "$c" "$n")
-    code=$(req "replay-$i" POST /v1/tokens "$M1_PK" "$body" application/json "Idempotency-Key: proof-$i")
+    code=$(kept_req "replay-$i" POST /v1/tokens "$M1_PK" "$body" application/json "Idempotency-Key: proof-$i")
     [[ $code == 20? ]] && [ "$(jq -r .token "$HTTP/replay-$i")" = "$t" ] && replayed=$((replayed + 1))
 done
 check "Idempotency-Key replays answer with the original token ($replayed of 3)" [ "$replayed" -ge 1 ]
@@ -293,10 +283,10 @@ check "detokenized $detok_n tokens: PAN and name match, no CVC ($detok_ok ok; bo
 reads=0
 dels=0
 while IFS=$'\t' read -r _ _ _ t; do
-    [ "$(req "read-$t" GET "/v1/tokens/$t" "$M1_SK")" = 200 ] && reads=$((reads + 1))
+    [ "$(kept_req "read-$t" GET "/v1/tokens/$t" "$M1_SK")" = 200 ] && reads=$((reads + 1))
 done < <(awk 'NR % 5 == 1' "$TMP/cards-tokens")
 while IFS=$'\t' read -r _ _ _ t; do
-    [ "$(req "delete-$t" DELETE "/v1/tokens/$t" "$M1_SK")" = 204 ] && dels=$((dels + 1))
+    [ "$(kept_req "delete-$t" DELETE "/v1/tokens/$t" "$M1_SK")" = 204 ] && dels=$((dels + 1))
 done < <(awk 'NR % 7 == 3' "$TMP/cards-tokens")
 check "read $reads tokens (200) and deleted $dels (204)" [ "$reads" -gt 0 -a "$dels" -gt 0 ]
 
@@ -305,37 +295,37 @@ expect_code() { # NAME WANT-REGEX GOT
     if [[ $3 =~ ^($2)$ ]]; then ok "error path $1: HTTP $3"; else not_ok "error path $1: HTTP $3 (want $2)"; fi
 }
 xcanary; p=$XP c=$XC n=$XN
-expect_code "malformed JSON carrying a PAN" 400 "$(req err-malformed POST /v1/tokens "$M1_PK" "$(body_of "$p" "$c" "$n" | sed 's/}$//')")"
+expect_code "malformed JSON carrying a PAN" 400 "$(kept_req err-malformed POST /v1/tokens "$M1_PK" "$(body_of "$p" "$c" "$n" | sed 's/}$//')")"
 xcanary; p=$XP c=$XC n=$XN
 xcanary; p2=$XP
-expect_code "duplicate pan key" 400 "$(req err-dup POST /v1/tokens "$M1_PK" "{\"pan\":\"$p\",\"pan\":\"$p2\",\"exp_month\":1,\"exp_year\":$EXP_YEAR,\"cvc\":\"$c\"}")"
+expect_code "duplicate pan key" 400 "$(kept_req err-dup POST /v1/tokens "$M1_PK" "{\"pan\":\"$p\",\"pan\":\"$p2\",\"exp_month\":1,\"exp_year\":$EXP_YEAR,\"cvc\":\"$c\"}")"
 xcanary; p=$XP c=$XC n=$XN
-expect_code "unknown field holding a PAN" 400 "$(req err-unknown POST /v1/tokens "$M1_PK" "$(body_of "$p" "$c" "$n" | sed "s/}\$/,\"note\":\"$p\"}/")")"
+expect_code "unknown field holding a PAN" 400 "$(kept_req err-unknown POST /v1/tokens "$M1_PK" "$(body_of "$p" "$c" "$n" | sed "s/}\$/,\"note\":\"$p\"}/")")"
 xcanary; p=$XP c=$XC n=$XN
 bad=${p:0:${#p}-1}$(((${p: -1} + 1) % 10)) # Luhn broken
 printf 'pan\tx%d-luhn\t%s\n' "$XI" "$bad" >>"$VALUES"
-expect_code "PAN failing Luhn" 400 "$(req err-luhn POST /v1/tokens "$M1_PK" "$(body_of "$bad" "$c" "$n")")"
+expect_code "PAN failing Luhn" 400 "$(kept_req err-luhn POST /v1/tokens "$M1_PK" "$(body_of "$bad" "$c" "$n")")"
 xcanary; p=$XP c=$XC n=$XN
-expect_code "20-digit PAN" 400 "$(req err-20 POST /v1/tokens "$M1_PK" "$(body_of "${p}7" "$c" "$n")")"
+expect_code "20-digit PAN" 400 "$(kept_req err-20 POST /v1/tokens "$M1_PK" "$(body_of "${p}7" "$c" "$n")")"
 xcanary; p=$XP c=$XC n=$XN
 printf 'cvc\tx%d-5\t%s\n' "$XI" "${c}9" >>"$VALUES"
-expect_code "5-digit CVC" 400 "$(req err-cvc POST /v1/tokens "$M1_PK" "$(body_of "$p" "${c}9" "$n")")"
+expect_code "5-digit CVC" 400 "$(kept_req err-cvc POST /v1/tokens "$M1_PK" "$(body_of "$p" "${c}9" "$n")")"
 xcanary; p=$XP c=$XC n=$XN
-expect_code "expiry in the past" 400 "$(req err-expiry POST /v1/tokens "$M1_PK" "{\"pan\":\"$p\",\"exp_month\":1,\"exp_year\":2001,\"cvc\":\"$c\",\"cardholder_name\":\"$n\"}")"
+expect_code "expiry in the past" 400 "$(kept_req err-expiry POST /v1/tokens "$M1_PK" "{\"pan\":\"$p\",\"exp_month\":1,\"exp_year\":2001,\"cvc\":\"$c\",\"cardholder_name\":\"$n\"}")"
 xcanary; p=$XP c=$XC n=$XN
 xcanary; p2=$XP
-expect_code "cardholder name containing a PAN" 400 "$(req err-name POST /v1/tokens "$M1_PK" "$(body_of "$p" "$c" "PAY $p2")")"
+expect_code "cardholder name containing a PAN" 400 "$(kept_req err-name POST /v1/tokens "$M1_PK" "$(body_of "$p" "$c" "PAY $p2")")"
 xcanary; p=$XP c=$XC n=$XN
-expect_code "PAN as a JSON number" 400 "$(req err-number POST /v1/tokens "$M1_PK" "{\"pan\":$p,\"exp_month\":1,\"exp_year\":$EXP_YEAR,\"cvc\":\"$c\"}")"
+expect_code "PAN as a JSON number" 400 "$(kept_req err-number POST /v1/tokens "$M1_PK" "{\"pan\":$p,\"exp_month\":1,\"exp_year\":$EXP_YEAR,\"cvc\":\"$c\"}")"
 xcanary; p=$XP c=$XC n=$XN
-expect_code "invalid UTF-8 around a PAN" 400 "$(req err-utf8 POST /v1/tokens "$M1_PK" "$(body_of "$p" "$c" "$n" | sed 's/CANARY/CAN\xff\xfeARY/')")"
+expect_code "invalid UTF-8 around a PAN" 400 "$(kept_req err-utf8 POST /v1/tokens "$M1_PK" "$(body_of "$p" "$c" "$n" | sed 's/CANARY/CAN\xff\xfeARY/')")"
 xcanary; p=$XP c=$XC n=$XN
-expect_code "PAN in the URL path" 404 "$(req err-url GET "/v1/tokens/$p" "$M1_SK")"
+expect_code "PAN in the URL path" 404 "$(kept_req err-url GET "/v1/tokens/$p" "$M1_SK")"
 xcanary; p=$XP c=$XC n=$XN
-expect_code "PAN in the query string" '4[0-9][0-9]|201' "$(req err-query POST "/v1/tokens?pan=$p&cvc=$c" "$M1_PK" "$(body_of "$(xpan 1)" 123 "Q")")"
+expect_code "PAN in the query string" '4[0-9][0-9]|201' "$(kept_req err-query POST "/v1/tokens?pan=$p&cvc=$c" "$M1_PK" "$(body_of "$(xpan 1)" 123 "Q")")"
 xcanary; p=$XP c=$XC n=$XN
 filler=$(head -c 9000 /dev/zero | tr '\0' 'A')
-expect_code "9 KB body with a PAN" 413 "$(req err-9k POST /v1/tokens "$M1_PK" "$(body_of "$p" "$c" "$filler")")"
+expect_code "9 KB body with a PAN" 413 "$(kept_req err-9k POST /v1/tokens "$M1_PK" "$(body_of "$p" "$c" "$filler")")"
 xcanary; p=$XP c=$XC n=$XN
 big="$TMP/big.json"
 { printf '{"pan":"%s","cvc":"%s","x":"' "$p" "$c"; head -c 1048576 /dev/zero | tr '\0' 'B'; printf '"}'; } >"$big"
@@ -344,11 +334,11 @@ code=$(curl -sS --noproxy '*' -o "$HTTP/err-1m" -D "$HTTP/err-1m.h" -w '%{http_c
 rm -f "$big"
 expect_code "1 MiB body with a PAN" '413|000' "$code"
 xcanary; p=$XP c=$XC n=$XN
-expect_code "text/plain body with a PAN" 415 "$(req err-ctype POST /v1/tokens "$M1_PK" "$(body_of "$p" "$c" "$n")" text/plain)"
+expect_code "text/plain body with a PAN" 415 "$(kept_req err-ctype POST /v1/tokens "$M1_PK" "$(body_of "$p" "$c" "$n")" text/plain)"
 xcanary; p=$XP c=$XC n=$XN
-expect_code "unknown API key with a card body" 401 "$(req err-key POST /v1/tokens sk_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG "$(body_of "$p" "$c" "$n")")"
+expect_code "unknown API key with a card body" 401 "$(kept_req err-key POST /v1/tokens sk_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG "$(body_of "$p" "$c" "$n")")"
 xcanary; p=$XP c=$XC n=$XN
-expect_code "detokenize-only key posting a card" 403 "$(req err-scope POST /v1/tokens "$M1_DK" "$(body_of "$p" "$c" "$n")")"
+expect_code "detokenize-only key posting a card" 403 "$(kept_req err-scope POST /v1/tokens "$M1_DK" "$(body_of "$p" "$c" "$n")")"
 
 # A unique violation inside PostgreSQL: a test-only unique index on
 # (merchant, BIN, last 4) for merchant 2 makes its second tokenization of
@@ -356,8 +346,8 @@ expect_code "detokenize-only key posting a card" 403 "$(req err-scope POST /v1/t
 # (the key values) and the statement with all its parameters.
 q "CREATE UNIQUE INDEX cv_proof_unique ON tokens (merchant_id, bin, last4) WHERE merchant_id = '$M2'"
 xcanary; p=$XP c=$XC n=$XN
-c1=$(req uniq-1 POST /v1/tokens "$M2_PK" "$(body_of "$p" "$c" "$n")")
-c2=$(req uniq-2 POST /v1/tokens "$M2_PK" "$(body_of "$p" "$c" "$n" "$(spaced "$p")")")
+c1=$(kept_req uniq-1 POST /v1/tokens "$M2_PK" "$(body_of "$p" "$c" "$n")")
+c2=$(kept_req uniq-2 POST /v1/tokens "$M2_PK" "$(body_of "$p" "$c" "$n" "$(spaced "$p")")")
 q "DROP INDEX cv_proof_unique"
 nviol=$(grep -c 'duplicate key value violates unique constraint "cv_proof_unique"' "$PGLOG")
 nparams=$(grep -c 'DETAIL:  parameters: \$1 = ' "$PGLOG")
@@ -376,7 +366,7 @@ OUT_BASE=$XI
 (
     for i in $(seq 1 40); do
         xcanary
-        req "outage-$i" POST /v1/tokens "$M1_PK" "$(body_of "$XP" "$XC" "$XN")" >>"$TMP/outage-codes"
+        kept_req "outage-$i" POST /v1/tokens "$M1_PK" "$(body_of "$XP" "$XC" "$XN")" >>"$TMP/outage-codes"
         echo >>"$TMP/outage-codes"
         sleep 0.1
     done
@@ -386,7 +376,7 @@ XI=$((OUT_BASE + 40)) # the stream's canaries (recorded by the subshell)
 sleep 0.8
 pg_ctlcluster "$PG_VER" "$PG_NAME" stop -m fast
 xcanary
-down_code=$(req outage-down POST /v1/tokens "$M1_PK" "$(body_of "$XP" "$XC" "$XN")")
+down_code=$(kept_req outage-down POST /v1/tokens "$M1_PK" "$(body_of "$XP" "$XC" "$XN")")
 down_detok=$(curl -sS --noproxy '*' -o "$HTTP/outage-detok" -D "$HTTP/outage-detok.h" -w '%{http_code}' -X POST \
     -H "Authorization: Bearer $M1_DK" "$BASE/v1/tokens/$(awk -F '\t' 'NR == 5 { print $4 }' "$TMP/cards-tokens")/detokenize" 2>/dev/null)
 sleep 1.5

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "unhex.h"
 
 /* 2024-02-29T23:59:59.123456Z and 2024-03-01T00:00:00.000001Z */
 #define T1_US INT64_C(1709251199123456)
@@ -21,15 +22,6 @@
 #define H2_HEX "902e2143ce52dcba6dcfcf137d806a5d5650bda425da0ed9087a3bec9b6ab6bd"
 
 static const unsigned char zero32[32];
-
-static void unhex(const char *hex, unsigned char *out)
-{
-    for (size_t i = 0; i < strlen(hex) / 2; i++) {
-        unsigned v = 0;
-        sscanf(hex + 2 * i, "%2x", &v);
-        out[i] = (unsigned char)v;
-    }
-}
 
 static void format_time_matches_to_char(void)
 {
@@ -81,8 +73,8 @@ static void parse_since_rejects_near_misses(void)
 static void make_rows(struct cv_audit_row *r1, struct cv_audit_row *r2, unsigned char h1[32],
                       unsigned char h2[32])
 {
-    unhex(H1_HEX, h1);
-    unhex(H2_HEX, h2);
+    unhex(H1_HEX, h1, 32);
+    unhex(H2_HEX, h2, 32);
     *r1 = (struct cv_audit_row){.seq = 1,
                                 .occurred_us = T1_US,
                                 .actor = "cli:merchant-create",

@@ -20,6 +20,7 @@
 #include "cardvault/card.h"
 #include "cardvault/secbuf.h"
 #include "check.h"
+#include "unhex.h"
 
 #define GCM_VECTORS_PATH "tests/vectors/gcm-aes256.rsp"
 #define GCM_VECTORS_MIN  4
@@ -102,32 +103,6 @@ static cv_status open_status(const struct cv_secbuf *dek, const struct cv_aad *a
         CHECK(all_zero(&out, sizeof(out)));
     cv_wipe(&out, sizeof(out));
     return st;
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes hex into out (cap bytes); returns the byte count or -1. */
-static long unhex(const char *s, unsigned char *out, size_t cap)
-{
-    size_t n = strlen(s);
-    if (n % 2 != 0 || n / 2 > cap)
-        return -1;
-    for (size_t i = 0; i < n / 2; i++) {
-        int hi = hexval((unsigned char)s[2 * i]), lo = hexval((unsigned char)s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return (long)(n / 2);
 }
 
 /* The AAD encoding envelope.c documents, rebuilt independently:

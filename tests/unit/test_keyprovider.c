@@ -23,6 +23,7 @@
 
 #include "cardvault/secbuf.h"
 #include "check.h"
+#include "unhex.h"
 
 #define KWP_VECTORS_PATH "tests/vectors/kwp-rfc5649.txt"
 #define KWP_VECTORS_MIN  2
@@ -44,31 +45,6 @@ static struct cv_secbuf *kek_of(unsigned char seed)
     struct cv_secbuf *b = buf_of(k, sizeof(k));
     cv_wipe(k, sizeof(k));
     return b;
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static long unhex(const char *s, unsigned char *out, size_t cap)
-{
-    size_t n = strlen(s);
-    if (n % 2 != 0 || n / 2 > cap)
-        return -1;
-    for (size_t i = 0; i < n / 2; i++) {
-        int hi = hexval((unsigned char)s[2 * i]), lo = hexval((unsigned char)s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return (long)(n / 2);
 }
 
 static void tohex(const unsigned char *in, size_t n, char *out)

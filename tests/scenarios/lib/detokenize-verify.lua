@@ -1,35 +1,26 @@
--- wrk script: detokenize every acknowledged token once.
+-- wrk script: detokenize every acknowledged token once (tests/scenarios/lib/load.sh
+-- and keys-load.sh).
 --   wrk -t N -c N -s detokenize-verify.lua URL -- ACKFILE KEY OUTDIR N
--- ACKFILE holds "TOKEN PAN" lines; thread i takes lines i, i+N, i+2N, ...
+-- ACKFILE holds "TOKEN ..." lines; thread i takes lines i, i+N, i+2N, ...
 -- (N = the -t value, passed again as the last argument). Each answer is
--- appended to OUTDIR/verify.<thread>: "200 TOKEN PAN" from the detokenize
--- body itself (token and pan both come back), or "STATUS TOKEN -" for any
--- other status (one connection per thread, so the answer belongs to the
--- token requested last). A thread that has asked for all its tokens writes
+-- appended to OUTDIR/verify.<thread>: "200 TOKEN PAN MONTH YEAR" from the
+-- detokenize body itself (token, pan and expiry all come back), or
+-- "STATUS TOKEN CODE" for any other status (CODE: the error envelope's code;
+-- one connection per thread, so the answer belongs to the token requested
+-- last). A thread that has asked for all its tokens writes
 -- OUTDIR/verify-done.<thread> and stops; the caller interrupts wrk (SIGINT)
 -- once every thread is done.
-local next_id = 0
+local L = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "load.lua")
 
-function setup(thread)
-  thread:set("tid", next_id)
-  next_id = next_id + 1
-end
+setup = L.setup
 
 function init(args)
   local ackfile, key, nthreads = args[1], args[2], tonumber(args[4])
   outdir = args[3]
-  list = {}
-  local i = 0
-  for line in io.lines(ackfile) do
-    local tok = line:match("^(%S+)")
-    if tok ~= nil then
-      if i % nthreads == tid then table.insert(list, tok) end
-      i = i + 1
-    end
-  end
+  list = L.thread_share(ackfile, tid, nthreads)
   pos = 0
-  out = io.open(string.format("%s/verify.%d", outdir, tid), "a")
-  hdrs = { ["Authorization"] = "Bearer " .. key, ["Content-Type"] = "application/json" }
+  out = L.open_thread_file(outdir, "verify", tid)
+  hdrs = L.headers(key)
   finished = false
 end
 
@@ -58,8 +49,10 @@ function response(status, headers, body)
   if status == 200 then
     local tok = body:match('"token":"(tok_%w+)"') or "-"
     local pan = body:match('"pan":"(%d+)"') or "-"
-    out:write("200 ", tok, " ", pan, "\n")
+    local m = body:match('"exp_month":(%d+)') or "-"
+    local y = body:match('"exp_year":(%d+)') or "-"
+    out:write("200 ", tok, " ", pan, " ", m, " ", y, "\n")
   else
-    out:write(status, " ", current, " -\n")
+    out:write(status, " ", current, " ", L.error_code(body), "\n")
   end
 end

@@ -9,14 +9,9 @@
 -- to OUTDIR/detok-errors.<thread>. done() writes OUTDIR/detok-summary:
 -- "status N COUNT" per HTTP status, "match COUNT", "mismatch COUNT",
 -- "latency_max_us N", "timeouts N".
-local threads = {}
-local next_id = 0
+local L = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "load.lua")
 
-function setup(thread)
-  thread:set("tid", next_id)
-  table.insert(threads, thread)
-  next_id = next_id + 1
-end
+setup = L.setup
 
 function init(args)
   local cardfile, key = args[1], args[2]
@@ -28,8 +23,8 @@ function init(args)
   end
   pos = (tid * 7919) % math.max(#cards, 1)
   counts, match, mismatch = {}, 0, 0
-  errs = io.open(string.format("%s/detok-errors.%d", outdir, tid), "a")
-  hdrs = { ["Authorization"] = "Bearer " .. key, ["Content-Type"] = "application/json" }
+  errs = L.open_thread_file(outdir, "detok-errors", tid)
+  hdrs = L.headers(key)
 end
 
 function request()
@@ -52,23 +47,16 @@ function response(status, headers, body)
       errs:flush()
     end
   else
-    errs:write(status, " ", body:match('"code":"([%w_]+)"') or "-", " ", current[1], "\n")
+    errs:write(status, " ", L.error_code(body), " ", current[1], "\n")
     errs:flush()
   end
   pos = (pos + 1) % #cards
 end
 
 function done(summary, latency, requests)
-  local total, ma, mi = {}, 0, 0
-  for _, t in ipairs(threads) do
-    for s, c in pairs(t:get("counts") or {}) do total[s] = (total[s] or 0) + c end
-    ma = ma + (t:get("match") or 0)
-    mi = mi + (t:get("mismatch") or 0)
-  end
-  local f = io.open(threads[1]:get("outdir") .. "/detok-summary", "w")
-  for s, c in pairs(total) do f:write(string.format("status %d %d\n", s, c)) end
-  f:write(string.format("match %d\n", ma))
-  f:write(string.format("mismatch %d\n", mi))
+  local f = L.summary_file("detok-summary", L.sum_counts("counts"))
+  f:write(string.format("match %d\n", L.sum("match")))
+  f:write(string.format("mismatch %d\n", L.sum("mismatch")))
   f:write(string.format("latency_max_us %d\n", latency.max))
   f:write(string.format("timeouts %d\n", summary.errors.timeout))
   f:close()

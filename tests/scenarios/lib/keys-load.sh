@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # LOAD_PID and the V_* results are read by the caller
 # Load helpers for tests/scenarios/keys.sh (sourced after tests/lib/scenario.sh
-# and tests/scenarios/lib/load.sh, whose load_stop and load_summary it reuses).
+# and tests/scenarios/lib/load.sh, whose load_stop, load_acks, load_summary,
+# wrk_bg, wrk_stop and wrk_verify it reuses).
 # The Lua scripts beside this file record the whole card (PAN and expiry):
 #   keys_load_start DIR PREFIX KEY BASEYEAR [THREADS]
 #                       tokenize at full speed in the background (LOAD_PID, so
@@ -9,7 +10,6 @@
 #   keys_detok_start DIR CARDFILE KEY [THREADS]
 #                       detokenize CARDFILE's cards round and round (DETOK_PID)
 #   keys_detok_stop     interrupt it, wait for DIR/detok-summary
-#   keys_acks DIR       every acknowledged card, one per line
 #   keys_verify ACKFILE DKEY DIR DESTROYED
 #                       detokenize every acknowledged card once. DESTROYED
 #                       lists tokens whose DEK was destroyed: those must answer
@@ -17,36 +17,26 @@
 #                       card. Sets V_ACKED, V_VERIFIED, V_DESTROYED (acked,
 #                       listed, answered 410 token_destroyed), V_LOST (the
 #                       rest), V_SHRED_LEAK (listed tokens that answered 200).
-KEYS_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DETOK_PID=""
 
 keys_load_start() {
   local dir=$1 prefix=$2 key=$3 year=$4 threads=${5:-4}
   mkdir -p "$dir"
-  wrk -t "$threads" -c "$threads" -d 300s --timeout 10s -s "$KEYS_LIB/keys-tokenize-load.lua" \
-    "$SC_URL" -- "$dir" "$prefix" "$key" "$year" >"$dir/wrk.out" 2>&1 &
-  LOAD_PID=$!
+  wrk_bg keys-tokenize-load.lua 300 "$threads" "$dir/wrk.out" "$dir" "$prefix" "$key" "$year"
+  LOAD_PID=$WRK_PID
 }
 
 keys_detok_start() {
   local dir=$1 cards=$2 key=$3 threads=${4:-2}
   mkdir -p "$dir"
-  wrk -t "$threads" -c "$threads" -d 300s --timeout 10s -s "$KEYS_LIB/keys-detokenize-load.lua" \
-    "$SC_URL" -- "$cards" "$key" "$dir" >"$dir/detok-wrk.out" 2>&1 &
-  DETOK_PID=$!
+  wrk_bg keys-detokenize-load.lua 300 "$threads" "$dir/detok-wrk.out" "$cards" "$key" "$dir"
+  DETOK_PID=$WRK_PID
 }
 
-keys_detok_stop() {
-  [ -n "$DETOK_PID" ] || return 0
-  kill -INT "$DETOK_PID" 2>/dev/null
-  wait "$DETOK_PID" 2>/dev/null
-  DETOK_PID=""
-}
-
-keys_acks() { cat "$1"/acks.* 2>/dev/null; }
+keys_detok_stop() { wrk_stop "$DETOK_PID"; DETOK_PID=""; }
 
 keys_verify() {
-  local acks=$1 key=$2 dir=$3 destroyed=$4 threads=${VERIFY_THREADS:-8} pid
+  local acks=$1 key=$2 dir=$3 destroyed=$4 threads=${VERIFY_THREADS:-8}
   V_ACKED=$(sort -u "$acks" | grep -c .)
   V_VERIFIED=0
   V_DESTROYED=0
@@ -55,16 +45,7 @@ keys_verify() {
   mkdir -p "$dir"
   rm -f "$dir"/verify.* "$dir"/verify-done.*
   if [ "$V_ACKED" -gt 0 ]; then
-    wrk -t "$threads" -c "$threads" -d 300s --timeout 10s -s "$KEYS_LIB/keys-verify.lua" \
-      "$SC_URL" -- "$acks" "$key" "$dir" "$threads" >"$dir/verify-wrk.out" 2>&1 &
-    pid=$!
-    for _ in $(seq 1 2400); do
-      [ "$(ls "$dir"/verify-done.* 2>/dev/null | wc -l)" -ge "$threads" ] && break
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.05
-    done
-    kill -INT "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
+    wrk_verify detokenize-verify.lua "$dir" "$threads" 300 2400 "$acks" "$key" "$dir" "$threads"
   fi
   sort -u "$destroyed" >"$dir/destroyed"
   sort -u "$acks" >"$dir/acked"

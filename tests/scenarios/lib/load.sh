@@ -11,19 +11,48 @@
 LOAD_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LOAD_PID=""
 
+# wrk_bg SCRIPT SECONDS THREADS OUTFILE SCRIPT-ARGS...: one of the Lua scripts
+# beside this file against $SC_URL in the background, one connection per
+# thread; its pid in WRK_PID.
+wrk_bg() {
+  local script=$1 secs=$2 threads=$3 out=$4
+  shift 4
+  wrk -t "$threads" -c "$threads" -d "${secs}s" --timeout 10s -s "$LOAD_LIB/$script" \
+    "$SC_URL" -- "$@" >"$out" 2>&1 &
+  WRK_PID=$!
+}
+
 load_start() {
   local dir=$1 prefix=$2 key=$3 threads=${4:-8}
   mkdir -p "$dir"
-  wrk -t "$threads" -c "$threads" -d 120s --timeout 10s -s "$LOAD_LIB/tokenize-load.lua" \
-    "$SC_URL" -- "$dir" "$prefix" "$key" >"$dir/wrk.out" 2>&1 &
-  LOAD_PID=$!
+  wrk_bg tokenize-load.lua 120 "$threads" "$dir/wrk.out" "$dir" "$prefix" "$key"
+  LOAD_PID=$WRK_PID
 }
 
-load_stop() {
-  [ -n "$LOAD_PID" ] || return 0
-  kill -INT "$LOAD_PID" 2>/dev/null
-  wait "$LOAD_PID" 2>/dev/null
-  LOAD_PID=""
+# wrk_stop PID: interrupt a wrk run (its done() still writes the summary).
+wrk_stop() {
+  [ -n "$1" ] || return 0
+  kill -INT "$1" 2>/dev/null
+  wait "$1" 2>/dev/null
+}
+
+load_stop() { wrk_stop "$LOAD_PID"; LOAD_PID=""; }
+
+# wrk_verify SCRIPT DIR THREADS SECONDS POLLS WRK-ARGS...: runs a verify
+# script (detokenize-verify.lua) for at most SECONDS, until
+# every thread has written DIR/verify-done.<thread>, wrk ends, or POLLS
+# looks 50 ms apart found neither; then interrupts it.
+wrk_verify() {
+  local script=$1 dir=$2 threads=$3 secs=$4 polls=$5 pid
+  shift 5
+  wrk_bg "$script" "$secs" "$threads" "$dir/verify-wrk.out" "$@"
+  pid=$WRK_PID
+  for _ in $(seq 1 "$polls"); do
+    [ "$(ls "$dir"/verify-done.* 2>/dev/null | wc -l)" -ge "$threads" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  wrk_stop "$pid"
 }
 
 load_acks() { cat "$1"/acks.* 2>/dev/null; }
@@ -34,23 +63,14 @@ load_summary() { # DIR "status 503" -> count (0 when absent)
 }
 
 verify_acks() {
-  local acks=$1 key=$2 dir=$3 threads=${VERIFY_THREADS:-16} pid
+  local acks=$1 key=$2 dir=$3 threads=${VERIFY_THREADS:-16}
   V_ACKED=$(grep -c . "$acks")
   V_VERIFIED=0
   V_LOST=$V_ACKED
   mkdir -p "$dir"
   rm -f "$dir"/verify.* "$dir"/verify-done.*
   if [ "$V_ACKED" -gt 0 ]; then
-    wrk -t "$threads" -c "$threads" -d 120s --timeout 10s -s "$LOAD_LIB/detokenize-verify.lua" \
-      "$SC_URL" -- "$acks" "$key" "$dir" "$threads" >"$dir/verify-wrk.out" 2>&1 &
-    pid=$!
-    for _ in $(seq 1 1200); do
-      [ "$(ls "$dir"/verify-done.* 2>/dev/null | wc -l)" -ge "$threads" ] && break
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.05
-    done
-    kill -INT "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
+    wrk_verify detokenize-verify.lua "$dir" "$threads" 120 1200 "$acks" "$key" "$dir" "$threads"
   fi
   # A token verifies when a detokenize answer carried it with its exact PAN.
   # Tokens wrk could not settle (a dropped connection) are retried one by one
