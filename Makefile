@@ -60,7 +60,7 @@ $(OUT)/cardvault: $(OBJS)
 	@echo "LD $(BUILD) $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(OUT)/tests/%: tests/unit/%.c $(LIB_OBJS) tests/unit/check.h
+$(OUT)/tests/%: tests/unit/%.c $(LIB_OBJS) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	@echo "LD $(BUILD) $@"
 	@$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LIBS)
