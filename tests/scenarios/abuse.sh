@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tampering, brute force and injection (issue 7; SECURITY-REFERENCE 6.D.18-19, 6.E.25, 6.I.38-39).
+# Tampering, brute force and injection.
 #
 #   tests/scenarios/abuse.sh build/release/cardvault
 #

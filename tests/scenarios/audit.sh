@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Audit-trail and storage-scanner scenario (issue 5).
+# Audit-trail and storage-scanner scenario.
 #
 #   tests/scenarios/audit.sh build/release/cardvault
 #   tests/lib/with-postgres.sh tests/scenarios/audit.sh build/release/cardvault

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Faults survived, nothing lost (issue 7; SECURITY-REFERENCE 6.D.20, 6.F, 6.G).
+# Faults survived, nothing lost.
 #
 #   tests/scenarios/faults.sh build/release/cardvault
 #

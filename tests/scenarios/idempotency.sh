@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent tokenize scenario (issue 3, "Idempotent tokenize").
+# Idempotent tokenize scenario.
 #
 #   tests/scenarios/idempotency.sh [build/release/cardvault]
 #

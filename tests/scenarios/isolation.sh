@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tenant isolation and key-scope matrix (issue 7; SECURITY-REFERENCE 6.B.10, 6.C.14, 6.C.16).
+# Tenant isolation and key-scope matrix.
 #
 #   tests/scenarios/isolation.sh build/release/cardvault
 #

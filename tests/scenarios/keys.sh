@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Key lifecycle under load, a KEK rotation killed midway, and a move from a
-# file KEK to a PKCS#11 token KEK (issue 4; docs/key-management.md).
+# file KEK to a PKCS#11 token KEK (see docs/key-management.md).
 #
 #   tests/scenarios/keys.sh build/release/cardvault
 #

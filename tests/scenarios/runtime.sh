@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Transport and runtime scenario (issue 3, "Transport and runtime").
+# Transport and runtime scenario.
 #
 #   tests/scenarios/runtime.sh [build/release/cardvault]
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# No plaintext anywhere (issue 5): a scenario proof that no card number,
+# No plaintext anywhere: a scenario proof that no card number,
 # security code or cardholder name cardvault handled is stored in the clear,
 # anywhere a forensic examiner would look.
 #
