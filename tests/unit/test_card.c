@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "test_helpers.h"
 
 #define VECTORS_PATH "tests/vectors/test-pans.txt"
 #define VECTORS_MIN  25 /* a truncated or missing file must not pass quietly */
@@ -551,16 +552,7 @@ static void name_rejects_a_pan_typed_into_it(void)
 
 static struct cv_card_plain plain_card(const char *pan, int month, int year, const char *name)
 {
-    struct cv_card_plain c;
-    memset(&c, 0, sizeof(c));
-    snprintf(c.pan, sizeof(c.pan), "%s", pan);
-    c.exp_month = month;
-    c.exp_year = year;
-    if (name != NULL) {
-        snprintf(c.name, sizeof(c.name), "%s", name);
-        c.has_name = 1;
-    }
-    return c;
+    return test_card(pan, month, year, name);
 }
 
 static void encode_follows_the_documented_layout(void)

@@ -20,6 +20,7 @@
 #include "cardvault/card.h"
 #include "cardvault/secbuf.h"
 #include "check.h"
+#include "test_helpers.h"
 #include "unhex.h"
 
 #define GCM_VECTORS_PATH "tests/vectors/gcm-aes256.rsp"
@@ -48,16 +49,7 @@ static struct cv_aad aad_of(const char *token, const char *merchant, int64_t dek
 
 static struct cv_card_plain card_of(const char *pan, int month, int year, const char *name)
 {
-    struct cv_card_plain c;
-    memset(&c, 0, sizeof(c));
-    snprintf(c.pan, sizeof(c.pan), "%s", pan);
-    c.exp_month = month;
-    c.exp_year = year;
-    if (name != NULL) {
-        snprintf(c.name, sizeof(c.name), "%s", name);
-        c.has_name = 1;
-    }
-    return c;
+    return test_card(pan, month, year, name);
 }
 
 static bool cards_equal(const struct cv_card_plain *a, const struct cv_card_plain *b)

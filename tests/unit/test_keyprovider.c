@@ -23,6 +23,7 @@
 
 #include "cardvault/secbuf.h"
 #include "check.h"
+#include "test_helpers.h"
 #include "unhex.h"
 
 #define KWP_VECTORS_PATH "tests/vectors/kwp-rfc5649.txt"
@@ -397,15 +398,7 @@ static void file_fixture_init(void)
 static void write_file(const char *name, const char *content, size_t len, mode_t mode, char *path,
                        size_t path_cap)
 {
-    snprintf(path, path_cap, "%s/%s", tmpdir, name);
-    unlink(path);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    CHECK(fd >= 0);
-    if (fd < 0)
-        return;
-    CHECK(write(fd, content, len) == (ssize_t)len);
-    CHECK(fchmod(fd, mode) == 0);
-    close(fd);
+    test_write_file(tmpdir, name, content, len, mode, path, path_cap);
 }
 
 /* True when why quotes any 8 consecutive characters of the key's text forms. */
