@@ -14,6 +14,7 @@
 
 #include "cardvault/json_codec.h"
 #include "cardvault/log.h"
+#include "cardvault/secbuf.h"
 
 void cv_cli_fail(const char *msg)
 {
@@ -40,6 +41,20 @@ cv_status cv_cli_open_store(const struct cv_config *cfg, struct cv_store **store
         cv_cli_fail(why);
     }
     return st;
+}
+
+cv_status cv_cli_harden(const struct cv_config *cfg, size_t heap_bytes)
+{
+    if (cfg->production && cv_secbuf_harden_process() != CV_OK) {
+        cv_cli_fail("cannot disable core dumps (setrlimit/prctl refused)");
+        return CV_ERR_CONFIG;
+    }
+    bool heap_locked = false;
+    if (cv_secbuf_init_secure_heap(heap_bytes, &heap_locked) != CV_OK)
+        cv_cli_fail("warning: no secure heap; secrets use the ordinary heap (still wiped)");
+    else if (!heap_locked)
+        cv_cli_warn_heap_not_locked();
+    return CV_OK;
 }
 
 void cv_cli_warn_heap_not_locked(void)

@@ -346,7 +346,10 @@ int cv_cli_audit(struct cv_cli *cli)
         return cv_cli_usage_error("expected: audit verify|export|storage");
     }
     struct cv_store *store = NULL;
-    if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
+    /* The storage scan may read a card number in clear out of a column;
+     * every subcommand holds the database password. */
+    if (cv_cli_harden(&cli->cfg, CV_CLI_SECURE_HEAP_BYTES) != CV_OK ||
+        cv_cli_open_store(&cli->cfg, &store) != CV_OK)
         return 1;
     int rc = run(cli, store);
     cv_store_close(store);
