@@ -30,9 +30,13 @@
 #define BATCH_ROWS 1000 /* rows per FETCH in the storage scan */
 
 const char cv_cli_audit_usage[] =
-    "usage: cardvault audit verify [--database-url URL]\n"
-    "       cardvault audit export [--since T] [--database-url URL]\n"
-    "       cardvault audit storage [--database-url URL]\n"
+    "usage: cardvault audit verify [--database-url-file PATH]\n"
+    "       cardvault audit export [--since T] [--database-url-file PATH]\n"
+    "       cardvault audit storage [--database-url-file PATH]\n"
+    "\n"
+    "The database URL comes from CARDVAULT_DATABASE_URL, CARDVAULT_DATABASE_URL_FILE or\n"
+    "--database-url-file PATH; --database-url URL also works but shows the URL (and its\n"
+    "password) to every local user in /proc/PID/cmdline.\n"
     "\n"
     "verify: recomputes the SHA-256 chain of audit_events in seq order and checks\n"
     "it ends at audit_head. Prints {\"ok\":true,\"events\":N,\"head_seq\":N,\"head_hash\":H},\n"

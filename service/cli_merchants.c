@@ -15,15 +15,23 @@
 #include "cardvault/token.h"
 
 const char cv_cli_merchant_usage[] =
-    "usage: cardvault merchant create NAME [--database-url URL]\n"
+    "usage: cardvault merchant create NAME [--database-url-file PATH]\n"
+    "\n"
+    "The database URL comes from CARDVAULT_DATABASE_URL, CARDVAULT_DATABASE_URL_FILE or\n"
+    "--database-url-file PATH; --database-url URL also works but shows the URL (and its\n"
+    "password) to every local user in /proc/PID/cmdline.\n"
     "\n"
     "Creates a merchant and prints one JSON object with its id and three keys:\n"
     "publishable (pk_, tokenize), secret (sk_, tokenize+read+delete) and\n"
     "detokenize (dk_, detokenize only). The keys are shown once; store them safely.\n";
 
 const char cv_cli_key_usage[] =
-    "usage: cardvault key create --merchant ID --scopes LIST [--database-url URL]\n"
-    "       cardvault key revoke PREFIX [--database-url URL]\n"
+    "usage: cardvault key create --merchant ID --scopes LIST [--database-url-file PATH]\n"
+    "       cardvault key revoke PREFIX [--database-url-file PATH]\n"
+    "\n"
+    "The database URL comes from CARDVAULT_DATABASE_URL, CARDVAULT_DATABASE_URL_FILE or\n"
+    "--database-url-file PATH; --database-url URL also works but shows the URL (and its\n"
+    "password) to every local user in /proc/PID/cmdline.\n"
     "\n"
     "create: prints {\"merchant_id\",\"key\",\"prefix\",\"scopes\"}. A key with exactly\n"
     "the tokenize scope is pk_, exactly detokenize is dk_, anything else sk_.\n"
