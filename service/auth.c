@@ -30,7 +30,7 @@ struct entry {
 struct cv_auth {
     struct cv_auth_source src;
     unsigned refresh_ms;
-    int64_t stale_max_ms;    /* the cache serves this long after the last good refresh */
+    int64_t stale_max_ms;       /* the cache serves this long after the last good refresh */
     _Atomic int64_t last_ok_ms; /* monotonic time of the last good refresh */
     atomic_bool stale;          /* logged as stale; cleared by the next good refresh */
     pthread_rwlock_t lock;
@@ -200,8 +200,8 @@ static void *refresher(void *arg)
         pthread_mutex_unlock(&a->stop_lock);
         if (cv_auth_refresh(a) != CV_OK) /* the table stays as it was, for a bounded time */
             cv_log(CV_LOG_WARN, "api_key_refresh_failed",
-                   CV_LS("effect", atomic_load(&a->stale) ? "refusing API keys"
-                                                          : "using cached keys"));
+                   CV_LS("effect",
+                         atomic_load(&a->stale) ? "refusing API keys" : "using cached keys"));
         pthread_mutex_lock(&a->stop_lock);
     }
     pthread_mutex_unlock(&a->stop_lock);

@@ -32,9 +32,9 @@ struct cv_config {
     long long dek_max_age_s;  /* CARDVAULT_DEK_MAX_AGE_S, default 30 days */
     long long dek_max_uses;   /* CARDVAULT_DEK_MAX_USES, default 2^24 */
     unsigned auth_refresh_ms; /* CARDVAULT_AUTH_REFRESH_MS, default 1000 */
-    unsigned auth_stale_max_ms; /* CARDVAULT_AUTH_STALE_MAX_MS: refuse API keys when no key
-                                   refresh succeeded for this long; 0 (default) = max(30 s,
-                                   10 x auth_refresh_ms) */
+    unsigned auth_stale_max_ms;     /* CARDVAULT_AUTH_STALE_MAX_MS: refuse API keys when no key
+                                       refresh succeeded for this long; 0 (default) = max(30 s,
+                                       10 x auth_refresh_ms) */
     long long idempotency_ttl_s;    /* CARDVAULT_IDEMPOTENCY_TTL_S, default 24 h */
     int log_level;                  /* CARDVAULT_LOG_LEVEL debug|info|warn|error */
     unsigned rate_limit_rps;        /* CARDVAULT_RATE_LIMIT_RPS per API key, default 500, 0 = off */

@@ -86,10 +86,10 @@ static void refuses_bad_files_without_echoing_them(void)
         const char *text;
         mode_t mode;
     } bad[] = {
-        {URL "\n", 0644},                     /* readable by others */
-        {"", 0600},                           /* empty */
-        {" \n\n", 0600},                      /* blank */
-        {URL "\nhost=elsewhere\n", 0600},     /* two lines */
+        {URL "\n", 0644},                   /* readable by others */
+        {"", 0600},                         /* empty */
+        {" \n\n", 0600},                    /* blank */
+        {URL "\nhost=elsewhere\n", 0600},   /* two lines */
         {"postgresql://a\x01@b/c\n", 0600}, /* a control byte inside */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -325,7 +325,7 @@ static void auth_stale_bound_is_checked_against_the_refresh(void)
     cv_config_cleanup(&cfg);
 
     static const char *const refused[][2] = {
-        {"999", "1000"}, /* under 1 s */
+        {"999", "1000"},  /* under 1 s */
         {"1999", "1000"}, /* fewer than two refreshes */
         {"9999", "5000"},
     };

@@ -1,7 +1,7 @@
 /* test_secret_file.c: the one secret-file reader. A good owner-only file is
  * read whole; a symlink is followed but its target must pass the same checks;
- * files owned by another user, group/world-readable, oversized, missing and non-regular files are refused
- * with a one-line reason that never holds the file's content. */
+ * files owned by another user, group/world-readable, oversized, missing and non-regular files are
+ * refused with a one-line reason that never holds the file's content. */
 #include "cardvault/secret_file.h"
 
 #include <dirent.h>
