@@ -74,6 +74,8 @@ static const char usage_main[] =
     "  CARDVAULT_IDEMPOTENCY_TTL_S (86400),\n"
     "  CARDVAULT_DEK_MAX_AGE_S (2592000 = 30 days), CARDVAULT_DEK_MAX_USES (16777216),\n"
     "  CARDVAULT_AUTH_REFRESH_MS (1000), CARDVAULT_LOG_LEVEL (info),\n"
+    "  CARDVAULT_AUTH_STALE_MAX_MS (0 = max(30000, 10 x refresh): refuse API keys, 503,\n"
+    "    when keys could not be reloaded for this long),\n"
     "  CARDVAULT_KEK_PKCS11_MODULE, _TOKEN, _KEY_LABEL, _PIN_FILE (KEK in a PKCS#11 token\n"
     "    instead of CARDVAULT_KEK_FILE; see docs/key-management.md),\n"
     "  CARDVAULT_MIGRATIONS_DIR, CARDVAULT_DEV=1 (allow core dumps; never in production).\n";
