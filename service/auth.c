@@ -156,6 +156,11 @@ static bool check_stale(struct cv_auth *a)
     return true;
 }
 
+bool cv_auth_is_stale(struct cv_auth *a)
+{
+    return check_stale(a);
+}
+
 cv_status cv_auth_refresh(struct cv_auth *a)
 {
     /* Re-read a window before the newest change seen: a transaction that

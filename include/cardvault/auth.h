@@ -76,6 +76,9 @@ CV_MUST_USE cv_status cv_auth_authenticate(struct cv_auth *auth, const char *aut
  * checks its format. CV_ERR_UNAUTHENTICATED when absent or malformed. */
 CV_MUST_USE cv_status cv_auth_parse_bearer(const char *authorization, const char **key,
                                            size_t *len);
+/* True while keys are being refused because no refresh succeeded within the
+ * bound (for a gauge or a readiness check). */
+bool cv_auth_is_stale(struct cv_auth *auth);
 /* Re-reads changed keys now (tests and the refresher). */
 CV_MUST_USE cv_status cv_auth_refresh(struct cv_auth *auth);
 

@@ -491,11 +491,13 @@ static void revocation_fails_closed_when_refresh_keeps_failing(void)
         CHECK_EQ_INT(cv_auth_refresh(a), CV_ERR_DB_UNAVAILABLE);
     }
     /* 29 s without a good refresh: inside the bound, the cache still serves. */
+    CHECK(!cv_auth_is_stale(a));
     CHECK_EQ_INT(auth_as(a, KEY_A), CV_OK);
     CHECK_EQ_INT(auth_as(a, KEY_B), CV_OK);
 
     f.now_ms += 1001; /* past 30 s */
     CHECK_EQ_INT(cv_auth_refresh(a), CV_ERR_DB_UNAVAILABLE);
+    CHECK(cv_auth_is_stale(a));
     CHECK_EQ_INT(auth_as(a, KEY_A), CV_ERR_DB_UNAVAILABLE);
     CHECK_EQ_INT(auth_as(a, KEY_B), CV_ERR_DB_UNAVAILABLE);
     f.now_ms += 3600 * 1000; /* and stays closed however long it lasts */
@@ -506,6 +508,7 @@ static void revocation_fails_closed_when_refresh_keeps_failing(void)
 
     f.failing = false; /* the database is back */
     CHECK_EQ_INT(cv_auth_refresh(a), CV_OK);
+    CHECK(!cv_auth_is_stale(a));
     CHECK_EQ_INT(auth_as(a, KEY_A), CV_ERR_UNAUTHENTICATED); /* the revocation now holds */
     CHECK_EQ_INT(auth_as(a, KEY_B), CV_OK);
     cv_auth_close(a);
