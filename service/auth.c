@@ -7,6 +7,7 @@
  * the 12-character prefix. */
 #include "cardvault/auth.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -27,8 +28,11 @@ struct entry {
 };
 
 struct cv_auth {
-    struct cv_store *store;
+    struct cv_auth_source src;
     unsigned refresh_ms;
+    int64_t stale_max_ms;       /* the cache serves this long after the last good refresh */
+    _Atomic int64_t last_ok_ms; /* monotonic time of the last good refresh */
+    atomic_bool stale;          /* logged as stale; cleared by the next good refresh */
     pthread_rwlock_t lock;
     struct entry *slots; /* open addressing, power-of-two capacity */
     size_t cap, count;
@@ -121,6 +125,42 @@ static void on_key(void *ctx, const char *merchant_id, const char *prefix,
     e->who.scopes = bits;
 }
 
+static int64_t now_ms(const struct cv_auth *a)
+{
+    if (a->src.now_ms != NULL)
+        return a->src.now_ms(a->src.ctx);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+unsigned cv_auth_stale_max_ms(unsigned refresh_ms, unsigned configured_ms)
+{
+    if (configured_ms != 0)
+        return configured_ms;
+    unsigned ten = refresh_ms > UINT_MAX / 10 ? UINT_MAX : refresh_ms * 10;
+    return ten > 30000 ? ten : 30000;
+}
+
+/* True when the table is too old to trust for revocations. Logs once on
+ * entering that state (whoever notices first: a request or the refresher). */
+static bool check_stale(struct cv_auth *a)
+{
+    int64_t age = now_ms(a) - atomic_load(&a->last_ok_ms);
+    if (age <= a->stale_max_ms)
+        return false;
+    if (!atomic_exchange(&a->stale, true))
+        cv_log(CV_LOG_ERROR, "api_key_cache_stale", CV_LI("since_refresh_ms", age),
+               CV_LI("bound_ms", a->stale_max_ms),
+               CV_LS("effect", "API keys refused (503) until a key refresh succeeds"));
+    return true;
+}
+
+bool cv_auth_is_stale(struct cv_auth *a)
+{
+    return check_stale(a);
+}
+
 cv_status cv_auth_refresh(struct cv_auth *a)
 {
     /* Re-read a window before the newest change seen: a transaction that
@@ -128,7 +168,7 @@ cv_status cv_auth_refresh(struct cv_auth *a)
     int64_t since = a->last_changed_us - 10 * 1000000LL;
     int64_t max_seen = a->last_changed_us;
     struct pending p = {NULL, 0, 0};
-    cv_status st = cv_store_scan_api_keys(a->store, since < 0 ? 0 : since, &max_seen, on_key, &p);
+    cv_status st = a->src.scan(a->src.ctx, since < 0 ? 0 : since, &max_seen, on_key, &p);
     if (st == CV_OK) {
         pthread_rwlock_wrlock(&a->lock);
         for (size_t i = 0; i < p.n; i++)
@@ -136,6 +176,12 @@ cv_status cv_auth_refresh(struct cv_auth *a)
                        p.rows[i].who.scopes, p.rows[i].revoked);
         pthread_rwlock_unlock(&a->lock);
         a->last_changed_us = max_seen;
+        atomic_store(&a->last_ok_ms, now_ms(a));
+        if (atomic_exchange(&a->stale, false))
+            cv_log(CV_LOG_INFO, "api_key_cache_fresh",
+                   CV_LS("effect", "API keys accepted again; revocations up to date"));
+    } else {
+        (void)check_stale(a);
     }
     if (p.rows != NULL)
         cv_wipe(p.rows, p.cap * sizeof(*p.rows));
@@ -157,30 +203,60 @@ static void *refresher(void *arg)
         if (a->stopping)
             break;
         pthread_mutex_unlock(&a->stop_lock);
-        if (cv_auth_refresh(a) != CV_OK) /* the table stays as it was */
-            cv_log(CV_LOG_WARN, "api_key_refresh_failed", CV_LS("effect", "using cached keys"));
+        if (cv_auth_refresh(a) != CV_OK) /* the table stays as it was, for a bounded time */
+            cv_log(CV_LOG_WARN, "api_key_refresh_failed",
+                   CV_LS("effect",
+                         atomic_load(&a->stale) ? "refusing API keys" : "using cached keys"));
         pthread_mutex_lock(&a->stop_lock);
     }
     pthread_mutex_unlock(&a->stop_lock);
     return NULL;
 }
 
+static cv_status scan_store(void *ctx, int64_t since_us, int64_t *max_changed_us,
+                            void (*fn)(void *fn_ctx, const char *merchant_id, const char *prefix,
+                                       const unsigned char hash[32], const char *scopes,
+                                       bool revoked),
+                            void *fn_ctx)
+{
+    return cv_store_scan_api_keys(ctx, since_us, max_changed_us, fn, fn_ctx);
+}
+
 cv_status cv_auth_open(struct cv_store *store, unsigned refresh_ms, struct cv_auth **out)
 {
+    return cv_auth_open_bounded(store, refresh_ms, 0, out);
+}
+
+cv_status cv_auth_open_bounded(struct cv_store *store, unsigned refresh_ms, unsigned stale_max_ms,
+                               struct cv_auth **out)
+{
+    struct cv_auth_source src = {scan_store, NULL, store};
+    return cv_auth_open_source(&src, refresh_ms, stale_max_ms, true, out);
+}
+
+cv_status cv_auth_open_source(const struct cv_auth_source *src, unsigned refresh_ms,
+                              unsigned stale_max_ms, bool background, struct cv_auth **out)
+{
     struct cv_auth *a = cv_xcalloc(1, sizeof(*a));
-    a->store = store;
+    a->src = *src;
     a->refresh_ms = refresh_ms;
+    a->stale_max_ms = cv_auth_stale_max_ms(refresh_ms, stale_max_ms);
+    atomic_init(&a->last_ok_ms, 0);
+    atomic_init(&a->stale, false);
     pthread_rwlock_init(&a->lock, NULL);
     pthread_mutex_init(&a->stop_lock, NULL);
     pthread_cond_init(&a->stop_cond, NULL);
     cv_status st = cv_auth_refresh(a);
-    if (st == CV_OK && pthread_create(&a->thread, NULL, refresher, a) != 0)
-        st = CV_ERR_INTERNAL;
+    if (st == CV_OK && background) {
+        if (pthread_create(&a->thread, NULL, refresher, a) != 0)
+            st = CV_ERR_INTERNAL;
+        else
+            a->thread_started = true;
+    }
     if (st != CV_OK) {
         cv_auth_close(a);
         return st;
     }
-    a->thread_started = true;
     *out = a;
     return CV_OK;
 }
@@ -227,6 +303,11 @@ cv_status cv_auth_authenticate(struct cv_auth *a, const char *authorization,
     const char *key = NULL;
     size_t len = 0;
     CV_TRY(cv_auth_parse_bearer(authorization, &key, &len));
+    /* Fail closed: a table not refreshed for longer than the bound may be
+     * missing revocations. Every key is refused, known or not, so the
+     * answer says nothing about the key. */
+    if (check_stale(a))
+        return CV_ERR_DB_UNAVAILABLE;
     if (cv_envelope_sha256(key, len, hash) != CV_OK)
         return CV_ERR_INTERNAL;
     cv_status st = CV_ERR_UNAUTHENTICATED;

@@ -9,11 +9,15 @@
 #include "cardvault/cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <jansson.h>
 
 #include "cardvault/json_codec.h"
 #include "cardvault/log.h"
+#include "cardvault/secbuf.h"
+#include "cardvault/secret_file.h"
 
 void cv_cli_fail(const char *msg)
 {
@@ -40,6 +44,66 @@ cv_status cv_cli_open_store(const struct cv_config *cfg, struct cv_store **store
         cv_cli_fail(why);
     }
     return st;
+}
+
+#define DATABASE_URL_MAX_BYTES 4096
+
+static bool is_blank(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+cv_status cv_cli_read_database_url_file(struct cv_config *cfg)
+{
+    if (cfg->database_url_file == NULL)
+        return CV_OK;
+    char why[512];
+    struct cv_secbuf *buf = NULL;
+    if (cv_secret_file_read(cfg->database_url_file, "database URL file",
+                            "one libpq connection string or URI (at most 4096 bytes)",
+                            DATABASE_URL_MAX_BYTES, &buf, why, sizeof(why)) != CV_OK) {
+        cv_cli_fail(why);
+        return CV_ERR_CONFIG;
+    }
+    size_t start = 0, end = buf->len;
+    while (start < end && is_blank(buf->data[start]))
+        start++;
+    while (end > start && is_blank(buf->data[end - 1]))
+        end--;
+    bool ok = end > start;
+    for (size_t i = start; i < end; i++)
+        if (buf->data[i] < 0x20 || buf->data[i] == 0x7f)
+            ok = false;
+    if (!ok) {
+        snprintf(why, sizeof(why),
+                 "database URL file %s must hold one libpq connection string or URI on one line",
+                 cfg->database_url_file);
+        cv_cli_fail(why);
+        cv_secbuf_free(buf);
+        return CV_ERR_CONFIG;
+    }
+    if (cfg->database_url != NULL)
+        cv_wipe(cfg->database_url, strlen(cfg->database_url));
+    free(cfg->database_url);
+    cfg->database_url = cv_xmalloc(end - start + 1);
+    memcpy(cfg->database_url, buf->data + start, end - start);
+    cfg->database_url[end - start] = '\0';
+    cv_secbuf_free(buf); /* wipes the file's bytes */
+    return CV_OK;
+}
+
+cv_status cv_cli_harden(const struct cv_config *cfg, size_t heap_bytes)
+{
+    if (cfg->production && cv_secbuf_harden_process() != CV_OK) {
+        cv_cli_fail("cannot disable core dumps (setrlimit/prctl refused)");
+        return CV_ERR_CONFIG;
+    }
+    bool heap_locked = false;
+    if (cv_secbuf_init_secure_heap(heap_bytes, &heap_locked) != CV_OK)
+        cv_cli_fail("warning: no secure heap; secrets use the ordinary heap (still wiped)");
+    else if (!heap_locked)
+        cv_cli_warn_heap_not_locked();
+    return CV_OK;
 }
 
 void cv_cli_warn_heap_not_locked(void)

@@ -30,9 +30,13 @@
 #define BATCH_ROWS 1000 /* rows per FETCH in the storage scan */
 
 const char cv_cli_audit_usage[] =
-    "usage: cardvault audit verify [--database-url URL]\n"
-    "       cardvault audit export [--since T] [--database-url URL]\n"
-    "       cardvault audit storage [--database-url URL]\n"
+    "usage: cardvault audit verify [--database-url-file PATH]\n"
+    "       cardvault audit export [--since T] [--database-url-file PATH]\n"
+    "       cardvault audit storage [--database-url-file PATH]\n"
+    "\n"
+    "The database URL comes from CARDVAULT_DATABASE_URL, CARDVAULT_DATABASE_URL_FILE or\n"
+    "--database-url-file PATH; --database-url URL also works but shows the URL (and its\n"
+    "password) to every local user in /proc/PID/cmdline.\n"
     "\n"
     "verify: recomputes the SHA-256 chain of audit_events in seq order and checks\n"
     "it ends at audit_head. Prints {\"ok\":true,\"events\":N,\"head_seq\":N,\"head_hash\":H},\n"
@@ -346,7 +350,10 @@ int cv_cli_audit(struct cv_cli *cli)
         return cv_cli_usage_error("expected: audit verify|export|storage");
     }
     struct cv_store *store = NULL;
-    if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
+    /* The storage scan may read a card number in clear out of a column;
+     * every subcommand holds the database password. */
+    if (cv_cli_harden(&cli->cfg, CV_CLI_SECURE_HEAP_BYTES) != CV_OK ||
+        cv_cli_open_store(&cli->cfg, &store) != CV_OK)
         return 1;
     int rc = run(cli, store);
     cv_store_close(store);

@@ -346,15 +346,8 @@ int cv_cli_keys(struct cv_cli *cli)
             return cv_cli_usage_error("too many arguments");
         /* These commands hold the KEK's working keys and, for reencrypt, card
          * plaintext: the same protections as `serve`. */
-        if (cli->cfg.production && cv_secbuf_harden_process() != CV_OK) {
-            cv_cli_fail("cannot disable core dumps (setrlimit/prctl refused)");
+        if (cv_cli_harden(&cli->cfg, CV_CLI_SECURE_HEAP_BYTES) != CV_OK)
             return 1;
-        }
-        bool heap_locked = false;
-        if (cv_secbuf_init_secure_heap(1u << 20, &heap_locked) != CV_OK)
-            cv_cli_fail("warning: no secure heap; secrets use the ordinary heap (still wiped)");
-        else if (!heap_locked)
-            cv_cli_warn_heap_not_locked();
         struct cv_store *store = NULL;
         if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
             return 1;

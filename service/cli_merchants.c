@@ -15,15 +15,23 @@
 #include "cardvault/token.h"
 
 const char cv_cli_merchant_usage[] =
-    "usage: cardvault merchant create NAME [--database-url URL]\n"
+    "usage: cardvault merchant create NAME [--database-url-file PATH]\n"
+    "\n"
+    "The database URL comes from CARDVAULT_DATABASE_URL, CARDVAULT_DATABASE_URL_FILE or\n"
+    "--database-url-file PATH; --database-url URL also works but shows the URL (and its\n"
+    "password) to every local user in /proc/PID/cmdline.\n"
     "\n"
     "Creates a merchant and prints one JSON object with its id and three keys:\n"
     "publishable (pk_, tokenize), secret (sk_, tokenize+read+delete) and\n"
     "detokenize (dk_, detokenize only). The keys are shown once; store them safely.\n";
 
 const char cv_cli_key_usage[] =
-    "usage: cardvault key create --merchant ID --scopes LIST [--database-url URL]\n"
-    "       cardvault key revoke PREFIX [--database-url URL]\n"
+    "usage: cardvault key create --merchant ID --scopes LIST [--database-url-file PATH]\n"
+    "       cardvault key revoke PREFIX [--database-url-file PATH]\n"
+    "\n"
+    "The database URL comes from CARDVAULT_DATABASE_URL, CARDVAULT_DATABASE_URL_FILE or\n"
+    "--database-url-file PATH; --database-url URL also works but shows the URL (and its\n"
+    "password) to every local user in /proc/PID/cmdline.\n"
     "\n"
     "create: prints {\"merchant_id\",\"key\",\"prefix\",\"scopes\"}. A key with exactly\n"
     "the tokenize scope is pk_, exactly detokenize is dk_, anything else sk_.\n"
@@ -67,7 +75,9 @@ int cv_cli_merchant(struct cv_cli *cli)
         return cv_cli_usage_error("merchant create takes one NAME of 1-200 characters");
     const char *name = cli->argv[1];
     struct cv_store *store = NULL;
-    if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
+    /* It prints three API keys. */
+    if (cv_cli_harden(&cli->cfg, CV_CLI_SECURE_HEAP_BYTES) != CV_OK ||
+        cv_cli_open_store(&cli->cfg, &store) != CV_OK)
         return 1;
     char mid[CV_MERCHANT_ID_LEN + 1];
     char pk[CV_APIKEY_LEN + 1] = "", sk[CV_APIKEY_LEN + 1] = "", dk[CV_APIKEY_LEN + 1] = "";
@@ -112,7 +122,9 @@ static int key_create(struct cv_cli *cli)
         return cv_cli_usage_error(
             "--scopes takes a comma list of tokenize, read, delete, detokenize");
     struct cv_store *store = NULL;
-    if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
+    /* It prints an API key. */
+    if (cv_cli_harden(&cli->cfg, CV_CLI_SECURE_HEAP_BYTES) != CV_OK ||
+        cv_cli_open_store(&cli->cfg, &store) != CV_OK)
         return 1;
     char key[CV_APIKEY_LEN + 1] = "", prefix[CV_APIKEY_PREFIX_LEN + 1];
     cv_status st = cv_auth_create_key(store, cli->merchant, scopes, key, prefix);
@@ -147,7 +159,9 @@ static int key_revoke(struct cv_cli *cli)
     char prefix[CV_APIKEY_PREFIX_LEN + 1];
     snprintf(prefix, sizeof(prefix), "%s", arg); /* a full key works too */
     struct cv_store *store = NULL;
-    if (cv_cli_open_store(&cli->cfg, &store) != CV_OK)
+    /* It may be handed a full key, and holds the database password. */
+    if (cv_cli_harden(&cli->cfg, CV_CLI_SECURE_HEAP_BYTES) != CV_OK ||
+        cv_cli_open_store(&cli->cfg, &store) != CV_OK)
         return 1;
     char mid[CV_MERCHANT_ID_LEN + 1];
     cv_status st = cv_store_revoke_api_key(store, prefix, mid);

@@ -94,6 +94,15 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
     cfg->production = true;
 
     cv_config_set_str(&cfg->database_url, getenv("CARDVAULT_DATABASE_URL"));
+    cv_config_set_str(&cfg->database_url_file, getenv("CARDVAULT_DATABASE_URL_FILE"));
+    if (cfg->database_url_file != NULL && cfg->database_url_file[0] == '\0')
+        cv_config_set_str(&cfg->database_url_file, NULL);
+    if (cfg->database_url_file != NULL && cfg->database_url != NULL &&
+        cfg->database_url[0] != '\0') {
+        snprintf(why, why_len,
+                 "set CARDVAULT_DATABASE_URL or CARDVAULT_DATABASE_URL_FILE, not both");
+        return CV_ERR_CONFIG;
+    }
     cv_config_set_str(&cfg->kek_file, getenv("CARDVAULT_KEK_FILE"));
     cv_config_set_str(&cfg->kek_pkcs11_module, getenv("CARDVAULT_KEK_PKCS11_MODULE"));
     cv_config_set_str(&cfg->kek_pkcs11_token, getenv("CARDVAULT_KEK_PKCS11_TOKEN"));
@@ -115,6 +124,15 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
                     why_len));
     CV_TRY(parse_ll("CARDVAULT_DEK_MAX_USES", 1000, 1LL << 32, &cfg->dek_max_uses, why, why_len));
     CV_TRY(parse_uint("CARDVAULT_AUTH_REFRESH_MS", 100, 5000, &cfg->auth_refresh_ms, why, why_len));
+    CV_TRY(parse_uint("CARDVAULT_AUTH_STALE_MAX_MS", 0, 3600000, &cfg->auth_stale_max_ms, why,
+                      why_len));
+    if (cfg->auth_stale_max_ms != 0 &&
+        (cfg->auth_stale_max_ms < 1000 || cfg->auth_stale_max_ms < 2 * cfg->auth_refresh_ms)) {
+        snprintf(why, why_len,
+                 "CARDVAULT_AUTH_STALE_MAX_MS must be 0 (automatic) or at least 1000 and at "
+                 "least twice CARDVAULT_AUTH_REFRESH_MS");
+        return CV_ERR_CONFIG;
+    }
     CV_TRY(parse_ll("CARDVAULT_IDEMPOTENCY_TTL_S", 60, 30LL * 24 * 3600, &cfg->idempotency_ttl_s,
                     why, why_len));
 
@@ -180,6 +198,7 @@ void cv_config_cleanup(struct cv_config *cfg)
     if (cfg->database_url != NULL)
         cv_wipe(cfg->database_url, strlen(cfg->database_url));
     free(cfg->database_url);
+    free(cfg->database_url_file);
     free(cfg->listen_host);
     free(cfg->kek_file);
     free(cfg->kek_pkcs11_module);

@@ -53,7 +53,11 @@ static const char usage_main[] =
     "  audit verify|export|storage  check the audit hash chain, export events, scan for PANs\n"
     "\n"
     "options for every command (override the environment):\n"
-    "  --database-url URL         CARDVAULT_DATABASE_URL: libpq connection string or URI\n"
+    "  --database-url URL         CARDVAULT_DATABASE_URL: libpq connection string or URI;\n"
+    "                             on the command line it is visible to every local user\n"
+    "                             (/proc/PID/cmdline): prefer the environment or a file\n"
+    "  --database-url-file PATH   CARDVAULT_DATABASE_URL_FILE: read it from a file (owned by\n"
+    "                             the service's user or root, mode 0600/0400)\n"
     "  --kek-file PATH            CARDVAULT_KEK_FILE: 32-byte key, hex or base64, mode 0600\n"
     "  --listen HOST:PORT         CARDVAULT_LISTEN (serve only), default 127.0.0.1:8080\n"
     "  -h, --help                 this text; `cardvault COMMAND --help` for one command\n"
@@ -70,25 +74,34 @@ static const char usage_main[] =
     "  CARDVAULT_IDEMPOTENCY_TTL_S (86400),\n"
     "  CARDVAULT_DEK_MAX_AGE_S (2592000 = 30 days), CARDVAULT_DEK_MAX_USES (16777216),\n"
     "  CARDVAULT_AUTH_REFRESH_MS (1000), CARDVAULT_LOG_LEVEL (info),\n"
+    "  CARDVAULT_AUTH_STALE_MAX_MS (0 = max(30000, 10 x refresh): refuse API keys, 503,\n"
+    "    when keys could not be reloaded for this long),\n"
     "  CARDVAULT_KEK_PKCS11_MODULE, _TOKEN, _KEY_LABEL, _PIN_FILE (KEK in a PKCS#11 token\n"
     "    instead of CARDVAULT_KEK_FILE; see docs/key-management.md),\n"
     "  CARDVAULT_MIGRATIONS_DIR, CARDVAULT_DEV=1 (allow core dumps; never in production).\n";
 
 static const char usage_serve[] =
-    "usage: cardvault serve [--listen HOST:PORT] [--database-url URL] [--kek-file PATH]\n"
+    "usage: cardvault serve [--listen HOST:PORT] [--database-url-file PATH] [--kek-file PATH]\n"
     "\n"
+    "The database URL comes from CARDVAULT_DATABASE_URL, CARDVAULT_DATABASE_URL_FILE or\n"
+    "--database-url-file PATH; --database-url URL also works but shows the URL (and its\n"
+    "password) to every local user in /proc/PID/cmdline.\n"
     "Runs the HTTP API. Refuses to start when the database is not fully migrated,\n"
     "when synchronous_commit is off, or when the KEK does not match the vault.\n"
     "Stops on SIGTERM or SIGINT after finishing requests in flight (at most 20 s).\n";
 
 static const char usage_migrate[] =
-    "usage: cardvault migrate [--dir DIR] [--database-url URL]\n"
+    "usage: cardvault migrate [--dir DIR] [--database-url-file PATH]\n"
     "\n"
+    "The database URL comes from CARDVAULT_DATABASE_URL, CARDVAULT_DATABASE_URL_FILE or\n"
+    "--database-url-file PATH; --database-url URL also works but shows the URL (and its\n"
+    "password) to every local user in /proc/PID/cmdline.\n"
     "Applies migrations/NNNN_*.sql in order, each once, each in a transaction,\n"
     "recorded in schema_migrations. Concurrent runs wait on an advisory lock.\n";
 
 enum opt_id {
     OPT_DB = 1000,
+    OPT_DB_FILE,
     OPT_KEK,
     OPT_LISTEN,
     OPT_DIR,
@@ -111,6 +124,7 @@ static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *
 {
     static const struct option opts[] = {
         {"database-url", required_argument, NULL, OPT_DB},
+        {"database-url-file", required_argument, NULL, OPT_DB_FILE},
         {"kek-file", required_argument, NULL, OPT_KEK},
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"dir", required_argument, NULL, OPT_DIR},
@@ -125,6 +139,7 @@ static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *
         {NULL, 0, NULL, 0},
     };
     char why[256];
+    bool db_url_given = false, db_file_given = false;
     opterr = 0;
     optind = 1;
     int c, index = -1;
@@ -142,7 +157,26 @@ static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *
             fputs(usage, stdout);
             return 0;
         case OPT_DB:
+            if (db_file_given)
+                return cv_cli_usage_error("give --database-url or --database-url-file, not both");
+            db_url_given = true;
             cv_config_set_str(&cli->cfg.database_url, optarg);
+            cv_config_set_str(&cli->cfg.database_url_file, NULL); /* the flag wins */
+            /* Blank our copy in argv: /proc/PID/cmdline shows it no longer,
+             * though it did from exec until here. */
+            cv_wipe(optarg, strlen(optarg));
+            cv_log(CV_LOG_WARN, "database_url_on_command_line",
+                   CV_LS("effect", "visible to every local user in /proc/PID/cmdline; use "
+                                   "CARDVAULT_DATABASE_URL or --database-url-file"));
+            break;
+        case OPT_DB_FILE:
+            if (db_url_given)
+                return cv_cli_usage_error("give --database-url or --database-url-file, not both");
+            db_file_given = true;
+            cv_config_set_str(&cli->cfg.database_url_file, optarg);
+            if (cli->cfg.database_url != NULL) /* the flag wins over the environment */
+                cv_wipe(cli->cfg.database_url, strlen(cli->cfg.database_url));
+            cv_config_set_str(&cli->cfg.database_url, NULL);
             break;
         case OPT_KEK:
             cv_config_set_str(&cli->cfg.kek_file, optarg);
@@ -407,6 +441,8 @@ int main(int argc, char **argv)
          * lines go to stderr so the two never mix. */
         cv_log_to_stderr(commands[i].run != cmd_serve);
         rc = parse_options(&cli, argc - 1, argv + 1, commands[i].usage, commands[i].allowed);
+        if (rc == -1 && cv_cli_read_database_url_file(&cli.cfg) != CV_OK)
+            rc = 1;
         if (rc == -1)
             rc = commands[i].run(&cli);
         break;

@@ -40,6 +40,14 @@ cv_status cv_secret_file_read(const char *path, const char *what, const char *co
         snprintf(why, why_len, "%s %s is not a regular file", what, path);
         goto out;
     }
+    /* Owned by the user we run as (or by root, who can read anything
+     * anyway): a file another account owns could be rewritten or re-moded
+     * by that account, a custodian we did not choose. */
+    if (sb.st_uid != geteuid() && sb.st_uid != 0) {
+        snprintf(why, why_len, "%s %s is owned by uid %ld, not by the service's uid %ld (or root)",
+                 what, path, (long)sb.st_uid, (long)geteuid());
+        goto out;
+    }
     if ((sb.st_mode & 077) != 0) {
         snprintf(why, why_len, "%s %s must not be accessible to group or others (chmod 600)", what,
                  path);

@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cardvault/status.h"
 #include "cardvault/store.h"
@@ -12,7 +13,10 @@
  * their SHA-256 and a 12-character display prefix are stored. Lookups go
  * through an in-memory table refreshed from the database every
  * auth_refresh_ms, so a request costs no query and a revocation takes effect
- * within one refresh (default 1 s, at most 5 s). Hashes are compared in
+ * within one refresh (default 1 s, at most 5 s). While refreshes fail the
+ * table keeps serving for a bounded time (default max(30 s, 10 refresh
+ * intervals)); past that every key is refused with CV_ERR_DB_UNAVAILABLE
+ * until a refresh succeeds: revocation fails closed. Hashes are compared in
  * constant time. */
 
 enum cv_scope {
@@ -31,18 +35,50 @@ struct cv_principal {
 
 struct cv_auth;
 
-/* Loads every key now, then refreshes in a background thread. */
+/* Where the key table comes from, and the clock that dates each refresh.
+ * Production reads the store (cv_auth_open); tests pass a fake. */
+struct cv_auth_source {
+    /* Calls fn for every key changed at or after since_us (microseconds since
+     * the epoch) and sets *max_changed_us to the newest change seen; any
+     * status but CV_OK counts as a failed refresh. */
+    cv_status (*scan)(void *ctx, int64_t since_us, int64_t *max_changed_us,
+                      void (*fn)(void *fn_ctx, const char *merchant_id, const char *prefix,
+                                 const unsigned char hash[32], const char *scopes, bool revoked),
+                      void *fn_ctx);
+    /* Monotonic milliseconds; NULL: CLOCK_MONOTONIC. */
+    int64_t (*now_ms)(void *ctx);
+    void *ctx;
+};
+
+/* Loads every key now, then refreshes from store every refresh_ms in a
+ * background thread. */
 CV_MUST_USE cv_status cv_auth_open(struct cv_store *store, unsigned refresh_ms,
                                    struct cv_auth **out);
+/* The same with an explicit staleness bound (CARDVAULT_AUTH_STALE_MAX_MS;
+ * 0: the default, see cv_auth_stale_max_ms). */
+CV_MUST_USE cv_status cv_auth_open_bounded(struct cv_store *store, unsigned refresh_ms,
+                                           unsigned stale_max_ms, struct cv_auth **out);
+/* The same over any source (copied), with no background thread when
+ * background is false: the caller drives cv_auth_refresh (tests). */
+CV_MUST_USE cv_status cv_auth_open_source(const struct cv_auth_source *src, unsigned refresh_ms,
+                                          unsigned stale_max_ms, bool background,
+                                          struct cv_auth **out);
+/* The bound in effect: configured_ms if not 0, else max(30 s, 10 x refresh_ms). */
+unsigned cv_auth_stale_max_ms(unsigned refresh_ms, unsigned configured_ms);
 void cv_auth_close(struct cv_auth *auth);
 /* Resolves an Authorization header value ("Bearer <key>"). CV_ERR_UNAUTHENTICATED
- * for a missing, malformed, unknown or revoked key. */
+ * for a missing, malformed, unknown or revoked key; CV_ERR_DB_UNAVAILABLE for
+ * any well-formed key while the table is stale (no good refresh for longer
+ * than the bound: revocations might be missing), until a refresh succeeds. */
 CV_MUST_USE cv_status cv_auth_authenticate(struct cv_auth *auth, const char *authorization,
                                            struct cv_principal *out);
 /* Pure: extracts the key from "Bearer <key>" (scheme case-insensitive) and
  * checks its format. CV_ERR_UNAUTHENTICATED when absent or malformed. */
 CV_MUST_USE cv_status cv_auth_parse_bearer(const char *authorization, const char **key,
                                            size_t *len);
+/* True while keys are being refused because no refresh succeeded within the
+ * bound (for a gauge or a readiness check). */
+bool cv_auth_is_stale(struct cv_auth *auth);
 /* Re-reads changed keys now (tests and the refresher). */
 CV_MUST_USE cv_status cv_auth_refresh(struct cv_auth *auth);
 

@@ -2,6 +2,7 @@
 #define CV_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "cardvault/config.h"
 #include "cardvault/status.h"
@@ -13,6 +14,8 @@
  * the process exit code: 0 success, 1 failure, 2 usage error. */
 
 #define CV_EXIT_USAGE 2
+/* The operator commands' secure heap (serve sizes its own). */
+#define CV_CLI_SECURE_HEAP_BYTES (1u << 20)
 
 struct cv_cli {
     struct cv_config cfg;
@@ -34,6 +37,23 @@ void cv_cli_fail(const char *msg);
 int cv_cli_usage_error(const char *msg);
 /* Opens a 2-connection store from cfg, printing one line on failure. */
 CV_MUST_USE cv_status cv_cli_open_store(const struct cv_config *cfg, struct cv_store **store);
+/* When cfg->database_url_file is set (CARDVAULT_DATABASE_URL_FILE or
+ * --database-url-file), reads the database URL from it into
+ * cfg->database_url, under the secret-file rule (secret_file.h: owned by us
+ * or root, mode 0600/0400, at most 4096 bytes). Surrounding blanks and the
+ * final newline are dropped; an empty file or one with a control character
+ * inside (two lines) is refused. Unlike --database-url, the URL and its
+ * password never appear in /proc/PID/cmdline. CV_ERR_CONFIG with one line
+ * printed on failure. */
+CV_MUST_USE cv_status cv_cli_read_database_url_file(struct cv_config *cfg);
+/* The process hardening of every command that handles secrets (API keys it
+ * prints, card numbers found in storage, working keys, the database
+ * password), the same as serve's: in production (not CARDVAULT_DEV=1) no
+ * core file and not dumpable (CV_ERR_CONFIG, with one line printed, if the
+ * kernel refuses); then OpenSSL's secure heap of heap_bytes for secret
+ * buffers (a warning, not a failure, when it cannot be had or locked).
+ * Call before opening the store. */
+CV_MUST_USE cv_status cv_cli_harden(const struct cv_config *cfg, size_t heap_bytes);
 /* Logs the secure_heap_not_locked warning (cv_secbuf_init_secure_heap said
  * mlock was refused); serve and the keys commands share it. */
 void cv_cli_warn_heap_not_locked(void);

@@ -11,6 +11,8 @@
 
 struct cv_config {
     char *database_url;        /* CARDVAULT_DATABASE_URL: libpq conninfo or URI */
+    char *database_url_file;   /* CARDVAULT_DATABASE_URL_FILE: a secret file holding it (read
+                                  by cv_cli_read_database_url_file) */
     char *listen_host;         /* from CARDVAULT_LISTEN host:port */
     uint16_t listen_port;      /* default 127.0.0.1:8080 */
     char *kek_file;            /* CARDVAULT_KEK_FILE */
@@ -30,6 +32,9 @@ struct cv_config {
     long long dek_max_age_s;  /* CARDVAULT_DEK_MAX_AGE_S, default 30 days */
     long long dek_max_uses;   /* CARDVAULT_DEK_MAX_USES, default 2^24 */
     unsigned auth_refresh_ms; /* CARDVAULT_AUTH_REFRESH_MS, default 1000 */
+    unsigned auth_stale_max_ms;     /* CARDVAULT_AUTH_STALE_MAX_MS: refuse API keys when no key
+                                       refresh succeeded for this long; 0 (default) = max(30 s,
+                                       10 x auth_refresh_ms) */
     long long idempotency_ttl_s;    /* CARDVAULT_IDEMPOTENCY_TTL_S, default 24 h */
     int log_level;                  /* CARDVAULT_LOG_LEVEL debug|info|warn|error */
     unsigned rate_limit_rps;        /* CARDVAULT_RATE_LIMIT_RPS per API key, default 500, 0 = off */

@@ -13,6 +13,8 @@
  *     check below applies to the file actually opened (fstat on the open
  *     descriptor, so the link cannot be swapped between check and read).
  *   - That file must be a regular file (not a directory, FIFO or device).
+ *   - It must be owned by the process's effective uid, or by root; a file
+ *     owned by any other user is refused.
  *   - Its mode must give group and others nothing (0600 or 0400): PCI DSS
  *     3.6.1, fewest custodians.
  *   - It must hold at most max_bytes; a longer file is refused, not cut.

@@ -17,6 +17,9 @@
 #     and TRUNCATE are refused while the triggers are enabled; a full rewrite
 #     of the chain passes verify but not a comparison with an exported anchor;
 #   - `cardvault audit export --since T` prints JSON lines jq can parse;
+#   - the database URL can come from an owner-only file
+#     (CARDVAULT_DATABASE_URL_FILE, --database-url-file); --database-url
+#     still works but warns (it is visible in /proc/PID/cmdline);
 #   - `cardvault audit storage` exits 0 on the clean vault, 1 with a masked
 #     sample when a PAN is planted in a new text, bytea, jsonb or UTF-16
 #     column or a new table, and 0 again once they are gone;
@@ -482,6 +485,41 @@ if [ "$rc" -eq 0 ] && [ "$now_hash" != "$ANCHOR_HASH" ]; then
 else
     not_ok "chain rewrite: verify exit $rc, anchor ${ANCHOR_HASH:0:16} vs ${now_hash:0:16}"
 fi
+
+# ------------------------------------------- database URL off the command line
+
+# --database-url puts the URL (and any password) in /proc/PID/cmdline for
+# every local user: CARDVAULT_DATABASE_URL_FILE / --database-url-file read it
+# from an owner-only file instead; the flag still works, with a warning.
+DB_URL=$CARDVAULT_DATABASE_URL
+printf '%s\n' "$DB_URL" >"$TMP/db-url"
+chmod 600 "$TMP/db-url"
+if env -u CARDVAULT_DATABASE_URL CARDVAULT_DATABASE_URL_FILE="$TMP/db-url" \
+    "$CARDVAULT_BIN" audit verify >"$TMP/cv.out" 2>"$TMP/cv.err" &&
+    [ "$(cv_json | jq -r '.ok')" = true ]; then
+    ok "audit verify with CARDVAULT_DATABASE_URL_FILE (0600) instead of the URL"
+else
+    not_ok "audit verify with CARDVAULT_DATABASE_URL_FILE: $(cat "$TMP/cv.out" "$TMP/cv.err")"
+fi
+if env -u CARDVAULT_DATABASE_URL "$CARDVAULT_BIN" audit verify --database-url-file "$TMP/db-url" \
+    >"$TMP/cv.out" 2>"$TMP/cv.err" && ! grep -q database_url_on_command_line "$TMP/cv.err"; then
+    ok "audit verify --database-url-file PATH: exit 0, no warning"
+else
+    not_ok "audit verify --database-url-file: $(cat "$TMP/cv.out" "$TMP/cv.err")"
+fi
+if env -u CARDVAULT_DATABASE_URL "$CARDVAULT_BIN" audit verify --database-url "$DB_URL" \
+    >"$TMP/cv.out" 2>"$TMP/cv.err" && grep -q '"event":"database_url_on_command_line"' "$TMP/cv.err"; then
+    ok "audit verify --database-url URL still works, and warns (database_url_on_command_line)"
+else
+    not_ok "audit verify --database-url: $(cat "$TMP/cv.out" "$TMP/cv.err")"
+fi
+chmod 644 "$TMP/db-url"
+env -u CARDVAULT_DATABASE_URL CARDVAULT_DATABASE_URL_FILE="$TMP/db-url" \
+    "$CARDVAULT_BIN" audit verify >"$TMP/cv.out" 2>"$TMP/cv.err"
+rc=$?
+echoed=$(grep -c -F "$DB_URL" "$TMP/cv.err")
+check "a group/world-readable database URL file is refused (exit $rc), its content not echoed" \
+    [ "$rc" -eq 1 -a "$echoed" -eq 0 ]
 
 # ----------------------------------------------------------- service log
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cardvault/envelope.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/token.h"
 #include "check.h"
@@ -382,6 +383,158 @@ static void keyring_compares_check_values_only_in_constant_time(void)
     free(code);
 }
 
+/* ---- refresh and revocation ------------------------------------------------------------- */
+
+/* A fake key source: a small table of keys the "database" holds, a switch
+ * that makes every scan fail (the database unreachable), and a clock the
+ * test moves by hand. */
+#define FAKE_KEYS 4
+struct fake_source {
+    struct {
+        char key[CV_APIKEY_LEN + 1];
+        bool revoked;
+    } rows[FAKE_KEYS];
+    size_t n;
+    bool failing;
+    int64_t now_ms;
+    unsigned scans;
+};
+
+static cv_status fake_scan(void *ctx, int64_t since_us, int64_t *max_changed_us,
+                           void (*fn)(void *fn_ctx, const char *merchant_id, const char *prefix,
+                                      const unsigned char hash[32], const char *scopes,
+                                      bool revoked),
+                           void *fn_ctx)
+{
+    struct fake_source *f = ctx;
+    (void)since_us;
+    f->scans++;
+    if (f->failing)
+        return CV_ERR_DB_UNAVAILABLE;
+    for (size_t i = 0; i < f->n; i++) {
+        unsigned char hash[32];
+        char prefix[CV_APIKEY_PREFIX_LEN + 1];
+        snprintf(prefix, sizeof(prefix), "%s", f->rows[i].key);
+        CHECK_EQ_INT(cv_envelope_sha256(f->rows[i].key, strlen(f->rows[i].key), hash), CV_OK);
+        fn(fn_ctx, "mer_fake0000000000000000", prefix, hash, "tokenize,read", f->rows[i].revoked);
+    }
+    *max_changed_us = 0;
+    return CV_OK;
+}
+
+static int64_t fake_now_ms(void *ctx)
+{
+    return ((struct fake_source *)ctx)->now_ms;
+}
+
+static void fake_add(struct fake_source *f, const char *key)
+{
+    snprintf(f->rows[f->n].key, sizeof(f->rows[f->n].key), "%s", key);
+    f->rows[f->n].revoked = false;
+    f->n++;
+}
+
+static cv_status auth_as(struct cv_auth *a, const char *key)
+{
+    char header[128];
+    struct cv_principal who;
+    snprintf(header, sizeof(header), "Bearer %s", key);
+    return cv_auth_authenticate(a, header, &who);
+}
+
+#define KEY_A "sk_" KEY43
+#define KEY_B "pk_" KEY43
+
+static void fake_source_drives_refresh_and_revocation(void)
+{
+    struct fake_source f;
+    memset(&f, 0, sizeof(f));
+    f.now_ms = 1000000;
+    fake_add(&f, KEY_A);
+    struct cv_auth_source src = {fake_scan, fake_now_ms, &f};
+    struct cv_auth *a = NULL;
+    CHECK_EQ_INT(cv_auth_open_source(&src, 1000, 0, false, &a), CV_OK);
+    if (a == NULL)
+        return;
+    CHECK_EQ_INT(auth_as(a, KEY_A), CV_OK);
+    CHECK_EQ_INT(auth_as(a, KEY_B), CV_ERR_UNAUTHENTICATED); /* unknown */
+    f.rows[0].revoked = true;
+    f.now_ms += 1000;
+    CHECK_EQ_INT(cv_auth_refresh(a), CV_OK);
+    CHECK_EQ_INT(auth_as(a, KEY_A), CV_ERR_UNAUTHENTICATED); /* revoked within one refresh */
+    cv_auth_close(a);
+}
+
+/* The database revokes a key while every refresh fails. The cached copy may
+ * serve for a bounded time only: once the last good refresh is older than
+ * the bound (max(30 s, 10 refresh intervals)), every cached key is refused
+ * with CV_ERR_DB_UNAVAILABLE (503 + Retry-After) until a refresh succeeds;
+ * then the revocation applies. */
+static void revocation_fails_closed_when_refresh_keeps_failing(void)
+{
+    struct fake_source f;
+    memset(&f, 0, sizeof(f));
+    f.now_ms = 5000000;
+    fake_add(&f, KEY_A);
+    fake_add(&f, KEY_B);
+    struct cv_auth_source src = {fake_scan, fake_now_ms, &f};
+    struct cv_auth *a = NULL;
+    CHECK_EQ_INT(cv_auth_open_source(&src, 1000, 0, false, &a), CV_OK);
+    if (a == NULL)
+        return;
+    CHECK_EQ_INT(auth_as(a, KEY_A), CV_OK);
+
+    f.rows[0].revoked = true; /* revoked in the database ... */
+    f.failing = true;         /* ... which the vault can no longer read */
+    for (int i = 0; i < 29; i++) {
+        f.now_ms += 1000;
+        CHECK_EQ_INT(cv_auth_refresh(a), CV_ERR_DB_UNAVAILABLE);
+    }
+    /* 29 s without a good refresh: inside the bound, the cache still serves. */
+    CHECK(!cv_auth_is_stale(a));
+    CHECK_EQ_INT(auth_as(a, KEY_A), CV_OK);
+    CHECK_EQ_INT(auth_as(a, KEY_B), CV_OK);
+
+    f.now_ms += 1001; /* past 30 s */
+    CHECK_EQ_INT(cv_auth_refresh(a), CV_ERR_DB_UNAVAILABLE);
+    CHECK(cv_auth_is_stale(a));
+    CHECK_EQ_INT(auth_as(a, KEY_A), CV_ERR_DB_UNAVAILABLE);
+    CHECK_EQ_INT(auth_as(a, KEY_B), CV_ERR_DB_UNAVAILABLE);
+    f.now_ms += 3600 * 1000; /* and stays closed however long it lasts */
+    CHECK_EQ_INT(auth_as(a, KEY_A), CV_ERR_DB_UNAVAILABLE);
+    /* A malformed header is still a plain 401. */
+    struct cv_principal who;
+    CHECK_EQ_INT(cv_auth_authenticate(a, "Basic abc", &who), CV_ERR_UNAUTHENTICATED);
+
+    f.failing = false; /* the database is back */
+    CHECK_EQ_INT(cv_auth_refresh(a), CV_OK);
+    CHECK(!cv_auth_is_stale(a));
+    CHECK_EQ_INT(auth_as(a, KEY_A), CV_ERR_UNAUTHENTICATED); /* the revocation now holds */
+    CHECK_EQ_INT(auth_as(a, KEY_B), CV_OK);
+    cv_auth_close(a);
+}
+
+/* The bound grows with a slow refresh interval: 10 intervals when that is
+ * more than 30 s. */
+static void stale_bound_is_ten_intervals_for_slow_refresh(void)
+{
+    struct fake_source f;
+    memset(&f, 0, sizeof(f));
+    f.now_ms = 100;
+    fake_add(&f, KEY_A);
+    struct cv_auth_source src = {fake_scan, fake_now_ms, &f};
+    struct cv_auth *a = NULL;
+    CHECK_EQ_INT(cv_auth_open_source(&src, 5000, 0, false, &a), CV_OK);
+    if (a == NULL)
+        return;
+    f.failing = true;
+    f.now_ms += 50000;
+    CHECK_EQ_INT(auth_as(a, KEY_A), CV_OK); /* exactly 10 x 5 s: not yet */
+    f.now_ms += 1;
+    CHECK_EQ_INT(auth_as(a, KEY_A), CV_ERR_DB_UNAVAILABLE);
+    cv_auth_close(a);
+}
+
 int main(void)
 {
     RUN(parse_scopes_accepts_valid_lists);
@@ -396,5 +549,8 @@ int main(void)
     RUN(inspection_helper_catches_planted_comparisons);
     RUN(auth_compares_key_hashes_only_in_constant_time);
     RUN(keyring_compares_check_values_only_in_constant_time);
+    RUN(fake_source_drives_refresh_and_revocation);
+    RUN(revocation_fails_closed_when_refresh_keeps_failing);
+    RUN(stale_bound_is_ten_intervals_for_slow_refresh);
     return check_summary("auth");
 }

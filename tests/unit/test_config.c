@@ -209,7 +209,8 @@ static const char *const int_vars[] = {
     "CARDVAULT_CONNECTION_TIMEOUT_S",   "CARDVAULT_DEK_MAX_AGE_S",
     "CARDVAULT_DEK_MAX_USES",           "CARDVAULT_AUTH_REFRESH_MS",
     "CARDVAULT_IDEMPOTENCY_TTL_S",      "CARDVAULT_RATE_LIMIT_RPS",
-    "CARDVAULT_RATE_LIMIT_BURST",       "CARDVAULT_AUTH_FAILURES_PER_MIN"};
+    "CARDVAULT_RATE_LIMIT_BURST",       "CARDVAULT_AUTH_FAILURES_PER_MIN",
+    "CARDVAULT_AUTH_STALE_MAX_MS"};
 
 static void bad_integers_name_their_variable(void)
 {
@@ -255,6 +256,7 @@ static void integers_outside_their_range_are_refused(void)
         {"CARDVAULT_AUTH_REFRESH_MS", "99", "5001"}, /* revocation within 5 s */
         {"CARDVAULT_IDEMPOTENCY_TTL_S", "59", "2592001"},
         {"CARDVAULT_RATE_LIMIT_BURST", "0", "2000001"},
+        {"CARDVAULT_AUTH_STALE_MAX_MS", "-1", "3600001"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *vals[] = {cases[i].too_low, cases[i].too_high};
@@ -302,6 +304,66 @@ static void integer_bounds_themselves_are_accepted(void)
         CHECK_EQ_INT(st, CV_OK);
         cv_config_cleanup(&cfg);
     }
+    clear_cardvault_env();
+}
+
+/* The API-key cache may serve through failed refreshes for at most this
+ * long. 0 (the default) means max(30 s, 10 refresh intervals); a set value
+ * must leave room for at least two refreshes and be at least 1 s. */
+static void auth_stale_bound_is_checked_against_the_refresh(void)
+{
+    struct cv_config cfg;
+    char why[256];
+    clear_cardvault_env();
+    CHECK_EQ_INT(load(&cfg, why, sizeof(why)), CV_OK);
+    CHECK_EQ_INT(cfg.auth_stale_max_ms, 0);
+    cv_config_cleanup(&cfg);
+
+    setenv("CARDVAULT_AUTH_STALE_MAX_MS", "10000", 1);
+    CHECK_EQ_INT(load(&cfg, why, sizeof(why)), CV_OK);
+    CHECK_EQ_INT(cfg.auth_stale_max_ms, 10000);
+    cv_config_cleanup(&cfg);
+
+    static const char *const refused[][2] = {
+        {"999", "1000"},  /* under 1 s */
+        {"1999", "1000"}, /* fewer than two refreshes */
+        {"9999", "5000"},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        setenv("CARDVAULT_AUTH_STALE_MAX_MS", refused[i][0], 1);
+        setenv("CARDVAULT_AUTH_REFRESH_MS", refused[i][1], 1);
+        cv_status st = load(&cfg, why, sizeof(why));
+        if (st != CV_ERR_CONFIG)
+            fprintf(stderr, "  stale bound %s with refresh %s accepted\n", refused[i][0],
+                    refused[i][1]);
+        CHECK_EQ_INT(st, CV_ERR_CONFIG);
+        CHECK(strstr(why, "CARDVAULT_AUTH_STALE_MAX_MS") != NULL);
+        cv_config_cleanup(&cfg);
+    }
+    setenv("CARDVAULT_AUTH_STALE_MAX_MS", "10000", 1);
+    setenv("CARDVAULT_AUTH_REFRESH_MS", "5000", 1);
+    CHECK_EQ_INT(load(&cfg, why, sizeof(why)), CV_OK);
+    cv_config_cleanup(&cfg);
+    clear_cardvault_env();
+}
+
+/* The database URL comes from the environment or from a file, never both
+ * (which would win would be a guess). */
+static void database_url_and_its_file_exclude_each_other(void)
+{
+    struct cv_config cfg;
+    char why[256];
+    clear_cardvault_env();
+    setenv("CARDVAULT_DATABASE_URL_FILE", "/run/secrets/db-url", 1);
+    CHECK_EQ_INT(load(&cfg, why, sizeof(why)), CV_OK);
+    CHECK(cfg.database_url_file != NULL &&
+          strcmp(cfg.database_url_file, "/run/secrets/db-url") == 0);
+    cv_config_cleanup(&cfg);
+    setenv("CARDVAULT_DATABASE_URL", "postgresql://vault:" DB_SECRET "@db/vault", 1);
+    CHECK_EQ_INT(load(&cfg, why, sizeof(why)), CV_ERR_CONFIG);
+    CHECK(strstr(why, "CARDVAULT_DATABASE_URL_FILE") != NULL);
+    CHECK(strstr(why, DB_SECRET) == NULL);
+    cv_config_cleanup(&cfg);
     clear_cardvault_env();
 }
 
@@ -413,6 +475,8 @@ int main(void)
     RUN(bad_integers_name_their_variable);
     RUN(integers_outside_their_range_are_refused);
     RUN(integer_bounds_themselves_are_accepted);
+    RUN(auth_stale_bound_is_checked_against_the_refresh);
+    RUN(database_url_and_its_file_exclude_each_other);
     RUN(log_level_and_tls_pairing_are_checked);
     RUN(reason_is_truncated_to_the_buffer);
     RUN(require_names_what_is_missing);

@@ -1,7 +1,7 @@
 /* test_secret_file.c: the one secret-file reader. A good owner-only file is
  * read whole; a symlink is followed but its target must pass the same checks;
- * group/world-readable, oversized, missing and non-regular files are refused
- * with a one-line reason that never holds the file's content. */
+ * files owned by another user, group/world-readable, oversized, missing and non-regular files are
+ * refused with a one-line reason that never holds the file's content. */
 #include "cardvault/secret_file.h"
 
 #include <dirent.h>
@@ -131,6 +131,31 @@ static void follows_a_symlink_but_checks_its_target(void)
     expect_refused(link_path, 64, "cannot open");
 }
 
+/* The file must belong to the user the service runs as (or to root, who
+ * could read it anyway). Changing a file's owner needs root: elsewhere the
+ * check is skipped with a message, not passed silently. */
+static void refuses_a_file_owned_by_another_user(void)
+{
+    char path[256], link_path[256];
+    if (geteuid() != 0) {
+        fprintf(stderr, "  skipped: changing a file's owner needs root\n");
+        return;
+    }
+    write_file("other-owner", SECRET, strlen(SECRET), 0600, path, sizeof(path));
+    CHECK(chown(path, 65534, 65534) == 0);
+    expect_refused(path, 64, "owned by");
+
+    /* Through a link as well: the owner checked is the opened file's. */
+    snprintf(link_path, sizeof(link_path), "%s/link-other-owner", tmpdir);
+    unlink(link_path);
+    CHECK(symlink(path, link_path) == 0);
+    expect_refused(link_path, 64, "owned by");
+
+    /* A root-owned file is read by a root process (the euid matches). */
+    CHECK(chown(path, 0, 0) == 0);
+    expect_read(path, 64, SECRET, strlen(SECRET));
+}
+
 static void refuses_missing_directory_and_fifo(void)
 {
     char path[256];
@@ -185,6 +210,7 @@ int main(void)
     RUN(refuses_group_or_world_access);
     RUN(refuses_an_oversized_file);
     RUN(follows_a_symlink_but_checks_its_target);
+    RUN(refuses_a_file_owned_by_another_user);
     RUN(refuses_missing_directory_and_fifo);
     RUN(reason_fits_a_small_buffer);
     remove_tmpdir();
