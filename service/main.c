@@ -341,7 +341,8 @@ static int cmd_serve(struct cv_cli *cli)
         cv_log(CV_LOG_WARN, "fsync_off",
                CV_LS("effect", "PostgreSQL runs with fsync=off: committed tokens can be lost on "
                                "power failure; acceptable for tests only"));
-    if (cv_auth_open(app.store, cli->cfg.auth_refresh_ms, &app.auth) != CV_OK) {
+    if (cv_auth_open_bounded(app.store, cli->cfg.auth_refresh_ms, cli->cfg.auth_stale_max_ms,
+                             &app.auth) != CV_OK) {
         cv_cli_fail("cannot load API keys from the database");
         goto out;
     }

@@ -37,6 +37,10 @@ static const struct cv_pg_stmt revoke_api_key = {
     false,
     false};
 
+/* The key refresh runs every second or so; a query slower than this is a
+ * failed refresh. */
+#define API_KEY_SCAN_TIMEOUT "2s"
+
 static const struct cv_pg_stmt scan_api_keys = {
     "scan_api_keys",
     "SELECT merchant_id, key_prefix, key_hash, array_to_string(scopes, ','), "
@@ -95,11 +99,26 @@ cv_status cv_store_scan_api_keys(struct cv_store *store, int64_t since_us, int64
                                  void *ctx)
 {
     struct cv_pg_params p;
+    struct cv_pg_conn *c = NULL;
     PGresult *r = NULL;
     cv_pg_params_init(&p);
     cv_pg_param_int(&p, since_us);
-    CV_TRY(cv_pg_run_once(store->pool, &scan_api_keys, &p, &r));
-    cv_status st = CV_OK;
+    CV_TRY(cv_pg_acquire(store->pool, &c));
+    /* A refresh that hangs (a lock, a stuck server) must come back as a
+     * failed refresh, not hold the refresher and a pool connection: the
+     * revocation bound in auth.c counts from the last refresh that worked. */
+    cv_status st;
+    if ((st = cv_pg_command(c, "BEGIN READ ONLY")) != CV_OK ||
+        (st = cv_pg_command(c, "SET LOCAL statement_timeout = '" API_KEY_SCAN_TIMEOUT "'")) !=
+            CV_OK ||
+        (st = cv_pg_run(c, &scan_api_keys, &p, &r)) != CV_OK ||
+        (st = cv_pg_command(c, "COMMIT")) != CV_OK) {
+        cv_pg_rollback(c);
+        cv_pg_release(c);
+        PQclear(r);
+        return st;
+    }
+    cv_pg_release(c);
     for (int i = 0; i < PQntuples(r); i++) {
         unsigned char hash[32];
         if ((st = cv_pg_get_fixed_bytea(r, i, 2, hash, sizeof(hash))) != CV_OK)
