@@ -14,8 +14,7 @@
 #include "check.h"
 
 /* A card as the decoder would hand it over; name may be NULL. */
-static inline struct cv_card_plain test_card(const char *pan, int month, int year,
-                                             const char *name)
+static inline struct cv_card_plain test_card(const char *pan, int month, int year, const char *name)
 {
     struct cv_card_plain c;
     memset(&c, 0, sizeof(c));
