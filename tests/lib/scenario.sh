@@ -67,6 +67,20 @@ sc_setup() {
   export SC_URL="http://$CARDVAULT_LISTEN"
   export CARDVAULT_RATE_LIMIT_RPS=${CARDVAULT_RATE_LIMIT_RPS:-0}
   "$SC_BIN" migrate >/dev/null || { echo "migrate failed"; exit 1; }
+  sc_app_role || unset SC_APP_URL
+}
+
+# sc_app_role: the service's login role, as in production: `migrate` (run as
+# the schema owner, postgres here) created the group role cardvault_service;
+# cardvault_app logs in (trust auth on the private socket) and is a member.
+# Operator commands keep CARDVAULT_DATABASE_URL (the owner); sc_start runs
+# serve with SC_APP_URL.
+sc_app_role() {
+  psql -X -q -v ON_ERROR_STOP=1 -d cardvault -c "DO \$\$ BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cardvault_app') THEN
+        CREATE ROLE cardvault_app LOGIN IN ROLE cardvault_service;
+      END IF; END \$\$" >/dev/null || { echo "sc_app_role: cannot create the login role cardvault_app"; return 1; }
+  export SC_APP_URL="host=$SC_PGSOCK port=$SC_PGPORT user=cardvault_app dbname=cardvault"
 }
 
 # sc_merchant NAME: creates a merchant; sets M_ID, M_PK, M_SK, M_DK.
@@ -77,9 +91,11 @@ sc_merchant() {
   M_SK=$(jq -r .secret_key <<<"$json"); M_DK=$(jq -r .detokenize_key <<<"$json")
 }
 
-# sc_start [extra env assignments...]: starts `cardvault serve`, waits for /healthz.
+# sc_start [extra env assignments...]: starts `cardvault serve` (as the
+# service's role, SC_APP_URL, unless the arguments set CARDVAULT_DATABASE_URL),
+# waits for /healthz.
 sc_start() {
-  env "$@" "$SC_BIN" serve >>"$SC_SERVICE_LOG" 2>&1 &
+  env CARDVAULT_DATABASE_URL="${SC_APP_URL:-$CARDVAULT_DATABASE_URL}" env "$@" "$SC_BIN" serve >>"$SC_SERVICE_LOG" 2>&1 &
   SC_SERVICE_PID=$!
   for _ in $(seq 1 100); do
     curl -sf "$SC_URL/healthz" >/dev/null 2>&1 && return 0
