@@ -99,6 +99,7 @@ enum opt_id {
     OPT_FROM_DEK,
     OPT_BATCH,
     OPT_CONFIRM,
+    OPT_EXPECT,
 };
 
 /* Which command-specific options a command accepts (bit = opt_id - OPT_DIR). */
@@ -121,6 +122,7 @@ static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *
         {"from-dek", required_argument, NULL, OPT_FROM_DEK},
         {"batch", required_argument, NULL, OPT_BATCH},
         {"confirm", no_argument, NULL, OPT_CONFIRM},
+        {"expect", required_argument, NULL, OPT_EXPECT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -172,6 +174,9 @@ static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *
             break;
         case OPT_CONFIRM:
             cli->confirm = true;
+            break;
+        case OPT_EXPECT:
+            cli->expect = optarg;
             break;
         default: {
             char msg[160];
@@ -227,6 +232,34 @@ static void block_stop_signals(sigset_t *set)
 static cv_status reopen_kek(void *ctx, struct cv_keyprovider **out, char *why, size_t why_len)
 {
     return cv_kek_open_configured(ctx, out, why, why_len);
+}
+
+/* serve runs as a role that can neither alter the schema nor disable the
+ * audit triggers (docs/operations.md): not a superuser, not the tables'
+ * owner, unless CARDVAULT_ALLOW_OWNER_ROLE=1 (development). */
+static bool serve_role_allowed(struct cv_store *store, bool allow_owner)
+{
+    char role[128], why[320];
+    bool superuser = false, owner = false;
+    if (cv_store_check_role(store, role, sizeof(role), &superuser, &owner) != CV_OK) {
+        cv_cli_fail("cannot read the database role serve connects as");
+        return false;
+    }
+    if (!superuser && !owner)
+        return true;
+    const char *what = superuser ? "a superuser" : "the owner of the schema";
+    if (!allow_owner) {
+        snprintf(why, sizeof(why),
+                 "the database role %.64s is %s: run serve as a member of cardvault_service "
+                 "(docs/operations.md), or set CARDVAULT_ALLOW_OWNER_ROLE=1 in development",
+                 role, what);
+        cv_cli_fail(why);
+        return false;
+    }
+    cv_log(CV_LOG_WARN, "owner_role_allowed", CV_LS("role", role), CV_LS("is", what),
+           CV_LS("effect", "serve can alter the schema and rewrite the audit trail; "
+                           "CARDVAULT_ALLOW_OWNER_ROLE=1 is for development only"));
+    return true;
 }
 
 static int cmd_serve(struct cv_cli *cli)
@@ -295,6 +328,8 @@ static int cmd_serve(struct cv_cli *cli)
             "crash; refusing to start");
         goto out;
     }
+    if (!serve_role_allowed(app.store, cli->cfg.allow_owner_role))
+        goto out;
     struct cv_keyring_limits limits = {cli->cfg.dek_max_age_s, cli->cfg.dek_max_uses};
     if (cv_keyring_open(app.store, kp, &limits, reopen_kek, &cli->cfg, &app.keyring, why,
                         sizeof(why)) != CV_OK) {
@@ -313,7 +348,7 @@ static int cmd_serve(struct cv_cli *cli)
         cv_cli_fail("cannot start the database writer threads");
         goto out;
     }
-    if (cv_housekeeping_start(app.store, 60, &chores) != CV_OK) {
+    if (cv_housekeeping_start(app.store, 60, cli->cfg.audit_anchor_interval_s, &chores) != CV_OK) {
         cv_cli_fail("cannot start the housekeeping thread");
         goto out;
     }
@@ -395,7 +430,7 @@ int main(int argc, char **argv)
         {"keys", cv_cli_keys_usage,
          ALLOW(OPT_NEW_KEK) | ALLOW(OPT_FROM_DEK) | ALLOW(OPT_BATCH) | ALLOW(OPT_CONFIRM),
          cv_cli_keys},
-        {"audit", cv_cli_audit_usage, ALLOW(OPT_SINCE), cv_cli_audit},
+        {"audit", cv_cli_audit_usage, ALLOW(OPT_SINCE) | ALLOW(OPT_EXPECT), cv_cli_audit},
     };
     int rc = -1;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {

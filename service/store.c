@@ -7,6 +7,7 @@
  * card data in the clear ever reaches the store. */
 #include "cardvault/store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,6 +98,31 @@ cv_status cv_store_check_durability(struct cv_store *store, bool *fsync_on, bool
     if (st == CV_OK) {
         *fsync_on = strcmp(PQgetvalue(r, 0, 0), "on") == 0;
         *sync_commit_on = strcmp(PQgetvalue(r, 0, 1), "off") != 0;
+    }
+    PQclear(r);
+    return st;
+}
+
+static const struct cv_pg_stmt role_check = {
+    "role_check",
+    "SELECT current_user, r.rolsuper, pg_has_role(current_user, c.relowner, 'MEMBER') "
+    "FROM pg_roles r, pg_class c WHERE r.rolname = current_user "
+    "AND c.oid = to_regclass('tokens')",
+    0,
+    CV_PG_ONE_OFF,
+    false,
+    false};
+
+cv_status cv_store_check_role(struct cv_store *store, char *role, size_t role_len, bool *superuser,
+                              bool *owner)
+{
+    PGresult *r = NULL;
+    CV_TRY(cv_pg_run_once(store->pool, &role_check, NULL, &r));
+    cv_status st = PQntuples(r) == 1 ? CV_OK : CV_ERR_DB;
+    if (st == CV_OK) {
+        snprintf(role, role_len, "%s", PQgetvalue(r, 0, 0));
+        *superuser = cv_pg_get_bool(r, 0, 1);
+        *owner = cv_pg_get_bool(r, 0, 2);
     }
     PQclear(r);
     return st;
