@@ -47,12 +47,32 @@ free_port() { # a loopback port nothing listens on
     echo 28080
 }
 
+# make_app_role: after `cardvault migrate` (run as the schema owner, which
+# created the group role cardvault_service), the login role serve runs as:
+# cardvault_app, a member of cardvault_service, with a fresh password (the
+# cluster may ask for one over TCP). Sets APP_DATABASE_URL:
+# CARDVAULT_DATABASE_URL with user and password replaced (libpq: the last
+# keyword wins). Operator commands keep CARDVAULT_DATABASE_URL.
+APP_DATABASE_URL=""
+make_app_role() {
+    local pw
+    pw=$(openssl rand -hex 16)
+    psql -X -q -v ON_ERROR_STOP=1 -d "$CARDVAULT_DATABASE_URL" -c "DO \$\$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cardvault_app') THEN
+          CREATE ROLE cardvault_app LOGIN IN ROLE cardvault_service;
+        END IF;
+        ALTER ROLE cardvault_app PASSWORD '$pw'; END \$\$" >/dev/null || return 1
+    APP_DATABASE_URL="$CARDVAULT_DATABASE_URL user=cardvault_app password=$pw"
+}
+
 SERVICE_PID=""
-# start_service STDOUT STDERR [VAR=value ...]: serve on $PORT; 0 once /healthz answers.
+# start_service STDOUT STDERR [VAR=value ...]: serve on $PORT (as the service's
+# role, APP_DATABASE_URL, once make_app_role ran); 0 once /healthz answers.
 start_service() {
     local out=$1 err=$2
     shift 2
-    env "$@" CARDVAULT_LISTEN="127.0.0.1:$PORT" "$CARDVAULT_BIN" serve >>"$out" 2>>"$err" &
+    env CARDVAULT_DATABASE_URL="${APP_DATABASE_URL:-$CARDVAULT_DATABASE_URL}" \
+        env "$@" CARDVAULT_LISTEN="127.0.0.1:$PORT" "$CARDVAULT_BIN" serve >>"$out" 2>>"$err" &
     SERVICE_PID=$!
     for _ in $(seq 1 150); do
         if curl -fsS --noproxy '*' -o /dev/null "http://127.0.0.1:$PORT/healthz" 2>/dev/null; then

@@ -63,7 +63,7 @@ q() { psql -X -q -At -v ON_ERROR_STOP=1 -d cardvault -c "$1"; }
 RT_URL=$SC_URL
 rt_start() {
   RT_URL=$1; shift
-  env "$@" "$SC_BIN" serve >>"$SC_SERVICE_LOG" 2>>"$RT_ERR" &
+  env CARDVAULT_DATABASE_URL="${SC_APP_URL:-$CARDVAULT_DATABASE_URL}" env "$@" "$SC_BIN" serve >>"$SC_SERVICE_LOG" 2>>"$RT_ERR" &
   SC_SERVICE_PID=$!
   for _ in $(seq 1 200); do
     curl -sf --cacert "$SC_DIR/ca.pem" "$RT_URL/healthz" >/dev/null 2>&1 && return 0
@@ -224,7 +224,7 @@ section "drain bound: a request stuck in the database (runs in the background)"
 # this script touches that row. SIGTERM then has to give up on that request
 # after the 20 s drain and still exit promptly.
 S_PORT=$(sc_free_port 30000 20000) S_LOG="$SC_DIR/stuck.log"
-CARDVAULT_LISTEN="127.0.0.1:$S_PORT" "$SC_BIN" serve >>"$S_LOG" 2>>"$RT_ERR" &
+CARDVAULT_DATABASE_URL="${SC_APP_URL:-$CARDVAULT_DATABASE_URL}" CARDVAULT_LISTEN="127.0.0.1:$S_PORT" "$SC_BIN" serve >>"$S_LOG" 2>>"$RT_ERR" &
 S_PID=$!
 trap 'kill -9 "$S_PID" 2>/dev/null; sc_cleanup' EXIT
 for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$S_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
