@@ -75,6 +75,14 @@ if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$lines" -eq 1 ] && grep -qi 'owner
 else
   fail "serve as the schema owner: exit $rc, $lines lines: $(head -3 "$SC_DIR/serve-owner.out")"
 fi
+# Not a superuser, but a member of the role that owns the tables: refused too.
+q "CREATE ROLE tail_owner_member LOGIN IN ROLE postgres" >/dev/null
+timeout 20 env CARDVAULT_DATABASE_URL="$OWNER_URL user=tail_owner_member" "$SC_BIN" serve >"$SC_DIR/serve-member.out" 2>&1; rc=$?
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q 'is the owner of the schema' "$SC_DIR/serve-member.out"; then
+  ok "serve as a non-superuser member of the owner's role refuses to start (exit $rc)"
+else
+  fail "serve as a member of the owner's role: exit $rc: $(head -2 "$SC_DIR/serve-member.out")"
+fi
 SC_SERVICE_LOG="$SC_DIR/serve-owner-allowed.log"
 if sc_start CARDVAULT_DATABASE_URL="$OWNER_URL" CARDVAULT_ALLOW_OWNER_ROLE=1; then
   ok "serve as the owner starts with CARDVAULT_ALLOW_OWNER_ROLE=1"
