@@ -200,10 +200,10 @@ check "log: event tls_enabled" grep -q '"event":"tls_enabled"' "$SC_SERVICE_LOG"
 
 # ============================================================== plaintext policy
 section plaintext policy
-out=$(CARDVAULT_LISTEN="0.0.0.0:$PORT" timeout 20 "$SC_BIN" serve 2>&1 >/dev/null); rc=$?
+out=$(CARDVAULT_DATABASE_URL="${SC_APP_URL:-$CARDVAULT_DATABASE_URL}" CARDVAULT_LISTEN="0.0.0.0:$PORT" timeout 20 "$SC_BIN" serve 2>&1 >/dev/null); rc=$?
 check "plain HTTP on 0.0.0.0 without TLS refused: exit 1 (got $rc)" test "$rc" = 1
 check "the refusal names CARDVAULT_ALLOW_PLAINTEXT ($out)" grep -q CARDVAULT_ALLOW_PLAINTEXT <<<"$out"
-out=$(CARDVAULT_LISTEN="0.0.0.0:$PORT" CARDVAULT_ALLOW_PLAINTEXT=yes timeout 20 "$SC_BIN" serve 2>&1 >/dev/null); rc=$?
+out=$(CARDVAULT_DATABASE_URL="${SC_APP_URL:-$CARDVAULT_DATABASE_URL}" CARDVAULT_LISTEN="0.0.0.0:$PORT" CARDVAULT_ALLOW_PLAINTEXT=yes timeout 20 "$SC_BIN" serve 2>&1 >/dev/null); rc=$?
 check "CARDVAULT_ALLOW_PLAINTEXT=yes (not exactly 1) still refused: exit 1 (got $rc)" test "$rc" = 1
 mark=$(wc -l <"$SC_SERVICE_LOG")
 if rt_start "http://127.0.0.1:$PORT" CARDVAULT_LISTEN="0.0.0.0:$PORT" CARDVAULT_ALLOW_PLAINTEXT=1; then
