@@ -234,34 +234,6 @@ static cv_status reopen_kek(void *ctx, struct cv_keyprovider **out, char *why, s
     return cv_kek_open_configured(ctx, out, why, why_len);
 }
 
-/* serve runs as a role that can neither alter the schema nor disable the
- * audit triggers (docs/operations.md): not a superuser, not the tables'
- * owner, unless CARDVAULT_ALLOW_OWNER_ROLE=1 (development). */
-static bool serve_role_allowed(struct cv_store *store, bool allow_owner)
-{
-    char role[128], why[320];
-    bool superuser = false, owner = false;
-    if (cv_store_check_role(store, role, sizeof(role), &superuser, &owner) != CV_OK) {
-        cv_cli_fail("cannot read the database role serve connects as");
-        return false;
-    }
-    if (!superuser && !owner)
-        return true;
-    const char *what = superuser ? "a superuser" : "the owner of the schema";
-    if (!allow_owner) {
-        snprintf(why, sizeof(why),
-                 "the database role %.64s is %s: run serve as a member of cardvault_service "
-                 "(docs/operations.md), or set CARDVAULT_ALLOW_OWNER_ROLE=1 in development",
-                 role, what);
-        cv_cli_fail(why);
-        return false;
-    }
-    cv_log(CV_LOG_WARN, "owner_role_allowed", CV_LS("role", role), CV_LS("is", what),
-           CV_LS("effect", "serve can alter the schema and rewrite the audit trail; "
-                           "CARDVAULT_ALLOW_OWNER_ROLE=1 is for development only"));
-    return true;
-}
-
 static int cmd_serve(struct cv_cli *cli)
 {
     char why[512];
@@ -328,8 +300,14 @@ static int cmd_serve(struct cv_cli *cli)
             "crash; refusing to start");
         goto out;
     }
-    if (!serve_role_allowed(app.store, cli->cfg.allow_owner_role))
+    bool privileged_role = false; /* superuser or schema owner: docs/operations.md */
+    if (cv_store_check_role(app.store, cli->cfg.allow_owner_role, &privileged_role, why,
+                            sizeof(why)) != CV_OK) {
+        cv_cli_fail(why);
         goto out;
+    }
+    if (privileged_role)
+        cv_log(CV_LOG_WARN, "owner_role_allowed", CV_LS("detail", why));
     struct cv_keyring_limits limits = {cli->cfg.dek_max_age_s, cli->cfg.dek_max_uses};
     if (cv_keyring_open(app.store, kp, &limits, reopen_kek, &cli->cfg, &app.keyring, why,
                         sizeof(why)) != CV_OK) {

@@ -113,19 +113,31 @@ static const struct cv_pg_stmt role_check = {
     false,
     false};
 
-cv_status cv_store_check_role(struct cv_store *store, char *role, size_t role_len, bool *superuser,
-                              bool *owner)
+cv_status cv_store_check_role(struct cv_store *store, bool allow_owner, bool *privileged,
+                              char *why, size_t why_len)
 {
     PGresult *r = NULL;
-    CV_TRY(cv_pg_run_once(store->pool, &role_check, NULL, &r));
-    cv_status st = PQntuples(r) == 1 ? CV_OK : CV_ERR_DB;
-    if (st == CV_OK) {
-        snprintf(role, role_len, "%s", PQgetvalue(r, 0, 0));
-        *superuser = cv_pg_get_bool(r, 0, 1);
-        *owner = cv_pg_get_bool(r, 0, 2);
+    *privileged = false;
+    cv_status st = cv_pg_run_once(store->pool, &role_check, NULL, &r);
+    if (st != CV_OK || PQntuples(r) != 1) {
+        PQclear(r);
+        snprintf(why, why_len, "cannot read the database role serve connects as");
+        return st != CV_OK ? st : CV_ERR_DB;
     }
+    bool superuser = cv_pg_get_bool(r, 0, 1);
+    *privileged = superuser || cv_pg_get_bool(r, 0, 2);
+    if (*privileged && !allow_owner)
+        snprintf(why, why_len,
+                 "the database role %.64s is %s: run serve as a member of cardvault_service "
+                 "(docs/operations.md), or set CARDVAULT_ALLOW_OWNER_ROLE=1 in development",
+                 PQgetvalue(r, 0, 0), superuser ? "a superuser" : "the owner of the schema");
+    else if (*privileged)
+        snprintf(why, why_len,
+                 "the database role %.64s is %s: serve can alter the schema and rewrite the "
+                 "audit trail; CARDVAULT_ALLOW_OWNER_ROLE=1 is for development only",
+                 PQgetvalue(r, 0, 0), superuser ? "a superuser" : "the owner of the schema");
     PQclear(r);
-    return st;
+    return *privileged && !allow_owner ? CV_ERR_CONFIG : CV_OK;
 }
 
 cv_status cv_store_schema_version(struct cv_store *store, int *version)
