@@ -39,8 +39,7 @@ static void anchor_once(struct cv_housekeeping *hk)
 {
     struct cv_audit_head head;
     char hex[2 * CV_AUDIT_HASH_BYTES + 1];
-    if (cv_store_audit_head(hk->store, &head) != CV_OK ||
-        head.hash_len != CV_AUDIT_HASH_BYTES) {
+    if (cv_store_audit_head(hk->store, &head) != CV_OK || head.hash_len != CV_AUDIT_HASH_BYTES) {
         cv_log(CV_LOG_WARN, "audit_anchor_failed", CV_LS("effect", "retried next interval"));
         return;
     }

@@ -113,8 +113,8 @@ static const struct cv_pg_stmt role_check = {
     false,
     false};
 
-cv_status cv_store_check_role(struct cv_store *store, bool allow_owner, bool *privileged,
-                              char *why, size_t why_len)
+cv_status cv_store_check_role(struct cv_store *store, bool allow_owner, bool *privileged, char *why,
+                              size_t why_len)
 {
     PGresult *r = NULL;
     *privileged = false;

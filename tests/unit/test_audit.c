@@ -248,13 +248,14 @@ static void parse_anchor_accepts_seq_colon_hash_only(void)
     char hex[65];
     cv_audit_hex(h, 32, hex);
     CHECK(strcmp(hex, H2_HEX) == 0);
-    CHECK(cv_audit_parse_anchor("0:" H2_HEX, &seq, h) != CV_OK);      /* seq starts at 1 */
-    CHECK(cv_audit_parse_anchor(":" H2_HEX, &seq, h) != CV_OK);       /* no seq */
-    CHECK(cv_audit_parse_anchor("-2:" H2_HEX, &seq, h) != CV_OK);     /* sign */
-    CHECK(cv_audit_parse_anchor("2" H2_HEX, &seq, h) != CV_OK);       /* no colon */
-    CHECK(cv_audit_parse_anchor("2:" H2_HEX "0", &seq, h) != CV_OK);  /* 65 digits */
-    CHECK(cv_audit_parse_anchor("2:x02e2143ce52dcba6dcfcf137d806a5d5650bda425da0ed9087a3bec9b6ab6bd",
-                                &seq, h) != CV_OK); /* not hex */
+    CHECK(cv_audit_parse_anchor("0:" H2_HEX, &seq, h) != CV_OK);     /* seq starts at 1 */
+    CHECK(cv_audit_parse_anchor(":" H2_HEX, &seq, h) != CV_OK);      /* no seq */
+    CHECK(cv_audit_parse_anchor("-2:" H2_HEX, &seq, h) != CV_OK);    /* sign */
+    CHECK(cv_audit_parse_anchor("2" H2_HEX, &seq, h) != CV_OK);      /* no colon */
+    CHECK(cv_audit_parse_anchor("2:" H2_HEX "0", &seq, h) != CV_OK); /* 65 digits */
+    CHECK(
+        cv_audit_parse_anchor("2:x02e2143ce52dcba6dcfcf137d806a5d5650bda425da0ed9087a3bec9b6ab6bd",
+                              &seq, h) != CV_OK); /* not hex */
     CHECK(cv_audit_parse_anchor("2:", &seq, h) != CV_OK);
     CHECK(cv_audit_parse_anchor("99999999999999999999:" H2_HEX, &seq, h) != CV_OK);
 }
