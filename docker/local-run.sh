@@ -3,6 +3,11 @@
 # .run/ (created once, reused afterwards), then `cardvault serve` in the
 # foreground. Ctrl-C stops the service (it drains and exits 0) and then the
 # cluster. Run twice in a row: the second run reuses everything.
+# Two database roles, as in production (docs/operations.md): migrate and the
+# demo merchant run as the cluster's owner; serve runs as the login role
+# cardvault_app, a member of cardvault_service (created by migrate), which
+# can neither alter the schema nor touch the audit trail's triggers. Both log
+# in without a password over the private Unix socket (trust: local only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -65,11 +70,18 @@ if [ ! -s "$state/merchant.json" ]; then
   (umask 077 && ./cardvault merchant create "Demo Shop" > "$state/merchant.json.tmp" &&
    mv "$state/merchant.json.tmp" "$state/merchant.json")
 fi
+# The service's login role (idempotent).
+as_pg "$pgbin/psql" -h "$sock" -p "$port" -U "$pguser" -d cardvault -X -q -v ON_ERROR_STOP=1 -c \
+  "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cardvault_app') THEN
+     CREATE ROLE cardvault_app LOGIN IN ROLE cardvault_service; END IF; END \$\$" >/dev/null
+app_url="host=$sock port=$port user=cardvault_app dbname=cardvault"
 get() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" "$state/merchant.json"; }
 
 cat <<MSG
 
 cardvault is starting on http://$listen  (Ctrl-C to stop)
+  database roles:  serve as cardvault_app (member of cardvault_service);
+                   migrate, merchant, key, keys and audit commands as $pguser
   merchant:        $(get merchant_id)
   publishable key: $(get publishable_key)   (tokenize)
   secret key:      $(get secret_key)   (tokenize, read, delete)
@@ -90,7 +102,7 @@ MSG
 # for it, then stops the cluster.
 trap ':' INT TERM
 set +e
-./cardvault serve &
+CARDVAULT_DATABASE_URL="$app_url" ./cardvault serve &
 svc=$!
 wait "$svc"; rc=$?
 if kill -0 "$svc" 2>/dev/null; then wait "$svc"; rc=$?; fi

@@ -265,16 +265,72 @@ bool cv_audit_verify_row(struct cv_audit_verifier *v, const struct cv_audit_row 
         memcmp(h, row->hash, CV_AUDIT_HASH_BYTES) != 0)
         return broken(v, row->seq,
                       "hash does not match the event's content (row edited after it was written)");
+    if (v->expect_set && row->seq == v->expect_seq) {
+        v->expect_seen = true;
+        if (memcmp(row->hash, v->expect_hash, CV_AUDIT_HASH_BYTES) != 0)
+            return broken(v, row->seq,
+                          "the event at the expected anchor's seq has another hash (the chain "
+                          "was rewritten)");
+    }
     memcpy(v->last_hash, row->hash, CV_AUDIT_HASH_BYTES);
     v->next_seq++;
     v->events++;
     return true;
 }
 
+void cv_audit_verify_expect(struct cv_audit_verifier *v, int64_t seq,
+                            const unsigned char hash[CV_AUDIT_HASH_BYTES])
+{
+    v->expect_set = true;
+    v->expect_seen = false;
+    v->expect_seq = seq;
+    memcpy(v->expect_hash, hash, CV_AUDIT_HASH_BYTES);
+}
+
+static int hex_nibble(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+cv_status cv_audit_parse_anchor(const char *s, int64_t *seq,
+                                unsigned char hash[CV_AUDIT_HASH_BYTES])
+{
+    int64_t n = 0;
+    size_t i = 0;
+    for (; s[i] >= '0' && s[i] <= '9'; i++) {
+        if (i >= 18) /* below INT64_MAX */
+            return CV_ERR_BAD_REQUEST;
+        n = n * 10 + (s[i] - '0');
+    }
+    if (i == 0 || n < 1 || s[i] != ':')
+        return CV_ERR_BAD_REQUEST;
+    const char *h = s + i + 1;
+    if (strlen(h) != 2 * CV_AUDIT_HASH_BYTES)
+        return CV_ERR_BAD_REQUEST;
+    for (size_t k = 0; k < CV_AUDIT_HASH_BYTES; k++) {
+        int hi = hex_nibble(h[2 * k]), lo = hex_nibble(h[2 * k + 1]);
+        if (hi < 0 || lo < 0)
+            return CV_ERR_BAD_REQUEST;
+        hash[k] = (unsigned char)(hi << 4 | lo);
+    }
+    *seq = n;
+    return CV_OK;
+}
+
 bool cv_audit_verify_finish(struct cv_audit_verifier *v, const struct cv_audit_head *head)
 {
     if (v->broken)
         return false;
+    if (v->expect_set && !v->expect_seen)
+        return broken(v, v->expect_seq,
+                      "the chain ends before the expected anchor's seq (events at the tail were "
+                      "removed)");
     int64_t last = v->next_seq - 1;
     if (head->seq > last)
         return broken(v, last + 1,

@@ -30,7 +30,7 @@
 #define BATCH_ROWS 1000 /* rows per FETCH in the storage scan */
 
 const char cv_cli_audit_usage[] =
-    "usage: cardvault audit verify [--database-url-file PATH]\n"
+    "usage: cardvault audit verify [--expect SEQ:HASH] [--database-url-file PATH]\n"
     "       cardvault audit export [--since T] [--database-url-file PATH]\n"
     "       cardvault audit storage [--database-url-file PATH]\n"
     "\n"
@@ -41,6 +41,10 @@ const char cv_cli_audit_usage[] =
     "verify: recomputes the SHA-256 chain of audit_events in seq order and checks\n"
     "it ends at audit_head. Prints {\"ok\":true,\"events\":N,\"head_seq\":N,\"head_hash\":H},\n"
     "or {\"ok\":false,\"first_broken_seq\":S,\"reason\":...} and exits 1.\n"
+    "--expect SEQ:HASH: an anchor kept outside the database (serve logs one,\n"
+    "event audit_anchor, at start and every CARDVAULT_AUDIT_ANCHOR_INTERVAL_S);\n"
+    "verify fails unless event SEQ exists with exactly that hash, so a cut tail or\n"
+    "a rewritten chain is caught even if audit_head was moved to match.\n"
     "export: prints events as JSON lines for a SIEM; --since T takes YYYY-MM-DD\n"
     "(midnight UTC) or an RFC 3339 time (2026-01-02T03:04:05Z).\n"
     "storage: scans every column of every table for 12-19 digit Luhn-valid runs\n"
@@ -81,10 +85,16 @@ static cv_status verify_row(void *ctx, const struct cv_audit_row *row)
 
 static int cmd_verify(struct cv_cli *cli, struct cv_store *store)
 {
-    (void)cli;
     struct cv_audit_verifier v;
     struct cv_audit_head head;
     cv_audit_verify_init(&v);
+    if (cli->expect != NULL) {
+        int64_t seq = 0;
+        unsigned char hash[CV_AUDIT_HASH_BYTES];
+        if (cv_audit_parse_anchor(cli->expect, &seq, hash) != CV_OK)
+            return 1; /* checked before the store was opened */
+        cv_audit_verify_expect(&v, seq, hash);
+    }
     cv_status st = cv_store_audit_walk(store, INT64_MIN, PAGE_ROWS, &head, verify_row, &v);
     if (st == CV_ERR_NOT_FOUND) {
         /* audit_head has no row: the chain has no anchor */
@@ -117,6 +127,8 @@ static int cmd_verify(struct cv_cli *cli, struct cv_store *store)
         cv_cli_json_set_int(out, "events", (long long)v.events);
         cv_cli_json_set_int(out, "head_seq", head.seq);
         cv_cli_json_set_str(out, "head_hash", hex);
+        if (v.expect_set)
+            cv_cli_json_set_int(out, "anchor_seq", v.expect_seq); /* met, with its hash */
         snprintf(detail, sizeof(detail), "events=%" PRIu64 " os_user=%s", v.events, user);
     }
     bool printed = cv_cli_print_json(out) == CV_OK;
@@ -342,7 +354,14 @@ int cv_cli_audit(struct cv_cli *cli)
         run = cmd_export;
     } else if (cli->since != NULL && (strcmp(sub, "verify") == 0 || strcmp(sub, "storage") == 0)) {
         return cv_cli_usage_error("--since applies to audit export only");
+    } else if (cli->expect != NULL && strcmp(sub, "verify") != 0) {
+        return cv_cli_usage_error("--expect applies to audit verify only");
     } else if (strcmp(sub, "verify") == 0) {
+        int64_t seq = 0;
+        unsigned char hash[CV_AUDIT_HASH_BYTES];
+        if (cli->expect != NULL && cv_audit_parse_anchor(cli->expect, &seq, hash) != CV_OK)
+            return cv_cli_usage_error("--expect takes SEQ:HASH, as in serve's audit_anchor log "
+                                      "line (hash: 64 hex digits)");
         run = cmd_verify;
     } else if (strcmp(sub, "storage") == 0) {
         run = cmd_storage;

@@ -151,6 +151,16 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
     const char *plain = getenv("CARDVAULT_ALLOW_PLAINTEXT");
     cfg->allow_plaintext = plain != NULL && strcmp(plain, "1") == 0;
 
+    const char *owner = getenv("CARDVAULT_ALLOW_OWNER_ROLE");
+    if (owner != NULL && *owner != '\0' && strcmp(owner, "0") != 0 && strcmp(owner, "1") != 0) {
+        snprintf(why, why_len, "CARDVAULT_ALLOW_OWNER_ROLE must be 0 or 1");
+        return CV_ERR_CONFIG;
+    }
+    cfg->allow_owner_role = owner != NULL && strcmp(owner, "1") == 0;
+    cfg->audit_anchor_interval_s = 60;
+    CV_TRY(parse_uint("CARDVAULT_AUDIT_ANCHOR_INTERVAL_S", 1, 86400, &cfg->audit_anchor_interval_s,
+                      why, why_len));
+
     const char *lvl = getenv("CARDVAULT_LOG_LEVEL");
     if (lvl != NULL && *lvl != '\0') {
         static const char *const names[] = {"debug", "info", "warn", "error"};

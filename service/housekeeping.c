@@ -1,5 +1,10 @@
 /* housekeeping.c: the service's periodic chores, on one thread that sleeps
- * on a condition variable so shutdown never waits a whole interval. */
+ * on a condition variable so shutdown never waits a whole interval:
+ *   - purging expired idempotency records;
+ *   - logging the audit chain's head (audit_anchor: seq and hash), at start
+ *     and every anchor interval. Log lines leave the database (to the log
+ *     collector or SIEM), so a kept anchor shows a later truncation or rewrite
+ *     of the trail: `cardvault audit verify --expect SEQ:HASH`. */
 #include "cardvault/housekeeping.h"
 
 #include <pthread.h>
@@ -7,12 +12,14 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "cardvault/audit.h"
 #include "cardvault/log.h"
 #include "cardvault/secbuf.h"
 
 struct cv_housekeeping {
     struct cv_store *store;
     unsigned interval_s;
+    unsigned anchor_interval_s;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -28,17 +35,40 @@ static void purge_once(struct cv_housekeeping *hk)
         cv_log(CV_LOG_INFO, "idempotency_purged", CV_LI("records", deleted));
 }
 
+static void anchor_once(struct cv_housekeeping *hk)
+{
+    struct cv_audit_head head;
+    char hex[2 * CV_AUDIT_HASH_BYTES + 1];
+    if (cv_store_audit_head(hk->store, &head) != CV_OK || head.hash_len != CV_AUDIT_HASH_BYTES) {
+        cv_log(CV_LOG_WARN, "audit_anchor_failed", CV_LS("effect", "retried next interval"));
+        return;
+    }
+    cv_audit_hex(head.hash, CV_AUDIT_HASH_BYTES, hex);
+    cv_log(CV_LOG_INFO, "audit_anchor", CV_LI("seq", head.seq), CV_LS("hash", hex));
+}
+
 static void *run(void *arg)
 {
     struct cv_housekeeping *hk = arg;
+    struct timespec now, next_purge, next_anchor;
+    clock_gettime(CLOCK_REALTIME, &now);
+    next_purge = now; /* purge at once; the first anchor was logged at start */
+    next_anchor = now;
+    next_anchor.tv_sec += hk->anchor_interval_s;
     pthread_mutex_lock(&hk->lock);
     while (!hk->stopping) {
         pthread_mutex_unlock(&hk->lock);
-        purge_once(hk);
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (now.tv_sec >= next_purge.tv_sec) {
+            purge_once(hk);
+            next_purge.tv_sec = now.tv_sec + hk->interval_s;
+        }
+        if (now.tv_sec >= next_anchor.tv_sec) {
+            anchor_once(hk);
+            next_anchor.tv_sec = now.tv_sec + hk->anchor_interval_s;
+        }
         pthread_mutex_lock(&hk->lock);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += hk->interval_s;
+        struct timespec until = next_purge.tv_sec < next_anchor.tv_sec ? next_purge : next_anchor;
         while (!hk->stopping && pthread_cond_timedwait(&hk->wake, &hk->lock, &until) == 0)
             ;
     }
@@ -47,13 +77,15 @@ static void *run(void *arg)
 }
 
 cv_status cv_housekeeping_start(struct cv_store *store, unsigned interval_s,
-                                struct cv_housekeeping **out)
+                                unsigned anchor_interval_s, struct cv_housekeeping **out)
 {
     struct cv_housekeeping *hk = cv_xcalloc(1, sizeof(*hk));
     hk->store = store;
     hk->interval_s = interval_s == 0 ? 60 : interval_s;
+    hk->anchor_interval_s = anchor_interval_s == 0 ? 60 : anchor_interval_s;
     pthread_mutex_init(&hk->lock, NULL);
     pthread_cond_init(&hk->wake, NULL);
+    anchor_once(hk); /* before the service answers: the head as it starts */
     if (pthread_create(&hk->thread, NULL, run, hk) != 0) {
         pthread_mutex_destroy(&hk->lock);
         pthread_cond_destroy(&hk->wake);

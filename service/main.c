@@ -112,6 +112,7 @@ enum opt_id {
     OPT_FROM_DEK,
     OPT_BATCH,
     OPT_CONFIRM,
+    OPT_EXPECT,
 };
 
 /* Which command-specific options a command accepts (bit = opt_id - OPT_DIR). */
@@ -135,6 +136,7 @@ static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *
         {"from-dek", required_argument, NULL, OPT_FROM_DEK},
         {"batch", required_argument, NULL, OPT_BATCH},
         {"confirm", no_argument, NULL, OPT_CONFIRM},
+        {"expect", required_argument, NULL, OPT_EXPECT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -208,6 +210,9 @@ static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *
             break;
         case OPT_CONFIRM:
             cli->confirm = true;
+            break;
+        case OPT_EXPECT:
+            cli->expect = optarg;
             break;
         default: {
             char msg[160];
@@ -331,6 +336,14 @@ static int cmd_serve(struct cv_cli *cli)
             "crash; refusing to start");
         goto out;
     }
+    bool privileged_role = false; /* superuser or schema owner: docs/operations.md */
+    if (cv_store_check_role(app.store, cli->cfg.allow_owner_role, &privileged_role, why,
+                            sizeof(why)) != CV_OK) {
+        cv_cli_fail(why);
+        goto out;
+    }
+    if (privileged_role)
+        cv_log(CV_LOG_WARN, "owner_role_allowed", CV_LS("detail", why));
     struct cv_keyring_limits limits = {cli->cfg.dek_max_age_s, cli->cfg.dek_max_uses};
     if (cv_keyring_open(app.store, kp, &limits, reopen_kek, &cli->cfg, &app.keyring, why,
                         sizeof(why)) != CV_OK) {
@@ -350,7 +363,7 @@ static int cmd_serve(struct cv_cli *cli)
         cv_cli_fail("cannot start the database writer threads");
         goto out;
     }
-    if (cv_housekeeping_start(app.store, 60, &chores) != CV_OK) {
+    if (cv_housekeeping_start(app.store, 60, cli->cfg.audit_anchor_interval_s, &chores) != CV_OK) {
         cv_cli_fail("cannot start the housekeeping thread");
         goto out;
     }
@@ -432,7 +445,7 @@ int main(int argc, char **argv)
         {"keys", cv_cli_keys_usage,
          ALLOW(OPT_NEW_KEK) | ALLOW(OPT_FROM_DEK) | ALLOW(OPT_BATCH) | ALLOW(OPT_CONFIRM),
          cv_cli_keys},
-        {"audit", cv_cli_audit_usage, ALLOW(OPT_SINCE), cv_cli_audit},
+        {"audit", cv_cli_audit_usage, ALLOW(OPT_SINCE) | ALLOW(OPT_EXPECT), cv_cli_audit},
     };
     int rc = -1;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {

@@ -7,6 +7,7 @@
  * card data in the clear ever reaches the store. */
 #include "cardvault/store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,6 +101,43 @@ cv_status cv_store_check_durability(struct cv_store *store, bool *fsync_on, bool
     }
     PQclear(r);
     return st;
+}
+
+static const struct cv_pg_stmt role_check = {
+    "role_check",
+    "SELECT current_user, r.rolsuper, pg_has_role(current_user, c.relowner, 'MEMBER') "
+    "FROM pg_roles r, pg_class c WHERE r.rolname = current_user "
+    "AND c.oid = to_regclass('tokens')",
+    0,
+    CV_PG_ONE_OFF,
+    false,
+    false};
+
+cv_status cv_store_check_role(struct cv_store *store, bool allow_owner, bool *privileged, char *why,
+                              size_t why_len)
+{
+    PGresult *r = NULL;
+    *privileged = false;
+    cv_status st = cv_pg_run_once(store->pool, &role_check, NULL, &r);
+    if (st != CV_OK || PQntuples(r) != 1) {
+        PQclear(r);
+        snprintf(why, why_len, "cannot read the database role serve connects as");
+        return st != CV_OK ? st : CV_ERR_DB;
+    }
+    bool superuser = cv_pg_get_bool(r, 0, 1);
+    *privileged = superuser || cv_pg_get_bool(r, 0, 2);
+    if (*privileged && !allow_owner)
+        snprintf(why, why_len,
+                 "the database role %.64s is %s: run serve as a member of cardvault_service "
+                 "(docs/operations.md), or set CARDVAULT_ALLOW_OWNER_ROLE=1 in development",
+                 PQgetvalue(r, 0, 0), superuser ? "a superuser" : "the owner of the schema");
+    else if (*privileged)
+        snprintf(why, why_len,
+                 "the database role %.64s is %s: serve can alter the schema and rewrite the "
+                 "audit trail; CARDVAULT_ALLOW_OWNER_ROLE=1 is for development only",
+                 PQgetvalue(r, 0, 0), superuser ? "a superuser" : "the owner of the schema");
+    PQclear(r);
+    return *privileged && !allow_owner ? CV_ERR_CONFIG : CV_OK;
 }
 
 cv_status cv_store_schema_version(struct cv_store *store, int *version)

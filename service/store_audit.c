@@ -179,6 +179,15 @@ static cv_status read_head(struct cv_pg_conn *c, struct cv_audit_head *head)
     return st;
 }
 
+cv_status cv_store_audit_head(struct cv_store *store, struct cv_audit_head *head)
+{
+    struct cv_pg_conn *c = NULL;
+    CV_TRY(cv_pg_acquire(store->pool, &c));
+    cv_status st = read_head(c, head);
+    cv_pg_release(c);
+    return st;
+}
+
 static const char *nullable(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);

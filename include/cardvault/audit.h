@@ -66,7 +66,18 @@ struct cv_audit_verifier {
     bool broken;
     int64_t first_broken_seq;
     const char *reason; /* static text */
+    /* An anchor kept outside the database (audit verify --expect): the chain
+     * must hold event expect_seq with exactly this hash. */
+    bool expect_set;
+    bool expect_seen;
+    int64_t expect_seq;
+    unsigned char expect_hash[CV_AUDIT_HASH_BYTES];
 };
+
+/* Parses an anchor "SEQ:HASH" (seq >= 1, hash 64 hex digits), as serve logs
+ * it in audit_anchor lines. CV_ERR_BAD_REQUEST otherwise. */
+CV_MUST_USE cv_status cv_audit_parse_anchor(const char *s, int64_t *seq,
+                                            unsigned char hash[CV_AUDIT_HASH_BYTES]);
 
 void cv_audit_verify_init(struct cv_audit_verifier *v);
 /* Checks one row: its seq follows the previous one, its prev_hash is the
@@ -74,8 +85,13 @@ void cv_audit_verify_init(struct cv_audit_verifier *v);
  * (and records the first broken seq and a reason) on the first failure;
  * later rows are then ignored. */
 bool cv_audit_verify_row(struct cv_audit_verifier *v, const struct cv_audit_row *row);
+/* Requires the walked chain to contain event seq with exactly hash: a tail
+ * cut below seq, or any rewrite up to seq, then fails verification. */
+void cv_audit_verify_expect(struct cv_audit_verifier *v, int64_t seq,
+                            const unsigned char hash[CV_AUDIT_HASH_BYTES]);
 /* Checks that the tip of what was walked is audit_head (catches a truncated
- * tail and rows inserted without audit_append). */
+ * tail and rows inserted without audit_append), and that an expected anchor
+ * was met. */
 bool cv_audit_verify_finish(struct cv_audit_verifier *v, const struct cv_audit_head *head);
 
 /* One JSON line (no newline) for the SIEM export: seq, occurred_at, actor,
@@ -95,6 +111,10 @@ void cv_audit_hex(const unsigned char *in, size_t n, char *out);
 CV_MUST_USE cv_status cv_store_audit_walk(
     struct cv_store *st, int64_t since_us, unsigned page_rows, struct cv_audit_head *head,
     cv_status (*fn)(void *ctx, const struct cv_audit_row *row), void *ctx);
+
+/* Reads audit_head (the chain's tip) now: what serve logs as audit_anchor.
+ * CV_ERR_NOT_FOUND when the row is missing. */
+CV_MUST_USE cv_status cv_store_audit_head(struct cv_store *st, struct cv_audit_head *head);
 
 enum cv_audit_col_kind {
     CV_AUDIT_COL_TEXT,        /* read as column::text */

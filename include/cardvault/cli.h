@@ -27,6 +27,7 @@ struct cv_cli {
     const char *from_dek;     /* --from-dek */
     const char *batch;        /* --batch */
     bool confirm;             /* --confirm */
+    const char *expect;       /* --expect SEQ:HASH (audit verify) */
     int argc;                 /* positional arguments after the command word */
     char **argv;
 };

@@ -46,6 +46,14 @@ void cv_store_pool_usage(struct cv_store *st, unsigned *in_use, unsigned *size);
 /* Durability settings of the server: synchronous_commit must not be off. */
 CV_MUST_USE cv_status cv_store_check_durability(struct cv_store *st, bool *fsync_on,
                                                 bool *sync_commit_on);
+/* Whether serve may run as the role it is connected as: not a superuser,
+ * not a member of the role that owns the schema's tables (tokens), which
+ * could alter them, disable the audit triggers or rewrite the trail. When it
+ * is one, CV_ERR_CONFIG with a one-line reason in why, unless allow_owner
+ * (CARDVAULT_ALLOW_OWNER_ROLE=1): then CV_OK with *privileged set and the
+ * reason in why, for a warning. CV_ERR_DB when the role cannot be read. */
+CV_MUST_USE cv_status cv_store_check_role(struct cv_store *st, bool allow_owner, bool *privileged,
+                                          char *why, size_t why_len);
 /* Highest applied migration version (0 when none). */
 CV_MUST_USE cv_status cv_store_schema_version(struct cv_store *st, int *version);
 

@@ -173,6 +173,21 @@ else
     fi
 fi
 
+# The login role serve runs as: a member of cardvault_service, the group role
+# migrate created (docs/operations.md). Operator commands stay on the owner's
+# CARDVAULT_DATABASE_URL; serve gets APP_DATABASE_URL (libpq: the last keyword wins).
+APP_PW=$(openssl rand -hex 16)
+if psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -c "DO \$\$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cardvault_app') THEN
+          CREATE ROLE cardvault_app LOGIN IN ROLE cardvault_service;
+        END IF;
+        ALTER ROLE cardvault_app PASSWORD '$APP_PW'; END \$\$" >/dev/null; then
+    ok "migrate created cardvault_service; login role cardvault_app is a member of it"
+else
+    not_ok "cannot create the login role cardvault_app in role cardvault_service"
+fi
+APP_DATABASE_URL="$CARDVAULT_DATABASE_URL user=cardvault_app password=$APP_PW"
+
 # -------------------------------------------------------------- merchants, keys
 
 key_re='^(pk|sk|dk)_[0-9A-Za-z]{43}$'
@@ -245,6 +260,7 @@ expect_refusal "serve refuses to start without CARDVAULT_KEK_FILE" "" -u CARDVAU
 expect_refusal "serve refuses a KEK file that does not exist" "" CARDVAULT_KEK_FILE="$TMP/no-such-kek"
 expect_refusal "serve refuses a KEK file with mode 0644" "" CARDVAULT_KEK_FILE="$TMP/kek-0644"
 expect_refusal "serve refuses a KEK of 16 bytes" "" CARDVAULT_KEK_FILE="$TMP/kek-short"
+expect_refusal "serve refuses to run as a superuser or the schema owner" "superuser|owner"
 expect_refusal "serve refuses an unreachable database" "" \
     CARDVAULT_DATABASE_URL="host=127.0.0.1 port=1 user=$PGUSER dbname=$DB connect_timeout=3"
 
@@ -252,7 +268,8 @@ expect_refusal "serve refuses an unreachable database" "" \
 
 # The suite sends ~20 bad keys on purpose from 127.0.0.1; lift the per-client
 # auth-failure limit so the later tests are not answered 429.
-CARDVAULT_AUTH_FAILURES_PER_MIN=100000 "$CARDVAULT_BIN" serve >"$LOG" 2>&1 &
+CARDVAULT_DATABASE_URL="$APP_DATABASE_URL" CARDVAULT_AUTH_FAILURES_PER_MIN=100000 \
+    "$CARDVAULT_BIN" serve >"$LOG" 2>&1 &
 SERVICE_PID=$!
 up=0
 for _ in $(seq 1 100); do
@@ -444,12 +461,12 @@ fi
 
 # A different KEK must be refused now that the database holds the check value.
 expect_refusal "serve refuses a KEK that differs from the database's" "" \
-    CARDVAULT_KEK_FILE="$TMP/kek-other"
+    CARDVAULT_KEK_FILE="$TMP/kek-other" CARDVAULT_DATABASE_URL="$APP_DATABASE_URL"
 
 # Rate limits, on a second instance with tiny limits: per API key, and per client
 # for failed authentications. Both answer 429 rate_limited with Retry-After.
 CARDVAULT_RATE_LIMIT_RPS=1 CARDVAULT_RATE_LIMIT_BURST=2 CARDVAULT_AUTH_FAILURES_PER_MIN=5 \
-    CARDVAULT_LISTEN="127.0.0.1:$ALT_PORT" "$CARDVAULT_BIN" serve >>"$LOG" 2>&1 &
+    CARDVAULT_DATABASE_URL="$APP_DATABASE_URL" CARDVAULT_LISTEN="127.0.0.1:$ALT_PORT" "$CARDVAULT_BIN" serve >>"$LOG" 2>&1 &
 SERVICE_PID=$!
 H_PORT=$ALT_PORT
 up2=0

@@ -190,13 +190,33 @@ external_service_env() {
     export CARDVAULT_KEK_FILE="$TMP/kek"
 }
 
+# make_app_role: after `cardvault migrate` (run as the schema owner, which
+# created the group role cardvault_service), the login role serve runs as:
+# cardvault_app, a member of cardvault_service, with a fresh password (the
+# cluster may ask for one over TCP). Sets APP_DATABASE_URL:
+# CARDVAULT_DATABASE_URL with user and password replaced (libpq: the last
+# keyword wins). Operator commands keep CARDVAULT_DATABASE_URL.
+APP_DATABASE_URL=""
+make_app_role() {
+    local pw
+    pw=$(openssl rand -hex 16)
+    psql -X -q -v ON_ERROR_STOP=1 -d "$CARDVAULT_DATABASE_URL" -c "DO \$\$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cardvault_app') THEN
+          CREATE ROLE cardvault_app LOGIN IN ROLE cardvault_service;
+        END IF;
+        ALTER ROLE cardvault_app PASSWORD '$pw'; END \$\$" >/dev/null || return 1
+    APP_DATABASE_URL="$CARDVAULT_DATABASE_URL user=cardvault_app password=$pw"
+}
+
 # A service on $PORT (external clusters; the private one uses sc_start).
 SERVICE_PID=""
-# start_service STDOUT STDERR [VAR=value ...]: serve on $PORT; 0 once /healthz answers.
+# start_service STDOUT STDERR [VAR=value ...]: serve on $PORT (as the service's
+# role, APP_DATABASE_URL, once make_app_role ran); 0 once /healthz answers.
 start_service() {
     local out=$1 err=$2
     shift 2
-    env "$@" CARDVAULT_LISTEN="127.0.0.1:$PORT" "$CARDVAULT_BIN" serve >>"$out" 2>>"$err" &
+    env CARDVAULT_DATABASE_URL="${APP_DATABASE_URL:-$CARDVAULT_DATABASE_URL}" \
+        env "$@" CARDVAULT_LISTEN="127.0.0.1:$PORT" "$CARDVAULT_BIN" serve >>"$out" 2>>"$err" &
     SERVICE_PID=$!
     for _ in $(seq 1 150); do
         if curl -fsS --noproxy '*' -o /dev/null "http://127.0.0.1:$PORT/healthz" 2>/dev/null; then
@@ -275,6 +295,20 @@ sc_setup() {
   export SC_URL="http://$CARDVAULT_LISTEN"
   export CARDVAULT_RATE_LIMIT_RPS=${CARDVAULT_RATE_LIMIT_RPS:-0}
   "$SC_BIN" migrate >/dev/null || { echo "migrate failed"; exit 1; }
+  sc_app_role || unset SC_APP_URL
+}
+
+# sc_app_role: the service's login role, as in production: `migrate` (run as
+# the schema owner, postgres here) created the group role cardvault_service;
+# cardvault_app logs in (trust auth on the private socket) and is a member.
+# Operator commands keep CARDVAULT_DATABASE_URL (the owner); sc_start runs
+# serve with SC_APP_URL.
+sc_app_role() {
+  psql -X -q -v ON_ERROR_STOP=1 -d cardvault -c "DO \$\$ BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cardvault_app') THEN
+        CREATE ROLE cardvault_app LOGIN IN ROLE cardvault_service;
+      END IF; END \$\$" >/dev/null || { echo "sc_app_role: cannot create the login role cardvault_app"; return 1; }
+  export SC_APP_URL="host=$SC_PGSOCK port=$SC_PGPORT user=cardvault_app dbname=cardvault"
 }
 
 # sc_merchant NAME: creates a merchant; sets M_ID, M_PK, M_SK, M_DK.
@@ -285,9 +319,11 @@ sc_merchant() {
   M_SK=$(jq -r .secret_key <<<"$json"); M_DK=$(jq -r .detokenize_key <<<"$json")
 }
 
-# sc_start [extra env assignments...]: starts `cardvault serve`, waits for /healthz.
+# sc_start [extra env assignments...]: starts `cardvault serve` (as the
+# service's role, SC_APP_URL, unless the arguments set CARDVAULT_DATABASE_URL),
+# waits for /healthz.
 sc_start() {
-  env "$@" "$SC_BIN" serve >>"$SC_SERVICE_LOG" 2>&1 &
+  env CARDVAULT_DATABASE_URL="${SC_APP_URL:-$CARDVAULT_DATABASE_URL}" env "$@" "$SC_BIN" serve >>"$SC_SERVICE_LOG" 2>&1 &
   SC_SERVICE_PID=$!
   for _ in $(seq 1 100); do
     curl -sf "$SC_URL/healthz" >/dev/null 2>&1 && return 0

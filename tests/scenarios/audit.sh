@@ -97,6 +97,11 @@ http() {
 # ------------------------------------------------------------- set-up
 
 if cv migrate; then ok "migrate a fresh database"; else not_ok "migrate failed"; indent <"$TMP/cv.err"; fi
+if make_app_role; then
+    ok "login role cardvault_app (member of cardvault_service) for serve; operator commands run as $PGUSER"
+else
+    not_ok "cannot create the login role cardvault_app"
+fi
 if cv merchant create "Audit Shop A" && cp "$TMP/cv.out" "$TMP/m1.json" &&
     cv merchant create "Audit Shop B" && cp "$TMP/cv.out" "$TMP/m2.json"; then
     ok "merchant create (two merchants)"
@@ -461,11 +466,14 @@ expect_intact "the fail-closed test"
 
 # --------------------------------------------- the limit of a bare chain
 
-# Someone who can disable the trigger AND recompute every later hash (with
+# Someone who can disable the triggers (the schema owner: the service's role
+# cannot, tests/scenarios/audit-tail.sh) AND recompute every later hash (with
 # audit_canonical() and sha256() in SQL) and move audit_head produces a chain
-# that verifies. Only a copy of an earlier head kept elsewhere (the SIEM
-# export, a printed head_hash) shows it: docs/threat-model.md says so.
+# that verifies. Only a copy of an earlier head kept elsewhere (serve's
+# audit_anchor log line, the SIEM export, a printed head_hash) shows it, with
+# audit verify --expect: docs/threat-model.md says so.
 q "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only;
+   ALTER TABLE audit_head DISABLE TRIGGER audit_head_forward_only;
    DO \$\$ DECLARE r record; prev bytea := '\\x$(printf '0%.0s' $(seq 64))'; h bytea; BEGIN
      FOR r IN SELECT * FROM audit_events ORDER BY seq LOOP
        IF r.seq = $S THEN r.outcome := 'success'; END IF;
@@ -476,7 +484,8 @@ q "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only;
      END LOOP;
      UPDATE audit_head SET hash = prev;
    END \$\$;
-   ALTER TABLE audit_events ENABLE TRIGGER audit_events_append_only"
+   ALTER TABLE audit_events ENABLE TRIGGER audit_events_append_only;
+   ALTER TABLE audit_head ENABLE TRIGGER audit_head_forward_only"
 cv audit verify
 rc=$?
 now_hash=$(q "SELECT encode(hash, 'hex') FROM audit_events WHERE seq = $ANCHOR_SEQ")
@@ -484,6 +493,11 @@ if [ "$rc" -eq 0 ] && [ "$now_hash" != "$ANCHOR_HASH" ]; then
     ok "a full rewrite from seq $S passes verify (exit 0) but seq $ANCHOR_SEQ's hash no longer matches the head_hash recorded earlier (${ANCHOR_HASH:0:16}... vs ${now_hash:0:16}...): anchor it outside the database"
 else
     not_ok "chain rewrite: verify exit $rc, anchor ${ANCHOR_HASH:0:16} vs ${now_hash:0:16}"
+fi
+if cv audit verify --expect "$ANCHOR_SEQ:$ANCHOR_HASH"; then
+    not_ok "audit verify --expect $ANCHOR_SEQ:${ANCHOR_HASH:0:16}... passed on the rewritten chain"
+else
+    ok "audit verify --expect $ANCHOR_SEQ:${ANCHOR_HASH:0:16}... (the kept anchor) fails on the rewritten chain: $(cv_json | jq -r .reason)"
 fi
 
 # ------------------------------------------- database URL off the command line

@@ -61,7 +61,7 @@ section() { echo "# [${SECONDS}s] $*"; }
 RT_URL=$SC_URL
 rt_start() {
   RT_URL=$1; shift
-  env "$@" "$SC_BIN" serve >>"$SC_SERVICE_LOG" 2>>"$RT_ERR" &
+  env CARDVAULT_DATABASE_URL="${SC_APP_URL:-$CARDVAULT_DATABASE_URL}" env "$@" "$SC_BIN" serve >>"$SC_SERVICE_LOG" 2>>"$RT_ERR" &
   SC_SERVICE_PID=$!
   for _ in $(seq 1 200); do
     curl -sf --cacert "$SC_DIR/ca.pem" "$RT_URL/healthz" >/dev/null 2>&1 && return 0
@@ -198,10 +198,10 @@ check "log: event tls_enabled" grep -q '"event":"tls_enabled"' "$SC_SERVICE_LOG"
 
 # ============================================================== plaintext policy
 section plaintext policy
-out=$(CARDVAULT_LISTEN="0.0.0.0:$PORT" timeout 20 "$SC_BIN" serve 2>&1 >/dev/null); rc=$?
+out=$(CARDVAULT_DATABASE_URL="${SC_APP_URL:-$CARDVAULT_DATABASE_URL}" CARDVAULT_LISTEN="0.0.0.0:$PORT" timeout 20 "$SC_BIN" serve 2>&1 >/dev/null); rc=$?
 check "plain HTTP on 0.0.0.0 without TLS refused: exit 1 (got $rc)" test "$rc" = 1
 check "the refusal names CARDVAULT_ALLOW_PLAINTEXT ($out)" grep -q CARDVAULT_ALLOW_PLAINTEXT <<<"$out"
-out=$(CARDVAULT_LISTEN="0.0.0.0:$PORT" CARDVAULT_ALLOW_PLAINTEXT=yes timeout 20 "$SC_BIN" serve 2>&1 >/dev/null); rc=$?
+out=$(CARDVAULT_DATABASE_URL="${SC_APP_URL:-$CARDVAULT_DATABASE_URL}" CARDVAULT_LISTEN="0.0.0.0:$PORT" CARDVAULT_ALLOW_PLAINTEXT=yes timeout 20 "$SC_BIN" serve 2>&1 >/dev/null); rc=$?
 check "CARDVAULT_ALLOW_PLAINTEXT=yes (not exactly 1) still refused: exit 1 (got $rc)" test "$rc" = 1
 mark=$(wc -l <"$SC_SERVICE_LOG")
 if rt_start "http://127.0.0.1:$PORT" CARDVAULT_LISTEN="0.0.0.0:$PORT" CARDVAULT_ALLOW_PLAINTEXT=1; then
@@ -222,7 +222,7 @@ section "drain bound: a request stuck in the database (runs in the background)"
 # this script touches that row. SIGTERM then has to give up on that request
 # after the 20 s drain and still exit promptly.
 S_PORT=$(free_port 30000 20000) S_LOG="$SC_DIR/stuck.log"
-CARDVAULT_LISTEN="127.0.0.1:$S_PORT" "$SC_BIN" serve >>"$S_LOG" 2>>"$RT_ERR" &
+CARDVAULT_DATABASE_URL="${SC_APP_URL:-$CARDVAULT_DATABASE_URL}" CARDVAULT_LISTEN="127.0.0.1:$S_PORT" "$SC_BIN" serve >>"$S_LOG" 2>>"$RT_ERR" &
 S_PID=$!
 trap 'kill -9 "$S_PID" 2>/dev/null; sc_cleanup' EXIT
 for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$S_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.05; done

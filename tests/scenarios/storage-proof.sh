@@ -126,6 +126,7 @@ cli() { # ARGS...: output kept in $TMP/cli (searched like everything else)
     "$CARDVAULT_BIN" "$@" >>"$TMP/cli.out" 2>>"$TMP/cli.err"
 }
 cli migrate || not_ok "migrate failed"
+make_app_role || not_ok "cannot create the login role cardvault_app"
 "$CARDVAULT_BIN" merchant create "Proof Shop" >"$TMP/m1.json" 2>>"$TMP/cli.err" &&
     "$CARDVAULT_BIN" merchant create "Proof Shop Two" >"$TMP/m2.json" 2>>"$TMP/cli.err" ||
     not_ok "merchant create failed"
@@ -141,6 +142,7 @@ STRACE_LOG="$TMP/strace.log"
 start_traced_service() {
     # An ASan build's leak checker cannot run under ptrace: switch it off for this run only.
     (cd "$SVC" && exec env TMPDIR="$SVC/tmp" HOME="$SVC" CARDVAULT_LISTEN="127.0.0.1:$PORT" \
+        CARDVAULT_DATABASE_URL="${APP_DATABASE_URL:-$CARDVAULT_DATABASE_URL}" \
         ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
         strace -f -qq --seccomp-bpf -e trace=open,openat,openat2,creat,rename,renameat,renameat2,link,linkat,truncate,ftruncate \
         -o "$STRACE_LOG" "$CARDVAULT_BIN" serve >>"$TMP/service.stdout" 2>>"$TMP/service.stderr") &
@@ -597,6 +599,7 @@ start_nobody() { # MODE(prod|dev) PORT: sets NOBODY_PID
     (cd "$NOBODY_DIR/$mode" && exec setpriv --reuid=nobody --regid=nogroup --clear-groups \
         bash -c 'ulimit -c unlimited 2>/dev/null; exec "$@"' _ env "${devenv[@]}" \
         CARDVAULT_KEK_FILE="$NOBODY_DIR/kek" CARDVAULT_LISTEN="127.0.0.1:$port" \
+        CARDVAULT_DATABASE_URL="${APP_DATABASE_URL:-$CARDVAULT_DATABASE_URL}" \
         "$NOBODY_DIR/cardvault" serve >"$NOBODY_DIR/$mode.log" 2>&1) &
     NOBODY_PID=$!
     for _ in $(seq 1 100); do

@@ -231,6 +231,57 @@ static void verify_flags_truncated_tail_and_rows_past_head(void)
     CHECK(!cv_audit_verify_finish(&v, &head));
 }
 
+static void parse_anchor_accepts_seq_colon_hash_only(void)
+{
+    int64_t seq = 0;
+    unsigned char h[32];
+    CHECK(cv_audit_parse_anchor("2:" H2_HEX, &seq, h) == CV_OK);
+    CHECK_EQ_INT(seq, 2);
+    char hex[65];
+    cv_audit_hex(h, 32, hex);
+    CHECK(strcmp(hex, H2_HEX) == 0);
+    CHECK(cv_audit_parse_anchor("0:" H2_HEX, &seq, h) != CV_OK);     /* seq starts at 1 */
+    CHECK(cv_audit_parse_anchor(":" H2_HEX, &seq, h) != CV_OK);      /* no seq */
+    CHECK(cv_audit_parse_anchor("-2:" H2_HEX, &seq, h) != CV_OK);    /* sign */
+    CHECK(cv_audit_parse_anchor("2" H2_HEX, &seq, h) != CV_OK);      /* no colon */
+    CHECK(cv_audit_parse_anchor("2:" H2_HEX "0", &seq, h) != CV_OK); /* 65 digits */
+    CHECK(
+        cv_audit_parse_anchor("2:x02e2143ce52dcba6dcfcf137d806a5d5650bda425da0ed9087a3bec9b6ab6bd",
+                              &seq, h) != CV_OK); /* not hex */
+    CHECK(cv_audit_parse_anchor("2:", &seq, h) != CV_OK);
+    CHECK(cv_audit_parse_anchor("99999999999999999999:" H2_HEX, &seq, h) != CV_OK);
+}
+
+/* A kept anchor catches what a bare chain cannot: a cut tail with the head
+ * moved back to match, and a rewritten event. */
+static void verify_expect_catches_cut_tail_and_rewrite(void)
+{
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32];
+    make_rows(&r1, &r2, h1, h2);
+    struct cv_audit_verifier v;
+    cv_audit_verify_init(&v);
+    cv_audit_verify_expect(&v, 2, h2);
+    CHECK(cv_audit_verify_row(&v, &r1));
+    CHECK(cv_audit_verify_row(&v, &r2));
+    struct cv_audit_head head = head_of(2, h2);
+    CHECK(cv_audit_verify_finish(&v, &head));
+
+    cv_audit_verify_init(&v); /* row 2 deleted and the head moved to row 1 */
+    cv_audit_verify_expect(&v, 2, h2);
+    CHECK(cv_audit_verify_row(&v, &r1));
+    head = head_of(1, h1);
+    CHECK(!cv_audit_verify_finish(&v, &head));
+    CHECK_EQ_INT(v.first_broken_seq, 2);
+    CHECK(strstr(v.reason, "ends before") != NULL);
+
+    cv_audit_verify_init(&v); /* the anchor's event has another hash */
+    cv_audit_verify_expect(&v, 1, h2);
+    CHECK(!cv_audit_verify_row(&v, &r1));
+    CHECK_EQ_INT(v.first_broken_seq, 1);
+    CHECK(strstr(v.reason, "another hash") != NULL);
+}
+
 static void export_line_escapes_and_nulls(void)
 {
     struct cv_audit_row r1, r2;
@@ -259,6 +310,8 @@ int main(void)
     RUN(canonical_joins_nine_fields_with_unit_separator);
     RUN(event_hash_matches_independent_vectors);
     RUN(verify_accepts_intact_chain);
+    RUN(parse_anchor_accepts_seq_colon_hash_only);
+    RUN(verify_expect_catches_cut_tail_and_rewrite);
     RUN(verify_accepts_empty_chain);
     RUN(verify_flags_edited_row);
     RUN(verify_flags_edited_null_field);

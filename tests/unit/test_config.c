@@ -464,6 +464,41 @@ static void require_names_what_is_missing(void)
     cv_config_cleanup(&cfg);
 }
 
+/* The service's database role and the audit anchors (docs/operations.md). */
+static void owner_role_and_anchor_interval(void)
+{
+    struct cv_config cfg;
+    char why[256];
+    clear_cardvault_env();
+    CHECK_EQ_INT(load(&cfg, why, sizeof(why)), CV_OK);
+    CHECK(!cfg.allow_owner_role);
+    CHECK_EQ_INT(cfg.audit_anchor_interval_s, 60);
+    cv_config_cleanup(&cfg);
+    setenv("CARDVAULT_ALLOW_OWNER_ROLE", "1", 1);
+    setenv("CARDVAULT_AUDIT_ANCHOR_INTERVAL_S", "1", 1);
+    CHECK_EQ_INT(load(&cfg, why, sizeof(why)), CV_OK);
+    CHECK(cfg.allow_owner_role);
+    CHECK_EQ_INT(cfg.audit_anchor_interval_s, 1);
+    cv_config_cleanup(&cfg);
+    static const char *const bad_owner[] = {"yes", "true", "2", " 1"};
+    for (size_t i = 0; i < sizeof(bad_owner) / sizeof(bad_owner[0]); i++) {
+        clear_cardvault_env();
+        setenv("CARDVAULT_ALLOW_OWNER_ROLE", bad_owner[i], 1);
+        CHECK_EQ_INT(load(&cfg, why, sizeof(why)), CV_ERR_CONFIG);
+        CHECK(strstr(why, "CARDVAULT_ALLOW_OWNER_ROLE") != NULL);
+        cv_config_cleanup(&cfg);
+    }
+    static const char *const bad_interval[] = {"0", "86401", "-1", "1m"};
+    for (size_t i = 0; i < sizeof(bad_interval) / sizeof(bad_interval[0]); i++) {
+        clear_cardvault_env();
+        setenv("CARDVAULT_AUDIT_ANCHOR_INTERVAL_S", bad_interval[i], 1);
+        CHECK_EQ_INT(load(&cfg, why, sizeof(why)), CV_ERR_CONFIG);
+        CHECK(strstr(why, "CARDVAULT_AUDIT_ANCHOR_INTERVAL_S") != NULL);
+        cv_config_cleanup(&cfg);
+    }
+    clear_cardvault_env();
+}
+
 int main(void)
 {
     RUN(defaults_with_an_empty_environment);
@@ -480,6 +515,7 @@ int main(void)
     RUN(log_level_and_tls_pairing_are_checked);
     RUN(reason_is_truncated_to_the_buffer);
     RUN(require_names_what_is_missing);
+    RUN(owner_role_and_anchor_interval);
     clear_cardvault_env();
     return check_summary("config");
 }
