@@ -49,7 +49,6 @@ static const char lock_gave_up[] =
     "may hold it: see pg_stat_activity) or the database is unreachable; nothing changed, "
     "run it again later";
 
-
 /* Prints one JSON document on its own line (jq reads it); the command's
  * exit status does not depend on stdout, as before. */
 static void print_json(json_t *doc)

@@ -141,8 +141,7 @@ static cv_status drop_dead_deks(struct cv_keyring *kr)
         if (kr->active_id == dead[i])
             kr->active_id = 0; /* the next seal adopts or creates another */
         pthread_mutex_unlock(&kr->active_lock);
-        cv_log(CV_LOG_INFO, "dek_dropped", CV_LI("dek_id", dead[i]),
-               CV_LS("reason", "destroyed"));
+        cv_log(CV_LOG_INFO, "dek_dropped", CV_LI("dek_id", dead[i]), CV_LS("reason", "destroyed"));
     }
     free(ids);
     free(dead);

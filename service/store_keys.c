@@ -197,9 +197,12 @@ static const struct cv_pg_stmt update_cipher = {
  * takes on its DEK row (store_tokens.c), so the destruction waits for
  * inserts already under way, and an insert arriving later waits for the
  * destruction and then finds the key destroyed and writes nothing. */
-static const struct cv_pg_stmt lock_dek = {
-    "lock_dek_for_destroy", "SELECT 1 FROM data_keys WHERE dek_id = $1 FOR UPDATE", 1,
-    CV_PG_PREPARED, false, false};
+static const struct cv_pg_stmt lock_dek = {"lock_dek_for_destroy",
+                                           "SELECT 1 FROM data_keys WHERE dek_id = $1 FOR UPDATE",
+                                           1,
+                                           CV_PG_PREPARED,
+                                           false,
+                                           false};
 
 /* Only a key retired long enough ago: instances keep sealing under a
  * just-retired key until their use reservation lapses (5 s, keyring.c).

@@ -42,8 +42,8 @@
     "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM data_keys "                          \
     "WHERE dek_id = $4::bigint AND state <> 'destroyed' FOR KEY SHARE"
 
-static const struct cv_pg_stmt insert_token = {
-    "insert_token", INSERT_ONE_SQL, 11, CV_PG_PREPARED, false, false};
+static const struct cv_pg_stmt insert_token = {"insert_token", INSERT_ONE_SQL, 11,
+                                               CV_PG_PREPARED, false,          false};
 
 /* A data-modifying CTE runs exactly once whether or not it is referenced:
  * the token row and its idempotency answer commit in one statement. The
@@ -226,8 +226,8 @@ cv_status cv_tokens_insert(struct cv_pg_pool *pool, const struct cv_token_row *r
      * on, checked at startup) before the executor returns, so the caller's
      * 201 always follows a durable commit. */
     PGresult *r = NULL;
-    CV_TRY(cv_pg_run_once(pool, idem_key_hash != NULL ? &insert_token_idem : &insert_token, &p,
-                          &r));
+    CV_TRY(
+        cv_pg_run_once(pool, idem_key_hash != NULL ? &insert_token_idem : &insert_token, &p, &r));
     int64_t written = idem_key_hash != NULL ? cv_pg_get_int(r, 0, 0) : cv_pg_changed(r);
     PQclear(r);
     if (written == 1)
