@@ -37,7 +37,17 @@ const char cv_cli_keys_usage[] =
     "  with the data keys they hold and refuse to create new ones (503).\n"
     "reencrypt: moves rows from retired DEKs to the active one in batches (default\n"
     "  500 rows per transaction); resumable; prints progress as JSON lines.\n"
-    "destroy-dek: crypto-shreds a retired DEK: its rows answer 410 token_destroyed.\n";
+    "destroy-dek: crypto-shreds a retired DEK: its rows answer 410 token_destroyed.\n"
+    "Each command waits at most 2 s for a database lock (3 tries), so it never\n"
+    "stalls traffic queued behind it; when a long transaction or pg_dump holds\n"
+    "what it needs, it gives up, changing nothing: run it again later.\n";
+
+/* What a key command says when its store call gave up on a lock or could not
+ * reach the database (CV_ERR_DB_UNAVAILABLE: nothing changed either way). */
+static const char lock_gave_up[] =
+    "a database lock was not granted within 2 s (3 tries; a long transaction or pg_dump "
+    "may hold it: see pg_stat_activity) or the database is unreachable; nothing changed, "
+    "run it again later";
 
 /* Prints one JSON document on its own line (jq reads it); the command's
  * exit status does not depend on stdout, as before. */
@@ -129,7 +139,9 @@ static int keys_rotate_dek(struct cv_cli *cli, struct cv_store *store)
     if (cv_store_audit_append(store, &ev) != CV_OK && st == CV_OK)
         st = CV_ERR_DB;
     if (st != CV_OK) {
-        fprintf(stderr, "cardvault: cannot rotate the data key (%s)\n", cv_status_name(st));
+        fprintf(stderr, "cardvault: cannot rotate the data key (%s)%s%s\n", cv_status_name(st),
+                st == CV_ERR_DB_UNAVAILABLE ? ": " : "",
+                st == CV_ERR_DB_UNAVAILABLE ? lock_gave_up : "");
         goto out;
     }
     print_json(json_pack("{s:I, s:b}", "active_dek_id", (json_int_t)id, "others_retired", 1));
@@ -179,6 +191,10 @@ static int keys_rotate_kek(struct cv_cli *cli, struct cv_store *store)
     }
     if (st == CV_ERR_BAD_REQUEST) {
         cv_cli_fail("the new KEK is the same key as the current one: nothing changed");
+        goto out;
+    }
+    if (st == CV_ERR_DB_UNAVAILABLE) {
+        fprintf(stderr, "cardvault: KEK rotation not done: %s\n", lock_gave_up);
         goto out;
     }
     if (st != CV_OK) {
@@ -313,6 +329,10 @@ static int keys_destroy_dek(struct cv_cli *cli, struct cv_store *store)
     if (st == CV_ERR_NOT_FOUND) {
         cv_cli_fail("no DEK with that id retired at least 10 s ago (only retired keys can be "
                     "destroyed, once no instance can still be sealing under them; rotate first)");
+        return 1;
+    }
+    if (st == CV_ERR_DB_UNAVAILABLE) {
+        fprintf(stderr, "cardvault: data key not destroyed: %s\n", lock_gave_up);
         return 1;
     }
     if (st != CV_OK) {

@@ -26,6 +26,9 @@
  * checks the key is still active, so `keys rotate-dek` and retirement take
  * effect on every instance within this time. */
 #define RESERVATION_TTL_S 5
+/* The key refresh: every this many seconds the cached DEKs are checked
+ * against the database, and those destroyed (or gone) are wiped. */
+#define DEK_REFRESH_S 5
 
 struct dek_entry {
     int64_t id;
@@ -58,6 +61,12 @@ struct cv_keyring {
     time_t active_expires;       /* monotonic seconds: end of the cryptoperiod */
     time_t reserved_until;       /* monotonic seconds: end of the reservation */
     atomic_uint_least64_t rotations;
+
+    /* the key refresh thread (cv_keyring_start_refresh) */
+    pthread_mutex_t refresh_lock;
+    pthread_cond_t refresh_wake;
+    pthread_t refresh_thread;
+    bool refreshing, refresh_stopping;
 };
 
 static time_t mono_now(void)
@@ -111,6 +120,64 @@ static void cache_evict(struct cv_keyring *kr, int64_t id)
         }
     }
     pthread_rwlock_unlock(&kr->cache_lock);
+}
+
+/* Wipes and forgets every cached DEK the database says is destroyed or
+ * gone, and stops sealing under it if it was the active one. */
+static cv_status drop_dead_deks(struct cv_keyring *kr)
+{
+    pthread_rwlock_rdlock(&kr->cache_lock);
+    size_t n = kr->n_entries;
+    int64_t *ids = cv_xcalloc(n > 0 ? n : 1, sizeof(*ids));
+    for (size_t i = 0; i < n; i++)
+        ids[i] = kr->entries[i].id;
+    pthread_rwlock_unlock(&kr->cache_lock);
+    int64_t *dead = cv_xcalloc(n > 0 ? n : 1, sizeof(*dead));
+    size_t n_dead = 0;
+    cv_status st = cv_store_dead_deks(kr->store, ids, n, dead, &n_dead);
+    for (size_t i = 0; st == CV_OK && i < n_dead; i++) {
+        cache_evict(kr, dead[i]);
+        pthread_mutex_lock(&kr->active_lock);
+        if (kr->active_id == dead[i])
+            kr->active_id = 0; /* the next seal adopts or creates another */
+        pthread_mutex_unlock(&kr->active_lock);
+        cv_log(CV_LOG_INFO, "dek_dropped", CV_LI("dek_id", dead[i]), CV_LS("reason", "destroyed"));
+    }
+    free(ids);
+    free(dead);
+    return st;
+}
+
+static void *refresher(void *arg)
+{
+    struct cv_keyring *kr = arg;
+    pthread_mutex_lock(&kr->refresh_lock);
+    while (!kr->refresh_stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += DEK_REFRESH_S;
+        while (!kr->refresh_stopping &&
+               pthread_cond_timedwait(&kr->refresh_wake, &kr->refresh_lock, &until) == 0)
+            ;
+        if (kr->refresh_stopping)
+            break;
+        pthread_mutex_unlock(&kr->refresh_lock);
+        if (drop_dead_deks(kr) != CV_OK)
+            cv_log(CV_LOG_WARN, "dek_refresh_failed", CV_LS("effect", "retried next interval"));
+        pthread_mutex_lock(&kr->refresh_lock);
+    }
+    pthread_mutex_unlock(&kr->refresh_lock);
+    return NULL;
+}
+
+cv_status cv_keyring_start_refresh(struct cv_keyring *kr)
+{
+    if (kr->refreshing)
+        return CV_OK;
+    if (pthread_create(&kr->refresh_thread, NULL, refresher, kr) != 0)
+        return CV_ERR_INTERNAL;
+    kr->refreshing = true;
+    return CV_OK;
 }
 
 static cv_status kp_unwrap(struct cv_keyring *kr, const unsigned char *in, size_t len,
@@ -307,6 +374,9 @@ static cv_status rotate_locked(struct cv_keyring *kr, bool force_new, bool *adop
         return st;
     }
     CV_TRY(load_dek(kr, id));
+    /* The reservation's clock starts before its round trip, never after:
+     * destroy-dek's wait is counted from the database's side. */
+    time_t reserve_start = mono_now();
     CV_TRY(cv_store_reserve_dek_uses(kr->store, id, USE_BLOCK, &reserved));
     if (!reserved)
         return CV_OK; /* lost the key to a racing instance: *adopted stays false */
@@ -318,7 +388,7 @@ static cv_status rotate_locked(struct cv_keyring *kr, bool force_new, bool *adop
     kr->last_active_id = id;
     kr->active_id = id;
     kr->uses_left = USE_BLOCK;
-    kr->reserved_until = mono_now() + RESERVATION_TTL_S;
+    kr->reserved_until = reserve_start + RESERVATION_TTL_S;
     kr->active_expires = mono_now() + (time_t)(kr->limits.dek_max_age_s - age_s);
     *adopted = true;
     return CV_OK;
@@ -336,10 +406,11 @@ static cv_status take_use_locked(struct cv_keyring *kr, int64_t *id)
         /* Unspent uses of an expired reservation are forfeited: the count in
          * the database only ever overstates what was used, never understates. */
         bool reserved = false;
+        time_t reserve_start = mono_now();
         CV_TRY(cv_store_reserve_dek_uses(kr->store, kr->active_id, USE_BLOCK, &reserved));
         if (reserved) {
             kr->uses_left = USE_BLOCK;
-            kr->reserved_until = mono_now() + RESERVATION_TTL_S;
+            kr->reserved_until = reserve_start + RESERVATION_TTL_S;
         } else {
             kr->active_id = 0; /* exhausted or retired elsewhere: rotate */
         }
@@ -365,7 +436,11 @@ cv_status cv_keyring_seal(struct cv_keyring *kr, const struct cv_card_plain *car
     pthread_mutex_unlock(&kr->active_lock);
     if (st != CV_OK)
         return st;
-    CV_TRY(load_dek(kr, id));
+    st = load_dek(kr, id);
+    if (st == CV_ERR_TOKEN_DESTROYED)
+        return CV_ERR_DB_UNAVAILABLE; /* destroyed under us: retriable, never 410 */
+    if (st != CV_OK)
+        return st;
     row->dek_id = id;
     row->format_version = CV_SEAL_FORMAT_V1;
     struct cv_aad aad = {CV_SEAL_FORMAT_V1, row->token, row->merchant_id, id};
@@ -373,7 +448,7 @@ cv_status cv_keyring_seal(struct cv_keyring *kr, const struct cv_card_plain *car
     const struct dek_entry *e = find_entry(kr, id);
     st = e != NULL ? cv_envelope_seal(e->key, &aad, card, row->nonce, &row->ciphertext,
                                       &row->ciphertext_len)
-                   : CV_ERR_TOKEN_DESTROYED;
+                   : CV_ERR_DB_UNAVAILABLE; /* dropped by the key refresh meanwhile */
     pthread_rwlock_unlock(&kr->cache_lock);
     return st;
 }
@@ -477,6 +552,8 @@ cv_status cv_keyring_open(struct cv_store *store, struct cv_keyprovider *kp,
     pthread_rwlock_init(&kr->cache_lock, NULL);
     pthread_rwlock_init(&kr->kp_lock, NULL);
     pthread_mutex_init(&kr->active_lock, NULL);
+    pthread_mutex_init(&kr->refresh_lock, NULL);
+    pthread_cond_init(&kr->refresh_wake, NULL);
     atomic_init(&kr->rotations, 0);
     atomic_init(&kr->kek_stale, false);
 
@@ -522,6 +599,13 @@ void cv_keyring_close(struct cv_keyring *kr)
 {
     if (kr == NULL)
         return;
+    if (kr->refreshing) {
+        pthread_mutex_lock(&kr->refresh_lock);
+        kr->refresh_stopping = true;
+        pthread_cond_signal(&kr->refresh_wake);
+        pthread_mutex_unlock(&kr->refresh_lock);
+        pthread_join(kr->refresh_thread, NULL);
+    }
     for (size_t i = 0; i < kr->n_entries; i++)
         cv_secbuf_free(kr->entries[i].key);
     free(kr->entries);
@@ -531,6 +615,8 @@ void cv_keyring_close(struct cv_keyring *kr)
     pthread_rwlock_destroy(&kr->kp_lock);
     pthread_rwlock_destroy(&kr->cache_lock);
     pthread_mutex_destroy(&kr->active_lock);
+    pthread_mutex_destroy(&kr->refresh_lock);
+    pthread_cond_destroy(&kr->refresh_wake);
     free(kr);
 }
 

@@ -350,6 +350,10 @@ static int cmd_serve(struct cv_cli *cli)
         cv_cli_fail(why);
         goto out;
     }
+    if (cv_keyring_start_refresh(app.keyring) != CV_OK) {
+        cv_cli_fail("cannot start the key refresh thread");
+        goto out;
+    }
     if (!fsync_on)
         cv_log(CV_LOG_WARN, "fsync_off",
                CV_LS("effect", "PostgreSQL runs with fsync=off: committed tokens can be lost on "

@@ -11,12 +11,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cardvault/log.h"
 #include "cardvault/secbuf.h"
 #include "pg.h"
 #include "store_audit_sql.h"
 #include "store_handle.h"
+
+/* Key commands run beside live traffic. Each of their transactions waits at
+ * most this long for any lock (table or row) and is retried a few times, so
+ * a session holding a lock the command needs (pg_dump, a long transaction)
+ * makes the command give up instead of queueing everything behind it. */
+#define KEY_LOCK_TIMEOUT_SQL "SET LOCAL lock_timeout = '2s'"
+#define KEY_LOCK_ATTEMPTS    3
+#define KEY_LOCK_BACKOFF_MS  250
+/* lock_not_available: lock_timeout expired */
+#define SQLSTATE_LOCK_NOT_AVAILABLE "55P03"
 
 #define DEK_COLS                                                                                   \
     "dek_id, wrapped_key, state, use_count, max_uses, "                                            \
@@ -103,30 +114,38 @@ static const struct cv_pg_stmt meta_info = {
     false,
     false};
 
-/* FOR UPDATE on the singleton: DEK inserts (which read it FOR SHARE) wait
- * for the rotation, then see the new check value and refuse the old KEK's
- * wrapping. */
+/* Locks the singleton (FOR NO KEY UPDATE: nothing references vault_meta by
+ * key, and it still conflicts with FOR SHARE): DEK inserts, which read it FOR
+ * SHARE, wait for the rotation, then see the new check value and refuse the
+ * old KEK's wrapping. So no DEK row can appear while the rotation runs. */
 static const struct cv_pg_stmt rewrap_meta = {
     "rewrap_meta",
-    "SELECT kek_check_value, fingerprint_key_wrapped FROM vault_meta FOR UPDATE",
+    "SELECT kek_check_value, fingerprint_key_wrapped FROM vault_meta FOR NO KEY UPDATE",
     0,
     CV_PG_PREPARED,
     false,
     false};
 
+/* No row lock here: the re-wrapping (HSM round trips) happens with no DEK
+ * row locked, so token inserts (their foreign key takes FOR KEY SHARE on the
+ * DEK row) never wait for it. New DEK rows cannot appear meanwhile (see
+ * rewrap_meta); a row destroyed meanwhile is skipped by rewrap_dek. */
 static const struct cv_pg_stmt rewrap_deks = {
     "rewrap_deks",
     "SELECT dek_id, wrapped_key FROM data_keys WHERE wrapped_key IS NOT NULL "
-    "ORDER BY dek_id FOR UPDATE",
+    "ORDER BY dek_id",
     0,
     CV_PG_PREPARED,
     false,
     false};
 
+/* Only if the row still holds the wrapping we re-wrapped: a key destroyed
+ * since (wrapped_key NULL) is never brought back. The UPDATE's row lock
+ * (FOR NO KEY UPDATE) does not conflict with inserts' FOR KEY SHARE. */
 static const struct cv_pg_stmt rewrap_dek = {
     "rewrap_dek",
-    "UPDATE data_keys SET wrapped_key = $2 WHERE dek_id = $1",
-    2,
+    "UPDATE data_keys SET wrapped_key = $2 WHERE dek_id = $1 AND wrapped_key = $3",
+    3,
     CV_PG_PREPARED,
     false,
     false};
@@ -173,10 +192,24 @@ static const struct cv_pg_stmt update_cipher = {
     false,
     false};
 
+/* FOR UPDATE (not NO KEY UPDATE), on purpose and only on the retired key
+ * being destroyed: it conflicts with the FOR KEY SHARE every token insert
+ * takes on its DEK row (store_tokens.c), so the destruction waits for
+ * inserts already under way, and an insert arriving later waits for the
+ * destruction and then finds the key destroyed and writes nothing. */
+static const struct cv_pg_stmt lock_dek = {"lock_dek_for_destroy",
+                                           "SELECT 1 FROM data_keys WHERE dek_id = $1 FOR UPDATE",
+                                           1,
+                                           CV_PG_PREPARED,
+                                           false,
+                                           false};
+
 /* Only a key retired long enough ago: instances keep sealing under a
- * just-retired key until their use reservation lapses (5 s, keyring.c), and
- * a card acknowledged under it would be shredded at once. The wrapped key is
- * overwritten with NULL: without it, its rows cannot be opened. */
+ * just-retired key until their use reservation lapses (5 s, keyring.c).
+ * Should a seal under it still reach the database later, its insert is
+ * refused (store_tokens.c), so no card is acknowledged under a shredded key.
+ * The wrapped key is overwritten with NULL: without it, its rows cannot be
+ * opened. */
 static const struct cv_pg_stmt destroy_dek = {
     "destroy_dek",
     "UPDATE data_keys SET state = 'destroyed', wrapped_key = NULL, "
@@ -188,10 +221,31 @@ static const struct cv_pg_stmt destroy_dek = {
     false,
     false};
 
-/* Rewrites the small table so the dead row version holding the wrapped key
- * leaves the heap now instead of whenever autovacuum reuses its space. */
-static const struct cv_pg_stmt vacuum_deks = {
-    "vacuum_data_keys", "VACUUM (FULL) data_keys", 0, CV_PG_ONE_OFF, false, false};
+/* A plain VACUUM, not VACUUM FULL: FULL needs ACCESS EXCLUSIVE, and while it
+ * waits (behind pg_dump or any long reader) every read and insert of
+ * data_keys queues behind it. Plain VACUUM takes a lock that no read or
+ * write conflicts with; SKIP_LOCKED makes it skip the table rather than wait
+ * when another VACUUM holds it, TRUNCATE false keeps it from taking ACCESS
+ * EXCLUSIVE at the end. It frees the dead row version holding the old
+ * wrapped key once no snapshot can see it; the bytes themselves (like copies
+ * in WAL and backups) stay wrapped under the KEK: rotating the KEK completes
+ * the shred (docs/key-management.md). */
+static const struct cv_pg_stmt vacuum_deks = {"vacuum_data_keys",
+                                              "VACUUM (SKIP_LOCKED, TRUNCATE false) data_keys",
+                                              0,
+                                              CV_PG_ONE_OFF,
+                                              false,
+                                              false};
+
+/* Of the given DEK ids, those destroyed or gone (the keyring drops them). */
+static const struct cv_pg_stmt dead_deks = {
+    "dead_deks",
+    "SELECT k.id FROM unnest($1::bigint[]) AS k(id) WHERE NOT EXISTS "
+    "(SELECT 1 FROM data_keys d WHERE d.dek_id = k.id AND d.state <> 'destroyed')",
+    1,
+    CV_PG_PREPARED,
+    false,
+    false};
 
 /* Vault metadata */
 
@@ -352,6 +406,49 @@ cv_status cv_store_list_deks(struct cv_store *store,
     return CV_OK;
 }
 
+/* One transaction of a key command, run by run_key_tx. */
+typedef cv_status (*key_tx_fn)(struct cv_pg_conn *c, void *ctx);
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Runs fn inside BEGIN ... COMMIT with a 2 s lock_timeout; when a lock is not
+ * granted in time the transaction is rolled back (nothing changed) and run
+ * again, KEY_LOCK_ATTEMPTS times in all. CV_ERR_DB_UNAVAILABLE when it gave
+ * up (logged as key_lock_not_granted, naming what), else fn's status. */
+static cv_status run_key_tx(struct cv_store *store, const char *what, key_tx_fn fn, void *ctx)
+{
+    cv_status st = CV_ERR_DB_UNAVAILABLE;
+    for (int attempt = 1; attempt <= KEY_LOCK_ATTEMPTS; attempt++) {
+        struct cv_pg_conn *c = NULL;
+        bool busy = false;
+        CV_TRY(cv_pg_acquire(store->pool, &c));
+        st = cv_pg_command(c, "BEGIN");
+        if (st == CV_OK)
+            st = cv_pg_command(c, KEY_LOCK_TIMEOUT_SQL);
+        if (st == CV_OK)
+            st = fn(c, ctx);
+        if (st == CV_OK)
+            st = cv_pg_command(c, "COMMIT");
+        if (st != CV_OK) {
+            busy = strcmp(cv_pg_last_sqlstate(c), SQLSTATE_LOCK_NOT_AVAILABLE) == 0;
+            cv_pg_rollback(c);
+        }
+        cv_pg_release(c);
+        if (!busy)
+            return st;
+        cv_log(CV_LOG_WARN, "key_lock_not_granted", CV_LS("operation", what),
+               CV_LI("attempt", attempt), CV_LI("attempts", KEY_LOCK_ATTEMPTS),
+               CV_LI("lock_timeout_ms", 2000));
+        if (attempt < KEY_LOCK_ATTEMPTS)
+            pause_ms((long)attempt * KEY_LOCK_BACKOFF_MS);
+    }
+    return CV_ERR_DB_UNAVAILABLE;
+}
+
 /* Checks the locked metadata row names old_kcv and re-wraps the
  * fingerprint key through fn; *fp_new (heap) gets the new wrapping. */
 static cv_status rewrap_fingerprint_key(struct cv_pg_conn *c, const unsigned char *old_kcv,
@@ -380,41 +477,87 @@ out:
     return st;
 }
 
-/* Re-wraps DEK row i of deks through fn and stores the result. */
-static cv_status rewrap_one_dek(struct cv_pg_conn *c, const PGresult *deks, int i,
-                                cv_store_rewrap_fn fn, void *ctx)
+/* One DEK row, its wrapping read and its re-wrapping made, before any row
+ * is written. */
+struct rewrap_item {
+    int64_t dek_id;
+    unsigned char *old_wrapped, *new_wrapped;
+    size_t old_len, new_len;
+};
+
+static void rewrap_items_free(struct rewrap_item *items, size_t n)
 {
-    unsigned char *w = NULL, *nw = NULL;
-    size_t wl = 0, nwl = 0;
-    struct cv_pg_params p;
-    cv_status st = cv_pg_get_bytea(deks, i, 1, &w, &wl);
-    if (st != CV_OK)
-        goto out;
-    if ((st = fn(ctx, w, wl, &nw, &nwl)) != CV_OK)
-        goto out;
-    cv_pg_params_init(&p);
-    cv_pg_param_int(&p, cv_pg_get_int(deks, i, 0));
-    cv_pg_param_bytes(&p, nw, nwl);
-    st = cv_pg_run(c, &rewrap_dek, &p, NULL);
-out:
-    free(w);
-    free(nw);
-    return st;
+    for (size_t i = 0; items != NULL && i < n; i++) {
+        free(items[i].old_wrapped);
+        free(items[i].new_wrapped);
+    }
+    free(items);
 }
 
-/* Re-wraps every DEK still holding key material through fn. */
+/* Re-wraps every DEK still holding key material through fn (no row lock
+ * held meanwhile), then writes them all in one quick pass. */
 static cv_status rewrap_every_dek(struct cv_pg_conn *c, cv_store_rewrap_fn fn, void *ctx,
                                   int *rewrapped)
 {
     PGresult *deks = NULL;
     CV_TRY(cv_pg_run(c, &rewrap_deks, NULL, &deks));
+    size_t n = (size_t)PQntuples(deks);
+    struct rewrap_item *items = cv_xcalloc(n > 0 ? n : 1, sizeof(*items));
     cv_status st = CV_OK;
-    for (int i = 0; i < PQntuples(deks); i++) {
-        if ((st = rewrap_one_dek(c, deks, i, fn, ctx)) != CV_OK)
-            break;
-        (*rewrapped)++;
+    for (size_t i = 0; i < n && st == CV_OK; i++) {
+        items[i].dek_id = cv_pg_get_int(deks, (int)i, 0);
+        st = cv_pg_get_bytea(deks, (int)i, 1, &items[i].old_wrapped, &items[i].old_len);
+        if (st == CV_OK)
+            st = fn(ctx, items[i].old_wrapped, items[i].old_len, &items[i].new_wrapped,
+                    &items[i].new_len);
     }
     PQclear(deks);
+    for (size_t i = 0; i < n && st == CV_OK; i++) {
+        struct cv_pg_params p;
+        PGresult *r = NULL;
+        cv_pg_params_init(&p);
+        cv_pg_param_int(&p, items[i].dek_id);
+        cv_pg_param_bytes(&p, items[i].new_wrapped, items[i].new_len);
+        cv_pg_param_bytes(&p, items[i].old_wrapped, items[i].old_len);
+        if ((st = cv_pg_run(c, &rewrap_dek, &p, &r)) != CV_OK)
+            break;
+        *rewrapped += (int)cv_pg_changed(r); /* 0: destroyed meanwhile */
+        PQclear(r);
+    }
+    rewrap_items_free(items, n);
+    return st;
+}
+
+struct rewrap_all_ctx {
+    const unsigned char *old_kcv, *new_kcv;
+    const char *new_provider;
+    cv_store_rewrap_fn fn;
+    void *fn_ctx;
+    const struct cv_audit_event *ev;
+    int rewrapped;
+};
+
+static cv_status rewrap_all_tx(struct cv_pg_conn *c, void *arg)
+{
+    struct rewrap_all_ctx *a = arg;
+    struct cv_pg_params p;
+    unsigned char *fp_new = NULL;
+    size_t fp_new_len = 0;
+    a->rewrapped = 0;
+    cv_status st = rewrap_fingerprint_key(c, a->old_kcv, a->fn, a->fn_ctx, &fp_new, &fp_new_len);
+    if (st != CV_OK)
+        goto out;
+    if ((st = rewrap_every_dek(c, a->fn, a->fn_ctx, &a->rewrapped)) != CV_OK)
+        goto out;
+    cv_pg_params_init(&p);
+    cv_pg_param_text(&p, a->new_provider);
+    cv_pg_param_bytes(&p, a->new_kcv, CV_KCV_BYTES);
+    cv_pg_param_bytes(&p, fp_new, fp_new_len);
+    if ((st = cv_pg_run(c, &rewrap_update_meta, &p, NULL)) != CV_OK)
+        goto out;
+    st = cv_audit_store_append_in(c, a->ev);
+out:
+    free(fp_new);
     return st;
 }
 
@@ -423,45 +566,24 @@ cv_status cv_store_rewrap_all(struct cv_store *store, const unsigned char old_kc
                               cv_store_rewrap_fn fn, void *ctx, const struct cv_audit_event *ev,
                               int *rewrapped)
 {
-    struct cv_pg_conn *c = NULL;
-    struct cv_pg_params p;
-    unsigned char *fp_new = NULL;
-    size_t fp_new_len = 0;
-    *rewrapped = 0;
-    CV_TRY(cv_pg_acquire(store->pool, &c));
-    cv_status st = cv_pg_command(c, "BEGIN");
-    if (st != CV_OK)
-        goto out;
-    if ((st = rewrap_fingerprint_key(c, old_kcv, fn, ctx, &fp_new, &fp_new_len)) != CV_OK)
-        goto out;
-    if ((st = rewrap_every_dek(c, fn, ctx, rewrapped)) != CV_OK)
-        goto out;
-    cv_pg_params_init(&p);
-    cv_pg_param_text(&p, new_provider);
-    cv_pg_param_bytes(&p, new_kcv, CV_KCV_BYTES);
-    cv_pg_param_bytes(&p, fp_new, fp_new_len);
-    if ((st = cv_pg_run(c, &rewrap_update_meta, &p, NULL)) != CV_OK)
-        goto out;
-    if ((st = cv_audit_store_append_in(c, ev)) != CV_OK)
-        goto out;
-    /* One transaction: a crash before this COMMIT leaves the old KEK in force. */
-    st = cv_pg_command(c, "COMMIT");
-out:
-    if (st != CV_OK) {
-        cv_pg_rollback(c);
-        *rewrapped = 0;
-    }
-    free(fp_new);
-    cv_pg_release(c);
+    struct rewrap_all_ctx a = {old_kcv, new_kcv, new_provider, fn, ctx, ev, 0};
+    /* One transaction: a crash before its COMMIT leaves the old KEK in force. */
+    cv_status st = run_key_tx(store, "rotate-kek", rewrap_all_tx, &a);
+    *rewrapped = st == CV_OK ? a.rewrapped : 0;
     return st;
+}
+
+static cv_status retire_others_tx(struct cv_pg_conn *c, void *arg)
+{
+    struct cv_pg_params p;
+    cv_pg_params_init(&p);
+    cv_pg_param_int(&p, *(const int64_t *)arg);
+    return cv_pg_run(c, &retire_others, &p, NULL);
 }
 
 cv_status cv_store_retire_active_except(struct cv_store *store, int64_t keep)
 {
-    struct cv_pg_params p;
-    cv_pg_params_init(&p);
-    cv_pg_param_int(&p, keep);
-    return cv_pg_run_once(store->pool, &retire_others, &p, NULL);
+    return run_key_tx(store, "retire-deks", retire_others_tx, &keep);
 }
 
 static cv_status reencrypt_row(const PGresult *r, int i, struct cv_token_row *row)
@@ -497,72 +619,107 @@ cv_status cv_store_tokens_to_reencrypt(struct cv_store *store, int64_t from_dek,
     return st;
 }
 
-cv_status cv_store_update_ciphers(struct cv_store *store, const struct cv_token_row *rows,
-                                  const int64_t *old_dek_ids, size_t n, size_t *updated)
+struct update_ciphers_ctx {
+    const struct cv_token_row *rows;
+    const int64_t *old_dek_ids;
+    size_t n, updated;
+};
+
+static cv_status update_ciphers_tx(struct cv_pg_conn *c, void *arg)
 {
-    struct cv_pg_conn *c = NULL;
-    *updated = 0;
-    CV_TRY(cv_pg_acquire(store->pool, &c));
-    cv_status st = cv_pg_command(c, "BEGIN");
-    if (st != CV_OK)
-        goto out;
-    for (size_t i = 0; i < n; i++) {
+    struct update_ciphers_ctx *u = arg;
+    u->updated = 0;
+    for (size_t i = 0; i < u->n; i++) {
         struct cv_pg_params p;
         PGresult *r = NULL;
         cv_pg_params_init(&p);
-        cv_pg_param_text(&p, rows[i].merchant_id);
-        cv_pg_param_text(&p, rows[i].token);
-        cv_pg_param_int(&p, rows[i].dek_id);
-        cv_pg_param_bytes(&p, rows[i].nonce, sizeof(rows[i].nonce));
-        cv_pg_param_bytes(&p, rows[i].ciphertext, rows[i].ciphertext_len);
-        cv_pg_param_int(&p, old_dek_ids[i]);
-        if ((st = cv_pg_run(c, &update_cipher, &p, &r)) != CV_OK)
-            goto out;
-        *updated += (size_t)cv_pg_changed(r);
+        cv_pg_param_text(&p, u->rows[i].merchant_id);
+        cv_pg_param_text(&p, u->rows[i].token);
+        cv_pg_param_int(&p, u->rows[i].dek_id);
+        cv_pg_param_bytes(&p, u->rows[i].nonce, sizeof(u->rows[i].nonce));
+        cv_pg_param_bytes(&p, u->rows[i].ciphertext, u->rows[i].ciphertext_len);
+        cv_pg_param_int(&p, u->old_dek_ids[i]);
+        CV_TRY(cv_pg_run(c, &update_cipher, &p, &r));
+        u->updated += (size_t)cv_pg_changed(r);
         PQclear(r);
     }
-    st = cv_pg_command(c, "COMMIT");
-out:
-    if (st != CV_OK) {
-        cv_pg_rollback(c);
-        *updated = 0;
-    }
-    cv_pg_release(c);
+    return CV_OK;
+}
+
+cv_status cv_store_update_ciphers(struct cv_store *store, const struct cv_token_row *rows,
+                                  const int64_t *old_dek_ids, size_t n, size_t *updated)
+{
+    struct update_ciphers_ctx u = {rows, old_dek_ids, n, 0};
+    cv_status st = run_key_tx(store, "reencrypt", update_ciphers_tx, &u);
+    *updated = st == CV_OK ? u.updated : 0;
     return st;
+}
+
+struct destroy_ctx {
+    int64_t dek_id;
+    const struct cv_audit_event *ev;
+    int64_t tokens;
+};
+
+static cv_status destroy_tx(struct cv_pg_conn *c, void *arg)
+{
+    struct destroy_ctx *d = arg;
+    struct cv_pg_params p;
+    PGresult *r = NULL;
+    cv_pg_params_init(&p);
+    cv_pg_param_int(&p, d->dek_id);
+    CV_TRY(cv_pg_run(c, &lock_dek, &p, NULL));
+    CV_TRY(cv_pg_run(c, &destroy_dek, &p, &r));
+    bool found = PQntuples(r) == 1;
+    if (found)
+        d->tokens = cv_pg_get_int(r, 0, 0);
+    PQclear(r);
+    if (!found)
+        return CV_ERR_NOT_FOUND;
+    return cv_audit_store_append_in(c, d->ev);
 }
 
 cv_status cv_store_destroy_dek(struct cv_store *store, int64_t dek_id,
                                const struct cv_audit_event *ev, int64_t *tokens)
 {
-    struct cv_pg_conn *c = NULL;
+    struct destroy_ctx d = {dek_id, ev, 0};
+    *tokens = 0;
+    CV_TRY(run_key_tx(store, "destroy-dek", destroy_tx, &d));
+    *tokens = d.tokens;
+    /* Outside the transaction (VACUUM cannot run inside one), and never
+     * waiting on a lock: see vacuum_deks. A failure changes nothing of the
+     * destruction, which has committed. */
+    if (cv_pg_run_once(store->pool, &vacuum_deks, NULL, NULL) != CV_OK)
+        cv_log(CV_LOG_WARN, "vacuum_after_destroy_failed", CV_LI("dek_id", dek_id),
+               CV_LS("effect", "the dead row version goes at the next autovacuum"));
+    return CV_OK;
+}
+
+cv_status cv_store_dead_deks(struct cv_store *store, const int64_t *ids, size_t n, int64_t *dead,
+                             size_t *n_dead)
+{
+    struct cv_buf list;
     struct cv_pg_params p;
     PGresult *r = NULL;
-    *tokens = 0;
-    CV_TRY(cv_pg_acquire(store->pool, &c));
-    cv_status st = cv_pg_command(c, "BEGIN");
+    *n_dead = 0;
+    if (n == 0)
+        return CV_OK;
+    cv_buf_init(&list, 64 * 1024);
+    cv_status st = cv_buf_append_char(&list, '{');
+    for (size_t i = 0; i < n && st == CV_OK; i++)
+        st = cv_buf_appendf(&list, "%s%lld", i > 0 ? "," : "", (long long)ids[i]);
+    if (st == CV_OK)
+        st = cv_buf_append_char(&list, '}');
     if (st != CV_OK)
         goto out;
     cv_pg_params_init(&p);
-    cv_pg_param_int(&p, dek_id);
-    if ((st = cv_pg_run(c, &destroy_dek, &p, &r)) != CV_OK)
+    cv_pg_param_text(&p, list.data);
+    if ((st = cv_pg_run_once(store->pool, &dead_deks, &p, &r)) != CV_OK)
         goto out;
-    if (PQntuples(r) != 1) {
-        st = CV_ERR_NOT_FOUND;
-        goto out;
-    }
-    *tokens = cv_pg_get_int(r, 0, 0);
-    if ((st = cv_audit_store_append_in(c, ev)) != CV_OK)
-        goto out;
-    if ((st = cv_pg_command(c, "COMMIT")) != CV_OK)
-        goto out;
-    /* Copies in WAL and backups remain until they expire: they are wrapped
-     * under the KEK, so rotating the KEK afterwards completes the shred. */
-    if (cv_pg_run(c, &vacuum_deks, NULL, NULL) != CV_OK)
-        cv_log(CV_LOG_WARN, "vacuum_after_destroy_failed", CV_LI("dek_id", dek_id));
+    for (int i = 0; i < PQntuples(r) && (size_t)i < n; i++)
+        dead[(*n_dead)++] = cv_pg_get_int(r, i, 0);
 out:
-    if (st != CV_OK)
-        cv_pg_rollback(c);
     PQclear(r);
-    cv_pg_release(c);
+    cv_buf_cleanup(&list);
     return st;
 }

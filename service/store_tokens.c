@@ -28,31 +28,48 @@
  * was released before it could be read (the holder's request failed). */
 #define CLAIM_ATTEMPTS 8
 
-static const struct cv_pg_stmt insert_token = {
-    "insert_token",
-    "INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, "
-    "ciphertext, brand, bin, last4, fingerprint, created_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    11,
-    CV_PG_PREPARED,
-    false,
-    false};
+/* Every token insert names its DEK row and takes FOR KEY SHARE on it (the
+ * lock its foreign key takes anyway, so a KEK rotation or a use reservation
+ * updating the row never waits for inserts), and inserts nothing when that
+ * key is destroyed. `keys destroy-dek` takes FOR UPDATE on the row before
+ * marking it (store_keys.c), which conflicts: the destruction waits for
+ * inserts under way, and a later insert waits for the destruction, then sees
+ * the key destroyed. So a card sealed under a key shredded meanwhile, however
+ * late its insert, is refused instead of acknowledged. */
+#define INSERT_ONE_SQL                                                                             \
+    "INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, "                      \
+    "ciphertext, brand, bin, last4, fingerprint, created_at) "                                     \
+    "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM data_keys "                          \
+    "WHERE dek_id = $4::bigint AND state <> 'destroyed' FOR KEY SHARE"
+
+static const struct cv_pg_stmt insert_token = {"insert_token", INSERT_ONE_SQL, 11,
+                                               CV_PG_PREPARED, false,          false};
 
 /* A data-modifying CTE runs exactly once whether or not it is referenced:
- * the token row and its idempotency answer commit in one statement. */
+ * the token row and its idempotency answer commit in one statement. The
+ * answer is the number of token rows written (0: its DEK is destroyed). */
 static const struct cv_pg_stmt insert_token_idem = {
     "insert_token_idem",
-    "WITH t AS (INSERT INTO tokens (merchant_id, token, format_version, "
-    "dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, "
-    "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
-    "RETURNING merchant_id) "
-    "UPDATE idempotency_keys i SET state = 'done', status_code = 201, "
+    "WITH t AS (" INSERT_ONE_SQL " RETURNING merchant_id), "
+    "u AS (UPDATE idempotency_keys i SET state = 'done', status_code = 201, "
     "response_body = $13 FROM t WHERE i.merchant_id = t.merchant_id "
-    "AND i.key_hash = $12 AND i.state = 'in_progress'",
+    "AND i.key_hash = $12 AND i.state = 'in_progress' RETURNING 1) "
+    "SELECT count(*) FROM t",
     13,
     CV_PG_PREPARED,
     false,
     false};
+
+/* The DEK rows of a batch, locked as one insert locks its own (above), in
+ * id order (the order a KEK rotation writes them). */
+static const struct cv_pg_stmt lock_batch_deks = {
+    "lock_batch_deks",
+    "SELECT dek_id FROM data_keys WHERE dek_id = ANY($1::bigint[]) "
+    "AND state <> 'destroyed' ORDER BY dek_id FOR KEY SHARE",
+    1,
+    CV_PG_PREPARED,
+    false,
+    true};
 
 /* The idempotency answer of one row of a batch insert (same transaction). */
 static const struct cv_pg_stmt idem_complete_created = {
@@ -208,8 +225,55 @@ cv_status cv_tokens_insert(struct cv_pg_pool *pool, const struct cv_token_row *r
     /* Autocommit: the statement's own transaction commits (synchronous_commit
      * on, checked at startup) before the executor returns, so the caller's
      * 201 always follows a durable commit. */
-    return cv_pg_run_once(pool, idem_key_hash != NULL ? &insert_token_idem : &insert_token, &p,
-                          NULL);
+    PGresult *r = NULL;
+    CV_TRY(
+        cv_pg_run_once(pool, idem_key_hash != NULL ? &insert_token_idem : &insert_token, &p, &r));
+    int64_t written = idem_key_hash != NULL ? cv_pg_get_int(r, 0, 0) : cv_pg_changed(r);
+    PQclear(r);
+    if (written == 1)
+        return CV_OK;
+    /* Sealed under a key destroyed meanwhile: never acknowledge it. The
+     * client retries and the card is sealed under the active key. */
+    cv_log(CV_LOG_WARN, "token_insert_refused", CV_LI("dek_id", row->dek_id),
+           CV_LS("reason", "data key destroyed"));
+    return CV_ERR_DB_UNAVAILABLE;
+}
+
+/* Locks the distinct DEK rows of a batch; CV_ERR_DB (expected, retried row
+ * by row) when one of them is destroyed. */
+static cv_status lock_deks_of(struct cv_pg_conn *c, const struct cv_token_row *const *rows,
+                              size_t n)
+{
+    int64_t ids[CV_STORE_BATCH_MAX];
+    size_t n_ids = 0;
+    struct cv_buf list;
+    struct cv_pg_params p;
+    PGresult *r = NULL;
+    for (size_t i = 0; i < n; i++) {
+        bool seen = false;
+        for (size_t k = 0; k < n_ids && !seen; k++)
+            seen = ids[k] == rows[i]->dek_id;
+        if (!seen)
+            ids[n_ids++] = rows[i]->dek_id;
+    }
+    cv_buf_init(&list, 8 * 1024);
+    cv_status st = cv_buf_append_char(&list, '{');
+    for (size_t k = 0; k < n_ids && st == CV_OK; k++)
+        st = cv_buf_appendf(&list, "%s%lld", k > 0 ? "," : "", (long long)ids[k]);
+    if (st == CV_OK)
+        st = cv_buf_append_char(&list, '}');
+    if (st != CV_OK)
+        goto out;
+    cv_pg_params_init(&p);
+    cv_pg_param_text(&p, list.data);
+    if ((st = cv_pg_run(c, &lock_batch_deks, &p, &r)) != CV_OK)
+        goto out;
+    if ((size_t)PQntuples(r) != n_ids)
+        st = CV_ERR_DB; /* a destroyed key: the rows are retried one by one */
+out:
+    PQclear(r);
+    cv_buf_cleanup(&list);
+    return st;
 }
 
 /* "INSERT ... VALUES ($1,...,$11),($12,...)" for n rows. */
@@ -240,6 +304,9 @@ cv_status cv_tokens_insert_in(struct cv_pg_conn *c, const struct cv_token_row *c
         return CV_ERR_INTERNAL;
     cv_buf_init(&sql, 64 * 1024);
     cv_pg_params_init_cap(&p, (int)(n * INSERT_COLS));
+    /* Locked until the caller's COMMIT: see INSERT_ONE_SQL. */
+    if ((st = lock_deks_of(c, rows, n)) != CV_OK)
+        goto out;
     if ((st = multi_insert_sql(&sql, n)) != CV_OK)
         goto out;
     for (size_t i = 0; i < n; i++)

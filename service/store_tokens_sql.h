@@ -15,12 +15,16 @@
 #define CV_STORE_BATCH_MAX 128
 
 /* One token row (and, with idem_key_hash, its idempotency answer) in one
- * autocommit statement. CV_ERR_DUPLICATE on a token collision. */
+ * autocommit statement. CV_ERR_DUPLICATE on a token collision;
+ * CV_ERR_DB_UNAVAILABLE (retriable, nothing written) when the row's DEK is
+ * destroyed. */
 CV_MUST_USE cv_status cv_tokens_insert(struct cv_pg_pool *pool, const struct cv_token_row *row,
                                        const unsigned char *idem_key_hash,
                                        const char *response_body);
-/* Several rows inside the caller's open transaction on c: one multi-row
- * INSERT, then the idempotency answers of those that carry a key hash.
+/* Several rows inside the caller's open transaction on c: their DEK rows
+ * locked (FOR KEY SHARE, until the caller's COMMIT; CV_ERR_DB when one is
+ * destroyed), one multi-row INSERT, then the idempotency answers of those
+ * that carry a key hash.
  * idem_key_hashes[i] and response_bodies[i] may be NULL. Failures are
  * expected (a collision fails the batch, which is retried row by row) and
  * logged at debug level only. */

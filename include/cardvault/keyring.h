@@ -38,7 +38,11 @@ CV_MUST_USE cv_status cv_keyring_open(struct cv_store *store, struct cv_keyprovi
 /* False when the vault was re-keyed and this process could not load the new
  * KEK (readiness check; asks the database). */
 bool cv_keyring_kek_ok(struct cv_keyring *kr);
-/* Wipes every unwrapped key and frees; accepts NULL. */
+/* Starts the key refresh (the service, not the CLI): every 5 s the cached
+ * DEKs are checked against the database and those destroyed or gone are
+ * wiped and forgotten (log dek_dropped). Stopped by cv_keyring_close. */
+CV_MUST_USE cv_status cv_keyring_start_refresh(struct cv_keyring *kr);
+/* Stops the refresh, wipes every unwrapped key and frees; accepts NULL. */
 void cv_keyring_close(struct cv_keyring *kr);
 
 /* Seals card for (merchant, token) under the active DEK: fills row->dek_id,

@@ -59,11 +59,18 @@ CV_MUST_USE cv_status cv_store_meta_info(struct cv_store *st, char provider[32],
  * never sees what is between the two. */
 typedef cv_status (*cv_store_rewrap_fn)(void *ctx, const unsigned char *wrapped, size_t len,
                                         unsigned char **rewrapped, size_t *rewrapped_len);
-/* In one transaction, with the vault's metadata and every DEK row locked:
- * checks old_kcv is the vault's KEK, passes the fingerprint key and every
- * DEK through fn, stores the results, records new_kcv and new_provider, and
- * appends ev. Nothing changes unless all of it commits. CV_ERR_CONFIG when
- * old_kcv is not the current KEK; fn's status when fn fails. */
+/* Key commands (rewrap_all, retire_active_except, update_ciphers,
+ * destroy_dek) wait at most 2 s for any lock and retry 3 times in all, so
+ * they never stall live traffic behind a lock they queue for; they return
+ * CV_ERR_DB_UNAVAILABLE (nothing changed) when they gave up or the database
+ * cannot be reached. */
+
+/* In one transaction, with the vault's metadata locked (no new DEK can
+ * appear): checks old_kcv is the vault's KEK, passes the fingerprint key and
+ * every DEK through fn with no DEK row locked, then stores the results,
+ * records new_kcv and new_provider, and appends ev. Nothing changes unless
+ * all of it commits. CV_ERR_CONFIG when old_kcv is not the current KEK; fn's
+ * status when fn fails. */
 CV_MUST_USE cv_status cv_store_rewrap_all(struct cv_store *st,
                                           const unsigned char old_kcv[CV_KCV_BYTES],
                                           const unsigned char new_kcv[CV_KCV_BYTES],
@@ -85,5 +92,8 @@ CV_MUST_USE cv_status cv_store_update_ciphers(struct cv_store *st, const struct 
  * under it) and records ev; CV_ERR_NOT_FOUND otherwise. */
 CV_MUST_USE cv_status cv_store_destroy_dek(struct cv_store *st, int64_t dek_id,
                                            const struct cv_audit_event *ev, int64_t *tokens);
+/* Of the n DEK ids given, those destroyed or absent go to dead (room for n). */
+CV_MUST_USE cv_status cv_store_dead_deks(struct cv_store *st, const int64_t *ids, size_t n,
+                                         int64_t *dead, size_t *n_dead);
 
 #endif

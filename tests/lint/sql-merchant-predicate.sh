@@ -41,8 +41,9 @@ command -v perl >/dev/null || { echo "sql-lint: perl is required"; exit 2; }
 ALLOW=$(cat <<'EOF'
 # INSERTs carry merchant_id as a column value: the row is written for the
 # caller's merchant ($1 is call->who->merchant_id), nothing else is read or
-# changed. A plain INSERT cannot have a WHERE predicate.
-store_tokens.c	INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+# changed. A plain INSERT cannot have a WHERE predicate. The token insert
+# reads data_keys (no tenant column) only to refuse a destroyed DEK.
+store_tokens.c	INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, created_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM data_keys WHERE dek_id = $4::bigint AND state <> 'destroyed' FOR KEY SHARE
 # Group commit (store_batch.c through cv_tokens_insert_in): the same INSERT as a multi-row VALUES list
 # built at run time; every row's merchant_id is a bound parameter taken from
 # its request's authenticated merchant.
@@ -51,7 +52,7 @@ store_tokens.c	INSERT INTO tokens (merchant_id, token, format_version, dek_id, n
 # UPDATE of idempotency_keys joins on the inserted row (i.merchant_id =
 # t.merchant_id, t being the row just inserted with merchant_id $1) and the
 # caller's key hash ($12): it can only touch the caller's own record.
-store_tokens.c	WITH t AS (INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING merchant_id) UPDATE idempotency_keys i SET state = 'done', status_code = 201, response_body = $13 FROM t WHERE i.merchant_id = t.merchant_id AND i.key_hash = $12 AND i.state = 'in_progress'
+store_tokens.c	WITH t AS (INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, created_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM data_keys WHERE dek_id = $4::bigint AND state <> 'destroyed' FOR KEY SHARE RETURNING merchant_id), u AS (UPDATE idempotency_keys i SET state = 'done', status_code = 201, response_body = $13 FROM t WHERE i.merchant_id = t.merchant_id AND i.key_hash = $12 AND i.state = 'in_progress' RETURNING 1) SELECT count(*) FROM t
 # Idempotency claim: INSERT with merchant_id = $1; the ON CONFLICT branch only
 # ever updates the row that conflicts on the primary key (merchant_id,
 # key_hash) = ($1, $2), i.e. the caller's own record.
