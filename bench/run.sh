@@ -230,7 +230,19 @@ PK=$(jq -r .publishable_key "$WORK/merchant.json")
 SK=$(jq -r .secret_key "$WORK/merchant.json")
 DK=$(jq -r .detokenize_key "$WORK/merchant.json")
 
-"$WORK/cardvault" serve >"$SERVICE_LOG" 2>"$WORK/service.err" &
+# serve runs as the service's least-privilege login role, as in production
+# (migrate created the group role cardvault_service; the schema owner keeps
+# running the operator commands and the pgbench limits).
+if "${PSQL[@]}" -d cardvault -c "SELECT 1 FROM pg_roles WHERE rolname = 'cardvault_service'" -At | grep -q 1; then
+  "${PSQL[@]}" -d cardvault -c "DO \$\$ BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cardvault_app') THEN
+        CREATE ROLE cardvault_app LOGIN IN ROLE cardvault_service;
+      END IF; END \$\$" >/dev/null || die "cannot create the service's login role"
+  SVC_DATABASE_URL="host=$PGSOCK port=$PGPORT user=cardvault_app dbname=cardvault"
+else
+  SVC_DATABASE_URL=$CARDVAULT_DATABASE_URL # a build from before the role split
+fi
+CARDVAULT_DATABASE_URL="$SVC_DATABASE_URL" "$WORK/cardvault" serve >"$SERVICE_LOG" 2>"$WORK/service.err" &
 SVC_PID=$!
 for _ in $(seq 1 100); do
   curl -sf "$SVC_URL/readyz" >/dev/null 2>&1 && break
