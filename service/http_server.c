@@ -425,6 +425,31 @@ static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connect
     return MHD_YES;
 }
 
+/* Percent-decodes the path and query arguments in place, as MHD would, but
+ * leaves an escape that stands for a control byte (%00-%1F, %7F) as it was:
+ * a decoded NUL would end the C string early ("/v1/tokens/tok_X%00" would
+ * reach the router as the token tok_X), and no route or token has a control
+ * byte, so the undecoded text simply matches nothing. */
+static size_t unescape_path(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    char *w = s;
+    for (const char *r = s; *r != '\0';) {
+        int hi = r[0] == '%' ? cv_hex_value((unsigned char)r[1]) : -1;
+        int lo = hi >= 0 ? cv_hex_value((unsigned char)r[2]) : -1;
+        int byte = hi >= 0 && lo >= 0 ? hi * 16 + lo : -1;
+        if (byte >= 0x20 && byte != 0x7F) {
+            *w++ = (char)byte;
+            r += 3;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -625,7 +650,8 @@ cv_status cv_http_server_start(struct cv_app *app, struct cv_http_server **out, 
         (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned)cfg->per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_ARRAY, mode_opts, MHD_OPTION_END);
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL,
+        MHD_OPTION_ARRAY, mode_opts, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         snprintf(why, why_len,
                  tls ? "cannot start HTTPS on %s:%u (address in use, or unusable certificate/key)"

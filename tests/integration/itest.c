@@ -1647,6 +1647,24 @@ static void delete_returns_204_then_token_is_gone(void)
     json_decref(card);
 }
 
+/* A path that percent-decodes to a NUL or another control byte must not
+ * reach the router truncated: "tok_X%00" is not the token tok_X. */
+static void path_decoding_to_control_bytes_is_not_the_token(void)
+{
+    /* Two requests only: the suite runs under a per-key rate limit. */
+    static const char *const suffixes[] = {"%00", "%0a"};
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        struct http_response r;
+        char path[256];
+        token_path(path, sizeof path, tok_of(m1_card), suffixes[i]);
+        req("GET", path, cfg.m1_sk, NULL, NULL, &r);
+        if (r.status == 200)
+            FAILF("GET %s answered 200 for the token", path);
+        EXPECT_ERROR(&r, 404, "token_not_found", NULL);
+        http_response_free(&r);
+    }
+}
+
 static void read_scoped_key_delete_denied_and_other_tokens_survive_delete(void)
 {
     /* deleting one token leaves another token of the same card alone */
@@ -1974,6 +1992,7 @@ int main(void)
     RUN(detokenize_key_cannot_read_tokenize_or_delete);
     RUN(read_scoped_key_can_read_but_not_tokenize_delete_or_detokenize);
     RUN(read_returns_the_same_token_object);
+    RUN(path_decoding_to_control_bytes_is_not_the_token);
     RUN(detokenize_returns_pan_digits_and_cardholder_name);
     RUN(detokenize_rejects_a_body_with_fields);
     RUN(another_merchants_token_answers_like_a_missing_token);
