@@ -36,11 +36,14 @@
 #define TLS_FILE_MAX_BYTES  (64 * 1024)
 
 /* TLS 1.2 and 1.3 only, AEAD ciphers only (GCM, ChaCha20-Poly1305), forward-
- * secret key exchange only: PCI DSS 4.2.1 and NIST SP 800-52r2. GnuTLS
- * priority syntax, since Debian's libmicrohttpd uses GnuTLS. */
+ * secret key exchange only, over the elliptic-curve groups X25519, P-256 and
+ * P-384 (TLS 1.3 would otherwise negotiate finite-field DH with a client that
+ * offers only that): PCI DSS 4.2.1 and NIST SP 800-52r2. GnuTLS priority
+ * syntax, since Debian's libmicrohttpd uses GnuTLS. */
 static const char tls_priorities[] =
     "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:"
-    "+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:%SAFE_RENEGOTIATION";
+    "+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:-GROUP-ALL:+GROUP-X25519:"
+    "+GROUP-SECP256R1:+GROUP-SECP384R1:%SAFE_RENEGOTIATION";
 
 struct cv_http_server {
     struct MHD_Daemon *daemon;

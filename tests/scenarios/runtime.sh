@@ -182,6 +182,12 @@ for kind in ec rsa; do
   tls_expect "[$kind] TLS 1.2 ECDHE-$au-AES256-GCM-SHA384 accepted" yes "$PORT" -tls1_2 -cipher "ECDHE-$au-AES256-GCM-SHA384"
   tls_expect "[$kind] TLS 1.3 accepted" yes "$PORT" -tls1_3
   tls_expect "[$kind] TLS 1.3 TLS_CHACHA20_POLY1305_SHA256 accepted" yes "$PORT" -tls1_3 -ciphersuites TLS_CHACHA20_POLY1305_SHA256
+  # Key exchange: elliptic-curve groups only (X25519, P-256, P-384); a client
+  # offering only finite-field DH must not get it.
+  tls_expect "[$kind] TLS 1.3 with only FFDHE2048 offered refused" no "$PORT" -tls1_3 -groups ffdhe2048
+  tls_expect "[$kind] TLS 1.2 with only FFDHE2048 offered refused" no "$PORT" -tls1_2 -groups ffdhe2048
+  tls_expect "[$kind] TLS 1.3 X25519 accepted" yes "$PORT" -tls1_3 -groups X25519
+  tls_expect "[$kind] TLS 1.3 P-384 accepted" yes "$PORT" -tls1_3 -groups P-384
   rt_req GET "https://127.0.0.1:$PORT/healthz"
   check "[$kind] curl https /healthz with the certificate verified: 200" test "$R_STATUS" = 200
   if [ $kind = ec ]; then
