@@ -15,6 +15,7 @@
 #include "cardvault/buf.h"
 #include "cardvault/envelope.h"
 #include "cardvault/secbuf.h"
+#include "cardvault/token.h"
 
 #define US_PER_S  INT64_C(1000000)
 #define S_PER_DAY INT64_C(86400)
@@ -287,17 +288,6 @@ void cv_audit_verify_expect(struct cv_audit_verifier *v, int64_t seq,
     memcpy(v->expect_hash, hash, CV_AUDIT_HASH_BYTES);
 }
 
-static int hex_nibble(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 cv_status cv_audit_parse_anchor(const char *s, int64_t *seq,
                                 unsigned char hash[CV_AUDIT_HASH_BYTES])
 {
@@ -314,7 +304,8 @@ cv_status cv_audit_parse_anchor(const char *s, int64_t *seq,
     if (strlen(h) != 2 * CV_AUDIT_HASH_BYTES)
         return CV_ERR_BAD_REQUEST;
     for (size_t k = 0; k < CV_AUDIT_HASH_BYTES; k++) {
-        int hi = hex_nibble(h[2 * k]), lo = hex_nibble(h[2 * k + 1]);
+        int hi = cv_hex_value((unsigned char)h[2 * k]),
+            lo = cv_hex_value((unsigned char)h[2 * k + 1]);
         if (hi < 0 || lo < 0)
             return CV_ERR_BAD_REQUEST;
         hash[k] = (unsigned char)(hi << 4 | lo);
