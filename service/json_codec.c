@@ -12,6 +12,8 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "cardvault/card.h"
+
 /* Size-prefixed blocks so free can wipe exactly what was allocated. */
 #define HDR 16
 
@@ -67,6 +69,21 @@ static const struct field tokenize_fields[] = {
     {"cvc", F_STRING}, {"cardholder_name", F_STRING}, {"reuse_existing", F_BOOLEAN},
 };
 #define N_TOKENIZE_FIELDS (sizeof(tokenize_fields) / sizeof(tokenize_fields[0]))
+
+/* The longest text each card field can have and still be valid: a PAN of
+ * CV_PAN_MAX_DIGITS digits with a space or hyphen between every two, a CVC
+ * of 4 digits, a name of CV_NAME_MAX_BYTES bytes. Longer is refused with the
+ * field's own validation error. */
+static const struct {
+    const char *name;
+    size_t max_bytes;
+    cv_status status;
+} card_limits[] = {
+    {"pan", 2 * CV_PAN_MAX_DIGITS - 1, CV_ERR_INVALID_PAN},
+    {"cvc", 4, CV_ERR_INVALID_CVC},
+    {"cardholder_name", CV_NAME_MAX_BYTES, CV_ERR_INVALID_NAME},
+};
+#define N_CARD_LIMITS (sizeof(card_limits) / sizeof(card_limits[0]))
 
 static bool kind_ok(const json_t *v, enum field_kind k)
 {
@@ -129,6 +146,16 @@ cv_status cv_json_decode_tokenize(const char *body, size_t len, struct cv_tokeni
         if (json_object_get(root, tokenize_fields[i].name) == NULL) {
             *param = tokenize_fields[i].name;
             st = CV_ERR_MISSING_FIELD;
+            goto out;
+        }
+    }
+    /* Sizes first: a field that cannot be valid is refused before it is
+     * copied into the secure heap, which is small and locked. */
+    for (size_t i = 0; i < N_CARD_LIMITS; i++) {
+        value = json_object_get(root, card_limits[i].name);
+        if (value != NULL && json_string_length(value) > card_limits[i].max_bytes) {
+            *param = card_limits[i].name;
+            st = card_limits[i].status;
             goto out;
         }
     }

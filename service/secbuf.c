@@ -4,6 +4,7 @@
  * dumps. This module must never log the content of what it holds. */
 #include "cardvault/secbuf.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,13 +77,27 @@ cv_status cv_secbuf_init_secure_heap(size_t bytes, bool *locked)
     return rc == 1 || rc == 2 ? CV_OK : CV_ERR_CONFIG;
 }
 
+static atomic_ullong fallbacks;
+
+unsigned long long cv_secbuf_fallbacks(void)
+{
+    return atomic_load(&fallbacks);
+}
+
 struct cv_secbuf *cv_secbuf_new(size_t cap)
 {
     struct cv_secbuf *b = cv_xcalloc(1, sizeof(*b));
     b->cap = cap == 0 ? 1 : cap;
-    /* Falls back to the ordinary heap when the secure heap is not set up
-     * (unit tests) or exhausted; the wipe on free happens either way. */
+    /* Without a secure heap (unit tests) OpenSSL serves this from the
+     * ordinary heap itself. With one that is full it returns NULL: then take
+     * the ordinary heap too rather than abort the vault. Either way the free
+     * below wipes (OPENSSL_secure_clear_free cleanses a pointer that is not
+     * its own before it frees it). */
     b->data = OPENSSL_secure_zalloc(b->cap);
+    if (b->data == NULL) {
+        atomic_fetch_add(&fallbacks, 1);
+        b->data = OPENSSL_zalloc(b->cap);
+    }
     if (b->data == NULL)
         die_oom(b->cap);
     return b;

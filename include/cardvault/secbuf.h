@@ -21,8 +21,15 @@ struct cv_secbuf {
  * guarded and excluded from core dumps, but it may be swapped out. This
  * module does not log (log.c builds on it): the caller warns. */
 CV_MUST_USE cv_status cv_secbuf_init_secure_heap(size_t bytes, bool *locked);
-/* Allocates cap bytes of zeroed secure memory; aborts on OOM. Free with cv_secbuf_free. */
+/* Allocates cap bytes of zeroed secure memory. When the secure heap is not
+ * set up or is exhausted, the bytes come from the ordinary heap instead (still
+ * wiped on free; counted by cv_secbuf_fallbacks): a full secure heap must not
+ * abort the vault. Aborts only when no memory at all is left. Free with
+ * cv_secbuf_free. */
 struct cv_secbuf *cv_secbuf_new(size_t cap);
+/* How many buffers came from the ordinary heap although the secure heap was
+ * set up (for metrics and tests). */
+unsigned long long cv_secbuf_fallbacks(void);
 /* Wipes and frees; accepts NULL. */
 void cv_secbuf_free(struct cv_secbuf *b);
 /* Replaces the content with a copy of src (len <= cap), or CV_ERR_INTERNAL. */

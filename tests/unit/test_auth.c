@@ -414,7 +414,9 @@ static cv_status fake_scan(void *ctx, int64_t since_us, int64_t *max_changed_us,
     for (size_t i = 0; i < f->n; i++) {
         unsigned char hash[32];
         char prefix[CV_APIKEY_PREFIX_LEN + 1];
-        snprintf(prefix, sizeof(prefix), "%s", f->rows[i].key);
+        /* the display prefix is the key's first characters */
+        memcpy(prefix, f->rows[i].key, CV_APIKEY_PREFIX_LEN);
+        prefix[CV_APIKEY_PREFIX_LEN] = '\0';
         CHECK_EQ_INT(cv_envelope_sha256(f->rows[i].key, strlen(f->rows[i].key), hash), CV_OK);
         fn(fn_ctx, "mer_fake0000000000000000", prefix, hash, "tokenize,read", f->rows[i].revoked);
     }

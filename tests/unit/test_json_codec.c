@@ -508,6 +508,39 @@ static void health_and_pairs_encoders_produce_objects(void)
     cv_json_free(text);
 }
 
+/* Oversized card fields are refused by the decoder, before anything is
+ * copied into (locked, bounded) secure memory. */
+static void oversized_card_fields_are_refused_before_copying(void)
+{
+    static const struct {
+        const char *field;
+        size_t len;
+        cv_status want;
+    } cases[] = {
+        {"pan", 4000, CV_ERR_INVALID_PAN},
+        {"cvc", 4000, CV_ERR_INVALID_CVC},
+        {"cardholder_name", 4000, CV_ERR_INVALID_NAME},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t cap = cases[i].len + 256;
+        char *body = malloc(cap);
+        const char *pan = strcmp(cases[i].field, "pan") == 0 ? NULL : "4242424242424242";
+        size_t n = (size_t)snprintf(body, cap, "{\"exp_month\":12,\"exp_year\":2030,");
+        if (pan != NULL)
+            n += (size_t)snprintf(body + n, cap - n, "\"pan\":\"%s\",", pan);
+        n += (size_t)snprintf(body + n, cap - n, "\"%s\":\"", cases[i].field);
+        memset(body + n, '4', cases[i].len);
+        n += cases[i].len;
+        n += (size_t)snprintf(body + n, cap - n, "\"}");
+        struct cv_tokenize_req req;
+        const char *param = NULL;
+        CHECK_EQ_INT(decode(body, n, &req, &param), cases[i].want);
+        CHECK(param != NULL && strcmp(param, cases[i].field) == 0);
+        CHECK(req.pan == NULL && req.cvc == NULL && req.name == NULL);
+        free(body);
+    }
+}
+
 int main(void)
 {
     cv_json_init();
@@ -534,5 +567,6 @@ int main(void)
     RUN(error_encoder_includes_param_only_when_given);
     RUN(error_encoder_escapes_hostile_text);
     RUN(health_and_pairs_encoders_produce_objects);
+    RUN(oversized_card_fields_are_refused_before_copying);
     return check_summary("json_codec");
 }

@@ -4,6 +4,7 @@
 #include "cardvault/secbuf.h"
 
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "check.h"
@@ -84,6 +85,25 @@ static void xstrdup_copies(void)
     free(z);
 }
 
+/* An exhausted secure heap must not abort the process (a request whose
+ * fields do not fit would otherwise kill the vault): the buffer comes from
+ * the ordinary heap, is still wiped on free, and the fallback is counted. */
+static void exhausted_secure_heap_falls_back_to_the_heap(void)
+{
+    bool locked = false;
+    CHECK_EQ_INT(cv_secbuf_init_secure_heap(4096, &locked), CV_OK);
+    unsigned long long before = cv_secbuf_fallbacks();
+    struct cv_secbuf *b[4];
+    for (size_t i = 0; i < 4; i++) {
+        b[i] = cv_secbuf_new(2048);
+        CHECK(b[i] != NULL && b[i]->data != NULL && b[i]->cap == 2048);
+        CHECK_EQ_INT(cv_secbuf_set(b[i], "4242424242424242", 16), CV_OK);
+    }
+    CHECK(cv_secbuf_fallbacks() > before);
+    for (size_t i = 0; i < 4; i++)
+        cv_secbuf_free(b[i]);
+}
+
 int main(void)
 {
     RUN(new_buffer_is_zeroed_and_empty);
@@ -92,5 +112,7 @@ int main(void)
     RUN(ct_equal_agrees_with_memcmp);
     RUN(random_bytes_fill);
     RUN(xstrdup_copies);
+    /* last: it sets up the secure heap for the rest of the process */
+    RUN(exhausted_secure_heap_falls_back_to_the_heap);
     return check_summary("secbuf");
 }
