@@ -502,6 +502,9 @@ check "burst of 20 at 5 rps / burst 5: 5-7 served, the rest 429" \
   eval '[ "$n200" -ge 5 ] && [ "$n200" -le 7 ] && [ $((n200 + n429)) = 20 ]'
 check "every 429 has an integer Retry-After >= 1" \
   eval "awk '\$1 == 429 && !(\$2 ~ /^[0-9]+\$/ && \$2 >= 1) { bad = 1 } END { exit bad }' '$SC_DIR/burst'"
+# Empty the bucket again first: on a busy machine the burst above can take
+# long enough for the 5 rps refill to hand this request a token.
+curl -s --max-time 20 -H "Authorization: Bearer $M_SK" "${urls[@]:0:20}" >/dev/null 2>&1
 rt_req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
 ra=$(hdr Retry-After)
 check "429 body: rate_limit_error / rate_limited, Retry-After $ra" \
@@ -585,8 +588,8 @@ wait "$S_CURL_PID"
 echo "# stuck request: status $(cat "$SC_DIR/stuck.status"); service exit $s_rc after $s_ms ms (database lock held ~29 s after the signal)"
 check "drain bound: shutdown_drain_timeout logged with the request still in flight" \
   eval "grep -q '\"event\":\"shutdown_drain_timeout\",\"requests_in_flight\":1' '$S_LOG'"
-check "drain bound: SIGTERM with a request stuck in the database exits within 22 s ($s_ms ms)" \
-  test "$s_ms" -le 22000
+check "drain bound: SIGTERM with a request stuck in the database exits within 24 s, before the lock ends ($s_ms ms)" \
+  test "$s_ms" -le 24000
 check "drain bound: exit 0 (rc $s_rc)" test "$s_rc" = 0
 wait "$S_LOCK_PID" 2>/dev/null
 
