@@ -3,6 +3,7 @@
  * decoder lets typos pass silently, such as "cvv" instead of "cvc". jansson's
  * own error text quotes the input near the error, which may be a PAN: we never
  * log it or return it, only its line and column. */
+#include "cardvault/card.h"
 #include "cardvault/json_codec.h"
 
 #include <stdio.h>
@@ -44,6 +45,9 @@ void cv_json_free(void *p)
 {
     wiping_free(p);
 }
+
+/* Longer than any valid pan (with separators), cvc or cardholder name. */
+#define CARD_FIELD_MAX_BYTES (4 * CV_NAME_MAX_BYTES)
 
 static struct cv_secbuf *secbuf_from_string(const json_t *s)
 {
@@ -129,6 +133,23 @@ cv_status cv_json_decode_tokenize(const char *body, size_t len, struct cv_tokeni
         if (json_object_get(root, tokenize_fields[i].name) == NULL) {
             *param = tokenize_fields[i].name;
             st = CV_ERR_MISSING_FIELD;
+            goto out;
+        }
+    }
+    /* Refuse oversize card fields before copying them into the secure heap:
+     * no valid pan, cvc or name is longer than this, and a huge one must not
+     * exhaust it. */
+    static const struct {
+        const char *name;
+        cv_status err;
+    } bounded[] = {{"pan", CV_ERR_INVALID_PAN},
+                   {"cvc", CV_ERR_INVALID_CVC},
+                   {"cardholder_name", CV_ERR_INVALID_NAME}};
+    for (size_t i = 0; i < sizeof(bounded) / sizeof(bounded[0]); i++) {
+        value = json_object_get(root, bounded[i].name);
+        if (value != NULL && json_string_length(value) > CARD_FIELD_MAX_BYTES) {
+            *param = bounded[i].name;
+            st = bounded[i].err;
             goto out;
         }
     }

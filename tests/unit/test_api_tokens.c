@@ -725,6 +725,28 @@ static void tokenize_only_key_completed_idempotency_key_answers_alike(void)
     fake_free(&store);
 }
 
+/* ---- oversize card fields ---------------------------------------------- */
+
+static void oversize_pan_is_invalid_pan_before_allocation(void)
+{
+    size_t n = 4000;
+    char *body = malloc(n + 64);
+    CHECK(body != NULL);
+    if (body == NULL)
+        return;
+    memcpy(body, "{\"pan\":\"", 8);
+    memset(body + 8, '4', n);
+    snprintf(body + 8 + n, 56, "\",\"exp_month\":12,\"exp_year\":2030}");
+    struct cv_tokenize_req req;
+    const char *param = NULL;
+    memset(&req, 0, sizeof(req));
+    CHECK_EQ_INT(cv_json_decode_tokenize(body, strlen(body), &req, &param), CV_ERR_INVALID_PAN);
+    CHECK(param != NULL && strcmp(param, "pan") == 0);
+    CHECK(req.pan == NULL);
+    cv_tokenize_req_cleanup(&req);
+    free(body);
+}
+
 /* ---- reuse_existing ---------------------------------------------------- */
 
 static void reuse_existing_answers_the_old_token(void)
@@ -941,6 +963,7 @@ int main(void)
     RUN(released_claim_is_retried);
     RUN(claim_that_vanished_is_asked_again);
     RUN(reuse_existing_answers_the_old_token);
+    RUN(oversize_pan_is_invalid_pan_before_allocation);
     RUN(tokenize_only_key_gets_no_fingerprint);
     RUN(tokenize_only_key_reuse_existing_is_ignored);
     RUN(tokenize_only_key_completed_idempotency_key_answers_alike);
