@@ -187,6 +187,13 @@ static cv_status request_identity(const struct cv_handler_deps *d, const char *m
     return st;
 }
 
+/* Keys with read scope may see fingerprints and stored tokens anyway; keys
+ * without it must learn nothing about cards tokenized before. */
+static bool can_read(const struct cv_principal *who)
+{
+    return (who->scopes & CV_SCOPE_READ) != 0;
+}
+
 /* Claims the key (*next IDEM_GO_ON), or answers from its record: a replay
  * (*next IDEM_ANSWERED, res filled), CV_ERR_IDEMPOTENCY_REUSED for another
  * request under the same key, or CV_ERR_IDEMPOTENCY_IN_USE when the first
@@ -216,6 +223,15 @@ static cv_status idem_begin(const struct cv_handler_deps *d, const struct cv_cal
             return CV_OK;
         }
         if (outcome == CV_IDEM_TAKEN && !cv_ct_equal(rec.request_hash, id->request_hash, 32)) {
+            cv_idem_record_cleanup(&rec);
+            return CV_ERR_IDEMPOTENCY_REUSED;
+        }
+        /* A key without read scope (a publishable key in a checkout page)
+         * gets no replay: a replay or a mismatch would tell it whether a
+         * candidate card is the one first sent under this key. Once done,
+         * the key answers "reused" whatever the card; the caller retries
+         * with a new key. At most one token per key still holds. */
+        if (outcome == CV_IDEM_TAKEN && rec.done && !can_read(call->who)) {
             cv_idem_record_cleanup(&rec);
             return CV_ERR_IDEMPOTENCY_REUSED;
         }
@@ -267,9 +283,12 @@ static cv_status tokenize(const struct cv_handler_deps *d, const struct cv_call 
     st = validate(&d->clock, req, &card, &brand, &res->error_param);
     if (st != CV_OK)
         goto out;
+    /* reuse_existing is ignored without read scope: a 200 with an old token
+     * against a 201 would tell whether the card was seen before. */
+    bool reuse = req->reuse_existing && can_read(call->who);
     if (call->idempotency_key != NULL) {
         enum idem_begin next = IDEM_GO_ON;
-        st = idem_begin(d, call, &card, req->reuse_existing, &idem, res, &next);
+        st = idem_begin(d, call, &card, reuse, &idem, res, &next);
         if (st != CV_OK || next == IDEM_ANSWERED)
             goto out;
     }
@@ -281,7 +300,7 @@ static cv_status tokenize(const struct cv_handler_deps *d, const struct cv_call 
     if (st != CV_OK)
         goto out;
 
-    if (req->reuse_existing) {
+    if (reuse) {
         struct cv_token_row existing;
         bool found = false;
         memset(&existing, 0, sizeof(existing));
@@ -315,6 +334,8 @@ static cv_status tokenize(const struct cv_handler_deps *d, const struct cv_call 
         if ((st = d->keyring_ops->seal(d->keyring, &card, &row)) != CV_OK)
             goto out;
         view_of(&row, &card, &view);
+        if (!can_read(call->who))
+            view.fingerprint = NULL; /* an oracle for the card number otherwise */
         body = cv_json_encode_token(&view, &len);
         st = d->store_ops->insert_token(d->store, &row, idem.claimed ? idem.key_hash : NULL, body);
         if (st != CV_ERR_DUPLICATE) /* a token collision: draw another token */

@@ -3,6 +3,7 @@
  * decoder lets typos pass silently, such as "cvv" instead of "cvc". jansson's
  * own error text quotes the input near the error, which may be a PAN: we never
  * log it or return it, only its line and column. */
+#include "cardvault/card.h"
 #include "cardvault/json_codec.h"
 
 #include <stdio.h>
@@ -209,7 +210,8 @@ char *cv_json_encode_token(const struct cv_token_view *v, size_t *len)
     json_object_set_new(o, "last4", json_string(v->last4));
     json_object_set_new(o, "exp_month", json_integer(v->exp_month));
     json_object_set_new(o, "exp_year", json_integer(v->exp_year));
-    json_object_set_new(o, "fingerprint", json_string(v->fingerprint));
+    if (v->fingerprint != NULL) /* NULL: omitted (tokenize answers to keys without read scope) */
+        json_object_set_new(o, "fingerprint", json_string(v->fingerprint));
     json_object_set_new(o, "created_at", json_string(v->created_at));
     if (v->pan != NULL)
         json_object_set_new(o, "pan", json_string(v->pan));

@@ -21,7 +21,7 @@ struct cv_token_view {
     const char *last4;
     int exp_month;
     int exp_year;
-    const char *fingerprint;
+    const char *fingerprint; /* NULL: omitted (keys without read scope) */
     const char *created_at;
     const char *pan;  /* NULL: omitted */
     const char *name; /* with include_name: NULL is written as null */

@@ -647,9 +647,9 @@ static void missing_token_response(const char *method, const char *suffix, const
 
 static void fixtures_tokenize_one_card_per_merchant(void)
 {
-    m1_card = TOKENIZE(cfg.m1_pk, "4242 4242 4242 4242", 12, YEAR_OK, "123", "HANAKO YAMADA");
-    m2_card = TOKENIZE(cfg.m2_pk, "5555555555554444", 11, YEAR_OK, "456", "TARO SUZUKI");
-    m1_noname = TOKENIZE(cfg.m1_pk, "6011111111111117", 1, YEAR_OK, NULL, NULL);
+    m1_card = TOKENIZE(cfg.m1_sk, "4242 4242 4242 4242", 12, YEAR_OK, "123", "HANAKO YAMADA");
+    m2_card = TOKENIZE(cfg.m2_sk, "5555555555554444", 11, YEAR_OK, "456", "TARO SUZUKI");
+    m1_noname = TOKENIZE(cfg.m1_sk, "6011111111111117", 1, YEAR_OK, NULL, NULL);
     CHECK(m1_card != NULL && m2_card != NULL && m1_noname != NULL);
 }
 
@@ -705,7 +705,7 @@ static void tokenize_detects_each_brand(void)
         {"6200000000000005", "unionpay", "123"},
     };
     for (size_t i = 0; i < sizeof cards / sizeof cards[0]; i++) {
-        json_t *o = TOKENIZE(cfg.m1_pk, cards[i].pan, 6, YEAR_OK, cards[i].cvc, NULL);
+        json_t *o = TOKENIZE(cfg.m1_sk, cards[i].pan, 6, YEAR_OK, cards[i].cvc, NULL);
         if (o != NULL)
             CHECK_TOKEN_OBJECT(o, cards[i].brand, cards[i].pan, 6, YEAR_OK);
         json_decref(o);
@@ -713,7 +713,7 @@ static void tokenize_detects_each_brand(void)
     /* Luhn-valid but in no known range: accepted as "unknown". */
     char unknown[32];
     luhn_complete("999912345678901", unknown, sizeof unknown);
-    json_t *o = TOKENIZE(cfg.m1_pk, unknown, 6, YEAR_OK, "123", NULL);
+    json_t *o = TOKENIZE(cfg.m1_sk, unknown, 6, YEAR_OK, "123", NULL);
     if (o != NULL)
         CHECK_TOKEN_OBJECT(o, "unknown", unknown, 6, YEAR_OK);
     json_decref(o);
@@ -721,10 +721,10 @@ static void tokenize_detects_each_brand(void)
 
 static void tokenize_accepts_pan_with_spaces_and_hyphens(void)
 {
-    json_t *plain = TOKENIZE(cfg.m1_pk, "4000056655665556", 3, YEAR_OK, NULL, NULL);
-    json_t *spaced = TOKENIZE(cfg.m1_pk, "4000 0566 5566 5556", 3, YEAR_OK, NULL, NULL);
-    json_t *hyphen = TOKENIZE(cfg.m1_pk, "4000-0566-5566-5556", 3, YEAR_OK, NULL, NULL);
-    json_t *amex = TOKENIZE(cfg.m1_pk, "3782 822463 10005", 3, YEAR_OK, "9876", NULL);
+    json_t *plain = TOKENIZE(cfg.m1_sk, "4000056655665556", 3, YEAR_OK, NULL, NULL);
+    json_t *spaced = TOKENIZE(cfg.m1_sk, "4000 0566 5566 5556", 3, YEAR_OK, NULL, NULL);
+    json_t *hyphen = TOKENIZE(cfg.m1_sk, "4000-0566-5566-5556", 3, YEAR_OK, NULL, NULL);
+    json_t *amex = TOKENIZE(cfg.m1_sk, "3782 822463 10005", 3, YEAR_OK, "9876", NULL);
     if (plain && spaced && hyphen) {
         CHECK_TOKEN_OBJECT(spaced, "visa", "4000056655665556", 3, YEAR_OK);
         CHECK_TOKEN_OBJECT(hyphen, "visa", "4000056655665556", 3, YEAR_OK);
@@ -746,7 +746,7 @@ static void tokenize_accepts_missing_cvc_and_name(void)
     char body[256];
     snprintf(body, sizeof body, "{\"pan\":\"4242424242424242\",\"exp_month\":5,\"exp_year\":%d}",
              YEAR_OK);
-    req("POST", "/v1/tokens", cfg.m1_pk, JSON_CT, body, &r);
+    req("POST", "/v1/tokens", cfg.m1_sk, JSON_CT, body, &r);
     EXPECT_STATUS(&r, 201);
     CHECK_TOKEN_OBJECT(r.json, "visa", "4242424242424242", 5, YEAR_OK);
     http_response_free(&r);
@@ -754,7 +754,7 @@ static void tokenize_accepts_missing_cvc_and_name(void)
 
 static void tokenize_accepts_amex_four_digit_cvc(void)
 {
-    json_t *o = TOKENIZE(cfg.m1_pk, "378282246310005", 7, YEAR_OK, "8765", "AMEX HOLDER");
+    json_t *o = TOKENIZE(cfg.m1_sk, "378282246310005", 7, YEAR_OK, "8765", "AMEX HOLDER");
     if (o)
         CHECK_TOKEN_OBJECT(o, "amex", "378282246310005", 7, YEAR_OK);
     json_decref(o);
@@ -768,7 +768,7 @@ static void tokenize_accepts_json_with_charset_and_whitespace(void)
         body, sizeof body,
         " {\n  \"pan\" : \"5555555555554444\",\n  \"exp_month\" : 2,\n  \"exp_year\" : %d\n}\n",
         YEAR_OK);
-    req("POST", "/v1/tokens", cfg.m1_pk, "application/json; charset=utf-8", body, &r);
+    req("POST", "/v1/tokens", cfg.m1_sk, "application/json; charset=utf-8", body, &r);
     EXPECT_STATUS(&r, 201);
     CHECK_TOKEN_OBJECT(r.json, "mastercard", "5555555555554444", 2, YEAR_OK);
     http_response_free(&r);
@@ -801,14 +801,14 @@ static void reuse_existing_returns_the_same_token_with_200(void)
     char *reuse = reuse_body(pan, 11, YEAR_OK + 1, "true");
     char *fresh = reuse_body(pan, 11, YEAR_OK + 1, "false");
 
-    post_token(cfg.m1_pk, reuse, t1, sizeof t1, &r1);
+    post_token(cfg.m1_sk, reuse, t1, sizeof t1, &r1);
     EXPECT_STATUS(&r1, 201); /* nothing to reuse yet */
     CHECK_TOKEN_OBJECT(r1.json, "jcb", pan, 11, YEAR_OK + 1);
-    post_token(cfg.m1_pk, reuse, t2, sizeof t2, &r2);
+    post_token(cfg.m1_sk, reuse, t2, sizeof t2, &r2);
     EXPECT_STATUS(&r2, 200);
     if (!json_equal(r1.json, r2.json))
         FAILF("reuse answered a different token object:\n    %s\n    %s", r1.body, r2.body);
-    post_token(cfg.m1_pk, fresh, t3, sizeof t3, &r3);
+    post_token(cfg.m1_sk, fresh, t3, sizeof t3, &r3);
     EXPECT_STATUS(&r3, 201);
     CHECK(strcmp(t1, t3) != 0);
     http_response_free(&r1);
@@ -817,14 +817,14 @@ static void reuse_existing_returns_the_same_token_with_200(void)
 
     /* another expiry is another card for reuse purposes */
     char *other_exp = reuse_body(pan, 10, YEAR_OK + 1, "true");
-    post_token(cfg.m1_pk, other_exp, t2, sizeof t2, &r2);
+    post_token(cfg.m1_sk, other_exp, t2, sizeof t2, &r2);
     EXPECT_STATUS(&r2, 201);
     CHECK(strcmp(t1, t2) != 0);
     http_response_free(&r2);
     free(other_exp);
 
     /* another merchant never gets merchant 1's token */
-    post_token(cfg.m2_pk, reuse, t2, sizeof t2, &r2);
+    post_token(cfg.m2_sk, reuse, t2, sizeof t2, &r2);
     EXPECT_STATUS(&r2, 201);
     CHECK(strcmp(t1, t2) != 0 && strcmp(t3, t2) != 0);
     http_response_free(&r2);
@@ -868,9 +868,9 @@ static void idempotency_key_replays_the_first_answer(void)
     snprintf(idem, sizeof idem, "itest-%ld-replay", (long)time(NULL));
     char *body = card_body("4242424242424242", 3, YEAR_OK, "123", "IDEM HOLDER");
     struct http_response a, b, c;
-    post_idempotent(cfg.m1_pk, idem, body, &a);
+    post_idempotent(cfg.m1_sk, idem, body, &a);
     EXPECT_STATUS(&a, 201);
-    post_idempotent(cfg.m1_pk, idem, body, &b);
+    post_idempotent(cfg.m1_sk, idem, body, &b);
     EXPECT_STATUS(&b, 201);
     if (!json_equal(a.json, b.json))
         FAILF("replay differs:\n    %s\n    %s", a.body, b.body);
@@ -882,13 +882,13 @@ static void idempotency_key_replays_the_first_answer(void)
 
     /* the same key with another body */
     char *other = card_body("4242424242424242", 4, YEAR_OK, "123", "IDEM HOLDER");
-    post_idempotent(cfg.m1_pk, idem, other, &c);
+    post_idempotent(cfg.m1_sk, idem, other, &c);
     EXPECT_ERROR(&c, 409, "idempotency_key_reused", NULL);
     http_response_free(&c);
     free(other);
 
     /* keys are scoped to the merchant */
-    post_idempotent(cfg.m2_pk, idem, body, &c);
+    post_idempotent(cfg.m2_sk, idem, body, &c);
     EXPECT_STATUS(&c, 201);
     CHECK(jstr(c.json, "token") && jstr(a.json, "token") &&
           strcmp(jstr(c.json, "token"), jstr(a.json, "token")) != 0);
@@ -900,6 +900,36 @@ static void idempotency_key_replays_the_first_answer(void)
     free(body);
 }
 
+/* A publishable key (tokenize only) cannot test card numbers: no fingerprint,
+ * reuse_existing ignored, a completed Idempotency-Key answers 409 whatever the card. */
+static void publishable_key_learns_nothing_about_seen_cards(void)
+{
+    const char *pan = "4000002500003155";
+    char t1[64], t2[64], idem[64];
+    struct http_response r1, r2, r3, r4;
+    char *reuse = reuse_body(pan, 9, YEAR_OK, "true");
+    char *other = reuse_body("4000002760003184", 9, YEAR_OK, "true");
+    post_token(cfg.m1_sk, reuse, t1, sizeof t1, &r1);
+    post_token(cfg.m1_pk, reuse, t2, sizeof t2, &r2);
+    EXPECT_STATUS(&r2, 201); /* seen before, yet a new token */
+    CHECK(strcmp(t1, t2) != 0);
+    CHECK(json_object_get(r2.json, "fingerprint") == NULL);
+    snprintf(idem, sizeof idem, "itest-%ld-pk", (long)time(NULL));
+    post_idempotent(cfg.m1_pk, idem, reuse, &r3);
+    EXPECT_STATUS(&r3, 201);
+    http_response_free(&r3);
+    post_idempotent(cfg.m1_pk, idem, reuse, &r3);
+    EXPECT_ERROR(&r3, 409, "idempotency_key_reused", NULL);
+    post_idempotent(cfg.m1_pk, idem, other, &r4);
+    EXPECT_ERROR(&r4, 409, "idempotency_key_reused", NULL);
+    http_response_free(&r1);
+    http_response_free(&r2);
+    http_response_free(&r3);
+    http_response_free(&r4);
+    free(reuse);
+    free(other);
+}
+
 static void idempotency_refused_request_leaves_no_record(void)
 {
     char idem[64];
@@ -907,10 +937,10 @@ static void idempotency_refused_request_leaves_no_record(void)
     char *bad = card_body("4242424242424242", 5, YEAR_OK, "12a", NULL);
     char *good = card_body("4242424242424242", 5, YEAR_OK, "123", NULL);
     struct http_response r;
-    post_idempotent(cfg.m1_pk, idem, bad, &r);
+    post_idempotent(cfg.m1_sk, idem, bad, &r);
     EXPECT_ERROR(&r, 400, "invalid_cvc", "cvc");
     http_response_free(&r);
-    post_idempotent(cfg.m1_pk, idem, good, &r);
+    post_idempotent(cfg.m1_sk, idem, good, &r);
     EXPECT_STATUS(&r, 201);
     CHECK(r.replayed[0] == '\0' || strcmp(r.replayed, "false") == 0);
     http_response_free(&r);
@@ -926,19 +956,19 @@ static void malformed_idempotency_key_is_400(void)
     long_key[256] = '\0';
     char *good = card_body("4242424242424242", 5, YEAR_OK, NULL, NULL);
     struct http_response r;
-    post_idempotent(cfg.m1_pk, long_key, good, &r);
+    post_idempotent(cfg.m1_sk, long_key, good, &r);
     EXPECT_ERROR(&r, 400, "invalid_idempotency_key", NULL);
     http_response_free(&r);
-    post_idempotent(cfg.m1_pk, "caf\xc3\xa9", good, &r);
+    post_idempotent(cfg.m1_sk, "caf\xc3\xa9", good, &r);
     EXPECT_ERROR(&r, 400, "invalid_idempotency_key", NULL);
     http_response_free(&r);
     /* the key is checked before the body */
-    post_idempotent(cfg.m1_pk, long_key, "{", &r);
+    post_idempotent(cfg.m1_sk, long_key, "{", &r);
     EXPECT_ERROR(&r, 400, "invalid_idempotency_key", NULL);
     http_response_free(&r);
     /* 255 characters is the maximum that is accepted */
     long_key[255] = '\0';
-    post_idempotent(cfg.m1_pk, long_key, good, &r);
+    post_idempotent(cfg.m1_sk, long_key, good, &r);
     EXPECT_STATUS(&r, 201);
     http_response_free(&r);
     free(good);
@@ -946,9 +976,9 @@ static void malformed_idempotency_key_is_400(void)
 
 static void tokenize_accepts_expiry_at_both_bounds(void)
 {
-    json_t *o = TOKENIZE(cfg.m1_pk, "4242424242424242", now_month, now_year, NULL, NULL);
+    json_t *o = TOKENIZE(cfg.m1_sk, "4242424242424242", now_month, now_year, NULL, NULL);
     json_decref(o);
-    o = TOKENIZE(cfg.m1_pk, "4242424242424242", 1, now_year + 20, NULL, NULL);
+    o = TOKENIZE(cfg.m1_sk, "4242424242424242", 1, now_year + 20, NULL, NULL);
     json_decref(o);
 }
 
@@ -957,19 +987,19 @@ static void tokenize_accepts_name_of_128_bytes_and_utf8(void)
     char name[129];
     memset(name, 'N', 128);
     name[128] = '\0';
-    json_t *o = TOKENIZE(cfg.m1_pk, "4242424242424242", 8, YEAR_OK, NULL, name);
+    json_t *o = TOKENIZE(cfg.m1_sk, "4242424242424242", 8, YEAR_OK, NULL, name);
     json_decref(o);
-    o = TOKENIZE(cfg.m1_pk, "4242424242424242", 8, YEAR_OK, NULL,
+    o = TOKENIZE(cfg.m1_sk, "4242424242424242", 8, YEAR_OK, NULL,
                  "\xE5\xB1\xB1\xE7\x94\xB0 \xE8\x8A\xB1\xE5\xAD\x90"); /* 山田 花子 */
     json_decref(o);
-    o = TOKENIZE(cfg.m1_pk, "4242424242424242", 8, YEAR_OK, NULL, "O'Brien \"Bobby\"; DROP--");
+    o = TOKENIZE(cfg.m1_sk, "4242424242424242", 8, YEAR_OK, NULL, "O'Brien \"Bobby\"; DROP--");
     json_decref(o);
 }
 
 static void same_card_same_merchant_gives_same_fingerprint_new_token(void)
 {
-    json_t *a = TOKENIZE(cfg.m1_pk, "5200828282828210", 4, YEAR_OK, "111", NULL);
-    json_t *b = TOKENIZE(cfg.m1_pk, "5200828282828210", 9, YEAR_OK + 1, "222", NULL);
+    json_t *a = TOKENIZE(cfg.m1_sk, "5200828282828210", 4, YEAR_OK, "111", NULL);
+    json_t *b = TOKENIZE(cfg.m1_sk, "5200828282828210", 9, YEAR_OK + 1, "222", NULL);
     if (a && b) {
         CHECK(strcmp(jstr(a, "fingerprint"), jstr(b, "fingerprint")) == 0);
         CHECK(strcmp(jstr(a, "token"), jstr(b, "token")) != 0);
@@ -980,8 +1010,8 @@ static void same_card_same_merchant_gives_same_fingerprint_new_token(void)
 
 static void same_card_two_merchants_gives_different_fingerprints(void)
 {
-    json_t *a = TOKENIZE(cfg.m1_pk, "6011000990139424", 4, YEAR_OK, NULL, NULL);
-    json_t *b = TOKENIZE(cfg.m2_pk, "6011000990139424", 4, YEAR_OK, NULL, NULL);
+    json_t *a = TOKENIZE(cfg.m1_sk, "6011000990139424", 4, YEAR_OK, NULL, NULL);
+    json_t *b = TOKENIZE(cfg.m2_sk, "6011000990139424", 4, YEAR_OK, NULL, NULL);
     if (a && b) {
         CHECK(strcmp(jstr(a, "fingerprint"), jstr(b, "fingerprint")) != 0);
         CHECK(strcmp(jstr(a, "token"), jstr(b, "token")) != 0);
@@ -992,8 +1022,8 @@ static void same_card_two_merchants_gives_different_fingerprints(void)
 
 static void different_cards_give_different_fingerprints(void)
 {
-    json_t *a = TOKENIZE(cfg.m1_pk, "4242424242424242", 4, YEAR_OK, NULL, NULL);
-    json_t *b = TOKENIZE(cfg.m1_pk, "4000056655665556", 4, YEAR_OK, NULL, NULL);
+    json_t *a = TOKENIZE(cfg.m1_sk, "4242424242424242", 4, YEAR_OK, NULL, NULL);
+    json_t *b = TOKENIZE(cfg.m1_sk, "4000056655665556", 4, YEAR_OK, NULL, NULL);
     if (a && b)
         CHECK(strcmp(jstr(a, "fingerprint"), jstr(b, "fingerprint")) != 0);
     json_decref(a);
@@ -1875,7 +1905,7 @@ static void storage_policy_cards_are_tokenized(void)
             group4(pan, '-', shown, sizeof shown);
         else
             snprintf(shown, sizeof shown, "%s", pan);
-        json_t *o = TOKENIZE(i % 2 ? cfg.m1_pk : cfg.m2_pk, shown, 1 + i % 12, YEAR_OK, cvc, name);
+        json_t *o = TOKENIZE(i % 2 ? cfg.m1_sk : cfg.m2_sk, shown, 1 + i % 12, YEAR_OK, cvc, name);
         if (o == NULL)
             continue;
         ok++;
@@ -1903,7 +1933,7 @@ static void storage_policy_cards_are_tokenized(void)
         snprintf(body, sizeof body, "3700%010ld", 2718281828L + (long)i * 7000001L);
         luhn_complete(body, pan, sizeof pan);
         snprintf(cvc, sizeof cvc, "%04d", 5101 + i * 137);
-        json_t *o = TOKENIZE(cfg.m1_pk, pan, 6, YEAR_OK, cvc, NULL);
+        json_t *o = TOKENIZE(cfg.m1_sk, pan, 6, YEAR_OK, cvc, NULL);
         if (o != NULL) {
             ok++;
             CHECK_TOKEN_OBJECT(o, "amex", pan, 6, YEAR_OK);
@@ -1988,6 +2018,7 @@ int main(void)
     RUN(error_messages_never_echo_card_data);
     RUN(auth_rejects_missing_malformed_and_unknown_keys);
     RUN(publishable_key_cannot_read_detokenize_or_delete);
+    RUN(publishable_key_learns_nothing_about_seen_cards);
     RUN(secret_key_cannot_detokenize);
     RUN(detokenize_key_cannot_read_tokenize_or_delete);
     RUN(read_scoped_key_can_read_but_not_tokenize_delete_or_detokenize);

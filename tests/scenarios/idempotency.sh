@@ -40,7 +40,7 @@ sc_setup
 sc_merchant "Idem Shop A" || { echo "merchant create failed"; exit 1; }
 A_ID=$M_ID A_PK=$M_PK A_SK=$M_SK
 sc_merchant "Idem Shop B" || { echo "merchant create failed"; exit 1; }
-B_ID=$M_ID B_PK=$M_PK
+B_ID=$M_ID B_PK=$M_SK # replays need the read scope (sk_)
 M_ID=$A_ID M_PK=$A_PK M_SK=$A_SK
 
 ntokens() { q "SELECT count(*) FROM tokens WHERE merchant_id = '${1:-$A_ID}'"; }
@@ -75,11 +75,11 @@ luhn_complete() {
 bad_luhn() { echo "${1%?}$(((${1: -1} + 1) % 10))"; }
 newkey() { local k="idem-$RUN-$1"; SENT_KEYS+=("$k"); printf -v "$2" '%s' "$k"; }
 
-# post OUT BODY [curl args...]: POST /v1/tokens with merchant A's pk (unless an
+# post OUT BODY [curl args...]: POST /v1/tokens with merchant A's sk (replays need the read scope) (unless an
 # Authorization header is given); body in OUT, headers in OUT.h, status in OUT.s.
 post() {
   local out=$1 body=$2; shift 2
-  local auth=(-H "Authorization: Bearer $M_PK")
+  local auth=(-H "Authorization: Bearer $M_SK")
   case " $* " in *"Authorization:"*) auth=() ;; esac
   curl -s -o "$out" -D "$out.h" -w '%{http_code}' --max-time 30 -X POST "$SC_URL/v1/tokens" \
     "${auth[@]}" -H 'Content-Type: application/json' "$@" --data-binary "$body" >"$out.s" 2>/dev/null

@@ -424,6 +424,8 @@ static void capture(struct cv_completion *self, struct cv_result *result)
 }
 
 static const struct cv_principal who_a = {MERCHANT_A, "sk_aaaaaaaaa", CV_SCOPES_ALL};
+/* A publishable key: tokenize only, as a checkout page holds it. */
+static const struct cv_principal who_pk = {MERCHANT_A, "pk_aaaaaaaaa", CV_SCOPE_TOKENIZE};
 static const struct cv_principal who_b = {MERCHANT_B, "sk_bbbbbbbbb", CV_SCOPES_ALL};
 
 /* Runs handler with (who, token, idempotency key, body) and returns its one result. */
@@ -677,6 +679,74 @@ static void claim_that_vanished_is_asked_again(void)
     fake_free(&store);
 }
 
+/* ---- a tokenize-only key learns nothing about cards seen before --------- */
+
+static void tokenize_only_key_gets_no_fingerprint(void)
+{
+    setup();
+    struct cv_result pk = tokenize(&who_pk, NULL, CARD_BODY);
+    CHECK_EQ_INT(pk.status, CV_OK);
+    CHECK(!body_has(&pk, "fingerprint"));
+    struct cv_result sk = tokenize(&who_a, NULL, CARD_BODY); /* read scope: it stays */
+    CHECK(body_has(&sk, "\"fingerprint\""));
+    cv_result_cleanup(&pk);
+    cv_result_cleanup(&sk);
+    fake_free(&store);
+}
+
+static void tokenize_only_key_reuse_existing_is_ignored(void)
+{
+    setup();
+    struct cv_result first = tokenize(&who_a, NULL, CARD_BODY);
+    struct cv_result pk = tokenize(&who_pk, NULL, CARD_REUSE);
+    CHECK_EQ_INT(pk.status, CV_OK);
+    CHECK_EQ_INT(pk.kind, CV_RESULT_CREATED); /* a new token, seen or not */
+    CHECK_EQ_INT(store.n_tokens, 2);
+    cv_result_cleanup(&first);
+    cv_result_cleanup(&pk);
+    fake_free(&store);
+}
+
+static void tokenize_only_key_completed_idempotency_key_answers_alike(void)
+{
+    setup();
+    struct cv_result first = tokenize(&who_pk, "key-p", CARD_BODY);
+    CHECK_EQ_INT(first.status, CV_OK);
+    struct cv_result same = tokenize(&who_pk, "key-p", CARD_BODY);
+    struct cv_result other =
+        tokenize(&who_pk, "key-p", "{\"pan\":\"" PAN "\",\"exp_month\":11,\"exp_year\":2030}");
+    CHECK_EQ_INT(same.status, CV_ERR_IDEMPOTENCY_REUSED);
+    CHECK_EQ_INT(other.status, CV_ERR_IDEMPOTENCY_REUSED);
+    CHECK(same.body == NULL && other.body == NULL);
+    CHECK_EQ_INT(store.n_tokens, 1);
+    cv_result_cleanup(&first);
+    cv_result_cleanup(&same);
+    cv_result_cleanup(&other);
+    fake_free(&store);
+}
+
+/* ---- oversize card fields ---------------------------------------------- */
+
+static void oversize_pan_is_invalid_pan_before_allocation(void)
+{
+    size_t n = 4000;
+    char *body = malloc(n + 64);
+    CHECK(body != NULL);
+    if (body == NULL)
+        return;
+    memcpy(body, "{\"pan\":\"", 8);
+    memset(body + 8, '4', n);
+    snprintf(body + 8 + n, 56, "\",\"exp_month\":12,\"exp_year\":2030}");
+    struct cv_tokenize_req req;
+    const char *param = NULL;
+    memset(&req, 0, sizeof(req));
+    CHECK_EQ_INT(cv_json_decode_tokenize(body, strlen(body), &req, &param), CV_ERR_INVALID_PAN);
+    CHECK(param != NULL && strcmp(param, "pan") == 0);
+    CHECK(req.pan == NULL);
+    cv_tokenize_req_cleanup(&req);
+    free(body);
+}
+
 /* ---- reuse_existing ---------------------------------------------------- */
 
 static void reuse_existing_answers_the_old_token(void)
@@ -893,6 +963,10 @@ int main(void)
     RUN(released_claim_is_retried);
     RUN(claim_that_vanished_is_asked_again);
     RUN(reuse_existing_answers_the_old_token);
+    RUN(oversize_pan_is_invalid_pan_before_allocation);
+    RUN(tokenize_only_key_gets_no_fingerprint);
+    RUN(tokenize_only_key_reuse_existing_is_ignored);
+    RUN(tokenize_only_key_completed_idempotency_key_answers_alike);
     RUN(read_shows_the_token_without_the_card);
     RUN(another_merchants_token_looks_missing);
     RUN(delete_removes_and_audits);

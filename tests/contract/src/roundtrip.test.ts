@@ -118,7 +118,8 @@ test('tokenize -> read -> detokenize -> delete -> read is 404', async () => {
     let deleted = false;
     try {
         assert.match(token.token, TOKEN_ID);
-        assert.match(token.fingerprint, FINGERPRINT);
+        // The publishable key has no read scope: no fingerprint to test card numbers with.
+        assert.equal(token.fingerprint, undefined, 'no fingerprint for a key without read scope');
         assert.ok(!Number.isNaN(Date.parse(token.created_at)), 'created_at is a date-time');
         assert.deepEqual(
             { brand: token.brand, bin: token.bin, last4: token.last4, exp_month: token.exp_month, exp_year: token.exp_year },
@@ -131,7 +132,9 @@ test('tokenize -> read -> detokenize -> delete -> read is 404', async () => {
             headers: auth(keys.secret),
         });
         assert.equal(read.response.status, 200, JSON.stringify(read.error));
-        assert.deepEqual(read.data, token);
+        assert.ok(read.data);
+        assert.match(read.data.fingerprint ?? '', FINGERPRINT);
+        assert.deepEqual(read.data, { ...token, fingerprint: read.data.fingerprint });
 
         const detokenized = await client.POST('/v1/tokens/{token}/detokenize', {
             params: { path: { token: token.token } },
@@ -142,7 +145,7 @@ test('tokenize -> read -> detokenize -> delete -> read is 404', async () => {
         const { pan, cardholder_name, ...masked } = detokenized.data;
         assert.equal(pan, '4242424242424242', 'separators are removed');
         assert.equal(cardholder_name, card.cardholder_name);
-        assert.deepEqual(masked, token);
+        assert.deepEqual(masked, read.data);
 
         const removed = await client.DELETE('/v1/tokens/{token}', {
             params: { path: { token: token.token } },
