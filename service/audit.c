@@ -300,16 +300,23 @@ cv_status cv_audit_parse_anchor(const char *s, int64_t *seq,
     }
     if (i == 0 || n < 1 || s[i] != ':')
         return CV_ERR_BAD_REQUEST;
-    const char *h = s + i + 1;
-    if (strlen(h) != 2 * CV_AUDIT_HASH_BYTES)
-        return CV_ERR_BAD_REQUEST;
-    for (size_t k = 0; k < CV_AUDIT_HASH_BYTES; k++) {
-        int hi = cv_hex_value((unsigned char)h[2 * k]),
-            lo = cv_hex_value((unsigned char)h[2 * k + 1]);
-        if (hi < 0 || lo < 0)
+    /* 64 hex digits, alone or in the dash-separated groups of the log line
+     * (cv_audit_anchor_text); dashes are skipped wherever they stand. */
+    size_t nibbles = 0;
+    for (const char *h = s + i + 1; *h != '\0'; h++) {
+        if (*h == '-')
+            continue;
+        int v = cv_hex_value((unsigned char)*h);
+        if (v < 0 || nibbles == 2 * CV_AUDIT_HASH_BYTES)
             return CV_ERR_BAD_REQUEST;
-        hash[k] = (unsigned char)(hi << 4 | lo);
+        if (nibbles % 2 == 0)
+            hash[nibbles / 2] = (unsigned char)(v << 4);
+        else
+            hash[nibbles / 2] |= (unsigned char)v;
+        nibbles++;
     }
+    if (nibbles != 2 * CV_AUDIT_HASH_BYTES)
+        return CV_ERR_BAD_REQUEST;
     *seq = n;
     return CV_OK;
 }

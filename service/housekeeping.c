@@ -44,7 +44,18 @@ static void anchor_once(struct cv_housekeeping *hk)
         return;
     }
     cv_audit_hex(head.hash, CV_AUDIT_HASH_BYTES, hex);
-    cv_log(CV_LOG_INFO, "audit_anchor", CV_LI("seq", head.seq), CV_LS("hash", hex));
+    /* In groups of 8 hex digits: an unbroken hash can hold a run of 11 or
+     * more decimal digits, which log scanners rightly treat as a possible
+     * card number. `audit verify --expect` takes either form. */
+    char grouped[2 * CV_AUDIT_HASH_BYTES + 2 * CV_AUDIT_HASH_BYTES / 8];
+    size_t g = 0;
+    for (size_t k = 0; k < 2 * CV_AUDIT_HASH_BYTES; k++) {
+        if (k > 0 && k % 8 == 0)
+            grouped[g++] = '-';
+        grouped[g++] = hex[k];
+    }
+    grouped[g] = '\0';
+    cv_log(CV_LOG_INFO, "audit_anchor", CV_LI("seq", head.seq), CV_LS("hash", grouped));
 }
 
 static void *run(void *arg)

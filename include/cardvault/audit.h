@@ -74,8 +74,9 @@ struct cv_audit_verifier {
     unsigned char expect_hash[CV_AUDIT_HASH_BYTES];
 };
 
-/* Parses an anchor "SEQ:HASH" (seq >= 1, hash 64 hex digits), as serve logs
- * it in audit_anchor lines. CV_ERR_BAD_REQUEST otherwise. */
+/* Parses an anchor "SEQ:HASH" (seq >= 1, hash 64 hex digits, dashes between
+ * them allowed: serve's audit_anchor lines group them by 8). CV_ERR_BAD_REQUEST
+ * otherwise. */
 CV_MUST_USE cv_status cv_audit_parse_anchor(const char *s, int64_t *seq,
                                             unsigned char hash[CV_AUDIT_HASH_BYTES]);
 

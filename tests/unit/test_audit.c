@@ -240,6 +240,20 @@ static void parse_anchor_accepts_seq_colon_hash_only(void)
     char hex[65];
     cv_audit_hex(h, 32, hex);
     CHECK(strcmp(hex, H2_HEX) == 0);
+    /* the grouped form serve logs (no long digit runs in the log) */
+    char grouped[80];
+    size_t g = 0;
+    for (size_t k = 0; k < 64; k++) {
+        if (k > 0 && k % 8 == 0)
+            grouped[g++] = '-';
+        grouped[g++] = H2_HEX[k];
+    }
+    grouped[g] = '\0';
+    char anchor[96];
+    snprintf(anchor, sizeof anchor, "2:%s", grouped);
+    unsigned char h2[32];
+    CHECK(cv_audit_parse_anchor(anchor, &seq, h2) == CV_OK);
+    CHECK(memcmp(h, h2, 32) == 0);
     CHECK(cv_audit_parse_anchor("0:" H2_HEX, &seq, h) != CV_OK);     /* seq starts at 1 */
     CHECK(cv_audit_parse_anchor(":" H2_HEX, &seq, h) != CV_OK);      /* no seq */
     CHECK(cv_audit_parse_anchor("-2:" H2_HEX, &seq, h) != CV_OK);    /* sign */
