@@ -122,7 +122,7 @@ for _ in $(seq 1 60); do
   [ -n "$anchor" ] && break
   sleep 0.1
 done
-if [[ $anchor =~ ^[0-9]+:[0-9a-f]{64}$ ]]; then
+if [[ $anchor =~ ^[0-9]+:[0-9a-f]{8}(-[0-9a-f]{8}){7}$ ]]; then
   ok "serve logged the head periodically: audit_anchor $anchor"
 else
   not_ok "no audit_anchor line for head seq $head_seq: $(grep audit_anchor "$SC_SERVICE_LOG" | tail -2)"
