@@ -358,13 +358,13 @@ idem_replay_bad=0
 for i in "${!PAYLOADS[@]}"; do
   p=${PAYLOADS[$i]}
   body=$(jq -cn --arg pan "$(luhn_pan 4244 "$i")" '{pan: $pan, exp_month: 11, exp_year: 2032}')
-  req POST /v1/tokens "$A_PK" "$body" -H "Idempotency-Key: $p"
+  req POST /v1/tokens "$A_SK" "$body" -H "Idempotency-Key: $p"
   n_req=$((n_req + 1))
   record "Idempotency-Key $p"
   if [ "$R_STATUS" = 201 ]; then
     idem_ok=$((idem_ok + 1))
     first=$(jq -r .token <<<"$R_BODY")
-    req POST /v1/tokens "$A_PK" "$body" -H "Idempotency-Key: $p"
+    req POST /v1/tokens "$A_SK" "$body" -H "Idempotency-Key: $p"
     n_req=$((n_req + 1))
     record "Idempotency-Key replay $p"
     [ "$R_STATUS $(jq -r .token <<<"$R_BODY")" = "201 $first" ] || idem_replay_bad=$((idem_replay_bad + 1))

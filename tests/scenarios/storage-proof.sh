@@ -241,7 +241,8 @@ run_tokenize_config "$TMP/tokenize.cfg" "$HTTP/tok-" "$N_CARDS" "$TMP/tokens"
 paste "$TMP/cards" "$TMP/tokens" >"$TMP/cards-tokens"
 check "tokenized $N_CARDS cards with CVC and name in ${secs}s ($n201 answered 201)" [ "$n201" -eq "$N_CARDS" ]
 
-# Replays of the Idempotency-Key requests answer from the stored record.
+# Replays of the Idempotency-Key requests answer from the stored record (sent
+# with the secret key: a key without read scope never gets a replay).
 replayed=0
 for i in 10 20 30; do
     [ "$i" -le "$N_CARDS" ] || continue
@@ -250,7 +251,7 @@ for i in 10 20 30; do
     [ $((i % 3)) -eq 2 ] && form=$(spaced "$p")
     [ $((i % 3)) -eq 0 ] && form=$(hyphenated "$p")
     body=$(printf '{"pan":"%s","exp_month":%d,"exp_year":%d,"cvc":"%s","cardholder_name":"%s"}' "$form" $((1 + i % 12)) "$EXP_YEAR" "$c" "$n")
-    code=$(kept_req "replay-$i" POST /v1/tokens "$M1_PK" "$body" application/json "Idempotency-Key: proof-$i")
+    code=$(kept_req "replay-$i" POST /v1/tokens "$M1_SK" "$body" application/json "Idempotency-Key: proof-$i")
     [[ $code == 20? ]] && [ "$(jq -r .token "$HTTP/replay-$i")" = "$t" ] && replayed=$((replayed + 1))
 done
 check "Idempotency-Key replays answer with the original token ($replayed of 3)" [ "$replayed" -ge 1 ]
