@@ -323,12 +323,32 @@ sc_merchant() {
 # service's role, SC_APP_URL, unless the arguments set CARDVAULT_DATABASE_URL),
 # waits for /healthz.
 sc_start() {
-  env CARDVAULT_DATABASE_URL="${SC_APP_URL:-$CARDVAULT_DATABASE_URL}" env "$@" "$SC_BIN" serve >>"$SC_SERVICE_LOG" 2>&1 &
-  SC_SERVICE_PID=$!
-  for _ in $(seq 1 100); do
-    curl -sf "$SC_URL/healthz" >/dev/null 2>&1 && return 0
-    kill -0 "$SC_SERVICE_PID" 2>/dev/null || return 1
-    sleep 0.05
+  local try from
+  # A port freed by kill -9 can refuse a new bind for a moment (sockets of the
+  # killed process are still being torn down): retry a failed bind, never a
+  # service that exits for another reason.
+  for try in 1 2 3 4 5 6 7 8 9 10; do
+    from=$(($(stat -c %s "$SC_SERVICE_LOG" 2>/dev/null || echo 0) + 1))
+    env CARDVAULT_DATABASE_URL="${SC_APP_URL:-$CARDVAULT_DATABASE_URL}" env "$@" "$SC_BIN" serve >>"$SC_SERVICE_LOG" 2>&1 &
+    SC_SERVICE_PID=$!
+    for _ in $(seq 1 100); do
+      curl -sf "$SC_URL/healthz" >/dev/null 2>&1 && return 0
+      kill -0 "$SC_SERVICE_PID" 2>/dev/null || break
+      sleep 0.05
+    done
+    if kill -0 "$SC_SERVICE_PID" 2>/dev/null; then
+      echo "# sc_start: service did not answer /healthz within 5 s" >&2
+      return 1
+    fi
+    wait "$SC_SERVICE_PID" 2>/dev/null
+    SC_SERVICE_PID=""
+    if ! tail -c "+$from" "$SC_SERVICE_LOG" | grep -q 'cannot listen on'; then
+      echo "# sc_start: service exited; its last log lines:" >&2
+      tail -c "+$from" "$SC_SERVICE_LOG" | tail -n 5 | sed 's/^/#   /' >&2
+      return 1
+    fi
+    echo "# sc_start: bind failed (try $try), retrying in 0.5 s" >&2
+    sleep 0.5
   done
   return 1
 }
