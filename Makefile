@@ -119,6 +119,7 @@ test: deps
 	CV_PRISM=1 $(MAKE) --no-print-directory BUILD=release itest || st=1; \
 	$(MAKE) -k --no-print-directory BUILD=release contract scenarios || st=1; \
 	$(MAKE) --no-print-directory BUILD=release lint || st=1; \
+	$(MAKE) --no-print-directory docker-build-check || st=1; \
 	$(MAKE) -k --no-print-directory BUILD=asan unit itest || st=1; \
 	$(MAKE) --no-print-directory fuzz-smoke || st=1; \
 	tests/lib/summary.sh || st=1; exit $$st
@@ -200,5 +201,13 @@ clean:
 	rm -rf build cardvault
 
 # Fuzzing and memcheck (tests/fuzz/fuzz.mk); benchmarks (bench/bench.mk).
-include tests/fuzz/fuzz.mk
+# Optional includes: the Docker build stage copies only Makefile, include/,
+# service/ and migrations/, and must still be able to build the binary
+# (tests/lint/docker-build.sh checks that).
+-include tests/fuzz/fuzz.mk
 -include bench/bench.mk
+
+# The Dockerfile's build stage, reproduced without a Docker engine.
+docker-build-check:
+	@echo "== docker build stage (without Docker)"
+	@tests/lint/docker-build.sh
