@@ -79,6 +79,10 @@ $(OUT)/obj/migrate.o: $(wildcard migrations/*.sql)
 deps:
 	@tests/lib/deps.sh
 
+# What `make run` needs, without the test tool chain.
+deps-run:
+	@tests/lib/deps.sh run
+
 # Unit tests: pure modules, no database. Prints "N passed, N failed" per binary.
 unit: $(UNIT_BINS)
 	@tests/lib/run-unit.sh $(UNIT_BINS)
@@ -129,7 +133,7 @@ test-asan: deps
 	$(MAKE) --no-print-directory BUILD=asan unit itest scenarios || st=1; \
 	tests/lib/summary.sh || st=1; exit $$st
 
-run: deps
+run: deps-run
 	@$(MAKE) --no-print-directory BUILD=release all
 	@docker/local-run.sh
 

@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
-# make deps: install what is missing, quietly when everything is present.
+# Install what is missing, quietly when everything is present. Idempotent.
+#
+#   tests/lib/deps.sh run   what `make run` needs: the compiler, the -dev
+#                           libraries, PostgreSQL, curl (make deps-run)
+#   tests/lib/deps.sh       all of that plus the test tool chain: sanitizer
+#                           runtime, linters, valgrind, wrk, SoftHSM, and the
+#                           pinned npm tooling (make deps)
+#
 # Debian packages via apt-get (one `apt-get update` first, only when something
-# is missing: a fresh machine's package lists may be empty), then the pinned
-# npm tooling for the contract tests. Idempotent.
+# is missing: a fresh machine's package lists may be empty).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+mode=${1:-all}
 
 packages=(
   build-essential pkg-config
   libmicrohttpd-dev libssl-dev libpq-dev libjansson-dev libcurl4-openssl-dev libp11-kit-dev
   postgresql postgresql-contrib postgresql-client
-  clang libclang-rt-14-dev valgrind clang-format clang-tidy cppcheck
-  curl jq openssl gnutls-bin procps psmisc
-  wrk softhsm2 opensc
+  curl openssl procps
 )
+if [ "$mode" != run ]; then
+  packages+=(
+    clang libclang-rt-14-dev valgrind clang-format clang-tidy cppcheck
+    jq gnutls-bin psmisc
+    wrk softhsm2 opensc
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -24,7 +36,7 @@ done
 
 # Node.js and npm run the contract tooling only. This machine's Node 20 may
 # come from NodeSource, so look for the commands, not for Debian's packages.
-if ! command -v npm >/dev/null 2>&1; then
+if [ "$mode" != run ] && ! command -v npm >/dev/null 2>&1; then
   missing+=(nodejs npm)
 fi
 
@@ -41,6 +53,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # Node tooling for the API contract (OpenAPI lint, validating proxy, typed client).
-if [ -x tests/contract/install.sh ]; then
+if [ "$mode" != run ] && [ -x tests/contract/install.sh ]; then
   tests/contract/install.sh
 fi
