@@ -217,6 +217,8 @@ SC_CLUSTER=external # the bench brings its own cluster; free_port from the test 
 SVC_PORT=$(free_port)
 BARE_PORT=$(free_port)
 export CARDVAULT_LISTEN="127.0.0.1:$SVC_PORT"
+# No load balancer in front: close the listener as soon as a stop signal arrives.
+export CARDVAULT_DRAIN_GRACE_MS=${CARDVAULT_DRAIN_GRACE_MS:-0}
 SVC_URL="http://127.0.0.1:$SVC_PORT"
 # Per-key rate limiting is a policy, not a capacity: off unless the caller sets it.
 export CARDVAULT_RATE_LIMIT_RPS=${CARDVAULT_RATE_LIMIT_RPS:-0}

@@ -64,6 +64,8 @@ fi
 export CARDVAULT_DATABASE_URL="host=$sock port=$port user=$pguser dbname=cardvault"
 export CARDVAULT_KEK_FILE="$state/kek"
 export CARDVAULT_LISTEN="$listen"
+# No load balancer in front: Ctrl-C closes the listener at once.
+export CARDVAULT_DRAIN_GRACE_MS=${CARDVAULT_DRAIN_GRACE_MS:-0}
 
 ./cardvault migrate >/dev/null
 if [ ! -s "$state/merchant.json" ]; then

@@ -82,6 +82,7 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
     cfg->db_pool_size = 8;
     cfg->max_connections = 512;
     cfg->conn_timeout_s = 30;
+    cfg->drain_grace_ms = 5000;
     cfg->dek_max_age_s = 30LL * 24 * 3600;
     /* NIST SP 800-38D 8.3: at most 2^32 random-nonce encryptions per key;
      * 2^24 keeps the nonce-collision probability below 2^-49. */

@@ -54,6 +54,7 @@ struct cv_http_server {
     char *tls_cert;
     char *tls_key;
     bool quiesced;
+    atomic_bool closing; /* the drain began: new requests get 503 and the connection closes */
 };
 
 struct request {
@@ -384,7 +385,11 @@ static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connect
                CV_LS("route", rq->route->pattern));
         return queue_error(conn, rq, CV_ERR_KEY_IN_QUERY, NULL, NULL);
     }
-    if (atomic_load(&srv->app->draining) && rq->route->scope != 0)
+    /* During the drain grace (app->draining: /readyz fails) requests are
+     * still served, so a load balancer that has not noticed yet causes no
+     * errors; only once the listener closes do late requests on kept-alive
+     * connections get 503. */
+    if (atomic_load(&srv->closing) && rq->route->scope != 0)
         return queue_error(conn, rq, CV_ERR_SHUTTING_DOWN, NULL, NULL);
 
     if (rq->route->scope != 0) {
@@ -621,6 +626,7 @@ cv_status cv_http_server_start(struct cv_app *app, struct cv_http_server **out, 
     struct cv_http_server *srv = cv_xcalloc(1, sizeof(*srv));
     srv->app = app;
     atomic_init(&srv->in_flight, 0);
+    atomic_init(&srv->closing, false);
     srv->per_key = cv_ratelimit_new(cfg->rate_limit_rps, cfg->rate_limit_burst, 4096);
     srv->auth_failures =
         cv_ratelimit_new(cfg->auth_failures_per_min / 60.0, cfg->auth_failures_per_min, 4096);
@@ -678,6 +684,7 @@ cv_status cv_http_server_start(struct cv_app *app, struct cv_http_server **out, 
 bool cv_http_server_drain(struct cv_http_server *srv, unsigned drain_ms)
 {
     /* Stop accepting; requests already on a connection run to completion. */
+    atomic_store(&srv->closing, true);
     if (!srv->quiesced) {
         MHD_socket ls = MHD_quiesce_daemon(srv->daemon);
         if (ls != MHD_INVALID_SOCKET)

@@ -66,7 +66,7 @@ static const char usage_main[] =
     "  CARDVAULT_HTTP_THREADS (0 = a thread per connection; N = epoll pool of N)\n"
     "  CARDVAULT_DB_POOL_SIZE (8), CARDVAULT_DB_WRITERS (1 batch writer + 1 batch reader)\n"
     "  CARDVAULT_MAX_CONNECTIONS (512), CARDVAULT_MAX_CONNECTIONS_PER_IP (128),\n"
-    "  CARDVAULT_CONNECTION_TIMEOUT_S (30), CARDVAULT_DRAIN_GRACE_MS (0),\n"
+    "  CARDVAULT_CONNECTION_TIMEOUT_S (30), CARDVAULT_DRAIN_GRACE_MS (5000),\n"
     "  CARDVAULT_TLS_CERT, CARDVAULT_TLS_KEY (PEM files: HTTPS, TLS 1.2+ AEAD only),\n"
     "  CARDVAULT_ALLOW_PLAINTEXT=1 (plain HTTP on a non-loopback address),\n"
     "  CARDVAULT_RATE_LIMIT_RPS (500 per API key, 0 = off), CARDVAULT_RATE_LIMIT_BURST (2 x rps),\n"

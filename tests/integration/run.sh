@@ -76,6 +76,8 @@ ALT_PORT=$((PORT + 1))
 export CARDVAULT_DATABASE_URL="host=$PGHOST port=$PGPORT user=$PGUSER dbname=$DB"
 export CARDVAULT_KEK_FILE="$TMP/kek"
 export CARDVAULT_LISTEN="127.0.0.1:$PORT"
+# No load balancer in front: close the listener as soon as a stop signal arrives.
+export CARDVAULT_DRAIN_GRACE_MS=${CARDVAULT_DRAIN_GRACE_MS:-0}
 EMPTY_DB_URL="host=$PGHOST port=$PGPORT user=$PGUSER dbname=$DB_EMPTY"
 echo "# cardvault $CARDVAULT_BIN, listen 127.0.0.1:$PORT, database $DB, tmp $TMP"
 

@@ -386,5 +386,7 @@ sc_cleanup() {
 }
 trap sc_cleanup EXIT
 
+# No load balancer in front: close the listener as soon as a stop signal arrives.
+export CARDVAULT_DRAIN_GRACE_MS=${CARDVAULT_DRAIN_GRACE_MS:-0}
 SC_BIN=${SC_BIN:-${1:-$SC_ROOT/build/release/cardvault}}
 [[ "$SC_BIN" = /* ]] || SC_BIN="$SC_ROOT/$SC_BIN"

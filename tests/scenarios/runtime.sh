@@ -30,8 +30,9 @@
 #   - graceful shutdown under load (SIGTERM) and with requests held in flight
 #     by a table lock (SIGTERM and SIGINT): in-flight requests complete, every
 #     request whose connection was established before the signal gets a full
-#     HTTP answer, /readyz answers 503 during the drain grace, new connections
-#     are refused, exit 0 well within 20 s.
+#     HTTP answer, /readyz answers 503 during the drain grace while API
+#     requests are still served, new connections are then refused, exit 0
+#     well within 20 s.
 # Ends with "runtime: N passed, N failed" (sc_finish). RT_KEEP=DIR copies the
 # scenario's temp dir (service logs, metrics, load records) to DIR.
 
@@ -264,7 +265,7 @@ S_WATCH_PID=$!
 
 # ============================================================== main service
 section main service: key in query, metrics
-rt_start "$SC_URL" CARDVAULT_DRAIN_GRACE_MS=2000 || { echo "service did not start"; tail "$RT_ERR"; exit 1; }
+rt_start "$SC_URL" CARDVAULT_DRAIN_GRACE_MS=5000 || { echo "service did not start"; tail "$RT_ERR"; exit 1; }
 check "loopback without TLS also logs plaintext_http" \
   eval "tail -n 30 '$SC_SERVICE_LOG' | grep -q '\"event\":\"plaintext_http\"'"
 
@@ -449,16 +450,15 @@ check "during the drain grace /readyz: 503 with Retry-After (draining)" \
 echo "# /readyz while draining: $R_BODY"
 rt_req GET "$SC_URL/v1/tokens/$T0" -H "Authorization: Bearer $M_SK"
 echo "# API request while draining: status $R_STATUS, code ${R_CODE:-none}, $R_MS ms after $(( $(now_ms) - SIG_MS - R_MS )) ms"
-check "during the drain grace an API request: 503 service_unavailable with Retry-After" \
-  eval '[ "$R_STATUS:$R_CODE" = 503:service_unavailable ] && [ -n "$(hdr Retry-After)" ]'
+check "during the drain grace an API request is still served: 200" test "$R_STATUS" = 200
 refused_at=""
-while [ $(($(now_ms) - SIG_MS)) -lt 5000 ]; do
+while [ $(($(now_ms) - SIG_MS)) -lt 9000 ]; do
   curl -s -o /dev/null --max-time 2 "$SC_URL/healthz" 2>/dev/null
   [ $? = 7 ] && { refused_at=$(($(now_ms) - SIG_MS)); break; }
   sleep 0.05
 done
-check "after the grace new connections are refused (at ${refused_at:-never} ms; grace 2000 ms)" \
-  eval '[ -n "$refused_at" ] && [ "$refused_at" -ge 1900 ] && [ "$refused_at" -le 4000 ]'
+check "after the grace new connections are refused (at ${refused_at:-never} ms; grace 5000 ms)" \
+  eval '[ -n "$refused_at" ] && [ "$refused_at" -ge 4900 ] && [ "$refused_at" -le 8000 ]'
 rt_wait_exit 25
 touch "$SC_DIR/load.stop"; wait "${HELD_PIDS[@]}" 2>/dev/null
 wait "$LOCK_PID" 2>/dev/null
