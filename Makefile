@@ -150,6 +150,7 @@ run: deps-run
 #   arch        tests/lint/architecture.sh: no include cycle, third-party
 #               headers only where docs/architecture.md allows them
 #   sql         tests/lint/sql-merchant-predicate.sh
+#   docs        tests/lint/readme-commands.sh: README lists every command
 C_FILES := $(sort $(shell find service include tests bench -name node_modules -prune -o \
                   -type f -name '*.[ch]' -print 2>/dev/null))
 LINT_DEFS := $(filter -D% -I%,$(CFLAGS))
@@ -166,6 +167,7 @@ lint:
 	$(MAKE) --no-print-directory format-check || st=1; \
 	$(MAKE) --no-print-directory lint-arch || st=1; \
 	$(MAKE) --no-print-directory lint-sql || st=1; \
+	$(MAKE) --no-print-directory lint-docs || st=1; \
 	if [ $$st -eq 0 ]; then echo "lint: clean"; else echo "lint: FAILED (findings above)"; fi; \
 	exit $$st
 
@@ -187,6 +189,11 @@ lint-tidy: compile_flags.txt
 lint-banned:
 	@echo "== lint: banned functions"
 	@tests/lint/banned-functions.sh
+
+# The README's command list names every command the binary's --help lists.
+lint-docs: $(OUT)/cardvault
+	@echo "== lint: README command list"
+	@tests/lint/readme-commands.sh $(OUT)/cardvault
 
 lint-arch:
 	@echo "== lint: architecture"
