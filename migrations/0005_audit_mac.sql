@@ -6,7 +6,8 @@
 -- carries
 --     mac_n = HMAC-SHA-256(K_audit, mac_{n-1} || canonical_n)
 -- (canonical text as audit_canonical(); mac_{n-1} of the first keyed event is
--- 32 zero bytes), where K_audit is a random 32-byte key wrapped under the KEK
+-- its prev_hash, the SHA-256 tip of the unkeyed events before it, so its MAC
+-- covers them as they stood at the upgrade), where K_audit is a random 32-byte key wrapped under the KEK
 -- in vault_meta.audit_key_wrapped, exactly like the fingerprint key. The MAC
 -- is computed in C by whoever appends; the key is never sent to PostgreSQL,
 -- neither in a statement nor as a parameter (log_statement = all logs

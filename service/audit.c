@@ -288,10 +288,11 @@ static bool verify_mac(struct cv_audit_verifier *v, const struct cv_audit_row *r
         return broken(v, row->seq, "the row's MAC has the wrong length");
     if (v->seal_fn == NULL)
         return broken(v, row->seq, "keyed row, but no audit key was given to check it");
-    static const unsigned char genesis[CV_AUDIT_MAC_BYTES] = {0};
+    /* The first keyed event chains from its prev_hash (checked above to be
+     * the previous event's hash): its MAC covers the unkeyed history. */
     unsigned char hash[CV_AUDIT_HASH_BYTES], mac[CV_AUDIT_MAC_BYTES];
-    if (v->seal_fn(v->seal_ctx, row, v->keyed_from != 0 ? v->last_mac : genesis, hash, mac) !=
-        CV_OK)
+    if (v->seal_fn(v->seal_ctx, row, v->keyed_from != 0 ? v->last_mac : row->prev_hash, hash,
+                   mac) != CV_OK)
         return broken(v, row->seq, "cannot compute the MAC");
     /* A MAC is a secret-derived value: compared in constant time. */
     bool same = cv_ct_equal(mac, row->mac, CV_AUDIT_MAC_BYTES);
@@ -404,9 +405,8 @@ bool cv_audit_verify_finish(struct cv_audit_verifier *v, const struct cv_audit_h
         return broken(v, last > 0 ? last : 1, "audit_head hash does not match the last event");
     if (v->keyed_from == 0 && head->mac_len != 0)
         return broken(v, last > 0 ? last : 1, "audit_head carries a MAC but no event is keyed");
-    if (v->keyed_from != 0 &&
-        (head->mac_len != CV_AUDIT_MAC_BYTES ||
-         !cv_ct_equal(head->mac, v->last_mac, CV_AUDIT_MAC_BYTES)))
+    if (v->keyed_from != 0 && (head->mac_len != CV_AUDIT_MAC_BYTES ||
+                               !cv_ct_equal(head->mac, v->last_mac, CV_AUDIT_MAC_BYTES)))
         return broken(v, last > 0 ? last : 1, "audit_head MAC does not match the last event");
     if (v->require_keyed && v->keyed_from == 0)
         return broken(v, last > 0 ? last : 1,
@@ -449,11 +449,18 @@ static cv_status put_export_line(struct cv_buf *b, const struct cv_audit_row *ro
         cv_audit_hex(row->hash, row->hash_len, hash);
     if (row->mac != NULL && row->mac_len <= CV_AUDIT_MAC_BYTES)
         cv_audit_hex(row->mac, row->mac_len, mac);
-    const char *keys[] = {"occurred_at", "actor",   "merchant_id", "token",     "request_id",
-                          "action",      "outcome", "detail",      "prev_hash", "hash",
-                          "mac"};
-    const char *vals[] = {ts,          row->actor,   row->merchant_id, row->token, row->request_id,
-                          row->action, row->outcome, row->detail,      prev,       hash,
+    const char *keys[] = {"occurred_at", "actor",  "merchant_id", "token", "request_id", "action",
+                          "outcome",     "detail", "prev_hash",   "hash",  "mac"};
+    const char *vals[] = {ts,
+                          row->actor,
+                          row->merchant_id,
+                          row->token,
+                          row->request_id,
+                          row->action,
+                          row->outcome,
+                          row->detail,
+                          prev,
+                          hash,
                           row->mac != NULL ? mac : NULL};
     CV_TRY(cv_buf_appendf(b, "{\"seq\":%" PRId64, row->seq));
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {

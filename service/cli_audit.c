@@ -153,7 +153,8 @@ static int cmd_verify(struct cv_cli *cli, struct cv_store *store, struct cv_keyr
         snprintf(detail, sizeof(detail), "events=%" PRIu64 " os_user=%s", v.events, user);
     }
     bool printed = cv_cli_print_json(out) == CV_OK;
-    record_run(store, kr, "cli:audit-verify", "audit.verify", v.broken ? "broken" : "success", detail);
+    record_run(store, kr, "cli:audit-verify", "audit.verify", v.broken ? "broken" : "success",
+               detail);
     return v.broken || !printed ? 1 : 0;
 }
 

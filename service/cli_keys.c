@@ -205,8 +205,7 @@ static int keys_rotate_kek(struct cv_cli *cli, struct cv_store *store)
     }
     print_json(json_pack(
         "{s:i, s:b, s:b, s:s, s:s}", "rewrapped_deks", n, "fingerprint_key_rewrapped", 1,
-        "audit_key_rewrapped", 1, "new_provider",
-        cv_keyprovider_name(new_kp), "next",
+        "audit_key_rewrapped", 1, "new_provider", cv_keyprovider_name(new_kp), "next",
         "point CARDVAULT_KEK_FILE (or CARDVAULT_KEK_PKCS11_*) at the new KEK; running services "
         "pick it up without a restart when the configured location now holds it, and refuse DEK "
         "creation until then"));

@@ -544,9 +544,13 @@ static cv_status create_audit_key(struct cv_keyring *kr, const unsigned char kcv
     kr->audit_key = key; /* the first event is sealed with it */
     key = NULL;
     cv_store_set_audit_sealer(kr->store, cv_keyring_audit_seal, kr);
-    struct cv_audit_event ev = {"service:keyring",   NULL,      NULL,
-                                NULL,                "audit.key_created",
-                                "success",           "the audit chain is keyed from this event"};
+    struct cv_audit_event ev = {"service:keyring",
+                                NULL,
+                                NULL,
+                                NULL,
+                                "audit.key_created",
+                                "success",
+                                "the audit chain is keyed from this event"};
     st = cv_store_create_audit_key(kr->store, kcv, wrapped, wrapped_len, &ev, created);
     if (st != CV_OK || !*created) {
         cv_store_set_audit_sealer(kr->store, NULL, NULL);

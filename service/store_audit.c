@@ -43,8 +43,8 @@
     "SELECT seq, hash, mac, (extract(epoch FROM date_trunc('microseconds', clock_timestamp())) "   \
     "* 1000000)::bigint FROM (SELECT seq, hash, mac FROM audit_head WHERE id FOR UPDATE) h"
 
-static const struct cv_pg_stmt head_lock = {"audit_head_lock", HEAD_LOCK_SQL, 0, CV_PG_PREPARED,
-                                            false,             false};
+static const struct cv_pg_stmt head_lock = {"audit_head_lock", HEAD_LOCK_SQL, 0,
+                                            CV_PG_PREPARED,    false,         false};
 
 /* The same lock opening its own transaction, in one round trip (simple
  * protocol: static text, no parameters), for an append outside any
@@ -53,12 +53,12 @@ static const struct cv_pg_stmt begin_head_lock = {
     "audit_begin_head_lock", "BEGIN; " HEAD_LOCK_SQL, 0, CV_PG_SCRIPT, false, false};
 
 #define APPEND_ROWS_SQL                                                                            \
-    "SELECT audit_append_rows($1::bigint, timestamptz 'epoch' + $2::bigint * interval "           \
-    "'1 microsecond', $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], "   \
+    "SELECT audit_append_rows($1::bigint, timestamptz 'epoch' + $2::bigint * interval "            \
+    "'1 microsecond', $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], "    \
     "$9::text[], $10::bytea[], $11::bytea[])"
 
-static const struct cv_pg_stmt append_rows = {
-    "audit_append_rows", APPEND_ROWS_SQL, 11, CV_PG_PREPARED, false, false};
+static const struct cv_pg_stmt append_rows = {"audit_append_rows", APPEND_ROWS_SQL, 11,
+                                              CV_PG_PREPARED,      false,           false};
 
 /* A group-commit batch: a failure is retried event by event, so it is
  * logged at debug level only. */
@@ -170,8 +170,9 @@ static cv_status append_sealed(struct cv_pg_conn *c, const struct cv_audit_seale
 {
     if (!h->keyed && !genesis_ok) {
         cv_log(CV_LOG_ERROR, "audit_chain_unkeyed",
-               CV_LS("effect", "audit_head has no MAC although the vault has an audit key: the "
-                               "trail was stripped; nothing appended (run cardvault audit verify)"));
+               CV_LS("effect",
+                     "audit_head has no MAC although the vault has an audit key: the "
+                     "trail was stripped; nothing appended (run cardvault audit verify)"));
         return CV_ERR_INTEGRITY;
     }
     struct cv_buf arrays[AUDIT_COLS + 2];
@@ -182,7 +183,10 @@ static cv_status append_sealed(struct cv_pg_conn *c, const struct cv_audit_seale
     struct cv_pg_params p;
     cv_status st = CV_OK;
     memcpy(prev, h->hash, sizeof(prev));
-    memcpy(prev_mac, h->mac, sizeof(prev_mac)); /* zeros when unkeyed: the genesis */
+    /* The first keyed event chains from the SHA-256 tip it follows (32 zero
+     * bytes in a new vault): its MAC then covers every unkeyed event before
+     * it, as they stood when the chain became keyed. */
+    memcpy(prev_mac, h->keyed ? h->mac : h->hash, sizeof(prev_mac));
     for (int k = 0; k < AUDIT_COLS + 2; k++)
         cv_buf_init(&arrays[k], ARRAY_MAX_BYTES);
     for (size_t i = 0; i < n; i++) {
@@ -214,9 +218,9 @@ static cv_status append_sealed(struct cv_pg_conn *c, const struct cv_audit_seale
     for (int k = 0; k < AUDIT_COLS + 2; k++) {
         for (size_t i = 0; i < n; i++) {
             const struct cv_audit_event *e = evs[i];
-            const char *fields[AUDIT_COLS + 2] = {
-                e->actor,   e->merchant_id, e->token,  e->request_id, e->action,
-                e->outcome, e->detail,      hashes[i], macs[i]};
+            const char *fields[AUDIT_COLS + 2] = {e->actor,      e->merchant_id, e->token,
+                                                  e->request_id, e->action,      e->outcome,
+                                                  e->detail,     hashes[i],      macs[i]};
             column[i] = fields[k];
         }
         if ((st = cv_pg_array_literal(&arrays[k], column, n)) != CV_OK)

@@ -101,7 +101,8 @@ static cv_status write_batch(struct cv_pg_pool *pool, const struct cv_audit_seal
         goto out;
     if ((st = cv_tokens_insert_in(c, b.rows, b.idem, b.bodies, b.n_rows)) != CV_OK)
         goto out;
-    if (b.n_events > 0 && (st = cv_audit_store_append_many_in(c, sealer, b.events, b.n_events)) != CV_OK)
+    if (b.n_events > 0 &&
+        (st = cv_audit_store_append_many_in(c, sealer, b.events, b.n_events)) != CV_OK)
         goto out;
     /* COMMIT returns after the WAL flush (synchronous_commit is on). */
     st = cv_pg_command(c, "COMMIT");

@@ -251,9 +251,12 @@ static const struct cv_pg_stmt dead_deks = {
 /* The audit key (migration 0005): NULL until the first process of this
  * version that holds the KEK creates it. */
 static const struct cv_pg_stmt get_audit_key = {
-    "get_audit_key", "SELECT audit_key_wrapped FROM vault_meta WHERE audit_key_wrapped IS NOT NULL",
-    0,               CV_PG_PREPARED,
-    false,           false};
+    "get_audit_key",
+    "SELECT audit_key_wrapped FROM vault_meta WHERE audit_key_wrapped IS NOT NULL",
+    0,
+    CV_PG_PREPARED,
+    false,
+    false};
 
 /* Set once, only under the KEK the vault names (a process holding a
  * rotated-out KEK stores nothing); the row lock also orders two instances

@@ -403,8 +403,9 @@ cv_status cv_store_delete_token(struct cv_store *store, const char *merchant_id,
     PQclear(r);
     /* The event as the caller gave it, with the merchant, the token and the
      * outcome this delete had. */
-    struct cv_audit_event rec = {ev->actor,  merchant_id, token, ev->request_id,
-                                 ev->action, found ? "success" : "not_found", NULL};
+    struct cv_audit_event rec = {
+        ev->actor, merchant_id, token, ev->request_id, ev->action, found ? "success" : "not_found",
+        NULL};
     if ((st = cv_audit_store_append_in(c, &store->sealer, &rec)) != CV_OK)
         goto out;
     if ((st = cv_pg_command(c, "COMMIT")) != CV_OK)

@@ -65,10 +65,11 @@ CV_MUST_USE cv_status cv_audit_event_hash(const struct cv_audit_row *row,
                                           unsigned char out[CV_AUDIT_HASH_BYTES]);
 
 /* The keyed link: HMAC-SHA-256(key, prev_mac || canonical(row)), where
- * prev_mac is the previous event's MAC, or 32 zero bytes for the first keyed
- * event. key is K_audit (32 bytes, wrapped under the KEK in vault_meta);
- * whoever holds it computes this in C, the database never sees it.
- * CV_ERR_CRYPTO if the MAC cannot be computed. */
+ * prev_mac is the previous event's MAC, or, for the chain's first keyed
+ * event, its prev_hash (the SHA-256 tip of the unkeyed events before it; 32
+ * zero bytes in a vault created keyed), so that MAC covers them too. key is K_audit (32 bytes,
+ * wrapped under the KEK in vault_meta); whoever holds it computes this in C, the database never
+ * sees it. CV_ERR_CRYPTO if the MAC cannot be computed. */
 CV_MUST_USE cv_status cv_audit_event_mac(const struct cv_secbuf *key,
                                          const unsigned char prev_mac[CV_AUDIT_MAC_BYTES],
                                          const struct cv_audit_row *row,
@@ -92,8 +93,8 @@ struct cv_audit_verifier {
      * with it; without it a keyed row fails verification. */
     cv_audit_seal_fn seal_fn;
     void *seal_ctx;
-    bool require_keyed;  /* the vault has an audit key: some event must be keyed */
-    int64_t keyed_from;  /* seq of the first keyed event; 0: none met yet */
+    bool require_keyed; /* the vault has an audit key: some event must be keyed */
+    int64_t keyed_from; /* seq of the first keyed event; 0: none met yet */
     uint64_t keyed_events;
     unsigned char last_mac[CV_AUDIT_MAC_BYTES];
 };

@@ -31,9 +31,9 @@ typedef cv_status (*cv_keyring_reopen_fn)(void *ctx, struct cv_keyprovider **out
  * check value), unwraps the audit key K_audit (creating it, with the chain's
  * first keyed event, when the vault has none: a vault older than migration
  * 0005, or a new one) and installs it as the store's audit sealer, so every
- * append through this store is MAC-chained. CV_ERR_CONFIG with a reason in why when the KEK is not this
- * vault's. kp is borrowed and must outlive the keyring; providers opened
- * later through reopen belong to the keyring. */
+ * append through this store is MAC-chained. CV_ERR_CONFIG with a reason in why when the KEK is not
+ * this vault's. kp is borrowed and must outlive the keyring; providers opened later through reopen
+ * belong to the keyring. */
 CV_MUST_USE cv_status cv_keyring_open(struct cv_store *store, struct cv_keyprovider *kp,
                                       const struct cv_keyring_limits *limits,
                                       cv_keyring_reopen_fn reopen, void *reopen_ctx,

@@ -325,7 +325,6 @@ static void export_line_escapes_and_nulls(void)
     free(line);
 }
 
-
 /* ------------------------------------------------------------ keyed chain */
 
 static struct cv_secbuf *test_key(void)
@@ -417,12 +416,12 @@ static void verify_accepts_keyed_chain_and_reports_where_it_starts(void)
 static void verify_accepts_unkeyed_rows_then_keyed_rows(void)
 {
     /* row 1 written before migration 0005, row 2 the first keyed one: its
-     * MAC chains from 32 zero bytes */
+     * MAC chains from its prev_hash, row 1's hash */
     struct cv_audit_row r1, r2;
     unsigned char h1[32], h2[32], m2[32];
     struct cv_secbuf *k = test_key();
     make_rows(&r1, &r2, h1, h2);
-    CHECK(cv_audit_event_mac(k, zero32, &r2, m2) == CV_OK);
+    CHECK(cv_audit_event_mac(k, h1, &r2, m2) == CV_OK);
     r2.mac = m2;
     r2.mac_len = 32;
     struct cv_audit_verifier v;
@@ -434,6 +433,20 @@ static void verify_accepts_unkeyed_rows_then_keyed_rows(void)
     CHECK(cv_audit_verify_finish(&v, &head));
     CHECK_EQ_INT(v.keyed_from, 2);
     CHECK_EQ_INT(v.keyed_events, 1);
+    /* row 1 rewritten and row 2's SHA-256 link recomputed: row 2's MAC,
+     * which chained from row 1's old hash, no longer matches */
+    unsigned char h1x[32], h2x[32];
+    r1.outcome = "denied";
+    CHECK(cv_audit_event_hash(&r1, h1x) == CV_OK);
+    r1.hash = h1x;
+    r2.prev_hash = h1x;
+    CHECK(cv_audit_event_hash(&r2, h2x) == CV_OK);
+    r2.hash = h2x;
+    cv_audit_verify_init(&v);
+    cv_audit_verify_set_key(&v, seal_with, k);
+    CHECK(cv_audit_verify_row(&v, &r1));
+    CHECK(!cv_audit_verify_row(&v, &r2));
+    CHECK_EQ_INT(v.first_broken_seq, 2);
     cv_secbuf_free(k);
 }
 
