@@ -230,6 +230,27 @@ cv_status cv_audit_event_hash(const struct cv_audit_row *row,
     return st;
 }
 
+cv_status cv_audit_event_mac(const struct cv_secbuf *key,
+                             const unsigned char prev_mac[CV_AUDIT_MAC_BYTES],
+                             const struct cv_audit_row *row, unsigned char out[CV_AUDIT_MAC_BYTES])
+{
+    if (key == NULL || key->len != CV_AUDIT_KEY_BYTES)
+        return CV_ERR_CRYPTO;
+    size_t clen = 0;
+    char *canon = cv_audit_canonical(row, &clen);
+    unsigned char *msg = cv_xmalloc(CV_AUDIT_MAC_BYTES + clen + 1);
+    memcpy(msg, prev_mac, CV_AUDIT_MAC_BYTES);
+    memcpy(msg + CV_AUDIT_MAC_BYTES, canon, clen);
+    /* One part: the MAC input is exactly prev_mac || canonical (no separator;
+     * prev_mac has a fixed length, so the split is unambiguous). */
+    const void *parts[] = {msg};
+    const size_t lens[] = {CV_AUDIT_MAC_BYTES + clen};
+    cv_status st = cv_envelope_hmac(key, parts, lens, 1, out);
+    free(msg);
+    free(canon);
+    return st;
+}
+
 /* -------------------------------------------------------------- verify */
 
 void cv_audit_verify_init(struct cv_audit_verifier *v)
@@ -238,12 +259,53 @@ void cv_audit_verify_init(struct cv_audit_verifier *v)
     v->next_seq = 1; /* audit_head starts at seq 0 with 32 zero bytes */
 }
 
+void cv_audit_verify_set_key(struct cv_audit_verifier *v, cv_audit_seal_fn fn, void *ctx)
+{
+    v->seal_fn = fn;
+    v->seal_ctx = ctx;
+    v->require_keyed = true;
+}
+
 static bool broken(struct cv_audit_verifier *v, int64_t seq, const char *reason)
 {
     v->broken = true;
     v->first_broken_seq = seq;
     v->reason = reason;
     return false;
+}
+
+/* The keyed half of a row's check (its SHA-256 link already holds). */
+static bool verify_mac(struct cv_audit_verifier *v, const struct cv_audit_row *row)
+{
+    if (row->mac == NULL) {
+        if (v->keyed_from != 0)
+            return broken(v, row->seq,
+                          "unkeyed row after the chain became keyed (written without the audit "
+                          "key: inserted, or rewritten by a database writer)");
+        return true;
+    }
+    if (row->mac_len != CV_AUDIT_MAC_BYTES)
+        return broken(v, row->seq, "the row's MAC has the wrong length");
+    if (v->seal_fn == NULL)
+        return broken(v, row->seq, "keyed row, but no audit key was given to check it");
+    /* The first keyed event chains from its prev_hash (checked above to be
+     * the previous event's hash): its MAC covers the unkeyed history. */
+    unsigned char hash[CV_AUDIT_HASH_BYTES], mac[CV_AUDIT_MAC_BYTES];
+    if (v->seal_fn(v->seal_ctx, row, v->keyed_from != 0 ? v->last_mac : row->prev_hash, hash,
+                   mac) != CV_OK)
+        return broken(v, row->seq, "cannot compute the MAC");
+    /* A MAC is a secret-derived value: compared in constant time. */
+    bool same = cv_ct_equal(mac, row->mac, CV_AUDIT_MAC_BYTES);
+    cv_wipe(mac, sizeof(mac));
+    if (!same)
+        return broken(v, row->seq,
+                      "MAC does not match (event rewritten, inserted, deleted or reordered "
+                      "without the audit key)");
+    if (v->keyed_from == 0)
+        v->keyed_from = row->seq;
+    v->keyed_events++;
+    memcpy(v->last_mac, row->mac, CV_AUDIT_MAC_BYTES);
+    return true;
 }
 
 bool cv_audit_verify_row(struct cv_audit_verifier *v, const struct cv_audit_row *row)
@@ -273,6 +335,8 @@ bool cv_audit_verify_row(struct cv_audit_verifier *v, const struct cv_audit_row 
                           "the event at the expected anchor's seq has another hash (the chain "
                           "was rewritten)");
     }
+    if (!verify_mac(v, row))
+        return false;
     memcpy(v->last_hash, row->hash, CV_AUDIT_HASH_BYTES);
     v->next_seq++;
     v->events++;
@@ -339,6 +403,14 @@ bool cv_audit_verify_finish(struct cv_audit_verifier *v, const struct cv_audit_h
     if (head->hash_len != CV_AUDIT_HASH_BYTES ||
         memcmp(head->hash, v->last_hash, CV_AUDIT_HASH_BYTES) != 0)
         return broken(v, last > 0 ? last : 1, "audit_head hash does not match the last event");
+    if (v->keyed_from == 0 && head->mac_len != 0)
+        return broken(v, last > 0 ? last : 1, "audit_head carries a MAC but no event is keyed");
+    if (v->keyed_from != 0 && (head->mac_len != CV_AUDIT_MAC_BYTES ||
+                               !cv_ct_equal(head->mac, v->last_mac, CV_AUDIT_MAC_BYTES)))
+        return broken(v, last > 0 ? last : 1, "audit_head MAC does not match the last event");
+    if (v->require_keyed && v->keyed_from == 0)
+        return broken(v, last > 0 ? last : 1,
+                      "the vault has an audit key but no event is keyed (MACs stripped)");
     return true;
 }
 
@@ -369,15 +441,27 @@ static cv_status put_export_line(struct cv_buf *b, const struct cv_audit_row *ro
 {
     char ts[CV_AUDIT_TIME_LEN];
     char prev[2 * CV_AUDIT_HASH_BYTES + 1] = "", hash[2 * CV_AUDIT_HASH_BYTES + 1] = "";
+    char mac[2 * CV_AUDIT_MAC_BYTES + 1] = "";
     cv_audit_format_time(row->occurred_us, ts);
     if (row->prev_hash != NULL && row->prev_hash_len <= CV_AUDIT_HASH_BYTES)
         cv_audit_hex(row->prev_hash, row->prev_hash_len, prev);
     if (row->hash != NULL && row->hash_len <= CV_AUDIT_HASH_BYTES)
         cv_audit_hex(row->hash, row->hash_len, hash);
-    const char *keys[] = {"occurred_at", "actor",   "merchant_id", "token",     "request_id",
-                          "action",      "outcome", "detail",      "prev_hash", "hash"};
-    const char *vals[] = {ts,          row->actor,   row->merchant_id, row->token, row->request_id,
-                          row->action, row->outcome, row->detail,      prev,       hash};
+    if (row->mac != NULL && row->mac_len <= CV_AUDIT_MAC_BYTES)
+        cv_audit_hex(row->mac, row->mac_len, mac);
+    const char *keys[] = {"occurred_at", "actor",  "merchant_id", "token", "request_id", "action",
+                          "outcome",     "detail", "prev_hash",   "hash",  "mac"};
+    const char *vals[] = {ts,
+                          row->actor,
+                          row->merchant_id,
+                          row->token,
+                          row->request_id,
+                          row->action,
+                          row->outcome,
+                          row->detail,
+                          prev,
+                          hash,
+                          row->mac != NULL ? mac : NULL};
     CV_TRY(cv_buf_appendf(b, "{\"seq\":%" PRId64, row->seq));
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         CV_TRY(cv_buf_append_char(b, ','));

@@ -15,6 +15,8 @@
 #include <jansson.h>
 
 #include "cardvault/json_codec.h"
+#include "cardvault/kek.h"
+#include "cardvault/keyring.h"
 #include "cardvault/log.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/secret_file.h"
@@ -44,6 +46,33 @@ cv_status cv_cli_open_store(const struct cv_config *cfg, struct cv_store **store
         cv_cli_fail(why);
     }
     return st;
+}
+
+cv_status cv_cli_open_keyring(const struct cv_config *cfg, struct cv_store *store,
+                              struct cv_keyprovider **kp, struct cv_keyring **kr)
+{
+    char why[512];
+    *kp = NULL;
+    *kr = NULL;
+    if (cv_config_require(cfg, true, true, why, sizeof(why)) != CV_OK ||
+        cv_kek_open_configured(cfg, kp, why, sizeof(why)) != CV_OK) {
+        cv_cli_fail(why);
+        return CV_ERR_CONFIG;
+    }
+    struct cv_keyring_limits limits = {cfg->dek_max_age_s, cfg->dek_max_uses};
+    if (cv_keyring_open(store, *kp, &limits, NULL, NULL, kr, why, sizeof(why)) != CV_OK) {
+        cv_cli_fail(why);
+        cv_keyprovider_free(*kp);
+        *kp = NULL;
+        return CV_ERR_CONFIG;
+    }
+    return CV_OK;
+}
+
+void cv_cli_close_keyring(struct cv_keyprovider *kp, struct cv_keyring *kr)
+{
+    cv_keyring_close(kr);
+    cv_keyprovider_free(kp);
 }
 
 #define DATABASE_URL_MAX_BYTES 4096

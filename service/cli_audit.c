@@ -1,7 +1,8 @@
 /* cli_audit.c: `cardvault audit verify|export|storage`, the commands a
  * security reviewer runs to check cardvault's claims instead of trusting them.
- *   verify   walks audit_events in seq order and recomputes the hash chain
- *            in C, independently of the SQL that wrote it; exit 1 at the
+ *   verify   walks audit_events in seq order and recomputes the SHA-256
+ *            chain and, from the first keyed event on, the HMAC chain under
+ *            the audit key (unwrapped with the KEK), in C; exit 1 at the
  *            first broken link.
  *   export   prints events as JSON lines for a SIEM (--since T).
  *   storage  scans every column of the database for card numbers; exit 1 if
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "cardvault/cli.h"
+#include "cardvault/keyring.h"
 #include "cardvault/pan_scan.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/store.h"
@@ -38,9 +40,15 @@ const char cv_cli_audit_usage[] =
     "--database-url-file PATH; --database-url URL also works but shows the URL (and its\n"
     "password) to every local user in /proc/PID/cmdline.\n"
     "\n"
-    "verify: recomputes the SHA-256 chain of audit_events in seq order and checks\n"
-    "it ends at audit_head. Prints {\"ok\":true,\"events\":N,\"head_seq\":N,\"head_hash\":H},\n"
-    "or {\"ok\":false,\"first_broken_seq\":S,\"reason\":...} and exits 1.\n"
+    "verify: recomputes the SHA-256 chain of audit_events in seq order and, from the\n"
+    "first keyed event on, each event's HMAC-SHA-256 under the audit key, and checks\n"
+    "the chain ends at audit_head (hash and MAC). Events written before migration 5\n"
+    "are unkeyed; an unkeyed event after a keyed one, a wrong MAC, or a vault whose\n"
+    "audit key exists while no event is keyed, all fail. Needs the KEK\n"
+    "(CARDVAULT_KEK_FILE or CARDVAULT_KEK_PKCS11_*), which unwraps the audit key.\n"
+    "Prints {\"ok\":true,\"events\":N,\"keyed_from_seq\":S,\"keyed_events\":N,\n"
+    "\"head_seq\":N,\"head_hash\":H}, or {\"ok\":false,\"first_broken_seq\":S,\n"
+    "\"reason\":...} and exits 1.\n"
     "--expect SEQ:HASH: an anchor kept outside the database (serve logs one,\n"
     "event audit_anchor, at start and every CARDVAULT_AUDIT_ANCHOR_INTERVAL_S);\n"
     "verify fails unless event SEQ exists with exactly that hash, so a cut tail or\n"
@@ -50,7 +58,8 @@ const char cv_cli_audit_usage[] =
     "storage: scans every column of every table for 12-19 digit Luhn-valid runs\n"
     "(text, numbers, json, arrays; bytea as raw bytes and UTF-16), prints one line\n"
     "per column with findings (masked sample) and a summary; exits 1 if any.\n"
-    "Each run is recorded in the audit trail.\n";
+    "Each run is recorded in the audit trail when the KEK is configured (export and\n"
+    "storage still run without it, with a warning that the run was not recorded).\n";
 
 /* Who ran the command, as far as this host can tell (PCI DSS 10.2.2 asks for
  * user identification; the database role is in the server's own log). */
@@ -65,10 +74,18 @@ static void os_user(char *out, size_t cap)
         snprintf(out, cap, "uid %ld", (long)geteuid());
 }
 
-static void record_run(struct cv_store *store, const char *actor, const char *action,
-                       const char *outcome, const char *detail)
+/* kr: the keyring holding the audit key, NULL when no KEK is configured
+ * (export and storage run without it; the run then goes unrecorded: an
+ * unkeyed event would break the keyed chain). */
+static void record_run(struct cv_store *store, const struct cv_keyring *kr, const char *actor,
+                       const char *action, const char *outcome, const char *detail)
 {
     struct cv_audit_event ev = {actor, NULL, NULL, NULL, action, outcome, detail};
+    if (kr == NULL) {
+        cv_cli_fail("warning: this run was not recorded in the audit trail (no KEK configured: "
+                    "audit events are MAC-chained under the key it protects)");
+        return;
+    }
     if (cv_store_audit_append(store, &ev) != CV_OK)
         cv_cli_fail("warning: could not record this run in the audit trail (read-only "
                     "database?)");
@@ -83,11 +100,12 @@ static cv_status verify_row(void *ctx, const struct cv_audit_row *row)
     return cv_audit_verify_row(v, row) ? CV_OK : CV_ERR_INTEGRITY;
 }
 
-static int cmd_verify(struct cv_cli *cli, struct cv_store *store)
+static int cmd_verify(struct cv_cli *cli, struct cv_store *store, struct cv_keyring *kr)
 {
     struct cv_audit_verifier v;
     struct cv_audit_head head;
     cv_audit_verify_init(&v);
+    cv_audit_verify_set_key(&v, cv_keyring_audit_seal, kr);
     if (cli->expect != NULL) {
         int64_t seq = 0;
         unsigned char hash[CV_AUDIT_HASH_BYTES];
@@ -125,6 +143,9 @@ static int cmd_verify(struct cv_cli *cli, struct cv_store *store)
         /* The head hash is what to write down elsewhere: a later run showing
          * the same seq with another hash means the chain was rewritten. */
         cv_cli_json_set_int(out, "events", (long long)v.events);
+        /* Events before it were written before migration 5 (SHA-256 only). */
+        cv_cli_json_set_int(out, "keyed_from_seq", v.keyed_from);
+        cv_cli_json_set_int(out, "keyed_events", (long long)v.keyed_events);
         cv_cli_json_set_int(out, "head_seq", head.seq);
         cv_cli_json_set_str(out, "head_hash", hex);
         if (v.expect_set)
@@ -132,7 +153,8 @@ static int cmd_verify(struct cv_cli *cli, struct cv_store *store)
         snprintf(detail, sizeof(detail), "events=%" PRIu64 " os_user=%s", v.events, user);
     }
     bool printed = cv_cli_print_json(out) == CV_OK;
-    record_run(store, "cli:audit-verify", "audit.verify", v.broken ? "broken" : "success", detail);
+    record_run(store, kr, "cli:audit-verify", "audit.verify", v.broken ? "broken" : "success",
+               detail);
     return v.broken || !printed ? 1 : 0;
 }
 
@@ -155,7 +177,7 @@ static cv_status export_row(void *ctx, const struct cv_audit_row *row)
     return x->write_failed ? CV_ERR_IO : CV_OK;
 }
 
-static int cmd_export(struct cv_cli *cli, struct cv_store *store)
+static int cmd_export(struct cv_cli *cli, struct cv_store *store, struct cv_keyring *kr)
 {
     int64_t since = INT64_MIN;
     if (cli->since != NULL && cv_audit_parse_since(cli->since, &since) != CV_OK)
@@ -170,7 +192,7 @@ static int cmd_export(struct cv_cli *cli, struct cv_store *store)
     snprintf(detail, sizeof(detail), "since=%.40s lines=%" PRIu64 " os_user=%s",
              cli->since != NULL ? cli->since : "all", x.lines, user);
     bool ok = st == CV_OK && !x.write_failed;
-    record_run(store, "cli:audit-export", "audit.export", ok ? "success" : "error", detail);
+    record_run(store, kr, "cli:audit-export", "audit.export", ok ? "success" : "error", detail);
     if (x.write_failed) {
         cv_cli_fail("cannot write the export to stdout");
         return 1;
@@ -246,7 +268,7 @@ static cv_status print_finding(const struct cv_audit_column *c, const struct col
     return cv_cli_print_json(out);
 }
 
-static int cmd_storage(struct cv_cli *cli, struct cv_store *store)
+static int cmd_storage(struct cv_cli *cli, struct cv_store *store, struct cv_keyring *kr)
 {
     (void)cli;
     struct cv_audit_column *cols = NULL;
@@ -329,7 +351,7 @@ static int cmd_storage(struct cv_cli *cli, struct cv_store *store)
              "tables=%" PRIu64 " columns=%" PRIu64 " findings=%" PRIu64 " errors=%" PRIu64
              " os_user=%s",
              tables, scanned_cols, findings, errors, user);
-    record_run(store, "cli:audit-storage", "audit.storage_scan",
+    record_run(store, kr, "cli:audit-storage", "audit.storage_scan",
                errors > 0     ? "error"
                : findings > 0 ? "found"
                               : "clean",
@@ -345,7 +367,7 @@ int cv_cli_audit(struct cv_cli *cli)
     if (cli->argc != 1)
         return cv_cli_usage_error("expected: audit verify|export|storage");
     const char *sub = cli->argv[0];
-    int (*run)(struct cv_cli *, struct cv_store *) = NULL;
+    int (*run)(struct cv_cli *, struct cv_store *, struct cv_keyring *) = NULL;
     int64_t since = 0;
     if (strcmp(sub, "export") == 0) {
         if (cli->since != NULL && cv_audit_parse_since(cli->since, &since) != CV_OK)
@@ -374,7 +396,19 @@ int cv_cli_audit(struct cv_cli *cli)
     if (cv_cli_harden(&cli->cfg, CV_CLI_SECURE_HEAP_BYTES) != CV_OK ||
         cv_cli_open_store(&cli->cfg, &store) != CV_OK)
         return 1;
-    int rc = run(cli, store);
+    /* verify needs the audit key to check the MACs; export and storage only
+     * to record their run, so they go on without a KEK configured. */
+    struct cv_keyprovider *kp = NULL;
+    struct cv_keyring *kr = NULL;
+    char why[256];
+    bool need_key = run == cmd_verify;
+    if ((need_key || cv_config_require(&cli->cfg, true, true, why, sizeof(why)) == CV_OK) &&
+        cv_cli_open_keyring(&cli->cfg, store, &kp, &kr) != CV_OK) {
+        cv_store_close(store);
+        return 1;
+    }
+    int rc = run(cli, store, kr);
+    cv_cli_close_keyring(kp, kr);
     cv_store_close(store);
     return rc;
 }

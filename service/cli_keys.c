@@ -25,13 +25,16 @@ const char cv_cli_keys_usage[] =
     "       cardvault keys reencrypt [--from-dek ID] [--batch N]\n"
     "       cardvault keys destroy-dek ID --confirm\n"
     "\n"
-    "All online: running services keep serving. Every action is audited.\n"
+    "All online: running services keep serving. Every action is audited, its event\n"
+    "MAC-chained under the audit key, so every subcommand but status needs the current\n"
+    "KEK configured (CARDVAULT_KEK_FILE or CARDVAULT_KEK_PKCS11_*).\n"
     "status: KEK identity (provider, check value prefix) and every DEK with state,\n"
     "  age, reserved uses and the number of tokens it protects.\n"
     "rotate-dek: a new active DEK now; other active DEKs are retired (decrypt only);\n"
     "  every instance moves to the new key within 5 s.\n"
-    "rotate-kek: re-wraps every DEK and the fingerprint key under the new KEK in one\n"
-    "  transaction (token rows untouched). Needs the current KEK configured. Then\n"
+    "rotate-kek: re-wraps every DEK, the fingerprint key and the audit key under the\n"
+    "  new KEK in one transaction (token rows untouched). Needs the current KEK\n"
+    "  configured. Then\n"
     "  put the new KEK where CARDVAULT_KEK_FILE / CARDVAULT_KEK_PKCS11_* point:\n"
     "  running services load it without a restart; until then they keep serving\n"
     "  with the data keys they hold and refuse to create new ones (503).\n"
@@ -91,22 +94,12 @@ static int keys_status(struct cv_cli *cli, struct cv_store *store)
     return st == CV_OK ? 0 : 1;
 }
 
-/* Opens the configured KEK and a keyring over it (for commands that seal). */
+/* Opens the configured KEK and a keyring over it (for commands that seal,
+ * and for every command that appends an audit event). */
 static cv_status open_keyring(struct cv_cli *cli, struct cv_store *store,
                               struct cv_keyprovider **kp, struct cv_keyring **kr)
 {
-    char why[512];
-    if (cv_config_require(&cli->cfg, true, true, why, sizeof(why)) != CV_OK ||
-        cv_kek_open_configured(&cli->cfg, kp, why, sizeof(why)) != CV_OK) {
-        cv_cli_fail(why);
-        return CV_ERR_CONFIG;
-    }
-    struct cv_keyring_limits limits = {cli->cfg.dek_max_age_s, cli->cfg.dek_max_uses};
-    if (cv_keyring_open(store, *kp, &limits, NULL, NULL, kr, why, sizeof(why)) != CV_OK) {
-        cv_cli_fail(why);
-        return CV_ERR_CONFIG;
-    }
-    return CV_OK;
+    return cv_cli_open_keyring(&cli->cfg, store, kp, kr);
 }
 
 /* A new active DEK, every other one retired. */
@@ -156,6 +149,7 @@ static int keys_rotate_kek(struct cv_cli *cli, struct cv_store *store)
 {
     char why[512];
     struct cv_keyprovider *old_kp = NULL, *new_kp = NULL;
+    struct cv_keyring *kr = NULL;
     int rc = 1, n = 0;
     const char *pkcs11 = cli->argc == 2 ? cli->argv[1] : NULL;
     if ((cli->new_kek_file == NULL) == (pkcs11 == NULL))
@@ -163,6 +157,13 @@ static int keys_rotate_kek(struct cv_cli *cli, struct cv_store *store)
                                   "pkcs11:module=PATH,token=LABEL,key=LABEL,pin-file=PATH");
     if (cv_config_require(&cli->cfg, true, true, why, sizeof(why)) != CV_OK ||
         cv_kek_open_configured(&cli->cfg, &old_kp, why, sizeof(why)) != CV_OK) {
+        cv_cli_fail(why);
+        goto out;
+    }
+    /* The keyring over the current KEK holds the audit key that seals the
+     * rotation's own event; the rotation re-wraps that key too. */
+    struct cv_keyring_limits limits = {cli->cfg.dek_max_age_s, cli->cfg.dek_max_uses};
+    if (cv_keyring_open(store, old_kp, &limits, NULL, NULL, &kr, why, sizeof(why)) != CV_OK) {
         cv_cli_fail(why);
         goto out;
     }
@@ -203,13 +204,14 @@ static int keys_rotate_kek(struct cv_cli *cli, struct cv_store *store)
         goto out;
     }
     print_json(json_pack(
-        "{s:i, s:b, s:s, s:s}", "rewrapped_deks", n, "fingerprint_key_rewrapped", 1, "new_provider",
-        cv_keyprovider_name(new_kp), "next",
+        "{s:i, s:b, s:b, s:s, s:s}", "rewrapped_deks", n, "fingerprint_key_rewrapped", 1,
+        "audit_key_rewrapped", 1, "new_provider", cv_keyprovider_name(new_kp), "next",
         "point CARDVAULT_KEK_FILE (or CARDVAULT_KEK_PKCS11_*) at the new KEK; running services "
         "pick it up without a restart when the configured location now holds it, and refuse DEK "
         "creation until then"));
     rc = 0;
 out:
+    cv_keyring_close(kr);
     cv_keyprovider_free(new_kp);
     cv_keyprovider_free(old_kp);
     return rc;
@@ -325,7 +327,13 @@ static int keys_destroy_dek(struct cv_cli *cli, struct cv_store *store)
     struct cv_audit_event ev = {"cli:keys-destroy-dek", NULL,      NULL,  NULL,
                                 "keys.destroy_dek",     "success", detail};
     int64_t tokens = 0;
+    struct cv_keyprovider *kp = NULL;
+    struct cv_keyring *kr = NULL;
+    /* Its audit event is MAC-chained under the audit key. */
+    if (open_keyring(cli, store, &kp, &kr) != CV_OK)
+        return 1;
     cv_status st = cv_store_destroy_dek(store, id, &ev, &tokens);
+    cv_cli_close_keyring(kp, kr);
     if (st == CV_ERR_NOT_FOUND) {
         cv_cli_fail("no DEK with that id retired at least 10 s ago (only retired keys can be "
                     "destroyed, once no instance can still be sealing under them; rotate first)");

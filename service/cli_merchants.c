@@ -23,7 +23,9 @@ const char cv_cli_merchant_usage[] =
     "\n"
     "Creates a merchant and prints one JSON object with its id and three keys:\n"
     "publishable (pk_, tokenize), secret (sk_, tokenize+read+delete) and\n"
-    "detokenize (dk_, detokenize only). The keys are shown once; store them safely.\n";
+    "detokenize (dk_, detokenize only). The keys are shown once; store them safely.\n"
+    "Needs the KEK (CARDVAULT_KEK_FILE or CARDVAULT_KEK_PKCS11_*): its audit events are\n"
+    "MAC-chained under the audit key the KEK protects.\n";
 
 const char cv_cli_key_usage[] =
     "usage: cardvault key create --merchant ID --scopes LIST [--database-url-file PATH]\n"
@@ -36,7 +38,9 @@ const char cv_cli_key_usage[] =
     "create: prints {\"merchant_id\",\"key\",\"prefix\",\"scopes\"}. A key with exactly\n"
     "the tokenize scope is pk_, exactly detokenize is dk_, anything else sk_.\n"
     "revoke: takes the 12-character prefix; running services refuse the key\n"
-    "within CARDVAULT_AUTH_REFRESH_MS (1 s by default, 5 s at most).\n";
+    "within CARDVAULT_AUTH_REFRESH_MS (1 s by default, 5 s at most).\n"
+    "Both need the KEK (CARDVAULT_KEK_FILE or CARDVAULT_KEK_PKCS11_*): their audit\n"
+    "events are MAC-chained under the audit key the KEK protects.\n";
 
 /* Sets key to the scope names of a bit set as an array (["tokenize","read"]). */
 static void set_scopes(struct json_t *obj, const char *key, unsigned scopes)
@@ -75,10 +79,16 @@ int cv_cli_merchant(struct cv_cli *cli)
         return cv_cli_usage_error("merchant create takes one NAME of 1-200 characters");
     const char *name = cli->argv[1];
     struct cv_store *store = NULL;
+    struct cv_keyprovider *kp = NULL;
+    struct cv_keyring *kr = NULL;
     /* It prints three API keys. */
     if (cv_cli_harden(&cli->cfg, CV_CLI_SECURE_HEAP_BYTES) != CV_OK ||
         cv_cli_open_store(&cli->cfg, &store) != CV_OK)
         return 1;
+    if (cv_cli_open_keyring(&cli->cfg, store, &kp, &kr) != CV_OK) {
+        cv_store_close(store);
+        return 1;
+    }
     char mid[CV_MERCHANT_ID_LEN + 1];
     char pk[CV_APIKEY_LEN + 1] = "", sk[CV_APIKEY_LEN + 1] = "", dk[CV_APIKEY_LEN + 1] = "";
     char prefix[CV_APIKEY_PREFIX_LEN + 1];
@@ -95,9 +105,9 @@ int cv_cli_merchant(struct cv_cli *cli)
     if ((st = audit_cli(store, "cli:merchant-create", mid, "merchant.create", NULL)) != CV_OK)
         goto out;
     for (size_t i = 0; i < 3; i++) {
-        char kp[CV_APIKEY_PREFIX_LEN + 1];
-        snprintf(kp, sizeof(kp), "%s", made[i]); /* the public prefix only */
-        if ((st = audit_cli(store, "cli:merchant-create", mid, "api_key.create", kp)) != CV_OK)
+        char pfx[CV_APIKEY_PREFIX_LEN + 1];
+        snprintf(pfx, sizeof(pfx), "%s", made[i]); /* the public prefix only */
+        if ((st = audit_cli(store, "cli:merchant-create", mid, "api_key.create", pfx)) != CV_OK)
             goto out;
     }
     const char *const pairs[] = {"merchant_id", mid, "name",           name, "publishable_key", pk,
@@ -109,6 +119,7 @@ out:
     cv_wipe(pk, sizeof(pk));
     cv_wipe(sk, sizeof(sk));
     cv_wipe(dk, sizeof(dk));
+    cv_cli_close_keyring(kp, kr);
     cv_store_close(store);
     return st == CV_OK ? 0 : 1;
 }
@@ -122,10 +133,16 @@ static int key_create(struct cv_cli *cli)
         return cv_cli_usage_error(
             "--scopes takes a comma list of tokenize, read, delete, detokenize");
     struct cv_store *store = NULL;
+    struct cv_keyprovider *kp = NULL;
+    struct cv_keyring *kr = NULL;
     /* It prints an API key. */
     if (cv_cli_harden(&cli->cfg, CV_CLI_SECURE_HEAP_BYTES) != CV_OK ||
         cv_cli_open_store(&cli->cfg, &store) != CV_OK)
         return 1;
+    if (cv_cli_open_keyring(&cli->cfg, store, &kp, &kr) != CV_OK) {
+        cv_store_close(store);
+        return 1;
+    }
     char key[CV_APIKEY_LEN + 1] = "", prefix[CV_APIKEY_PREFIX_LEN + 1];
     cv_status st = cv_auth_create_key(store, cli->merchant, scopes, key, prefix);
     if (st == CV_ERR_NOT_FOUND) {
@@ -145,6 +162,7 @@ static int key_create(struct cv_cli *cli)
     st = cv_cli_print_json(out);
 out:
     cv_wipe(key, sizeof(key));
+    cv_cli_close_keyring(kp, kr);
     cv_store_close(store);
     return st == CV_OK ? 0 : 1;
 }
@@ -159,10 +177,16 @@ static int key_revoke(struct cv_cli *cli)
     char prefix[CV_APIKEY_PREFIX_LEN + 1];
     snprintf(prefix, sizeof(prefix), "%s", arg); /* a full key works too */
     struct cv_store *store = NULL;
+    struct cv_keyprovider *kp = NULL;
+    struct cv_keyring *kr = NULL;
     /* It may be handed a full key, and holds the database password. */
     if (cv_cli_harden(&cli->cfg, CV_CLI_SECURE_HEAP_BYTES) != CV_OK ||
         cv_cli_open_store(&cli->cfg, &store) != CV_OK)
         return 1;
+    if (cv_cli_open_keyring(&cli->cfg, store, &kp, &kr) != CV_OK) {
+        cv_store_close(store);
+        return 1;
+    }
     char mid[CV_MERCHANT_ID_LEN + 1];
     cv_status st = cv_store_revoke_api_key(store, prefix, mid);
     if (st == CV_ERR_NOT_FOUND) {
@@ -179,6 +203,7 @@ static int key_revoke(struct cv_cli *cli)
     cv_cli_json_set_bool(out, "revoked", true);
     st = cv_cli_print_json(out);
 out:
+    cv_cli_close_keyring(kp, kr);
     cv_store_close(store);
     return st == CV_OK ? 0 : 1;
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cardvault/audit.h"
 #include "cardvault/log.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/store_keys.h"
@@ -39,6 +40,9 @@ struct cv_keyring {
     struct cv_store *store;
     struct cv_keyring_limits limits;
     struct cv_secbuf *fp_key;
+    /* K_audit: the audit chain's MAC key, unwrapped like the fingerprint key
+     * and handed to the store as a sealer (cv_keyring_audit_seal). */
+    struct cv_secbuf *audit_key;
 
     /* The KEK provider can be swapped after `keys rotate-kek` (see
      * kek_refresh); calls into it hold kp_lock for reading. */
@@ -513,6 +517,88 @@ cv_status cv_keyring_rotate(struct cv_keyring *kr, int64_t *new_dek_id)
     return st;
 }
 
+cv_status cv_keyring_audit_seal(void *ctx, const struct cv_audit_row *row,
+                                const unsigned char prev_mac[32], unsigned char hash[32],
+                                unsigned char mac[32])
+{
+    const struct cv_keyring *kr = ctx;
+    CV_TRY(cv_audit_event_hash(row, hash));
+    return cv_audit_event_mac(kr->audit_key, prev_mac, row, mac);
+}
+
+/* A vault without an audit key (created before migration 0005, or just
+ * bound): a fresh one, wrapped under the KEK and stored together with the
+ * chain's first keyed event (audit.key_created). When another process
+ * stored one first, ours is dropped and *created stays false. */
+static cv_status create_audit_key(struct cv_keyring *kr, const unsigned char kcv[CV_KCV_BYTES],
+                                  bool *created)
+{
+    struct cv_secbuf *key = NULL;
+    unsigned char *wrapped = NULL;
+    size_t wrapped_len = 0;
+    *created = false;
+    CV_TRY(cv_envelope_new_key(&key));
+    cv_status st = cv_keyprovider_wrap(kr->kp, key, &wrapped, &wrapped_len);
+    if (st != CV_OK)
+        goto out;
+    kr->audit_key = key; /* the first event is sealed with it */
+    key = NULL;
+    cv_store_set_audit_sealer(kr->store, cv_keyring_audit_seal, kr);
+    struct cv_audit_event ev = {"service:keyring",
+                                NULL,
+                                NULL,
+                                NULL,
+                                "audit.key_created",
+                                "success",
+                                "the audit chain is keyed from this event"};
+    st = cv_store_create_audit_key(kr->store, kcv, wrapped, wrapped_len, &ev, created);
+    if (st != CV_OK || !*created) {
+        cv_store_set_audit_sealer(kr->store, NULL, NULL);
+        cv_secbuf_free(kr->audit_key);
+        kr->audit_key = NULL;
+    }
+out:
+    free(wrapped);
+    cv_secbuf_free(key);
+    return st;
+}
+
+/* Unwraps the vault's audit key (creating it first if the vault has none)
+ * and installs it as the store's sealer. */
+static cv_status open_audit_key(struct cv_keyring *kr, const unsigned char kcv[CV_KCV_BYTES],
+                                char *why, size_t why_len)
+{
+    unsigned char *wrapped = NULL;
+    size_t wrapped_len = 0;
+    bool created = false;
+    cv_status st = cv_store_get_audit_key(kr->store, &wrapped, &wrapped_len);
+    if (st == CV_ERR_NOT_FOUND) {
+        st = create_audit_key(kr, kcv, &created);
+        if (st == CV_OK && created) {
+            cv_log(CV_LOG_INFO, "audit_key_created",
+                   CV_LS("effect", "audit events are MAC-chained under a key wrapped by the KEK "
+                                   "from now on (audit.key_created)"));
+            return CV_OK;
+        }
+        if (st == CV_OK) /* another process came first: read theirs */
+            st = cv_store_get_audit_key(kr->store, &wrapped, &wrapped_len);
+    }
+    if (st != CV_OK) {
+        snprintf(why, why_len, "cannot read or create the audit key (%s)", cv_status_name(st));
+        goto out;
+    }
+    st = cv_keyprovider_unwrap(kr->kp, wrapped, wrapped_len, &kr->audit_key);
+    if (st != CV_OK || kr->audit_key->len != CV_AUDIT_KEY_BYTES) {
+        snprintf(why, why_len, "cannot unwrap the audit key with this KEK");
+        st = CV_ERR_CONFIG;
+        goto out;
+    }
+    cv_store_set_audit_sealer(kr->store, cv_keyring_audit_seal, kr);
+out:
+    free(wrapped);
+    return st;
+}
+
 /* First run: a fresh fingerprint key, wrapped, stored with the KEK's check
  * value. When another instance bound the vault first, ours is dropped and
  * the caller reads theirs back. */
@@ -586,6 +672,8 @@ cv_status cv_keyring_open(struct cv_store *store, struct cv_keyprovider *kp,
         st = CV_ERR_CONFIG;
         goto out;
     }
+    if ((st = open_audit_key(kr, kcv, why, why_len)) != CV_OK)
+        goto out;
     *out = kr;
     kr = NULL;
 out:
@@ -610,6 +698,9 @@ void cv_keyring_close(struct cv_keyring *kr)
         cv_secbuf_free(kr->entries[i].key);
     free(kr->entries);
     cv_secbuf_free(kr->fp_key);
+    if (kr->audit_key != NULL)
+        cv_store_set_audit_sealer(kr->store, NULL, NULL); /* no append may use it now */
+    cv_secbuf_free(kr->audit_key);
     if (kr->kp_owned)
         cv_keyprovider_free(kr->kp);
     pthread_rwlock_destroy(&kr->kp_lock);

@@ -60,8 +60,8 @@ cv_status cv_store_open(const char *conninfo, unsigned pool_size, struct cv_stor
 
 cv_status cv_store_start_batching(struct cv_store *store, unsigned writers)
 {
-    store->writer = cv_batcher_start(store->pool, writers);
-    store->reader = cv_batcher_start(store->pool, writers);
+    store->writer = cv_batcher_start(store->pool, &store->sealer, writers);
+    store->reader = cv_batcher_start(store->pool, &store->sealer, writers);
     return store->writer != NULL && store->reader != NULL ? CV_OK : CV_ERR_INTERNAL;
 }
 
@@ -179,9 +179,15 @@ cv_status cv_store_get_token(struct cv_store *store, const char *merchant_id, co
     return cv_tokens_get(store->pool, merchant_id, token, out);
 }
 
+void cv_store_set_audit_sealer(struct cv_store *store, cv_audit_seal_fn fn, void *ctx)
+{
+    store->sealer.fn = fn;
+    store->sealer.ctx = ctx;
+}
+
 cv_status cv_store_audit_append(struct cv_store *store, const struct cv_audit_event *ev)
 {
     if (store->writer != NULL)
         return cv_batcher_audit_append(store->writer, ev);
-    return cv_audit_store_append(store->pool, ev);
+    return cv_audit_store_append(store->pool, &store->sealer, ev);
 }

@@ -17,6 +17,7 @@
 
 #include "cardvault/audit.h"
 #include "cardvault/buf.h"
+#include "cardvault/log.h"
 #include "cardvault/secbuf.h"
 #include "store_handle.h"
 
@@ -27,23 +28,45 @@
 /* One array literal of a group-commit batch (128 events at most). */
 #define ARRAY_MAX_BYTES (8 * 1024 * 1024)
 
-static const struct cv_pg_stmt audit_append = {
-    "audit_append", "SELECT audit_append($1, $2, $3, $4, $5, $6, $7)", 7, CV_PG_PREPARED, false,
-    false};
+/* Appends are computed in C because each event's MAC needs K_audit, which
+ * must never reach PostgreSQL (not in SQL text, not as a parameter: with
+ * log_statement = all, parameters are logged). So an append is three steps
+ * in the caller's transaction: lock the chain's tip and read the database
+ * clock once the lock is held (head_lock), compute each event's seq, hash
+ * and MAC here, then insert the rows and move the tip in one call
+ * (audit_append_rows). The timestamp still comes from the database, as
+ * before: taken after the lock is granted (the outer query projects it from
+ * the locked subquery, which PostgreSQL never flattens), so times follow seq
+ * order across instances. Every event of a batch shares that one time. A
+ * group-commit batch costs one head read and one append whatever its size. */
+#define HEAD_LOCK_SQL                                                                              \
+    "SELECT seq, hash, mac, (extract(epoch FROM date_trunc('microseconds', clock_timestamp())) "   \
+    "* 1000000)::bigint FROM (SELECT seq, hash, mac FROM audit_head WHERE id FOR UPDATE) h"
 
-/* One array per field, in queue order: audit_append_batch() locks the chain
- * tip once and chains the events in array order. */
-static const struct cv_pg_stmt audit_append_batch = {
-    "audit_append_batch",
-    "SELECT audit_append_batch($1::text[], $2::text[], $3::text[], $4::text[], "
-    "$5::text[], $6::text[], $7::text[])",
-    7,
-    CV_PG_PREPARED,
-    false,
-    true};
+static const struct cv_pg_stmt head_lock = {"audit_head_lock", HEAD_LOCK_SQL, 0,
+                                            CV_PG_PREPARED,    false,         false};
+
+/* The same lock opening its own transaction, in one round trip (simple
+ * protocol: static text, no parameters), for an append outside any
+ * transaction. */
+static const struct cv_pg_stmt begin_head_lock = {
+    "audit_begin_head_lock", "BEGIN; " HEAD_LOCK_SQL, 0, CV_PG_SCRIPT, false, false};
+
+#define APPEND_ROWS_SQL                                                                            \
+    "SELECT audit_append_rows($1::bigint, timestamptz 'epoch' + $2::bigint * interval "            \
+    "'1 microsecond', $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], "    \
+    "$9::text[], $10::bytea[], $11::bytea[])"
+
+static const struct cv_pg_stmt append_rows = {"audit_append_rows", APPEND_ROWS_SQL, 11,
+                                              CV_PG_PREPARED,      false,           false};
+
+/* A group-commit batch: a failure is retried event by event, so it is
+ * logged at debug level only. */
+static const struct cv_pg_stmt append_rows_batch = {
+    "audit_append_rows_batch", APPEND_ROWS_SQL, 11, CV_PG_PREPARED, false, true};
 
 static const struct cv_pg_stmt audit_head = {
-    "audit_head", "SELECT seq, hash FROM audit_head WHERE id", 0, CV_PG_ONE_OFF, false, false};
+    "audit_head", "SELECT seq, hash, mac FROM audit_head WHERE id", 0, CV_PG_ONE_OFF, false, false};
 
 /* extract(epoch ...) is numeric since PostgreSQL 14, so the microsecond
  * count is exact; since_us goes back in as a bigint of microseconds for the
@@ -51,7 +74,7 @@ static const struct cv_pg_stmt audit_head = {
 static const struct cv_pg_stmt audit_page = {
     "audit_walk_page",
     "SELECT seq, (extract(epoch FROM occurred_at) * 1000000)::bigint, actor, merchant_id, "
-    "token, request_id, action, outcome, detail, prev_hash, hash FROM audit_events "
+    "token, request_id, action, outcome, detail, prev_hash, hash, mac FROM audit_events "
     "WHERE seq > $1::bigint AND ($2::bigint IS NULL OR occurred_at >= "
     "timestamptz 'epoch' + $2::bigint * interval '1 microsecond') "
     "ORDER BY seq LIMIT $3::int",
@@ -99,60 +122,191 @@ static const struct cv_pg_stmt audit_columns = {
     false,
     false};
 
-static void add_event_params(struct cv_pg_params *p, const struct cv_audit_event *ev)
+/* The tip as locked by head_lock, and the time the new events get. */
+struct locked_head {
+    int64_t seq;
+    unsigned char hash[CV_AUDIT_HASH_BYTES];
+    unsigned char mac[CV_AUDIT_MAC_BYTES];
+    bool keyed;
+    int64_t now_us;
+};
+
+static cv_status read_locked_head(const PGresult *r, struct locked_head *h)
 {
-    cv_pg_param_text(p, ev->actor);
-    cv_pg_param_text(p, ev->merchant_id);
-    cv_pg_param_text(p, ev->token);
-    cv_pg_param_text(p, ev->request_id);
-    cv_pg_param_text(p, ev->action);
-    cv_pg_param_text(p, ev->outcome);
-    cv_pg_param_text(p, ev->detail);
+    memset(h, 0, sizeof(*h));
+    if (PQntuples(r) != 1)
+        return CV_ERR_NOT_FOUND; /* migration 0001 inserts the row; its absence is tampering */
+    h->seq = cv_pg_get_int(r, 0, 0);
+    CV_TRY(cv_pg_get_fixed_bytea(r, 0, 1, h->hash, sizeof(h->hash)));
+    h->keyed = !PQgetisnull(r, 0, 2);
+    if (h->keyed)
+        CV_TRY(cv_pg_get_fixed_bytea(r, 0, 2, h->mac, sizeof(h->mac)));
+    h->now_us = cv_pg_get_int(r, 0, 3);
+    return CV_OK;
 }
 
-cv_status cv_audit_store_append(struct cv_pg_pool *pool, const struct cv_audit_event *ev)
+/* "\\x" and 64 hex digits: one bytea element of an array literal. */
+#define HEX_BYTEA_LEN (2 + 2 * CV_AUDIT_HASH_BYTES + 1)
+
+static void hex_bytea(const unsigned char *b, char out[HEX_BYTEA_LEN])
 {
-    struct cv_pg_params p;
-    cv_pg_params_init(&p);
-    add_event_params(&p, ev);
-    return cv_pg_run_once(pool, &audit_append, &p, NULL);
+    static const char hx[] = "0123456789abcdef";
+    out[0] = '\\';
+    out[1] = 'x';
+    for (size_t i = 0; i < CV_AUDIT_HASH_BYTES; i++) {
+        out[2 + 2 * i] = hx[b[i] >> 4];
+        out[3 + 2 * i] = hx[b[i] & 15];
+    }
+    out[HEX_BYTEA_LEN - 1] = '\0';
 }
 
-cv_status cv_audit_store_append_in(struct cv_pg_conn *c, const struct cv_audit_event *ev)
+/* Computes the n events' links from the locked head h and appends them with
+ * audit_append_rows on c. genesis_ok: the head may be unkeyed (the first
+ * keyed event of the chain, written with the audit key's creation);
+ * otherwise an unkeyed head means the trail's MACs were stripped. */
+static cv_status append_sealed(struct cv_pg_conn *c, const struct cv_audit_sealer *sealer,
+                               const struct locked_head *h, const struct cv_audit_event *const *evs,
+                               size_t n, bool genesis_ok, const struct cv_pg_stmt *stmt)
 {
-    struct cv_pg_params p;
-    cv_pg_params_init(&p);
-    add_event_params(&p, ev);
-    return cv_pg_run(c, &audit_append, &p, NULL);
-}
-
-cv_status cv_audit_store_append_many_in(struct cv_pg_conn *c,
-                                        const struct cv_audit_event *const *evs, size_t n)
-{
-    struct cv_buf arrays[AUDIT_COLS];
-    const char **column = cv_xcalloc(n > 0 ? n : 1, sizeof(*column));
+    if (!h->keyed && !genesis_ok) {
+        cv_log(CV_LOG_ERROR, "audit_chain_unkeyed",
+               CV_LS("effect",
+                     "audit_head has no MAC although the vault has an audit key: the "
+                     "trail was stripped; nothing appended (run cardvault audit verify)"));
+        return CV_ERR_INTEGRITY;
+    }
+    struct cv_buf arrays[AUDIT_COLS + 2];
+    const char **column = cv_xcalloc(n, sizeof(*column));
+    char(*hashes)[HEX_BYTEA_LEN] = cv_xcalloc(n, sizeof(*hashes));
+    char(*macs)[HEX_BYTEA_LEN] = cv_xcalloc(n, sizeof(*macs));
+    unsigned char prev[CV_AUDIT_HASH_BYTES], prev_mac[CV_AUDIT_MAC_BYTES];
     struct cv_pg_params p;
     cv_status st = CV_OK;
-    cv_pg_params_init(&p);
-    for (int k = 0; k < AUDIT_COLS; k++)
+    memcpy(prev, h->hash, sizeof(prev));
+    /* The first keyed event chains from the SHA-256 tip it follows (32 zero
+     * bytes in a new vault): its MAC then covers every unkeyed event before
+     * it, as they stood when the chain became keyed. */
+    memcpy(prev_mac, h->keyed ? h->mac : h->hash, sizeof(prev_mac));
+    for (int k = 0; k < AUDIT_COLS + 2; k++)
         cv_buf_init(&arrays[k], ARRAY_MAX_BYTES);
-    for (int k = 0; k < AUDIT_COLS; k++) {
+    for (size_t i = 0; i < n; i++) {
+        const struct cv_audit_event *e = evs[i];
+        unsigned char hash[CV_AUDIT_HASH_BYTES], mac[CV_AUDIT_MAC_BYTES];
+        struct cv_audit_row row = {
+            .seq = h->seq + 1 + (int64_t)i,
+            .occurred_us = h->now_us,
+            .actor = e->actor,
+            .merchant_id = e->merchant_id,
+            .token = e->token,
+            .request_id = e->request_id,
+            .action = e->action,
+            .outcome = e->outcome,
+            .detail = e->detail,
+            .prev_hash = prev,
+            .prev_hash_len = sizeof(prev),
+        };
+        if ((st = sealer->fn(sealer->ctx, &row, prev_mac, hash, mac)) != CV_OK)
+            goto out;
+        hex_bytea(hash, hashes[i]);
+        hex_bytea(mac, macs[i]);
+        memcpy(prev, hash, sizeof(prev));
+        memcpy(prev_mac, mac, sizeof(prev_mac));
+    }
+    cv_pg_params_init(&p);
+    cv_pg_param_int(&p, h->seq + 1);
+    cv_pg_param_int(&p, h->now_us);
+    for (int k = 0; k < AUDIT_COLS + 2; k++) {
         for (size_t i = 0; i < n; i++) {
             const struct cv_audit_event *e = evs[i];
-            const char *fields[AUDIT_COLS] = {e->actor,  e->merchant_id, e->token, e->request_id,
-                                              e->action, e->outcome,     e->detail};
+            const char *fields[AUDIT_COLS + 2] = {e->actor,      e->merchant_id, e->token,
+                                                  e->request_id, e->action,      e->outcome,
+                                                  e->detail,     hashes[i],      macs[i]};
             column[i] = fields[k];
         }
         if ((st = cv_pg_array_literal(&arrays[k], column, n)) != CV_OK)
             goto out;
         cv_pg_param_text(&p, arrays[k].data);
     }
-    st = cv_pg_run(c, &audit_append_batch, &p, NULL);
+    st = cv_pg_run(c, stmt, &p, NULL);
 out:
-    for (int k = 0; k < AUDIT_COLS; k++)
+    cv_wipe(prev_mac, sizeof(prev_mac));
+    for (int k = 0; k < AUDIT_COLS + 2; k++)
         cv_buf_cleanup(&arrays[k]);
     free(column);
+    free(hashes);
+    free(macs);
     return st;
+}
+
+static cv_status need_sealer(const struct cv_audit_sealer *sealer)
+{
+    if (sealer != NULL && sealer->fn != NULL)
+        return CV_OK;
+    cv_log(CV_LOG_ERROR, "audit_key_missing",
+           CV_LS("effect", "no audit key loaded (the KEK was not opened): event not appended"));
+    return CV_ERR_CONFIG;
+}
+
+/* Locks the head on c (inside the caller's transaction) and appends. */
+static cv_status append_in(struct cv_pg_conn *c, const struct cv_audit_sealer *sealer,
+                           const struct cv_audit_event *const *evs, size_t n, bool genesis_ok,
+                           const struct cv_pg_stmt *stmt)
+{
+    PGresult *r = NULL;
+    struct locked_head h;
+    if (n == 0)
+        return CV_OK;
+    CV_TRY(need_sealer(sealer));
+    CV_TRY(cv_pg_run(c, &head_lock, NULL, &r));
+    cv_status st = read_locked_head(r, &h);
+    PQclear(r);
+    if (st == CV_OK)
+        st = append_sealed(c, sealer, &h, evs, n, genesis_ok, stmt);
+    return st;
+}
+
+cv_status cv_audit_store_append(struct cv_pg_pool *pool, const struct cv_audit_sealer *sealer,
+                                const struct cv_audit_event *ev)
+{
+    struct cv_pg_conn *c = NULL;
+    PGresult *r = NULL;
+    struct locked_head h;
+    CV_TRY(need_sealer(sealer));
+    CV_TRY(cv_pg_acquire(pool, &c));
+    /* BEGIN and the lock in one round trip, the append, COMMIT: three. */
+    cv_status st = cv_pg_run(c, &begin_head_lock, NULL, &r);
+    if (st != CV_OK)
+        goto out;
+    st = read_locked_head(r, &h);
+    PQclear(r);
+    if (st != CV_OK)
+        goto out;
+    if ((st = append_sealed(c, sealer, &h, &ev, 1, false, &append_rows)) != CV_OK)
+        goto out;
+    st = cv_pg_command(c, "COMMIT");
+out:
+    if (st != CV_OK)
+        cv_pg_rollback(c);
+    cv_pg_release(c);
+    return st;
+}
+
+cv_status cv_audit_store_append_in(struct cv_pg_conn *c, const struct cv_audit_sealer *sealer,
+                                   const struct cv_audit_event *ev)
+{
+    return append_in(c, sealer, &ev, 1, false, &append_rows);
+}
+
+cv_status cv_audit_store_start_keyed_in(struct cv_pg_conn *c, const struct cv_audit_sealer *sealer,
+                                        const struct cv_audit_event *ev)
+{
+    return append_in(c, sealer, &ev, 1, true, &append_rows);
+}
+
+cv_status cv_audit_store_append_many_in(struct cv_pg_conn *c, const struct cv_audit_sealer *sealer,
+                                        const struct cv_audit_event *const *evs, size_t n)
+{
+    return append_in(c, sealer, evs, n, false, &append_rows_batch);
 }
 
 static cv_status read_head(struct cv_pg_conn *c, struct cv_audit_head *head)
@@ -174,6 +328,16 @@ static cv_status read_head(struct cv_pg_conn *c, struct cv_audit_head *head)
             memcpy(head->hash, h, head->hash_len);
         }
         free(h);
+        h = NULL;
+        if (st == CV_OK && !PQgetisnull(r, 0, 2)) {
+            st = cv_pg_get_bytea(r, 0, 2, &h, &n);
+            if (st == CV_OK) {
+                /* a MAC of the wrong length reads as one that cannot match */
+                head->mac_len = n == sizeof(head->mac) ? n : 1;
+                memcpy(head->mac, h, n == sizeof(head->mac) ? n : 0);
+            }
+            free(h);
+        }
     }
     PQclear(r);
     return st;
@@ -198,8 +362,8 @@ static cv_status walk_page(const PGresult *r, int64_t *last_seq,
                            cv_status (*fn)(void *ctx, const struct cv_audit_row *row), void *ctx)
 {
     for (int i = 0; i < PQntuples(r); i++) {
-        unsigned char *prev = NULL, *hash = NULL;
-        size_t prev_len = 0, hash_len = 0;
+        unsigned char *prev = NULL, *hash = NULL, *mac = NULL;
+        size_t prev_len = 0, hash_len = 0, mac_len = 0;
         struct cv_audit_row row = {
             .seq = cv_pg_get_int(r, i, 0),
             .occurred_us = cv_pg_get_int(r, i, 1),
@@ -220,11 +384,18 @@ static cv_status walk_page(const PGresult *r, int64_t *last_seq,
         row.prev_hash_len = prev_len;
         row.hash = hash;
         row.hash_len = hash_len;
+        if (!PQgetisnull(r, i, 11)) {
+            if ((st = cv_pg_get_bytea(r, i, 11, &mac, &mac_len)) != CV_OK)
+                goto next;
+            row.mac = mac;
+            row.mac_len = mac_len;
+        }
         st = fn(ctx, &row);
     next:
         *last_seq = row.seq;
         free(prev);
         free(hash);
+        free(mac);
         if (st != CV_OK)
             return st;
     }

@@ -40,6 +40,7 @@ struct job {
 
 struct cv_batcher {
     struct cv_pg_pool *pool;
+    const struct cv_audit_sealer *sealer;
     pthread_mutex_t lock;
     pthread_cond_t work;
     struct job *head, *tail;
@@ -49,13 +50,14 @@ struct cv_batcher {
 };
 
 /* One job in its own transaction, through the prepared statements. */
-static cv_status run_single(struct cv_pg_pool *pool, const struct job *j)
+static cv_status run_single(struct cv_pg_pool *pool, const struct cv_audit_sealer *sealer,
+                            const struct job *j)
 {
     if (j->kind == JOB_TOKEN)
         return cv_tokens_insert(pool, j->row, j->idem_key_hash, j->response_body);
     if (j->kind == JOB_READ)
         return cv_tokens_get(pool, j->merchant_id, j->token, j->out);
-    return cv_audit_store_append(pool, j->ev);
+    return cv_audit_store_append(pool, sealer, j->ev);
 }
 
 /* The token rows and the audit events of a batch, in queue order. */
@@ -87,7 +89,8 @@ static void split_batch(struct job **jobs, size_t n, struct batch_parts *b)
 /* Writes every job of the batch in one transaction. CV_ERR_DB_UNAVAILABLE
  * when the connection is gone (no job can succeed on its own either),
  * CV_ERR_DB for any other failure (the jobs are then retried one by one). */
-static cv_status write_batch(struct cv_pg_pool *pool, struct job **jobs, size_t n)
+static cv_status write_batch(struct cv_pg_pool *pool, const struct cv_audit_sealer *sealer,
+                             struct job **jobs, size_t n)
 {
     struct cv_pg_conn *c = NULL;
     struct batch_parts b;
@@ -98,7 +101,8 @@ static cv_status write_batch(struct cv_pg_pool *pool, struct job **jobs, size_t 
         goto out;
     if ((st = cv_tokens_insert_in(c, b.rows, b.idem, b.bodies, b.n_rows)) != CV_OK)
         goto out;
-    if (b.n_events > 0 && (st = cv_audit_store_append_many_in(c, b.events, b.n_events)) != CV_OK)
+    if (b.n_events > 0 &&
+        (st = cv_audit_store_append_many_in(c, sealer, b.events, b.n_events)) != CV_OK)
         goto out;
     /* COMMIT returns after the WAL flush (synchronous_commit is on). */
     st = cv_pg_command(c, "COMMIT");
@@ -129,17 +133,18 @@ static void read_batch(struct cv_pg_pool *pool, struct job **jobs, size_t n)
 }
 
 /* Runs n jobs taken from the queue and sets each one's result. */
-static void run_jobs(struct cv_pg_pool *pool, struct job **jobs, size_t n)
+static void run_jobs(struct cv_pg_pool *pool, const struct cv_audit_sealer *sealer,
+                     struct job **jobs, size_t n)
 {
     if (n == 1) {
-        jobs[0]->result = run_single(pool, jobs[0]);
+        jobs[0]->result = run_single(pool, sealer, jobs[0]);
         return;
     }
     if (jobs[0]->kind == JOB_READ) {
         read_batch(pool, jobs, n);
         return;
     }
-    cv_status st = write_batch(pool, jobs, n);
+    cv_status st = write_batch(pool, sealer, jobs, n);
     if (st == CV_OK || st == CV_ERR_DB_UNAVAILABLE) {
         for (size_t i = 0; i < n; i++)
             jobs[i]->result = st;
@@ -147,7 +152,7 @@ static void run_jobs(struct cv_pg_pool *pool, struct job **jobs, size_t n)
     }
     /* Isolate the row that failed the batch: each job on its own. */
     for (size_t i = 0; i < n; i++)
-        jobs[i]->result = run_single(pool, jobs[i]);
+        jobs[i]->result = run_single(pool, sealer, jobs[i]);
 }
 
 static void *writer(void *arg)
@@ -169,7 +174,7 @@ static void *writer(void *arg)
             bt->tail = NULL;
         pthread_mutex_unlock(&bt->lock);
 
-        run_jobs(bt->pool, jobs, n);
+        run_jobs(bt->pool, bt->sealer, jobs, n);
 
         pthread_mutex_lock(&bt->lock);
         for (size_t i = 0; i < n; i++) {
@@ -238,10 +243,12 @@ cv_status cv_batcher_audit_append(struct cv_batcher *bt, const struct cv_audit_e
     return submit(bt, &j);
 }
 
-struct cv_batcher *cv_batcher_start(struct cv_pg_pool *pool, unsigned writers)
+struct cv_batcher *cv_batcher_start(struct cv_pg_pool *pool, const struct cv_audit_sealer *sealer,
+                                    unsigned writers)
 {
     struct cv_batcher *bt = cv_xcalloc(1, sizeof(*bt));
     bt->pool = pool;
+    bt->sealer = sealer;
     pthread_mutex_init(&bt->lock, NULL);
     pthread_cond_init(&bt->work, NULL);
     if (writers == 0)

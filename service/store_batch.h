@@ -10,9 +10,13 @@
 
 struct cv_batcher;
 struct cv_pg_pool;
+struct cv_audit_sealer;
 
-/* Starts `writers` writer threads (1-8); NULL if none could start. */
-struct cv_batcher *cv_batcher_start(struct cv_pg_pool *pool, unsigned writers);
+/* Starts `writers` writer threads (1-8); NULL if none could start. Audit
+ * appends are sealed through *sealer, read at each append (borrowed: it
+ * lives in the store handle). */
+struct cv_batcher *cv_batcher_start(struct cv_pg_pool *pool, const struct cv_audit_sealer *sealer,
+                                    unsigned writers);
 /* Writes what is queued, then joins the writers. Accepts NULL. */
 void cv_batcher_stop(struct cv_batcher *bt);
 /* Queue a write and wait until its transaction has committed (or failed). */

@@ -120,7 +120,8 @@ static const struct cv_pg_stmt meta_info = {
  * old KEK's wrapping. So no DEK row can appear while the rotation runs. */
 static const struct cv_pg_stmt rewrap_meta = {
     "rewrap_meta",
-    "SELECT kek_check_value, fingerprint_key_wrapped FROM vault_meta FOR NO KEY UPDATE",
+    "SELECT kek_check_value, fingerprint_key_wrapped, audit_key_wrapped FROM vault_meta "
+    "FOR NO KEY UPDATE",
     0,
     CV_PG_PREPARED,
     false,
@@ -153,8 +154,8 @@ static const struct cv_pg_stmt rewrap_dek = {
 static const struct cv_pg_stmt rewrap_update_meta = {
     "rewrap_update_meta",
     "UPDATE vault_meta SET kek_provider = $1, kek_check_value = $2, "
-    "fingerprint_key_wrapped = $3, rewrapped_at = now()",
-    3,
+    "fingerprint_key_wrapped = $3, audit_key_wrapped = $4, rewrapped_at = now()",
+    4,
     CV_PG_PREPARED,
     false,
     false};
@@ -247,6 +248,28 @@ static const struct cv_pg_stmt dead_deks = {
     false,
     false};
 
+/* The audit key (migration 0005): NULL until the first process of this
+ * version that holds the KEK creates it. */
+static const struct cv_pg_stmt get_audit_key = {
+    "get_audit_key",
+    "SELECT audit_key_wrapped FROM vault_meta WHERE audit_key_wrapped IS NOT NULL",
+    0,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+/* Set once, only under the KEK the vault names (a process holding a
+ * rotated-out KEK stores nothing); the row lock also orders two instances
+ * creating it at once: the second finds it set and changes nothing. */
+static const struct cv_pg_stmt set_audit_key = {
+    "set_audit_key",
+    "UPDATE vault_meta SET audit_key_wrapped = $1 "
+    "WHERE audit_key_wrapped IS NULL AND kek_check_value = $2",
+    2,
+    CV_PG_PREPARED,
+    false,
+    false};
+
 /* Vault metadata */
 
 cv_status cv_store_get_meta(struct cv_store *store, unsigned char kcv[CV_KCV_BYTES],
@@ -278,6 +301,20 @@ cv_status cv_store_init_meta(struct cv_store *store, const char *provider,
     *created = cv_pg_changed(r) == 1; /* 0: another instance bound the vault first */
     PQclear(r);
     return CV_OK;
+}
+
+cv_status cv_store_get_audit_key(struct cv_store *store, unsigned char **wrapped,
+                                 size_t *wrapped_len)
+{
+    PGresult *r = NULL;
+    *wrapped = NULL;
+    *wrapped_len = 0;
+    CV_TRY(cv_pg_run_once(store->pool, &get_audit_key, NULL, &r));
+    cv_status st = CV_ERR_NOT_FOUND;
+    if (PQntuples(r) == 1)
+        st = cv_pg_get_bytea(r, 0, 0, wrapped, wrapped_len);
+    PQclear(r);
+    return st;
 }
 
 cv_status cv_store_meta_info(struct cv_store *store, char provider[32],
@@ -450,14 +487,17 @@ static cv_status run_key_tx(struct cv_store *store, const char *what, key_tx_fn 
 }
 
 /* Checks the locked metadata row names old_kcv and re-wraps the
- * fingerprint key through fn; *fp_new (heap) gets the new wrapping. */
+ * fingerprint key and the audit key (when the vault has one) through fn;
+ * *fp_new and *audit_new (heap) get the new wrappings (*audit_new NULL when
+ * there is no audit key yet). */
 static cv_status rewrap_fingerprint_key(struct cv_pg_conn *c, const unsigned char *old_kcv,
                                         cv_store_rewrap_fn fn, void *ctx, unsigned char **fp_new,
-                                        size_t *fp_new_len)
+                                        size_t *fp_new_len, unsigned char **audit_new,
+                                        size_t *audit_new_len)
 {
     PGresult *meta = NULL;
-    unsigned char kcv_db[CV_KCV_BYTES], *fp = NULL;
-    size_t fp_len = 0;
+    unsigned char kcv_db[CV_KCV_BYTES], *fp = NULL, *ak = NULL;
+    size_t fp_len = 0, ak_len = 0;
     CV_TRY(cv_pg_run(c, &rewrap_meta, NULL, &meta));
     cv_status st = CV_ERR_NOT_FOUND;
     if (PQntuples(meta) != 1)
@@ -470,9 +510,16 @@ static cv_status rewrap_fingerprint_key(struct cv_pg_conn *c, const unsigned cha
     }
     if ((st = cv_pg_get_bytea(meta, 0, 1, &fp, &fp_len)) != CV_OK)
         goto out;
-    st = fn(ctx, fp, fp_len, fp_new, fp_new_len);
+    if ((st = fn(ctx, fp, fp_len, fp_new, fp_new_len)) != CV_OK)
+        goto out;
+    if (PQgetisnull(meta, 0, 2))
+        goto out; /* no audit key yet: the first process of this version makes one */
+    if ((st = cv_pg_get_bytea(meta, 0, 2, &ak, &ak_len)) != CV_OK)
+        goto out;
+    st = fn(ctx, ak, ak_len, audit_new, audit_new_len);
 out:
     free(fp);
+    free(ak);
     PQclear(meta);
     return st;
 }
@@ -529,6 +576,7 @@ static cv_status rewrap_every_dek(struct cv_pg_conn *c, cv_store_rewrap_fn fn, v
 }
 
 struct rewrap_all_ctx {
+    const struct cv_audit_sealer *sealer;
     const unsigned char *old_kcv, *new_kcv;
     const char *new_provider;
     cv_store_rewrap_fn fn;
@@ -541,10 +589,11 @@ static cv_status rewrap_all_tx(struct cv_pg_conn *c, void *arg)
 {
     struct rewrap_all_ctx *a = arg;
     struct cv_pg_params p;
-    unsigned char *fp_new = NULL;
-    size_t fp_new_len = 0;
+    unsigned char *fp_new = NULL, *audit_new = NULL;
+    size_t fp_new_len = 0, audit_new_len = 0;
     a->rewrapped = 0;
-    cv_status st = rewrap_fingerprint_key(c, a->old_kcv, a->fn, a->fn_ctx, &fp_new, &fp_new_len);
+    cv_status st = rewrap_fingerprint_key(c, a->old_kcv, a->fn, a->fn_ctx, &fp_new, &fp_new_len,
+                                          &audit_new, &audit_new_len);
     if (st != CV_OK)
         goto out;
     if ((st = rewrap_every_dek(c, a->fn, a->fn_ctx, &a->rewrapped)) != CV_OK)
@@ -553,11 +602,16 @@ static cv_status rewrap_all_tx(struct cv_pg_conn *c, void *arg)
     cv_pg_param_text(&p, a->new_provider);
     cv_pg_param_bytes(&p, a->new_kcv, CV_KCV_BYTES);
     cv_pg_param_bytes(&p, fp_new, fp_new_len);
+    if (audit_new != NULL)
+        cv_pg_param_bytes(&p, audit_new, audit_new_len);
+    else
+        cv_pg_param_text(&p, NULL);
     if ((st = cv_pg_run(c, &rewrap_update_meta, &p, NULL)) != CV_OK)
         goto out;
-    st = cv_audit_store_append_in(c, a->ev);
+    st = cv_audit_store_append_in(c, a->sealer, a->ev);
 out:
     free(fp_new);
+    free(audit_new);
     return st;
 }
 
@@ -566,7 +620,7 @@ cv_status cv_store_rewrap_all(struct cv_store *store, const unsigned char old_kc
                               cv_store_rewrap_fn fn, void *ctx, const struct cv_audit_event *ev,
                               int *rewrapped)
 {
-    struct rewrap_all_ctx a = {old_kcv, new_kcv, new_provider, fn, ctx, ev, 0};
+    struct rewrap_all_ctx a = {&store->sealer, old_kcv, new_kcv, new_provider, fn, ctx, ev, 0};
     /* One transaction: a crash before its COMMIT leaves the old KEK in force. */
     cv_status st = run_key_tx(store, "rotate-kek", rewrap_all_tx, &a);
     *rewrapped = st == CV_OK ? a.rewrapped : 0;
@@ -655,7 +709,45 @@ cv_status cv_store_update_ciphers(struct cv_store *store, const struct cv_token_
     return st;
 }
 
+struct audit_key_ctx {
+    const struct cv_audit_sealer *sealer;
+    const unsigned char *wrapped, *kcv;
+    size_t wrapped_len;
+    const struct cv_audit_event *ev;
+    bool created;
+};
+
+static cv_status create_audit_key_tx(struct cv_pg_conn *c, void *arg)
+{
+    struct audit_key_ctx *a = arg;
+    struct cv_pg_params p;
+    PGresult *r = NULL;
+    cv_pg_params_init(&p);
+    cv_pg_param_bytes(&p, a->wrapped, a->wrapped_len);
+    cv_pg_param_bytes(&p, a->kcv, CV_KCV_BYTES);
+    CV_TRY(cv_pg_run(c, &set_audit_key, &p, &r));
+    a->created = cv_pg_changed(r) == 1;
+    PQclear(r);
+    if (!a->created)
+        return CV_OK; /* another process came first: nothing to append */
+    /* The first keyed event commits with the key: whoever can read the key
+     * also finds a keyed head, so an unkeyed head later means stripping. */
+    return cv_audit_store_start_keyed_in(c, a->sealer, a->ev);
+}
+
+cv_status cv_store_create_audit_key(struct cv_store *store, const unsigned char kcv[CV_KCV_BYTES],
+                                    const unsigned char *wrapped, size_t wrapped_len,
+                                    const struct cv_audit_event *ev, bool *created)
+{
+    struct audit_key_ctx a = {&store->sealer, wrapped, kcv, wrapped_len, ev, false};
+    *created = false;
+    CV_TRY(run_key_tx(store, "create-audit-key", create_audit_key_tx, &a));
+    *created = a.created;
+    return CV_OK;
+}
+
 struct destroy_ctx {
+    const struct cv_audit_sealer *sealer;
     int64_t dek_id;
     const struct cv_audit_event *ev;
     int64_t tokens;
@@ -676,13 +768,13 @@ static cv_status destroy_tx(struct cv_pg_conn *c, void *arg)
     PQclear(r);
     if (!found)
         return CV_ERR_NOT_FOUND;
-    return cv_audit_store_append_in(c, d->ev);
+    return cv_audit_store_append_in(c, d->sealer, d->ev);
 }
 
 cv_status cv_store_destroy_dek(struct cv_store *store, int64_t dek_id,
                                const struct cv_audit_event *ev, int64_t *tokens)
 {
-    struct destroy_ctx d = {dek_id, ev, 0};
+    struct destroy_ctx d = {&store->sealer, dek_id, ev, 0};
     *tokens = 0;
     CV_TRY(run_key_tx(store, "destroy-dek", destroy_tx, &d));
     *tokens = d.tokens;

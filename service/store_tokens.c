@@ -1,10 +1,11 @@
 /* store_tokens.c: the SQL of token rows and of the idempotency records that
  * travel with them: insert (alone, or with its idempotency answer in the
  * same statement), get (alone or many in one query), delete (with its audit
- * event in the same statement), find by fingerprint, and the idempotency
+ * event in the same transaction), find by fingerprint, and the idempotency
  * claim/complete/release/purge. Card data never reaches here in the clear:
  * only ciphertext, BIN, last 4, brand and a keyed fingerprint. It calls only
- * pg.c; it never calls back into store.c or the batcher. */
+ * pg.c and the audit append of store_audit.c; it never calls back into
+ * store.c or the batcher. */
 #include "cardvault/store_tokens.h"
 
 #include <stdio.h>
@@ -13,6 +14,7 @@
 
 #include "cardvault/log.h"
 #include "cardvault/secbuf.h"
+#include "store_audit_sql.h"
 #include "store_handle.h"
 #include "store_tokens_sql.h"
 
@@ -103,16 +105,15 @@ static const struct cv_pg_stmt get_tokens_batch = {
     false,
     false};
 
-/* The delete and its audit event share one statement (and so one
- * transaction): a deletion is never unaudited. This is the one audit write
- * outside store_audit.c. */
+/* The delete and its audit event share one transaction: a deletion is
+ * never unaudited. The event's MAC is computed in C (store_audit.c), so it
+ * can no longer be appended inside this very statement; the count tells
+ * the caller which outcome to record. */
 static const struct cv_pg_stmt delete_token = {
     "delete_token",
     "WITH d AS (DELETE FROM tokens WHERE merchant_id = $1 AND token = $2 "
-    "RETURNING 1), n AS (SELECT count(*) AS c FROM d) "
-    "SELECT n.c, audit_append($3, $1, $2, $4, $5, "
-    "CASE WHEN n.c > 0 THEN 'success' ELSE 'not_found' END, NULL) FROM n",
-    5,
+    "RETURNING 1) SELECT count(*) FROM d",
+    2,
     CV_PG_PREPARED,
     false,
     false};
@@ -387,17 +388,34 @@ cv_status cv_store_delete_token(struct cv_store *store, const char *merchant_id,
                                 const struct cv_audit_event *ev)
 {
     struct cv_pg_params p;
+    struct cv_pg_conn *c = NULL;
     PGresult *r = NULL;
     cv_pg_params_init(&p);
     cv_pg_param_text(&p, merchant_id);
     cv_pg_param_text(&p, token);
-    cv_pg_param_text(&p, ev->actor);
-    cv_pg_param_text(&p, ev->request_id);
-    cv_pg_param_text(&p, ev->action);
-    CV_TRY(cv_pg_run_once(store->pool, &delete_token, &p, &r));
-    cv_status found = cv_pg_get_int(r, 0, 0) > 0 ? CV_OK : CV_ERR_NOT_FOUND;
+    CV_TRY(cv_pg_acquire(store->pool, &c));
+    cv_status st = cv_pg_command(c, "BEGIN");
+    if (st != CV_OK)
+        goto out;
+    if ((st = cv_pg_run(c, &delete_token, &p, &r)) != CV_OK)
+        goto out;
+    bool found = cv_pg_get_int(r, 0, 0) > 0;
     PQclear(r);
-    return found;
+    /* The event as the caller gave it, with the merchant, the token and the
+     * outcome this delete had. */
+    struct cv_audit_event rec = {
+        ev->actor, merchant_id, token, ev->request_id, ev->action, found ? "success" : "not_found",
+        NULL};
+    if ((st = cv_audit_store_append_in(c, &store->sealer, &rec)) != CV_OK)
+        goto out;
+    if ((st = cv_pg_command(c, "COMMIT")) != CV_OK)
+        goto out;
+    st = found ? CV_OK : CV_ERR_NOT_FOUND;
+out:
+    if (st != CV_OK && st != CV_ERR_NOT_FOUND)
+        cv_pg_rollback(c);
+    cv_pg_release(c);
+    return st;
 }
 
 cv_status cv_store_find_by_fingerprint(struct cv_store *store, const char *merchant_id,

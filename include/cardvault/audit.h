@@ -15,6 +15,8 @@
  * store_audit.c fetches rows for it. */
 
 #define CV_AUDIT_HASH_BYTES 32
+#define CV_AUDIT_MAC_BYTES  32
+#define CV_AUDIT_KEY_BYTES  32
 /* "2026-01-02T03:04:05.123456Z" + NUL */
 #define CV_AUDIT_TIME_LEN 28
 
@@ -34,6 +36,8 @@ struct cv_audit_row {
     size_t prev_hash_len;
     const unsigned char *hash;
     size_t hash_len;
+    const unsigned char *mac; /* NULL: an unkeyed row (written before migration 0005) */
+    size_t mac_len;
 };
 
 /* The chain's tip as kept in audit_head. */
@@ -41,6 +45,8 @@ struct cv_audit_head {
     int64_t seq;
     unsigned char hash[CV_AUDIT_HASH_BYTES];
     size_t hash_len;
+    unsigned char mac[CV_AUDIT_MAC_BYTES];
+    size_t mac_len; /* 0: the head carries no MAC (the chain is not keyed yet) */
 };
 
 /* Formats microseconds since the epoch exactly as audit_canonical() does with
@@ -58,6 +64,17 @@ char *cv_audit_canonical(const struct cv_audit_row *row, size_t *len);
 CV_MUST_USE cv_status cv_audit_event_hash(const struct cv_audit_row *row,
                                           unsigned char out[CV_AUDIT_HASH_BYTES]);
 
+/* The keyed link: HMAC-SHA-256(key, prev_mac || canonical(row)), where
+ * prev_mac is the previous event's MAC, or, for the chain's first keyed
+ * event, its prev_hash (the SHA-256 tip of the unkeyed events before it; 32
+ * zero bytes in a vault created keyed), so that MAC covers them too. key is K_audit (32 bytes,
+ * wrapped under the KEK in vault_meta); whoever holds it computes this in C, the database never
+ * sees it. CV_ERR_CRYPTO if the MAC cannot be computed. */
+CV_MUST_USE cv_status cv_audit_event_mac(const struct cv_secbuf *key,
+                                         const unsigned char prev_mac[CV_AUDIT_MAC_BYTES],
+                                         const struct cv_audit_row *row,
+                                         unsigned char out[CV_AUDIT_MAC_BYTES]);
+
 /* Walks the chain one row at a time, in seq order, from seq 1. */
 struct cv_audit_verifier {
     int64_t next_seq;
@@ -72,6 +89,14 @@ struct cv_audit_verifier {
     bool expect_seen;
     int64_t expect_seq;
     unsigned char expect_hash[CV_AUDIT_HASH_BYTES];
+    /* The audit key's MAC (cv_audit_verify_set_key): keyed rows are checked
+     * with it; without it a keyed row fails verification. */
+    cv_audit_seal_fn seal_fn;
+    void *seal_ctx;
+    bool require_keyed; /* the vault has an audit key: some event must be keyed */
+    int64_t keyed_from; /* seq of the first keyed event; 0: none met yet */
+    uint64_t keyed_events;
+    unsigned char last_mac[CV_AUDIT_MAC_BYTES];
 };
 
 /* Parses an anchor "SEQ:HASH" (seq >= 1, hash 64 hex digits, dashes between
@@ -81,18 +106,25 @@ CV_MUST_USE cv_status cv_audit_parse_anchor(const char *s, int64_t *seq,
                                             unsigned char hash[CV_AUDIT_HASH_BYTES]);
 
 void cv_audit_verify_init(struct cv_audit_verifier *v);
+/* Gives the verifier the audit key (fn seals under K_audit, see
+ * cv_audit_seal_fn in store_rows.h) and says the vault has such a key, so
+ * the chain must be keyed from some seq on. */
+void cv_audit_verify_set_key(struct cv_audit_verifier *v, cv_audit_seal_fn fn, void *ctx);
 /* Checks one row: its seq follows the previous one, its prev_hash is the
- * previous hash, and its hash is recomputed from its content. Returns false
- * (and records the first broken seq and a reason) on the first failure;
- * later rows are then ignored. */
+ * previous hash, its hash is recomputed from its content, and, from the
+ * first keyed row on, every row carries the MAC chained from the previous
+ * one (an unkeyed row after a keyed one fails). Returns false (and records
+ * the first broken seq and a reason) on the first failure; later rows are
+ * then ignored. */
 bool cv_audit_verify_row(struct cv_audit_verifier *v, const struct cv_audit_row *row);
 /* Requires the walked chain to contain event seq with exactly hash: a tail
  * cut below seq, or any rewrite up to seq, then fails verification. */
 void cv_audit_verify_expect(struct cv_audit_verifier *v, int64_t seq,
                             const unsigned char hash[CV_AUDIT_HASH_BYTES]);
-/* Checks that the tip of what was walked is audit_head (catches a truncated
- * tail and rows inserted without audit_append), and that an expected anchor
- * was met. */
+/* Checks that the tip of what was walked is audit_head, hash and MAC
+ * (catches a truncated tail and rows inserted without audit_append_rows),
+ * that an expected anchor was met, and, with a key set, that the chain is
+ * keyed at all. */
 bool cv_audit_verify_finish(struct cv_audit_verifier *v, const struct cv_audit_head *head);
 
 /* One JSON line (no newline) for the SIEM export: seq, occurred_at, actor,

@@ -38,6 +38,17 @@ void cv_cli_fail(const char *msg);
 int cv_cli_usage_error(const char *msg);
 /* Opens a 2-connection store from cfg, printing one line on failure. */
 CV_MUST_USE cv_status cv_cli_open_store(const struct cv_config *cfg, struct cv_store **store);
+struct cv_keyprovider;
+struct cv_keyring;
+/* Opens the configured KEK (CARDVAULT_KEK_FILE or CARDVAULT_KEK_PKCS11_*)
+ * and a keyring over it on store: every command that appends audit events
+ * needs it, since each event is MAC-chained under the audit key the KEK
+ * protects (the keyring creates that key when the vault has none). Prints
+ * one line and returns CV_ERR_CONFIG on failure (nothing to free). */
+CV_MUST_USE cv_status cv_cli_open_keyring(const struct cv_config *cfg, struct cv_store *store,
+                                          struct cv_keyprovider **kp, struct cv_keyring **kr);
+/* Closes what cv_cli_open_keyring opened (the keyring first). Accepts NULLs. */
+void cv_cli_close_keyring(struct cv_keyprovider *kp, struct cv_keyring *kr);
 /* When cfg->database_url_file is set (CARDVAULT_DATABASE_URL_FILE or
  * --database-url-file), reads the database URL from it into
  * cfg->database_url, under the secret-file rule (secret_file.h: owned by us

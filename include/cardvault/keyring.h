@@ -28,9 +28,12 @@ typedef cv_status (*cv_keyring_reopen_fn)(void *ctx, struct cv_keyprovider **out
                                           size_t why_len);
 
 /* Binds the KEK to the vault (first run: creates the fingerprint key and the
- * check value). CV_ERR_CONFIG with a reason in why when the KEK is not this
- * vault's. kp is borrowed and must outlive the keyring; providers opened
- * later through reopen belong to the keyring. */
+ * check value), unwraps the audit key K_audit (creating it, with the chain's
+ * first keyed event, when the vault has none: a vault older than migration
+ * 0005, or a new one) and installs it as the store's audit sealer, so every
+ * append through this store is MAC-chained. CV_ERR_CONFIG with a reason in why when the KEK is not
+ * this vault's. kp is borrowed and must outlive the keyring; providers opened later through reopen
+ * belong to the keyring. */
 CV_MUST_USE cv_status cv_keyring_open(struct cv_store *store, struct cv_keyprovider *kp,
                                       const struct cv_keyring_limits *limits,
                                       cv_keyring_reopen_fn reopen, void *reopen_ctx,
@@ -62,6 +65,12 @@ CV_MUST_USE cv_status cv_keyring_fingerprint(struct cv_keyring *kr, const char *
 CV_MUST_USE cv_status cv_keyring_mac(struct cv_keyring *kr, const char *label,
                                      const char *merchant_id, const void *data, size_t len,
                                      unsigned char out[32]);
+/* The store's audit sealer (cv_audit_seal_fn; ctx is the keyring): the
+ * event's SHA-256 link and its HMAC under K_audit. `audit verify` checks
+ * the chain with it. */
+CV_MUST_USE cv_status cv_keyring_audit_seal(void *ctx, const struct cv_audit_row *row,
+                                            const unsigned char prev_mac[32],
+                                            unsigned char hash[32], unsigned char mac[32]);
 /* Number of DEK rotations this process performed (metrics). */
 uint64_t cv_keyring_rotations(struct cv_keyring *kr);
 /* Forces a new active DEK now (operators: `cardvault keys rotate-dek`). */

@@ -68,7 +68,14 @@ CV_MUST_USE cv_status cv_store_insert_token(struct cv_store *st, const struct cv
 CV_MUST_USE cv_status cv_store_get_token(struct cv_store *st, const char *merchant_id,
                                          const char *token, struct cv_token_row *out);
 
-/* Appends to the hash-chained audit trail; returns only after commit. */
+/* Installs the audit key's sealer (the keyring calls this once it holds
+ * K_audit; fn NULL removes it, after the last append). Without one every
+ * audit append fails with CV_ERR_CONFIG: an unkeyed event would break the
+ * keyed chain. */
+void cv_store_set_audit_sealer(struct cv_store *st, cv_audit_seal_fn fn, void *ctx);
+/* Appends to the keyed, hash-chained audit trail; returns only after commit.
+ * CV_ERR_CONFIG without a sealer, CV_ERR_INTEGRITY when the chain's head has
+ * lost its MAC (the trail was stripped: nothing is appended). */
 CV_MUST_USE cv_status cv_store_audit_append(struct cv_store *st, const struct cv_audit_event *ev);
 
 #endif

@@ -24,6 +24,20 @@ CV_MUST_USE cv_status cv_store_init_meta(struct cv_store *st, const char *provid
                                          const unsigned char *fp_wrapped, size_t fp_wrapped_len,
                                          bool *created);
 
+/* The audit key K_audit wrapped under the KEK (heap, free()).
+ * CV_ERR_NOT_FOUND while the vault has none yet. */
+CV_MUST_USE cv_status cv_store_get_audit_key(struct cv_store *st, unsigned char **wrapped,
+                                             size_t *wrapped_len);
+/* Stores a new audit key wrapped under the KEK whose check value is kcv, if
+ * the vault has none and that is still its KEK, and appends ev in the same
+ * transaction as the chain's first keyed event (sealed with the new key:
+ * install its sealer first). *created is false when the vault already had
+ * one or changed KEK (nothing changed: read it back). */
+CV_MUST_USE cv_status cv_store_create_audit_key(struct cv_store *st,
+                                                const unsigned char kcv[CV_KCV_BYTES],
+                                                const unsigned char *wrapped, size_t wrapped_len,
+                                                const struct cv_audit_event *ev, bool *created);
+
 /* Data keys. insert_dek stores a DEK wrapped under the KEK whose check value
  * is kcv, only if that is still the vault's KEK (CV_ERR_NOT_FOUND otherwise). */
 CV_MUST_USE cv_status cv_store_insert_dek(struct cv_store *st, const unsigned char *wrapped,
@@ -66,8 +80,8 @@ typedef cv_status (*cv_store_rewrap_fn)(void *ctx, const unsigned char *wrapped,
  * cannot be reached. */
 
 /* In one transaction, with the vault's metadata locked (no new DEK can
- * appear): checks old_kcv is the vault's KEK, passes the fingerprint key and
- * every DEK through fn with no DEK row locked, then stores the results,
+ * appear): checks old_kcv is the vault's KEK, passes the fingerprint key, the
+ * audit key and every DEK through fn with no DEK row locked, then stores the results,
  * records new_kcv and new_provider, and appends ev. Nothing changes unless
  * all of it commits. CV_ERR_CONFIG when old_kcv is not the current KEK; fn's
  * status when fn fails. */

@@ -49,6 +49,18 @@ struct cv_audit_event {
     const char *detail;      /* may be NULL; never card data */
 };
 
+struct cv_audit_row;
+
+/* Seals one audit event under the audit key K_audit: hash gets
+ * SHA-256(row->prev_hash || canonical(row)) and mac gets
+ * HMAC-SHA-256(K_audit, prev_mac || canonical(row)) (audit.h). The keyring,
+ * which holds K_audit, hands this to the store (cv_store_set_audit_sealer)
+ * so that every append computes its link in C and the key never reaches the
+ * database. CV_ERR_CRYPTO on failure. */
+typedef cv_status (*cv_audit_seal_fn)(void *ctx, const struct cv_audit_row *row,
+                                      const unsigned char prev_mac[32], unsigned char hash[32],
+                                      unsigned char mac[32]);
+
 /* Idempotency records (POST /v1/tokens with Idempotency-Key). Hashes are
  * keyed MACs computed by the caller; nothing here sees the key or the body. */
 struct cv_idem_record {

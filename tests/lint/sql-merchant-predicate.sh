@@ -85,7 +85,7 @@ store_tokens.c	SELECT t.merchant_id, t.token, t.format_version, t.dek_id, t.nonc
 # storage` builds "DECLARE ... SELECT <columns> FROM ONLY <table>" from the
 # catalog with PQescapeIdentifier; it names no table in the source, so this
 # lint cannot see it: operator CLI only, reads every table by design.)
-store_audit.c	SELECT seq, (extract(epoch FROM occurred_at) * 1000000)::bigint, actor, merchant_id, token, request_id, action, outcome, detail, prev_hash, hash FROM audit_events WHERE seq > $1::bigint AND ($2::bigint IS NULL OR occurred_at >= timestamptz 'epoch' + $2::bigint * interval '1 microsecond') ORDER BY seq LIMIT $3::int
+store_audit.c	SELECT seq, (extract(epoch FROM occurred_at) * 1000000)::bigint, actor, merchant_id, token, request_id, action, outcome, detail, prev_hash, hash, mac FROM audit_events WHERE seq > $1::bigint AND ($2::bigint IS NULL OR occurred_at >= timestamptz 'epoch' + $2::bigint * interval '1 microsecond') ORDER BY seq LIMIT $3::int
 EOF
 )
 

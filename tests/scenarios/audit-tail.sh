@@ -16,8 +16,18 @@
 #     CARDVAULT_AUDIT_ANCHOR_INTERVAL_S;
 #   - `audit verify --expect SEQ:HASH` passes with that anchor; after the
 #     OWNER cuts the tail below it (triggers disabled, rows deleted, head
-#     reset) plain `audit verify` still passes (the documented limit of a
-#     chain kept in the database it protects) while `--expect` fails.
+#     reset to an earlier event's hash and MAC) plain `audit verify` still
+#     passes (the documented limit of a chain kept in the database it
+#     protects) while `--expect` fails;
+#   - the keyed chain (migration 0005): as the OWNER, with the triggers
+#     disabled, rewriting an event's detail and recomputing every later
+#     SHA-256 link and the head in SQL, deleting a middle event and
+#     renumbering, inserting a forged event, or appending an unkeyed row
+#     after keyed ones each make `audit verify` fail naming the first bad
+#     seq (the MACs need K_audit, which the database never sees); the
+#     service's role cannot insert an unkeyed row at all; a chain that spans
+#     the migration (events appended by 0001-0004's SQL, then 0005 applied,
+#     then more events) verifies and reports the seq it is keyed from.
 # Ends with "audit-tail: N passed, N failed"; appends "P F" to build/test-results.
 SUITE=audit-tail
 . "$(dirname "$0")/../lib/scenario.sh"
@@ -152,7 +162,7 @@ N=$((A_SEQ - 3))
 q "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only;
    ALTER TABLE audit_head DISABLE TRIGGER audit_head_forward_only;
    DELETE FROM audit_events WHERE seq > $N;
-   UPDATE audit_head SET (seq, hash) = (SELECT seq, hash FROM audit_events WHERE seq = $N);
+   UPDATE audit_head SET (seq, hash, mac) = (SELECT seq, hash, mac FROM audit_events WHERE seq = $N);
    ALTER TABLE audit_events ENABLE TRIGGER audit_events_append_only;
    ALTER TABLE audit_head ENABLE TRIGGER audit_head_forward_only" >/dev/null
 if cv audit verify; then
@@ -165,5 +175,138 @@ if cv audit verify --expect "$anchor"; then
 else
   ok "audit verify --expect $A_SEQ:${A_HASH:0:12}... fails after the cut: $(jq -c 'del(.ok)' "$SC_DIR/cv.out" 2>/dev/null | cut -c1-140)"
 fi
+
+# ------------------------------------------------ the keyed chain (migration 0005)
+# What a database writer (the owner, a DBA, a restore of an edited dump) can
+# do in SQL alone: disable the triggers, change rows, and recompute every
+# SHA-256 link with audit_canonical() and sha256(), head included. Only the
+# MACs stay out of reach (K_audit is wrapped under the KEK).
+owner_sql() { q "ALTER TABLE audit_events DISABLE TRIGGER USER; ALTER TABLE audit_head DISABLE TRIGGER USER;
+  $1;
+  ALTER TABLE audit_events ENABLE TRIGGER USER; ALTER TABLE audit_head ENABLE TRIGGER USER" >/dev/null; }
+# rechain FROM: recompute prev_hash and hash of every event from seq FROM on,
+# and move the head onto the last one, exactly as audit_append did.
+rechain() {
+  echo "DO \$\$ DECLARE r record; prev bytea; BEGIN
+    SELECT coalesce((SELECT hash FROM audit_events WHERE seq = $1 - 1), '\\x$(printf '%064d' 0)') INTO prev;
+    FOR r IN SELECT * FROM audit_events WHERE seq >= $1 ORDER BY seq LOOP
+      UPDATE audit_events SET prev_hash = prev,
+        hash = sha256(prev || convert_to(audit_canonical(r.seq, r.occurred_at, r.actor, r.merchant_id,
+               r.token, r.request_id, r.action, r.outcome, r.detail), 'UTF8'))
+      WHERE seq = r.seq RETURNING hash INTO prev;
+    END LOOP;
+    UPDATE audit_head SET seq = (SELECT max(seq) FROM audit_events), hash = prev;
+  END \$\$"
+}
+# The chain as it is now, to go back to between attacks.
+q "SET client_min_messages = warning; DROP TABLE IF EXISTS tail_saved_events, tail_saved_head;
+   CREATE TABLE tail_saved_events AS SELECT * FROM audit_events;
+   CREATE TABLE tail_saved_head AS SELECT * FROM audit_head" >/dev/null
+restore_chain() {
+  owner_sql "DELETE FROM audit_events; INSERT INTO audit_events SELECT * FROM tail_saved_events;
+             DELETE FROM audit_head; INSERT INTO audit_head SELECT * FROM tail_saved_head"
+}
+# expect_broken DESC SEQ: plain verify exits 1 naming SEQ first.
+expect_broken() {
+  local rc fb
+  cv audit verify; rc=$?
+  fb=$(jq -r '.first_broken_seq // empty' "$SC_DIR/cv.out" 2>/dev/null)
+  if [ "$rc" -eq 1 ] && [ "$fb" = "$2" ]; then
+    ok "$1: audit verify exit 1, first_broken_seq $fb ($(jq -r .reason "$SC_DIR/cv.out" | cut -c1-70))"
+  else
+    not_ok "$1: audit verify exit $rc, first_broken_seq '${fb}' (want $2): $(head -c 300 "$SC_DIR/cv.out" "$SC_DIR/cv.err")"
+  fi
+}
+
+HEAD=$(q "SELECT seq FROM audit_head")
+S=$((HEAD - 3)) # an event in the middle
+if cv audit verify && [ "$(jq -r .ok "$SC_DIR/cv.out")" = true ]; then
+  ok "audit verify passes before the attacks: $(jq -c '{events, keyed_from_seq, keyed_events, head_seq}' "$SC_DIR/cv.out")"
+else
+  not_ok "audit verify before the attacks: $(cat "$SC_DIR/cv.out" "$SC_DIR/cv.err")"
+fi
+restore_chain
+
+owner_sql "UPDATE audit_events SET detail = 'rewritten by the owner' WHERE seq = $S; $(rechain "$S")"
+check "the owner's rewrite recomputed a consistent SHA-256 chain (seq $S's hash changed, head follows)" \
+  test "$(q "SELECT (SELECT hash FROM audit_events WHERE seq = $S) <> (SELECT hash FROM tail_saved_events WHERE seq = $S)
+             AND (SELECT hash FROM audit_head) = (SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1)")" = t
+expect_broken "event $S's detail rewritten, SHA-256 chain and head recomputed by the owner" "$S"
+restore_chain
+
+owner_sql "DELETE FROM audit_events WHERE seq = $S;
+           UPDATE audit_events SET seq = -seq WHERE seq > $S;
+           UPDATE audit_events SET seq = -seq - 1 WHERE seq < 0; $(rechain "$S")"
+expect_broken "event $S deleted, later events renumbered, chain recomputed" "$S"
+restore_chain
+
+F=$((S + 1))
+owner_sql "UPDATE audit_events SET seq = -seq WHERE seq >= $F;
+           UPDATE audit_events SET seq = -seq + 1 WHERE seq < 0;
+           INSERT INTO audit_events (seq, occurred_at, actor, action, outcome, detail, prev_hash, hash, mac)
+             SELECT $F, occurred_at, 'cli:key-revoke', 'api_key.revoke', 'success', 'forged',
+                    '\\x00', '\\x00', sha256('forged') FROM audit_events WHERE seq = $S;
+           $(rechain "$F")"
+expect_broken "a forged event inserted at seq $F (with a made-up MAC), chain recomputed" "$F"
+restore_chain
+
+U=$((HEAD + 1))
+if as_app "INSERT INTO audit_events (seq, occurred_at, actor, action, outcome, prev_hash, hash)
+           VALUES ($U, now(), 'x', 'x', 'x', '\\x00', '\\x00')"; then
+  not_ok "the service's role inserted an unkeyed row after keyed ones"
+else
+  ok "the service's role cannot insert an unkeyed row after keyed ones ($(sed -n 's/^ERROR: *//p' "$SC_DIR/app.out" | head -1 | cut -c1-70))"
+fi
+owner_sql "INSERT INTO audit_events (seq, occurred_at, actor, action, outcome, prev_hash, hash)
+             VALUES ($U, now(), 'cli:audit-verify', 'audit.verify', 'success', '\\x00', '\\x00');
+           $(rechain "$U")"
+expect_broken "an unkeyed row appended after keyed ones (SHA-256 link and head recomputed)" "$U"
+restore_chain
+if cv audit verify; then
+  ok "audit verify passes again on the restored chain"
+else
+  not_ok "audit verify on the restored chain: $(cat "$SC_DIR/cv.out")"
+fi
+q "DROP TABLE tail_saved_events, tail_saved_head" >/dev/null
+
+# A chain that spans the migration: a fresh database migrated to 0004 only,
+# three events appended by 0004's own SQL (audit_append), then 0005, then a
+# merchant created by this build (which creates K_audit with the chain's
+# first keyed event).
+mkdir -p "$SC_DIR/mig4"
+cp migrations/000[1-4]_*.sql "$SC_DIR/mig4/"
+q "CREATE DATABASE cardvault_span" >/dev/null
+SPAN_URL="${OWNER_URL/dbname=cardvault/dbname=cardvault_span}"
+span() { env CARDVAULT_DATABASE_URL="$SPAN_URL" "$SC_BIN" "$@" >"$SC_DIR/cv.out" 2>"$SC_DIR/cv.err"; }
+if span migrate --dir "$SC_DIR/mig4" && [ "$(jq -r .schema_version "$SC_DIR/cv.out")" != "" ]; then
+  for i in 1 2 3; do
+    psql -X -q -At -v ON_ERROR_STOP=1 -d cardvault_span \
+      -c "SELECT audit_append('cli:old-version', NULL, NULL, NULL, 'merchant.create', 'success', 'before 0005 #$i')" >/dev/null
+  done
+  ok "migrated to 0004 and appended 3 events with 0004's audit_append()"
+else
+  not_ok "migrate --dir (0001-0004): $(cat "$SC_DIR/cv.err")"
+fi
+span migrate && span merchant create "Span Shop"
+check "migrate to 0005, then merchant create (keyed events)" test $? -eq 0
+if span audit verify && [ "$(jq -r .keyed_from_seq "$SC_DIR/cv.out")" = 4 ]; then
+  ok "audit verify passes on a chain spanning the migration: $(jq -c '{events, keyed_from_seq, keyed_events}' "$SC_DIR/cv.out")"
+else
+  not_ok "audit verify across the migration: $(cat "$SC_DIR/cv.out" "$SC_DIR/cv.err")"
+fi
+check "the first keyed event is audit.key_created, the 3 older ones have no MAC" \
+  test "$(psql -X -At -d cardvault_span -c "SELECT string_agg(seq || ':' || action || ':' || (mac IS NOT NULL), ',' ORDER BY seq) FROM audit_events WHERE seq <= 4")" \
+    = "1:merchant.create:false,2:merchant.create:false,3:merchant.create:false,4:audit.key_created:true"
+check "the audit key is stored wrapped in vault_meta, never in clear (40-byte RFC 5649 wrapping)" \
+  test "$(psql -X -At -d cardvault_span -c "SELECT length(audit_key_wrapped) FROM vault_meta")" = 40
+psql -X -q -d cardvault_span -c "ALTER TABLE audit_events DISABLE TRIGGER USER;
+  UPDATE audit_events SET detail = 'edited old row' WHERE seq = 2;
+  ALTER TABLE audit_events ENABLE TRIGGER USER" >/dev/null
+span audit verify
+check "an unkeyed (pre-0005) row edited without relinking is still caught by its SHA-256 link: exit $?, first_broken_seq $(jq -r .first_broken_seq "$SC_DIR/cv.out")" \
+  test "$(jq -r .first_broken_seq "$SC_DIR/cv.out")" = 2
+env -u CARDVAULT_KEK_FILE CARDVAULT_DATABASE_URL="$OWNER_URL" "$SC_BIN" audit verify >"$SC_DIR/cv.out" 2>"$SC_DIR/cv.err"
+rc=$?
+check "audit verify without a KEK configured refuses to run (exit $rc: $(head -1 "$SC_DIR/cv.err" | cut -c1-80))" test "$rc" -eq 1
 
 sc_finish audit-tail

@@ -15,7 +15,8 @@
 #     detokenizes), and reports the first broken link, exit 1, after a row is
 #     edited, deleted or the tail truncated directly in SQL; UPDATE, DELETE
 #     and TRUNCATE are refused while the triggers are enabled; a full rewrite
-#     of the chain passes verify but not a comparison with an exported anchor;
+#     of the SHA-256 chain fails verify (the MACs under K_audit) and a
+#     comparison with an exported anchor;
 #   - `cardvault audit export --since T` prints JSON lines jq can parse;
 #   - the database URL can come from an owner-only file
 #     (CARDVAULT_DATABASE_URL_FILE, --database-url-file); --database-url
@@ -464,14 +465,15 @@ fi
 : >"$TMP/http.body"
 expect_intact "the fail-closed test"
 
-# --------------------------------------------- the limit of a bare chain
+# --------------------------------------------- a full rewrite of the SHA-256 chain
 
 # Someone who can disable the triggers (the schema owner: the service's role
 # cannot, tests/scenarios/audit-tail.sh) AND recompute every later hash (with
-# audit_canonical() and sha256() in SQL) and move audit_head produces a chain
-# that verifies. Only a copy of an earlier head kept elsewhere (serve's
-# audit_anchor log line, the SIEM export, a printed head_hash) shows it, with
-# audit verify --expect: docs/threat-model.md says so.
+# audit_canonical() and sha256() in SQL) and move audit_head still cannot
+# recompute the MACs (migration 0005: HMAC under K_audit, which the database
+# never sees): verify names the rewritten event, and the kept anchor fails too.
+q "CREATE TABLE rewrite_saved_events AS SELECT * FROM audit_events;
+   CREATE TABLE rewrite_saved_head AS SELECT * FROM audit_head" >/dev/null
 q "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only;
    ALTER TABLE audit_head DISABLE TRIGGER audit_head_forward_only;
    DO \$\$ DECLARE r record; prev bytea := '\\x$(printf '0%.0s' $(seq 64))'; h bytea; BEGIN
@@ -489,8 +491,9 @@ q "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only;
 cv audit verify
 rc=$?
 now_hash=$(q "SELECT encode(hash, 'hex') FROM audit_events WHERE seq = $ANCHOR_SEQ")
-if [ "$rc" -eq 0 ] && [ "$now_hash" != "$ANCHOR_HASH" ]; then
-    ok "a full rewrite from seq $S passes verify (exit 0) but seq $ANCHOR_SEQ's hash no longer matches the head_hash recorded earlier (${ANCHOR_HASH:0:16}... vs ${now_hash:0:16}...): anchor it outside the database"
+fb=$(cv_json | jq -r '.first_broken_seq // empty')
+if [ "$rc" -eq 1 ] && [ "$fb" = "$S" ] && [ "$now_hash" != "$ANCHOR_HASH" ]; then
+    ok "a full SHA-256 rewrite from seq $S fails verify (exit 1, first_broken_seq $fb: $(cv_json | jq -r .reason | cut -c1-60))"
 else
     not_ok "chain rewrite: verify exit $rc, anchor ${ANCHOR_HASH:0:16} vs ${now_hash:0:16}"
 fi
@@ -499,6 +502,12 @@ if cv audit verify --expect "$ANCHOR_SEQ:$ANCHOR_HASH"; then
 else
     ok "audit verify --expect $ANCHOR_SEQ:${ANCHOR_HASH:0:16}... (the kept anchor) fails on the rewritten chain: $(cv_json | jq -r .reason)"
 fi
+# Back to the chain as it was, for the checks below.
+q "ALTER TABLE audit_events DISABLE TRIGGER USER; ALTER TABLE audit_head DISABLE TRIGGER USER;
+   DELETE FROM audit_events; INSERT INTO audit_events SELECT * FROM rewrite_saved_events;
+   DELETE FROM audit_head; INSERT INTO audit_head SELECT * FROM rewrite_saved_head;
+   ALTER TABLE audit_events ENABLE TRIGGER USER; ALTER TABLE audit_head ENABLE TRIGGER USER;
+   DROP TABLE rewrite_saved_events, rewrite_saved_head" >/dev/null
 
 # ------------------------------------------- database URL off the command line
 

@@ -2,7 +2,10 @@
  * against known instants; the canonical text and SHA-256 chain against
  * vectors computed independently (Python hashlib over the bytes
  * audit_canonical() produces); the verifier's verdict on edited, deleted,
- * reordered, inserted and truncated chains; and JSON export escaping (the
+ * reordered, inserted and truncated chains; the keyed chain (HMAC-SHA-256
+ * under K_audit, vectors from Python's hmac module) and the verifier's
+ * verdict on rewritten, forged, stripped and unkeyed rows; and JSON export
+ * escaping (the
  * PAN scanner's tests are in test_pan_scan.c). */
 #include "cardvault/audit.h"
 
@@ -11,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cardvault/secbuf.h"
 #include "check.h"
 #include "unhex.h"
 
@@ -20,6 +24,11 @@
 /* sha256(32 zero bytes || canonical(row1)), then sha256(h1 || canonical(row2)) */
 #define H1_HEX "69a0f73405d39a131871817d27f000a2e0144589153f4b0a364c39bed91ffa25"
 #define H2_HEX "902e2143ce52dcba6dcfcf137d806a5d5650bda425da0ed9087a3bec9b6ab6bd"
+
+/* HMAC-SHA-256(K, 32 zero bytes || canonical(row1)), then
+ * HMAC-SHA-256(K, m1 || canonical(row2)), with K = bytes 0x01..0x20 */
+#define M1_HEX "13247a4ff21755077b60480a3f9387d9649e15ed0e22f2660e1103fd70cc95fe"
+#define M2_HEX "6a40efd62663322da5b12356738be2316121b7fde1cdb8b25b42e1c0b77dd9a7"
 
 static const unsigned char zero32[32];
 
@@ -307,13 +316,251 @@ static void export_line_escapes_and_nulls(void)
     CHECK_EQ_INT(strlen(line), len);
     CHECK(strncmp(line, "{\"seq\":2,\"occurred_at\":\"2024-03-01T00:00:00.000001Z\"", 52) == 0);
     CHECK(strstr(line, "\"detail\":\"a\\\"b\\\\c\\u000a\\u0001\"") != NULL);
-    CHECK(strstr(line, "\"hash\":\"" H2_HEX "\"}") != NULL);
+    CHECK(strstr(line, "\"hash\":\"" H2_HEX "\",\"mac\":null}") != NULL);
     CHECK(strstr(line, "\"prev_hash\":\"" H1_HEX "\"") != NULL);
     free(line);
     line = cv_audit_export_line(&r1, &len);
     CHECK(strstr(line, "\"token\":null,\"request_id\":null") != NULL);
     CHECK(strstr(line, "\"detail\":null") != NULL);
     free(line);
+}
+
+/* ------------------------------------------------------------ keyed chain */
+
+static struct cv_secbuf *test_key(void)
+{
+    struct cv_secbuf *k = cv_secbuf_new(CV_AUDIT_KEY_BYTES);
+    for (size_t i = 0; i < CV_AUDIT_KEY_BYTES; i++)
+        k->data[i] = (unsigned char)(i + 1);
+    k->len = CV_AUDIT_KEY_BYTES;
+    return k;
+}
+
+/* The sealer a keyring would give: SHA-256 link and HMAC under ctx's key. */
+static cv_status seal_with(void *ctx, const struct cv_audit_row *row,
+                           const unsigned char prev_mac[32], unsigned char hash[32],
+                           unsigned char mac[32])
+{
+    CV_TRY(cv_audit_event_hash(row, hash));
+    return cv_audit_event_mac(ctx, prev_mac, row, mac);
+}
+
+/* Rows 1 and 2 keyed: m1 chains from 32 zero bytes, m2 from m1. */
+static void make_keyed_rows(struct cv_audit_row *r1, struct cv_audit_row *r2, unsigned char h1[32],
+                            unsigned char h2[32], unsigned char m1[32], unsigned char m2[32])
+{
+    make_rows(r1, r2, h1, h2);
+    unhex(M1_HEX, m1, 32);
+    unhex(M2_HEX, m2, 32);
+    r1->mac = m1;
+    r1->mac_len = 32;
+    r2->mac = m2;
+    r2->mac_len = 32;
+}
+
+static struct cv_audit_head keyed_head_of(int64_t seq, const unsigned char *h,
+                                          const unsigned char *m)
+{
+    struct cv_audit_head head = head_of(seq, h);
+    memcpy(head.mac, m, 32);
+    head.mac_len = 32;
+    return head;
+}
+
+static void event_mac_matches_independent_vectors(void)
+{
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32], m1[32], m2[32], got[32];
+    struct cv_secbuf *k = test_key();
+    make_keyed_rows(&r1, &r2, h1, h2, m1, m2);
+    CHECK(cv_audit_event_mac(k, zero32, &r1, got) == CV_OK);
+    CHECK(memcmp(got, m1, 32) == 0);
+    CHECK(cv_audit_event_mac(k, m1, &r2, got) == CV_OK);
+    CHECK(memcmp(got, m2, 32) == 0);
+    /* the chaining matters: row 2 under a zero previous MAC is another MAC */
+    CHECK(cv_audit_event_mac(k, zero32, &r2, got) == CV_OK);
+    CHECK(memcmp(got, m2, 32) != 0);
+    cv_secbuf_free(k);
+}
+
+static void event_mac_refuses_a_missing_or_short_key(void)
+{
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32], got[32];
+    make_rows(&r1, &r2, h1, h2);
+    CHECK(cv_audit_event_mac(NULL, zero32, &r1, got) == CV_ERR_CRYPTO);
+    struct cv_secbuf *k = test_key();
+    k->len = 16;
+    CHECK(cv_audit_event_mac(k, zero32, &r1, got) == CV_ERR_CRYPTO);
+    cv_secbuf_free(k);
+}
+
+static void verify_accepts_keyed_chain_and_reports_where_it_starts(void)
+{
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32], m1[32], m2[32];
+    struct cv_secbuf *k = test_key();
+    make_keyed_rows(&r1, &r2, h1, h2, m1, m2);
+    struct cv_audit_verifier v;
+    cv_audit_verify_init(&v);
+    cv_audit_verify_set_key(&v, seal_with, k);
+    CHECK(cv_audit_verify_row(&v, &r1));
+    CHECK(cv_audit_verify_row(&v, &r2));
+    struct cv_audit_head head = keyed_head_of(2, h2, m2);
+    CHECK(cv_audit_verify_finish(&v, &head));
+    CHECK_EQ_INT(v.keyed_from, 1);
+    CHECK_EQ_INT(v.keyed_events, 2);
+    cv_secbuf_free(k);
+}
+
+static void verify_accepts_unkeyed_rows_then_keyed_rows(void)
+{
+    /* row 1 written before migration 0005, row 2 the first keyed one: its
+     * MAC chains from its prev_hash, row 1's hash */
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32], m2[32];
+    struct cv_secbuf *k = test_key();
+    make_rows(&r1, &r2, h1, h2);
+    CHECK(cv_audit_event_mac(k, h1, &r2, m2) == CV_OK);
+    r2.mac = m2;
+    r2.mac_len = 32;
+    struct cv_audit_verifier v;
+    cv_audit_verify_init(&v);
+    cv_audit_verify_set_key(&v, seal_with, k);
+    CHECK(cv_audit_verify_row(&v, &r1));
+    CHECK(cv_audit_verify_row(&v, &r2));
+    struct cv_audit_head head = keyed_head_of(2, h2, m2);
+    CHECK(cv_audit_verify_finish(&v, &head));
+    CHECK_EQ_INT(v.keyed_from, 2);
+    CHECK_EQ_INT(v.keyed_events, 1);
+    /* row 1 rewritten and row 2's SHA-256 link recomputed: row 2's MAC,
+     * which chained from row 1's old hash, no longer matches */
+    unsigned char h1x[32], h2x[32];
+    r1.outcome = "denied";
+    CHECK(cv_audit_event_hash(&r1, h1x) == CV_OK);
+    r1.hash = h1x;
+    r2.prev_hash = h1x;
+    CHECK(cv_audit_event_hash(&r2, h2x) == CV_OK);
+    r2.hash = h2x;
+    cv_audit_verify_init(&v);
+    cv_audit_verify_set_key(&v, seal_with, k);
+    CHECK(cv_audit_verify_row(&v, &r1));
+    CHECK(!cv_audit_verify_row(&v, &r2));
+    CHECK_EQ_INT(v.first_broken_seq, 2);
+    cv_secbuf_free(k);
+}
+
+static void verify_flags_rewrite_with_recomputed_sha256(void)
+{
+    /* A database writer edits row 2 and recomputes its SHA-256 link (the
+     * attack that passed before): the MAC no longer matches. */
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32], m1[32], m2[32], h2x[32];
+    struct cv_secbuf *k = test_key();
+    make_keyed_rows(&r1, &r2, h1, h2, m1, m2);
+    r2.outcome = "denied";
+    CHECK(cv_audit_event_hash(&r2, h2x) == CV_OK);
+    r2.hash = h2x;
+    struct cv_audit_verifier v;
+    cv_audit_verify_init(&v);
+    cv_audit_verify_set_key(&v, seal_with, k);
+    CHECK(cv_audit_verify_row(&v, &r1));
+    CHECK(!cv_audit_verify_row(&v, &r2));
+    CHECK_EQ_INT(v.first_broken_seq, 2);
+    CHECK(strstr(v.reason, "MAC") != NULL);
+    cv_secbuf_free(k);
+}
+
+static void verify_flags_mac_under_another_key(void)
+{
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32], m1[32], m2[32];
+    struct cv_secbuf *k = test_key();
+    make_keyed_rows(&r1, &r2, h1, h2, m1, m2);
+    k->data[0] ^= 1; /* a forger's own key */
+    struct cv_audit_verifier v;
+    cv_audit_verify_init(&v);
+    cv_audit_verify_set_key(&v, seal_with, k);
+    CHECK(!cv_audit_verify_row(&v, &r1));
+    CHECK_EQ_INT(v.first_broken_seq, 1);
+    cv_secbuf_free(k);
+}
+
+static void verify_flags_unkeyed_row_after_keyed_row(void)
+{
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32], m1[32], m2[32];
+    struct cv_secbuf *k = test_key();
+    make_keyed_rows(&r1, &r2, h1, h2, m1, m2);
+    r2.mac = NULL; /* appended by something without the key */
+    r2.mac_len = 0;
+    struct cv_audit_verifier v;
+    cv_audit_verify_init(&v);
+    cv_audit_verify_set_key(&v, seal_with, k);
+    CHECK(cv_audit_verify_row(&v, &r1));
+    CHECK(!cv_audit_verify_row(&v, &r2));
+    CHECK_EQ_INT(v.first_broken_seq, 2);
+    CHECK(strstr(v.reason, "unkeyed") != NULL);
+    cv_secbuf_free(k);
+}
+
+static void verify_flags_stripped_prefix_of_keyed_rows(void)
+{
+    /* Row 1's MAC removed (and the SHA chain left intact): row 2 now looks
+     * like the first keyed row, but its MAC chains from m1, not from zeros. */
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32], m1[32], m2[32];
+    struct cv_secbuf *k = test_key();
+    make_keyed_rows(&r1, &r2, h1, h2, m1, m2);
+    r1.mac = NULL;
+    r1.mac_len = 0;
+    struct cv_audit_verifier v;
+    cv_audit_verify_init(&v);
+    cv_audit_verify_set_key(&v, seal_with, k);
+    CHECK(cv_audit_verify_row(&v, &r1));
+    CHECK(!cv_audit_verify_row(&v, &r2));
+    CHECK_EQ_INT(v.first_broken_seq, 2);
+    cv_secbuf_free(k);
+}
+
+static void verify_flags_head_mac_and_wholly_stripped_chain(void)
+{
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32], m1[32], m2[32];
+    struct cv_secbuf *k = test_key();
+    make_keyed_rows(&r1, &r2, h1, h2, m1, m2);
+    struct cv_audit_verifier v;
+    cv_audit_verify_init(&v);
+    cv_audit_verify_set_key(&v, seal_with, k);
+    CHECK(cv_audit_verify_row(&v, &r1) && cv_audit_verify_row(&v, &r2));
+    struct cv_audit_head head = keyed_head_of(2, h2, m1); /* head's MAC replaced */
+    CHECK(!cv_audit_verify_finish(&v, &head));
+    CHECK(strstr(v.reason, "audit_head MAC") != NULL);
+    cv_audit_verify_init(&v);
+    cv_audit_verify_set_key(&v, seal_with, k);
+    CHECK(cv_audit_verify_row(&v, &r1) && cv_audit_verify_row(&v, &r2));
+    head = head_of(2, h2); /* head without a MAC on a keyed chain */
+    CHECK(!cv_audit_verify_finish(&v, &head));
+    /* every MAC stripped: the SHA-256 chain holds, but the vault has a key */
+    make_rows(&r1, &r2, h1, h2);
+    cv_audit_verify_init(&v);
+    cv_audit_verify_set_key(&v, seal_with, k);
+    CHECK(cv_audit_verify_row(&v, &r1) && cv_audit_verify_row(&v, &r2));
+    head = head_of(2, h2);
+    CHECK(!cv_audit_verify_finish(&v, &head));
+    CHECK(strstr(v.reason, "stripped") != NULL);
+    cv_secbuf_free(k);
+}
+
+static void verify_without_key_refuses_keyed_rows(void)
+{
+    struct cv_audit_row r1, r2;
+    unsigned char h1[32], h2[32], m1[32], m2[32];
+    make_keyed_rows(&r1, &r2, h1, h2, m1, m2);
+    struct cv_audit_verifier v;
+    cv_audit_verify_init(&v);
+    CHECK(!cv_audit_verify_row(&v, &r1));
+    CHECK_EQ_INT(v.first_broken_seq, 1);
 }
 
 int main(void)
@@ -333,5 +580,15 @@ int main(void)
     RUN(verify_flags_reordered_and_relinked_rows);
     RUN(verify_flags_truncated_tail_and_rows_past_head);
     RUN(export_line_escapes_and_nulls);
+    RUN(event_mac_matches_independent_vectors);
+    RUN(event_mac_refuses_a_missing_or_short_key);
+    RUN(verify_accepts_keyed_chain_and_reports_where_it_starts);
+    RUN(verify_accepts_unkeyed_rows_then_keyed_rows);
+    RUN(verify_flags_rewrite_with_recomputed_sha256);
+    RUN(verify_flags_mac_under_another_key);
+    RUN(verify_flags_unkeyed_row_after_keyed_row);
+    RUN(verify_flags_stripped_prefix_of_keyed_rows);
+    RUN(verify_flags_head_mac_and_wholly_stripped_chain);
+    RUN(verify_without_key_refuses_keyed_rows);
     return check_summary("test_audit");
 }
