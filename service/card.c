@@ -171,6 +171,24 @@ const char *cv_card_brand_name(enum cv_card_brand brand)
     return "unknown";
 }
 
+cv_status cv_card_display_of(const char *pan, struct cv_card_display *d)
+{
+    memset(d, 0, sizeof(*d));
+    size_t len = strnlen(pan, CV_PAN_MAX_DIGITS + 1);
+    if (len < CV_PAN_MIN_DIGITS || len > CV_PAN_MAX_DIGITS)
+        return CV_ERR_INVALID_PAN;
+    for (size_t i = 0; i < len; i++)
+        if (!is_digit(pan[i]))
+            return CV_ERR_INVALID_PAN;
+    memcpy(d->bin, pan, CV_CARD_BIN_DIGITS);
+    memcpy(d->last4, pan + len - CV_CARD_LAST4_DIGITS, CV_CARD_LAST4_DIGITS);
+    const char *brand = cv_card_brand_name(cv_card_brand_of(pan, len));
+    size_t brand_len = strlen(brand);
+    assert(brand_len < sizeof(d->brand)); /* our own table of names */
+    memcpy(d->brand, brand, brand_len);
+    return CV_OK;
+}
+
 /* A card is good through the last day of its expiry month, so the current
  * month is accepted. "At most 20 years ahead" is counted in months: with the
  * clock at 06/2025, 06/2045 is accepted and 07/2045 is not. The bounds are
