@@ -117,6 +117,10 @@ static bool in_range(long v, long lo, long hi)
     return v >= lo && v <= hi;
 }
 
+/* Part of the stored format: every open recomputes a row's brand with this
+ * table and refuses the row when it differs from the stored column
+ * (row_check.c). A change that gives an existing card another brand must
+ * come with a rewrite of those rows' brand (docs/storage-policy.md). */
 enum cv_card_brand cv_card_brand_of(const char *digits, size_t len)
 {
     long p[IIN_MAX_DIGITS + 1];
