@@ -469,8 +469,7 @@ static cv_status check_columns(struct cv_keyring *kr, const struct cv_token_row 
         char fields[CV_ROW_MISMATCH_NAMES_MAX];
         cv_row_check_describe(mismatch, fields, sizeof(fields));
         cv_log(CV_LOG_ERROR, "token_columns_mismatch", CV_LS("merchant_id", row->merchant_id),
-               CV_LS("token", row->token), CV_LI("dek_id", row->dek_id),
-               CV_LS("columns", fields));
+               CV_LS("token", row->token), CV_LI("dek_id", row->dek_id), CV_LS("columns", fields));
     }
     if (st != CV_OK)
         cv_wipe(card, sizeof(*card));

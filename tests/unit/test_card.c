@@ -652,8 +652,12 @@ static void display_of_gives_bin_last4_and_brand(void)
 
 static void display_of_refuses_what_is_not_a_normalized_pan(void)
 {
-    static const char *const bad[] = {"", "42424242424", "4242 4242 4242 4242", "4242-424242424242",
-                                      "42424242424242x", "\t4242424242424242"};
+    static const char *const bad[] = {"",
+                                      "42424242424",
+                                      "4242 4242 4242 4242",
+                                      "4242-424242424242",
+                                      "42424242424242x",
+                                      "\t4242424242424242"};
     struct cv_card_display d;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         memset(&d, 0x55, sizeof(d));

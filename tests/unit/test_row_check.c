@@ -41,8 +41,8 @@ static void ref_fingerprint(const struct cv_secbuf *key, const char *merchant, c
     memcpy(msg, merchant, ml);
     msg[ml] = 0;
     memcpy(msg + ml + 1, pan, pl);
-    CHECK(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key->data, key->len, msg, ml + 1 + pl,
-                    mac, sizeof(mac), &mac_len) != NULL);
+    CHECK(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key->data, key->len, msg, ml + 1 + pl, mac,
+                    sizeof(mac), &mac_len) != NULL);
     CHECK_EQ_INT(mac_len, 32);
     cv_token_format_fingerprint(mac, out);
 }
@@ -98,8 +98,8 @@ static void columns_of_the_sealed_card_pass(void)
         cv_status st = CV_ERR_INTERNAL;
         unsigned m = check_of(key, &r, &c, &st);
         if (st != CV_OK || m != 0)
-            fprintf(stderr, "  card %zu (%s): %s, mask %u\n", i, cards[i].brand,
-                    cv_status_name(st), m);
+            fprintf(stderr, "  card %zu (%s): %s, mask %u\n", i, cards[i].brand, cv_status_name(st),
+                    m);
         CHECK_EQ_INT(st, CV_OK);
         CHECK_EQ_INT(m, 0);
         cv_wipe(&c, sizeof(c));
@@ -192,7 +192,8 @@ static void near_miss_columns_are_refused(void)
     CHECK_EQ_INT(check_of(key, &r, &c, &st), CV_ROW_MISMATCH_BIN | CV_ROW_MISMATCH_LAST4);
     /* A fingerprint one character off, and one cut short. */
     r = row_of(key, MERCHANT_A, c.pan, "424242", "4242", "visa");
-    r.fingerprint[CV_FINGERPRINT_LEN - 1] = r.fingerprint[CV_FINGERPRINT_LEN - 1] == 'a' ? 'b' : 'a';
+    r.fingerprint[CV_FINGERPRINT_LEN - 1] =
+        r.fingerprint[CV_FINGERPRINT_LEN - 1] == 'a' ? 'b' : 'a';
     CHECK_EQ_INT(check_of(key, &r, &c, &st), CV_ROW_MISMATCH_FINGERPRINT);
     r = row_of(key, MERCHANT_A, c.pan, "424242", "4242", "visa");
     r.fingerprint[CV_FINGERPRINT_LEN - 1] = '\0';
@@ -223,8 +224,8 @@ static void fingerprint_of_another_merchant_or_key_is_refused(void)
 /* Something that decrypted but is no PAN we could have sealed. */
 static void decrypted_non_pan_is_refused(void)
 {
-    static const char *const pans[] = {"", "42424242424", "4242x42424242424",
-                                       "4242 4242 4242 4242", NULL};
+    static const char *const pans[] = {"", "42424242424", "4242x42424242424", "4242 4242 4242 4242",
+                                       NULL};
     struct cv_secbuf *key = fp_key_of(0x5a);
     for (size_t i = 0; i < sizeof(pans) / sizeof(pans[0]); i++) {
         struct cv_card_plain c;
