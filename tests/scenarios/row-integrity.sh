@@ -25,7 +25,8 @@
 # without a name) still read and detokenize to their own card; `keys
 # reencrypt` moves the untampered rows of a retired DEK (they still open
 # afterwards) and reports the tampered ones as unreadable instead of
-# re-sealing them; no PAN of the run is in the service log.
+# re-sealing them; no PAN of the run is in the service log, and (under
+# BUILD=asan) no sanitizer report.
 # Ends with "row-integrity: N passed, N failed", appends "P F" to build/test-results.
 SUITE=row-integrity
 . "$(dirname "$0")/../lib/scenario.sh"
@@ -176,4 +177,6 @@ done
 pans_logged=0
 for p in "${ALL_PANS[@]}"; do grep -qF "$p" "$SC_SERVICE_LOG" "$SC_DIR/reencrypt.out" "$SC_DIR/reencrypt.err" && pans_logged=$((pans_logged + 1)); done
 check "no PAN in the service log or the reencrypt output ($pans_logged)" test "$pans_logged" -eq 0
+check "no sanitizer report in the service log or the reencrypt output" \
+  eval '! grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$SC_SERVICE_LOG" "$SC_DIR/reencrypt.err"'
 sc_finish
