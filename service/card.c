@@ -117,6 +117,10 @@ static bool in_range(long v, long lo, long hi)
     return v >= lo && v <= hi;
 }
 
+/* Part of the stored format: every open recomputes a row's brand with this
+ * table and refuses the row when it differs from the stored column
+ * (row_check.c). A change that gives an existing card another brand must
+ * come with a rewrite of those rows' brand (docs/storage-policy.md). */
 enum cv_card_brand cv_card_brand_of(const char *digits, size_t len)
 {
     long p[IIN_MAX_DIGITS + 1];
@@ -169,6 +173,24 @@ const char *cv_card_brand_name(enum cv_card_brand brand)
         break;
     }
     return "unknown";
+}
+
+cv_status cv_card_display_of(const char *pan, struct cv_card_display *d)
+{
+    memset(d, 0, sizeof(*d));
+    size_t len = strnlen(pan, CV_PAN_MAX_DIGITS + 1);
+    if (len < CV_PAN_MIN_DIGITS || len > CV_PAN_MAX_DIGITS)
+        return CV_ERR_INVALID_PAN;
+    for (size_t i = 0; i < len; i++)
+        if (!is_digit(pan[i]))
+            return CV_ERR_INVALID_PAN;
+    memcpy(d->bin, pan, CV_CARD_BIN_DIGITS);
+    memcpy(d->last4, pan + len - CV_CARD_LAST4_DIGITS, CV_CARD_LAST4_DIGITS);
+    const char *brand = cv_card_brand_name(cv_card_brand_of(pan, len));
+    size_t brand_len = strlen(brand);
+    assert(brand_len < sizeof(d->brand)); /* our own table of names */
+    memcpy(d->brand, brand, brand_len);
+    return CV_OK;
 }
 
 /* A card is good through the last day of its expiry month, so the current

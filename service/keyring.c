@@ -16,6 +16,7 @@
 
 #include "cardvault/audit.h"
 #include "cardvault/log.h"
+#include "cardvault/row_check.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/store_keys.h"
 #include "cardvault/token.h"
@@ -457,6 +458,28 @@ cv_status cv_keyring_seal(struct cv_keyring *kr, const struct cv_card_plain *car
     return st;
 }
 
+/* The clear columns beside the ciphertext (BIN, last 4, brand, fingerprint)
+ * are not covered by it: a database writer could change what a read shows
+ * or where a fingerprint lookup leads. Every open recomputes them from the
+ * card it opened; a row that disagrees is refused like a ciphertext that
+ * does not verify (CV_ERR_INTEGRITY, card wiped). The log line names the
+ * columns, never their values. */
+static cv_status check_columns(struct cv_keyring *kr, const struct cv_token_row *row,
+                               struct cv_card_plain *card)
+{
+    unsigned mismatch = 0;
+    cv_status st = cv_row_check_columns(kr->fp_key, row, card, &mismatch);
+    if (st == CV_ERR_INTEGRITY) {
+        char fields[CV_ROW_MISMATCH_NAMES_MAX];
+        cv_row_check_describe(mismatch, fields, sizeof(fields));
+        cv_log(CV_LOG_ERROR, "token_columns_mismatch", CV_LS("merchant_id", row->merchant_id),
+               CV_LS("token", row->token), CV_LI("dek_id", row->dek_id), CV_LS("columns", fields));
+    }
+    if (st != CV_OK)
+        cv_wipe(card, sizeof(*card));
+    return st;
+}
+
 cv_status cv_keyring_open_row(struct cv_keyring *kr, const struct cv_token_row *row,
                               struct cv_card_plain *card)
 {
@@ -474,6 +497,8 @@ cv_status cv_keyring_open_row(struct cv_keyring *kr, const struct cv_token_row *
                                                 row->ciphertext, row->ciphertext_len, card)
                              : CV_ERR_TOKEN_DESTROYED;
     pthread_rwlock_unlock(&kr->cache_lock);
+    if (st == CV_OK)
+        st = check_columns(kr, row, card);
     return st;
 }
 

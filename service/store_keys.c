@@ -171,7 +171,9 @@ static const struct cv_pg_stmt retire_others = {
 
 static const struct cv_pg_stmt tokens_to_reencrypt = {
     "tokens_to_reencrypt",
-    "SELECT t.merchant_id, t.token, t.format_version, t.dek_id, t.nonce, t.ciphertext "
+    "SELECT t.merchant_id, t.token, t.format_version, t.dek_id, t.nonce, t.ciphertext, "
+    /* the clear columns too: opening a row checks them against its card */
+    "t.brand, t.bin, t.last4, t.fingerprint "
     /* 10 s: by then no instance still seals under the key (keyring.c) */
     "FROM tokens t JOIN data_keys d USING (dek_id) WHERE d.state = 'retired' "
     "AND d.retired_at < now() - interval '10 seconds' "
@@ -650,6 +652,10 @@ static cv_status reencrypt_row(const PGresult *r, int i, struct cv_token_row *ro
     /* a wrong-length nonce stays zero: the opener reports an integrity failure */
     if (cv_pg_get_fixed_bytea(r, i, 4, row->nonce, sizeof(row->nonce)) != CV_OK)
         memset(row->nonce, 0, sizeof(row->nonce));
+    cv_pg_get_text(r, i, 6, row->brand, sizeof(row->brand));
+    cv_pg_get_text(r, i, 7, row->bin, sizeof(row->bin));
+    cv_pg_get_text(r, i, 8, row->last4, sizeof(row->last4));
+    cv_pg_get_text(r, i, 9, row->fingerprint, sizeof(row->fingerprint));
     return cv_pg_get_bytea(r, i, 5, &row->ciphertext, &row->ciphertext_len);
 }
 

@@ -54,6 +54,21 @@ bool cv_card_luhn_ok(const char *digits, size_t len);
 enum cv_card_brand cv_card_brand_of(const char *digits, size_t len);
 /* "visa", "mastercard", "amex", "discover", "jcb", "diners", "unionpay" or "unknown". */
 const char *cv_card_brand_name(enum cv_card_brand brand);
+/* The display data kept in the clear beside a sealed card (PCI DSS 3.4.1
+ * allows first six and last four digits): what tokenize stores and what
+ * every open checks the stored columns against. Each field NUL-terminated
+ * and zero-padded to its size. */
+#define CV_CARD_BIN_DIGITS   6
+#define CV_CARD_LAST4_DIGITS 4
+#define CV_CARD_BRAND_MAX    16
+struct cv_card_display {
+    char bin[CV_CARD_BIN_DIGITS + 1];
+    char last4[CV_CARD_LAST4_DIGITS + 1];
+    char brand[CV_CARD_BRAND_MAX];
+};
+/* Fills d from a normalized PAN (12-19 ASCII digits, NUL-terminated within
+ * CV_PAN_MAX_DIGITS + 1 bytes). CV_ERR_INVALID_PAN, with d zeroed, otherwise. */
+CV_MUST_USE cv_status cv_card_display_of(const char *pan, struct cv_card_display *d);
 /* Month 1-12, four-digit year, not before (now_year, now_month), at most 20 years ahead.
  * CV_ERR_INVALID_EXPIRY otherwise. */
 CV_MUST_USE cv_status cv_card_check_expiry(long long month, long long year, int now_month,

@@ -53,7 +53,10 @@ void cv_keyring_close(struct cv_keyring *kr);
 CV_MUST_USE cv_status cv_keyring_seal(struct cv_keyring *kr, const struct cv_card_plain *card,
                                       struct cv_token_row *row);
 /* Opens row into card. CV_ERR_TOKEN_DESTROYED when its DEK was destroyed,
- * CV_ERR_INTEGRITY when the ciphertext does not verify for this row. */
+ * CV_ERR_INTEGRITY when the ciphertext does not verify for this row or when
+ * the row's BIN, last 4, brand or fingerprint differ from the card it opened
+ * to (row_check.h; logged as token_columns_mismatch). card is wiped on every
+ * failure. */
 CV_MUST_USE cv_status cv_keyring_open_row(struct cv_keyring *kr, const struct cv_token_row *row,
                                           struct cv_card_plain *card);
 /* "fp_..." for (merchant, pan). */

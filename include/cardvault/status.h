@@ -37,7 +37,8 @@ typedef enum cv_status {
     CV_ERR_DB_UNAVAILABLE, /* connection lost or database refusing writes: 503 */
     CV_ERR_DB,             /* unexpected database error: 500 */
     CV_ERR_CRYPTO,
-    CV_ERR_INTEGRITY, /* AEAD open failed: tampered or misplaced ciphertext */
+    CV_ERR_INTEGRITY, /* AEAD open failed (tampered or misplaced ciphertext), or a row's
+                       * clear columns do not match its card (row_check.h) */
     CV_ERR_CONFIG,
     CV_ERR_IO,
     CV_ERR_SHUTTING_DOWN,

@@ -66,8 +66,9 @@ store_tokens.c	DELETE FROM idempotency_keys WHERE expires_at < now()
 store_keys.c	SELECT d.dek_id, d.state, extract(epoch FROM now() - d.created_at)::bigint, d.use_count, d.max_uses, (SELECT count(*) FROM tokens t WHERE t.dek_id = d.dek_id) FROM data_keys d ORDER BY d.dek_id
 # `keys reencrypt`: the next batch of rows still under a retired DEK; each row
 # is re-sealed with its own merchant_id in the AAD and written back by
-# update_cipher, which is scoped (merchant_id = $1 AND token = $2).
-store_keys.c	SELECT t.merchant_id, t.token, t.format_version, t.dek_id, t.nonce, t.ciphertext FROM tokens t JOIN data_keys d USING (dek_id) WHERE d.state = 'retired' AND d.retired_at < now() - interval '10 seconds' AND ($1::bigint = 0 OR t.dek_id = $1::bigint) ORDER BY t.dek_id, t.merchant_id, t.token LIMIT $2
+# update_cipher, which is scoped (merchant_id = $1 AND token = $2). The clear
+# columns come along because opening a row checks them against its card.
+store_keys.c	SELECT t.merchant_id, t.token, t.format_version, t.dek_id, t.nonce, t.ciphertext, t.brand, t.bin, t.last4, t.fingerprint FROM tokens t JOIN data_keys d USING (dek_id) WHERE d.state = 'retired' AND d.retired_at < now() - interval '10 seconds' AND ($1::bigint = 0 OR t.dek_id = $1::bigint) ORDER BY t.dek_id, t.merchant_id, t.token LIMIT $2
 # `keys destroy-dek`: how many tokens became unrecoverable (a count, reported
 # to the operator and audited).
 store_keys.c	UPDATE data_keys SET state = 'destroyed', wrapped_key = NULL, destroyed_at = now() WHERE dek_id = $1 AND state = 'retired' AND retired_at < now() - interval '10 seconds' RETURNING (SELECT count(*) FROM tokens WHERE dek_id = $1)

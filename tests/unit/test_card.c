@@ -632,8 +632,48 @@ static void decode_rejects_bytes_off_the_layout(void)
     CHECK_EQ_INT(cv_card_decode(out, len, &back), CV_ERR_INTEGRITY);
 }
 
+/* What tokenize stores in the clear and every open checks: first six, last
+ * four, brand name; zero-padded. */
+static void display_of_gives_bin_last4_and_brand(void)
+{
+    struct cv_card_display d;
+    CHECK_EQ_INT(cv_card_display_of("378282246310005", &d), CV_OK);
+    CHECK(strcmp(d.bin, "378282") == 0 && strcmp(d.last4, "0005") == 0 &&
+          strcmp(d.brand, "amex") == 0);
+    CHECK_EQ_INT(cv_card_display_of("4000000000000000006", &d), CV_OK);
+    CHECK(strcmp(d.bin, "400000") == 0 && strcmp(d.last4, "0006") == 0 &&
+          strcmp(d.brand, "visa") == 0);
+    CHECK_EQ_INT(cv_card_display_of("999999999999", &d), CV_OK);
+    CHECK(strcmp(d.bin, "999999") == 0 && strcmp(d.last4, "9999") == 0 &&
+          strcmp(d.brand, "unknown") == 0);
+    for (size_t i = strlen(d.brand); i < sizeof(d.brand); i++)
+        CHECK(d.brand[i] == '\0');
+}
+
+static void display_of_refuses_what_is_not_a_normalized_pan(void)
+{
+    static const char *const bad[] = {"",
+                                      "42424242424",
+                                      "4242 4242 4242 4242",
+                                      "4242-424242424242",
+                                      "42424242424242x",
+                                      "\t4242424242424242"};
+    struct cv_card_display d;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&d, 0x55, sizeof(d));
+        CHECK_EQ_INT(cv_card_display_of(bad[i], &d), CV_ERR_INVALID_PAN);
+        CHECK(d.bin[0] == '\0' && d.last4[0] == '\0' && d.brand[0] == '\0');
+    }
+    /* Twenty digits, no NUL within the PAN's buffer. */
+    char twenty[CV_PAN_MAX_DIGITS + 1];
+    memset(twenty, '4', sizeof(twenty));
+    CHECK_EQ_INT(cv_card_display_of(twenty, &d), CV_ERR_INVALID_PAN);
+}
+
 int main(void)
 {
+    RUN(display_of_gives_bin_last4_and_brand);
+    RUN(display_of_refuses_what_is_not_a_normalized_pan);
     RUN(vectors_file_pans_are_accepted_with_their_brand);
     RUN(vectors_file_pans_are_rejected_with_any_other_check_digit);
     RUN(inline_published_pans_get_their_brand);
