@@ -59,7 +59,7 @@ static void defaults_with_an_empty_environment(void)
     CHECK_EQ_INT(cfg.http_threads, 0); /* a thread per connection */
     CHECK_EQ_INT(cfg.db_writers, 1);
     CHECK_EQ_INT(cfg.per_ip_connections, 128);
-    CHECK_EQ_INT(cfg.drain_grace_ms, 0);
+    CHECK_EQ_INT(cfg.drain_grace_ms, 5000);
     CHECK_EQ_INT(cfg.db_pool_size, 8);
     CHECK_EQ_INT(cfg.max_connections, 512);
     CHECK_EQ_INT(cfg.conn_timeout_s, 30);
