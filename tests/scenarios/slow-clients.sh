@@ -42,10 +42,7 @@ le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 sc_setup -c shared_preload_libraries=pg_stat_statements
 q "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
 PORT=${CARDVAULT_LISTEN##*:}
-OPS_PORT=$(free_port 30000 20000)
-while [ "$OPS_PORT" = "$PORT" ]; do OPS_PORT=$(free_port 30000 20000); done
-export CARDVAULT_OPS_LISTEN="127.0.0.1:$OPS_PORT"
-OPS_URL="http://127.0.0.1:$OPS_PORT"
+OPS_URL=$SC_OPS_URL
 need "merchant created" sc_merchant slow
 need "service starts (deadline ${DEADLINE_MS} ms, 40 connections, 10 per address)" \
   sc_start CARDVAULT_REQUEST_DEADLINE_MS=$DEADLINE_MS CARDVAULT_MAX_CONNECTIONS=40 \
