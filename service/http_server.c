@@ -791,13 +791,9 @@ cv_status cv_http_server_start(struct cv_app *app, struct cv_http_server **out, 
                                size_t why_len)
 {
     const struct cv_config *cfg = app->config;
-    struct listener_spec spec = {CV_LISTENER_API,
-                                 "CARDVAULT_LISTEN",
-                                 cfg->listen_host,
-                                 cfg->listen_port,
-                                 true,
-                                 cfg->max_connections,
-                                 cfg->per_ip_connections};
+    struct listener_spec spec = {
+        CV_LISTENER_API,      "CARDVAULT_LISTEN",     cfg->listen_host, cfg->listen_port, true,
+        cfg->max_connections, cfg->per_ip_connections};
     return start_listener(app, &spec, out, why, why_len);
 }
 
@@ -805,9 +801,9 @@ cv_status cv_http_server_start_ops(struct cv_app *app, struct cv_http_server **o
                                    size_t why_len)
 {
     const struct cv_config *cfg = app->config;
-    struct listener_spec spec = {CV_LISTENER_OPS,     "CARDVAULT_OPS_LISTEN", cfg->ops_listen_host,
-                                 cfg->ops_listen_port, false,                  OPS_MAX_CONNECTIONS,
-                                 OPS_MAX_CONNECTIONS};
+    struct listener_spec spec = {
+        CV_LISTENER_OPS, "CARDVAULT_OPS_LISTEN", cfg->ops_listen_host, cfg->ops_listen_port,
+        false,           OPS_MAX_CONNECTIONS,    OPS_MAX_CONNECTIONS};
     return start_listener(app, &spec, out, why, why_len);
 }
 

@@ -25,11 +25,12 @@ static const struct cv_route routes[] = {
      false, NULL, cv_api_delete, API},
     {CV_ROUTE_DETOKENIZE, "POST", "/v1/tokens/{token}/detokenize", CV_SCOPE_DETOKENIZE, true,
      CV_ROUTE_BODY_EMPTY, true, "token.detokenize", cv_api_detokenize, API},
-    {CV_ROUTE_HEALTHZ, "GET", "/healthz", 0, false, CV_ROUTE_BODY_NONE, false, NULL,
-     cv_api_healthz, BOTH},
-    {CV_ROUTE_READYZ, "GET", "/readyz", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_readyz, OPS},
-    {CV_ROUTE_METRICS, "GET", "/metrics", 0, false, CV_ROUTE_BODY_NONE, false, NULL,
-     cv_api_metrics, OPS},
+    {CV_ROUTE_HEALTHZ, "GET", "/healthz", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_healthz,
+     BOTH},
+    {CV_ROUTE_READYZ, "GET", "/readyz", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_readyz,
+     OPS},
+    {CV_ROUTE_METRICS, "GET", "/metrics", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_metrics,
+     OPS},
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 

@@ -31,11 +31,11 @@ struct cv_config {
     unsigned db_pool_size;    /* CARDVAULT_DB_POOL_SIZE, default 8 */
     unsigned max_connections; /* CARDVAULT_MAX_CONNECTIONS, default 512 */
     unsigned conn_timeout_s;  /* CARDVAULT_CONNECTION_TIMEOUT_S, default 30 */
-    unsigned request_deadline_ms; /* CARDVAULT_REQUEST_DEADLINE_MS: a whole request (headers
-                                     and body) must arrive within this, default 10000 */
-    long long dek_max_age_s;  /* CARDVAULT_DEK_MAX_AGE_S, default 30 days */
-    long long dek_max_uses;   /* CARDVAULT_DEK_MAX_USES, default 2^24 */
-    unsigned auth_refresh_ms; /* CARDVAULT_AUTH_REFRESH_MS, default 1000 */
+    unsigned request_deadline_ms;   /* CARDVAULT_REQUEST_DEADLINE_MS: a whole request (headers
+                                       and body) must arrive within this, default 10000 */
+    long long dek_max_age_s;        /* CARDVAULT_DEK_MAX_AGE_S, default 30 days */
+    long long dek_max_uses;         /* CARDVAULT_DEK_MAX_USES, default 2^24 */
+    unsigned auth_refresh_ms;       /* CARDVAULT_AUTH_REFRESH_MS, default 1000 */
     unsigned auth_stale_max_ms;     /* CARDVAULT_AUTH_STALE_MAX_MS: refuse API keys when no key
                                        refresh succeeded for this long; 0 (default) = max(30 s,
                                        10 x auth_refresh_ms) */

@@ -148,8 +148,8 @@ struct cv_handler_deps {
     struct cv_keyring *keyring; /* NULL: key operations unavailable */
     const struct cv_keyring_ops *keyring_ops;
     struct cv_clock clock;
-    struct cv_metrics *metrics; /* GET /metrics */
-    atomic_bool *draining;      /* shutting down: readiness answers "not ready" */
+    struct cv_metrics *metrics;     /* GET /metrics */
+    atomic_bool *draining;          /* shutting down: readiness answers "not ready" */
     struct cv_readiness *readiness; /* shares one probe among /readyz callers; NULL: probe
                                        on every call (set by the caller after init) */
     int64_t idempotency_ttl_s;

@@ -11,8 +11,8 @@
  * content-type and query-string checks, authentication and scope checks,
  * dispatch through the router, and the one place where a cv_status becomes
  * an HTTP status and a JSON error. Every connection must deliver each whole
- * request within CARDVAULT_REQUEST_DEADLINE_MS (conn_deadline.h). Writes the access log line and the
- * request metrics when each request completes. */
+ * request within CARDVAULT_REQUEST_DEADLINE_MS (conn_deadline.h). Writes the access log line and
+ * the request metrics when each request completes. */
 
 #define CV_HTTP_BODY_MAX_BYTES 8192
 
