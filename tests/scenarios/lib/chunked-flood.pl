@@ -12,6 +12,7 @@ use IO::Socket::INET;
 use IO::Select;
 use Time::HiRes qw(time);
 
+$SIG{PIPE} = "IGNORE"; # a reset shows as a write error, not a signal
 my ($port, $key, $max) = @ARGV;
 die "usage: chunked-flood.pl PORT KEY MAX_BYTES\n" unless defined $max;
 my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp')

@@ -12,6 +12,7 @@ use IO::Socket::INET;
 use IO::Select;
 use Time::HiRes qw(time sleep);
 
+$SIG{PIPE} = "IGNORE";
 my ($port, $addrs, $per, $interval, $run) = @ARGV;
 die "usage: trickle.pl PORT ADDRS PER_ADDR INTERVAL_S RUN_S\n" unless defined $run;
 my (@conns, @closed);
