@@ -215,11 +215,14 @@ SC_CLUSTER=external # the bench brings its own cluster; free_port from the test 
 # shellcheck source=tests/lib/scenario.sh
 . "$ROOT/tests/lib/scenario.sh"
 SVC_PORT=$(free_port)
+OPS_PORT=$(free_port)
 BARE_PORT=$(free_port)
 export CARDVAULT_LISTEN="127.0.0.1:$SVC_PORT"
 # No load balancer in front: close the listener as soon as a stop signal arrives.
 export CARDVAULT_DRAIN_GRACE_MS=${CARDVAULT_DRAIN_GRACE_MS:-0}
+export CARDVAULT_OPS_LISTEN="127.0.0.1:$OPS_PORT" # /healthz, /readyz, /metrics
 SVC_URL="http://127.0.0.1:$SVC_PORT"
+OPS_URL="http://127.0.0.1:$OPS_PORT"
 # Per-key rate limiting is a policy, not a capacity: off unless the caller sets it.
 export CARDVAULT_RATE_LIMIT_RPS=${CARDVAULT_RATE_LIMIT_RPS:-0}
 BARE_URL="http://127.0.0.1:$BARE_PORT"
@@ -246,12 +249,14 @@ else
 fi
 CARDVAULT_DATABASE_URL="$SVC_DATABASE_URL" "$WORK/cardvault" serve >"$SERVICE_LOG" 2>"$WORK/service.err" &
 SVC_PID=$!
+# /readyz is on the ops listener (a build from before it had it on the API port).
+svc_ready() { curl -sf "$OPS_URL/readyz" >/dev/null 2>&1 || curl -sf "$SVC_URL/readyz" >/dev/null 2>&1; }
 for _ in $(seq 1 100); do
-  curl -sf "$SVC_URL/readyz" >/dev/null 2>&1 && break
+  svc_ready && break
   kill -0 "$SVC_PID" 2>/dev/null || die "cardvault serve exited"
   sleep 0.1
 done
-curl -sf "$SVC_URL/readyz" >/dev/null || die "cardvault is not ready on $SVC_URL"
+svc_ready || die "cardvault is not ready on $OPS_URL"
 log "cardvault serve pid $SVC_PID on $SVC_URL (http threads $HTTP_THREADS (0 = a thread per connection), db pool ${DB_POOL:-?}, db writers ${DB_WRITERS:-?})"
 
 # ---------------------------------------------------------------- helpers

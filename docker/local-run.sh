@@ -97,6 +97,7 @@ Try:
     -d '{"pan":"4242 4242 4242 4242","exp_month":12,"exp_year":2030,"cvc":"123"}'
   curl -s http://$listen/v1/tokens/TOKEN -H 'Authorization: Bearer $(get secret_key)'
   curl -s -X POST http://$listen/v1/tokens/TOKEN/detokenize -H 'Authorization: Bearer $(get detokenize_key)'
+  curl -s http://${CARDVAULT_OPS_LISTEN:-127.0.0.1:9090}/readyz     (health and metrics: the ops listener)
 
 MSG
 

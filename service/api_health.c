@@ -1,7 +1,8 @@
-/* api_health.c: the unauthenticated operational endpoints: liveness,
- * readiness (database and KEK reachable, not draining) and the Prometheus
- * metrics text. Handlers of the contract in handler.h, like the token flows;
- * they never touch card data, and never pick an HTTP code. */
+/* api_health.c: the unauthenticated operational endpoints, served on the ops
+ * listener: liveness, readiness (database and KEK reachable, not draining;
+ * the probe is shared through readiness.c) and the Prometheus metrics text.
+ * Handlers of the contract in handler.h, like the token flows; they never
+ * touch card data, and never pick an HTTP code. */
 #include "cardvault/api_health.h"
 
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "cardvault/json_codec.h"
 #include "cardvault/metrics.h"
+#include "cardvault/readiness.h"
 
 static void finish_json(struct cv_completion *done, enum cv_result_kind kind, char *body,
                         size_t len)
@@ -34,17 +36,28 @@ void cv_api_healthz(const struct cv_handler_deps *deps, const struct cv_call *ca
     finish_json(done, CV_RESULT_OK, body, len);
 }
 
+/* The costly part of readiness: a database round trip and the KEK check. */
+static void probe_dependencies(const void *ctx, struct cv_readiness_report *out)
+{
+    const struct cv_handler_deps *deps = ctx;
+    out->database_ok = deps->store_ops->ping(deps->store) == CV_OK;
+    out->kek_ok = deps->keyring != NULL && deps->keyring_ops->kek_ok(deps->keyring);
+}
+
 void cv_api_readyz(const struct cv_handler_deps *deps, const struct cv_call *call,
                    struct cv_completion *done)
 {
     (void)call;
     bool draining = atomic_load(deps->draining);
-    bool db_ok = !draining && deps->store_ops->ping(deps->store) == CV_OK;
-    bool kek_ok = !draining && deps->keyring != NULL && deps->keyring_ops->kek_ok(deps->keyring);
-    /* While draining the database is not asked: the instance is leaving. */
-    const char *const pairs[] = {"database", db_ok ? "ok" : "unavailable", "kek",
-                                 kek_ok ? "ok" : "unavailable"};
-    bool ready = db_ok && kek_ok && !draining;
+    struct cv_readiness_report rep = {false, false};
+    /* While draining nothing is asked: the instance is leaving. */
+    if (!draining && deps->readiness != NULL)
+        cv_readiness_check(deps->readiness, probe_dependencies, deps, &rep);
+    else if (!draining)
+        probe_dependencies(deps, &rep);
+    const char *const pairs[] = {"database", rep.database_ok ? "ok" : "unavailable", "kek",
+                                 rep.kek_ok ? "ok" : "unavailable"};
+    bool ready = rep.database_ok && rep.kek_ok && !draining;
     size_t len = 0;
     char *body = cv_json_encode_health(ready ? "ready" : "unavailable", pairs, 2, &len);
     finish_json(done, ready ? CV_RESULT_OK : CV_RESULT_NOT_READY, body, len);

@@ -44,28 +44,51 @@ static cv_status parse_uint(const char *name, unsigned min, unsigned max, unsign
     return CV_OK;
 }
 
-cv_status cv_config_set_listen(struct cv_config *cfg, const char *hostport, char *why,
-                               unsigned why_len)
+/* Splits "host:port" for the variable `name`; *host is heap, the caller frees. */
+static cv_status parse_hostport(const char *name, const char *hostport, char **host,
+                                uint16_t *port_out, char *why, unsigned why_len)
 {
     const char *colon = strrchr(hostport, ':');
     if (colon == NULL || colon == hostport || colon[1] == '\0') {
-        snprintf(why, why_len, "CARDVAULT_LISTEN must be host:port, e.g. 127.0.0.1:8080");
+        snprintf(why, why_len, "%s must be host:port, e.g. 127.0.0.1:8080", name);
         return CV_ERR_CONFIG;
     }
     char *end = NULL;
     errno = 0;
     long port = strtol(colon + 1, &end, 10);
     if (errno != 0 || *end != '\0' || port < 1 || port > 65535) {
-        snprintf(why, why_len, "CARDVAULT_LISTEN port must be 1-65535");
+        snprintf(why, why_len, "%s port must be 1-65535", name);
         return CV_ERR_CONFIG;
     }
     size_t hl = (size_t)(colon - hostport);
-    char *host = cv_xmalloc(hl + 1);
-    memcpy(host, hostport, hl);
-    host[hl] = '\0';
+    *host = cv_xmalloc(hl + 1);
+    memcpy(*host, hostport, hl);
+    (*host)[hl] = '\0';
+    *port_out = (uint16_t)port;
+    return CV_OK;
+}
+
+cv_status cv_config_set_listen(struct cv_config *cfg, const char *hostport, char *why,
+                               unsigned why_len)
+{
+    char *host = NULL;
+    uint16_t port = 0;
+    CV_TRY(parse_hostport("CARDVAULT_LISTEN", hostport, &host, &port, why, why_len));
     free(cfg->listen_host);
     cfg->listen_host = host;
-    cfg->listen_port = (uint16_t)port;
+    cfg->listen_port = port;
+    return CV_OK;
+}
+
+cv_status cv_config_set_ops_listen(struct cv_config *cfg, const char *hostport, char *why,
+                                   unsigned why_len)
+{
+    char *host = NULL;
+    uint16_t port = 0;
+    CV_TRY(parse_hostport("CARDVAULT_OPS_LISTEN", hostport, &host, &port, why, why_len));
+    free(cfg->ops_listen_host);
+    cfg->ops_listen_host = host;
+    cfg->ops_listen_port = port;
     return CV_OK;
 }
 
@@ -83,6 +106,9 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
     cfg->max_connections = 512;
     cfg->conn_timeout_s = 30;
     cfg->drain_grace_ms = 5000;
+    /* Headers plus an 8 KiB body take milliseconds on any real network; 10 s
+     * bounds how long a client that trickles bytes holds a connection slot. */
+    cfg->request_deadline_ms = 10000;
     cfg->dek_max_age_s = 30LL * 24 * 3600;
     /* NIST SP 800-38D 8.3: at most 2^32 random-nonce encryptions per key;
      * 2^24 keeps the nonce-collision probability below 2^-49. */
@@ -112,6 +138,9 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
     const char *listen = getenv("CARDVAULT_LISTEN");
     CV_TRY(cv_config_set_listen(cfg, listen != NULL && *listen != '\0' ? listen : "127.0.0.1:8080",
                                 why, why_len));
+    const char *ops = getenv("CARDVAULT_OPS_LISTEN");
+    CV_TRY(cv_config_set_ops_listen(cfg, ops != NULL && *ops != '\0' ? ops : "127.0.0.1:9090", why,
+                                    why_len));
     CV_TRY(parse_uint("CARDVAULT_HTTP_THREADS", 0, 256, &cfg->http_threads, why, why_len));
     CV_TRY(parse_uint("CARDVAULT_DB_WRITERS", 1, 8, &cfg->db_writers, why, why_len));
     CV_TRY(parse_uint("CARDVAULT_MAX_CONNECTIONS_PER_IP", 1, 65536, &cfg->per_ip_connections, why,
@@ -121,6 +150,8 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
     CV_TRY(parse_uint("CARDVAULT_MAX_CONNECTIONS", 1, 65536, &cfg->max_connections, why, why_len));
     CV_TRY(
         parse_uint("CARDVAULT_CONNECTION_TIMEOUT_S", 1, 3600, &cfg->conn_timeout_s, why, why_len));
+    CV_TRY(parse_uint("CARDVAULT_REQUEST_DEADLINE_MS", 500, 300000, &cfg->request_deadline_ms, why,
+                      why_len));
     CV_TRY(parse_ll("CARDVAULT_DEK_MAX_AGE_S", 60, 10LL * 365 * 24 * 3600, &cfg->dek_max_age_s, why,
                     why_len));
     CV_TRY(parse_ll("CARDVAULT_DEK_MAX_USES", 1000, 1LL << 32, &cfg->dek_max_uses, why, why_len));
@@ -211,6 +242,7 @@ void cv_config_cleanup(struct cv_config *cfg)
     free(cfg->database_url);
     free(cfg->database_url_file);
     free(cfg->listen_host);
+    free(cfg->ops_listen_host);
     free(cfg->kek_file);
     free(cfg->kek_pkcs11_module);
     free(cfg->kek_pkcs11_token);

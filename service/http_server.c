@@ -4,8 +4,11 @@
  * query strings, authenticates, checks the Idempotency-Key header, decodes
  * the body into the handler contract's structs (handler.h), dispatches, and
  * is the one place that maps a handler's result kind or cv_status to an HTTP
- * status, headers and a stable JSON error. It never logs a body, a query
- * string or an Authorization header, and request bodies are wiped when freed. */
+ * status, headers and a stable JSON error. It runs two listeners with the
+ * same glue: the API and the ops listener (health and metrics), each serving
+ * the routes the router gives it, each connection under the request deadline
+ * of conn_deadline.c. It never logs a body, a query string or an
+ * Authorization header, and request bodies are wiped when freed. */
 #include "cardvault/http_server.h"
 
 #include <arpa/inet.h>
@@ -24,6 +27,7 @@
 #include <microhttpd.h>
 
 #include "cardvault/api_tokens.h"
+#include "cardvault/conn_deadline.h"
 #include "cardvault/json_codec.h"
 #include "cardvault/log.h"
 #include "cardvault/ratelimit.h"
@@ -34,6 +38,7 @@
 #define TOKEN_SEGMENT_MAX   64
 #define RETRY_AFTER_SECONDS 2 /* on 429 and 503 unless a rate limiter knows better */
 #define TLS_FILE_MAX_BYTES  (64 * 1024)
+#define OPS_MAX_CONNECTIONS 64 /* scrapers and probes: a handful at a time */
 
 /* TLS 1.2 and 1.3 only, AEAD ciphers only (GCM, ChaCha20-Poly1305), forward-
  * secret key exchange only, over the elliptic-curve groups X25519, P-256 and
@@ -48,6 +53,9 @@ static const char tls_priorities[] =
 struct cv_http_server {
     struct MHD_Daemon *daemon;
     struct cv_app *app;
+    unsigned listener; /* CV_LISTENER_API or CV_LISTENER_OPS: the routes served */
+    bool tls;
+    struct cv_conn_deadline *deadline;
     atomic_int in_flight;
     struct cv_ratelimit *per_key;       /* requests per API key */
     struct cv_ratelimit *auth_failures; /* bad keys per client address */
@@ -66,7 +74,6 @@ struct request {
     bool authenticated;
     char *body; /* CV_HTTP_BODY_MAX_BYTES + 1, wiped on free */
     size_t body_len;
-    bool body_too_large;
     int http_status; /* what was queued, for the access log */
     cv_status status;
     const char *method;
@@ -188,6 +195,14 @@ static void add_common_headers(struct MHD_Response *resp, const struct request *
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
 }
 
+/* The request-deadline clock of a connection (set when MHD accepted it). */
+static struct cv_conn_clock *clock_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
 /* Every answer leaves through here: the status for the access log, and
  * Retry-After on 429 and 503 (a rate limiter's own wait, else the default). */
 static enum MHD_Result send_response(struct MHD_Connection *conn, struct request *rq, int http,
@@ -201,6 +216,9 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct request
     }
     rq->http_status = http;
     rq->status = st;
+    /* The request is decided: what remains is the answer, which the
+     * request deadline does not cover (the idle timeout does). */
+    cv_conn_clock_pause(clock_of(conn));
     enum MHD_Result r = MHD_queue_response(conn, (unsigned)http, resp);
     MHD_destroy_response(resp);
     return r;
@@ -374,7 +392,8 @@ static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connect
                                   struct request *rq, const char *method, const char *url)
 {
     const char *allow = NULL;
-    cv_status st = cv_router_match(method, url, &rq->route, rq->token, sizeof(rq->token), &allow);
+    cv_status st = cv_router_match(srv->listener, method, url, &rq->route, rq->token,
+                                   sizeof(rq->token), &allow);
     if (st != CV_OK)
         return queue_error(conn, rq, st, NULL, allow);
 
@@ -458,6 +477,51 @@ static size_t unescape_path(void *cls, struct MHD_Connection *conn, char *s)
     return (size_t)(w - s);
 }
 
+/* A chunked body that has grown past the cap, in the middle of the body.
+ * libmicrohttpd 0.9.75 queues a response only once the whole body has been
+ * read (MHD_queue_response refuses in between, even on a suspended
+ * connection), and reading the rest is what must not happen. So on a plain
+ * connection the same 413 JSON error is written on the socket here, with
+ * "Connection: close", the write side is shut down, and returning MHD_NO
+ * makes MHD close the connection without reading another byte. Nothing else
+ * writes to this socket now: no response is queued, and this is the
+ * connection's own thread. On TLS the bytes would have to go through the
+ * TLS session MHD owns, so the connection is only closed. */
+static enum MHD_Result refuse_oversized_body(struct cv_http_server *srv,
+                                             struct MHD_Connection *conn, struct request *rq)
+{
+    struct error_map m = map_status(CV_ERR_BODY_TOO_LARGE);
+    rq->http_status = m.http;
+    rq->status = CV_ERR_BODY_TOO_LARGE;
+    cv_conn_clock_pause(clock_of(conn));
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (srv->tls || ci == NULL)
+        return MHD_NO;
+    size_t body_len = 0;
+    char *body = cv_json_encode_error(m.type, code_of(CV_ERR_BODY_TOO_LARGE), m.message, NULL,
+                                      rq->request_id, &body_len);
+    char date[40] = "";
+    time_t now = time(NULL);
+    struct tm tm;
+    if (gmtime_r(&now, &tm) != NULL)
+        (void)strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    char head[384];
+    int hn = snprintf(head, sizeof(head),
+                      "HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nDate: %s\r\n"
+                      "X-Request-Id: %s\r\nCache-Control: no-store\r\n"
+                      "X-Content-Type-Options: nosniff\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\n\r\n",
+                      date, rq->request_id, body_len);
+    int fd = ci->connect_fd;
+    if (hn > 0 && (size_t)hn < sizeof(head) &&
+        send(fd, head, (size_t)hn, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)hn)
+        (void)send(fd, body, body_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)shutdown(fd, SHUT_WR);
+    cv_json_free(body);
+    return MHD_NO;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -481,8 +545,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return queue_result(conn, rq);
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
-        if (rq->body_too_large || rq->body_len + n > CV_HTTP_BODY_MAX_BYTES) {
-            rq->body_too_large = true; /* chunked bodies: keep reading, answer 413 at the end */
+        if (rq->body_len + n > CV_HTTP_BODY_MAX_BYTES) {
+            /* A chunked body past the cap: answer now, read no more. */
+            return refuse_oversized_body(srv, conn, rq);
         } else {
             if (rq->body == NULL)
                 rq->body = cv_xmalloc(CV_HTTP_BODY_MAX_BYTES + 1);
@@ -492,8 +557,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (rq->body_too_large)
-        return queue_error(conn, rq, CV_ERR_BODY_TOO_LARGE, NULL, NULL);
+    /* The whole request is here: the deadline stops counting. */
+    cv_conn_clock_pause(clock_of(conn));
     if (rq->body != NULL)
         rq->body[rq->body_len] = '\0';
 
@@ -525,7 +590,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     struct cv_http_server *srv = cls;
     struct request *rq = *con_cls;
-    (void)conn;
+    /* Answered (or abandoned): the next request on this connection has the
+     * whole deadline again. */
+    cv_conn_clock_restart(clock_of(conn));
     if (rq == NULL)
         return;
     double secs = elapsed_s(&rq->start);
@@ -566,8 +633,26 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     cv_log(CV_LOG_WARN, "http_library", CV_LS("message", line));
 }
 
+/* Each accepted connection gets its deadline clock, dropped before MHD
+ * closes the socket (MHD notifies "closed" first), so the sweeper never
+ * shuts down a descriptor number that was reused. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct cv_http_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = ci != NULL ? cv_conn_deadline_watch(srv->deadline, ci->connect_fd) : NULL;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        cv_conn_clock_forget(*socket_context);
+        *socket_context = NULL;
+    }
+}
+
 static void server_free(struct cv_http_server *srv)
 {
+    cv_conn_deadline_stop(srv->deadline);
     cv_ratelimit_free(srv->per_key);
     cv_ratelimit_free(srv->auth_failures);
     if (srv->tls_key != NULL) {
@@ -601,37 +686,61 @@ static cv_status read_pem(const char *path, char **out, char *why, size_t why_le
     return CV_OK;
 }
 
-cv_status cv_http_server_start(struct cv_app *app, struct cv_http_server **out, char *why,
-                               size_t why_len)
+/* What differs between the two listeners. */
+struct listener_spec {
+    unsigned listener; /* CV_LISTENER_* */
+    const char *name;  /* the variable that sets the address, for errors */
+    const char *host;
+    uint16_t port;
+    bool tls_allowed;
+    unsigned max_connections;
+    unsigned per_ip_connections;
+};
+
+static cv_status start_listener(struct cv_app *app, const struct listener_spec *spec,
+                                struct cv_http_server **out, char *why, size_t why_len)
 {
     const struct cv_config *cfg = app->config;
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof(addr));
     addr.sin_family = AF_INET;
-    addr.sin_port = htons(cfg->listen_port);
-    const char *host = strcmp(cfg->listen_host, "localhost") == 0 ? "127.0.0.1" : cfg->listen_host;
+    addr.sin_port = htons(spec->port);
+    const char *host = strcmp(spec->host, "localhost") == 0 ? "127.0.0.1" : spec->host;
     if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-        snprintf(why, why_len, "CARDVAULT_LISTEN host must be an IPv4 address, e.g. 127.0.0.1");
+        snprintf(why, why_len, "%s host must be an IPv4 address, e.g. 127.0.0.1", spec->name);
         return CV_ERR_CONFIG;
     }
-    bool tls = cfg->tls_cert_file != NULL && cfg->tls_cert_file[0] != '\0';
+    bool tls = spec->tls_allowed && cfg->tls_cert_file != NULL && cfg->tls_cert_file[0] != '\0';
     bool loopback = (ntohl(addr.sin_addr.s_addr) >> 24) == 127;
     if (!tls && !loopback && !cfg->allow_plaintext) {
         snprintf(why, why_len,
-                 "refusing plain HTTP on non-loopback address %s: set CARDVAULT_TLS_CERT and "
-                 "CARDVAULT_TLS_KEY, or CARDVAULT_ALLOW_PLAINTEXT=1 behind a TLS-terminating proxy",
-                 cfg->listen_host);
+                 spec->tls_allowed
+                     ? "refusing plain HTTP on non-loopback address %s: set CARDVAULT_TLS_CERT "
+                       "and CARDVAULT_TLS_KEY, or CARDVAULT_ALLOW_PLAINTEXT=1 behind a "
+                       "TLS-terminating proxy"
+                     : "refusing the plain-HTTP ops listener on non-loopback address %s: keep "
+                       "CARDVAULT_OPS_LISTEN on 127.0.0.1, or set CARDVAULT_ALLOW_PLAINTEXT=1 "
+                       "on a private network",
+                 spec->host);
         return CV_ERR_CONFIG;
     }
     struct cv_http_server *srv = cv_xcalloc(1, sizeof(*srv));
     srv->app = app;
+    srv->listener = spec->listener;
+    srv->tls = tls;
     atomic_init(&srv->in_flight, 0);
     atomic_init(&srv->closing, false);
     srv->per_key = cv_ratelimit_new(cfg->rate_limit_rps, cfg->rate_limit_burst, 4096);
     srv->auth_failures =
         cv_ratelimit_new(cfg->auth_failures_per_min / 60.0, cfg->auth_failures_per_min, 4096);
+    if (cv_conn_deadline_start(cfg->request_deadline_ms, app->metrics, &srv->deadline) != CV_OK) {
+        snprintf(why, why_len, "cannot start the request-deadline thread");
+        server_free(srv);
+        return CV_ERR_INTERNAL;
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    flags |= cfg->http_threads == 0 ? MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL : MHD_USE_EPOLL;
+    bool pool = spec->listener == CV_LISTENER_API && cfg->http_threads > 0;
+    flags |= pool ? MHD_USE_EPOLL : MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
     if (tls) {
         if (read_pem(cfg->tls_cert_file, &srv->tls_cert, why, why_len) != CV_OK ||
             read_pem(cfg->tls_key_file, &srv->tls_key, why, why_len) != CV_OK) {
@@ -643,7 +752,7 @@ cv_status cv_http_server_start(struct cv_app *app, struct cv_http_server **out, 
     /* Options that depend on the mode go in an array; MHD_OPTION_END ends it early. */
     struct MHD_OptionItem mode_opts[5];
     size_t k = 0;
-    if (cfg->http_threads > 0)
+    if (pool)
         mode_opts[k++] =
             (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->http_threads, NULL};
     if (tls) {
@@ -656,20 +765,23 @@ cv_status cv_http_server_start(struct cv_app *app, struct cv_http_server **out, 
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)cfg->per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        spec->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, spec->per_ip_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
         MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL,
         MHD_OPTION_ARRAY, mode_opts, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         snprintf(why, why_len,
                  tls ? "cannot start HTTPS on %s:%u (address in use, or unusable certificate/key)"
-                     : "cannot listen on %s:%u (address in use or not permitted)",
-                 cfg->listen_host, (unsigned)cfg->listen_port);
+                     : "cannot listen on %s:%u (%s: address in use or not permitted)",
+                 spec->host, (unsigned)spec->port, spec->name);
         server_free(srv);
         return CV_ERR_CONFIG;
     }
-    if (!tls)
+    if (spec->listener == CV_LISTENER_OPS)
+        cv_log(CV_LOG_INFO, "ops_listener", CV_LS("host", spec->host), CV_LI("port", spec->port),
+               CV_LS("serves", "/healthz /readyz /metrics"));
+    else if (!tls)
         cv_log(CV_LOG_WARN, "plaintext_http",
                CV_LS("detail", loopback ? "listening on loopback without TLS"
                                         : "CARDVAULT_ALLOW_PLAINTEXT=1: plain HTTP beyond "
@@ -679,6 +791,26 @@ cv_status cv_http_server_start(struct cv_app *app, struct cv_http_server **out, 
                CV_LS("ciphers", "AEAD only"));
     *out = srv;
     return CV_OK;
+}
+
+cv_status cv_http_server_start(struct cv_app *app, struct cv_http_server **out, char *why,
+                               size_t why_len)
+{
+    const struct cv_config *cfg = app->config;
+    struct listener_spec spec = {
+        CV_LISTENER_API,      "CARDVAULT_LISTEN",     cfg->listen_host, cfg->listen_port, true,
+        cfg->max_connections, cfg->per_ip_connections};
+    return start_listener(app, &spec, out, why, why_len);
+}
+
+cv_status cv_http_server_start_ops(struct cv_app *app, struct cv_http_server **out, char *why,
+                                   size_t why_len)
+{
+    const struct cv_config *cfg = app->config;
+    struct listener_spec spec = {
+        CV_LISTENER_OPS, "CARDVAULT_OPS_LISTEN", cfg->ops_listen_host, cfg->ops_listen_port,
+        false,           OPS_MAX_CONNECTIONS,    OPS_MAX_CONNECTIONS};
+    return start_listener(app, &spec, out, why, why_len);
 }
 
 bool cv_http_server_drain(struct cv_http_server *srv, unsigned drain_ms)

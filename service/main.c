@@ -1,6 +1,7 @@
 /* main.c: the command line. `serve` starts the subsystems in order (config,
  * process hardening, KEK, database, schema and durability checks, keyring,
- * auth cache, HTTP), waits for SIGTERM or SIGINT, and stops them in reverse.
+ * auth cache, HTTP API and ops listeners), waits for SIGTERM or SIGINT, and
+ * stops them in reverse.
  * The other commands are operator tools that share the same configuration;
  * main.c parses the common options and dispatches to them (cli_*.c, each
  * with its own --help text).
@@ -27,12 +28,14 @@
 #include "cardvault/log.h"
 #include "cardvault/metrics.h"
 #include "cardvault/migrate.h"
+#include "cardvault/readiness.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/store.h"
 
 #define SECURE_HEAP_BYTES (1u << 20)
 #define DRAIN_MS          20000
 #define DRAIN_CANCEL_MS   3000
+#define READINESS_TTL_MS  1000 /* one readiness probe per second at most */
 
 static const char usage_main[] =
     "usage: cardvault COMMAND [OPTIONS]\n"
@@ -60,13 +63,16 @@ static const char usage_main[] =
     "                             the service's user or root, mode 0600/0400)\n"
     "  --kek-file PATH            CARDVAULT_KEK_FILE: 32-byte key, hex or base64, mode 0600\n"
     "  --listen HOST:PORT         CARDVAULT_LISTEN (serve only), default 127.0.0.1:8080\n"
+    "  --ops-listen HOST:PORT     CARDVAULT_OPS_LISTEN (serve only): /healthz, /readyz and\n"
+    "                             /metrics, plain HTTP, default 127.0.0.1:9090\n"
     "  -h, --help                 this text; `cardvault COMMAND --help` for one command\n"
     "\n"
     "other environment (defaults in brackets):\n"
     "  CARDVAULT_HTTP_THREADS (0 = a thread per connection; N = epoll pool of N)\n"
     "  CARDVAULT_DB_POOL_SIZE (8), CARDVAULT_DB_WRITERS (1 batch writer + 1 batch reader)\n"
     "  CARDVAULT_MAX_CONNECTIONS (512), CARDVAULT_MAX_CONNECTIONS_PER_IP (128),\n"
-    "  CARDVAULT_CONNECTION_TIMEOUT_S (30), CARDVAULT_DRAIN_GRACE_MS (5000),\n"
+    "  CARDVAULT_CONNECTION_TIMEOUT_S (30: idle), CARDVAULT_REQUEST_DEADLINE_MS (10000:\n"
+    "    a whole request must arrive within it), CARDVAULT_DRAIN_GRACE_MS (5000),\n"
     "  CARDVAULT_TLS_CERT, CARDVAULT_TLS_KEY (PEM files: HTTPS, TLS 1.2+ AEAD only),\n"
     "  CARDVAULT_ALLOW_PLAINTEXT=1 (plain HTTP on a non-loopback address),\n"
     "  CARDVAULT_RATE_LIMIT_RPS (500 per API key, 0 = off), CARDVAULT_RATE_LIMIT_BURST (2 x rps),\n"
@@ -81,7 +87,8 @@ static const char usage_main[] =
     "  CARDVAULT_MIGRATIONS_DIR, CARDVAULT_DEV=1 (allow core dumps; never in production).\n";
 
 static const char usage_serve[] =
-    "usage: cardvault serve [--listen HOST:PORT] [--database-url-file PATH] [--kek-file PATH]\n"
+    "usage: cardvault serve [--listen HOST:PORT] [--ops-listen HOST:PORT]\n"
+    "                       [--database-url-file PATH] [--kek-file PATH]\n"
     "\n"
     "The database URL comes from CARDVAULT_DATABASE_URL, CARDVAULT_DATABASE_URL_FILE or\n"
     "--database-url-file PATH; --database-url URL also works but shows the URL (and its\n"
@@ -104,6 +111,7 @@ enum opt_id {
     OPT_DB_FILE,
     OPT_KEK,
     OPT_LISTEN,
+    OPT_OPS_LISTEN,
     OPT_DIR,
     OPT_MERCHANT,
     OPT_SCOPES,
@@ -128,6 +136,7 @@ static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *
         {"database-url-file", required_argument, NULL, OPT_DB_FILE},
         {"kek-file", required_argument, NULL, OPT_KEK},
         {"listen", required_argument, NULL, OPT_LISTEN},
+        {"ops-listen", required_argument, NULL, OPT_OPS_LISTEN},
         {"dir", required_argument, NULL, OPT_DIR},
         {"merchant", required_argument, NULL, OPT_MERCHANT},
         {"scopes", required_argument, NULL, OPT_SCOPES},
@@ -185,6 +194,10 @@ static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *
             break;
         case OPT_LISTEN:
             if (cv_config_set_listen(&cli->cfg, optarg, why, sizeof(why)) != CV_OK)
+                return cv_cli_usage_error(why);
+            break;
+        case OPT_OPS_LISTEN:
+            if (cv_config_set_ops_listen(&cli->cfg, optarg, why, sizeof(why)) != CV_OK)
                 return cv_cli_usage_error(why);
             break;
         case OPT_DIR:
@@ -276,6 +289,8 @@ static int cmd_serve(struct cv_cli *cli)
     struct cv_app app;
     struct cv_keyprovider *kp = NULL;
     struct cv_http_server *http = NULL;
+    struct cv_http_server *ops = NULL;
+    struct cv_readiness *readiness = NULL;
     struct cv_housekeeping *chores = NULL;
     sigset_t stop;
     int rc = 1;
@@ -287,6 +302,11 @@ static int cmd_serve(struct cv_cli *cli)
         return cv_cli_usage_error("serve takes no arguments");
     if (cv_config_require(&cli->cfg, true, true, why, sizeof(why)) != CV_OK) {
         cv_cli_fail(why);
+        return 1;
+    }
+    if (cli->cfg.ops_listen_port == cli->cfg.listen_port &&
+        strcmp(cli->cfg.ops_listen_host, cli->cfg.listen_host) == 0) {
+        cv_cli_fail("CARDVAULT_OPS_LISTEN must differ from CARDVAULT_LISTEN");
         return 1;
     }
     cv_log_set_level((enum cv_log_level)cli->cfg.log_level);
@@ -374,12 +394,18 @@ static int cmd_serve(struct cv_cli *cli)
     app.metrics = cv_metrics_new();
     cv_handler_deps_init(&app.handlers, app.store, app.keyring, app.metrics, &app.draining,
                          cli->cfg.idempotency_ttl_s);
-    if (cv_http_server_start(&app, &http, why, sizeof(why)) != CV_OK) {
+    readiness = cv_readiness_new(READINESS_TTL_MS, app.metrics);
+    app.handlers.readiness = readiness;
+    if (cv_http_server_start(&app, &http, why, sizeof(why)) != CV_OK ||
+        cv_http_server_start_ops(&app, &ops, why, sizeof(why)) != CV_OK) {
         cv_cli_fail(why);
         goto out;
     }
     cv_log(CV_LOG_INFO, "service_started", CV_LS("listen_host", cli->cfg.listen_host),
            CV_LI("listen_port", cli->cfg.listen_port),
+           CV_LS("ops_listen_host", cli->cfg.ops_listen_host),
+           CV_LI("ops_listen_port", cli->cfg.ops_listen_port),
+           CV_LI("request_deadline_ms", cli->cfg.request_deadline_ms),
            CV_LS("kek_provider", cv_keyprovider_name(kp)),
            CV_LS("http_mode", cli->cfg.http_threads == 0 ? "thread-per-connection" : "epoll-pool"),
            CV_LI("http_threads", cli->cfg.http_threads), CV_LI("db_writers", cli->cfg.db_writers),
@@ -404,7 +430,10 @@ static int cmd_serve(struct cv_cli *cli)
     }
     rc = 0;
 out:
+    /* The ops listener answered /readyz 503 through the drain; it goes first. */
+    cv_http_server_stop(ops);
     cv_http_server_stop(http);
+    cv_readiness_free(readiness);
     if (app.store != NULL)
         cv_store_cancel_busy(app.store); /* a housekeeping or key refresh query, if any */
     cv_housekeeping_stop(chores);

@@ -31,6 +31,8 @@ struct cv_metrics {
     atomic_uint_least64_t tokenized;
     atomic_uint_least64_t detokenized;
     atomic_uint_least64_t auth_failures;
+    atomic_uint_least64_t deadline_closes;
+    atomic_uint_least64_t readiness_probes;
 };
 
 struct cv_metrics *cv_metrics_new(void)
@@ -76,6 +78,18 @@ void cv_metrics_observe_request(struct cv_metrics *m, enum cv_route_id route, in
 void cv_metrics_count_auth_failure(struct cv_metrics *m)
 {
     atomic_fetch_add(&m->auth_failures, 1);
+}
+
+void cv_metrics_count_deadline_close(struct cv_metrics *m)
+{
+    if (m != NULL)
+        atomic_fetch_add(&m->deadline_closes, 1);
+}
+
+void cv_metrics_count_readiness_probe(struct cv_metrics *m)
+{
+    if (m != NULL)
+        atomic_fetch_add(&m->readiness_probes, 1);
 }
 
 /* The page's size is fixed by the arrays above (routes x codes x buckets,
@@ -143,6 +157,14 @@ static cv_status render(struct cv_buf *o, struct cv_metrics *m, const struct cv_
         "# HELP cardvault_auth_failures_total Requests with a missing, unknown or revoked key.\n"
         "# TYPE cardvault_auth_failures_total counter\n"
         "cardvault_auth_failures_total %llu\n"
+        "# HELP cardvault_http_deadline_closed_total Connections closed because their request "
+        "had not fully arrived within the request deadline.\n"
+        "# TYPE cardvault_http_deadline_closed_total counter\n"
+        "cardvault_http_deadline_closed_total %llu\n"
+        "# HELP cardvault_readiness_probes_total Readiness checks run against the database and "
+        "the KEK (cached answers are not counted).\n"
+        "# TYPE cardvault_readiness_probes_total counter\n"
+        "cardvault_readiness_probes_total %llu\n"
         "# HELP cardvault_db_pool_connections_in_use Database connections checked out.\n"
         "# TYPE cardvault_db_pool_connections_in_use gauge\n"
         "cardvault_db_pool_connections_in_use %u\n"
@@ -157,7 +179,9 @@ static cv_status render(struct cv_buf *o, struct cv_metrics *m, const struct cv_
         "cardvault_ready %d\n",
         (unsigned long long)atomic_load(&m->tokenized),
         (unsigned long long)atomic_load(&m->detokenized),
-        (unsigned long long)atomic_load(&m->auth_failures), g->db_pool_in_use, g->db_pool_size,
+        (unsigned long long)atomic_load(&m->auth_failures),
+        (unsigned long long)atomic_load(&m->deadline_closes),
+        (unsigned long long)atomic_load(&m->readiness_probes), g->db_pool_in_use, g->db_pool_size,
         (unsigned long long)g->dek_rotations, g->ready));
     return CV_OK;
 }

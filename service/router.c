@@ -8,20 +8,29 @@
 #include "cardvault/api_health.h"
 #include "cardvault/api_tokens.h"
 
+#define API  CV_LISTENER_API
+#define OPS  CV_LISTENER_OPS
+#define BOTH (CV_LISTENER_API | CV_LISTENER_OPS)
+
+/* /readyz and /metrics answer on the ops listener only: unauthenticated, and
+ * /readyz costs database round trips. /healthz stays on both: it touches
+ * nothing, answers a constant, and is what a TCP-level check of the API
+ * port can ask. */
 static const struct cv_route routes[] = {
     {CV_ROUTE_TOKENIZE, "POST", "/v1/tokens", CV_SCOPE_TOKENIZE, true, CV_ROUTE_BODY_TOKENIZE,
-     false, NULL, cv_api_tokenize},
+     false, NULL, cv_api_tokenize, API},
     {CV_ROUTE_READ, "GET", "/v1/tokens/{token}", CV_SCOPE_READ, false, CV_ROUTE_BODY_NONE, false,
-     NULL, cv_api_read},
+     NULL, cv_api_read, API},
     {CV_ROUTE_DELETE, "DELETE", "/v1/tokens/{token}", CV_SCOPE_DELETE, false, CV_ROUTE_BODY_NONE,
-     false, NULL, cv_api_delete},
+     false, NULL, cv_api_delete, API},
     {CV_ROUTE_DETOKENIZE, "POST", "/v1/tokens/{token}/detokenize", CV_SCOPE_DETOKENIZE, true,
-     CV_ROUTE_BODY_EMPTY, true, "token.detokenize", cv_api_detokenize},
-    {CV_ROUTE_HEALTHZ, "GET", "/healthz", 0, false, CV_ROUTE_BODY_NONE, false, NULL,
-     cv_api_healthz},
-    {CV_ROUTE_READYZ, "GET", "/readyz", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_readyz},
-    {CV_ROUTE_METRICS, "GET", "/metrics", 0, false, CV_ROUTE_BODY_NONE, false, NULL,
-     cv_api_metrics},
+     CV_ROUTE_BODY_EMPTY, true, "token.detokenize", cv_api_detokenize, API},
+    {CV_ROUTE_HEALTHZ, "GET", "/healthz", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_healthz,
+     BOTH},
+    {CV_ROUTE_READYZ, "GET", "/readyz", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_readyz,
+     OPS},
+    {CV_ROUTE_METRICS, "GET", "/metrics", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_metrics,
+     OPS},
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -60,12 +69,14 @@ static bool path_matches(const char *pattern, const char *path, char *seg, size_
     return true;
 }
 
-cv_status cv_router_match(const char *method, const char *path, const struct cv_route **route,
-                          char *token_out, size_t cap, const char **allow)
+cv_status cv_router_match(unsigned listener, const char *method, const char *path,
+                          const struct cv_route **route, char *token_out, size_t cap,
+                          const char **allow)
 {
     const char *path_allow = NULL;
     for (size_t i = 0; i < N_ROUTES; i++) {
-        if (!path_matches(routes[i].pattern, path, NULL, 0))
+        if ((routes[i].listeners & listener) == 0 ||
+            !path_matches(routes[i].pattern, path, NULL, 0))
             continue;
         path_allow = allow_for(routes[i].pattern);
         if (strcmp(routes[i].method, method) == 0) {

@@ -15,6 +15,8 @@ struct cv_config {
                                   by cv_cli_read_database_url_file) */
     char *listen_host;         /* from CARDVAULT_LISTEN host:port */
     uint16_t listen_port;      /* default 127.0.0.1:8080 */
+    char *ops_listen_host;     /* from CARDVAULT_OPS_LISTEN host:port: health and metrics */
+    uint16_t ops_listen_port;  /* default 127.0.0.1:9090 */
     char *kek_file;            /* CARDVAULT_KEK_FILE */
     char *kek_pkcs11_module;   /* CARDVAULT_KEK_PKCS11_MODULE: use a PKCS#11 token instead */
     char *kek_pkcs11_token;    /* CARDVAULT_KEK_PKCS11_TOKEN (token label) */
@@ -29,9 +31,11 @@ struct cv_config {
     unsigned db_pool_size;    /* CARDVAULT_DB_POOL_SIZE, default 8 */
     unsigned max_connections; /* CARDVAULT_MAX_CONNECTIONS, default 512 */
     unsigned conn_timeout_s;  /* CARDVAULT_CONNECTION_TIMEOUT_S, default 30 */
-    long long dek_max_age_s;  /* CARDVAULT_DEK_MAX_AGE_S, default 30 days */
-    long long dek_max_uses;   /* CARDVAULT_DEK_MAX_USES, default 2^24 */
-    unsigned auth_refresh_ms; /* CARDVAULT_AUTH_REFRESH_MS, default 1000 */
+    unsigned request_deadline_ms;   /* CARDVAULT_REQUEST_DEADLINE_MS: a whole request (headers
+                                       and body) must arrive within this, default 10000 */
+    long long dek_max_age_s;        /* CARDVAULT_DEK_MAX_AGE_S, default 30 days */
+    long long dek_max_uses;         /* CARDVAULT_DEK_MAX_USES, default 2^24 */
+    unsigned auth_refresh_ms;       /* CARDVAULT_AUTH_REFRESH_MS, default 1000 */
     unsigned auth_stale_max_ms;     /* CARDVAULT_AUTH_STALE_MAX_MS: refuse API keys when no key
                                        refresh succeeded for this long; 0 (default) = max(30 s,
                                        10 x auth_refresh_ms) */
@@ -54,6 +58,9 @@ CV_MUST_USE cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsig
 /* Parses "host:port" into cfg (replacing the listen fields). */
 CV_MUST_USE cv_status cv_config_set_listen(struct cv_config *cfg, const char *hostport, char *why,
                                            unsigned why_len);
+/* Parses "host:port" into the ops listener's fields. */
+CV_MUST_USE cv_status cv_config_set_ops_listen(struct cv_config *cfg, const char *hostport,
+                                               char *why, unsigned why_len);
 /* Checks that what `serve` needs is present. */
 CV_MUST_USE cv_status cv_config_require(const struct cv_config *cfg, bool need_db, bool need_kek,
                                         char *why, unsigned why_len);

@@ -27,6 +27,7 @@
 
 struct cv_keyring;
 struct cv_metrics;
+struct cv_readiness;
 
 /* POST /v1/tokens, decoded (json_codec.c). The buffers are wiped on cleanup. */
 struct cv_tokenize_req {
@@ -147,8 +148,10 @@ struct cv_handler_deps {
     struct cv_keyring *keyring; /* NULL: key operations unavailable */
     const struct cv_keyring_ops *keyring_ops;
     struct cv_clock clock;
-    struct cv_metrics *metrics; /* GET /metrics */
-    atomic_bool *draining;      /* shutting down: readiness answers "not ready" */
+    struct cv_metrics *metrics;     /* GET /metrics */
+    atomic_bool *draining;          /* shutting down: readiness answers "not ready" */
+    struct cv_readiness *readiness; /* shares one probe among /readyz callers; NULL: probe
+                                       on every call (set by the caller after init) */
     int64_t idempotency_ttl_s;
 };
 

@@ -10,17 +10,24 @@
 /* The HTTP layer (libmicrohttpd): per-request context, request id, body cap,
  * content-type and query-string checks, authentication and scope checks,
  * dispatch through the router, and the one place where a cv_status becomes
- * an HTTP status and a JSON error. Writes the access log line and the
- * request metrics when each request completes. */
+ * an HTTP status and a JSON error. Every connection must deliver each whole
+ * request within CARDVAULT_REQUEST_DEADLINE_MS (conn_deadline.h). Writes the access log line and
+ * the request metrics when each request completes. */
 
 #define CV_HTTP_BODY_MAX_BYTES 8192
 
 struct cv_http_server;
 
-/* Starts listening per app->config. CV_ERR_CONFIG with why set when the
- * address cannot be bound or TLS material cannot be loaded. */
+/* Starts the API listener per app->config (CARDVAULT_LISTEN, TLS).
+ * CV_ERR_CONFIG with why set when the address cannot be bound or TLS
+ * material cannot be loaded; CV_ERR_INTERNAL when a thread cannot start. */
 CV_MUST_USE cv_status cv_http_server_start(struct cv_app *app, struct cv_http_server **out,
                                            char *why, size_t why_len);
+/* Starts the ops listener (CARDVAULT_OPS_LISTEN, plain HTTP, loopback unless
+ * CARDVAULT_ALLOW_PLAINTEXT=1): /healthz, /readyz and /metrics. The same
+ * statuses as cv_http_server_start; stop it with cv_http_server_stop. */
+CV_MUST_USE cv_status cv_http_server_start_ops(struct cv_app *app, struct cv_http_server **out,
+                                               char *why, size_t why_len);
 /* Stops accepting new connections and waits up to drain_ms for requests in
  * flight; false when some are still running. */
 bool cv_http_server_drain(struct cv_http_server *srv, unsigned drain_ms);

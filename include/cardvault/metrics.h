@@ -22,6 +22,12 @@ void cv_metrics_observe_request(struct cv_metrics *m, enum cv_route_id route, in
                                 cv_status st, double seconds);
 /* An Authorization header that named no valid key (brute-force signal). */
 void cv_metrics_count_auth_failure(struct cv_metrics *m);
+/* A connection closed because its request had not fully arrived by the
+ * request deadline (slow or stalled client). Accepts NULL. */
+void cv_metrics_count_deadline_close(struct cv_metrics *m);
+/* One readiness probe actually run against the database and the KEK (the
+ * cached answer in between is not counted). Accepts NULL. */
+void cv_metrics_count_readiness_probe(struct cv_metrics *m);
 
 /* Gauges sampled when /metrics is scraped. */
 struct cv_metrics_gauges {

@@ -12,6 +12,14 @@
  * its handler; http_server.c asks the router and never matches paths itself.
  * The handler contract (cv_call, cv_result, cv_handler) is handler.h's. */
 
+/* Which listener serves a route (a bit set). The API listener faces
+ * merchants; the ops listener (loopback by default) serves health and
+ * metrics to operators, load balancers and the metrics scraper. */
+enum cv_listener {
+    CV_LISTENER_API = 1u << 0,
+    CV_LISTENER_OPS = 1u << 1,
+};
+
 /* The request body a route takes, decoded before its handler runs. */
 enum cv_route_body {
     CV_ROUTE_BODY_NONE = 0, /* ignored */
@@ -29,13 +37,16 @@ struct cv_route {
     bool audit_denied;       /* a 403 on this route is an audit event */
     const char *audit_action;
     cv_handler handler;
+    unsigned listeners; /* enum cv_listener bits */
 };
 
-/* Finds the route for (method, path). On CV_OK *route is set and, for token
- * routes, the segment is copied to token_out (NUL-terminated, at most cap-1
- * bytes; longer segments are truncated and will not validate). On
+/* Finds the route for (method, path) among the routes `listener` serves
+ * (one enum cv_listener value; a route of the other listener is
+ * CV_ERR_ROUTE_NOT_FOUND). On CV_OK *route is set and, for token routes, the
+ * segment is copied to token_out (NUL-terminated, at most cap-1 bytes;
+ * longer segments are truncated and will not validate). On
  * CV_ERR_METHOD_NOT_ALLOWED *allow lists the methods the path accepts. */
-CV_MUST_USE cv_status cv_router_match(const char *method, const char *path,
+CV_MUST_USE cv_status cv_router_match(unsigned listener, const char *method, const char *path,
                                       const struct cv_route **route, char *token_out, size_t cap,
                                       const char **allow);
 /* The pattern of a route id, for logs and metrics labels. */

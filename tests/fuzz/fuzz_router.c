@@ -86,7 +86,8 @@ static void check_match(const char *method, const char *path, size_t cap)
     char *tok = cap > 0 ? malloc(cap) : NULL;
     if (tok != NULL)
         memset(tok, 'Q', cap);
-    cv_status st = cv_router_match(method, path, &route, tok, cap, &allow);
+    cv_status st =
+        cv_router_match(CV_LISTENER_API | CV_LISTENER_OPS, method, path, &route, tok, cap, &allow);
     switch (st) {
     case CV_OK: {
         if (route == NULL || strcmp(route->method, method) != 0 || route->handler == NULL)

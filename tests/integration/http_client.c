@@ -25,6 +25,11 @@ void http_client_init(const char *url)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+void http_client_set_base(const char *url)
+{
+    snprintf(base_url, sizeof base_url, "%s", url);
+}
+
 void http_client_cleanup(void)
 {
     curl_global_cleanup();

@@ -32,6 +32,8 @@ struct http_response {
 /* Sets the base URL ("http://127.0.0.1:18080") and initialises libcurl once. */
 void http_client_init(const char *base_url);
 void http_client_cleanup(void);
+/* Sends the following requests to another base URL (the ops listener). */
+void http_client_set_base(const char *base_url);
 
 /* Sends METHOD base_url+path. bearer_key adds "Authorization: Bearer KEY";
  * content_type NULL sends no Content-Type at all; body NULL sends no body.

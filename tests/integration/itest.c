@@ -25,6 +25,7 @@
 
 static struct {
     const char *base;
+    const char *ops; /* the ops listener: /healthz, /readyz, /metrics */
     const char *m1_pk, *m1_sk, *m1_dk, *m1_id;
     const char *m2_pk, *m2_sk, *m2_dk;
     const char *ro_key;
@@ -653,6 +654,9 @@ static void fixtures_tokenize_one_card_per_merchant(void)
     CHECK(m1_card != NULL && m2_card != NULL && m1_noname != NULL);
 }
 
+/* /healthz answers on both listeners; /readyz and /metrics on the ops
+ * listener only (the API port answers them 404: the slow-clients scenario
+ * checks that without Prism in between). */
 static void healthz_and_readyz_answer_without_auth(void)
 {
     struct http_response r;
@@ -661,6 +665,10 @@ static void healthz_and_readyz_answer_without_auth(void)
     CHECK(jstr(r.json, "status") != NULL && strcmp(jstr(r.json, "status"), "ok") == 0);
     http_response_free(&r);
 
+    http_client_set_base(cfg.ops);
+    req("GET", "/healthz", NULL, NULL, NULL, &r);
+    EXPECT_STATUS(&r, 200);
+    http_response_free(&r);
     req("GET", "/readyz", NULL, NULL, NULL, &r);
     EXPECT_STATUS(&r, 200);
     const json_t *checks = json_object_get(r.json, "checks");
@@ -668,11 +676,13 @@ static void healthz_and_readyz_answer_without_auth(void)
     CHECK(jstr(checks, "database") != NULL && strcmp(jstr(checks, "database"), "ok") == 0);
     CHECK(jstr(checks, "kek") != NULL && strcmp(jstr(checks, "kek"), "ok") == 0);
     http_response_free(&r);
+    http_client_set_base(cfg.base);
 }
 
 static void metrics_is_prometheus_text(void)
 {
     struct http_response r;
+    http_client_set_base(cfg.ops);
     req("GET", "/metrics", NULL, NULL, NULL, &r);
     EXPECT_STATUS(&r, 200);
     if (strncmp(r.content_type, "text/plain", 10) != 0 ||
@@ -680,6 +690,7 @@ static void metrics_is_prometheus_text(void)
         FAILF("Content-Type '%s', want text/plain; version=0.0.4", r.content_type);
     CHECK(r.body_len > 0);
     http_response_free(&r);
+    http_client_set_base(cfg.base);
 }
 
 static void tokenize_returns_201_with_masked_card_fields(void)
@@ -1748,8 +1759,10 @@ static void wrong_method_is_405_with_allow(void)
     expect_405("PATCH", path, cfg.m1_sk, get_delete, __FILE__, __LINE__);
     expect_405("POST", path, cfg.m1_sk, get_delete, __FILE__, __LINE__);
     expect_405("POST", "/healthz", NULL, get, __FILE__, __LINE__);
+    http_client_set_base(cfg.ops);
     expect_405("DELETE", "/readyz", NULL, get, __FILE__, __LINE__);
     expect_405("POST", "/metrics", NULL, get, __FILE__, __LINE__);
+    http_client_set_base(cfg.base);
     token_still_readable(m1_card, cfg.m1_sk, __FILE__, __LINE__);
 }
 
@@ -1958,6 +1971,7 @@ static const char *need_env(const char *name)
 int main(void)
 {
     cfg.base = need_env("CV_BASE_URL");
+    cfg.ops = need_env("CV_OPS_URL");
     cfg.m1_pk = need_env("CV_M1_PK");
     cfg.m1_sk = need_env("CV_M1_SK");
     cfg.m1_dk = need_env("CV_M1_DK");

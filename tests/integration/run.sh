@@ -73,11 +73,14 @@ chmod 644 "$TMP/kek-0644"
 
 PORT=$(free_port)
 ALT_PORT=$((PORT + 1))
+OPS_PORT=$((PORT + 2))     # the ops listener: /healthz, /readyz, /metrics
+ALT_OPS_PORT=$((PORT + 3)) # the second instance's
 export CARDVAULT_DATABASE_URL="host=$PGHOST port=$PGPORT user=$PGUSER dbname=$DB"
 export CARDVAULT_KEK_FILE="$TMP/kek"
 export CARDVAULT_LISTEN="127.0.0.1:$PORT"
 # No load balancer in front: close the listener as soon as a stop signal arrives.
 export CARDVAULT_DRAIN_GRACE_MS=${CARDVAULT_DRAIN_GRACE_MS:-0}
+export CARDVAULT_OPS_LISTEN="127.0.0.1:$OPS_PORT"
 EMPTY_DB_URL="host=$PGHOST port=$PGPORT user=$PGUSER dbname=$DB_EMPTY"
 echo "# cardvault $CARDVAULT_BIN, listen 127.0.0.1:$PORT, database $DB, tmp $TMP"
 
@@ -116,7 +119,8 @@ fi
 expect_refusal() {
     local desc=$1 pat=$2 out="$TMP/refusal.out" rc lines
     shift 2
-    env "$@" CARDVAULT_LISTEN="127.0.0.1:$ALT_PORT" timeout 10 "$CARDVAULT_BIN" serve >"$out" 2>&1
+    env "$@" CARDVAULT_LISTEN="127.0.0.1:$ALT_PORT" CARDVAULT_OPS_LISTEN="127.0.0.1:$ALT_OPS_PORT" \
+        timeout 10 "$CARDVAULT_BIN" serve >"$out" 2>&1
     rc=$?
     lines=$(grep -c . "$out")
     if [ $rc -eq 124 ]; then
@@ -308,6 +312,7 @@ PAN_LIST="$TMP/sent-card-data.txt"
 : >"$PAN_LIST"
 if [ $up -eq 1 ]; then
     CV_BASE_URL="$BASE_URL" \
+        CV_OPS_URL="http://127.0.0.1:$OPS_PORT" \
         CV_M1_ID="$M1_ID" \
         CV_M1_PK=$(jq -r .publishable_key "$TMP/m1.json") \
         CV_M1_SK=$(jq -r .secret_key "$TMP/m1.json") \
@@ -388,15 +393,16 @@ if [ $up -eq 1 ]; then
         not_ok "audit_events: detokenize ok ${n_ok:-?}, failed ${n_bad:-?}, delete ${n_del:-?}, with request id ${n_rid:-?}"
     fi
 
-    # Database down: /readyz and the API answer 503 with Retry-After, /healthz stays 200,
-    # and the service recovers when the database returns.
+    # Database down: /readyz (ops listener) and the API answer 503 with
+    # Retry-After, /healthz stays 200, and the service recovers when the
+    # database returns.
     cluster=$(pg_lsclusters -h 2>/dev/null | awk -v p="$PGPORT" '$3 == p { print $1 " " $2; exit }')
     if [ -n "$cluster" ]; then
         # shellcheck disable=SC2086
         pg_ctlcluster $cluster stop -m fast >/dev/null 2>&1
         ready=""
         for _ in $(seq 1 75); do
-            http GET /readyz "" ""
+            H_PORT=$OPS_PORT http GET /readyz "" ""
             [ "$H_STATUS" = 503 ] && { ready=503; break; }
             sleep 0.2
         done
@@ -423,7 +429,7 @@ if [ $up -eq 1 ]; then
         pg_ctlcluster $cluster start >/dev/null 2>&1
         back=""
         for _ in $(seq 1 150); do
-            http GET /readyz "" ""
+            H_PORT=$OPS_PORT http GET /readyz "" ""
             [ "$H_STATUS" = 200 ] && { back=1; break; }
             sleep 0.2
         done
@@ -468,7 +474,8 @@ expect_refusal "serve refuses a KEK that differs from the database's" "" \
 # Rate limits, on a second instance with tiny limits: per API key, and per client
 # for failed authentications. Both answer 429 rate_limited with Retry-After.
 CARDVAULT_RATE_LIMIT_RPS=1 CARDVAULT_RATE_LIMIT_BURST=2 CARDVAULT_AUTH_FAILURES_PER_MIN=5 \
-    CARDVAULT_DATABASE_URL="$APP_DATABASE_URL" CARDVAULT_LISTEN="127.0.0.1:$ALT_PORT" "$CARDVAULT_BIN" serve >>"$LOG" 2>&1 &
+    CARDVAULT_DATABASE_URL="$APP_DATABASE_URL" CARDVAULT_LISTEN="127.0.0.1:$ALT_PORT" \
+    CARDVAULT_OPS_LISTEN="127.0.0.1:$ALT_OPS_PORT" "$CARDVAULT_BIN" serve >>"$LOG" 2>&1 &
 SERVICE_PID=$!
 H_PORT=$ALT_PORT
 up2=0

@@ -178,14 +178,24 @@ stop_pid() {
     STOP_RC=$?
 }
 
+# free_port_pair: sets PORT and OPS_PORT to two different free ports (the
+# API and the ops listener of one service).
+free_port_pair() {
+    PORT=$(free_port "$@")
+    OPS_PORT=$(free_port "$@")
+    while [ "$OPS_PORT" = "$PORT" ]; do OPS_PORT=$(free_port "$@"); done
+}
+
 # external_service_env: for a service on the pg_virtualenv cluster, database
-# $DB: a fresh KEK in $TMP/kek, a free PORT and its BASE URL, and the service's
-# CARDVAULT_DATABASE_URL and CARDVAULT_KEK_FILE exported.
+# $DB: a fresh KEK in $TMP/kek, free PORT and OPS_PORT with their BASE and
+# OPS_BASE URLs, and the service's CARDVAULT_DATABASE_URL and
+# CARDVAULT_KEK_FILE exported.
 external_service_env() {
     openssl rand -hex 32 >"$TMP/kek"
     chmod 600 "$TMP/kek"
-    PORT=$(free_port)
+    free_port_pair
     BASE="http://127.0.0.1:$PORT"
+    OPS_BASE="http://127.0.0.1:$OPS_PORT"
     export CARDVAULT_DATABASE_URL="host=$PGHOST port=$PGPORT user=$PGUSER dbname=$DB"
     export CARDVAULT_KEK_FILE="$TMP/kek"
 }
@@ -208,15 +218,18 @@ make_app_role() {
     APP_DATABASE_URL="$CARDVAULT_DATABASE_URL user=cardvault_app password=$pw"
 }
 
-# A service on $PORT (external clusters; the private one uses sc_start).
+# A service on $PORT, its ops listener on $OPS_PORT (external clusters; the
+# private one uses sc_start).
 SERVICE_PID=""
-# start_service STDOUT STDERR [VAR=value ...]: serve on $PORT (as the service's
-# role, APP_DATABASE_URL, once make_app_role ran); 0 once /healthz answers.
+# start_service STDOUT STDERR [VAR=value ...]: serve on $PORT and $OPS_PORT
+# (as the service's role, APP_DATABASE_URL, once make_app_role ran); 0 once
+# /healthz answers.
 start_service() {
     local out=$1 err=$2
     shift 2
     env CARDVAULT_DATABASE_URL="${APP_DATABASE_URL:-$CARDVAULT_DATABASE_URL}" \
-        env "$@" CARDVAULT_LISTEN="127.0.0.1:$PORT" "$CARDVAULT_BIN" serve >>"$out" 2>>"$err" &
+        env "$@" CARDVAULT_LISTEN="127.0.0.1:$PORT" CARDVAULT_OPS_LISTEN="127.0.0.1:${OPS_PORT:?}" \
+        "$CARDVAULT_BIN" serve >>"$out" 2>>"$err" &
     SERVICE_PID=$!
     for _ in $(seq 1 150); do
         if curl -fsS --noproxy '*' -o /dev/null "http://127.0.0.1:$PORT/healthz" 2>/dev/null; then
@@ -287,12 +300,16 @@ sc_kek() {
   export CARDVAULT_KEK_FILE="$SC_DIR/kek"
 }
 
-# sc_setup [postgres options]: cluster + KEK + migrate + listen port.
+# sc_setup [postgres options]: cluster + KEK + migrate + listen ports: the
+# API on SC_URL, the ops listener (/healthz, /readyz, /metrics) on SC_OPS_URL.
 sc_setup() {
   sc_pg_init "$@" || { echo "cannot start PostgreSQL"; exit 1; }
   sc_kek
-  export CARDVAULT_LISTEN="127.0.0.1:$(free_port 30000 20000)"
+  free_port_pair 30000 20000
+  export CARDVAULT_LISTEN="127.0.0.1:$PORT"
   export SC_URL="http://$CARDVAULT_LISTEN"
+  export CARDVAULT_OPS_LISTEN="127.0.0.1:$OPS_PORT"
+  export SC_OPS_URL="http://$CARDVAULT_OPS_LISTEN"
   export CARDVAULT_RATE_LIMIT_RPS=${CARDVAULT_RATE_LIMIT_RPS:-0}
   "$SC_BIN" migrate >/dev/null || { echo "migrate failed"; exit 1; }
   sc_app_role || unset SC_APP_URL

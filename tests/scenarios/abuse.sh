@@ -38,7 +38,7 @@ require_tools jq curl psql
 rand62() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c "$1"; }
 # err: the error code of the last answer (no subprocess: hundreds of calls)
 err() { if [[ "$R_BODY" =~ \"code\":\"([a-z_]+)\" ]]; then echo "${BASH_REMATCH[1]}"; else echo -; fi; }
-metric() { curl -s "$SC_URL/metrics" | awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'; }
+metric() { curl -s "$SC_OPS_URL/metrics" | awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'; }
 retry_after() { tr -d '\r' <"$SC_DIR/r.h" | awk -F': ' 'tolower($1) == "retry-after" { print $2 }'; }
 sanitizer_clean() { ! grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$SC_SERVICE_LOG"; }
 

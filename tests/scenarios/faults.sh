@@ -17,7 +17,7 @@
 #   3. `serve` refuses synchronous_commit=off (exit non-zero, says why) and
 #      logs "fsync_off" when fsync is off.
 #   4. Slow clients (CARDVAULT_CONNECTION_TIMEOUT_S=2): connections that stall
-#      mid-headers and a client that never reads its (pipelined /metrics)
+#      mid-headers and a client that never reads its (pipelined /healthz)
 #      responses are closed after the timeout; a slowloris fleet dripping
 #      header bytes is held to CARDVAULT_MAX_CONNECTIONS_PER_IP; other clients
 #      are served in under 1 s throughout.
@@ -133,7 +133,7 @@ check "outage: tokenize answers 503 service_unavailable" \
   test "$probe_status:$(jq -r .error.code "$SC_DIR/probe.body")" = "503:service_unavailable"
 check "outage: the 503 carries Retry-After" grep -qi '^retry-after: [0-9]' "$SC_DIR/probe.h"
 check "outage: the 503 came within 6 s" lt "$probe_time" 6
-read -r ready_status _ < <(curl_status "$SC_URL/readyz")
+read -r ready_status _ < <(curl_status "$SC_OPS_URL/readyz")
 read -r health_status _ < <(curl_status "$SC_URL/healthz")
 check "outage: /readyz 503, /healthz 200" test "$ready_status/$health_status" = "503/200"
 read -r detok_status detok_time < <(curl_status -X POST "$SC_URL/v1/tokens/$(head -1 "$SC_DIR/kill1/acks" | cut -d' ' -f1)/detokenize" -H "Authorization: Bearer $M_DK")
@@ -220,10 +220,11 @@ stall() {
   printf 'POST /v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Ty' >&"$fd"
   sleep 30 {fd}>&- # (sleep must not inherit the socket)
 }
-# nonreader: pipelines 4096 GET /metrics (about 45 MB of answers) and never reads.
+# nonreader: pipelines 32768 GET /healthz (about 8 MB of answers, more than
+# the socket buffers hold) and never reads.
 nonreader() {
-  local fd one=$'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n' i
-  for ((i = 0; i < 12; i++)); do one=$one$one; done
+  local fd one=$'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' i
+  for ((i = 0; i < 15; i++)); do one=$one$one; done
   exec {fd}<>"/dev/tcp/127.0.0.1/$PORT" || return 1
   printf '%s' "$one" 1>&"$fd" 2>/dev/null
   sleep 30 {fd}>&-

@@ -212,7 +212,7 @@ check "tokenize kept answering during rotate-kek: all 201, none slower than 2 s"
 q "DELETE FROM data_keys WHERE dek_id = $FAKE" >/dev/null
 
 # ------------------------ 6. no acknowledged card under a destroyed DEK
-check "/readyz 200 with the new KEK" test "$(curl -s -o /dev/null -w '%{http_code}' -m 5 "$SC_URL/readyz")" = 200
+check "/readyz 200 with the new KEK" test "$(curl -s -o /dev/null -w '%{http_code}' -m 5 "$SC_OPS_URL/readyz")" = 200
 sleep 5.5 # the service's use reservation lapses: the next tokenize renews it
 tokenize "$(luhn_pan 4333 1)" 3 "$BASE_YEAR"
 DA=$(q "SELECT dek_id FROM tokens WHERE token = '$(jq -r .token <<<"$SC_BODY")'")

@@ -89,7 +89,7 @@ key_state() {
 }
 audit_n() { q "SELECT count(*) FROM audit_events WHERE action = '$1'"; }
 log_n() { grep -c "\"event\":\"$1\"" "$SC_SERVICE_LOG"; }
-ready_status() { curl -s -o "$SC_DIR/readyz.body" -w '%{http_code}' -m 5 "$SC_URL/readyz"; }
+ready_status() { curl -s -o "$SC_DIR/readyz.body" -w '%{http_code}' -m 5 "$SC_OPS_URL/readyz"; }
 # wait_for SECONDS COMMAND...: polls every 0.1 s until COMMAND succeeds.
 wait_for() {
   local end

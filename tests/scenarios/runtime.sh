@@ -229,7 +229,9 @@ section "drain bound: a request stuck in the database (runs in the background)"
 # this script touches that row. SIGTERM then has to give up on that request
 # after the 20 s drain and still exit promptly.
 S_PORT=$(free_port 30000 20000) S_LOG="$SC_DIR/stuck.log"
-CARDVAULT_DATABASE_URL="${SC_APP_URL:-$CARDVAULT_DATABASE_URL}" CARDVAULT_LISTEN="127.0.0.1:$S_PORT" "$SC_BIN" serve >>"$S_LOG" 2>>"$RT_ERR" &
+S_OPS_PORT=$(free_port 30000 20000)
+CARDVAULT_DATABASE_URL="${SC_APP_URL:-$CARDVAULT_DATABASE_URL}" CARDVAULT_LISTEN="127.0.0.1:$S_PORT" \
+  CARDVAULT_OPS_LISTEN="127.0.0.1:$S_OPS_PORT" "$SC_BIN" serve >>"$S_LOG" 2>>"$RT_ERR" &
 S_PID=$!
 trap 'kill -9 "$S_PID" 2>/dev/null; sc_cleanup' EXIT
 for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$S_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
@@ -308,7 +310,7 @@ check "API key in the query string (api_key, key, access_token, any pk_/sk_/dk_ 
 check "api_key_in_query is logged as an event" grep -q '"event":"api_key_in_query"' "$SC_SERVICE_LOG"
 
 # --- /metrics
-rt_req GET "$SC_URL/metrics"
+rt_req GET "$SC_OPS_URL/metrics"
 cp "$SC_DIR/b" "$SC_DIR/metrics.txt"
 check "/metrics: 200" test "$R_STATUS" = 200
 ct=$(hdr Content-Type)
@@ -444,7 +446,7 @@ sleep 1
 rt_signal TERM
 sig_ns=$((SIG_MS * 1000000))
 sleep 0.3
-rt_req GET "$SC_URL/readyz"
+rt_req GET "$SC_OPS_URL/readyz"
 check "during the drain grace /readyz: 503 with Retry-After (draining)" \
   eval '[ "$R_STATUS" = 503 ] && [ -n "$(hdr Retry-After)" ]'
 echo "# /readyz while draining: $R_BODY"
@@ -617,7 +619,7 @@ check "during the outage tokenize and read answer 503 service_unavailable with R
 check "during the outage every answer came in < 6 s" test "$slow" = 0
 rt_req POST "$SC_URL/v1/tokens/$T0/detokenize" -H "Authorization: Bearer $M_DK"
 check "during the outage detokenize: 503 (${R_MS} ms)" test "$R_STATUS" = 503 -a "$R_MS" -lt 6000
-rt_req GET "$SC_URL/readyz"
+rt_req GET "$SC_OPS_URL/readyz"
 check "during the outage /readyz: 503, database unavailable, Retry-After (${R_MS} ms)" \
   eval '[ "$R_STATUS" = 503 ] && [ "$(jq -r .checks.database <<<"$R_BODY")" = unavailable ] && [ -n "$(hdr Retry-After)" ] && [ "$R_MS" -lt 6000 ]'
 rt_req GET "$SC_URL/healthz"
@@ -627,7 +629,7 @@ check "during the outage an unknown key still gets 401 (keys checked from memory
 sc_pg_start || not_ok "PostgreSQL restarted"
 t0=$(now_ms) ready=""
 while [ $(($(now_ms) - t0)) -lt 15000 ]; do
-  rt_req GET "$SC_URL/readyz"
+  rt_req GET "$SC_OPS_URL/readyz"
   [ "$R_STATUS" = 200 ] && { ready=$(($(now_ms) - t0)); break; }
   sleep 0.2
 done
@@ -641,7 +643,7 @@ check "after recovery read of an earlier token: 200" test "$R_STATUS" = 200
 rt_req POST "$SC_URL/v1/tokens/$T0/detokenize" -H "Authorization: Bearer $M_DK"
 check "after recovery detokenize: 200" test "$R_STATUS" = 200
 check "the service kept running through the outage (same pid)" kill -0 "$SC_SERVICE_PID"
-rt_req GET "$SC_URL/metrics"
+rt_req GET "$SC_OPS_URL/metrics"
 su=$(awk '$1 == "cardvault_errors_total{code=\"service_unavailable\"}" { print $2 }' "$SC_DIR/b")
 check "metrics count the outage: errors_total{code=\"service_unavailable\"} >= 7 (${su:-none})" \
   eval '[ -n "$su" ] && [ "$su" -ge 7 ]'

@@ -142,6 +142,7 @@ STRACE_LOG="$TMP/strace.log"
 start_traced_service() {
     # An ASan build's leak checker cannot run under ptrace: switch it off for this run only.
     (cd "$SVC" && exec env TMPDIR="$SVC/tmp" HOME="$SVC" CARDVAULT_LISTEN="127.0.0.1:$PORT" \
+        CARDVAULT_OPS_LISTEN="127.0.0.1:$OPS_PORT" \
         CARDVAULT_DATABASE_URL="${APP_DATABASE_URL:-$CARDVAULT_DATABASE_URL}" \
         ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
         strace -f -qq --seccomp-bpf -e trace=open,openat,openat2,creat,rename,renameat,renameat2,link,linkat,truncate,ftruncate \
@@ -387,7 +388,7 @@ pg_ctlcluster "$PG_VER" "$PG_NAME" start
 wait "$stream"
 ready=0
 for _ in $(seq 1 100); do
-    [ "$(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "$BASE/readyz")" = 200 ] && { ready=1; break; }
+    [ "$(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "$OPS_BASE/readyz")" = 200 ] && { ready=1; break; }
     sleep 0.1
 done
 n503=$(grep -c '^503$' "$TMP/outage-codes")
@@ -595,11 +596,14 @@ core_pattern=$(cat /proc/sys/kernel/core_pattern)
 as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
 NOBODY_PID=""
 start_nobody() { # MODE(prod|dev) PORT: sets NOBODY_PID
-    local mode=$1 port=$2 devenv=()
+    local mode=$1 port=$2 devenv=() ops_port
+    ops_port=$(free_port)
+    [ "$ops_port" = "$port" ] && ops_port=$((port + 2))
     [ "$mode" = dev ] && devenv=(CARDVAULT_DEV=1)
     (cd "$NOBODY_DIR/$mode" && exec setpriv --reuid=nobody --regid=nogroup --clear-groups \
         bash -c 'ulimit -c unlimited 2>/dev/null; exec "$@"' _ env "${devenv[@]}" \
         CARDVAULT_KEK_FILE="$NOBODY_DIR/kek" CARDVAULT_LISTEN="127.0.0.1:$port" \
+        CARDVAULT_OPS_LISTEN="127.0.0.1:$ops_port" \
         CARDVAULT_DATABASE_URL="${APP_DATABASE_URL:-$CARDVAULT_DATABASE_URL}" \
         "$NOBODY_DIR/cardvault" serve >"$NOBODY_DIR/$mode.log" 2>&1) &
     NOBODY_PID=$!

@@ -63,6 +63,10 @@ static void defaults_with_an_empty_environment(void)
     CHECK_EQ_INT(cfg.db_pool_size, 8);
     CHECK_EQ_INT(cfg.max_connections, 512);
     CHECK_EQ_INT(cfg.conn_timeout_s, 30);
+    CHECK_EQ_INT(cfg.request_deadline_ms, 10000);
+    /* The ops listener stays on loopback unless an operator moves it. */
+    CHECK(cfg.ops_listen_host != NULL && strcmp(cfg.ops_listen_host, "127.0.0.1") == 0);
+    CHECK_EQ_INT(cfg.ops_listen_port, 9090);
     CHECK_EQ_INT(cfg.dek_max_age_s, 30LL * 24 * 3600);
     CHECK_EQ_INT(cfg.dek_max_uses, 1LL << 24);
     CHECK_EQ_INT(cfg.auth_refresh_ms, 1000);
@@ -102,6 +106,8 @@ static void values_from_the_environment(void)
     setenv("CARDVAULT_DATABASE_URL", "postgresql:///cardvault?host=/tmp", 1);
     setenv("CARDVAULT_KEK_FILE", "/etc/cardvault/kek", 1);
     setenv("CARDVAULT_LISTEN", "0.0.0.0:9443", 1);
+    setenv("CARDVAULT_OPS_LISTEN", "10.0.0.5:9100", 1);
+    setenv("CARDVAULT_REQUEST_DEADLINE_MS", "2500", 1);
     setenv("CARDVAULT_HTTP_THREADS", "256", 1);
     setenv("CARDVAULT_DB_POOL_SIZE", "1", 1);
     setenv("CARDVAULT_DEK_MAX_USES", "4294967296", 1); /* 2^32: the NIST SP 800-38D ceiling */
@@ -114,6 +120,9 @@ static void values_from_the_environment(void)
     CHECK(cfg.kek_file != NULL && strcmp(cfg.kek_file, "/etc/cardvault/kek") == 0);
     CHECK(strcmp(cfg.listen_host, "0.0.0.0") == 0);
     CHECK_EQ_INT(cfg.listen_port, 9443);
+    CHECK(strcmp(cfg.ops_listen_host, "10.0.0.5") == 0);
+    CHECK_EQ_INT(cfg.ops_listen_port, 9100);
+    CHECK_EQ_INT(cfg.request_deadline_ms, 2500);
     CHECK_EQ_INT(cfg.http_threads, 256);
     CHECK_EQ_INT(cfg.db_pool_size, 1);
     CHECK_EQ_INT(cfg.dek_max_uses, 1LL << 32);
@@ -172,17 +181,20 @@ static void listen_refuses_malformed_values(void)
         "127.0.0.1:99999999999999999999999",
         ":",
     };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        struct cv_config cfg;
-        char why[256];
-        clear_cardvault_env();
-        setenv("CARDVAULT_LISTEN", bad[i], 1);
-        cv_status st = load(&cfg, why, sizeof(why));
-        if (st != CV_ERR_CONFIG)
-            fprintf(stderr, "  CARDVAULT_LISTEN=\"%s\" accepted\n", bad[i]);
-        CHECK_EQ_INT(st, CV_ERR_CONFIG);
-        CHECK(strstr(why, "CARDVAULT_LISTEN") != NULL);
-        cv_config_cleanup(&cfg);
+    static const char *const vars[] = {"CARDVAULT_LISTEN", "CARDVAULT_OPS_LISTEN"};
+    for (size_t v = 0; v < 2; v++) {
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            struct cv_config cfg;
+            char why[256];
+            clear_cardvault_env();
+            setenv(vars[v], bad[i], 1);
+            cv_status st = load(&cfg, why, sizeof(why));
+            if (st != CV_ERR_CONFIG)
+                fprintf(stderr, "  %s=\"%s\" accepted\n", vars[v], bad[i]);
+            CHECK_EQ_INT(st, CV_ERR_CONFIG);
+            CHECK(strstr(why, vars[v]) != NULL);
+            cv_config_cleanup(&cfg);
+        }
     }
     clear_cardvault_env();
 }
@@ -210,7 +222,7 @@ static const char *const int_vars[] = {
     "CARDVAULT_DEK_MAX_USES",           "CARDVAULT_AUTH_REFRESH_MS",
     "CARDVAULT_IDEMPOTENCY_TTL_S",      "CARDVAULT_RATE_LIMIT_RPS",
     "CARDVAULT_RATE_LIMIT_BURST",       "CARDVAULT_AUTH_FAILURES_PER_MIN",
-    "CARDVAULT_AUTH_STALE_MAX_MS"};
+    "CARDVAULT_AUTH_STALE_MAX_MS",      "CARDVAULT_REQUEST_DEADLINE_MS"};
 
 static void bad_integers_name_their_variable(void)
 {
@@ -251,6 +263,7 @@ static void integers_outside_their_range_are_refused(void)
         {"CARDVAULT_DB_POOL_SIZE", "0", "257"},
         {"CARDVAULT_MAX_CONNECTIONS", "0", "65537"},
         {"CARDVAULT_CONNECTION_TIMEOUT_S", "0", "3601"},
+        {"CARDVAULT_REQUEST_DEADLINE_MS", "499", "300001"},
         {"CARDVAULT_DEK_MAX_AGE_S", "59", "315360001"},
         {"CARDVAULT_DEK_MAX_USES", "999", "4294967297"},
         {"CARDVAULT_AUTH_REFRESH_MS", "99", "5001"}, /* revocation within 5 s */
@@ -287,6 +300,8 @@ static void integer_bounds_themselves_are_accepted(void)
         {"CARDVAULT_DB_WRITERS", "8"},
         {"CARDVAULT_MAX_CONNECTIONS", "65536"},
         {"CARDVAULT_CONNECTION_TIMEOUT_S", "3600"},
+        {"CARDVAULT_REQUEST_DEADLINE_MS", "500"},
+        {"CARDVAULT_REQUEST_DEADLINE_MS", "300000"},
         {"CARDVAULT_DEK_MAX_AGE_S", "60"},
         {"CARDVAULT_DEK_MAX_USES", "1000"},
         {"CARDVAULT_AUTH_REFRESH_MS", "100"},

@@ -15,13 +15,17 @@
 
 #define TOK "tok_4eC39HqLyjWDarjtT1zdp7"
 
+/* The listeners the helpers below match for: both, except in the test of
+ * which listener serves what. */
+static unsigned listener = CV_LISTENER_API | CV_LISTENER_OPS;
+
 /* Matches with a token buffer of cap bytes surrounded by canaries. */
 static cv_status match(const char *method, const char *path, const struct cv_route **route,
                        char *token, size_t cap, const char **allow)
 {
     *route = NULL;
     *allow = NULL;
-    return cv_router_match(method, path, route, token, cap, allow);
+    return cv_router_match(listener, method, path, route, token, cap, allow);
 }
 
 static void expect_route(const char *method, const char *path, enum cv_route_id id,
@@ -278,6 +282,28 @@ static void very_long_unknown_paths_are_404(void)
     free(path);
 }
 
+/* The API listener faces merchants and has no readiness or metrics;
+ * the ops listener has no token routes. /healthz is on both. */
+static void each_listener_serves_only_its_routes(void)
+{
+    listener = CV_LISTENER_API;
+    expect_route("POST", "/v1/tokens", CV_ROUTE_TOKENIZE, NULL);
+    expect_route("GET", "/v1/tokens/" TOK, CV_ROUTE_READ, TOK);
+    expect_route("GET", "/healthz", CV_ROUTE_HEALTHZ, NULL);
+    expect_404("GET", "/readyz");
+    expect_404("GET", "/metrics");
+    expect_404("POST", "/metrics"); /* not a 405 that would reveal the path */
+    listener = CV_LISTENER_OPS;
+    expect_route("GET", "/healthz", CV_ROUTE_HEALTHZ, NULL);
+    expect_route("GET", "/readyz", CV_ROUTE_READYZ, NULL);
+    expect_route("GET", "/metrics", CV_ROUTE_METRICS, NULL);
+    expect_405("POST", "/metrics", "GET");
+    expect_404("POST", "/v1/tokens");
+    expect_404("GET", "/v1/tokens/" TOK);
+    expect_404("POST", "/v1/tokens/" TOK "/detokenize");
+    listener = CV_LISTENER_API | CV_LISTENER_OPS;
+}
+
 int main(void)
 {
     RUN(every_route_matches_with_its_id);
@@ -292,5 +318,6 @@ int main(void)
     RUN(empty_or_extra_token_segments_are_404);
     RUN(long_token_segment_is_truncated_safely);
     RUN(very_long_unknown_paths_are_404);
+    RUN(each_listener_serves_only_its_routes);
     return check_summary("router");
 }
