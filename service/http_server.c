@@ -35,6 +35,16 @@
 #define RETRY_AFTER_SECONDS 2 /* on 429 and 503 unless a rate limiter knows better */
 #define TLS_FILE_MAX_BYTES  (64 * 1024)
 
+/* libmicrohttpd keeps each connection's raw request (the Authorization
+ * header, the body with its PAN and CVC) in a per-connection memory pool and
+ * frees it without wiping. libmicrohttpd 0.9.75 (MHD_pool_create) takes a
+ * pool of at most 32 KiB (its default) from malloc, where the freed bytes
+ * stay in the heap; a larger one it maps with mmap(MAP_PRIVATE |
+ * MAP_ANONYMOUS) and returns with munmap when the connection closes, so the
+ * kernel takes the pages back and no later allocation can read them. 64 KiB
+ * is above that line; only the pages a request touches are ever committed. */
+#define CONNECTION_POOL_BYTES (64 * 1024)
+
 /* TLS 1.2 and 1.3 only, AEAD ciphers only (GCM, ChaCha20-Poly1305), forward-
  * secret key exchange only, over the elliptic-curve groups X25519, P-256 and
  * P-384 (TLS 1.3 would otherwise negotiate finite-field DH with a client that
@@ -494,6 +504,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
     const char *idempotency_key = NULL, *param = NULL;
     cv_status st = decode_request(conn, rq, &idempotency_key, &param);
+    cv_wipe_stack(); /* the parser's frames held the body */
     if (st != CV_OK)
         return queue_error(conn, rq, st, param, NULL);
     rq->call = (struct cv_call){
@@ -505,6 +516,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     };
     rq->done.finish = on_handler_finished;
     rq->route->handler(&srv->app->handlers, &rq->call, &rq->done);
+    cv_wipe_stack(); /* the handler's frames held the card */
     /* Every handler finishes before it returns today. One that finishes
      * later needs the daemon started with MHD_ALLOW_SUSPEND_RESUME: suspend
      * the connection here when !rq->finished (under a per-request lock that
@@ -653,6 +665,7 @@ cv_status cv_http_server_start(struct cv_app *app, struct cv_http_server **out, 
         (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned)cfg->per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_POOL_BYTES,
         MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL,
         MHD_OPTION_ARRAY, mode_opts, MHD_OPTION_END);
     if (srv->daemon == NULL) {
