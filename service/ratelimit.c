@@ -119,3 +119,12 @@ bool cv_ratelimit_take(struct cv_ratelimit *rl, const char *key, bool consume,
     pthread_mutex_unlock(lock);
     return ok;
 }
+
+cv_status cv_ratelimit_auth_outcome(struct cv_ratelimit *failures, const char *client,
+                                    cv_status auth_st, unsigned *retry_after_s)
+{
+    if (auth_st != CV_ERR_UNAUTHENTICATED)
+        return auth_st;
+    return cv_ratelimit_take(failures, client, true, retry_after_s) ? CV_ERR_UNAUTHENTICATED
+                                                                    : CV_ERR_RATE_LIMITED;
+}
