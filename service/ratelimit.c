@@ -2,7 +2,9 @@
  * a per-process random seed so nobody can aim many keys at one slot. A bucket
  * that gets recycled starts full again: the table size bounds how many
  * distinct keys are tracked at full precision (4096 by default), which is
- * far above the keys one instance serves. */
+ * far above the keys one instance serves. cv_ratelimit_auth_outcome is the
+ * policy of the failed-authentication budget: it counts and throttles
+ * failures only, so a valid key is never refused for what others did. */
 #include "cardvault/ratelimit.h"
 
 #include <math.h>
