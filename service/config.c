@@ -174,6 +174,20 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
         parse_uint("CARDVAULT_RATE_LIMIT_BURST", 1, 2000000, &cfg->rate_limit_burst, why, why_len));
     CV_TRY(parse_uint("CARDVAULT_AUTH_FAILURES_PER_MIN", 0, 100000, &cfg->auth_failures_per_min,
                       why, why_len));
+    CV_TRY(cv_client_addr_parse_proxies(getenv("CARDVAULT_TRUSTED_PROXIES"), &cfg->trusted_proxies,
+                                        why, why_len));
+    const char *fwd = getenv("CARDVAULT_TRUSTED_PROXY_HEADER");
+    if (fwd != NULL && *fwd != '\0') {
+        if (strcmp(fwd, "x-forwarded-for") == 0) {
+            cfg->forward_header = CV_FORWARD_X_FORWARDED_FOR;
+        } else if (strcmp(fwd, "forwarded") == 0) {
+            cfg->forward_header = CV_FORWARD_FORWARDED;
+        } else {
+            snprintf(why, why_len,
+                     "CARDVAULT_TRUSTED_PROXY_HEADER must be x-forwarded-for or forwarded");
+            return CV_ERR_CONFIG;
+        }
+    }
     cv_config_set_str(&cfg->tls_cert_file, getenv("CARDVAULT_TLS_CERT"));
     cv_config_set_str(&cfg->tls_key_file, getenv("CARDVAULT_TLS_KEY"));
     if ((cfg->tls_cert_file == NULL) != (cfg->tls_key_file == NULL)) {

@@ -27,6 +27,7 @@
 #include <microhttpd.h>
 
 #include "cardvault/api_tokens.h"
+#include "cardvault/client_addr.h"
 #include "cardvault/conn_deadline.h"
 #include "cardvault/json_codec.h"
 #include "cardvault/log.h"
@@ -39,6 +40,16 @@
 #define RETRY_AFTER_SECONDS 2 /* on 429 and 503 unless a rate limiter knows better */
 #define TLS_FILE_MAX_BYTES  (64 * 1024)
 #define OPS_MAX_CONNECTIONS 64 /* scrapers and probes: a handful at a time */
+
+/* libmicrohttpd keeps each connection's raw request (the Authorization
+ * header, the body with its PAN and CVC) in a per-connection memory pool and
+ * frees it without wiping. libmicrohttpd 0.9.75 (MHD_pool_create) takes a
+ * pool of at most 32 KiB (its default) from malloc, where the freed bytes
+ * stay in the heap; a larger one it maps with mmap(MAP_PRIVATE |
+ * MAP_ANONYMOUS) and returns with munmap when the connection closes, so the
+ * kernel takes the pages back and no later allocation can read them. 64 KiB
+ * is above that line; only the pages a request touches are ever committed. */
+#define CONNECTION_POOL_BYTES (64 * 1024)
 
 /* TLS 1.2 and 1.3 only, AEAD ciphers only (GCM, ChaCha20-Poly1305), forward-
  * secret key exchange only, over the elliptic-curve groups X25519, P-256 and
@@ -78,7 +89,7 @@ struct request {
     cv_status status;
     const char *method;
     unsigned retry_after_s;
-    char client[48];
+    char client[CV_CLIENT_ADDR_LEN];
     /* The handler's side: what it was called with and what it finished with.
      * Everything here lives until on_completed, so a handler may finish
      * after it returned (see handler.h). */
@@ -360,20 +371,43 @@ static double elapsed_s(const struct timespec *start)
     return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 }
 
-static void client_address(struct MHD_Connection *conn, char *out, size_t cap)
+struct last_header {
+    const char *name;
+    const char *value;
+};
+
+/* Keeps the value of the last header called name: a proxy appends to the
+ * right, and a second header line is to the right of the first. */
+static enum MHD_Result find_last_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        const char *value)
+{
+    struct last_header *h = cls;
+    (void)kind;
+    if (key != NULL && value != NULL && strcasecmp(key, h->name) == 0)
+        h->value = value;
+    return MHD_YES;
+}
+
+/* The TCP peer, or the client a trusted proxy reports (client_addr.c). */
+static void client_address(const struct cv_http_server *srv, struct MHD_Connection *conn,
+                           char out[CV_CLIENT_ADDR_LEN])
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    snprintf(out, cap, "unknown");
-    if (ci == NULL || ci->client_addr == NULL)
-        return;
-    if (ci->client_addr->sa_family == AF_INET)
+    char peer[CV_CLIENT_ADDR_LEN] = "unknown";
+    if (ci != NULL && ci->client_addr != NULL && ci->client_addr->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)ci->client_addr)->sin_addr,
-                  out, (socklen_t)cap);
-    else if (ci->client_addr->sa_family == AF_INET6)
+                  peer, sizeof(peer));
+    else if (ci != NULL && ci->client_addr != NULL && ci->client_addr->sa_family == AF_INET6)
         inet_ntop(AF_INET6,
-                  &((const struct sockaddr_in6 *)(const void *)ci->client_addr)->sin6_addr, out,
-                  (socklen_t)cap);
+                  &((const struct sockaddr_in6 *)(const void *)ci->client_addr)->sin6_addr, peer,
+                  sizeof(peer));
+    const struct cv_config *cfg = srv->app->config;
+    struct last_header fwd = {
+        cfg->forward_header == CV_FORWARD_FORWARDED ? "Forwarded" : "X-Forwarded-For", NULL};
+    if (cfg->trusted_proxies.n > 0 && cv_client_addr_is_trusted(&cfg->trusted_proxies, peer))
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, find_last_header, &fwd);
+    cv_client_addr_resolve(&cfg->trusted_proxies, cfg->forward_header, peer, fwd.value, out);
 }
 
 static struct request *request_new(struct cv_http_server *srv, const char *method)
@@ -412,20 +446,22 @@ static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connect
         return queue_error(conn, rq, CV_ERR_SHUTTING_DOWN, NULL, NULL);
 
     if (rq->route->scope != 0) {
-        /* A client address that keeps sending bad keys is slowed down before
-         * we even look at its next key (PCI DSS 8.3.4; guessing keys). */
-        if (!cv_ratelimit_take(srv->auth_failures, rq->client, false, &rq->retry_after_s))
-            return queue_error(conn, rq, CV_ERR_RATE_LIMITED, NULL, NULL);
+        /* Every key is looked up (a hash and an in-memory probe, no
+         * database); then a client address that keeps failing is slowed
+         * down on its failures only (PCI DSS 8.3.4): a valid key from the
+         * same address, e.g. another merchant behind the same proxy, is
+         * still served (ratelimit.h, cv_ratelimit_auth_outcome). */
         const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
         st = cv_auth_authenticate(srv->app->auth, authz, &rq->who);
-        if (st != CV_OK) {
+        st = cv_ratelimit_auth_outcome(srv->auth_failures, rq->client, st, &rq->retry_after_s);
+        if (st == CV_ERR_UNAUTHENTICATED) {
             cv_metrics_count_auth_failure(srv->app->metrics);
-            (void)cv_ratelimit_take(srv->auth_failures, rq->client, true, NULL);
             cv_log(CV_LOG_WARN, "auth_failed", CV_LS("request_id", rq->request_id),
                    CV_LS("client", rq->client), CV_LS("route", rq->route->pattern),
                    CV_LB("header_present", authz != NULL));
-            return queue_error(conn, rq, st, NULL, NULL);
         }
+        if (st != CV_OK)
+            return queue_error(conn, rq, st, NULL, NULL);
         rq->authenticated = true;
         /* Per-key budget: bounds what a leaked key, or a script guessing
          * tokens with a valid key, can do per second. */
@@ -532,7 +568,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
     if (rq == NULL) {
         rq = request_new(srv, method);
-        client_address(conn, rq->client, sizeof(rq->client));
+        client_address(srv, conn, rq->client);
         *con_cls = rq;
         return on_headers(srv, conn, rq, method, url);
     }
@@ -564,6 +600,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
     const char *idempotency_key = NULL, *param = NULL;
     cv_status st = decode_request(conn, rq, &idempotency_key, &param);
+    cv_wipe_stack(); /* the parser's frames held the body */
     if (st != CV_OK)
         return queue_error(conn, rq, st, param, NULL);
     rq->call = (struct cv_call){
@@ -575,6 +612,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     };
     rq->done.finish = on_handler_finished;
     rq->route->handler(&srv->app->handlers, &rq->call, &rq->done);
+    cv_wipe_stack(); /* the handler's frames held the card */
     /* Every handler finishes before it returns today. One that finishes
      * later needs the daemon started with MHD_ALLOW_SUSPEND_RESUME: suspend
      * the connection here when !rq->finished (under a per-request lock that
@@ -768,6 +806,7 @@ static cv_status start_listener(struct cv_app *app, const struct listener_spec *
         spec->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, spec->per_ip_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_POOL_BYTES,
         MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL,
         MHD_OPTION_ARRAY, mode_opts, MHD_OPTION_END);
     if (srv->daemon == NULL) {

@@ -2,7 +2,9 @@
  * a per-process random seed so nobody can aim many keys at one slot. A bucket
  * that gets recycled starts full again: the table size bounds how many
  * distinct keys are tracked at full precision (4096 by default), which is
- * far above the keys one instance serves. */
+ * far above the keys one instance serves. cv_ratelimit_auth_outcome is the
+ * policy of the failed-authentication budget: it counts and throttles
+ * failures only, so a valid key is never refused for what others did. */
 #include "cardvault/ratelimit.h"
 
 #include <math.h>
@@ -118,4 +120,13 @@ bool cv_ratelimit_take(struct cv_ratelimit *rl, const char *key, bool consume,
     }
     pthread_mutex_unlock(lock);
     return ok;
+}
+
+cv_status cv_ratelimit_auth_outcome(struct cv_ratelimit *failures, const char *client,
+                                    cv_status auth_st, unsigned *retry_after_s)
+{
+    if (auth_st != CV_ERR_UNAUTHENTICATED)
+        return auth_st;
+    return cv_ratelimit_take(failures, client, true, retry_after_s) ? CV_ERR_UNAUTHENTICATED
+                                                                    : CV_ERR_RATE_LIMITED;
 }

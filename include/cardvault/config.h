@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cardvault/client_addr.h"
 #include "cardvault/status.h"
 
 /* Runtime configuration: read once from the environment (CARDVAULT_*),
@@ -44,10 +45,14 @@ struct cv_config {
     unsigned rate_limit_rps;        /* CARDVAULT_RATE_LIMIT_RPS per API key, default 500, 0 = off */
     unsigned rate_limit_burst;      /* CARDVAULT_RATE_LIMIT_BURST, default 2 x rps */
     unsigned auth_failures_per_min; /* CARDVAULT_AUTH_FAILURES_PER_MIN per client address, 20 */
-    char *tls_cert_file;            /* CARDVAULT_TLS_CERT (PEM) */
-    char *tls_key_file;             /* CARDVAULT_TLS_KEY (PEM) */
-    bool allow_plaintext;           /* CARDVAULT_ALLOW_PLAINTEXT=1: plain HTTP beyond loopback */
-    bool production;                /* CARDVAULT_DEV=1 turns it off: allows core dumps */
+    struct cv_proxy_list trusted_proxies;  /* CARDVAULT_TRUSTED_PROXIES: peers whose forwarding
+                                              header names the client; empty by default */
+    enum cv_forward_header forward_header; /* CARDVAULT_TRUSTED_PROXY_HEADER: x-forwarded-for
+                                              (default) or forwarded */
+    char *tls_cert_file;                   /* CARDVAULT_TLS_CERT (PEM) */
+    char *tls_key_file;                    /* CARDVAULT_TLS_KEY (PEM) */
+    bool allow_plaintext;  /* CARDVAULT_ALLOW_PLAINTEXT=1: plain HTTP beyond loopback */
+    bool production;       /* CARDVAULT_DEV=1 turns it off: allows core dumps */
     bool allow_owner_role; /* CARDVAULT_ALLOW_OWNER_ROLE=1: serve as the schema owner (dev only) */
     unsigned audit_anchor_interval_s; /* CARDVAULT_AUDIT_ANCHOR_INTERVAL_S, default 60 */
 };

@@ -37,6 +37,12 @@ CV_MUST_USE cv_status cv_secbuf_set(struct cv_secbuf *b, const void *src, size_t
 
 /* Wipes any caller memory that held a secret. */
 void cv_wipe(void *p, size_t len);
+/* Overwrites CV_WIPE_STACK_BYTES of the calling thread's stack just below the
+ * caller's frame: where the frames of the functions it called (a JSON
+ * parser, a cipher, a formatter) left copies of what they worked on. Call it
+ * after a call tree that handled card data or a key. */
+#define CV_WIPE_STACK_BYTES (32 * 1024)
+void cv_wipe_stack(void);
 /* Constant-time equality of two equal-length buffers. */
 bool cv_ct_equal(const void *a, const void *b, size_t len);
 

@@ -514,6 +514,40 @@ static void owner_role_and_anchor_interval(void)
     clear_cardvault_env();
 }
 
+static void trusted_proxies_parsed_strictly(void)
+{
+    struct cv_config cfg;
+    char why[256];
+    clear_cardvault_env();
+    CHECK_EQ_INT(cv_config_from_env(&cfg, why, sizeof(why)), CV_OK);
+    CHECK_EQ_INT(cfg.trusted_proxies.n, 0); /* none by default: headers ignored */
+    CHECK_EQ_INT(cfg.forward_header, CV_FORWARD_X_FORWARDED_FOR);
+    cv_config_cleanup(&cfg);
+
+    setenv("CARDVAULT_TRUSTED_PROXIES", " 10.0.0.1 ,192.168.0.0/16,fd00::/8", 1);
+    setenv("CARDVAULT_TRUSTED_PROXY_HEADER", "forwarded", 1);
+    CHECK_EQ_INT(cv_config_from_env(&cfg, why, sizeof(why)), CV_OK);
+    CHECK_EQ_INT(cfg.trusted_proxies.n, 3);
+    CHECK_EQ_INT(cfg.forward_header, CV_FORWARD_FORWARDED);
+    cv_config_cleanup(&cfg);
+
+    static const char *const bad[] = {"10.0.0.1/8", "10.0.0.0/33", "0.0.0.0/0",        "10.0.0.1,",
+                                      ",10.0.0.1",  "localhost",   "10.0.0.1 10.0.0.2"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        setenv("CARDVAULT_TRUSTED_PROXIES", bad[i], 1);
+        why[0] = '\0';
+        CHECK_EQ_INT(cv_config_from_env(&cfg, why, sizeof(why)), CV_ERR_CONFIG);
+        CHECK(strstr(why, "CARDVAULT_TRUSTED_PROXIES") != NULL);
+        cv_config_cleanup(&cfg);
+    }
+    setenv("CARDVAULT_TRUSTED_PROXIES", "10.0.0.1", 1);
+    setenv("CARDVAULT_TRUSTED_PROXY_HEADER", "X-Real-IP", 1);
+    CHECK_EQ_INT(cv_config_from_env(&cfg, why, sizeof(why)), CV_ERR_CONFIG);
+    CHECK(strstr(why, "CARDVAULT_TRUSTED_PROXY_HEADER") != NULL);
+    cv_config_cleanup(&cfg);
+    clear_cardvault_env();
+}
+
 int main(void)
 {
     RUN(defaults_with_an_empty_environment);
@@ -531,6 +565,7 @@ int main(void)
     RUN(reason_is_truncated_to_the_buffer);
     RUN(require_names_what_is_missing);
     RUN(owner_role_and_anchor_interval);
+    RUN(trusted_proxies_parsed_strictly);
     clear_cardvault_env();
     return check_summary("config");
 }

@@ -1,7 +1,9 @@
 /* test_ratelimit.c: ratelimit.c's token buckets: a burst is allowed and then
  * refused with a Retry-After of at least one second, a check without consume
  * takes nothing, keys do not share a bucket, rate 0 disables the limit, and
- * a full table recycles buckets instead of growing. */
+ * a full table recycles buckets instead of growing; the auth-failure budget
+ * counts and throttles failures only (a valid key and a stale key cache's
+ * 503 take nothing). */
 #include "cardvault/ratelimit.h"
 
 #include <stdio.h>
@@ -61,6 +63,54 @@ static void full_table_recycles(void)
     cv_ratelimit_free(rl);
 }
 
+static void valid_key_passes_an_empty_failure_bucket(void)
+{
+    struct cv_ratelimit *rl = cv_ratelimit_new(0.01, 2, 0);
+    unsigned ra = 0;
+    CHECK_EQ_INT(cv_ratelimit_auth_outcome(rl, "10.0.0.1", CV_ERR_UNAUTHENTICATED, &ra),
+                 CV_ERR_UNAUTHENTICATED);
+    CHECK_EQ_INT(cv_ratelimit_auth_outcome(rl, "10.0.0.1", CV_ERR_UNAUTHENTICATED, &ra),
+                 CV_ERR_UNAUTHENTICATED);
+    /* empty: the next failure is throttled, with a wait */
+    CHECK_EQ_INT(cv_ratelimit_auth_outcome(rl, "10.0.0.1", CV_ERR_UNAUTHENTICATED, &ra),
+                 CV_ERR_RATE_LIMITED);
+    CHECK(ra >= 1);
+    /* a valid key from the same address is never refused, and takes nothing */
+    for (int i = 0; i < 5; i++)
+        CHECK_EQ_INT(cv_ratelimit_auth_outcome(rl, "10.0.0.1", CV_OK, &ra), CV_OK);
+    CHECK_EQ_INT(cv_ratelimit_auth_outcome(rl, "10.0.0.1", CV_ERR_UNAUTHENTICATED, &ra),
+                 CV_ERR_RATE_LIMITED);
+    /* another address has its own budget */
+    CHECK_EQ_INT(cv_ratelimit_auth_outcome(rl, "10.0.0.2", CV_ERR_UNAUTHENTICATED, &ra),
+                 CV_ERR_UNAUTHENTICATED);
+    cv_ratelimit_free(rl);
+}
+
+static void stale_key_cache_takes_no_failure_token(void)
+{
+    struct cv_ratelimit *rl = cv_ratelimit_new(0.01, 1, 0);
+    for (int i = 0; i < 10; i++) {
+        CHECK_EQ_INT(cv_ratelimit_auth_outcome(rl, "a", CV_ERR_DB_UNAVAILABLE, NULL),
+                     CV_ERR_DB_UNAVAILABLE);
+        CHECK_EQ_INT(cv_ratelimit_auth_outcome(rl, "a", CV_ERR_INTERNAL, NULL), CV_ERR_INTERNAL);
+    }
+    /* the bucket is still full: the first real failure is a 401 */
+    CHECK_EQ_INT(cv_ratelimit_auth_outcome(rl, "a", CV_ERR_UNAUTHENTICATED, NULL),
+                 CV_ERR_UNAUTHENTICATED);
+    CHECK_EQ_INT(cv_ratelimit_auth_outcome(rl, "a", CV_ERR_UNAUTHENTICATED, NULL),
+                 CV_ERR_RATE_LIMITED);
+    cv_ratelimit_free(rl);
+}
+
+static void failure_budget_off_never_throttles(void)
+{
+    struct cv_ratelimit *rl = cv_ratelimit_new(0, 0, 0);
+    for (int i = 0; i < 100; i++)
+        CHECK_EQ_INT(cv_ratelimit_auth_outcome(rl, "a", CV_ERR_UNAUTHENTICATED, NULL),
+                     CV_ERR_UNAUTHENTICATED);
+    cv_ratelimit_free(rl);
+}
+
 int main(void)
 {
     RUN(burst_then_refused_with_retry_after);
@@ -68,5 +118,8 @@ int main(void)
     RUN(keys_have_their_own_buckets);
     RUN(rate_zero_disables);
     RUN(full_table_recycles);
+    RUN(valid_key_passes_an_empty_failure_bucket);
+    RUN(stale_key_cache_takes_no_failure_token);
+    RUN(failure_budget_off_never_throttles);
     return check_summary("ratelimit");
 }
