@@ -73,7 +73,7 @@ struct cv_http_server {
     char *tls_cert;
     char *tls_key;
     bool quiesced;
-    atomic_bool closing; /* the drain began: new requests get 503 and the connection closes */
+    atomic_bool closing; /* the drain grace ended: new requests get 503 */
 };
 
 struct request {

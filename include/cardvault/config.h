@@ -28,10 +28,11 @@ struct cv_config {
     unsigned
         db_writers; /* CARDVAULT_DB_WRITERS: batch writer and batch reader threads, default 1 */
     unsigned per_ip_connections; /* CARDVAULT_MAX_CONNECTIONS_PER_IP, default 128 */
-    unsigned drain_grace_ms;  /* CARDVAULT_DRAIN_GRACE_MS: /readyz 503, still serving, default 5000 */
-    unsigned db_pool_size;    /* CARDVAULT_DB_POOL_SIZE, default 8 */
-    unsigned max_connections; /* CARDVAULT_MAX_CONNECTIONS, default 512 */
-    unsigned conn_timeout_s;  /* CARDVAULT_CONNECTION_TIMEOUT_S, default 30 */
+    unsigned
+        drain_grace_ms;    /* CARDVAULT_DRAIN_GRACE_MS: /readyz 503, still serving, default 5000 */
+    unsigned db_pool_size; /* CARDVAULT_DB_POOL_SIZE, default 8 */
+    unsigned max_connections;       /* CARDVAULT_MAX_CONNECTIONS, default 512 */
+    unsigned conn_timeout_s;        /* CARDVAULT_CONNECTION_TIMEOUT_S, default 30 */
     unsigned request_deadline_ms;   /* CARDVAULT_REQUEST_DEADLINE_MS: a whole request (headers
                                        and body) must arrive within this, default 10000 */
     long long dek_max_age_s;        /* CARDVAULT_DEK_MAX_AGE_S, default 30 days */
