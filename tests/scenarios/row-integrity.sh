@@ -34,7 +34,7 @@ cd "$SC_ROOT" || exit 2
 sc_pin_binary
 require_tools jq curl psql
 
-metric() { curl -s "$SC_URL/metrics" | awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'; }
+metric() { curl -s "$SC_OPS_URL/metrics" | awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'; }
 code() { jq -r '.error.code // "DATA"' <<<"$R_BODY" 2>/dev/null; }
 
 sc_setup
