@@ -108,7 +108,8 @@ contract: $(OUT)/cardvault
 	@tests/contract/run.sh $(OUT)/cardvault
 
 # Scenario scripts: each brings its own private PostgreSQL cluster.
-SCENARIOS := audit audit-tail idempotency runtime keys key-commands faults isolation abuse storage-proof
+SCENARIOS := audit audit-tail idempotency runtime keys key-commands faults isolation abuse storage-proof \
+             elements
 PROOF_CARDS ?= 200
 scenarios: $(OUT)/cardvault
 	@st=0; for s in $(SCENARIOS); do \

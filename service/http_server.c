@@ -473,6 +473,17 @@ static enum MHD_Result add_frame_arg(void *cls, enum MHD_ValueKind kind, const c
     return MHD_YES;
 }
 
+static enum MHD_Result find_non_iframe_dest(void *cls, enum MHD_ValueKind kind, const char *key,
+                                            const char *value)
+{
+    bool *navigation = cls;
+    (void)kind;
+    if (key != NULL && strcasecmp(key, "Sec-Fetch-Dest") == 0 &&
+        (value == NULL || strcmp(value, "iframe") != 0))
+        *navigation = true;
+    return MHD_YES;
+}
+
 /* A frame page (docs/elements.md, in this order): not a top-level
  * navigation; a well-formed query; a known publishable key, looked up from
  * `key` as an Authorization header would be, under the same failure and
@@ -481,9 +492,11 @@ static enum MHD_Result on_frame_headers(struct cv_http_server *srv, struct MHD_C
                                         struct request *rq)
 {
     /* Sec-Fetch-Dest is set by the browser, not by page script. Absent: an
-     * older browser or not a browser; frame-ancestors still applies. */
-    const char *dest = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-Fetch-Dest");
-    if (dest != NULL && strcmp(dest, "iframe") != 0)
+     * older browser or not a browser; frame-ancestors still applies. Every
+     * copy of the header must say iframe. */
+    bool navigation = false;
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, find_non_iframe_dest, &navigation);
+    if (navigation)
         return queue_error(conn, rq, CV_ERR_FRAME_NAVIGATION, NULL, NULL);
     cv_frame_query_init(&rq->frame, rq->route->query == CV_ROUTE_QUERY_FRAME_CVC ? CV_FRAME_CVC
                                                                                   : CV_FRAME_CARD);
