@@ -248,7 +248,8 @@ size_t cv_elements_web_headers(enum cv_web_policy policy, const char *frame_ance
         break;
     case CV_WEB_FRAME_PAGE: {
         const char *anc = "'none'";
-        if (frame_ancestor != NULL && cv_origin_is_canonical(frame_ancestor, strlen(frame_ancestor)))
+        if (frame_ancestor != NULL &&
+            cv_origin_is_canonical(frame_ancestor, strlen(frame_ancestor)))
             anc = frame_ancestor;
         int w = snprintf(scratch, scratch_cap, "%s%s", frame_csp_head, anc);
         if (w < 0 || (size_t)w >= scratch_cap)
@@ -334,13 +335,15 @@ struct labels {
     const char *card_title, *cvc_title, *name, *number, *exp, *cvc, *exp_placeholder, *cvc_hint;
 };
 static const struct labels labels_en = {
-    "Card details", "Security code", "Name on card",    "Card number",
-    "Expiry date",  "Security code", "MM / YY",
-    "Type the security code printed on your card: browsers do not fill it in."};
+    "Card details", "Security code",
+    "Name on card", "Card number",
+    "Expiry date",  "Security code",
+    "MM / YY",      "Type the security code printed on your card: browsers do not fill it in."};
 static const struct labels labels_ja = {
-    "カード情報",     "セキュリティコード", "カード名義",        "カード番号",
-    "有効期限",       "セキュリティコード", "MM / YY",
-    "カードに記載のセキュリティコードを入力してください（自動入力されません）。"};
+    "カード情報", "セキュリティコード",
+    "カード名義", "カード番号",
+    "有効期限",   "セキュリティコード",
+    "MM / YY",    "カードに記載のセキュリティコードを入力してください（自動入力されません）。"};
 
 static const char page_head[] = "<!doctype html>\n<html lang=\"{}\">\n<head>\n"
                                 "<meta charset=\"utf-8\">\n"
@@ -398,8 +401,8 @@ cv_status cv_elements_render_frame(const struct cv_frame_req *req, char **page, 
     const struct labels *l = ja ? &labels_ja : &labels_en;
     bool cvc_only = req->kind == CV_FRAME_CVC;
     const char *title = req->title[0] != '\0' ? req->title
-                        : cvc_only           ? l->cvc_title
-                                             : l->card_title;
+                        : cvc_only            ? l->cvc_title
+                                              : l->card_title;
     cv_buf_init(&b, PAGE_MAX_BYTES);
     const char *head[] = {lang, title};
     emit(&b, page_head, head, 2);
@@ -475,8 +478,9 @@ cv_status cv_elements_sri(char out[CV_ELEMENTS_SRI_LEN + 1])
 {
     unsigned char digest[48];
     CV_TRY(cv_envelope_sha384(cv_asset_elements_js, cv_asset_elements_js_len, digest));
-    memcpy(out, "sha384-", 7);
-    cv_elements_base64(digest, sizeof(digest), out + 7);
+    char b64[65];
+    cv_elements_base64(digest, sizeof(digest), b64);
+    snprintf(out, CV_ELEMENTS_SRI_LEN + 1, "sha384-%s", b64);
     return CV_OK;
 }
 

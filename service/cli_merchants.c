@@ -287,8 +287,8 @@ static int key_origins(struct cv_cli *cli)
     char mid[CV_MERCHANT_ID_LEN + 1];
     bool publishable = false;
     char current[CV_ORIGIN_LIST_MAX + 1] = "";
-    cv_status st = cv_store_get_key_origins(store, prefix, mid, &publishable, current,
-                                            sizeof(current));
+    cv_status st =
+        cv_store_get_key_origins(store, prefix, mid, &publishable, current, sizeof(current));
     if (st == CV_ERR_NOT_FOUND) {
         cv_cli_fail("no active key with that prefix");
         goto out;

@@ -322,8 +322,8 @@ static enum MHD_Result queue_result(struct MHD_Connection *conn, struct request 
     } else if (res->static_body != NULL) {
         /* Compiled-in bytes: with MHD_RESPMEM_PERSISTENT, MHD reads them in
          * place and never writes or frees them (its API is older than const). */
-        resp = MHD_create_response_from_buffer(
-            res->body_len, (void *)(uintptr_t)res->static_body, MHD_RESPMEM_PERSISTENT);
+        resp = MHD_create_response_from_buffer(res->body_len, (void *)(uintptr_t)res->static_body,
+                                               MHD_RESPMEM_PERSISTENT);
         add_common_headers(resp, rq, content_type_of(res->body_type), res->web,
                            res->frame_ancestor);
     } else {
@@ -499,7 +499,7 @@ static enum MHD_Result on_frame_headers(struct cv_http_server *srv, struct MHD_C
     if (navigation)
         return queue_error(conn, rq, CV_ERR_FRAME_NAVIGATION, NULL, NULL);
     cv_frame_query_init(&rq->frame, rq->route->query == CV_ROUTE_QUERY_FRAME_CVC ? CV_FRAME_CVC
-                                                                                  : CV_FRAME_CARD);
+                                                                                 : CV_FRAME_CARD);
     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_frame_arg, &rq->frame);
     cv_status st = cv_frame_query_finish(&rq->frame);
     if (st == CV_ERR_KEY_IN_QUERY || st == CV_ERR_FRAME_KEY_NOT_PUBLISHABLE)

@@ -132,10 +132,10 @@ cv_status cv_origin_normalize(const char *in, size_t len, char out[CV_ORIGIN_MAX
     for (size_t i = 0; i < host_len; i++)
         host[i] = lower(auth[i]);
     host[host_len] = '\0';
-    int w = port_num != 0 ? snprintf(out, CV_ORIGIN_MAX + 1, "%s://%s:%lu",
-                                     https ? "https" : "http", host, port_num)
-                          : snprintf(out, CV_ORIGIN_MAX + 1, "%s://%s", https ? "https" : "http",
-                                     host);
+    int w = port_num != 0
+                ? snprintf(out, CV_ORIGIN_MAX + 1, "%s://%s:%lu", https ? "https" : "http", host,
+                           port_num)
+                : snprintf(out, CV_ORIGIN_MAX + 1, "%s://%s", https ? "https" : "http", host);
     if (w < 0 || w > CV_ORIGIN_MAX) {
         out[0] = '\0';
         return CV_ERR_BAD_REQUEST;

@@ -18,12 +18,12 @@ static const struct cv_route routes[] = {
      false, NULL, cv_api_delete, CV_ROUTE_QUERY_NONE},
     {CV_ROUTE_DETOKENIZE, "POST", "/v1/tokens/{token}/detokenize", CV_SCOPE_DETOKENIZE, true,
      CV_ROUTE_BODY_EMPTY, true, "token.detokenize", cv_api_detokenize, CV_ROUTE_QUERY_NONE},
-    {CV_ROUTE_HEALTHZ, "GET", "/healthz", 0, false, CV_ROUTE_BODY_NONE, false, NULL,
-     cv_api_healthz, CV_ROUTE_QUERY_NONE},
+    {CV_ROUTE_HEALTHZ, "GET", "/healthz", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_healthz,
+     CV_ROUTE_QUERY_NONE},
     {CV_ROUTE_READYZ, "GET", "/readyz", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_readyz,
      CV_ROUTE_QUERY_NONE},
-    {CV_ROUTE_METRICS, "GET", "/metrics", 0, false, CV_ROUTE_BODY_NONE, false, NULL,
-     cv_api_metrics, CV_ROUTE_QUERY_NONE},
+    {CV_ROUTE_METRICS, "GET", "/metrics", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_metrics,
+     CV_ROUTE_QUERY_NONE},
     /* The card fields (docs/elements.md). The frame pages need no
      * Authorization header: http_server.c looks their `key` up. */
     {CV_ROUTE_ELEMENTS_JS, "GET", "/elements.js", 0, false, CV_ROUTE_BODY_NONE, false, NULL,

@@ -21,19 +21,19 @@
 
 struct cv_cli {
     struct cv_config cfg;
-    const char *dir;          /* --dir */
-    const char *merchant;     /* --merchant */
-    const char *scopes;       /* --scopes */
-    const char *since;        /* --since */
-    const char *new_kek_file; /* --new-kek-file */
-    const char *from_dek;     /* --from-dek */
-    const char *batch;        /* --batch */
-    bool confirm;             /* --confirm */
-    const char *expect;       /* --expect SEQ:HASH (audit verify) */
+    const char *dir;                                 /* --dir */
+    const char *merchant;                            /* --merchant */
+    const char *scopes;                              /* --scopes */
+    const char *since;                               /* --since */
+    const char *new_kek_file;                        /* --new-kek-file */
+    const char *from_dek;                            /* --from-dek */
+    const char *batch;                               /* --batch */
+    bool confirm;                                    /* --confirm */
+    const char *expect;                              /* --expect SEQ:HASH (audit verify) */
     const char *origin_args[CV_CLI_ORIGIN_ARGS_MAX]; /* --allowed-origin, as given */
     int n_origin_args;
     const char *set_origins; /* --set LIST (key origins); NULL when not given */
-    int argc;                 /* positional arguments after the command word */
+    int argc;                /* positional arguments after the command word */
     char **argv;
 };
 

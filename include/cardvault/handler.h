@@ -55,15 +55,15 @@ enum cv_frame_kind {
 };
 struct cv_frame_req {
     enum cv_frame_kind kind;
-    char key[CV_APIKEY_LEN + 1];       /* a publishable key, pk_ */
-    char origin[CV_ORIGIN_MAX + 1];    /* the parent page's origin, canonical */
+    char key[CV_APIKEY_LEN + 1];    /* a publishable key, pk_ */
+    char origin[CV_ORIGIN_MAX + 1]; /* the parent page's origin, canonical */
     char nonce[CV_FRAME_NONCE_MAX + 1];
     char title[CV_FRAME_TITLE_MAX + 1];
     char lang[CV_FRAME_LANG_MAX + 1];
-    char token[CV_TOKEN_LEN + 1];      /* CV_FRAME_CVC only */
+    char token[CV_TOKEN_LEN + 1];       /* CV_FRAME_CVC only */
     char brand[CV_FRAME_BRAND_MAX + 1]; /* CV_FRAME_CVC only, optional */
-    unsigned seen;                     /* parameters met so far (a repeat is an error) */
-    cv_status error;                   /* the first error met, CV_OK if none */
+    unsigned seen;                      /* parameters met so far (a repeat is an error) */
+    cv_status error;                    /* the first error met, CV_OK if none */
 };
 
 /* What a handler receives: authenticated, headers checked, body decoded. */
@@ -96,11 +96,11 @@ enum cv_body_type {
  * content-security headers go with it. The header values are written once,
  * in cv_elements_web_headers (api_elements.h); http_server.c adds them. */
 enum cv_web_policy {
-    CV_WEB_API = 0,        /* every API answer: no-store, nosniff, nothing cross-origin */
-    CV_WEB_PUBLIC_SCRIPT,  /* elements.js: any site may load it (CORS *, CORP cross-origin) */
-    CV_WEB_FRAME_ASSET,    /* frame.js, frame.css: the vault's own pages only */
-    CV_WEB_FRAME_PAGE,     /* a frame page: CSP, frameable by frame_ancestor alone */
-    CV_WEB_FRAME_REFUSAL,  /* a frame page's HTML error: no script, no referrer, no cache */
+    CV_WEB_API = 0,       /* every API answer: no-store, nosniff, nothing cross-origin */
+    CV_WEB_PUBLIC_SCRIPT, /* elements.js: any site may load it (CORS *, CORP cross-origin) */
+    CV_WEB_FRAME_ASSET,   /* frame.js, frame.css: the vault's own pages only */
+    CV_WEB_FRAME_PAGE,    /* a frame page: CSP, frameable by frame_ancestor alone */
+    CV_WEB_FRAME_REFUSAL, /* a frame page's HTML error: no script, no referrer, no cache */
 };
 
 /* What a handler answers. status CV_OK: kind says how, body (heap, released
@@ -117,7 +117,8 @@ struct cv_result {
     const char *static_body; /* compiled-in assets; body_len is its length */
     enum cv_body_type body_type;
     enum cv_web_policy web;
-    char frame_ancestor[CV_ORIGIN_MAX + 1]; /* CV_WEB_FRAME_PAGE: the one origin that may frame it */
+    char
+        frame_ancestor[CV_ORIGIN_MAX + 1]; /* CV_WEB_FRAME_PAGE: the one origin that may frame it */
     const char *error_param;
 };
 /* Releases the body; accepts a zeroed result. */

@@ -22,8 +22,7 @@
  * address; the port, if any, 1-65535. CV_ERR_BAD_REQUEST for anything else:
  * another scheme, user info, a path (even "/"), a query, a fragment, spaces,
  * an empty port, a trailing dot, a result longer than CV_ORIGIN_MAX. */
-CV_MUST_USE cv_status cv_origin_normalize(const char *in, size_t len,
-                                          char out[CV_ORIGIN_MAX + 1]);
+CV_MUST_USE cv_status cv_origin_normalize(const char *in, size_t len, char out[CV_ORIGIN_MAX + 1]);
 /* True when in[0..len) is an origin already in normalized form. */
 bool cv_origin_is_canonical(const char *in, size_t len);
 /* True when a normalized origin may be put on a publishable key: https for

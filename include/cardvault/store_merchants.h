@@ -22,12 +22,11 @@ CV_MUST_USE cv_status cv_store_revoke_api_key(struct cv_store *st, const char *p
                                               char merchant_id[CV_MERCHANT_ID_LEN + 1]);
 /* Calls fn for every key changed at or after since_us (microseconds since the
  * epoch); *max_changed_us gets the newest change seen. */
-CV_MUST_USE cv_status
-cv_store_scan_api_keys(struct cv_store *st, int64_t since_us, int64_t *max_changed_us,
-                       void (*fn)(void *ctx, const char *merchant_id, const char *prefix,
-                                  const unsigned char hash[32], const char *scopes,
-                                  const char *origins, bool revoked),
-                       void *ctx);
+CV_MUST_USE cv_status cv_store_scan_api_keys(
+    struct cv_store *st, int64_t since_us, int64_t *max_changed_us,
+    void (*fn)(void *ctx, const char *merchant_id, const char *prefix, const unsigned char hash[32],
+               const char *scopes, const char *origins, bool revoked),
+    void *ctx);
 /* Replaces the allowed origins of the live publishable key with this prefix
  * (origins: a normalized comma list, "" for none). CV_ERR_NOT_FOUND when no
  * live key with exactly the tokenize scope has it. */

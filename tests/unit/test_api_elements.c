@@ -127,9 +127,14 @@ static void query_refuses_secrets_in_other_parameters(void)
 
 static void query_origin_must_be_canonical(void)
 {
-    static const char *const bad[] = {"https://Shop.example", "https://shop.example:443",
-                                      "https://shop.example/", "shop.example", "null",
-                                      "https://user@shop.example", "*", "javascript:alert(1)"};
+    static const char *const bad[] = {"https://Shop.example",
+                                      "https://shop.example:443",
+                                      "https://shop.example/",
+                                      "shop.example",
+                                      "null",
+                                      "https://user@shop.example",
+                                      "*",
+                                      "javascript:alert(1)"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct cv_frame_req r;
         init_card(&r);
@@ -171,19 +176,19 @@ static void query_title_is_bounded_utf8_text(void)
     CHECK_EQ_INT(card_with("title", t), CV_ERR_FRAME_BAD_REQUEST);
     CHECK_EQ_INT(card_with("title", "a\nb"), CV_ERR_FRAME_BAD_REQUEST);
     CHECK_EQ_INT(card_with("title", "a\x7f"), CV_ERR_FRAME_BAD_REQUEST);
-    CHECK_EQ_INT(card_with("title", "\xc2\x85"), CV_ERR_FRAME_BAD_REQUEST);     /* C1 NEL */
-    CHECK_EQ_INT(card_with("title", "\xff"), CV_ERR_FRAME_BAD_REQUEST);         /* not UTF-8 */
-    CHECK_EQ_INT(card_with("title", "\xc0\xaf"), CV_ERR_FRAME_BAD_REQUEST);     /* overlong */
-    CHECK_EQ_INT(card_with("title", "\xed\xa0\x80"), CV_ERR_FRAME_BAD_REQUEST); /* surrogate */
-    CHECK_EQ_INT(card_with("title", "\xe3\x82"), CV_ERR_FRAME_BAD_REQUEST);     /* truncated */
+    CHECK_EQ_INT(card_with("title", "\xc2\x85"), CV_ERR_FRAME_BAD_REQUEST);         /* C1 NEL */
+    CHECK_EQ_INT(card_with("title", "\xff"), CV_ERR_FRAME_BAD_REQUEST);             /* not UTF-8 */
+    CHECK_EQ_INT(card_with("title", "\xc0\xaf"), CV_ERR_FRAME_BAD_REQUEST);         /* overlong */
+    CHECK_EQ_INT(card_with("title", "\xed\xa0\x80"), CV_ERR_FRAME_BAD_REQUEST);     /* surrogate */
+    CHECK_EQ_INT(card_with("title", "\xe3\x82"), CV_ERR_FRAME_BAD_REQUEST);         /* truncated */
     CHECK_EQ_INT(card_with("title", "\xf4\x90\x80\x80"), CV_ERR_FRAME_BAD_REQUEST); /* > U+10FFFF */
     CHECK_EQ_INT(card_with("title", "\xf0\x9f\x92\xb3"), CV_OK);                    /* U+1F4B3 */
 }
 
 static void query_lang_is_a_language_tag(void)
 {
-    static const char *const bad[] = {"j", "ja_JP", "ja-", "-ja", "ja--JP", "ja-JP-",
-                                      "abcdefghi", "ja-123456789", "ja\"", "1a"};
+    static const char *const bad[] = {"j",      "ja_JP",     "ja-",          "-ja",  "ja--JP",
+                                      "ja-JP-", "abcdefghi", "ja-123456789", "ja\"", "1a"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         CHECK_EQ_INT(card_with("lang", bad[i]), CV_ERR_FRAME_BAD_REQUEST);
 }
@@ -244,8 +249,9 @@ static void headers_frame_page_never_frames_for_a_bad_ancestor(void)
 {
     struct cv_web_header h[CV_WEB_HEADERS_MAX];
     char scratch[CV_WEB_SCRATCH_MAX];
-    static const char *const bad[] = {NULL, "", "*", "https://a.example https://b.example",
-                                      "https://a.example; script-src *", "'self'"};
+    static const char *const bad[] = {
+        NULL,    "", "*", "https://a.example https://b.example", "https://a.example; script-src *",
+        "'self'"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         size_t n = cv_elements_web_headers(CV_WEB_FRAME_PAGE, bad[i], h, scratch, sizeof(scratch));
         const char *csp = header(h, n, "Content-Security-Policy");
@@ -277,7 +283,8 @@ static void headers_cors_only_on_the_loader(void)
     CHECK(strcmp(header(h, n, "Cross-Origin-Resource-Policy"), "same-origin") == 0);
     n = cv_elements_web_headers(CV_WEB_FRAME_REFUSAL, NULL, h, scratch, sizeof(scratch));
     CHECK(strcmp(header(h, n, "Content-Security-Policy"),
-                 "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors *") == 0);
+                 "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors *") ==
+          0);
 }
 
 /* ---- pages ---- */
@@ -307,13 +314,25 @@ static void render_escapes_the_title_and_has_the_fields(void)
     CHECK(strstr(page, "<script>") == NULL);
     CHECK(strstr(page, "<html lang=\"en\">") != NULL);
     static const char *const need[] = {
-        "id=\"cv-name\"", "autocomplete=\"cc-name\"", "id=\"cv-number\"",
-        "autocomplete=\"cc-number\"", "inputmode=\"numeric\"", "id=\"cv-exp\"",
-        "autocomplete=\"cc-exp\"", "placeholder=\"MM / YY\"", "id=\"cv-cvc\"",
-        "autocomplete=\"cc-csc\"", "<label for=\"cv-name\">", "<label for=\"cv-cvc\">",
+        "id=\"cv-name\"",
+        "autocomplete=\"cc-name\"",
+        "id=\"cv-number\"",
+        "autocomplete=\"cc-number\"",
+        "inputmode=\"numeric\"",
+        "id=\"cv-exp\"",
+        "autocomplete=\"cc-exp\"",
+        "placeholder=\"MM / YY\"",
+        "id=\"cv-cvc\"",
+        "autocomplete=\"cc-csc\"",
+        "<label for=\"cv-name\">",
+        "<label for=\"cv-cvc\">",
         "id=\"cv-cvc-error\" class=\"cv-error\" role=\"alert\" aria-live=\"polite\"",
-        "aria-describedby=\"cv-number-error cv-brand\"", "id=\"cv-brand\"", "id=\"cv-cvc-hint\"",
-        "data-key=\"" PK "\"", "data-origin=\"https://shop.example\"", "data-nonce=\"" NONCE "\"",
+        "aria-describedby=\"cv-number-error cv-brand\"",
+        "id=\"cv-brand\"",
+        "id=\"cv-cvc-hint\"",
+        "data-key=\"" PK "\"",
+        "data-origin=\"https://shop.example\"",
+        "data-nonce=\"" NONCE "\"",
         "data-mode=\"card\""};
     for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
         if (strstr(page, need[i]) == NULL) {
@@ -351,8 +370,8 @@ static void render_cvc_page_and_japanese_labels(void)
 static void refusal_page_is_escaped_html(void)
 {
     size_t len = 0;
-    char *page = cv_elements_refusal_page(403, "frame_origin_not_allowed", "a <b> & c",
-                                          "req_x", &len);
+    char *page =
+        cv_elements_refusal_page(403, "frame_origin_not_allowed", "a <b> & c", "req_x", &len);
     CHECK(page != NULL);
     if (page == NULL)
         return;
@@ -368,8 +387,13 @@ static void base64_matches_rfc4648_vectors(void)
     char out[16];
     static const struct {
         const char *in, *out;
-    } v[] = {{"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},        {"foo", "Zm9v"},
-             {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}};
+    } v[] = {{"", ""},
+             {"f", "Zg=="},
+             {"fo", "Zm8="},
+             {"foo", "Zm9v"},
+             {"foob", "Zm9vYg=="},
+             {"fooba", "Zm9vYmE="},
+             {"foobar", "Zm9vYmFy"}};
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         cv_elements_base64((const unsigned char *)v[i].in, strlen(v[i].in), out);
         CHECK(strcmp(out, v[i].out) == 0);
@@ -422,7 +446,8 @@ static struct cv_result run_page(const struct cv_frame_req *req, unsigned scopes
 static void frame_handler_checks_scope_then_origin(void)
 {
     struct cv_frame_req r = full_card();
-    struct cv_result res = run_page(&r, CV_SCOPE_TOKENIZE, "https://a.example,https://shop.example");
+    struct cv_result res =
+        run_page(&r, CV_SCOPE_TOKENIZE, "https://a.example,https://shop.example");
     CHECK_EQ_INT(res.status, CV_OK);
     CHECK_EQ_INT(res.web, CV_WEB_FRAME_PAGE);
     CHECK_EQ_INT(res.body_type, CV_BODY_HTML);

@@ -297,9 +297,8 @@ static void elements_routes_are_public_gets(void)
     const struct cv_route *r = NULL;
     const char *allow = NULL;
     char seg[64];
-    static const char *const paths[] = {"/elements.js", "/elements/frame.js",
-                                        "/elements/frame.css", "/elements/card",
-                                        "/elements/cvc"};
+    static const char *const paths[] = {"/elements.js", "/elements/frame.js", "/elements/frame.css",
+                                        "/elements/card", "/elements/cvc"};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
         CHECK_EQ_INT(match("GET", paths[i], &r, seg, sizeof(seg), &allow), CV_OK);
         if (r == NULL)
