@@ -36,7 +36,13 @@ LDFLAGS := $(BASE_LDFLAGS) $(MODE_LDFLAGS)
 
 OUT := build/$(BUILD)
 SRCS := $(sort $(wildcard service/*.c))
-OBJS := $(SRCS:service/%.c=$(OUT)/obj/%.o)
+# The card fields' static files (docs/elements.md), compiled in as byte
+# arrays by service/elements/embed.sh (od and sed; no npm, no build step of
+# their own). The generated source is the same for every BUILD.
+ELEMENTS_ASSETS := service/elements/elements.js service/elements/frame.js \
+        service/elements/frame.css
+ELEMENTS_GEN := build/gen/elements_assets.c
+OBJS := $(SRCS:service/%.c=$(OUT)/obj/%.o) $(OUT)/obj/elements_assets.o
 LIB_OBJS := $(filter-out $(OUT)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(OUT)/tests/%)
@@ -55,6 +61,15 @@ $(OUT)/obj/%.o: service/%.c
 	@mkdir -p $(dir $@)
 	@echo "CC $(BUILD) $<"
 	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(ELEMENTS_GEN): $(ELEMENTS_ASSETS) service/elements/embed.sh
+	@mkdir -p $(dir $@)
+	@service/elements/embed.sh $(ELEMENTS_ASSETS) > $@.tmp && mv $@.tmp $@
+
+$(OUT)/obj/elements_assets.o: $(ELEMENTS_GEN) service/elements_assets.h
+	@mkdir -p $(dir $@)
+	@echo "CC $(BUILD) $<"
+	@$(CC) $(CFLAGS) -Iservice -c $< -o $@
 
 $(OUT)/cardvault: $(OBJS)
 	@echo "LD $(BUILD) $@"
@@ -98,7 +113,7 @@ contract: $(OUT)/cardvault
 
 # Scenario scripts: each brings its own private PostgreSQL cluster.
 SCENARIOS := audit audit-tail idempotency runtime keys key-commands faults isolation abuse row-integrity \
-             storage-proof slow-clients heap-scan auth-throttle
+             storage-proof slow-clients heap-scan auth-throttle elements
 PROOF_CARDS ?= 200
 scenarios: $(OUT)/cardvault
 	@st=0; for s in $(SCENARIOS); do \

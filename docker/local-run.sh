@@ -15,6 +15,8 @@ state="$root/.run"
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 port=${CARDVAULT_RUN_PGPORT:-5499}
 listen=${CARDVAULT_LISTEN:-127.0.0.1:8080}
+# The demo shop: another origin (another port) than the vault's.
+shop_listen=${CARDVAULT_RUN_SHOP_LISTEN:-127.0.0.1:8081}
 mkdir -p "$state"
 chmod 700 "$state"
 
@@ -72,6 +74,18 @@ if [ ! -s "$state/merchant.json" ]; then
   (umask 077 && ./cardvault merchant create "Demo Shop" > "$state/merchant.json.tmp" &&
    mv "$state/merchant.json.tmp" "$state/merchant.json")
 fi
+# The demo shop's publishable key, bound to the shop's origin (created once;
+# its origin is set again on every run, in case the shop's port changed).
+shop_origin="http://$shop_listen"
+if [ ! -s "$state/shop.json" ]; then
+  mid=$(sed -n 's/.*"merchant_id":"\([^"]*\)".*/\1/p' "$state/merchant.json")
+  (umask 077 && ./cardvault key create --merchant "$mid" --scopes tokenize \
+     --allowed-origin "$shop_origin" > "$state/shop.json.tmp" && mv "$state/shop.json.tmp" "$state/shop.json")
+fi
+shop_pk=$(sed -n 's/.*"key":"\([^"]*\)".*/\1/p' "$state/shop.json")
+./cardvault key origins "${shop_pk:0:12}" --set "$shop_origin" >/dev/null
+sri=$(./cardvault elements-sri)
+
 # The service's login role (idempotent).
 as_pg "$pgbin/psql" -h "$sock" -p "$port" -U "$pguser" -d cardvault -X -q -v ON_ERROR_STOP=1 -c \
   "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cardvault_app') THEN
@@ -99,6 +113,18 @@ Try:
   curl -s -X POST http://$listen/v1/tokens/TOKEN/detokenize -H 'Authorization: Bearer $(get detokenize_key)'
   curl -s http://${CARDVAULT_OPS_LISTEN:-127.0.0.1:9090}/readyz     (health and metrics: the ops listener)
 
+Card fields (docs/elements.md):
+  demo shop:       $shop_origin/   (another origin; its server receives tokens only)
+  shop's pk_ key:  $shop_pk   (tokenize; allowed origin $shop_origin)
+  snippet for a checkout page on $shop_origin:
+    <script src="http://$listen/elements.js"
+            integrity="$sri" crossorigin="anonymous"></script>
+    <div id="card"></div>
+    <script>
+      const card = CardVault({ key: '$shop_pk' }).mount('#card', { title: 'Card details' });
+      // const { token } = await card.tokenize();   then send the token to your server
+    </script>
+
 MSG
 
 # The service handles SIGINT itself (drain, exit 0); the script just waits
@@ -107,8 +133,17 @@ trap ':' INT TERM
 set +e
 CARDVAULT_DATABASE_URL="$app_url" ./cardvault serve &
 svc=$!
+shop=""
+if command -v node >/dev/null; then
+  SHOP_LISTEN="$shop_listen" VAULT_ORIGIN="http://$listen" SHOP_PK="$shop_pk" SHOP_SRI="$sri" \
+    node docker/demo-shop/serve.js &
+  shop=$!
+else
+  echo "run: node not found: the demo shop is not served (the vault runs as usual)"
+fi
 wait "$svc"; rc=$?
 if kill -0 "$svc" 2>/dev/null; then wait "$svc"; rc=$?; fi
+if [ -n "$shop" ]; then kill -TERM "$shop" 2>/dev/null; wait "$shop" 2>/dev/null; fi
 set -e
 stop_pg
 echo "run: stopped (service exit code $rc)"

@@ -78,8 +78,8 @@ static void grow_locked(struct cv_auth *a)
 }
 
 /* Caller holds the write lock. */
-static void put_locked(struct cv_auth *a, const unsigned char hash[32], const char *merchant_id,
-                       const char *prefix, unsigned scopes, bool revoked)
+static void put_locked(struct cv_auth *a, const unsigned char hash[32],
+                       const struct cv_principal *who, bool revoked)
 {
     if ((a->count + 1) * 2 > a->cap)
         grow_locked(a);
@@ -89,9 +89,7 @@ static void put_locked(struct cv_auth *a, const unsigned char hash[32], const ch
     e->used = true;
     e->revoked = revoked;
     memcpy(e->hash, hash, 32);
-    snprintf(e->who.merchant_id, sizeof(e->who.merchant_id), "%s", merchant_id);
-    snprintf(e->who.key_prefix, sizeof(e->who.key_prefix), "%s", prefix);
-    e->who.scopes = scopes;
+    e->who = *who;
 }
 
 /* Rows read from the database, applied to the table only once the query is
@@ -102,7 +100,8 @@ struct pending {
 };
 
 static void on_key(void *ctx, const char *merchant_id, const char *prefix,
-                   const unsigned char hash[32], const char *scopes, bool revoked)
+                   const unsigned char hash[32], const char *scopes, const char *origins,
+                   bool revoked)
 {
     struct pending *p = ctx;
     if (p->n == p->cap) {
@@ -123,6 +122,10 @@ static void on_key(void *ctx, const char *merchant_id, const char *prefix,
     snprintf(e->who.merchant_id, sizeof(e->who.merchant_id), "%s", merchant_id);
     snprintf(e->who.key_prefix, sizeof(e->who.key_prefix), "%s", prefix);
     e->who.scopes = bits;
+    /* Re-checked here: a list the database holds but origin.c would not
+     * produce (edited by hand) binds the key to nothing. */
+    if (origins == NULL || cv_origin_list_parse(origins, e->who.origins) != CV_OK)
+        e->who.origins[0] = '\0';
 }
 
 static int64_t now_ms(const struct cv_auth *a)
@@ -172,8 +175,7 @@ cv_status cv_auth_refresh(struct cv_auth *a)
     if (st == CV_OK) {
         pthread_rwlock_wrlock(&a->lock);
         for (size_t i = 0; i < p.n; i++)
-            put_locked(a, p.rows[i].hash, p.rows[i].who.merchant_id, p.rows[i].who.key_prefix,
-                       p.rows[i].who.scopes, p.rows[i].revoked);
+            put_locked(a, p.rows[i].hash, &p.rows[i].who, p.rows[i].revoked);
         pthread_rwlock_unlock(&a->lock);
         a->last_changed_us = max_seen;
         atomic_store(&a->last_ok_ms, now_ms(a));
@@ -216,7 +218,7 @@ static void *refresher(void *arg)
 static cv_status scan_store(void *ctx, int64_t since_us, int64_t *max_changed_us,
                             void (*fn)(void *fn_ctx, const char *merchant_id, const char *prefix,
                                        const unsigned char hash[32], const char *scopes,
-                                       bool revoked),
+                                       const char *origins, bool revoked),
                             void *fn_ctx)
 {
     return cv_store_scan_api_keys(ctx, since_us, max_changed_us, fn, fn_ctx);
@@ -299,10 +301,18 @@ cv_status cv_auth_parse_bearer(const char *authorization, const char **key, size
 cv_status cv_auth_authenticate(struct cv_auth *a, const char *authorization,
                                struct cv_principal *out)
 {
-    unsigned char hash[32];
     const char *key = NULL;
     size_t len = 0;
     CV_TRY(cv_auth_parse_bearer(authorization, &key, &len));
+    return cv_auth_authenticate_key(a, key, len, out);
+}
+
+cv_status cv_auth_authenticate_key(struct cv_auth *a, const char *key, size_t len,
+                                   struct cv_principal *out)
+{
+    unsigned char hash[32];
+    if (key == NULL || !cv_token_api_key_is_valid(key, len))
+        return CV_ERR_UNAUTHENTICATED;
     /* Fail closed: a table not refreshed for longer than the bound may be
      * missing revocations. Every key is refused, known or not, so the
      * answer says nothing about the key. */
@@ -366,8 +376,12 @@ void cv_auth_format_scopes(unsigned scopes, char out[64])
 }
 
 cv_status cv_auth_create_key(struct cv_store *store, const char *merchant_id, unsigned scopes,
-                             char key[CV_APIKEY_LEN + 1], char prefix[CV_APIKEY_PREFIX_LEN + 1])
+                             const char *origins, char key[CV_APIKEY_LEN + 1],
+                             char prefix[CV_APIKEY_PREFIX_LEN + 1])
 {
+    /* A key that can do more than tokenize must never be put on a page. */
+    if (origins != NULL && origins[0] != '\0' && scopes != CV_SCOPE_TOKENIZE)
+        return CV_ERR_BAD_REQUEST;
     const char *kind = scopes == CV_SCOPE_TOKENIZE     ? "pk"
                        : scopes == CV_SCOPE_DETOKENIZE ? "dk"
                                                        : "sk";
@@ -379,7 +393,7 @@ cv_status cv_auth_create_key(struct cv_store *store, const char *merchant_id, un
     prefix[CV_APIKEY_PREFIX_LEN] = '\0';
     cv_status st = cv_envelope_sha256(key, strlen(key), hash);
     if (st == CV_OK)
-        st = cv_store_insert_api_key(store, merchant_id, prefix, hash, csv);
+        st = cv_store_insert_api_key(store, merchant_id, prefix, hash, csv, origins);
     if (st != CV_OK)
         cv_wipe(key, CV_APIKEY_LEN + 1);
     return st;

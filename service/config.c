@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cardvault/log.h"
+#include "cardvault/origin.h"
 #include "cardvault/secbuf.h"
 
 void cv_config_set_str(char **field, const char *value)
@@ -196,6 +197,17 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
     }
     const char *plain = getenv("CARDVAULT_ALLOW_PLAINTEXT");
     cfg->allow_plaintext = plain != NULL && strcmp(plain, "1") == 0;
+    const char *public_origin = getenv("CARDVAULT_PUBLIC_ORIGIN");
+    if (public_origin != NULL && public_origin[0] != '\0') {
+        char norm[CV_ORIGIN_MAX + 1];
+        if (cv_origin_normalize(public_origin, strlen(public_origin), norm) != CV_OK) {
+            snprintf(why, why_len,
+                     "CARDVAULT_PUBLIC_ORIGIN must be an origin, scheme://host[:port] with "
+                     "nothing after it, e.g. https://vault.example");
+            return CV_ERR_CONFIG;
+        }
+        cv_config_set_str(&cfg->public_origin, norm);
+    }
 
     const char *owner = getenv("CARDVAULT_ALLOW_OWNER_ROLE");
     if (owner != NULL && *owner != '\0' && strcmp(owner, "0") != 0 && strcmp(owner, "1") != 0) {
@@ -263,6 +275,7 @@ void cv_config_cleanup(struct cv_config *cfg)
     free(cfg->kek_pkcs11_key);
     free(cfg->kek_pkcs11_pin_file);
     free(cfg->tls_cert_file);
+    free(cfg->public_origin);
     free(cfg->tls_key_file);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -26,11 +26,13 @@
 
 #include <microhttpd.h>
 
+#include "cardvault/api_elements.h"
 #include "cardvault/api_tokens.h"
 #include "cardvault/client_addr.h"
 #include "cardvault/conn_deadline.h"
 #include "cardvault/json_codec.h"
 #include "cardvault/log.h"
+#include "cardvault/origin.h"
 #include "cardvault/ratelimit.h"
 #include "cardvault/router.h"
 #include "cardvault/secbuf.h"
@@ -94,6 +96,7 @@ struct request {
      * Everything here lives until on_completed, so a handler may finish
      * after it returned (see handler.h). */
     struct cv_tokenize_req tokenize; /* the decoded body; wiped when the handler finishes */
+    struct cv_frame_req frame;       /* a frame page's decoded query */
     struct cv_call call;
     struct cv_completion done;
     struct cv_result result;
@@ -177,6 +180,34 @@ static struct error_map map_status(cv_status st)
                                   "The request body must be sent as application/json."};
     case CV_ERR_RATE_LIMITED:
         return (struct error_map){429, "rate_limit_error", "Too many requests; see Retry-After."};
+    case CV_ERR_FRAME_BAD_REQUEST:
+        return (struct error_map){400, "invalid_request_error",
+                                  "The card frame's URL has an unknown, repeated, missing or "
+                                  "malformed parameter (see docs/elements.md)."};
+    case CV_ERR_FRAME_KEY_NOT_PUBLISHABLE:
+        return (struct error_map){403, "permission_error",
+                                  "Only a publishable key (pk_) may be used in a card frame. A "
+                                  "secret or detokenize key was exposed in a URL: revoke it."};
+    case CV_ERR_FRAME_KEY_REFUSED:
+        return (struct error_map){403, "permission_error",
+                                  "This publishable key is unknown, revoked, or has more than the "
+                                  "tokenize scope."};
+    case CV_ERR_FRAME_ORIGIN:
+        return (struct error_map){403, "permission_error",
+                                  "This page's origin is not on the publishable key's allowed "
+                                  "origins (cardvault key origins)."};
+    case CV_ERR_FRAME_NAVIGATION:
+        return (struct error_map){403, "permission_error",
+                                  "The card frame can only be shown inside an iframe."};
+    case CV_ERR_CROSS_ORIGIN:
+        return (struct error_map){403, "permission_error",
+                                  "The API does not accept calls from web pages of other origins; "
+                                  "collect cards with the card frame (/elements.js)."};
+    case CV_ERR_CORS_NOT_SUPPORTED:
+        return (struct error_map){405, "invalid_request_error",
+                                  "The API answers no CORS preflight: web pages of other origins "
+                                  "cannot call it; collect cards with the card frame "
+                                  "(/elements.js)."};
     case CV_ERR_DB_UNAVAILABLE:
     case CV_ERR_SHUTTING_DOWN:
         return (struct error_map){503, "api_error",
@@ -196,12 +227,19 @@ static const char *code_of(cv_status st)
     return cv_status_name(st);
 }
 
+/* X-Request-Id, the content type, and the headers of the answer's web
+ * policy (api_elements.c writes their values; an API answer gets no-store
+ * and nosniff and no CORS header of any kind). */
 static void add_common_headers(struct MHD_Response *resp, const struct request *rq,
-                               const char *content_type)
+                               const char *content_type, enum cv_web_policy web,
+                               const char *frame_ancestor)
 {
+    struct cv_web_header h[CV_WEB_HEADERS_MAX];
+    char scratch[CV_WEB_SCRATCH_MAX];
     MHD_add_response_header(resp, "X-Request-Id", rq->request_id);
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    size_t n = cv_elements_web_headers(web, frame_ancestor, h, scratch, sizeof(scratch));
+    for (size_t i = 0; i < n; i++)
+        MHD_add_response_header(resp, h[i].name, h[i].value);
     if (content_type != NULL)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
 }
@@ -212,6 +250,11 @@ static struct cv_conn_clock *clock_of(struct MHD_Connection *conn)
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     return ci != NULL ? ci->socket_context : NULL;
+}
+
+static bool route_is_frame(const struct request *rq)
+{
+    return rq->route != NULL && rq->route->query != CV_ROUTE_QUERY_NONE;
 }
 
 /* Every answer leaves through here: the status for the access log, and
@@ -240,10 +283,21 @@ static enum MHD_Result queue_error(struct MHD_Connection *conn, struct request *
 {
     struct error_map m = map_status(st);
     size_t len = 0;
+    struct MHD_Response *resp;
+    if (route_is_frame(rq)) {
+        /* A frame page is shown inside the shop's page: its refusals are a
+         * small HTML page with the same fixed text, never JSON. */
+        char *page = cv_elements_refusal_page(m.http, code_of(st), m.message, rq->request_id, &len);
+        resp = page != NULL ? MHD_create_response_from_buffer_with_free_callback(len, page, free)
+                            : MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        add_common_headers(resp, rq, "text/html; charset=utf-8", CV_WEB_FRAME_REFUSAL, NULL);
+        if (allow != NULL)
+            MHD_add_response_header(resp, "Allow", allow);
+        return send_response(conn, rq, m.http, st, resp);
+    }
     char *body = cv_json_encode_error(m.type, code_of(st), m.message, param, rq->request_id, &len);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer_with_free_callback(len, body, cv_json_free);
-    add_common_headers(resp, rq, "application/json");
+    resp = MHD_create_response_from_buffer_with_free_callback(len, body, cv_json_free);
+    add_common_headers(resp, rq, "application/json", CV_WEB_API, NULL);
     if (allow != NULL)
         MHD_add_response_header(resp, "Allow", allow);
     return send_response(conn, rq, m.http, st, resp);
@@ -267,8 +321,19 @@ static int http_of_kind(enum cv_result_kind kind)
 
 static const char *content_type_of(enum cv_body_type type)
 {
-    return type == CV_BODY_METRICS ? "text/plain; version=0.0.4; charset=utf-8"
-                                   : "application/json";
+    switch (type) {
+    case CV_BODY_METRICS:
+        return "text/plain; version=0.0.4; charset=utf-8";
+    case CV_BODY_HTML:
+        return "text/html; charset=utf-8";
+    case CV_BODY_JAVASCRIPT:
+        return "text/javascript; charset=utf-8";
+    case CV_BODY_CSS:
+        return "text/css; charset=utf-8";
+    case CV_BODY_JSON:
+    default:
+        return "application/json";
+    }
 }
 
 /* Queues what the handler finished with; the response takes its body over. */
@@ -282,10 +347,18 @@ static enum MHD_Result queue_result(struct MHD_Connection *conn, struct request 
         resp = MHD_create_response_from_buffer_with_free_callback(res->body_len, res->body,
                                                                   res->free_body);
         res->body = NULL;
-        add_common_headers(resp, rq, content_type_of(res->body_type));
+        add_common_headers(resp, rq, content_type_of(res->body_type), res->web,
+                           res->frame_ancestor);
+    } else if (res->static_body != NULL) {
+        /* Compiled-in bytes: with MHD_RESPMEM_PERSISTENT, MHD reads them in
+         * place and never writes or frees them (its API is older than const). */
+        resp = MHD_create_response_from_buffer(res->body_len, (void *)(uintptr_t)res->static_body,
+                                               MHD_RESPMEM_PERSISTENT);
+        add_common_headers(resp, rq, content_type_of(res->body_type), res->web,
+                           res->frame_ancestor);
     } else {
         resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-        add_common_headers(resp, rq, NULL);
+        add_common_headers(resp, rq, NULL, res->web, res->frame_ancestor);
     }
     if (res->replayed)
         MHD_add_response_header(resp, "Idempotent-Replayed", "true");
@@ -421,6 +494,92 @@ static struct request *request_new(struct cv_http_server *srv, const char *metho
     return rq;
 }
 
+/* True when the request may call /v1: it has no Origin header (a server,
+ * curl, an SDK), or its Origin is the vault's own (the card frame's fetch).
+ * The vault's origin is CARDVAULT_PUBLIC_ORIGIN, else the Host header under
+ * the scheme this listener serves (docs/elements.md). */
+static bool origin_is_own(const struct cv_http_server *srv, struct MHD_Connection *conn)
+{
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    if (origin == NULL)
+        return true;
+    char theirs[CV_ORIGIN_MAX + 1], ours[CV_ORIGIN_MAX + 1];
+    if (cv_origin_normalize(origin, strlen(origin), theirs) != CV_OK)
+        return false; /* "null" (sandboxed or opaque), or garbage */
+    const struct cv_config *cfg = srv->app->config;
+    if (cfg->public_origin != NULL) {
+        snprintf(ours, sizeof(ours), "%s", cfg->public_origin);
+    } else {
+        bool tls = cfg->tls_cert_file != NULL && cfg->tls_cert_file[0] != '\0';
+        const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+        if (cv_origin_from_host(tls, host, ours) != CV_OK)
+            return false;
+    }
+    return strcmp(theirs, ours) == 0;
+}
+
+static enum MHD_Result add_frame_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    (void)cv_frame_query_add(cls, key, value); /* the first error is kept in the request */
+    return MHD_YES;
+}
+
+static enum MHD_Result find_non_iframe_dest(void *cls, enum MHD_ValueKind kind, const char *key,
+                                            const char *value)
+{
+    bool *navigation = cls;
+    (void)kind;
+    if (key != NULL && strcasecmp(key, "Sec-Fetch-Dest") == 0 &&
+        (value == NULL || strcmp(value, "iframe") != 0))
+        *navigation = true;
+    return MHD_YES;
+}
+
+/* A frame page (docs/elements.md, in this order): not a top-level
+ * navigation; a well-formed query; a known publishable key, looked up from
+ * `key` as an Authorization header would be, under the same failure and
+ * per-key budgets. The handler then checks the key's scope and origins. */
+static enum MHD_Result on_frame_headers(struct cv_http_server *srv, struct MHD_Connection *conn,
+                                        struct request *rq)
+{
+    /* Sec-Fetch-Dest is set by the browser, not by page script. Absent: an
+     * older browser or not a browser; frame-ancestors still applies. Every
+     * copy of the header must say iframe. */
+    bool navigation = false;
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, find_non_iframe_dest, &navigation);
+    if (navigation)
+        return queue_error(conn, rq, CV_ERR_FRAME_NAVIGATION, NULL, NULL);
+    cv_frame_query_init(&rq->frame, rq->route->query == CV_ROUTE_QUERY_FRAME_CVC ? CV_FRAME_CVC
+                                                                                 : CV_FRAME_CARD);
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_frame_arg, &rq->frame);
+    cv_status st = cv_frame_query_finish(&rq->frame);
+    if (st == CV_ERR_KEY_IN_QUERY || st == CV_ERR_FRAME_KEY_NOT_PUBLISHABLE)
+        cv_log(CV_LOG_WARN, "api_key_in_query", CV_LS("request_id", rq->request_id),
+               CV_LS("route", rq->route->pattern));
+    if (st != CV_OK)
+        return queue_error(conn, rq, st, NULL, NULL);
+    if (atomic_load(&srv->app->draining))
+        return queue_error(conn, rq, CV_ERR_SHUTTING_DOWN, NULL, NULL);
+    if (!cv_ratelimit_take(srv->auth_failures, rq->client, false, &rq->retry_after_s))
+        return queue_error(conn, rq, CV_ERR_RATE_LIMITED, NULL, NULL);
+    st = cv_auth_authenticate_key(srv->app->auth, rq->frame.key, strlen(rq->frame.key), &rq->who);
+    if (st != CV_OK) {
+        cv_metrics_count_auth_failure(srv->app->metrics);
+        (void)cv_ratelimit_take(srv->auth_failures, rq->client, true, NULL);
+        cv_log(CV_LOG_WARN, "auth_failed", CV_LS("request_id", rq->request_id),
+               CV_LS("client", rq->client), CV_LS("route", rq->route->pattern),
+               CV_LB("header_present", false));
+        return queue_error(conn, rq, st == CV_ERR_UNAUTHENTICATED ? CV_ERR_FRAME_KEY_REFUSED : st,
+                           NULL, NULL);
+    }
+    rq->authenticated = true;
+    if (!cv_ratelimit_take(srv->per_key, rq->who.key_prefix, true, &rq->retry_after_s))
+        return queue_error(conn, rq, CV_ERR_RATE_LIMITED, NULL, NULL);
+    return MHD_YES;
+}
+
 /* First call for a request: everything decidable from the headers alone. */
 static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connection *conn,
                                   struct request *rq, const char *method, const char *url)
@@ -428,8 +587,14 @@ static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connect
     const char *allow = NULL;
     cv_status st = cv_router_match(srv->listener, method, url, &rq->route, rq->token,
                                    sizeof(rq->token), &allow);
+    /* A CORS preflight gets a plain refusal and no Access-Control-* header,
+     * so a cross-origin fetch from a shop's page fails in the browser. */
+    if (st == CV_ERR_METHOD_NOT_ALLOWED && strcmp(method, "OPTIONS") == 0)
+        st = CV_ERR_CORS_NOT_SUPPORTED;
     if (st != CV_OK)
         return queue_error(conn, rq, st, NULL, allow);
+    if (rq->route->query != CV_ROUTE_QUERY_NONE)
+        return on_frame_headers(srv, conn, rq);
 
     bool key_in_query = false;
     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, find_key_in_query, &key_in_query);
@@ -444,6 +609,10 @@ static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connect
      * connections get 503. */
     if (atomic_load(&srv->closing) && rq->route->scope != 0)
         return queue_error(conn, rq, CV_ERR_SHUTTING_DOWN, NULL, NULL);
+    /* Only the vault's own frame calls the API from a browser; refused
+     * before any key is looked at. */
+    if (rq->route->scope != 0 && !origin_is_own(srv, conn))
+        return queue_error(conn, rq, CV_ERR_CROSS_ORIGIN, NULL, NULL);
 
     if (rq->route->scope != 0) {
         /* Every key is looked up (a hash and an in-memory probe, no
@@ -469,7 +638,7 @@ static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connect
             return queue_error(conn, rq, CV_ERR_RATE_LIMITED, NULL, NULL);
         if ((rq->who.scopes & rq->route->scope) == 0) {
             if (rq->route->audit_denied) {
-                struct cv_call call = {rq->request_id, &rq->who, rq->token, NULL, NULL};
+                struct cv_call call = {rq->request_id, &rq->who, rq->token, NULL, NULL, NULL};
                 cv_api_audit_denied(&srv->app->handlers, rq->route->audit_action, &call);
             }
             return queue_error(conn, rq, CV_ERR_FORBIDDEN, NULL, NULL);
@@ -609,6 +778,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .token = rq->route->id == CV_ROUTE_TOKENIZE ? NULL : rq->token,
         .idempotency_key = idempotency_key,
         .tokenize = rq->route->body == CV_ROUTE_BODY_TOKENIZE ? &rq->tokenize : NULL,
+        .frame = rq->route->query != CV_ROUTE_QUERY_NONE ? &rq->frame : NULL,
     };
     rq->done.finish = on_handler_finished;
     rq->route->handler(&srv->app->handlers, &rq->call, &rq->done);

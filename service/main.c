@@ -47,10 +47,14 @@ static const char usage_main[] =
     "  serve                      run the HTTP service\n"
     "  migrate                    apply database migrations (safe to run concurrently)\n"
     "  merchant create NAME       create a merchant and its three API keys\n"
-    "  key create --merchant ID --scopes LIST\n"
+    "  key create --merchant ID --scopes LIST [--allowed-origin ORIGIN]...\n"
     "                             create an extra API key (scopes: "
     "tokenize,read,delete,detokenize)\n"
     "  key revoke PREFIX          revoke a key by its 12-character prefix (effective within 5 s)\n"
+    "  key origins PREFIX [--set ORIGIN[,ORIGIN...]]\n"
+    "                             show or replace the web origins a publishable key may be\n"
+    "                             framed by (docs/elements.md)\n"
+    "  elements-sri               print the integrity value (sha384-...) of /elements.js\n"
     "  keys status|rotate-dek|rotate-kek|reencrypt|destroy-dek\n"
     "                             the key lifecycle (see cardvault keys --help)\n"
     "  audit verify|export|storage  check the audit hash chain, export events, scan for PANs\n"
@@ -86,6 +90,8 @@ static const char usage_main[] =
     "    when keys could not be reloaded for this long),\n"
     "  CARDVAULT_KEK_PKCS11_MODULE, _TOKEN, _KEY_LABEL, _PIN_FILE (KEK in a PKCS#11 token\n"
     "    instead of CARDVAULT_KEK_FILE; see docs/key-management.md),\n"
+    "  CARDVAULT_PUBLIC_ORIGIN (the vault's origin as browsers see it, e.g.\n"
+    "    https://vault.example; default: derived from the Host header),\n"
     "  CARDVAULT_MIGRATIONS_DIR, CARDVAULT_DEV=1 (allow core dumps; never in production).\n";
 
 static const char usage_serve[] =
@@ -123,6 +129,8 @@ enum opt_id {
     OPT_BATCH,
     OPT_CONFIRM,
     OPT_EXPECT,
+    OPT_ALLOWED_ORIGIN,
+    OPT_SET,
 };
 
 /* Which command-specific options a command accepts (bit = opt_id - OPT_DIR). */
@@ -148,6 +156,8 @@ static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *
         {"batch", required_argument, NULL, OPT_BATCH},
         {"confirm", no_argument, NULL, OPT_CONFIRM},
         {"expect", required_argument, NULL, OPT_EXPECT},
+        {"allowed-origin", required_argument, NULL, OPT_ALLOWED_ORIGIN},
+        {"set", required_argument, NULL, OPT_SET},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -228,6 +238,14 @@ static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *
             break;
         case OPT_EXPECT:
             cli->expect = optarg;
+            break;
+        case OPT_ALLOWED_ORIGIN:
+            if (cli->n_origin_args == CV_CLI_ORIGIN_ARGS_MAX)
+                return cv_cli_usage_error("too many --allowed-origin options");
+            cli->origin_args[cli->n_origin_args++] = optarg;
+            break;
+        case OPT_SET:
+            cli->set_origins = optarg;
             break;
         default: {
             char msg[160];
@@ -476,7 +494,10 @@ int main(int argc, char **argv)
         {"serve", usage_serve, 0, cmd_serve},
         {"migrate", usage_migrate, ALLOW(OPT_DIR), cmd_migrate},
         {"merchant", cv_cli_merchant_usage, 0, cv_cli_merchant},
-        {"key", cv_cli_key_usage, ALLOW(OPT_MERCHANT) | ALLOW(OPT_SCOPES), cv_cli_key},
+        {"key", cv_cli_key_usage,
+         ALLOW(OPT_MERCHANT) | ALLOW(OPT_SCOPES) | ALLOW(OPT_ALLOWED_ORIGIN) | ALLOW(OPT_SET),
+         cv_cli_key},
+        {"elements-sri", cv_cli_elements_sri_usage, 0, cv_cli_elements_sri},
         {"keys", cv_cli_keys_usage,
          ALLOW(OPT_NEW_KEK) | ALLOW(OPT_FROM_DEK) | ALLOW(OPT_BATCH) | ALLOW(OPT_CONFIRM),
          cv_cli_keys},

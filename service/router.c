@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "cardvault/api_elements.h"
 #include "cardvault/api_health.h"
 #include "cardvault/api_tokens.h"
 
@@ -18,19 +19,31 @@
  * port can ask. */
 static const struct cv_route routes[] = {
     {CV_ROUTE_TOKENIZE, "POST", "/v1/tokens", CV_SCOPE_TOKENIZE, true, CV_ROUTE_BODY_TOKENIZE,
-     false, NULL, cv_api_tokenize, API},
+     false, NULL, cv_api_tokenize, CV_ROUTE_QUERY_NONE, API},
     {CV_ROUTE_READ, "GET", "/v1/tokens/{token}", CV_SCOPE_READ, false, CV_ROUTE_BODY_NONE, false,
-     NULL, cv_api_read, API},
+     NULL, cv_api_read, CV_ROUTE_QUERY_NONE, API},
     {CV_ROUTE_DELETE, "DELETE", "/v1/tokens/{token}", CV_SCOPE_DELETE, false, CV_ROUTE_BODY_NONE,
-     false, NULL, cv_api_delete, API},
+     false, NULL, cv_api_delete, CV_ROUTE_QUERY_NONE, API},
     {CV_ROUTE_DETOKENIZE, "POST", "/v1/tokens/{token}/detokenize", CV_SCOPE_DETOKENIZE, true,
-     CV_ROUTE_BODY_EMPTY, true, "token.detokenize", cv_api_detokenize, API},
+     CV_ROUTE_BODY_EMPTY, true, "token.detokenize", cv_api_detokenize, CV_ROUTE_QUERY_NONE, API},
     {CV_ROUTE_HEALTHZ, "GET", "/healthz", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_healthz,
-     BOTH},
+     CV_ROUTE_QUERY_NONE, BOTH},
     {CV_ROUTE_READYZ, "GET", "/readyz", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_readyz,
-     OPS},
+     CV_ROUTE_QUERY_NONE, OPS},
     {CV_ROUTE_METRICS, "GET", "/metrics", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_metrics,
-     OPS},
+     CV_ROUTE_QUERY_NONE, OPS},
+    /* The card fields (docs/elements.md). The frame pages need no
+     * Authorization header: http_server.c looks their `key` up. */
+    {CV_ROUTE_ELEMENTS_JS, "GET", "/elements.js", 0, false, CV_ROUTE_BODY_NONE, false, NULL,
+     cv_api_elements_js, CV_ROUTE_QUERY_NONE, API},
+    {CV_ROUTE_FRAME_JS, "GET", "/elements/frame.js", 0, false, CV_ROUTE_BODY_NONE, false, NULL,
+     cv_api_frame_js, CV_ROUTE_QUERY_NONE, API},
+    {CV_ROUTE_FRAME_CSS, "GET", "/elements/frame.css", 0, false, CV_ROUTE_BODY_NONE, false, NULL,
+     cv_api_frame_css, CV_ROUTE_QUERY_NONE, API},
+    {CV_ROUTE_FRAME_CARD, "GET", "/elements/card", 0, false, CV_ROUTE_BODY_NONE, false, NULL,
+     cv_api_frame_page, CV_ROUTE_QUERY_FRAME_CARD, API},
+    {CV_ROUTE_FRAME_CVC, "GET", "/elements/cvc", 0, false, CV_ROUTE_BODY_NONE, false, NULL,
+     cv_api_frame_page, CV_ROUTE_QUERY_FRAME_CVC, API},
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 

@@ -15,6 +15,11 @@ static const struct {
     [CV_ROUTE_HEALTHZ] = {"GET", "/healthz"},
     [CV_ROUTE_READYZ] = {"GET", "/readyz"},
     [CV_ROUTE_METRICS] = {"GET", "/metrics"},
+    [CV_ROUTE_ELEMENTS_JS] = {"GET", "/elements.js"},
+    [CV_ROUTE_FRAME_JS] = {"GET", "/elements/frame.js"},
+    [CV_ROUTE_FRAME_CSS] = {"GET", "/elements/frame.css"},
+    [CV_ROUTE_FRAME_CARD] = {"GET", "/elements/card"},
+    [CV_ROUTE_FRAME_CVC] = {"GET", "/elements/cvc"},
     [CV_ROUTE_UNMATCHED] = {"other", "unmatched"},
 };
 

@@ -21,9 +21,9 @@ static const struct cv_pg_stmt insert_merchant = {
 
 static const struct cv_pg_stmt insert_api_key = {
     "insert_api_key",
-    "INSERT INTO api_keys (merchant_id, key_prefix, key_hash, scopes) "
-    "VALUES ($1, $2, $3, string_to_array($4, ','))",
-    4,
+    "INSERT INTO api_keys (merchant_id, key_prefix, key_hash, scopes, allowed_origins) "
+    "VALUES ($1, $2, $3, string_to_array($4, ','), string_to_array($5, ','))",
+    5,
     CV_PG_PREPARED,
     false,
     false};
@@ -37,6 +37,29 @@ static const struct cv_pg_stmt revoke_api_key = {
     false,
     false};
 
+/* Origins only on a live key whose scopes are exactly {tokenize} (the
+ * table's CHECK says the same); changed_at makes running services pick the
+ * change up at their next key refresh. */
+static const struct cv_pg_stmt set_key_origins = {
+    "set_key_origins",
+    "UPDATE api_keys SET allowed_origins = string_to_array($2, ','), "
+    "changed_at = clock_timestamp() "
+    "WHERE key_prefix = $1 AND revoked_at IS NULL AND scopes = ARRAY['tokenize'] "
+    "RETURNING merchant_id",
+    2,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+static const struct cv_pg_stmt get_key_origins = {
+    "get_key_origins",
+    "SELECT merchant_id, scopes = ARRAY['tokenize'], array_to_string(allowed_origins, ',') "
+    "FROM api_keys WHERE key_prefix = $1 AND revoked_at IS NULL",
+    1,
+    CV_PG_PREPARED,
+    false,
+    false};
+
 /* The key refresh runs every second or so; a query slower than this is a
  * failed refresh. */
 #define API_KEY_SCAN_TIMEOUT "2s"
@@ -45,7 +68,8 @@ static const struct cv_pg_stmt scan_api_keys = {
     "scan_api_keys",
     "SELECT merchant_id, key_prefix, key_hash, array_to_string(scopes, ','), "
     "revoked_at IS NOT NULL, "
-    "(extract(epoch FROM changed_at) * 1000000)::bigint "
+    "(extract(epoch FROM changed_at) * 1000000)::bigint, "
+    "array_to_string(allowed_origins, ',') "
     "FROM api_keys WHERE changed_at >= to_timestamp($1::float8 / 1000000)",
     1,
     CV_PG_PREPARED,
@@ -64,7 +88,7 @@ cv_status cv_store_insert_merchant(struct cv_store *store, const char *merchant_
 
 cv_status cv_store_insert_api_key(struct cv_store *store, const char *merchant_id,
                                   const char *prefix, const unsigned char hash[32],
-                                  const char *scopes)
+                                  const char *scopes, const char *origins)
 {
     struct cv_pg_params p;
     cv_pg_params_init(&p);
@@ -72,6 +96,7 @@ cv_status cv_store_insert_api_key(struct cv_store *store, const char *merchant_i
     cv_pg_param_text(&p, prefix);
     cv_pg_param_bytes(&p, hash, 32);
     cv_pg_param_text(&p, scopes);
+    cv_pg_param_text(&p, origins != NULL ? origins : "");
     cv_status st = cv_pg_run_once(store->pool, &insert_api_key, &p, NULL);
     /* a foreign-key violation: the merchant does not exist */
     return st == CV_ERR_DB ? CV_ERR_NOT_FOUND : st;
@@ -95,7 +120,7 @@ cv_status cv_store_revoke_api_key(struct cv_store *store, const char *prefix,
 cv_status cv_store_scan_api_keys(struct cv_store *store, int64_t since_us, int64_t *max_changed_us,
                                  void (*fn)(void *ctx, const char *merchant_id, const char *prefix,
                                             const unsigned char hash[32], const char *scopes,
-                                            bool revoked),
+                                            const char *origins, bool revoked),
                                  void *ctx)
 {
     struct cv_pg_params p;
@@ -124,10 +149,45 @@ cv_status cv_store_scan_api_keys(struct cv_store *store, int64_t since_us, int64
         if ((st = cv_pg_get_fixed_bytea(r, i, 2, hash, sizeof(hash))) != CV_OK)
             break;
         fn(ctx, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), hash, PQgetvalue(r, i, 3),
-           cv_pg_get_bool(r, i, 4));
+           PQgetvalue(r, i, 6), cv_pg_get_bool(r, i, 4));
         int64_t changed = cv_pg_get_int(r, i, 5);
         if (changed > *max_changed_us)
             *max_changed_us = changed;
+    }
+    PQclear(r);
+    return st;
+}
+
+cv_status cv_store_set_key_origins(struct cv_store *store, const char *prefix, const char *origins,
+                                   char merchant_id[CV_MERCHANT_ID_LEN + 1])
+{
+    struct cv_pg_params p;
+    PGresult *r = NULL;
+    cv_pg_params_init(&p);
+    cv_pg_param_text(&p, prefix);
+    cv_pg_param_text(&p, origins);
+    CV_TRY(cv_pg_run_once(store->pool, &set_key_origins, &p, &r));
+    cv_status st = PQntuples(r) == 1 ? CV_OK : CV_ERR_NOT_FOUND;
+    if (st == CV_OK)
+        cv_pg_get_text(r, 0, 0, merchant_id, CV_MERCHANT_ID_LEN + 1);
+    PQclear(r);
+    return st;
+}
+
+cv_status cv_store_get_key_origins(struct cv_store *store, const char *prefix,
+                                   char merchant_id[CV_MERCHANT_ID_LEN + 1], bool *publishable,
+                                   char *origins, size_t cap)
+{
+    struct cv_pg_params p;
+    PGresult *r = NULL;
+    cv_pg_params_init(&p);
+    cv_pg_param_text(&p, prefix);
+    CV_TRY(cv_pg_run_once(store->pool, &get_key_origins, &p, &r));
+    cv_status st = PQntuples(r) == 1 ? CV_OK : CV_ERR_NOT_FOUND;
+    if (st == CV_OK) {
+        cv_pg_get_text(r, 0, 0, merchant_id, CV_MERCHANT_ID_LEN + 1);
+        *publishable = cv_pg_get_bool(r, 0, 1);
+        cv_pg_get_text(r, 0, 2, origins, cap);
     }
     PQclear(r);
     return st;

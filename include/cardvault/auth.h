@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cardvault/origin.h"
 #include "cardvault/status.h"
 #include "cardvault/store.h"
 #include "cardvault/token.h"
@@ -31,6 +32,9 @@ struct cv_principal {
     char merchant_id[CV_MERCHANT_ID_LEN + 1];
     char key_prefix[CV_APIKEY_PREFIX_LEN + 1];
     unsigned scopes;
+    /* The web origins a publishable key may be framed by (origin.h: a
+     * comma-joined list of normalized origins; "" for none). */
+    char origins[CV_ORIGIN_LIST_MAX + 1];
 };
 
 struct cv_auth;
@@ -43,7 +47,8 @@ struct cv_auth_source {
      * status but CV_OK counts as a failed refresh. */
     cv_status (*scan)(void *ctx, int64_t since_us, int64_t *max_changed_us,
                       void (*fn)(void *fn_ctx, const char *merchant_id, const char *prefix,
-                                 const unsigned char hash[32], const char *scopes, bool revoked),
+                                 const unsigned char hash[32], const char *scopes,
+                                 const char *origins, bool revoked),
                       void *fn_ctx);
     /* Monotonic milliseconds; NULL: CLOCK_MONOTONIC. */
     int64_t (*now_ms)(void *ctx);
@@ -72,6 +77,10 @@ void cv_auth_close(struct cv_auth *auth);
  * than the bound: revocations might be missing), until a refresh succeeds. */
 CV_MUST_USE cv_status cv_auth_authenticate(struct cv_auth *auth, const char *authorization,
                                            struct cv_principal *out);
+/* The same for a bare key (the card frame's `key` query parameter): key is
+ * len bytes, not necessarily NUL-terminated. */
+CV_MUST_USE cv_status cv_auth_authenticate_key(struct cv_auth *auth, const char *key, size_t len,
+                                               struct cv_principal *out);
 /* Pure: extracts the key from "Bearer <key>" (scheme case-insensitive) and
  * checks its format. CV_ERR_UNAUTHENTICATED when absent or malformed. */
 CV_MUST_USE cv_status cv_auth_parse_bearer(const char *authorization, const char **key,
@@ -86,9 +95,13 @@ CV_MUST_USE cv_status cv_auth_refresh(struct cv_auth *auth);
 CV_MUST_USE cv_status cv_auth_parse_scopes(const char *csv, unsigned *scopes);
 /* Bit set -> "tokenize,read,..." in canonical order, into out[64]. */
 void cv_auth_format_scopes(unsigned scopes, char out[64]);
-/* Creates a key for merchant_id: writes the full key (shown once) and its prefix. */
+/* Creates a key for merchant_id: writes the full key (shown once) and its
+ * prefix. origins (a normalized comma list from cv_origin_list_parse, or
+ * NULL/"" for none) is allowed only when scopes is exactly tokenize:
+ * CV_ERR_BAD_REQUEST otherwise. */
 CV_MUST_USE cv_status cv_auth_create_key(struct cv_store *store, const char *merchant_id,
-                                         unsigned scopes, char key[CV_APIKEY_LEN + 1],
+                                         unsigned scopes, const char *origins,
+                                         char key[CV_APIKEY_LEN + 1],
                                          char prefix[CV_APIKEY_PREFIX_LEN + 1]);
 
 #endif

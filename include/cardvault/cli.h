@@ -16,19 +16,24 @@
 #define CV_EXIT_USAGE 2
 /* The operator commands' secure heap (serve sizes its own). */
 #define CV_CLI_SECURE_HEAP_BYTES (1u << 20)
+/* --allowed-origin may be given this many times (each may be a comma list). */
+#define CV_CLI_ORIGIN_ARGS_MAX 16
 
 struct cv_cli {
     struct cv_config cfg;
-    const char *dir;          /* --dir */
-    const char *merchant;     /* --merchant */
-    const char *scopes;       /* --scopes */
-    const char *since;        /* --since */
-    const char *new_kek_file; /* --new-kek-file */
-    const char *from_dek;     /* --from-dek */
-    const char *batch;        /* --batch */
-    bool confirm;             /* --confirm */
-    const char *expect;       /* --expect SEQ:HASH (audit verify) */
-    int argc;                 /* positional arguments after the command word */
+    const char *dir;                                 /* --dir */
+    const char *merchant;                            /* --merchant */
+    const char *scopes;                              /* --scopes */
+    const char *since;                               /* --since */
+    const char *new_kek_file;                        /* --new-kek-file */
+    const char *from_dek;                            /* --from-dek */
+    const char *batch;                               /* --batch */
+    bool confirm;                                    /* --confirm */
+    const char *expect;                              /* --expect SEQ:HASH (audit verify) */
+    const char *origin_args[CV_CLI_ORIGIN_ARGS_MAX]; /* --allowed-origin, as given */
+    int n_origin_args;
+    const char *set_origins; /* --set LIST (key origins); NULL when not given */
+    int argc;                /* positional arguments after the command word */
     char **argv;
 };
 
@@ -103,6 +108,9 @@ extern const char cv_cli_merchant_usage[];
 /* cardvault key create|revoke (cli_merchants.c). */
 int cv_cli_key(struct cv_cli *cli);
 extern const char cv_cli_key_usage[];
+/* cardvault elements-sri (cli_merchants.c): the integrity value of elements.js. */
+int cv_cli_elements_sri(struct cv_cli *cli);
+extern const char cv_cli_elements_sri_usage[];
 /* cardvault keys status|rotate-dek|rotate-kek|reencrypt|destroy-dek (cli_keys.c). */
 int cv_cli_keys(struct cv_cli *cli);
 extern const char cv_cli_keys_usage[];

@@ -53,6 +53,8 @@ struct cv_config {
     char *tls_cert_file;                   /* CARDVAULT_TLS_CERT (PEM) */
     char *tls_key_file;                    /* CARDVAULT_TLS_KEY (PEM) */
     bool allow_plaintext;  /* CARDVAULT_ALLOW_PLAINTEXT=1: plain HTTP beyond loopback */
+    char *public_origin;   /* CARDVAULT_PUBLIC_ORIGIN, normalized: the vault's origin as browsers
+                              see it; NULL: derived per request from the Host header */
     bool production;       /* CARDVAULT_DEV=1 turns it off: allows core dumps */
     bool allow_owner_role; /* CARDVAULT_ALLOW_OWNER_ROLE=1: serve as the schema owner (dev only) */
     unsigned audit_anchor_interval_s; /* CARDVAULT_AUDIT_ANCHOR_INTERVAL_S, default 60 */

@@ -53,5 +53,7 @@ CV_MUST_USE cv_status cv_envelope_fingerprint(const struct cv_secbuf *fp_key,
                                               unsigned char out[16]);
 /* SHA-256 of data. */
 CV_MUST_USE cv_status cv_envelope_sha256(const void *data, size_t len, unsigned char out[32]);
+/* SHA-384 of data (Subresource Integrity of a served script). */
+CV_MUST_USE cv_status cv_envelope_sha384(const void *data, size_t len, unsigned char out[48]);
 
 #endif

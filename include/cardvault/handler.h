@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cardvault/auth.h"
+#include "cardvault/origin.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/status.h"
 #include "cardvault/store.h"
@@ -41,6 +42,31 @@ struct cv_tokenize_req {
 /* Frees (wiping) the buffers and zeroes req; safe to call twice. */
 void cv_tokenize_req_cleanup(struct cv_tokenize_req *req);
 
+/* GET /elements/card and /elements/cvc: the frame page's query, decoded and
+ * checked for shape by cv_frame_query_add/_finish (api_elements.h). Strings
+ * are NUL-terminated; an optional parameter that was absent is "". */
+#define CV_FRAME_NONCE_MIN 16
+#define CV_FRAME_NONCE_MAX 128
+#define CV_FRAME_TITLE_MAX 120 /* bytes of UTF-8 */
+#define CV_FRAME_LANG_MAX  35
+#define CV_FRAME_BRAND_MAX 15
+enum cv_frame_kind {
+    CV_FRAME_CARD = 0, /* name, number, expiry, security code */
+    CV_FRAME_CVC,      /* the security code of a saved card */
+};
+struct cv_frame_req {
+    enum cv_frame_kind kind;
+    char key[CV_APIKEY_LEN + 1];    /* a publishable key, pk_ */
+    char origin[CV_ORIGIN_MAX + 1]; /* the parent page's origin, canonical */
+    char nonce[CV_FRAME_NONCE_MAX + 1];
+    char title[CV_FRAME_TITLE_MAX + 1];
+    char lang[CV_FRAME_LANG_MAX + 1];
+    char token[CV_TOKEN_LEN + 1];       /* CV_FRAME_CVC only */
+    char brand[CV_FRAME_BRAND_MAX + 1]; /* CV_FRAME_CVC only, optional */
+    unsigned seen;                      /* parameters met so far (a repeat is an error) */
+    cv_status error;                    /* the first error met, CV_OK if none */
+};
+
 /* What a handler receives: authenticated, headers checked, body decoded. */
 struct cv_call {
     const char *request_id;
@@ -48,6 +74,7 @@ struct cv_call {
     const char *token;                      /* the {token} path segment, or NULL */
     const char *idempotency_key;            /* well-formed Idempotency-Key, or NULL */
     const struct cv_tokenize_req *tokenize; /* the decoded body of POST /v1/tokens, else NULL */
+    const struct cv_frame_req *frame;       /* the decoded query of a frame page, else NULL */
 };
 
 /* How a request succeeded. Failures are a cv_status instead. */
@@ -60,12 +87,27 @@ enum cv_result_kind {
 
 enum cv_body_type {
     CV_BODY_JSON = 0,
-    CV_BODY_METRICS, /* Prometheus text exposition format */
+    CV_BODY_METRICS,    /* Prometheus text exposition format */
+    CV_BODY_HTML,       /* a card frame page */
+    CV_BODY_JAVASCRIPT, /* elements.js, frame.js */
+    CV_BODY_CSS,        /* frame.css */
+};
+
+/* How browsers may use an answer: which caching, framing, cross-origin and
+ * content-security headers go with it. The header values are written once,
+ * in cv_elements_web_headers (api_elements.h); http_server.c adds them. */
+enum cv_web_policy {
+    CV_WEB_API = 0,       /* every API answer: no-store, nosniff, nothing cross-origin */
+    CV_WEB_PUBLIC_SCRIPT, /* elements.js: any site may load it (CORS *, CORP cross-origin) */
+    CV_WEB_FRAME_ASSET,   /* frame.js, frame.css: the vault's own pages only */
+    CV_WEB_FRAME_PAGE,    /* a frame page: CSP, frameable by frame_ancestor alone */
+    CV_WEB_FRAME_REFUSAL, /* a frame page's HTML error: no script, no referrer, no cache */
 };
 
 /* What a handler answers. status CV_OK: kind says how, body (heap, released
- * with free_body) is the answer. Otherwise status says why the request failed
- * and error_param may name the faulty field (static storage). */
+ * with free_body) or static_body (static storage, never freed) is the
+ * answer. Otherwise status says why the request failed and error_param may
+ * name the faulty field (static storage). */
 struct cv_result {
     cv_status status;
     enum cv_result_kind kind;
@@ -73,7 +115,11 @@ struct cv_result {
     char *body;
     size_t body_len;
     void (*free_body)(void *);
+    const char *static_body; /* compiled-in assets; body_len is its length */
     enum cv_body_type body_type;
+    enum cv_web_policy web;
+    char
+        frame_ancestor[CV_ORIGIN_MAX + 1]; /* CV_WEB_FRAME_PAGE: the one origin that may frame it */
     const char *error_param;
 };
 /* Releases the body; accepts a zeroed result. */

@@ -27,6 +27,15 @@ enum cv_route_body {
     CV_ROUTE_BODY_EMPTY,    /* empty, or "{}" */
 };
 
+/* What a route reads from the query string. Everywhere else a query
+ * parameter that looks like an API key is refused; a frame page takes its
+ * publishable key there (it is public: the shop's page holds it anyway). */
+enum cv_route_query {
+    CV_ROUTE_QUERY_NONE = 0,   /* ignored, but an API key in it is refused */
+    CV_ROUTE_QUERY_FRAME_CARD, /* a card frame's query: cv_call.frame, key from `key` */
+    CV_ROUTE_QUERY_FRAME_CVC,  /* a security-code frame's query: the same, plus the token */
+};
+
 struct cv_route {
     enum cv_route_id id;
     const char *method;
@@ -37,7 +46,8 @@ struct cv_route {
     bool audit_denied;       /* a 403 on this route is an audit event */
     const char *audit_action;
     cv_handler handler;
-    unsigned listeners; /* enum cv_listener bits */
+    enum cv_route_query query; /* frame pages also answer their errors as HTML */
+    unsigned listeners;        /* enum cv_listener bits */
 };
 
 /* Finds the route for (method, path) among the routes `listener` serves

@@ -15,6 +15,11 @@ enum cv_route_id {
     CV_ROUTE_HEALTHZ,
     CV_ROUTE_READYZ,
     CV_ROUTE_METRICS,
+    CV_ROUTE_ELEMENTS_JS,
+    CV_ROUTE_FRAME_JS,
+    CV_ROUTE_FRAME_CSS,
+    CV_ROUTE_FRAME_CARD,
+    CV_ROUTE_FRAME_CVC,
     CV_ROUTE_UNMATCHED, /* 404/405 and requests refused before routing */
     CV_ROUTE_COUNT
 };

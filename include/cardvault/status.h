@@ -32,6 +32,14 @@ typedef enum cv_status {
     CV_ERR_IDEMPOTENCY_IN_USE,
     CV_ERR_TOKEN_DESTROYED,
     CV_ERR_RATE_LIMITED,
+    /* browsers: the card frames and the API's refusal of cross-origin calls */
+    CV_ERR_FRAME_BAD_REQUEST,         /* a frame page's query is malformed (400) */
+    CV_ERR_FRAME_KEY_NOT_PUBLISHABLE, /* a sk_ or dk_ key in a frame URL (403) */
+    CV_ERR_FRAME_KEY_REFUSED,         /* unknown, revoked, or more than tokenize (403) */
+    CV_ERR_FRAME_ORIGIN,              /* the parent origin is not on the key's list (403) */
+    CV_ERR_FRAME_NAVIGATION,          /* a frame page opened other than in an iframe (403) */
+    CV_ERR_CROSS_ORIGIN,              /* a /v1 call with a foreign Origin header (403) */
+    CV_ERR_CORS_NOT_SUPPORTED,        /* a CORS preflight (OPTIONS): never answered (405) */
     /* infrastructure */
     CV_ERR_DUPLICATE,      /* unique violation, and nothing else: the row already exists */
     CV_ERR_DB_UNAVAILABLE, /* connection lost or database refusing writes: 503 */

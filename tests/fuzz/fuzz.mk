@@ -18,7 +18,8 @@ FUZZ_CC ?= clang-14
 FUZZ_OUT := build/fuzz
 FUZZ_SMOKE_SECONDS ?= 20
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS := fuzz_json_tokenize fuzz_card fuzz_router fuzz_token fuzz_headers fuzz_aead_open fuzz_client_addr
+FUZZ_TARGETS := fuzz_json_tokenize fuzz_card fuzz_router fuzz_token fuzz_headers fuzz_aead_open \
+	fuzz_client_addr fuzz_frame_query fuzz_origin
 # Every service module but main.c goes into one archive: the linker takes
 # only what a target reaches (auth.c pulls the store, envelope, log, token;
 # router handlers are stubbed in fuzz_router.c, so api_tokens.c stays out),
@@ -30,6 +31,7 @@ FUZZ_CFLAGS = $(BASE_CFLAGS) -DCV_SCHEMA_VERSION=$(SCHEMA_VERSION) -O1 -g -fno-o
 	$(FUZZ_SAN)
 FUZZ_LIBS := $(LIBS)
 FUZZ_OBJS := $(FUZZ_SRCS:service/%.c=$(FUZZ_OUT)/obj/%.o)
+FUZZ_ASSETS_OBJ := $(FUZZ_OUT)/obj/elements_assets.o
 FUZZ_LIB := $(FUZZ_OUT)/libcardvault-fuzz.a
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_OUT)/%)
 
@@ -40,7 +42,11 @@ $(FUZZ_OBJS): $(FUZZ_OUT)/obj/%.o: service/%.c
 	@echo "CC fuzz $<"
 	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
 
-$(FUZZ_LIB): $(FUZZ_OBJS)
+$(FUZZ_ASSETS_OBJ): $(ELEMENTS_GEN) service/elements_assets.h
+	@mkdir -p $(dir $@)
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -Iservice -c $< -o $@
+
+$(FUZZ_LIB): $(FUZZ_OBJS) $(FUZZ_ASSETS_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
 

@@ -423,10 +423,10 @@ static void capture(struct cv_completion *self, struct cv_result *result)
     c->calls++;
 }
 
-static const struct cv_principal who_a = {MERCHANT_A, "sk_aaaaaaaaa", CV_SCOPES_ALL};
+static const struct cv_principal who_a = {MERCHANT_A, "sk_aaaaaaaaa", CV_SCOPES_ALL, ""};
 /* A publishable key: tokenize only, as a checkout page holds it. */
-static const struct cv_principal who_pk = {MERCHANT_A, "pk_aaaaaaaaa", CV_SCOPE_TOKENIZE};
-static const struct cv_principal who_b = {MERCHANT_B, "sk_bbbbbbbbb", CV_SCOPES_ALL};
+static const struct cv_principal who_pk = {MERCHANT_A, "pk_aaaaaaaaa", CV_SCOPE_TOKENIZE, ""};
+static const struct cv_principal who_b = {MERCHANT_B, "sk_bbbbbbbbb", CV_SCOPES_ALL, ""};
 
 /* Runs handler with (who, token, idempotency key, body) and returns its one result. */
 static struct cv_result run(cv_handler handler, const struct cv_principal *who, const char *token,
@@ -441,7 +441,7 @@ static struct cv_result run(cv_handler handler, const struct cv_principal *who, 
         abort();
     }
     struct cv_call call = {"req_testtesttesttesttest", who, token, idem_key,
-                           body != NULL ? &req : NULL};
+                           body != NULL ? &req : NULL, NULL};
     struct captured c;
     memset(&c, 0, sizeof(c));
     c.done.finish = capture;
@@ -933,7 +933,7 @@ static void metrics_answer_prometheus_text(void)
 {
     setup();
     struct cv_handler_deps d = deps_of(&store);
-    struct cv_call call = {"req_testtesttesttesttest", NULL, NULL, NULL, NULL};
+    struct cv_call call = {"req_testtesttesttesttest", NULL, NULL, NULL, NULL, NULL};
     struct captured c;
     memset(&c, 0, sizeof(c));
     c.done.finish = capture;

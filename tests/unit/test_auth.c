@@ -393,6 +393,8 @@ struct fake_source {
     struct {
         char key[CV_APIKEY_LEN + 1];
         bool revoked;
+        const char *scopes;  /* NULL: "tokenize,read" */
+        const char *origins; /* NULL: "" */
     } rows[FAKE_KEYS];
     size_t n;
     bool failing;
@@ -403,7 +405,7 @@ struct fake_source {
 static cv_status fake_scan(void *ctx, int64_t since_us, int64_t *max_changed_us,
                            void (*fn)(void *fn_ctx, const char *merchant_id, const char *prefix,
                                       const unsigned char hash[32], const char *scopes,
-                                      bool revoked),
+                                      const char *origins, bool revoked),
                            void *fn_ctx)
 {
     struct fake_source *f = ctx;
@@ -418,7 +420,9 @@ static cv_status fake_scan(void *ctx, int64_t since_us, int64_t *max_changed_us,
         memcpy(prefix, f->rows[i].key, CV_APIKEY_PREFIX_LEN);
         prefix[CV_APIKEY_PREFIX_LEN] = '\0';
         CHECK_EQ_INT(cv_envelope_sha256(f->rows[i].key, strlen(f->rows[i].key), hash), CV_OK);
-        fn(fn_ctx, "mer_fake0000000000000000", prefix, hash, "tokenize,read", f->rows[i].revoked);
+        fn(fn_ctx, "mer_fake0000000000000000", prefix, hash,
+           f->rows[i].scopes != NULL ? f->rows[i].scopes : "tokenize,read",
+           f->rows[i].origins != NULL ? f->rows[i].origins : "", f->rows[i].revoked);
     }
     *max_changed_us = 0;
     return CV_OK;
@@ -433,6 +437,8 @@ static void fake_add(struct fake_source *f, const char *key)
 {
     snprintf(f->rows[f->n].key, sizeof(f->rows[f->n].key), "%s", key);
     f->rows[f->n].revoked = false;
+    f->rows[f->n].scopes = NULL;
+    f->rows[f->n].origins = NULL;
     f->n++;
 }
 
@@ -537,6 +543,38 @@ static void stale_bound_is_ten_intervals_for_slow_refresh(void)
     cv_auth_close(a);
 }
 
+/* A publishable key's origins travel from the key table into the
+ * principal, looked up by the bare key (the frame's query parameter) as by
+ * the header; a list the database holds in a shape origin.c would not
+ * produce binds the key to nothing. */
+static void bare_key_lookup_carries_origins(void)
+{
+    struct fake_source f;
+    memset(&f, 0, sizeof(f));
+    f.now_ms = 1000;
+    fake_add(&f, KEY_B);
+    f.rows[0].scopes = "tokenize";
+    f.rows[0].origins = "https://shop.example,http://127.0.0.1:8081";
+    fake_add(&f, KEY_A);
+    f.rows[1].origins = "https://shop.example/,https://ok.example";
+    struct cv_auth_source src = {fake_scan, fake_now_ms, &f};
+    struct cv_auth *a = NULL;
+    CHECK_EQ_INT(cv_auth_open_source(&src, 1000, 0, false, &a), CV_OK);
+    if (a == NULL)
+        return;
+    struct cv_principal who;
+    CHECK_EQ_INT(cv_auth_authenticate_key(a, KEY_B, strlen(KEY_B), &who), CV_OK);
+    CHECK_EQ_INT(who.scopes, CV_SCOPE_TOKENIZE);
+    CHECK(strcmp(who.origins, "https://shop.example,http://127.0.0.1:8081") == 0);
+    CHECK_EQ_INT(cv_auth_authenticate_key(a, KEY_A, strlen(KEY_A), &who), CV_OK);
+    CHECK(strcmp(who.origins, "") == 0);
+    CHECK_EQ_INT(cv_auth_authenticate_key(a, KEY_B, strlen(KEY_B) - 1, &who),
+                 CV_ERR_UNAUTHENTICATED);
+    CHECK_EQ_INT(cv_auth_authenticate_key(a, NULL, 0, &who), CV_ERR_UNAUTHENTICATED);
+    CHECK_EQ_INT(cv_auth_authenticate_key(a, "pk_x", 4, &who), CV_ERR_UNAUTHENTICATED);
+    cv_auth_close(a);
+}
+
 int main(void)
 {
     RUN(parse_scopes_accepts_valid_lists);
@@ -554,5 +592,6 @@ int main(void)
     RUN(fake_source_drives_refresh_and_revocation);
     RUN(revocation_fails_closed_when_refresh_keeps_failing);
     RUN(stale_bound_is_ten_intervals_for_slow_refresh);
+    RUN(bare_key_lookup_carries_origins);
     return check_summary("auth");
 }

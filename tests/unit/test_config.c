@@ -548,6 +548,31 @@ static void trusted_proxies_parsed_strictly(void)
     clear_cardvault_env();
 }
 
+/* CARDVAULT_PUBLIC_ORIGIN: absent means "derive from Host"; set, it is
+ * kept normalized; anything but a bare origin stops the service. */
+static void public_origin_is_normalized_or_refused(void)
+{
+    struct cv_config cfg;
+    char why[256];
+    clear_cardvault_env();
+    CHECK_EQ_INT(load(&cfg, why, sizeof(why)), CV_OK);
+    CHECK(cfg.public_origin == NULL);
+    cv_config_cleanup(&cfg);
+    setenv("CARDVAULT_PUBLIC_ORIGIN", "HTTPS://Vault.Example:443", 1);
+    CHECK_EQ_INT(load(&cfg, why, sizeof(why)), CV_OK);
+    CHECK(cfg.public_origin != NULL && strcmp(cfg.public_origin, "https://vault.example") == 0);
+    cv_config_cleanup(&cfg);
+    static const char *const bad[] = {"https://vault.example/", "vault.example", "*",
+                                      "https://vault.example/v1", "null"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        setenv("CARDVAULT_PUBLIC_ORIGIN", bad[i], 1);
+        CHECK_EQ_INT(load(&cfg, why, sizeof(why)), CV_ERR_CONFIG);
+        CHECK(strstr(why, "CARDVAULT_PUBLIC_ORIGIN") != NULL);
+        cv_config_cleanup(&cfg);
+    }
+    clear_cardvault_env();
+}
+
 int main(void)
 {
     RUN(defaults_with_an_empty_environment);
@@ -564,6 +589,7 @@ int main(void)
     RUN(log_level_and_tls_pairing_are_checked);
     RUN(reason_is_truncated_to_the_buffer);
     RUN(require_names_what_is_missing);
+    RUN(public_origin_is_normalized_or_refused);
     RUN(owner_role_and_anchor_interval);
     RUN(trusted_proxies_parsed_strictly);
     clear_cardvault_env();

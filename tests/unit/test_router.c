@@ -304,6 +304,41 @@ static void each_listener_serves_only_its_routes(void)
     listener = CV_LISTENER_API | CV_LISTENER_OPS;
 }
 
+/* The card fields: static files and frame pages are GET only, need no
+ * Authorization header, and only the frame pages read their query. */
+static void elements_routes_are_public_gets(void)
+{
+    expect_route("GET", "/elements.js", CV_ROUTE_ELEMENTS_JS, NULL);
+    expect_route("GET", "/elements/frame.js", CV_ROUTE_FRAME_JS, NULL);
+    expect_route("GET", "/elements/frame.css", CV_ROUTE_FRAME_CSS, NULL);
+    expect_route("GET", "/elements/card", CV_ROUTE_FRAME_CARD, NULL);
+    expect_route("GET", "/elements/cvc", CV_ROUTE_FRAME_CVC, NULL);
+    expect_405("POST", "/elements/card", "GET");
+    expect_405("OPTIONS", "/elements.js", "GET");
+    expect_405("OPTIONS", "/v1/tokens", "POST");
+    expect_404("GET", "/elements/");
+    expect_404("GET", "/elements/card/");
+    expect_404("GET", "/elements/Card");
+    expect_404("GET", "/elements/other.js");
+    const struct cv_route *r = NULL;
+    const char *allow = NULL;
+    char seg[64];
+    static const char *const paths[] = {"/elements.js", "/elements/frame.js", "/elements/frame.css",
+                                        "/elements/card", "/elements/cvc"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        CHECK_EQ_INT(match("GET", paths[i], &r, seg, sizeof(seg), &allow), CV_OK);
+        if (r == NULL)
+            continue;
+        CHECK_EQ_INT(r->scope, 0);
+        CHECK(!r->takes_json);
+        CHECK_EQ_INT(r->query, i == 3   ? CV_ROUTE_QUERY_FRAME_CARD
+                               : i == 4 ? CV_ROUTE_QUERY_FRAME_CVC
+                                        : CV_ROUTE_QUERY_NONE);
+    }
+    CHECK_EQ_INT(match("POST", "/v1/tokens", &r, seg, sizeof(seg), &allow), CV_OK);
+    CHECK(r != NULL && r->query == CV_ROUTE_QUERY_NONE);
+}
+
 int main(void)
 {
     RUN(every_route_matches_with_its_id);
@@ -319,5 +354,6 @@ int main(void)
     RUN(long_token_segment_is_truncated_safely);
     RUN(very_long_unknown_paths_are_404);
     RUN(each_listener_serves_only_its_routes);
+    RUN(elements_routes_are_public_gets);
     return check_summary("router");
 }

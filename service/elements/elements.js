@@ -1,0 +1,171 @@
+/* cardvault elements.js: the loader a shop's page includes (docs/elements.md).
+ * It mounts the vault's card frame in an iframe and talks to it with
+ * postMessage; it never sees a card number, an expiry or a security code,
+ * only what the frame chooses to post: brand, completeness, field errors,
+ * and after tokenize the token with brand, last 4 digits and expiry. */
+(function () {
+  'use strict';
+  if (window.CardVault) return;
+
+  var KEY_RE = /^pk_[0-9A-Za-z]{43}$/;
+  var TOKEN_RE = /^tok_[0-9A-Za-z]{22}$/;
+  var TOKENIZE_TIMEOUT_MS = 30000;
+  /* document.currentScript exists only while this file runs. */
+  var script = document.currentScript;
+  var defaultVault = null;
+  try {
+    if (script && script.src) defaultVault = new URL(script.src).origin;
+  } catch (e) { defaultVault = null; }
+
+  function fail(code, message) {
+    var err = new Error(message);
+    err.code = code;
+    return err;
+  }
+
+  function nonce() {
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    var s = '';
+    for (var i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]);
+    return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  }
+
+  function target(where) {
+    var el = typeof where === 'string' ? document.querySelector(where) : where;
+    if (!el || el.nodeType !== 1) throw fail('invalid_target', 'mount: no such element');
+    return el;
+  }
+
+  function Element(vault, key, kind, where, opts) {
+    var self = this;
+    var frameNonce = nonce();
+    var params = new URLSearchParams();
+    params.set('key', key);
+    params.set('origin', window.location.origin);
+    params.set('nonce', frameNonce);
+    if (opts.title) params.set('title', String(opts.title));
+    if (opts.lang) params.set('lang', String(opts.lang));
+    if (kind === 'cvc') {
+      if (!TOKEN_RE.test(String(opts.token || ''))) throw fail('invalid_token', 'mountCvc: token must be tok_...');
+      params.set('token', opts.token);
+      if (opts.brand) params.set('brand', String(opts.brand));
+    }
+    var iframe = document.createElement('iframe');
+    iframe.src = vault + '/elements/' + kind + '?' + params.toString();
+    iframe.title = opts.title ? String(opts.title) : (kind === 'cvc' ? 'Security code' : 'Card details');
+    iframe.setAttribute('frameborder', '0');
+    iframe.setAttribute('scrolling', 'no');
+    iframe.setAttribute('allowtransparency', 'true');
+    iframe.style.border = '0';
+    iframe.style.width = '100%';
+    iframe.style.display = 'block';
+    iframe.style.overflow = 'hidden';
+    iframe.style.height = kind === 'cvc' ? '90px' : '230px';
+    var listeners = {};
+    var pending = {};
+    var seq = 0;
+    var ready = false;
+    var queue = [];
+    var style = opts.style || null;
+
+    function emit(type, payload) {
+      (listeners[type] || []).slice().forEach(function (fn) {
+        try { fn(payload); } catch (e) { setTimeout(function () { throw e; }); }
+      });
+    }
+
+    function post(msg) {
+      msg.cv = 1;
+      msg.nonce = frameNonce;
+      if (!ready) { queue.push(msg); return; }
+      iframe.contentWindow.postMessage(msg, vault);
+    }
+
+    function onMessage(event) {
+      if (event.source !== iframe.contentWindow || event.origin !== vault) return;
+      var m = event.data;
+      if (!m || typeof m !== 'object' || m.cv !== 1 || m.nonce !== frameNonce) return;
+      switch (m.type) {
+        case 'ready':
+          ready = true;
+          if (style) post({ type: 'style', style: style });
+          queue.splice(0).forEach(function (q) { iframe.contentWindow.postMessage(q, vault); });
+          emit('ready', {});
+          break;
+        case 'change':
+          emit('change', { brand: m.brand, complete: !!m.complete, empty: !!m.empty,
+                           error: m.error || null, cvcEmpty: !!m.cvcEmpty });
+          break;
+        case 'resize':
+          if (typeof m.height === 'number' && m.height > 0 && m.height < 2000) iframe.style.height = Math.ceil(m.height) + 'px';
+          break;
+        case 'result':
+          if (pending[m.id]) {
+            var p = pending[m.id];
+            delete pending[m.id];
+            clearTimeout(p.timer);
+            p.resolve({ token: m.token, brand: m.brand, last4: m.last4,
+                        exp_month: m.exp_month, exp_year: m.exp_year });
+          }
+          break;
+        case 'error':
+          if (m.id !== null && m.id !== undefined && pending[m.id]) {
+            var q = pending[m.id];
+            delete pending[m.id];
+            clearTimeout(q.timer);
+            q.reject(fail(String(m.code), String(m.message)));
+          } else {
+            emit('error', { code: String(m.code), message: String(m.message) });
+          }
+          break;
+        default:
+          break;
+      }
+    }
+    window.addEventListener('message', onMessage);
+    target(where).appendChild(iframe);
+
+    this.on = function (type, fn) { (listeners[type] = listeners[type] || []).push(fn); return self; };
+    this.off = function (type, fn) {
+      listeners[type] = (listeners[type] || []).filter(function (f) { return f !== fn; });
+      return self;
+    };
+    this.tokenize = function () {
+      return new Promise(function (resolve, reject) {
+        var id = 't' + (++seq);
+        var timer = setTimeout(function () {
+          if (pending[id]) { delete pending[id]; reject(fail('timeout', 'The card frame did not answer in time.')); }
+        }, TOKENIZE_TIMEOUT_MS);
+        pending[id] = { resolve: resolve, reject: reject, timer: timer };
+        post({ type: 'tokenize', id: id });
+      });
+    };
+    this.setStyle = function (s) { style = s; post({ type: 'style', style: s }); return self; };
+    this.clear = function () { post({ type: 'clear' }); return self; };
+    this.destroy = function () {
+      window.removeEventListener('message', onMessage);
+      Object.keys(pending).forEach(function (id) {
+        clearTimeout(pending[id].timer);
+        pending[id].reject(fail('destroyed', 'The card frame was removed.'));
+      });
+      pending = {};
+      listeners = {};
+      if (iframe.parentNode) iframe.parentNode.removeChild(iframe);
+    };
+    this.iframe = iframe;
+  }
+
+  function CardVault(config) {
+    if (!(this instanceof CardVault)) return new CardVault(config);
+    config = config || {};
+    if (!KEY_RE.test(String(config.key || ''))) throw fail('invalid_key', 'CardVault: key must be a publishable key (pk_...)');
+    var vault = config.vault ? new URL(String(config.vault)).origin : defaultVault;
+    if (!vault || vault === 'null') throw fail('invalid_vault', 'CardVault: give vault (the vault origin)');
+    var key = config.key;
+    this.mount = function (where, opts) { return new Element(vault, key, 'card', where, opts || {}); };
+    this.mountCvc = function (where, opts) { return new Element(vault, key, 'cvc', where, opts || {}); };
+  }
+
+  window.CardVault = CardVault;
+})();
