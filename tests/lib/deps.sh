@@ -2,7 +2,8 @@
 # make deps: install what is missing, quietly when everything is present.
 # Debian packages via apt-get (one `apt-get update` first, only when something
 # is missing: a fresh machine's package lists may be empty), then the pinned
-# npm tooling for the contract tests. Idempotent.
+# npm tooling for the contract and browser tests. Idempotent. chromium is
+# Debian's build: the browser tests never download a browser of their own.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -13,6 +14,7 @@ packages=(
   clang libclang-rt-14-dev valgrind clang-format clang-tidy cppcheck
   curl jq openssl gnutls-bin procps psmisc
   wrk softhsm2 opensc
+  chromium fonts-dejavu-core
 )
 
 missing=()
@@ -43,4 +45,9 @@ fi
 # Node tooling for the API contract (OpenAPI lint, validating proxy, typed client).
 if [ -x tests/contract/install.sh ]; then
   tests/contract/install.sh
+fi
+# Node tooling for the browser tests (playwright-core driving Debian's chromium
+# above, axe-core): pinned in tests/browser/package-lock.json.
+if [ -x tests/browser/install.sh ]; then
+  tests/browser/install.sh
 fi
