@@ -621,6 +621,44 @@ tcase(11, 'errors: an invalid number and an expired date are shown and no token 
   await page.close();
 });
 
+tcase(12, 'the security-code frame checks the code and sends it nowhere yet', async (ctx) => {
+  // A saved card: its token made by the shop's server with the secret key (no Origin header).
+  const made = await fetch(`${VAULT}/v1/tokens`, { method: 'POST', headers: { Authorization: `Bearer ${SK}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ pan: VISA, exp_month: Number(EXP_MM), exp_year: 2000 + Number(EXP_YY) }) });
+  const saved = await made.json();
+  if (!check('12 a saved card\'s token (secret key, server side)', made.status === 201 && /^tok_/.test(saved.token), `status ${made.status}`)) return;
+  const before = tokenCount();
+  const { page, rec } = await openShop(ctx, `cvc.html?token=${saved.token}&brand=visa`);
+  const frame = page.frames().find((f) => f !== page.mainFrame() && f.url().startsWith(`${VAULT}/elements/cvc`));
+  if (!check('12 the security-code frame is mounted', frame, page.frames().map((f) => f.url()).join(', '))) return;
+  const fields = await frame.evaluate(() => ['cv-name', 'cv-number', 'cv-exp', 'cv-cvc'].filter((id) => document.getElementById(id)));
+  check('12 it has the code field only', fields.join() === 'cv-cvc', fields.join());
+  await frame.locator('#cv-cvc').click();
+  await page.keyboard.type(CVC.slice(0, 2));
+  await page.keyboard.press('Tab');
+  let shown = true;
+  try {
+    await frame.waitForFunction(() => (document.getElementById('cv-cvc-error')?.textContent || '').trim() !== '', null, { timeout: T });
+  } catch { shown = false; }
+  check('12 a short code shows an error once the field is left', shown);
+  await frame.locator('#cv-cvc').click();
+  await page.keyboard.type(CVC.slice(2));
+  await waitShop(page, () => { const c = window.__shop.changes; return c.length && c[c.length - 1].complete === true; }, null, 'complete');
+  await page.click('#pay');
+  await waitShop(page, () => window.__shop.errors.length + window.__shop.results.length > 0, null, 'tokenize to settle');
+  const s = await page.evaluate(() => ({ errors: window.__shop.errors, results: window.__shop.results }));
+  check('12 tokenize answers cvc_relay_unavailable (no relay yet), no result', s.results.length === 0 && s.errors.length === 1 &&
+    s.errors[0].code === 'cvc_relay_unavailable', JSON.stringify(s));
+  check('12 no token was created', tokenCount() === before, `${before} -> ${tokenCount()}`);
+  const messages = await page.evaluate(() => window.__cvRecord.messages.map((m) => m.data).join('\n'));
+  const dom = await page.evaluate(() => document.documentElement.outerHTML);
+  const l = [...leaks('messages', messages, VISA, CVC), ...leaks('DOM', dom, VISA, CVC)];
+  check('12 the code is in no message to the shop and not in its DOM', l.length === 0, l.join('\n'));
+  const out = rec.vaultFrameRequests.filter((r) => leaks('x', `${r.url}\n${r.body}`, '', CVC).length > 0);
+  check('12 the code left the frame in no request', out.length === 0, out.map((r) => `${r.method} ${r.url}`).join(', '));
+  await page.close();
+});
+
 // ------------------------------------------------------------------ main
 
 // Browser flags. As root (CI), Chromium's OS-level sandbox cannot start without --no-sandbox;
