@@ -123,6 +123,14 @@ function tokenCount() {
 }
 
 const SHOP = `http://127.0.0.1:${SHOP_PORT}`;
+// The same shop server under the name localhost: another site than the vault (127.0.0.1), as a
+// real shop and vault are, so Chromium puts the frame in a process of its own (out-of-process
+// iframe). The key allows both origins. Cases 1 and 7 run there too.
+const SHOP_X = `http://localhost:${SHOP_PORT}`;
+if (process.env.CV_SHOP_X_ALLOWED !== '1') {
+  console.error('cases.mjs: the key must allow http://localhost:SHOP_PORT too (CV_SHOP_X_ALLOWED=1)');
+  process.exit(2);
+}
 const FOREIGN = `http://127.0.0.1:${FOREIGN_PORT}`;
 const CARD_PREFIX = `${VAULT}/elements/card`;
 
@@ -149,9 +157,9 @@ async function newPage(ctx) {
 }
 
 // Opens a shop page and waits until every mount reported ready.
-async function openShop(ctx, file, readyExpr = 'window.__shop && window.__shop.ready === true') {
+async function openShop(ctx, file, readyExpr = 'window.__shop && window.__shop.ready === true', base = SHOP) {
   const { page, rec } = await newPage(ctx);
-  await page.goto(`${SHOP}/${file}`);
+  await page.goto(`${base}/${file}`);
   try {
     await page.waitForFunction(readyExpr, null, { timeout: T });
   } catch {
@@ -213,31 +221,33 @@ function cardUrl({ key = PK, origin = SHOP, nonce, title = 'Card details' }) {
 const cases = [];
 function tcase(n, title, fn) { cases.push({ n, title, fn }); }
 
-tcase(1, 'typing a card and paying gives the shop a token and nothing of the card', async (ctx, artefacts) => {
+async function payAndLookForLeaks(ctx, artefacts, base, n) {
   const shopLogStart = shop.log.length;
-  const { page, rec } = await openShop(ctx, 'checkout.html');
+  const { page, rec } = await openShop(ctx, 'checkout.html', undefined, base);
   const before = tokenCount();
   const [frame] = vaultFrames(page);
   await typeCard(page, frame, { pan: VISA, cvc: CVC });
   await waitShop(page, () => { const c = window.__shop.changes; return c.length && c[c.length - 1].complete === true; },
     null, 'a change event with complete: true');
   const change = await page.evaluate(() => window.__shop.changes[window.__shop.changes.length - 1]);
-  check('1 change event after typing: complete, brand visa, no error',
+  check(`${n} change event after typing: complete, brand visa, no error`,
     change.complete === true && /visa/i.test(String(change.brand)) && !change.error, JSON.stringify(change));
-  await page.screenshot({ path: path.join(ARTIFACTS, 'checkout-filled.png') });
-  artefacts.push('checkout-filled.png');
+  if (base === SHOP) {
+    await page.screenshot({ path: path.join(ARTIFACTS, 'checkout-filled.png') });
+    artefacts.push('checkout-filled.png');
+  }
   await page.click('#pay');
   await waitShop(page, () => window.__shop.answers.length > 0 || window.__shop.errors.length > 0, null,
     'the shop to get a token (or an error)');
   const shopState = await page.evaluate(() => window.__shop);
   const result = shopState.results[0];
-  if (!check('1 the shop\'s button gives a token', result && /^tok_[A-Za-z0-9]+$/.test(result.token),
+  if (!check(`${n} the shop's button gives a token`, result && /^tok_[A-Za-z0-9]+$/.test(result.token),
     JSON.stringify(shopState.errors))) return;
   const token = result.token;
-  check('1 the result has brand, last4 and expiry only', /visa/i.test(result.brand) && result.last4 === VISA.slice(-4) &&
+  check(`${n} the result has brand, last4 and expiry only`, /visa/i.test(result.brand) && result.last4 === VISA.slice(-4) &&
     Number(result.exp_month) === Number(EXP_MM) && Number(result.exp_year) % 100 === Number(EXP_YY),
     JSON.stringify({ ...result, token: '…' }));
-  check('1 exactly one token was created', tokenCount() === before + 1, `${before} -> ${tokenCount()}`);
+  check(`${n} exactly one token was created`, tokenCount() === before + 1, `${before} -> ${tokenCount()}`);
 
   const messages = await page.evaluate(() => window.__cvRecord.messages);
   const dom = await page.evaluate(() => document.documentElement.outerHTML);
@@ -249,26 +259,32 @@ tcase(1, 'typing a card and paying gives the shop a token and nothing of the car
     'the shop server\'s request log': JSON.stringify(shopLog),
   };
   for (const [label, text] of Object.entries(hay)) {
-    check(`1 the token is in ${label}`, text.includes(token));
+    check(`${n} the token is in ${label}`, text.includes(token));
     const l = leaks(label, text, VISA, CVC);
-    check(`1 no run of 6+ digits of the card number and no security code in ${label}`, l.length === 0, l.join('\n'));
+    check(`${n} no run of 6+ digits of the card number and no security code in ${label}`, l.length === 0, l.join('\n'));
   }
-  note(`1 recorded: ${messages.length} messages, ${rec.shopRequests.length} shop-page requests, ` +
+  note(`${n} recorded: ${messages.length} messages, ${rec.shopRequests.length} shop-page requests, ` +
     `${shopLog.length} shop-server requests, DOM ${dom.length} bytes`);
   // Control: the detector does find the card where it is meant to be, the frame's own request to
   // the vault; without that, the checks above could pass by looking in the wrong place.
   const tokReq = rec.vaultFrameRequests.filter((r) => r.url === `${VAULT}/v1/tokens`);
-  check('1 control: the card number went to the vault, from the frame (one POST /v1/tokens)',
+  check(`${n} control: the card number went to the vault, from the frame (one POST /v1/tokens)`,
     tokReq.length === 1 && tokReq[0].method === 'POST' && tokReq[0].body.includes(VISA),
     `frame requests: ${rec.vaultFrameRequests.map((r) => `${r.method} ${r.url}`).join(', ')}`);
   // docs/elements.md: the frame checks the security code and does not send it anywhere (yet).
   const cvcOut = rec.vaultFrameRequests.filter((r) => leaks('x', `${r.url}\n${r.body}`, '', CVC).length > 0);
-  check('1 the security code left the frame in no request at all', cvcOut.length === 0,
+  check(`${n} the security code left the frame in no request at all`, cvcOut.length === 0,
     cvcOut.map((r) => `${r.method} ${r.url}`).join(', '));
-  check('1 every message the shop page got came from the vault\'s origin',
+  check(`${n} every message the shop page got came from the vault's origin`,
     messages.length > 0 && messages.every((m) => m.origin === VAULT),
     [...new Set(messages.map((m) => m.origin))].join(', '));
   await page.close();
+}
+
+tcase(1, 'typing a card and paying gives the shop a token and nothing of the card', async (ctx, artefacts) => {
+  await payAndLookForLeaks(ctx, artefacts, SHOP, '1');
+  // The same on a shop of another site than the vault (the frame out of the shop's process).
+  await payAndLookForLeaks(ctx, artefacts, SHOP_X, '1 (cross-site shop)');
 });
 
 tcase(2, 'the shop page cannot read the frame', async (ctx) => {
@@ -464,7 +480,8 @@ tcase(6, 'two mounts on one page stay separate', async (ctx) => {
 });
 
 tcase(7, 'browser autofill fills the card fields', async (ctx) => {
-  const { page } = await openShop(ctx, 'checkout.html');
+  // On the cross-site shop: the frame has a process, and a CDP session, of its own.
+  const { page } = await openShop(ctx, 'checkout.html', undefined, SHOP_X);
   const [frame] = vaultFrames(page);
   // The frame's own CDP session if it runs in a process of its own (out-of-process iframe),
   // else the page's session: both address the frame by its frameId.
@@ -679,7 +696,7 @@ fs.mkdirSync(ARTIFACTS, { recursive: true });
 
 const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args, timeout: 30000 });
 note(`Chromium ${browser.version()} (${CHROMIUM}), playwright-core ${require('playwright-core/package.json').version}, ` +
-  `vault ${VAULT}, shop ${SHOP}, foreign ${FOREIGN}`);
+  `vault ${VAULT}, shop ${SHOP} and ${SHOP_X}, another site ${FOREIGN}`);
 {
   const ctx = await browser.newContext();
   const page = await ctx.newPage();
