@@ -3,6 +3,7 @@
 #   make run        deps + build + private PostgreSQL + demo merchant + serve
 #   make test       deps + build + every test against a throwaway PostgreSQL
 #   make test-asan  the same suite under AddressSanitizer + UBSan
+#   make browser    the card fields end to end in headless Chromium (tests/browser)
 #   make lint       cppcheck, clang-tidy, banned functions, format-check, architecture, SQL
 BUILD ?= release
 
@@ -48,7 +49,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(OUT)/tests/%)
 ITEST_BIN := $(OUT)/tests/itest
 
-.PHONY: all deps run test test-asan unit itest contract scenarios lint-sql test-storage-proof \
+.PHONY: all deps run test test-asan unit itest contract browser scenarios lint-sql test-storage-proof \
         clean format format-check lint lint-cppcheck lint-tidy lint-banned lint-arch
 all: $(OUT)/cardvault
 ifeq ($(BUILD),release)
@@ -111,6 +112,12 @@ itest: $(OUT)/cardvault $(ITEST_BIN)
 contract: $(OUT)/cardvault
 	@tests/contract/run.sh $(OUT)/cardvault
 
+# The card fields end to end in headless Chromium (Debian's chromium, playwright-core, axe-core;
+# tests/browser/run.sh): a test shop and another site on their own origins, a private PostgreSQL.
+# Screenshots in build/browser-artifacts/.
+browser: $(OUT)/cardvault
+	@tests/browser/run.sh $(OUT)/cardvault
+
 # Scenario scripts: each brings its own private PostgreSQL cluster.
 SCENARIOS := audit audit-tail idempotency runtime keys key-commands faults isolation abuse row-integrity \
              storage-proof slow-clients heap-scan auth-throttle elements
@@ -137,7 +144,7 @@ test: deps
 	@rm -f build/test-results; st=0; \
 	$(MAKE) -k --no-print-directory BUILD=release all unit || st=1; \
 	CV_PRISM=1 $(MAKE) --no-print-directory BUILD=release itest || st=1; \
-	$(MAKE) -k --no-print-directory BUILD=release contract scenarios || st=1; \
+	$(MAKE) -k --no-print-directory BUILD=release contract browser scenarios || st=1; \
 	$(MAKE) --no-print-directory BUILD=release lint || st=1; \
 	$(MAKE) --no-print-directory docker-build-check || st=1; \
 	$(MAKE) -k --no-print-directory BUILD=asan unit itest || st=1; \

@@ -2,13 +2,16 @@
 # Install what is missing, quietly when everything is present. Idempotent.
 #
 #   tests/lib/deps.sh run   what `make run` needs: the compiler, the -dev
-#                           libraries, PostgreSQL, curl (make deps-run)
+#                           libraries, PostgreSQL, curl, and Node.js for the
+#                           demo shop's small server (make deps-run)
 #   tests/lib/deps.sh       all of that plus the test tool chain: sanitizer
-#                           runtime, linters, valgrind, wrk, SoftHSM, and the
-#                           pinned npm tooling (make deps)
+#                           runtime, linters, valgrind, wrk, SoftHSM, Chromium,
+#                           and the pinned npm tooling (make deps)
 #
 # Debian packages via apt-get (one `apt-get update` first, only when something
 # is missing: a fresh machine's package lists may be empty).
+# chromium is Debian's build: the browser tests never download a browser of
+# their own.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mode=${1:-all}
@@ -24,6 +27,7 @@ if [ "$mode" != run ]; then
     clang libclang-rt-14-dev valgrind clang-format clang-tidy cppcheck
     jq gnutls-bin psmisc
     wrk softhsm2 opensc
+    chromium fonts-dejavu-core
   )
 fi
 
@@ -34,9 +38,12 @@ for p in "${packages[@]}"; do
   fi
 done
 
-# Node.js and npm run the contract tooling only. This machine's Node 20 may
-# come from NodeSource, so look for the commands, not for Debian's packages.
-if [ "$mode" != run ] && ! command -v npm >/dev/null 2>&1; then
+# Node.js runs the demo shop of `make run`; with npm, the contract and browser
+# tooling. This machine's Node 20 may come from NodeSource, so look for the
+# commands, not for Debian's packages.
+if [ "$mode" = run ] && ! command -v node >/dev/null 2>&1; then
+  missing+=(nodejs)
+elif [ "$mode" != run ] && ! command -v npm >/dev/null 2>&1; then
   missing+=(nodejs npm)
 fi
 
@@ -55,4 +62,9 @@ fi
 # Node tooling for the API contract (OpenAPI lint, validating proxy, typed client).
 if [ "$mode" != run ] && [ -x tests/contract/install.sh ]; then
   tests/contract/install.sh
+fi
+# Node tooling for the browser tests (playwright-core driving Debian's chromium
+# above, axe-core): pinned in tests/browser/package-lock.json.
+if [ "$mode" != run ] && [ -x tests/browser/install.sh ]; then
+  tests/browser/install.sh
 fi
