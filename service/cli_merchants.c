@@ -46,13 +46,14 @@ const char cv_cli_key_usage[] =
     "refused unless --scopes is exactly tokenize.\n"
     "revoke: takes the 12-character prefix; running services refuse the key\n"
     "within CARDVAULT_AUTH_REFRESH_MS (1 s by default, 5 s at most).\n"
-    "Both need the KEK (CARDVAULT_KEK_FILE or CARDVAULT_KEK_PKCS11_*): their audit\n"
-    "events are MAC-chained under the audit key the KEK protects.\n"
     "origins: prints {\"prefix\",\"allowed_origins\"}; with --set, replaces the list\n"
     "first ('' empties it). An origin is scheme://host[:port]: https, or http for\n"
     "loopback hosts only; at most 8. Only a key with exactly the tokenize scope\n"
     "may have origins. Running services apply the change within\n"
-    "CARDVAULT_AUTH_REFRESH_MS.\n";
+    "CARDVAULT_AUTH_REFRESH_MS.\n"
+    "create, revoke and origins --set need the KEK (CARDVAULT_KEK_FILE or\n"
+    "CARDVAULT_KEK_PKCS11_*): their audit events are MAC-chained under the audit\n"
+    "key the KEK protects.\n";
 
 const char cv_cli_elements_sri_usage[] =
     "usage: cardvault elements-sri\n"
@@ -306,9 +307,17 @@ static int key_origins(struct cv_cli *cli)
             "--set takes a comma list of origins, scheme://host[:port] with nothing after it: "
             "https, or http on a loopback host (localhost, 127.x.x.x, [::1]); at most 8");
     struct cv_store *store = NULL;
+    struct cv_keyprovider *kp = NULL;
+    struct cv_keyring *kr = NULL;
     if (cv_cli_harden(&cli->cfg, CV_CLI_SECURE_HEAP_BYTES) != CV_OK ||
         cv_cli_open_store(&cli->cfg, &store) != CV_OK)
         return 1;
+    /* A change is an audit event, MAC-chained under the audit key the KEK
+     * protects; reading the list needs no KEK. */
+    if (cli->set_origins != NULL && cv_cli_open_keyring(&cli->cfg, store, &kp, &kr) != CV_OK) {
+        cv_store_close(store);
+        return 1;
+    }
     char mid[CV_MERCHANT_ID_LEN + 1];
     bool publishable = false;
     char current[CV_ORIGIN_LIST_MAX + 1] = "";
@@ -341,6 +350,7 @@ static int key_origins(struct cv_cli *cli)
     set_list(out, "allowed_origins", current);
     st = cv_cli_print_json(out);
 out:
+    cv_cli_close_keyring(kp, kr);
     cv_store_close(store);
     return st == CV_OK ? 0 : 1;
 }
