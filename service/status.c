@@ -28,6 +28,7 @@ static const char *const names[CV_STATUS_COUNT] = {
     [CV_ERR_IDEMPOTENCY_IN_USE] = "idempotency_key_in_use",
     [CV_ERR_TOKEN_DESTROYED] = "token_destroyed",
     [CV_ERR_RATE_LIMITED] = "rate_limited",
+    [CV_ERR_QUOTA_EXCEEDED] = "tokenize_quota_exceeded",
     [CV_ERR_DUPLICATE] = "duplicate",
     [CV_ERR_DB_UNAVAILABLE] = "service_unavailable",
     [CV_ERR_DB] = "database_error",

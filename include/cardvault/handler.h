@@ -25,6 +25,7 @@
  * batched commit). `call`, and everything it points to, stays valid until
  * then; after finishing the handler must not touch `call` or `done`. */
 
+struct cv_card_testing;
 struct cv_keyring;
 struct cv_metrics;
 
@@ -47,6 +48,7 @@ struct cv_call {
     const char *token;                      /* the {token} path segment, or NULL */
     const char *idempotency_key;            /* well-formed Idempotency-Key, or NULL */
     const struct cv_tokenize_req *tokenize; /* the decoded body of POST /v1/tokens, else NULL */
+    const char *origin; /* POST /v1/tokens: the Origin header as sent, or NULL */
 };
 
 /* How a request succeeded. Failures are a cv_status instead. */
@@ -74,6 +76,7 @@ struct cv_result {
     void (*free_body)(void *);
     enum cv_body_type body_type;
     const char *error_param;
+    unsigned retry_after_s; /* CV_ERR_QUOTA_EXCEEDED: whole seconds until a retry can succeed */
 };
 /* Releases the body; accepts a zeroed result. */
 void cv_result_cleanup(struct cv_result *r);
@@ -102,7 +105,8 @@ struct cv_store_ops {
                                      const char *fingerprint, struct cv_token_row *rows, size_t max,
                                      size_t *count);
     cv_status (*insert_token)(struct cv_store *st, const struct cv_token_row *row,
-                              const unsigned char *idem_key_hash, const char *response_body);
+                              const unsigned char *idem_key_hash, const char *response_body,
+                              const struct cv_audit_event *ev);
     cv_status (*delete_token)(struct cv_store *st, const char *merchant_id, const char *token,
                               const struct cv_audit_event *ev);
     cv_status (*audit_append)(struct cv_store *st, const struct cv_audit_event *ev);
@@ -150,6 +154,7 @@ struct cv_handler_deps {
     struct cv_metrics *metrics; /* GET /metrics */
     atomic_bool *draining;      /* shutting down: readiness answers "not ready" */
     int64_t idempotency_ttl_s;
+    struct cv_card_testing *card_testing; /* tokenize quotas and detector; NULL: none */
 };
 
 /* The production wiring: store.h's and keyring.h's functions, the system clock. */

@@ -32,6 +32,7 @@ typedef enum cv_status {
     CV_ERR_IDEMPOTENCY_IN_USE,
     CV_ERR_TOKEN_DESTROYED,
     CV_ERR_RATE_LIMITED,
+    CV_ERR_QUOTA_EXCEEDED, /* a tokenize quota (per key, per origin) or a card-testing block: 429 */
     /* infrastructure */
     CV_ERR_DUPLICATE,      /* unique violation, and nothing else: the row already exists */
     CV_ERR_DB_UNAVAILABLE, /* connection lost or database refusing writes: 503 */
