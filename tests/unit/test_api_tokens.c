@@ -1000,10 +1000,10 @@ static void without_card_testing(void)
 
 /* A 16-digit PAN 424242 + middle + 4242, Luhn-valid: the middle's last digit
  * is chosen to fit (it is not doubled, so exactly one digit does). */
-static void pan_with_middle(int i, char out[17])
+static void pan_with_middle(unsigned i, char out[32])
 {
-    for (int x = 0; x < 10; x++) {
-        snprintf(out, 17, "424242%05d%d4242", i % 100000, x);
+    for (unsigned x = 0; x < 10; x++) {
+        snprintf(out, 32, "424242%05u%u4242", i % 100000u, x);
         int sum = 0;
         for (int k = 0; k < 16; k++) {
             int d = out[15 - k] - '0';
@@ -1098,11 +1098,11 @@ static void walking_middle_digits_is_flagged_and_blocked_for_publishable_keys(vo
     setup();
     struct cv_metrics *m = cv_metrics_new();
     with_card_testing(1000, 1000, 0, 5, m);
-    char pan[17];
+    char pan[32];
     int created = 0, refused = 0;
     unsigned retry = 0;
     for (int i = 0; i < 8; i++) {
-        pan_with_middle(i, pan);
+        pan_with_middle((unsigned)i, pan);
         struct cv_result r = tokenize_pan(&who_pk, pan);
         created += r.status == CV_OK;
         if (r.status == CV_ERR_QUOTA_EXCEEDED) {
@@ -1126,7 +1126,7 @@ static void walking_middle_digits_is_flagged_and_blocked_for_publishable_keys(vo
     /* A key with the read scope raises the signal but is not blocked. */
     created = 0;
     for (int i = 0; i < 8; i++) {
-        pan_with_middle(100 + i, pan);
+        pan_with_middle((unsigned)(100 + i), pan);
         struct cv_result r = tokenize_pan(&who_a, pan);
         created += r.status == CV_OK;
         cv_result_cleanup(&r);

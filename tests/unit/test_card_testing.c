@@ -131,7 +131,7 @@ static void bin_and_expiry_alone_is_a_signal_without_a_block(void)
     struct cv_metrics *m = cv_metrics_new();
     struct cv_card_testing *ct = make(0, 0, 0, 3, true, m);
     unsigned ra = 0;
-    char last4[5];
+    char last4[12];
     for (int i = 0; i < 10; i++) {
         snprintf(last4, sizeof(last4), "%04d", i);
         CHECK_EQ_INT(see(ct, &pk, i, last4, 7, &ra), CV_OK);
@@ -184,7 +184,7 @@ static void a_flood_of_groups_recycles_slots(void)
      * and a flagged group is not the first to be recycled. */
     struct cv_card_testing *ct = make(0, 0, 0, 2, true, NULL);
     unsigned ra = 0;
-    char last4[5];
+    char last4[12];
     CHECK_EQ_INT(see(ct, &pk, 1, "9999", 1, &ra), CV_OK);
     CHECK_EQ_INT(see(ct, &pk, 2, "9999", 1, &ra), CV_OK);
     for (int i = 0; i < 20000; i++) {
