@@ -41,7 +41,8 @@
 # Environment:
 #   CARDVAULT_HTTP_THREADS, CARDVAULT_DB_POOL_SIZE, ... passed to the service
 #     unchanged (and the thread count to bare_mhd); unset = the service defaults,
-#     except CARDVAULT_RATE_LIMIT_RPS, which defaults to 0 (off) here.
+#     except CARDVAULT_RATE_LIMIT_RPS and the CARDVAULT_TOKENIZE_QUOTA_PER_HOUR*
+#     quotas, which default to 0 (off) here (the quotas through tests/lib/scenario.sh).
 #   BENCH_DURATION (s per measurement), BENCH_CLIENTS ("16 64"), BENCH_HALF_CLIENTS (largest of BENCH_CLIENTS),
 #   BENCH_WRK_THREADS (2), BENCH_SERVICE_LOG (/dev/null), BENCH_KEEP=1 (keep the temp dir),
 #   BENCH_SKIP_BUILD=1 (use build/release/cardvault and build/bench/bare_mhd as they are).

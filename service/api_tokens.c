@@ -1,6 +1,8 @@
-/* api_tokens.c: the token flows. Tokenize validates the card, fingerprints
- * it, seals it under the active DEK and answers only after the row is
- * durably committed. Detokenize answers with the PAN only after its audit
+/* api_tokens.c: the token flows. Tokenize admits the request against the
+ * tokenize quotas, validates the card, fingerprints it, shows it to the
+ * card-testing detector (card_testing.c), seals it under the active DEK and
+ * answers only after the row and its token.tokenize audit event are
+ * durably committed (one transaction). Detokenize answers with the PAN only after its audit
  * event is committed (fail closed). The security code is validated, then
  * wiped: it is never stored, logged, or passed on. No card data ever goes
  * into a log line or an error message.
@@ -17,6 +19,7 @@
 #include <time.h>
 
 #include "cardvault/card.h"
+#include "cardvault/card_testing.h"
 #include "cardvault/json_codec.h"
 #include "cardvault/log.h"
 #include "cardvault/secbuf.h"
@@ -49,9 +52,11 @@ static void finish(struct cv_completion *done, struct cv_result *res, cv_status 
     if (st != CV_OK) {
         /* A failed flow answers no body, whatever it had built. */
         const char *param = res->error_param;
+        unsigned retry_after_s = res->retry_after_s;
         cv_result_cleanup(res);
         res->status = st;
         res->error_param = param;
+        res->retry_after_s = retry_after_s;
     }
     cv_completion_finish(done, res);
 }
@@ -278,6 +283,11 @@ static cv_status tokenize(const struct cv_handler_deps *d, const struct cv_call 
     memset(&card, 0, sizeof(card));
     memset(&row, 0, sizeof(row));
     memset(&idem, 0, sizeof(idem));
+    /* Every tokenize request counts against the quotas, valid or not, and
+     * before any work: a refusal costs a script a round trip and us nothing. */
+    st = cv_card_testing_admit(d->card_testing, call->who, call->origin, &res->retry_after_s);
+    if (st != CV_OK)
+        goto out;
     /* Validate before touching the idempotency record: a bad request is
      * answered the same way every time and never occupies the key. */
     st = validate(&d->clock, req, &card, &brand, &res->error_param);
@@ -299,6 +309,21 @@ static cv_status tokenize(const struct cv_handler_deps *d, const struct cv_call 
     st = d->keyring_ops->fingerprint(d->keyring, row.merchant_id, card.pan, row.fingerprint);
     if (st != CV_OK)
         goto out;
+    /* The detector sees BIN, last 4, expiry and the keyed fingerprint only. */
+    struct cv_card_testing_card seen = {call->who,       call->request_id, row.bin,      row.last4,
+                                        row.fingerprint, card.exp_month,   card.exp_year};
+    st = cv_card_testing_observe(d->card_testing, &seen, &res->retry_after_s);
+    if (st != CV_OK)
+        goto out;
+    /* Every answered tokenize is in the audit trail: who, which token, when. */
+    struct cv_audit_event ev = {
+        .actor = call->who->key_prefix,
+        .merchant_id = call->who->merchant_id,
+        .token = row.token, /* the token of the attempt that commits */
+        .request_id = call->request_id,
+        .action = "token.tokenize",
+        .outcome = "success",
+    };
 
     if (reuse) {
         struct cv_token_row existing;
@@ -308,6 +333,17 @@ static cv_status tokenize(const struct cv_handler_deps *d, const struct cv_call 
         if (st != CV_OK)
             goto out;
         if (found) {
+            ev.token = existing.token;
+            ev.outcome = "reused";
+            st = d->store_ops->audit_append(d->store, &ev);
+            if (st != CV_OK) {
+                /* No answer without its audit record. */
+                cv_token_row_cleanup(&existing);
+                cv_log(CV_LOG_ERROR, "audit_append_failed", CV_LS("request_id", call->request_id),
+                       CV_LS("action", "token.tokenize"));
+                st = CV_ERR_DB_UNAVAILABLE;
+                goto out;
+            }
             view_of(&existing, &card, &view);
             body = cv_json_encode_token(&view, &len);
             cv_token_row_cleanup(&existing);
@@ -337,7 +373,8 @@ static cv_status tokenize(const struct cv_handler_deps *d, const struct cv_call 
         if (!can_read(call->who))
             view.fingerprint = NULL; /* an oracle for the card number otherwise */
         body = cv_json_encode_token(&view, &len);
-        st = d->store_ops->insert_token(d->store, &row, idem.claimed ? idem.key_hash : NULL, body);
+        st = d->store_ops->insert_token(d->store, &row, idem.claimed ? idem.key_hash : NULL, body,
+                                        &ev);
         if (st != CV_ERR_DUPLICATE) /* a token collision: draw another token */
             break;
         cv_log(CV_LOG_WARN, "token_collision_retry", CV_LS("request_id", call->request_id));

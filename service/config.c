@@ -189,6 +189,33 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
             return CV_ERR_CONFIG;
         }
     }
+    /* A small shop: a few hundred checkouts an hour at most through its
+     * publishable key; its server's secret key may tokenize more (imports). */
+    cfg->tokenize_quota_per_hour = 3600;
+    cfg->tokenize_quota_publishable = 500;
+    cfg->tokenize_quota_origin = 1000;
+    cfg->card_testing_threshold = 10;
+    cfg->card_testing_window_s = 3600;
+    CV_TRY(parse_uint("CARDVAULT_TOKENIZE_QUOTA_PER_HOUR", 0, 10000000,
+                      &cfg->tokenize_quota_per_hour, why, why_len));
+    CV_TRY(parse_uint("CARDVAULT_TOKENIZE_QUOTA_PER_HOUR_PUBLISHABLE", 0, 10000000,
+                      &cfg->tokenize_quota_publishable, why, why_len));
+    CV_TRY(parse_uint("CARDVAULT_TOKENIZE_QUOTA_PER_HOUR_ORIGIN", 0, 10000000,
+                      &cfg->tokenize_quota_origin, why, why_len));
+    CV_TRY(parse_uint("CARDVAULT_CARD_TESTING_THRESHOLD", 0, 32, &cfg->card_testing_threshold, why,
+                      why_len));
+    if (cfg->card_testing_threshold == 1) {
+        snprintf(why, why_len, "CARDVAULT_CARD_TESTING_THRESHOLD must be 0 (off) or 2 to 32");
+        return CV_ERR_CONFIG;
+    }
+    CV_TRY(parse_uint("CARDVAULT_CARD_TESTING_WINDOW_S", 60, 86400, &cfg->card_testing_window_s,
+                      why, why_len));
+    const char *block = getenv("CARDVAULT_CARD_TESTING_BLOCK");
+    if (block != NULL && *block != '\0' && strcmp(block, "0") != 0 && strcmp(block, "1") != 0) {
+        snprintf(why, why_len, "CARDVAULT_CARD_TESTING_BLOCK must be 0 or 1");
+        return CV_ERR_CONFIG;
+    }
+    cfg->card_testing_block = block == NULL || strcmp(block, "0") != 0;
     cv_config_set_str(&cfg->tls_cert_file, getenv("CARDVAULT_TLS_CERT"));
     cv_config_set_str(&cfg->tls_key_file, getenv("CARDVAULT_TLS_KEY"));
     if ((cfg->tls_cert_file == NULL) != (cfg->tls_key_file == NULL)) {

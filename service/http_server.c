@@ -208,6 +208,10 @@ static struct error_map map_status(cv_status st)
                                   "The API answers no CORS preflight: web pages of other origins "
                                   "cannot call it; collect cards with the card frame "
                                   "(/elements.js)."};
+    case CV_ERR_QUOTA_EXCEEDED:
+        return (struct error_map){429, "rate_limit_error",
+                                  "This API key or origin has used its tokenize quota for now; "
+                                  "see Retry-After."};
     case CV_ERR_DB_UNAVAILABLE:
     case CV_ERR_SHUTTING_DOWN:
         return (struct error_map){503, "api_error",
@@ -340,8 +344,11 @@ static const char *content_type_of(enum cv_body_type type)
 static enum MHD_Result queue_result(struct MHD_Connection *conn, struct request *rq)
 {
     struct cv_result *res = &rq->result;
-    if (res->status != CV_OK)
+    if (res->status != CV_OK) {
+        if (res->retry_after_s > 0) /* a quota's own wait */
+            rq->retry_after_s = res->retry_after_s;
         return queue_error(conn, rq, res->status, res->error_param, NULL);
+    }
     struct MHD_Response *resp;
     if (res->body != NULL) {
         resp = MHD_create_response_from_buffer_with_free_callback(res->body_len, res->body,
@@ -638,7 +645,7 @@ static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connect
             return queue_error(conn, rq, CV_ERR_RATE_LIMITED, NULL, NULL);
         if ((rq->who.scopes & rq->route->scope) == 0) {
             if (rq->route->audit_denied) {
-                struct cv_call call = {rq->request_id, &rq->who, rq->token, NULL, NULL, NULL};
+                struct cv_call call = {rq->request_id, &rq->who, rq->token, NULL, NULL, NULL, NULL};
                 cv_api_audit_denied(&srv->app->handlers, rq->route->audit_action, &call);
             }
             return queue_error(conn, rq, CV_ERR_FORBIDDEN, NULL, NULL);
@@ -779,6 +786,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .idempotency_key = idempotency_key,
         .tokenize = rq->route->body == CV_ROUTE_BODY_TOKENIZE ? &rq->tokenize : NULL,
         .frame = rq->route->query != CV_ROUTE_QUERY_NONE ? &rq->frame : NULL,
+        /* Browsers send it and scripts on a page cannot change it: the
+         * per-origin tokenize quota's key. MHD keeps it until completion. */
+        .origin = rq->route->body == CV_ROUTE_BODY_TOKENIZE
+                      ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin")
+                      : NULL,
     };
     rq->done.finish = on_handler_finished;
     rq->route->handler(&srv->app->handlers, &rq->call, &rq->done);

@@ -18,6 +18,7 @@
 #include "cardvault/app.h"
 #include "cardvault/auth.h"
 #include "cardvault/cli.h"
+#include "cardvault/card_testing.h"
 #include "cardvault/config.h"
 #include "cardvault/housekeeping.h"
 #include "cardvault/http_server.h"
@@ -312,6 +313,7 @@ static int cmd_serve(struct cv_cli *cli)
     struct cv_http_server *ops = NULL;
     struct cv_readiness *readiness = NULL;
     struct cv_housekeeping *chores = NULL;
+    struct cv_card_testing *card_testing = NULL;
     sigset_t stop;
     int rc = 1;
     memset(&app, 0, sizeof(app));
@@ -416,6 +418,16 @@ static int cmd_serve(struct cv_cli *cli)
                          cli->cfg.idempotency_ttl_s);
     readiness = cv_readiness_new(READINESS_TTL_MS, app.metrics);
     app.handlers.readiness = readiness;
+    struct cv_card_testing_limits ct_limits = {
+        .key_per_hour = cli->cfg.tokenize_quota_per_hour,
+        .publishable_per_hour = cli->cfg.tokenize_quota_publishable,
+        .origin_per_hour = cli->cfg.tokenize_quota_origin,
+        .threshold = cli->cfg.card_testing_threshold,
+        .window_s = cli->cfg.card_testing_window_s,
+        .block = cli->cfg.card_testing_block,
+    };
+    card_testing = cv_card_testing_new(&ct_limits, app.metrics, NULL);
+    app.handlers.card_testing = card_testing;
     if (cv_http_server_start(&app, &http, why, sizeof(why)) != CV_OK ||
         cv_http_server_start_ops(&app, &ops, why, sizeof(why)) != CV_OK) {
         cv_cli_fail(why);
@@ -461,6 +473,7 @@ out:
     cv_keyring_close(app.keyring);
     cv_store_close(app.store);
     cv_keyprovider_free(kp);
+    cv_card_testing_free(card_testing);
     cv_metrics_free(app.metrics);
     if (rc == 0)
         cv_log_plain(CV_LOG_INFO, "service_stopped");

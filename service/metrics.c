@@ -33,7 +33,14 @@ struct cv_metrics {
     atomic_uint_least64_t auth_failures;
     atomic_uint_least64_t deadline_closes;
     atomic_uint_least64_t readiness_probes;
+    atomic_uint_least64_t card_testing[CV_METRICS_SIGNAL_COUNT];
+    atomic_uint_least64_t tokenize_refused[CV_METRICS_REFUSED_COUNT];
 };
+
+/* Label values: fixed words, never a key, a BIN or anything a client sent. */
+static const char *const signal_names[CV_METRICS_SIGNAL_COUNT] = {"bin_last4", "bin_expiry"};
+static const char *const refusal_names[CV_METRICS_REFUSED_COUNT] = {"key_quota", "origin_quota",
+                                                                    "card_testing"};
 
 struct cv_metrics *cv_metrics_new(void)
 {
@@ -92,6 +99,18 @@ void cv_metrics_count_readiness_probe(struct cv_metrics *m)
         atomic_fetch_add(&m->readiness_probes, 1);
 }
 
+void cv_metrics_count_card_testing(struct cv_metrics *m, enum cv_metrics_card_signal signal)
+{
+    if (m != NULL && (unsigned)signal < CV_METRICS_SIGNAL_COUNT)
+        atomic_fetch_add(&m->card_testing[signal], 1);
+}
+
+void cv_metrics_count_tokenize_refused(struct cv_metrics *m, enum cv_metrics_tokenize_refusal why)
+{
+    if (m != NULL && (unsigned)why < CV_METRICS_REFUSED_COUNT)
+        atomic_fetch_add(&m->tokenize_refused[why], 1);
+}
+
 /* The page's size is fixed by the arrays above (routes x codes x buckets,
  * one line each: tens of KiB), so this cap is never reached; it only bounds
  * the buffer like every other text the service produces. */
@@ -146,6 +165,21 @@ static cv_status render(struct cv_buf *o, struct cv_metrics *m, const struct cv_
             CV_TRY(cv_buf_appendf(o, "cardvault_errors_total{code=\"%s\"} %llu\n",
                                   cv_status_name((cv_status)s), (unsigned long long)v));
     }
+    CV_TRY(cv_buf_appendf(o, "# HELP cardvault_card_testing_suspected_total Keys seen tokenizing "
+                             "many distinct cards that share a BIN and last 4 (bin_last4) or a "
+                             "BIN and expiry (bin_expiry) within the detection window.\n"
+                             "# TYPE cardvault_card_testing_suspected_total counter\n"));
+    for (unsigned k = 0; k < CV_METRICS_SIGNAL_COUNT; k++)
+        CV_TRY(cv_buf_appendf(o, "cardvault_card_testing_suspected_total{signal=\"%s\"} %llu\n",
+                              signal_names[k],
+                              (unsigned long long)atomic_load(&m->card_testing[k])));
+    CV_TRY(cv_buf_appendf(o, "# HELP cardvault_tokenize_refused_total Tokenize requests refused "
+                             "with tokenize_quota_exceeded, by reason.\n"
+                             "# TYPE cardvault_tokenize_refused_total counter\n"));
+    for (unsigned k = 0; k < CV_METRICS_REFUSED_COUNT; k++)
+        CV_TRY(cv_buf_appendf(o, "cardvault_tokenize_refused_total{reason=\"%s\"} %llu\n",
+                              refusal_names[k],
+                              (unsigned long long)atomic_load(&m->tokenize_refused[k])));
     CV_TRY(cv_buf_appendf(
         o,
         "# HELP cardvault_tokenize_total Cards tokenized.\n"

@@ -35,6 +35,7 @@ static const char *const names[CV_STATUS_COUNT] = {
     [CV_ERR_FRAME_NAVIGATION] = "frame_navigation_refused",
     [CV_ERR_CROSS_ORIGIN] = "cross_origin_refused",
     [CV_ERR_CORS_NOT_SUPPORTED] = "cors_not_supported",
+    [CV_ERR_QUOTA_EXCEEDED] = "tokenize_quota_exceeded",
     [CV_ERR_DUPLICATE] = "duplicate",
     [CV_ERR_DB_UNAVAILABLE] = "service_unavailable",
     [CV_ERR_DB] = "database_error",

@@ -164,11 +164,13 @@ out:
 }
 
 cv_status cv_store_insert_token(struct cv_store *store, const struct cv_token_row *row,
-                                const unsigned char *idem_key_hash, const char *response_body)
+                                const unsigned char *idem_key_hash, const char *response_body,
+                                const struct cv_audit_event *ev)
 {
     if (store->writer != NULL)
-        return cv_batcher_insert_token(store->writer, row, idem_key_hash, response_body);
-    return cv_tokens_insert(store->pool, row, idem_key_hash, response_body);
+        return cv_batcher_insert_token(store->writer, row, idem_key_hash, response_body, ev);
+    return cv_batch_insert_token_audited(store->pool, &store->sealer, row, idem_key_hash,
+                                         response_body, ev);
 }
 
 cv_status cv_store_get_token(struct cv_store *store, const char *merchant_id, const char *token,

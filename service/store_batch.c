@@ -1,9 +1,10 @@
 /* store_batch.c: group commit for the write path. Concurrent tokenize and
  * audit writes are queued; writer threads take everything queued, write it
  * in one transaction (one multi-row INSERT for tokens, one statement for the
- * audit appends) and commit once, then wake every request of the batch. A
- * request still returns only after its own row is durably committed, but N
- * requests share one WAL flush instead of paying for N. If a batch fails
+ * audit appends, the tokens' own token.tokenize events among them) and
+ * commit once, then wake every request of the batch. A request still
+ * returns only after its own row and its audit event are durably
+ * committed, but N requests share one WAL flush instead of paying for N. If a batch fails
  * (a token collision, a constraint), its jobs are retried one by one, each in
  * its own transaction, so one bad row never fails its neighbours. It sits
  * between the front door (store.c) and the SQL files: it calls
@@ -28,8 +29,8 @@ struct job {
     const struct cv_token_row *row;
     const unsigned char *idem_key_hash;
     const char *response_body;
-    const struct cv_audit_event *ev;
-    const char *merchant_id; /* JOB_READ */
+    const struct cv_audit_event *ev; /* JOB_AUDIT; JOB_TOKEN: its event, or NULL */
+    const char *merchant_id;         /* JOB_READ */
     const char *token;
     struct cv_token_row *out;
     cv_status result;
@@ -49,12 +50,40 @@ struct cv_batcher {
     pthread_t threads[8];
 };
 
+cv_status cv_batch_insert_token_audited(struct cv_pg_pool *pool,
+                                        const struct cv_audit_sealer *sealer,
+                                        const struct cv_token_row *row,
+                                        const unsigned char *idem_key_hash,
+                                        const char *response_body, const struct cv_audit_event *ev)
+{
+    struct cv_pg_conn *c = NULL;
+    if (ev == NULL)
+        return cv_tokens_insert(pool, row, idem_key_hash, response_body);
+    CV_TRY(cv_pg_acquire(pool, &c));
+    cv_status st = cv_pg_command(c, "BEGIN");
+    if (st != CV_OK)
+        goto out;
+    /* The token first, its event last: the audit chain's tip stays locked
+     * only from the append to the COMMIT. */
+    if ((st = cv_tokens_insert_one_in(c, row, idem_key_hash, response_body)) != CV_OK)
+        goto out;
+    if ((st = cv_audit_store_append_in(c, sealer, ev)) != CV_OK)
+        goto out;
+    st = cv_pg_command(c, "COMMIT");
+out:
+    if (st != CV_OK)
+        cv_pg_rollback(c);
+    cv_pg_release(c);
+    return st;
+}
+
 /* One job in its own transaction, through the prepared statements. */
 static cv_status run_single(struct cv_pg_pool *pool, const struct cv_audit_sealer *sealer,
                             const struct job *j)
 {
     if (j->kind == JOB_TOKEN)
-        return cv_tokens_insert(pool, j->row, j->idem_key_hash, j->response_body);
+        return cv_batch_insert_token_audited(pool, sealer, j->row, j->idem_key_hash,
+                                             j->response_body, j->ev);
     if (j->kind == JOB_READ)
         return cv_tokens_get(pool, j->merchant_id, j->token, j->out);
     return cv_audit_store_append(pool, sealer, j->ev);
@@ -80,6 +109,8 @@ static void split_batch(struct job **jobs, size_t n, struct batch_parts *b)
             b->idem[b->n_rows] = jobs[i]->idem_key_hash;
             b->bodies[b->n_rows] = jobs[i]->response_body;
             b->n_rows++;
+            if (jobs[i]->ev != NULL)
+                b->events[b->n_events++] = jobs[i]->ev;
         } else {
             b->events[b->n_events++] = jobs[i]->ev;
         }
@@ -101,6 +132,8 @@ static cv_status write_batch(struct cv_pg_pool *pool, const struct cv_audit_seal
         goto out;
     if ((st = cv_tokens_insert_in(c, b.rows, b.idem, b.bodies, b.n_rows)) != CV_OK)
         goto out;
+    /* Every event of the batch, the tokens' token.tokenize events included,
+     * after the rows: one statement, the chain tip locked once, until COMMIT. */
     if (b.n_events > 0 &&
         (st = cv_audit_store_append_many_in(c, sealer, b.events, b.n_events)) != CV_OK)
         goto out;
@@ -211,7 +244,8 @@ static cv_status submit(struct cv_batcher *bt, struct job *j)
 }
 
 cv_status cv_batcher_insert_token(struct cv_batcher *bt, const struct cv_token_row *row,
-                                  const unsigned char *idem_key_hash, const char *response_body)
+                                  const unsigned char *idem_key_hash, const char *response_body,
+                                  const struct cv_audit_event *ev)
 {
     struct job j;
     memset(&j, 0, sizeof(j));
@@ -219,6 +253,7 @@ cv_status cv_batcher_insert_token(struct cv_batcher *bt, const struct cv_token_r
     j.row = row;
     j.idem_key_hash = idem_key_hash;
     j.response_body = response_body;
+    j.ev = ev;
     return submit(bt, &j);
 }
 

@@ -19,12 +19,20 @@ struct cv_batcher *cv_batcher_start(struct cv_pg_pool *pool, const struct cv_aud
                                     unsigned writers);
 /* Writes what is queued, then joins the writers. Accepts NULL. */
 void cv_batcher_stop(struct cv_batcher *bt);
-/* Queue a write and wait until its transaction has committed (or failed). */
+/* Queue a write and wait until its transaction has committed (or failed).
+ * A token's audit event (ev, may be NULL) commits in the same transaction. */
 CV_MUST_USE cv_status cv_batcher_insert_token(struct cv_batcher *bt, const struct cv_token_row *row,
                                               const unsigned char *idem_key_hash,
-                                              const char *response_body);
+                                              const char *response_body,
+                                              const struct cv_audit_event *ev);
 CV_MUST_USE cv_status cv_batcher_audit_append(struct cv_batcher *bt,
                                               const struct cv_audit_event *ev);
+/* One token and its audit event (ev; NULL: the token alone) in one
+ * transaction on its own, without the queue: the store's unbatched path and
+ * a failed batch's one-by-one retry. The statuses of cv_tokens_insert. */
+CV_MUST_USE cv_status cv_batch_insert_token_audited(
+    struct cv_pg_pool *pool, const struct cv_audit_sealer *sealer, const struct cv_token_row *row,
+    const unsigned char *idem_key_hash, const char *response_body, const struct cv_audit_event *ev);
 /* Queue a read; concurrent reads share one query. */
 CV_MUST_USE cv_status cv_batcher_get_token(struct cv_batcher *bt, const char *merchant_id,
                                            const char *token, struct cv_token_row *out);

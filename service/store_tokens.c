@@ -213,23 +213,26 @@ static cv_status token_from_result(const PGresult *r, int i, struct cv_token_row
     return CV_OK;
 }
 
-cv_status cv_tokens_insert(struct cv_pg_pool *pool, const struct cv_token_row *row,
-                           const unsigned char *idem_key_hash, const char *response_body)
+/* The parameters of one token insert, with its idempotency answer when
+ * idem_key_hash is not NULL; the statement that takes them. */
+static const struct cv_pg_stmt *insert_params(struct cv_pg_params *p,
+                                              const struct cv_token_row *row,
+                                              const unsigned char *idem_key_hash,
+                                              const char *response_body)
 {
-    struct cv_pg_params p;
-    cv_pg_params_init(&p);
-    add_row_params(&p, row);
-    if (idem_key_hash != NULL) {
-        cv_pg_param_bytes(&p, idem_key_hash, 32);
-        cv_pg_param_text(&p, response_body);
-    }
-    /* Autocommit: the statement's own transaction commits (synchronous_commit
-     * on, checked at startup) before the executor returns, so the caller's
-     * 201 always follows a durable commit. */
-    PGresult *r = NULL;
-    CV_TRY(
-        cv_pg_run_once(pool, idem_key_hash != NULL ? &insert_token_idem : &insert_token, &p, &r));
-    int64_t written = idem_key_hash != NULL ? cv_pg_get_int(r, 0, 0) : cv_pg_changed(r);
+    cv_pg_params_init(p);
+    add_row_params(p, row);
+    if (idem_key_hash == NULL)
+        return &insert_token;
+    cv_pg_param_bytes(p, idem_key_hash, 32);
+    cv_pg_param_text(p, response_body);
+    return &insert_token_idem;
+}
+
+/* CV_OK when the statement wrote the row; r is cleared either way. */
+static cv_status insert_outcome(PGresult *r, const struct cv_token_row *row, bool with_idem)
+{
+    int64_t written = with_idem ? cv_pg_get_int(r, 0, 0) : cv_pg_changed(r);
     PQclear(r);
     if (written == 1)
         return CV_OK;
@@ -238,6 +241,29 @@ cv_status cv_tokens_insert(struct cv_pg_pool *pool, const struct cv_token_row *r
     cv_log(CV_LOG_WARN, "token_insert_refused", CV_LI("dek_id", row->dek_id),
            CV_LS("reason", "data key destroyed"));
     return CV_ERR_DB_UNAVAILABLE;
+}
+
+cv_status cv_tokens_insert(struct cv_pg_pool *pool, const struct cv_token_row *row,
+                           const unsigned char *idem_key_hash, const char *response_body)
+{
+    struct cv_pg_params p;
+    const struct cv_pg_stmt *s = insert_params(&p, row, idem_key_hash, response_body);
+    /* Autocommit: the statement's own transaction commits (synchronous_commit
+     * on, checked at startup) before the executor returns, so the caller's
+     * 201 always follows a durable commit. */
+    PGresult *r = NULL;
+    CV_TRY(cv_pg_run_once(pool, s, &p, &r));
+    return insert_outcome(r, row, idem_key_hash != NULL);
+}
+
+cv_status cv_tokens_insert_one_in(struct cv_pg_conn *c, const struct cv_token_row *row,
+                                  const unsigned char *idem_key_hash, const char *response_body)
+{
+    struct cv_pg_params p;
+    const struct cv_pg_stmt *s = insert_params(&p, row, idem_key_hash, response_body);
+    PGresult *r = NULL;
+    CV_TRY(cv_pg_run(c, s, &p, &r));
+    return insert_outcome(r, row, idem_key_hash != NULL);
 }
 
 /* Locks the distinct DEK rows of a batch; CV_ERR_DB (expected, retried row

@@ -21,6 +21,11 @@
 CV_MUST_USE cv_status cv_tokens_insert(struct cv_pg_pool *pool, const struct cv_token_row *row,
                                        const unsigned char *idem_key_hash,
                                        const char *response_body);
+/* The same single insert inside the caller's open transaction on c (a
+ * token and its audit event commit together); the same statuses. */
+CV_MUST_USE cv_status cv_tokens_insert_one_in(struct cv_pg_conn *c, const struct cv_token_row *row,
+                                              const unsigned char *idem_key_hash,
+                                              const char *response_body);
 /* Several rows inside the caller's open transaction on c: their DEK rows
  * locked (FOR KEY SHARE, until the caller's COMMIT; CV_ERR_DB when one is
  * destroyed), one multi-row INSERT, then the idempotency answers of those

@@ -50,12 +50,24 @@ struct cv_config {
                                               header names the client; empty by default */
     enum cv_forward_header forward_header; /* CARDVAULT_TRUSTED_PROXY_HEADER: x-forwarded-for
                                               (default) or forwarded */
-    char *tls_cert_file;                   /* CARDVAULT_TLS_CERT (PEM) */
-    char *tls_key_file;                    /* CARDVAULT_TLS_KEY (PEM) */
-    bool allow_plaintext;  /* CARDVAULT_ALLOW_PLAINTEXT=1: plain HTTP beyond loopback */
-    char *public_origin;   /* CARDVAULT_PUBLIC_ORIGIN, normalized: the vault's origin as browsers
-                              see it; NULL: derived per request from the Host header */
-    bool production;       /* CARDVAULT_DEV=1 turns it off: allows core dumps */
+    /* Tokenize quotas (card_testing.c), token buckets per instance that
+     * refill over an hour; 0 = off. */
+    unsigned tokenize_quota_per_hour;    /* CARDVAULT_TOKENIZE_QUOTA_PER_HOUR: per key with the read
+                                            scope (sk_), default 3600 */
+    unsigned tokenize_quota_publishable; /* CARDVAULT_TOKENIZE_QUOTA_PER_HOUR_PUBLISHABLE: per key
+                                            without it (pk_), default 500 */
+    unsigned tokenize_quota_origin;      /* CARDVAULT_TOKENIZE_QUOTA_PER_HOUR_ORIGIN: per Origin
+                                            header value, default 1000 */
+    unsigned card_testing_threshold;     /* CARDVAULT_CARD_TESTING_THRESHOLD: distinct cards per key
+                                            and BIN + last 4 (or BIN + expiry), 0 = off, default 10 */
+    unsigned card_testing_window_s;      /* CARDVAULT_CARD_TESTING_WINDOW_S, default 3600 */
+    bool card_testing_block; /* CARDVAULT_CARD_TESTING_BLOCK=0 turns off blocking pk_ keys */
+    char *tls_cert_file;     /* CARDVAULT_TLS_CERT (PEM) */
+    char *tls_key_file;      /* CARDVAULT_TLS_KEY (PEM) */
+    bool allow_plaintext;    /* CARDVAULT_ALLOW_PLAINTEXT=1: plain HTTP beyond loopback */
+    char *public_origin;     /* CARDVAULT_PUBLIC_ORIGIN, normalized: the vault's origin as browsers
+                                see it; NULL: derived per request from the Host header */
+    bool production;         /* CARDVAULT_DEV=1 turns it off: allows core dumps */
     bool allow_owner_role; /* CARDVAULT_ALLOW_OWNER_ROLE=1: serve as the schema owner (dev only) */
     unsigned audit_anchor_interval_s; /* CARDVAULT_AUDIT_ANCHOR_INTERVAL_S, default 60 */
 };

@@ -26,6 +26,7 @@
  * batched commit). `call`, and everything it points to, stays valid until
  * then; after finishing the handler must not touch `call` or `done`. */
 
+struct cv_card_testing;
 struct cv_keyring;
 struct cv_metrics;
 struct cv_readiness;
@@ -75,6 +76,7 @@ struct cv_call {
     const char *idempotency_key;            /* well-formed Idempotency-Key, or NULL */
     const struct cv_tokenize_req *tokenize; /* the decoded body of POST /v1/tokens, else NULL */
     const struct cv_frame_req *frame;       /* the decoded query of a frame page, else NULL */
+    const char *origin; /* POST /v1/tokens: the Origin header as sent, or NULL */
 };
 
 /* How a request succeeded. Failures are a cv_status instead. */
@@ -121,6 +123,7 @@ struct cv_result {
     char
         frame_ancestor[CV_ORIGIN_MAX + 1]; /* CV_WEB_FRAME_PAGE: the one origin that may frame it */
     const char *error_param;
+    unsigned retry_after_s; /* CV_ERR_QUOTA_EXCEEDED: whole seconds until a retry can succeed */
 };
 /* Releases the body; accepts a zeroed result. */
 void cv_result_cleanup(struct cv_result *r);
@@ -149,7 +152,8 @@ struct cv_store_ops {
                                      const char *fingerprint, struct cv_token_row *rows, size_t max,
                                      size_t *count);
     cv_status (*insert_token)(struct cv_store *st, const struct cv_token_row *row,
-                              const unsigned char *idem_key_hash, const char *response_body);
+                              const unsigned char *idem_key_hash, const char *response_body,
+                              const struct cv_audit_event *ev);
     cv_status (*delete_token)(struct cv_store *st, const char *merchant_id, const char *token,
                               const struct cv_audit_event *ev);
     cv_status (*audit_append)(struct cv_store *st, const struct cv_audit_event *ev);
@@ -199,6 +203,7 @@ struct cv_handler_deps {
     struct cv_readiness *readiness; /* shares one probe among /readyz callers; NULL: probe
                                        on every call (set by the caller after init) */
     int64_t idempotency_ttl_s;
+    struct cv_card_testing *card_testing; /* tokenize quotas and detector; NULL: none */
 };
 
 /* The production wiring: store.h's and keyring.h's functions, the system clock. */

@@ -29,6 +29,23 @@ void cv_metrics_count_deadline_close(struct cv_metrics *m);
  * cached answer in between is not counted). Accepts NULL. */
 void cv_metrics_count_readiness_probe(struct cv_metrics *m);
 
+/* Card-testing signals (card_testing.c): one key tokenized many distinct
+ * cards sharing a BIN and last 4, or a BIN and expiry, within the window. */
+enum cv_metrics_card_signal {
+    CV_METRICS_SIGNAL_BIN_LAST4 = 0,
+    CV_METRICS_SIGNAL_BIN_EXPIRY,
+    CV_METRICS_SIGNAL_COUNT
+};
+/* Why a tokenize was refused with tokenize_quota_exceeded. */
+enum cv_metrics_tokenize_refusal {
+    CV_METRICS_REFUSED_KEY_QUOTA = 0,
+    CV_METRICS_REFUSED_ORIGIN_QUOTA,
+    CV_METRICS_REFUSED_CARD_TESTING,
+    CV_METRICS_REFUSED_COUNT
+};
+void cv_metrics_count_card_testing(struct cv_metrics *m, enum cv_metrics_card_signal signal);
+void cv_metrics_count_tokenize_refused(struct cv_metrics *m, enum cv_metrics_tokenize_refusal why);
+
 /* Gauges sampled when /metrics is scraped. */
 struct cv_metrics_gauges {
     unsigned db_pool_in_use;

@@ -40,6 +40,7 @@ typedef enum cv_status {
     CV_ERR_FRAME_NAVIGATION,          /* a frame page opened other than in an iframe (403) */
     CV_ERR_CROSS_ORIGIN,              /* a /v1 call with a foreign Origin header (403) */
     CV_ERR_CORS_NOT_SUPPORTED,        /* a CORS preflight (OPTIONS): never answered (405) */
+    CV_ERR_QUOTA_EXCEEDED, /* a tokenize quota (per key, per origin) or a card-testing block: 429 */
     /* infrastructure */
     CV_ERR_DUPLICATE,      /* unique violation, and nothing else: the row already exists */
     CV_ERR_DB_UNAVAILABLE, /* connection lost or database refusing writes: 503 */

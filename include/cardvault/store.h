@@ -60,10 +60,13 @@ CV_MUST_USE cv_status cv_store_schema_version(struct cv_store *st, int *version)
 /* Tokens. row->created_at (RFC 3339, set by the caller) is stored as given.
  * CV_ERR_DUPLICATE on a token collision. When idem_key_hash is not NULL the
  * claimed idempotency record is completed with (201, response_body) in the
- * same statement, so a token and its idempotency answer commit together. */
+ * same statement, so a token and its idempotency answer commit together.
+ * When ev is not NULL it is appended to the audit trail in the same
+ * transaction: the token is never committed without its event. */
 CV_MUST_USE cv_status cv_store_insert_token(struct cv_store *st, const struct cv_token_row *row,
                                             const unsigned char *idem_key_hash,
-                                            const char *response_body);
+                                            const char *response_body,
+                                            const struct cv_audit_event *ev);
 /* CV_ERR_NOT_FOUND unless (merchant_id, token) exists. */
 CV_MUST_USE cv_status cv_store_get_token(struct cv_store *st, const char *merchant_id,
                                          const char *token, struct cv_token_row *out);

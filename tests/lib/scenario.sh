@@ -15,6 +15,13 @@
 # and keep their own temp dir set SC_CLUSTER=external before sourcing.
 
 SC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# The suites tokenize thousands of cards through one publishable key: load,
+# not card testing. The hourly tokenize quotas are off unless a script sets
+# them (tests/scenarios/abuse.sh does); the card-testing detector keeps its
+# defaults (the generated cards never share a BIN and last 4 ten times).
+export CARDVAULT_TOKENIZE_QUOTA_PER_HOUR=${CARDVAULT_TOKENIZE_QUOTA_PER_HOUR:-0}
+export CARDVAULT_TOKENIZE_QUOTA_PER_HOUR_PUBLISHABLE=${CARDVAULT_TOKENIZE_QUOTA_PER_HOUR_PUBLISHABLE:-0}
+export CARDVAULT_TOKENIZE_QUOTA_PER_HOUR_ORIGIN=${CARDVAULT_TOKENIZE_QUOTA_PER_HOUR_ORIGIN:-0}
 passed=0
 failed=0
 SUITE=${SUITE:-scenario}

@@ -29,6 +29,15 @@
 #    response, the service log or the PostgreSQL log, row counts change by
 #    exactly the tokens that were accepted, and cardholder names with quotes
 #    and backslashes come back byte for byte through detokenize.
+# 4. Card testing: with CARDVAULT_TOKENIZE_QUOTA_PER_HOUR_PUBLISHABLE=5 a
+#    publishable key's 6th tokenize is 429 tokenize_quota_exceeded with
+#    Retry-After while the merchant's secret key still tokenizes, and an
+#    Origin's quota spans keys; 30 cards with one BIN and last 4 and
+#    different middle digits through a publishable key are flagged at the
+#    10th (cardvault_card_testing_suspected_total, one WARN
+#    card_testing_suspected line with key prefix, merchant, BIN, last 4,
+#    count) and the rest refused; no PAN sent, nor its middle digits, is in
+#    the log.
 # Ends with "abuse: N passed, N failed", appends "P F" to build/test-results.
 SUITE=abuse
 . "$(dirname "$0")/../lib/scenario.sh"
@@ -428,6 +437,96 @@ check "no SQL error text in the service log (syntax error, ERROR:, db_error)" \
   eval '! grep -qiE "syntax error|ERROR:|\"event\":\"db_error\"" <<<"$new_svc"'
 check "no error in the PostgreSQL log during the injection phase" eval '! grep -qE "ERROR:|syntax error" <<<"$new_pg"'
 grep -E "ERROR:|syntax error" <<<"$new_pg" | head -3 | sed 's/^/#   /'
+
+# ------------------------------------------------------- 4. card testing
+# A publishable key sits in a public checkout page: its tokenize quota is
+# small and separate from the secret key's, and an Origin has one of its own.
+sc_stop
+sc_start CARDVAULT_AUTH_FAILURES_PER_MIN=0 CARDVAULT_TOKENIZE_QUOTA_PER_HOUR=1000 \
+  CARDVAULT_TOKENIZE_QUOTA_PER_HOUR_PUBLISHABLE=5 CARDVAULT_TOKENIZE_QUOTA_PER_HOUR_ORIGIN=3 ||
+  { not_ok "service restarts with tokenize quotas"; sc_finish abuse; }
+ok "service restarts with tokenize quotas: 5/h per publishable key, 1000/h per secret key, 3/h per Origin"
+q_201=0
+for i in $(seq 1 5); do
+  req POST /v1/tokens "$A_PK" "{\"pan\":\"$(luhn_pan 4245 "$i")\",\"exp_month\":11,\"exp_year\":2032}"
+  [ "$R_STATUS" = 201 ] && q_201=$((q_201 + 1))
+done
+req POST /v1/tokens "$A_PK" "{\"pan\":\"$(luhn_pan 4245 6)\",\"exp_month\":11,\"exp_year\":2032}"
+ra=$(retry_after)
+echo "# publishable key: $q_201 x 201, then $R_STATUS $(err), Retry-After $ra"
+check "a publishable key's 6th tokenize within the hour: 429 tokenize_quota_exceeded with Retry-After (after 5 x 201)" \
+  eval '[ "$q_201" = 5 ] && [ "$R_STATUS:$(err)" = "429:tokenize_quota_exceeded" ] && [[ "$ra" =~ ^[0-9]+$ ]] && [ "$ra" -ge 60 ]'
+req POST /v1/tokens "$A_SK" "{\"pan\":\"$(luhn_pan 4245 7)\",\"exp_month\":11,\"exp_year\":2032}"
+check "the secret key of the same merchant still tokenizes (201)" test "$R_STATUS" = 201
+o_codes=""
+for key in "$B_PK" "$B_PK" "$B_SK" "$A_SK"; do
+  req POST /v1/tokens "$key" "{\"pan\":\"$(luhn_pan 4246 "${#o_codes}")\",\"exp_month\":11,\"exp_year\":2032}" \
+    -H 'Origin: https://shop-b.example'
+  o_codes+="$R_STATUS "
+done
+req POST /v1/tokens "$B_SK" "{\"pan\":\"$(luhn_pan 4246 99)\",\"exp_month\":11,\"exp_year\":2032}"
+echo "# Origin https://shop-b.example, 3/h: $o_codes; B's secret key without an Origin: $R_STATUS"
+check "an Origin's quota spans keys and merchants (201 201 201 429), a request without Origin is not held to it" \
+  eval '[ "$o_codes" = "201 201 201 429 " ] && [ "$R_STATUS" = 201 ]'
+check "cardvault_tokenize_refused_total counts both quotas" \
+  eval '[ "$(metric "cardvault_tokenize_refused_total{reason=\"key_quota\"}")" = 1 ] &&
+        [ "$(metric "cardvault_tokenize_refused_total{reason=\"origin_quota\"}")" = 1 ]'
+
+# 30 cards with one BIN and last 4 and different middle digits: someone
+# walking the 6 hidden digits of a card seen on a receipt.
+sc_stop
+sc_start CARDVAULT_AUTH_FAILURES_PER_MIN=0 || { not_ok "service restarts"; sc_finish abuse; }
+ok "service restarts with the default card-testing detector (10 distinct cards per key and BIN + last 4, 1 h)"
+# walk_pan MIDDLE5: 491761 + MIDDLE5 + one digit chosen for Luhn + 0147 (16 digits)
+walk_pan() {
+  local x p sum i d
+  for x in 0 1 2 3 4 5 6 7 8 9; do
+    p="491761$1${x}0147"
+    sum=0
+    for ((i = 0; i < 16; i++)); do
+      d=${p:15-i:1}
+      if ((i % 2 == 1)); then d=$((d * 2)); ((d > 9)) && d=$((d - 9)); fi
+      sum=$((sum + d))
+    done
+    ((sum % 10 == 0)) && { echo "$p"; return; }
+  done
+}
+log_lines=$(wc -l <"$SC_SERVICE_LOG")
+WALK=()
+w201=0 w429=0 w_bad_ra=0
+for i in $(seq 1 30); do
+  pan=$(walk_pan "$(printf '%05d' $((i * 3217 % 100000)))")
+  WALK+=("$pan")
+  req POST /v1/tokens "$B_PK" "{\"pan\":\"$pan\",\"exp_month\":3,\"exp_year\":2031}"
+  case $R_STATUS in
+    201) w201=$((w201 + 1)) ;;
+    429) w429=$((w429 + 1)); { [ "$(err)" = tokenize_quota_exceeded ] && [[ "$(retry_after)" =~ ^[0-9]+$ ]]; } || w_bad_ra=$((w_bad_ra + 1)) ;;
+  esac
+done
+n_distinct=$(printf '%s\n' "${WALK[@]}" | sort -u | wc -l)
+echo "# 30 cards 491761******0147 ($n_distinct distinct) through B's publishable key: $w201 x 201, $w429 x 429"
+check "the walk is flagged at the 10th distinct card and blocked after it (10 x 201, 20 x 429 with Retry-After)" \
+  eval '[ "$n_distinct" = 30 ] && [ "$w201" = 10 ] && [ "$w429" = 20 ] && [ "$w_bad_ra" = 0 ]'
+check "cardvault_card_testing_suspected_total{signal=\"bin_last4\"} is 1" \
+  test "$(metric 'cardvault_card_testing_suspected_total{signal="bin_last4"}')" = 1
+check "cardvault_tokenize_refused_total{reason=\"card_testing\"} is 20" \
+  test "$(metric 'cardvault_tokenize_refused_total{reason="card_testing"}')" = 20
+new_log=$(tail -n +"$((log_lines + 1))" "$SC_SERVICE_LOG")
+ct_line=$(grep '"event":"card_testing_suspected"' <<<"$new_log" | grep '"signal":"bin_last4"')
+echo "# $(head -1 <<<"$ct_line")"
+check "one WARN card_testing_suspected line: key prefix, merchant, BIN, last 4, count" \
+  eval '[ "$(grep -c . <<<"$ct_line")" = 1 ] &&
+        jq -e --arg k "${B_PK:0:12}" --arg m "$B_ID" ".level == \"warn\" and .key_prefix == \$k and .merchant_id == \$m and .bin == \"491761\" and .last4 == \"0147\" and .distinct_cards == 10 and .blocked == true" <<<"$ct_line" >/dev/null'
+leaked=0
+for pan in "${WALK[@]}"; do
+  grep -qF -e "$pan" -e "${pan:6:6}" <<<"$new_log" && { leaked=$((leaked + 1)); echo "#   in the log: ${pan:0:6}******${pan:12}"; }
+done
+check "none of the 30 PANs, nor any one's 6 middle digits, is in the service log" test "$leaked" -eq 0
+check "no run of 12 or more digits in the card_testing_suspected line" eval '! grep -qE "[0-9]{12}" <<<"$ct_line"'
+req POST /v1/tokens "$B_SK" "{\"pan\":\"${WALK[29]}\",\"exp_month\":3,\"exp_year\":2031}"
+check "the merchant's secret key is not blocked by its publishable key's flag (201)" test "$R_STATUS" = 201
+req POST /v1/tokens "$B_PK" "{\"pan\":\"$(luhn_pan 4247 1)\",\"exp_month\":3,\"exp_year\":2031}"
+check "the flagged publishable key still tokenizes cards of another BIN and last 4 (201)" test "$R_STATUS" = 201
 
 sc_stop
 rc=$?

@@ -24,9 +24,11 @@
 #   - `cardvault audit storage` exits 0 on the clean vault, 1 with a masked
 #     sample when a PAN is planted in a new text, bytea, jsonb or UTF-16
 #     column or a new table, and 0 again once they are gone;
+#   - every tokenize answered 201 has exactly one token.tokenize event (key
+#     prefix, merchant, token, request id, outcome success);
 #   - detokenize fails closed: with audit appends failing it answers 503 and
-#     no PAN, while read and tokenize still work; delete is atomic with its
-#     event.
+#     no PAN, while read still works; tokenize and delete are atomic with
+#     their event (5xx, nothing committed).
 # Prints one line per check, ends with "audit: N passed, N failed", appends
 # "P F" to build/test-results, exits non-zero on any failure.
 set -u
@@ -230,11 +232,26 @@ expect_events "delete success and delete of a missing token" \
 expect_events "api_key.create and api_key.revoke name the key prefix" \
     "action IN ('api_key.create', 'api_key.revoke') AND detail = '$KEY_PREFIX' AND merchant_id = '$M1'" 2
 n_read_events=$(q "SELECT count(*) FROM audit_events WHERE action LIKE '%read%'")
-n_tok_events=$(q "SELECT count(*) FROM audit_events WHERE action LIKE 'token.tokenize%'")
-if [ "$n_read_events" = 0 ] && [ "$n_tok_events" = 0 ]; then
-    ok "reads of masked metadata and tokenizations are not audited row by row (metrics count them)"
+check "reads of masked metadata are not audited row by row (metrics count them): $n_read_events events" \
+    [ "$n_read_events" = 0 ]
+# Every tokenize answered 201 has exactly one token.tokenize event, written in
+# the token's own transaction: the token, the key prefix, the merchant, the
+# request id, outcome success. The answers' tokens are matched one by one.
+M1_PK_PREFIX=${M1_PK:0:12}
+tok_list=$(grep '^tok_' "$TMP/tokens" | sed "s/.*/'&'/" | paste -sd, -)
+n_answered=$(grep -c '^tok_' "$TMP/tokens")
+n_tok_events=$(q "SELECT count(DISTINCT token) FROM audit_events WHERE action = 'token.tokenize'
+                  AND outcome = 'success' AND actor = '$M1_PK_PREFIX' AND merchant_id = '$M1'
+                  AND request_id ~ '^req_' AND token IN (${tok_list:-NULL})")
+n_dup=$(q "SELECT count(*) FROM (SELECT token FROM audit_events WHERE action = 'token.tokenize'
+           GROUP BY token HAVING count(*) > 1) d")
+n_unaudited=$(q "SELECT count(*) FROM tokens t WHERE NOT EXISTS (SELECT 1 FROM audit_events e
+                 WHERE e.action = 'token.tokenize' AND e.token = t.token AND e.merchant_id = t.merchant_id)")
+if [ "$n_answered" -eq "$N_TOKENS" ] && [ "$n_tok_events" -eq "$n_answered" ] &&
+    [ "$n_dup" = 0 ] && [ "$n_unaudited" = 0 ]; then
+    ok "every tokenize is audited: $n_tok_events token.tokenize events for $n_answered tokens answered 201, none twice, no stored token without one"
 else
-    not_ok "unexpected per-row events: $n_read_events read, $n_tok_events tokenize"
+    not_ok "token.tokenize events: $n_tok_events for $n_answered answered tokens, $n_dup tokens with more than one, $n_unaudited stored tokens without one"
 fi
 
 # ---------------------------------------------------------------- verify
@@ -444,8 +461,14 @@ if [ "$code" = 200 ] && [ "$(jq -r .last4 "$TMP/http.body")" = "${P3: -4}" ]; th
 else
     not_ok "audit append failing: read answered $code"
 fi
+tokens_before=$(q "SELECT count(*) FROM tokens")
 code=$(http POST /v1/tokens "$M1_PK" "{\"pan\":\"$(gen_pans 1 7 | head -1)\",\"exp_month\":1,\"exp_year\":$EXP_YEAR}")
-check "audit append failing: tokenize still answers 201 (got $code)" [ "$code" = 201 ]
+tokens_after=$(q "SELECT count(*) FROM tokens")
+if [[ $code == 5?? ]] && [ "$tokens_before" = "$tokens_after" ] && ! grep -q '"token"' "$TMP/http.body"; then
+    ok "audit append failing: tokenize answers $code and commits no token (a token and its event are one transaction)"
+else
+    not_ok "audit append failing: tokenize answered $code, tokens $tokens_before -> $tokens_after"
+fi
 code=$(http DELETE "/v1/tokens/$T4" "$M1_SK")
 still=$(q "SELECT count(*) FROM tokens WHERE token = '$T4'")
 if [[ $code == 5?? ]] && [ "$still" = 1 ]; then

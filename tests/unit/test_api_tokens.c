@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cardvault/api_health.h"
+#include "cardvault/card_testing.h"
 #include "cardvault/json_codec.h"
 #include "cardvault/metrics.h"
 #include "cardvault/token.h"
@@ -46,6 +47,8 @@ struct fake_store {
     struct fake_idem idem[FAKE_IDEM];
     char audit_action[FAKE_AUDIT][32];
     char audit_outcome[FAKE_AUDIT][32];
+    char audit_token[FAKE_AUDIT][CV_TOKEN_LEN + 1]; /* events that came with a token insert */
+    char audit_actor[FAKE_AUDIT][32];
     size_t n_audit;
     /* Scripted behaviour. */
     bool audit_fails;          /* every audit append answers CV_ERR_DB_UNAVAILABLE */
@@ -124,8 +127,12 @@ static cv_status fake_find_by_fingerprint(struct cv_store *st, const char *merch
     return CV_OK;
 }
 
+static cv_status fake_audit_append(struct cv_store *st, const struct cv_audit_event *ev);
+
+/* A token and its audit event commit together: both or neither. */
 static cv_status fake_insert_token(struct cv_store *st, const struct cv_token_row *row,
-                                   const unsigned char *idem_key_hash, const char *response_body)
+                                   const unsigned char *idem_key_hash, const char *response_body,
+                                   const struct cv_audit_event *ev)
 {
     struct fake_store *f = fs(st);
     if (f->collisions > 0) {
@@ -139,6 +146,11 @@ static cv_status fake_insert_token(struct cv_store *st, const struct cv_token_ro
     }
     if (f->n_tokens == FAKE_TOKENS)
         return CV_ERR_DB;
+    if (ev != NULL) {
+        CV_TRY(fake_audit_append(st, ev));
+        snprintf(f->audit_token[f->n_audit - 1], sizeof(f->audit_token[0]), "%s",
+                 ev->token != NULL ? ev->token : "");
+    }
     row_copy(&f->tokens[f->n_tokens++], row);
     if (idem_key_hash != NULL) {
         struct fake_idem *r = find_idem(f, row->merchant_id, idem_key_hash);
@@ -159,6 +171,7 @@ static cv_status fake_audit_append(struct cv_store *st, const struct cv_audit_ev
     if (f->n_audit < FAKE_AUDIT) {
         snprintf(f->audit_action[f->n_audit], 32, "%s", ev->action);
         snprintf(f->audit_outcome[f->n_audit], 32, "%s", ev->outcome ? ev->outcome : "success");
+        snprintf(f->audit_actor[f->n_audit], 32, "%s", ev->actor != NULL ? ev->actor : "");
         f->n_audit++;
     }
     return CV_OK;
@@ -394,6 +407,10 @@ static void fake_sleep_ms(void *ctx, unsigned ms)
 
 static struct fake_store store;
 static atomic_bool draining;
+/* What run() hands the handler besides its arguments: the Origin header
+ * and the tokenize quotas and detector (NULL: none). */
+static const char *call_origin;
+static struct cv_card_testing *card_testing;
 
 static struct cv_handler_deps deps_of(struct fake_store *f)
 {
@@ -406,6 +423,7 @@ static struct cv_handler_deps deps_of(struct fake_store *f)
     d.clock = (struct cv_clock){fake_now, fake_sleep_ms, f};
     d.draining = &draining;
     d.idempotency_ttl_s = 86400;
+    d.card_testing = card_testing;
     return d;
 }
 
@@ -440,8 +458,8 @@ static struct cv_result run(cv_handler handler, const struct cv_principal *who, 
         fprintf(stderr, "  test body does not decode\n");
         abort();
     }
-    struct cv_call call = {"req_testtesttesttesttest", who, token, idem_key,
-                           body != NULL ? &req : NULL, NULL};
+    struct cv_call call = {"req_testtesttesttesttest", who,  token,      idem_key,
+                           body != NULL ? &req : NULL, NULL, call_origin};
     struct captured c;
     memset(&c, 0, sizeof(c));
     c.done.finish = capture;
@@ -840,8 +858,8 @@ static void delete_removes_and_audits(void)
     CHECK_EQ_INT(d.kind, CV_RESULT_DELETED);
     CHECK(d.body == NULL);
     CHECK_EQ_INT(store.n_tokens, 0);
-    CHECK_EQ_INT(store.n_audit, 1);
-    CHECK(strcmp(store.audit_action[0], "token.delete") == 0);
+    CHECK_EQ_INT(store.n_audit, 2); /* token.tokenize, then the delete */
+    CHECK(strcmp(store.audit_action[1], "token.delete") == 0);
     struct cv_result again = run(cv_api_delete, &who_a, tok, NULL, NULL);
     CHECK_EQ_INT(again.status, CV_ERR_NOT_FOUND);
     struct cv_result r = run(cv_api_read, &who_a, tok, NULL, NULL);
@@ -864,9 +882,9 @@ static void detokenize_answers_the_card_after_its_audit(void)
     CHECK_EQ_INT(r.kind, CV_RESULT_OK);
     CHECK(body_has(&r, "\"pan\":\"" PAN "\""));
     CHECK(body_has(&r, "Ada Lovelace"));
-    CHECK_EQ_INT(store.n_audit, 1);
-    CHECK(strcmp(store.audit_action[0], "token.detokenize") == 0);
-    CHECK(strcmp(store.audit_outcome[0], "success") == 0);
+    CHECK_EQ_INT(store.n_audit, 2); /* token.tokenize, then the detokenize */
+    CHECK(strcmp(store.audit_action[1], "token.detokenize") == 0);
+    CHECK(strcmp(store.audit_outcome[1], "success") == 0);
     cv_result_cleanup(&t);
     cv_result_cleanup(&r);
     fake_free(&store);
@@ -902,11 +920,237 @@ static void destroyed_data_key_means_destroyed(void)
     struct cv_result d = run(cv_api_detokenize, &who_a, tok, NULL, NULL);
     CHECK_EQ_INT(d.status, CV_ERR_TOKEN_DESTROYED);
     CHECK(d.body == NULL);
-    CHECK_EQ_INT(store.n_audit, 1);
-    CHECK(strcmp(store.audit_outcome[0], "token_destroyed") == 0);
+    CHECK_EQ_INT(store.n_audit, 2); /* token.tokenize, then the detokenize */
+    CHECK(strcmp(store.audit_outcome[1], "token_destroyed") == 0);
     cv_result_cleanup(&t);
     cv_result_cleanup(&r);
     cv_result_cleanup(&d);
+    fake_free(&store);
+}
+
+/* ---- audit of every tokenize ------------------------------------------- */
+
+static void tokenize_is_audited_with_its_token(void)
+{
+    setup();
+    struct cv_result r = tokenize(&who_pk, NULL, CARD_BODY);
+    CHECK_EQ_INT(r.status, CV_OK);
+    char tok[CV_TOKEN_LEN + 1];
+    token_of(&r, tok);
+    /* One event, handed over with the insert itself (same transaction). */
+    CHECK_EQ_INT(store.n_audit, 1);
+    CHECK(strcmp(store.audit_action[0], "token.tokenize") == 0);
+    CHECK(strcmp(store.audit_outcome[0], "success") == 0);
+    CHECK(strcmp(store.audit_token[0], tok) == 0);
+    CHECK(strcmp(store.audit_actor[0], "pk_aaaaaaaaa") == 0);
+    /* A collision retried: still one event, naming the token that committed. */
+    store.collisions = 1;
+    struct cv_result c = tokenize(&who_a, NULL, CARD_BODY);
+    CHECK_EQ_INT(c.status, CV_OK);
+    token_of(&c, tok);
+    CHECK_EQ_INT(store.n_audit, 2);
+    CHECK(strcmp(store.audit_token[1], tok) == 0);
+    cv_result_cleanup(&r);
+    cv_result_cleanup(&c);
+    fake_free(&store);
+}
+
+static void tokenize_without_its_audit_event_is_not_acknowledged(void)
+{
+    setup();
+    store.audit_fails = true;
+    struct cv_result r = tokenize(&who_a, NULL, CARD_BODY);
+    CHECK_EQ_INT(r.status, CV_ERR_DB_UNAVAILABLE);
+    CHECK(r.body == NULL);
+    CHECK_EQ_INT(store.n_tokens, 0);
+    /* reuse_existing answering an old token is audited too, or not answered. */
+    store.audit_fails = false;
+    struct cv_result first = tokenize(&who_a, NULL, CARD_REUSE);
+    CHECK_EQ_INT(first.kind, CV_RESULT_CREATED);
+    struct cv_result again = tokenize(&who_a, NULL, CARD_REUSE);
+    CHECK_EQ_INT(again.kind, CV_RESULT_OK);
+    CHECK_EQ_INT(store.n_audit, 2);
+    CHECK(strcmp(store.audit_outcome[1], "reused") == 0);
+    store.audit_fails = true;
+    struct cv_result refused = tokenize(&who_a, NULL, CARD_REUSE);
+    CHECK_EQ_INT(refused.status, CV_ERR_DB_UNAVAILABLE);
+    CHECK(refused.body == NULL);
+    cv_result_cleanup(&r);
+    cv_result_cleanup(&first);
+    cv_result_cleanup(&again);
+    cv_result_cleanup(&refused);
+    fake_free(&store);
+}
+
+/* ---- tokenize quotas and card testing ---------------------------------- */
+
+static void with_card_testing(unsigned key, unsigned publishable, unsigned origin,
+                              unsigned threshold, struct cv_metrics *m)
+{
+    struct cv_card_testing_limits l = {key, publishable, origin, threshold, 3600, true};
+    card_testing = cv_card_testing_new(&l, m, NULL);
+}
+
+static void without_card_testing(void)
+{
+    cv_card_testing_free(card_testing);
+    card_testing = NULL;
+    call_origin = NULL;
+}
+
+/* A 16-digit PAN 424242 + middle + 4242, Luhn-valid: the middle's last digit
+ * is chosen to fit (it is not doubled, so exactly one digit does). */
+static void pan_with_middle(unsigned i, char out[32])
+{
+    for (unsigned x = 0; x < 10; x++) {
+        snprintf(out, 32, "424242%05u%u4242", i % 100000u, x);
+        int sum = 0;
+        for (int k = 0; k < 16; k++) {
+            int d = out[15 - k] - '0';
+            if (k % 2 == 1)
+                d = d * 2 > 9 ? d * 2 - 9 : d * 2;
+            sum += d;
+        }
+        if (sum % 10 == 0)
+            return;
+    }
+}
+
+static struct cv_result tokenize_pan(const struct cv_principal *who, const char *pan)
+{
+    char body[128];
+    snprintf(body, sizeof(body), "{\"pan\":\"%s\",\"exp_month\":12,\"exp_year\":2030}", pan);
+    return tokenize(who, NULL, body);
+}
+
+static void publishable_key_quota_refuses_while_secret_key_goes_on(void)
+{
+    setup();
+    with_card_testing(100, 3, 0, 0, NULL);
+    for (int i = 0; i < 3; i++) {
+        struct cv_result r = tokenize(&who_pk, NULL, CARD_BODY);
+        CHECK_EQ_INT(r.status, CV_OK);
+        cv_result_cleanup(&r);
+    }
+    struct cv_result over = tokenize(&who_pk, NULL, CARD_BODY);
+    CHECK_EQ_INT(over.status, CV_ERR_QUOTA_EXCEEDED);
+    CHECK(over.body == NULL);
+    /* 3 an hour: the next unit in about 20 minutes. */
+    CHECK(over.retry_after_s >= 1100 && over.retry_after_s <= 1201);
+    CHECK_EQ_INT(store.n_tokens, 3);
+    CHECK_EQ_INT(store.n_audit, 3); /* the refusal wrote nothing */
+    /* Invalid requests count too: the quota is spent before validation. */
+    struct cv_result bad =
+        tokenize(&who_pk, NULL, "{\"pan\":\"1\",\"exp_month\":1,\"exp_year\":2030}");
+    CHECK_EQ_INT(bad.status, CV_ERR_QUOTA_EXCEEDED);
+    /* The merchant's secret key has its own, larger budget. */
+    struct cv_result sk = tokenize(&who_a, NULL, CARD_BODY);
+    CHECK_EQ_INT(sk.status, CV_OK);
+    CHECK_EQ_INT(sk.kind, CV_RESULT_CREATED);
+    cv_result_cleanup(&over);
+    cv_result_cleanup(&bad);
+    cv_result_cleanup(&sk);
+    without_card_testing();
+    fake_free(&store);
+}
+
+static void origin_quota_spans_keys_and_merchants(void)
+{
+    setup();
+    with_card_testing(100, 100, 2, 0, NULL);
+    call_origin = "https://shop.example";
+    struct cv_result a = tokenize(&who_pk, NULL, CARD_BODY);
+    struct cv_result b = tokenize(&who_b, NULL, CARD_BODY);
+    call_origin = "HTTPS://SHOP.EXAMPLE"; /* the same origin */
+    struct cv_result c = tokenize(&who_a, NULL, CARD_BODY);
+    CHECK_EQ_INT(a.status, CV_OK);
+    CHECK_EQ_INT(b.status, CV_OK);
+    CHECK_EQ_INT(c.status, CV_ERR_QUOTA_EXCEEDED);
+    CHECK(c.retry_after_s >= 1);
+    call_origin = "https://other.example";
+    struct cv_result d = tokenize(&who_a, NULL, CARD_BODY);
+    CHECK_EQ_INT(d.status, CV_OK);
+    call_origin = NULL; /* no Origin (a server): only the key's quota */
+    struct cv_result e = tokenize(&who_a, NULL, CARD_BODY);
+    CHECK_EQ_INT(e.status, CV_OK);
+    cv_result_cleanup(&a);
+    cv_result_cleanup(&b);
+    cv_result_cleanup(&c);
+    cv_result_cleanup(&d);
+    cv_result_cleanup(&e);
+    without_card_testing();
+    fake_free(&store);
+}
+
+static bool metrics_show(struct cv_metrics *m, const char *line)
+{
+    struct cv_metrics_gauges g;
+    size_t len = 0;
+    memset(&g, 0, sizeof(g));
+    char *page = cv_metrics_render(m, &g, &len);
+    bool found = strstr(page, line) != NULL;
+    free(page);
+    return found;
+}
+
+static void walking_middle_digits_is_flagged_and_blocked_for_publishable_keys(void)
+{
+    setup();
+    struct cv_metrics *m = cv_metrics_new();
+    with_card_testing(1000, 1000, 0, 5, m);
+    char pan[32];
+    int created = 0, refused = 0;
+    unsigned retry = 0;
+    for (int i = 0; i < 8; i++) {
+        pan_with_middle((unsigned)i, pan);
+        struct cv_result r = tokenize_pan(&who_pk, pan);
+        created += r.status == CV_OK;
+        if (r.status == CV_ERR_QUOTA_EXCEEDED) {
+            refused++;
+            retry = r.retry_after_s;
+        }
+        cv_result_cleanup(&r);
+        fake_free(&store); /* the fake holds 32 tokens */
+    }
+    CHECK_EQ_INT(created, 5); /* the fifth raises the signal, the rest wait */
+    CHECK_EQ_INT(refused, 3);
+    CHECK(retry >= 3500 && retry <= 3600);
+    CHECK(metrics_show(m, "cardvault_card_testing_suspected_total{signal=\"bin_last4\"} 1"));
+    CHECK(metrics_show(m, "cardvault_card_testing_suspected_total{signal=\"bin_expiry\"} 1"));
+    CHECK(metrics_show(m, "cardvault_tokenize_refused_total{reason=\"card_testing\"} 3"));
+    /* Other cards of the same key are not blocked. */
+    struct cv_result other = tokenize_pan(&who_pk, "4000056655665556");
+    CHECK_EQ_INT(other.status, CV_OK);
+    cv_result_cleanup(&other);
+    fake_free(&store);
+    /* A key with the read scope raises the signal but is not blocked. */
+    created = 0;
+    for (int i = 0; i < 8; i++) {
+        pan_with_middle((unsigned)(100 + i), pan);
+        struct cv_result r = tokenize_pan(&who_a, pan);
+        created += r.status == CV_OK;
+        cv_result_cleanup(&r);
+        fake_free(&store);
+    }
+    CHECK_EQ_INT(created, 8);
+    CHECK(metrics_show(m, "cardvault_card_testing_suspected_total{signal=\"bin_last4\"} 2"));
+    without_card_testing();
+    cv_metrics_free(m);
+}
+
+static void the_same_card_again_is_not_card_testing(void)
+{
+    setup();
+    struct cv_metrics *m = cv_metrics_new();
+    with_card_testing(1000, 1000, 0, 3, m);
+    for (int i = 0; i < 10; i++) {
+        struct cv_result r = tokenize(&who_pk, NULL, CARD_BODY);
+        CHECK_EQ_INT(r.status, CV_OK);
+        cv_result_cleanup(&r);
+    }
+    CHECK(metrics_show(m, "cardvault_card_testing_suspected_total{signal=\"bin_last4\"} 0"));
+    without_card_testing();
+    cv_metrics_free(m);
     fake_free(&store);
 }
 
@@ -933,7 +1177,7 @@ static void metrics_answer_prometheus_text(void)
 {
     setup();
     struct cv_handler_deps d = deps_of(&store);
-    struct cv_call call = {"req_testtesttesttesttest", NULL, NULL, NULL, NULL, NULL};
+    struct cv_call call = {"req_testtesttesttesttest", NULL, NULL, NULL, NULL, NULL, NULL};
     struct captured c;
     memset(&c, 0, sizeof(c));
     c.done.finish = capture;
@@ -973,6 +1217,12 @@ int main(void)
     RUN(detokenize_answers_the_card_after_its_audit);
     RUN(detokenize_fails_closed_without_its_audit);
     RUN(destroyed_data_key_means_destroyed);
+    RUN(tokenize_is_audited_with_its_token);
+    RUN(tokenize_without_its_audit_event_is_not_acknowledged);
+    RUN(publishable_key_quota_refuses_while_secret_key_goes_on);
+    RUN(origin_quota_spans_keys_and_merchants);
+    RUN(walking_middle_digits_is_flagged_and_blocked_for_publishable_keys);
+    RUN(the_same_card_again_is_not_card_testing);
     RUN(readiness_is_not_ready_while_draining);
     RUN(metrics_answer_prometheus_text);
     return check_summary("api_tokens");

@@ -74,6 +74,12 @@ static void defaults_with_an_empty_environment(void)
     CHECK_EQ_INT(cfg.rate_limit_rps, 500);
     CHECK_EQ_INT(cfg.rate_limit_burst, 1000);
     CHECK_EQ_INT(cfg.auth_failures_per_min, 20);
+    CHECK_EQ_INT(cfg.tokenize_quota_per_hour, 3600);
+    CHECK_EQ_INT(cfg.tokenize_quota_publishable, 500);
+    CHECK_EQ_INT(cfg.tokenize_quota_origin, 1000);
+    CHECK_EQ_INT(cfg.card_testing_threshold, 10);
+    CHECK_EQ_INT(cfg.card_testing_window_s, 3600);
+    CHECK(cfg.card_testing_block);
     CHECK(cfg.tls_cert_file == NULL && cfg.tls_key_file == NULL);
     CHECK(!cfg.allow_plaintext);
     CHECK_EQ_INT(cfg.log_level, CV_LOG_INFO);
@@ -214,15 +220,27 @@ static void set_listen_failure_keeps_the_previous_address(void)
 
 /* ---- integers ------------------------------------------------------------------------------ */
 
-static const char *const int_vars[] = {
-    "CARDVAULT_HTTP_THREADS",           "CARDVAULT_DB_WRITERS",
-    "CARDVAULT_MAX_CONNECTIONS_PER_IP", "CARDVAULT_DRAIN_GRACE_MS",
-    "CARDVAULT_DB_POOL_SIZE",           "CARDVAULT_MAX_CONNECTIONS",
-    "CARDVAULT_CONNECTION_TIMEOUT_S",   "CARDVAULT_DEK_MAX_AGE_S",
-    "CARDVAULT_DEK_MAX_USES",           "CARDVAULT_AUTH_REFRESH_MS",
-    "CARDVAULT_IDEMPOTENCY_TTL_S",      "CARDVAULT_RATE_LIMIT_RPS",
-    "CARDVAULT_RATE_LIMIT_BURST",       "CARDVAULT_AUTH_FAILURES_PER_MIN",
-    "CARDVAULT_AUTH_STALE_MAX_MS",      "CARDVAULT_REQUEST_DEADLINE_MS"};
+static const char *const int_vars[] = {"CARDVAULT_HTTP_THREADS",
+                                       "CARDVAULT_DB_WRITERS",
+                                       "CARDVAULT_MAX_CONNECTIONS_PER_IP",
+                                       "CARDVAULT_DRAIN_GRACE_MS",
+                                       "CARDVAULT_DB_POOL_SIZE",
+                                       "CARDVAULT_MAX_CONNECTIONS",
+                                       "CARDVAULT_CONNECTION_TIMEOUT_S",
+                                       "CARDVAULT_DEK_MAX_AGE_S",
+                                       "CARDVAULT_DEK_MAX_USES",
+                                       "CARDVAULT_AUTH_REFRESH_MS",
+                                       "CARDVAULT_IDEMPOTENCY_TTL_S",
+                                       "CARDVAULT_RATE_LIMIT_RPS",
+                                       "CARDVAULT_RATE_LIMIT_BURST",
+                                       "CARDVAULT_AUTH_FAILURES_PER_MIN",
+                                       "CARDVAULT_AUTH_STALE_MAX_MS",
+                                       "CARDVAULT_REQUEST_DEADLINE_MS",
+                                       "CARDVAULT_TOKENIZE_QUOTA_PER_HOUR",
+                                       "CARDVAULT_TOKENIZE_QUOTA_PER_HOUR_PUBLISHABLE",
+                                       "CARDVAULT_TOKENIZE_QUOTA_PER_HOUR_ORIGIN",
+                                       "CARDVAULT_CARD_TESTING_THRESHOLD",
+                                       "CARDVAULT_CARD_TESTING_WINDOW_S"};
 
 static void bad_integers_name_their_variable(void)
 {
@@ -270,6 +288,11 @@ static void integers_outside_their_range_are_refused(void)
         {"CARDVAULT_IDEMPOTENCY_TTL_S", "59", "2592001"},
         {"CARDVAULT_RATE_LIMIT_BURST", "0", "2000001"},
         {"CARDVAULT_AUTH_STALE_MAX_MS", "-1", "3600001"},
+        {"CARDVAULT_TOKENIZE_QUOTA_PER_HOUR", "-1", "10000001"},
+        {"CARDVAULT_TOKENIZE_QUOTA_PER_HOUR_PUBLISHABLE", "-1", "10000001"},
+        {"CARDVAULT_TOKENIZE_QUOTA_PER_HOUR_ORIGIN", "-1", "10000001"},
+        {"CARDVAULT_CARD_TESTING_THRESHOLD", "1", "33"}, /* 1 would flag every card */
+        {"CARDVAULT_CARD_TESTING_WINDOW_S", "59", "86401"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *vals[] = {cases[i].too_low, cases[i].too_high};
@@ -307,6 +330,10 @@ static void integer_bounds_themselves_are_accepted(void)
         {"CARDVAULT_AUTH_REFRESH_MS", "100"},
         {"CARDVAULT_RATE_LIMIT_RPS", "0"},
         {"CARDVAULT_AUTH_FAILURES_PER_MIN", "0"},
+        {"CARDVAULT_TOKENIZE_QUOTA_PER_HOUR", "0"},
+        {"CARDVAULT_CARD_TESTING_THRESHOLD", "0"},
+        {"CARDVAULT_CARD_TESTING_THRESHOLD", "32"},
+        {"CARDVAULT_CARD_TESTING_WINDOW_S", "60"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct cv_config cfg;
@@ -479,6 +506,27 @@ static void require_names_what_is_missing(void)
     cv_config_cleanup(&cfg);
 }
 
+/* Blocking keys caught card testing is on unless turned off with 0. */
+static void card_testing_block_is_0_or_1(void)
+{
+    struct cv_config cfg;
+    char why[256];
+    clear_cardvault_env();
+    setenv("CARDVAULT_CARD_TESTING_BLOCK", "0", 1);
+    CHECK_EQ_INT(load(&cfg, why, sizeof(why)), CV_OK);
+    CHECK(!cfg.card_testing_block);
+    cv_config_cleanup(&cfg);
+    static const char *const bad[] = {"yes", "off", "2", " 1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        clear_cardvault_env();
+        setenv("CARDVAULT_CARD_TESTING_BLOCK", bad[i], 1);
+        CHECK_EQ_INT(load(&cfg, why, sizeof(why)), CV_ERR_CONFIG);
+        CHECK(strstr(why, "CARDVAULT_CARD_TESTING_BLOCK") != NULL);
+        cv_config_cleanup(&cfg);
+    }
+    clear_cardvault_env();
+}
+
 /* The service's database role and the audit anchors (docs/operations.md). */
 static void owner_role_and_anchor_interval(void)
 {
@@ -576,6 +624,7 @@ static void public_origin_is_normalized_or_refused(void)
 int main(void)
 {
     RUN(defaults_with_an_empty_environment);
+    RUN(card_testing_block_is_0_or_1);
     RUN(empty_values_mean_the_default);
     RUN(values_from_the_environment);
     RUN(listen_accepts_host_and_port);
