@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "cardvault/api_errors.h"
 #include "cardvault/json_codec.h"
 #include "cardvault/kek.h"
 #include "cardvault/keyring.h"
@@ -219,4 +220,41 @@ cv_status cv_cli_print_json(json_t *obj)
         st = CV_ERR_IO;
     json_decref(obj);
     return st;
+}
+
+const char cv_cli_errors_usage[] =
+    "usage: cardvault errors\n"
+    "\n"
+    "Prints every error the HTTP API can answer, one JSON object per code in an\n"
+    "array: {\"status\",\"type\",\"code\",\"message\"}, with the exact message text\n"
+    "the service sends. openapi.yaml's examples are tested against this list.\n"
+    "Every 500 is internal_error and every 503 service_unavailable: their causes\n"
+    "are logged, never told to the client.\n";
+
+int cv_cli_errors(struct cv_cli *cli)
+{
+    if (cli->argc != 0)
+        return cv_cli_usage_error("errors takes no arguments");
+    json_t *out = cv_cli_json_array();
+    bool ok = out != NULL;
+    for (int s = CV_OK + 1; ok && s < CV_STATUS_COUNT; s++) {
+        struct cv_api_error e = cv_api_error_of((cv_status)s);
+        bool seen = false; /* several statuses share internal_error and service_unavailable */
+        for (int t = CV_OK + 1; t < s && !seen; t++)
+            seen = strcmp(cv_api_error_of((cv_status)t).code, e.code) == 0;
+        if (seen)
+            continue;
+        json_t *one = cv_cli_json_object();
+        cv_cli_json_set_int(one, "status", e.http);
+        cv_cli_json_set_str(one, "type", e.type);
+        cv_cli_json_set_str(one, "code", e.code);
+        cv_cli_json_set_str(one, "message", e.message);
+        ok = cv_cli_json_append(out, one) == CV_OK;
+    }
+    if (!ok) {
+        json_decref(out);
+        cv_cli_fail("out of memory");
+        return 1;
+    }
+    return cv_cli_print_json(out) == CV_OK ? 0 : 1;
 }

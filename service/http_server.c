@@ -28,6 +28,7 @@
 
 #include "cardvault/api_elements.h"
 #include "cardvault/api_tokens.h"
+#include "cardvault/api_errors.h"
 #include "cardvault/client_addr.h"
 #include "cardvault/conn_deadline.h"
 #include "cardvault/json_codec.h"
@@ -103,134 +104,6 @@ struct request {
     bool finished;
 };
 
-struct error_map {
-    int http;
-    const char *type;
-    const char *message;
-};
-
-/* The single mapping from status to HTTP status, error type and message.
- * Messages are fixed text: they never include anything the client sent. */
-static struct error_map map_status(cv_status st)
-{
-    switch (st) {
-    case CV_ERR_INVALID_JSON:
-        return (struct error_map){400, "invalid_request_error",
-                                  "The request body is not a valid JSON object (duplicate keys "
-                                  "are not allowed)."};
-    case CV_ERR_UNKNOWN_FIELD:
-        return (struct error_map){400, "invalid_request_error",
-                                  "The request body has a field this endpoint does not accept."};
-    case CV_ERR_MISSING_FIELD:
-        return (struct error_map){400, "invalid_request_error", "A required field is missing."};
-    case CV_ERR_INVALID_TYPE:
-        return (struct error_map){400, "invalid_request_error", "A field has the wrong JSON type."};
-    case CV_ERR_INVALID_PAN:
-        return (struct error_map){400, "invalid_request_error",
-                                  "The card number must be 12 to 19 digits and pass the Luhn "
-                                  "check."};
-    case CV_ERR_INVALID_EXPIRY:
-        return (struct error_map){400, "invalid_request_error",
-                                  "The expiry must be a month 1-12 and a four-digit year, not in "
-                                  "the past and at most 20 years ahead."};
-    case CV_ERR_INVALID_CVC:
-        return (struct error_map){400, "invalid_request_error",
-                                  "The security code must be 3 digits (4 for American Express)."};
-    case CV_ERR_INVALID_NAME:
-        return (struct error_map){400, "invalid_request_error",
-                                  "The cardholder name must be 1-128 bytes of printable UTF-8 "
-                                  "and must not contain a card number."};
-    case CV_ERR_BAD_REQUEST:
-        return (struct error_map){400, "invalid_request_error", "The request is malformed."};
-    case CV_ERR_INVALID_IDEMPOTENCY_KEY:
-        return (struct error_map){400, "invalid_request_error",
-                                  "Idempotency-Key must be 1-255 printable ASCII characters."};
-    case CV_ERR_KEY_IN_QUERY:
-        return (struct error_map){400, "invalid_request_error",
-                                  "API keys are accepted only in the Authorization header; this "
-                                  "key must be considered exposed and should be rolled."};
-    case CV_ERR_UNAUTHENTICATED:
-        return (struct error_map){401, "authentication_error",
-                                  "Provide a valid API key as 'Authorization: Bearer <key>'."};
-    case CV_ERR_FORBIDDEN:
-        return (struct error_map){403, "permission_error",
-                                  "This API key does not have the scope this request needs."};
-    case CV_ERR_NOT_FOUND:
-        return (struct error_map){404, "invalid_request_error", "No such token."};
-    case CV_ERR_ROUTE_NOT_FOUND:
-        return (struct error_map){404, "invalid_request_error", "No such endpoint."};
-    case CV_ERR_METHOD_NOT_ALLOWED:
-        return (struct error_map){405, "invalid_request_error",
-                                  "This endpoint does not support this method; see Allow."};
-    case CV_ERR_IDEMPOTENCY_REUSED:
-        return (struct error_map){409, "idempotency_error",
-                                  "This Idempotency-Key was used with a different request body."};
-    case CV_ERR_IDEMPOTENCY_IN_USE:
-        return (struct error_map){409, "idempotency_error",
-                                  "A request with this Idempotency-Key is still in progress."};
-    case CV_ERR_TOKEN_DESTROYED:
-        return (struct error_map){410, "invalid_request_error",
-                                  "This token's data key was destroyed; the card is "
-                                  "unrecoverable."};
-    case CV_ERR_BODY_TOO_LARGE:
-        return (struct error_map){413, "invalid_request_error",
-                                  "The request body is larger than 8192 bytes."};
-    case CV_ERR_UNSUPPORTED_MEDIA:
-        return (struct error_map){415, "invalid_request_error",
-                                  "The request body must be sent as application/json."};
-    case CV_ERR_RATE_LIMITED:
-        return (struct error_map){429, "rate_limit_error", "Too many requests; see Retry-After."};
-    case CV_ERR_FRAME_BAD_REQUEST:
-        return (struct error_map){400, "invalid_request_error",
-                                  "The card frame's URL has an unknown, repeated, missing or "
-                                  "malformed parameter (see docs/elements.md)."};
-    case CV_ERR_FRAME_KEY_NOT_PUBLISHABLE:
-        return (struct error_map){403, "permission_error",
-                                  "Only a publishable key (pk_) may be used in a card frame. A "
-                                  "secret or detokenize key was exposed in a URL: revoke it."};
-    case CV_ERR_FRAME_KEY_REFUSED:
-        return (struct error_map){403, "permission_error",
-                                  "This publishable key is unknown, revoked, or has more than the "
-                                  "tokenize scope."};
-    case CV_ERR_FRAME_ORIGIN:
-        return (struct error_map){403, "permission_error",
-                                  "This page's origin is not on the publishable key's allowed "
-                                  "origins (cardvault key origins)."};
-    case CV_ERR_FRAME_NAVIGATION:
-        return (struct error_map){403, "permission_error",
-                                  "The card frame can only be shown inside an iframe."};
-    case CV_ERR_CROSS_ORIGIN:
-        return (struct error_map){403, "permission_error",
-                                  "The API does not accept calls from web pages of other origins; "
-                                  "collect cards with the card frame (/elements.js)."};
-    case CV_ERR_CORS_NOT_SUPPORTED:
-        return (struct error_map){405, "invalid_request_error",
-                                  "The API answers no CORS preflight: web pages of other origins "
-                                  "cannot call it; collect cards with the card frame "
-                                  "(/elements.js)."};
-    case CV_ERR_QUOTA_EXCEEDED:
-        return (struct error_map){429, "rate_limit_error",
-                                  "This API key or origin has used its tokenize quota for now; "
-                                  "see Retry-After."};
-    case CV_ERR_DB_UNAVAILABLE:
-    case CV_ERR_SHUTTING_DOWN:
-        return (struct error_map){503, "api_error",
-                                  "The vault is temporarily unavailable; retry later."};
-    default:
-        return (struct error_map){500, "api_error", "An internal error occurred."};
-    }
-}
-
-static const char *code_of(cv_status st)
-{
-    struct error_map m = map_status(st);
-    if (m.http == 500)
-        return "internal_error";
-    if (m.http == 503)
-        return "service_unavailable";
-    return cv_status_name(st);
-}
-
 /* X-Request-Id, the content type, and the headers of the answer's web
  * policy (api_elements.c writes their values; an API answer gets no-store
  * and nosniff and no CORS header of any kind). */
@@ -285,13 +158,14 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct request
 static enum MHD_Result queue_error(struct MHD_Connection *conn, struct request *rq, cv_status st,
                                    const char *param, const char *allow)
 {
-    struct error_map m = map_status(st);
+    struct cv_api_error m = cv_api_error_of(st);
     size_t len = 0;
     struct MHD_Response *resp;
     if (route_is_frame(rq)) {
         /* A frame page is shown inside the shop's page: its refusals are a
          * small HTML page with the same fixed text, never JSON. */
-        char *page = cv_elements_refusal_page(m.http, code_of(st), m.message, rq->request_id, &len);
+        char *page = cv_elements_refusal_page(m.http, cv_api_error_of(st).code, m.message,
+                                              rq->request_id, &len);
         resp = page != NULL ? MHD_create_response_from_buffer_with_free_callback(len, page, free)
                             : MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
         add_common_headers(resp, rq, "text/html; charset=utf-8", CV_WEB_FRAME_REFUSAL, NULL);
@@ -299,7 +173,8 @@ static enum MHD_Result queue_error(struct MHD_Connection *conn, struct request *
             MHD_add_response_header(resp, "Allow", allow);
         return send_response(conn, rq, m.http, st, resp);
     }
-    char *body = cv_json_encode_error(m.type, code_of(st), m.message, param, rq->request_id, &len);
+    char *body = cv_json_encode_error(m.type, cv_api_error_of(st).code, m.message, param,
+                                      rq->request_id, &len);
     resp = MHD_create_response_from_buffer_with_free_callback(len, body, cv_json_free);
     add_common_headers(resp, rq, "application/json", CV_WEB_API, NULL);
     if (allow != NULL)
@@ -702,7 +577,7 @@ static size_t unescape_path(void *cls, struct MHD_Connection *conn, char *s)
 static enum MHD_Result refuse_oversized_body(struct cv_http_server *srv,
                                              struct MHD_Connection *conn, struct request *rq)
 {
-    struct error_map m = map_status(CV_ERR_BODY_TOO_LARGE);
+    struct cv_api_error m = cv_api_error_of(CV_ERR_BODY_TOO_LARGE);
     rq->http_status = m.http;
     rq->status = CV_ERR_BODY_TOO_LARGE;
     cv_conn_clock_pause(clock_of(conn));
@@ -711,8 +586,8 @@ static enum MHD_Result refuse_oversized_body(struct cv_http_server *srv,
     if (srv->tls || ci == NULL)
         return MHD_NO;
     size_t body_len = 0;
-    char *body = cv_json_encode_error(m.type, code_of(CV_ERR_BODY_TOO_LARGE), m.message, NULL,
-                                      rq->request_id, &body_len);
+    char *body = cv_json_encode_error(m.type, cv_api_error_of(CV_ERR_BODY_TOO_LARGE).code,
+                                      m.message, NULL, rq->request_id, &body_len);
     char date[40] = "";
     time_t now = time(NULL);
     struct tm tm;
@@ -826,7 +701,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                CV_LS("key_prefix", rq->authenticated ? rq->who.key_prefix : NULL),
                CV_LS("method", rq->method), CV_LS("route", cv_router_pattern(rid)),
                CV_LI("status", rq->http_status),
-               CV_LS("error", rq->status != CV_OK ? code_of(rq->status) : NULL),
+               CV_LS("error", rq->status != CV_OK ? cv_api_error_of(rq->status).code : NULL),
                CV_LD("duration_ms", secs * 1000.0),
                CV_LB("completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
     }

@@ -56,6 +56,7 @@ static const char usage_main[] =
     "                             show or replace the web origins a publishable key may be\n"
     "                             framed by (docs/elements.md)\n"
     "  elements-sri               print the integrity value (sha384-...) of /elements.js\n"
+    "  errors                     print every error the HTTP API answers (JSON)\n"
     "  keys status|rotate-dek|rotate-kek|reencrypt|destroy-dek\n"
     "                             the key lifecycle (see cardvault keys --help)\n"
     "  audit verify|export|storage  check the audit hash chain, export events, scan for PANs\n"
@@ -511,6 +512,7 @@ int main(int argc, char **argv)
          ALLOW(OPT_MERCHANT) | ALLOW(OPT_SCOPES) | ALLOW(OPT_ALLOWED_ORIGIN) | ALLOW(OPT_SET),
          cv_cli_key},
         {"elements-sri", cv_cli_elements_sri_usage, 0, cv_cli_elements_sri},
+        {"errors", cv_cli_errors_usage, 0, cv_cli_errors},
         {"keys", cv_cli_keys_usage,
          ALLOW(OPT_NEW_KEK) | ALLOW(OPT_FROM_DEK) | ALLOW(OPT_BATCH) | ALLOW(OPT_CONFIRM),
          cv_cli_keys},

@@ -110,6 +110,9 @@ int cv_cli_key(struct cv_cli *cli);
 extern const char cv_cli_key_usage[];
 /* cardvault elements-sri (cli_merchants.c): the integrity value of elements.js. */
 int cv_cli_elements_sri(struct cv_cli *cli);
+/* `cardvault errors`: the HTTP API's error catalogue as JSON (api_errors.h). */
+int cv_cli_errors(struct cv_cli *cli);
+extern const char cv_cli_errors_usage[];
 extern const char cv_cli_elements_sri_usage[];
 /* cardvault keys status|rotate-dek|rotate-kek|reencrypt|destroy-dek (cli_keys.c). */
 int cv_cli_keys(struct cv_cli *cli);

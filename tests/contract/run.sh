@@ -17,6 +17,20 @@ else
   not_ok "redocly lint"; sed 's/^/  /' "$SC_DIR/lint.out" | tail -30
 fi
 
+# 3. every error example in openapi.yaml carries the exact type and message
+#    the service sends for its code (`cardvault errors` prints them from the
+#    table the service answers from), and every code it can send is named.
+if "$SC_BIN" errors >"$SC_DIR/errors.json" 2>"$SC_DIR/errors.err" &&
+   (cd "$CONTRACT" && ./node_modules/.bin/redocly bundle ../../openapi.yaml --ext json \
+      -o "$SC_DIR/openapi.json" >"$SC_DIR/bundle.out" 2>&1) &&
+   node "$CONTRACT/error-examples.mjs" "$SC_DIR/openapi.json" "$SC_ROOT/openapi.yaml" \
+      "$SC_DIR/errors.json" >"$SC_DIR/examples.out" 2>&1; then
+  ok "openapi.yaml's error examples match the service's messages: $(tail -1 "$SC_DIR/examples.out")"
+else
+  not_ok "openapi.yaml's error examples match the service's messages"
+  sed 's/^/  /' "$SC_DIR/errors.err" "$SC_DIR/bundle.out" "$SC_DIR/examples.out" 2>/dev/null | tail -30
+fi
+
 sc_setup
 sc_merchant "Contract Shop"
 if sc_start; then ok "service started"; else not_ok "service started"; sc_finish contract; fi

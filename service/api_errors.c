@@ -1,0 +1,157 @@
+/*
+ * The HTTP API's error catalogue (see api_errors.h).
+ */
+#include "cardvault/api_errors.h"
+
+#include <stddef.h>
+
+static struct cv_api_error lookup(cv_status st)
+{
+    switch (st) {
+    case CV_ERR_INVALID_JSON:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "The request body is not a valid JSON object (duplicate keys "
+                                     "are not allowed).",
+                                     NULL};
+    case CV_ERR_UNKNOWN_FIELD:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "The request body has a field this endpoint does not accept.",
+                                     NULL};
+    case CV_ERR_MISSING_FIELD:
+        return (struct cv_api_error){400, "invalid_request_error", "A required field is missing.",
+                                     NULL};
+    case CV_ERR_INVALID_TYPE:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "A field has the wrong JSON type.", NULL};
+    case CV_ERR_INVALID_PAN:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "The card number must be 12 to 19 digits and pass the Luhn "
+                                     "check.",
+                                     NULL};
+    case CV_ERR_INVALID_EXPIRY:
+        return (struct cv_api_error){
+            400, "invalid_request_error",
+            "The expiry must be a month 1-12 and a four-digit year, not in "
+            "the past and at most 20 years ahead.",
+            NULL};
+    case CV_ERR_INVALID_CVC:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "The security code must be 3 digits (4 for American Express).",
+                                     NULL};
+    case CV_ERR_INVALID_NAME:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "The cardholder name must be 1-128 bytes of printable UTF-8 "
+                                     "and must not contain a card number.",
+                                     NULL};
+    case CV_ERR_BAD_REQUEST:
+        return (struct cv_api_error){400, "invalid_request_error", "The request is malformed.",
+                                     NULL};
+    case CV_ERR_INVALID_IDEMPOTENCY_KEY:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "Idempotency-Key must be 1-255 printable ASCII characters.",
+                                     NULL};
+    case CV_ERR_KEY_IN_QUERY:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "API keys are accepted only in the Authorization header; this "
+                                     "key must be considered exposed and should be rolled.",
+                                     NULL};
+    case CV_ERR_UNAUTHENTICATED:
+        return (struct cv_api_error){401, "authentication_error",
+                                     "Provide a valid API key as 'Authorization: Bearer <key>'.",
+                                     NULL};
+    case CV_ERR_FORBIDDEN:
+        return (struct cv_api_error){403, "permission_error",
+                                     "This API key does not have the scope this request needs.",
+                                     NULL};
+    case CV_ERR_NOT_FOUND:
+        return (struct cv_api_error){404, "invalid_request_error", "No such token.", NULL};
+    case CV_ERR_ROUTE_NOT_FOUND:
+        return (struct cv_api_error){404, "invalid_request_error", "No such endpoint.", NULL};
+    case CV_ERR_METHOD_NOT_ALLOWED:
+        return (struct cv_api_error){405, "invalid_request_error",
+                                     "This endpoint does not support this method; see Allow.",
+                                     NULL};
+    case CV_ERR_IDEMPOTENCY_REUSED:
+        return (struct cv_api_error){409, "idempotency_error",
+                                     "This Idempotency-Key was used with a different request body.",
+                                     NULL};
+    case CV_ERR_IDEMPOTENCY_IN_USE:
+        return (struct cv_api_error){409, "idempotency_error",
+                                     "A request with this Idempotency-Key is still in progress.",
+                                     NULL};
+    case CV_ERR_TOKEN_DESTROYED:
+        return (struct cv_api_error){410, "invalid_request_error",
+                                     "This token's data key was destroyed; the card is "
+                                     "unrecoverable.",
+                                     NULL};
+    case CV_ERR_BODY_TOO_LARGE:
+        return (struct cv_api_error){413, "invalid_request_error",
+                                     "The request body is larger than 8192 bytes.", NULL};
+    case CV_ERR_UNSUPPORTED_MEDIA:
+        return (struct cv_api_error){415, "invalid_request_error",
+                                     "The request body must be sent as application/json.", NULL};
+    case CV_ERR_RATE_LIMITED:
+        return (struct cv_api_error){429, "rate_limit_error", "Too many requests; see Retry-After.",
+                                     NULL};
+    case CV_ERR_FRAME_BAD_REQUEST:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "The card frame's URL has an unknown, repeated, missing or "
+                                     "malformed parameter (see docs/elements.md).",
+                                     NULL};
+    case CV_ERR_FRAME_KEY_NOT_PUBLISHABLE:
+        return (struct cv_api_error){403, "permission_error",
+                                     "Only a publishable key (pk_) may be used in a card frame. A "
+                                     "secret or detokenize key was exposed in a URL: revoke it.",
+                                     NULL};
+    case CV_ERR_FRAME_KEY_REFUSED:
+        return (struct cv_api_error){
+            403, "permission_error",
+            "This publishable key is unknown, revoked, or has more than the "
+            "tokenize scope.",
+            NULL};
+    case CV_ERR_FRAME_ORIGIN:
+        return (struct cv_api_error){403, "permission_error",
+                                     "This page's origin is not on the publishable key's allowed "
+                                     "origins (cardvault key origins).",
+                                     NULL};
+    case CV_ERR_FRAME_NAVIGATION:
+        return (struct cv_api_error){403, "permission_error",
+                                     "The card frame can only be shown inside an iframe.", NULL};
+    case CV_ERR_CROSS_ORIGIN:
+        return (struct cv_api_error){
+            403, "permission_error",
+            "The API does not accept calls from web pages of other origins; "
+            "collect cards with the card frame (/elements.js).",
+            NULL};
+    case CV_ERR_CORS_NOT_SUPPORTED:
+        return (struct cv_api_error){
+            405, "invalid_request_error",
+            "The API answers no CORS preflight: web pages of other origins "
+            "cannot call it; collect cards with the card frame "
+            "(/elements.js).",
+            NULL};
+    case CV_ERR_QUOTA_EXCEEDED:
+        return (struct cv_api_error){429, "rate_limit_error",
+                                     "This API key or origin has used its tokenize quota for now; "
+                                     "see Retry-After.",
+                                     NULL};
+    case CV_ERR_DB_UNAVAILABLE:
+    case CV_ERR_SHUTTING_DOWN:
+        return (struct cv_api_error){503, "api_error",
+                                     "The vault is temporarily unavailable; retry later.", NULL};
+    default:
+        return (struct cv_api_error){500, "api_error", "An internal error occurred.", NULL};
+    }
+}
+
+struct cv_api_error cv_api_error_of(cv_status st)
+{
+    struct cv_api_error e = lookup(st);
+    if (e.http == 500)
+        e.code = "internal_error";
+    else if (e.http == 503)
+        e.code = "service_unavailable";
+    else
+        e.code = cv_status_name(st);
+    return e;
+}
