@@ -15,6 +15,8 @@
 #include <jansson.h>
 
 #include "cardvault/json_codec.h"
+#include "cardvault/kek.h"
+#include "cardvault/keyring.h"
 #include "cardvault/log.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/secret_file.h"
@@ -44,6 +46,23 @@ cv_status cv_cli_open_store(const struct cv_config *cfg, struct cv_store **store
         cv_cli_fail(why);
     }
     return st;
+}
+
+cv_status cv_cli_open_keyring(struct cv_cli *cli, struct cv_store *store,
+                              struct cv_keyprovider **kp, struct cv_keyring **kr)
+{
+    char why[512];
+    if (cv_config_require(&cli->cfg, true, true, why, sizeof(why)) != CV_OK ||
+        cv_kek_open_configured(&cli->cfg, kp, why, sizeof(why)) != CV_OK) {
+        cv_cli_fail(why);
+        return CV_ERR_CONFIG;
+    }
+    struct cv_keyring_limits limits = {cli->cfg.dek_max_age_s, cli->cfg.dek_max_uses};
+    if (cv_keyring_open(store, *kp, &limits, NULL, NULL, kr, why, sizeof(why)) != CV_OK) {
+        cv_cli_fail(why);
+        return CV_ERR_CONFIG;
+    }
+    return CV_OK;
 }
 
 #define DATABASE_URL_MAX_BYTES 4096
@@ -174,6 +193,11 @@ cv_status cv_cli_json_append(json_t *arr, json_t *val)
 cv_status cv_cli_json_append_str(json_t *arr, const char *s)
 {
     return cv_cli_json_append(arr, json_string(s));
+}
+
+void cv_cli_json_free(json_t *val)
+{
+    json_decref(val);
 }
 
 cv_status cv_cli_print_json(json_t *obj)

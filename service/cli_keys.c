@@ -91,24 +91,6 @@ static int keys_status(struct cv_cli *cli, struct cv_store *store)
     return st == CV_OK ? 0 : 1;
 }
 
-/* Opens the configured KEK and a keyring over it (for commands that seal). */
-static cv_status open_keyring(struct cv_cli *cli, struct cv_store *store,
-                              struct cv_keyprovider **kp, struct cv_keyring **kr)
-{
-    char why[512];
-    if (cv_config_require(&cli->cfg, true, true, why, sizeof(why)) != CV_OK ||
-        cv_kek_open_configured(&cli->cfg, kp, why, sizeof(why)) != CV_OK) {
-        cv_cli_fail(why);
-        return CV_ERR_CONFIG;
-    }
-    struct cv_keyring_limits limits = {cli->cfg.dek_max_age_s, cli->cfg.dek_max_uses};
-    if (cv_keyring_open(store, *kp, &limits, NULL, NULL, kr, why, sizeof(why)) != CV_OK) {
-        cv_cli_fail(why);
-        return CV_ERR_CONFIG;
-    }
-    return CV_OK;
-}
-
 /* A new active DEK, every other one retired. */
 static cv_status rotate_and_retire(struct cv_keyring *kr, struct cv_store *store, int64_t *id)
 {
@@ -122,7 +104,7 @@ static int keys_rotate_dek(struct cv_cli *cli, struct cv_store *store)
     struct cv_keyring *kr = NULL;
     int64_t id = 0;
     int rc = 1;
-    if (open_keyring(cli, store, &kp, &kr) != CV_OK)
+    if (cv_cli_open_keyring(cli, store, &kp, &kr) != CV_OK)
         goto out;
     /* Every other active key is retired: instances notice when they renew
      * their use reservation (within 5 s) and move to the new key. */
@@ -246,7 +228,7 @@ static int keys_reencrypt(struct cv_cli *cli, struct cv_store *store)
     if (cli->batch != NULL &&
         ((batch = strtoll(cli->batch, NULL, 10)) <= 0 || batch > REENCRYPT_MAX_BATCH))
         return cv_cli_usage_error("--batch takes 1-10000");
-    if (open_keyring(cli, store, &kp, &kr) != CV_OK)
+    if (cv_cli_open_keyring(cli, store, &kp, &kr) != CV_OK)
         goto out;
     rows = cv_xcalloc((size_t)batch, sizeof(*rows));
     fresh = cv_xcalloc((size_t)batch, sizeof(*fresh));

@@ -17,6 +17,16 @@
 /* The operator commands' secure heap (serve sizes its own). */
 #define CV_CLI_SECURE_HEAP_BYTES (1u << 20)
 
+/* A command's own options (import, scan): main.c parses them beside the
+ * common ones and stores the argument (or "1" for an option without one) in
+ * cli->x[index]. A table ends with a NULL name. */
+#define CV_CLI_EXTRA_MAX 32
+struct cv_cli_optdef {
+    const char *name;
+    int has_arg; /* 1: --name VALUE; 0: --name */
+    int index;   /* into cv_cli.x */
+};
+
 struct cv_cli {
     struct cv_config cfg;
     const char *dir;          /* --dir */
@@ -28,7 +38,8 @@ struct cv_cli {
     const char *batch;        /* --batch */
     bool confirm;             /* --confirm */
     const char *expect;       /* --expect SEQ:HASH (audit verify) */
-    int argc;                 /* positional arguments after the command word */
+    const char *x[CV_CLI_EXTRA_MAX]; /* a command's own options (struct cv_cli_optdef) */
+    int argc;                        /* positional arguments after the command word */
     char **argv;
 };
 
@@ -58,6 +69,13 @@ CV_MUST_USE cv_status cv_cli_harden(const struct cv_config *cfg, size_t heap_byt
 /* Logs the secure_heap_not_locked warning (cv_secbuf_init_secure_heap said
  * mlock was refused); serve and the keys commands share it. */
 void cv_cli_warn_heap_not_locked(void);
+/* Opens the configured KEK and a keyring over it, as the commands that seal
+ * cards need (keys rotate-dek, import). Prints one line on failure
+ * (CV_ERR_CONFIG). The caller closes the keyring, then frees the provider. */
+struct cv_keyprovider;
+struct cv_keyring;
+CV_MUST_USE cv_status cv_cli_open_keyring(struct cv_cli *cli, struct cv_store *store,
+                                          struct cv_keyprovider **kp, struct cv_keyring **kr);
 /* Prints a JSON object of string pairs on stdout and wipes the text. */
 void cv_cli_print_pairs(const char *const *pairs, size_t n_pairs);
 /* JSON results on stdout. A result is built with jansson's value type,
@@ -78,6 +96,8 @@ void cv_cli_json_set_bool(struct json_t *obj, const char *key, bool val);
 /* Appends val (taken over) or a string to an array; CV_ERR_INTERNAL if it cannot. */
 CV_MUST_USE cv_status cv_cli_json_append(struct json_t *arr, struct json_t *val);
 CV_MUST_USE cv_status cv_cli_json_append_str(struct json_t *arr, const char *s);
+/* Releases a value nobody took over; accepts NULL. */
+void cv_cli_json_free(struct json_t *val);
 /* Prints obj as one compact JSON line on stdout and releases it (one
  * json_decref). CV_ERR_INTERNAL when obj is NULL or marked failed (nothing
  * printed, one line on stderr), CV_ERR_IO when stdout cannot be written. */
@@ -95,6 +115,14 @@ extern const char cv_cli_key_usage[];
 /* cardvault keys status|rotate-dek|rotate-kek|reencrypt|destroy-dek (cli_keys.c). */
 int cv_cli_keys(struct cv_cli *cli);
 extern const char cv_cli_keys_usage[];
+/* cardvault import (cli_import.c). */
+int cv_cli_import(struct cv_cli *cli);
+extern const char cv_cli_import_usage[];
+extern const struct cv_cli_optdef cv_cli_import_opts[];
+/* cardvault scan (cli_scan.c). */
+int cv_cli_scan(struct cv_cli *cli);
+extern const char cv_cli_scan_usage[];
+extern const struct cv_cli_optdef cv_cli_scan_opts[];
 /* cardvault audit verify|export|storage (cli_audit.c). */
 int cv_cli_audit(struct cv_cli *cli);
 extern const char cv_cli_audit_usage[];
