@@ -21,6 +21,13 @@
 #include "cardvault/secbuf.h"
 #include "cardvault/secret_file.h"
 
+const char *cv_cli_errno_text(int err, char *buf, size_t cap)
+{
+    if (strerror_r(err, buf, cap) != 0)
+        snprintf(buf, cap, "errno %d", err);
+    return buf;
+}
+
 void cv_cli_fail(const char *msg)
 {
     fprintf(stderr, "cardvault: %s\n", msg);

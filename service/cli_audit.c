@@ -192,8 +192,7 @@ struct scan_ctx {
 static void scan_cell(void *vctx, size_t col, const unsigned char *bytes, size_t len)
 {
     struct scan_ctx *ctx = vctx;
-    unsigned mode =
-        ctx->cols[col].kind == CV_AUDIT_COL_TEXT ? CV_PAN_SCAN_TEXT : CV_PAN_SCAN_BYTES;
+    unsigned mode = ctx->cols[col].kind == CV_AUDIT_COL_TEXT ? CV_PAN_SCAN_TEXT : CV_PAN_SCAN_BYTES;
     (void)cv_pan_scan_column_add(&ctx->stats[col], bytes, len, mode);
 }
 

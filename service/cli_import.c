@@ -112,17 +112,27 @@ const char cv_cli_import_usage[] =
 
 /* The row ids of this job: those committed before (resume) and those seen
  * in this run. Open addressing, grown at half full. */
-struct idset {
-    char **v;
-    size_t cap, n;
-};
-
 static uint64_t hash_str(const char *s)
 {
     uint64_t h = UINT64_C(1469598103934665603); /* FNV-1a */
     for (; *s != '\0'; s++)
         h = (h ^ (unsigned char)*s) * UINT64_C(1099511628211);
     return h;
+}
+
+struct idset {
+    char **v;
+    size_t cap, n;
+};
+
+/* Places id (taken over) in a set with room for it. */
+static void idset_place(struct idset *set, char *id)
+{
+    size_t i = hash_str(id) & (set->cap - 1);
+    while (set->v[i] != NULL)
+        i = (i + 1) & (set->cap - 1);
+    set->v[i] = id;
+    set->n++;
 }
 
 static bool idset_has(const struct idset *set, const char *id)
@@ -137,17 +147,13 @@ static bool idset_has(const struct idset *set, const char *id)
     }
 }
 
-static void idset_put(struct idset *set, const char *id);
-
 static void idset_grow(struct idset *set)
 {
     struct idset bigger = {cv_xcalloc(set->cap ? 2 * set->cap : 1024, sizeof(char *)),
                            set->cap ? 2 * set->cap : 1024, 0};
     for (size_t i = 0; i < set->cap; i++)
-        if (set->v[i] != NULL) {
-            idset_put(&bigger, set->v[i]);
-            free(set->v[i]);
-        }
+        if (set->v[i] != NULL)
+            idset_place(&bigger, set->v[i]);
     free(set->v);
     *set = bigger;
 }
@@ -221,15 +227,24 @@ struct import {
     /* progress */
     bool tty;
     struct timespec t0, last;
-    cv_status fatal;  /* a store or key failure: stop */
-    char error[300];  /* the reason the run stopped, for the report */
+    cv_status fatal; /* a store or key failure: stop */
+    char error[300]; /* the reason the run stopped, for the report */
 };
 
-static const char *const reasons[] = {
-    "wrong_column_count", "invalid_utf8",    "missing_row_id", "row_id_too_long",
-    "row_id_is_card_number", "duplicate_row_id", "invalid_pan", "too_short",
-    "too_long",           "luhn",            "invalid_expiry", "expired",
-    "invalid_name",       NULL};
+static const char *const reasons[] = {"wrong_column_count",
+                                      "invalid_utf8",
+                                      "missing_row_id",
+                                      "row_id_too_long",
+                                      "row_id_is_card_number",
+                                      "duplicate_row_id",
+                                      "invalid_pan",
+                                      "too_short",
+                                      "too_long",
+                                      "luhn",
+                                      "invalid_expiry",
+                                      "expired",
+                                      "invalid_name",
+                                      NULL};
 
 static double secs_between(const struct timespec *a, const struct timespec *b)
 {
@@ -335,7 +350,7 @@ static cv_status flush_batch(struct import *im)
 {
     size_t n = im->nbatch;
     struct cv_token_row *rows = NULL;
-    const struct cv_token_row **newp = NULL;
+    const struct cv_token_row *newp[CV_IMPORT_BATCH_MAX];
     struct cv_import_row *map = NULL;
     const char **fps = NULL;
     char(*existing)[CV_TOKEN_LEN + 1] = NULL;
@@ -343,10 +358,9 @@ static cv_status flush_batch(struct import *im)
     if (n == 0)
         return CV_OK;
     rows = cv_xcalloc(n, sizeof(*rows));
-    newp = cv_xcalloc(n, sizeof(*newp));
     map = cv_xcalloc(n, sizeof(*map));
     fps = cv_xcalloc(n, sizeof(*fps));
-    existing = cv_xcalloc(n, sizeof(*existing));
+    existing = cv_xcalloc(n, CV_TOKEN_LEN + 1);
     for (size_t i = 0; i < n; i++)
         fps[i] = im->batch[i].fingerprint;
     if ((st = cv_store_import_existing(im->store, im->merchant, fps, n, existing)) != CV_OK)
@@ -386,7 +400,7 @@ static cv_status flush_batch(struct import *im)
             memcpy(p->token, r->token, sizeof(p->token));
             newp[nnew++] = r;
         }
-        map[i] = (struct cv_import_row){p->row_id,         p->token,          p->brand, p->last4,
+        map[i] = (struct cv_import_row){p->row_id,         p->token,         p->brand, p->last4,
                                         p->card.exp_month, p->card.exp_year, p->merged};
     }
     st = cv_store_import_commit(im->store, im->merchant, im->job, newp, nnew, map, n);
@@ -401,7 +415,6 @@ out:
     }
     im->nbatch = 0;
     free(rows);
-    free(newp);
     free(map);
     free(fps);
     free(existing);
@@ -526,9 +539,8 @@ static cv_status take_row(struct import *im, uint64_t where, const char *const *
         if (es != CV_OK)
             why = "invalid_expiry";
         else if (cv_card_check_expiry(m, y, im->now_month, im->now_year) != CV_OK)
-            why = (y < im->now_year || (y == im->now_year && m < im->now_month))
-                      ? "expired"
-                      : "invalid_expiry";
+            why = (y < im->now_year || (y == im->now_year && m < im->now_month)) ? "expired"
+                                                                                 : "invalid_expiry";
     }
     if (why == NULL && c->name >= 0 && f[c->name] != NULL && len[c->name] > 0) {
         if (cv_card_check_name(f[c->name], len[c->name]) != CV_OK)
@@ -590,7 +602,9 @@ static cv_status import_csv(struct import *im)
     const char *path = im->cli->x[O_CSV];
     struct fd_src src = {open(path, O_RDONLY | O_CLOEXEC)};
     if (src.fd < 0) {
-        snprintf(im->error, sizeof(im->error), "cannot open %.200s: %s", path, strerror(errno));
+        char err[128];
+        snprintf(im->error, sizeof(im->error), "cannot open %.200s: %s", path,
+                 cv_cli_errno_text(errno, err, sizeof(err)));
         return CV_ERR_IO;
     }
     struct cv_csv *r = cv_csv_new(read_fd, &src, CSV_RECORD_MAX);
@@ -667,8 +681,8 @@ static char *source_url(struct cv_cli *cli, char *why, size_t why_len)
                             SOURCE_URL_MAX, &buf, why, why_len) != CV_OK)
         return NULL;
     size_t n = buf->len;
-    while (n > 0 && (buf->data[n - 1] == '\n' || buf->data[n - 1] == '\r' ||
-                     buf->data[n - 1] == ' '))
+    while (n > 0 &&
+           (buf->data[n - 1] == '\n' || buf->data[n - 1] == '\r' || buf->data[n - 1] == ' '))
         n--;
     char *s = cv_xmalloc(n + 1);
     memcpy(s, buf->data, n);
@@ -741,7 +755,9 @@ static cv_status write_mapping(struct import *im, uint64_t *rows)
     cv_status st = CV_ERR_IO;
     struct map_out m = {fd >= 0 ? fdopen(fd, "w") : NULL, 0};
     if (m.f == NULL) {
-        snprintf(im->error, sizeof(im->error), "cannot create %.200s: %s", tmp, strerror(errno));
+        char err[128];
+        snprintf(im->error, sizeof(im->error), "cannot create %.200s: %s", tmp,
+                 cv_cli_errno_text(errno, err, sizeof(err)));
         if (fd >= 0)
             close(fd);
         goto out;

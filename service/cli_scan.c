@@ -35,15 +35,15 @@
 #include "cardvault/secret_file.h"
 #include "cardvault/store.h"
 
-#define SAMPLES      3
-#define LOCATIONS    5
-#define LOC_LEN      96
-#define CHUNK        65536
+#define SAMPLES       3
+#define LOCATIONS     5
+#define LOC_LEN       96
+#define CHUNK         65536
 #define LINE_MAX_KEEP 65536 /* COPY lines longer than this are scanned, not parsed */
-#define FETCH_ROWS   1000
-#define URL_MAX      4096
-#define EXIT_FOUND   1
-#define EXIT_ERROR   2
+#define FETCH_ROWS    1000
+#define URL_MAX       4096
+#define EXIT_FOUND    1
+#define EXIT_ERROR    2
 
 enum opt { S_SOURCE_URL_FILE, S_SAMPLE, S_JSON, S_ANY_LUHN, S_DB };
 
@@ -98,7 +98,8 @@ struct scan {
     unsigned text_mode, bytes_mode;
     struct cv_pan_scan *text, *bytes; /* reused for every value */
     struct tally *cur;                /* where the hit callback counts */
-    const char *cur_loc;              /* the location of the value being fed */
+    char loc[LOC_LEN];                /* the location of the value being fed */
+    struct tally file;                /* the file being scanned */
     uint64_t findings, pans, cvcs, errors;
     uint64_t tables, rows, files, bytes_read;
 };
@@ -121,11 +122,11 @@ static void on_hit(void *ctx, const struct cv_pan_hit *hit)
     t->hits++;
     if (hit->kind == CV_PAN_HIT_CVC) {
         t->cvcs++;
-        add_loc(t->cvc_locs, &t->ncvc_locs, sc->cur_loc);
+        add_loc(t->cvc_locs, &t->ncvc_locs, sc->loc);
         return;
     }
     t->pans++;
-    add_loc(t->locs, &t->nlocs, sc->cur_loc);
+    add_loc(t->locs, &t->nlocs, sc->loc);
     for (size_t i = 0; i < t->nsamples; i++)
         if (strcmp(t->samples[i], hit->masked) == 0)
             return;
@@ -135,23 +136,24 @@ static void on_hit(void *ctx, const struct cv_pan_hit *hit)
     }
 }
 
-static void print_locs(struct json_t *out, const char *key, char locs[LOCATIONS][LOC_LEN],
-                       size_t n)
+static void print_locs(struct json_t *out, const char *key, const struct tally *t, bool codes)
 {
+    size_t n = codes ? t->ncvc_locs : t->nlocs;
     struct json_t *arr = cv_cli_json_array();
     for (size_t i = 0; i < n; i++)
-        if (cv_cli_json_append_str(arr, locs[i]) != CV_OK)
+        if (cv_cli_json_append_str(arr, codes ? t->cvc_locs[i] : t->locs[i]) != CV_OK)
             cv_cli_json_set(out, key, NULL);
     cv_cli_json_set(out, key, arr);
 }
 
-static void human_locs(const char *label, char locs[LOCATIONS][LOC_LEN], size_t n, uint64_t count)
+static void human_locs(const char *label, const struct tally *t, bool codes, uint64_t count)
 {
+    size_t n = codes ? t->ncvc_locs : t->nlocs;
     if (n == 0)
         return;
     printf("  %s", label);
     for (size_t i = 0; i < n; i++)
-        printf("%s%s", i > 0 ? "; " : " ", locs[i]);
+        printf("%s%s", i > 0 ? "; " : " ", codes ? t->cvc_locs[i] : t->locs[i]);
     if (count > n)
         printf("; ...");
     printf("\n");
@@ -184,8 +186,8 @@ static void report(struct scan *sc, const char *source, const char *where, const
                 cv_cli_json_set(out, "samples", NULL);
         cv_cli_json_set(out, "samples", samples);
         cv_cli_json_set(out, "encodings", enc);
-        print_locs(out, "locations", (char(*)[LOC_LEN])t->locs, t->nlocs);
-        print_locs(out, "security_code_locations", (char(*)[LOC_LEN])t->cvc_locs, t->ncvc_locs);
+        print_locs(out, "locations", t, false);
+        print_locs(out, "security_code_locations", t, true);
         if (cv_cli_print_json(out) != CV_OK)
             sc->errors++;
         return;
@@ -202,8 +204,8 @@ static void report(struct scan *sc, const char *source, const char *where, const
         printf("%s %" PRIu64 " security code%s", t->pans > 0 ? ";" : "", cvcs,
                cvcs == 1 ? "" : "s");
     printf("\n");
-    human_locs("card numbers at", (char(*)[LOC_LEN])t->locs, t->nlocs, t->pans);
-    human_locs("security codes at", (char(*)[LOC_LEN])t->cvc_locs, t->ncvc_locs, cvcs);
+    human_locs("card numbers at", t, false, t->pans);
+    human_locs("security codes at", t, true, cvcs);
 }
 
 static void error_line(struct scan *sc, const char *what, const char *where, const char *reason)
@@ -236,19 +238,18 @@ static void scan_cell(void *vctx, size_t col, const unsigned char *bytes, size_t
 {
     struct table_ctx *tc = vctx;
     struct scan *sc = tc->sc;
-    char loc[LOC_LEN];
+    char *loc = sc->loc;
     /* A key that itself holds card data is not printed: the row's ctid is. */
     struct cv_pan_scan_summary ks;
     memset(&ks, 0, sizeof(ks));
     if (row_key != NULL)
         cv_pan_scan_value(row_key, strlen(row_key), CV_PAN_SCAN_TEXT, &ks);
-    snprintf(loc, sizeof(loc), "%s", ks.matches > 0 || row_key == NULL ? "" : row_key);
+    snprintf(loc, LOC_LEN, "%s", ks.matches > 0 || row_key == NULL ? "" : row_key);
     if ((ks.matches > 0 || strlen(row_key != NULL ? row_key : "") >= LOC_LEN) && ctid != NULL)
-        snprintf(loc, sizeof(loc), "ctid=%s", ctid);
+        snprintf(loc, LOC_LEN, "ctid=%s", ctid);
     struct tally *t = &tc->t[col];
     t->values++;
     sc->cur = t;
-    sc->cur_loc = loc;
     struct cv_pan_scan *s = tc->cols[col].kind == CV_AUDIT_COL_TEXT ? sc->text : sc->bytes;
     cv_pan_scan_feed(s, bytes, len);
     cv_pan_scan_finish(s);
@@ -256,7 +257,7 @@ static void scan_cell(void *vctx, size_t col, const unsigned char *bytes, size_t
         t->cvc_values++;
         add_loc(t->cvc_locs, &t->ncvc_locs, loc);
     }
-    cv_wipe(loc, sizeof(loc));
+    cv_wipe(loc, LOC_LEN);
 }
 
 static char *read_url(struct scan *sc, const char *file, const char *env_name)
@@ -280,8 +281,8 @@ static char *read_url(struct scan *sc, const char *file, const char *env_name)
         return NULL;
     }
     size_t n = buf->len;
-    while (n > 0 && (buf->data[n - 1] == '\n' || buf->data[n - 1] == '\r' ||
-                     buf->data[n - 1] == ' '))
+    while (n > 0 &&
+           (buf->data[n - 1] == '\n' || buf->data[n - 1] == '\r' || buf->data[n - 1] == ' '))
         n--;
     char *s = cv_xmalloc(n + 1);
     memcpy(s, buf->data, n);
@@ -414,7 +415,8 @@ static void copy_header(struct copy_state *cs, const char *line, size_t len)
 {
     cs->ncvc = 0;
     const char *open_p = memchr(line, '(', len);
-    const char *close_p = open_p != NULL ? memchr(open_p, ')', len - (size_t)(open_p - line)) : NULL;
+    const char *close_p =
+        open_p != NULL ? memchr(open_p, ')', len - (size_t)(open_p - line)) : NULL;
     cs->in_copy = true;
     if (open_p == NULL || close_p == NULL)
         return;
@@ -507,11 +509,12 @@ static void csv_codes(struct scan *sc, const char *path, struct tally *t)
 
 static void scan_file(struct scan *sc, const char *path)
 {
+    char err[128];
     struct reader r;
-    struct tally t;
-    memset(&t, 0, sizeof(t));
+    struct tally *t = &sc->file; /* where on_hit counts this file */
+    memset(t, 0, sizeof(*t));
     if (!reader_open(&r, path)) {
-        error_line(sc, "cannot open", path, strerror(errno));
+        error_line(sc, "cannot open", path, cv_cli_errno_text(errno, err, sizeof(err)));
         return;
     }
     sc->files++;
@@ -520,12 +523,11 @@ static void scan_file(struct scan *sc, const char *path)
     size_t line_len = 0;
     bool line_whole = true;
     uint64_t lineno = 1;
-    char loc[LOC_LEN];
+    char *loc = sc->loc;
     struct copy_state cs;
     memset(&cs, 0, sizeof(cs));
-    snprintf(loc, sizeof(loc), "line 1");
-    sc->cur = &t;
-    sc->cur_loc = loc;
+    snprintf(loc, LOC_LEN, "line 1");
+    sc->cur = t;
     /* Bytes mode: a file may be UTF-16 (a Windows export); UTF-16 hits are
      * reported when the file ends, at the last line. */
     struct cv_pan_scan *s = sc->bytes;
@@ -546,12 +548,12 @@ static void scan_file(struct scan *sc, const char *path)
             } else {
                 line_whole = false;
             }
-            line_done(&cs, line, line_len, line_whole, &t, loc);
+            line_done(&cs, line, line_len, line_whole, t, loc);
             cv_wipe(line, line_len);
             line_len = 0;
             line_whole = true;
             from = i + 1;
-            snprintf(loc, sizeof(loc), "line %" PRIu64, ++lineno);
+            snprintf(loc, LOC_LEN, "line %" PRIu64, ++lineno);
         }
         cv_pan_scan_feed(s, buf + from, (size_t)n - from);
         if (line_len + ((size_t)n - from) <= LINE_MAX_KEEP) {
@@ -565,24 +567,28 @@ static void scan_file(struct scan *sc, const char *path)
     if (n < 0)
         failed = true;
     cv_pan_scan_finish(s);
-    line_done(&cs, line, line_len, line_whole, &t, loc);
+    line_done(&cs, line, line_len, line_whole, t, loc);
     cv_wipe(line, LINE_MAX_KEEP);
     free(line);
     free(buf);
     reader_close(&r);
     if (ends_with(path, ".csv") || ends_with(path, ".csv.gz"))
-        csv_codes(sc, path, &t);
+        csv_codes(sc, path, t);
     if (failed)
         error_line(sc, "cannot read", path,
                    ends_with(path, ".gz") ? "read or gzip error" : "read error");
-    report(sc, "file", path, NULL, &t);
+    report(sc, "file", path, NULL, t);
+    cv_wipe(t, sizeof(*t));
 }
 
+/* Recursion is bounded: at most 64 directory levels. */
+/* NOLINTNEXTLINE(misc-no-recursion) */
 static void scan_path(struct scan *sc, const char *path, int depth)
 {
+    char err[128];
     struct stat sb;
     if (lstat(path, &sb) != 0) {
-        error_line(sc, "cannot stat", path, strerror(errno));
+        error_line(sc, "cannot stat", path, cv_cli_errno_text(errno, err, sizeof(err)));
         return;
     }
     if (S_ISREG(sb.st_mode)) {
@@ -597,7 +603,7 @@ static void scan_path(struct scan *sc, const char *path, int depth)
     }
     DIR *d = opendir(path);
     if (d == NULL) {
-        error_line(sc, "cannot open directory", path, strerror(errno));
+        error_line(sc, "cannot open directory", path, cv_cli_errno_text(errno, err, sizeof(err)));
         return;
     }
     /* Sorted, so two scans of the same tree print in the same order. */
@@ -605,7 +611,7 @@ static void scan_path(struct scan *sc, const char *path, int depth)
     int count = scandir(path, &names, NULL, alphasort);
     closedir(d);
     if (count < 0) {
-        error_line(sc, "cannot list directory", path, strerror(errno));
+        error_line(sc, "cannot list directory", path, cv_cli_errno_text(errno, err, sizeof(err)));
         return;
     }
     for (int i = 0; i < count; i++) {
@@ -672,8 +678,10 @@ int cv_cli_scan(struct cv_cli *cli)
         printf("%s: %" PRIu64 " finding%s (%" PRIu64 " card numbers, %" PRIu64
                " security codes) in %" PRIu64 " tables (%" PRIu64 " rows%s) and %" PRIu64
                " files (%" PRIu64 " bytes); %" PRIu64 " error%s\n",
-               sc.errors > 0 ? "INCOMPLETE" : sc.findings > 0 ? "FOUND" : "CLEAN", sc.findings,
-               sc.findings == 1 ? "" : "s", sc.pans, sc.cvcs, sc.tables, sc.rows,
+               sc.errors > 0     ? "INCOMPLETE"
+               : sc.findings > 0 ? "FOUND"
+                                 : "CLEAN",
+               sc.findings, sc.findings == 1 ? "" : "s", sc.pans, sc.cvcs, sc.tables, sc.rows,
                sample > 0 ? ", sampled" : "", sc.files, sc.bytes_read, sc.errors,
                sc.errors == 1 ? "" : "s");
         fflush(stdout);

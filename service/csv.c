@@ -142,7 +142,7 @@ static void reset_record(struct cv_csv *r)
 /* The next input byte, or -1 at the end (-2 on a read error). */
 static int next_byte(struct cv_csv *r)
 {
-    if (r->in_pos == r->in_len) {
+    while (r->in_pos == r->in_len) {
         if (r->eof)
             return -1;
         cv_wipe(r->in, r->in_len);
@@ -163,8 +163,8 @@ static int next_byte(struct cv_csv *r)
             if (r->in_len >= 3 && memcmp(r->in, "\xEF\xBB\xBF", 3) == 0)
                 r->in_pos = 3;
         }
-        if (r->in_pos == r->in_len)
-            return r->eof ? -1 : next_byte(r);
+        if (r->in_pos == r->in_len && r->eof)
+            return -1;
     }
     return r->in[r->in_pos++];
 }
@@ -205,7 +205,8 @@ cv_status cv_csv_next(struct cv_csv *r, struct cv_csv_record *rec, char *why, si
         }
         if (c == -1) {
             if (s == QUOTED)
-                return fail(r, CV_ERR_BAD_REQUEST, why, why_len, quote_line, "a quoted field is never closed (the input ends inside it)");
+                return fail(r, CV_ERR_BAD_REQUEST, why, why_len, quote_line,
+                            "a quoted field is never closed (the input ends inside it)");
             if (!any)
                 return CV_ERR_NOT_FOUND;
             if (s != FIELD_START || r->nfields > 0) {
@@ -249,7 +250,8 @@ cv_status cv_csv_next(struct cv_csv *r, struct cv_csv_record *rec, char *why, si
                 fill(r, rec, line);
                 return CV_OK;
             } else if (c == '"') {
-                return fail(r, CV_ERR_BAD_REQUEST, why, why_len, r->line, "a double quote inside an unquoted field (RFC 4180: quote "
+                return fail(r, CV_ERR_BAD_REQUEST, why, why_len, r->line,
+                            "a double quote inside an unquoted field (RFC 4180: quote "
                             "the whole field and double the quote)");
             } else {
                 s = UNQUOTED;
@@ -284,7 +286,8 @@ cv_status cv_csv_next(struct cv_csv *r, struct cv_csv_record *rec, char *why, si
                 fill(r, rec, line);
                 return CV_OK;
             } else {
-                return fail(r, CV_ERR_BAD_REQUEST, why, why_len, r->line, "text after the closing quote of a field (RFC 4180: a "
+                return fail(r, CV_ERR_BAD_REQUEST, why, why_len, r->line,
+                            "text after the closing quote of a field (RFC 4180: a "
                             "quoted field ends at a comma or the end of the line)");
             }
             break;
@@ -292,7 +295,8 @@ cv_status cv_csv_next(struct cv_csv *r, struct cv_csv_record *rec, char *why, si
     }
 too_long:
     reset_record(r);
-    return fail(r, CV_ERR_BAD_REQUEST, why, why_len, line, "the record is longer than the 1 MiB limit (a closing quote missing?)");
+    return fail(r, CV_ERR_BAD_REQUEST, why, why_len, line,
+                "the record is longer than the 1 MiB limit (a closing quote missing?)");
 too_many:
     reset_record(r);
     return fail(r, CV_ERR_BAD_REQUEST, why, why_len, line, "more than 4096 fields");

@@ -126,6 +126,15 @@ enum opt_id {
 /* Parses the options common to every command plus those `allowed`; returns
  * -1 to continue, or an exit code (0 after --help, 2 on a usage error). */
 #define OPT_EXTRA 3000
+
+/* Common options are always allowed; command-specific ones by `allowed`. */
+static bool option_allowed(unsigned allowed, int c)
+{
+    int bit = c - OPT_DIR;
+    if (bit < 0 || bit >= 32)
+        return true;
+    return ((allowed >> (unsigned)bit) & 1u) != 0;
+}
 #define COMMON_OPTS 15
 
 static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *usage,
@@ -168,14 +177,14 @@ static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *
     /* Options are parsed once, on the main thread, before any other starts. */
     /* NOLINTNEXTLINE(concurrency-mt-unsafe) */
     while ((c = getopt_long(argc, argv, "h", opts, &index)) != -1) {
-        if (c >= OPT_EXTRA) {
+        if (c >= OPT_EXTRA && extra != NULL) {
             const struct cv_cli_optdef *d = &extra[c - OPT_EXTRA];
             if (d->index >= 0 && d->index < CV_CLI_EXTRA_MAX)
                 cli->x[d->index] = d->has_arg ? optarg : "1";
             index = -1;
             continue;
         }
-        if (c >= OPT_DIR && (allowed & ALLOW(c)) == 0) {
+        if (!option_allowed(allowed, c)) {
             char msg[96];
             snprintf(msg, sizeof(msg), "option --%s does not apply to this command",
                      opts[index].name);

@@ -80,19 +80,6 @@ struct utf16_reader {
     uint64_t half_off;
 };
 
-/* Base64 runs, decoded a quantum (4 characters) at a time into a nested
- * text scanner whose hits are reported at the run's place in the stream. */
-struct b64_reader {
-    unsigned char q[4];
-    unsigned nq;
-    bool active;
-    uint64_t start;   /* stream offset of the run's first character */
-    uint64_t decoded; /* bytes handed to the nested scanner in this run */
-    struct cv_pan_scan *inner;
-    cv_pan_hit_fn fn;
-    void *ctx;
-};
-
 /* A security code after a key named like one: `"cvv": "123"`, cvc=1234. */
 enum key_state { KEY_IDLE, KEY_SEEN, KEY_SEP, KEY_DIGITS };
 #define KEY_WORD_MAX 32
@@ -103,6 +90,21 @@ struct key_reader {
     enum key_state state;
     unsigned nd;
     uint64_t dstart;
+    cv_pan_hit_fn fn;
+    void *ctx;
+};
+
+/* Base64 runs, decoded a quantum (4 characters) at a time into their own
+ * UTF-8 and key readers (one level: decoded text is not decoded again),
+ * whose hits are reported at the run's place in the stream. */
+struct b64_reader {
+    unsigned char q[4];
+    unsigned nq;
+    bool on, active, keys;
+    uint64_t start;   /* stream offset of the run's first character */
+    uint64_t decoded; /* bytes decoded in this run */
+    struct utf8_reader u8;
+    struct key_reader key;
     cv_pan_hit_fn fn;
     void *ctx;
 };
@@ -465,89 +467,14 @@ static void utf16_end(struct utf16_reader *r)
     r->half = 0;
 }
 
-/* ------------------------------------------------------ base64 reader */
-
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-') /* standard and URL-safe (RFC 4648 section 5) */
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
-/* A hit of the nested scanner, placed at its run in the outer stream: the
- * decoded byte k comes from characters 4(k/3) .. 4(k/3)+3 of the run. */
-static void b64_hit(void *ctx, const struct cv_pan_hit *inner)
-{
-    struct b64_reader *r = ctx;
-    struct cv_pan_hit hit = *inner;
-    hit.offset = r->start + inner->offset / 3 * 4;
-    hit.end = r->start + (inner->end + 2) / 3 * 4;
-    hit.encoding = "base64";
-    r->fn(r->ctx, &hit);
-}
-
-static void b64_flush_quantum(struct b64_reader *r)
-{
-    unsigned char out[3];
-    unsigned v = 0;
-    for (unsigned k = 0; k < 4; k++)
-        v = v << 6 | (k < r->nq ? r->q[k] : 0);
-    out[0] = (unsigned char)(v >> 16);
-    out[1] = (unsigned char)(v >> 8);
-    out[2] = (unsigned char)v;
-    /* 2 characters carry 1 byte, 3 carry 2, 4 carry 3; 1 carries none */
-    size_t n = r->nq == 4 ? 3 : r->nq >= 2 ? r->nq - 1 : 0;
-    cv_pan_scan_feed(r->inner, out, n);
-    r->decoded += n;
-    cv_wipe(out, sizeof(out));
-    cv_wipe(r->q, sizeof(r->q));
-    r->nq = 0;
-}
-
-static void b64_end_run(struct b64_reader *r)
-{
-    if (!r->active)
-        return;
-    b64_flush_quantum(r);
-    cv_pan_scan_finish(r->inner);
-    r->active = false;
-    r->decoded = 0;
-}
-
-static void b64_byte(struct b64_reader *r, unsigned char b, uint64_t off)
-{
-    int v = b64_value(b);
-    if (v < 0) { /* '=' padding, or anything else, ends the run */
-        b64_end_run(r);
-        return;
-    }
-    if (!r->active) {
-        r->active = true;
-        r->start = off;
-        r->nq = 0;
-    }
-    r->q[r->nq++] = (unsigned char)v;
-    if (r->nq == 4)
-        b64_flush_quantum(r);
-}
-
 /* --------------------------------------------------- security-code keys */
 
 /* Key names, lower case without '_' and '-'. The first group must match the
  * whole key; the second may sit inside a longer one (card_cvv2, billingCvc). */
-static const char *const cvc_exact[] = {"cvc", "cvv", "cvv2", "cvc2", "cid", "csc", "cvn",
-                                        "cvd", "cav2", "cvn2", "cve", NULL};
-static const char *const cvc_inside[] = {"securitycode", "cardcode", "cvv", "cvc",
-                                         "verificationcode", "verificationvalue", "seccode",
-                                         NULL};
+static const char *const cvc_exact[] = {"cvc", "cvv", "cvv2", "cvc2", "cid", "csc",
+                                        "cvn", "cvd", "cav2", "cvn2", "cve", NULL};
+static const char *const cvc_inside[] = {"securitycode",     "cardcode",          "cvv",     "cvc",
+                                         "verificationcode", "verificationvalue", "seccode", NULL};
 
 static bool cvc_word(const char *w, size_t n)
 {
@@ -605,8 +532,8 @@ bool cv_pan_scan_is_cvc_value(const void *buf, size_t len)
 
 static bool is_word_byte(unsigned char b)
 {
-    return (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') ||
-           b == '_' || b == '-';
+    return (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') || b == '_' ||
+           b == '-';
 }
 
 static void key_report(struct key_reader *r, uint64_t end)
@@ -689,6 +616,86 @@ static void key_end(struct key_reader *r, uint64_t off)
     r->ctx = ctx;
 }
 
+/* ------------------------------------------------------ base64 reader */
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+' || c == '-') /* standard and URL-safe (RFC 4648 section 5) */
+        return 62;
+    if (c == '/' || c == '_')
+        return 63;
+    return -1;
+}
+
+/* A hit of the nested scanner, placed at its run in the outer stream: the
+ * decoded byte k comes from characters 4(k/3) .. 4(k/3)+3 of the run. */
+static void b64_hit(void *ctx, const struct cv_pan_hit *inner)
+{
+    struct b64_reader *r = ctx;
+    struct cv_pan_hit hit = *inner;
+    hit.offset = r->start + inner->offset / 3 * 4;
+    hit.end = r->start + (inner->end + 2) / 3 * 4;
+    hit.encoding = "base64";
+    r->fn(r->ctx, &hit);
+}
+
+static void b64_flush_quantum(struct b64_reader *r)
+{
+    unsigned char out[3];
+    unsigned v = 0;
+    for (unsigned k = 0; k < 4; k++)
+        v = v << 6 | (k < r->nq ? r->q[k] : 0);
+    out[0] = (unsigned char)(v >> 16);
+    out[1] = (unsigned char)(v >> 8);
+    out[2] = (unsigned char)v;
+    /* 2 characters carry 1 byte, 3 carry 2, 4 carry 3; 1 carries none */
+    size_t n = r->nq == 4 ? 3 : r->nq >= 2 ? r->nq - 1 : 0;
+    for (size_t i = 0; i < n; i++) {
+        utf8_byte(&r->u8, out[i], r->decoded + i);
+        if (r->keys)
+            key_byte(&r->key, out[i], r->decoded + i);
+    }
+    r->decoded += n;
+    cv_wipe(out, sizeof(out));
+    cv_wipe(r->q, sizeof(r->q));
+    r->nq = 0;
+}
+
+static void b64_end_run(struct b64_reader *r)
+{
+    if (!r->active)
+        return;
+    b64_flush_quantum(r);
+    utf8_end(&r->u8);
+    if (r->keys)
+        key_end(&r->key, r->decoded);
+    r->active = false;
+    r->decoded = 0;
+}
+
+static void b64_byte(struct b64_reader *r, unsigned char b, uint64_t off)
+{
+    int v = b64_value(b);
+    if (v < 0) { /* '=' padding, or anything else, ends the run */
+        b64_end_run(r);
+        return;
+    }
+    if (!r->active) {
+        r->active = true;
+        r->start = off;
+        r->nq = 0;
+    }
+    r->q[r->nq++] = (unsigned char)v;
+    if (r->nq == 4)
+        b64_flush_quantum(r);
+}
+
 /* ------------------------------------------------------------- scanner */
 
 static void scan_init(struct cv_pan_scan *s, unsigned mode, cv_pan_hit_fn fn, void *ctx)
@@ -708,9 +715,11 @@ static void scan_init(struct cv_pan_scan *s, unsigned mode, cv_pan_hit_fn fn, vo
     }
     s->b64.fn = fn;
     s->b64.ctx = ctx;
-    if (mode & CV_PAN_SCAN_BASE64) /* one level: the decoded text is not decoded again */
-        s->b64.inner = cv_pan_scan_new(mode & (CV_PAN_SCAN_ISSUER | CV_PAN_SCAN_CVC_KEYS),
-                                       b64_hit, &s->b64);
+    s->b64.on = (mode & CV_PAN_SCAN_BASE64) != 0;
+    s->b64.keys = (mode & CV_PAN_SCAN_CVC_KEYS) != 0;
+    runner_start(&s->b64.u8.ru, "base64", issuer, b64_hit, &s->b64);
+    s->b64.key.fn = b64_hit;
+    s->b64.key.ctx = &s->b64;
     s->key.fn = fn;
     s->key.ctx = ctx;
 }
@@ -719,7 +728,6 @@ static void scan_cleanup(struct cv_pan_scan *s)
 {
     for (unsigned k = 0; k < 4; k++)
         free(s->u16[k].hits.v);
-    cv_pan_scan_free(s->b64.inner);
     cv_wipe(s, sizeof(*s));
 }
 
@@ -742,7 +750,7 @@ void cv_pan_scan_feed(struct cv_pan_scan *s, const void *buf, size_t len)
 {
     const unsigned char *b = buf;
     bool bytes = (s->mode & CV_PAN_SCAN_BYTES) != 0;
-    bool b64 = s->b64.inner != NULL;
+    bool b64 = s->b64.on;
     bool keys = (s->mode & CV_PAN_SCAN_CVC_KEYS) != 0;
     for (size_t i = 0; i < len; i++) {
         uint64_t off = s->pos + i;
@@ -761,7 +769,7 @@ void cv_pan_scan_feed(struct cv_pan_scan *s, const void *buf, size_t len)
 void cv_pan_scan_finish(struct cv_pan_scan *s)
 {
     utf8_end(&s->u8);
-    if (s->b64.inner != NULL)
+    if (s->b64.on)
         b64_end_run(&s->b64);
     if (s->mode & CV_PAN_SCAN_CVC_KEYS)
         key_end(&s->key, s->pos);

@@ -416,7 +416,8 @@ static void scan_page(PGresult *r, size_t n, size_t lead, char *const *keys, siz
         if (lead > 0) {
             size_t used = 0;
             for (size_t k = 0; k < nkeys && used < sizeof(loc); k++) {
-                const char *v = PQgetisnull(r, i, (int)(k + 1)) ? "NULL" : PQgetvalue(r, i, (int)(k + 1));
+                const char *v =
+                    PQgetisnull(r, i, (int)(k + 1)) ? "NULL" : PQgetvalue(r, i, (int)(k + 1));
                 int w = snprintf(loc + used, sizeof(loc) - used, "%s%s=%s", k > 0 ? ", " : "",
                                  keys[k], v);
                 used += w > 0 ? (size_t)w : 0;
@@ -442,8 +443,8 @@ static void scan_page(PGresult *r, size_t n, size_t lead, char *const *keys, siz
 }
 
 /* The primary key's column names of cols' table (none: *n = 0). */
-static cv_status primary_key(struct cv_pg_conn *c, const struct cv_audit_column *col,
-                             char ***keys, size_t *n)
+static cv_status primary_key(struct cv_pg_conn *c, const struct cv_audit_column *col, char ***keys,
+                             size_t *n)
 {
     struct cv_pg_params p;
     PGresult *r = NULL;

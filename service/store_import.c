@@ -222,12 +222,9 @@ cv_status cv_store_import_mapping(struct cv_store *store, const char *merchant_i
             goto out;
         int n = PQntuples(r);
         for (int i = 0; i < n && st == CV_OK; i++) {
-            struct cv_import_row row = {PQgetvalue(r, i, 0),
-                                        PQgetvalue(r, i, 1),
-                                        PQgetvalue(r, i, 2),
-                                        PQgetvalue(r, i, 3),
-                                        (int)cv_pg_get_int(r, i, 4),
-                                        (int)cv_pg_get_int(r, i, 5),
+            struct cv_import_row row = {PQgetvalue(r, i, 0),         PQgetvalue(r, i, 1),
+                                        PQgetvalue(r, i, 2),         PQgetvalue(r, i, 3),
+                                        (int)cv_pg_get_int(r, i, 4), (int)cv_pg_get_int(r, i, 5),
                                         cv_pg_get_bool(r, i, 6)};
             st = fn(ctx, &row);
         }
@@ -273,8 +270,8 @@ cv_status cv_store_source_query(const char *conninfo, const char *sql, unsigned 
     size_t *lens = NULL, ncols = 0;
     snprintf(fetch, sizeof(fetch), "FETCH FORWARD %u FROM " SOURCE_CURSOR,
              fetch_rows == 0 ? 1000u : fetch_rows);
-    const struct cv_pg_stmt fetch_page = {"import_source_fetch", fetch, 0, CV_PG_ONE_OFF, false,
-                                          false};
+    const struct cv_pg_stmt fetch_page = {"import_source_fetch", fetch, 0,
+                                          CV_PG_ONE_OFF,         false, false};
     cv_buf_init(&decl, QUERY_MAX_BYTES);
     cv_status st = cv_pg_pool_open(conninfo, 1, &pool, why, why_len);
     if (st != CV_OK) {
@@ -291,8 +288,8 @@ cv_status cv_store_source_query(const char *conninfo, const char *sql, unsigned 
     if ((st = cv_buf_appendf(&decl, "DECLARE " SOURCE_CURSOR " NO SCROLL CURSOR FOR %s", sql)) !=
         CV_OK)
         goto out;
-    const struct cv_pg_stmt declare = {"import_source_declare", decl.data, 0, CV_PG_ONE_OFF,
-                                       false, false};
+    const struct cv_pg_stmt declare = {"import_source_declare", decl.data, 0,
+                                       CV_PG_ONE_OFF,           false,     false};
     if ((st = cv_pg_run(c, &declare, NULL, NULL)) != CV_OK) {
         snprintf(why, why_len, "the --query failed on the source database (SQLSTATE %s)",
                  cv_pg_last_sqlstate(c));

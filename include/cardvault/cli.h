@@ -29,20 +29,22 @@ struct cv_cli_optdef {
 
 struct cv_cli {
     struct cv_config cfg;
-    const char *dir;          /* --dir */
-    const char *merchant;     /* --merchant */
-    const char *scopes;       /* --scopes */
-    const char *since;        /* --since */
-    const char *new_kek_file; /* --new-kek-file */
-    const char *from_dek;     /* --from-dek */
-    const char *batch;        /* --batch */
-    bool confirm;             /* --confirm */
-    const char *expect;       /* --expect SEQ:HASH (audit verify) */
+    const char *dir;                 /* --dir */
+    const char *merchant;            /* --merchant */
+    const char *scopes;              /* --scopes */
+    const char *since;               /* --since */
+    const char *new_kek_file;        /* --new-kek-file */
+    const char *from_dek;            /* --from-dek */
+    const char *batch;               /* --batch */
+    bool confirm;                    /* --confirm */
+    const char *expect;              /* --expect SEQ:HASH (audit verify) */
     const char *x[CV_CLI_EXTRA_MAX]; /* a command's own options (struct cv_cli_optdef) */
     int argc;                        /* positional arguments after the command word */
     char **argv;
 };
 
+/* errno's text in buf (XSI strerror_r: thread-safe); returns buf. */
+const char *cv_cli_errno_text(int err, char *buf, size_t cap);
 /* Prints "cardvault: msg" on stderr. */
 void cv_cli_fail(const char *msg);
 /* Prints a usage error and returns CV_EXIT_USAGE. */

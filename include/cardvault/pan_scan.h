@@ -29,7 +29,7 @@
 
 /* The mode of a scan: TEXT or BYTES, plus any of the option bits. */
 enum cv_pan_scan_mode {
-    CV_PAN_SCAN_TEXT = 0,  /* UTF-8 text (PostgreSQL text cannot hold UTF-16 digits: no NUL bytes) */
+    CV_PAN_SCAN_TEXT = 0, /* UTF-8 text (PostgreSQL text cannot hold UTF-16 digits: no NUL bytes) */
     CV_PAN_SCAN_BYTES = 1, /* raw bytes: read as UTF-8 and as UTF-16 */
 };
 #define CV_PAN_SCAN_ISSUER   2u /* a hit also needs a known issuer prefix and brand length */
@@ -81,8 +81,7 @@ struct cv_pan_scan_summary {
 /* A cv_pan_hit_fn that adds to the struct cv_pan_scan_summary in ctx. */
 void cv_pan_scan_summarize(void *ctx, const struct cv_pan_hit *hit);
 /* Scans one whole value and adds to sum (which the caller zeroes once). */
-void cv_pan_scan_value(const void *buf, size_t len, unsigned mode,
-                       struct cv_pan_scan_summary *sum);
+void cv_pan_scan_value(const void *buf, size_t len, unsigned mode, struct cv_pan_scan_summary *sum);
 
 /* What one column (or file) held across many values: cv_pan_scan_column_add
  * scans one value and counts it; the first hit's masked sample is kept. */

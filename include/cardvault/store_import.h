@@ -46,9 +46,9 @@ CV_MUST_USE cv_status cv_store_import_commit(struct cv_store *st, const char *me
                                              size_t n_map);
 /* Calls fn for every mapping row of (merchant, job) in commit order,
  * through a cursor (bounded memory). Stops at fn's first non-CV_OK status. */
-CV_MUST_USE cv_status cv_store_import_mapping(
-    struct cv_store *st, const char *merchant_id, const char *job_id,
-    cv_status (*fn)(void *ctx, const struct cv_import_row *row), void *ctx);
+CV_MUST_USE cv_status
+cv_store_import_mapping(struct cv_store *st, const char *merchant_id, const char *job_id,
+                        cv_status (*fn)(void *ctx, const struct cv_import_row *row), void *ctx);
 
 /* A read-only query on another database (a shop's own): its column names
  * and, per row, its values (text; NULL for SQL NULL) and their lengths. */

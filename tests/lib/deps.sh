@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 
 packages=(
   build-essential pkg-config
-  libmicrohttpd-dev libssl-dev libpq-dev libjansson-dev libcurl4-openssl-dev libp11-kit-dev
+  libmicrohttpd-dev libssl-dev libpq-dev libjansson-dev libcurl4-openssl-dev libp11-kit-dev zlib1g-dev
   postgresql postgresql-contrib postgresql-client
   clang libclang-rt-14-dev valgrind clang-format clang-tidy cppcheck
   curl jq openssl gnutls-bin procps psmisc

@@ -325,9 +325,9 @@ static struct cv_pan_scan_summary scan_opts(const char *s, unsigned mode)
 
 static void scan_reads_dots_plus_and_url_escapes(void)
 {
-    const char *hits[] = {"4111.1111.1111.1111", "pan=4111+1111+1111+1111&x=1",
+    const char *hits[] = {"4111.1111.1111.1111",          "pan=4111+1111+1111+1111&x=1",
                           "pan=%34%31%31%31111111111111", "q=4111%201111%201111%201111",
-                          "q=4111%2D1111%2D1111%2D1111", NULL};
+                          "q=4111%2D1111%2D1111%2D1111",  NULL};
     for (size_t i = 0; hits[i] != NULL; i++) {
         struct cv_pan_scan_summary r = scan_opts(hits[i], SCAN_ALL);
         if (r.matches != 1)
@@ -346,14 +346,13 @@ static void scan_reads_dots_plus_and_url_escapes(void)
 static void issuer_check_drops_luhn_valid_numbers_no_brand_issues(void)
 {
     /* each passes Luhn: without the issuer check all are hits */
-    const char *decoys[] = {
-        "ref 1000000000000008",   /* 16 digits, prefix 1: no brand */
-        "isbn 9780306406156",     /* an ISBN-13 (Luhn-valid by chance) */
-        "track 9400111111111110", /* USPS-like, prefix 94 */
-        "acct 0000000000000000",  /* zeros */
-        "visa-length 41111111111114", /* prefix 4 but 14 digits */
-        "mc-length 555555555555442", /* prefix 55 but 15 digits */
-        NULL};
+    const char *decoys[] = {"ref 1000000000000008",       /* 16 digits, prefix 1: no brand */
+                            "isbn 9780306406156",         /* an ISBN-13 (Luhn-valid by chance) */
+                            "track 9400111111111110",     /* USPS-like, prefix 94 */
+                            "acct 0000000000000000",      /* zeros */
+                            "visa-length 41111111111114", /* prefix 4 but 14 digits */
+                            "mc-length 555555555555442",  /* prefix 55 but 15 digits */
+                            NULL};
     for (size_t i = 0; decoys[i] != NULL; i++) {
         const char *d = decoys[i];
         struct cv_pan_scan_summary r = scan_opts(d, CV_PAN_SCAN_TEXT | CV_PAN_SCAN_ISSUER);
@@ -392,8 +391,12 @@ static void base64_runs_are_decoded_and_scanned(void)
 
 static void security_codes_after_a_cvc_key_are_reported_masked(void)
 {
-    const char *hits[] = {"{\"cvv\":\"123\"}", "{\"CVC\": 1234}", "cvv2=123&x",
-                          "card_cvv: '987'", "security_code = 456", "{\"securityCode\":\"321\"}",
+    const char *hits[] = {"{\"cvv\":\"123\"}",
+                          "{\"CVC\": 1234}",
+                          "cvv2=123&x",
+                          "card_cvv: '987'",
+                          "security_code = 456",
+                          "{\"securityCode\":\"321\"}",
                           NULL};
     for (size_t i = 0; hits[i] != NULL; i++) {
         struct cv_pan_scan_summary r = scan_opts(hits[i], SCAN_ALL);
@@ -402,9 +405,10 @@ static void security_codes_after_a_cvc_key_are_reported_masked(void)
         CHECK_EQ_INT(r.cvc_matches, 1);
         CHECK_EQ_INT(r.matches, 0);
     }
-    const char *clean[] = {"{\"cvv\":\"12\"}",    "{\"cvv\":\"12345\"}", "cvv=123abc",
-                           "{\"order\":\"123\"}", "cvv is 123",         "cvvx=123",
-                           "{\"cvv\":null}",      NULL};
+    const char *clean[] = {"{\"cvv\":\"12\"}", "{\"cvv\":\"12345\"}",
+                           "cvv=123abc",       "{\"order\":\"123\"}",
+                           "cvv is 123",       "cvvx=123",
+                           "{\"cvv\":null}",   NULL};
     for (size_t i = 0; clean[i] != NULL; i++) {
         struct cv_pan_scan_summary r = scan_opts(clean[i], SCAN_ALL);
         if (r.cvc_matches != 0)
@@ -427,8 +431,10 @@ static void security_codes_after_a_cvc_key_are_reported_masked(void)
 
 static void cvc_names_and_values(void)
 {
-    const char *names[] = {"cvc", "CVV", "cvv2", "cid", "csc", "security_code", "SecurityCode",
-                           "card_cvv", "card-security-code", "cvc2", NULL};
+    const char *names[] = {"cvc",          "CVV",      "cvv2",
+                           "cid",          "csc",      "security_code",
+                           "SecurityCode", "card_cvv", "card-security-code",
+                           "cvc2",         NULL};
     for (size_t i = 0; names[i] != NULL; i++)
         CHECK(cv_pan_scan_is_cvc_name(names[i], strlen(names[i])));
     const char *not_names[] = {"card_number", "city", "acid", "order_id", "cvcx", "", NULL};
