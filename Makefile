@@ -43,6 +43,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(OUT)/tests/%)
 ITEST_BIN := $(OUT)/tests/itest
 
 .PHONY: all deps run test test-asan unit itest contract scenarios lint-sql test-storage-proof \
+        test-import-large \
         clean format format-check lint lint-cppcheck lint-tidy lint-banned lint-arch
 all: $(OUT)/cardvault
 ifeq ($(BUILD),release)
@@ -93,7 +94,8 @@ contract: $(OUT)/cardvault
 	@tests/contract/run.sh $(OUT)/cardvault
 
 # Scenario scripts: each brings its own private PostgreSQL cluster.
-SCENARIOS := audit audit-tail idempotency runtime keys key-commands faults isolation abuse storage-proof
+SCENARIOS := audit audit-tail idempotency runtime keys key-commands faults isolation abuse storage-proof \
+             import-scan
 PROOF_CARDS ?= 200
 scenarios: $(OUT)/cardvault
 	@st=0; for s in $(SCENARIOS); do \
@@ -105,6 +107,10 @@ scenarios: $(OUT)/cardvault
 # The no-plaintext-anywhere proof at full size (1,000 cards).
 test-storage-proof: $(OUT)/cardvault
 	@PROOF_CARDS=1000 tests/scenarios/storage-proof.sh $(OUT)/cardvault
+
+# The import scenario with a 200,000-row interrupted and resumed CSV import.
+test-import-large: $(OUT)/cardvault
+	@IMPORT_ROWS=200000 tests/scenarios/import-scan.sh $(OUT)/cardvault
 
 # Every SQL touching tenant tables carries its merchant_id predicate.
 lint-sql:

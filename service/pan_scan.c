@@ -51,6 +51,7 @@ struct runner {
     struct group cur;
     bool in_digits, cur_long, pending_sep;
     bool issuer;      /* CV_PAN_SCAN_ISSUER */
+    bool mid_run;     /* g[0] is not where its run of groups began */
     const char *name; /* decoder name for the report */
     cv_pan_hit_fn fn;
     void *ctx;
@@ -207,21 +208,31 @@ static void evaluate_front(struct runner *ru)
         }
         if (n < CV_PAN_MIN_DIGITS)
             break;
+        /* With the issuer check, a candidate that starts inside a longer run
+         * of digit groups must be one unbroken group ("2024-01-15
+         * 4111111111111111" is still found): the tail windows of a grouped
+         * tracking or account number ("9400 1112 3612 3456 0000 00") are
+         * not card numbers, though one in ten passes Luhn. */
+        if (ru->issuer && ru->mid_run && end > 1)
+            continue;
         if (cv_card_luhn_ok(cand, n) && (!ru->issuer || cv_pan_scan_issuer_ok(cand, n))) {
             record(ru, cand, n, enc, ru->g[0].start, ru->g[end - 1].end);
             cv_wipe(cand, sizeof(cand));
             drop_front(ru, end);
+            ru->mid_run = false; /* back-to-back card numbers are each found */
             return;
         }
     }
     cv_wipe(cand, sizeof(cand));
     drop_front(ru, 1);
+    ru->mid_run = true;
 }
 
 static void flush_all(struct runner *ru)
 {
     while (ru->count > 0)
         evaluate_front(ru);
+    ru->mid_run = false; /* the next group starts a new run */
 }
 
 static size_t pending_digits(const struct runner *ru)

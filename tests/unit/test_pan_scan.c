@@ -367,6 +367,19 @@ static void issuer_check_drops_luhn_valid_numbers_no_brand_issues(void)
     CHECK(!cv_pan_scan_issuer_ok("37828224631000", 14));
     CHECK(!cv_pan_scan_issuer_ok("1000000000000008", 16));
     CHECK_EQ_INT(scan_opts("x 1000000000000008 y", CV_PAN_SCAN_TEXT).matches, 1);
+    /* a grouped tracking number whose tail is a Luhn-valid Diners-shaped
+     * window: only the Luhn-only scan takes it */
+    const char *track = "usps 9400 1112 3600 1006 0000 00";
+    CHECK_EQ_INT(scan_opts(track, CV_PAN_SCAN_TEXT).matches, 1);
+    CHECK_EQ_INT(scan_opts(track, CV_PAN_SCAN_TEXT | CV_PAN_SCAN_ISSUER).matches, 0);
+    /* still found: a PAN after a date, and two PANs back to back */
+    CHECK_EQ_INT(scan_opts("2024-01-15 4111111111111111", CV_PAN_SCAN_TEXT | CV_PAN_SCAN_ISSUER)
+                     .matches,
+                 1);
+    CHECK_EQ_INT(scan_opts("4111 1111 1111 1111 5555 5555 5555 4444",
+                           CV_PAN_SCAN_TEXT | CV_PAN_SCAN_ISSUER)
+                     .matches,
+                 2);
 }
 
 static void base64_runs_are_decoded_and_scanned(void)
