@@ -391,12 +391,11 @@ static cv_status year_of(int v, size_t digits, int *year)
     return CV_ERR_INVALID_EXPIRY;
 }
 
-cv_status cv_card_parse_expiry(const char *s, size_t len, int *month, int *year)
+/* The shape of an expiry (see card.h) into *month, *year; both untouched
+ * on a refusal (the caller zeroed them). */
+static cv_status parse_expiry_shape(const char *s, size_t len, int *month, int *year)
 {
     int a = 0, b = 0;
-    *month = 0;
-    *year = 0;
-    trim(&s, &len);
     size_t na = digits_at(s, len, 4, &a);
     if (na == 0 || na == len || (s[na] != '/' && s[na] != '-'))
         return CV_ERR_INVALID_EXPIRY;
@@ -409,13 +408,27 @@ cv_status cv_card_parse_expiry(const char *s, size_t len, int *month, int *year)
     if (na == 4) { /* YYYY-MM */
         if (sep != '-' || nb > 2 || b < 1 || b > 12)
             return CV_ERR_INVALID_EXPIRY;
+        CV_TRY(year_of(a, 4, year));
         *month = b;
-        return year_of(a, 4, year);
+        return CV_OK;
     }
     if (na > 2 || a < 1 || a > 12) /* MM/YY, MM/YYYY, MM-YY */
         return CV_ERR_INVALID_EXPIRY;
+    CV_TRY(year_of(b, nb, year));
     *month = a;
-    return year_of(b, nb, year);
+    return CV_OK;
+}
+
+cv_status cv_card_parse_expiry(const char *s, size_t len, int *month, int *year)
+{
+    int m = 0, y = 0;
+    *month = 0;
+    *year = 0;
+    trim(&s, &len);
+    CV_TRY(parse_expiry_shape(s, len, &m, &y));
+    *month = m;
+    *year = y;
+    return CV_OK;
 }
 
 cv_status cv_card_parse_month(const char *s, size_t len, int *month)

@@ -104,6 +104,7 @@ struct b64_reader {
     bool on, active, keys;
     uint64_t start;   /* stream offset of the run's first character */
     uint64_t decoded; /* bytes decoded in this run */
+    uint64_t chars;   /* base64 characters in this run so far */
     struct utf8_reader u8;
     struct key_reader key;
     cv_pan_hit_fn fn;
@@ -652,6 +653,8 @@ static void b64_hit(void *ctx, const struct cv_pan_hit *inner)
     struct cv_pan_hit hit = *inner;
     hit.offset = r->start + inner->offset / 3 * 4;
     hit.end = r->start + (inner->end + 2) / 3 * 4;
+    if (hit.end > r->start + r->chars) /* a run that ends inside its last quantum */
+        hit.end = r->start + r->chars;
     hit.encoding = "base64";
     r->fn(r->ctx, &hit);
 }
@@ -701,7 +704,9 @@ static void b64_byte(struct b64_reader *r, unsigned char b, uint64_t off)
         r->active = true;
         r->start = off;
         r->nq = 0;
+        r->chars = 0;
     }
+    r->chars++;
     r->q[r->nq++] = (unsigned char)v;
     if (r->nq == 4)
         b64_flush_quantum(r);

@@ -647,12 +647,15 @@ static void parse_expiry_reads_legacy_shapes(void)
     }
     const char *bad[] = {"",       "13/30",   "00/30",   "12/3",    "12/303", "2032/07", "2032-13",
                          "12.30",  "1230",    "12/30x",  "/30",     "12/",    "123/30",  "-1/30",
-                         "12//30", "0012/30", "12/0030", "1899-01", NULL};
+                         "12//30", "0012/30", "12/0030", "1899-01", "2/330",  NULL};
     for (size_t i = 0; bad[i] != NULL; i++) {
         int m = 0, y = 0;
         if (cv_card_parse_expiry(bad[i], strlen(bad[i]), &m, &y) != CV_ERR_INVALID_EXPIRY)
             fprintf(stderr, "  accepted [%s]\n", bad[i]);
+        m = 7;
+        y = 7;
         CHECK_EQ_INT(cv_card_parse_expiry(bad[i], strlen(bad[i]), &m, &y), CV_ERR_INVALID_EXPIRY);
+        CHECK(m == 0 && y == 0); /* a refusal leaves nothing half set */
     }
     int m = 0, y = 0;
     CHECK_EQ_INT(cv_card_parse_month("7", 1, &m), CV_OK);

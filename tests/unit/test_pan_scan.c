@@ -373,13 +373,12 @@ static void issuer_check_drops_luhn_valid_numbers_no_brand_issues(void)
     CHECK_EQ_INT(scan_opts(track, CV_PAN_SCAN_TEXT).matches, 1);
     CHECK_EQ_INT(scan_opts(track, CV_PAN_SCAN_TEXT | CV_PAN_SCAN_ISSUER).matches, 0);
     /* still found: a PAN after a date, and two PANs back to back */
-    CHECK_EQ_INT(scan_opts("2024-01-15 4111111111111111", CV_PAN_SCAN_TEXT | CV_PAN_SCAN_ISSUER)
-                     .matches,
-                 1);
-    CHECK_EQ_INT(scan_opts("4111 1111 1111 1111 5555 5555 5555 4444",
-                           CV_PAN_SCAN_TEXT | CV_PAN_SCAN_ISSUER)
-                     .matches,
-                 2);
+    CHECK_EQ_INT(
+        scan_opts("2024-01-15 4111111111111111", CV_PAN_SCAN_TEXT | CV_PAN_SCAN_ISSUER).matches, 1);
+    CHECK_EQ_INT(
+        scan_opts("4111 1111 1111 1111 5555 5555 5555 4444", CV_PAN_SCAN_TEXT | CV_PAN_SCAN_ISSUER)
+            .matches,
+        2);
 }
 
 static void base64_runs_are_decoded_and_scanned(void)
@@ -394,6 +393,12 @@ static void base64_runs_are_decoded_and_scanned(void)
     /* URL-safe alphabet, no padding */
     r = scan_opts("x NDExMTExMTExMTExMTExMQ x", SCAN_ALL);
     CHECK_EQ_INT(r.matches, 1);
+    /* a run that ends inside its last quantum: the hit ends with the run */
+    const char *cut = "x NDExMTExMTExMTExMTExMQ";
+    struct hits h = scan_chunked((const unsigned char *)cut, strlen(cut), 5, SCAN_ALL);
+    CHECK_EQ_INT(h.n, 1);
+    CHECK_EQ_INT(h.v[0].offset, 2);
+    CHECK_EQ_INT(h.v[0].end, strlen(cut));
     /* not decoded without the option */
     r = scan_opts("note NDExMTExMTExMTExMTExMQ== end", CV_PAN_SCAN_TEXT);
     CHECK_EQ_INT(r.matches, 0);
