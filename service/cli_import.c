@@ -228,7 +228,7 @@ struct import {
     bool tty;
     struct timespec t0, last;
     cv_status fatal; /* a store or key failure: stop */
-    char error[300]; /* the reason the run stopped, for the report */
+    char error[640]; /* the reason the run stopped, for the report */
 };
 
 static const char *const reasons[] = {"wrong_column_count",
