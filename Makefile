@@ -17,7 +17,7 @@ BASE_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude \
         -DOPENSSL_API_COMPAT=30000 -DOPENSSL_NO_DEPRECATED \
         $(WARN) -fno-common -fstack-protector-strong -fstack-clash-protection -fPIE -pthread
 BASE_LDFLAGS := -pie -Wl,-z,relro -Wl,-z,now -Wl,-z,noexecstack -pthread
-LIBS := -lmicrohttpd -lcrypto -lpq -ljansson -lm -ldl
+LIBS := -lmicrohttpd -lcrypto -lpq -ljansson -lz -lm -ldl
 
 ifeq ($(BUILD),release)
   MODE_CFLAGS := -O2 -g -D_FORTIFY_SOURCE=2
@@ -50,6 +50,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(OUT)/tests/%)
 ITEST_BIN := $(OUT)/tests/itest
 
 .PHONY: all deps run test test-asan unit itest contract browser scenarios lint-sql test-storage-proof \
+        test-import-large \
         clean format format-check lint lint-cppcheck lint-tidy lint-banned lint-arch
 all: $(OUT)/cardvault
 ifeq ($(BUILD),release)
@@ -120,7 +121,7 @@ browser: $(OUT)/cardvault
 
 # Scenario scripts: each brings its own private PostgreSQL cluster.
 SCENARIOS := audit audit-tail idempotency runtime keys key-commands faults isolation abuse row-integrity \
-             storage-proof slow-clients heap-scan auth-throttle elements
+             storage-proof slow-clients heap-scan auth-throttle elements import-scan
 PROOF_CARDS ?= 200
 scenarios: $(OUT)/cardvault
 	@st=0; for s in $(SCENARIOS); do \
@@ -132,6 +133,10 @@ scenarios: $(OUT)/cardvault
 # The no-plaintext-anywhere proof at full size (1,000 cards).
 test-storage-proof: $(OUT)/cardvault
 	@PROOF_CARDS=1000 tests/scenarios/storage-proof.sh $(OUT)/cardvault
+
+# The import scenario with a 200,000-row interrupted and resumed CSV import.
+test-import-large: $(OUT)/cardvault
+	@IMPORT_ROWS=200000 tests/scenarios/import-scan.sh $(OUT)/cardvault
 
 # Every SQL touching tenant tables carries its merchant_id predicate.
 lint-sql:

@@ -200,3 +200,15 @@ char *cv_buf_take(struct cv_buf *b, size_t *len)
     cv_buf_init(b, b->max_bytes);
     return out;
 }
+
+bool cv_utf8_valid(const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq_len(s + i, n - i);
+        if (k == 0)
+            return false;
+        i += k;
+    }
+    return true;
+}

@@ -371,3 +371,107 @@ out:
         cv_wipe(c, sizeof(*c));
     return st;
 }
+
+/* ------------------------------------------------------ expiry parsing */
+
+static void trim(const char **s, size_t *len)
+{
+    while (*len > 0 && (**s == ' ' || **s == '\t')) {
+        (*s)++;
+        (*len)--;
+    }
+    while (*len > 0 && ((*s)[*len - 1] == ' ' || (*s)[*len - 1] == '\t' || (*s)[*len - 1] == '\r' ||
+                        (*s)[*len - 1] == '\n'))
+        (*len)--;
+}
+
+/* A run of 1..max digits at s; its length (0 when none or too long). */
+static size_t digits_at(const char *s, size_t len, size_t max, int *value)
+{
+    size_t n = 0;
+    int v = 0;
+    while (n < len && s[n] >= '0' && s[n] <= '9') {
+        if (n == max)
+            return 0;
+        v = v * 10 + (s[n] - '0');
+        n++;
+    }
+    *value = v;
+    return n;
+}
+
+static cv_status year_of(int v, size_t digits, int *year)
+{
+    if (digits == 2) {
+        *year = 2000 + v;
+        return CV_OK;
+    }
+    if (digits == 4 && v >= 1900) {
+        *year = v;
+        return CV_OK;
+    }
+    return CV_ERR_INVALID_EXPIRY;
+}
+
+/* The shape of an expiry (see card.h) into *month, *year; both untouched
+ * on a refusal (the caller zeroed them). */
+static cv_status parse_expiry_shape(const char *s, size_t len, int *month, int *year)
+{
+    int a = 0, b = 0;
+    size_t na = digits_at(s, len, 4, &a);
+    if (na == 0 || na == len || (s[na] != '/' && s[na] != '-'))
+        return CV_ERR_INVALID_EXPIRY;
+    char sep = s[na];
+    const char *t = s + na + 1;
+    size_t tl = len - na - 1;
+    size_t nb = digits_at(t, tl, 4, &b);
+    if (nb == 0 || nb != tl)
+        return CV_ERR_INVALID_EXPIRY;
+    if (na == 4) { /* YYYY-MM */
+        if (sep != '-' || nb > 2 || b < 1 || b > 12)
+            return CV_ERR_INVALID_EXPIRY;
+        CV_TRY(year_of(a, 4, year));
+        *month = b;
+        return CV_OK;
+    }
+    if (na > 2 || a < 1 || a > 12) /* MM/YY, MM/YYYY, MM-YY */
+        return CV_ERR_INVALID_EXPIRY;
+    CV_TRY(year_of(b, nb, year));
+    *month = a;
+    return CV_OK;
+}
+
+cv_status cv_card_parse_expiry(const char *s, size_t len, int *month, int *year)
+{
+    int m = 0, y = 0;
+    *month = 0;
+    *year = 0;
+    trim(&s, &len);
+    CV_TRY(parse_expiry_shape(s, len, &m, &y));
+    *month = m;
+    *year = y;
+    return CV_OK;
+}
+
+cv_status cv_card_parse_month(const char *s, size_t len, int *month)
+{
+    int v = 0;
+    *month = 0;
+    trim(&s, &len);
+    size_t n = digits_at(s, len, 2, &v);
+    if (n == 0 || n != len || v < 1 || v > 12)
+        return CV_ERR_INVALID_EXPIRY;
+    *month = v;
+    return CV_OK;
+}
+
+cv_status cv_card_parse_year(const char *s, size_t len, int *year)
+{
+    int v = 0;
+    *year = 0;
+    trim(&s, &len);
+    size_t n = digits_at(s, len, 4, &v);
+    if (n == 0 || n != len)
+        return CV_ERR_INVALID_EXPIRY;
+    return year_of(v, n, year);
+}

@@ -22,6 +22,13 @@
 #include "cardvault/secbuf.h"
 #include "cardvault/secret_file.h"
 
+const char *cv_cli_errno_text(int err, char *buf, size_t cap)
+{
+    if (strerror_r(err, buf, cap) != 0)
+        snprintf(buf, cap, "errno %d", err);
+    return buf;
+}
+
 void cv_cli_fail(const char *msg)
 {
     fprintf(stderr, "cardvault: %s\n", msg);
@@ -204,6 +211,11 @@ cv_status cv_cli_json_append(json_t *arr, json_t *val)
 cv_status cv_cli_json_append_str(json_t *arr, const char *s)
 {
     return cv_cli_json_append(arr, json_string(s));
+}
+
+void cv_cli_json_free(json_t *val)
+{
+    json_decref(val);
 }
 
 cv_status cv_cli_print_json(json_t *obj)

@@ -206,37 +206,16 @@ static int cmd_export(struct cv_cli *cli, struct cv_store *store, struct cv_keyr
 
 /* --------------------------------------------------------------- storage */
 
-struct col_stats {
-    uint64_t values;
-    uint64_t bytes;
-    uint64_t values_with_hits;
-    struct cv_pan_scan_summary hits; /* summed matches, first masked sample */
-};
-
 struct scan_ctx {
     const struct cv_audit_column *cols; /* the scannable columns of one table */
-    struct col_stats *stats;            /* parallel to cols */
+    struct cv_pan_scan_column *stats;   /* parallel to cols */
 };
 
 static void scan_cell(void *vctx, size_t col, const unsigned char *bytes, size_t len)
 {
     struct scan_ctx *ctx = vctx;
-    struct col_stats *cs = &ctx->stats[col];
-    struct cv_pan_scan_summary one;
-    memset(&one, 0, sizeof(one));
-    enum cv_pan_scan_mode mode =
-        ctx->cols[col].kind == CV_AUDIT_COL_TEXT ? CV_PAN_SCAN_TEXT : CV_PAN_SCAN_BYTES;
-    cv_pan_scan_value(bytes, len, mode, &one);
-    cs->values++;
-    cs->bytes += len;
-    if (one.matches > 0) {
-        cs->values_with_hits++;
-        cs->hits.matches += one.matches;
-        if (cs->hits.sample[0] == '\0') {
-            memcpy(cs->hits.sample, one.sample, sizeof(one.sample));
-            cs->hits.sample_encoding = one.sample_encoding;
-        }
-    }
+    unsigned mode = ctx->cols[col].kind == CV_AUDIT_COL_TEXT ? CV_PAN_SCAN_TEXT : CV_PAN_SCAN_BYTES;
+    (void)cv_pan_scan_column_add(&ctx->stats[col], bytes, len, mode);
 }
 
 /* Sets key to "schema.table" or "schema.table.column". */
@@ -253,7 +232,7 @@ static void set_qualified(struct json_t *obj, const char *key, const char *schem
     free(name);
 }
 
-static cv_status print_finding(const struct cv_audit_column *c, const struct col_stats *cs)
+static cv_status print_finding(const struct cv_audit_column *c, const struct cv_pan_scan_column *cs)
 {
     struct json_t *out = cv_cli_json_object();
     cv_cli_json_set_bool(out, "finding", true);
@@ -281,7 +260,7 @@ static int cmd_storage(struct cv_cli *cli, struct cv_store *store, struct cv_key
     uint64_t errors = 0;
     bool printed = true;
     struct cv_audit_column *batch = cv_xcalloc(ncols > 0 ? ncols : 1, sizeof(*batch));
-    struct col_stats *stats = cv_xcalloc(ncols > 0 ? ncols : 1, sizeof(*stats));
+    struct cv_pan_scan_column *stats = cv_xcalloc(ncols > 0 ? ncols : 1, sizeof(*stats));
     size_t i = 0;
     while (i < ncols) {
         /* the columns of one table are adjacent (ordered by schema, table) */

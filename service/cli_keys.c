@@ -94,14 +94,6 @@ static int keys_status(struct cv_cli *cli, struct cv_store *store)
     return st == CV_OK ? 0 : 1;
 }
 
-/* Opens the configured KEK and a keyring over it (for commands that seal,
- * and for every command that appends an audit event). */
-static cv_status open_keyring(struct cv_cli *cli, struct cv_store *store,
-                              struct cv_keyprovider **kp, struct cv_keyring **kr)
-{
-    return cv_cli_open_keyring(&cli->cfg, store, kp, kr);
-}
-
 /* A new active DEK, every other one retired. */
 static cv_status rotate_and_retire(struct cv_keyring *kr, struct cv_store *store, int64_t *id)
 {
@@ -115,7 +107,7 @@ static int keys_rotate_dek(struct cv_cli *cli, struct cv_store *store)
     struct cv_keyring *kr = NULL;
     int64_t id = 0;
     int rc = 1;
-    if (open_keyring(cli, store, &kp, &kr) != CV_OK)
+    if (cv_cli_open_keyring(&cli->cfg, store, &kp, &kr) != CV_OK)
         goto out;
     /* Every other active key is retired: instances notice when they renew
      * their use reservation (within 5 s) and move to the new key. */
@@ -248,7 +240,7 @@ static int keys_reencrypt(struct cv_cli *cli, struct cv_store *store)
     if (cli->batch != NULL &&
         ((batch = strtoll(cli->batch, NULL, 10)) <= 0 || batch > REENCRYPT_MAX_BATCH))
         return cv_cli_usage_error("--batch takes 1-10000");
-    if (open_keyring(cli, store, &kp, &kr) != CV_OK)
+    if (cv_cli_open_keyring(&cli->cfg, store, &kp, &kr) != CV_OK)
         goto out;
     rows = cv_xcalloc((size_t)batch, sizeof(*rows));
     fresh = cv_xcalloc((size_t)batch, sizeof(*fresh));
@@ -330,7 +322,7 @@ static int keys_destroy_dek(struct cv_cli *cli, struct cv_store *store)
     struct cv_keyprovider *kp = NULL;
     struct cv_keyring *kr = NULL;
     /* Its audit event is MAC-chained under the audit key. */
-    if (open_keyring(cli, store, &kp, &kr) != CV_OK)
+    if (cv_cli_open_keyring(&cli->cfg, store, &kp, &kr) != CV_OK)
         return 1;
     cv_status st = cv_store_destroy_dek(store, id, &ev, &tokens);
     cv_cli_close_keyring(kp, kr);

@@ -60,6 +60,11 @@ static const char usage_main[] =
     "  keys status|rotate-dek|rotate-kek|reencrypt|destroy-dek\n"
     "                             the key lifecycle (see cardvault keys --help)\n"
     "  audit verify|export|storage  check the audit hash chain, export events, scan for PANs\n"
+    "  import --merchant ID --job ID (--csv FILE | --query SQL) --pan-col NAME ...\n"
+    "                             move a shop's stored cards into the vault (resumable)\n"
+    "  scan [--source-url-file PATH] [PATH...]\n"
+    "                             search a shop's database and files for card data left behind\n"
+    "                             (see docs/migrating.md)\n"
     "\n"
     "options for every command (override the environment):\n"
     "  --database-url URL         CARDVAULT_DATABASE_URL: libpq connection string or URI;\n"
@@ -140,10 +145,22 @@ enum opt_id {
 
 /* Parses the options common to every command plus those `allowed`; returns
  * -1 to continue, or an exit code (0 after --help, 2 on a usage error). */
-static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *usage,
-                         unsigned allowed)
+#define OPT_EXTRA 3000
+
+/* Common options are always allowed; command-specific ones by `allowed`. */
+static bool option_allowed(unsigned allowed, int c)
 {
-    static const struct option opts[] = {
+    int bit = c - OPT_DIR;
+    if (bit < 0 || bit >= 32)
+        return true;
+    return ((allowed >> (unsigned)bit) & 1u) != 0;
+}
+#define COMMON_OPTS 18
+
+static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *usage,
+                         unsigned allowed, const struct cv_cli_optdef *extra)
+{
+    static const struct option common[COMMON_OPTS] = {
         {"database-url", required_argument, NULL, OPT_DB},
         {"database-url-file", required_argument, NULL, OPT_DB_FILE},
         {"kek-file", required_argument, NULL, OPT_KEK},
@@ -163,6 +180,18 @@ static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    /* The common options, then the command's own (import, scan). */
+    struct option opts[COMMON_OPTS + CV_CLI_EXTRA_MAX];
+    size_t nopts = COMMON_OPTS - 1;
+    memcpy(opts, common, sizeof(common));
+    for (size_t i = 0; extra != NULL && extra[i].name != NULL && i < CV_CLI_EXTRA_MAX; i++) {
+        opts[nopts].name = extra[i].name;
+        opts[nopts].has_arg = extra[i].has_arg ? required_argument : no_argument;
+        opts[nopts].flag = NULL;
+        opts[nopts].val = OPT_EXTRA + (int)i;
+        nopts++;
+    }
+    memset(&opts[nopts], 0, sizeof(opts[0]));
     char why[256];
     bool db_url_given = false, db_file_given = false;
     opterr = 0;
@@ -171,7 +200,14 @@ static int parse_options(struct cv_cli *cli, int argc, char **argv, const char *
     /* Options are parsed once, on the main thread, before any other starts. */
     /* NOLINTNEXTLINE(concurrency-mt-unsafe) */
     while ((c = getopt_long(argc, argv, "h", opts, &index)) != -1) {
-        if (c >= OPT_DIR && (allowed & ALLOW(c)) == 0) {
+        if (c >= OPT_EXTRA && extra != NULL) {
+            const struct cv_cli_optdef *d = &extra[c - OPT_EXTRA];
+            if (d->index >= 0 && d->index < CV_CLI_EXTRA_MAX)
+                cli->x[d->index] = d->has_arg ? optarg : "1";
+            index = -1;
+            continue;
+        }
+        if (!option_allowed(allowed, c)) {
             char msg[96];
             snprintf(msg, sizeof(msg), "option --%s does not apply to this command",
                      opts[index].name);
@@ -504,19 +540,23 @@ int main(int argc, char **argv)
         const char *usage;
         unsigned allowed;
         int (*run)(struct cv_cli *);
+        const struct cv_cli_optdef *extra;
     } const commands[] = {
-        {"serve", usage_serve, 0, cmd_serve},
-        {"migrate", usage_migrate, ALLOW(OPT_DIR), cmd_migrate},
-        {"merchant", cv_cli_merchant_usage, 0, cv_cli_merchant},
+        {"serve", usage_serve, 0, cmd_serve, NULL},
+        {"migrate", usage_migrate, ALLOW(OPT_DIR), cmd_migrate, NULL},
+        {"merchant", cv_cli_merchant_usage, 0, cv_cli_merchant, NULL},
         {"key", cv_cli_key_usage,
          ALLOW(OPT_MERCHANT) | ALLOW(OPT_SCOPES) | ALLOW(OPT_ALLOWED_ORIGIN) | ALLOW(OPT_SET),
-         cv_cli_key},
-        {"elements-sri", cv_cli_elements_sri_usage, 0, cv_cli_elements_sri},
-        {"errors", cv_cli_errors_usage, 0, cv_cli_errors},
+         cv_cli_key, NULL},
+        {"elements-sri", cv_cli_elements_sri_usage, 0, cv_cli_elements_sri, NULL},
+        {"errors", cv_cli_errors_usage, 0, cv_cli_errors, NULL},
         {"keys", cv_cli_keys_usage,
          ALLOW(OPT_NEW_KEK) | ALLOW(OPT_FROM_DEK) | ALLOW(OPT_BATCH) | ALLOW(OPT_CONFIRM),
-         cv_cli_keys},
-        {"audit", cv_cli_audit_usage, ALLOW(OPT_SINCE) | ALLOW(OPT_EXPECT), cv_cli_audit},
+         cv_cli_keys, NULL},
+        {"audit", cv_cli_audit_usage, ALLOW(OPT_SINCE) | ALLOW(OPT_EXPECT), cv_cli_audit, NULL},
+        {"import", cv_cli_import_usage, ALLOW(OPT_MERCHANT) | ALLOW(OPT_BATCH), cv_cli_import,
+         cv_cli_import_opts},
+        {"scan", cv_cli_scan_usage, 0, cv_cli_scan, cv_cli_scan_opts},
     };
     int rc = -1;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
@@ -525,7 +565,8 @@ int main(int argc, char **argv)
         /* Operator commands print their result as JSON on stdout; their log
          * lines go to stderr so the two never mix. */
         cv_log_to_stderr(commands[i].run != cmd_serve);
-        rc = parse_options(&cli, argc - 1, argv + 1, commands[i].usage, commands[i].allowed);
+        rc = parse_options(&cli, argc - 1, argv + 1, commands[i].usage, commands[i].allowed,
+                           commands[i].extra);
         if (rc == -1 && cv_cli_read_database_url_file(&cli.cfg) != CV_OK)
             rc = 1;
         if (rc == -1)

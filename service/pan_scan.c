@@ -1,5 +1,6 @@
-/* pan_scan.c: finds card numbers in data that should hold none (database
- * values for `cardvault audit storage`; any byte stream for later callers).
+/* pan_scan.c: finds card numbers and security codes in data that should hold
+ * none (database values for `cardvault audit storage`; a shop's databases,
+ * files and dumps for `cardvault scan`; the same scanner for both).
  * It does no I/O and keeps no state beyond the stream it is fed. It must
  * never return, print or keep a card number it finds: only masked digits
  * (PCI DSS 3.4.1) leave this file, and its own copies of candidate digits
@@ -13,7 +14,12 @@
  * numbers such as hash digests from producing a "hit" in one of their many
  * 12-19 digit windows, at the cost of missing a PAN glued to more digits.
  * Every decoder keeps the few bytes it needs across chunk boundaries, so the
- * result does not depend on how the stream is cut. */
+ * result does not depend on how the stream is cut.
+ *
+ * Two more readers run beside the UTF-8 one when asked: a base64 reader
+ * decodes each run of the base64 alphabet (standard or URL-safe) four
+ * characters at a time into a nested text scanner, and a key reader spots a
+ * 3-4 digit value after a key named like a security code. */
 #include "cardvault/pan_scan.h"
 
 #include <stdlib.h>
@@ -25,7 +31,7 @@
 
 enum sym { SYM_OTHER, SYM_DIGIT, SYM_SEP };
 
-enum enc_bit { ENC_PLAIN = 0, ENC_JSON = 1, ENC_FULLWIDTH = 2 };
+enum enc_bit { ENC_PLAIN = 0, ENC_JSON = 1, ENC_FULLWIDTH = 2, ENC_URL = 4 };
 
 #define MAX_GROUPS (CV_PAN_MAX_DIGITS + 1)
 /* The longest multi-byte form the UTF-8 reader folds: a JSON \uXXXX escape. */
@@ -44,6 +50,8 @@ struct runner {
     size_t count;
     struct group cur;
     bool in_digits, cur_long, pending_sep;
+    bool issuer;      /* CV_PAN_SCAN_ISSUER */
+    bool mid_run;     /* g[0] is not where its run of groups began */
     const char *name; /* decoder name for the report */
     cv_pan_hit_fn fn;
     void *ctx;
@@ -73,13 +81,45 @@ struct utf16_reader {
     uint64_t half_off;
 };
 
+/* A security code after a key named like one: `"cvv": "123"`, cvc=1234. */
+enum key_state { KEY_IDLE, KEY_SEEN, KEY_SEP, KEY_DIGITS };
+#define KEY_WORD_MAX 32
+struct key_reader {
+    char word[KEY_WORD_MAX];
+    unsigned wn;
+    bool wover; /* the word is longer than any key */
+    enum key_state state;
+    unsigned nd;
+    uint64_t dstart;
+    cv_pan_hit_fn fn;
+    void *ctx;
+};
+
+/* Base64 runs, decoded a quantum (4 characters) at a time into their own
+ * UTF-8 and key readers (one level: decoded text is not decoded again),
+ * whose hits are reported at the run's place in the stream. */
+struct b64_reader {
+    unsigned char q[4];
+    unsigned nq;
+    bool on, active, keys;
+    uint64_t start;   /* stream offset of the run's first character */
+    uint64_t decoded; /* bytes decoded in this run */
+    uint64_t chars;   /* base64 characters in this run so far */
+    struct utf8_reader u8;
+    struct key_reader key;
+    cv_pan_hit_fn fn;
+    void *ctx;
+};
+
 struct cv_pan_scan {
-    enum cv_pan_scan_mode mode;
+    unsigned mode;
     cv_pan_hit_fn fn;
     void *ctx;
     uint64_t pos; /* bytes fed since the stream started */
     struct utf8_reader u8;
     struct utf16_reader u16[4];
+    struct b64_reader b64;
+    struct key_reader key;
 };
 
 /* ------------------------------------------------------------ masking */
@@ -106,14 +146,40 @@ static void record(struct runner *ru, const char *digits, size_t n, unsigned enc
 {
     struct cv_pan_hit hit;
     memset(&hit, 0, sizeof(hit));
+    hit.kind = CV_PAN_HIT_PAN;
     hit.offset = start;
     hit.end = end;
     hit.digits = (unsigned)n;
     cv_pan_scan_mask(digits, n, hit.masked);
     hit.encoding = (enc & ENC_JSON)        ? "json-escape"
+                   : (enc & ENC_URL)       ? "url-escape"
                    : (enc & ENC_FULLWIDTH) ? "fullwidth"
                                            : ru->name;
     ru->fn(ru->ctx, &hit);
+}
+
+bool cv_pan_scan_issuer_ok(const char *digits, size_t n)
+{
+    /* Lengths each brand issues (ISO/IEC 7812 registrations as the networks
+     * publish them); anything else is an order, phone or tracking number
+     * that happens to pass Luhn, as one run in ten does. */
+    switch (cv_card_brand_of(digits, n)) {
+    case CV_BRAND_VISA:
+        return n == 13 || n == 16 || n == 19;
+    case CV_BRAND_MASTERCARD:
+        return n == 16;
+    case CV_BRAND_AMEX:
+        return n == 15;
+    case CV_BRAND_DINERS:
+        return n >= 14 && n <= 19;
+    case CV_BRAND_DISCOVER:
+    case CV_BRAND_JCB:
+    case CV_BRAND_UNIONPAY:
+        return n >= 16 && n <= 19;
+    case CV_BRAND_UNKNOWN:
+        break;
+    }
+    return false;
 }
 
 static void drop_front(struct runner *ru, size_t k)
@@ -143,21 +209,31 @@ static void evaluate_front(struct runner *ru)
         }
         if (n < CV_PAN_MIN_DIGITS)
             break;
-        if (cv_card_luhn_ok(cand, n)) {
+        /* With the issuer check, a candidate that starts inside a longer run
+         * of digit groups must be one unbroken group ("2024-01-15
+         * 4111111111111111" is still found): the tail windows of a grouped
+         * tracking or account number ("9400 1112 3612 3456 0000 00") are
+         * not card numbers, though one in ten passes Luhn. */
+        if (ru->issuer && ru->mid_run && end > 1)
+            continue;
+        if (cv_card_luhn_ok(cand, n) && (!ru->issuer || cv_pan_scan_issuer_ok(cand, n))) {
             record(ru, cand, n, enc, ru->g[0].start, ru->g[end - 1].end);
             cv_wipe(cand, sizeof(cand));
             drop_front(ru, end);
+            ru->mid_run = false; /* back-to-back card numbers are each found */
             return;
         }
     }
     cv_wipe(cand, sizeof(cand));
     drop_front(ru, 1);
+    ru->mid_run = true;
 }
 
 static void flush_all(struct runner *ru)
 {
     while (ru->count > 0)
         evaluate_front(ru);
+    ru->mid_run = false; /* the next group starts a new run */
 }
 
 static size_t pending_digits(const struct runner *ru)
@@ -221,10 +297,12 @@ static void feed(struct runner *ru, enum sym s, char digit, unsigned enc, uint64
     }
 }
 
-static void runner_start(struct runner *ru, const char *name, cv_pan_hit_fn fn, void *ctx)
+static void runner_start(struct runner *ru, const char *name, bool issuer, cv_pan_hit_fn fn,
+                         void *ctx)
 {
     memset(ru, 0, sizeof(*ru));
     ru->name = name;
+    ru->issuer = issuer;
     ru->fn = fn;
     ru->ctx = ctx;
 }
@@ -233,7 +311,7 @@ static void runner_start(struct runner *ru, const char *name, cv_pan_hit_fn fn, 
 static void runner_end(struct runner *ru)
 {
     feed(ru, SYM_OTHER, 0, 0, 0, 0);
-    runner_start(ru, ru->name, ru->fn, ru->ctx); /* wipes the groups */
+    runner_start(ru, ru->name, ru->issuer, ru->fn, ru->ctx); /* wipes the groups */
 }
 
 /* Maps a UTF-16 code unit or a code point to a symbol. Full-width digits
@@ -250,7 +328,8 @@ static enum sym classify(unsigned cp, char *digit, unsigned *enc)
         *enc |= ENC_FULLWIDTH;
         return SYM_DIGIT;
     }
-    if (cp == ' ' || cp == '-' || cp == 0xFF0D || cp == 0x3000)
+    /* '+' is a space in a URL-encoded form (application/x-www-form-urlencoded). */
+    if (cp == ' ' || cp == '-' || cp == '.' || cp == '+' || cp == 0xFF0D || cp == 0x3000)
         return SYM_SEP;
     return SYM_OTHER;
 }
@@ -267,10 +346,22 @@ static void feed_cp(struct runner *ru, unsigned cp, unsigned enc, uint64_t off, 
 enum form { FORM_NONE, FORM_PREFIX, FORM_COMPLETE };
 
 /* Is p[0..n) one of the multi-byte forms the reader folds (a JSON \uXXXX
- * escape, U+FF00-FF3F or U+3000 in UTF-8), a beginning of one, or neither? */
+ * escape, a URL %XX escape, U+FF00-FF3F or U+3000 in UTF-8), a beginning of
+ * one, or neither? */
 static enum form match_form(const unsigned char *p, size_t n, unsigned *cp, unsigned *enc,
                             unsigned *width)
 {
+    if (p[0] == '%') {
+        for (size_t k = 1; k < n && k < 3; k++)
+            if (cv_hex_value(p[k]) < 0)
+                return FORM_NONE;
+        if (n < 3)
+            return FORM_PREFIX;
+        *cp = (unsigned)(cv_hex_value(p[1]) << 4 | cv_hex_value(p[2]));
+        *enc = ENC_URL;
+        *width = 3;
+        return FORM_COMPLETE;
+    }
     if (p[0] == '\\') {
         for (size_t k = 1; k < n && k < 6; k++)
             if (k == 1 ? p[k] != 'u' : cv_hex_value(p[k]) < 0)
@@ -327,7 +418,7 @@ static void utf8_drain(struct utf8_reader *r, bool final)
 
 static void utf8_byte(struct utf8_reader *r, unsigned char b, uint64_t off)
 {
-    if (r->n == 0 && b != '\\' && b != 0xEF && b != 0xE3) {
+    if (r->n == 0 && b != '\\' && b != '%' && b != 0xEF && b != 0xE3) {
         feed_cp(&r->ru, b, ENC_PLAIN, off, 1); /* the common case: one byte, one symbol */
         return;
     }
@@ -388,23 +479,265 @@ static void utf16_end(struct utf16_reader *r)
     r->half = 0;
 }
 
+/* --------------------------------------------------- security-code keys */
+
+/* Key names, lower case without '_' and '-'. The first group must match the
+ * whole key; the second may sit inside a longer one (card_cvv2, billingCvc). */
+static const char *const cvc_exact[] = {"cvc", "cvv", "cvv2", "cvc2", "cid", "csc",
+                                        "cvn", "cvd", "cav2", "cvn2", "cve", NULL};
+static const char *const cvc_inside[] = {"securitycode",     "cardcode",          "cvv",     "cvc",
+                                         "verificationcode", "verificationvalue", "seccode", NULL};
+
+static bool cvc_word(const char *w, size_t n)
+{
+    for (size_t i = 0; cvc_exact[i] != NULL; i++)
+        if (strlen(cvc_exact[i]) == n && memcmp(cvc_exact[i], w, n) == 0)
+            return true;
+    for (size_t i = 0; cvc_inside[i] != NULL; i++) {
+        size_t k = strlen(cvc_inside[i]);
+        /* "cvv"/"cvc" inside a longer word only at its end: cardcvv, not cvcxyz */
+        bool tail_only = k == 3;
+        for (size_t at = 0; k <= n && at + k <= n; at++) {
+            if (tail_only && at + k != n)
+                continue;
+            if (memcmp(w + at, cvc_inside[i], k) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+bool cv_pan_scan_is_cvc_name(const char *name, size_t len)
+{
+    char w[KEY_WORD_MAX];
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c == '_' || c == '-' || c == ' ')
+            continue;
+        if (n == sizeof(w))
+            return false;
+        w[n++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
+    return n > 0 && cvc_word(w, n);
+}
+
+bool cv_pan_scan_is_cvc_value(const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    size_t a = 0, b = len;
+    while (a < b && (p[a] == ' ' || p[a] == '\t'))
+        a++;
+    while (b > a && (p[b - 1] == ' ' || p[b - 1] == '\t' || p[b - 1] == '\n' || p[b - 1] == '\r'))
+        b--;
+    if (b - a >= 2 && (p[a] == '"' || p[a] == '\'') && p[b - 1] == p[a]) {
+        a++;
+        b--;
+    }
+    if (b - a < 3 || b - a > 4)
+        return false;
+    for (size_t i = a; i < b; i++)
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+    return true;
+}
+
+static bool is_word_byte(unsigned char b)
+{
+    return (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') || b == '_' ||
+           b == '-';
+}
+
+static void key_report(struct key_reader *r, uint64_t end)
+{
+    struct cv_pan_hit hit;
+    memset(&hit, 0, sizeof(hit));
+    hit.kind = CV_PAN_HIT_CVC;
+    hit.offset = r->dstart;
+    hit.end = end;
+    hit.digits = r->nd;
+    memset(hit.masked, '*', r->nd);
+    hit.encoding = "key";
+    r->fn(r->ctx, &hit);
+}
+
+static void key_byte(struct key_reader *r, unsigned char b, uint64_t off)
+{
+    for (;;) {
+        switch (r->state) {
+        case KEY_IDLE:
+            if (is_word_byte(b)) {
+                if (b == '_' || b == '-')
+                    return; /* ignored inside a key name */
+                if (r->wn < sizeof(r->word))
+                    r->word[r->wn++] = (char)(b >= 'A' && b <= 'Z' ? b + 32 : b);
+                else
+                    r->wover = true;
+                return;
+            }
+            if (r->wn > 0 && !r->wover && cvc_word(r->word, r->wn))
+                r->state = KEY_SEEN;
+            r->wn = 0;
+            r->wover = false;
+            if (r->state == KEY_IDLE)
+                return;
+            continue; /* this byte may already be the ':' */
+        case KEY_SEEN:
+            if (b == '"' || b == '\'' || b == ' ' || b == '\t')
+                return;
+            if (b == ':' || b == '=') {
+                r->state = KEY_SEP;
+                return;
+            }
+            r->state = KEY_IDLE;
+            continue;
+        case KEY_SEP:
+            if (b == '"' || b == '\'' || b == ' ' || b == '\t')
+                return;
+            if (b >= '0' && b <= '9') {
+                r->state = KEY_DIGITS;
+                r->nd = 1;
+                r->dstart = off;
+                return;
+            }
+            r->state = KEY_IDLE;
+            continue;
+        case KEY_DIGITS:
+            if (b >= '0' && b <= '9') {
+                if (r->nd < 5)
+                    r->nd++;
+                return;
+            }
+            if (r->nd >= 3 && r->nd <= 4 && !is_word_byte(b))
+                key_report(r, off);
+            r->state = KEY_IDLE;
+            r->nd = 0;
+            continue;
+        }
+    }
+}
+
+static void key_end(struct key_reader *r, uint64_t off)
+{
+    if (r->state == KEY_DIGITS && r->nd >= 3 && r->nd <= 4)
+        key_report(r, off);
+    cv_pan_hit_fn fn = r->fn;
+    void *ctx = r->ctx;
+    memset(r, 0, sizeof(*r));
+    r->fn = fn;
+    r->ctx = ctx;
+}
+
+/* ------------------------------------------------------ base64 reader */
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+' || c == '-') /* standard and URL-safe (RFC 4648 section 5) */
+        return 62;
+    if (c == '/' || c == '_')
+        return 63;
+    return -1;
+}
+
+/* A hit of the nested scanner, placed at its run in the outer stream: the
+ * decoded byte k comes from characters 4(k/3) .. 4(k/3)+3 of the run. */
+static void b64_hit(void *ctx, const struct cv_pan_hit *inner)
+{
+    struct b64_reader *r = ctx;
+    struct cv_pan_hit hit = *inner;
+    hit.offset = r->start + inner->offset / 3 * 4;
+    hit.end = r->start + (inner->end + 2) / 3 * 4;
+    if (hit.end > r->start + r->chars) /* a run that ends inside its last quantum */
+        hit.end = r->start + r->chars;
+    hit.encoding = "base64";
+    r->fn(r->ctx, &hit);
+}
+
+static void b64_flush_quantum(struct b64_reader *r)
+{
+    unsigned char out[3];
+    unsigned v = 0;
+    for (unsigned k = 0; k < 4; k++)
+        v = v << 6 | (k < r->nq ? r->q[k] : 0);
+    out[0] = (unsigned char)(v >> 16);
+    out[1] = (unsigned char)(v >> 8);
+    out[2] = (unsigned char)v;
+    /* 2 characters carry 1 byte, 3 carry 2, 4 carry 3; 1 carries none */
+    size_t n = r->nq == 4 ? 3 : r->nq >= 2 ? r->nq - 1 : 0;
+    for (size_t i = 0; i < n; i++) {
+        utf8_byte(&r->u8, out[i], r->decoded + i);
+        if (r->keys)
+            key_byte(&r->key, out[i], r->decoded + i);
+    }
+    r->decoded += n;
+    cv_wipe(out, sizeof(out));
+    cv_wipe(r->q, sizeof(r->q));
+    r->nq = 0;
+}
+
+static void b64_end_run(struct b64_reader *r)
+{
+    if (!r->active)
+        return;
+    b64_flush_quantum(r);
+    utf8_end(&r->u8);
+    if (r->keys)
+        key_end(&r->key, r->decoded);
+    r->active = false;
+    r->decoded = 0;
+}
+
+static void b64_byte(struct b64_reader *r, unsigned char b, uint64_t off)
+{
+    int v = b64_value(b);
+    if (v < 0) { /* '=' padding, or anything else, ends the run */
+        b64_end_run(r);
+        return;
+    }
+    if (!r->active) {
+        r->active = true;
+        r->start = off;
+        r->nq = 0;
+        r->chars = 0;
+    }
+    r->chars++;
+    r->q[r->nq++] = (unsigned char)v;
+    if (r->nq == 4)
+        b64_flush_quantum(r);
+}
+
 /* ------------------------------------------------------------- scanner */
 
-static void scan_init(struct cv_pan_scan *s, enum cv_pan_scan_mode mode, cv_pan_hit_fn fn,
-                      void *ctx)
+static void scan_init(struct cv_pan_scan *s, unsigned mode, cv_pan_hit_fn fn, void *ctx)
 {
+    bool issuer = (mode & CV_PAN_SCAN_ISSUER) != 0;
     memset(s, 0, sizeof(*s));
     s->mode = mode;
     s->fn = fn;
     s->ctx = ctx;
-    runner_start(&s->u8.ru, "utf8", fn, ctx);
+    runner_start(&s->u8.ru, "utf8", issuer, fn, ctx);
     for (unsigned k = 0; k < 4; k++) {
         struct utf16_reader *r = &s->u16[k];
         r->offset = k & 1;
         r->skip = r->offset;
         r->big_endian = k >= 2;
-        runner_start(&r->ru, r->big_endian ? "utf16be" : "utf16le", keep_hit, &r->hits);
+        runner_start(&r->ru, r->big_endian ? "utf16be" : "utf16le", issuer, keep_hit, &r->hits);
     }
+    s->b64.fn = fn;
+    s->b64.ctx = ctx;
+    s->b64.on = (mode & CV_PAN_SCAN_BASE64) != 0;
+    s->b64.keys = (mode & CV_PAN_SCAN_CVC_KEYS) != 0;
+    runner_start(&s->b64.u8.ru, "base64", issuer, b64_hit, &s->b64);
+    s->b64.key.fn = b64_hit;
+    s->b64.key.ctx = &s->b64;
+    s->key.fn = fn;
+    s->key.ctx = ctx;
 }
 
 static void scan_cleanup(struct cv_pan_scan *s)
@@ -414,7 +747,7 @@ static void scan_cleanup(struct cv_pan_scan *s)
     cv_wipe(s, sizeof(*s));
 }
 
-struct cv_pan_scan *cv_pan_scan_new(enum cv_pan_scan_mode mode, cv_pan_hit_fn fn, void *ctx)
+struct cv_pan_scan *cv_pan_scan_new(unsigned mode, cv_pan_hit_fn fn, void *ctx)
 {
     struct cv_pan_scan *s = cv_xmalloc(sizeof(*s));
     scan_init(s, mode, fn, ctx);
@@ -432,10 +765,16 @@ void cv_pan_scan_free(struct cv_pan_scan *s)
 void cv_pan_scan_feed(struct cv_pan_scan *s, const void *buf, size_t len)
 {
     const unsigned char *b = buf;
-    bool bytes = s->mode == CV_PAN_SCAN_BYTES;
+    bool bytes = (s->mode & CV_PAN_SCAN_BYTES) != 0;
+    bool b64 = s->b64.on;
+    bool keys = (s->mode & CV_PAN_SCAN_CVC_KEYS) != 0;
     for (size_t i = 0; i < len; i++) {
         uint64_t off = s->pos + i;
         utf8_byte(&s->u8, b[i], off);
+        if (b64)
+            b64_byte(&s->b64, b[i], off);
+        if (keys)
+            key_byte(&s->key, b[i], off);
         if (bytes)
             for (unsigned k = 0; k < 4; k++)
                 utf16_byte(&s->u16[k], b[i], off);
@@ -446,7 +785,11 @@ void cv_pan_scan_feed(struct cv_pan_scan *s, const void *buf, size_t len)
 void cv_pan_scan_finish(struct cv_pan_scan *s)
 {
     utf8_end(&s->u8);
-    if (s->mode == CV_PAN_SCAN_BYTES) {
+    if (s->b64.on)
+        b64_end_run(&s->b64);
+    if (s->mode & CV_PAN_SCAN_CVC_KEYS)
+        key_end(&s->key, s->pos);
+    if (s->mode & CV_PAN_SCAN_BYTES) {
         /* A random byte string meets "digit, then 0x00" twelve times in a row
          * with probability about (10/65536)^12: no false positives. */
         struct hit_list *best = NULL;
@@ -466,6 +809,10 @@ void cv_pan_scan_finish(struct cv_pan_scan *s)
 void cv_pan_scan_summarize(void *ctx, const struct cv_pan_hit *hit)
 {
     struct cv_pan_scan_summary *sum = ctx;
+    if (hit->kind == CV_PAN_HIT_CVC) {
+        sum->cvc_matches++;
+        return;
+    }
     sum->matches++;
     if (sum->sample[0] == '\0') {
         memcpy(sum->sample, hit->masked, sizeof(sum->sample));
@@ -473,12 +820,31 @@ void cv_pan_scan_summarize(void *ctx, const struct cv_pan_hit *hit)
     }
 }
 
-void cv_pan_scan_value(const void *buf, size_t len, enum cv_pan_scan_mode mode,
-                       struct cv_pan_scan_summary *sum)
+void cv_pan_scan_value(const void *buf, size_t len, unsigned mode, struct cv_pan_scan_summary *sum)
 {
     struct cv_pan_scan s;
     scan_init(&s, mode, cv_pan_scan_summarize, sum);
     cv_pan_scan_feed(&s, buf, len);
     cv_pan_scan_finish(&s);
     scan_cleanup(&s);
+}
+
+uint64_t cv_pan_scan_column_add(struct cv_pan_scan_column *col, const void *buf, size_t len,
+                                unsigned mode)
+{
+    struct cv_pan_scan_summary one;
+    memset(&one, 0, sizeof(one));
+    cv_pan_scan_value(buf, len, mode, &one);
+    col->values++;
+    col->bytes += len;
+    if (one.matches + one.cvc_matches > 0) {
+        col->values_with_hits++;
+        col->hits.matches += one.matches;
+        col->hits.cvc_matches += one.cvc_matches;
+        if (col->hits.sample[0] == '\0' && one.sample[0] != '\0') {
+            memcpy(col->hits.sample, one.sample, sizeof(one.sample));
+            col->hits.sample_encoding = one.sample_encoding;
+        }
+    }
+    return one.matches + one.cvc_matches;
 }

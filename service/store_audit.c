@@ -122,6 +122,19 @@ static const struct cv_pg_stmt audit_columns = {
     false,
     false};
 
+/* The primary key of one table, in key order (row locations of `cardvault
+ * scan`); the name travels as parameters and is quoted by the server. */
+static const struct cv_pg_stmt audit_pk = {
+    "audit_pk",
+    "SELECT a.attname FROM pg_index i "
+    "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+    "WHERE i.indrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass AND i.indisprimary "
+    "ORDER BY array_position(i.indkey::int2[], a.attnum)",
+    2,
+    CV_PG_ONE_OFF,
+    false,
+    false};
+
 /* The tip as locked by head_lock, and the time the new events get. */
 struct locked_head {
     int64_t seq;
@@ -514,9 +527,11 @@ static cv_status append_column(struct cv_buf *sql, const char *sep, const char *
     }
 }
 
-/* Builds "DECLARE ... FOR SELECT <exprs> FROM ONLY schema.table" into sql.
- * CV_ERR_DB when libpq cannot quote an identifier. */
+/* Builds "DECLARE ... FOR SELECT [ctid, keys,] <exprs> FROM ONLY
+ * schema.table [LIMIT n]" into sql. CV_ERR_DB when libpq cannot quote an
+ * identifier. */
 static cv_status declare_sql(struct cv_pg_conn *c, const struct cv_audit_column *cols, size_t n,
+                             char *const *keys, size_t nkeys, bool with_ctid, uint64_t limit,
                              struct cv_buf *sql)
 {
     char *qs = cv_pg_quote_ident(c, cols[0].schema);
@@ -527,6 +542,19 @@ static cv_status declare_sql(struct cv_pg_conn *c, const struct cv_audit_column 
     if ((st = cv_buf_append_str(sql, "DECLARE " CURSOR_NAME " NO SCROLL CURSOR FOR SELECT ")) !=
         CV_OK)
         goto out;
+    if (with_ctid && (st = cv_buf_append_str(sql, "ctid::text, ")) != CV_OK)
+        goto out;
+    for (size_t i = 0; i < nkeys; i++) {
+        char *qk = cv_pg_quote_ident(c, keys[i]);
+        if (qk == NULL) {
+            st = CV_ERR_DB;
+            goto out;
+        }
+        st = cv_buf_appendf(sql, "%s::text, ", qk);
+        cv_pg_freemem(qk);
+        if (st != CV_OK)
+            goto out;
+    }
     for (size_t i = 0; i < n; i++) {
         char *qc = cv_pg_quote_ident(c, cols[i].column);
         if (qc == NULL) {
@@ -539,41 +567,84 @@ static cv_status declare_sql(struct cv_pg_conn *c, const struct cv_audit_column 
             goto out;
     }
     st = cv_buf_appendf(sql, " FROM ONLY %s.%s", qs, qt);
+    if (st == CV_OK && limit > 0)
+        st = cv_buf_appendf(sql, " LIMIT %llu", (unsigned long long)limit);
 out:
     cv_pg_freemem(qs);
     cv_pg_freemem(qt);
     return st;
 }
 
-/* Hands every non-NULL cell of one fetched page to fn, then wipes it. */
-static void scan_page(PGresult *r, size_t n,
-                      void (*fn)(void *ctx, size_t col, const unsigned char *bytes, size_t len),
-                      void *ctx)
+/* Hands every non-NULL cell of one fetched page to fn with its row's
+ * location, then wipes it. The first `lead` cells are the location: ctid,
+ * then the key columns. */
+static void scan_page(PGresult *r, size_t n, size_t lead, char *const *keys, size_t nkeys,
+                      cv_audit_cell_fn fn, void *ctx)
 {
+    char loc[512];
     for (int i = 0; i < PQntuples(r); i++) {
+        loc[0] = '\0';
+        if (lead > 0) {
+            size_t used = 0;
+            for (size_t k = 0; k < nkeys && used < sizeof(loc); k++) {
+                const char *v =
+                    PQgetisnull(r, i, (int)(k + 1)) ? "NULL" : PQgetvalue(r, i, (int)(k + 1));
+                int w = snprintf(loc + used, sizeof(loc) - used, "%s%s=%s", k > 0 ? ", " : "",
+                                 keys[k], v);
+                used += w > 0 ? (size_t)w : 0;
+            }
+            if (nkeys == 0)
+                snprintf(loc, sizeof(loc), "ctid=%s", PQgetvalue(r, i, 0));
+        }
         for (size_t k = 0; k < n; k++) {
-            if (PQgetisnull(r, i, (int)k))
+            int col = (int)(lead + k);
+            if (PQgetisnull(r, i, col))
                 continue;
-            char *v = PQgetvalue(r, i, (int)k);
-            size_t vlen = (size_t)PQgetlength(r, i, (int)k);
-            fn(ctx, k, (const unsigned char *)v, vlen);
+            char *v = PQgetvalue(r, i, col);
+            size_t vlen = (size_t)PQgetlength(r, i, col);
+            fn(ctx, k, (const unsigned char *)v, vlen, lead > 0 ? loc : NULL,
+               lead > 0 ? PQgetvalue(r, i, 0) : NULL);
             /* The value may be the very card number the scan looks for. */
             cv_wipe(v, vlen);
         }
+        cv_wipe(loc, sizeof(loc));
+        for (size_t k = 0; k < lead; k++)
+            cv_wipe(PQgetvalue(r, i, (int)k), (size_t)PQgetlength(r, i, (int)k));
     }
 }
 
-cv_status cv_store_audit_scan_table(struct cv_store *store, const struct cv_audit_column *cols,
-                                    size_t n, unsigned batch_rows,
-                                    void (*fn)(void *ctx, size_t col, const unsigned char *bytes,
-                                               size_t len),
-                                    void *ctx, uint64_t *rows)
+/* The primary key's column names of cols' table (none: *n = 0). */
+static cv_status primary_key(struct cv_pg_conn *c, const struct cv_audit_column *col, char ***keys,
+                             size_t *n)
+{
+    struct cv_pg_params p;
+    PGresult *r = NULL;
+    *keys = NULL;
+    *n = 0;
+    cv_pg_params_init(&p);
+    cv_pg_param_text(&p, col->schema);
+    cv_pg_param_text(&p, col->table);
+    CV_TRY(cv_pg_run(c, &audit_pk, &p, &r));
+    size_t rows = (size_t)PQntuples(r);
+    *keys = cv_xcalloc(rows + 1, sizeof(**keys));
+    for (size_t i = 0; i < rows; i++)
+        (*keys)[i] = cv_xstrdup(PQgetvalue(r, (int)i, 0));
+    *n = rows;
+    PQclear(r);
+    return CV_OK;
+}
+
+cv_status cv_store_audit_scan_rows(struct cv_store *store, const struct cv_audit_column *cols,
+                                   size_t n, const struct cv_audit_scan_opts *opts,
+                                   cv_audit_cell_fn fn, void *ctx, uint64_t *rows)
 {
     char fetch[64];
     struct cv_pg_conn *c = NULL;
     struct cv_buf decl;
+    char **keys = NULL;
+    size_t nkeys = 0;
     snprintf(fetch, sizeof(fetch), "FETCH FORWARD %u FROM " CURSOR_NAME,
-             batch_rows == 0 ? 1000u : batch_rows);
+             opts->batch_rows == 0 ? 1000u : opts->batch_rows);
     /* Binary results: raw bytes of every text and bytea cell. */
     const struct cv_pg_stmt fetch_page = {"audit_scan_fetch", fetch, 0, CV_PG_ONE_OFF, true, false};
     *rows = 0;
@@ -586,7 +657,10 @@ cv_status cv_store_audit_scan_table(struct cv_store *store, const struct cv_audi
         goto out;
     if ((st = cv_pg_command(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")) != CV_OK)
         goto out;
-    if (declare_sql(c, cols, n, &decl) != CV_OK) {
+    if (opts->row_locations && (st = primary_key(c, &cols[0], &keys, &nkeys)) != CV_OK)
+        goto out;
+    size_t lead = opts->row_locations ? 1 + nkeys : 0;
+    if (declare_sql(c, cols, n, keys, nkeys, opts->row_locations, opts->max_rows, &decl) != CV_OK) {
         st = cv_pg_error(c, NULL, "audit_scan_quote", false);
         goto out;
     }
@@ -599,7 +673,7 @@ cv_status cv_store_audit_scan_table(struct cv_store *store, const struct cv_audi
         if ((st = cv_pg_run(c, &fetch_page, NULL, &r)) != CV_OK)
             goto out;
         int nr = PQntuples(r);
-        scan_page(r, n, fn, ctx);
+        scan_page(r, n, lead, keys, nkeys, fn, ctx);
         *rows += (uint64_t)nr;
         PQclear(r);
         if (nr == 0)
@@ -609,5 +683,33 @@ out:
     cv_pg_rollback(c);
     cv_buf_cleanup(&decl);
     cv_pg_release(c);
+    for (size_t i = 0; i < nkeys; i++)
+        free(keys[i]);
+    free(keys);
     return st;
+}
+
+struct plain_cells {
+    void (*fn)(void *ctx, size_t col, const unsigned char *bytes, size_t len);
+    void *ctx;
+};
+
+static void plain_cell(void *ctx, size_t col, const unsigned char *bytes, size_t len,
+                       const char *row_key, const char *ctid)
+{
+    struct plain_cells *p = ctx;
+    (void)row_key;
+    (void)ctid;
+    p->fn(p->ctx, col, bytes, len);
+}
+
+cv_status cv_store_audit_scan_table(struct cv_store *store, const struct cv_audit_column *cols,
+                                    size_t n, unsigned batch_rows,
+                                    void (*fn)(void *ctx, size_t col, const unsigned char *bytes,
+                                               size_t len),
+                                    void *ctx, uint64_t *rows)
+{
+    struct cv_audit_scan_opts opts = {batch_rows, 0, false};
+    struct plain_cells p = {fn, ctx};
+    return cv_store_audit_scan_rows(store, cols, n, &opts, plain_cell, &p, rows);
 }

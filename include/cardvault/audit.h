@@ -181,4 +181,22 @@ CV_MUST_USE cv_status cv_store_audit_scan_table(
     void (*fn)(void *ctx, size_t col, const unsigned char *bytes, size_t len), void *ctx,
     uint64_t *rows);
 
+/* The same with options, for `cardvault scan`: at most max_rows rows (0:
+ * all) and, when row_locations, each cell's row named by its primary key
+ * ("id=42", the key columns as text) or, for a table without one, by ctid
+ * ("ctid=(0,1)"); row_key is NULL otherwise. ctid is the row's ctid text
+ * either way when row_locations (a caller shows it instead of a key that
+ * itself looks like card data). Both are borrowed for the call. */
+struct cv_audit_scan_opts {
+    unsigned batch_rows;
+    uint64_t max_rows;
+    bool row_locations;
+};
+typedef void (*cv_audit_cell_fn)(void *ctx, size_t col, const unsigned char *bytes, size_t len,
+                                 const char *row_key, const char *ctid);
+CV_MUST_USE cv_status cv_store_audit_scan_rows(struct cv_store *st,
+                                               const struct cv_audit_column *cols, size_t n,
+                                               const struct cv_audit_scan_opts *opts,
+                                               cv_audit_cell_fn fn, void *ctx, uint64_t *rows);
+
 #endif

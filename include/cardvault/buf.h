@@ -40,6 +40,10 @@ CV_MUST_USE cv_status cv_buf_appendf(struct cv_buf *b, const char *fmt, ...)
  * always valid UTF-8 JSON whatever a client sent. */
 CV_MUST_USE cv_status cv_buf_append_json_string(struct cv_buf *b, const char *s, size_t n);
 
+/* True when the n bytes at p are well-formed UTF-8 (RFC 3629: no overlongs,
+ * surrogates or code points past U+10FFFF). */
+bool cv_utf8_valid(const void *p, size_t n);
+
 /* True when an append failed since the last init or reset. */
 bool cv_buf_failed(const struct cv_buf *b);
 /* Hands the content over (heap, NUL-terminated, caller frees with free());

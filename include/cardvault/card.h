@@ -73,6 +73,15 @@ CV_MUST_USE cv_status cv_card_display_of(const char *pan, struct cv_card_display
  * CV_ERR_INVALID_EXPIRY otherwise. */
 CV_MUST_USE cv_status cv_card_check_expiry(long long month, long long year, int now_month,
                                            int now_year);
+/* Parses an expiry as legacy systems store it: MM/YY, MM/YYYY, YYYY-MM (also
+ * M/YY, MM-YY, MM/YY with blanks around). Two-digit years are 20YY. Only the
+ * shape and month range are checked here; cv_card_check_expiry decides
+ * whether the card is still valid. CV_ERR_INVALID_EXPIRY otherwise. */
+CV_MUST_USE cv_status cv_card_parse_expiry(const char *s, size_t len, int *month, int *year);
+/* One number of 1-2 digits (month 1-12) or 2 or 4 digits (year; 20YY for two),
+ * blanks around allowed. CV_ERR_INVALID_EXPIRY otherwise. */
+CV_MUST_USE cv_status cv_card_parse_month(const char *s, size_t len, int *month);
+CV_MUST_USE cv_status cv_card_parse_year(const char *s, size_t len, int *year);
 /* Digits only: 4 for American Express, 3 for every other brand. CV_ERR_INVALID_CVC otherwise. */
 CV_MUST_USE cv_status cv_card_check_cvc(const char *cvc, size_t len, enum cv_card_brand brand);
 /* 1..CV_NAME_MAX_BYTES bytes of valid UTF-8, no control characters, not blank,

@@ -19,6 +19,16 @@
 /* --allowed-origin may be given this many times (each may be a comma list). */
 #define CV_CLI_ORIGIN_ARGS_MAX 16
 
+/* A command's own options (import, scan): main.c parses them beside the
+ * common ones and stores the argument (or "1" for an option without one) in
+ * cli->x[index]. A table ends with a NULL name. */
+#define CV_CLI_EXTRA_MAX 32
+struct cv_cli_optdef {
+    const char *name;
+    int has_arg; /* 1: --name VALUE; 0: --name */
+    int index;   /* into cv_cli.x */
+};
+
 struct cv_cli {
     struct cv_config cfg;
     const char *dir;                                 /* --dir */
@@ -32,11 +42,14 @@ struct cv_cli {
     const char *expect;                              /* --expect SEQ:HASH (audit verify) */
     const char *origin_args[CV_CLI_ORIGIN_ARGS_MAX]; /* --allowed-origin, as given */
     int n_origin_args;
-    const char *set_origins; /* --set LIST (key origins); NULL when not given */
-    int argc;                /* positional arguments after the command word */
+    const char *set_origins;         /* --set LIST (key origins); NULL when not given */
+    const char *x[CV_CLI_EXTRA_MAX]; /* a command's own options (struct cv_cli_optdef) */
+    int argc;                        /* positional arguments after the command word */
     char **argv;
 };
 
+/* errno's text in buf (XSI strerror_r: thread-safe); returns buf. */
+const char *cv_cli_errno_text(int err, char *buf, size_t cap);
 /* Prints "cardvault: msg" on stderr. */
 void cv_cli_fail(const char *msg);
 /* Prints a usage error and returns CV_EXIT_USAGE. */
@@ -94,6 +107,8 @@ void cv_cli_json_set_bool(struct json_t *obj, const char *key, bool val);
 /* Appends val (taken over) or a string to an array; CV_ERR_INTERNAL if it cannot. */
 CV_MUST_USE cv_status cv_cli_json_append(struct json_t *arr, struct json_t *val);
 CV_MUST_USE cv_status cv_cli_json_append_str(struct json_t *arr, const char *s);
+/* Releases a value nobody took over; accepts NULL. */
+void cv_cli_json_free(struct json_t *val);
 /* Prints obj as one compact JSON line on stdout and releases it (one
  * json_decref). CV_ERR_INTERNAL when obj is NULL or marked failed (nothing
  * printed, one line on stderr), CV_ERR_IO when stdout cannot be written. */
@@ -117,6 +132,14 @@ extern const char cv_cli_elements_sri_usage[];
 /* cardvault keys status|rotate-dek|rotate-kek|reencrypt|destroy-dek (cli_keys.c). */
 int cv_cli_keys(struct cv_cli *cli);
 extern const char cv_cli_keys_usage[];
+/* cardvault import (cli_import.c). */
+int cv_cli_import(struct cv_cli *cli);
+extern const char cv_cli_import_usage[];
+extern const struct cv_cli_optdef cv_cli_import_opts[];
+/* cardvault scan (cli_scan.c). */
+int cv_cli_scan(struct cv_cli *cli);
+extern const char cv_cli_scan_usage[];
+extern const struct cv_cli_optdef cv_cli_scan_opts[];
 /* cardvault audit verify|export|storage (cli_audit.c). */
 int cv_cli_audit(struct cv_cli *cli);
 extern const char cv_cli_audit_usage[];

@@ -7,6 +7,7 @@
 
 #include "cardvault/status.h"
 #include "cardvault/store_keys.h"
+#include "cardvault/store_import.h"
 #include "cardvault/store_merchants.h"
 #include "cardvault/store_rows.h"
 #include "cardvault/store_tokens.h"

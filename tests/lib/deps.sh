@@ -18,7 +18,7 @@ mode=${1:-all}
 
 packages=(
   build-essential pkg-config
-  libmicrohttpd-dev libssl-dev libpq-dev libjansson-dev libcurl4-openssl-dev libp11-kit-dev
+  libmicrohttpd-dev libssl-dev libpq-dev libjansson-dev libcurl4-openssl-dev libp11-kit-dev zlib1g-dev
   postgresql postgresql-contrib postgresql-client
   curl openssl procps
 )

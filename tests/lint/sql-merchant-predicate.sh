@@ -5,7 +5,7 @@
 #   tests/lint/sql-merchant-predicate.sh FILE...    lint only these files (no summary line)
 #
 # Every SQL text in the service that touches a tenant table (tokens,
-# audit_events, idempotency_keys) must carry a `merchant_id = $n` predicate,
+# audit_events, idempotency_keys, import_rows) must carry a `merchant_id = $n` predicate,
 # or be on the allow-list below with the reason it is legitimately not
 # scoped to one merchant. How it reads the C sources (a small perl
 # tokenizer, no compiler needed):
@@ -48,6 +48,11 @@ store_tokens.c	INSERT INTO tokens (merchant_id, token, format_version, dek_id, n
 # built at run time; every row's merchant_id is a bound parameter taken from
 # its request's authenticated merchant.
 store_tokens.c	INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, created_at) VALUES
+# Import mapping rows (cardvault import): merchant_id is $1, one bound
+# parameter for the whole batch, given by the operator's --merchant; the
+# rows come from unnest() over the batch's own arrays, nothing is read from
+# any tenant table.
+store_import.c	INSERT INTO import_rows (merchant_id, job_id, row_id, token, brand, last4, exp_month, exp_year, merged) SELECT $1, $2, u.row_id, u.token, u.brand, u.last4, u.m, u.y, u.merged FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::smallint[], $8::smallint[], $9::boolean[]) WITH ORDINALITY AS u(row_id, token, brand, last4, m, y, merged, n) ORDER BY u.n
 # Idempotent tokenize: INSERT of the token row (merchant_id = $1), then the
 # UPDATE of idempotency_keys joins on the inserted row (i.merchant_id =
 # t.merchant_id, t being the row just inserted with merchant_id $1) and the
@@ -96,7 +101,7 @@ use strict;
 use warnings;
 
 my ($allowfile, @files) = @ARGV;
-my $TABLES = qr/tokens|audit_events|idempotency_keys/;
+my $TABLES = qr/tokens|audit_events|idempotency_keys|import_rows/;
 my $REF = qr/(?:\b(?:FROM|JOIN|INTO|UPDATE|TABLE|ONLY|TRUNCATE|COPY|USING)|,)\s+(?:ONLY\s+)?(?:"?public"?\.)?"?($TABLES)"?(?![\w.])/i;
 my $VERB = qr/\b(?:SELECT|INSERT|UPDATE|DELETE|MERGE|TRUNCATE|COPY|WITH)\b/i;
 my $KEYWORDS = qr/^(?:WHERE|JOIN|ON|USING|SET|VALUES|GROUP|ORDER|LIMIT|OFFSET|LEFT|RIGHT|INNER|OUTER|FULL|CROSS|NATURAL|RETURNING|FOR|AS|DEFAULT|SELECT|UNION|EXCEPT|INTERSECT|HAVING|WINDOW|FETCH|TABLESAMPLE|OVERRIDING|ON)$/i;

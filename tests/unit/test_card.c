@@ -670,11 +670,49 @@ static void display_of_refuses_what_is_not_a_normalized_pan(void)
     CHECK_EQ_INT(cv_card_display_of(twenty, &d), CV_ERR_INVALID_PAN);
 }
 
+static void parse_expiry_reads_legacy_shapes(void)
+{
+    struct {
+        const char *in;
+        int month, year;
+    } ok[] = {{"12/30", 12, 2030},  {"1/30", 1, 2030},   {"01/2031", 1, 2031}, {"2032-07", 7, 2032},
+              {" 09/29 ", 9, 2029}, {"11-28", 11, 2028}, {"2032-7", 7, 2032}};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        int m = 0, y = 0;
+        CHECK_EQ_INT(cv_card_parse_expiry(ok[i].in, strlen(ok[i].in), &m, &y), CV_OK);
+        CHECK_EQ_INT(m, ok[i].month);
+        CHECK_EQ_INT(y, ok[i].year);
+    }
+    const char *bad[] = {"",       "13/30",   "00/30",   "12/3",    "12/303", "2032/07", "2032-13",
+                         "12.30",  "1230",    "12/30x",  "/30",     "12/",    "123/30",  "-1/30",
+                         "12//30", "0012/30", "12/0030", "1899-01", "2/330",  NULL};
+    for (size_t i = 0; bad[i] != NULL; i++) {
+        int m = 0, y = 0;
+        if (cv_card_parse_expiry(bad[i], strlen(bad[i]), &m, &y) != CV_ERR_INVALID_EXPIRY)
+            fprintf(stderr, "  accepted [%s]\n", bad[i]);
+        m = 7;
+        y = 7;
+        CHECK_EQ_INT(cv_card_parse_expiry(bad[i], strlen(bad[i]), &m, &y), CV_ERR_INVALID_EXPIRY);
+        CHECK(m == 0 && y == 0); /* a refusal leaves nothing half set */
+    }
+    int m = 0, y = 0;
+    CHECK_EQ_INT(cv_card_parse_month("7", 1, &m), CV_OK);
+    CHECK_EQ_INT(m, 7);
+    CHECK_EQ_INT(cv_card_parse_month("13", 2, &m), CV_ERR_INVALID_EXPIRY);
+    CHECK_EQ_INT(cv_card_parse_month("007", 3, &m), CV_ERR_INVALID_EXPIRY);
+    CHECK_EQ_INT(cv_card_parse_year("31", 2, &y), CV_OK);
+    CHECK_EQ_INT(y, 2031);
+    CHECK_EQ_INT(cv_card_parse_year("2031", 4, &y), CV_OK);
+    CHECK_EQ_INT(cv_card_parse_year("203", 3, &y), CV_ERR_INVALID_EXPIRY);
+    CHECK_EQ_INT(cv_card_parse_year("20311", 5, &y), CV_ERR_INVALID_EXPIRY);
+}
+
 int main(void)
 {
     RUN(display_of_gives_bin_last4_and_brand);
     RUN(display_of_refuses_what_is_not_a_normalized_pan);
     RUN(vectors_file_pans_are_accepted_with_their_brand);
+    RUN(parse_expiry_reads_legacy_shapes);
     RUN(vectors_file_pans_are_rejected_with_any_other_check_digit);
     RUN(inline_published_pans_get_their_brand);
     RUN(inline_published_pans_off_by_one_digit_are_rejected);

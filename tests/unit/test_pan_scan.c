@@ -251,8 +251,7 @@ static void stream_reports_offsets_and_masked_samples(void)
 }
 
 /* Feeds buf in chunks of `step` bytes (1 = byte by byte). */
-static struct hits scan_chunked(const unsigned char *buf, size_t len, size_t step,
-                                enum cv_pan_scan_mode mode)
+static struct hits scan_chunked(const unsigned char *buf, size_t len, size_t step, unsigned mode)
 {
     struct hits h;
     memset(&h, 0, sizeof(h));
@@ -317,6 +316,174 @@ static void reports_never_hold_the_full_number(void)
     }
 }
 
+static struct cv_pan_scan_summary scan_opts(const char *s, unsigned mode)
+{
+    return scan(s, strlen(s), mode);
+}
+
+#define SCAN_ALL (CV_PAN_SCAN_TEXT | CV_PAN_SCAN_ISSUER | CV_PAN_SCAN_BASE64 | CV_PAN_SCAN_CVC_KEYS)
+
+static void scan_reads_dots_plus_and_url_escapes(void)
+{
+    const char *hits[] = {"4111.1111.1111.1111",          "pan=4111+1111+1111+1111&x=1",
+                          "pan=%34%31%31%31111111111111", "q=4111%201111%201111%201111",
+                          "q=4111%2D1111%2D1111%2D1111",  NULL};
+    for (size_t i = 0; hits[i] != NULL; i++) {
+        struct cv_pan_scan_summary r = scan_opts(hits[i], SCAN_ALL);
+        if (r.matches != 1)
+            fprintf(stderr, "  case %zu: %llu matches\n", i, (unsigned long long)r.matches);
+        CHECK_EQ_INT(r.matches, 1);
+    }
+    struct cv_pan_scan_summary r = scan_opts("pan=%34%31%31%31111111111111", SCAN_ALL);
+    CHECK(strcmp(r.sample_encoding, "url-escape") == 0);
+    /* broken escapes are read byte by byte */
+    r = scan_opts("%3x4111111111111111 %", SCAN_ALL);
+    CHECK_EQ_INT(r.matches, 1);
+    r = scan_opts("4111..1111..1111..1111", SCAN_ALL);
+    CHECK_EQ_INT(r.matches, 0);
+}
+
+static void issuer_check_drops_luhn_valid_numbers_no_brand_issues(void)
+{
+    /* each passes Luhn: without the issuer check all are hits */
+    const char *decoys[] = {"ref 1000000000000008",       /* 16 digits, prefix 1: no brand */
+                            "isbn 9780306406156",         /* an ISBN-13 (Luhn-valid by chance) */
+                            "track 9400111111111110",     /* USPS-like, prefix 94 */
+                            "acct 0000000000000000",      /* zeros */
+                            "visa-length 41111111111114", /* prefix 4 but 14 digits */
+                            "mc-length 555555555555442",  /* prefix 55 but 15 digits */
+                            NULL};
+    for (size_t i = 0; decoys[i] != NULL; i++) {
+        const char *d = decoys[i];
+        struct cv_pan_scan_summary r = scan_opts(d, CV_PAN_SCAN_TEXT | CV_PAN_SCAN_ISSUER);
+        if (r.matches != 0)
+            fprintf(stderr, "  issuer decoy %zu flagged\n", i);
+        CHECK_EQ_INT(r.matches, 0);
+    }
+    CHECK(cv_pan_scan_issuer_ok("4111111111111111", 16));
+    CHECK(cv_pan_scan_issuer_ok("378282246310005", 15));
+    CHECK(cv_pan_scan_issuer_ok("6011000990139424", 16));
+    CHECK(cv_pan_scan_issuer_ok("4222222222222", 13));
+    CHECK(!cv_pan_scan_issuer_ok("37828224631000", 14));
+    CHECK(!cv_pan_scan_issuer_ok("1000000000000008", 16));
+    CHECK_EQ_INT(scan_opts("x 1000000000000008 y", CV_PAN_SCAN_TEXT).matches, 1);
+    /* a grouped tracking number whose tail is a Luhn-valid Diners-shaped
+     * window: only the Luhn-only scan takes it */
+    const char *track = "usps 9400 1112 3600 1006 0000 00";
+    CHECK_EQ_INT(scan_opts(track, CV_PAN_SCAN_TEXT).matches, 1);
+    CHECK_EQ_INT(scan_opts(track, CV_PAN_SCAN_TEXT | CV_PAN_SCAN_ISSUER).matches, 0);
+    /* still found: a PAN after a date, and two PANs back to back */
+    CHECK_EQ_INT(
+        scan_opts("2024-01-15 4111111111111111", CV_PAN_SCAN_TEXT | CV_PAN_SCAN_ISSUER).matches, 1);
+    CHECK_EQ_INT(
+        scan_opts("4111 1111 1111 1111 5555 5555 5555 4444", CV_PAN_SCAN_TEXT | CV_PAN_SCAN_ISSUER)
+            .matches,
+        2);
+}
+
+static void base64_runs_are_decoded_and_scanned(void)
+{
+    /* "4111111111111111" and {"pan":"5555555555554444"} in base64 */
+    struct cv_pan_scan_summary r = scan_opts("note NDExMTExMTExMTExMTExMQ== end", SCAN_ALL);
+    CHECK_EQ_INT(r.matches, 1);
+    CHECK(strcmp(r.sample_encoding, "base64") == 0);
+    CHECK(strcmp(r.sample, "411111******1111") == 0);
+    r = scan_opts("b=eyJwYW4iOiI1NTU1NTU1NTU1NTU0NDQ0In0", SCAN_ALL);
+    CHECK_EQ_INT(r.matches, 1);
+    /* URL-safe alphabet, no padding */
+    r = scan_opts("x NDExMTExMTExMTExMTExMQ x", SCAN_ALL);
+    CHECK_EQ_INT(r.matches, 1);
+    /* a run that ends inside its last quantum: the hit ends with the run */
+    const char *cut = "x NDExMTExMTExMTExMTExMQ";
+    struct hits h = scan_chunked((const unsigned char *)cut, strlen(cut), 5, SCAN_ALL);
+    CHECK_EQ_INT(h.n, 1);
+    CHECK_EQ_INT(h.v[0].offset, 2);
+    CHECK_EQ_INT(h.v[0].end, strlen(cut));
+    /* not decoded without the option */
+    r = scan_opts("note NDExMTExMTExMTExMTExMQ== end", CV_PAN_SCAN_TEXT);
+    CHECK_EQ_INT(r.matches, 0);
+    /* a truncated run, a run of one character, and a long token decode to nothing */
+    r = scan_opts("NDExMTExMTExMT a tok_0aB3xY9zQ1w2E3r4T5y6U7 Z", SCAN_ALL);
+    CHECK_EQ_INT(r.matches, 0);
+}
+
+static void security_codes_after_a_cvc_key_are_reported_masked(void)
+{
+    const char *hits[] = {"{\"cvv\":\"123\"}",
+                          "{\"CVC\": 1234}",
+                          "cvv2=123&x",
+                          "card_cvv: '987'",
+                          "security_code = 456",
+                          "{\"securityCode\":\"321\"}",
+                          NULL};
+    for (size_t i = 0; hits[i] != NULL; i++) {
+        struct cv_pan_scan_summary r = scan_opts(hits[i], SCAN_ALL);
+        if (r.cvc_matches != 1)
+            fprintf(stderr, "  cvc case %zu missed\n", i);
+        CHECK_EQ_INT(r.cvc_matches, 1);
+        CHECK_EQ_INT(r.matches, 0);
+    }
+    const char *clean[] = {"{\"cvv\":\"12\"}", "{\"cvv\":\"12345\"}",
+                           "cvv=123abc",       "{\"order\":\"123\"}",
+                           "cvv is 123",       "cvvx=123",
+                           "{\"cvv\":null}",   NULL};
+    for (size_t i = 0; clean[i] != NULL; i++) {
+        struct cv_pan_scan_summary r = scan_opts(clean[i], SCAN_ALL);
+        if (r.cvc_matches != 0)
+            fprintf(stderr, "  cvc clean case %zu flagged\n", i);
+        CHECK_EQ_INT(r.cvc_matches, 0);
+    }
+    /* the hit never holds the code */
+    struct hits h;
+    memset(&h, 0, sizeof(h));
+    struct cv_pan_scan *s = cv_pan_scan_new(SCAN_ALL, keep, &h);
+    cv_pan_scan_feed(s, "{\"cvc\":\"1", 9);
+    cv_pan_scan_feed(s, "23\"}", 4);
+    cv_pan_scan_finish(s);
+    cv_pan_scan_free(s);
+    CHECK_EQ_INT(h.n, 1);
+    CHECK_EQ_INT(h.v[0].kind, CV_PAN_HIT_CVC);
+    CHECK(strcmp(h.v[0].masked, "***") == 0);
+    CHECK_EQ_INT(h.v[0].offset, 8);
+}
+
+static void cvc_names_and_values(void)
+{
+    const char *names[] = {"cvc",          "CVV",      "cvv2",
+                           "cid",          "csc",      "security_code",
+                           "SecurityCode", "card_cvv", "card-security-code",
+                           "cvc2",         NULL};
+    for (size_t i = 0; names[i] != NULL; i++)
+        CHECK(cv_pan_scan_is_cvc_name(names[i], strlen(names[i])));
+    const char *not_names[] = {"card_number", "city", "acid", "order_id", "cvcx", "", NULL};
+    for (size_t i = 0; not_names[i] != NULL; i++)
+        CHECK(!cv_pan_scan_is_cvc_name(not_names[i], strlen(not_names[i])));
+    CHECK(cv_pan_scan_is_cvc_value("123", 3));
+    CHECK(cv_pan_scan_is_cvc_value(" 1234\n", 6));
+    CHECK(cv_pan_scan_is_cvc_value("\"123\"", 5));
+    CHECK(!cv_pan_scan_is_cvc_value("12", 2));
+    CHECK(!cv_pan_scan_is_cvc_value("12345", 5));
+    CHECK(!cv_pan_scan_is_cvc_value("12a", 3));
+    CHECK(!cv_pan_scan_is_cvc_value("\"123", 4));
+}
+
+static void new_readers_give_the_same_hits_whatever_the_chunking(void)
+{
+    const char *text = "a NDExMTExMTExMTExMTExMQ== b %34111111111111111 c {\"cvv\":\"123\"} "
+                       "d 5555.5555.5555.4444 e";
+    size_t n = strlen(text);
+    struct hits whole = scan_chunked((const unsigned char *)text, n, n, SCAN_ALL);
+    CHECK_EQ_INT(whole.n, 4);
+    for (size_t step = 1; step < 9; step++) {
+        struct hits cut = scan_chunked((const unsigned char *)text, n, step, SCAN_ALL);
+        CHECK_EQ_INT(cut.n, whole.n);
+        for (size_t k = 0; k < whole.n && k < cut.n && k < 16; k++) {
+            CHECK_EQ_INT(cut.v[k].offset, whole.v[k].offset);
+            CHECK(strcmp(cut.v[k].encoding, whole.v[k].encoding) == 0);
+        }
+    }
+}
+
 int main(void)
 {
     RUN(scan_finds_plain_spaced_and_hyphenated_pans);
@@ -330,5 +497,11 @@ int main(void)
     RUN(stream_reports_offsets_and_masked_samples);
     RUN(stream_gives_the_same_hits_whatever_the_chunking);
     RUN(reports_never_hold_the_full_number);
+    RUN(scan_reads_dots_plus_and_url_escapes);
+    RUN(issuer_check_drops_luhn_valid_numbers_no_brand_issues);
+    RUN(base64_runs_are_decoded_and_scanned);
+    RUN(security_codes_after_a_cvc_key_are_reported_masked);
+    RUN(cvc_names_and_values);
+    RUN(new_readers_give_the_same_hits_whatever_the_chunking);
     return check_summary("test_pan_scan");
 }
