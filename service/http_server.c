@@ -81,6 +81,7 @@ struct cv_http_server {
 
 struct request {
     char request_id[CV_REQUEST_ID_LEN + 1];
+    char quota_origin[CV_ORIGIN_MAX + 1]; /* the shop origin a frame's tokenize counts against */
     struct timespec start;
     const struct cv_route *route;
     char token[TOKEN_SEGMENT_MAX + 1];
@@ -400,6 +401,30 @@ static bool origin_is_own(const struct cv_http_server *srv, struct MHD_Connectio
     return strcmp(theirs, ours) == 0;
 }
 
+/* The per-origin tokenize quota counts a shop's checkout pages, not the
+ * vault: a browser's tokenize comes only from the card frame, whose Origin
+ * is the vault's own (any other was refused with cross_origin_refused). So
+ * the frame names the page it is mounted in (CardVault-Frame-Origin, the
+ * `origin` its URL was served for), and that origin must be on the key's
+ * list, like the frame page itself. A request without an Origin header
+ * (a server) has no origin quota; its key's quota still applies. */
+static cv_status frame_quota_origin(struct MHD_Connection *conn, struct request *rq)
+{
+    rq->quota_origin[0] = '\0';
+    if (MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin") == NULL)
+        return CV_OK;
+    const char *parent =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "CardVault-Frame-Origin");
+    if (parent == NULL)
+        return CV_ERR_FRAME_ORIGIN;
+    if (cv_origin_normalize(parent, strlen(parent), rq->quota_origin) != CV_OK ||
+        !cv_origin_list_contains(rq->who.origins, rq->quota_origin)) {
+        rq->quota_origin[0] = '\0';
+        return CV_ERR_FRAME_ORIGIN;
+    }
+    return CV_OK;
+}
+
 static enum MHD_Result add_frame_arg(void *cls, enum MHD_ValueKind kind, const char *key,
                                      const char *value)
 {
@@ -651,6 +676,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
     const char *idempotency_key = NULL, *param = NULL;
     cv_status st = decode_request(conn, rq, &idempotency_key, &param);
+    if (st == CV_OK && rq->route->body == CV_ROUTE_BODY_TOKENIZE)
+        st = frame_quota_origin(conn, rq);
     cv_wipe_stack(); /* the parser's frames held the body */
     if (st != CV_OK)
         return queue_error(conn, rq, st, param, NULL);
@@ -661,11 +688,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .idempotency_key = idempotency_key,
         .tokenize = rq->route->body == CV_ROUTE_BODY_TOKENIZE ? &rq->tokenize : NULL,
         .frame = rq->route->query != CV_ROUTE_QUERY_NONE ? &rq->frame : NULL,
-        /* Browsers send it and scripts on a page cannot change it: the
-         * per-origin tokenize quota's key. MHD keeps it until completion. */
-        .origin = rq->route->body == CV_ROUTE_BODY_TOKENIZE
-                      ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin")
-                      : NULL,
+        .origin = rq->quota_origin[0] != '\0' ? rq->quota_origin : NULL,
     };
     rq->done.finish = on_handler_finished;
     rq->route->handler(&srv->app->handlers, &rq->call, &rq->done);

@@ -56,11 +56,11 @@ struct cv_config {
                                             scope (sk_), default 3600 */
     unsigned tokenize_quota_publishable; /* CARDVAULT_TOKENIZE_QUOTA_PER_HOUR_PUBLISHABLE: per key
                                             without it (pk_), default 500 */
-    unsigned tokenize_quota_origin;      /* CARDVAULT_TOKENIZE_QUOTA_PER_HOUR_ORIGIN: per Origin
-                                            header value, default 1000 */
-    unsigned card_testing_threshold;     /* CARDVAULT_CARD_TESTING_THRESHOLD: distinct cards per key
-                                            and BIN + last 4 (or BIN + expiry), 0 = off, default 10 */
-    unsigned card_testing_window_s;      /* CARDVAULT_CARD_TESTING_WINDOW_S, default 3600 */
+    unsigned tokenize_quota_origin;  /* CARDVAULT_TOKENIZE_QUOTA_PER_HOUR_ORIGIN: per shop origin
+                                        header value, default 1000 */
+    unsigned card_testing_threshold; /* CARDVAULT_CARD_TESTING_THRESHOLD: distinct cards per key
+                                        and BIN + last 4 (or BIN + expiry), 0 = off, default 10 */
+    unsigned card_testing_window_s;  /* CARDVAULT_CARD_TESTING_WINDOW_S, default 3600 */
     bool card_testing_block; /* CARDVAULT_CARD_TESTING_BLOCK=0 turns off blocking pk_ keys */
     char *tls_cert_file;     /* CARDVAULT_TLS_CERT (PEM) */
     char *tls_key_file;      /* CARDVAULT_TLS_KEY (PEM) */

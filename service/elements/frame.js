@@ -388,7 +388,9 @@
     fetch('/v1/tokens', {
       method: 'POST',
       headers: { 'Authorization': 'Bearer ' + KEY, 'Content-Type': 'application/json',
-                 'Idempotency-Key': randomKey() },
+                 'Idempotency-Key': randomKey(),
+                 /* the shop page this frame serves: its tokenize quota's key */
+                 'CardVault-Frame-Origin': PARENT },
       body: JSON.stringify(body),
       credentials: 'omit',
       cache: 'no-store',

@@ -458,16 +458,35 @@ check "a publishable key's 6th tokenize within the hour: 429 tokenize_quota_exce
   eval '[ "$q_201" = 5 ] && [ "$R_STATUS:$(err)" = "429:tokenize_quota_exceeded" ] && [[ "$ra" =~ ^[0-9]+$ ]] && [ "$ra" -ge 60 ]'
 req POST /v1/tokens "$A_SK" "{\"pan\":\"$(luhn_pan 4245 7)\",\"exp_month\":11,\"exp_year\":2032}"
 check "the secret key of the same merchant still tokenizes (201)" test "$R_STATUS" = 201
+# The origin quota counts a shop's checkout pages: a browser tokenizes only
+# from the card frame (Origin: the vault's own), which names the page it is
+# mounted in (CardVault-Frame-Origin), an origin on its key's list.
+OWN_ORIGIN=${SC_URL%/}
+pk_for_shop() { "$SC_BIN" key create --merchant "$1" --scopes tokenize --allowed-origin https://shop-b.example | jq -r .key; }
+B_PK2=$(pk_for_shop "$B_ID") A_PK2=$(pk_for_shop "$A_ID")
+frame_tokenize() { # KEY FRAME_ORIGIN N
+  req POST /v1/tokens "$1" "{\"pan\":\"$(luhn_pan 4246 "$3")\",\"exp_month\":11,\"exp_year\":2032}" \
+    -H "Origin: $OWN_ORIGIN" -H "CardVault-Frame-Origin: $2"
+}
 o_codes=""
-for key in "$B_PK" "$B_PK" "$B_SK" "$A_SK"; do
-  req POST /v1/tokens "$key" "{\"pan\":\"$(luhn_pan 4246 "${#o_codes}")\",\"exp_month\":11,\"exp_year\":2032}" \
-    -H 'Origin: https://shop-b.example'
+n=0
+for key in "$B_PK2" "$B_PK2" "$A_PK2" "$A_PK2"; do
+  n=$((n + 1)); frame_tokenize "$key" https://shop-b.example "$n"
   o_codes+="$R_STATUS "
 done
 req POST /v1/tokens "$B_SK" "{\"pan\":\"$(luhn_pan 4246 99)\",\"exp_month\":11,\"exp_year\":2032}"
-echo "# Origin https://shop-b.example, 3/h: $o_codes; B's secret key without an Origin: $R_STATUS"
-check "an Origin's quota spans keys and merchants (201 201 201 429), a request without Origin is not held to it" \
+echo "# frames on https://shop-b.example, 3/h: $o_codes; B's secret key without an Origin: $R_STATUS"
+check "a shop origin's quota spans keys and merchants (201 201 201 429), a request without Origin is not held to it" \
   eval '[ "$o_codes" = "201 201 201 429 " ] && [ "$R_STATUS" = 201 ]'
+frame_tokenize "$A_PK2" https://other-shop.example 20
+f1="$R_STATUS:$(err)"
+req POST /v1/tokens "$A_PK2" "{\"pan\":\"$(luhn_pan 4246 21)\",\"exp_month\":11,\"exp_year\":2032}" -H "Origin: $OWN_ORIGIN"
+f2="$R_STATUS:$(err)"
+req POST /v1/tokens "$A_PK2" "{\"pan\":\"$(luhn_pan 4246 22)\",\"exp_month\":11,\"exp_year\":2032}" -H 'Origin: https://shop-b.example'
+f3="$R_STATUS:$(err)"
+echo "# frame naming an origin off the key's list: $f1; own Origin without the frame's origin: $f2; a shop page's own call: $f3"
+check "a frame's tokenize naming an origin off its key's list, or none, is 403 frame_origin_not_allowed; a shop page's direct call 403 cross_origin_refused" \
+  eval '[ "$f1" = 403:frame_origin_not_allowed ] && [ "$f2" = 403:frame_origin_not_allowed ] && [ "$f3" = 403:cross_origin_refused ]'
 check "cardvault_tokenize_refused_total counts both quotas" \
   eval '[ "$(metric "cardvault_tokenize_refused_total{reason=\"key_quota\"}")" = 1 ] &&
         [ "$(metric "cardvault_tokenize_refused_total{reason=\"origin_quota\"}")" = 1 ]'
