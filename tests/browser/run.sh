@@ -21,11 +21,11 @@ need "the vault binary exists ($SC_BIN)" test -x "$SC_BIN"
 
 sc_setup
 VAULT_PORT=${CARDVAULT_LISTEN##*:}
-SHOP_PORT=$(free_port 30000 20000)
-FOREIGN_PORT=$(free_port 30000 20000)
+SHOP_PORT=$(free_port)
+FOREIGN_PORT=$(free_port)
 while [ "$FOREIGN_PORT" = "$SHOP_PORT" ] || [ "$FOREIGN_PORT" = "$VAULT_PORT" ] || [ "$SHOP_PORT" = "$VAULT_PORT" ]; do
-  SHOP_PORT=$(free_port 30000 20000)
-  FOREIGN_PORT=$(free_port 30000 20000)
+  SHOP_PORT=$(free_port)
+  FOREIGN_PORT=$(free_port)
 done
 SHOP_ORIGIN="http://127.0.0.1:$SHOP_PORT"
 # The same shop under the name localhost: another site than the vault at 127.0.0.1, as in

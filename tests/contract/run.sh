@@ -35,7 +35,7 @@ sc_setup
 sc_merchant "Contract Shop"
 if sc_start; then ok "service started"; else not_ok "service started"; sc_finish contract; fi
 
-PRISM_PORT=$(free_port 30000 20000)
+PRISM_PORT=$(free_port)
 export PRISM_RUN_DIR="$SC_DIR/prism"
 if "$CONTRACT/prism-proxy.sh" start "$PRISM_PORT" "$SC_URL" strict >"$SC_DIR/prism.out" 2>&1; then
   ok "prism $("$CONTRACT/node_modules/.bin/prism" --version 2>/dev/null) validating proxy started (strict)"

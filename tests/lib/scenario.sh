@@ -80,7 +80,13 @@ q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "${DB:-cardvault}" -c "$1"; }
 
 # free_port [BASE SPAN]: a TCP port on 127.0.0.1 nobody listens on.
 free_port() {
-    local base=${1:-20000} span=${2:-20000} p
+    # Below the kernel's ephemeral range (ip_local_port_range, 32768-60999
+    # by default): a port in it can be taken as the source port of any
+    # outgoing connection, or by a client's self-connect while the service is
+    # down, and a restarted service then cannot bind it again.
+    local base=${1:-15000} span=${2:-15000} p lo
+    lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    [ $((base + span)) -le "$lo" ] || span=$((lo - base))
     for _ in $(seq 1 50); do
         p=$((base + RANDOM % span))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then

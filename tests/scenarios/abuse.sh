@@ -464,6 +464,14 @@ check "the secret key of the same merchant still tokenizes (201)" test "$R_STATU
 OWN_ORIGIN=${SC_URL%/}
 pk_for_shop() { "$SC_BIN" key create --merchant "$1" --scopes tokenize --allowed-origin https://shop-b.example | jq -r .key; }
 B_PK2=$(pk_for_shop "$B_ID") A_PK2=$(pk_for_shop "$A_ID")
+# Running services load new keys within CARDVAULT_AUTH_REFRESH_MS: wait until
+# both are known (a pk_ key's read is 403, not 401, once it is).
+for _ in $(seq 1 100); do
+  req GET /v1/tokens/tok_AAAAAAAAAAAAAAAAAAAAAA "$B_PK2"; s1=$R_STATUS
+  req GET /v1/tokens/tok_AAAAAAAAAAAAAAAAAAAAAA "$A_PK2"
+  [ "$s1" != 401 ] && [ "$R_STATUS" != 401 ] && break
+  sleep 0.1
+done
 frame_tokenize() { # KEY FRAME_ORIGIN N
   req POST /v1/tokens "$1" "{\"pan\":\"$(luhn_pan 4246 "$3")\",\"exp_month\":11,\"exp_year\":2032}" \
     -H "Origin: $OWN_ORIGIN" -H "CardVault-Frame-Origin: $2"

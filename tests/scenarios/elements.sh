@@ -214,8 +214,17 @@ check "pk_ tokenize with a foreign Origin is 403 cross_origin_refused, no CORS h
   test "$R_STATUS|$(code_of_json)|$(has_hdr Access-Control-Allow-Origin && echo cors)" = "403|cross_origin_refused|"
 req POST /v1/tokens "$M_PK" "$CARD" -H "Origin: null"
 check "Origin: null is refused" test "$R_STATUS/$(code_of_json)" = "403/cross_origin_refused"
-req POST /v1/tokens "$M_PK" "$CARD" -H "Origin: $SC_URL"
-check "pk_ tokenize with the vault's own Origin (the frame's fetch) is 201" test "$R_STATUS" = 201
+# A live publishable key bound to https://shop.example, as a frame's fetch uses it.
+FPK=$("$SC_BIN" key create --merchant "$M_ID" --scopes tokenize --allowed-origin https://shop.example | jq -r .key)
+sleep 1.5 # running services load new keys within CARDVAULT_AUTH_REFRESH_MS
+req POST /v1/tokens "$FPK" "$CARD" -H "Origin: $SC_URL" -H "CardVault-Frame-Origin: https://shop.example"
+check "pk_ tokenize with the vault's own Origin naming its page's origin (the frame's fetch) is 201" \
+  test "$R_STATUS" = 201
+req POST /v1/tokens "$FPK" "$CARD" -H "Origin: $SC_URL" -H "CardVault-Frame-Origin: https://elsewhere.example"
+check "... naming an origin off the key's list is 403 frame_origin_not_allowed" \
+  test "$R_STATUS/$(code_of_json)" = "403/frame_origin_not_allowed"
+req POST /v1/tokens "$FPK" "$CARD" -H "Origin: $SC_URL"
+check "... naming none is 403 frame_origin_not_allowed" test "$R_STATUS/$(code_of_json)" = "403/frame_origin_not_allowed"
 check "... and carries no CORS header" bash -c '! tr -d "\r" <"$1" | grep -qi "^access-control-"' _ "$SC_DIR/r.h"
 req POST /v1/tokens "$M_PK" "$CARD"
 check "tokenize without Origin (a server) is 201" test "$R_STATUS" = 201
@@ -228,7 +237,7 @@ req GET /healthz "" "" -H "Origin: $SHOP"
 check "/healthz ignores Origin" test "$R_STATUS" = 200
 sc_stop
 sc_start CARDVAULT_PUBLIC_ORIGIN=https://Vault.Example:443 || not_ok "service restarts with CARDVAULT_PUBLIC_ORIGIN"
-req POST /v1/tokens "$M_PK" "$CARD" -H "Origin: https://vault.example"
+req POST /v1/tokens "$FPK" "$CARD" -H "Origin: https://vault.example" -H "CardVault-Frame-Origin: https://shop.example"
 check "CARDVAULT_PUBLIC_ORIGIN: its origin is the vault's own (201)" test "$R_STATUS" = 201
 req POST /v1/tokens "$M_PK" "$CARD" -H "Origin: $SC_URL"
 check "CARDVAULT_PUBLIC_ORIGIN: the Host-derived origin no longer is (403)" test "$R_STATUS" = 403

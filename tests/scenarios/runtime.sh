@@ -146,7 +146,7 @@ LEGACY=(-cipher 'ALL:@SECLEVEL=0')
 
 # Positive control: the same client, against openssl s_server allowing
 # everything, does negotiate TLS 1.0, 1.1 and the CBC suites we expect refused.
-CTRL_PORT=$(free_port 30000 20000)
+CTRL_PORT=$(free_port)
 openssl s_server -quiet -accept "$CTRL_PORT" -cert "$SC_DIR/ec.crt" -key "$SC_DIR/ec.key" \
   -dcert "$SC_DIR/rsa.crt" -dkey "$SC_DIR/rsa.key" -min_protocol TLSv1 -cipher 'ALL:@SECLEVEL=0' \
   -naccept 6 </dev/null >/dev/null 2>&1 &
@@ -228,8 +228,8 @@ section "drain bound: a request stuck in the database (runs in the background)"
 # blocks in the foreign-key check of its idempotency claim; nothing else in
 # this script touches that row. SIGTERM then has to give up on that request
 # after the 20 s drain and still exit promptly.
-S_PORT=$(free_port 30000 20000) S_LOG="$SC_DIR/stuck.log"
-S_OPS_PORT=$(free_port 30000 20000)
+S_PORT=$(free_port) S_LOG="$SC_DIR/stuck.log"
+S_OPS_PORT=$(free_port)
 CARDVAULT_DATABASE_URL="${SC_APP_URL:-$CARDVAULT_DATABASE_URL}" CARDVAULT_LISTEN="127.0.0.1:$S_PORT" \
   CARDVAULT_OPS_LISTEN="127.0.0.1:$S_OPS_PORT" "$SC_BIN" serve >>"$S_LOG" 2>>"$RT_ERR" &
 S_PID=$!
