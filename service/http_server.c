@@ -263,11 +263,11 @@ static void on_handler_finished(struct cv_completion *self, struct cv_result *re
 /* Header and body checks that belong to a route's decoded request: the
  * Idempotency-Key format, then the body itself (param names a bad field). */
 static cv_status decode_request(struct MHD_Connection *conn, struct request *rq,
-                                const char **idempotency_key, const char **param)
+                                const char **idempotency_key, struct cv_json_param *param)
 {
     const char *body = rq->body != NULL ? rq->body : "";
     *idempotency_key = NULL;
-    *param = NULL;
+    param->name[0] = '\0';
     switch (rq->route->body) {
     case CV_ROUTE_BODY_TOKENIZE: {
         const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
@@ -674,13 +674,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (rq->body != NULL)
         rq->body[rq->body_len] = '\0';
 
-    const char *idempotency_key = NULL, *param = NULL;
+    const char *idempotency_key = NULL;
+    struct cv_json_param param;
     cv_status st = decode_request(conn, rq, &idempotency_key, &param);
     if (st == CV_OK && rq->route->body == CV_ROUTE_BODY_TOKENIZE)
         st = frame_quota_origin(conn, rq);
     cv_wipe_stack(); /* the parser's frames held the body */
     if (st != CV_OK)
-        return queue_error(conn, rq, st, param, NULL);
+        return queue_error(conn, rq, st, param.name[0] != '\0' ? param.name : NULL, NULL);
     rq->call = (struct cv_call){
         .request_id = rq->request_id,
         .who = rq->authenticated ? &rq->who : NULL,

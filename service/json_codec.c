@@ -99,6 +99,37 @@ static bool kind_ok(const json_t *v, enum field_kind k)
     return false;
 }
 
+bool cv_json_param_is_echoable(const char *name, size_t len)
+{
+    if (len == 0 || len > CV_JSON_PARAM_MAX)
+        return false;
+    size_t digits = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (c >= '0' && c <= '9')
+            digits++;
+        else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'))
+            return false;
+    }
+    return digits < 6;
+}
+
+static void param_set(struct cv_json_param *param, const char *name, size_t len)
+{
+    memcpy(param->name, name, len);
+    param->name[len] = '\0';
+}
+
+/* Names an unknown field in *param when its name is safe to echo; leaves
+ * it "" otherwise. The key's own length, not strlen: a key with an embedded
+ * NUL (refused at parse, JSON_ALLOW_NUL being unset) is never named. */
+static void param_set_unknown(struct cv_json_param *param, const char *key)
+{
+    size_t len = json_object_iter_key_len(json_object_key_to_iter(key));
+    if (len == strlen(key) && cv_json_param_is_echoable(key, len))
+        param_set(param, key, len);
+}
+
 static cv_status parse_object(const char *body, size_t len, json_t **out)
 {
     json_error_t err;
@@ -116,7 +147,7 @@ static cv_status parse_object(const char *body, size_t len, json_t **out)
 }
 
 cv_status cv_json_decode_tokenize(const char *body, size_t len, struct cv_tokenize_req *out,
-                                  const char **param)
+                                  struct cv_json_param *param)
 {
     json_t *root = NULL;
     const char *key;
@@ -124,7 +155,7 @@ cv_status cv_json_decode_tokenize(const char *body, size_t len, struct cv_tokeni
     cv_status st = CV_OK;
 
     memset(out, 0, sizeof(*out));
-    *param = NULL;
+    param->name[0] = '\0';
     CV_TRY(parse_object(body, len, &root));
     json_object_foreach(root, key, value)
     {
@@ -133,19 +164,21 @@ cv_status cv_json_decode_tokenize(const char *body, size_t len, struct cv_tokeni
             if (strcmp(key, tokenize_fields[i].name) == 0)
                 f = &tokenize_fields[i];
         if (f == NULL) {
-            /* The unknown key itself is not echoed: it is client text. */
+            /* The unknown key is client text: named only when it cannot
+             * carry card data (cv_json_param_is_echoable). */
+            param_set_unknown(param, key);
             st = CV_ERR_UNKNOWN_FIELD;
             goto out;
         }
         if (!kind_ok(value, f->kind)) {
-            *param = f->name;
+            param_set(param, f->name, strlen(f->name));
             st = CV_ERR_INVALID_TYPE;
             goto out;
         }
     }
     for (size_t i = 0; i < 3; i++) {
         if (json_object_get(root, tokenize_fields[i].name) == NULL) {
-            *param = tokenize_fields[i].name;
+            param_set(param, tokenize_fields[i].name, strlen(tokenize_fields[i].name));
             st = CV_ERR_MISSING_FIELD;
             goto out;
         }
@@ -155,7 +188,7 @@ cv_status cv_json_decode_tokenize(const char *body, size_t len, struct cv_tokeni
     for (size_t i = 0; i < N_CARD_LIMITS; i++) {
         value = json_object_get(root, card_limits[i].name);
         if (value != NULL && json_string_length(value) > card_limits[i].max_bytes) {
-            *param = card_limits[i].name;
+            param_set(param, card_limits[i].name, strlen(card_limits[i].name));
             st = card_limits[i].status;
             goto out;
         }
@@ -176,9 +209,9 @@ out:
     return st;
 }
 
-cv_status cv_json_decode_empty(const char *body, size_t len, const char **param)
+cv_status cv_json_decode_empty(const char *body, size_t len, struct cv_json_param *param)
 {
-    *param = NULL;
+    param->name[0] = '\0';
     size_t i = 0;
     while (i < len && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t'))
         i++;
@@ -186,7 +219,12 @@ cv_status cv_json_decode_empty(const char *body, size_t len, const char **param)
         return CV_OK;
     json_t *root = NULL;
     CV_TRY(parse_object(body, len, &root));
-    cv_status st = json_object_size(root) == 0 ? CV_OK : CV_ERR_UNKNOWN_FIELD;
+    cv_status st = CV_OK;
+    void *it = json_object_iter(root);
+    if (it != NULL) {
+        param_set_unknown(param, json_object_iter_key(it));
+        st = CV_ERR_UNKNOWN_FIELD;
+    }
     json_decref(root);
     return st;
 }

@@ -33,12 +33,30 @@ void cv_json_init(void);
 /* Frees memory returned by the encoders (wiped). */
 void cv_json_free(void *p);
 
+/* The longest field name an error answer repeats in its "param" member. */
+#define CV_JSON_PARAM_MAX 64
+
+/* The body field a decoding error is about; name is "" when there is none to
+ * name. An unknown field's own name is copied in only when it is safe to echo
+ * (cv_json_param_is_echoable); a known field is named from our own table. */
+struct cv_json_param {
+    char name[CV_JSON_PARAM_MAX + 1];
+};
+
+/* True when a client-sent field name may be repeated in an error answer:
+ * 1 to CV_JSON_PARAM_MAX bytes of ASCII letters, digits and '_', with fewer
+ * than 6 digits in all (a name with more could carry part of a card number). */
+bool cv_json_param_is_echoable(const char *name, size_t len);
+
 /* Decodes a tokenize body into the contract struct (handler.h). On error returns the status and
- * points *param at the offending field name (static storage) or NULL. */
+ * names the offending field in *param (name "" when none). */
 CV_MUST_USE cv_status cv_json_decode_tokenize(const char *body, size_t len,
-                                              struct cv_tokenize_req *out, const char **param);
-/* Accepts an empty body or "{}" (detokenize takes no parameters). */
-CV_MUST_USE cv_status cv_json_decode_empty(const char *body, size_t len, const char **param);
+                                              struct cv_tokenize_req *out,
+                                              struct cv_json_param *param);
+/* Accepts an empty body or "{}" (detokenize takes no parameters); a field is
+ * unknown_field, named in *param like cv_json_decode_tokenize does. */
+CV_MUST_USE cv_status cv_json_decode_empty(const char *body, size_t len,
+                                           struct cv_json_param *param);
 
 /* Encoders return NUL-terminated heap text (free with cv_json_free) and its length. */
 char *cv_json_encode_token(const struct cv_token_view *v, size_t *len);

@@ -1094,8 +1094,10 @@ static void tokenize_rejects_malformed_json_as_invalid_json(void)
     http_response_free(&r);
 }
 
-/* openapi.yaml: param is never client-chosen text, so unknown_field has none. */
-static void tokenize_rejects_unknown_field_without_echoing_it(void)
+/* openapi.yaml: unknown_field names the field in param when the name is ASCII
+ * letters, digits and '_', at most 64 bytes, with fewer than 6 digits; any
+ * other name could carry card data and is not repeated anywhere. */
+static void tokenize_rejects_unknown_field_naming_it_when_safe(void)
 {
     char buf[512];
     snprintf(buf, sizeof buf,
@@ -1103,7 +1105,7 @@ static void tokenize_rejects_unknown_field_without_echoing_it(void)
              YEAR_OK);
     struct http_response r;
     req("POST", "/v1/tokens", cfg.m1_pk, JSON_CT, buf, &r);
-    EXPECT_ERROR(&r, 400, "unknown_field", "");
+    EXPECT_ERROR(&r, 400, "unknown_field", "zzfieldqq");
     const char *msg = jstr(json_object_get(r.json, "error"), "message");
     if (msg != NULL && strstr(msg, "zzfieldqq") != NULL)
         FAILF("message echoes part of the request body: %s", msg);
@@ -1112,15 +1114,41 @@ static void tokenize_rejects_unknown_field_without_echoing_it(void)
     snprintf(buf, sizeof buf,
              "{\"pan\":\"4242424242424242\",\"exp_month\":12,\"exp_year\":%d,\"cvv\":\"123\"}",
              YEAR_OK);
-    REJECT(buf, "unknown_field", "");
+    REJECT(buf, "unknown_field", "cvv");
     snprintf(buf, sizeof buf,
              "{\"pan\":\"4242424242424242\",\"exp_month\":12,\"exp_year\":%d,\"CVC\":\"123\"}",
              YEAR_OK);
-    REJECT(buf, "unknown_field", "");
+    REJECT(buf, "unknown_field", "CVC");
     snprintf(buf, sizeof buf,
              "{\"pan\":\"4242424242424242\",\"exp_month\":12,\"exp_year\":%d,\"token\":\"tok_x\"}",
              YEAR_OK);
-    REJECT(buf, "unknown_field", "");
+    REJECT(buf, "unknown_field", "token");
+    /* not safe: 6 or more digits (a card number typed as a key), other
+     * characters, more than 64 bytes; the body never comes back */
+    static const char *const unsafe[] = {
+        "4111111111111111",
+        "card_411111",
+        "exp-month",
+        "card number",
+        "caf\\u00e9",
+        "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk", /* 65 */
+    };
+    for (size_t i = 0; i < sizeof unsafe / sizeof unsafe[0]; i++) {
+        snprintf(buf, sizeof buf,
+                 "{\"pan\":\"4242424242424242\",\"exp_month\":12,\"exp_year\":%d,\"%s\":1}",
+                 YEAR_OK, unsafe[i]);
+        req("POST", "/v1/tokens", cfg.m1_pk, JSON_CT, buf, &r);
+        EXPECT_ERROR(&r, 400, "unknown_field", "");
+        if (strstr(r.body, "4111") != NULL || strstr(r.body, "411111") != NULL)
+            FAILF("answer repeats part of the body: %.300s", r.body);
+        http_response_free(&r);
+    }
+    /* 64 bytes, 5 digits: named */
+    static const char k64[] = "a1234bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    snprintf(buf, sizeof buf,
+             "{\"pan\":\"4242424242424242\",\"exp_month\":12,\"exp_year\":%d,\"%s\":1}", YEAR_OK,
+             k64);
+    REJECT(buf, "unknown_field", k64);
 }
 
 static void tokenize_rejects_missing_field_with_param(void)
@@ -1182,7 +1210,7 @@ static void validation_follows_documented_order(void)
 {
     char buf[512];
     /* unknown/type errors in document order */
-    REJECT("{\"zzfieldqq\":1,\"pan\":5}", "unknown_field", "");
+    REJECT("{\"zzfieldqq\":1,\"pan\":5}", "unknown_field", "zzfieldqq");
     REJECT("{\"pan\":5,\"zzfieldqq\":1}", "invalid_type", "pan");
     /* type errors before missing fields */
     REJECT("{\"exp_month\":\"x\"}", "invalid_type", "exp_month");
@@ -1273,6 +1301,47 @@ static void tokenize_rejects_invalid_name(void)
     /* a PAN typed into the name field */
     REJECT_CARD("4242424242424242", 12, YEAR_OK, NULL, "5105105105105100", "invalid_name",
                 "cardholder_name");
+}
+
+/* The name limit is 128 bytes of UTF-8, not 128 characters (openapi.yaml
+ * says so, with maxLength 32: 32 characters always fit). */
+static void tokenize_name_limit_counts_bytes(void)
+{
+    static const char four[] = "\xf0\xa0\x80\x80"; /* U+20000, 4 bytes */
+    static const char three[] = "\xe5\xb1\xb1";    /* U+5C71, 3 bytes */
+    char name[200];
+    size_t n = 0;
+    for (int i = 0; i < 32; i++, n += 4)
+        memcpy(name + n, four, 4);
+    name[n] = '\0'; /* 32 characters, 128 bytes: the limit */
+    char *body = card_body("4242424242424242", 12, YEAR_OK, NULL, name);
+    struct http_response r;
+    req("POST", "/v1/tokens", cfg.m1_sk, JSON_CT, body, &r);
+    EXPECT_STATUS(&r, 201);
+    free(body);
+    char path[256];
+    const char *tok = jstr(r.json, "token");
+    token_path(path, sizeof path, tok != NULL ? tok : "tok_missing", "/detokenize");
+    http_response_free(&r);
+    req("POST", path, cfg.m1_dk, NULL, "", &r);
+    EXPECT_STATUS(&r, 200);
+    const char *got = jstr(r.json, "cardholder_name");
+    CHECK(got != NULL && strcmp(got, name) == 0);
+    http_response_free(&r);
+
+    memcpy(name + n, "A", 2); /* 33 characters, 129 bytes */
+    REJECT_CARD("4242424242424242", 12, YEAR_OK, NULL, name, "invalid_name", "cardholder_name");
+    n = 0;
+    for (int i = 0; i < 43; i++, n += 3)
+        memcpy(name + n, three, 3);
+    name[n] = '\0'; /* 43 characters, 129 bytes: one byte over, far under 128 characters */
+    REJECT_CARD("4242424242424242", 12, YEAR_OK, NULL, name, "invalid_name", "cardholder_name");
+    name[n - 3] = '\0'; /* 42 characters, 126 bytes */
+    body = card_body("4242424242424242", 12, YEAR_OK, NULL, name);
+    req("POST", "/v1/tokens", cfg.m1_sk, JSON_CT, body, &r);
+    EXPECT_STATUS(&r, 201);
+    http_response_free(&r);
+    free(body);
 }
 
 static bool message_contains(const struct http_response *r, const char *needle)
@@ -1573,6 +1642,12 @@ static void detokenize_rejects_a_body_with_fields(void)
     char path[256];
     token_path(path, sizeof path, tok_of(m1_card), "/detokenize");
     req("POST", path, cfg.m1_dk, JSON_CT, "{\"zzfieldqq\":1}", &r);
+    EXPECT_ERROR(&r, 400, "unknown_field", "zzfieldqq");
+    http_response_free(&r);
+    req("POST", path, cfg.m1_dk, JSON_CT, "{\"pan\":\"4242424242424242\"}", &r);
+    EXPECT_ERROR(&r, 400, "unknown_field", "pan");
+    http_response_free(&r);
+    req("POST", path, cfg.m1_dk, JSON_CT, "{\"4242424242424242\":1}", &r);
     EXPECT_ERROR(&r, 400, "unknown_field", "");
     http_response_free(&r);
     req("POST", path, cfg.m1_dk, "text/plain", "{}", &r);
@@ -2021,7 +2096,7 @@ int main(void)
     RUN(same_card_two_merchants_gives_different_fingerprints);
     RUN(different_cards_give_different_fingerprints);
     RUN(tokenize_rejects_malformed_json_as_invalid_json);
-    RUN(tokenize_rejects_unknown_field_without_echoing_it);
+    RUN(tokenize_rejects_unknown_field_naming_it_when_safe);
     RUN(tokenize_rejects_missing_field_with_param);
     RUN(tokenize_rejects_wrong_types_with_param);
     RUN(validation_follows_documented_order);
@@ -2029,6 +2104,7 @@ int main(void)
     RUN(tokenize_rejects_invalid_expiry);
     RUN(tokenize_rejects_invalid_cvc);
     RUN(tokenize_rejects_invalid_name);
+    RUN(tokenize_name_limit_counts_bytes);
     RUN(error_messages_never_echo_card_data);
     RUN(auth_rejects_missing_malformed_and_unknown_keys);
     RUN(publishable_key_cannot_read_detokenize_or_delete);

@@ -452,7 +452,7 @@ static struct cv_result run(cv_handler handler, const struct cv_principal *who, 
 {
     struct cv_handler_deps d = deps_of(&store);
     struct cv_tokenize_req req;
-    const char *param = NULL;
+    struct cv_json_param param;
     memset(&req, 0, sizeof(req));
     if (body != NULL && cv_json_decode_tokenize(body, strlen(body), &req, &param) != CV_OK) {
         fprintf(stderr, "  test body does not decode\n");
@@ -756,10 +756,10 @@ static void oversize_pan_is_invalid_pan_before_allocation(void)
     memset(body + 8, '4', n);
     snprintf(body + 8 + n, 56, "\",\"exp_month\":12,\"exp_year\":2030}");
     struct cv_tokenize_req req;
-    const char *param = NULL;
+    struct cv_json_param param;
     memset(&req, 0, sizeof(req));
     CHECK_EQ_INT(cv_json_decode_tokenize(body, strlen(body), &req, &param), CV_ERR_INVALID_PAN);
-    CHECK(param != NULL && strcmp(param, "pan") == 0);
+    CHECK(strcmp(param.name, "pan") == 0);
     CHECK(req.pan == NULL);
     cv_tokenize_req_cleanup(&req);
     free(body);

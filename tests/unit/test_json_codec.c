@@ -18,16 +18,30 @@
     "{\"pan\":\"4242 4242 4242 4242\",\"exp_month\":12,\"exp_year\":2030,\"cvc\":\"123\","         \
     "\"cardholder_name\":\"HANAKO YAMADA\"}"
 
+/* The field the last decode named; *param points here (or is NULL). */
+static struct cv_json_param last_param;
+
 /* Decodes body from an exact-size heap copy (no NUL after it: any read past
- * len is an ASan report) and returns the status; param is reported out. */
+ * len is an ASan report) and returns the status; param is reported out
+ * (NULL when the decoder named no field). */
 static cv_status decode(const char *body, size_t len, struct cv_tokenize_req *req,
                         const char **param)
 {
     char *copy = malloc(len == 0 ? 1 : len);
     memcpy(copy, body, len);
-    *param = "sentinel";
-    cv_status st = cv_json_decode_tokenize(copy, len, req, param);
+    memcpy(last_param.name, "sentinel", sizeof("sentinel"));
+    cv_status st = cv_json_decode_tokenize(copy, len, req, &last_param);
+    *param = last_param.name[0] != '\0' ? last_param.name : NULL;
     free(copy);
+    return st;
+}
+
+/* cv_json_decode_empty, reported like decode. */
+static cv_status decode_empty(const char *body, size_t len, const char **param)
+{
+    memcpy(last_param.name, "sentinel", sizeof("sentinel"));
+    cv_status st = cv_json_decode_empty(body, len, &last_param);
+    *param = last_param.name[0] != '\0' ? last_param.name : NULL;
     return st;
 }
 
@@ -229,19 +243,59 @@ static void nul_inside_a_string_is_rejected(void)
     expect(raw, sizeof(raw) - 1, CV_ERR_INVALID_JSON, NULL);
 }
 
-static void unknown_field_is_rejected_without_naming_it(void)
+static void unknown_field_is_named_when_safe_to_echo(void)
 {
-    /* The key is client text, so param stays NULL rather than echoing it. */
+    /* A name of ASCII letters, digits and '_' (at most 64 bytes, fewer
+     * than 6 digits) is named, so the client sees its typo. */
     expect_s("{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031,\"cvv\":\"123\"}",
-             CV_ERR_UNKNOWN_FIELD, NULL);
+             CV_ERR_UNKNOWN_FIELD, "cvv");
     expect_s("{\"PAN\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031}",
-             CV_ERR_UNKNOWN_FIELD, NULL);
+             CV_ERR_UNKNOWN_FIELD, "PAN");
+    expect_s("{\"pan\":\"4242424242424242\",\"card_2\":1}", CV_ERR_UNKNOWN_FIELD, "card_2");
+    expect_s("{\"a12345\":1}", CV_ERR_UNKNOWN_FIELD, "a12345"); /* 5 digits */
+    char key64[65];
+    memset(key64, 'k', 64);
+    key64[64] = '\0';
+    char body[160];
+    snprintf(body, sizeof(body), "{\"%s\":1}", key64);
+    expect_s(body, CV_ERR_UNKNOWN_FIELD, key64);
+    /* The first unknown field in document order is the one named. */
+    expect_s("{\"zz\":1,\"yy\":2}", CV_ERR_UNKNOWN_FIELD, "zz");
+}
+
+static void unknown_field_is_not_named_when_it_could_carry_card_data(void)
+{
+    /* Anything else is client text that could hold card data: no param. */
     expect_s("{\"pan \":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031}",
              CV_ERR_UNKNOWN_FIELD, NULL);
     expect_s("{\"\":1}", CV_ERR_UNKNOWN_FIELD, NULL);
     expect_s("{\"pan\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":2031,"
              "\"4242424242424242\":true}",
              CV_ERR_UNKNOWN_FIELD, NULL);
+    expect_s("{\"a123456\":1}", CV_ERR_UNKNOWN_FIELD, NULL);      /* 6 digits */
+    expect_s("{\"4a2b4c2d4e2f\":1}", CV_ERR_UNKNOWN_FIELD, NULL); /* 6 digits, spread */
+    expect_s("{\"card-number\":1}", CV_ERR_UNKNOWN_FIELD, NULL);
+    expect_s("{\"cv c\":1}", CV_ERR_UNKNOWN_FIELD, NULL);
+    expect_s("{\"caf\u00e9\":1}", CV_ERR_UNKNOWN_FIELD, NULL);
+    expect_s("{\"a\\\"b\":1}", CV_ERR_UNKNOWN_FIELD, NULL);
+    expect_s("{\"x\\u0001\":1}", CV_ERR_UNKNOWN_FIELD, NULL);
+    char key65[66];
+    memset(key65, 'k', 65);
+    key65[65] = '\0';
+    char body[160];
+    snprintf(body, sizeof(body), "{\"%s\":1}", key65);
+    expect_s(body, CV_ERR_UNKNOWN_FIELD, NULL);
+}
+
+static void param_echo_rule(void)
+{
+    CHECK(cv_json_param_is_echoable("cvv", 3));
+    CHECK(cv_json_param_is_echoable("Card_Number_12345", 17));
+    CHECK(!cv_json_param_is_echoable("Card_Number_123456", 18));
+    CHECK(!cv_json_param_is_echoable("", 0));
+    CHECK(!cv_json_param_is_echoable("a.b", 3));
+    CHECK(!cv_json_param_is_echoable("a\0b", 3));
+    CHECK(!cv_json_param_is_echoable("\xc3\xa9", 2));
 }
 
 static void missing_field_names_the_field(void)
@@ -342,9 +396,20 @@ static void decode_empty_accepts_nothing_blank_and_empty_object(void)
     const char *bodies[] = {"", "  ", "\r\n\t ", "{}", " { } \n"};
     for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
         const char *param = "sentinel";
-        CHECK_EQ_INT(cv_json_decode_empty(bodies[i], strlen(bodies[i]), &param), CV_OK);
+        CHECK_EQ_INT(decode_empty(bodies[i], strlen(bodies[i]), &param), CV_OK);
         CHECK(param == NULL);
     }
+}
+
+static void decode_empty_names_a_safe_unknown_field(void)
+{
+    const char *param = NULL;
+    const char *pan = "{\"pan\":\"4242424242424242\"}";
+    CHECK_EQ_INT(decode_empty(pan, strlen(pan), &param), CV_ERR_UNKNOWN_FIELD);
+    CHECK(param != NULL && strcmp(param, "pan") == 0);
+    const char *two = "{\"reason\":1,\"x\":2}";
+    CHECK_EQ_INT(decode_empty(two, strlen(two), &param), CV_ERR_UNKNOWN_FIELD);
+    CHECK(param != NULL && strcmp(param, "reason") == 0);
 }
 
 static void decode_empty_rejects_fields_and_garbage(void)
@@ -353,8 +418,8 @@ static void decode_empty_rejects_fields_and_garbage(void)
         const char *body;
         cv_status st;
     } cases[] = {
-        {"{\"a\":1}", CV_ERR_UNKNOWN_FIELD},
-        {"{\"pan\":\"4242424242424242\"}", CV_ERR_UNKNOWN_FIELD},
+        {"{\"a-b\":1}", CV_ERR_UNKNOWN_FIELD},
+        {"{\"4242424242424242\":\"4242424242424242\"}", CV_ERR_UNKNOWN_FIELD},
         {"{}x", CV_ERR_INVALID_JSON},
         {"{} {}", CV_ERR_INVALID_JSON},
         {"[]", CV_ERR_INVALID_JSON},
@@ -369,13 +434,13 @@ static void decode_empty_rejects_fields_and_garbage(void)
         size_t len = strlen(cases[i].body);
         char *copy = malloc(len);
         memcpy(copy, cases[i].body, len);
-        CHECK_EQ_INT(cv_json_decode_empty(copy, len, &param), cases[i].st);
+        CHECK_EQ_INT(decode_empty(copy, len, &param), cases[i].st);
         CHECK(param == NULL);
         free(copy);
     }
     const char nul[] = "{}\0";
     const char *param = NULL;
-    CHECK_EQ_INT(cv_json_decode_empty(nul, 3, &param), CV_ERR_INVALID_JSON);
+    CHECK_EQ_INT(decode_empty(nul, 3, &param), CV_ERR_INVALID_JSON);
 }
 
 /* ---- encoders ----------------------------------------------------------------------------------
@@ -554,7 +619,9 @@ int main(void)
     RUN(invalid_json_for_duplicate_keys);
     RUN(invalid_json_for_empty_and_blank_bodies);
     RUN(nul_inside_a_string_is_rejected);
-    RUN(unknown_field_is_rejected_without_naming_it);
+    RUN(unknown_field_is_named_when_safe_to_echo);
+    RUN(unknown_field_is_not_named_when_it_could_carry_card_data);
+    RUN(param_echo_rule);
     RUN(missing_field_names_the_field);
     RUN(invalid_type_names_the_field);
     RUN(integers_pass_through_for_card_validation_to_judge);
@@ -562,6 +629,7 @@ int main(void)
     RUN(cleanup_accepts_a_zeroed_request_twice);
     RUN(decode_empty_accepts_nothing_blank_and_empty_object);
     RUN(decode_empty_rejects_fields_and_garbage);
+    RUN(decode_empty_names_a_safe_unknown_field);
     RUN(token_encoder_omits_pan_and_name_unless_asked);
     RUN(token_encoder_includes_pan_and_name_for_detokenize);
     RUN(error_encoder_includes_param_only_when_given);
