@@ -6,7 +6,10 @@
 #   prism-proxy.sh status [PORT]
 #
 # `start` launches Prism 5.14.2 (the version pinned in package.json; 5.16 needs Node >= 24) as
-#   prism proxy ../../openapi.yaml UPSTREAM_URL --errors -p PORT
+#   prism proxy CLOSED_SPEC UPSTREAM_URL --errors -p PORT
+# where CLOSED_SPEC ($PRISM_RUN_DIR/openapi-PORT.closed.json) is ../../openapi.yaml bundled to JSON
+# with every response object closed (closed-spec.mjs): the document's response schemas are open
+# for clients, the proxy's are closed so a member the document does not describe is a violation.
 # in the background (its own process group), writes its pid to $PRISM_RUN_DIR/prism-PORT.pid and
 # its log to $PRISM_RUN_DIR/prism-PORT.log, and returns once Prism answers HTTP on 127.0.0.1:PORT
 # (or fails, printing the log, after $PRISM_START_TIMEOUT seconds, default 60). `stop` sends
@@ -99,10 +102,18 @@ start() {
         exit 1
     fi
     log=$run_dir/prism-$port.log
+    closed=$run_dir/openapi-$port.closed.json
+    if ! (cd "$here" && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+              node_modules/.bin/redocly bundle "$spec" --ext json -o "$run_dir/openapi-$port.bundled.json" >"$log" 2>&1 &&
+          node closed-spec.mjs "$run_dir/openapi-$port.bundled.json" "$closed" >>"$log" 2>&1); then
+        echo "prism-proxy.sh: cannot write the closed copy of $spec; log:" >&2
+        cat "$log" >&2
+        exit 1
+    fi
     # setsid: Prism leads its own process group, so `stop` can end it and only it.
     # (node_modules/.bin/prism is what `npx prism` runs; calling it directly keeps the pid ours.)
     # shellcheck disable=SC2086
-    setsid "$prism" proxy "$spec" "$upstream" --errors -p "$port" -h 127.0.0.1 $extra \
+    setsid "$prism" proxy "$closed" "$upstream" --errors -p "$port" -h 127.0.0.1 $extra \
         </dev/null >"$log" 2>&1 &
     pid=$!
     echo "$pid" >"$run_dir/prism-$port.pid"

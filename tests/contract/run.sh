@@ -4,7 +4,8 @@
 #   2. a typed client generated from openapi.yaml (openapi-typescript + openapi-fetch) runs
 #      tokenize -> read -> detokenize -> delete against the real service, through Prism's
 #      validating proxy in strict mode, so every request and response is checked against the
-#      document.
+#      document (with its response objects closed: closed-spec.mjs, so an undocumented member is
+#      caught though the document itself is open).
 # (The integration suite also runs through Prism: see tests/integration/run.sh, CV_PRISM=1.)
 #   tests/contract/run.sh path/to/cardvault
 . "$(dirname "$0")/../lib/scenario.sh"
@@ -29,6 +30,16 @@ if "$SC_BIN" errors >"$SC_DIR/errors.json" 2>"$SC_DIR/errors.err" &&
 else
   not_ok "openapi.yaml's error examples match the service's messages"
   sed 's/^/  /' "$SC_DIR/errors.err" "$SC_DIR/bundle.out" "$SC_DIR/examples.out" 2>/dev/null | tail -30
+fi
+
+# 4. the schemas are kind to generated clients: no `const`, open responses, closed requests,
+#    byte limits stated (schema-rules.mjs).
+if [ -s "$SC_DIR/openapi.json" ] &&
+   node "$CONTRACT/schema-rules.mjs" "$SC_DIR/openapi.json" >"$SC_DIR/rules.out" 2>&1; then
+  ok "openapi.yaml's schemas follow the client rules: $(tail -1 "$SC_DIR/rules.out")"
+else
+  not_ok "openapi.yaml's schemas follow the client rules"
+  sed 's/^/  /' "$SC_DIR/rules.out" 2>/dev/null | tail -30
 fi
 
 sc_setup
