@@ -124,6 +124,7 @@ def import_ratios(runs):
         "limit": "limit_insert", "limit_rps": ins, "limit_clients": ins_c,
         "ratio_to_limit_insert": imp["rps"] / ins if ins else None,
         "peak_rss_kib": imp["peak_rss_kib"], "cpu_us_per_row": imp["cpu_us_per_row"],
+        "postgres_cpu_us_per_row": imp.get("postgres_cpu_us_per_row"),
         "errors": imp["errors"],
     }
 
@@ -236,12 +237,12 @@ def main():
         p(f"Bulk import (`cardvault import` of {imp['rows']:,} generated cards from a CSV file, "
           f"{imp['batch']} rows per transaction, one process, the whole command timed):")
         p()
-        p("| rows | s | rows/s | its report's rows/s | peak RSS MiB | CPU µs/row "
+        p("| rows | s | rows/s | its report's rows/s | peak RSS MiB | CPU µs/row (import / PostgreSQL) "
           "| × tokenize peak | × pgbench insert (1 row/tx) | errors | other load |")
         p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         p(f"| {imp['rows']:,} | {imp['duration_s']:.1f} | {fmt(imp['rps'])} | "
           f"{fmt(imp['reported_rows_per_s'])} | {imp['peak_rss_kib'] / 1024:.1f} | "
-          f"{fmt(imp['cpu_us_per_row'])} | "
+          f"{fmt(imp['cpu_us_per_row'])} / {fmt(imp.get('postgres_cpu_us_per_row'))} | "
           f"**{fmt(ir['ratio_to_tokenize_peak'], 2)}** ({fmt(ir['tokenize_peak_rps'])} req/s, "
           f"c={ir['tokenize_peak_clients']}) | "
           f"**{fmt(ir['ratio_to_limit_insert'], 2)}** ({fmt(ir['limit_rps'])} tx/s, "

@@ -561,9 +561,10 @@ if [ "$IMPORT_ROWS" -gt 0 ]; then
   read -r MAP_TOKENS MAP_FOUND < <("${PSQL[@]}" -d cardvault -At -F ' ' <<SQL
 CREATE TEMP TABLE map (row_id text, token text, brand text, last4 text, exp_month int, exp_year int, merged int);
 \copy map FROM '$WORK/import-map.csv' WITH (FORMAT csv, HEADER true)
+ANALYZE map;
 SELECT (SELECT count(DISTINCT token) FROM map),
-       (SELECT count(*) FROM tokens t
-         WHERE t.merchant_id = '$IMPORT_MERCHANT' AND t.token IN (SELECT token FROM map));
+       (SELECT count(*) FROM (SELECT DISTINCT token FROM map) m
+          JOIN tokens t ON t.merchant_id = '$IMPORT_MERCHANT' AND t.token = m.token);
 SQL
 )
   jq --argjson rows "$IMPORT_ROWS" --argjson batch "$IMPORT_BATCH" --argjson secs "$IMPORT_SECS" \
@@ -576,6 +577,7 @@ SQL
        rps: (if $secs > 0 then $rows / $secs else null end), reported_rows_per_s: .rows_per_s,
        peak_rss_kib: $hwm, rss_source: $rss_source, cpu_s: $cpu_s,
        cpu_us_per_row: (if $rows > 0 then $cpu_s * 1e6 / $rows else null end), machine: $machine,
+       postgres_cpu_us_per_row: (if $rows > 0 then $machine.postgres_cores * $secs * 1e6 / $rows else null end),
        report: {rows_read, imported, merged, skipped, refused, refused_by_reason, mapping_rows, ok, error},
        verification: {tokens_in_db: $tokens, import_rows_in_db: $job_rows, mapping_rows: $map_rows,
                       mapping_distinct_tokens: $map_tokens, mapping_tokens_in_db: $map_found,
