@@ -102,6 +102,33 @@ def fmt(x, nd=0):
     return f"{x:,.{nd}f}"
 
 
+def best(runs, prefix):
+    """The fastest run named PREFIX_cN: (rps, clients), or (None, None)."""
+    got = [(x["rps"], int(k.rsplit("_c", 1)[1])) for k, x in runs.items()
+           if k.startswith(prefix + "_c") and x.get("rps")]
+    return max(got) if got else (None, None)
+
+
+def import_ratios(runs):
+    """cardvault import's rows/s against the same run's tokenize peak (the API
+    path for the same cards) and its best one-row-per-transaction INSERT rate."""
+    imp = runs.get("import")
+    if not imp:
+        return None
+    tok, tok_c = best(runs, "tokenize")
+    ins, ins_c = best(runs, "limit_insert")
+    return {
+        "rows_per_s": imp["rps"], "batch": imp["batch"],
+        "tokenize_peak_rps": tok, "tokenize_peak_clients": tok_c,
+        "ratio_to_tokenize_peak": imp["rps"] / tok if tok else None,
+        "limit": "limit_insert", "limit_rps": ins, "limit_clients": ins_c,
+        "ratio_to_limit_insert": imp["rps"] / ins if ins else None,
+        "peak_rss_kib": imp["peak_rss_kib"], "cpu_us_per_row": imp["cpu_us_per_row"],
+        "postgres_cpu_us_per_row": imp.get("postgres_cpu_us_per_row"),
+        "errors": imp["errors"],
+    }
+
+
 def main():
     res_path, store_sources, pgbench_dir, out_path = sys.argv[1:5]
     with open(res_path) as f:
@@ -135,13 +162,15 @@ def main():
                          "meets_target": h["latency_ms"]["p99"] < P99_HALF_MAX_MS})
     r["ratios"] = ratios
     r["half_load"] = half
+    r["import"] = import_ratios(runs)
     r["sql_matches_service"] = sql_check(store_sources, pgbench_dir)
     peak_mib = r["service_peak_rss_kib"] / 1024
     r["targets"] = {
         "ratios_met": all(x["meets_target"] for x in ratios),
         "p99_half_load_met": all(x["meets_target"] for x in half),
         "peak_rss_met": peak_mib < RSS_MAX_MIB,
-        "no_errors": r["errors"] == 0 and r["verification"]["missing"] == 0,
+        "no_errors": r["errors"] == 0 and r["verification"]["missing"] == 0
+                     and (runs.get("import") or {}).get("errors", 0) == 0,
     }
     with open(out_path, "w") as f:
         json.dump(r, f, indent=2)
@@ -202,6 +231,30 @@ def main():
           f"{x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['p999_ms']:.2f} | {x['errors']} | "
           f"{'✅' if x['meets_target'] else '❌'} | {other(runs[x['workload'] + '_half'])} |")
     p()
+    imp, ir = runs.get("import"), r["import"]
+    if imp:
+        iv, rep = imp["verification"], imp["report"]
+        p(f"Bulk import (`cardvault import` of {imp['rows']:,} generated cards from a CSV file, "
+          f"{imp['batch']} rows per transaction, one process, the whole command timed):")
+        p()
+        p("| rows | s | rows/s | its report's rows/s | peak RSS MiB | CPU µs/row (import / PostgreSQL) "
+          "| × tokenize peak | × pgbench insert (1 row/tx) | errors | other load |")
+        p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        p(f"| {imp['rows']:,} | {imp['duration_s']:.1f} | {fmt(imp['rps'])} | "
+          f"{fmt(imp['reported_rows_per_s'])} | {imp['peak_rss_kib'] / 1024:.1f} | "
+          f"{fmt(imp['cpu_us_per_row'])} / {fmt(imp.get('postgres_cpu_us_per_row'))} | "
+          f"**{fmt(ir['ratio_to_tokenize_peak'], 2)}** ({fmt(ir['tokenize_peak_rps'])} req/s, "
+          f"c={ir['tokenize_peak_clients']}) | "
+          f"**{fmt(ir['ratio_to_limit_insert'], 2)}** ({fmt(ir['limit_rps'])} tx/s, "
+          f"c={ir['limit_clients']}) | {imp['errors']} | {other(imp)} |")
+        p()
+        p(f"Import check: {rep['imported']} imported, {rep['merged']} merged, {rep['refused']} refused; "
+          f"{iv['tokens_in_db']} tokens and {iv['import_rows_in_db']} import_rows of the merchant in "
+          f"the database; mapping file {iv['mapping_rows']} rows, {iv['mapping_tokens_in_db']} of "
+          f"{iv['mapping_distinct_tokens']} tokens found, row ids "
+          f"{'match' if iv['mapping_ids_match_csv'] else 'DO NOT match'} the CSV's. "
+          f"Peak RSS from {imp['rss_source']}.")
+        p()
     p("other load: CPU cores used during the measurement by processes that are not this benchmark "
       "(service, its PostgreSQL, wrk/pgbench); in the main table service run / limit run. "
       f"This machine has {m['nproc']} cores: much other load makes a row unreliable.")

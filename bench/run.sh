@@ -28,10 +28,17 @@
 #      plus, per workload, a paced run at half the peak rate (64 connections)
 #      for the p99-at-half-load figure, and (full only) the diagnostic pgbench
 #      of a detokenize's own statements (SELECT, then audit_append).
-#   4. Every token acknowledged with 201 must be in the database; any error
+#   4. Bulk import: N Luhn-valid cards (full: 100,000; quick: 20,000) as a CSV
+#      file, moved in by `cardvault import` (its default batch size, as the
+#      schema owner, into a second merchant so no card merges with the
+#      tokenize runs'), timed whole, with its peak RSS (GNU time's maximum
+#      resident set, else VmHWM polled) and CPU; rows/s against the tokenize
+#      peak and limit (a) of this run. Every row must be in tokens and
+#      import_rows, and the mapping file must hold N rows.
+#   5. Every token acknowledged with 201 must be in the database; any error
 #      (socket error, timeout, unexpected status, failed pgbench transaction)
-#      or missing token makes the run fail.
-#   5. --profile: perf record (cpu-clock, dwarf call graphs) of the service
+#      or missing token, or an import that is not whole, makes the run fail.
+#   6. --profile: perf record (cpu-clock, dwarf call graphs) of the service
 #      during one more run of each workload (first client count), split by
 #      bench/perf_split.py into HTTP, JSON, crypto, database, logging; CPU µs
 #      per request from /proc/PID/stat of the unprofiled run. Needs `perf`.
@@ -45,7 +52,9 @@
 #     quotas, which default to 0 (off) here (the quotas through tests/lib/scenario.sh).
 #   BENCH_DURATION (s per measurement), BENCH_CLIENTS ("16 64"), BENCH_HALF_CLIENTS (largest of BENCH_CLIENTS),
 #   BENCH_WRK_THREADS (2), BENCH_SERVICE_LOG (/dev/null), BENCH_KEEP=1 (keep the temp dir),
-#   BENCH_SKIP_BUILD=1 (use build/release/cardvault and build/bench/bare_mhd as they are).
+#   BENCH_SKIP_BUILD=1 (use build/release/cardvault and build/bench/bare_mhd as they are),
+#   BENCH_IMPORT_ROWS (cards to import; 0 = no import run), BENCH_IMPORT_BATCH (--batch;
+#   unset = the command's default).
 set -euo pipefail
 
 QUICK=0
@@ -70,6 +79,7 @@ if [ "$QUICK" = 1 ]; then
   CLIENTS=${BENCH_CLIENTS:-64}
   HALF_DUR=$DUR
   READ_ROWS=20000
+  IMPORT_ROWS=${BENCH_IMPORT_ROWS:-20000}
   WARM_DUR=1
   DIAG=0
 else
@@ -78,6 +88,7 @@ else
   CLIENTS=${BENCH_CLIENTS:-16 64}
   HALF_DUR=$DUR
   READ_ROWS=100000
+  IMPORT_ROWS=${BENCH_IMPORT_ROWS:-100000}
   WARM_DUR=2
   DIAG=1
 fi
@@ -96,6 +107,8 @@ HTTP_THREADS=${CARDVAULT_HTTP_THREADS:-$(cfg_default http_threads)}
 HTTP_THREADS=${HTTP_THREADS:-0}
 DB_POOL=${CARDVAULT_DB_POOL_SIZE:-$(cfg_default db_pool_size)}
 DB_WRITERS=${CARDVAULT_DB_WRITERS:-$(cfg_default db_writers)}
+# cardvault import's rows per transaction: --batch, else its default (and maximum).
+IMPORT_BATCH=${BENCH_IMPORT_BATCH:-$(sed -n 's/^#define CV_IMPORT_BATCH_MAX \([0-9][0-9]*\).*/\1/p' include/cardvault/store_import.h)}
 
 PG_SETTINGS=(
   "fsync=on"
@@ -457,6 +470,131 @@ if [ "$DIAG" = 1 ]; then
   run_pgbench "diag_detokenize_sql_c$MAX_CLIENTS" detokenize.sql "$MAX_CLIENTS" "$DUR" "${PGB_VARS[@]}"
 fi
 
+# ---------------------------------------------------------------- bulk import
+# cardvault import of IMPORT_ROWS generated cards from a CSV file, as an
+# operator runs it (the schema owner's connection, the KEK file), into a merchant
+# of its own: a card the tokenize runs made can then not be merged, so every
+# row must become a new token. The whole command is timed (start-up, batches,
+# mapping file, audit events), after a CHECKPOINT like every write measurement.
+IMPORT_BAD=0
+if [ "$IMPORT_ROWS" -gt 0 ]; then
+  "$WORK/cardvault" merchant create "Bench Import Shop" >"$WORK/import-merchant.json" 2>"$WORK/merchant.err" \
+    || { cat "$WORK/merchant.err" >&2; die "merchant create (import) failed"; }
+  IMPORT_MERCHANT=$(jq -r .merchant_id "$WORK/import-merchant.json")
+  # Visa and Mastercard, 16 digits: the brand prefix, random digits, the row
+  # number in 9 fixed digits (so no two rows share a card), the check digit;
+  # expiry months 1-12, 1-4 years ahead (none expired).
+  (umask 077 && awk -v n="$IMPORT_ROWS" -v y="$(date +%Y)" '
+    function complete(p,   s, i, d, dbl) {
+      s = 0; dbl = 1
+      for (i = length(p); i >= 1; i--) {
+        d = substr(p, i, 1) + 0
+        if (dbl) { d *= 2; if (d > 9) d -= 9 }
+        s += d; dbl = !dbl
+      }
+      return p ((10 - s % 10) % 10)
+    }
+    BEGIN {
+      srand(42)
+      print "customer_ref,pan,exp_month,exp_year"
+      for (i = 1; i <= n; i++) {
+        pre = (i % 2) ? "4" sprintf("%05d", int(rand() * 100000)) : "5" (1 + i % 5) sprintf("%04d", int(rand() * 10000))
+        printf "C%09d,%s,%d,%d\n", i, complete(pre sprintf("%09d", i)), 1 + i % 12, y + 1 + i % 4
+      }
+    }' >"$WORK/import.csv")
+  IMPORT_ARGS=(import --merchant "$IMPORT_MERCHANT" --job bench --csv "$WORK/import.csv"
+               --id-col customer_ref --pan-col pan --exp-month-col exp_month --exp-year-col exp_year
+               --mapping "$WORK/import-map.csv")
+  [ -n "${BENCH_IMPORT_BATCH:-}" ] && IMPORT_ARGS+=(--batch "$BENCH_IMPORT_BATCH")
+  checkpoint
+  log "import: $IMPORT_ROWS cards from CSV, batch $IMPORT_BATCH, merchant $IMPORT_MERCHANT"
+  # Peak RSS: GNU time's maximum resident set (getrusage of the child) when
+  # /usr/bin/time is GNU time; otherwise VmHWM of the process, polled (a high
+  # watermark: only growth in the last 50 ms before exit could be missed).
+  if /usr/bin/time -f %M true >/dev/null 2>&1; then
+    IMPORT_RSS_SOURCE="GNU time %M (getrusage ru_maxrss)"
+    snap0=$(cpu_snapshot)
+    t0=$(date +%s.%N)
+    st=0
+    /usr/bin/time -o "$WORK/import.time" -f '%M %U %S' "$WORK/cardvault" "${IMPORT_ARGS[@]}" \
+      >"$WORK/out/import.report" 2>"$WORK/import.err" || st=$?
+    t1=$(date +%s.%N)
+    snap1=$(cpu_snapshot)
+    read -r IMPORT_HWM cpu_user cpu_sys < <(tail -1 "$WORK/import.time")
+    IMPORT_CPU=$(awk -v u="$cpu_user" -v s="$cpu_sys" 'BEGIN {printf "%.2f", u + s}')
+  else
+    IMPORT_RSS_SOURCE="VmHWM of /proc/PID/status, polled every 50 ms"
+    snap0=$(cpu_snapshot)
+    t0=$(date +%s.%N)
+    "$WORK/cardvault" "${IMPORT_ARGS[@]}" >"$WORK/out/import.report" 2>"$WORK/import.err" &
+    ipid=$!
+    IMPORT_HWM=0
+    IMPORT_TICKS=0
+    while kill -0 "$ipid" 2>/dev/null; do
+      h=$(vm_kib "$ipid" VmHWM 2>/dev/null || true)
+      c=$(proc_cpu_ticks "$ipid" 2>/dev/null || true)
+      [ -n "$h" ] && IMPORT_HWM=$h
+      [ -n "$c" ] && IMPORT_TICKS=$c
+      sleep 0.05
+    done
+    st=0
+    wait "$ipid" || st=$?
+    t1=$(date +%s.%N)
+    snap1=$(cpu_snapshot)
+    IMPORT_CPU=$(awk -v c="$IMPORT_TICKS" -v t="$CLK_TCK" 'BEGIN {printf "%.2f", c / t}')
+  fi
+  IMPORT_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+  if [ "$st" -ne 0 ] || ! jq -e . "$WORK/out/import.report" >/dev/null 2>&1; then
+    tail -5 "$WORK/import.err" >&2
+    cat "$WORK/out/import.report" >&2
+    die "cardvault import failed (exit $st)"
+  fi
+  # Every row must be a new token of the import merchant, recorded in import_rows,
+  # and in the mapping file once, under its own row id.
+  IMPORT_TOKENS=$(psql_at "SELECT count(*) FROM tokens WHERE merchant_id = '$IMPORT_MERCHANT'")
+  IMPORT_JOB_ROWS=$(psql_at "SELECT count(*) FROM import_rows WHERE merchant_id = '$IMPORT_MERCHANT' AND job_id = 'bench'")
+  MAP_ROWS=$(( $(wc -l <"$WORK/import-map.csv") - 1 ))
+  MAP_IDS_MATCH=false
+  cmp -s <(tail -n +2 "$WORK/import.csv" | cut -d, -f1 | sort) \
+         <(tail -n +2 "$WORK/import-map.csv" | cut -d, -f1 | sort) && MAP_IDS_MATCH=true
+  rm -f "$WORK/import.csv" # it held (test) card numbers: not kept even with BENCH_KEEP
+  read -r MAP_TOKENS MAP_FOUND < <("${PSQL[@]}" -d cardvault -At -F ' ' <<SQL
+CREATE TEMP TABLE map (row_id text, token text, brand text, last4 text, exp_month int, exp_year int, merged int);
+\copy map FROM '$WORK/import-map.csv' WITH (FORMAT csv, HEADER true)
+ANALYZE map;
+SELECT (SELECT count(DISTINCT token) FROM map),
+       (SELECT count(*) FROM (SELECT DISTINCT token FROM map) m
+          JOIN tokens t ON t.merchant_id = '$IMPORT_MERCHANT' AND t.token = m.token);
+SQL
+)
+  jq --argjson rows "$IMPORT_ROWS" --argjson batch "$IMPORT_BATCH" --argjson secs "$IMPORT_SECS" \
+     --argjson hwm "$IMPORT_HWM" --arg rss_source "$IMPORT_RSS_SOURCE" --argjson cpu_s "$IMPORT_CPU" \
+     --argjson tokens "$IMPORT_TOKENS" --argjson job_rows "$IMPORT_JOB_ROWS" \
+     --argjson map_rows "$MAP_ROWS" --argjson map_tokens "$MAP_TOKENS" --argjson map_found "$MAP_FOUND" \
+     --argjson ids_match "$MAP_IDS_MATCH" \
+     --argjson machine "$(cpu_json "$snap0" "$snap1" "$IMPORT_SECS")" \
+     '{rows: $rows, batch: $batch, source: "csv", duration_s: $secs,
+       rps: (if $secs > 0 then $rows / $secs else null end), reported_rows_per_s: .rows_per_s,
+       peak_rss_kib: $hwm, rss_source: $rss_source, cpu_s: $cpu_s,
+       cpu_us_per_row: (if $rows > 0 then $cpu_s * 1e6 / $rows else null end), machine: $machine,
+       postgres_cpu_us_per_row: (if $rows > 0 then $machine.postgres_cores * $secs * 1e6 / $rows else null end),
+       report: {rows_read, imported, merged, skipped, refused, refused_by_reason, mapping_rows, ok, error},
+       verification: {tokens_in_db: $tokens, import_rows_in_db: $job_rows, mapping_rows: $map_rows,
+                      mapping_distinct_tokens: $map_tokens, mapping_tokens_in_db: $map_found,
+                      mapping_ids_match_csv: $ids_match},
+       errors: ([.imported != $rows, .merged != 0, .refused != 0, $tokens != $rows, $job_rows != $rows,
+                 $map_rows != $rows, $map_tokens != $rows, $map_found != $rows, ($ids_match | not)]
+                | map(select(.)) | length)}' \
+     "$WORK/out/import.report" >"$WORK/out/import.json"
+  rm -f "$WORK/out/import.report"
+  IMPORT_BAD=$(jq .errors "$WORK/out/import.json")
+  log "$(printf '%-22s %s rows in %.1f s: %9.0f rows/s (its report: %s)  peak RSS %.1f MiB  CPU %s s  other load %s cores' \
+    import "$IMPORT_ROWS" "$IMPORT_SECS" "$(jq .rps "$WORK/out/import.json")" \
+    "$(jq .reported_rows_per_s "$WORK/out/import.json")" "$(awk -v k="$IMPORT_HWM" 'BEGIN {print k / 1024}')" \
+    "$IMPORT_CPU" "$(jq .machine.other_load_cores "$WORK/out/import.json")")"
+  log "import check: $IMPORT_TOKENS tokens and $IMPORT_JOB_ROWS import_rows in the database, mapping $MAP_ROWS rows ($MAP_FOUND of $MAP_TOKENS tokens found, ids match the CSV: $MAP_IDS_MATCH)"
+fi
+
 # ---------------------------------------------------------------- limit (c): bare MHD
 "$WORK/bare_mhd" "$BARE_PORT" "$HTTP_THREADS" "$RESP_BYTES" 201 2>"$WORK/bare.err" &
 BARE_PID=$!
@@ -542,6 +680,7 @@ jq -n \
   --arg env "$(env | grep '^CARDVAULT_' | grep -v -e DATABASE_URL -e KEK_FILE -e LISTEN | sort | tr '\n' ' ')" \
   --argjson dur "$DUR" --argjson half_clients "$HALF_CLIENTS" --argjson wrk_threads "$WRK_THREADS" \
   --argjson clients "$(printf '%s\n' $CLIENTS | jq -s .)" \
+  --argjson import_rows "$IMPORT_ROWS" --argjson import_batch "${IMPORT_BATCH:-null}" \
   --argjson resp_bytes "$RESP_BYTES" --argjson ct_len "$CT_LEN" --argjson read_rows "$READ_ROWS" \
   --argjson acked_201 "$ACKED_201" --argjson acked_lines "$ACKED_LINES" \
   --argjson acked_distinct "$ACKED_DISTINCT" --argjson found "$FOUND" --argjson missing "$MISSING" \
@@ -562,7 +701,7 @@ jq -n \
                service_db_pool: ($db_pool | tonumber? // null),
                service_db_writers: ($db_writers | tonumber? // null), service_env: $env,
                tokenize_response_bytes: $resp_bytes, ciphertext_bytes: $ct_len,
-               select_rows: $read_rows},
+               select_rows: $read_rows, import_rows: $import_rows, import_batch: $import_batch},
     runs: $runs[0],
     verification: {responses_201: $acked_201, tokens_recorded: $acked_lines,
                    distinct: $acked_distinct, found_in_db: $found, missing: $missing,
@@ -585,4 +724,5 @@ if [ "$ERRORS" -ne 0 ]; then log "FAIL: $ERRORS requests errored"; FAIL=1; fi
 if [ "$MISSING" -ne 0 ]; then log "FAIL: $MISSING acknowledged tokens are missing from the database"; FAIL=1; fi
 if [ "$UNRECORDED" -ne 0 ]; then log "FAIL: $UNRECORDED responses 201 without a recorded token"; FAIL=1; fi
 if [ "$DUPLICATES" -ne 0 ]; then log "FAIL: $DUPLICATES tokens acknowledged twice"; FAIL=1; fi
+if [ "$IMPORT_BAD" -ne 0 ]; then log "FAIL: the import is not whole ($IMPORT_BAD checks failed: see runs.import in the JSON)"; FAIL=1; fi
 exit $FAIL
