@@ -957,3 +957,9 @@ void cv_http_server_stop(struct cv_http_server *srv)
     MHD_stop_daemon(srv->daemon);
     server_free(srv);
 }
+
+const char *cv_http_server_library_version(void)
+{
+    const char *v = MHD_get_version();
+    return v != NULL ? v : "unknown";
+}

@@ -33,6 +33,12 @@
 #include "cardvault/secbuf.h"
 #include "cardvault/store.h"
 
+/* The build's version (Makefile: `make CV_VERSION=X`, git describe, or its
+ * VERSION default); only a build outside the Makefile lacks it. */
+#ifndef CV_VERSION
+#define CV_VERSION "unknown"
+#endif
+
 #define SECURE_HEAP_BYTES (1u << 20)
 #define DRAIN_MS          20000
 #define DRAIN_CANCEL_MS   3000
@@ -77,7 +83,13 @@ static const char usage_main[] =
     "  --ops-listen HOST:PORT     CARDVAULT_OPS_LISTEN (serve only): /healthz, /readyz and\n"
     "                             /metrics, plain HTTP, default 127.0.0.1:9090\n"
     "  -h, --help                 this text; `cardvault COMMAND --help` for one command\n"
-    "\n"
+    "  --version                  the version, and the OpenSSL, libmicrohttpd and libpq\n"
+    "                             versions the process runs with\n"
+    "\n";
+
+/* The rest of the main help (two strings: C11 compilers need not take one
+ * longer than 4095 characters). */
+static const char usage_main_env[] =
     "other environment (defaults in brackets):\n"
     "  CARDVAULT_HTTP_THREADS (0 = a thread per connection; N = epoll pool of N)\n"
     "  CARDVAULT_DB_POOL_SIZE (8), CARDVAULT_DB_WRITERS (1 batch writer + 1 batch reader)\n"
@@ -517,6 +529,17 @@ out:
     return rc;
 }
 
+/* `cardvault --version`: this build, then the libraries as loaded (a
+ * security update of one changes these lines without a rebuild). */
+static int print_version(void)
+{
+    char libpq[32];
+    cv_store_libpq_version(libpq, sizeof(libpq));
+    printf("cardvault %s\nopenssl %s\nlibmicrohttpd %s\nlibpq %s\n", CV_VERSION,
+           cv_secbuf_openssl_version(), cv_http_server_library_version(), libpq);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct cv_cli cli;
@@ -529,8 +552,11 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         fputs(usage_main, stdout);
+        fputs(usage_main_env, stdout);
         return 0;
     }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0)
+        return print_version();
     if (cv_config_from_env(&cli.cfg, why, sizeof(why)) != CV_OK) {
         cv_cli_fail(why);
         return 1;
