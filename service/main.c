@@ -463,6 +463,8 @@ static int cmd_serve(struct cv_cli *cli)
         goto out;
     }
     app.metrics = cv_metrics_new();
+    cv_metrics_set_build_info(app.metrics, CV_VERSION, cv_secbuf_openssl_version(),
+                              cv_http_server_library_version());
     cv_handler_deps_init(&app.handlers, app.store, app.keyring, app.metrics, &app.draining,
                          cli->cfg.idempotency_ttl_s);
     readiness = cv_readiness_new(READINESS_TTL_MS, app.metrics);
