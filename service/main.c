@@ -71,6 +71,9 @@ static const char usage_main[] =
     "  scan [--source-url-file PATH] [PATH...]\n"
     "                             search a shop's database and files for card data left behind\n"
     "                             (see docs/migrating.md)\n"
+    "  probe [--ops-url URL] [healthz|readyz]\n"
+    "                             health check of a running service's ops listener: exit 0\n"
+    "                             on 200 within 2 s, else 1 (a container HEALTHCHECK)\n"
     "\n"
     "options for every command (override the environment):\n"
     "  --database-url URL         CARDVAULT_DATABASE_URL: libpq connection string or URI;\n"
@@ -585,6 +588,7 @@ int main(int argc, char **argv)
         {"import", cv_cli_import_usage, ALLOW(OPT_MERCHANT) | ALLOW(OPT_BATCH), cv_cli_import,
          cv_cli_import_opts},
         {"scan", cv_cli_scan_usage, 0, cv_cli_scan, cv_cli_scan_opts},
+        {"probe", cv_cli_probe_usage, 0, cv_cli_probe, cv_cli_probe_opts},
     };
     int rc = -1;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
