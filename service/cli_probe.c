@@ -70,8 +70,8 @@ static bool set_host(struct cv_probe_target *out, const char *s, size_t n, int f
     return inet_pton(family, out->host, addr) == 1;
 }
 
-cv_status cv_probe_parse_url(const char *url, size_t len, struct cv_probe_target *out,
-                             char *why, size_t why_len)
+cv_status cv_probe_parse_url(const char *url, size_t len, struct cv_probe_target *out, char *why,
+                             size_t why_len)
 {
     static const char scheme[] = "http://";
     const size_t sl = sizeof(scheme) - 1;
@@ -178,8 +178,8 @@ static bool wait_fd(int fd, short events, const struct timespec *deadline)
 }
 
 /* One GET of path; the status code in *code, or a reason in why. */
-static cv_status probe_once(const struct cv_probe_target *t, const char *path, int *code,
-                            char *why, size_t why_len)
+static cv_status probe_once(const struct cv_probe_target *t, const char *path, int *code, char *why,
+                            size_t why_len)
 {
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
@@ -218,7 +218,8 @@ static cv_status probe_once(const struct cv_probe_target *t, const char *path, i
     if (connect(fd, sa, sa_len) != 0) {
         int err = errno;
         if (err != EINPROGRESS) {
-            snprintf(why, why_len, "cannot connect: %s", cv_cli_errno_text(err, errbuf, sizeof(errbuf)));
+            snprintf(why, why_len, "cannot connect: %s",
+                     cv_cli_errno_text(err, errbuf, sizeof(errbuf)));
             goto out;
         }
         int soerr = 0;
@@ -253,7 +254,7 @@ static cv_status probe_once(const struct cv_probe_target *t, const char *path, i
         if (w > 0)
             sent += (size_t)w;
     }
-    char line[STATUS_LINE_MAX];
+    char line[STATUS_LINE_MAX] = {0};
     size_t got = 0;
     while (got < sizeof(line) && memchr(line, '\n', got) == NULL) {
         if (!wait_fd(fd, POLLIN, &deadline)) {

@@ -833,8 +833,10 @@ static cv_status start_listener(struct cv_app *app, const struct listener_spec *
         addr6.sin6_family = AF_INET6;
         addr6.sin6_port = htons(spec->port);
         if (inet_pton(AF_INET6, host, &addr6.sin6_addr) != 1) {
-            snprintf(why, why_len, "%s host must be an IPv4 or IPv6 address, e.g. 127.0.0.1 or "
-                     "[::1]", spec->name);
+            snprintf(why, why_len,
+                     "%s host must be an IPv4 or IPv6 address, e.g. 127.0.0.1 or "
+                     "[::1]",
+                     spec->name);
             return CV_ERR_CONFIG;
         }
         loopback = IN6_IS_ADDR_LOOPBACK(&addr6.sin6_addr);
@@ -850,8 +852,8 @@ static cv_status start_listener(struct cv_app *app, const struct listener_spec *
         }
         loopback = (ntohl(addr4.sin_addr.s_addr) >> 24) == 127;
     }
-    const struct sockaddr *addr =
-        v6 ? (const struct sockaddr *)(const void *)&addr6 : (const struct sockaddr *)(const void *)&addr4;
+    const struct sockaddr *addr = v6 ? (const struct sockaddr *)(const void *)&addr6
+                                     : (const struct sockaddr *)(const void *)&addr4;
     bool tls = spec->tls_allowed && cfg->tls_cert_file != NULL && cfg->tls_cert_file[0] != '\0';
     if (!tls && !loopback && !cfg->allow_plaintext) {
         snprintf(why, why_len,
@@ -907,13 +909,13 @@ static cv_status start_listener(struct cv_app *app, const struct listener_spec *
     mode_opts[k] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_CONNECTION_LIMIT,
-        spec->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, spec->per_ip_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_POOL_BYTES,
-        MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL,
-        MHD_OPTION_ARRAY, mode_opts, MHD_OPTION_END);
+        MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_CONNECTION_LIMIT, spec->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, spec->per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)CONNECTION_POOL_BYTES, MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL, MHD_OPTION_ARRAY, mode_opts,
+        MHD_OPTION_END);
     if (srv->daemon == NULL) {
         snprintf(why, why_len,
                  tls ? "cannot start HTTPS on %s%s%s:%u (address in use, or unusable "

@@ -35,8 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         unsigned char addr[sizeof(struct in6_addr)];
         if (memchr(t.host, '\0', sizeof(t.host)) == NULL)
             fail("host not terminated");
-        if ((t.family != AF_INET && t.family != AF_INET6) ||
-            inet_pton(t.family, t.host, addr) != 1)
+        if ((t.family != AF_INET && t.family != AF_INET6) || inet_pton(t.family, t.host, addr) != 1)
             fail("host is no literal of its family");
         if (t.port == 0)
             fail("port 0");

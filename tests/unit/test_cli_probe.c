@@ -120,8 +120,15 @@ static void status_line_gives_the_code(void)
 static void status_line_refuses_garbage(void)
 {
     static const char *const bad[] = {
-        "", "HTTP/1.1 200", "HTTP/2 200 OK\r\n", "HTTP/1.1 20x OK\r\n", "HTTP/1.1  200 OK\r\n",
-        "HTTP/1.1 099 X\r\n", "http/1.1 200 OK\r\n", "SSH-2.0-OpenSSH\r\n", "HTTP/1.1 2000 OK\r\n",
+        "",
+        "HTTP/1.1 200",
+        "HTTP/2 200 OK\r\n",
+        "HTTP/1.1 20x OK\r\n",
+        "HTTP/1.1  200 OK\r\n",
+        "HTTP/1.1 099 X\r\n",
+        "http/1.1 200 OK\r\n",
+        "SSH-2.0-OpenSSH\r\n",
+        "HTTP/1.1 2000 OK\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int code = -1;

@@ -190,14 +190,14 @@ static void listen_refuses_malformed_values(void)
         "127.0.0.1:8080 ",
         "127.0.0.1:99999999999999999999999",
         ":",
-        "::1:8080",     /* IPv6 without brackets: which colon ends it? */
-        "[::1]",        /* no port */
-        "[::1]:",       /* empty port */
-        "[::1]8080",    /* no colon after the bracket */
-        "[]:8080",      /* empty brackets */
-        "[::1:8080",    /* unclosed */
+        "::1:8080",       /* IPv6 without brackets: which colon ends it? */
+        "[::1]",          /* no port */
+        "[::1]:",         /* empty port */
+        "[::1]8080",      /* no colon after the bracket */
+        "[]:8080",        /* empty brackets */
+        "[::1:8080",      /* unclosed */
         "[127.0.0.1]:80", /* brackets hold IPv6 only */
-        "[::1%lo]:80",  /* zone ids are not taken */
+        "[::1%lo]:80",    /* zone ids are not taken */
         "[::1]:0",
         "[::1]:8080x",
         "[::1]]:8080",
