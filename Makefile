@@ -36,6 +36,24 @@ CFLAGS := $(BASE_CFLAGS) $(MODE_CFLAGS) -DCV_SCHEMA_VERSION=$(SCHEMA_VERSION) $(
 LDFLAGS := $(BASE_LDFLAGS) $(MODE_LDFLAGS)
 
 OUT := build/$(BUILD)
+
+# The version `cardvault --version` and the cardvault_build_info metric show:
+# `make CV_VERSION=X` when given (a release or image build), else what
+# `git describe --always --dirty` says in a git checkout, else VERSION (the
+# Docker build stage has no .git and may have no git at all). It reaches
+# main.o alone, through build/gen/version.txt, which is rewritten only when
+# the version changes so that main.o is recompiled then and only then.
+VERSION := 0.1.0
+ifeq ($(strip $(CV_VERSION)),)
+  CV_VERSION := $(shell git rev-parse --git-dir >/dev/null 2>&1 && git describe --always --dirty 2>/dev/null)
+endif
+ifeq ($(strip $(CV_VERSION)),)
+  CV_VERSION := $(VERSION)
+endif
+ifneq ($(shell printf '%s' '$(CV_VERSION)' | tr -d 'A-Za-z0-9._+-'),)
+  $(error CV_VERSION may hold only letters, digits and . _ + -)
+endif
+VERSION_STAMP := build/gen/version.txt
 SRCS := $(sort $(wildcard service/*.c))
 # The card fields' static files (docs/elements.md), compiled in as byte
 # arrays by service/elements/embed.sh (od and sed; no npm, no build step of
@@ -91,6 +109,14 @@ $(ITEST_BIN): $(wildcard tests/integration/*.c tests/integration/*.h) tests/unit
 
 $(OUT)/obj/migrate.o: $(wildcard migrations/*.sql)
 
+$(VERSION_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@printf '%s\n' '$(CV_VERSION)' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+$(OUT)/obj/main.o: $(VERSION_STAMP)
+$(OUT)/obj/main.o: CFLAGS += -DCV_VERSION='"$(CV_VERSION)"'
+
 -include $(OBJS:.o=.d)
 
 deps:
@@ -121,7 +147,7 @@ browser: $(OUT)/cardvault
 
 # Scenario scripts: each brings its own private PostgreSQL cluster.
 SCENARIOS := audit audit-tail idempotency runtime keys key-commands faults isolation abuse row-integrity \
-             storage-proof slow-clients heap-scan auth-throttle elements import-scan
+             storage-proof slow-clients heap-scan auth-throttle elements import-scan ops
 PROOF_CARDS ?= 200
 scenarios: $(OUT)/cardvault
 	@st=0; for s in $(SCENARIOS); do \

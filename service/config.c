@@ -45,11 +45,33 @@ static cv_status parse_uint(const char *name, unsigned min, unsigned max, unsign
     return CV_OK;
 }
 
-/* Splits "host:port" for the variable `name`; *host is heap, the caller frees. */
+/* Splits "host:port" or "[ipv6]:port" (RFC 3986's bracketed literal) for
+ * the variable `name`; *host is heap, without brackets, the caller frees. */
 static cv_status parse_hostport(const char *name, const char *hostport, char **host,
                                 uint16_t *port_out, char *why, unsigned why_len)
 {
-    const char *colon = strrchr(hostport, ':');
+    const char *colon = NULL;
+    const char *host_start = hostport;
+    if (hostport[0] == '[') {
+        const char *close = strchr(hostport, ']');
+        /* Inside the brackets: an IPv6 literal, so hex digits, ':' and '.'
+         * (an embedded IPv4); the listener checks it is a valid address. */
+        size_t inner = close != NULL ? (size_t)(close - hostport - 1) : 0;
+        if (close == NULL || close[1] != ':' || inner == 0 ||
+            strspn(hostport + 1, "0123456789abcdefABCDEF:.") != inner ||
+            memchr(hostport + 1, ':', inner) == NULL) {
+            snprintf(why, why_len, "%s must be host:port or [ipv6]:port, e.g. [::1]:8080", name);
+            return CV_ERR_CONFIG;
+        }
+        host_start = hostport + 1;
+        colon = close + 1;
+    } else {
+        colon = strrchr(hostport, ':');
+        if (colon != NULL && memchr(hostport, ':', (size_t)(colon - hostport)) != NULL) {
+            snprintf(why, why_len, "%s: an IPv6 address goes in brackets, e.g. [::1]:8080", name);
+            return CV_ERR_CONFIG;
+        }
+    }
     if (colon == NULL || colon == hostport || colon[1] == '\0') {
         snprintf(why, why_len, "%s must be host:port, e.g. 127.0.0.1:8080", name);
         return CV_ERR_CONFIG;
@@ -61,9 +83,9 @@ static cv_status parse_hostport(const char *name, const char *hostport, char **h
         snprintf(why, why_len, "%s port must be 1-65535", name);
         return CV_ERR_CONFIG;
     }
-    size_t hl = (size_t)(colon - hostport);
+    size_t hl = (size_t)(colon - host_start) - (host_start != hostport ? 1 : 0);
     *host = cv_xmalloc(hl + 1);
-    memcpy(*host, hostport, hl);
+    memcpy(*host, host_start, hl);
     (*host)[hl] = '\0';
     *port_out = (uint16_t)port;
     return CV_OK;

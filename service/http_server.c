@@ -820,17 +820,42 @@ static cv_status start_listener(struct cv_app *app, const struct listener_spec *
                                 struct cv_http_server **out, char *why, size_t why_len)
 {
     const struct cv_config *cfg = app->config;
-    struct sockaddr_in addr;
-    memset(&addr, 0, sizeof(addr));
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(spec->port);
+    /* An IPv4 address, or an IPv6 one (config.c took it out of its
+     * brackets): [::] is every address of both families (MHD's dual stack),
+     * any other IPv6 address that address alone. */
+    struct sockaddr_in addr4;
+    struct sockaddr_in6 addr6;
+    memset(&addr4, 0, sizeof(addr4));
+    memset(&addr6, 0, sizeof(addr6));
     const char *host = strcmp(spec->host, "localhost") == 0 ? "127.0.0.1" : spec->host;
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-        snprintf(why, why_len, "%s host must be an IPv4 address, e.g. 127.0.0.1", spec->name);
-        return CV_ERR_CONFIG;
+    bool v6 = strchr(host, ':') != NULL;
+    bool loopback = false, any6 = false;
+    if (v6) {
+        addr6.sin6_family = AF_INET6;
+        addr6.sin6_port = htons(spec->port);
+        if (inet_pton(AF_INET6, host, &addr6.sin6_addr) != 1) {
+            snprintf(why, why_len,
+                     "%s host must be an IPv4 or IPv6 address, e.g. 127.0.0.1 or "
+                     "[::1]",
+                     spec->name);
+            return CV_ERR_CONFIG;
+        }
+        loopback = IN6_IS_ADDR_LOOPBACK(&addr6.sin6_addr);
+        any6 = IN6_IS_ADDR_UNSPECIFIED(&addr6.sin6_addr);
+    } else {
+        addr4.sin_family = AF_INET;
+        addr4.sin_port = htons(spec->port);
+        if (inet_pton(AF_INET, host, &addr4.sin_addr) != 1) {
+            snprintf(why, why_len,
+                     "%s host must be an IPv4 or IPv6 address, e.g. 127.0.0.1 or [::1]",
+                     spec->name);
+            return CV_ERR_CONFIG;
+        }
+        loopback = (ntohl(addr4.sin_addr.s_addr) >> 24) == 127;
     }
+    const struct sockaddr *addr = v6 ? (const struct sockaddr *)(const void *)&addr6
+                                     : (const struct sockaddr *)(const void *)&addr4;
     bool tls = spec->tls_allowed && cfg->tls_cert_file != NULL && cfg->tls_cert_file[0] != '\0';
-    bool loopback = (ntohl(addr.sin_addr.s_addr) >> 24) == 127;
     if (!tls && !loopback && !cfg->allow_plaintext) {
         snprintf(why, why_len,
                  spec->tls_allowed
@@ -858,6 +883,8 @@ static cv_status start_listener(struct cv_app *app, const struct listener_spec *
         return CV_ERR_INTERNAL;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (v6) /* MHD needs the flag for an IPv6 socket even when given the address */
+        flags |= any6 ? MHD_USE_DUAL_STACK : MHD_USE_IPv6;
     bool pool = spec->listener == CV_LISTENER_API && cfg->http_threads > 0;
     flags |= pool ? MHD_USE_EPOLL : MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
     if (tls) {
@@ -883,18 +910,19 @@ static cv_status start_listener(struct cv_app *app, const struct listener_spec *
     mode_opts[k] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
-        spec->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, spec->per_ip_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_POOL_BYTES,
-        MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL,
-        MHD_OPTION_ARRAY, mode_opts, MHD_OPTION_END);
+        MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_CONNECTION_LIMIT, spec->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, spec->per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)CONNECTION_POOL_BYTES, MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL, MHD_OPTION_ARRAY, mode_opts,
+        MHD_OPTION_END);
     if (srv->daemon == NULL) {
         snprintf(why, why_len,
-                 tls ? "cannot start HTTPS on %s:%u (address in use, or unusable certificate/key)"
-                     : "cannot listen on %s:%u (%s: address in use or not permitted)",
-                 spec->host, (unsigned)spec->port, spec->name);
+                 tls ? "cannot start HTTPS on %s%s%s:%u (address in use, or unusable "
+                       "certificate/key)"
+                     : "cannot listen on %s%s%s:%u (%s: address in use or not permitted)",
+                 v6 ? "[" : "", spec->host, v6 ? "]" : "", (unsigned)spec->port, spec->name);
         server_free(srv);
         return CV_ERR_CONFIG;
     }
@@ -957,4 +985,10 @@ void cv_http_server_stop(struct cv_http_server *srv)
         return;
     MHD_stop_daemon(srv->daemon);
     server_free(srv);
+}
+
+const char *cv_http_server_library_version(void)
+{
+    const char *v = MHD_get_version();
+    return v != NULL ? v : "unknown";
 }

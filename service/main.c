@@ -33,6 +33,12 @@
 #include "cardvault/secbuf.h"
 #include "cardvault/store.h"
 
+/* The build's version (Makefile: `make CV_VERSION=X`, git describe, or its
+ * VERSION default); only a build outside the Makefile lacks it. */
+#ifndef CV_VERSION
+#define CV_VERSION "unknown"
+#endif
+
 #define SECURE_HEAP_BYTES (1u << 20)
 #define DRAIN_MS          20000
 #define DRAIN_CANCEL_MS   3000
@@ -65,6 +71,9 @@ static const char usage_main[] =
     "  scan [--source-url-file PATH] [PATH...]\n"
     "                             search a shop's database and files for card data left behind\n"
     "                             (see docs/migrating.md)\n"
+    "  probe [--ops-url URL] [healthz|readyz]\n"
+    "                             health check of a running service's ops listener: exit 0\n"
+    "                             on 200 within 2 s, else 1 (a container HEALTHCHECK)\n"
     "\n"
     "options for every command (override the environment):\n"
     "  --database-url URL         CARDVAULT_DATABASE_URL: libpq connection string or URI;\n"
@@ -77,7 +86,13 @@ static const char usage_main[] =
     "  --ops-listen HOST:PORT     CARDVAULT_OPS_LISTEN (serve only): /healthz, /readyz and\n"
     "                             /metrics, plain HTTP, default 127.0.0.1:9090\n"
     "  -h, --help                 this text; `cardvault COMMAND --help` for one command\n"
-    "\n"
+    "  --version                  the version, and the OpenSSL, libmicrohttpd and libpq\n"
+    "                             versions the process runs with\n"
+    "\n";
+
+/* The rest of the main help (two strings: C11 compilers need not take one
+ * longer than 4095 characters). */
+static const char usage_main_env[] =
     "other environment (defaults in brackets):\n"
     "  CARDVAULT_HTTP_THREADS (0 = a thread per connection; N = epoll pool of N)\n"
     "  CARDVAULT_DB_POOL_SIZE (8), CARDVAULT_DB_WRITERS (1 batch writer + 1 batch reader)\n"
@@ -451,6 +466,8 @@ static int cmd_serve(struct cv_cli *cli)
         goto out;
     }
     app.metrics = cv_metrics_new();
+    cv_metrics_set_build_info(app.metrics, CV_VERSION, cv_secbuf_openssl_version(),
+                              cv_http_server_library_version());
     cv_handler_deps_init(&app.handlers, app.store, app.keyring, app.metrics, &app.draining,
                          cli->cfg.idempotency_ttl_s);
     readiness = cv_readiness_new(READINESS_TTL_MS, app.metrics);
@@ -517,6 +534,17 @@ out:
     return rc;
 }
 
+/* `cardvault --version`: this build, then the libraries as loaded (a
+ * security update of one changes these lines without a rebuild). */
+static int print_version(void)
+{
+    char libpq[32];
+    cv_store_libpq_version(libpq, sizeof(libpq));
+    printf("cardvault %s\nopenssl %s\nlibmicrohttpd %s\nlibpq %s\n", CV_VERSION,
+           cv_secbuf_openssl_version(), cv_http_server_library_version(), libpq);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct cv_cli cli;
@@ -529,8 +557,11 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         fputs(usage_main, stdout);
+        fputs(usage_main_env, stdout);
         return 0;
     }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0)
+        return print_version();
     if (cv_config_from_env(&cli.cfg, why, sizeof(why)) != CV_OK) {
         cv_cli_fail(why);
         return 1;
@@ -557,6 +588,7 @@ int main(int argc, char **argv)
         {"import", cv_cli_import_usage, ALLOW(OPT_MERCHANT) | ALLOW(OPT_BATCH), cv_cli_import,
          cv_cli_import_opts},
         {"scan", cv_cli_scan_usage, 0, cv_cli_scan, cv_cli_scan_opts},
+        {"probe", cv_cli_probe_usage, 0, cv_cli_probe, cv_cli_probe_opts},
     };
     int rc = -1;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {

@@ -2,14 +2,21 @@
  * route, status class and cv_status keep the hot path to a few atomic adds;
  * rendering walks them when /metrics is scraped and writes the page into a
  * struct cv_buf. It never sees a request's content, only its route, status
- * and duration. */
+ * and duration. The process metrics (CPU, memory, descriptors, start time)
+ * are read from /proc/self when scraped, under the names Prometheus client
+ * libraries give them, so dashboards built for those work unchanged. */
 #include "cardvault/metrics.h"
 
 #include <assert.h>
+#include <dirent.h>
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cardvault/buf.h"
 #include "cardvault/secbuf.h"
@@ -19,8 +26,11 @@ static const int codes[] = {200, 201, 204, 400, 401, 403, 404, 405,
                             409, 410, 413, 415, 429, 500, 503, 0};
 #define N_CODES (sizeof(codes) / sizeof(codes[0]))
 
-static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                 0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
+/* Up to 10 s: a request can legitimately wait about 5 s (a database pool
+ * checkout, a write retried after lock_timeout), and those waits must land
+ * in a bucket of their own, not only in +Inf. */
+static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                 0.1,    0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
 #define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
 struct cv_metrics {
@@ -35,6 +45,11 @@ struct cv_metrics {
     atomic_uint_least64_t readiness_probes;
     atomic_uint_least64_t card_testing[CV_METRICS_SIGNAL_COUNT];
     atomic_uint_least64_t tokenize_refused[CV_METRICS_REFUSED_COUNT];
+    /* Set once before serving, read by scrapes. */
+    char version[CV_METRICS_LABEL_MAX + 1];
+    char openssl[CV_METRICS_LABEL_MAX + 1];
+    char libmicrohttpd[CV_METRICS_LABEL_MAX + 1];
+    double start_time_s; /* process start, seconds since the epoch; 0 when unknown */
 };
 
 /* Label values: fixed words, never a key, a BIN or anything a client sent. */
@@ -42,10 +57,121 @@ static const char *const signal_names[CV_METRICS_SIGNAL_COUNT] = {"bin_last4", "
 static const char *const refusal_names[CV_METRICS_REFUSED_COUNT] = {"key_quota", "origin_quota",
                                                                     "card_testing"};
 
+/* Reads a small /proc file whole into buf (NUL-terminated); false on error. */
+static bool read_proc(const char *path, char *buf, size_t cap, size_t *len)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    size_t n = fread(buf, 1, cap - 1, f);
+    bool ok = ferror(f) == 0 && n > 0;
+    fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return ok;
+}
+
+cv_status cv_metrics_parse_proc_stat(const char *text, size_t len, struct cv_proc_stat *out)
+{
+    memset(out, 0, sizeof(*out));
+    /* The command name is "(...)" and may itself hold ") ": the last ')'
+     * ends it. Fields after it start at field 3 (state). */
+    size_t close = len;
+    for (size_t i = 0; i < len; i++)
+        if (text[i] == ')')
+            close = i;
+    if (close == len)
+        return CV_ERR_IO;
+    unsigned field = 2;
+    size_t i = close + 1;
+    while (field < 24) {
+        if (i >= len || text[i] != ' ')
+            return CV_ERR_IO;
+        i++;
+        field++;
+        size_t start = i;
+        unsigned long long v = 0;
+        bool digits = true;
+        while (i < len && text[i] != ' ' && text[i] != '\n') {
+            char c = text[i];
+            if (c < '0' || c > '9' || v > (~0ULL - 9) / 10)
+                digits = false;
+            else
+                v = v * 10 + (unsigned long long)(c - '0');
+            i++;
+        }
+        if (i == start)
+            return CV_ERR_IO;
+        bool wanted = field == 14 || field == 15 || field == 22 || field == 23 || field == 24;
+        if (wanted && !digits)
+            return CV_ERR_IO;
+        if (field == 14)
+            out->utime_ticks = v;
+        else if (field == 15)
+            out->stime_ticks = v;
+        else if (field == 22)
+            out->start_ticks = v;
+        else if (field == 23)
+            out->vsize_bytes = v;
+        else if (field == 24)
+            out->rss_pages = v;
+    }
+    return CV_OK;
+}
+
+static bool read_self_stat(struct cv_proc_stat *st)
+{
+    char buf[1024];
+    size_t len = 0;
+    return read_proc("/proc/self/stat", buf, sizeof(buf), &len) &&
+           cv_metrics_parse_proc_stat(buf, len, st) == CV_OK;
+}
+
+/* The process start in seconds since the epoch: the wall clock now, less
+ * the system's uptime, plus the process's start in ticks after boot. Read
+ * once: it does not change. 0 when /proc cannot tell. */
+static double process_start_time(void)
+{
+    struct cv_proc_stat st;
+    char buf[128];
+    size_t len = 0;
+    long ticks = sysconf(_SC_CLK_TCK);
+    if (ticks <= 0 || !read_self_stat(&st) || !read_proc("/proc/uptime", buf, sizeof(buf), &len))
+        return 0.0;
+    char *end = NULL;
+    errno = 0;
+    double uptime = strtod(buf, &end);
+    if (errno != 0 || end == buf || !(uptime >= 0.0))
+        return 0.0;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    double t = (double)now.tv_sec + (double)now.tv_nsec / 1e9 - uptime +
+               (double)st.start_ticks / (double)ticks;
+    /* The clock tick is the precision /proc gives: round to it, so the value
+     * does not move by a few milliseconds from one process to the next. */
+    return (double)(long long)(t * (double)ticks + 0.5) / (double)ticks;
+}
+
 struct cv_metrics *cv_metrics_new(void)
 {
     /* Static zero-initialised atomics are valid starting values. */
-    return cv_xcalloc(1, sizeof(struct cv_metrics));
+    struct cv_metrics *m = cv_xcalloc(1, sizeof(struct cv_metrics));
+    cv_metrics_set_build_info(m, "unknown", "unknown", "unknown");
+    m->start_time_s = process_start_time();
+    return m;
+}
+
+static void copy_label(char dst[CV_METRICS_LABEL_MAX + 1], const char *src)
+{
+    snprintf(dst, CV_METRICS_LABEL_MAX + 1, "%s", src != NULL ? src : "unknown");
+}
+
+void cv_metrics_set_build_info(struct cv_metrics *m, const char *version, const char *openssl,
+                               const char *libmicrohttpd)
+{
+    copy_label(m->version, version);
+    copy_label(m->openssl, openssl);
+    copy_label(m->libmicrohttpd, libmicrohttpd);
 }
 
 void cv_metrics_free(struct cv_metrics *m)
@@ -116,8 +242,103 @@ void cv_metrics_count_tokenize_refused(struct cv_metrics *m, enum cv_metrics_tok
  * the buffer like every other text the service produces. */
 #define PAGE_MAX_BYTES (1u << 20)
 
+/* A label value in the text format: backslash, double quote and newline
+ * escaped (the values are version strings, but they come from libraries). */
+static cv_status append_label_value(struct cv_buf *o, const char *v)
+{
+    for (const char *p = v; *p != '\0'; p++) {
+        if (*p == '\\' || *p == '"')
+            CV_TRY(cv_buf_appendf(o, "\\%c", *p));
+        else if (*p == '\n')
+            CV_TRY(cv_buf_appendf(o, "\\n"));
+        else
+            CV_TRY(cv_buf_appendf(o, "%c", *p));
+    }
+    return CV_OK;
+}
+
+static cv_status render_build_info(struct cv_buf *o, const struct cv_metrics *m)
+{
+    CV_TRY(cv_buf_appendf(o, "# HELP cardvault_build_info The running build: its version and "
+                             "the OpenSSL and libmicrohttpd versions it runs with.\n"
+                             "# TYPE cardvault_build_info gauge\n"
+                             "cardvault_build_info{version=\""));
+    CV_TRY(append_label_value(o, m->version));
+    CV_TRY(cv_buf_appendf(o, "\",openssl=\""));
+    CV_TRY(append_label_value(o, m->openssl));
+    CV_TRY(cv_buf_appendf(o, "\",libmicrohttpd=\""));
+    CV_TRY(append_label_value(o, m->libmicrohttpd));
+    return cv_buf_appendf(o, "\"} 1\n");
+}
+
+/* Open descriptors: the entries of /proc/self/fd, less the one this
+ * listing holds open itself. -1 when unreadable. */
+static long count_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return -1;
+    long n = 0;
+    const struct dirent *e;
+    /* One scrape at a time reads its own DIR stream: readdir is safe here. */
+    /* NOLINTNEXTLINE(concurrency-mt-unsafe) */
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n > 0 ? n - 1 : 0;
+}
+
+/* The process metrics of Prometheus client libraries (client_golang's
+ * process collector): the same names, units and types. A value /proc does
+ * not give is left out rather than shown as 0. */
+static cv_status render_process(struct cv_buf *o, const struct cv_metrics *m)
+{
+    struct cv_proc_stat st;
+    long ticks = sysconf(_SC_CLK_TCK);
+    long page = sysconf(_SC_PAGESIZE);
+    if (ticks > 0 && page > 0 && read_self_stat(&st))
+        CV_TRY(cv_buf_appendf(
+            o,
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
+            "# TYPE process_cpu_seconds_total counter\n"
+            "process_cpu_seconds_total %.2f\n"
+            "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+            "# TYPE process_resident_memory_bytes gauge\n"
+            "process_resident_memory_bytes %llu\n"
+            "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+            "# TYPE process_virtual_memory_bytes gauge\n"
+            "process_virtual_memory_bytes %llu\n",
+            (double)(st.utime_ticks + st.stime_ticks) / (double)ticks,
+            st.rss_pages * (unsigned long long)page, st.vsize_bytes));
+    long fds = count_open_fds();
+    if (fds >= 0)
+        CV_TRY(cv_buf_appendf(o,
+                              "# HELP process_open_fds Number of open file descriptors.\n"
+                              "# TYPE process_open_fds gauge\n"
+                              "process_open_fds %ld\n",
+                              fds));
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        CV_TRY(cv_buf_appendf(o,
+                              "# HELP process_max_fds Maximum number of open file descriptors.\n"
+                              "# TYPE process_max_fds gauge\n"
+                              "process_max_fds %llu\n",
+                              (unsigned long long)rl.rlim_cur));
+    if (m->start_time_s > 0.0)
+        CV_TRY(cv_buf_appendf(o,
+                              "# HELP process_start_time_seconds Start time of the process since "
+                              "unix epoch in seconds.\n"
+                              "# TYPE process_start_time_seconds gauge\n"
+                              "process_start_time_seconds %.2f\n",
+                              m->start_time_s));
+    return CV_OK;
+}
+
 static cv_status render(struct cv_buf *o, struct cv_metrics *m, const struct cv_metrics_gauges *g)
 {
+    CV_TRY(render_build_info(o, m));
+    CV_TRY(render_process(o, m));
     CV_TRY(cv_buf_appendf(
         o, "# HELP cardvault_http_requests_total HTTP requests by route and status.\n"
            "# TYPE cardvault_http_requests_total counter\n"));

@@ -47,9 +47,20 @@ static const struct cv_route routes[] = {
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 
+/* HEAD is answered where monitoring asks it: the ops endpoints. A HEAD
+ * request runs the GET route (same handler, status and headers; the HTTP
+ * layer sends no body, RFC 9110 9.3.2) and is counted under it. */
+static bool answers_head(const struct cv_route *r)
+{
+    return r->id == CV_ROUTE_HEALTHZ || r->id == CV_ROUTE_READYZ || r->id == CV_ROUTE_METRICS;
+}
+
 /* Allow header values per distinct pattern. */
 static const char *allow_for(const char *pattern)
 {
+    if (strcmp(pattern, "/healthz") == 0 || strcmp(pattern, "/readyz") == 0 ||
+        strcmp(pattern, "/metrics") == 0)
+        return "GET, HEAD";
     if (strcmp(pattern, "/v1/tokens") == 0)
         return "POST";
     if (strcmp(pattern, "/v1/tokens/{token}") == 0)
@@ -92,7 +103,8 @@ cv_status cv_router_match(unsigned listener, const char *method, const char *pat
             !path_matches(routes[i].pattern, path, NULL, 0))
             continue;
         path_allow = allow_for(routes[i].pattern);
-        if (strcmp(routes[i].method, method) == 0) {
+        if (strcmp(routes[i].method, method) == 0 ||
+            (strcmp(method, "HEAD") == 0 && answers_head(&routes[i]))) {
             (void)path_matches(routes[i].pattern, path, token_out, cap);
             *route = &routes[i];
             return CV_OK;

@@ -143,3 +143,8 @@ cv_status cv_secbuf_harden_process(void)
         return CV_ERR_CONFIG;
     return CV_OK;
 }
+
+const char *cv_secbuf_openssl_version(void)
+{
+    return OpenSSL_version(OPENSSL_VERSION_STRING);
+}

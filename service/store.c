@@ -90,6 +90,13 @@ void cv_store_pool_usage(struct cv_store *store, unsigned *in_use, unsigned *siz
     cv_pg_pool_usage(store->pool, in_use, size);
 }
 
+void cv_store_libpq_version(char *out, size_t cap)
+{
+    /* PQlibVersion: major * 10000 + minor since PostgreSQL 10. */
+    int v = PQlibVersion();
+    snprintf(out, cap, "%d.%d", v / 10000, v % 10000);
+}
+
 cv_status cv_store_check_durability(struct cv_store *store, bool *fsync_on, bool *sync_commit_on)
 {
     PGresult *r = NULL;

@@ -140,6 +140,10 @@ extern const struct cv_cli_optdef cv_cli_import_opts[];
 int cv_cli_scan(struct cv_cli *cli);
 extern const char cv_cli_scan_usage[];
 extern const struct cv_cli_optdef cv_cli_scan_opts[];
+/* cardvault probe [healthz|readyz] (cli_probe.c). */
+int cv_cli_probe(struct cv_cli *cli);
+extern const char cv_cli_probe_usage[];
+extern const struct cv_cli_optdef cv_cli_probe_opts[];
 /* cardvault audit verify|export|storage (cli_audit.c). */
 int cv_cli_audit(struct cv_cli *cli);
 extern const char cv_cli_audit_usage[];

@@ -33,5 +33,8 @@ CV_MUST_USE cv_status cv_http_server_start_ops(struct cv_app *app, struct cv_htt
 bool cv_http_server_drain(struct cv_http_server *srv, unsigned drain_ms);
 /* Stops the daemon (joins its threads) and frees. Accepts NULL. */
 void cv_http_server_stop(struct cv_http_server *srv);
+/* The version of the libmicrohttpd library the process runs with, e.g.
+ * "0.9.75". Static storage; never NULL. */
+const char *cv_http_server_library_version(void);
 
 #endif

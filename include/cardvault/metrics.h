@@ -54,7 +54,31 @@ struct cv_metrics_gauges {
     int ready;
 };
 
-/* Renders the exposition text (heap, free()). */
+/* The build's identity, rendered as the constant gauge
+ * cardvault_build_info{version,openssl,libmicrohttpd} 1. Copied (each value
+ * truncated to CV_METRICS_LABEL_MAX bytes); call once before serving. */
+#define CV_METRICS_LABEL_MAX 63
+void cv_metrics_set_build_info(struct cv_metrics *m, const char *version, const char *openssl,
+                               const char *libmicrohttpd);
+
+/* What the process metrics need from /proc/self/stat (proc(5)): CPU time in
+ * clock ticks, start time in ticks after boot, virtual size in bytes and
+ * resident set in pages. */
+struct cv_proc_stat {
+    unsigned long long utime_ticks;
+    unsigned long long stime_ticks;
+    unsigned long long start_ticks;
+    unsigned long long vsize_bytes;
+    unsigned long long rss_pages;
+};
+/* Parses the text of /proc/PID/stat (len bytes, need not end in NUL). The
+ * command name (field 2) may hold spaces and parentheses: fields are counted
+ * from its last ')'. CV_ERR_IO when a field is missing or not a number. */
+CV_MUST_USE cv_status cv_metrics_parse_proc_stat(const char *text, size_t len,
+                                                 struct cv_proc_stat *out);
+
+/* Renders the exposition text (heap, free()), with the process metrics of
+ * the calling process read from /proc/self at the time of the call. */
 char *cv_metrics_render(struct cv_metrics *m, const struct cv_metrics_gauges *g, size_t *len);
 
 #endif

@@ -55,7 +55,8 @@ struct cv_route {
  * CV_ERR_ROUTE_NOT_FOUND). On CV_OK *route is set and, for token routes, the
  * segment is copied to token_out (NUL-terminated, at most cap-1 bytes;
  * longer segments are truncated and will not validate). On
- * CV_ERR_METHOD_NOT_ALLOWED *allow lists the methods the path accepts. */
+ * CV_ERR_METHOD_NOT_ALLOWED *allow lists the methods the path accepts.
+ * HEAD on /healthz, /readyz and /metrics gives their GET route. */
 CV_MUST_USE cv_status cv_router_match(unsigned listener, const char *method, const char *path,
                                       const struct cv_route **route, char *token_out, size_t cap,
                                       const char **allow);

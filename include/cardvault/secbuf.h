@@ -57,4 +57,8 @@ CV_MUST_USE cv_status cv_random_bytes(void *buf, size_t len);
 /* Marks the process non-dumpable and sets RLIMIT_CORE to 0 (production mode). */
 CV_MUST_USE cv_status cv_secbuf_harden_process(void);
 
+/* The version of the OpenSSL library the process runs with (not the one it
+ * was compiled against), e.g. "3.0.11". Static storage; never NULL. */
+const char *cv_secbuf_openssl_version(void);
+
 #endif

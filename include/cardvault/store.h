@@ -43,6 +43,9 @@ CV_MUST_USE cv_status cv_store_ping(struct cv_store *st);
 void cv_store_cancel_busy(struct cv_store *st);
 /* Connections checked out now, and the pool size (for metrics). */
 void cv_store_pool_usage(struct cv_store *st, unsigned *in_use, unsigned *size);
+/* The version of the libpq library the process runs with, written as
+ * "MAJOR.MINOR" (e.g. "15.4") into out. */
+void cv_store_libpq_version(char *out, size_t cap);
 
 /* Durability settings of the server: synchronous_commit must not be off. */
 CV_MUST_USE cv_status cv_store_check_durability(struct cv_store *st, bool *fsync_on,

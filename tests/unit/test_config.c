@@ -158,6 +158,10 @@ static void listen_accepts_host_and_port(void)
         {"localhost:1", "localhost", 1},
         {"0.0.0.0:65535", "0.0.0.0", 65535},
         {"vault.internal:443", "vault.internal", 443},
+        {"[::1]:8080", "::1", 8080},
+        {"[::]:9090", "::", 9090},
+        {"[fd00::5]:1", "fd00::5", 1},
+        {"[::ffff:127.0.0.1]:8443", "::ffff:127.0.0.1", 8443},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct cv_config cfg;
@@ -186,6 +190,17 @@ static void listen_refuses_malformed_values(void)
         "127.0.0.1:8080 ",
         "127.0.0.1:99999999999999999999999",
         ":",
+        "::1:8080",       /* IPv6 without brackets: which colon ends it? */
+        "[::1]",          /* no port */
+        "[::1]:",         /* empty port */
+        "[::1]8080",      /* no colon after the bracket */
+        "[]:8080",        /* empty brackets */
+        "[::1:8080",      /* unclosed */
+        "[127.0.0.1]:80", /* brackets hold IPv6 only */
+        "[::1%lo]:80",    /* zone ids are not taken */
+        "[::1]:0",
+        "[::1]:8080x",
+        "[::1]]:8080",
     };
     static const char *const vars[] = {"CARDVAULT_LISTEN", "CARDVAULT_OPS_LISTEN"};
     for (size_t v = 0; v < 2; v++) {

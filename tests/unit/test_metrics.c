@@ -2,9 +2,13 @@
  * few observations the counters and histogram show exactly what was
  * observed; every line is a comment or a sample "name{labels} value"; every
  * sample's family was announced by # TYPE; histogram buckets are cumulative
- * and end in +Inf == _count; no value is NaN or infinite. Hostile twins:
- * out-of-range route ids, unknown HTTP codes and statuses, and a histogram
- * observation beyond the last bucket. */
+ * and end in +Inf == _count; no value is NaN or infinite; the build-info
+ * gauge names the build; the process metrics carry the names Prometheus
+ * client libraries use and sane values; a 5 s wait has a bucket of its own.
+ * Hostile twins: out-of-range route ids, unknown HTTP codes and statuses, a
+ * histogram observation beyond the last bucket, label values with quotes
+ * and newlines, and /proc/self/stat text that is truncated, not numeric or
+ * has a command name with ") " in it. */
 #include "cardvault/metrics.h"
 
 #include <math.h>
@@ -12,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 
@@ -302,6 +307,127 @@ static void render_grows_its_buffer_past_the_first_block(void)
     cv_metrics_free(m);
 }
 
+static void build_info_names_the_build(void)
+{
+    struct cv_metrics *m = cv_metrics_new();
+    cv_metrics_set_build_info(m, "1.2.3-4-gabcdef0-dirty", "3.0.11", "0.9.75");
+    size_t len = 0;
+    char *text = render(m, &len);
+    CHECK(check_shape(text) > 0);
+    CHECK(has_line(text, "# TYPE cardvault_build_info gauge"));
+    CHECK(has_line(text, "cardvault_build_info{version=\"1.2.3-4-gabcdef0-dirty\","
+                         "openssl=\"3.0.11\",libmicrohttpd=\"0.9.75\"} 1"));
+    free(text);
+    cv_metrics_free(m);
+}
+
+static void build_info_escapes_quotes_backslashes_and_newlines(void)
+{
+    struct cv_metrics *m = cv_metrics_new();
+    cv_metrics_set_build_info(m, "a\"b", "c\\d", "e\nf");
+    size_t len = 0;
+    char *text = render(m, &len);
+    CHECK(check_shape(text) > 0);
+    CHECK(has_line(text, "cardvault_build_info{version=\"a\\\"b\",openssl=\"c\\\\d\","
+                         "libmicrohttpd=\"e\\nf\"} 1"));
+    free(text);
+    /* Longer than a label may be: cut, still one valid line. */
+    char longv[200];
+    memset(longv, 'v', sizeof(longv) - 1);
+    longv[sizeof(longv) - 1] = '\0';
+    cv_metrics_set_build_info(m, longv, NULL, "");
+    text = render(m, &len);
+    CHECK(check_shape(text) > 0);
+    CHECK(strstr(text, "openssl=\"unknown\"") != NULL);
+    CHECK(strstr(text, "libmicrohttpd=\"\"} 1") != NULL);
+    free(text);
+    cv_metrics_free(m);
+}
+
+static void process_metrics_have_client_library_names_and_sane_values(void)
+{
+    struct cv_metrics *m = cv_metrics_new();
+    size_t len = 0;
+    char *text = render(m, &len);
+    CHECK(check_shape(text) > 0);
+    CHECK(has_line(text, "# TYPE process_cpu_seconds_total counter"));
+    CHECK(has_line(text, "# TYPE process_resident_memory_bytes gauge"));
+    CHECK(has_line(text, "# TYPE process_virtual_memory_bytes gauge"));
+    CHECK(has_line(text, "# TYPE process_open_fds gauge"));
+    CHECK(has_line(text, "# TYPE process_max_fds gauge"));
+    CHECK(has_line(text, "# TYPE process_start_time_seconds gauge"));
+    double cpu = sample_value(text, "process_cpu_seconds_total ");
+    double rss = sample_value(text, "process_resident_memory_bytes ");
+    double vsz = sample_value(text, "process_virtual_memory_bytes ");
+    double fds = sample_value(text, "process_open_fds ");
+    double max_fds = sample_value(text, "process_max_fds ");
+    double start = sample_value(text, "process_start_time_seconds ");
+    CHECK(cpu >= 0.0 && cpu < 3600.0);
+    CHECK(rss > 1024.0 * 1024.0); /* a process with libc, OpenSSL, libpq mapped */
+    CHECK(vsz >= rss);
+    CHECK(fds >= 3.0 && fds <= max_fds); /* stdin, stdout, stderr at least */
+    double now = (double)time(NULL);
+    CHECK(start > now - 3600.0 && start <= now + 1.0); /* this test started moments ago */
+    free(text);
+    cv_metrics_free(m);
+}
+
+static void five_second_waits_land_below_inf(void)
+{
+    struct cv_metrics *m = cv_metrics_new();
+    cv_metrics_observe_request(m, CV_ROUTE_TOKENIZE, 503, CV_ERR_DB_UNAVAILABLE, 4.9);
+    cv_metrics_observe_request(m, CV_ROUTE_TOKENIZE, 201, CV_OK, 5.2);
+    size_t len = 0;
+    char *text = render(m, &len);
+    CHECK(check_shape(text) > 0);
+    const char *pre = "cardvault_http_request_duration_seconds_bucket{route=\"/v1/tokens\","
+                      "method=\"POST\",";
+    char line[256];
+    snprintf(line, sizeof(line), "%sle=\"2.5\"} 0", pre);
+    CHECK(has_line(text, line));
+    snprintf(line, sizeof(line), "%sle=\"5\"} 1", pre);
+    CHECK(has_line(text, line));
+    snprintf(line, sizeof(line), "%sle=\"10\"} 2", pre);
+    CHECK(has_line(text, line));
+    free(text);
+    cv_metrics_free(m);
+}
+
+static void proc_stat_parses_fields_after_the_last_paren(void)
+{
+    /* proc(5) fields 1-24; the command name holds ") (" and spaces. */
+    const char *line = "4242 (a) (b c) S 1 4242 4242 0 -1 4194560 100 0 0 0 "
+                       "250 75 0 0 20 0 9 0 123456 987654321 2048 18446744073709551615 1 1 0\n";
+    struct cv_proc_stat st;
+    CHECK_EQ_INT(cv_metrics_parse_proc_stat(line, strlen(line), &st), CV_OK);
+    CHECK_EQ_INT(st.utime_ticks, 250);
+    CHECK_EQ_INT(st.stime_ticks, 75);
+    CHECK_EQ_INT(st.start_ticks, 123456);
+    CHECK_EQ_INT(st.vsize_bytes, 987654321);
+    CHECK_EQ_INT(st.rss_pages, 2048);
+}
+
+static void proc_stat_refuses_truncated_or_garbled_text(void)
+{
+    struct cv_proc_stat st;
+    const char *full = "1 (x) S 1 1 1 0 -1 0 0 0 0 0 250 75 0 0 20 0 9 0 123456 987654321 2048\n";
+    /* Every truncation before the rss field ends is refused (or, cut inside
+     * the last number, reads fewer digits: never past len). */
+    size_t rss_at = strlen(full) - strlen("2048\n");
+    for (size_t n = 0; n < rss_at; n++)
+        CHECK(cv_metrics_parse_proc_stat(full, n, &st) != CV_OK);
+    CHECK_EQ_INT(cv_metrics_parse_proc_stat(full, rss_at + 2, &st), CV_OK);
+    CHECK_EQ_INT(st.rss_pages, 20);
+    const char *letters = "1 (x) S 1 1 1 0 -1 0 0 0 0 0 25x 75 0 0 20 0 9 0 123456 987654321 2048";
+    CHECK(cv_metrics_parse_proc_stat(letters, strlen(letters), &st) != CV_OK);
+    const char *no_paren = "1 x S 1 1 1 0 -1 0 0 0 0 0 250 75 0 0 20 0 9 0 123456 987654321 2048";
+    CHECK(cv_metrics_parse_proc_stat(no_paren, strlen(no_paren), &st) != CV_OK);
+    const char *two_spaces = "1 (x) S 1 1 1 0 -1 0 0 0 0 0 250  75 0 0 20 0 9 0 123456 9876 2048";
+    CHECK(cv_metrics_parse_proc_stat(two_spaces, strlen(two_spaces), &st) != CV_OK);
+    const char *huge = "1 (x) S 1 1 1 0 -1 0 0 0 0 0 99999999999999999999999 75 0 0 20 0 9 0 1 2 3";
+    CHECK(cv_metrics_parse_proc_stat(huge, strlen(huge), &st) != CV_OK);
+}
+
 static void free_accepts_null(void)
 {
     cv_metrics_free(NULL);
@@ -314,6 +440,12 @@ int main(void)
     RUN(histogram_buckets_are_cumulative_and_end_at_count);
     RUN(hostile_route_code_and_status_values_are_contained);
     RUN(render_grows_its_buffer_past_the_first_block);
+    RUN(build_info_names_the_build);
+    RUN(build_info_escapes_quotes_backslashes_and_newlines);
+    RUN(process_metrics_have_client_library_names_and_sane_values);
+    RUN(five_second_waits_land_below_inf);
+    RUN(proc_stat_parses_fields_after_the_last_paren);
+    RUN(proc_stat_refuses_truncated_or_garbled_text);
     RUN(free_accepts_null);
     return check_summary("metrics");
 }

@@ -163,6 +163,32 @@ static void router_table_agrees_with_route_names(void)
     CHECK(strcmp(cv_route_method((enum cv_route_id)9999), "other") == 0);
 }
 
+/* HEAD on an ops endpoint runs its GET route: same handler, same id. */
+static void head_on_ops_endpoints_runs_their_get_route(void)
+{
+    const struct cv_route *r = NULL;
+    const char *allow = NULL;
+    char seg[64];
+    static const struct {
+        const char *path;
+        enum cv_route_id id;
+    } ops[] = {{"/healthz", CV_ROUTE_HEALTHZ},
+               {"/readyz", CV_ROUTE_READYZ},
+               {"/metrics", CV_ROUTE_METRICS}};
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        CHECK_EQ_INT(match("HEAD", ops[i].path, &r, seg, sizeof(seg), &allow), CV_OK);
+        CHECK(r != NULL && r->id == ops[i].id && strcmp(r->method, "GET") == 0);
+    }
+    /* On the listener that serves them; /healthz on both. */
+    r = NULL;
+    CHECK_EQ_INT(cv_router_match(CV_LISTENER_OPS, "HEAD", "/readyz", &r, seg, sizeof(seg), &allow),
+                 CV_OK);
+    CHECK_EQ_INT(cv_router_match(CV_LISTENER_API, "HEAD", "/healthz", &r, seg, sizeof(seg), &allow),
+                 CV_OK);
+    CHECK_EQ_INT(cv_router_match(CV_LISTENER_API, "HEAD", "/metrics", &r, seg, sizeof(seg), &allow),
+                 CV_ERR_ROUTE_NOT_FOUND);
+}
+
 static void wrong_method_is_405_with_allow(void)
 {
     expect_405("GET", "/v1/tokens", "POST");
@@ -172,12 +198,14 @@ static void wrong_method_is_405_with_allow(void)
     expect_405("PATCH", "/v1/tokens/" TOK, "GET, DELETE");
     expect_405("GET", "/v1/tokens/" TOK "/detokenize", "POST");
     expect_405("DELETE", "/v1/tokens/" TOK "/detokenize", "POST");
-    expect_405("POST", "/healthz", "GET");
-    expect_405("DELETE", "/readyz", "GET");
-    expect_405("POST", "/metrics", "GET");
+    expect_405("POST", "/healthz", "GET, HEAD");
+    expect_405("DELETE", "/readyz", "GET, HEAD");
+    expect_405("POST", "/metrics", "GET, HEAD");
     /* Methods are case-sensitive (RFC 9110 9.1): "get" is not GET. */
-    expect_405("get", "/healthz", "GET");
-    expect_405("HEAD", "/healthz", "GET");
+    expect_405("get", "/healthz", "GET, HEAD");
+    expect_405("head", "/healthz", "GET, HEAD");
+    expect_405("HEAD", "/elements.js", "GET"); /* HEAD only where monitoring asks it */
+    expect_405("HEAD", "/v1/tokens/" TOK, "GET, DELETE");
     expect_405("", "/v1/tokens", "POST");
     expect_405("POST ", "/v1/tokens/" TOK, "GET, DELETE");
 }
@@ -297,7 +325,7 @@ static void each_listener_serves_only_its_routes(void)
     expect_route("GET", "/healthz", CV_ROUTE_HEALTHZ, NULL);
     expect_route("GET", "/readyz", CV_ROUTE_READYZ, NULL);
     expect_route("GET", "/metrics", CV_ROUTE_METRICS, NULL);
-    expect_405("POST", "/metrics", "GET");
+    expect_405("POST", "/metrics", "GET, HEAD");
     expect_404("POST", "/v1/tokens");
     expect_404("GET", "/v1/tokens/" TOK);
     expect_404("POST", "/v1/tokens/" TOK "/detokenize");
@@ -347,6 +375,7 @@ int main(void)
     RUN(bodies_are_decoded_per_route);
     RUN(patterns_name_routes_for_metrics);
     RUN(router_table_agrees_with_route_names);
+    RUN(head_on_ops_endpoints_runs_their_get_route);
     RUN(wrong_method_is_405_with_allow);
     RUN(unknown_paths_are_404);
     RUN(trailing_and_doubled_slashes_are_404);
