@@ -90,7 +90,7 @@ static void refuses_overlong_parts(void)
     memset(url, 0, sizeof(url));
     snprintf(url, sizeof(url), "mysql://u:");
     memset(url + strlen(url), 'p', 300);
-    strcat(url, "@h/d");
+    memcpy(url + strlen(url), "@h/d", 5);
     CHECK_EQ_INT(parse(url, &u), CV_ERR_CONFIG);
     CHECK(strstr(why, "password") != NULL);
     /* Exactly the field size minus its NUL fits. */
