@@ -5,7 +5,8 @@
  * characters, the port is 0 or 1-65535, a socket path is absolute, the
  * database has no slash, and the reason is empty; on failure the reason is a
  * non-empty line, the struct holds nothing (no password left behind), and
- * the reason never holds the input when the input is 8 bytes or more. */
+ * the reason never holds the input when the input is 8 bytes or more (but
+ * for a piece of the scheme names the reason gives). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,7 +67,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *z = calloc(size + 1, 1);
         if (z != NULL && size > 0)
             memcpy(z, data, size);
-        if (z != NULL && size >= 8 && strlen(z) == size && strstr(why, z) != NULL)
+        /* (The scheme message names the schemes: an input that is a piece of
+         * it is the message's own text, not a quote.) */
+        if (z != NULL && size >= 8 && strlen(z) == size && strstr(why, z) != NULL &&
+            strstr("mysql:// or mariadb://", z) == NULL)
             fail("the reason quotes the input");
         free(z);
     }
