@@ -14,10 +14,11 @@ WARN := -Wall -Wextra -Werror -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-
 BASE_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude \
         -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql) \
         -I/usr/include/p11-kit-1 \
+        -I$(shell mariadb_config --variable=pkgincludedir 2>/dev/null || echo /usr/include/mariadb) \
         -DOPENSSL_API_COMPAT=30000 -DOPENSSL_NO_DEPRECATED \
         $(WARN) -fno-common -fstack-protector-strong -fstack-clash-protection -fPIE -pthread
 BASE_LDFLAGS := -pie -Wl,-z,relro -Wl,-z,now -Wl,-z,noexecstack -pthread
-LIBS := -lmicrohttpd -lcrypto -lpq -ljansson -lz -lm -ldl
+LIBS := -lmicrohttpd -lcrypto -lpq -ljansson -lz -lmariadb -lm -ldl
 
 ifeq ($(BUILD),release)
   MODE_CFLAGS := -O2 -g -D_FORTIFY_SOURCE=2
@@ -147,7 +148,8 @@ browser: $(OUT)/cardvault
 
 # Scenario scripts: each brings its own private PostgreSQL cluster.
 SCENARIOS := audit audit-tail idempotency runtime keys key-commands faults isolation abuse row-integrity \
-             storage-proof slow-clients heap-scan auth-throttle elements import-scan ops
+             storage-proof slow-clients heap-scan auth-throttle elements import-scan ops \
+             scan-mysql
 PROOF_CARDS ?= 200
 scenarios: $(OUT)/cardvault
 	@st=0; for s in $(SCENARIOS); do \

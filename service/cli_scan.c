@@ -1,18 +1,18 @@
 /* cli_scan.c: `cardvault scan`, which searches a shop's own systems for card
  * data left behind: a PostgreSQL database (every column of every table of
- * every user schema, streamed through a cursor, optionally sampled),
- * directories (recursively, .gz files decompressed with zlib) and single
- * files (CSV files, SQL dumps, logs). The finding itself is pan_scan.c's, the
- * scanner `cardvault audit storage` uses, here with its issuer check (a run
- * must start with a known issuer prefix and have that brand's length),
- * base64 decoding and security-code keys; a column named like a security
- * code holding 3-4 digit values is a finding too, in a table, a CSV file or a
- * COPY block of a dump.
+ * every user schema, streamed through a cursor, optionally sampled), a
+ * MySQL/MariaDB database (the same, streamed by scan_mysql.c), directories (recursively, .gz files
+ * decompressed with zlib) and single files (CSV files, SQL dumps, logs). The finding itself is
+ * pan_scan.c's, the scanner `cardvault audit storage` uses, here with its issuer check (a run must
+ * start with a known issuer prefix and have that brand's length), base64 decoding and security-code
+ * keys; a column named like a security code holding 3-4 digit values is a finding too, in a table,
+ * a CSV file or a COPY block of a dump.
  *
  * It must never print a card number or a security code: findings carry
- * where (table, column, primary key or ctid; file and line), how many, and
- * masked samples (BIN and last 4 at most, PCI DSS 3.4.1). A primary key
- * value that itself looks like card data is replaced by the row's ctid.
+ * where (table, column, primary key, ctid or row position; file and line),
+ * how many, and masked samples (BIN and last 4 at most, PCI DSS 3.4.1). A
+ * primary key value that itself looks like card data is replaced by the
+ * row's ctid (PostgreSQL) or position (MySQL).
  * Every buffer that held scanned data is wiped. Exit 0 clean, 1 found, 2
  * error (the scan is then incomplete, whatever it found). */
 #include <dirent.h>
@@ -31,6 +31,7 @@
 #include "cardvault/cli.h"
 #include "cardvault/csv.h"
 #include "cardvault/pan_scan.h"
+#include "cardvault/scan_mysql.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/secret_file.h"
 #include "cardvault/store.h"
@@ -45,7 +46,16 @@
 #define EXIT_FOUND    1
 #define EXIT_ERROR    2
 
-enum opt { S_SOURCE_URL_FILE, S_SAMPLE, S_JSON, S_ANY_LUHN, S_DB };
+enum opt {
+    S_SOURCE_URL_FILE,
+    S_SAMPLE,
+    S_JSON,
+    S_ANY_LUHN,
+    S_DB,
+    S_MYSQL,
+    S_MYSQL_URL,
+    S_MYSQL_URL_FILE
+};
 
 const struct cv_cli_optdef cv_cli_scan_opts[] = {
     {"source-url-file", 1, S_SOURCE_URL_FILE},
@@ -53,12 +63,16 @@ const struct cv_cli_optdef cv_cli_scan_opts[] = {
     {"json", 0, S_JSON},
     {"any-luhn", 0, S_ANY_LUHN},
     {"db", 0, S_DB},
+    {"mysql", 0, S_MYSQL},
+    {"mysql-url", 1, S_MYSQL_URL},
+    {"mysql-url-file", 1, S_MYSQL_URL_FILE},
     {NULL, 0, 0},
 };
 
 const char cv_cli_scan_usage[] =
-    "usage: cardvault scan [--db [--source-url-file PATH] [--sample N]] [--json] [--any-luhn]\n"
-    "                      [PATH...]\n"
+    "usage: cardvault scan [--db [--source-url-file PATH]]\n"
+    "                      [--mysql | --mysql-url URL | --mysql-url-file PATH]\n"
+    "                      [--sample N] [--json] [--any-luhn] [PATH...]\n"
     "\n"
     "Searches a shop's own systems for card data left behind (docs/migrating.md).\n"
     "--db: a PostgreSQL database: every table of every user schema, every column\n"
@@ -66,7 +80,15 @@ const char cv_cli_scan_usage[] =
     "  (bytea), read through a cursor in a READ ONLY transaction. Its connection\n"
     "  string comes from --source-url-file PATH (mode 0600) or\n"
     "  CARDVAULT_SCAN_SOURCE_URL. --sample N: at most N rows per table (the first\n"
-    "  N the server returns, not a random sample).\n"
+    "  N the server returns, not a random sample; with --mysql too).\n"
+    "--mysql: a MySQL or MariaDB database: every base table, every character,\n"
+    "  JSON, ENUM/SET, integer and decimal column (as text) and BINARY/BLOB column\n"
+    "  (as bytes), streamed row by row in a READ ONLY transaction. Its URL,\n"
+    "  mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?socket=PATH] (no DATABASE:\n"
+    "  every database but the server's own), comes from --mysql-url-file PATH\n"
+    "  (mode 0600), CARDVAULT_SCAN_MYSQL_URL, or --mysql-url URL, which must not\n"
+    "  hold a password (the command line is visible to every local user): the\n"
+    "  password then comes from MYSQL_PWD.\n"
     "PATH: files and directories (recursive; symbolic links are not followed;\n"
     "  .gz files are decompressed).\n"
     "Finds card numbers (12-19 digits, Luhn-valid, with a known issuer prefix and\n"
@@ -75,7 +97,8 @@ const char cv_cli_scan_usage[] =
     "  and in UTF-16; and security codes: 3-4 digit values in a column, CSV column\n"
     "  or dump COPY column named like one (cvc, cvv, cvv2, cid, csc,\n"
     "  security_code, ...), or after such a key (\"cvv\": \"123\", cvc=123).\n"
-    "Output: one line per finding (where, how many, masked samples: BIN and last 4\n"
+    "Output: one line per finding (where: table, column and rows by primary key;\n"
+    "  file and line; how many; masked samples: BIN and last 4\n"
     "  at most; never a full number or a code), then a summary; --json: the same as\n"
     "  JSON lines.\n"
     "Exit 0 clean, 1 card data found, 2 an error (the scan is incomplete).\n";
@@ -173,7 +196,7 @@ static void report(struct scan *sc, const char *source, const char *where, const
         struct json_t *out = cv_cli_json_object();
         cv_cli_json_set_bool(out, "finding", true);
         cv_cli_json_set_str(out, "source", source);
-        cv_cli_json_set_str(out, strcmp(source, "database") == 0 ? "table" : "path", where);
+        cv_cli_json_set_str(out, strcmp(source, "file") == 0 ? "path" : "table", where);
         if (column != NULL)
             cv_cli_json_set_str(out, "column", column);
         cv_cli_json_set_int(out, "card_numbers", (long long)t->pans);
@@ -231,6 +254,7 @@ struct table_ctx {
     const struct cv_audit_column *cols;
     struct tally *t;
     bool *cvc_named;
+    const char *alt_prefix; /* before the alternative location: "ctid=" or "" */
 };
 
 static void scan_cell(void *vctx, size_t col, const unsigned char *bytes, size_t len,
@@ -239,14 +263,15 @@ static void scan_cell(void *vctx, size_t col, const unsigned char *bytes, size_t
     struct table_ctx *tc = vctx;
     struct scan *sc = tc->sc;
     char *loc = sc->loc;
-    /* A key that itself holds card data is not printed: the row's ctid is. */
+    /* A key that itself holds card data is not printed: the row's ctid (or
+     * position) is. */
     struct cv_pan_scan_summary ks;
     memset(&ks, 0, sizeof(ks));
     if (row_key != NULL)
         cv_pan_scan_value(row_key, strlen(row_key), CV_PAN_SCAN_TEXT, &ks);
     snprintf(loc, LOC_LEN, "%s", ks.matches > 0 || row_key == NULL ? "" : row_key);
     if ((ks.matches > 0 || strlen(row_key != NULL ? row_key : "") >= LOC_LEN) && ctid != NULL)
-        snprintf(loc, LOC_LEN, "ctid=%s", ctid);
+        snprintf(loc, LOC_LEN, "%s%s", tc->alt_prefix, ctid);
     struct tally *t = &tc->t[col];
     t->values++;
     sc->cur = t;
@@ -260,23 +285,24 @@ static void scan_cell(void *vctx, size_t col, const unsigned char *bytes, size_t
     cv_wipe(loc, LOC_LEN);
 }
 
-static char *read_url(struct scan *sc, const char *file, const char *env_name)
+/* The connection string from file (owner-only) or the environment variable
+ * env_name; NULL with an error line when neither holds one. */
+static char *read_url(struct scan *sc, const char *file, const char *env_name, const char *option,
+                      const char *what, const char *missing)
 {
     char why[512];
     if (file == NULL) {
         /* NOLINTNEXTLINE(concurrency-mt-unsafe): read once, before any thread */
         const char *env = getenv(env_name);
         if (env == NULL || *env == '\0') {
-            error_line(sc, "configuration", "--db",
-                       "the database to scan: --source-url-file PATH or "
-                       "CARDVAULT_SCAN_SOURCE_URL");
+            error_line(sc, "configuration", option, missing);
             return NULL;
         }
         return cv_xstrdup(env);
     }
     struct cv_secbuf *buf = NULL;
-    if (cv_secret_file_read(file, "source database URL file", "one libpq connection string",
-                            URL_MAX, &buf, why, sizeof(why)) != CV_OK) {
+    if (cv_secret_file_read(file, what, "one connection string", URL_MAX, &buf, why, sizeof(why)) !=
+        CV_OK) {
         error_line(sc, "configuration", file, why);
         return NULL;
     }
@@ -291,27 +317,19 @@ static char *read_url(struct scan *sc, const char *file, const char *env_name)
     return s;
 }
 
-static void scan_database(struct scan *sc, uint64_t sample)
+/* Reads the rows of one table's scannable columns; the PostgreSQL and the
+ * MySQL reader behind one shape. */
+typedef cv_status (*rows_fn)(void *src, const struct cv_audit_column *cols, size_t n,
+                             const struct cv_audit_scan_opts *opts, struct table_ctx *tc,
+                             uint64_t *rows, char *why, size_t why_len);
+
+/* Scans every table of cols (ordered by schema and table) through read_rows
+ * and reports each column with findings under source. */
+static void scan_tables(struct scan *sc, const char *source, const char *alt_prefix,
+                        const struct cv_audit_column *cols, size_t ncols, uint64_t sample,
+                        rows_fn read_rows, void *src)
 {
-    char why[256] = "";
-    struct cv_store *store = NULL;
-    struct cv_audit_column *cols = NULL;
-    size_t ncols = 0;
-    char *url = read_url(sc, sc->cli->x[S_SOURCE_URL_FILE], "CARDVAULT_SCAN_SOURCE_URL");
-    if (url == NULL)
-        return;
-    cv_status st = cv_store_open(url, 1, &store, why, sizeof(why));
-    cv_wipe(url, strlen(url));
-    free(url);
-    if (st != CV_OK) {
-        error_line(sc, "cannot connect", "database", why);
-        return;
-    }
-    if (cv_store_audit_columns(store, &cols, &ncols) != CV_OK) {
-        error_line(sc, "cannot list columns", "database", "catalog query failed");
-        cv_store_close(store);
-        return;
-    }
+    char why[256];
     struct cv_audit_column *batch = cv_xcalloc(ncols + 1, sizeof(*batch));
     struct tally *t = cv_xcalloc(ncols + 1, sizeof(*t));
     bool *named = cv_xcalloc(ncols + 1, sizeof(*named));
@@ -326,19 +344,20 @@ static void scan_database(struct scan *sc, uint64_t sample)
             j++;
         }
         memset(t, 0, (nb + 1) * sizeof(*t));
-        struct table_ctx tc = {sc, batch, t, named};
+        struct table_ctx tc = {sc, batch, t, named, alt_prefix};
         struct cv_audit_scan_opts opts = {FETCH_ROWS, sample, true};
         uint64_t rows = 0;
         size_t qn = strlen(cols[i].schema) + strlen(cols[i].table) + 2;
         char *qual = cv_xmalloc(qn);
         snprintf(qual, qn, "%s.%s", cols[i].schema, cols[i].table);
         sc->tables++;
-        st = cv_store_audit_scan_rows(store, batch, nb, &opts, scan_cell, &tc, &rows);
+        why[0] = '\0';
+        cv_status st = read_rows(src, batch, nb, &opts, &tc, &rows, why, sizeof(why));
         if (st != CV_OK)
-            error_line(sc, "cannot read table", qual, cv_status_name(st));
+            error_line(sc, "cannot read table", qual, why[0] != '\0' ? why : cv_status_name(st));
         sc->rows += rows;
         for (size_t k = 0; k < nb; k++)
-            report(sc, "database", qual, batch[k].column, &t[k]);
+            report(sc, source, qual, batch[k].column, &t[k]);
         free(qual);
         i = j;
     }
@@ -346,8 +365,90 @@ static void scan_database(struct scan *sc, uint64_t sample)
     free(t);
     free(named);
     free(batch);
+}
+
+static cv_status pg_rows(void *src, const struct cv_audit_column *cols, size_t n,
+                         const struct cv_audit_scan_opts *opts, struct table_ctx *tc,
+                         uint64_t *rows, char *why, size_t why_len)
+{
+    (void)why;
+    (void)why_len;
+    return cv_store_audit_scan_rows(src, cols, n, opts, scan_cell, tc, rows);
+}
+
+static void scan_database(struct scan *sc, uint64_t sample)
+{
+    char why[256] = "";
+    struct cv_store *store = NULL;
+    struct cv_audit_column *cols = NULL;
+    size_t ncols = 0;
+    char *url = read_url(sc, sc->cli->x[S_SOURCE_URL_FILE], "CARDVAULT_SCAN_SOURCE_URL", "--db",
+                         "source database URL file",
+                         "the database to scan: --source-url-file PATH or "
+                         "CARDVAULT_SCAN_SOURCE_URL");
+    if (url == NULL)
+        return;
+    cv_status st = cv_store_open(url, 1, &store, why, sizeof(why));
+    cv_wipe(url, strlen(url));
+    free(url);
+    if (st != CV_OK) {
+        error_line(sc, "cannot connect", "database", why);
+        return;
+    }
+    if (cv_store_audit_columns(store, &cols, &ncols) != CV_OK) {
+        error_line(sc, "cannot list columns", "database", "catalog query failed");
+        cv_store_close(store);
+        return;
+    }
+    scan_tables(sc, "database", "ctid=", cols, ncols, sample, pg_rows, store);
     cv_audit_columns_free(cols, ncols);
     cv_store_close(store);
+}
+
+static cv_status mysql_rows(void *src, const struct cv_audit_column *cols, size_t n,
+                            const struct cv_audit_scan_opts *opts, struct table_ctx *tc,
+                            uint64_t *rows, char *why, size_t why_len)
+{
+    return cv_scan_mysql_rows(src, cols, n, opts, scan_cell, tc, rows, why, why_len);
+}
+
+static void scan_mysql(struct scan *sc, uint64_t sample)
+{
+    char why[512] = "";
+    struct cv_scan_mysql_url url;
+    struct cv_scan_mysql *db = NULL;
+    struct cv_audit_column *cols = NULL;
+    size_t ncols = 0;
+    const char *argv_url = sc->cli->x[S_MYSQL_URL];
+    char *text = argv_url != NULL
+                     ? cv_xstrdup(argv_url)
+                     : read_url(sc, sc->cli->x[S_MYSQL_URL_FILE], "CARDVAULT_SCAN_MYSQL_URL",
+                                "--mysql", "MySQL URL file",
+                                "the MySQL database to scan: --mysql-url-file PATH, "
+                                "CARDVAULT_SCAN_MYSQL_URL or --mysql-url URL");
+    if (text == NULL)
+        return;
+    cv_status st = cv_scan_mysql_parse_url(text, strlen(text), &url, why, sizeof(why));
+    cv_wipe(text, strlen(text));
+    free(text);
+    if (st != CV_OK) {
+        error_line(sc, "configuration", "mysql", why);
+        return;
+    }
+    st = cv_scan_mysql_open(&url, &db, why, sizeof(why));
+    cv_wipe(&url, sizeof(url));
+    if (st != CV_OK) {
+        error_line(sc, "cannot connect", "mysql", why);
+        return;
+    }
+    if (cv_scan_mysql_columns(db, &cols, &ncols, why, sizeof(why)) != CV_OK) {
+        error_line(sc, "cannot list columns", "mysql", why);
+        cv_scan_mysql_close(db);
+        return;
+    }
+    scan_tables(sc, "mysql", "", cols, ncols, sample, mysql_rows, db);
+    cv_audit_columns_free(cols, ncols);
+    cv_scan_mysql_close(db);
 }
 
 /* --------------------------------------------------------------- files */
@@ -630,6 +731,18 @@ static void scan_path(struct scan *sc, const char *path, int depth)
 
 /* ---------------------------------------------------------------- main */
 
+/* Whether a --mysql-url argument carries a password (user:password@). A URL
+ * that does not parse is refused later, when the scan starts. */
+static bool mysql_url_has_password(const char *text)
+{
+    char why[160];
+    struct cv_scan_mysql_url url;
+    bool has = cv_scan_mysql_parse_url(text, strlen(text), &url, why, sizeof(why)) == CV_OK &&
+               url.has_password;
+    cv_wipe(&url, sizeof(url));
+    return has;
+}
+
 int cv_cli_scan(struct cv_cli *cli)
 {
     struct scan sc;
@@ -645,10 +758,21 @@ int cv_cli_scan(struct cv_cli *cli)
         sample = v;
     }
     bool db = cli->x[S_DB] != NULL;
-    if (!db && (cli->x[S_SOURCE_URL_FILE] != NULL || sample > 0))
-        return cv_cli_usage_error("--source-url-file and --sample go with --db");
-    if (!db && cli->argc == 0)
-        return cv_cli_usage_error("nothing to scan: give --db and/or files or directories");
+    bool mysql =
+        cli->x[S_MYSQL] != NULL || cli->x[S_MYSQL_URL] != NULL || cli->x[S_MYSQL_URL_FILE] != NULL;
+    if (!db && cli->x[S_SOURCE_URL_FILE] != NULL)
+        return cv_cli_usage_error("--source-url-file goes with --db");
+    if (!db && !mysql && sample > 0)
+        return cv_cli_usage_error("--sample goes with --db or --mysql");
+    if (cli->x[S_MYSQL_URL] != NULL && cli->x[S_MYSQL_URL_FILE] != NULL)
+        return cv_cli_usage_error("give --mysql-url or --mysql-url-file, not both");
+    if (cli->x[S_MYSQL_URL] != NULL && mysql_url_has_password(cli->x[S_MYSQL_URL]))
+        return cv_cli_usage_error("--mysql-url must not hold a password (every local user can "
+                                  "read a command line): put the URL in --mysql-url-file PATH "
+                                  "or CARDVAULT_SCAN_MYSQL_URL, or the password in MYSQL_PWD");
+    if (!db && !mysql && cli->argc == 0)
+        return cv_cli_usage_error(
+            "nothing to scan: give --db, --mysql and/or files or directories");
     unsigned opts = CV_PAN_SCAN_BASE64 | CV_PAN_SCAN_CVC_KEYS |
                     (cli->x[S_ANY_LUHN] != NULL ? 0u : CV_PAN_SCAN_ISSUER);
     /* What is scanned may be card data: no core file, secure heap. */
@@ -658,6 +782,8 @@ int cv_cli_scan(struct cv_cli *cli)
     sc.bytes = cv_pan_scan_new(CV_PAN_SCAN_BYTES | opts, on_hit, &sc);
     if (db)
         scan_database(&sc, sample);
+    if (mysql)
+        scan_mysql(&sc, sample);
     for (int i = 0; i < cli->argc; i++)
         scan_path(&sc, cli->argv[i], 0);
     if (sc.json) {

@@ -6,7 +6,9 @@
 #                           demo shop's small server (make deps-run)
 #   tests/lib/deps.sh       all of that plus the test tool chain: sanitizer
 #                           runtime, linters, valgrind, wrk, SoftHSM, Chromium,
-#                           and the pinned npm tooling (make deps)
+#                           MariaDB's server (the throwaway database of the
+#                           scan-mysql scenario), and the pinned npm tooling
+#                           (make deps)
 #
 # Debian packages via apt-get (one `apt-get update` first, only when something
 # is missing: a fresh machine's package lists may be empty).
@@ -19,6 +21,7 @@ mode=${1:-all}
 packages=(
   build-essential pkg-config
   libmicrohttpd-dev libssl-dev libpq-dev libjansson-dev libcurl4-openssl-dev libp11-kit-dev zlib1g-dev
+  libmariadb-dev
   postgresql postgresql-contrib postgresql-client
   curl openssl procps
 )
@@ -28,6 +31,7 @@ if [ "$mode" != run ]; then
     jq gnutls-bin psmisc
     wrk softhsm2 opensc
     chromium fonts-dejavu-core
+    mariadb-server
   )
 fi
 
