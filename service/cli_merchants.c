@@ -127,6 +127,24 @@ static void set_scopes(struct json_t *obj, const char *key, unsigned scopes)
         cv_cli_json_set(obj, key, NULL); /* marks the result failed */
 }
 
+/* The start of every command here: process hardening (they print or take API
+ * keys, and hold the database password), the store, and, when the command
+ * appends an audit event, the keyring that seals it under the audit key.
+ * Prints why on failure; on success the caller closes both. */
+static bool open_for(struct cv_cli *cli, bool audits, struct cv_store **store,
+                     struct cv_keyprovider **kp, struct cv_keyring **kr)
+{
+    if (cv_cli_harden(&cli->cfg, CV_CLI_SECURE_HEAP_BYTES) != CV_OK ||
+        cv_cli_open_store(&cli->cfg, store) != CV_OK)
+        return false;
+    if (audits && cv_cli_open_keyring(&cli->cfg, *store, kp, kr) != CV_OK) {
+        cv_store_close(*store);
+        *store = NULL;
+        return false;
+    }
+    return true;
+}
+
 /* One audit event for a command run by the operator. */
 static cv_status audit_cli(struct cv_store *store, const char *actor, const char *merchant_id,
                            const char *action, const char *detail)
@@ -146,13 +164,8 @@ int cv_cli_merchant(struct cv_cli *cli)
     struct cv_keyprovider *kp = NULL;
     struct cv_keyring *kr = NULL;
     /* It prints three API keys. */
-    if (cv_cli_harden(&cli->cfg, CV_CLI_SECURE_HEAP_BYTES) != CV_OK ||
-        cv_cli_open_store(&cli->cfg, &store) != CV_OK)
+    if (!open_for(cli, true, &store, &kp, &kr))
         return 1;
-    if (cv_cli_open_keyring(&cli->cfg, store, &kp, &kr) != CV_OK) {
-        cv_store_close(store);
-        return 1;
-    }
     char mid[CV_MERCHANT_ID_LEN + 1];
     char pk[CV_APIKEY_LEN + 1] = "", sk[CV_APIKEY_LEN + 1] = "", dk[CV_APIKEY_LEN + 1] = "";
     char prefix[CV_APIKEY_PREFIX_LEN + 1];
@@ -212,13 +225,8 @@ static int key_create(struct cv_cli *cli)
     struct cv_keyprovider *kp = NULL;
     struct cv_keyring *kr = NULL;
     /* It prints an API key. */
-    if (cv_cli_harden(&cli->cfg, CV_CLI_SECURE_HEAP_BYTES) != CV_OK ||
-        cv_cli_open_store(&cli->cfg, &store) != CV_OK)
+    if (!open_for(cli, true, &store, &kp, &kr))
         return 1;
-    if (cv_cli_open_keyring(&cli->cfg, store, &kp, &kr) != CV_OK) {
-        cv_store_close(store);
-        return 1;
-    }
     char key[CV_APIKEY_LEN + 1] = "", prefix[CV_APIKEY_PREFIX_LEN + 1];
     cv_status st = cv_auth_create_key(store, cli->merchant, scopes, origins, key, prefix);
     if (st == CV_ERR_NOT_FOUND) {
@@ -260,13 +268,8 @@ static int key_revoke(struct cv_cli *cli)
     struct cv_keyprovider *kp = NULL;
     struct cv_keyring *kr = NULL;
     /* It may be handed a full key, and holds the database password. */
-    if (cv_cli_harden(&cli->cfg, CV_CLI_SECURE_HEAP_BYTES) != CV_OK ||
-        cv_cli_open_store(&cli->cfg, &store) != CV_OK)
+    if (!open_for(cli, true, &store, &kp, &kr))
         return 1;
-    if (cv_cli_open_keyring(&cli->cfg, store, &kp, &kr) != CV_OK) {
-        cv_store_close(store);
-        return 1;
-    }
     char mid[CV_MERCHANT_ID_LEN + 1];
     cv_status st = cv_store_revoke_api_key(store, prefix, mid);
     if (st == CV_ERR_NOT_FOUND) {
@@ -309,15 +312,10 @@ static int key_origins(struct cv_cli *cli)
     struct cv_store *store = NULL;
     struct cv_keyprovider *kp = NULL;
     struct cv_keyring *kr = NULL;
-    if (cv_cli_harden(&cli->cfg, CV_CLI_SECURE_HEAP_BYTES) != CV_OK ||
-        cv_cli_open_store(&cli->cfg, &store) != CV_OK)
-        return 1;
     /* A change is an audit event, MAC-chained under the audit key the KEK
      * protects; reading the list needs no KEK. */
-    if (cli->set_origins != NULL && cv_cli_open_keyring(&cli->cfg, store, &kp, &kr) != CV_OK) {
-        cv_store_close(store);
+    if (!open_for(cli, cli->set_origins != NULL, &store, &kp, &kr))
         return 1;
-    }
     char mid[CV_MERCHANT_ID_LEN + 1];
     bool publishable = false;
     char current[CV_ORIGIN_LIST_MAX + 1] = "";
