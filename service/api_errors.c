@@ -135,6 +135,12 @@ static struct cv_api_error lookup(cv_status st)
                                      "This API key or origin has used its tokenize quota for now; "
                                      "see Retry-After.",
                                      NULL};
+    case CV_ERR_OUTCOME_UNKNOWN:
+        return (struct cv_api_error){
+            503, "api_error",
+            "The vault could not confirm whether this write was saved (the database's standby "
+            "did not confirm it); retry with the same Idempotency-Key to learn the outcome.",
+            NULL};
     case CV_ERR_DB_UNAVAILABLE:
     case CV_ERR_SHUTTING_DOWN:
         return (struct cv_api_error){503, "api_error",
@@ -149,7 +155,7 @@ struct cv_api_error cv_api_error_of(cv_status st)
     struct cv_api_error e = lookup(st);
     if (e.http == 500)
         e.code = "internal_error";
-    else if (e.http == 503)
+    else if (e.http == 503 && st != CV_ERR_OUTCOME_UNKNOWN)
         e.code = "service_unavailable";
     else
         e.code = cv_status_name(st);

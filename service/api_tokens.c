@@ -468,7 +468,7 @@ static cv_status detokenize(const struct cv_handler_deps *d, const struct cv_cal
     memset(&row, 0, sizeof(row));
     memset(&card, 0, sizeof(card));
     cv_status st = load_card(d, call, &row, &card);
-    if (st == CV_ERR_DB_UNAVAILABLE || st == CV_ERR_DB)
+    if (st == CV_ERR_DB_UNAVAILABLE || st == CV_ERR_DB || st == CV_ERR_OUTCOME_UNKNOWN)
         goto out; /* nothing was disclosed; the audit write would fail the same way */
     bool well_formed = call->token != NULL && cv_token_is_valid(call->token, strlen(call->token));
     struct cv_audit_event ev = {

@@ -400,7 +400,7 @@ static int cmd_serve(struct cv_cli *cli)
         cv_cli_fail(why);
         goto out;
     }
-    char reason[200] = "";
+    char reason[320] = "";
     if (cv_store_open(cli->cfg.database_url, cli->cfg.db_pool_size, &app.store, reason,
                       sizeof(reason)) != CV_OK) {
         snprintf(why, sizeof(why), "cannot connect to CARDVAULT_DATABASE_URL: %s", reason);
@@ -429,6 +429,11 @@ static int cmd_serve(struct cv_cli *cli)
         cv_cli_fail(
             "the database has synchronous_commit=off: an acknowledged token could be lost in a "
             "crash; refusing to start");
+        goto out;
+    }
+    if (cv_store_require_durable(app.store, reason, sizeof(reason)) != CV_OK) {
+        snprintf(why, sizeof(why), "%s; refusing to start", reason);
+        cv_cli_fail(why);
         goto out;
     }
     bool privileged_role = false; /* superuser or schema owner: docs/operations.md */

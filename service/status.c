@@ -38,6 +38,7 @@ static const char *const names[CV_STATUS_COUNT] = {
     [CV_ERR_QUOTA_EXCEEDED] = "tokenize_quota_exceeded",
     [CV_ERR_DUPLICATE] = "duplicate",
     [CV_ERR_DB_UNAVAILABLE] = "service_unavailable",
+    [CV_ERR_OUTCOME_UNKNOWN] = "write_outcome_unknown",
     [CV_ERR_DB] = "database_error",
     [CV_ERR_CRYPTO] = "crypto_error",
     [CV_ERR_INTEGRITY] = "integrity_error",

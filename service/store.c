@@ -110,6 +110,11 @@ cv_status cv_store_check_durability(struct cv_store *store, bool *fsync_on, bool
     return st;
 }
 
+cv_status cv_store_require_durable(struct cv_store *store, char *why, size_t why_len)
+{
+    return cv_pg_pool_require_durable(store->pool, why, why_len);
+}
+
 static const struct cv_pg_stmt role_check = {
     "role_check",
     "SELECT current_user, r.rolsuper, pg_has_role(current_user, c.relowner, 'MEMBER') "

@@ -119,7 +119,9 @@ static void split_batch(struct job **jobs, size_t n, struct batch_parts *b)
 
 /* Writes every job of the batch in one transaction. CV_ERR_DB_UNAVAILABLE
  * when the connection is gone (no job can succeed on its own either),
- * CV_ERR_DB for any other failure (the jobs are then retried one by one). */
+ * CV_ERR_OUTCOME_UNKNOWN when the COMMIT may or may not have taken (never
+ * retried: the rows may be there), CV_ERR_DB for any other failure (the
+ * jobs are then retried one by one). */
 static cv_status write_batch(struct cv_pg_pool *pool, const struct cv_audit_sealer *sealer,
                              struct job **jobs, size_t n)
 {
@@ -142,7 +144,7 @@ static cv_status write_batch(struct cv_pg_pool *pool, const struct cv_audit_seal
 out:
     if (st != CV_OK) {
         cv_pg_rollback(c);
-        if (st != CV_ERR_DB_UNAVAILABLE)
+        if (st != CV_ERR_DB_UNAVAILABLE && st != CV_ERR_OUTCOME_UNKNOWN)
             st = CV_ERR_DB;
     }
     cv_pg_release(c);
@@ -178,7 +180,7 @@ static void run_jobs(struct cv_pg_pool *pool, const struct cv_audit_sealer *seal
         return;
     }
     cv_status st = write_batch(pool, sealer, jobs, n);
-    if (st == CV_OK || st == CV_ERR_DB_UNAVAILABLE) {
+    if (st == CV_OK || st == CV_ERR_DB_UNAVAILABLE || st == CV_ERR_OUTCOME_UNKNOWN) {
         for (size_t i = 0; i < n; i++)
             jobs[i]->result = st;
         return;

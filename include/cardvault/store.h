@@ -47,6 +47,12 @@ void cv_store_pool_usage(struct cv_store *st, unsigned *in_use, unsigned *size);
  * "MAJOR.MINOR" (e.g. "15.4") into out. */
 void cv_store_libpq_version(char *out, size_t cap);
 
+/* serve: every connection, now and after each reconnect (a failover), must
+ * commit durably: synchronous_commit not off, and on or remote_apply when
+ * synchronous_standby_names is set. CV_ERR_CONFIG with the reason in why
+ * when the current settings fail; a reconnect that fails is refused (503). */
+CV_MUST_USE cv_status cv_store_require_durable(struct cv_store *store, char *why, size_t why_len);
+
 /* Durability settings of the server: synchronous_commit must not be off. */
 CV_MUST_USE cv_status cv_store_check_durability(struct cv_store *st, bool *fsync_on,
                                                 bool *sync_commit_on);
