@@ -32,6 +32,7 @@ require_tools jq curl psql timeout
 cd "$SC_ROOT" || exit 2
 sc_pin_binary
 trap sc_cleanup EXIT
+trap "exit 143" TERM INT
 
 sc_setup
 sc_merchant "Sync Shop" || { echo "merchant create failed"; exit 1; }
@@ -56,10 +57,12 @@ wait_syncrep() { # wait_syncrep: until some backend waits for the standby (10 s)
 body() { # body PAN: a tokenize request body
     printf '{"pan":"%s","exp_month":12,"exp_year":%s}' "$1" "$YEAR"
 }
-post_bg() { # post_bg PAN KEY OUT: tokenize in the background, status in OUT.code
-    curl -s -o "$3" -D "$3.h" -w '%{http_code}' -X POST "$SC_URL/v1/tokens" \
+post_bg() { # post_bg PAN KEY OUT: tokenize in the background (KEY '': no Idempotency-Key)
+    local idem=()
+    [ -n "$2" ] && idem=(-H "Idempotency-Key: $2")
+    curl -s --max-time 40 -o "$3" -D "$3.h" -w '%{http_code}' -X POST "$SC_URL/v1/tokens" \
         -H "Authorization: Bearer $M_SK" -H 'Content-Type: application/json' \
-        -H "Idempotency-Key: $2" --data-binary "$(body "$1")" >"$3.code" &
+        "${idem[@]}" --data-binary "$(body "$1")" >"$3.code" &
     BG_PID=$!
 }
 
@@ -94,9 +97,13 @@ check "settings fixed: tokenize works again without a restart (got $SC_STATUS)" 
 # ---- 3. a cancelled wait for the standby is not a commit ----------------------
 # 3a. Without an Idempotency-Key the one commit is the token's: cancelled, it
 # stays in this server's WAL (as on a primary that is about to fail over).
+# Fresh sessions first, so none keeps a setting from part 2.
+qa "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'cardvault_app'" >/dev/null
+sleep 0.5
+tokenize "$(luhn_pan 411111 7)" 12 "$YEAR" "$M_SK"
 set_standby cardvault_absent_standby
 PAN_A=$(luhn_pan 411111 4)
-curl -s -o "$SC_DIR/c1" -D "$SC_DIR/c1.h" -w '%{http_code}' -X POST "$SC_URL/v1/tokens" \
+curl -s --max-time 40 -o "$SC_DIR/c1" -D "$SC_DIR/c1.h" -w '%{http_code}' -X POST "$SC_URL/v1/tokens" \
     -H "Authorization: Bearer $M_SK" -H 'Content-Type: application/json' \
     --data-binary "$(body "$PAN_A")" >"$SC_DIR/c1.code" &
 BG_PID=$!
@@ -130,7 +137,7 @@ check "and no token for that card" test "$(q "SELECT count(*) FROM tokens WHERE 
 
 # ---- 4. shutdown does not cancel a COMMIT -----------------------------------
 set_standby cardvault_absent_standby
-post_bg "$(luhn_pan 411111 5)" idem-sync-2 "$SC_DIR/c2"
+post_bg "$(luhn_pan 411111 5)" '' "$SC_DIR/c2"
 need "the tokenize waits for the synchronous standby again" wait_syncrep
 kill -TERM "$SC_SERVICE_PID"
 # The drain gives up after 20 s and cancels busy statements; wait past it.
