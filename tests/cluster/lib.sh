@@ -36,6 +36,9 @@ cl_spawn() {
     CL_PIDS+=("$(cat "$CL_DIR/$name.pid")")
 }
 
+# cl_pgid NAME: the process group of a node started by cl_spawn (runuser leads it).
+cl_pgid() { ps -o pgid= -p "$(cat "$CL_DIR/$1.pid")" | tr -d ' '; }
+
 cl_free_port() { # below the ephemeral range, nobody listening
     local p
     for _ in $(seq 1 100); do
@@ -102,6 +105,7 @@ cl_start_vault() { # cl_start_vault ID PORT OPS_PORT
 }
 
 cl_haproxy_cfg() {
+    printf 'HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nRetry-After: 2\r\nConnection: close\r\n\r\n{"error":{"type":"api_error","code":"service_unavailable","message":"The vault is temporarily unavailable; retry later."}}\n' >"$CL_DIR/503.http"
     cat >"$CL_DIR/haproxy.cfg" <<EOF
 # Written by tests/cluster/lib.sh: docker/cluster/haproxy.cfg is the same for real hosts.
 global
@@ -116,6 +120,9 @@ defaults
     # before it was sent: never a POST that reached a vault.
     retries 2
     option redispatch
+    # No vault ready (no writable primary during a failover): the API's
+    # error shape and a Retry-After, like the vaults' own 503.
+    errorfile 503 $CL_DIR/503.http
 frontend vault
     bind 127.0.0.1:$CL_PORT
     default_backend vaults
