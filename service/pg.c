@@ -169,8 +169,8 @@ static void close_conn(struct cv_pg_conn *c)
     c->n_prepared = 0; /* statements die with their session */
 }
 
-bool cv_pg_notice_is_syncrep_abandoned(const char *severity, const char *sqlstate,
-                                        const char *file, const char *routine, const char *message)
+bool cv_pg_notice_is_syncrep_abandoned(const char *severity, const char *sqlstate, const char *file,
+                                       const char *routine, const char *message)
 {
     /* The server's wait for the synchronous standby (syncrep.c,
      * SyncRepWaitForLSN) ends early on a cancel or a statement timeout with
@@ -232,11 +232,10 @@ cv_status cv_pg_durable_settings_ok(const char *synchronous_commit, const char *
 /* The session's settings, as the server will apply them to our commits. */
 static cv_status check_durable(PGconn *pg, char *why, size_t why_len)
 {
-    PGresult *r =
-        PQexecParams(pg,
-                     "SELECT current_setting('synchronous_commit'), "
-                     "current_setting('synchronous_standby_names')",
-                     0, NULL, NULL, NULL, NULL, 0);
+    PGresult *r = PQexecParams(pg,
+                               "SELECT current_setting('synchronous_commit'), "
+                               "current_setting('synchronous_standby_names')",
+                               0, NULL, NULL, NULL, NULL, 0);
     cv_status st = CV_ERR_DB_UNAVAILABLE;
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
         st = cv_pg_durable_settings_ok(PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), why, why_len);

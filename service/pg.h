@@ -101,9 +101,8 @@ CV_MUST_USE cv_status cv_pg_durable_settings_ok(const char *synchronous_commit,
                                                 size_t why_len);
 /* True when a server notice (its fields, any may be NULL) says the wait for
  * the synchronous standby was given up after a local commit. */
-bool cv_pg_notice_is_syncrep_abandoned(const char *severity, const char *sqlstate,
-                                       const char *file, const char *routine,
-                                       const char *message);
+bool cv_pg_notice_is_syncrep_abandoned(const char *severity, const char *sqlstate, const char *file,
+                                       const char *routine, const char *message);
 /* Asks the server to cancel what every checked-out connection is running,
  * except a statement that may commit (see pg.c). */
 void cv_pg_cancel_busy(struct cv_pg_pool *pool);

@@ -42,12 +42,12 @@ typedef enum cv_status {
     CV_ERR_CORS_NOT_SUPPORTED,        /* a CORS preflight (OPTIONS): never answered (405) */
     CV_ERR_QUOTA_EXCEEDED, /* a tokenize quota (per key, per origin) or a card-testing block: 429 */
     /* infrastructure */
-    CV_ERR_DUPLICATE,      /* unique violation, and nothing else: the row already exists */
-    CV_ERR_DB_UNAVAILABLE, /* connection lost or database refusing writes: 503 */
+    CV_ERR_DUPLICATE,       /* unique violation, and nothing else: the row already exists */
+    CV_ERR_DB_UNAVAILABLE,  /* connection lost or database refusing writes: 503 */
     CV_ERR_OUTCOME_UNKNOWN, /* a commit may or may not have taken (the wait for the
                              * synchronous standby was given up, or the connection died
                              * under COMMIT): 503 write_outcome_unknown */
-    CV_ERR_DB,             /* unexpected database error: 500 */
+    CV_ERR_DB,              /* unexpected database error: 500 */
     CV_ERR_CRYPTO,
     CV_ERR_INTEGRITY, /* AEAD open failed (tampered or misplaced ciphertext), or a row's
                        * clear columns do not match its card (row_check.h) */

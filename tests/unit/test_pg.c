@@ -160,9 +160,11 @@ static void syncrep_warning_is_recognised_by_its_source(void)
 
 static void other_notices_are_not_mistaken_for_it(void)
 {
-    CHECK(!cv_pg_notice_is_syncrep_abandoned("NOTICE", "00000", "tablecmds.c", "DropErrorMsgNonExistent",
+    CHECK(!cv_pg_notice_is_syncrep_abandoned("NOTICE", "00000", "tablecmds.c",
+                                             "DropErrorMsgNonExistent",
                                              "table \"x\" does not exist, skipping"));
-    CHECK(!cv_pg_notice_is_syncrep_abandoned("WARNING", "01000", "xact.c", "UserAbortTransactionBlock",
+    CHECK(!cv_pg_notice_is_syncrep_abandoned("WARNING", "01000", "xact.c",
+                                             "UserAbortTransactionBlock",
                                              "there is no transaction in progress"));
     CHECK(!cv_pg_notice_is_syncrep_abandoned("NOTICE", "01000", "syncrep.c", "SyncRepWaitForLSN",
                                              NULL));
