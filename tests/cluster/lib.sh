@@ -61,11 +61,19 @@ cl_state() {
     cl_as_pg pg_autoctl show state --pgdata "$CL_DIR/monitor" --json 2>/dev/null
 }
 
-# cl_primary_port: the port of the node whose reported state is primary (or
-# wait_primary / single), empty when none.
+# cl_primary_port: the port of the node the monitor assigns the primary role
+# (primary, wait_primary or single) and that answers as a primary (not in
+# recovery; 2 s connect timeout, so a stopped node does not hang us); empty
+# when none. The monitor's *reported* state of a dead node stays "primary".
 cl_primary_port() {
-    cl_state | jq -r '[.[] | select(.current_group_state == "primary" or .current_group_state == "wait_primary"
-        or .current_group_state == "single") | .nodeport][0] // empty' 2>/dev/null
+    local port r
+    for port in $(cl_state | jq -r '.[] | select(.assigned_group_state == "primary" or
+            .assigned_group_state == "wait_primary" or .assigned_group_state == "single") | .nodeport' 2>/dev/null); do
+        r=$(PGCONNECT_TIMEOUT=2 timeout 4 psql -X -q -At "host=127.0.0.1 port=$port user=postgres dbname=postgres" \
+            -c "SELECT pg_is_in_recovery()" 2>/dev/null)
+        [ "$r" = f ] && { echo "$port"; return 0; }
+    done
+    return 0
 }
 
 cl_psql() {

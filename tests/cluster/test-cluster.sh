@@ -69,10 +69,13 @@ load_stop() {
     wait "${LOAD_PIDS[@]}" 2>/dev/null
     LOAD_PIDS=()
 }
-group_of_primary() { # the node directory of the current primary
+group_of_primary() { # the node directory of the current primary, empty when none
     local port
     port=$(cl_primary_port)
-    [ "$port" = "$CL_PG1_PORT" ] && echo node1 || echo node2
+    case "$port" in
+    "$CL_PG1_PORT") echo node1 ;;
+    "$CL_PG2_PORT") echo node2 ;;
+    esac
 }
 other_node() { [ "$1" = node1 ] && echo node2 || echo node1; }
 node_port() { [ "$1" = node1 ] && echo "$CL_PG1_PORT" || echo "$CL_PG2_PORT"; }
@@ -114,7 +117,7 @@ load_start b
 sleep 3
 kill -KILL -- "-$(cl_pgid "$P")"
 sleep $((PHASE_S - 3))
-for _ in $(seq 1 60); do [ "$(group_of_primary)" != "$P" ] && [ -n "$(cl_primary_port)" ] && break; sleep 1; done
+for _ in $(seq 1 90); do G=$(group_of_primary); [ -n "$G" ] && [ "$G" != "$P" ] && break; sleep 1; done
 load_stop
 check "b: the standby was promoted ($(group_of_primary) is primary)" test "$(group_of_primary)" != "$P"
 verify b
@@ -128,7 +131,7 @@ sleep 3
 kill -STOP -- "-$(cl_pgid "$P")"
 sleep $((CL_UNHEALTHY_MS / 1000 + 8))
 kill -CONT -- "-$(cl_pgid "$P")"
-sleep 3
+for _ in $(seq 1 90); do G=$(group_of_primary); [ -n "$G" ] && [ "$G" != "$P" ] && break; sleep 1; done
 load_stop
 check "c: the standby was promoted while the primary was stopped" test "$(group_of_primary)" != "$P"
 verify c
