@@ -85,8 +85,14 @@ set_standby cardvault_absent_standby
 qa "ALTER ROLE cardvault_app SET synchronous_commit = local"
 qa "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'cardvault_app'" >/dev/null
 sleep 0.5
-tokenize "$(luhn_pan 411111 2)" 12 "$YEAR" "$M_SK"
-check "after a reconnect to synchronous_commit=local, tokenize answers 503 (got $SC_STATUS)" test "$SC_STATUS" = 503
+# The first request may meet a terminated session (503 too) before any
+# reconnect: three in a row, every one 503.
+codes=""
+for n in 2 8 9; do
+    tokenize "$(luhn_pan 411111 $n)" 12 "$YEAR" "$M_SK"
+    codes="$codes $SC_STATUS"
+done
+check "after a reconnect to synchronous_commit=local, tokenize answers 503 (got$codes)" test "$codes" = " 503 503 503"
 check "logged db_settings_refused" grep -q '"db_settings_refused"' "$SC_SERVICE_LOG"
 check "no row was written for it" test "$(q "SELECT count(*) FROM tokens")" = 1
 qa "ALTER ROLE cardvault_app RESET synchronous_commit"
