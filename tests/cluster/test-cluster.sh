@@ -129,7 +129,15 @@ P=$(group_of_primary)
 load_start c
 sleep 3
 kill -STOP -- "-$(cl_pgid "$P")"
-sleep $((CL_UNHEALTHY_MS / 1000 + 8))
+# Past the failover: until the monitor has handed the primary role to the
+# other node (the unhealthy timeout plus the promotion, which takes tens of
+# seconds on a loaded machine), at most 120 s.
+PP=$(node_port "$P")
+for _ in $(seq 1 120); do
+    [ -n "$(cl_state | jq -r --argjson p "$PP" '.[] | select(.nodeport != $p and
+        (.assigned_group_state == "primary" or .assigned_group_state == "wait_primary")) | .nodeport')" ] && break
+    sleep 1
+done
 kill -CONT -- "-$(cl_pgid "$P")"
 for _ in $(seq 1 90); do G=$(group_of_primary); [ -n "$G" ] && [ "$G" != "$P" ] && break; sleep 1; done
 load_stop
