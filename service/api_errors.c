@@ -135,6 +135,39 @@ static struct cv_api_error lookup(cv_status st)
                                      "This API key or origin has used its tokenize quota for now; "
                                      "see Retry-After.",
                                      NULL};
+    /* The relay request (docs/relay.md). */
+    case CV_ERR_RELAY_PLACEHOLDER_UNKNOWN:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "A placeholder is not {{ALIAS.FIELD}} with an alias of "
+                                     "\"tokens\" and a field of number, exp_month, exp_year, "
+                                     "exp_year2, name, cvc.",
+                                     NULL};
+    case CV_ERR_RELAY_PLACEHOLDER_UNTERMINATED:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "A placeholder opened with {{ is not closed with }}.", NULL};
+    case CV_ERR_RELAY_PLACEHOLDER_NOT_ALLOWED:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "Placeholders are allowed only in the body, and in a JSON "
+                                     "body only inside a string.",
+                                     NULL};
+    case CV_ERR_RELAY_CONTENT_TYPE:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "A body with placeholders must be application/json or "
+                                     "application/x-www-form-urlencoded.",
+                                     NULL};
+    case CV_ERR_RELAY_HOLD_REQUIRED:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "The body uses {{ALIAS.cvc}}: send the CardVault-Hold header.",
+                                     NULL};
+    case CV_ERR_RELAY_HOLD_UNUSED:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "A CardVault-Hold header was sent but the body uses no "
+                                     "{{ALIAS.cvc}}.",
+                                     NULL};
+    case CV_ERR_RELAY_HEADER_NOT_ALLOWED:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "A relay header is malformed or one the vault sets itself.",
+                                     NULL};
     case CV_ERR_DB_UNAVAILABLE:
     case CV_ERR_SHUTTING_DOWN:
         return (struct cv_api_error){503, "api_error",

@@ -41,6 +41,14 @@ typedef enum cv_status {
     CV_ERR_CROSS_ORIGIN,              /* a /v1 call with a foreign Origin header (403) */
     CV_ERR_CORS_NOT_SUPPORTED,        /* a CORS preflight (OPTIONS): never answered (405) */
     CV_ERR_QUOTA_EXCEEDED, /* a tokenize quota (per key, per origin) or a card-testing block: 429 */
+    /* the relay request (api_relay.c, relay_template.c): 400 */
+    CV_ERR_RELAY_PLACEHOLDER_UNKNOWN,      /* bad syntax, unknown alias or field */
+    CV_ERR_RELAY_PLACEHOLDER_UNTERMINATED, /* "{{" without "}}" */
+    CV_ERR_RELAY_PLACEHOLDER_NOT_ALLOWED,  /* in a header, the path, or outside a JSON string */
+    CV_ERR_RELAY_CONTENT_TYPE,             /* placeholders in a body neither JSON nor a form */
+    CV_ERR_RELAY_HOLD_REQUIRED,            /* {{alias.cvc}} without a CardVault-Hold header */
+    CV_ERR_RELAY_HOLD_UNUSED,              /* a CardVault-Hold header but no {{alias.cvc}} */
+    CV_ERR_RELAY_HEADER_NOT_ALLOWED,       /* a header the vault sets or that is malformed */
     /* infrastructure */
     CV_ERR_DUPLICATE,      /* unique violation, and nothing else: the row already exists */
     CV_ERR_DB_UNAVAILABLE, /* connection lost or database refusing writes: 503 */
