@@ -297,11 +297,9 @@ static enum MHD_Result find_key_in_query(void *cls, enum MHD_ValueKind kind, con
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (key != NULL && strcasecmp(key, names[i]) == 0)
             *found = true;
-    if (value != NULL && (strncmp(value, "pk_", 3) == 0 || strncmp(value, "sk_", 3) == 0 ||
-                          strncmp(value, "dk_", 3) == 0 || strncasecmp(value, "Bearer", 6) == 0))
+    if (value != NULL && (cv_token_api_key_kind_is(value) || strncasecmp(value, "Bearer", 6) == 0))
         *found = true;
-    if (key != NULL &&
-        (strncmp(key, "pk_", 3) == 0 || strncmp(key, "sk_", 3) == 0 || strncmp(key, "dk_", 3) == 0))
+    if (key != NULL && cv_token_api_key_kind_is(key))
         *found = true;
     return MHD_YES;
 }

@@ -208,12 +208,14 @@ cv_status cv_token_merchant_id(char out[CV_MERCHANT_ID_LEN + 1])
 }
 
 /* The prefix is how a leaked key is recognised (by us and by secret
- * scanners) and what decides its scopes, so only these three exist. */
+ * scanners) and what decides its scopes, so only these four exist. */
 static bool api_key_kind_ok(const char *kind, size_t len)
 {
-    return len == API_KEY_KIND_LEN &&
-           (memcmp(kind, "pk", len) == 0 || memcmp(kind, "sk", len) == 0 ||
-            memcmp(kind, "dk", len) == 0);
+    static const char *const kinds[] = {"pk", "sk", "dk", "rk"};
+    bool ok = false;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        ok = ok || (len == API_KEY_KIND_LEN && memcmp(kind, kinds[i], len) == 0);
+    return ok;
 }
 
 /* The kind is chosen by our own code from a key's scopes, never taken from
@@ -230,6 +232,12 @@ cv_status cv_token_api_key(const char *kind, char out[CV_APIKEY_LEN + 1])
     prefix[API_KEY_KIND_LEN] = '_';
     prefix[API_KEY_KIND_LEN + 1] = '\0';
     return make_prefixed(prefix, CV_APIKEY_RANDOM_CHARS, out);
+}
+
+bool cv_token_api_key_kind_is(const char *s)
+{
+    return s != NULL && strnlen(s, API_KEY_KIND_LEN + 1) == API_KEY_KIND_LEN + 1 &&
+           api_key_kind_ok(s, API_KEY_KIND_LEN) && s[API_KEY_KIND_LEN] == '_';
 }
 
 bool cv_token_api_key_is_valid(const char *s, size_t len)

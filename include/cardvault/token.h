@@ -19,7 +19,7 @@
 #define CV_FINGERPRINT_LEN    (3 + CV_FINGERPRINT_CHARS)
 
 #define CV_APIKEY_RANDOM_CHARS 43                           /* 43 * log2(62) = 256.03 bits */
-#define CV_APIKEY_LEN          (3 + CV_APIKEY_RANDOM_CHARS) /* "pk_" | "sk_" | "dk_" */
+#define CV_APIKEY_LEN          (3 + CV_APIKEY_RANDOM_CHARS) /* "pk_" | "sk_" | "dk_" | "rk_" */
 #define CV_APIKEY_PREFIX_LEN   12 /* kept readable for display and revocation */
 
 #define CV_REQUEST_ID_LEN  (4 + 20) /* "req_" + 20 chars */
@@ -49,10 +49,13 @@ bool cv_token_fingerprint_is_valid(const char *s, size_t len);
 CV_MUST_USE cv_status cv_token_request_id(char out[CV_REQUEST_ID_LEN + 1]);
 /* "mer_" + 20 random chars. */
 CV_MUST_USE cv_status cv_token_merchant_id(char out[CV_MERCHANT_ID_LEN + 1]);
-/* kind "pk", "sk" or "dk" + "_" + 43 random chars. */
+/* kind "pk", "sk", "dk" or "rk" + "_" + 43 random chars. */
 CV_MUST_USE cv_status cv_token_api_key(const char *kind, char out[CV_APIKEY_LEN + 1]);
 /* Idempotency-Key header: 1-255 printable ASCII characters (0x20-0x7e). */
 bool cv_token_idempotency_key_is_valid(const char *s, size_t len);
+/* True when s (NUL-terminated) starts with an API key's kind and '_' ("pk_",
+ * "sk_", "dk_", "rk_"): how a key pasted where it does not belong is spotted. */
+bool cv_token_api_key_kind_is(const char *s);
 /* True when s looks like an API key: known kind prefix and 43 base62 chars. */
 bool cv_token_api_key_is_valid(const char *s, size_t len);
 

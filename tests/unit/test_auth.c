@@ -35,8 +35,9 @@ static void parse_scopes_accepts_valid_lists(void)
         {"read", CV_SCOPE_READ},
         {"delete", CV_SCOPE_DELETE},
         {"detokenize", CV_SCOPE_DETOKENIZE},
+        {"relay", CV_SCOPE_RELAY},
         {"tokenize,read,delete", CV_SCOPE_TOKENIZE | CV_SCOPE_READ | CV_SCOPE_DELETE},
-        {"tokenize,read,delete,detokenize", CV_SCOPES_ALL},
+        {"tokenize,read,delete,detokenize,relay", CV_SCOPES_ALL},
         {"detokenize,tokenize", CV_SCOPE_TOKENIZE | CV_SCOPE_DETOKENIZE}, /* any order */
         {"read,read", CV_SCOPE_READ}, /* a repeat grants nothing more */
     };
@@ -88,7 +89,9 @@ static void format_scopes_uses_canonical_order(void)
 {
     char out[64];
     cv_auth_format_scopes(CV_SCOPES_ALL, out);
-    CHECK(strcmp(out, "tokenize,read,delete,detokenize") == 0);
+    CHECK(strcmp(out, "tokenize,read,delete,detokenize,relay") == 0);
+    cv_auth_format_scopes(CV_SCOPE_RELAY, out);
+    CHECK(strcmp(out, "relay") == 0);
     cv_auth_format_scopes(CV_SCOPE_DETOKENIZE | CV_SCOPE_TOKENIZE, out);
     CHECK(strcmp(out, "tokenize,detokenize") == 0);
     cv_auth_format_scopes(CV_SCOPE_DELETE | CV_SCOPE_READ, out);
@@ -96,10 +99,24 @@ static void format_scopes_uses_canonical_order(void)
     cv_auth_format_scopes(0, out);
     CHECK(strcmp(out, "") == 0);
     /* Bits that name no scope are not invented into text. */
-    cv_auth_format_scopes(0xfffffff0u, out);
+    cv_auth_format_scopes(0xffffffe0u, out);
     CHECK(strcmp(out, "") == 0);
     cv_auth_format_scopes(0xffffffffu, out);
-    CHECK(strcmp(out, "tokenize,read,delete,detokenize") == 0);
+    CHECK(strcmp(out, "tokenize,read,delete,detokenize,relay") == 0);
+}
+
+/* A relay key relays and nothing else: the relay scope with any other is
+ * refused before the store is touched (store NULL here). */
+static void create_key_refuses_relay_with_another_scope(void)
+{
+    static const unsigned mixed[] = {
+        CV_SCOPE_RELAY | CV_SCOPE_READ, CV_SCOPE_RELAY | CV_SCOPE_DETOKENIZE,
+        CV_SCOPE_RELAY | CV_SCOPE_TOKENIZE, CV_SCOPES_ALL};
+    for (size_t i = 0; i < sizeof(mixed) / sizeof(mixed[0]); i++) {
+        char key[CV_APIKEY_LEN + 1], prefix[CV_APIKEY_PREFIX_LEN + 1];
+        CHECK_EQ_INT(cv_auth_create_key(NULL, "mer_aaaaaaaaaaaaaaaaaaaa", mixed[i], NULL, key, prefix),
+                     CV_ERR_BAD_REQUEST);
+    }
 }
 
 static void format_then_parse_round_trips_every_set(void)
@@ -582,6 +599,7 @@ int main(void)
     RUN(parse_scopes_tolerates_one_trailing_comma);
     RUN(format_scopes_uses_canonical_order);
     RUN(format_then_parse_round_trips_every_set);
+    RUN(create_key_refuses_relay_with_another_scope);
     RUN(parse_bearer_accepts_a_well_formed_key);
     RUN(parse_bearer_refuses_everything_else);
     RUN(parse_bearer_handles_a_huge_header);

@@ -283,10 +283,10 @@ static void fingerprint_validity_rejects_near_misses_and_impossible_values(void)
     CHECK(!cv_token_fingerprint_is_valid("fp_zzzzzzzzzzzzzzzzzzzzzz", 25));
 }
 
-static void api_keys_come_in_pk_sk_and_dk(void)
+static void api_keys_come_in_pk_sk_dk_and_rk(void)
 {
-    static const char *const kinds[] = {"pk", "sk", "dk"};
-    for (size_t i = 0; i < 3; i++) {
+    static const char *const kinds[] = {"pk", "sk", "dk", "rk"};
+    for (size_t i = 0; i < 4; i++) {
         char key[CV_APIKEY_LEN + 1];
         CHECK_EQ_INT(cv_token_api_key(kinds[i], key), CV_OK);
         CHECK_EQ_INT(strlen(key), 46);
@@ -295,6 +295,18 @@ static void api_keys_come_in_pk_sk_and_dk(void)
         CHECK(all_base62(key + 3, 43));
         CHECK(cv_token_api_key_is_valid(key, strlen(key)));
     }
+}
+
+static void api_key_kind_is_spots_the_four_prefixes(void)
+{
+    CHECK(cv_token_api_key_kind_is("rk_x"));
+    CHECK(cv_token_api_key_kind_is("pk_"));
+    CHECK(cv_token_api_key_kind_is("dk_abc"));
+    CHECK(!cv_token_api_key_kind_is("rk"));
+    CHECK(!cv_token_api_key_kind_is("xk_abc"));
+    CHECK(!cv_token_api_key_kind_is("RK_abc"));
+    CHECK(!cv_token_api_key_kind_is(""));
+    CHECK(!cv_token_api_key_kind_is(NULL));
 }
 
 static void api_key_refuses_any_other_kind_and_leaves_nothing(void)
@@ -465,7 +477,8 @@ int main(void)
     RUN(token_validity_rejects_near_misses);
     RUN(fingerprint_is_prefix_and_base62_of_the_mac);
     RUN(fingerprint_validity_rejects_near_misses_and_impossible_values);
-    RUN(api_keys_come_in_pk_sk_and_dk);
+    RUN(api_keys_come_in_pk_sk_dk_and_rk);
+    RUN(api_key_kind_is_spots_the_four_prefixes);
     RUN(api_key_refuses_any_other_kind_and_leaves_nothing);
     RUN(api_key_validity_rejects_near_misses);
     RUN(request_and_merchant_ids_have_their_prefix_and_20_chars);
