@@ -27,6 +27,7 @@
 #include <microhttpd.h>
 
 #include "cardvault/api_elements.h"
+#include "cardvault/api_relay.h"
 #include "cardvault/api_tokens.h"
 #include "cardvault/api_errors.h"
 #include "cardvault/client_addr.h"
@@ -98,6 +99,8 @@ struct request {
      * Everything here lives until on_completed, so a handler may finish
      * after it returned (see handler.h). */
     struct cv_tokenize_req tokenize; /* the decoded body; wiped when the handler finishes */
+    struct cv_relay_req relay;       /* a relay's decoded body; wiped likewise */
+    char hold[CV_RELAY_HOLD_MAX + 1]; /* a relay's CardVault-Hold header; "" when absent */
     struct cv_frame_req frame;       /* a frame page's decoded query */
     struct cv_call call;
     struct cv_completion done;
@@ -257,6 +260,8 @@ static void on_handler_finished(struct cv_completion *self, struct cv_result *re
     rq->result = *result;
     memset(result, 0, sizeof(*result));
     cv_tokenize_req_cleanup(&rq->tokenize);
+    cv_relay_req_cleanup(&rq->relay);
+    cv_wipe(rq->hold, sizeof(rq->hold));
     rq->finished = true;
 }
 
@@ -279,6 +284,22 @@ static cv_status decode_request(struct MHD_Connection *conn, struct request *rq,
     }
     case CV_ROUTE_BODY_EMPTY:
         return cv_json_decode_empty(body, rq->body_len, param);
+    case CV_ROUTE_BODY_RELAY: {
+        const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
+        if (key != NULL && !cv_token_idempotency_key_is_valid(key, strlen(key)))
+            return CV_ERR_INVALID_IDEMPOTENCY_KEY;
+        const char *hold = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "CardVault-Hold");
+        if (hold != NULL) {
+            if (strlen(hold) > CV_RELAY_HOLD_MAX || hold[0] == '\0') {
+                snprintf(param->name, sizeof(param->name), "CardVault-Hold");
+                return CV_ERR_BAD_REQUEST;
+            }
+            snprintf(rq->hold, sizeof(rq->hold), "%s", hold);
+        }
+        CV_TRY(cv_json_decode_relay(body, rq->body_len, &rq->relay, param));
+        *idempotency_key = key;
+        return CV_OK;
+    }
     case CV_ROUTE_BODY_NONE:
     default:
         return CV_OK;
@@ -543,7 +564,7 @@ static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connect
             return queue_error(conn, rq, CV_ERR_RATE_LIMITED, NULL, NULL);
         if ((rq->who.scopes & rq->route->scope) == 0) {
             if (rq->route->audit_denied) {
-                struct cv_call call = {rq->request_id, &rq->who, rq->token, NULL, NULL, NULL, NULL};
+                struct cv_call call = {.request_id = rq->request_id, .who = &rq->who, .token = rq->token};
                 cv_api_audit_denied(&srv->app->handlers, rq->route->audit_action, &call);
             }
             return queue_error(conn, rq, CV_ERR_FORBIDDEN, NULL, NULL);
@@ -683,11 +704,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     rq->call = (struct cv_call){
         .request_id = rq->request_id,
         .who = rq->authenticated ? &rq->who : NULL,
-        .token = rq->route->id == CV_ROUTE_TOKENIZE ? NULL : rq->token,
+        .token = rq->route->id == CV_ROUTE_TOKENIZE || rq->route->id == CV_ROUTE_RELAY ? NULL
+                                                                                       : rq->token,
         .idempotency_key = idempotency_key,
         .tokenize = rq->route->body == CV_ROUTE_BODY_TOKENIZE ? &rq->tokenize : NULL,
         .frame = rq->route->query != CV_ROUTE_QUERY_NONE ? &rq->frame : NULL,
         .origin = rq->quota_origin[0] != '\0' ? rq->quota_origin : NULL,
+        .relay = rq->route->body == CV_ROUTE_BODY_RELAY ? &rq->relay : NULL,
+        .destination = rq->route->id == CV_ROUTE_RELAY ? rq->token : NULL,
+        .hold = rq->hold[0] != '\0' ? rq->hold : NULL,
     };
     rq->done.finish = on_handler_finished;
     rq->route->handler(&srv->app->handlers, &rq->call, &rq->done);
@@ -732,6 +757,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         free(rq->body);
     }
     cv_tokenize_req_cleanup(&rq->tokenize); /* a handler that never ran */
+    cv_relay_req_cleanup(&rq->relay);
     cv_result_cleanup(&rq->result);         /* an answer that was never queued */
     cv_wipe(rq, sizeof(*rq));
     free(rq);

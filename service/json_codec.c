@@ -10,9 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <strings.h>
+
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "cardvault/buf.h"
 #include "cardvault/card.h"
 
 /* Size-prefixed blocks so free can wipe exactly what was allocated. */
@@ -58,7 +61,7 @@ static struct cv_secbuf *secbuf_from_string(const json_t *s)
     return b;
 }
 
-enum field_kind { F_STRING, F_INTEGER, F_BOOLEAN };
+enum field_kind { F_STRING, F_INTEGER, F_BOOLEAN, F_OBJECT };
 
 struct field {
     const char *name;
@@ -95,6 +98,8 @@ static bool kind_ok(const json_t *v, enum field_kind k)
         return json_is_integer(v);
     case F_BOOLEAN:
         return json_is_boolean(v);
+    case F_OBJECT:
+        return json_is_object(v);
     }
     return false;
 }
@@ -227,6 +232,236 @@ cv_status cv_json_decode_empty(const char *body, size_t len, struct cv_json_para
     }
     json_decref(root);
     return st;
+}
+
+/* ---- the relay request (docs/relay.md) ---- */
+
+static const struct field relay_fields[] = {
+    {"method", F_STRING}, {"path", F_STRING}, {"headers", F_OBJECT},
+    {"body", F_STRING},   {"tokens", F_OBJECT},
+};
+#define N_RELAY_FIELDS (sizeof(relay_fields) / sizeof(relay_fields[0]))
+
+/* Headers the vault or its HTTP client sets, or that would change how the
+ * connection is used (RFC 9110 7.6.1 connection options, RFC 9112 framing),
+ * and the vault's own namespace. */
+static const char *const relay_headers_refused[] = {
+    "host",    "content-length", "transfer-encoding",   "connection",       "keep-alive",
+    "upgrade", "te",             "trailer",             "expect",           "proxy-authorization",
+    "proxy-connection", "http2-settings", NULL,
+};
+
+/* RFC 9110 5.6.2 token characters. */
+static bool tchar(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static bool relay_header_name_ok(const char *n, size_t len)
+{
+    if (len == 0 || len > CV_RELAY_HEADER_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!tchar(n[i]))
+            return false;
+    for (size_t i = 0; relay_headers_refused[i] != NULL; i++)
+        if (strlen(relay_headers_refused[i]) == len && strncasecmp(relay_headers_refused[i], n, len) == 0)
+            return false;
+    return !(len >= 10 && strncasecmp(n, "cardvault-", 10) == 0);
+}
+
+/* Visible ASCII, space and tab: no CR or LF (no header injection), no
+ * obs-text. */
+static bool relay_header_value_ok(const char *v, size_t len)
+{
+    if (len > CV_RELAY_HEADER_VALUE_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (!(c == '\t' || (c >= 0x20 && c < 0x7f)))
+            return false;
+    }
+    return true;
+}
+
+static bool relay_path_ok(const char *p, size_t len)
+{
+    if (len == 0 || len > CV_RELAY_PATH_MAX || p[0] != '/')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c <= 0x20 || c >= 0x7f || c == '#')
+            return false;
+    }
+    return true;
+}
+
+static bool relay_method_ok(const char *m)
+{
+    static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (strcmp(m, methods[i]) == 0)
+            return true;
+    return false;
+}
+
+static bool relay_alias_ok(const char *a, size_t len)
+{
+    if (len == 0 || len > CV_RELAY_ALIAS_MAX || !(a[0] >= 'a' && a[0] <= 'z'))
+        return false;
+    for (size_t i = 1; i < len; i++)
+        if (!((a[i] >= 'a' && a[i] <= 'z') || (a[i] >= '0' && a[i] <= '9') || a[i] == '_'))
+            return false;
+    return true;
+}
+
+static char *heap_copy(const char *s, size_t n)
+{
+    char *p = cv_xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+#define RELAY_FAIL(status, name)                                                                   \
+    do {                                                                                           \
+        param_set(param, name, strlen(name));                                                      \
+        st = (status);                                                                             \
+        goto out;                                                                                  \
+    } while (0)
+
+cv_status cv_json_decode_relay(const char *body, size_t len, struct cv_relay_req *out,
+                               struct cv_json_param *param)
+{
+    json_t *root = NULL;
+    const char *key;
+    json_t *value;
+    cv_status st = CV_OK;
+
+    memset(out, 0, sizeof(*out));
+    param->name[0] = '\0';
+    CV_TRY(parse_object(body, len, &root));
+    json_object_foreach(root, key, value)
+    {
+        const struct field *f = NULL;
+        for (size_t i = 0; i < N_RELAY_FIELDS; i++)
+            if (strcmp(key, relay_fields[i].name) == 0)
+                f = &relay_fields[i];
+        if (f == NULL) {
+            param_set_unknown(param, key);
+            st = CV_ERR_UNKNOWN_FIELD;
+            goto out;
+        }
+        if (!kind_ok(value, f->kind))
+            RELAY_FAIL(CV_ERR_INVALID_TYPE, f->name);
+    }
+    static const char *const required[] = {"method", "path", "tokens"};
+    for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
+        if (json_object_get(root, required[i]) == NULL)
+            RELAY_FAIL(CV_ERR_MISSING_FIELD, required[i]);
+
+    value = json_object_get(root, "method");
+    if (json_string_length(value) > CV_RELAY_METHOD_MAX || !relay_method_ok(json_string_value(value)))
+        RELAY_FAIL(CV_ERR_BAD_REQUEST, "method");
+    memcpy(out->method, json_string_value(value), json_string_length(value) + 1);
+
+    value = json_object_get(root, "path");
+    if (!relay_path_ok(json_string_value(value), json_string_length(value)))
+        RELAY_FAIL(CV_ERR_BAD_REQUEST, "path");
+    out->path = heap_copy(json_string_value(value), json_string_length(value));
+
+    json_t *headers = json_object_get(root, "headers");
+    if (headers != NULL) {
+        if (json_object_size(headers) > CV_RELAY_HEADERS_MAX)
+            RELAY_FAIL(CV_ERR_BAD_REQUEST, "headers");
+        json_object_foreach(headers, key, value)
+        {
+            size_t kn = json_object_iter_key_len(json_object_key_to_iter(key));
+            if (!json_is_string(value))
+                RELAY_FAIL(CV_ERR_INVALID_TYPE, "headers");
+            if (kn != strlen(key) || !relay_header_name_ok(key, kn) ||
+                !relay_header_value_ok(json_string_value(value), json_string_length(value)))
+                RELAY_FAIL(CV_ERR_RELAY_HEADER_NOT_ALLOWED, "headers");
+            /* Header names are case-insensitive (RFC 9110 5.1): one name, once. */
+            for (size_t i = 0; i < out->n_headers; i++)
+                if (strcasecmp(out->headers[i].name, key) == 0)
+                    RELAY_FAIL(CV_ERR_RELAY_HEADER_NOT_ALLOWED, "headers");
+            struct cv_relay_header *h = &out->headers[out->n_headers++];
+            h->name = heap_copy(key, kn);
+            h->value = heap_copy(json_string_value(value), json_string_length(value));
+        }
+    }
+
+    value = json_object_get(root, "body");
+    if (value != NULL) {
+        out->body_len = json_string_length(value);
+        out->body = heap_copy(json_string_value(value), out->body_len);
+    }
+
+    json_t *tokens = json_object_get(root, "tokens");
+    size_t nt = json_object_size(tokens);
+    if (nt == 0 || nt > CV_RELAY_TOKENS_MAX)
+        RELAY_FAIL(CV_ERR_BAD_REQUEST, "tokens");
+    json_object_foreach(tokens, key, value)
+    {
+        size_t kn = json_object_iter_key_len(json_object_key_to_iter(key));
+        if (!json_is_string(value))
+            RELAY_FAIL(CV_ERR_INVALID_TYPE, "tokens");
+        if (kn != strlen(key) || !relay_alias_ok(key, kn) ||
+            json_string_length(value) > CV_RELAY_DEST_MAX)
+            RELAY_FAIL(CV_ERR_BAD_REQUEST, "tokens");
+        memcpy(out->aliases[out->n_tokens], key, kn + 1);
+        memcpy(out->tokens[out->n_tokens], json_string_value(value), json_string_length(value) + 1);
+        out->n_tokens++;
+    }
+out:
+    json_decref(root);
+    if (st != CV_OK)
+        cv_relay_req_cleanup(out);
+    return st;
+}
+
+char *cv_json_encode_relay_answer(int status, const struct cv_relay_header *headers,
+                                  size_t n_headers, const char *body, size_t body_len,
+                                  long long duration_ms, size_t max_bytes, size_t *len)
+{
+    /* Written with cv_buf rather than jansson: jansson refuses a string
+     * that is not UTF-8, and a processor may answer in any bytes. The body
+     * is redacted already: nothing here is card data. */
+    struct cv_buf b;
+    cv_buf_init(&b, max_bytes);
+    /* cv_buf errors are sticky: one check, at cv_buf_take. */
+    cv_status st = cv_buf_appendf(&b, "{\"status\":%d,\"headers\":{", status);
+    for (size_t i = 0; i < n_headers && st == CV_OK; i++) {
+        if (i > 0)
+            st = cv_buf_append_char(&b, ',');
+        if (st == CV_OK)
+            st = cv_buf_append_json_string(&b, headers[i].name, strlen(headers[i].name));
+        if (st == CV_OK)
+            st = cv_buf_append_char(&b, ':');
+        if (st == CV_OK)
+            st = cv_buf_append_json_string(&b, headers[i].value, strlen(headers[i].value));
+    }
+    if (st == CV_OK)
+        st = cv_buf_append_str(&b, "},\"body\":");
+    if (st == CV_OK)
+        st = cv_buf_append_json_string(&b, body != NULL ? body : "", body != NULL ? body_len : 0);
+    if (st == CV_OK)
+        st = cv_buf_appendf(&b, ",\"duration_ms\":%lld}", duration_ms);
+    size_t n = 0;
+    char *text = cv_buf_take(&b, &n);
+    *len = 0;
+    if (text == NULL)
+        return NULL;
+    /* Callers free with cv_json_free (a size-prefixed block): copy over. */
+    char *out = wiping_malloc(n + 1);
+    if (out == NULL)
+        abort();
+    memcpy(out, text, n + 1);
+    free(text);
+    *len = n;
+    return out;
 }
 
 static char *dump(json_t *obj, size_t *len)

@@ -7,6 +7,7 @@
 
 #include "cardvault/api_elements.h"
 #include "cardvault/api_health.h"
+#include "cardvault/api_relay.h"
 #include "cardvault/api_tokens.h"
 
 #define API  CV_LISTENER_API
@@ -26,6 +27,9 @@ static const struct cv_route routes[] = {
      false, NULL, cv_api_delete, CV_ROUTE_QUERY_NONE, API},
     {CV_ROUTE_DETOKENIZE, "POST", "/v1/tokens/{token}/detokenize", CV_SCOPE_DETOKENIZE, true,
      CV_ROUTE_BODY_EMPTY, true, "token.detokenize", cv_api_detokenize, CV_ROUTE_QUERY_NONE, API},
+    /* The relay (docs/relay.md): a relay key (rk_) alone has its scope. */
+    {CV_ROUTE_RELAY, "POST", "/v1/relay/{destination}", CV_SCOPE_RELAY, true, CV_ROUTE_BODY_RELAY,
+     true, "relay.send", cv_api_relay, CV_ROUTE_QUERY_NONE, API},
     {CV_ROUTE_HEALTHZ, "GET", "/healthz", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_healthz,
      CV_ROUTE_QUERY_NONE, BOTH},
     {CV_ROUTE_READYZ, "GET", "/readyz", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_readyz,
@@ -65,7 +69,8 @@ static const char *allow_for(const char *pattern)
         return "POST";
     if (strcmp(pattern, "/v1/tokens/{token}") == 0)
         return "GET, DELETE";
-    if (strcmp(pattern, "/v1/tokens/{token}/detokenize") == 0)
+    if (strcmp(pattern, "/v1/tokens/{token}/detokenize") == 0 ||
+        strcmp(pattern, "/v1/relay/{destination}") == 0)
         return "POST";
     return "GET";
 }

@@ -9,6 +9,7 @@
 
 #include "cardvault/auth.h"
 #include "cardvault/origin.h"
+#include "cardvault/relay_template.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/status.h"
 #include "cardvault/store.h"
@@ -42,6 +43,35 @@ struct cv_tokenize_req {
 };
 /* Frees (wiping) the buffers and zeroes req; safe to call twice. */
 void cv_tokenize_req_cleanup(struct cv_tokenize_req *req);
+
+/* POST /v1/relay/{destination}, decoded (json_codec.c; docs/relay.md). The
+ * request the shop wants sent on: method, path, headers, the body template
+ * and the tokens it names by alias. Strings are heap, NUL-terminated, wiped
+ * and freed on cleanup (a header may carry the shop's processor credential). */
+#define CV_RELAY_METHOD_MAX       7 /* "DELETE" */
+#define CV_RELAY_PATH_MAX         2048
+#define CV_RELAY_HEADERS_MAX      16
+#define CV_RELAY_HEADER_NAME_MAX  64
+#define CV_RELAY_HEADER_VALUE_MAX 2048
+#define CV_RELAY_DEST_MAX         64 /* the {destination} path segment */
+#define CV_RELAY_HOLD_MAX         64 /* the CardVault-Hold header */
+struct cv_relay_header {
+    char *name;
+    char *value;
+};
+struct cv_relay_req {
+    char method[CV_RELAY_METHOD_MAX + 1];
+    char *path;
+    struct cv_relay_header headers[CV_RELAY_HEADERS_MAX];
+    size_t n_headers;
+    char *body; /* the template; NULL when absent (no body) */
+    size_t body_len;
+    size_t n_tokens; /* 1..CV_RELAY_TOKENS_MAX */
+    char aliases[CV_RELAY_TOKENS_MAX][CV_RELAY_ALIAS_MAX + 1];
+    char tokens[CV_RELAY_TOKENS_MAX][CV_RELAY_DEST_MAX + 1]; /* as sent; checked by the flow */
+};
+/* Wipes and frees the strings and zeroes req; safe to call twice. */
+void cv_relay_req_cleanup(struct cv_relay_req *req);
 
 /* GET /elements/card and /elements/cvc: the frame page's query, decoded and
  * checked for shape by cv_frame_query_add/_finish (api_elements.h). Strings
@@ -77,6 +107,9 @@ struct cv_call {
     const struct cv_tokenize_req *tokenize; /* the decoded body of POST /v1/tokens, else NULL */
     const struct cv_frame_req *frame;       /* the decoded query of a frame page, else NULL */
     const char *origin; /* POST /v1/tokens: the Origin header as sent, or NULL */
+    const struct cv_relay_req *relay; /* the decoded body of a relay, else NULL */
+    const char *destination;          /* the relay's {destination} path segment */
+    const char *hold;                 /* the CardVault-Hold header (relay), or NULL */
 };
 
 /* How a request succeeded. Failures are a cv_status instead. */
@@ -184,6 +217,47 @@ struct cv_keyring_ops {
     uint64_t (*rotations)(struct cv_keyring *kr);
 };
 
+/* One outbound relay request, rendered: what the relay client sends. */
+struct cv_relay_outbound {
+    const char *destination;
+    const char *method;
+    const char *path;
+    const struct cv_relay_header *headers;
+    size_t n_headers;
+    const unsigned char *body; /* the rendered body (holds the card); NULL when none */
+    size_t body_len;
+    const char *request_id;
+};
+
+/* The processor's answer. Free with cv_relay_answer_cleanup (wipes: the body
+ * and headers may echo the card until redacted). */
+#define CV_RELAY_ANSWER_HEADERS_MAX 32
+struct cv_relay_answer {
+    int status;
+    struct cv_relay_header headers[CV_RELAY_ANSWER_HEADERS_MAX];
+    size_t n_headers;
+    char *body; /* NUL-terminated; NULL when empty */
+    size_t body_len;
+};
+void cv_relay_answer_cleanup(struct cv_relay_answer *a);
+
+/* What the relay flow needs from outside the vault: the operator's
+ * destination list, the outbound client and the CVC holds. The production
+ * table wires relay_dest.h, relay_client.h and cvc_hold.h; tests pass fakes.
+ * allowed: may this method and path be sent to this destination (before any
+ * token is opened). send: one request; *maybe_sent tells, on failure,
+ * whether any byte of the request may have left (a retry could then charge
+ * twice). hold_take: one use of the hold bound to (merchant, token); cvc gets
+ * the code, NUL-terminated. */
+struct cv_relay_ops {
+    cv_status (*allowed)(void *ctx, const char *destination, const char *method,
+                         const char *path);
+    cv_status (*send)(void *ctx, const struct cv_relay_outbound *req, struct cv_relay_answer *ans,
+                      bool *maybe_sent);
+    cv_status (*hold_take)(void *ctx, const char *merchant_id, const char *token,
+                           const char *hold_id, char cvc[5]);
+};
+
 /* Wall-clock time, and waiting (the Idempotency-Key poll). */
 struct cv_clock {
     time_t (*now)(void *ctx);
@@ -204,6 +278,8 @@ struct cv_handler_deps {
                                        on every call (set by the caller after init) */
     int64_t idempotency_ttl_s;
     struct cv_card_testing *card_testing; /* tokenize quotas and detector; NULL: none */
+    const struct cv_relay_ops *relay_ops; /* NULL: no relay (no destinations) */
+    void *relay_ctx;
 };
 
 /* The production wiring: store.h's and keyring.h's functions, the system clock. */

@@ -58,6 +58,21 @@ CV_MUST_USE cv_status cv_json_decode_tokenize(const char *body, size_t len,
 CV_MUST_USE cv_status cv_json_decode_empty(const char *body, size_t len,
                                            struct cv_json_param *param);
 
+/* Decodes a relay body (POST /v1/relay/{destination}, docs/relay.md) into
+ * the contract struct (handler.h): method, path, headers, body, tokens.
+ * Shape only: placeholders and destinations are the flow's to check. On
+ * error returns the status (CV_ERR_RELAY_HEADER_NOT_ALLOWED for a header
+ * the vault sets, a malformed or repeated one) and names the field. */
+CV_MUST_USE cv_status cv_json_decode_relay(const char *body, size_t len, struct cv_relay_req *out,
+                                           struct cv_json_param *param);
+
+/* The relay's answer: {"status","headers","body","duration_ms"}. body is
+ * the processor's answer already redacted; bytes that are not UTF-8 become
+ * U+FFFD. NULL (with *len 0) past max_bytes. Free with cv_json_free. */
+char *cv_json_encode_relay_answer(int status, const struct cv_relay_header *headers,
+                                  size_t n_headers, const char *body, size_t body_len,
+                                  long long duration_ms, size_t max_bytes, size_t *len);
+
 /* Encoders return NUL-terminated heap text (free with cv_json_free) and its length. */
 char *cv_json_encode_token(const struct cv_token_view *v, size_t *len);
 char *cv_json_encode_error(const char *type, const char *code, const char *message,

@@ -46,6 +46,22 @@ enum cv_metrics_tokenize_refusal {
 void cv_metrics_count_card_testing(struct cv_metrics *m, enum cv_metrics_card_signal signal);
 void cv_metrics_count_tokenize_refused(struct cv_metrics *m, enum cv_metrics_tokenize_refusal why);
 
+/* How a relay (POST /v1/relay/{destination}) ended: the processor answered
+ * (any HTTP status), the vault refused it before sending (validation, token,
+ * hold), or sending failed (connect, TLS, timeout, answer too large, ...). */
+enum cv_metrics_relay_outcome {
+    CV_METRICS_RELAY_ANSWERED = 0,
+    CV_METRICS_RELAY_REFUSED,
+    CV_METRICS_RELAY_FAILED,
+    CV_METRICS_RELAY_COUNT
+};
+/* Counts one relay and its duration under its destination (a name from the
+ * operator's list, or NULL for one that is not listed: counted as "-"). At
+ * most CV_METRICS_RELAY_DESTINATIONS names; later ones count as "other". */
+#define CV_METRICS_RELAY_DESTINATIONS 32
+void cv_metrics_count_relay(struct cv_metrics *m, const char *destination,
+                            enum cv_metrics_relay_outcome outcome, double seconds);
+
 /* Gauges sampled when /metrics is scraped. */
 struct cv_metrics_gauges {
     unsigned db_pool_in_use;

@@ -25,6 +25,7 @@ enum cv_route_body {
     CV_ROUTE_BODY_NONE = 0, /* ignored */
     CV_ROUTE_BODY_TOKENIZE, /* a tokenize object: cv_call.tokenize */
     CV_ROUTE_BODY_EMPTY,    /* empty, or "{}" */
+    CV_ROUTE_BODY_RELAY,    /* a relay object: cv_call.relay (docs/relay.md) */
 };
 
 /* What a route reads from the query string. Everywhere else a query
