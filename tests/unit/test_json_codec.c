@@ -606,10 +606,155 @@ static void oversized_card_fields_are_refused_before_copying(void)
     }
 }
 
+/* ---- the relay request ---- */
+
+static cv_status relay_decode(const char *j, struct cv_relay_req *q, struct cv_json_param *param)
+{
+    return cv_json_decode_relay(j, strlen(j), q, param);
+}
+
+static void relay_decodes_a_full_request(void)
+{
+    struct cv_relay_req q;
+    struct cv_json_param param;
+    const char *j = "{\"method\":\"POST\",\"path\":\"/v1/charges?x=1\",\"headers\":{\"Content-Type\":"
+                    "\"application/json\",\"Authorization\":\"Bearer s\"},\"body\":\"{}\","
+                    "\"tokens\":{\"card\":\"tok_aaaaaaaaaaaaaaaaaaaaaa\",\"b2\":\"tok_x\"}}";
+    CHECK_EQ_INT(relay_decode(j, &q, &param), CV_OK);
+    CHECK(strcmp(q.method, "POST") == 0);
+    CHECK(strcmp(q.path, "/v1/charges?x=1") == 0);
+    CHECK_EQ_INT(q.n_headers, 2);
+    CHECK_EQ_INT(q.body_len, 2);
+    CHECK_EQ_INT(q.n_tokens, 2);
+    CHECK(strcmp(q.aliases[1], "b2") == 0 && strcmp(q.tokens[1], "tok_x") == 0);
+    cv_relay_req_cleanup(&q);
+    cv_relay_req_cleanup(&q); /* twice is safe */
+    CHECK_EQ_INT(relay_decode("{\"method\":\"GET\",\"path\":\"/\",\"tokens\":{\"card\":\"t\"}}", &q,
+                              &param),
+                 CV_OK);
+    CHECK(q.body == NULL && q.n_headers == 0);
+    cv_relay_req_cleanup(&q);
+}
+
+static void relay_refuses_shape_errors_with_the_field(void)
+{
+    static const struct {
+        const char *json;
+        cv_status st;
+        const char *param;
+    } cases[] = {
+        {"{\"method\":\"POST\",\"path\":\"/\",\"tokens\":{\"card\":\"t\"},\"extra\":1}",
+         CV_ERR_UNKNOWN_FIELD, "extra"},
+        {"{\"method\":\"POST\",\"method\":\"GET\",\"path\":\"/\",\"tokens\":{\"card\":\"t\"}}",
+         CV_ERR_INVALID_JSON, ""},
+        {"{\"path\":\"/\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_MISSING_FIELD, "method"},
+        {"{\"method\":\"POST\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_MISSING_FIELD, "path"},
+        {"{\"method\":\"POST\",\"path\":\"/\"}", CV_ERR_MISSING_FIELD, "tokens"},
+        {"{\"method\":1,\"path\":\"/\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_INVALID_TYPE, "method"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"tokens\":[\"t\"]}", CV_ERR_INVALID_TYPE, "tokens"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"body\":{},\"tokens\":{\"card\":\"t\"}}",
+         CV_ERR_INVALID_TYPE, "body"},
+        {"{\"method\":\"post\",\"path\":\"/\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_BAD_REQUEST,
+         "method"},
+        {"{\"method\":\"CONNECT\",\"path\":\"/\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_BAD_REQUEST,
+         "method"},
+        {"{\"method\":\"POST\",\"path\":\"v1\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_BAD_REQUEST,
+         "path"},
+        {"{\"method\":\"POST\",\"path\":\"/a b\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_BAD_REQUEST,
+         "path"},
+        {"{\"method\":\"POST\",\"path\":\"/a#f\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_BAD_REQUEST,
+         "path"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"tokens\":{}}", CV_ERR_BAD_REQUEST, "tokens"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"tokens\":{\"a\":\"t\",\"b\":\"t\",\"c\":\"t\","
+         "\"d\":\"t\",\"e\":\"t\"}}",
+         CV_ERR_BAD_REQUEST, "tokens"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"tokens\":{\"Card\":\"t\"}}", CV_ERR_BAD_REQUEST,
+         "tokens"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"tokens\":{\"card\":1}}", CV_ERR_INVALID_TYPE,
+         "tokens"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"headers\":{\"Host\":\"evil\"},\"tokens\":"
+         "{\"card\":\"t\"}}",
+         CV_ERR_RELAY_HEADER_NOT_ALLOWED, "headers"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"headers\":{\"content-length\":\"1\"},\"tokens\":"
+         "{\"card\":\"t\"}}",
+         CV_ERR_RELAY_HEADER_NOT_ALLOWED, "headers"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"headers\":{\"CardVault-Hold\":\"h\"},\"tokens\":"
+         "{\"card\":\"t\"}}",
+         CV_ERR_RELAY_HEADER_NOT_ALLOWED, "headers"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"headers\":{\"X-A\":\"a\\r\\nX-B: b\"},\"tokens\":"
+         "{\"card\":\"t\"}}",
+         CV_ERR_RELAY_HEADER_NOT_ALLOWED, "headers"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"headers\":{\"X A\":\"a\"},\"tokens\":"
+         "{\"card\":\"t\"}}",
+         CV_ERR_RELAY_HEADER_NOT_ALLOWED, "headers"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"headers\":{\"X-A\":\"a\",\"x-a\":\"b\"},\"tokens\":"
+         "{\"card\":\"t\"}}",
+         CV_ERR_RELAY_HEADER_NOT_ALLOWED, "headers"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"headers\":{\"X-A\":1},\"tokens\":{\"card\":\"t\"}}",
+         CV_ERR_INVALID_TYPE, "headers"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cv_relay_req q;
+        struct cv_json_param param;
+        cv_status st = relay_decode(cases[i].json, &q, &param);
+        if (st != cases[i].st || strcmp(param.name, cases[i].param) != 0)
+            fprintf(stderr, "  case %zu: %s param '%s'\n", i, cv_status_name(st), param.name);
+        CHECK_EQ_INT(st, cases[i].st);
+        CHECK(strcmp(param.name, cases[i].param) == 0);
+        CHECK(q.path == NULL && q.n_headers == 0 && q.body == NULL); /* nothing left behind */
+    }
+}
+
+static void relay_refuses_oversized_parts(void)
+{
+    char j[8192];
+    char path[CV_RELAY_PATH_MAX + 2];
+    memset(path, 'a', sizeof(path) - 1);
+    path[0] = '/';
+    path[sizeof(path) - 1] = '\0';
+    snprintf(j, sizeof(j), "{\"method\":\"POST\",\"path\":\"%s\",\"tokens\":{\"card\":\"t\"}}", path);
+    struct cv_relay_req q;
+    struct cv_json_param param;
+    CHECK_EQ_INT(relay_decode(j, &q, &param), CV_ERR_BAD_REQUEST);
+    char many[2048] = "{\"method\":\"POST\",\"path\":\"/\",\"tokens\":{\"card\":\"t\"},\"headers\":{";
+    for (int i = 0; i <= CV_RELAY_HEADERS_MAX; i++) {
+        char h[32];
+        snprintf(h, sizeof(h), "%s\"X-%d\":\"v\"", i > 0 ? "," : "", i);
+        strncat(many, h, sizeof(many) - strlen(many) - 1);
+    }
+    strncat(many, "}}", sizeof(many) - strlen(many) - 1);
+    CHECK_EQ_INT(relay_decode(many, &q, &param), CV_ERR_BAD_REQUEST);
+    CHECK(strcmp(param.name, "headers") == 0);
+}
+
+static void relay_answer_is_valid_json_whatever_the_bytes(void)
+{
+    char name[] = "content-type", value[] = "text/plain";
+    struct cv_relay_header h[1] = {{name, value}};
+    size_t len = 0;
+    char *out = cv_json_encode_relay_answer(402, h, 1, "a\"b\xff\n", 5, 12, 4096, &len);
+    CHECK(out != NULL);
+    json_error_t err;
+    json_t *v = out != NULL ? json_loadb(out, len, 0, &err) : NULL;
+    CHECK(v != NULL);
+    CHECK(v != NULL && json_integer_value(json_object_get(v, "status")) == 402);
+    CHECK(v != NULL && strcmp(json_string_value(json_object_get(v, "body")),
+                              "a\"b\xef\xbf\xbd\n") == 0);
+    CHECK(v != NULL && json_integer_value(json_object_get(v, "duration_ms")) == 12);
+    json_decref(v);
+    cv_json_free(out);
+    CHECK(cv_json_encode_relay_answer(200, h, 1, "x", 1, 1, 10, &len) == NULL);
+    CHECK_EQ_INT(len, 0);
+}
+
 int main(void)
 {
     cv_json_init();
     RUN(decodes_a_full_tokenize_body);
+    RUN(relay_decodes_a_full_request);
+    RUN(relay_refuses_shape_errors_with_the_field);
+    RUN(relay_refuses_oversized_parts);
+    RUN(relay_answer_is_valid_json_whatever_the_bytes);
     RUN(decodes_the_minimal_body_and_optional_fields);
     RUN(decodes_escaped_and_non_ascii_strings);
     RUN(decodes_a_body_that_is_not_nul_terminated);
