@@ -271,7 +271,7 @@ static bool relay_header_name_ok(const char *n, size_t len)
     return !(len >= 10 && strncasecmp(n, "cardvault-", 10) == 0);
 }
 
-/* Visible ASCII, space and tab: no CR or LF (no header injection), no
+/* Visible ASCII and space: no CR or LF (no header injection), no tab, no
  * obs-text. */
 static bool relay_header_value_ok(const char *v, size_t len)
 {
@@ -279,7 +279,7 @@ static bool relay_header_value_ok(const char *v, size_t len)
         return false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)v[i];
-        if (!(c == '\t' || (c >= 0x20 && c < 0x7f)))
+        if (c < 0x20 || c >= 0x7f)
             return false;
     }
     return true;

@@ -63,6 +63,8 @@ void cv_api_delete(const struct cv_handler_deps *deps, const struct cv_call *cal
     stub(deps, call, done);
 }
 void cv_api_relay(const struct cv_handler_deps *deps, const struct cv_call *call,
+                  struct cv_completion *done);
+void cv_api_relay(const struct cv_handler_deps *deps, const struct cv_call *call,
                   struct cv_completion *done)
 {
     stub(deps, call, done);
