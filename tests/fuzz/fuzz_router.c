@@ -133,7 +133,7 @@ static void check_match(const char *method, const char *path, size_t cap)
     case CV_ERR_METHOD_NOT_ALLOWED:
         if (route != NULL || allow == NULL ||
             (strcmp(allow, "POST") != 0 && strcmp(allow, "GET") != 0 &&
-             strcmp(allow, "GET, DELETE") != 0))
+             strcmp(allow, "GET, DELETE") != 0 && strcmp(allow, "GET, HEAD") != 0))
             fail("405 without a known Allow value");
         break;
     case CV_ERR_ROUTE_NOT_FOUND:
