@@ -224,8 +224,7 @@ static void idem_complete(const struct cv_handler_deps *d, const struct cv_call 
 
 /* Placeholders belong to the body alone: a card in a URL or a header ends
  * up in the processor's access logs. */
-static cv_status check_no_placeholder_outside_body(const struct cv_relay_req *q,
-                                                   const char **param)
+static cv_status check_no_placeholder_outside_body(const struct cv_relay_req *q, const char **param)
 {
     if (cv_relay_has_placeholder(q->path, strlen(q->path))) {
         *param = "path";
@@ -275,9 +274,9 @@ static cv_status check_template(const struct cv_call *call, struct cv_relay_temp
     *cvc_alias = -1;
     memset(use, 0, sizeof(*use));
     if (q->body != NULL) {
-        cv_status st = cv_relay_template_check(q->body, q->body_len,
-                                               cv_relay_content_of(content_type_of(q)), aliases,
-                                               q->n_tokens, use, param);
+        cv_status st =
+            cv_relay_template_check(q->body, q->body_len, cv_relay_content_of(content_type_of(q)),
+                                    aliases, q->n_tokens, use, param);
         if (st != CV_OK) {
             *error_param = param[0] != '\0' ? param : "body";
             return st;
@@ -493,9 +492,9 @@ static cv_status relay(const struct cv_handler_deps *d, const struct cv_call *ca
     pass_headers(&r->answer, &sent, shown, &n_shown);
     cv_wipe(&sent, sizeof(sent));
     size_t len = 0;
-    char *body =
-        cv_json_encode_relay_answer(r->answer.status, shown, n_shown, r->answer.body,
-                                    r->answer.body_len, r->duration_ms, ANSWER_JSON_MAX_BYTES, &len);
+    char *body = cv_json_encode_relay_answer(r->answer.status, shown, n_shown, r->answer.body,
+                                             r->answer.body_len, r->duration_ms,
+                                             ANSWER_JSON_MAX_BYTES, &len);
     if (body == NULL) {
         idem_complete(d, call, r, IDEM_STORED_FAILED, cv_status_name(CV_ERR_INTERNAL));
         return CV_ERR_INTERNAL;

@@ -192,8 +192,8 @@ int cv_cli_merchant(struct cv_cli *cli)
         if ((st = audit_cli(store, "cli:merchant-create", mid, "api_key.create", pfx)) != CV_OK)
             goto out;
     }
-    const char *const pairs[] = {"merchant_id",    mid, "name",       name, "publishable_key", pk,
-                                 "secret_key",     sk,  "detokenize_key", dk, "relay_key", rk};
+    const char *const pairs[] = {"merchant_id", mid, "name",           name, "publishable_key", pk,
+                                 "secret_key",  sk,  "detokenize_key", dk,   "relay_key",       rk};
     cv_cli_print_pairs(pairs, 6);
 out:
     if (st != CV_OK)

@@ -98,10 +98,10 @@ struct request {
     /* The handler's side: what it was called with and what it finished with.
      * Everything here lives until on_completed, so a handler may finish
      * after it returned (see handler.h). */
-    struct cv_tokenize_req tokenize; /* the decoded body; wiped when the handler finishes */
-    struct cv_relay_req relay;       /* a relay's decoded body; wiped likewise */
+    struct cv_tokenize_req tokenize;  /* the decoded body; wiped when the handler finishes */
+    struct cv_relay_req relay;        /* a relay's decoded body; wiped likewise */
     char hold[CV_RELAY_HOLD_MAX + 1]; /* a relay's CardVault-Hold header; "" when absent */
-    struct cv_frame_req frame;       /* a frame page's decoded query */
+    struct cv_frame_req frame;        /* a frame page's decoded query */
     struct cv_call call;
     struct cv_completion done;
     struct cv_result result;
@@ -564,7 +564,8 @@ static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connect
             return queue_error(conn, rq, CV_ERR_RATE_LIMITED, NULL, NULL);
         if ((rq->who.scopes & rq->route->scope) == 0) {
             if (rq->route->audit_denied) {
-                struct cv_call call = {.request_id = rq->request_id, .who = &rq->who, .token = rq->token};
+                struct cv_call call = {
+                    .request_id = rq->request_id, .who = &rq->who, .token = rq->token};
                 cv_api_audit_denied(&srv->app->handlers, rq->route->audit_action, &call);
             }
             return queue_error(conn, rq, CV_ERR_FORBIDDEN, NULL, NULL);
@@ -758,7 +759,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     cv_tokenize_req_cleanup(&rq->tokenize); /* a handler that never ran */
     cv_relay_req_cleanup(&rq->relay);
-    cv_result_cleanup(&rq->result);         /* an answer that was never queued */
+    cv_result_cleanup(&rq->result); /* an answer that was never queued */
     cv_wipe(rq, sizeof(*rq));
     free(rq);
     *con_cls = NULL;

@@ -237,7 +237,7 @@ cv_status cv_json_decode_empty(const char *body, size_t len, struct cv_json_para
 /* ---- the relay request (docs/relay.md) ---- */
 
 static const struct field relay_fields[] = {
-    {"method", F_STRING}, {"path", F_STRING}, {"headers", F_OBJECT},
+    {"method", F_STRING}, {"path", F_STRING},   {"headers", F_OBJECT},
     {"body", F_STRING},   {"tokens", F_OBJECT},
 };
 #define N_RELAY_FIELDS (sizeof(relay_fields) / sizeof(relay_fields[0]))
@@ -246,9 +246,19 @@ static const struct field relay_fields[] = {
  * connection is used (RFC 9110 7.6.1 connection options, RFC 9112 framing),
  * and the vault's own namespace. */
 static const char *const relay_headers_refused[] = {
-    "host",    "content-length", "transfer-encoding",   "connection",       "keep-alive",
-    "upgrade", "te",             "trailer",             "expect",           "proxy-authorization",
-    "proxy-connection", "http2-settings", NULL,
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "proxy-authorization",
+    "proxy-connection",
+    "http2-settings",
+    NULL,
 };
 
 /* RFC 9110 5.6.2 token characters. */
@@ -266,7 +276,8 @@ static bool relay_header_name_ok(const char *n, size_t len)
         if (!tchar(n[i]))
             return false;
     for (size_t i = 0; relay_headers_refused[i] != NULL; i++)
-        if (strlen(relay_headers_refused[i]) == len && strncasecmp(relay_headers_refused[i], n, len) == 0)
+        if (strlen(relay_headers_refused[i]) == len &&
+            strncasecmp(relay_headers_refused[i], n, len) == 0)
             return false;
     return !(len >= 10 && strncasecmp(n, "cardvault-", 10) == 0);
 }
@@ -362,7 +373,8 @@ cv_status cv_json_decode_relay(const char *body, size_t len, struct cv_relay_req
             RELAY_FAIL(CV_ERR_MISSING_FIELD, required[i]);
 
     value = json_object_get(root, "method");
-    if (json_string_length(value) > CV_RELAY_METHOD_MAX || !relay_method_ok(json_string_value(value)))
+    if (json_string_length(value) > CV_RELAY_METHOD_MAX ||
+        !relay_method_ok(json_string_value(value)))
         RELAY_FAIL(CV_ERR_BAD_REQUEST, "method");
     memcpy(out->method, json_string_value(value), json_string_length(value) + 1);
 

@@ -399,9 +399,10 @@ static cv_status render_relays(struct cv_buf *o, struct cv_metrics *m)
     pthread_mutex_lock(&m->relay_lock);
     for (size_t i = 0; i < m->relay_slots && st == CV_OK; i++)
         for (unsigned k = 0; k < CV_METRICS_RELAY_COUNT && st == CV_OK; k++)
-            st = cv_buf_appendf(o, "cardvault_relay_total{destination=\"%s\",outcome=\"%s\"} %llu\n",
-                                m->relay[i].name, relay_outcome_names[k],
-                                (unsigned long long)atomic_load(&m->relay[i].n[k]));
+            st =
+                cv_buf_appendf(o, "cardvault_relay_total{destination=\"%s\",outcome=\"%s\"} %llu\n",
+                               m->relay[i].name, relay_outcome_names[k],
+                               (unsigned long long)atomic_load(&m->relay[i].n[k]));
     if (st == CV_OK)
         st = cv_buf_appendf(o, "# HELP cardvault_relay_duration_seconds_total Time spent in relays "
                                "by destination.\n"

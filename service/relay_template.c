@@ -12,9 +12,9 @@
 #include <strings.h>
 
 static const char *const field_names[CV_RELAY_FIELD_COUNT] = {
-    [CV_RELAY_FIELD_NUMBER] = "number",       [CV_RELAY_FIELD_EXP_MONTH] = "exp_month",
-    [CV_RELAY_FIELD_EXP_YEAR] = "exp_year",   [CV_RELAY_FIELD_EXP_YEAR2] = "exp_year2",
-    [CV_RELAY_FIELD_NAME] = "name",           [CV_RELAY_FIELD_CVC] = "cvc",
+    [CV_RELAY_FIELD_NUMBER] = "number",     [CV_RELAY_FIELD_EXP_MONTH] = "exp_month",
+    [CV_RELAY_FIELD_EXP_YEAR] = "exp_year", [CV_RELAY_FIELD_EXP_YEAR2] = "exp_year2",
+    [CV_RELAY_FIELD_NAME] = "name",         [CV_RELAY_FIELD_CVC] = "cvc",
 };
 
 static bool is_space(char c)
@@ -320,8 +320,7 @@ static cv_status run(struct walk *wk)
 
 cv_status cv_relay_template_check(const char *tmpl, size_t len, enum cv_relay_content content,
                                   const char *const *aliases, size_t n_aliases,
-                                  struct cv_relay_template_use *use,
-                                  char param[CV_RELAY_PARAM_MAX])
+                                  struct cv_relay_template_use *use, char param[CV_RELAY_PARAM_MAX])
 {
     memset(use, 0, sizeof(*use));
     param[0] = '\0';

@@ -106,7 +106,7 @@ struct cv_call {
     const char *idempotency_key;            /* well-formed Idempotency-Key, or NULL */
     const struct cv_tokenize_req *tokenize; /* the decoded body of POST /v1/tokens, else NULL */
     const struct cv_frame_req *frame;       /* the decoded query of a frame page, else NULL */
-    const char *origin; /* POST /v1/tokens: the Origin header as sent, or NULL */
+    const char *origin;               /* POST /v1/tokens: the Origin header as sent, or NULL */
     const struct cv_relay_req *relay; /* the decoded body of a relay, else NULL */
     const char *destination;          /* the relay's {destination} path segment */
     const char *hold;                 /* the CardVault-Hold header (relay), or NULL */
@@ -250,8 +250,7 @@ void cv_relay_answer_cleanup(struct cv_relay_answer *a);
  * twice). hold_take: one use of the hold bound to (merchant, token); cvc gets
  * the code, NUL-terminated. */
 struct cv_relay_ops {
-    cv_status (*allowed)(void *ctx, const char *destination, const char *method,
-                         const char *path);
+    cv_status (*allowed)(void *ctx, const char *destination, const char *method, const char *path);
     cv_status (*send)(void *ctx, const struct cv_relay_outbound *req, struct cv_relay_answer *ans,
                       bool *maybe_sent);
     cv_status (*hold_take)(void *ctx, const char *merchant_id, const char *token,

@@ -59,7 +59,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (q.path != NULL || q.body != NULL || q.n_headers != 0 || q.n_tokens != 0)
             fail("a refusal left decoded parts behind");
         if (param.name[0] != '\0' && !param_is_known(param.name) &&
-            !(st == CV_ERR_UNKNOWN_FIELD && cv_json_param_is_echoable(param.name, strlen(param.name))))
+            !(st == CV_ERR_UNKNOWN_FIELD &&
+              cv_json_param_is_echoable(param.name, strlen(param.name))))
             fail("a refusal names a field that is neither known nor echoable");
         free(body);
         return 0;
@@ -73,7 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fail("accepted token or header count");
     const char *ct = NULL;
     for (size_t i = 0; i < q.n_headers; i++) {
-        if (strpbrk(q.headers[i].value, "\r\n") != NULL || strcasecmp(q.headers[i].name, "host") == 0)
+        if (strpbrk(q.headers[i].value, "\r\n") != NULL ||
+            strcasecmp(q.headers[i].name, "host") == 0)
             fail("accepted header");
         if (strcasecmp(q.headers[i].name, "content-type") == 0)
             ct = q.headers[i].value;

@@ -36,18 +36,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const char *const aliases[CV_RELAY_TOKENS_MAX] = {"card", "b", "c2", "z_9"};
     struct cv_relay_card cards[CV_RELAY_TOKENS_MAX];
     for (size_t i = 0; i < CV_RELAY_TOKENS_MAX; i++)
-        cards[i] = (struct cv_relay_card){aliases[i], "4111111111111111", 1 + (int)i, 2030,
-                                          "\"Ann\\ &=+ \x01\xc3\xa9", "1234"};
+        cards[i] = (struct cv_relay_card){aliases[i], "4111111111111111",         1 + (int)i,
+                                          2030,       "\"Ann\\ &=+ \x01\xc3\xa9", "1234"};
     struct cv_relay_template_use use;
     char param[CV_RELAY_PARAM_MAX];
-    cv_status checked =
-        cv_relay_template_check(t, len, content, aliases, n_aliases, &use, param);
+    cv_status checked = cv_relay_template_check(t, len, content, aliases, n_aliases, &use, param);
     if (param[0] != '\0' && !cv_relay_placeholder_echoable(param, strlen(param)))
         fail("an error names a placeholder that is not echoable");
     if (checked != CV_OK && use.placeholders != 0)
         fail("a refused template reports placeholders");
     struct cv_secbuf *out = NULL;
-    cv_status rendered = cv_relay_template_render(t, len, content, cards, n_aliases, 1u << 20, &out);
+    cv_status rendered =
+        cv_relay_template_render(t, len, content, cards, n_aliases, 1u << 20, &out);
     if (rendered != checked)
         fail("checker and renderer disagree");
     if (rendered == CV_OK) {
@@ -55,7 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fail("body not NUL-terminated at its length");
         if (out->len + use.placeholders * (CV_RELAY_PLACEHOLDER_MAX + 4) < len)
             fail("body shorter than its literal text");
-        if (content == CV_RELAY_CONTENT_OTHER && (out->len != len || memcmp(out->data, t, len) != 0))
+        if (content == CV_RELAY_CONTENT_OTHER &&
+            (out->len != len || memcmp(out->data, t, len) != 0))
             fail("a body without placeholders changed");
     } else if (out != NULL) {
         fail("a refused render returned a body");

@@ -327,14 +327,14 @@ static bool has(const char *hay, size_t n, const char *needle)
 
 #define CHARGE                                                                                     \
     "{\"method\":\"POST\",\"path\":\"/v1/charges\",\"headers\":{\"Content-Type\":"                 \
-    "\"application/json\",\"Authorization\":\"" SECRET "\"},\"body\":\"{\\\"number\\\":"          \
-    "\\\"{{card.number}}\\\",\\\"exp\\\":\\\"{{card.exp_month}}/{{card.exp_year2}}\\\","          \
+    "\"application/json\",\"Authorization\":\"" SECRET "\"},\"body\":\"{\\\"number\\\":"           \
+    "\\\"{{card.number}}\\\",\\\"exp\\\":\\\"{{card.exp_month}}/{{card.exp_year2}}\\\","           \
     "\\\"cvc\\\":\\\"{{card.cvc}}\\\",\\\"name\\\":\\\"{{card.name}}\\\"}\",\"tokens\":{\"card\":" \
     "\"" TOK_A "\"}}"
 
 #define NO_CVC                                                                                     \
     "{\"method\":\"POST\",\"path\":\"/v1/charges\",\"headers\":{\"Content-Type\":"                 \
-    "\"application/x-www-form-urlencoded\"},\"body\":\"n={{card.number}}&y={{card.exp_year}}\","    \
+    "\"application/x-www-form-urlencoded\"},\"body\":\"n={{card.number}}&y={{card.exp_year}}\","   \
     "\"tokens\":{\"card\":\"" TOK_A "\"}}"
 
 static void audit_is_clean(void)
@@ -456,10 +456,10 @@ static void placeholders_outside_the_body_are_refused(void)
                       "\"" TOK_A "\"}}";
     r = run(NULL, NULL, xml);
     CHECK_EQ_INT(r.status, CV_ERR_RELAY_CONTENT_TYPE);
-    const char *two_cvc = "{\"method\":\"POST\",\"path\":\"/v1\",\"headers\":{\"Content-Type\":"
-                          "\"application/json\"},\"body\":\"{\\\"a\\\":\\\"{{card.cvc}}\\\","
-                          "\\\"b\\\":\\\"{{b.cvc}}\\\"}\",\"tokens\":{\"card\":\"" TOK_A
-                          "\",\"b\":\"" TOK_A2 "\"}}";
+    const char *two_cvc =
+        "{\"method\":\"POST\",\"path\":\"/v1\",\"headers\":{\"Content-Type\":"
+        "\"application/json\"},\"body\":\"{\\\"a\\\":\\\"{{card.cvc}}\\\","
+        "\\\"b\\\":\\\"{{b.cvc}}\\\"}\",\"tokens\":{\"card\":\"" TOK_A "\",\"b\":\"" TOK_A2 "\"}}";
     r = run(HOLD, NULL, two_cvc);
     CHECK_EQ_INT(r.status, CV_ERR_RELAY_PLACEHOLDER_NOT_ALLOWED);
     CHECK_EQ_INT(F.sends, 0);
@@ -481,10 +481,10 @@ static void unlisted_destination_opens_no_token(void)
 static void two_tokens_by_alias(void)
 {
     reset();
-    const char *j = "{\"method\":\"POST\",\"path\":\"/v1\",\"headers\":{\"Content-Type\":"
-                    "\"application/x-www-form-urlencoded\"},\"body\":\"a={{card.number}}&b="
-                    "{{backup.number}}\",\"tokens\":{\"card\":\"" TOK_A "\",\"backup\":\"" TOK_A2
-                    "\"}}";
+    const char *j =
+        "{\"method\":\"POST\",\"path\":\"/v1\",\"headers\":{\"Content-Type\":"
+        "\"application/x-www-form-urlencoded\"},\"body\":\"a={{card.number}}&b="
+        "{{backup.number}}\",\"tokens\":{\"card\":\"" TOK_A "\",\"backup\":\"" TOK_A2 "\"}}";
     F.answer_body = "echo " PAN " and " PAN2;
     struct cv_result r = run(NULL, NULL, j);
     CHECK_EQ_INT(r.status, CV_OK);

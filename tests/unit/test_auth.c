@@ -109,13 +109,14 @@ static void format_scopes_uses_canonical_order(void)
  * refused before the store is touched (store NULL here). */
 static void create_key_refuses_relay_with_another_scope(void)
 {
-    static const unsigned mixed[] = {
-        CV_SCOPE_RELAY | CV_SCOPE_READ, CV_SCOPE_RELAY | CV_SCOPE_DETOKENIZE,
-        CV_SCOPE_RELAY | CV_SCOPE_TOKENIZE, CV_SCOPES_ALL};
+    static const unsigned mixed[] = {CV_SCOPE_RELAY | CV_SCOPE_READ,
+                                     CV_SCOPE_RELAY | CV_SCOPE_DETOKENIZE,
+                                     CV_SCOPE_RELAY | CV_SCOPE_TOKENIZE, CV_SCOPES_ALL};
     for (size_t i = 0; i < sizeof(mixed) / sizeof(mixed[0]); i++) {
         char key[CV_APIKEY_LEN + 1], prefix[CV_APIKEY_PREFIX_LEN + 1];
-        CHECK_EQ_INT(cv_auth_create_key(NULL, "mer_aaaaaaaaaaaaaaaaaaaa", mixed[i], NULL, key, prefix),
-                     CV_ERR_BAD_REQUEST);
+        CHECK_EQ_INT(
+            cv_auth_create_key(NULL, "mer_aaaaaaaaaaaaaaaaaaaa", mixed[i], NULL, key, prefix),
+            CV_ERR_BAD_REQUEST);
     }
 }
 

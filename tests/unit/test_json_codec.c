@@ -617,9 +617,10 @@ static void relay_decodes_a_full_request(void)
 {
     struct cv_relay_req q;
     struct cv_json_param param;
-    const char *j = "{\"method\":\"POST\",\"path\":\"/v1/charges?x=1\",\"headers\":{\"Content-Type\":"
-                    "\"application/json\",\"Authorization\":\"Bearer s\"},\"body\":\"{}\","
-                    "\"tokens\":{\"card\":\"tok_aaaaaaaaaaaaaaaaaaaaaa\",\"b2\":\"tok_x\"}}";
+    const char *j =
+        "{\"method\":\"POST\",\"path\":\"/v1/charges?x=1\",\"headers\":{\"Content-Type\":"
+        "\"application/json\",\"Authorization\":\"Bearer s\"},\"body\":\"{}\","
+        "\"tokens\":{\"card\":\"tok_aaaaaaaaaaaaaaaaaaaaaa\",\"b2\":\"tok_x\"}}";
     CHECK_EQ_INT(relay_decode(j, &q, &param), CV_OK);
     CHECK(strcmp(q.method, "POST") == 0);
     CHECK(strcmp(q.path, "/v1/charges?x=1") == 0);
@@ -629,9 +630,9 @@ static void relay_decodes_a_full_request(void)
     CHECK(strcmp(q.aliases[1], "b2") == 0 && strcmp(q.tokens[1], "tok_x") == 0);
     cv_relay_req_cleanup(&q);
     cv_relay_req_cleanup(&q); /* twice is safe */
-    CHECK_EQ_INT(relay_decode("{\"method\":\"GET\",\"path\":\"/\",\"tokens\":{\"card\":\"t\"}}", &q,
-                              &param),
-                 CV_OK);
+    CHECK_EQ_INT(
+        relay_decode("{\"method\":\"GET\",\"path\":\"/\",\"tokens\":{\"card\":\"t\"}}", &q, &param),
+        CV_OK);
     CHECK(q.body == NULL && q.n_headers == 0);
     cv_relay_req_cleanup(&q);
 }
@@ -650,7 +651,8 @@ static void relay_refuses_shape_errors_with_the_field(void)
         {"{\"path\":\"/\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_MISSING_FIELD, "method"},
         {"{\"method\":\"POST\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_MISSING_FIELD, "path"},
         {"{\"method\":\"POST\",\"path\":\"/\"}", CV_ERR_MISSING_FIELD, "tokens"},
-        {"{\"method\":1,\"path\":\"/\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_INVALID_TYPE, "method"},
+        {"{\"method\":1,\"path\":\"/\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_INVALID_TYPE,
+         "method"},
         {"{\"method\":\"POST\",\"path\":\"/\",\"tokens\":[\"t\"]}", CV_ERR_INVALID_TYPE, "tokens"},
         {"{\"method\":\"POST\",\"path\":\"/\",\"body\":{},\"tokens\":{\"card\":\"t\"}}",
          CV_ERR_INVALID_TYPE, "body"},
@@ -712,11 +714,13 @@ static void relay_refuses_oversized_parts(void)
     memset(path, 'a', sizeof(path) - 1);
     path[0] = '/';
     path[sizeof(path) - 1] = '\0';
-    snprintf(j, sizeof(j), "{\"method\":\"POST\",\"path\":\"%s\",\"tokens\":{\"card\":\"t\"}}", path);
+    snprintf(j, sizeof(j), "{\"method\":\"POST\",\"path\":\"%s\",\"tokens\":{\"card\":\"t\"}}",
+             path);
     struct cv_relay_req q;
     struct cv_json_param param;
     CHECK_EQ_INT(relay_decode(j, &q, &param), CV_ERR_BAD_REQUEST);
-    char many[2048] = "{\"method\":\"POST\",\"path\":\"/\",\"tokens\":{\"card\":\"t\"},\"headers\":{";
+    char many[2048] =
+        "{\"method\":\"POST\",\"path\":\"/\",\"tokens\":{\"card\":\"t\"},\"headers\":{";
     for (int i = 0; i <= CV_RELAY_HEADERS_MAX; i++) {
         char h[32];
         snprintf(h, sizeof(h), "%s\"X-%d\":\"v\"", i > 0 ? "," : "", i);
@@ -738,8 +742,8 @@ static void relay_answer_is_valid_json_whatever_the_bytes(void)
     json_t *v = out != NULL ? json_loadb(out, len, 0, &err) : NULL;
     CHECK(v != NULL);
     CHECK(v != NULL && json_integer_value(json_object_get(v, "status")) == 402);
-    CHECK(v != NULL && strcmp(json_string_value(json_object_get(v, "body")),
-                              "a\"b\xef\xbf\xbd\n") == 0);
+    CHECK(v != NULL &&
+          strcmp(json_string_value(json_object_get(v, "body")), "a\"b\xef\xbf\xbd\n") == 0);
     CHECK(v != NULL && json_integer_value(json_object_get(v, "duration_ms")) == 12);
     json_decref(v);
     cv_json_free(out);

@@ -60,7 +60,10 @@ static void plain_text_echo_with_separators(void)
 
 static void exact_pan_inside_longer_digits(void)
 {
-    redact_eq("ref=00" "4111111111111111" "999", "ref=00****************999", &sent);
+    redact_eq("ref=00"
+              "4111111111111111"
+              "999",
+              "ref=00****************999", &sent);
 }
 
 static void other_cards_are_redacted_too(void)

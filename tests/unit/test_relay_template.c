@@ -45,8 +45,9 @@ static cv_status check(const char *tmpl, enum cv_relay_content content,
 static void render_fills_every_placeholder_in_json(void)
 {
     char out[512];
-    const char *t = "{\"n\":\"{{card.number}}\",\"m\":\"{{card.exp_month}}\",\"y\":\"{{card.exp_year}}"
-                    "\",\"y2\":\"{{card.exp_year2}}\",\"h\":\"{{card.name}}\",\"c\":\"{{card.cvc}}\"}";
+    const char *t =
+        "{\"n\":\"{{card.number}}\",\"m\":\"{{card.exp_month}}\",\"y\":\"{{card.exp_year}}"
+        "\",\"y2\":\"{{card.exp_year2}}\",\"h\":\"{{card.name}}\",\"c\":\"{{card.cvc}}\"}";
     CHECK_EQ_INT(render(t, CV_RELAY_CONTENT_JSON, &visa, 1, out, sizeof(out)), CV_OK);
     CHECK(strcmp(out, "{\"n\":\"4111111111111111\",\"m\":\"03\",\"y\":\"2031\",\"y2\":\"31\","
                       "\"h\":\"Ada Lovelace\",\"c\":\"123\"}") == 0);
@@ -83,8 +84,8 @@ static void json_escaping_keeps_the_document_valid(void)
     struct cv_relay_card c = visa;
     c.name = "O\"Brien \\ \x01\n\xc3\xa9"; /* quote, backslash, controls, UTF-8 */
     char out[256];
-    CHECK_EQ_INT(render("{\"h\":\"{{card.name}}\"}", CV_RELAY_CONTENT_JSON, &c, 1, out, sizeof(out)),
-                 CV_OK);
+    CHECK_EQ_INT(
+        render("{\"h\":\"{{card.name}}\"}", CV_RELAY_CONTENT_JSON, &c, 1, out, sizeof(out)), CV_OK);
     CHECK(strcmp(out, "{\"h\":\"O\\\"Brien \\\\ \\u0001\\u000a\xc3\xa9\"}") == 0);
 }
 
@@ -103,8 +104,8 @@ static void name_absent_renders_empty(void)
     struct cv_relay_card c = visa;
     c.name = NULL;
     char out[64];
-    CHECK_EQ_INT(render("{\"h\":\"{{card.name}}\"}", CV_RELAY_CONTENT_JSON, &c, 1, out, sizeof(out)),
-                 CV_OK);
+    CHECK_EQ_INT(
+        render("{\"h\":\"{{card.name}}\"}", CV_RELAY_CONTENT_JSON, &c, 1, out, sizeof(out)), CV_OK);
     CHECK(strcmp(out, "{\"h\":\"\"}") == 0);
 }
 
@@ -141,8 +142,8 @@ static void unknown_field_or_alias_is_refused_and_named(void)
                  CV_ERR_RELAY_PLACEHOLDER_UNKNOWN);
     CHECK(strcmp(param, "other.number") == 0);
     const char *bad[] = {
-        "{\"n\":\"{{card}}\"}",         "{\"n\":\"{{ card.number }}\"}", "{\"n\":\"{{.number}}\"}",
-        "{\"n\":\"{{card.}}\"}",        "{\"n\":\"{{Card.number}}\"}",   "{\"n\":\"{{}}\"}",
+        "{\"n\":\"{{card}}\"}",          "{\"n\":\"{{ card.number }}\"}", "{\"n\":\"{{.number}}\"}",
+        "{\"n\":\"{{card.}}\"}",         "{\"n\":\"{{Card.number}}\"}",   "{\"n\":\"{{}}\"}",
         "{\"n\":\"{{{card.number}}}\"}", "{\"n\":\"{{card.number.x}}\"}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
