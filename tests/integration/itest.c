@@ -27,6 +27,7 @@ static struct {
     const char *base;
     const char *ops; /* the ops listener: /healthz, /readyz, /metrics */
     const char *m1_pk, *m1_sk, *m1_dk, *m1_id;
+    const char *m1_rk; /* the relay key, when the runner passes it */
     const char *m2_pk, *m2_sk, *m2_dk;
     const char *ro_key;
     const char *revoke_key, *revoke_prefix;
@@ -1555,6 +1556,28 @@ static void detokenize_key_cannot_read_tokenize_or_delete(void)
     token_still_readable(m1_card, cfg.m1_sk, __FILE__, __LINE__);
 }
 
+/* A relay key relays and does nothing else: it can never read a card back. */
+static void relay_key_cannot_tokenize_read_detokenize_or_delete(void)
+{
+    if (MISSING_KEY(cfg.m1_rk, "CV_M1_RK"))
+        return;
+    char path[256], detok[256], body[256];
+    token_path(path, sizeof path, tok_of(m1_card), NULL);
+    token_path(detok, sizeof detok, tok_of(m1_card), "/detokenize");
+    snprintf(body, sizeof body, "{\"pan\":\"4242424242424242\",\"exp_month\":12,\"exp_year\":%d}",
+             YEAR_OK);
+    CHECK(strncmp(cfg.m1_rk, "rk_", 3) == 0);
+    EXPECT_DENIED("GET", path, cfg.m1_rk, NULL, NULL);
+    EXPECT_DENIED("POST", detok, cfg.m1_rk, JSON_CT, "{}");
+    EXPECT_DENIED("POST", "/v1/tokens", cfg.m1_rk, JSON_CT, body);
+    EXPECT_DENIED("DELETE", path, cfg.m1_rk, NULL, NULL);
+    token_still_readable(m1_card, cfg.m1_sk, __FILE__, __LINE__);
+    /* and the keys that can read cards cannot relay */
+    EXPECT_DENIED("POST", "/v1/relay/acme", cfg.m1_sk, JSON_CT, "{}");
+    EXPECT_DENIED("POST", "/v1/relay/acme", cfg.m1_dk, JSON_CT, "{}");
+    EXPECT_DENIED("POST", "/v1/relay/acme", cfg.m1_pk, JSON_CT, "{}");
+}
+
 static void read_scoped_key_can_read_but_not_tokenize_delete_or_detokenize(void)
 {
     if (MISSING_KEY(cfg.ro_key, "CV_READONLY_KEY"))
@@ -2051,6 +2074,7 @@ int main(void)
     cfg.m1_sk = need_env("CV_M1_SK");
     cfg.m1_dk = need_env("CV_M1_DK");
     cfg.m1_id = need_env("CV_M1_ID");
+    cfg.m1_rk = opt_env("CV_M1_RK");
     cfg.m2_pk = need_env("CV_M2_PK");
     cfg.m2_sk = need_env("CV_M2_SK");
     cfg.m2_dk = need_env("CV_M2_DK");
@@ -2111,6 +2135,7 @@ int main(void)
     RUN(publishable_key_learns_nothing_about_seen_cards);
     RUN(secret_key_cannot_detokenize);
     RUN(detokenize_key_cannot_read_tokenize_or_delete);
+    RUN(relay_key_cannot_tokenize_read_detokenize_or_delete);
     RUN(read_scoped_key_can_read_but_not_tokenize_delete_or_detokenize);
     RUN(read_returns_the_same_token_object);
     RUN(path_decoding_to_control_bytes_is_not_the_token);
