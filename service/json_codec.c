@@ -443,7 +443,6 @@ char *cv_json_encode_relay_answer(int status, const struct cv_relay_header *head
      * is redacted already: nothing here is card data. */
     struct cv_buf b;
     cv_buf_init(&b, max_bytes);
-    /* cv_buf errors are sticky: one check, at cv_buf_take. */
     cv_status st = cv_buf_appendf(&b, "{\"status\":%d,\"headers\":{", status);
     for (size_t i = 0; i < n_headers && st == CV_OK; i++) {
         if (i > 0)
@@ -462,10 +461,12 @@ char *cv_json_encode_relay_answer(int status, const struct cv_relay_header *head
     if (st == CV_OK)
         st = cv_buf_appendf(&b, ",\"duration_ms\":%lld}", duration_ms);
     size_t n = 0;
-    char *text = cv_buf_take(&b, &n);
+    char *text = st == CV_OK ? cv_buf_take(&b, &n) : NULL;
     *len = 0;
-    if (text == NULL)
+    if (text == NULL) {
+        cv_buf_cleanup(&b);
         return NULL;
+    }
     /* Callers free with cv_json_free (a size-prefixed block): copy over. */
     char *out = wiping_malloc(n + 1);
     if (out == NULL)
