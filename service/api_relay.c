@@ -419,7 +419,10 @@ static cv_status relay(const struct cv_handler_deps *d, const struct cv_call *ca
     CV_TRY(check_no_placeholder_outside_body(q, &res->error_param));
     CV_TRY(d->relay_ops->allowed(d->relay_ctx, call->destination, q->method, q->path));
     r->listed = call->destination;
-    /* param lives in this frame; the error names a static copy (below). */
+    /* The placeholder an error names must outlive this frame (error_param
+     * is static storage by contract): a per-thread copy serves, because the
+     * answer is queued on this thread before it runs another handler. It
+     * holds only an echoable placeholder name, never card data. */
     st = check_template(call, &use, param, &cvc_alias, &res->error_param);
     if (st != CV_OK) {
         static _Thread_local char named[CV_RELAY_PARAM_MAX];
