@@ -168,6 +168,11 @@ static struct cv_api_error lookup(cv_status st)
         return (struct cv_api_error){400, "invalid_request_error",
                                      "A relay header is malformed or one the vault sets itself.",
                                      NULL};
+    case CV_ERR_RELAY_DESTINATION_UNKNOWN:
+        return (struct cv_api_error){404, "invalid_request_error",
+                                     "No such relay destination: the operator's list does not "
+                                     "name it.",
+                                     NULL};
     case CV_ERR_DB_UNAVAILABLE:
     case CV_ERR_SHUTTING_DOWN:
         return (struct cv_api_error){503, "api_error",

@@ -412,11 +412,14 @@ static cv_status relay(const struct cv_handler_deps *d, const struct cv_call *ca
     bool answered = false;
     cv_status st;
 
-    if (d->relay_ops == NULL || q == NULL || call->destination == NULL)
+    if (q == NULL || call->destination == NULL)
         return CV_ERR_INTERNAL;
     /* Everything decidable without a token, a hold or a claim comes first:
      * a bad request is answered the same way every time and costs nothing. */
     CV_TRY(check_no_placeholder_outside_body(q, &res->error_param));
+    /* No relay client (no destinations file): no destination exists. */
+    if (d->relay_ops == NULL)
+        return CV_ERR_RELAY_DESTINATION_UNKNOWN;
     CV_TRY(d->relay_ops->allowed(d->relay_ctx, call->destination, q->method, q->path));
     r->listed = call->destination;
     /* The placeholder an error names must outlive this frame (error_param

@@ -43,6 +43,7 @@ static const char *const names[CV_STATUS_COUNT] = {
     [CV_ERR_RELAY_HOLD_REQUIRED] = "relay_hold_required",
     [CV_ERR_RELAY_HOLD_UNUSED] = "relay_hold_unused",
     [CV_ERR_RELAY_HEADER_NOT_ALLOWED] = "relay_header_not_allowed",
+    [CV_ERR_RELAY_DESTINATION_UNKNOWN] = "relay_destination_unknown",
     [CV_ERR_DUPLICATE] = "duplicate",
     [CV_ERR_DB_UNAVAILABLE] = "service_unavailable",
     [CV_ERR_DB] = "database_error",

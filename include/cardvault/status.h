@@ -49,6 +49,7 @@ typedef enum cv_status {
     CV_ERR_RELAY_HOLD_REQUIRED,            /* {{alias.cvc}} without a CardVault-Hold header */
     CV_ERR_RELAY_HOLD_UNUSED,              /* a CardVault-Hold header but no {{alias.cvc}} */
     CV_ERR_RELAY_HEADER_NOT_ALLOWED,       /* a header the vault sets or that is malformed */
+    CV_ERR_RELAY_DESTINATION_UNKNOWN,      /* not on the operator's list (404) */
     /* infrastructure */
     CV_ERR_DUPLICATE,      /* unique violation, and nothing else: the row already exists */
     CV_ERR_DB_UNAVAILABLE, /* connection lost or database refusing writes: 503 */

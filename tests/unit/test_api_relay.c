@@ -197,7 +197,7 @@ static cv_status allowed(void *ctx, const char *dest, const char *method, const 
     (void)ctx;
     (void)method;
     (void)path;
-    return F.dest_refused || strcmp(dest, "acme") != 0 ? CV_ERR_ROUTE_NOT_FOUND : CV_OK;
+    return F.dest_refused || strcmp(dest, "acme") != 0 ? CV_ERR_RELAY_DESTINATION_UNKNOWN : CV_OK;
 }
 
 static cv_status send(void *ctx, const struct cv_relay_outbound *req, struct cv_relay_answer *ans,
@@ -277,6 +277,8 @@ static void capture(struct cv_completion *self, struct cv_result *r)
     c->calls++;
 }
 
+static bool no_relay_client; /* deps without relay_ops: no destinations file */
+
 static const struct cv_principal who_a = {MERCHANT_A, "rk_aaaaaaaaa", CV_SCOPE_RELAY, ""};
 
 static struct cv_result run_as(const struct cv_principal *who, const char *dest, const char *hold,
@@ -288,7 +290,7 @@ static struct cv_result run_as(const struct cv_principal *who, const char *dest,
     d.keyring_ops = &keyring_ops;
     d.clock = (struct cv_clock){now, sleep_ms, NULL};
     d.idempotency_ttl_s = 86400;
-    d.relay_ops = &relay_ops;
+    d.relay_ops = no_relay_client ? NULL : &relay_ops;
     struct cv_relay_req req;
     struct cv_json_param param;
     cv_status st = cv_json_decode_relay(json, strlen(json), &req, &param);
@@ -471,11 +473,22 @@ static void unlisted_destination_opens_no_token(void)
 {
     reset();
     struct cv_result r = run_as(&who_a, "evil", NULL, NULL, NO_CVC);
-    CHECK_EQ_INT(r.status, CV_ERR_ROUTE_NOT_FOUND);
+    CHECK_EQ_INT(r.status, CV_ERR_RELAY_DESTINATION_UNKNOWN);
     CHECK_EQ_INT(F.get_token_calls, 0);
     CHECK_EQ_INT(F.sends, 0);
     CHECK_EQ_INT(F.n_audit, 1);
     CHECK(has(F.audit_detail[0], strlen(F.audit_detail[0]), "(not listed)"));
+}
+
+static void without_destinations_every_relay_is_unknown(void)
+{
+    reset();
+    no_relay_client = true;
+    struct cv_result r = run(NULL, NULL, NO_CVC);
+    no_relay_client = false;
+    CHECK_EQ_INT(r.status, CV_ERR_RELAY_DESTINATION_UNKNOWN);
+    CHECK_EQ_INT(F.get_token_calls, 0);
+    CHECK_EQ_INT(F.sends, 0);
 }
 
 static void two_tokens_by_alias(void)
@@ -571,6 +584,7 @@ int main(void)
     RUN(hold_gone_sends_nothing);
     RUN(placeholders_outside_the_body_are_refused);
     RUN(unlisted_destination_opens_no_token);
+    RUN(without_destinations_every_relay_is_unknown);
     RUN(two_tokens_by_alias);
     RUN(idempotency_key_sends_once_and_replays);
     RUN(failure_that_may_have_reached_the_processor_never_sends_again);
