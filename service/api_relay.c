@@ -74,6 +74,7 @@ struct relay {
     const char *listed; /* the destination when the operator's list has it */
     int upstream_status;
     long long duration_ms;
+    bool replayed;  /* answered from the Idempotency-Key's record: nothing was sent */
     bool attempted; /* the relay client was asked to send */
     bool sent;      /* the processor answered */
 };
@@ -179,6 +180,7 @@ static cv_status idem_begin(const struct cv_handler_deps *d, const struct cv_cal
             return CV_ERR_IDEMPOTENCY_REUSED;
         }
         if (outcome == CV_IDEM_TAKEN && rec.done) {
+            r->replayed = true;
             if (rec.status_code != IDEM_STORED_OK) {
                 st = status_named(rec.response_body != NULL ? rec.response_body : "");
                 cv_idem_record_cleanup(&rec);
@@ -526,7 +528,8 @@ void cv_api_relay(const struct cv_handler_deps *deps, const struct cv_call *call
     memset(&res, 0, sizeof(res));
     memset(&r, 0, sizeof(r));
     cv_status st = relay(deps, call, &r, &res);
-    if (!res.replayed && call->relay != NULL && call->who != NULL) {
+    /* A replay is not a relay: the first request's event and count stand. */
+    if (!r.replayed && call->relay != NULL && call->who != NULL) {
         audit(deps, call, &r, st);
         enum cv_metrics_relay_outcome o = r.sent        ? CV_METRICS_RELAY_ANSWERED
                                           : r.attempted ? CV_METRICS_RELAY_FAILED

@@ -518,6 +518,7 @@ static void idempotency_key_sends_once_and_replays(void)
     CHECK(r2.replayed);
     CHECK_EQ_INT(F.sends, 1);
     CHECK_EQ_INT(F.hold_takes, 1); /* a replay takes no hold */
+    CHECK_EQ_INT(F.n_audit, 1);    /* and adds no audit event */
     CHECK(r1.body != NULL && r2.body != NULL && strcmp(r1.body, r2.body) == 0);
     CHECK(F.idem[0].body != NULL && !has(F.idem[0].body, strlen(F.idem[0].body), PAN));
     /* the same key with another request */
@@ -540,6 +541,7 @@ static void failure_that_may_have_reached_the_processor_never_sends_again(void)
     CHECK_EQ_INT(r2.status, CV_ERR_IO);
     CHECK_EQ_INT(F.sends, 1);
     CHECK(strcmp(F.audit_outcome[0], "relay.send:io_error") == 0);
+    CHECK_EQ_INT(F.n_audit, 1); /* the replay of the failure is no new relay */
 }
 
 static void failure_before_any_byte_left_frees_the_key(void)
