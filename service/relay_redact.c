@@ -26,10 +26,12 @@ static bool is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-static void mask(char *buf, size_t from, size_t to)
+/* Masks buf[from, to): every byte but the separators, or every byte when
+ * the range is encoded text (base64, UTF-16) whose "separators" are data. */
+static void mask(char *buf, size_t from, size_t to, bool all)
 {
     for (size_t i = from; i < to; i++)
-        if (!is_sep(buf[i]))
+        if (all || !is_sep(buf[i]))
             buf[i] = '*';
 }
 
@@ -63,7 +65,7 @@ static size_t redact_exact_pan(char *buf, size_t len, const char *pan)
     for (size_t i = 0; i < len; i++) {
         size_t end = 0;
         if (buf[i] == pan[0] && match_digits(buf, len, i, pan, &end)) {
-            mask(buf, i, end);
+            mask(buf, i, end, false);
             count++;
             i = end - 1;
         }
@@ -86,7 +88,7 @@ static size_t redact_exact_cvc(char *buf, size_t len, const char *cvc)
         while (j < len && is_digit(buf[j]))
             j++;
         if (j - i == n && cv_ct_equal(buf + i, cvc, n)) {
-            mask(buf, i, j);
+            mask(buf, i, j, false);
             count++;
         }
         i = j;
@@ -95,7 +97,7 @@ static size_t redact_exact_cvc(char *buf, size_t len, const char *cvc)
 }
 
 struct collect {
-    uint64_t (*r)[2];
+    uint64_t (*r)[3]; /* start, end, 1 when the whole range goes */
     size_t n, cap;
     size_t len;
 };
@@ -107,7 +109,7 @@ static void keep_hit(void *ctx, const struct cv_pan_hit *hit)
         return;
     if (c->n == c->cap) {
         size_t cap = c->cap == 0 ? 16 : 2 * c->cap;
-        uint64_t(*r)[2] = realloc(c->r, cap * sizeof(*r));
+        uint64_t(*r)[3] = realloc(c->r, cap * sizeof(*r));
         if (r == NULL)
             abort();
         c->r = r;
@@ -115,6 +117,8 @@ static void keep_hit(void *ctx, const struct cv_pan_hit *hit)
     }
     c->r[c->n][0] = hit->offset;
     c->r[c->n][1] = hit->end;
+    c->r[c->n][2] = hit->encoding != NULL && (strcmp(hit->encoding, "base64") == 0 ||
+                                              strncmp(hit->encoding, "utf16", 5) == 0);
     c->n++;
 }
 
@@ -126,12 +130,13 @@ size_t cv_relay_redact(char *buf, size_t len, const struct cv_relay_sent *sent)
     /* The scanner first, on the answer as it came: its ranges are masked
      * after the whole stream is read. */
     struct collect c = {NULL, 0, 0, len};
-    struct cv_pan_scan *s = cv_pan_scan_new(CV_PAN_SCAN_TEXT | CV_PAN_SCAN_CVC_KEYS, keep_hit, &c);
+    struct cv_pan_scan *s = cv_pan_scan_new(
+        CV_PAN_SCAN_BYTES | CV_PAN_SCAN_CVC_KEYS | CV_PAN_SCAN_BASE64, keep_hit, &c);
     cv_pan_scan_feed(s, buf, len);
     cv_pan_scan_finish(s);
     cv_pan_scan_free(s);
     for (size_t i = 0; i < c.n; i++)
-        mask(buf, (size_t)c.r[i][0], (size_t)c.r[i][1]);
+        mask(buf, (size_t)c.r[i][0], (size_t)c.r[i][1], c.r[i][2] != 0);
     count += c.n;
     free(c.r);
     if (sent != NULL) {

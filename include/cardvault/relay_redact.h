@@ -6,14 +6,15 @@
 /* Redaction of a payment processor's answer before the relay hands it to
  * the shop (docs/relay.md). In place and byte for byte (the text keeps its
  * length and shape, so a JSON document stays valid when the card sat in a
- * string): every card number the vault's scanner finds (pan_scan.c: 12-19
- * Luhn-valid digits, with single separators, JSON and URL escapes, full-width
- * digits), every 3-4 digit value after a key named like a security code, and
+ * string): every card number the vault's scanner finds (pan_scan.c in byte
+ * mode: 12-19 Luhn-valid digits, with single separators, JSON and URL
+ * escapes, full-width digits, UTF-16, base64), every 3-4 digit value after a
+ * key named like a security code, and
  * every occurrence of the exact card numbers and security codes this relay
  * sent (card numbers also inside longer digit runs and with up to two
  * separator bytes between digits; codes as a whole digit run). Each redacted
  * byte becomes '*', except separators (space, '-', '.', '/', '+'), which are
- * kept. */
+ * kept, but not inside a base64 or UTF-16 range, which goes whole. */
 
 #define CV_RELAY_REDACT_MAX 4 /* card numbers, and codes, per relay */
 

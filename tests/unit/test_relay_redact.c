@@ -72,6 +72,24 @@ static void other_cards_are_redacted_too(void)
               "{\"backup\":\"**** **** **** ****\",\"cvv2\":\"****\"}", NULL);
 }
 
+static void base64_and_utf16_echoes_go_whole(void)
+{
+    /* "4111111111111111" in base64, inside a JSON string */
+    redact_eq("{\"raw\":\"NDExMTExMTExMTExMTExMQ==\"}", "{\"raw\":\"**********************==\"}",
+              NULL);
+    static const char le[] =
+        "n=4\0001\0001\0001\0001\0001\0001\0001\0001\0001\0001\0001\0001\0001\0001\0001\000.";
+    char b[sizeof(le)];
+    memcpy(b, le, sizeof(le));
+    CHECK(cv_relay_redact(b, sizeof(le) - 1, NULL) >= 1);
+    for (size_t i = 2; i < sizeof(le) - 2; i++)
+        CHECK(b[i] == '*' || b[i] == '\0');
+    size_t digits = 0;
+    for (size_t i = 0; i < sizeof(le) - 1; i++)
+        digits += b[i] >= '0' && b[i] <= '9';
+    CHECK_EQ_INT(digits, 0);
+}
+
 static void cvc_only_as_a_whole_run(void)
 {
     redact_eq("amount=7370&id=1737&x=737", "amount=7370&id=1737&x=***", &sent);
@@ -100,6 +118,7 @@ int main(void)
     RUN(plain_text_echo_with_separators);
     RUN(exact_pan_inside_longer_digits);
     RUN(other_cards_are_redacted_too);
+    RUN(base64_and_utf16_echoes_go_whole);
     RUN(cvc_only_as_a_whole_run);
     RUN(ordinary_answer_is_untouched);
     RUN(two_cards_sent_both_redacted);
