@@ -198,9 +198,8 @@ static struct cv_api_error lookup(cv_status st)
                                      "have reached it.",
                                      NULL};
     case CV_ERR_RELAY_ANSWER_TOO_LARGE:
-        return (struct cv_api_error){502, "api_error",
-                                     "The destination's answer is larger than the relay accepts.",
-                                     NULL};
+        return (struct cv_api_error){
+            502, "api_error", "The destination's answer is larger than the relay accepts.", NULL};
     case CV_ERR_RELAY_UPSTREAM:
         return (struct cv_api_error){502, "api_error",
                                      "The connection to the destination failed mid-exchange; the "

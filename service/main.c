@@ -33,6 +33,7 @@
 #include "cardvault/readiness.h"
 #include "cardvault/relay_client.h"
 #include "cardvault/relay_dest.h"
+#include "cardvault/relay_wiring.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/store.h"
 
@@ -520,11 +521,11 @@ static int cmd_serve(struct cv_cli *cli)
         cv_log(CV_LOG_WARN, "cvc_holds_not_locked",
                CV_LS("why", "mlock refused (raise the memlock limit, LimitMEMLOCK=)"));
     struct cv_relay_wiring relay_wiring = {&destinations, holds};
-    cv_handler_deps_set_relay(&app.handlers, &relay_wiring);
+    cv_relay_wiring_install(&app.handlers, &relay_wiring);
     cv_log(CV_LOG_INFO, "relay_ready", CV_LI("destinations", (long long)destinations.n),
            CV_LS("instance_id", cli->cfg.instance_id),
-           CV_LI("cvc_hold_capacity", cli->cfg.cvc_hold_capacity), CV_LB("cvc_holds_locked",
-           holds_locked));
+           CV_LI("cvc_hold_capacity", cli->cfg.cvc_hold_capacity),
+           CV_LB("cvc_holds_locked", holds_locked));
     if (cv_http_server_start(&app, &http, why, sizeof(why)) != CV_OK ||
         cv_http_server_start_ops(&app, &ops, why, sizeof(why)) != CV_OK) {
         cv_cli_fail(why);

@@ -219,6 +219,19 @@ static cv_status status_of(CURLcode rc, const struct sink *s)
     }
 }
 
+/* The server's TLS alerts that end a handshake it refused (libcurl's error
+ * text names OpenSSL's reason). */
+static bool handshake_refused(const char *err)
+{
+    static const char *const alerts[] = {"alert certificate required", "alert bad certificate",
+                                         "alert unknown ca", "alert handshake failure",
+                                         "alert certificate unknown"};
+    for (size_t i = 0; i < sizeof(alerts) / sizeof(alerts[0]); i++)
+        if (strstr(err, alerts[i]) != NULL)
+            return true;
+    return false;
+}
+
 /* The request's own headers, then the ones the vault sets. A header list
  * node holds a copy of the line; each line is wiped after the transfer. */
 static struct curl_slist *header_list(const struct cv_relay_outbound *req, char **lines,
@@ -275,6 +288,8 @@ cv_status cv_relay_client_send(const struct cv_relay_destination *d,
     struct curl_slist *headers = header_list(req, lines, &n_lines);
     struct sink sink = {.max = d->max_answer_bytes, .ans = ans};
 
+    char errbuf[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
     curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "https");
@@ -322,7 +337,12 @@ cv_status cv_relay_client_send(const struct cv_relay_destination *d,
     curl_easy_getinfo(h, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
 
     cv_status st = CV_OK;
-    if (rc != CURLE_OK) {
+    if (rc != CURLE_OK && handshake_refused(errbuf)) {
+        /* TLS 1.3 ends the client's handshake before the server has checked
+         * the client certificate: the request may have been written, but a
+         * server that then refused the handshake never read it. */
+        st = CV_ERR_RELAY_TLS;
+    } else if (rc != CURLE_OK) {
         st = status_of(rc, &sink);
         *maybe_sent = !before_send(rc) && pretransfer > 0;
     } else if (code >= 300 && code < 400) {
