@@ -18,7 +18,7 @@ BASE_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude \
         -DOPENSSL_API_COMPAT=30000 -DOPENSSL_NO_DEPRECATED \
         $(WARN) -fno-common -fstack-protector-strong -fstack-clash-protection -fPIE -pthread
 BASE_LDFLAGS := -pie -Wl,-z,relro -Wl,-z,now -Wl,-z,noexecstack -pthread
-LIBS := -lmicrohttpd -lcrypto -lpq -ljansson -lz -lmariadb -lm -ldl
+LIBS := -lmicrohttpd -lcrypto -lpq -ljansson -lcurl -lz -lmariadb -lm -ldl
 
 ifeq ($(BUILD),release)
   MODE_CFLAGS := -O2 -g -D_FORTIFY_SOURCE=2

@@ -173,6 +173,49 @@ static struct cv_api_error lookup(cv_status st)
                                      "No such relay destination: the operator's list does not "
                                      "name it.",
                                      NULL};
+    case CV_ERR_RELAY_NOT_ALLOWED:
+        return (struct cv_api_error){403, "permission_error",
+                                     "The relay destination does not allow this method or path.",
+                                     NULL};
+    case CV_ERR_RELAY_CONNECT:
+        return (struct cv_api_error){502, "api_error",
+                                     "The relay could not connect to the destination; nothing "
+                                     "was sent.",
+                                     NULL};
+    case CV_ERR_RELAY_TLS:
+        return (struct cv_api_error){502, "api_error",
+                                     "The destination's TLS could not be verified (certificate, "
+                                     "host name, pin or client certificate); nothing was sent.",
+                                     NULL};
+    case CV_ERR_RELAY_REDIRECT:
+        return (struct cv_api_error){502, "api_error",
+                                     "The destination answered with a redirect, which the relay "
+                                     "never follows.",
+                                     NULL};
+    case CV_ERR_RELAY_TIMEOUT:
+        return (struct cv_api_error){504, "api_error",
+                                     "The destination did not answer in time; the request may "
+                                     "have reached it.",
+                                     NULL};
+    case CV_ERR_RELAY_ANSWER_TOO_LARGE:
+        return (struct cv_api_error){502, "api_error",
+                                     "The destination's answer is larger than the relay accepts.",
+                                     NULL};
+    case CV_ERR_RELAY_UPSTREAM:
+        return (struct cv_api_error){502, "api_error",
+                                     "The connection to the destination failed mid-exchange; the "
+                                     "request may have reached it.",
+                                     NULL};
+    case CV_ERR_HOLD_GONE:
+        return (struct cv_api_error){409, "invalid_request_error",
+                                     "The security-code hold has expired, been used up or is not "
+                                     "held here; ask the buyer for the code again.",
+                                     NULL};
+    case CV_ERR_HOLDS_FULL:
+        return (struct cv_api_error){503, "api_error",
+                                     "The vault holds as many security codes as it may; retry "
+                                     "shortly.",
+                                     NULL};
     case CV_ERR_DB_UNAVAILABLE:
     case CV_ERR_SHUTTING_DOWN:
         return (struct cv_api_error){503, "api_error",

@@ -19,6 +19,7 @@
 #include "cardvault/auth.h"
 #include "cardvault/cli.h"
 #include "cardvault/card_testing.h"
+#include "cardvault/cvc_hold.h"
 #include "cardvault/config.h"
 #include "cardvault/housekeeping.h"
 #include "cardvault/http_server.h"
@@ -30,6 +31,8 @@
 #include "cardvault/metrics.h"
 #include "cardvault/migrate.h"
 #include "cardvault/readiness.h"
+#include "cardvault/relay_client.h"
+#include "cardvault/relay_dest.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/store.h"
 
@@ -367,6 +370,9 @@ static int cmd_serve(struct cv_cli *cli)
     struct cv_readiness *readiness = NULL;
     struct cv_housekeeping *chores = NULL;
     struct cv_card_testing *card_testing = NULL;
+    struct cv_relay_destinations destinations = {0};
+    struct cv_holds *holds = NULL;
+    bool relay_client = false;
     sigset_t stop;
     int rc = 1;
     memset(&app, 0, sizeof(app));
@@ -483,6 +489,42 @@ static int cmd_serve(struct cv_cli *cli)
     };
     card_testing = cv_card_testing_new(&ct_limits, app.metrics, NULL);
     app.handlers.card_testing = card_testing;
+    /* The relay: the operator's destinations (none without a file), the
+     * outbound client, and the security-code holds it takes codes from. */
+    if (cli->cfg.relay_destinations_file != NULL &&
+        cv_relay_destinations_load(cli->cfg.relay_destinations_file, &destinations, why,
+                                   sizeof(why)) != CV_OK) {
+        cv_cli_fail(why);
+        goto out;
+    }
+    if (cv_relay_client_init() != CV_OK) {
+        cv_cli_fail("cannot initialise the relay's HTTPS client");
+        goto out;
+    }
+    relay_client = true;
+    struct cv_hold_limits hold_limits = {
+        .default_uses = 1,
+        .max_uses = cli->cfg.cvc_hold_max_uses,
+        .default_ttl_s = cli->cfg.cvc_hold_max_ttl_s < 300 ? cli->cfg.cvc_hold_max_ttl_s : 300,
+        .max_ttl_s = cli->cfg.cvc_hold_max_ttl_s,
+        .capacity = cli->cfg.cvc_hold_capacity,
+        .instance = cli->cfg.instance_id,
+    };
+    bool holds_locked = false;
+    if (cv_holds_open(&hold_limits, NULL, NULL, &holds, &holds_locked) != CV_OK ||
+        cv_holds_start_sweeper(holds) != CV_OK) {
+        cv_cli_fail("cannot set up the security-code holds");
+        goto out;
+    }
+    if (!holds_locked)
+        cv_log(CV_LOG_WARN, "cvc_holds_not_locked",
+               CV_LS("why", "mlock refused (raise the memlock limit, LimitMEMLOCK=)"));
+    struct cv_relay_wiring relay_wiring = {&destinations, holds};
+    cv_handler_deps_set_relay(&app.handlers, &relay_wiring);
+    cv_log(CV_LOG_INFO, "relay_ready", CV_LI("destinations", (long long)destinations.n),
+           CV_LS("instance_id", cli->cfg.instance_id),
+           CV_LI("cvc_hold_capacity", cli->cfg.cvc_hold_capacity), CV_LB("cvc_holds_locked",
+           holds_locked));
     if (cv_http_server_start(&app, &http, why, sizeof(why)) != CV_OK ||
         cv_http_server_start_ops(&app, &ops, why, sizeof(why)) != CV_OK) {
         cv_cli_fail(why);
@@ -529,6 +571,10 @@ out:
     cv_store_close(app.store);
     cv_keyprovider_free(kp);
     cv_card_testing_free(card_testing);
+    cv_holds_close(holds); /* every held security code wiped */
+    cv_relay_destinations_free(&destinations);
+    if (relay_client)
+        cv_relay_client_shutdown();
     cv_metrics_free(app.metrics);
     if (rc == 0)
         cv_log_plain(CV_LOG_INFO, "service_stopped");

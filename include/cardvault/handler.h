@@ -279,12 +279,25 @@ struct cv_handler_deps {
     struct cv_card_testing *card_testing; /* tokenize quotas and detector; NULL: none */
     const struct cv_relay_ops *relay_ops; /* NULL: no relay (no destinations) */
     void *relay_ctx;
+    struct cv_holds *holds; /* security-code holds (cvc_hold.h); NULL: none */
 };
 
 /* The production wiring: store.h's and keyring.h's functions, the system clock. */
 void cv_handler_deps_init(struct cv_handler_deps *deps, struct cv_store *store,
                           struct cv_keyring *keyring, struct cv_metrics *metrics,
                           atomic_bool *draining, int64_t idempotency_ttl_s);
+
+/* What the production relay table reads: the operator's destinations
+ * (relay_dest.h; empty when there is no file) and the holds (cvc_hold.h).
+ * Borrowed; outlives every request. */
+struct cv_relay_destinations;
+struct cv_holds;
+struct cv_relay_wiring {
+    const struct cv_relay_destinations *destinations;
+    struct cv_holds *holds;
+};
+/* Wires relay_ops to relay_dest.h, relay_client.h and cvc_hold.h. */
+void cv_handler_deps_set_relay(struct cv_handler_deps *deps, struct cv_relay_wiring *wiring);
 
 /* A route's flow; see the lifecycle above. */
 typedef void (*cv_handler)(const struct cv_handler_deps *deps, const struct cv_call *call,

@@ -50,6 +50,16 @@ typedef enum cv_status {
     CV_ERR_RELAY_HOLD_UNUSED,              /* a CardVault-Hold header but no {{alias.cvc}} */
     CV_ERR_RELAY_HEADER_NOT_ALLOWED,       /* a header the vault sets or that is malformed */
     CV_ERR_RELAY_DESTINATION_UNKNOWN,      /* not on the operator's list (404) */
+    /* the relay's outbound request (relay_dest.c, relay_client.c) and its hold */
+    CV_ERR_RELAY_NOT_ALLOWED,      /* a method or path the destination does not list (403) */
+    CV_ERR_RELAY_CONNECT,          /* no TCP connection to the processor (502) */
+    CV_ERR_RELAY_TLS,              /* TLS failed: certificate, host name, pin, client cert (502) */
+    CV_ERR_RELAY_REDIRECT,         /* the processor answered 3xx; never followed (502) */
+    CV_ERR_RELAY_TIMEOUT,          /* no whole answer within the destination's timeout (504) */
+    CV_ERR_RELAY_ANSWER_TOO_LARGE, /* the answer passed the destination's cap (502) */
+    CV_ERR_RELAY_UPSTREAM,         /* connection reset, or an answer that is not HTTP (502) */
+    CV_ERR_HOLD_GONE,              /* the CVC hold expired, was used up or never existed (409) */
+    CV_ERR_HOLDS_FULL,             /* every CVC hold slot is taken (503) */
     /* infrastructure */
     CV_ERR_DUPLICATE,      /* unique violation, and nothing else: the row already exists */
     CV_ERR_DB_UNAVAILABLE, /* connection lost or database refusing writes: 503 */
