@@ -198,9 +198,8 @@ static struct cv_api_error lookup(cv_status st)
                                      "have reached it.",
                                      NULL};
     case CV_ERR_RELAY_ANSWER_TOO_LARGE:
-        return (struct cv_api_error){502, "api_error",
-                                     "The destination's answer is larger than the relay accepts.",
-                                     NULL};
+        return (struct cv_api_error){
+            502, "api_error", "The destination's answer is larger than the relay accepts.", NULL};
     case CV_ERR_RELAY_UPSTREAM:
         return (struct cv_api_error){502, "api_error",
                                      "The connection to the destination failed mid-exchange; the "
@@ -211,13 +210,10 @@ static struct cv_api_error lookup(cv_status st)
                                      "The security-code hold has expired, been used up or is not "
                                      "held here; ask the buyer for the code again.",
                                      NULL};
-    case CV_ERR_HOLDS_FULL:
-        return (struct cv_api_error){503, "api_error",
-                                     "The vault holds as many security codes as it may; retry "
-                                     "shortly.",
-                                     NULL};
     case CV_ERR_DB_UNAVAILABLE:
     case CV_ERR_SHUTTING_DOWN:
+    /* Every hold slot taken: one 503 code has one message (service_unavailable). */
+    case CV_ERR_HOLDS_FULL:
         return (struct cv_api_error){503, "api_error",
                                      "The vault is temporarily unavailable; retry later.", NULL};
     default:

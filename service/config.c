@@ -244,8 +244,8 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
     const char *instance = getenv("CARDVAULT_INSTANCE_ID");
     if (instance == NULL || instance[0] == '\0')
         instance = "a";
-    if (strlen(instance) > 16 || strspn(instance, "abcdefghijklmnopqrstuvwxyz0123456789") !=
-                                     strlen(instance)) {
+    if (strlen(instance) > 16 ||
+        strspn(instance, "abcdefghijklmnopqrstuvwxyz0123456789") != strlen(instance)) {
         snprintf(why, why_len, "CARDVAULT_INSTANCE_ID must be 1 to 16 of a-z 0-9");
         return CV_ERR_CONFIG;
     }
@@ -254,8 +254,8 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
     cfg->cvc_hold_max_ttl_s = 900;
     cfg->cvc_hold_capacity = 10000;
     CV_TRY(parse_uint("CARDVAULT_CVC_HOLD_MAX_USES", 1, 10, &cfg->cvc_hold_max_uses, why, why_len));
-    CV_TRY(parse_uint("CARDVAULT_CVC_HOLD_MAX_TTL", 1, 3600, &cfg->cvc_hold_max_ttl_s, why,
-                      why_len));
+    CV_TRY(
+        parse_uint("CARDVAULT_CVC_HOLD_MAX_TTL", 1, 3600, &cfg->cvc_hold_max_ttl_s, why, why_len));
     CV_TRY(parse_uint("CARDVAULT_CVC_HOLD_CAPACITY", 16, 1000000, &cfg->cvc_hold_capacity, why,
                       why_len));
     cv_config_set_str(&cfg->tls_cert_file, getenv("CARDVAULT_TLS_CERT"));

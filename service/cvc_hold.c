@@ -74,8 +74,8 @@ cv_status cv_holds_open(const struct cv_hold_limits *lim, cv_hold_clock now, voi
     long page = sysconf(_SC_PAGESIZE);
     size_t want = CV_DEK_BYTES + 64 + lim->capacity * sizeof(struct slot);
     h->region_len = (want + (size_t)page - 1) / (size_t)page * (size_t)page;
-    h->region = mmap(NULL, h->region_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                     0);
+    h->region =
+        mmap(NULL, h->region_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (h->region == MAP_FAILED) {
         free(h);
         return CV_ERR_INTERNAL;
@@ -164,9 +164,8 @@ static void slot_wipe(struct slot *s)
 }
 
 cv_status cv_holds_put(struct cv_holds *h, const char *merchant_id, const char *token,
-                       const char *cvc, unsigned uses, unsigned ttl_s,
-                       char id[CV_HOLD_ID_MAX + 1], time_t *expires_at, unsigned *uses_granted,
-                       const char **param)
+                       const char *cvc, unsigned uses, unsigned ttl_s, char id[CV_HOLD_ID_MAX + 1],
+                       time_t *expires_at, unsigned *uses_granted, const char **param)
 {
     *param = NULL;
     size_t len = strlen(cvc);
@@ -210,9 +209,8 @@ cv_status cv_holds_put(struct cv_holds *h, const char *merchant_id, const char *
         char aad[160];
         size_t aad_len = bind_aad(s, aad, sizeof(aad));
         st = aad_len == 0 ? CV_ERR_INTERNAL
-                          : cv_envelope_seal_bytes(h->key, aad, aad_len,
-                                                   (const unsigned char *)cvc, len, s->nonce,
-                                                   s->ct, s->tag);
+                          : cv_envelope_seal_bytes(h->key, aad, aad_len, (const unsigned char *)cvc,
+                                                   len, s->nonce, s->ct, s->tag);
         if (st != CV_OK) {
             slot_wipe(s);
             break;

@@ -523,8 +523,8 @@ static int cmd_serve(struct cv_cli *cli)
     cv_handler_deps_set_relay(&app.handlers, &relay_wiring);
     cv_log(CV_LOG_INFO, "relay_ready", CV_LI("destinations", (long long)destinations.n),
            CV_LS("instance_id", cli->cfg.instance_id),
-           CV_LI("cvc_hold_capacity", cli->cfg.cvc_hold_capacity), CV_LB("cvc_holds_locked",
-           holds_locked));
+           CV_LI("cvc_hold_capacity", cli->cfg.cvc_hold_capacity),
+           CV_LB("cvc_holds_locked", holds_locked));
     if (cv_http_server_start(&app, &http, why, sizeof(why)) != CV_OK ||
         cv_http_server_start_ops(&app, &ops, why, sizeof(why)) != CV_OK) {
         cv_cli_fail(why);

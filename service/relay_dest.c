@@ -13,18 +13,18 @@
 
 #include "cardvault/secbuf.h"
 
-#define DEFAULT_MAX_REQUEST  (64u * 1024)
-#define DEFAULT_MAX_ANSWER   (1024u * 1024)
-#define LIMIT_MAX_ANSWER     (8u * 1024 * 1024)
-#define DEFAULT_TIMEOUT_MS   15000u
-#define DEFAULT_CONNECT_MS   5000u
+#define DEFAULT_MAX_REQUEST (64u * 1024)
+#define DEFAULT_MAX_ANSWER  (1024u * 1024)
+#define LIMIT_MAX_ANSWER    (8u * 1024 * 1024)
+#define DEFAULT_TIMEOUT_MS  15000u
+#define DEFAULT_CONNECT_MS  5000u
 
 static const struct {
     const char *name;
     unsigned bit;
 } METHODS[] = {
-    {"GET", CV_RELAY_METHOD_GET},     {"POST", CV_RELAY_METHOD_POST},
-    {"PUT", CV_RELAY_METHOD_PUT},     {"PATCH", CV_RELAY_METHOD_PATCH},
+    {"GET", CV_RELAY_METHOD_GET},       {"POST", CV_RELAY_METHOD_POST},
+    {"PUT", CV_RELAY_METHOD_PUT},       {"PATCH", CV_RELAY_METHOD_PATCH},
     {"DELETE", CV_RELAY_METHOD_DELETE},
 };
 
@@ -138,7 +138,8 @@ static bool url_ok(const char *url, struct cv_relay_destination *d)
         char *end = NULL;
         errno = 0;
         unsigned long p = strtoul(rest + 1, &end, 10);
-        if (errno != 0 || end == rest + 1 || p == 0 || p > 65535 || !isdigit((unsigned char)rest[1]))
+        if (errno != 0 || end == rest + 1 || p == 0 || p > 65535 ||
+            !isdigit((unsigned char)rest[1]))
             return false;
         port = (unsigned)p;
         rest = end;
@@ -210,8 +211,7 @@ static cv_status get_string(json_t *v, const char *dest, const char *field, char
 }
 
 static cv_status get_uint(json_t *v, const char *dest, const char *field, unsigned long long lo,
-                          unsigned long long hi, unsigned long long *out, char *why,
-                          size_t why_len)
+                          unsigned long long hi, unsigned long long *out, char *why, size_t why_len)
 {
     if (!json_is_integer(v) || json_integer_value(v) < 0 ||
         (unsigned long long)json_integer_value(v) < lo ||
@@ -269,8 +269,8 @@ static cv_status parse_one(json_t *o, size_t idx, struct cv_relay_destination *d
         } else if (strcmp(key, "paths") == 0) {
             if (!json_is_array(v) || json_array_size(v) == 0 ||
                 json_array_size(v) > CV_RELAY_PATHS_MAX)
-                FAIL("relay destination %s: \"paths\" must be an array of 1 to %d path prefixes",
-                     n, CV_RELAY_PATHS_MAX);
+                FAIL("relay destination %s: \"paths\" must be an array of 1 to %d path prefixes", n,
+                     CV_RELAY_PATHS_MAX);
             size_t i;
             json_t *p;
             json_array_foreach(v, i, p)
@@ -326,15 +326,14 @@ static cv_status parse_one(json_t *o, size_t idx, struct cv_relay_destination *d
 }
 
 cv_status cv_relay_destinations_parse(const char *json, size_t len,
-                                      struct cv_relay_destinations *out, char *why,
-                                      size_t why_len)
+                                      struct cv_relay_destinations *out, char *why, size_t why_len)
 {
     memset(out, 0, sizeof(*out));
     json_error_t jerr;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
-        snprintf(why, why_len, "relay destinations: not valid JSON (line %d, column %d)",
-                 jerr.line, jerr.column);
+        snprintf(why, why_len, "relay destinations: not valid JSON (line %d, column %d)", jerr.line,
+                 jerr.column);
         return CV_ERR_CONFIG;
     }
     cv_status st = CV_OK;
@@ -371,8 +370,8 @@ done:
     return st;
 }
 
-cv_status cv_relay_destinations_load(const char *path, struct cv_relay_destinations *out,
-                                     char *why, size_t why_len)
+cv_status cv_relay_destinations_load(const char *path, struct cv_relay_destinations *out, char *why,
+                                     size_t why_len)
 {
     memset(out, 0, sizeof(*out));
     FILE *f = fopen(path, "rb");

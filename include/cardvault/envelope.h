@@ -48,9 +48,10 @@ CV_MUST_USE cv_status cv_envelope_open(const struct cv_secbuf *dek, const struct
  * holds): key is CV_DEK_BYTES long, a fresh random nonce is written to
  * nonce, ct gets len bytes, tag CV_GCM_TAG_BYTES. */
 CV_MUST_USE cv_status cv_envelope_seal_bytes(const unsigned char *key, const void *aad,
-                                             size_t aad_len, const unsigned char *plain,
-                                             size_t len, unsigned char nonce[CV_GCM_NONCE_BYTES],
-                                             unsigned char *ct, unsigned char tag[CV_GCM_TAG_BYTES]);
+                                             size_t aad_len, const unsigned char *plain, size_t len,
+                                             unsigned char nonce[CV_GCM_NONCE_BYTES],
+                                             unsigned char *ct,
+                                             unsigned char tag[CV_GCM_TAG_BYTES]);
 /* The reverse; CV_ERR_INTEGRITY when the tag or AAD do not verify (plain is
  * wiped then). */
 CV_MUST_USE cv_status cv_envelope_open_bytes(const unsigned char *key, const void *aad,

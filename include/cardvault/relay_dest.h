@@ -39,15 +39,15 @@ struct cv_relay_destination {
     char *url;  /* https://host[:port][/base], no trailing slash */
     char *host; /* a DNS name, never an IP literal */
     unsigned port;
-    unsigned methods;              /* CV_RELAY_METHOD_* */
+    unsigned methods;                /* CV_RELAY_METHOD_* */
     char *paths[CV_RELAY_PATHS_MAX]; /* allowed path prefixes, each starting with '/' */
     size_t n_paths;
     char *ca_file;     /* PEM bundle to trust; NULL: the system store */
     char *pin;         /* "sha256//BASE64[;sha256//...]" of the server's public key; NULL: none */
     char *client_cert; /* PEM, mutual TLS; with client_key, or neither */
     char *client_key;
-    char *resolve;     /* an address the host name is pinned to (the name is still checked
-                          against the certificate); NULL: DNS */
+    char *resolve;            /* an address the host name is pinned to (the name is still checked
+                                 against the certificate); NULL: DNS */
     size_t max_request_bytes; /* the rendered body */
     size_t max_answer_bytes;  /* the processor's answer body, cut off while receiving */
     unsigned timeout_ms;      /* the whole exchange */
