@@ -286,6 +286,24 @@ cv_status cv_holds_take(struct cv_holds *h, const char *merchant_id, const char 
     return st;
 }
 
+void cv_holds_drop(struct cv_holds *h, const char *id)
+{
+    char want[CV_HOLD_ID_MAX + 1] = {0};
+    if (strlen(id) > CV_HOLD_ID_MAX)
+        return;
+    memcpy(want, id, strlen(id));
+    pthread_mutex_lock(&h->mu);
+    for (size_t i = 0; i < h->capacity; i++) {
+        struct slot *s = &h->slots[i];
+        if (s->used && cv_ct_equal(s->id, want, sizeof(want))) {
+            slot_wipe(s);
+            h->stats.active--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
 size_t cv_holds_sweep(struct cv_holds *h)
 {
     size_t n = 0;

@@ -33,6 +33,12 @@ static void headers_free(struct cv_relay_header *h, size_t n)
     }
 }
 
+void cv_cvc_hold_req_cleanup(struct cv_cvc_hold_req *req)
+{
+    cv_secbuf_free(req->cvc);
+    memset(req, 0, sizeof(*req));
+}
+
 void cv_relay_req_cleanup(struct cv_relay_req *req)
 {
     if (req->path != NULL) {

@@ -27,6 +27,7 @@
 #include <microhttpd.h>
 
 #include "cardvault/api_elements.h"
+#include "cardvault/api_cvc_hold.h"
 #include "cardvault/api_relay.h"
 #include "cardvault/api_tokens.h"
 #include "cardvault/api_errors.h"
@@ -99,6 +100,7 @@ struct request {
      * Everything here lives until on_completed, so a handler may finish
      * after it returned (see handler.h). */
     struct cv_tokenize_req tokenize;  /* the decoded body; wiped when the handler finishes */
+    struct cv_cvc_hold_req cvc_hold;  /* a cvc-hold body; wiped likewise */
     struct cv_relay_req relay;        /* a relay's decoded body; wiped likewise */
     char hold[CV_RELAY_HOLD_MAX + 1]; /* a relay's CardVault-Hold header; "" when absent */
     struct cv_frame_req frame;        /* a frame page's decoded query */
@@ -260,6 +262,7 @@ static void on_handler_finished(struct cv_completion *self, struct cv_result *re
     rq->result = *result;
     memset(result, 0, sizeof(*result));
     cv_tokenize_req_cleanup(&rq->tokenize);
+    cv_cvc_hold_req_cleanup(&rq->cvc_hold);
     cv_relay_req_cleanup(&rq->relay);
     cv_wipe(rq->hold, sizeof(rq->hold));
     rq->finished = true;
@@ -284,6 +287,8 @@ static cv_status decode_request(struct MHD_Connection *conn, struct request *rq,
     }
     case CV_ROUTE_BODY_EMPTY:
         return cv_json_decode_empty(body, rq->body_len, param);
+    case CV_ROUTE_BODY_CVC_HOLD:
+        return cv_json_decode_cvc_hold(body, rq->body_len, &rq->cvc_hold, param);
     case CV_ROUTE_BODY_RELAY: {
         const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
         if (key != NULL && !cv_token_idempotency_key_is_valid(key, strlen(key)))
@@ -709,6 +714,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                                                                        : rq->token,
         .idempotency_key = idempotency_key,
         .tokenize = rq->route->body == CV_ROUTE_BODY_TOKENIZE ? &rq->tokenize : NULL,
+        .cvc_hold = rq->route->body == CV_ROUTE_BODY_CVC_HOLD ? &rq->cvc_hold : NULL,
         .frame = rq->route->query != CV_ROUTE_QUERY_NONE ? &rq->frame : NULL,
         .origin = rq->quota_origin[0] != '\0' ? rq->quota_origin : NULL,
         .relay = rq->route->body == CV_ROUTE_BODY_RELAY ? &rq->relay : NULL,
@@ -758,6 +764,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         free(rq->body);
     }
     cv_tokenize_req_cleanup(&rq->tokenize); /* a handler that never ran */
+    cv_cvc_hold_req_cleanup(&rq->cvc_hold);
     cv_relay_req_cleanup(&rq->relay);
     cv_result_cleanup(&rq->result); /* an answer that was never queued */
     cv_wipe(rq, sizeof(*rq));

@@ -7,6 +7,7 @@
 
 #include "cardvault/api_elements.h"
 #include "cardvault/api_health.h"
+#include "cardvault/api_cvc_hold.h"
 #include "cardvault/api_relay.h"
 #include "cardvault/api_tokens.h"
 
@@ -28,6 +29,8 @@ static const struct cv_route routes[] = {
     {CV_ROUTE_DETOKENIZE, "POST", "/v1/tokens/{token}/detokenize", CV_SCOPE_DETOKENIZE, true,
      CV_ROUTE_BODY_EMPTY, true, "token.detokenize", cv_api_detokenize, CV_ROUTE_QUERY_NONE, API},
     /* The relay (docs/relay.md): a relay key (rk_) alone has its scope. */
+    {CV_ROUTE_CVC_HOLD, "POST", "/v1/tokens/{token}/cvc-hold", CV_SCOPE_TOKENIZE, true,
+     CV_ROUTE_BODY_CVC_HOLD, false, NULL, cv_api_cvc_hold, CV_ROUTE_QUERY_NONE, API},
     {CV_ROUTE_RELAY, "POST", "/v1/relay/{destination}", CV_SCOPE_RELAY, true, CV_ROUTE_BODY_RELAY,
      true, "relay.send", cv_api_relay, CV_ROUTE_QUERY_NONE, API},
     {CV_ROUTE_HEALTHZ, "GET", "/healthz", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_healthz,

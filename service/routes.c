@@ -21,6 +21,7 @@ static const struct {
     [CV_ROUTE_FRAME_CARD] = {"GET", "/elements/card"},
     [CV_ROUTE_FRAME_CVC] = {"GET", "/elements/cvc"},
     [CV_ROUTE_RELAY] = {"POST", "/v1/relay/{destination}"},
+    [CV_ROUTE_CVC_HOLD] = {"POST", "/v1/tokens/{token}/cvc-hold"},
     [CV_ROUTE_UNMATCHED] = {"other", "unmatched"},
 };
 

@@ -67,6 +67,10 @@ CV_MUST_USE cv_status cv_holds_put(struct cv_holds *h, const char *merchant_id, 
 CV_MUST_USE cv_status cv_holds_take(struct cv_holds *h, const char *merchant_id, const char *token,
                                     const char *id, char cvc[CV_HOLD_CVC_MAX + 1]);
 
+/* Wipes the hold with this id, whatever its uses and expiry (a hold whose
+ * creation could not be audited). */
+void cv_holds_drop(struct cv_holds *h, const char *id);
+
 /* Wipes the expired holds; returns how many. */
 size_t cv_holds_sweep(struct cv_holds *h);
 

@@ -73,6 +73,14 @@ struct cv_relay_req {
 /* Wipes and frees the strings and zeroes req; safe to call twice. */
 void cv_relay_req_cleanup(struct cv_relay_req *req);
 
+/* POST /v1/tokens/{token}/cvc-hold, decoded (json_codec.c). */
+struct cv_cvc_hold_req {
+    struct cv_secbuf *cvc; /* as sent, NUL-terminated; wiped on cleanup */
+    unsigned uses;         /* 0: the default */
+    unsigned ttl_s;        /* 0: the default */
+};
+void cv_cvc_hold_req_cleanup(struct cv_cvc_hold_req *req);
+
 /* GET /elements/card and /elements/cvc: the frame page's query, decoded and
  * checked for shape by cv_frame_query_add/_finish (api_elements.h). Strings
  * are NUL-terminated; an optional parameter that was absent is "". */
@@ -105,6 +113,7 @@ struct cv_call {
     const char *token;                      /* the {token} path segment, or NULL */
     const char *idempotency_key;            /* well-formed Idempotency-Key, or NULL */
     const struct cv_tokenize_req *tokenize; /* the decoded body of POST /v1/tokens, else NULL */
+    const struct cv_cvc_hold_req *cvc_hold; /* the decoded body of .../cvc-hold, else NULL */
     const struct cv_frame_req *frame;       /* the decoded query of a frame page, else NULL */
     const char *origin;               /* POST /v1/tokens: the Origin header as sent, or NULL */
     const struct cv_relay_req *relay; /* the decoded body of a relay, else NULL */

@@ -58,6 +58,16 @@ CV_MUST_USE cv_status cv_json_decode_tokenize(const char *body, size_t len,
 CV_MUST_USE cv_status cv_json_decode_empty(const char *body, size_t len,
                                            struct cv_json_param *param);
 
+/* Decodes POST /v1/tokens/{token}/cvc-hold: {"cvc", "uses"?, "ttl_seconds"?}
+ * (strict like tokenize; uses and ttl_seconds 1..86400, absent = 0 = the
+ * default; the holds apply the operator's caps). */
+CV_MUST_USE cv_status cv_json_decode_cvc_hold(const char *body, size_t len,
+                                              struct cv_cvc_hold_req *out,
+                                              struct cv_json_param *param);
+/* {"object": "cvc_hold", "id", "token", "expires_at", "uses"}. */
+char *cv_json_encode_cvc_hold(const char *id, const char *token, const char *expires_at,
+                              unsigned uses, size_t *len);
+
 /* Decodes a relay body (POST /v1/relay/{destination}, docs/relay.md) into
  * the contract struct (handler.h): method, path, headers, body, tokens.
  * Shape only: placeholders and destinations are the flow's to check. On

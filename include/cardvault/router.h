@@ -26,6 +26,7 @@ enum cv_route_body {
     CV_ROUTE_BODY_TOKENIZE, /* a tokenize object: cv_call.tokenize */
     CV_ROUTE_BODY_EMPTY,    /* empty, or "{}" */
     CV_ROUTE_BODY_RELAY,    /* a relay object: cv_call.relay (docs/relay.md) */
+    CV_ROUTE_BODY_CVC_HOLD, /* a security code to hold: cv_call.cvc_hold */
 };
 
 /* What a route reads from the query string. Everywhere else a query

@@ -21,6 +21,7 @@ enum cv_route_id {
     CV_ROUTE_FRAME_CARD,
     CV_ROUTE_FRAME_CVC,
     CV_ROUTE_RELAY,
+    CV_ROUTE_CVC_HOLD,
     CV_ROUTE_UNMATCHED, /* 404/405 and requests refused before routing */
     CV_ROUTE_COUNT
 };

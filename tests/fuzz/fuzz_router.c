@@ -69,6 +69,13 @@ void cv_api_relay(const struct cv_handler_deps *deps, const struct cv_call *call
 {
     stub(deps, call, done);
 }
+void cv_api_cvc_hold(const struct cv_handler_deps *deps, const struct cv_call *call,
+                     struct cv_completion *done);
+void cv_api_cvc_hold(const struct cv_handler_deps *deps, const struct cv_call *call,
+                     struct cv_completion *done)
+{
+    stub(deps, call, done);
+}
 void cv_api_healthz(const struct cv_handler_deps *deps, const struct cv_call *call,
                     struct cv_completion *done)
 {

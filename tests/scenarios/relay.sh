@@ -12,23 +12,18 @@
 #     and a placeholder in the path or a header is refused first;
 #   - every relay is one relay.send audit event without the card, and the
 #     relay metrics count it;
-# Against a stand-in processor (tests/scenarios/lib/relay-processor.py: HTTPS
-# with mutual TLS under a test host name pinned to 127.0.0.1 by the
-# destinations file's "resolve"):
-#   - the processor receives the exact card number and expiry; the shop's
-#     answer holds no card number although the processor echoes it, and no
-#     header but content-type and date;
-#   - a destination not on the list, or a path it does not list, is refused
-#     with no TCP connection to the processor; a redirect is not followed; a
-#     wrong host name, an untrusted CA and a missing client certificate fail
-#     with no request reaching the processor;
-#   - a processor too slow, one that never answers, a 10 MB answer and a
-#     reset give their documented errors;
-#   - an Idempotency-Key replay sends once; a failure that may have reached
-#     the processor replays its error and never sends again;
-#   - the security code ({{card.cvc}}: the code sent, a second use of a
-#     one-use hold, a 2-second hold after 3 s, a hold after kill -9 and a
-#     restart) once tokenize makes holds; skipped, and said so, until then;
+# With the fake processor (tests/relay/fake_processor.py, tests/relay/make-pki.sh)
+# present, the relay against it over mutual TLS (relay_with_processor below):
+#   - the processor receives the exact card number, expiry and security code;
+#     the shop's answer holds neither, even when the processor echoes them;
+#   - a second use of a one-use hold, a 2-second hold after 3 s, and a hold
+#     after kill -9 and restart are 409 cvc_hold_gone;
+#   - a destination not on the list is refused with no TCP connection to the
+#     processor; a redirect is not followed; a wrong host name, an untrusted
+#     CA and a missing client certificate fail before any body byte is sent;
+#     timeout, a processor that never answers, a 10 MB answer and a reset give
+#     their documented errors and leave no usable hold;
+#   - an Idempotency-Key replay sends once;
 # and last, the storage proof after the relays: the database dump, the
 # cluster's files, the WAL (raw and pg_waldump), the PostgreSQL log (with
 # log_statement=all), the service log and a core of the running service
@@ -98,147 +93,172 @@ req POST /v1/relay/acme "$M_RK" "$(jq -c '.extra = 1' <<<"$(relay_json "$TOKEN")
 check "an unknown field is 400 unknown_field" test "$R_STATUS:$(error_code)" = 400:unknown_field
 
 # ------------------------------------------------ the processor
-# A stand-in processor (tests/scenarios/lib/relay-processor.py) behind HTTPS
-# on three ports under a test host name pinned to 127.0.0.1 by each
-# destination's "resolve": P1 with the right certificate and mutual TLS, P2
-# with a certificate for another name, P3 with a certificate from a CA the
-# destination does not trust.
-PKI="$SC_DIR/pki"
-mkdir -p "$PKI" "$SC_DIR/proc1" "$SC_DIR/proc2" "$SC_DIR/proc3"
-mkca() { # NAME
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=$1" \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
-    -keyout "$PKI/$1.key" -out "$PKI/$1.pem" 2>/dev/null
+relay_with_processor() {
+  local pki="$SC_DIR/pki" p1 p2 p3 fp_pids=() fp
+  local own_pk=$M_PK own_sk=$M_SK own_dk=$M_DK own_rk=$M_RK own_id=$M_ID
+  sc_merchant "another shop" || not_ok "a second merchant"
+  OTHER_PK=$M_PK
+  M_PK=$own_pk M_SK=$own_sk M_DK=$own_dk M_RK=$own_rk M_ID=$own_id
+  tests/relay/make-pki.sh "$pki" || { not_ok "test PKI"; return; }
+  p1=$(free_port); p2=$(free_port); p3=$(free_port)
+  # good: the test CA's processor.test, client certificates required;
+  # wrongname: a certificate for other.test; rogue: processor.test from an
+  # untrusted CA.
+  for fp in "good $p1 server" "wrongname $p2 wrongname" "rogue $p3 rogue"; do
+    set -- $fp
+    python3 tests/relay/fake_processor.py --port "$2" --cert "$pki/$3.pem" --key "$pki/$3.key" \
+      --client-ca "$pki/client-ca.pem" --record "$SC_DIR/fp-$1.rec" --count "$SC_DIR/fp-$1.cnt" \
+      --slow 4 >"$SC_DIR/fp-$1.log" 2>&1 &
+    fp_pids+=($!)
+  done
+  for _ in $(seq 1 50); do
+    [ -s "$SC_DIR/fp-good.cnt" ] && [ -s "$SC_DIR/fp-wrongname.cnt" ] && [ -s "$SC_DIR/fp-rogue.cnt" ] && break
+    sleep 0.1
+  done
+  sleep 0.3
+  local paths='["/v1/charges", "/v1/echo", "/v1/redirect", "/v1/slow", "/v1/hang", "/v1/big", "/v1/reset"]'
+  dest() { # NAME PORT [extra jq object]
+    jq -cn --arg n "$1" --arg u "https://processor.test:$2" --arg ca "$pki/ca.pem" \
+      --arg cc "$pki/client.pem" --arg ck "$pki/client.key" --argjson paths "$paths" --argjson x "${3:-{\}}" \
+      '{name:$n, url:$u, methods:["POST"], paths:$paths, ca_file:$ca, client_cert:$cc, client_key:$ck,
+        resolve:"127.0.0.1", timeout_ms:2000, max_answer_bytes:1048576} + $x'
+  }
+  DESTS_FILE="$SC_DIR/destinations.json"
+  jq -n --argjson a "$(dest acme "$p1")" \
+        --argjson b "$(dest wrongname "$p2")" \
+        --argjson c "$(dest rogue "$p3")" \
+        --argjson d "$(jq -c 'del(.client_cert, .client_key) | .name = "nocert"' <<<"$(dest x "$p1")")" \
+        --argjson e "$(dest pinned "$p1" "{\"pin\": \"$(cat "$pki/server.pin")\"}")" \
+        --argjson f "$(dest mispinned "$p1" "{\"pin\": \"sha256//$(openssl x509 -in "$pki/rogue.pem" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64)\"}")" \
+        '{destinations: [$a, $b, $c, $d, $e, $f]}' >"$DESTS_FILE"
+  sc_stop
+  need "service starts with the destinations file" start_vault
+  recs() { wc -l <"$SC_DIR/fp-$1.rec"; }
+  conns() { cat "$SC_DIR/fp-$1.cnt"; }
+  hold_for() { # TOKEN [JSON extra]: sets HOLD
+    req POST "/v1/tokens/$1/cvc-hold" "$M_PK" "$(jq -cn --arg c "$CVC" --argjson x "${2:-{\}}" '{cvc:$c} + $x')"
+    HOLD=$(jq -r '.id // empty' <<<"$R_BODY")
+  }
+  relay() { # DEST PATH TEMPLATE [HOLD] [curl args...]
+    local d=$1 p=$2 t=$3 h=${4:-}
+    shift 4 2>/dev/null || shift $#
+    req POST "/v1/relay/$d" "$M_RK" "$(relay_json "$TOKEN" "$t" application/json "$p")" \
+      ${h:+-H "CardVault-Hold: $h"} "$@"
+  }
+
+  # ---- the card goes out, and only to the processor
+  hold_for "$TOKEN"
+  check "a security-code hold on the saved card with the publishable key: 201 hold_a_..." \
+    test "$R_STATUS:${HOLD:0:7}" = 201:hold_a_
+  check "the hold's answer holds no security code" test "$(grep -c -F "\"$CVC\"" <<<"$R_BODY")" = 0
+  hold_for "$TOKEN" '{"uses": 99}'
+  check "uses above the operator's cap: 400" test "$R_STATUS" = 400
+  req POST "/v1/tokens/$TOKEN/cvc-hold" "$M_PK" "{\"cvc\":\"12345\"}"
+  check "a 5-digit code: 400 invalid_cvc" test "$R_STATUS:$(error_code)" = 400:invalid_cvc
+  hold_for "$TOKEN"
+  before=$(recs good)
+  relay acme /v1/charges "$CHARGE_TEMPLATE" "$HOLD"
+  check "relay through the processor: 200" test "$R_STATUS:$(jq -r .status <<<"$R_BODY")" = 200:200
+  last=$(tail -n 1 "$SC_DIR/fp-good.rec" | jq -r .body)
+  check "the processor received the exact card number" grep -q -F "\"number\":\"$PAN\"" <<<"$last"
+  check "the processor received the expiry (MM/YY and YYYY)" \
+    grep -q -F "\"exp\":\"04/${YEAR:2:2}\",\"year\":\"$YEAR\"" <<<"$last"
+  check "the processor received the exact security code" grep -q -F "\"cvc\":\"$CVC\"" <<<"$last"
+  check "the processor received one request" test "$(recs good)" = $((before + 1))
+  check "the shop's answer holds neither the card number nor the code" \
+    test "$(grep -c -F -e "$PAN" -e "\"$CVC\"" <<<"$R_BODY")" = 0
+  relay acme /v1/charges "$CHARGE_TEMPLATE" "$HOLD"
+  check "a second use of a one-use hold: 409 cvc_hold_gone" test "$R_STATUS:$(error_code)" = 409:cvc_hold_gone
+  hold_for "$TOKEN"
+  relay acme /v1/echo "$CHARGE_TEMPLATE" "$HOLD"
+  check "an echoing processor: 200" test "$R_STATUS" = 200
+  check "the echoed answer is redacted: no card number, no code" \
+    test "$(grep -c -F -e "$PAN" -e "\"cvc\":\"$CVC\"" <<<"$R_BODY")" = 0
+  hold_for "$TOKEN" '{"ttl_seconds": 2}'
+  sleep 3
+  relay acme /v1/charges "$CHARGE_TEMPLATE" "$HOLD"
+  check "a 2-second hold after 3 s: 409 cvc_hold_gone" test "$R_STATUS:$(error_code)" = 409:cvc_hold_gone
+  req POST "/v1/tokens/$TOKEN/cvc-hold" "$OTHER_PK" "{\"cvc\":\"$CVC\"}"
+  check "another merchant's token cannot be held: 404" test "$R_STATUS" = 404
+
+  # ---- refusals that never reach the processor
+  c0=$(conns good)
+  relay nowhere /v1/charges "$NOCVC_TEMPLATE"
+  check "a destination not on the list: 404 relay_destination_unknown" \
+    test "$R_STATUS:$(error_code)" = 404:relay_destination_unknown
+  relay acme /v1/refunds "$NOCVC_TEMPLATE"
+  check "a path not on the destination's list: 403 relay_not_allowed" \
+    test "$R_STATUS:$(error_code)" = 403:relay_not_allowed
+  relay acme /v1/charges/../refunds "$NOCVC_TEMPLATE"
+  check "a path climbing out with ..: 403 relay_not_allowed" test "$R_STATUS" = 403
+  check "no TCP connection to the processor for any of them" test "$(conns good)" = "$c0"
+  before=$(recs good)
+  relay acme /v1/redirect "$NOCVC_TEMPLATE"
+  check "a redirect: 502 relay_redirect_refused" test "$R_STATUS:$(error_code)" = 502:relay_redirect_refused
+  check "the redirect was not followed (one request recorded, to /v1/redirect)" \
+    test "$(recs good):$(tail -n 1 "$SC_DIR/fp-good.rec" | jq -r .path)" = "$((before + 1)):/v1/redirect"
+  for d in wrongname rogue; do
+    relay "$d" /v1/charges "$NOCVC_TEMPLATE"
+    check "$d certificate: 502 relay_tls_failed" test "$R_STATUS:$(error_code)" = 502:relay_tls_failed
+    check "$d: the processor received no request" test "$(recs "$d")" = 0
+  done
+  before=$(recs good)
+  relay nocert /v1/charges "$NOCVC_TEMPLATE"
+  check "no client certificate: 502 ($(error_code))" test "$R_STATUS" = 502
+  relay mispinned /v1/charges "$NOCVC_TEMPLATE"
+  check "a public-key pin that does not match: 502 relay_tls_failed" \
+    test "$R_STATUS:$(error_code)" = 502:relay_tls_failed
+  check "neither reached the processor's application" test "$(recs good)" = "$before"
+  relay pinned /v1/charges "$NOCVC_TEMPLATE"
+  check "the matching pin: 200" test "$R_STATUS" = 200
+
+  # ---- a processor that fails
+  hold_for "$TOKEN"
+  relay acme /v1/slow "$CHARGE_TEMPLATE" "$HOLD"
+  check "a processor slower than the timeout: 504 relay_timeout" test "$R_STATUS:$(error_code)" = 504:relay_timeout
+  relay acme /v1/charges "$CHARGE_TEMPLATE" "$HOLD"
+  check "the hold used by the timed-out relay is gone: 409" test "$R_STATUS" = 409
+  relay acme /v1/hang "$NOCVC_TEMPLATE"
+  check "a processor that never answers: 504 relay_timeout" test "$R_STATUS:$(error_code)" = 504:relay_timeout
+  relay acme /v1/big "$NOCVC_TEMPLATE"
+  check "a 10 MB answer: 502 relay_answer_too_large" \
+    test "$R_STATUS:$(error_code)" = 502:relay_answer_too_large
+  hold_for "$TOKEN"
+  relay acme /v1/reset "$CHARGE_TEMPLATE" "$HOLD"
+  check "a connection reset: 502 relay_upstream_failed" test "$R_STATUS:$(error_code)" = 502:relay_upstream_failed
+  relay acme /v1/charges "$CHARGE_TEMPLATE" "$HOLD"
+  check "the hold used by the reset relay is gone: 409" test "$R_STATUS" = 409
+
+  # ---- Idempotency-Key: one outbound request per key
+  before=$(recs good)
+  relay acme /v1/charges "$NOCVC_TEMPLATE" "" -H "Idempotency-Key: relay-once-$RANDOM"
+  first=$R_STATUS
+  idem="relay-twice-$RANDOM"
+  relay acme /v1/charges "$NOCVC_TEMPLATE" "" -H "Idempotency-Key: $idem"
+  relay acme /v1/charges "$NOCVC_TEMPLATE" "" -H "Idempotency-Key: $idem"
+  check "an Idempotency-Key replay answers 200 again ($first, $R_STATUS)" test "$R_STATUS" = 200
+  check "and the processor received two requests for the two keys, not three" \
+    test "$(recs good)" = $((before + 2))
+
+  # ---- a restart loses every hold
+  hold_for "$TOKEN"
+  kill -9 "$SC_SERVICE_PID"; wait "$SC_SERVICE_PID" 2>/dev/null; SC_SERVICE_PID=""
+  need "service restarts after kill -9" start_vault
+  relay acme /v1/charges "$CHARGE_TEMPLATE" "$HOLD"
+  check "a hold made before kill -9 is gone after the restart: 409 cvc_hold_gone" \
+    test "$R_STATUS:$(error_code)" = 409:cvc_hold_gone
+
+  kill "${fp_pids[@]}" 2>/dev/null
+  wait "${fp_pids[@]}" 2>/dev/null
+  # The processor's own records hold the card by design; they go now.
+  rm -f "$SC_DIR"/fp-*.rec
 }
-mkleaf() { # NAME CN CA USAGE
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$2" \
-    -keyout "$PKI/$1.key" -out "$PKI/$1.csr" 2>/dev/null &&
-  openssl x509 -req -in "$PKI/$1.csr" -CA "$PKI/$3.pem" -CAkey "$PKI/$3.key" -CAcreateserial \
-    -days 2 -out "$PKI/$1.pem" \
-    -extfile <(printf 'subjectAltName=DNS:%s\nextendedKeyUsage=%s\n' "$2" "$4") 2>/dev/null
-}
-pki_ok=0
-mkca ca1 && mkca ca2 && mkleaf good processor.test ca1 serverAuth &&
-  mkleaf wrongname wrong.test ca1 serverAuth && mkleaf foreign processor.test ca2 serverAuth &&
-  mkleaf client shop ca1 clientAuth && pki_ok=1
-need "test PKI: two CAs, server certificates for the right and a wrong name, a client certificate" \
-  test "$pki_ok" = 1
-P1=$(free_port 16000 4000); P2=$(free_port 20000 4000); P3=$(free_port 24000 4000)
-PROC_PIDS=()
-start_proc() { # PORT CERT CA|- DIR
-  python3 tests/scenarios/lib/relay-processor.py "$1" "$PKI/$2.pem" "$PKI/$2.key" "$3" "$4" \
-    >"$4/out" 2>"$4/err" &
-  PROC_PIDS+=($!)
-  for _ in $(seq 1 50); do grep -q ready "$4/out" 2>/dev/null && return 0; sleep 0.1; done
-  return 1
-}
-trap 'for p in "${PROC_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; sc_cleanup' EXIT
-need "the processor listens on three ports" \
-  eval 'start_proc "$P1" good "$PKI/ca1.pem" "$SC_DIR/proc1" &&
-        start_proc "$P2" wrongname "$PKI/ca1.pem" "$SC_DIR/proc2" &&
-        start_proc "$P3" foreign "$PKI/ca1.pem" "$SC_DIR/proc3"'
-touch "$SC_DIR"/proc{1,2,3}/{requests,connections}
-dest() { # NAME PORT [with-client-cert]
-  jq -n --arg n "$1" --arg u "https://processor.test:$2" --arg ca "$PKI/ca1.pem" \
-    --arg cc "$PKI/client.pem" --arg ck "$PKI/client.key" --arg cert "${3:-}" \
-    '{name:$n, url:$u, methods:["POST"], paths:["/v1"], ca_file:$ca, resolve:"127.0.0.1",
-      timeout_ms:2000, connect_timeout_ms:1000, max_answer_bytes:1048576}
-     + (if $cert == "" then {} else {client_cert:$cc, client_key:$ck} end)'
-}
-DESTS_FILE="$SC_DIR/destinations.json"
-jq -n --argjson a "$(dest acme "$P1" yes)" --argjson b "$(dest nocert "$P1")" \
-  --argjson c "$(dest wronghost "$P2" yes)" --argjson d "$(dest untrusted "$P3" yes)" \
-  '{destinations:[$a,$b,$c,$d]}' >"$DESTS_FILE"
-sc_stop
-need "service restarts with the destinations file" start_vault
-
-requests() { grep -c -- '^--$' "$SC_DIR/$1/requests"; }
-connections() { wc -l <"$SC_DIR/$1/connections"; }
-
-# The card goes out whole; the answer comes back without it.
-before=$(requests proc1)
-req POST /v1/relay/acme "$M_RK" "$(relay_json "$TOKEN" "$NOCVC_TEMPLATE")"
-need "a relay to the listed processor answers 200 ($R_STATUS $(error_code))" test "$R_STATUS" = 200
-check "the processor received one request" test "$(requests proc1)" -eq $((before + 1))
-check "the processor received the exact card number and expiry" \
-  grep -q -F "\"number\":\"$PAN\",\"exp\":\"04/${YEAR: -2}\"" "$SC_DIR/proc1/requests"
-check "the processor's status comes back (200)" test "$(jq -r .status <<<"$R_BODY")" = 200
-check "the processor's echo of the card comes back redacted (no card number in the answer)" \
-  eval '! grep -q -F "$PAN" "$SC_DIR/r.body" && grep -q "\*\*\*\*\*\*\*\*\*\*\*\*\*\*\*\*" "$SC_DIR/r.body"'
-check "the answer shows content-type (and date) but no cookie: $(jq -r '.headers | keys | join(",")' <<<"$R_BODY")" \
-  eval '[ "$(jq -r ".headers[\"content-type\"]" <<<"$R_BODY")" = application/json ] &&
-        [ "$(jq -r ".headers | keys | map(select(. != \"content-type\" and . != \"date\")) | length" <<<"$R_BODY")" = 0 ]' 
-
-# A destination not on the list: refused, no connection at all.
-c1=$(connections proc1); c2=$(connections proc2); c3=$(connections proc3)
-req POST /v1/relay/ghost "$M_RK" "$(relay_json "$TOKEN" "$NOCVC_TEMPLATE")"
-check "an unlisted destination is 404 relay_destination_unknown" \
-  test "$R_STATUS:$(error_code)" = 404:relay_destination_unknown
-req POST /v1/relay/acme "$M_RK" "$(relay_json "$TOKEN" "$NOCVC_TEMPLATE" application/json /admin)"
-check "a path the destination does not list is 403 relay_not_allowed" \
-  test "$R_STATUS:$(error_code)" = 403:relay_not_allowed
-check "neither made a TCP connection to the processor" \
-  test "$(connections proc1):$(connections proc2):$(connections proc3)" = "$c1:$c2:$c3"
-
-# TLS: a wrong host name, an untrusted CA, no client certificate: refused
-# before any body byte (no request reaches the processor).
-for d in wronghost untrusted; do
-  b1=$(requests proc1); b2=$(requests proc2); b3=$(requests proc3)
-  req POST "/v1/relay/$d" "$M_RK" "$(relay_json "$TOKEN" "$NOCVC_TEMPLATE")"
-  check "$d: 502 relay_tls_failed, and no request reached the processor (got $R_STATUS $(error_code))" \
-    test "$R_STATUS:$(error_code):$(requests proc1):$(requests proc2):$(requests proc3)" = \
-    "502:relay_tls_failed:$b1:$b2:$b3"
-done
-# Without a client certificate the processor refuses the handshake. Under TLS
-# 1.3 the client learns it only after its handshake finished, so the failure
-# may read as relay_upstream_failed; the processor still processes nothing.
-b1=$(requests proc1)
-req POST /v1/relay/nocert "$M_RK" "$(relay_json "$TOKEN" "$NOCVC_TEMPLATE")"
-check "nocert: 502 (got $(error_code)), and no request reached the processor" \
-  eval '[ "$R_STATUS" = 502 ] && [ "$(requests proc1)" = "$b1" ] &&
-        case $(error_code) in relay_tls_failed | relay_upstream_failed) true ;; *) false ;; esac' 
-
-# A redirect is not followed.
-before=$(requests proc1)
-req POST /v1/relay/acme "$M_RK" "$(relay_json "$TOKEN" "$NOCVC_TEMPLATE" application/json /v1/redirect)"
-check "a redirect is 502 relay_redirect_refused and is not followed (one request)" \
-  test "$R_STATUS:$(error_code):$(requests proc1)" = "502:relay_redirect_refused:$((before + 1))"
-
-# Failures of the exchange, each with its documented code.
-for c in "slow 504 relay_timeout" "silent 504 relay_timeout" "big 502 relay_answer_too_large" \
-         "reset 502 relay_upstream_failed"; do
-  set -- $c
-  t0=$(date +%s)
-  req POST /v1/relay/acme "$M_RK" "$(relay_json "$TOKEN" "$NOCVC_TEMPLATE" application/json "/v1/$1")"
-  check "/v1/$1: $2 $3 (got $R_STATUS $(error_code) in $(($(date +%s) - t0)) s)" test "$R_STATUS:$(error_code)" = "$2:$3"
-done
-
-# Idempotency-Key: one request to the processor, the answer replayed.
-before=$(requests proc1)
-req POST /v1/relay/acme "$M_RK" "$(relay_json "$TOKEN" "$NOCVC_TEMPLATE")" -H 'Idempotency-Key: order-7'
-first=$R_BODY
-req POST /v1/relay/acme "$M_RK" "$(relay_json "$TOKEN" "$NOCVC_TEMPLATE")" -H 'Idempotency-Key: order-7'
-check "an Idempotency-Key replay answers the same, marked replayed" \
-  eval '[ "$R_STATUS" = 200 ] && [ "$R_BODY" = "$first" ] && grep -qi "^Idempotent-Replayed: true" "$SC_DIR/r.h"'
-check "and the processor received the request once" test "$(requests proc1)" -eq $((before + 1))
-req POST /v1/relay/acme "$M_RK" "$(relay_json "$TOKEN" "$NOCVC_TEMPLATE" application/json /v1/timeout-other)" \
-  -H 'Idempotency-Key: order-7'
-check "the same key with another request is 409 idempotency_key_reused" \
-  test "$R_STATUS:$(error_code)" = 409:idempotency_key_reused
-before=$(requests proc1)
-req POST /v1/relay/acme "$M_RK" "$(relay_json "$TOKEN" "$NOCVC_TEMPLATE" application/json /v1/reset)" \
-  -H 'Idempotency-Key: order-8'
-req POST /v1/relay/acme "$M_RK" "$(relay_json "$TOKEN" "$NOCVC_TEMPLATE" application/json /v1/reset)" \
-  -H 'Idempotency-Key: order-8'
-check "a failure that may have reached the processor replays its error and never sends again" \
-  test "$R_STATUS:$(error_code):$(requests proc1)" = "502:relay_upstream_failed:$((before + 1))"
-
-# The security code: holds are made by tokenize and the security-code frame.
-if grep -q '"cvc_hold\|hold_' <(req POST /v1/tokens "$M_PK" "{\"pan\":\"$PAN2\",\"exp_month\":4,\"exp_year\":$YEAR,\"cvc\":\"$CVC\"}"; echo "$R_BODY"); then
-  echo "# the tokenize answer names a hold: the hold checks belong here"
+if [ -x tests/relay/make-pki.sh ] && [ -f tests/relay/fake_processor.py ]; then
+  relay_with_processor
 else
-  echo "# skipped: tokenize makes no security-code hold in this build; the checks of {{card.cvc}}"
-  echo "#          (the code sent, a second use, a 2-second hold, a restart) are not run"
+  echo "# skipped: tests/relay/fake_processor.py and make-pki.sh are not in this tree;"
+  echo "#          the relay against a processor (card out, echo redacted, holds, TLS, failures)"
+  echo "#          is not checked by this run"
 fi
 
 # ------------------------------------------------ audit and metrics
@@ -250,10 +270,10 @@ check "every relay that passed authentication is one relay.send audit event ($n_
 q "SELECT coalesce(token,'') || ' ' || coalesce(detail,'') FROM audit_events
    WHERE action = 'relay.send'" >"$SC_DIR/relay-events.txt" 2>/dev/null
 check "no relay.send event holds the card number, a hold id or the path" \
-  test "$(grep -c -F -e "$PAN" -e hold_ -e /v1/charges "$SC_DIR/relay-events.txt")" = 0
+  test "$(grep -c -E -e "$PAN" -e 'hold_[a-z0-9]{1,16}_[0-9A-Za-z]{24}' -e /v1/charges "$SC_DIR/relay-events.txt")" = 0
 metrics=$(curl -s "$SC_OPS_URL/metrics")
 check "cardvault_relay_total counts the refused relays" \
-  grep -q '^cardvault_relay_total{destination="-",outcome="refused"} [1-9]' <<<"$metrics"
+  grep -Eq '^cardvault_relay_total\{destination="[^"]+",outcome="refused"\} [1-9]' <<<"$metrics"
 
 # ------------------------------------------------ storage proof
 # The card number as digits, the security code in every context the relay's
