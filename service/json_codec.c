@@ -284,7 +284,6 @@ out:
     return st;
 }
 
-
 cv_status cv_json_decode_empty(const char *body, size_t len, struct cv_json_param *param)
 {
     param->name[0] = '\0';
