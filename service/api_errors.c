@@ -210,13 +210,10 @@ static struct cv_api_error lookup(cv_status st)
                                      "The security-code hold has expired, been used up or is not "
                                      "held here; ask the buyer for the code again.",
                                      NULL};
-    case CV_ERR_HOLDS_FULL:
-        return (struct cv_api_error){503, "api_error",
-                                     "The vault holds as many security codes as it may; retry "
-                                     "shortly.",
-                                     NULL};
     case CV_ERR_DB_UNAVAILABLE:
     case CV_ERR_SHUTTING_DOWN:
+    /* Every hold slot taken: one 503 code has one message (service_unavailable). */
+    case CV_ERR_HOLDS_FULL:
         return (struct cv_api_error){503, "api_error",
                                      "The vault is temporarily unavailable; retry later.", NULL};
     default:

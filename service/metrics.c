@@ -23,8 +23,8 @@
 #include "cardvault/secbuf.h"
 
 /* HTTP status codes we can answer; anything else is counted under "other". */
-static const int codes[] = {200, 201, 204, 400, 401, 403, 404, 405,
-                            409, 410, 413, 415, 429, 500, 503, 0};
+static const int codes[] = {200, 201, 204, 400, 401, 403, 404, 405, 409,
+                            410, 413, 415, 429, 500, 502, 503, 504, 0};
 #define N_CODES (sizeof(codes) / sizeof(codes[0]))
 
 /* Up to 10 s: a request can legitimately wait about 5 s (a database pool

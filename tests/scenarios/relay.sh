@@ -33,7 +33,7 @@ SUITE=relay
 . "$(dirname "$0")/../lib/scenario.sh"
 cd "$SC_ROOT" || exit 2
 sc_pin_binary
-require_tools jq curl psql pg_dump gcore
+require_tools jq curl psql pg_dump gcore openssl python3
 
 PAN=$(luhn_pan 4000772 $((RANDOM % 100000)))
 PAN2=$(luhn_pan 5100334 $((RANDOM % 100000)))
