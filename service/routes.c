@@ -20,6 +20,8 @@ static const struct {
     [CV_ROUTE_FRAME_CSS] = {"GET", "/elements/frame.css"},
     [CV_ROUTE_FRAME_CARD] = {"GET", "/elements/card"},
     [CV_ROUTE_FRAME_CVC] = {"GET", "/elements/cvc"},
+    [CV_ROUTE_LIST] = {"GET", "/v1/tokens"},
+    [CV_ROUTE_UPDATE] = {"PATCH", "/v1/tokens/{token}"},
     [CV_ROUTE_UNMATCHED] = {"other", "unmatched"},
 };
 
