@@ -27,9 +27,9 @@ enum idem_begin {
  * IDEM_ANSWERED, res filled), CV_ERR_IDEMPOTENCY_REUSED for another request
  * under the same key, CV_ERR_IDEMPOTENCY_IN_USE when the first request did
  * not finish in time. */
-CV_MUST_USE cv_status cv_api_idem_claim(const struct cv_handler_deps *d,
-                                        const struct cv_call *call, struct idem *id,
-                                        struct cv_result *res, enum idem_begin *next);
+CV_MUST_USE cv_status cv_api_idem_claim(const struct cv_handler_deps *d, const struct cv_call *call,
+                                        struct idem *id, struct cv_result *res,
+                                        enum idem_begin *next);
 /* Releases a claim whose request failed (best effort, logged). */
 void cv_api_idem_abandon(const struct cv_handler_deps *d, const struct cv_call *call,
                          struct idem *id);

@@ -124,8 +124,8 @@ static cv_status list(const struct cv_handler_deps *d, const struct cv_call *cal
     }
     /* The cursor names the last row of the page in the list order, shown
      * or skipped; the next page starts after it. */
-    bool cursor_ok = has_more && cv_list_cursor_encode(rows[page - 1].created_us,
-                                                       rows[page - 1].token, cursor);
+    bool cursor_ok =
+        has_more && cv_list_cursor_encode(rows[page - 1].created_us, rows[page - 1].token, cursor);
     if (has_more && !cursor_ok) {
         st = CV_ERR_INTERNAL;
         goto out;
@@ -319,8 +319,8 @@ static cv_status update(const struct cv_handler_deps *d, const struct cv_call *c
         goto out;
     view_of(&row, card.exp_month, card.exp_year, &view);
     body = cv_json_encode_token(&view, &len);
-    if (idem.claimed && d->store_ops->idem_complete(d->store, call->who->merchant_id,
-                                                    idem.key_hash, IDEM_STORED_OK, body) == CV_OK)
+    if (idem.claimed && d->store_ops->idem_complete(d->store, call->who->merchant_id, idem.key_hash,
+                                                    IDEM_STORED_OK, body) == CV_OK)
         idem.claimed = false;
     result_json(res, body, len);
     body = NULL;

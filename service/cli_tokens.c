@@ -37,7 +37,7 @@ int cv_cli_tokens(struct cv_cli *cli)
     }
     long long total = 0, batches = 0;
     int64_t n = 0;
-    cv_status st;
+    cv_status st = CV_OK;
     do {
         st = cv_store_purge_expired(store, PURGE_BATCH, &n);
         if (st == CV_OK && n > 0) {

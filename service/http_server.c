@@ -571,8 +571,8 @@ static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connect
         /* Every scope bit the route names (an update needs read and tokenize). */
         if ((rq->who.scopes & rq->route->scope) != rq->route->scope) {
             if (rq->route->audit_denied) {
-                struct cv_call call = {rq->request_id, &rq->who, rq->token, NULL, NULL, NULL, NULL,
-                                       NULL,           NULL};
+                struct cv_call call = {rq->request_id, &rq->who, rq->token, NULL, NULL,
+                                       NULL,           NULL,     NULL,      NULL};
                 cv_api_audit_denied(&srv->app->handlers, rq->route->audit_action, &call);
             }
             return queue_error(conn, rq, CV_ERR_FORBIDDEN, NULL, NULL);
@@ -713,9 +713,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     rq->call = (struct cv_call){
         .request_id = rq->request_id,
         .who = rq->authenticated ? &rq->who : NULL,
-        .token = rq->route->id == CV_ROUTE_TOKENIZE || rq->route->id == CV_ROUTE_LIST
-                     ? NULL
-                     : rq->token,
+        .token =
+            rq->route->id == CV_ROUTE_TOKENIZE || rq->route->id == CV_ROUTE_LIST ? NULL : rq->token,
         .idempotency_key = idempotency_key,
         .tokenize = rq->route->body == CV_ROUTE_BODY_TOKENIZE ? &rq->tokenize : NULL,
         .frame = rq->route->query != CV_ROUTE_QUERY_NONE ? &rq->frame : NULL,
@@ -767,7 +766,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     cv_tokenize_req_cleanup(&rq->tokenize); /* a handler that never ran */
     cv_update_req_cleanup(&rq->update);
-    cv_result_cleanup(&rq->result);         /* an answer that was never queued */
+    cv_result_cleanup(&rq->result); /* an answer that was never queued */
     cv_wipe(rq, sizeof(*rq));
     free(rq);
     *con_cls = NULL;

@@ -66,8 +66,8 @@ struct field {
 };
 
 static const struct field tokenize_fields[] = {
-    {"pan", F_STRING}, {"exp_month", F_INTEGER},      {"exp_year", F_INTEGER},
-    {"cvc", F_STRING}, {"cardholder_name", F_STRING}, {"reuse_existing", F_BOOLEAN},
+    {"pan", F_STRING},      {"exp_month", F_INTEGER},      {"exp_year", F_INTEGER},
+    {"cvc", F_STRING},      {"cardholder_name", F_STRING}, {"reuse_existing", F_BOOLEAN},
     {"metadata", F_OBJECT}, {"ttl_seconds", F_INTEGER},
 };
 #define N_TOKENIZE_FIELDS (sizeof(tokenize_fields) / sizeof(tokenize_fields[0]))
@@ -330,9 +330,10 @@ static json_t *token_object(const struct cv_token_view *v)
         meta = json_object();
     }
     json_object_set_new(o, "metadata", meta);
-    json_object_set_new(o, "expires_at", v->expires_at != NULL && v->expires_at[0] != '\0'
-                                             ? json_string(v->expires_at)
-                                             : json_null());
+    json_object_set_new(o, "expires_at",
+                        v->expires_at != NULL && v->expires_at[0] != '\0'
+                            ? json_string(v->expires_at)
+                            : json_null());
     return o;
 }
 
@@ -385,7 +386,7 @@ static const struct {
     enum field_kind kind;
     bool nullable;
 } update_fields[] = {
-    {"exp_month", F_INTEGER, false}, {"exp_year", F_INTEGER, false},
+    {"exp_month", F_INTEGER, false},     {"exp_year", F_INTEGER, false},
     {"cardholder_name", F_STRING, true}, {"metadata", F_OBJECT, false},
     {"ttl_seconds", F_INTEGER, true},
 };

@@ -19,7 +19,7 @@
 #define SEEN_METADATA    (1u << 5)
 
 /* 9999-12-31T23:59:59Z: PostgreSQL's to_timestamp goes further, nothing we store does. */
-#define CREATED_MAX 253402300799LL
+#define CREATED_MAX   253402300799LL
 #define CURSOR_PREFIX "cur_"
 
 void cv_list_query_init(struct cv_list_req *q)

@@ -21,8 +21,8 @@
 static const struct cv_route routes[] = {
     {CV_ROUTE_TOKENIZE, "POST", "/v1/tokens", CV_SCOPE_TOKENIZE, true, CV_ROUTE_BODY_TOKENIZE,
      false, NULL, cv_api_tokenize, CV_ROUTE_QUERY_NONE, API},
-    {CV_ROUTE_LIST, "GET", "/v1/tokens", CV_SCOPE_READ, false, CV_ROUTE_BODY_LIST_QUERY, false, NULL,
-     cv_api_list, CV_ROUTE_QUERY_NONE, API},
+    {CV_ROUTE_LIST, "GET", "/v1/tokens", CV_SCOPE_READ, false, CV_ROUTE_BODY_LIST_QUERY, false,
+     NULL, cv_api_list, CV_ROUTE_QUERY_NONE, API},
     /* An update changes a card and returns it: read and tokenize, both. */
     {CV_ROUTE_UPDATE, "PATCH", "/v1/tokens/{token}", CV_SCOPE_READ | CV_SCOPE_TOKENIZE, true,
      CV_ROUTE_BODY_UPDATE, false, NULL, cv_api_update, CV_ROUTE_QUERY_NONE, API},

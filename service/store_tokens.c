@@ -22,9 +22,11 @@
 
 #define TOKEN_COLS                                                                                 \
     "t.merchant_id, t.token, t.format_version, t.dek_id, t.nonce, t.ciphertext, t.brand, t.bin, "  \
-    "t.last4, t.fingerprint, " RFC3339_UTC("t.created_at") ", d.state = 'destroyed', "             \
-    "t.metadata::text, " RFC3339_UTC("t.expires_at") ", "                                          \
-    "(extract(epoch FROM t.created_at) * 1000000)::bigint"
+    "t.last4, t.fingerprint, " RFC3339_UTC(                                                        \
+        "t.created_at") ", d.state = 'destroyed', "                                                \
+                        "t.metadata::text, " RFC3339_UTC(                                          \
+                            "t.expires_at") ", "                                                   \
+                                            "(extract(epoch FROM t.created_at) * 1000000)::bigint"
 
 /* An expired token answers exactly like a missing one: every read, the
  * reuse lookup, the delete and the update see only live rows; the
@@ -744,8 +746,8 @@ cv_status cv_store_purge_expired(struct cv_store *store, size_t batch, int64_t *
     }
     /* One event per batch: how many rows, never which cards. */
     snprintf(detail, sizeof(detail), "tokens=%lld", (long long)n);
-    struct cv_audit_event rec = {"housekeeping", NULL,      NULL, NULL, "token.purge_expired",
-                                 "success",      detail};
+    struct cv_audit_event rec = {"housekeeping",        NULL,      NULL,  NULL,
+                                 "token.purge_expired", "success", detail};
     if ((st = cv_audit_store_append_in(c, &store->sealer, &rec)) != CV_OK)
         goto out;
     if ((st = cv_pg_command(c, "COMMIT")) != CV_OK)

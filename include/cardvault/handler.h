@@ -39,8 +39,8 @@ struct cv_tokenize_req {
     long long exp_month;
     long long exp_year;
     bool reuse_existing;
-    char *metadata;          /* checked, canonical JSON object text (heap), or NULL when absent */
-    long long ttl_seconds;   /* with has_ttl: the token expires this long after it is made */
+    char *metadata;        /* checked, canonical JSON object text (heap), or NULL when absent */
+    long long ttl_seconds; /* with has_ttl: the token expires this long after it is made */
     bool has_ttl;
 };
 /* Frees (wiping) the buffers and zeroes req; safe to call twice. */
@@ -57,10 +57,10 @@ struct cv_update_req {
     long long exp_month;
     long long exp_year;
     bool has_name;
-    struct cv_secbuf *name;  /* NULL with has_name: remove the cardholder name */
-    char *metadata_patch;    /* checked JSON object text (heap): keys to set, null deletes */
+    struct cv_secbuf *name; /* NULL with has_name: remove the cardholder name */
+    char *metadata_patch;   /* checked JSON object text (heap): keys to set, null deletes */
     bool has_ttl;
-    bool clear_ttl;          /* ttl_seconds: null, the token no longer expires */
+    bool clear_ttl; /* ttl_seconds: null, the token no longer expires */
     long long ttl_seconds;
 };
 /* Frees (wiping) what req holds and zeroes it; safe to call twice. */
@@ -117,7 +117,7 @@ struct cv_call {
     const char *idempotency_key;            /* well-formed Idempotency-Key, or NULL */
     const struct cv_tokenize_req *tokenize; /* the decoded body of POST /v1/tokens, else NULL */
     const struct cv_frame_req *frame;       /* the decoded query of a frame page, else NULL */
-    const char *origin; /* POST /v1/tokens: the Origin header as sent, or NULL */
+    const char *origin;                 /* POST /v1/tokens: the Origin header as sent, or NULL */
     const struct cv_list_req *list;     /* GET /v1/tokens: the decoded query, else NULL */
     const struct cv_update_req *update; /* PATCH /v1/tokens/{token}: the decoded body, else NULL */
 };

@@ -66,8 +66,7 @@ CV_MUST_USE cv_status cv_json_decode_empty(const char *body, size_t len,
  * ttl_seconds (CV_TTL_MIN_S..CV_TTL_MAX_S, or null: no expiry). Errors as
  * cv_json_decode_tokenize, plus CV_ERR_INVALID_METADATA,
  * CV_ERR_METADATA_CARD_DATA and CV_ERR_INVALID_TTL. */
-CV_MUST_USE cv_status cv_json_decode_update(const char *body, size_t len,
-                                            struct cv_update_req *out,
+CV_MUST_USE cv_status cv_json_decode_update(const char *body, size_t len, struct cv_update_req *out,
                                             struct cv_json_param *param);
 /* Applies a metadata patch (a decoded PATCH's metadata_patch) to the stored
  * object text current (NULL: {}); *out (plain heap, free) gets the result's

@@ -35,8 +35,7 @@ CV_MUST_USE cv_status cv_list_query_finish(const struct cv_list_req *q);
 
 /* Writes the cursor of the row (created_us, token) to out (NUL-terminated).
  * False when token is not a token or created_us is negative. */
-bool cv_list_cursor_encode(int64_t created_us, const char *token,
-                           char out[CV_LIST_CURSOR_LEN + 1]);
+bool cv_list_cursor_encode(int64_t created_us, const char *token, char out[CV_LIST_CURSOR_LEN + 1]);
 /* Reads a cursor back; CV_ERR_INVALID_CURSOR unless it is exactly one that
  * cv_list_cursor_encode can write. */
 CV_MUST_USE cv_status cv_list_cursor_decode(const char *s, size_t len, int64_t *created_us,

@@ -46,18 +46,17 @@ void cv_token_row_cleanup(struct cv_token_row *row);
  * filter off). */
 struct cv_token_list_query {
     const char *merchant_id;
-    int64_t after_created_us;            /* the cursor: after this row ... */
+    int64_t after_created_us;           /* the cursor: after this row ... */
     char after_token[CV_TOKEN_LEN + 1]; /* ... in the list order; "" from the start */
     char fingerprint[CV_FINGERPRINT_LEN + 1];
     bool has_created_gte, has_created_lt;
-    int64_t created_gte, created_lt; /* Unix seconds */
-    char meta_key[CV_META_KEY_MAX + 1];               /* metadata[meta_key] = meta_value */
+    int64_t created_gte, created_lt;    /* Unix seconds */
+    char meta_key[CV_META_KEY_MAX + 1]; /* metadata[meta_key] = meta_value */
     char meta_value[CV_META_VALUE_MAX + 1];
 };
 /* Up to max live tokens of q->merchant_id, newest first, after the cursor,
  * filtered; each row is the caller's to clean up. */
-CV_MUST_USE cv_status cv_store_list_tokens(struct cv_store *st,
-                                           const struct cv_token_list_query *q,
+CV_MUST_USE cv_status cv_store_list_tokens(struct cv_store *st, const struct cv_token_list_query *q,
                                            struct cv_token_row *rows, size_t max, size_t *count);
 /* Writes row's sealed card (format, DEK, nonce, ciphertext), metadata and
  * expires_at over the live token (row->merchant_id, row->token) whose nonce
