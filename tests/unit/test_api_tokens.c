@@ -458,8 +458,15 @@ static struct cv_result run(cv_handler handler, const struct cv_principal *who, 
         fprintf(stderr, "  test body does not decode\n");
         abort();
     }
-    struct cv_call call = {"req_testtesttesttesttest", who,  token,      idem_key,
-                           body != NULL ? &req : NULL, NULL, call_origin, NULL, NULL};
+    struct cv_call call = {"req_testtesttesttesttest",
+                           who,
+                           token,
+                           idem_key,
+                           body != NULL ? &req : NULL,
+                           NULL,
+                           call_origin,
+                           NULL,
+                           NULL};
     struct captured c;
     memset(&c, 0, sizeof(c));
     c.done.finish = capture;
@@ -1177,8 +1184,8 @@ static void metrics_answer_prometheus_text(void)
 {
     setup();
     struct cv_handler_deps d = deps_of(&store);
-    struct cv_call call = {"req_testtesttesttesttest", NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                           NULL};
+    struct cv_call call = {
+        "req_testtesttesttesttest", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     struct captured c;
     memset(&c, 0, sizeof(c));
     c.done.finish = capture;

@@ -720,7 +720,8 @@ static void update_body_decodes_each_field(void)
     CHECK(param == NULL);
     CHECK(req.has_expiry && req.exp_month == 3 && req.exp_year == 2032);
     CHECK(req.has_name && secbuf_is(req.name, "A B"));
-    CHECK(req.metadata_patch != NULL && strcmp(req.metadata_patch, "{\"a\":\"1\",\"z\":null}") == 0);
+    CHECK(req.metadata_patch != NULL &&
+          strcmp(req.metadata_patch, "{\"a\":\"1\",\"z\":null}") == 0);
     CHECK(req.has_ttl && !req.clear_ttl && req.ttl_seconds == 60);
     cv_update_req_cleanup(&req);
     CHECK(req.name == NULL && req.metadata_patch == NULL);
@@ -775,9 +776,9 @@ static void update_body_is_strict(void)
 static void metadata_merge_sets_deletes_and_bounds(void)
 {
     char *out = NULL;
-    CHECK_EQ_INT(cv_json_metadata_merge("{\"a\": \"1\", \"b\": \"2\"}", "{\"b\":null,\"c\":\"3\"}",
-                                        &out),
-                 CV_OK);
+    CHECK_EQ_INT(
+        cv_json_metadata_merge("{\"a\": \"1\", \"b\": \"2\"}", "{\"b\":null,\"c\":\"3\"}", &out),
+        CV_OK);
     CHECK(out != NULL && strcmp(out, "{\"a\":\"1\",\"c\":\"3\"}") == 0);
     free(out);
     CHECK_EQ_INT(cv_json_metadata_merge(NULL, "{\"x\":\"y\"}", &out), CV_OK);

@@ -34,9 +34,18 @@ static void every_parameter_is_read(void)
     struct cv_list_req q;
     char cursor[CV_LIST_CURSOR_LEN + 1];
     CHECK(cv_list_cursor_encode(1764900000123456LL, TOK, cursor));
-    const char *pairs[] = {"limit",        "100",        "cursor",      cursor,
-                           "fingerprint",  FP,           "created[gte]", "1700000000",
-                           "created[lt]",  "1800000000", "metadata[customer_id]", "cus_1"};
+    const char *pairs[] = {"limit",
+                           "100",
+                           "cursor",
+                           cursor,
+                           "fingerprint",
+                           FP,
+                           "created[gte]",
+                           "1700000000",
+                           "created[lt]",
+                           "1800000000",
+                           "metadata[customer_id]",
+                           "cus_1"};
     CHECK_EQ_INT(parse(&q, pairs, 12), CV_OK);
     CHECK_EQ_INT(q.limit, 100);
     CHECK(q.has_cursor && q.after_created_us == 1764900000123456LL &&
@@ -156,8 +165,7 @@ static void cursor_decode_refuses_anything_else(void)
     memcpy(bad, c, sizeof(c));
     bad[5] = 'A'; /* uppercase hex: not a spelling we write */
     CHECK_EQ_INT(cv_list_cursor_decode(bad, CV_LIST_CURSOR_LEN, &us, tok), CV_ERR_INVALID_CURSOR);
-    CHECK_EQ_INT(cv_list_cursor_decode(c, CV_LIST_CURSOR_LEN - 1, &us, tok),
-                 CV_ERR_INVALID_CURSOR);
+    CHECK_EQ_INT(cv_list_cursor_decode(c, CV_LIST_CURSOR_LEN - 1, &us, tok), CV_ERR_INVALID_CURSOR);
     memcpy(bad, c, sizeof(c));
     bad[CV_LIST_CURSOR_LEN] = 'x';
     CHECK_EQ_INT(cv_list_cursor_decode(bad, CV_LIST_CURSOR_LEN + 1, &us, tok),

@@ -49,9 +49,11 @@ static void ordinary_values_pass(void)
 {
     CHECK_EQ_INT(value(""), CV_OK);
     CHECK_EQ_INT(value("cus_8812"), CV_OK);
-    CHECK_EQ_INT(value("order 12345678"), CV_OK);    /* 8 digits: no card number */
-    CHECK_EQ_INT(value("4242424242424241"), CV_OK);  /* 16 digits failing Luhn */
-    CHECK_EQ_INT(value("Stra\xc3\x9f" "e 12"), CV_OK);
+    CHECK_EQ_INT(value("order 12345678"), CV_OK);   /* 8 digits: no card number */
+    CHECK_EQ_INT(value("4242424242424241"), CV_OK); /* 16 digits failing Luhn */
+    CHECK_EQ_INT(value("Stra\xc3\x9f"
+                       "e 12"),
+                 CV_OK);
     CHECK_EQ_INT(value("code 123"), CV_OK); /* 3 digits after a key not named like a code */
 }
 
@@ -62,13 +64,14 @@ static void card_numbers_in_values_are_card_data(void)
         "4242 4242 4242 4242",
         "4242-4242-4242-4242",
         "card: 5555555555554444 exp 12/30",
-        "378282246310005",                   /* Amex, 15 */
-        "3782 822463 10005",                 /* Amex 4-6-5 */
-        "6011111111111117",                  /* Discover */
-        "\\u0034242424242424242",            /* a JSON escape, as text */
-        "%34%32%34%32424242424242",          /* URL escapes */
-        "\xef\xbc\x94\xef\xbc\x92" "42424242424242", /* full-width digits */
-        "123456789015",                      /* 12 digits passing Luhn, no issuer */
+        "378282246310005",          /* Amex, 15 */
+        "3782 822463 10005",        /* Amex 4-6-5 */
+        "6011111111111117",         /* Discover */
+        "\\u0034242424242424242",   /* a JSON escape, as text */
+        "%34%32%34%32424242424242", /* URL escapes */
+        "\xef\xbc\x94\xef\xbc\x92"
+        "42424242424242", /* full-width digits */
+        "123456789015",   /* 12 digits passing Luhn, no issuer */
     };
     for (size_t i = 0; i < sizeof(pans) / sizeof(pans[0]); i++) {
         cv_status st = value(pans[i]);
