@@ -66,7 +66,7 @@ static const char usage_main[] =
     "  keys status|rotate-dek|rotate-kek|reencrypt|destroy-dek\n"
     "                             the key lifecycle (see cardvault keys --help)\n"
     "  audit verify|export|storage  check the audit hash chain, export events, scan for PANs\n"
-    "  tokens purge-expired         delete tokens past their lifetime (the service does it each minute)\n"
+    "  tokens purge-expired         delete tokens past their lifetime (also done every minute)\n"
     "  import --merchant ID --job ID (--csv FILE | --query SQL) --pan-col NAME ...\n"
     "                             move a shop's stored cards into the vault (resumable)\n"
     "  scan [--db] [--mysql-url-file PATH] [PATH...]\n"
