@@ -114,7 +114,7 @@ check "fingerprint filter" test "$(jq -r "[.data[].fingerprint] | unique == [\"$
 # ------------------------------------------------ 3. isolation
 req GET "/v1/tokens?limit=100" "$B_SK"
 check "merchant B lists none of A's tokens" test "$R_STATUS/$(jq -r '.data | length' <<<"$R_BODY")" = "200/0"
-A_TOK=${seen[0]}
+A_TOK=${seen[0]:-tok_0000000000000000000001}
 req PATCH "/v1/tokens/$A_TOK" "$B_SK" '{"metadata":{"x":"y"}}'
 b_patch=$(strip_id "$R_BODY") b_status=$R_STATUS
 req PATCH "/v1/tokens/tok_0000000000000000000000" "$B_SK" '{"metadata":{"x":"y"}}'
