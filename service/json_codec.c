@@ -247,6 +247,11 @@ cv_status cv_json_decode_tokenize(const char *body, size_t len, struct cv_tokeni
             goto out;
         }
     }
+    /* The token's own fields (metadata, ttl_seconds) before the card's, as
+     * documented (docs/api-conventions.md, validation order). */
+    if ((st = decode_lifecycle(root, param, &out->metadata, &out->has_ttl, &out->ttl_seconds)) !=
+        CV_OK)
+        goto out;
     /* Sizes first: a field that cannot be valid is refused before it is
      * copied into the secure heap, which is small and locked. */
     for (size_t i = 0; i < N_CARD_LIMITS; i++) {
@@ -266,7 +271,6 @@ cv_status cv_json_decode_tokenize(const char *body, size_t len, struct cv_tokeni
         out->name = secbuf_from_string(value);
     if ((value = json_object_get(root, "reuse_existing")) != NULL)
         out->reuse_existing = json_is_true(value);
-    st = decode_lifecycle(root, param, &out->metadata, &out->has_ttl, &out->ttl_seconds);
 out:
     json_decref(root); /* the tree's strings are wiped by wiping_free */
     if (st != CV_OK)

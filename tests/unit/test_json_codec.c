@@ -660,6 +660,12 @@ static void tokenize_refuses_bad_metadata_and_ttl(void)
         {"{" CARD_FIELDS ",\"ttl_seconds\":\"60\"}", CV_ERR_INVALID_TYPE, "ttl_seconds"},
         {"{" CARD_FIELDS ",\"expires_at\":\"2030-01-01T00:00:00Z\"}", CV_ERR_UNKNOWN_FIELD,
          "expires_at"},
+        /* the documented order: metadata and ttl_seconds before the card fields */
+        {"{\"pan\":\"4242424242424242424242424242424242424242\",\"exp_month\":1,"
+         "\"exp_year\":2030,\"metadata\":{\"a\":1}}",
+         CV_ERR_INVALID_METADATA, "metadata"},
+        {"{\"pan\":\"4242\",\"exp_month\":1,\"exp_year\":2030,\"ttl_seconds\":0}",
+         CV_ERR_INVALID_TTL, "ttl_seconds"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         expect_s(cases[i].body, cases[i].st, cases[i].param);
