@@ -55,6 +55,32 @@ static struct cv_api_error lookup(cv_status st)
                                      "API keys are accepted only in the Authorization header; this "
                                      "key must be considered exposed and should be rolled.",
                                      NULL};
+    case CV_ERR_INVALID_METADATA:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "metadata must be an object of at most 20 keys: each key 1-40 "
+                                     "characters of A-Z, a-z, 0-9, '_', '.' or '-', each value a "
+                                     "string of at most 500 bytes.",
+                                     NULL};
+    case CV_ERR_METADATA_CARD_DATA:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "metadata must not hold card data: a key or value reads as a "
+                                     "card number or a security code.",
+                                     NULL};
+    case CV_ERR_INVALID_TTL:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "ttl_seconds must be an integer from 1 to 315360000 (10 "
+                                     "years), or null to remove the token's expiry.",
+                                     NULL};
+    case CV_ERR_INVALID_LIST_QUERY:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "The query string has an unknown, repeated or malformed "
+                                     "parameter.",
+                                     NULL};
+    case CV_ERR_INVALID_CURSOR:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "cursor must be a next_cursor value from an earlier list "
+                                     "answer.",
+                                     NULL};
     case CV_ERR_UNAUTHENTICATED:
         return (struct cv_api_error){401, "authentication_error",
                                      "Provide a valid API key as 'Authorization: Bearer <key>'.",

@@ -13,6 +13,14 @@ void cv_tokenize_req_cleanup(struct cv_tokenize_req *req)
     cv_secbuf_free(req->pan);
     cv_secbuf_free(req->cvc);
     cv_secbuf_free(req->name);
+    free(req->metadata);
+    memset(req, 0, sizeof(*req));
+}
+
+void cv_update_req_cleanup(struct cv_update_req *req)
+{
+    cv_secbuf_free(req->name);
+    free(req->metadata_patch);
     memset(req, 0, sizeof(*req));
 }
 
@@ -96,6 +104,8 @@ static const struct cv_store_ops store_ops = {
     .idem_claim = idem_claim,
     .idem_complete = cv_store_idem_complete,
     .idem_release = cv_store_idem_release,
+    .list_tokens = cv_store_list_tokens,
+    .update_token = cv_store_update_token,
     .ping = cv_store_ping,
     .pool_usage = cv_store_pool_usage,
 };

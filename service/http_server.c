@@ -34,6 +34,7 @@
 #include "cardvault/client_addr.h"
 #include "cardvault/conn_deadline.h"
 #include "cardvault/json_codec.h"
+#include "cardvault/list_query.h"
 #include "cardvault/log.h"
 #include "cardvault/origin.h"
 #include "cardvault/ratelimit.h"
@@ -104,6 +105,8 @@ struct request {
     struct cv_relay_req relay;        /* a relay's decoded body; wiped likewise */
     char hold[CV_RELAY_HOLD_MAX + 1]; /* a relay's CardVault-Hold header; "" when absent */
     struct cv_frame_req frame;        /* a frame page's decoded query */
+    struct cv_list_req list;          /* GET /v1/tokens: the decoded query */
+    struct cv_update_req update;      /* PATCH /v1/tokens/{token}: the decoded body */
     struct cv_call call;
     struct cv_completion done;
     struct cv_result result;
@@ -265,7 +268,16 @@ static void on_handler_finished(struct cv_completion *self, struct cv_result *re
     cv_cvc_hold_req_cleanup(&rq->cvc_hold);
     cv_relay_req_cleanup(&rq->relay);
     cv_wipe(rq->hold, sizeof(rq->hold));
+    cv_update_req_cleanup(&rq->update);
     rq->finished = true;
+}
+
+static enum MHD_Result add_list_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    (void)cv_list_query_add(cls, key, value); /* the first error is kept in the query */
+    return MHD_YES;
 }
 
 /* Header and body checks that belong to a route's decoded request: the
@@ -305,6 +317,19 @@ static cv_status decode_request(struct MHD_Connection *conn, struct request *rq,
         *idempotency_key = key;
         return CV_OK;
     }
+    case CV_ROUTE_BODY_UPDATE: {
+        const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
+        if (key != NULL && !cv_token_idempotency_key_is_valid(key, strlen(key)))
+            return CV_ERR_INVALID_IDEMPOTENCY_KEY;
+        CV_TRY(cv_json_decode_update(body, rq->body_len, &rq->update, param));
+        *idempotency_key = key;
+        return CV_OK;
+    }
+    case CV_ROUTE_BODY_LIST_QUERY:
+        /* No body is read; the query is this route's input. */
+        cv_list_query_init(&rq->list);
+        MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_list_arg, &rq->list);
+        return cv_list_query_finish(&rq->list);
     case CV_ROUTE_BODY_NONE:
     default:
         return CV_OK;
@@ -567,7 +592,8 @@ static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connect
          * tokens with a valid key, can do per second. */
         if (!cv_ratelimit_take(srv->per_key, rq->who.key_prefix, true, &rq->retry_after_s))
             return queue_error(conn, rq, CV_ERR_RATE_LIMITED, NULL, NULL);
-        if ((rq->who.scopes & rq->route->scope) == 0) {
+        /* Every scope bit the route names (an update needs read and tokenize). */
+        if ((rq->who.scopes & rq->route->scope) != rq->route->scope) {
             if (rq->route->audit_denied) {
                 struct cv_call call = {
                     .request_id = rq->request_id, .who = &rq->who, .token = rq->token};
@@ -583,7 +609,8 @@ static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connect
     bool has_body = declared > 0 ||
                     MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding") != NULL;
     /* A body must be JSON; tokenize needs one, so it always needs the type. */
-    if (rq->route->takes_json && (has_body || rq->route->id == CV_ROUTE_TOKENIZE) &&
+    if (rq->route->takes_json &&
+        (has_body || rq->route->id == CV_ROUTE_TOKENIZE || rq->route->id == CV_ROUTE_UPDATE) &&
         !content_type_is_json(conn))
         return queue_error(conn, rq, CV_ERR_UNSUPPORTED_MEDIA, NULL, NULL);
     return MHD_YES;
@@ -710,8 +737,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     rq->call = (struct cv_call){
         .request_id = rq->request_id,
         .who = rq->authenticated ? &rq->who : NULL,
-        .token = rq->route->id == CV_ROUTE_TOKENIZE || rq->route->id == CV_ROUTE_RELAY ? NULL
-                                                                                       : rq->token,
+        .token = rq->route->id == CV_ROUTE_TOKENIZE || rq->route->id == CV_ROUTE_RELAY ||
+                         rq->route->id == CV_ROUTE_LIST
+                     ? NULL
+                     : rq->token,
         .idempotency_key = idempotency_key,
         .tokenize = rq->route->body == CV_ROUTE_BODY_TOKENIZE ? &rq->tokenize : NULL,
         .cvc_hold = rq->route->body == CV_ROUTE_BODY_CVC_HOLD ? &rq->cvc_hold : NULL,
@@ -720,6 +749,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .relay = rq->route->body == CV_ROUTE_BODY_RELAY ? &rq->relay : NULL,
         .destination = rq->route->id == CV_ROUTE_RELAY ? rq->token : NULL,
         .hold = rq->hold[0] != '\0' ? rq->hold : NULL,
+        .list = rq->route->body == CV_ROUTE_BODY_LIST_QUERY ? &rq->list : NULL,
+        .update = rq->route->body == CV_ROUTE_BODY_UPDATE ? &rq->update : NULL,
     };
     rq->done.finish = on_handler_finished;
     rq->route->handler(&srv->app->handlers, &rq->call, &rq->done);
@@ -766,6 +797,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     cv_tokenize_req_cleanup(&rq->tokenize); /* a handler that never ran */
     cv_cvc_hold_req_cleanup(&rq->cvc_hold);
     cv_relay_req_cleanup(&rq->relay);
+    cv_update_req_cleanup(&rq->update);
     cv_result_cleanup(&rq->result); /* an answer that was never queued */
     cv_wipe(rq, sizeof(*rq));
     free(rq);

@@ -3,7 +3,6 @@
  * decoder lets typos pass silently, such as "cvv" instead of "cvc". jansson's
  * own error text quotes the input near the error, which may be a PAN: we never
  * log it or return it, only its line and column. */
-#include "cardvault/card.h"
 #include "cardvault/json_codec.h"
 
 #include <stdio.h>
@@ -17,6 +16,7 @@
 
 #include "cardvault/buf.h"
 #include "cardvault/card.h"
+#include "cardvault/metadata.h"
 
 /* Size-prefixed blocks so free can wipe exactly what was allocated. */
 #define HDR 16
@@ -69,8 +69,9 @@ struct field {
 };
 
 static const struct field tokenize_fields[] = {
-    {"pan", F_STRING}, {"exp_month", F_INTEGER},      {"exp_year", F_INTEGER},
-    {"cvc", F_STRING}, {"cardholder_name", F_STRING}, {"reuse_existing", F_BOOLEAN},
+    {"pan", F_STRING},      {"exp_month", F_INTEGER},      {"exp_year", F_INTEGER},
+    {"cvc", F_STRING},      {"cardholder_name", F_STRING}, {"reuse_existing", F_BOOLEAN},
+    {"metadata", F_OBJECT}, {"ttl_seconds", F_INTEGER},
 };
 #define N_TOKENIZE_FIELDS (sizeof(tokenize_fields) / sizeof(tokenize_fields[0]))
 
@@ -151,6 +152,67 @@ static cv_status parse_object(const char *body, size_t len, json_t **out)
     return CV_OK;
 }
 
+/* A metadata object: each key and value checked (metadata.h); in a patch
+ * (allow_null) a null value stands for "delete this key". *out gets the
+ * object's canonical text (sorted keys, compact) on the plain heap. */
+static cv_status decode_metadata(json_t *obj, bool allow_null, char **out)
+{
+    const char *key;
+    json_t *value;
+    *out = NULL;
+    if (!allow_null && json_object_size(obj) > CV_META_KEYS_MAX)
+        return CV_ERR_INVALID_METADATA;
+    if (json_object_size(obj) > 2 * CV_META_KEYS_MAX) /* a patch sets or deletes at most that */
+        return CV_ERR_INVALID_METADATA;
+    json_object_foreach(obj, key, value)
+    {
+        /* The key's own length: an embedded NUL is never a valid key. */
+        size_t klen = json_object_iter_key_len(json_object_key_to_iter(key));
+        if (klen != strlen(key))
+            return CV_ERR_INVALID_METADATA;
+        CV_TRY(cv_metadata_check_key(key, klen));
+        if (allow_null && json_is_null(value))
+            continue;
+        if (!json_is_string(value))
+            return CV_ERR_INVALID_METADATA;
+        CV_TRY(cv_metadata_check_value(json_string_value(value), json_string_length(value)));
+    }
+    char *text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+    if (text == NULL)
+        abort(); /* only fails on allocation failure */
+    *out = cv_xstrdup(text);
+    wiping_free(text);
+    return CV_OK;
+}
+
+static cv_status decode_ttl(const json_t *v, long long *ttl)
+{
+    long long t = json_integer_value(v);
+    if (t < CV_TTL_MIN_S || t > CV_TTL_MAX_S)
+        return CV_ERR_INVALID_TTL;
+    *ttl = t;
+    return CV_OK;
+}
+
+/* The token's own fields of a tokenize body: metadata and ttl_seconds
+ * (their types were checked with the other fields). */
+static cv_status decode_lifecycle(json_t *root, struct cv_json_param *param, char **metadata,
+                                  bool *has_ttl, long long *ttl)
+{
+    json_t *value;
+    if ((value = json_object_get(root, "metadata")) != NULL) {
+        param_set(param, "metadata", strlen("metadata"));
+        CV_TRY(decode_metadata(value, false, metadata));
+    }
+    if ((value = json_object_get(root, "ttl_seconds")) != NULL) {
+        param_set(param, "ttl_seconds", strlen("ttl_seconds"));
+        CV_TRY(decode_ttl(value, ttl));
+        *has_ttl = true;
+    }
+    param->name[0] = '\0';
+    return CV_OK;
+}
+
 cv_status cv_json_decode_tokenize(const char *body, size_t len, struct cv_tokenize_req *out,
                                   struct cv_json_param *param)
 {
@@ -188,6 +250,11 @@ cv_status cv_json_decode_tokenize(const char *body, size_t len, struct cv_tokeni
             goto out;
         }
     }
+    /* The token's own fields (metadata, ttl_seconds) before the card's, as
+     * documented (docs/api-conventions.md, validation order). */
+    if ((st = decode_lifecycle(root, param, &out->metadata, &out->has_ttl, &out->ttl_seconds)) !=
+        CV_OK)
+        goto out;
     /* Sizes first: a field that cannot be valid is refused before it is
      * copied into the secure heap, which is small and locked. */
     for (size_t i = 0; i < N_CARD_LIMITS; i++) {
@@ -557,7 +624,7 @@ static char *dump(json_t *obj, size_t *len)
     return s;
 }
 
-char *cv_json_encode_token(const struct cv_token_view *v, size_t *len)
+static json_t *token_object(const struct cv_token_view *v)
 {
     json_t *o = json_object();
     json_object_set_new(o, "token", json_string(v->token));
@@ -574,7 +641,25 @@ char *cv_json_encode_token(const struct cv_token_view *v, size_t *len)
     if (v->include_name)
         json_object_set_new(o, "cardholder_name",
                             v->name != NULL ? json_string(v->name) : json_null());
-    return dump(o, len);
+    /* The token's own data (migration 0008): its metadata, as stored (this
+     * service wrote it), and its lifetime. */
+    json_error_t err;
+    json_t *meta = v->metadata != NULL ? json_loads(v->metadata, 0, &err) : NULL;
+    if (meta == NULL || !json_is_object(meta)) {
+        json_decref(meta);
+        meta = json_object();
+    }
+    json_object_set_new(o, "metadata", meta);
+    json_object_set_new(o, "expires_at",
+                        v->expires_at != NULL && v->expires_at[0] != '\0'
+                            ? json_string(v->expires_at)
+                            : json_null());
+    return o;
+}
+
+char *cv_json_encode_token(const struct cv_token_view *v, size_t *len)
+{
+    return dump(token_object(v), len);
 }
 
 char *cv_json_encode_error(const char *type, const char *code, const char *message,
@@ -612,6 +697,143 @@ char *cv_json_encode_pairs(const char *const *pairs, size_t n_pairs, size_t *len
     json_t *o = json_object();
     for (size_t i = 0; i < n_pairs; i++)
         json_object_set_new(o, pairs[2 * i], json_string(pairs[2 * i + 1]));
+    return dump(o, len);
+}
+
+/* PATCH /v1/tokens/{token}: what each field may be. */
+static const struct {
+    const char *name;
+    enum field_kind kind;
+    bool nullable;
+} update_fields[] = {
+    {"exp_month", F_INTEGER, false},     {"exp_year", F_INTEGER, false},
+    {"cardholder_name", F_STRING, true}, {"metadata", F_OBJECT, false},
+    {"ttl_seconds", F_INTEGER, true},
+};
+#define N_UPDATE_FIELDS (sizeof(update_fields) / sizeof(update_fields[0]))
+
+cv_status cv_json_decode_update(const char *body, size_t len, struct cv_update_req *out,
+                                struct cv_json_param *param)
+{
+    json_t *root = NULL;
+    const char *key;
+    json_t *value;
+    cv_status st = CV_OK;
+
+    memset(out, 0, sizeof(*out));
+    param->name[0] = '\0';
+    CV_TRY(parse_object(body, len, &root));
+    json_object_foreach(root, key, value)
+    {
+        size_t f = N_UPDATE_FIELDS;
+        for (size_t i = 0; i < N_UPDATE_FIELDS; i++)
+            if (strcmp(key, update_fields[i].name) == 0)
+                f = i;
+        if (f == N_UPDATE_FIELDS) {
+            param_set_unknown(param, key);
+            st = CV_ERR_UNKNOWN_FIELD;
+            goto out;
+        }
+        if (!kind_ok(value, update_fields[f].kind) &&
+            !(update_fields[f].nullable && json_is_null(value))) {
+            param_set(param, update_fields[f].name, strlen(update_fields[f].name));
+            st = CV_ERR_INVALID_TYPE;
+            goto out;
+        }
+    }
+    /* The expiry is one value: both halves or neither. */
+    json_t *m = json_object_get(root, "exp_month"), *y = json_object_get(root, "exp_year");
+    if ((m == NULL) != (y == NULL)) {
+        const char *missing = m == NULL ? "exp_month" : "exp_year";
+        param_set(param, missing, strlen(missing));
+        st = CV_ERR_MISSING_FIELD;
+        goto out;
+    }
+    if (m != NULL) {
+        out->has_expiry = true;
+        out->exp_month = json_integer_value(m);
+        out->exp_year = json_integer_value(y);
+    }
+    if ((value = json_object_get(root, "cardholder_name")) != NULL) {
+        out->has_name = true;
+        if (json_is_string(value)) {
+            if (json_string_length(value) > CV_NAME_MAX_BYTES) {
+                param_set(param, "cardholder_name", strlen("cardholder_name"));
+                st = CV_ERR_INVALID_NAME;
+                goto out;
+            }
+            out->name = secbuf_from_string(value);
+        }
+    }
+    if ((value = json_object_get(root, "metadata")) != NULL) {
+        param_set(param, "metadata", strlen("metadata"));
+        if ((st = decode_metadata(value, true, &out->metadata_patch)) != CV_OK)
+            goto out;
+    }
+    if ((value = json_object_get(root, "ttl_seconds")) != NULL) {
+        out->has_ttl = true;
+        param_set(param, "ttl_seconds", strlen("ttl_seconds"));
+        if (json_is_null(value))
+            out->clear_ttl = true;
+        else if ((st = decode_ttl(value, &out->ttl_seconds)) != CV_OK)
+            goto out;
+    }
+    param->name[0] = '\0';
+out:
+    json_decref(root);
+    if (st != CV_OK)
+        cv_update_req_cleanup(out);
+    return st;
+}
+
+cv_status cv_json_metadata_merge(const char *current, const char *patch, char **out)
+{
+    json_error_t err;
+    cv_status st = CV_OK;
+    *out = NULL;
+    json_t *cur = json_loads(current != NULL ? current : "{}", 0, &err);
+    json_t *p = json_loads(patch, 0, &err);
+    if (cur == NULL || p == NULL || !json_is_object(cur) || !json_is_object(p)) {
+        st = CV_ERR_INTERNAL; /* both were written by this service */
+        goto out;
+    }
+    const char *key;
+    json_t *value;
+    /* RFC 7396 (JSON Merge Patch) on one level: a string sets, null deletes. */
+    json_object_foreach(p, key, value)
+    {
+        if (json_is_null(value))
+            json_object_del(cur, key);
+        else
+            json_object_set(cur, key, value);
+    }
+    if (json_object_size(cur) > CV_META_KEYS_MAX) {
+        st = CV_ERR_INVALID_METADATA;
+        goto out;
+    }
+    char *text = json_dumps(cur, JSON_COMPACT | JSON_SORT_KEYS);
+    if (text == NULL)
+        abort();
+    *out = cv_xstrdup(text);
+    wiping_free(text);
+out:
+    json_decref(cur);
+    json_decref(p);
+    return st;
+}
+
+char *cv_json_encode_token_list(const struct cv_token_view *views, size_t n, bool has_more,
+                                const char *next_cursor, size_t *len)
+{
+    json_t *data = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(data, token_object(&views[i]));
+    json_t *o = json_object();
+    json_object_set_new(o, "object", json_string("list"));
+    json_object_set_new(o, "data", data);
+    json_object_set_new(o, "has_more", json_boolean(has_more));
+    json_object_set_new(o, "next_cursor",
+                        next_cursor != NULL ? json_string(next_cursor) : json_null());
     return dump(o, len);
 }
 

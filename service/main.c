@@ -70,6 +70,7 @@ static const char usage_main[] =
     "  keys status|rotate-dek|rotate-kek|reencrypt|destroy-dek\n"
     "                             the key lifecycle (see cardvault keys --help)\n"
     "  audit verify|export|storage  check the audit hash chain, export events, scan for PANs\n"
+    "  tokens purge-expired         delete tokens past their lifetime (also done every minute)\n"
     "  import --merchant ID --job ID (--csv FILE | --query SQL) --pan-col NAME ...\n"
     "                             move a shop's stored cards into the vault (resumable)\n"
     "  scan [--db] [--mysql-url-file PATH] [PATH...]\n"
@@ -469,11 +470,12 @@ static int cmd_serve(struct cv_cli *cli)
         cv_cli_fail("cannot start the database writer threads");
         goto out;
     }
-    if (cv_housekeeping_start(app.store, 60, cli->cfg.audit_anchor_interval_s, &chores) != CV_OK) {
+    app.metrics = cv_metrics_new();
+    if (cv_housekeeping_start(app.store, app.metrics, 60, cli->cfg.audit_anchor_interval_s,
+                              &chores) != CV_OK) {
         cv_cli_fail("cannot start the housekeeping thread");
         goto out;
     }
-    app.metrics = cv_metrics_new();
     cv_metrics_set_build_info(app.metrics, CV_VERSION, cv_secbuf_openssl_version(),
                               cv_http_server_library_version());
     cv_handler_deps_init(&app.handlers, app.store, app.keyring, app.metrics, &app.draining,
@@ -633,6 +635,7 @@ int main(int argc, char **argv)
          ALLOW(OPT_NEW_KEK) | ALLOW(OPT_FROM_DEK) | ALLOW(OPT_BATCH) | ALLOW(OPT_CONFIRM),
          cv_cli_keys, NULL},
         {"audit", cv_cli_audit_usage, ALLOW(OPT_SINCE) | ALLOW(OPT_EXPECT), cv_cli_audit, NULL},
+        {"tokens", cv_cli_tokens_usage, 0, cv_cli_tokens, NULL},
         {"import", cv_cli_import_usage, ALLOW(OPT_MERCHANT) | ALLOW(OPT_BATCH), cv_cli_import,
          cv_cli_import_opts},
         {"scan", cv_cli_scan_usage, 0, cv_cli_scan, cv_cli_scan_opts},

@@ -43,6 +43,7 @@ struct cv_metrics {
     atomic_uint_least64_t detokenized;
     atomic_uint_least64_t auth_failures;
     atomic_uint_least64_t deadline_closes;
+    atomic_uint_least64_t tokens_purged;
     atomic_uint_least64_t readiness_probes;
     atomic_uint_least64_t card_testing[CV_METRICS_SIGNAL_COUNT];
     atomic_uint_least64_t tokenize_refused[CV_METRICS_REFUSED_COUNT];
@@ -226,6 +227,12 @@ void cv_metrics_observe_request(struct cv_metrics *m, enum cv_route_id route, in
 void cv_metrics_count_auth_failure(struct cv_metrics *m)
 {
     atomic_fetch_add(&m->auth_failures, 1);
+}
+
+void cv_metrics_count_tokens_purged(struct cv_metrics *m, uint64_t n)
+{
+    if (m != NULL)
+        atomic_fetch_add(&m->tokens_purged, n);
 }
 
 void cv_metrics_count_deadline_close(struct cv_metrics *m)
@@ -497,6 +504,10 @@ static cv_status render(struct cv_buf *o, struct cv_metrics *m, const struct cv_
         "had not fully arrived within the request deadline.\n"
         "# TYPE cardvault_http_deadline_closed_total counter\n"
         "cardvault_http_deadline_closed_total %llu\n"
+        "# HELP cardvault_tokens_purged_total Expired tokens deleted by the housekeeping "
+        "purge.\n"
+        "# TYPE cardvault_tokens_purged_total counter\n"
+        "cardvault_tokens_purged_total %llu\n"
         "# HELP cardvault_readiness_probes_total Readiness checks run against the database and "
         "the KEK (cached answers are not counted).\n"
         "# TYPE cardvault_readiness_probes_total counter\n"
@@ -517,6 +528,7 @@ static cv_status render(struct cv_buf *o, struct cv_metrics *m, const struct cv_
         (unsigned long long)atomic_load(&m->detokenized),
         (unsigned long long)atomic_load(&m->auth_failures),
         (unsigned long long)atomic_load(&m->deadline_closes),
+        (unsigned long long)atomic_load(&m->tokens_purged),
         (unsigned long long)atomic_load(&m->readiness_probes), g->db_pool_in_use, g->db_pool_size,
         (unsigned long long)g->dek_rotations, g->ready));
     return CV_OK;

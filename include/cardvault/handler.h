@@ -41,6 +41,9 @@ struct cv_tokenize_req {
     long long exp_month;
     long long exp_year;
     bool reuse_existing;
+    char *metadata;        /* checked, canonical JSON object text (heap), or NULL when absent */
+    long long ttl_seconds; /* with has_ttl: the token expires this long after it is made */
+    bool has_ttl;
 };
 /* Frees (wiping) the buffers and zeroes req; safe to call twice. */
 void cv_tokenize_req_cleanup(struct cv_tokenize_req *req);
@@ -81,6 +84,43 @@ struct cv_cvc_hold_req {
     unsigned ttl_s;        /* 0: the default */
 };
 void cv_cvc_hold_req_cleanup(struct cv_cvc_hold_req *req);
+/* The bounds of a token's lifetime (ttl_seconds): 1 s to 10 years. */
+#define CV_TTL_MIN_S 1LL
+#define CV_TTL_MAX_S 315360000LL
+
+/* PATCH /v1/tokens/{token}, decoded (json_codec.c). Each has_ flag says the
+ * field was sent; what it sets is beside it. */
+struct cv_update_req {
+    bool has_expiry; /* exp_month and exp_year come together */
+    long long exp_month;
+    long long exp_year;
+    bool has_name;
+    struct cv_secbuf *name; /* NULL with has_name: remove the cardholder name */
+    char *metadata_patch;   /* checked JSON object text (heap): keys to set, null deletes */
+    bool has_ttl;
+    bool clear_ttl; /* ttl_seconds: null, the token no longer expires */
+    long long ttl_seconds;
+};
+/* Frees (wiping) what req holds and zeroes it; safe to call twice. */
+void cv_update_req_cleanup(struct cv_update_req *req);
+
+/* GET /v1/tokens: the query, parsed and checked by cv_list_query_add/_finish
+ * (list_query.h). Strings are NUL-terminated; "" when absent. */
+#define CV_LIST_LIMIT_DEFAULT 10
+#define CV_LIST_LIMIT_MAX     100
+struct cv_list_req {
+    unsigned limit;
+    bool has_cursor;
+    int64_t after_created_us;
+    char after_token[CV_TOKEN_LEN + 1];
+    char fingerprint[CV_FINGERPRINT_LEN + 1];
+    bool has_created_gte, has_created_lt;
+    int64_t created_gte, created_lt;
+    char meta_key[CV_META_KEY_MAX + 1];
+    char meta_value[CV_META_VALUE_MAX + 1];
+    unsigned seen;   /* parameters met so far (a repeat is an error) */
+    cv_status error; /* the first error met, CV_OK if none */
+};
 
 /* GET /elements/card and /elements/cvc: the frame page's query, decoded and
  * checked for shape by cv_frame_query_add/_finish (api_elements.h). Strings
@@ -116,10 +156,12 @@ struct cv_call {
     const struct cv_tokenize_req *tokenize; /* the decoded body of POST /v1/tokens, else NULL */
     const struct cv_cvc_hold_req *cvc_hold; /* the decoded body of .../cvc-hold, else NULL */
     const struct cv_frame_req *frame;       /* the decoded query of a frame page, else NULL */
-    const char *origin;               /* POST /v1/tokens: the Origin header as sent, or NULL */
-    const struct cv_relay_req *relay; /* the decoded body of a relay, else NULL */
-    const char *destination;          /* the relay's {destination} path segment */
-    const char *hold;                 /* the CardVault-Hold header (relay), or NULL */
+    const char *origin;                 /* POST /v1/tokens: the Origin header as sent, or NULL */
+    const struct cv_relay_req *relay;   /* the decoded body of a relay, else NULL */
+    const char *destination;            /* the relay's {destination} path segment */
+    const char *hold;                   /* the CardVault-Hold header (relay), or NULL */
+    const struct cv_list_req *list;     /* GET /v1/tokens: the decoded query, else NULL */
+    const struct cv_update_req *update; /* PATCH /v1/tokens/{token}: the decoded body, else NULL */
 };
 
 /* How a request succeeded. Failures are a cv_status instead. */
@@ -211,6 +253,13 @@ struct cv_store_ops {
                               const unsigned char key_hash[32]);
     cv_status (*ping)(struct cv_store *st);
     void (*pool_usage)(struct cv_store *st, unsigned *in_use, unsigned *size);
+    /* GET /v1/tokens and PATCH /v1/tokens/{token} (NULL in a table that
+     * serves neither: the handlers answer CV_ERR_INTERNAL) */
+    cv_status (*list_tokens)(struct cv_store *st, const struct cv_token_list_query *q,
+                             struct cv_token_row *rows, size_t max, size_t *count);
+    cv_status (*update_token)(struct cv_store *st, const struct cv_token_row *row,
+                              const unsigned char old_nonce[CV_GCM_NONCE_BYTES],
+                              const struct cv_audit_event *ev);
 };
 
 /* Key operations the flows need; the production table is keyring.h's. */

@@ -25,6 +25,8 @@ void cv_metrics_count_auth_failure(struct cv_metrics *m);
 /* A connection closed because its request had not fully arrived by the
  * request deadline (slow or stalled client). Accepts NULL. */
 void cv_metrics_count_deadline_close(struct cv_metrics *m);
+/* Expired tokens the housekeeping purge deleted (accepts NULL). */
+void cv_metrics_count_tokens_purged(struct cv_metrics *m, uint64_t n);
 /* One readiness probe actually run against the database and the KEK (the
  * cached answer in between is not counted). Accepts NULL. */
 void cv_metrics_count_readiness_probe(struct cv_metrics *m);

@@ -20,6 +20,12 @@ typedef enum cv_status {
     CV_ERR_BAD_REQUEST,
     CV_ERR_INVALID_IDEMPOTENCY_KEY,
     CV_ERR_KEY_IN_QUERY,
+    /* token metadata, lifetimes and the token list (400) */
+    CV_ERR_INVALID_METADATA,   /* a key or value breaks the metadata limits */
+    CV_ERR_METADATA_CARD_DATA, /* a metadata value or key reads as card data */
+    CV_ERR_INVALID_TTL,        /* ttl_seconds out of range */
+    CV_ERR_INVALID_LIST_QUERY, /* GET /v1/tokens: unknown, repeated or malformed parameter */
+    CV_ERR_INVALID_CURSOR,     /* GET /v1/tokens: a cursor this service did not write */
     /* protocol */
     CV_ERR_UNAUTHENTICATED,
     CV_ERR_FORBIDDEN,

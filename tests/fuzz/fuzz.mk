@@ -20,7 +20,8 @@ FUZZ_SMOKE_SECONDS ?= 20
 FUZZ_SECONDS ?= 300
 FUZZ_TARGETS := fuzz_json_tokenize fuzz_card fuzz_router fuzz_token fuzz_headers fuzz_aead_open \
 	fuzz_client_addr fuzz_frame_query fuzz_origin fuzz_csv fuzz_expiry fuzz_pan_scan fuzz_probe \
-	fuzz_mysql_url fuzz_relay_template fuzz_json_relay fuzz_relay_redact fuzz_relay_dest
+	fuzz_mysql_url fuzz_relay_template fuzz_json_relay fuzz_relay_redact fuzz_relay_dest \
+	fuzz_list_query fuzz_json_update
 # Every service module but main.c goes into one archive: the linker takes
 # only what a target reaches (auth.c pulls the store, envelope, log, token;
 # router handlers are stubbed in fuzz_router.c, so api_tokens.c stays out),
