@@ -18,7 +18,7 @@ BENCH_OUT := build/bench
 BENCH_CFLAGS := $(BASE_CFLAGS) -O2 -g -D_FORTIFY_SOURCE=2
 BENCH_LDFLAGS := $(BASE_LDFLAGS)
 
-.PHONY: bench bench-quick bench-tools
+.PHONY: bench bench-quick bench-tools bench-relay
 
 bench-tools: $(BENCH_OUT)/bare_mhd
 
@@ -36,6 +36,12 @@ bench: bench-tools
 bench-quick: bench-tools
 	@$(MAKE) --no-print-directory BUILD=release all
 	bench/run.sh --quick
+
+# The relay against the fake processor, with the processor's own answer as
+# the limit (bench/relay.sh).
+bench-relay:
+	@$(MAKE) --no-print-directory BUILD=release all
+	bench/relay.sh build/release/cardvault
 
 .DEFAULT_GOAL := $(cv_bench_saved_goal)
 endif
