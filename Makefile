@@ -68,8 +68,6 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(OUT)/tests/%)
 ITEST_BIN := $(OUT)/tests/itest
 
-PHONY_INSTALL := install uninstall install-check
-.PHONY: $(PHONY_INSTALL)
 .PHONY: all deps run test test-asan unit itest contract browser scenarios lint-sql test-storage-proof \
         test-import-large \
         clean format format-check lint lint-cppcheck lint-tidy lint-banned lint-arch
@@ -182,7 +180,6 @@ test: deps
 	$(MAKE) -k --no-print-directory BUILD=release contract browser scenarios || st=1; \
 	$(MAKE) --no-print-directory BUILD=release lint || st=1; \
 	$(MAKE) --no-print-directory docker-build-check || st=1; \
-	$(MAKE) --no-print-directory install-check || st=1; \
 	$(MAKE) -k --no-print-directory BUILD=asan unit itest || st=1; \
 	$(MAKE) --no-print-directory fuzz-smoke || st=1; \
 	tests/lib/summary.sh || st=1; exit $$st
@@ -281,30 +278,3 @@ clean:
 docker-build-check:
 	@echo "== docker build stage (without Docker)"
 	@tests/lint/docker-build.sh
-
-# make install [PREFIX=/usr/local] [DESTDIR=]: the release binary, the
-# migrations beside it (PREFIX/share/cardvault/migrations, where the binary
-# looks for them), the systemd unit and the operator docs. `make uninstall`
-# removes exactly those.
-PREFIX ?= /usr/local
-INSTALL_BIN := $(DESTDIR)$(PREFIX)/bin
-INSTALL_SHARE := $(DESTDIR)$(PREFIX)/share/cardvault
-INSTALL_UNIT := $(DESTDIR)$(PREFIX)/lib/systemd/system
-INSTALL_DOC := $(DESTDIR)$(PREFIX)/share/doc/cardvault
-install:
-	@$(MAKE) --no-print-directory BUILD=release all
-	install -d -m 0755 $(INSTALL_BIN) $(INSTALL_SHARE)/migrations $(INSTALL_UNIT) $(INSTALL_DOC)
-	install -m 0755 build/release/cardvault $(INSTALL_BIN)/cardvault
-	install -m 0644 migrations/*.sql $(INSTALL_SHARE)/migrations/
-	sed 's|/usr/local/|$(PREFIX)/|g' docker/systemd/cardvault.service > $(INSTALL_UNIT)/cardvault.service
-	chmod 0644 $(INSTALL_UNIT)/cardvault.service
-	install -m 0644 docs/operations.md docs/key-management.md docs/storage-policy.md $(INSTALL_DOC)/
-
-uninstall:
-	rm -f $(INSTALL_BIN)/cardvault $(INSTALL_UNIT)/cardvault.service
-	rm -rf $(INSTALL_SHARE) $(INSTALL_DOC)
-
-# The installed tree and the systemd unit, checked (part of make test).
-install-check: $(OUT)/cardvault
-	@echo "== make install and the systemd unit"
-	@tests/lint/install.sh

@@ -9,12 +9,10 @@
 #include "cardvault/migrate.h"
 
 #include <dirent.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <jansson.h>
 
@@ -40,23 +38,6 @@ const char *cv_migrate_default_dir(void)
         return env;
     if (stat("migrations", &sb) == 0 && S_ISDIR(sb.st_mode))
         return "migrations";
-    /* `make install` puts them beside the binary's prefix:
-     * PREFIX/bin/cardvault and PREFIX/share/cardvault/migrations, wherever
-     * PREFIX (and DESTDIR) put the two. */
-    static char beside[PATH_MAX];
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash != NULL) {
-            *slash = '\0';
-            int w = snprintf(beside, sizeof(beside), "%s/../share/cardvault/migrations", exe);
-            if (w > 0 && (size_t)w < sizeof(beside) && stat(beside, &sb) == 0 &&
-                S_ISDIR(sb.st_mode))
-                return beside;
-        }
-    }
     return "/usr/share/cardvault/migrations";
 }
 
