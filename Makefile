@@ -62,7 +62,12 @@ SRCS := $(sort $(wildcard service/*.c))
 ELEMENTS_ASSETS := service/elements/elements.js service/elements/frame.js \
         service/elements/frame.css
 ELEMENTS_GEN := build/gen/elements_assets.c
-OBJS := $(SRCS:service/%.c=$(OUT)/obj/%.o) $(OUT)/obj/elements_assets.o
+# migrations/*.sql, compiled in the same way by service/migrations_embed.sh,
+# so `cardvault migrate` needs nothing beside the binary (docs/operations.md).
+MIGRATION_FILES := $(sort $(wildcard migrations/*.sql))
+MIGRATIONS_GEN := build/gen/migrations_embedded.c
+OBJS := $(SRCS:service/%.c=$(OUT)/obj/%.o) $(OUT)/obj/elements_assets.o \
+        $(OUT)/obj/migrations_embedded.o
 LIB_OBJS := $(filter-out $(OUT)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(OUT)/tests/%)
@@ -88,6 +93,15 @@ $(ELEMENTS_GEN): $(ELEMENTS_ASSETS) service/elements/embed.sh
 	@service/elements/embed.sh $(ELEMENTS_ASSETS) > $@.tmp && mv $@.tmp $@
 
 $(OUT)/obj/elements_assets.o: $(ELEMENTS_GEN) service/elements_assets.h
+	@mkdir -p $(dir $@)
+	@echo "CC $(BUILD) $<"
+	@$(CC) $(CFLAGS) -Iservice -c $< -o $@
+
+$(MIGRATIONS_GEN): $(MIGRATION_FILES) service/migrations_embed.sh
+	@mkdir -p $(dir $@)
+	@service/migrations_embed.sh $(MIGRATION_FILES) > $@.tmp && mv $@.tmp $@
+
+$(OUT)/obj/migrations_embedded.o: $(MIGRATIONS_GEN) service/migrations_embedded.h
 	@mkdir -p $(dir $@)
 	@echo "CC $(BUILD) $<"
 	@$(CC) $(CFLAGS) -Iservice -c $< -o $@
