@@ -173,7 +173,8 @@ static cv_status apply(struct cv_pg_conn *c, const char *dir, const struct migra
         snprintf(why, why_len, "cannot read %s/%s", dir, m->name);
         return CV_ERR_IO;
     }
-    const struct cv_pg_stmt script = {m->name, sql != NULL ? sql : m->text, 0, CV_PG_SCRIPT, false, false};
+    const struct cv_pg_stmt script = {m->name, sql != NULL ? sql : m->text, 0, CV_PG_SCRIPT, false,
+                                      false};
     const struct cv_pg_stmt begin = {m->name, "BEGIN", 0, CV_PG_ONE_OFF, false, false};
     const struct cv_pg_stmt commit = {m->name, "COMMIT", 0, CV_PG_ONE_OFF, false, false};
     struct cv_pg_params p;
@@ -237,8 +238,8 @@ cv_status cv_migrate_run(const char *conninfo, const char *dir, int *applied, ch
     struct cv_pg_conn *c = NULL;
     char reason[256];
     *applied = 0;
-    int n = dir != NULL ? list_files(dir, files, MAX_MIGRATIONS)
-                        : list_embedded(files, MAX_MIGRATIONS);
+    int n =
+        dir != NULL ? list_files(dir, files, MAX_MIGRATIONS) : list_embedded(files, MAX_MIGRATIONS);
     if (n <= 0) {
         snprintf(why, why_len, "no migrations found in %s",
                  dir != NULL ? dir : "the compiled-in set");

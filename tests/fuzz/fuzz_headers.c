@@ -48,8 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool ok = cv_auth_parse_bearer(h, &key, &len) == CV_OK;
     if (ok != ref_bearer(h, &want))
         fail("parse_bearer differs from the rule");
-    if (ok && (key != want || (len != CV_APIKEY_LEN && len != CV_APIKEY_LEGACY_LEN) || key[len] != '\0' ||
-               !cv_token_api_key_is_valid(key, len)))
+    if (ok && (key != want || (len != CV_APIKEY_LEN && len != CV_APIKEY_LEGACY_LEN) ||
+               key[len] != '\0' || !cv_token_api_key_is_valid(key, len)))
         fail("parse_bearer returned the wrong span");
     if (!ok && key != NULL)
         fail("refused header still set the key");
