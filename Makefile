@@ -62,12 +62,18 @@ SRCS := $(sort $(wildcard service/*.c))
 ELEMENTS_ASSETS := service/elements/elements.js service/elements/frame.js \
         service/elements/frame.css
 ELEMENTS_GEN := build/gen/elements_assets.c
-OBJS := $(SRCS:service/%.c=$(OUT)/obj/%.o) $(OUT)/obj/elements_assets.o
+# migrations/*.sql, compiled in the same way by service/migrations_embed.sh,
+# so `cardvault migrate` needs nothing beside the binary (docs/operations.md).
+MIGRATION_FILES := $(sort $(wildcard migrations/*.sql))
+MIGRATIONS_GEN := build/gen/migrations_embedded.c
+OBJS := $(SRCS:service/%.c=$(OUT)/obj/%.o) $(OUT)/obj/elements_assets.o \
+        $(OUT)/obj/migrations_embedded.o
 LIB_OBJS := $(filter-out $(OUT)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(OUT)/tests/%)
 ITEST_BIN := $(OUT)/tests/itest
 
+.PHONY: install uninstall test-install
 .PHONY: all deps run test test-asan unit itest contract browser scenarios lint-sql test-storage-proof \
         test-import-large \
         clean format format-check lint lint-cppcheck lint-tidy lint-banned lint-arch
@@ -88,6 +94,15 @@ $(ELEMENTS_GEN): $(ELEMENTS_ASSETS) service/elements/embed.sh
 	@service/elements/embed.sh $(ELEMENTS_ASSETS) > $@.tmp && mv $@.tmp $@
 
 $(OUT)/obj/elements_assets.o: $(ELEMENTS_GEN) service/elements_assets.h
+	@mkdir -p $(dir $@)
+	@echo "CC $(BUILD) $<"
+	@$(CC) $(CFLAGS) -Iservice -c $< -o $@
+
+$(MIGRATIONS_GEN): $(MIGRATION_FILES) service/migrations_embed.sh
+	@mkdir -p $(dir $@)
+	@service/migrations_embed.sh $(MIGRATION_FILES) > $@.tmp && mv $@.tmp $@
+
+$(OUT)/obj/migrations_embedded.o: $(MIGRATIONS_GEN) service/migrations_embedded.h
 	@mkdir -p $(dir $@)
 	@echo "CC $(BUILD) $<"
 	@$(CC) $(CFLAGS) -Iservice -c $< -o $@
@@ -178,6 +193,7 @@ test: deps
 	$(MAKE) -k --no-print-directory BUILD=release all unit || st=1; \
 	CV_PRISM=1 $(MAKE) --no-print-directory BUILD=release itest || st=1; \
 	$(MAKE) -k --no-print-directory BUILD=release contract browser scenarios || st=1; \
+	$(MAKE) --no-print-directory BUILD=release test-install || st=1; \
 	$(MAKE) --no-print-directory BUILD=release lint || st=1; \
 	$(MAKE) --no-print-directory docker-build-check || st=1; \
 	$(MAKE) -k --no-print-directory BUILD=asan unit itest || st=1; \
@@ -192,6 +208,35 @@ test-asan: deps
 run: deps-run
 	@$(MAKE) --no-print-directory BUILD=release all
 	@docker/local-run.sh
+
+# `make install` (PREFIX, DESTDIR honoured): the binary (migrations compiled
+# in), the systemd units with their paths set to PREFIX, and the docs.
+# docs/operations.md, "Running under systemd", goes from here to a running
+# vault. `make uninstall` removes the same files.
+PREFIX ?= /usr/local
+BINDIR := $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR := $(PREFIX)/share/doc/cardvault
+UNITS := service/systemd/cardvault.service service/systemd/cardvault-migrate.service
+install: $(OUT)/cardvault
+	install -D -m 0755 $(OUT)/cardvault $(DESTDIR)$(BINDIR)/cardvault
+	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
+	@for u in $(UNITS); do \
+	  sed -e 's|/usr/local/bin/cardvault|$(BINDIR)/cardvault|g' \
+	      -e 's|/usr/local/share/doc/cardvault|$(DOCDIR)|g' $$u > $(DESTDIR)$(UNITDIR)/$${u##*/}.tmp && \
+	  chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/}.tmp && \
+	  mv $(DESTDIR)$(UNITDIR)/$${u##*/}.tmp $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; \
+	done
+	install -m 0644 README.md docs/*.md openapi.yaml $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/cardvault $(UNITS:service/systemd/%=$(DESTDIR)$(UNITDIR)/%)
+	rm -rf $(DESTDIR)$(DOCDIR)
+
+# The install layout, the installed binary away from the source tree, and the
+# systemd units (tests/install/run.sh).
+test-install: $(OUT)/cardvault
+	@tests/lib/with-postgres.sh tests/install/run.sh $(OUT)/cardvault
 
 # Lint gate: every check runs even when an earlier one failed; each prints
 # "NAME: N passed, N failed" and any finding fails `make lint` (and `make test`).

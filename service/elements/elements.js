@@ -7,7 +7,7 @@
   'use strict';
   if (window.CardVault) return;
 
-  var KEY_RE = /^pk_[0-9A-Za-z]{43}$/;
+  var KEY_RE = /^pk_[0-9A-Za-z]{43}([0-9A-Za-z]{6})?$/;
   var TOKEN_RE = /^tok_[0-9A-Za-z]{22}$/;
   var TOKENIZE_TIMEOUT_MS = 30000;
   /* document.currentScript exists only while this file runs. */

@@ -34,6 +34,7 @@ FUZZ_CFLAGS = $(BASE_CFLAGS) -DCV_SCHEMA_VERSION=$(SCHEMA_VERSION) -O1 -g -fno-o
 FUZZ_LIBS := $(LIBS)
 FUZZ_OBJS := $(FUZZ_SRCS:service/%.c=$(FUZZ_OUT)/obj/%.o)
 FUZZ_ASSETS_OBJ := $(FUZZ_OUT)/obj/elements_assets.o
+FUZZ_MIGRATIONS_OBJ := $(FUZZ_OUT)/obj/migrations_embedded.o
 FUZZ_LIB := $(FUZZ_OUT)/libcardvault-fuzz.a
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_OUT)/%)
 
@@ -48,7 +49,11 @@ $(FUZZ_ASSETS_OBJ): $(ELEMENTS_GEN) service/elements_assets.h
 	@mkdir -p $(dir $@)
 	@$(FUZZ_CC) $(FUZZ_CFLAGS) -Iservice -c $< -o $@
 
-$(FUZZ_LIB): $(FUZZ_OBJS) $(FUZZ_ASSETS_OBJ)
+$(FUZZ_MIGRATIONS_OBJ): $(MIGRATIONS_GEN) service/migrations_embedded.h
+	@mkdir -p $(dir $@)
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -Iservice -c $< -o $@
+
+$(FUZZ_LIB): $(FUZZ_OBJS) $(FUZZ_ASSETS_OBJ) $(FUZZ_MIGRATIONS_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
 

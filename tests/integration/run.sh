@@ -196,7 +196,7 @@ APP_DATABASE_URL="$CARDVAULT_DATABASE_URL user=cardvault_app password=$APP_PW"
 
 # -------------------------------------------------------------- merchants, keys
 
-key_re='^(pk|sk|dk|rk)_[0-9A-Za-z]{43}$'
+key_re='^(pk|sk|dk|rk)_[0-9A-Za-z]{49}$'
 # run_cli OUTFILE LABEL ARGS...: the CLI, stdout to OUTFILE, stderr to
 # OUTFILE.err; on failure "LABEL failed" and its stderr.
 run_cli() {

@@ -28,7 +28,7 @@ packages=(
 if [ "$mode" != run ]; then
   packages+=(
     clang libclang-rt-14-dev valgrind clang-format clang-tidy cppcheck
-    jq gnutls-bin psmisc gdb python3
+    jq gnutls-bin psmisc gdb python3 systemd
     wrk softhsm2 opensc
     chromium fonts-dejavu-core
     mariadb-server

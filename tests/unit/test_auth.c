@@ -144,7 +144,7 @@ static void parse_bearer_accepts_a_well_formed_key(void)
             size_t len = 0;
             snprintf(header, sizeof(header), "%s%s%s", schemes[s], kinds[k], KEY43);
             CHECK_EQ_INT(cv_auth_parse_bearer(header, &key, &len), CV_OK);
-            CHECK_EQ_INT(len, CV_APIKEY_LEN);
+            CHECK_EQ_INT(len, CV_APIKEY_LEGACY_LEN); /* a key made before checksums */
             CHECK(key == header + strlen(schemes[s]));
         }
     }
@@ -154,7 +154,7 @@ static void parse_bearer_accepts_a_well_formed_key(void)
     size_t len = 0;
     const char *spaced = "Bearer    sk_" KEY43;
     CHECK_EQ_INT(cv_auth_parse_bearer(spaced, &key, &len), CV_OK);
-    CHECK(key == spaced + 10 && len == CV_APIKEY_LEN);
+    CHECK(key == spaced + 10 && len == CV_APIKEY_LEGACY_LEN);
 }
 
 static void parse_bearer_refuses_everything_else(void)
@@ -565,6 +565,39 @@ static void stale_bound_is_ten_intervals_for_slow_refresh(void)
  * principal, looked up by the bare key (the frame's query parameter) as by
  * the header; a list the database holds in a shape origin.c would not
  * produce binds the key to nothing. */
+/* A key with its checksum authenticates beside a key made before
+ * checksums; the same key with one character mistyped is refused by its
+ * checksum before the key table is consulted: a plain 401 even while the
+ * table is stale (when a well-formed key would get 503). */
+static void checksummed_and_old_keys_authenticate_a_mistyped_key_fails_fast(void)
+{
+    struct fake_source f;
+    memset(&f, 0, sizeof(f));
+    f.now_ms = 7000000;
+    char fresh[CV_APIKEY_LEN + 1];
+    CHECK_EQ_INT(cv_token_api_key("sk", fresh), CV_OK);
+    fake_add(&f, fresh);
+    fake_add(&f, KEY_A); /* the old format: kind + 43 characters */
+    struct cv_auth_source src = {fake_scan, fake_now_ms, &f};
+    struct cv_auth *a = NULL;
+    CHECK_EQ_INT(cv_auth_open_source(&src, 1000, 0, false, &a), CV_OK);
+    if (a == NULL)
+        return;
+    CHECK_EQ_INT(auth_as(a, fresh), CV_OK);
+    CHECK_EQ_INT(auth_as(a, KEY_A), CV_OK);
+    char typo[CV_APIKEY_LEN + 1];
+    memcpy(typo, fresh, sizeof typo);
+    typo[10] = typo[10] == 'x' ? 'y' : 'x';
+    CHECK_EQ_INT(auth_as(a, typo), CV_ERR_UNAUTHENTICATED);
+    f.failing = true;
+    f.now_ms += 3600 * 1000;
+    CHECK_EQ_INT(cv_auth_refresh(a), CV_ERR_DB_UNAVAILABLE);
+    CHECK(cv_auth_is_stale(a));
+    CHECK_EQ_INT(auth_as(a, fresh), CV_ERR_DB_UNAVAILABLE);
+    CHECK_EQ_INT(auth_as(a, typo), CV_ERR_UNAUTHENTICATED);
+    cv_auth_close(a);
+}
+
 static void bare_key_lookup_carries_origins(void)
 {
     struct fake_source f;
@@ -612,5 +645,6 @@ int main(void)
     RUN(revocation_fails_closed_when_refresh_keeps_failing);
     RUN(stale_bound_is_ten_intervals_for_slow_refresh);
     RUN(bare_key_lookup_carries_origins);
+    RUN(checksummed_and_old_keys_authenticate_a_mistyped_key_fails_fast);
     return check_summary("auth");
 }
