@@ -335,6 +335,8 @@ cv_status cv_relay_client_send(const struct cv_relay_destination *d,
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
     curl_off_t pretransfer = 0;
     curl_easy_getinfo(h, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+    long request_bytes = 0; /* the bytes of the request head written so far */
+    curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &request_bytes);
 
     cv_status st = CV_OK;
     if (rc != CURLE_OK && handshake_refused(errbuf)) {
@@ -342,9 +344,15 @@ cv_status cv_relay_client_send(const struct cv_relay_destination *d,
          * the client certificate: the request may have been written, but a
          * server that then refused the handshake never read it. */
         st = CV_ERR_RELAY_TLS;
+    } else if ((rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR) && request_bytes == 0) {
+        /* The processor ended the connection after the TLS handshake and
+         * before a byte of the request was written: how a TLS 1.3 server's
+         * refusal of the client certificate looks when its alert is lost to
+         * the reset (nothing was sent, so nothing can have been acted on). */
+        st = CV_ERR_RELAY_TLS;
     } else if (rc != CURLE_OK) {
         st = status_of(rc, &sink);
-        *maybe_sent = !before_send(rc) && pretransfer > 0;
+        *maybe_sent = !before_send(rc) && pretransfer > 0 && request_bytes > 0;
     } else if (code >= 300 && code < 400) {
         st = CV_ERR_RELAY_REDIRECT;
         *maybe_sent = true;
