@@ -18,7 +18,7 @@ BENCH_OUT := build/bench
 BENCH_CFLAGS := $(BASE_CFLAGS) -O2 -g -D_FORTIFY_SOURCE=2
 BENCH_LDFLAGS := $(BASE_LDFLAGS)
 
-.PHONY: bench bench-quick bench-tools
+.PHONY: bench bench-quick bench-tools bench-relay bench-relay-quick
 
 bench-tools: $(BENCH_OUT)/bare_mhd
 
@@ -36,6 +36,21 @@ bench: bench-tools
 bench-quick: bench-tools
 	@$(MAKE) --no-print-directory BUILD=release all
 	bench/run.sh --quick
+
+# The relay client against the fake processor (bench/relay.sh): its rate and
+# latency next to a bare libcurl client's at the same fake in the same run.
+# Built with the release objects (service code, no database).
+$(BENCH_OUT)/relay_client: bench/relay_client.c
+	@$(MAKE) --no-print-directory BUILD=release all
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -o $@ $< $(filter-out build/release/obj/main.o,\
+		$(wildcard build/release/obj/*.o)) $(BENCH_LDFLAGS) $(LIBS)
+
+bench-relay-quick: $(BENCH_OUT)/relay_client
+	bench/relay.sh $(BENCH_OUT)/relay_client 3 4
+
+bench-relay: $(BENCH_OUT)/relay_client
+	bench/relay.sh $(BENCH_OUT)/relay_client 10 8
 
 .DEFAULT_GOAL := $(cv_bench_saved_goal)
 endif
