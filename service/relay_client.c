@@ -173,6 +173,10 @@ void cv_relay_client_shutdown(void)
     curl_global_cleanup();
 }
 
+#define TLS12_CIPHERS                                                                              \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:"     \
+    "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+
 /* Failures before the request could leave: nothing was sent. */
 static bool before_send(CURLcode rc)
 {
@@ -295,6 +299,11 @@ cv_status cv_relay_client_send(const struct cv_relay_destination *d,
     curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "https");
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    /* TLS 1.2 suites: ECDHE key exchange with an AEAD cipher only, the
+     * same set the vault's own listener offers (PCI DSS 4.2.1: strong
+     * cryptography, no fallback to CBC or static RSA). TLS 1.3's suites are
+     * all AEAD. */
+    curl_easy_setopt(h, CURLOPT_SSL_CIPHER_LIST, TLS12_CIPHERS);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
     if (d->ca_file != NULL)

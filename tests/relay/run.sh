@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The relay client against the fake processor, below the HTTP API: makes the
-# test PKI into a temporary directory (no key is committed), starts three
+# test PKI into a temporary directory (no key is committed), starts four
 # fakes on 127.0.0.1 (processor.test from the test CA, a certificate for
-# other.test, processor.test from an untrusted CA; each requires a client
-# certificate), runs the test binary (tests/relay/test_relay_client.c) and
+# other.test, processor.test from an untrusted CA, processor.test speaking
+# only TLS 1.2 with a CBC suite; each requires a client certificate), runs the test binary (tests/relay/test_relay_client.c) and
 # appends its "P F" to build/test-results.
 #
 #   tests/relay/run.sh BUILD/tests/relay/test_relay_client
@@ -39,19 +39,20 @@ free_port() {
 
 tests/relay/make-pki.sh "$tmp/pki" || { echo "relay-client: test PKI failed"; record 0 1; exit 1; }
 export RELAY_PKI=$tmp/pki
-for row in "GOOD server" "WRONG wrongname" "ROGUE rogue"; do
+# WEAK: processor.test from the test CA, but TLS 1.2 with a CBC suite only.
+for row in "GOOD server" "WRONG wrongname" "ROGUE rogue" "WEAK server --weak-tls12"; do
   set -- $row
   port=$(free_port)
   python3 tests/relay/fake_processor.py --port "$port" --cert "$tmp/pki/$2.pem" \
     --key "$tmp/pki/$2.key" --client-ca "$tmp/pki/client-ca.pem" --record "$tmp/$1.rec" \
-    --count "$tmp/$1.cnt" --slow 4 >"$tmp/$1.log" 2>&1 &
+    --count "$tmp/$1.cnt" --slow 4 ${3:-} >"$tmp/$1.log" 2>&1 &
   pids+=($!)
   export "RELAY_PORT_$1=$port" "RELAY_REC_$1=$tmp/$1.rec" "RELAY_CNT_$1=$tmp/$1.cnt"
 done
 export RELAY_PORT_CLOSED=$(free_port)
 # Ready when each fake has written its count and accepts a TCP connection
 # (that probe is one connection; the tests compare counts before and after).
-for name in GOOD WRONG ROGUE; do
+for name in GOOD WRONG ROGUE WEAK; do
   port_var=RELAY_PORT_$name
   for _ in $(seq 1 100); do
     [ -s "$tmp/$name.cnt" ] && (exec 3<>"/dev/tcp/127.0.0.1/${!port_var}") 2>/dev/null && break
@@ -65,7 +66,7 @@ line=$(printf '%s\n' "$out" | grep -E '^relay-client: [0-9]+ passed, [0-9]+ fail
 if [ -n "$line" ]; then
   echo "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/' >>build/test-results
 else
-  for name in GOOD WRONG ROGUE; do sed 's/^/  fake '"$name"': /' "$tmp/$name.log"; done
+  for name in GOOD WRONG ROGUE WEAK; do sed 's/^/  fake '"$name"': /' "$tmp/$name.log"; done
   record 0 1
 fi
 exit "$rc"

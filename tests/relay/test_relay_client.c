@@ -10,9 +10,11 @@
  *   RELAY_PORT_GOOD    processor.test from the test CA, client certificate required
  *   RELAY_PORT_WRONG   a certificate for other.test
  *   RELAY_PORT_ROGUE   processor.test from a CA nobody trusts
+ *   RELAY_PORT_WEAK    processor.test from the test CA, TLS 1.2 with a CBC suite only
  *   RELAY_PORT_CLOSED  a port nothing listens on
  *   RELAY_REC_GOOD, RELAY_CNT_GOOD, RELAY_REC_WRONG, RELAY_CNT_WRONG,
- *   RELAY_REC_ROGUE, RELAY_CNT_ROGUE   each fake's request record and connection count */
+ *   RELAY_REC_ROGUE, RELAY_CNT_ROGUE, RELAY_REC_WEAK, RELAY_CNT_WEAK   each fake's request record
+ * and connection count */
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -287,6 +289,13 @@ static void pin_mismatch_fails_before_sending(void)
     tls_fails_before_any_request("mispinned", env("RELAY_REC_GOOD"), env("RELAY_CNT_GOOD"));
 }
 
+/* TLS 1.2 with CBC and SHA-1 MAC: not among the relay's suites (ECDHE with
+ * AES-GCM or ChaCha20-Poly1305), so no fallback to it. */
+static void weak_cipher_suite_is_refused(void)
+{
+    tls_fails_before_any_request("weak", env("RELAY_REC_WEAK"), env("RELAY_CNT_WEAK"));
+}
+
 /* The system store does not hold the test CA. */
 static void system_store_does_not_trust_the_test_ca(void)
 {
@@ -366,6 +375,7 @@ static void load_destinations(void)
         {"small", "RELAY_PORT_GOOD", NULL, true, true},
         {"wrongname", "RELAY_PORT_WRONG", NULL, true, true},
         {"rogue", "RELAY_PORT_ROGUE", NULL, true, true},
+        {"weak", "RELAY_PORT_WEAK", NULL, true, true},
         {"closed", "RELAY_PORT_CLOSED", NULL, true, true},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
@@ -425,6 +435,7 @@ int main(void)
     RUN(untrusted_ca_fails_before_sending);
     RUN(missing_client_certificate_fails_before_sending);
     RUN(pin_mismatch_fails_before_sending);
+    RUN(weak_cipher_suite_is_refused);
     RUN(system_store_does_not_trust_the_test_ca);
     RUN(slow_answer_times_out);
     RUN(silent_processor_times_out);
