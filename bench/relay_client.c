@@ -182,8 +182,8 @@ int main(int argc, char **argv)
         return 2;
     }
     PKI = argv[1];
-    SECONDS_RUN = atof(argv[3]);
-    int threads = atoi(argv[4]);
+    SECONDS_RUN = strtod(argv[3], NULL);
+    int threads = (int)strtol(argv[4], NULL, 10);
     if (SECONDS_RUN <= 0 || threads < 1 || threads > 64)
         return 2;
     char json[4096], why[256] = "";

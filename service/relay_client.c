@@ -348,16 +348,19 @@ cv_status cv_relay_client_send(const struct cv_relay_destination *d,
     curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &request_bytes);
 
     cv_status st = CV_OK;
-    if (rc != CURLE_OK && handshake_refused(errbuf)) {
-        /* TLS 1.3 ends the client's handshake before the server has checked
-         * the client certificate: the request may have been written, but a
-         * server that then refused the handshake never read it. */
-        st = CV_ERR_RELAY_TLS;
-    } else if ((rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR) && request_bytes == 0) {
-        /* The processor ended the connection after the TLS handshake and
-         * before a byte of the request was written: how a TLS 1.3 server's
-         * refusal of the client certificate looks when its alert is lost to
-         * the reset (nothing was sent, so nothing can have been acted on). */
+    /* A refused handshake, the request never read:
+     *  - TLS 1.3 ends the client's handshake before the server has checked
+     *    the client certificate: the request may have been written, but a
+     *    server that then refused the handshake (its alert names why) never
+     *    read it;
+     *  - or the processor ended the connection after the TLS handshake and
+     *    before a byte of the request was written: how that refusal looks
+     *    when its alert is lost to the reset (nothing was sent, so nothing
+     *    can have been acted on). */
+    bool refused = rc != CURLE_OK && handshake_refused(errbuf);
+    bool closed_before_request =
+        (rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR) && request_bytes == 0;
+    if (refused || closed_before_request) {
         st = CV_ERR_RELAY_TLS;
     } else if (rc != CURLE_OK) {
         st = status_of(rc, &sink);
