@@ -74,6 +74,7 @@ static bool direct_once(void)
     curl_easy_setopt(h, CURLOPT_SSLCERT, cert);
     curl_easy_setopt(h, CURLOPT_SSLKEY, key);
     curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, BODY);

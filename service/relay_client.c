@@ -323,6 +323,9 @@ cv_status cv_relay_client_send(const struct cv_relay_destination *d,
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)d->connect_timeout_ms);
     curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)d->max_answer_bytes);
     curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+    /* HTTP/1.1 only: with HTTP/2 the body would also pass through nghttp2's
+     * frame buffers, which libcurl's wiping allocator does not reach. */
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "cardvault-relay");
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
     if (strcmp(req->method, "GET") == 0)

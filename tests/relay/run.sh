@@ -39,8 +39,10 @@ free_port() {
 
 tests/relay/make-pki.sh "$tmp/pki" || { echo "relay-client: test PKI failed"; record 0 1; exit 1; }
 export RELAY_PKI=$tmp/pki
-# WEAK: processor.test from the test CA, but TLS 1.2 with a CBC suite only.
-for row in "GOOD server" "WRONG wrongname" "ROGUE rogue" "WEAK server --weak-tls12"; do
+# GOOD offers HTTP/2 in ALPN but speaks HTTP/1.1 only (the relay must not
+# take the offer); WEAK: processor.test from the test CA, TLS 1.2 with a CBC
+# suite only.
+for row in "GOOD server --offer-h2" "WRONG wrongname" "ROGUE rogue" "WEAK server --weak-tls12"; do
   set -- $row
   port=$(free_port)
   python3 tests/relay/fake_processor.py --port "$port" --cert "$tmp/pki/$2.pem" \
