@@ -72,9 +72,10 @@ LIB_OBJS := $(filter-out $(OUT)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(OUT)/tests/%)
 ITEST_BIN := $(OUT)/tests/itest
+RELAY_TEST_BIN := $(OUT)/tests/relay/test_relay_client
 
 .PHONY: install uninstall test-install
-.PHONY: all deps run test test-asan unit itest contract browser scenarios lint-sql test-storage-proof \
+.PHONY: all deps run test test-asan unit itest relay-client contract browser scenarios lint-sql test-storage-proof \
         test-import-large \
         clean format format-check lint lint-cppcheck lint-tidy lint-banned lint-arch
 all: $(OUT)/cardvault
@@ -123,6 +124,13 @@ $(ITEST_BIN): $(wildcard tests/integration/*.c tests/integration/*.h) tests/unit
 	@$(CC) $(CFLAGS) -Itests/unit -Itests/integration -o $@ $(wildcard tests/integration/*.c) \
 		$(LDFLAGS) -lcurl -ljansson
 
+# The relay client against the fake processor (tests/relay): service code,
+# no database.
+$(RELAY_TEST_BIN): tests/relay/test_relay_client.c $(LIB_OBJS) tests/unit/check.h
+	@mkdir -p $(dir $@)
+	@echo "LD $(BUILD) $@"
+	@$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LIBS)
+
 $(OUT)/obj/migrate.o: $(wildcard migrations/*.sql)
 
 $(VERSION_STAMP): FORCE
@@ -145,6 +153,11 @@ deps-run:
 # Unit tests: pure modules, no database. Prints "N passed, N failed" per binary.
 unit: $(UNIT_BINS)
 	@tests/lib/run-unit.sh $(UNIT_BINS)
+
+# The relay's outbound client against the fake processor over mutual TLS
+# (tests/relay/run.sh: a fresh test PKI, three fakes, no database).
+relay-client: $(RELAY_TEST_BIN)
+	@tests/relay/run.sh $(RELAY_TEST_BIN)
 
 # Integration + storage-policy tests against a running service on a throwaway
 # cluster (pg_virtualenv). CV_PRISM=1 sends the HTTP suite through Prism.
@@ -196,13 +209,13 @@ test: deps
 	$(MAKE) --no-print-directory BUILD=release test-install || st=1; \
 	$(MAKE) --no-print-directory BUILD=release lint || st=1; \
 	$(MAKE) --no-print-directory docker-build-check || st=1; \
-	$(MAKE) -k --no-print-directory BUILD=asan unit itest || st=1; \
+	$(MAKE) -k --no-print-directory BUILD=asan unit itest relay-client || st=1; \
 	$(MAKE) --no-print-directory fuzz-smoke || st=1; \
 	tests/lib/summary.sh || st=1; exit $$st
 
 test-asan: deps
 	@rm -f build/test-results; st=0; \
-	$(MAKE) --no-print-directory BUILD=asan unit itest scenarios || st=1; \
+	$(MAKE) --no-print-directory BUILD=asan unit itest relay-client scenarios || st=1; \
 	tests/lib/summary.sh || st=1; exit $$st
 
 run: deps-run

@@ -18,7 +18,7 @@ BENCH_OUT := build/bench
 BENCH_CFLAGS := $(BASE_CFLAGS) -O2 -g -D_FORTIFY_SOURCE=2
 BENCH_LDFLAGS := $(BASE_LDFLAGS)
 
-.PHONY: bench bench-quick bench-tools bench-relay
+.PHONY: bench bench-quick bench-tools bench-relay bench-relay-client bench-relay-client-quick
 
 bench-tools: $(BENCH_OUT)/bare_mhd
 
@@ -42,6 +42,21 @@ bench-quick: bench-tools
 bench-relay:
 	@$(MAKE) --no-print-directory BUILD=release all
 	bench/relay.sh build/release/cardvault
+
+# The relay client against the fake processor (bench/relay_client.sh): its rate and
+# latency next to a bare libcurl client's at the same fake in the same run.
+# Built with the release objects (service code, no database).
+$(BENCH_OUT)/relay_client: bench/relay_client.c
+	@$(MAKE) --no-print-directory BUILD=release all
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -o $@ $< $(filter-out build/release/obj/main.o,\
+		$(wildcard build/release/obj/*.o)) $(BENCH_LDFLAGS) $(LIBS)
+
+bench-relay-client-quick: $(BENCH_OUT)/relay_client
+	bench/relay_client.sh $(BENCH_OUT)/relay_client 3 4
+
+bench-relay-client: $(BENCH_OUT)/relay_client
+	bench/relay_client.sh $(BENCH_OUT)/relay_client 10 8
 
 .DEFAULT_GOAL := $(cv_bench_saved_goal)
 endif

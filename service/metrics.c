@@ -34,6 +34,12 @@ static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
                                  0.1,    0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
 #define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
+/* A relay waits on a processor across the network, up to a destination's
+ * timeout_ms (at most 120 s; docs/operations.md, "Relay destinations"). */
+static const double relay_buckets[] = {0.05, 0.1,  0.25, 0.5,  1.0,  2.5,
+                                       5.0,  10.0, 30.0, 60.0, 120.0};
+#define N_RELAY_BUCKETS (sizeof(relay_buckets) / sizeof(relay_buckets[0]))
+
 struct cv_metrics {
     atomic_uint_least64_t requests[CV_ROUTE_COUNT][N_CODES];
     atomic_uint_least64_t latency_bucket[CV_ROUTE_COUNT][N_BUCKETS + 1];
@@ -55,7 +61,8 @@ struct cv_metrics {
         char name[CV_METRICS_LABEL_MAX + 1];
         atomic_uint_least64_t n[CV_METRICS_RELAY_COUNT];
         atomic_uint_least64_t duration_sum_us;
-    } relay[CV_METRICS_RELAY_DESTINATIONS + 2]; /* + "-" and "other" */
+        atomic_uint_least64_t duration_bucket[N_RELAY_BUCKETS + 1]; /* + the +Inf one */
+    } relay[CV_METRICS_RELAY_DESTINATIONS + 2];                     /* + "-" and "other" */
     /* Set once before serving, read by scrapes. */
     char version[CV_METRICS_LABEL_MAX + 1];
     char openssl[CV_METRICS_LABEL_MAX + 1];
@@ -290,6 +297,10 @@ void cv_metrics_count_relay(struct cv_metrics *m, const char *destination,
     atomic_fetch_add(&m->relay[slot].n[outcome], 1);
     atomic_fetch_add(&m->relay[slot].duration_sum_us,
                      seconds > 0 ? (uint_least64_t)(seconds * 1e6) : 0);
+    size_t b = 0;
+    while (b < N_RELAY_BUCKETS && seconds > relay_buckets[b])
+        b++;
+    atomic_fetch_add(&m->relay[slot].duration_bucket[b], 1);
     pthread_mutex_unlock(&m->relay_lock);
 }
 
@@ -418,6 +429,34 @@ static cv_status render_relays(struct cv_buf *o, struct cv_metrics *m)
         st = cv_buf_appendf(o, "cardvault_relay_duration_seconds_total{destination=\"%s\"} %.6f\n",
                             m->relay[i].name,
                             (double)atomic_load(&m->relay[i].duration_sum_us) / 1e6);
+    if (st == CV_OK)
+        st = cv_buf_appendf(o, "# HELP cardvault_relay_duration_seconds Relay durations by "
+                               "destination, from the request to the processor's whole answer or "
+                               "the failure.\n"
+                               "# TYPE cardvault_relay_duration_seconds histogram\n");
+    for (size_t i = 0; i < m->relay_slots && st == CV_OK; i++) {
+        uint64_t cum = 0;
+        for (size_t b = 0; b <= N_RELAY_BUCKETS && st == CV_OK; b++) {
+            cum += atomic_load(&m->relay[i].duration_bucket[b]);
+            char le[16];
+            if (b < N_RELAY_BUCKETS)
+                snprintf(le, sizeof(le), "%g", relay_buckets[b]);
+            else
+                snprintf(le, sizeof(le), "+Inf");
+            st = cv_buf_appendf(o,
+                                "cardvault_relay_duration_seconds_bucket{destination=\"%s\","
+                                "le=\"%s\"} %llu\n",
+                                m->relay[i].name, le, (unsigned long long)cum);
+        }
+        if (st == CV_OK)
+            st = cv_buf_appendf(o,
+                                "cardvault_relay_duration_seconds_sum{destination=\"%s\"} %.6f\n"
+                                "cardvault_relay_duration_seconds_count{destination=\"%s\"} "
+                                "%llu\n",
+                                m->relay[i].name,
+                                (double)atomic_load(&m->relay[i].duration_sum_us) / 1e6,
+                                m->relay[i].name, (unsigned long long)cum);
+    }
     pthread_mutex_unlock(&m->relay_lock);
     return st;
 }

@@ -173,6 +173,10 @@ void cv_relay_client_shutdown(void)
     curl_global_cleanup();
 }
 
+#define TLS12_CIPHERS                                                                              \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:"     \
+    "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+
 /* Failures before the request could leave: nothing was sent. */
 static bool before_send(CURLcode rc)
 {
@@ -295,6 +299,11 @@ cv_status cv_relay_client_send(const struct cv_relay_destination *d,
     curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "https");
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    /* TLS 1.2 suites: ECDHE key exchange with an AEAD cipher only, the
+     * same set the vault's own listener offers (PCI DSS 4.2.1: strong
+     * cryptography, no fallback to CBC or static RSA). TLS 1.3's suites are
+     * all AEAD. */
+    curl_easy_setopt(h, CURLOPT_SSL_CIPHER_LIST, TLS12_CIPHERS);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
     if (d->ca_file != NULL)
@@ -314,6 +323,9 @@ cv_status cv_relay_client_send(const struct cv_relay_destination *d,
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)d->connect_timeout_ms);
     curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)d->max_answer_bytes);
     curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+    /* HTTP/1.1 only: with HTTP/2 the body would also pass through nghttp2's
+     * frame buffers, which libcurl's wiping allocator does not reach. */
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "cardvault-relay");
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
     if (strcmp(req->method, "GET") == 0)
@@ -335,16 +347,27 @@ cv_status cv_relay_client_send(const struct cv_relay_destination *d,
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
     curl_off_t pretransfer = 0;
     curl_easy_getinfo(h, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+    long request_bytes = 0; /* the bytes of the request head written so far */
+    curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &request_bytes);
 
     cv_status st = CV_OK;
-    if (rc != CURLE_OK && handshake_refused(errbuf)) {
-        /* TLS 1.3 ends the client's handshake before the server has checked
-         * the client certificate: the request may have been written, but a
-         * server that then refused the handshake never read it. */
+    /* A refused handshake, the request never read:
+     *  - TLS 1.3 ends the client's handshake before the server has checked
+     *    the client certificate: the request may have been written, but a
+     *    server that then refused the handshake (its alert names why) never
+     *    read it;
+     *  - or the processor ended the connection after the TLS handshake and
+     *    before a byte of the request was written: how that refusal looks
+     *    when its alert is lost to the reset (nothing was sent, so nothing
+     *    can have been acted on). */
+    bool refused = rc != CURLE_OK && handshake_refused(errbuf);
+    bool closed_before_request =
+        (rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR) && request_bytes == 0;
+    if (refused || closed_before_request) {
         st = CV_ERR_RELAY_TLS;
     } else if (rc != CURLE_OK) {
         st = status_of(rc, &sink);
-        *maybe_sent = !before_send(rc) && pretransfer > 0;
+        *maybe_sent = !before_send(rc) && pretransfer > 0 && request_bytes > 0;
     } else if (code >= 300 && code < 400) {
         st = CV_ERR_RELAY_REDIRECT;
         *maybe_sent = true;

@@ -73,11 +73,20 @@ static bool name_ok(const char *s)
     return true;
 }
 
-/* A DNS host name: labels of letters, digits and '-', at least one letter
- * somewhere (so "10.0.0.1" and "4294967295" are refused as IP literals). */
+/* A DNS host name: labels of letters, digits and '-', the last one starting
+ * with a letter. URL parsers (curl's, browsers') read a host whose labels are
+ * all numbers as an IPv4 address, in decimal, octal or hex ("10.0.0.1",
+ * "4294967295", "0x7f000001", "0x7f.0.0.1"); a last label that starts with a
+ * letter is never such a number, and real top-level domains all do. */
 static bool host_ok(const char *h, size_t n)
 {
     if (n == 0 || n > 253)
+        return false;
+    const char *last = h;
+    for (size_t i = 0; i < n; i++)
+        if (h[i] == '.')
+            last = h + i + 1;
+    if (last == h + n || !isalpha((unsigned char)*last))
         return false;
     bool letter = false;
     size_t label = 0;

@@ -10,9 +10,9 @@
 /* The relay's outbound HTTPS client (libcurl): one request to one listed
  * destination, with the checks that destination demands and nothing the
  * environment could loosen:
- *   - https only, TLS 1.2 or newer, the peer's certificate checked against
- *     the destination's CA file (or the system store) and its host name,
- *     the public-key pin and the client certificate when listed;
+ *   - https only, HTTP/1.1, TLS 1.2 (ECDHE and AEAD suites) or 1.3, the peer's certificate checked
+ * against the destination's CA file (or the system store) and its host name, the public-key pin and
+ * the client certificate when listed;
  *   - no redirect followed (a 3xx answer is CV_ERR_RELAY_REDIRECT), no
  *     proxy taken from the environment, no cookies, no decompression;
  *   - the answer cut off at the destination's max_answer_bytes while it

@@ -1,7 +1,8 @@
 /* fuzz_relay_dest.c: the relay destinations file parser (relay_dest.c) on
  * raw bytes. Invariants: a refusal leaves nothing parsed and gives a reason;
  * an accepted file's destinations hold only https URLs on DNS names (no IP
- * literal, userinfo, query), at least one method and path, both halves of a
+ * literal in any spelling: the last label starts with a letter; no userinfo,
+ * query), at least one method and path, both halves of a
  * client certificate or neither; and every listed path is allowed by its own
  * rule while a ".." continuation of it never is. */
 #include <stdint.h>
@@ -38,6 +39,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fail("an accepted URL that is not plain https");
         if (strspn(x->host, "0123456789.") == strlen(x->host))
             fail("an IPv4 literal host accepted");
+        const char *last = strrchr(x->host, '.');
+        last = last != NULL ? last + 1 : x->host;
+        if (!((*last >= 'a' && *last <= 'z') || (*last >= 'A' && *last <= 'Z')))
+            fail("a host whose last label could be read as a number (0x7f.1, 0x7f000001)");
         if (x->methods == 0 || x->n_paths == 0)
             fail("a destination without methods or paths");
         if ((x->client_cert == NULL) != (x->client_key == NULL))

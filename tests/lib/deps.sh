@@ -6,6 +6,7 @@
 #                           demo shop's small server (make deps-run)
 #   tests/lib/deps.sh       all of that plus the test tool chain: sanitizer
 #                           runtime, linters, valgrind, wrk, SoftHSM, Chromium,
+#                           python3 (the relay's fake processor, tests/relay),
 #                           MariaDB's server (the throwaway database of the
 #                           scan-mysql scenario), and the pinned npm tooling
 #                           (make deps)

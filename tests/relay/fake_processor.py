@@ -16,7 +16,12 @@ sent" from "sent but refused". Behaviour by path:
   /v1/reset       the connection reset (RST) without an answer
 
   fake_processor.py --port P --cert C --key K [--client-ca CA]
-                    --record FILE --count FILE [--slow S]
+                    --record FILE --count FILE [--slow S] [--weak-tls12] [--offer-h2]
+
+--weak-tls12 makes it a processor that speaks only TLS 1.2 with a CBC suite
+(ECDHE-ECDSA-AES128-SHA), one a strict client must refuse. --offer-h2 makes
+it prefer HTTP/2 in ALPN (and still speak only HTTP/1.1): a client that
+takes the offer fails.
 """
 import argparse
 import json
@@ -143,6 +148,8 @@ def main():
     p.add_argument("--record", required=True)
     p.add_argument("--count", required=True)
     p.add_argument("--slow", type=float, default=3.0)
+    p.add_argument("--weak-tls12", action="store_true")
+    p.add_argument("--offer-h2", action="store_true")
     ARGS = p.parse_args()
     open(ARGS.record, "a").close()
     with open(ARGS.count, "w") as f:
@@ -150,6 +157,11 @@ def main():
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(ARGS.cert, ARGS.key)
+    if ARGS.offer_h2:
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+    if ARGS.weak_tls12:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers("ECDHE-ECDSA-AES128-SHA")
     if ARGS.client_ca:
         ctx.verify_mode = ssl.CERT_REQUIRED
         ctx.load_verify_locations(ARGS.client_ca)

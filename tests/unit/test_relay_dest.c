@@ -79,6 +79,15 @@ static void test_refusals(void)
         "\"paths\":[\"/\"]}]}",
         "{\"destinations\":[{\"name\":\"a\",\"url\":\"https://[::1]\",\"methods\":[\"POST\"],"
         "\"paths\":[\"/\"]}]}",
+        /* IPv4 in the spellings URL parsers (curl's too) read as an address */
+        "{\"destinations\":[{\"name\":\"a\",\"url\":\"https://0x7f000001\",\"methods\":"
+        "[\"POST\"],\"paths\":[\"/\"]}]}",
+        "{\"destinations\":[{\"name\":\"a\",\"url\":\"https://0x7f.0.0.1\",\"methods\":"
+        "[\"POST\"],\"paths\":[\"/\"]}]}",
+        "{\"destinations\":[{\"name\":\"a\",\"url\":\"https://0xA9.0xFE.0xA9.0xFE:8443\","
+        "\"methods\":[\"POST\"],\"paths\":[\"/\"]}]}",
+        "{\"destinations\":[{\"name\":\"a\",\"url\":\"https://x.example.0x1\",\"methods\":"
+        "[\"POST\"],\"paths\":[\"/\"]}]}",
         "{\"destinations\":[{\"name\":\"a\",\"url\":\"https://u:p@x.example\",\"methods\":"
         "[\"POST\"],\"paths\":[\"/\"]}]}",
         "{\"destinations\":[{\"name\":\"a\",\"url\":\"https://x.example/?q\",\"methods\":"
