@@ -481,13 +481,13 @@ cv_status cv_pg_run(struct cv_pg_conn *c, const struct cv_pg_stmt *s, const stru
     PGresult *r = NULL;
     if (res != NULL)
         *res = NULL;
-    c->sync_wait_cancelled = false;
     if ((p != NULL && p->failed) || n != s->nparams || (s->mode == CV_PG_SCRIPT && n != 0)) {
         /* our bug, not the database's: never send a half-built list */
         cv_log(CV_LOG_ERROR, "db_params_invalid", CV_LS("statement", s->name), CV_LI("params", n),
                CV_LI("expected", s->nparams));
         return CV_ERR_INTERNAL;
     }
+    c->sync_wait_cancelled = false;
     switch (s->mode) {
     case CV_PG_PREPARED:
         CV_TRY(prepare(c, s));
