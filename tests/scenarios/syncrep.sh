@@ -26,6 +26,8 @@
 #      whose token COMMIT wait is then cancelled answers 503; once the standby
 #      requirement is lifted, the retry under K replays the committed answer
 #      (201, Idempotent-Replayed, the token on the primary), no second token;
+#      a retry while the standby is still missing waits for it as well (its
+#      claim locks the record) and answers 503 again when that wait is cancelled;
 #   4. serve refuses to start with synchronous_commit=local (and remote_write)
 #      while synchronous_standby_names is set, and says why.
 # Ends with "syncrep: N passed, N failed" and appends "P F" to build/test-results.
@@ -155,6 +157,17 @@ check "the first request answers 503 commit_unconfirmed (got $st)" \
 local_token=$(q "SELECT token FROM tokens ORDER BY created_at DESC, token LIMIT 1")
 check "its row and its answer are on the primary" \
   test "$(tokens):$(q "SELECT count(*) FROM idempotency_keys WHERE state = 'done' AND status_code = 201 AND response_body LIKE '%$local_token%'")" = "$((before + 1)):1"
+# a retry while the standby is still missing: its claim locks the record, so
+# it waits for the standby as well, and a cancel there is no success either
+post "$SC_DIR/idem-wait" -H "Idempotency-Key: $KEY"
+pid=$POST_PID
+for _ in $(seq 1 100); do [ "$(syncrep_waiters)" -ge 1 ] && break; sleep 0.1; done
+check "a retry while the standby is missing waits for it too (SyncRep)" test "$(syncrep_waiters)" -ge 1
+cancel_syncrep_until "$pid" >/dev/null
+wait "$pid"
+st=$(cat "$SC_DIR/idem-wait.status")
+check "and answers 503 commit_unconfirmed when that wait is cancelled (got $st)" \
+  test "$st:$(code_of "$SC_DIR/idem-wait")" = 503:commit_unconfirmed
 set_standby ''
 post "$SC_DIR/idem2" -H "Idempotency-Key: $KEY"
 wait "$POST_PID"
