@@ -571,7 +571,10 @@ static int cmd_serve(struct cv_cli *cli)
     }
     if (!cv_http_server_drain(http, DRAIN_MS)) {
         /* Bounded: requests stuck in the database past the deadline are
-         * cancelled there, answer with an error, and the drain ends. */
+         * cancelled there, answer with an error, and the drain ends. A
+         * COMMIT waiting for a synchronous standby is cancelled too (it
+         * would wait as long as the standby is gone) and answers 503
+         * commit_unconfirmed, never a success (pg.c). */
         cv_store_cancel_busy(app.store);
         (void)cv_http_server_drain(http, DRAIN_CANCEL_MS);
     }

@@ -50,9 +50,9 @@ void cv_store_libpq_version(char *out, size_t cap);
 /* The server's durability settings, as serve checks them at start-up. */
 struct cv_store_durability {
     bool fsync_on;
-    bool sync_commit_on;       /* synchronous_commit is not off */
-    bool sync_standby_named;   /* synchronous_standby_names is not empty */
-    char sync_commit[16];      /* synchronous_commit as the server reports it */
+    bool sync_commit_on;     /* synchronous_commit is not off */
+    bool sync_standby_named; /* synchronous_standby_names is not empty */
+    char sync_commit[16];    /* synchronous_commit as the server reports it */
 };
 /* Reads fsync, synchronous_commit and synchronous_standby_names. */
 CV_MUST_USE cv_status cv_store_check_durability(struct cv_store *st,
