@@ -75,6 +75,16 @@ post() {
     --data-binary "{\"pan\":\"$pan\",\"exp_month\":12,\"exp_year\":2031}" "$@" >"$out.status" &
   POST_PID=$!
 }
+# renew_keys: a tokenize with no standby named, then the standby named
+# again. The keyring renews its data key's use reservation (a write, whose
+# COMMIT would wait for the standby too) every 5 s; right after this one the
+# next tokenizes' only waiting COMMIT is their own.
+renew_keys() {
+  set_standby ''
+  post "$SC_DIR/renew"
+  wait "$POST_PID"
+  set_standby nonexistent_standby
+}
 code_of() { jq -r '.error.code // empty' "$1.body" 2>/dev/null; }
 unconfirmed_events() { grep -c '"event":"db_commit_unconfirmed"' "$SC_SERVICE_LOG"; }
 
@@ -89,7 +99,7 @@ wait "$POST_PID"
 need "a tokenize without a synchronous standby answers 201" test "$(cat "$SC_DIR/warm.status")" = 201
 
 # -- 1. one tokenize, its COMMIT wait cancelled
-set_standby nonexistent_standby
+renew_keys
 check "database names a synchronous standby" test "$(q 'SHOW synchronous_standby_names')" = nonexistent_standby
 before=$(tokens)
 post "$SC_DIR/one"
@@ -109,6 +119,7 @@ check "the service logs db_commit_unconfirmed" grep -q '"event":"db_commit_uncon
 check "no token in the body" eval '! jq -e .token "$SC_DIR/one.body" >/dev/null 2>&1'
 
 # -- 2. group commit: a batch's cancelled COMMIT answers every request of it
+renew_keys
 before=$(tokens)
 events_before=$(unconfirmed_events)
 pids=()
