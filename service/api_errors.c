@@ -236,6 +236,15 @@ static struct cv_api_error lookup(cv_status st)
                                      "The security-code hold has expired, been used up or is not "
                                      "held here; ask the buyer for the code again.",
                                      NULL};
+    /* The write committed on the primary but its standby never confirmed it:
+     * it may be lost in a failover. Not a success; the client retries with
+     * the same Idempotency-Key (docs/operations.md, synchronous replication). */
+    case CV_ERR_COMMIT_UNCONFIRMED:
+        return (struct cv_api_error){503, "api_error",
+                                     "The write was not confirmed by the database's synchronous "
+                                     "standby, so its outcome is unknown; retry with the same "
+                                     "Idempotency-Key.",
+                                     NULL};
     case CV_ERR_DB_UNAVAILABLE:
     case CV_ERR_SHUTTING_DOWN:
     /* Every hold slot taken: one 503 code has one message (service_unavailable). */
@@ -252,7 +261,7 @@ struct cv_api_error cv_api_error_of(cv_status st)
     struct cv_api_error e = lookup(st);
     if (e.http == 500)
         e.code = "internal_error";
-    else if (e.http == 503)
+    else if (e.http == 503 && st != CV_ERR_COMMIT_UNCONFIRMED)
         e.code = "service_unavailable";
     else
         e.code = cv_status_name(st);

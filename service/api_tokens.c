@@ -424,6 +424,14 @@ static cv_status tokenize(const struct cv_handler_deps *d, const struct cv_call 
             break;
         cv_log(CV_LOG_WARN, "token_collision_retry", CV_LS("request_id", call->request_id));
     }
+    if (st == CV_ERR_COMMIT_UNCONFIRMED) {
+        /* The row and its idempotency answer committed on the primary in
+         * one statement, unconfirmed by the standby: the record is not ours
+         * to release. A retry under the same key replays it where it exists
+         * and starts afresh where a failover lost it. */
+        idem.claimed = false;
+        cv_log(CV_LOG_WARN, "tokenize_unconfirmed", CV_LS("request_id", call->request_id));
+    }
     if (st != CV_OK)
         goto out;
     idem.claimed = false; /* completed in the token's own statement */

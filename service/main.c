@@ -130,7 +130,8 @@ static const char usage_serve[] =
     "--database-url-file PATH; --database-url URL also works but shows the URL (and its\n"
     "password) to every local user in /proc/PID/cmdline.\n"
     "Runs the HTTP API. Refuses to start when the database is not fully migrated,\n"
-    "when synchronous_commit is off, or when the KEK does not match the vault.\n"
+    "when synchronous_commit is off (or, with a synchronous standby named, neither on nor\n"
+    "remote_apply), or when the KEK does not match the vault.\n"
     "Stops on SIGTERM or SIGINT after finishing requests in flight (at most 20 s).\n";
 
 static const char usage_migrate[] =
@@ -428,15 +429,29 @@ static int cmd_serve(struct cv_cli *cli)
         cv_cli_fail(why);
         goto out;
     }
-    bool fsync_on = false, sync_commit_on = false;
-    if (cv_store_check_durability(app.store, &fsync_on, &sync_commit_on) != CV_OK) {
+    struct cv_store_durability dur;
+    if (cv_store_check_durability(app.store, &dur) != CV_OK) {
         cv_cli_fail("cannot read the database's durability settings");
         goto out;
     }
-    if (!sync_commit_on) {
+    bool fsync_on = dur.fsync_on;
+    if (!dur.sync_commit_on) {
         cv_cli_fail(
             "the database has synchronous_commit=off: an acknowledged token could be lost in a "
             "crash; refusing to start");
+        goto out;
+    }
+    /* With a synchronous standby, only on and remote_apply make COMMIT wait
+     * until the standby has the transaction: local and remote_write would
+     * acknowledge a token a failover can lose (docs/operations.md). */
+    if (dur.sync_standby_named && strcmp(dur.sync_commit, "on") != 0 &&
+        strcmp(dur.sync_commit, "remote_apply") != 0) {
+        snprintf(why, sizeof(why),
+                 "the database names a synchronous standby (synchronous_standby_names) but has "
+                 "synchronous_commit=%.15s: an acknowledged token could be lost in a failover; "
+                 "set synchronous_commit to on or remote_apply; refusing to start",
+                 dur.sync_commit);
+        cv_cli_fail(why);
         goto out;
     }
     bool privileged_role = false; /* superuser or schema owner: docs/operations.md */
@@ -556,7 +571,10 @@ static int cmd_serve(struct cv_cli *cli)
     }
     if (!cv_http_server_drain(http, DRAIN_MS)) {
         /* Bounded: requests stuck in the database past the deadline are
-         * cancelled there, answer with an error, and the drain ends. */
+         * cancelled there, answer with an error, and the drain ends. A
+         * COMMIT waiting for a synchronous standby is cancelled too (it
+         * would wait as long as the standby is gone) and answers 503
+         * commit_unconfirmed, never a success (pg.c). */
         cv_store_cancel_busy(app.store);
         (void)cv_http_server_drain(http, DRAIN_CANCEL_MS);
     }

@@ -33,6 +33,10 @@ struct cv_pg_conn {
     const struct cv_pg_stmt **prepared;
     size_t n_prepared, cap_prepared;
     char last_sqlstate[6];
+    /* Set by the notice receiver (on the thread running the statement,
+     * inside libpq's call) when the server said it cancelled the wait for
+     * the synchronous standby; cleared before each statement. */
+    bool sync_wait_cancelled;
 };
 
 /* A thread waiting for a connection; release hands one over directly. */
@@ -158,6 +162,46 @@ static void close_conn(struct cv_pg_conn *c)
     c->n_prepared = 0; /* statements die with their session */
 }
 
+/* The server's word that it stopped waiting for the synchronous standby
+ * after committing locally. PostgreSQL 15 (syncrep.c, SyncRepWaitForLSN)
+ * sends it as a WARNING with no errcode of its own, so SQLSTATE 01000
+ * (ERRCODE_WARNING), when the wait is cancelled (pg_cancel_backend, a
+ * client's cancel request), and as 57P01 (ERRCODE_ADMIN_SHUTDOWN) before it
+ * terminates the session (that one never reaches the client today: the
+ * server stops sending first; a lost connection is unavailable anyway).
+ * Recognised by fields the server never translates: the non-localised
+ * severity and the SQLSTATE, and then the reporting source file or
+ * function; the English text is a fallback for a server that sends no
+ * source location. Nothing of the notice is logged here: it quotes no
+ * value, but it is not ours to repeat. */
+bool cv_pg_is_sync_wait_cancelled(const PGresult *notice)
+{
+    const char *sev = PQresultErrorField(notice, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *state = PQresultErrorField(notice, PG_DIAG_SQLSTATE);
+    const char *file = PQresultErrorField(notice, PG_DIAG_SOURCE_FILE);
+    const char *func = PQresultErrorField(notice, PG_DIAG_SOURCE_FUNCTION);
+    const char *primary = PQresultErrorField(notice, PG_DIAG_MESSAGE_PRIMARY);
+    if (sev == NULL || strcmp(sev, "WARNING") != 0 || state == NULL ||
+        (strcmp(state, "01000") != 0 && strcmp(state, "57P01") != 0))
+        return false;
+    if ((file != NULL && strcmp(file, "syncrep.c") == 0) ||
+        (func != NULL && strncmp(func, "SyncRep", 7) == 0))
+        return true;
+    return primary != NULL &&
+           (strncmp(primary, "canceling wait for synchronous replication", 42) == 0 ||
+            strncmp(primary, "canceling the wait for synchronous replication", 46) == 0);
+}
+
+/* libpq's notice receiver on every pooled connection: notes a cancelled
+ * synchronous-replication wait; every other notice is dropped (libpq's
+ * default would print it, server text and all, to stderr). */
+static void on_notice(void *arg, const PGresult *notice)
+{
+    struct cv_pg_conn *c = arg;
+    if (cv_pg_is_sync_wait_cancelled(notice))
+        c->sync_wait_cancelled = true;
+}
+
 /* Connects c if it is not connected. On failure the reason (libpq's first
  * line: it may name host and user, never our data) goes to why when given,
  * else to the log. */
@@ -181,6 +225,7 @@ static cv_status connect_one(struct cv_pg_conn *c, char *why, size_t why_len)
         return CV_ERR_DB_UNAVAILABLE;
     }
     c->cancel = PQgetCancel(c->pg);
+    PQsetNoticeReceiver(c->pg, on_notice, c);
     return CV_OK;
 }
 
@@ -323,6 +368,12 @@ void cv_pg_release(struct cv_pg_conn *c)
     pthread_mutex_unlock(&pool->lock);
 }
 
+/* A COMMIT is cancelled too, on purpose. Under synchronous replication a
+ * COMMIT whose standby is gone waits forever (statement_timeout does not
+ * end it; only a cancel or the end of the session does), so sparing it
+ * would hang shutdown, and closing the session would not undo the local
+ * commit either. What keeps the answer honest is cv_pg_run: a COMMIT whose
+ * wait was cancelled is CV_ERR_COMMIT_UNCONFIRMED (503), never a success. */
 void cv_pg_cancel_busy(struct cv_pg_pool *pool)
 {
     char err[256];
@@ -436,6 +487,7 @@ cv_status cv_pg_run(struct cv_pg_conn *c, const struct cv_pg_stmt *s, const stru
                CV_LI("expected", s->nparams));
         return CV_ERR_INTERNAL;
     }
+    c->sync_wait_cancelled = false;
     switch (s->mode) {
     case CV_PG_PREPARED:
         CV_TRY(prepare(c, s));
@@ -455,6 +507,16 @@ cv_status cv_pg_run(struct cv_pg_conn *c, const struct cv_pg_stmt *s, const stru
         cv_status st = cv_pg_error(c, r, s->name, s->quiet);
         PQclear(r);
         return st;
+    }
+    if (c->sync_wait_cancelled && PQtransactionStatus(c->pg) == PQTRANS_IDLE) {
+        /* The statement committed (a COMMIT, or a statement on its own)
+         * and the server reports success, but the standby may never get
+         * the transaction: after a failover it is gone. Not a success. */
+        cv_log(CV_LOG_ERROR, "db_commit_unconfirmed", CV_LS("statement", s->name),
+               CV_LS("effect", "committed on the primary only; the standby may not have it"));
+        snprintf(c->last_sqlstate, sizeof(c->last_sqlstate), "%s", "01000");
+        PQclear(r);
+        return CV_ERR_COMMIT_UNCONFIRMED;
     }
     c->last_sqlstate[0] = '\0';
     if (res != NULL)

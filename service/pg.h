@@ -93,7 +93,9 @@ void cv_pg_pool_usage(struct cv_pg_pool *pool, unsigned *in_use, unsigned *size)
 
 /* The one executor: runs s with p (NULL for none) on c. On success *res (if
  * res is not NULL) gets the result, which the caller PQclears; on failure
- * nothing is left to free and the status comes from cv_pg_error. */
+ * nothing is left to free and the status comes from cv_pg_error, or is
+ * CV_ERR_COMMIT_UNCONFIRMED when the statement committed but the server
+ * cancelled its wait for the synchronous standby (logged here). */
 CV_MUST_USE cv_status cv_pg_run(struct cv_pg_conn *c, const struct cv_pg_stmt *s,
                                 const struct cv_pg_params *p, PGresult **res);
 /* Acquire, run, release: the shape of one-statement operations. */
@@ -119,6 +121,11 @@ void cv_pg_freemem(void *p);
  * res may be NULL (a failure before any result). */
 CV_MUST_USE cv_status cv_pg_error(struct cv_pg_conn *c, const PGresult *res, const char *what,
                                   bool quiet);
+/* True when a notice is PostgreSQL's report that it cancelled the wait for
+ * the synchronous standby of a transaction it had already committed locally.
+ * cv_pg_run then answers CV_ERR_COMMIT_UNCONFIRMED for the statement that
+ * committed, never CV_OK. Pure. */
+bool cv_pg_is_sync_wait_cancelled(const PGresult *notice);
 /* The status for a SQLSTATE (NULL: none, as when the connection is gone). Pure. */
 cv_status cv_pg_status_for_sqlstate(const char *sqlstate);
 /* The SQLSTATE of the last failure on c ("" if none), for callers that must

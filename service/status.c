@@ -60,6 +60,7 @@ static const char *const names[CV_STATUS_COUNT] = {
     [CV_ERR_HOLDS_FULL] = "cvc_holds_full",
     [CV_ERR_DUPLICATE] = "duplicate",
     [CV_ERR_DB_UNAVAILABLE] = "service_unavailable",
+    [CV_ERR_COMMIT_UNCONFIRMED] = "commit_unconfirmed",
     [CV_ERR_DB] = "database_error",
     [CV_ERR_CRYPTO] = "crypto_error",
     [CV_ERR_INTEGRITY] = "integrity_error",

@@ -22,7 +22,8 @@ static const struct cv_pg_stmt ping = {"ping", "SELECT 1", 0, CV_PG_PREPARED, fa
 
 static const struct cv_pg_stmt durability = {
     "check_durability",
-    "SELECT current_setting('fsync'), current_setting('synchronous_commit')",
+    "SELECT current_setting('fsync'), current_setting('synchronous_commit'), "
+    "current_setting('synchronous_standby_names')",
     0,
     CV_PG_PREPARED,
     false,
@@ -97,14 +98,19 @@ void cv_store_libpq_version(char *out, size_t cap)
     snprintf(out, cap, "%d.%d", v / 10000, v % 10000);
 }
 
-cv_status cv_store_check_durability(struct cv_store *store, bool *fsync_on, bool *sync_commit_on)
+cv_status cv_store_check_durability(struct cv_store *store, struct cv_store_durability *out)
 {
     PGresult *r = NULL;
+    memset(out, 0, sizeof(*out));
     CV_TRY(cv_pg_run_once(store->pool, &durability, NULL, &r));
     cv_status st = PQntuples(r) == 1 ? CV_OK : CV_ERR_DB_UNAVAILABLE;
     if (st == CV_OK) {
-        *fsync_on = strcmp(PQgetvalue(r, 0, 0), "on") == 0;
-        *sync_commit_on = strcmp(PQgetvalue(r, 0, 1), "off") != 0;
+        out->fsync_on = strcmp(PQgetvalue(r, 0, 0), "on") == 0;
+        out->sync_commit_on = strcmp(PQgetvalue(r, 0, 1), "off") != 0;
+        cv_pg_get_text(r, 0, 1, out->sync_commit, sizeof(out->sync_commit));
+        /* the setting's text is a list; blank or "" names no standby */
+        const char *names = PQgetvalue(r, 0, 2);
+        out->sync_standby_named = names[strspn(names, " \t\"")] != '\0';
     }
     PQclear(r);
     return st;

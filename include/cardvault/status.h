@@ -67,9 +67,11 @@ typedef enum cv_status {
     CV_ERR_HOLD_GONE,              /* the CVC hold expired, was used up or never existed (409) */
     CV_ERR_HOLDS_FULL,             /* every CVC hold slot is taken (503) */
     /* infrastructure */
-    CV_ERR_DUPLICATE,      /* unique violation, and nothing else: the row already exists */
-    CV_ERR_DB_UNAVAILABLE, /* connection lost or database refusing writes: 503 */
-    CV_ERR_DB,             /* unexpected database error: 500 */
+    CV_ERR_DUPLICATE,          /* unique violation, and nothing else: the row already exists */
+    CV_ERR_DB_UNAVAILABLE,     /* connection lost or database refusing writes: 503 */
+    CV_ERR_COMMIT_UNCONFIRMED, /* committed locally, but the wait for the synchronous
+                                * standby was cancelled: the outcome is unknown (503) */
+    CV_ERR_DB,                 /* unexpected database error: 500 */
     CV_ERR_CRYPTO,
     CV_ERR_INTEGRITY, /* AEAD open failed (tampered or misplaced ciphertext), or a row's
                        * clear columns do not match its card (row_check.h) */

@@ -47,9 +47,16 @@ void cv_store_pool_usage(struct cv_store *st, unsigned *in_use, unsigned *size);
  * "MAJOR.MINOR" (e.g. "15.4") into out. */
 void cv_store_libpq_version(char *out, size_t cap);
 
-/* Durability settings of the server: synchronous_commit must not be off. */
-CV_MUST_USE cv_status cv_store_check_durability(struct cv_store *st, bool *fsync_on,
-                                                bool *sync_commit_on);
+/* The server's durability settings, as serve checks them at start-up. */
+struct cv_store_durability {
+    bool fsync_on;
+    bool sync_commit_on;     /* synchronous_commit is not off */
+    bool sync_standby_named; /* synchronous_standby_names is not empty */
+    char sync_commit[16];    /* synchronous_commit as the server reports it */
+};
+/* Reads fsync, synchronous_commit and synchronous_standby_names. */
+CV_MUST_USE cv_status cv_store_check_durability(struct cv_store *st,
+                                                struct cv_store_durability *out);
 /* Whether serve may run as the role it is connected as: not a superuser,
  * not a member of the role that owns the schema's tables (tokens), which
  * could alter them, disable the audit triggers or rewrite the trail. When it
