@@ -753,286 +753,278 @@ static void relay_answer_is_valid_json_whatever_the_bytes(void)
     cv_json_free(out);
     CHECK(cv_json_encode_relay_answer(200, h, 1, "x", 1, 1, 10, &len) == NULL);
     CHECK_EQ_INT(len, 0);
-    /* ---- metadata, ttl_seconds (tokenize) and the update body
-     * ------------------------------------ */
+}
+
+/* ---- metadata, ttl_seconds (tokenize) and the update body
+ * ------------------------------------ */
 
 #define CARD_FIELDS "\"pan\":\"4242424242424242\",\"exp_month\":12,\"exp_year\":2030"
 
-    static void tokenize_takes_metadata_and_ttl_in_canonical_form(void)
-    {
-        struct cv_tokenize_req req;
-        const char *param = NULL;
-        const char *body = "{" CARD_FIELDS ",\"metadata\":{\"b\":\"2\",\"a\":\"caf\\u00e9\"},"
-                           "\"ttl_seconds\":3600}";
-        CHECK_EQ_INT(decode_s(body, &req, &param), CV_OK);
-        CHECK(param == NULL);
-        /* sorted keys, compact: the same text whatever the client's spelling */
-        CHECK(req.metadata != NULL &&
-              strcmp(req.metadata, "{\"a\":\"caf\xc3\xa9\",\"b\":\"2\"}") == 0);
-        CHECK(req.has_ttl && req.ttl_seconds == 3600);
+static void tokenize_takes_metadata_and_ttl_in_canonical_form(void)
+{
+    struct cv_tokenize_req req;
+    const char *param = NULL;
+    const char *body = "{" CARD_FIELDS ",\"metadata\":{\"b\":\"2\",\"a\":\"caf\\u00e9\"},"
+                       "\"ttl_seconds\":3600}";
+    CHECK_EQ_INT(decode_s(body, &req, &param), CV_OK);
+    CHECK(param == NULL);
+    /* sorted keys, compact: the same text whatever the client's spelling */
+    CHECK(req.metadata != NULL && strcmp(req.metadata, "{\"a\":\"caf\xc3\xa9\",\"b\":\"2\"}") == 0);
+    CHECK(req.has_ttl && req.ttl_seconds == 3600);
+    cv_tokenize_req_cleanup(&req);
+    CHECK(req.metadata == NULL);
+    CHECK_EQ_INT(decode_s("{" CARD_FIELDS ",\"metadata\":{}}", &req, &param), CV_OK);
+    CHECK(req.metadata != NULL && strcmp(req.metadata, "{}") == 0 && !req.has_ttl);
+    cv_tokenize_req_cleanup(&req);
+}
+
+static void tokenize_refuses_bad_metadata_and_ttl(void)
+{
+    static const struct {
+        const char *body;
+        cv_status st;
+        const char *param;
+    } cases[] = {
+        {"{" CARD_FIELDS ",\"metadata\":[]}", CV_ERR_INVALID_TYPE, "metadata"},
+        {"{" CARD_FIELDS ",\"metadata\":\"x\"}", CV_ERR_INVALID_TYPE, "metadata"},
+        {"{" CARD_FIELDS ",\"metadata\":{\"a\":1}}", CV_ERR_INVALID_METADATA, "metadata"},
+        {"{" CARD_FIELDS ",\"metadata\":{\"a\":null}}", CV_ERR_INVALID_METADATA, "metadata"},
+        {"{" CARD_FIELDS ",\"metadata\":{\"a\":{\"b\":\"c\"}}}", CV_ERR_INVALID_METADATA,
+         "metadata"},
+        {"{" CARD_FIELDS ",\"metadata\":{\"a b\":\"c\"}}", CV_ERR_INVALID_METADATA, "metadata"},
+        {"{" CARD_FIELDS ",\"metadata\":{\"\":\"c\"}}", CV_ERR_INVALID_METADATA, "metadata"},
+        {"{" CARD_FIELDS ",\"metadata\":{\"a\":\"1\",\"a\":\"2\"}}", CV_ERR_INVALID_JSON, NULL},
+        {"{" CARD_FIELDS ",\"metadata\":{\"note\":\"4242 4242 4242 4242\"}}",
+         CV_ERR_METADATA_CARD_DATA, "metadata"},
+        {"{" CARD_FIELDS ",\"metadata\":{\"cvv\":\"x\"}}", CV_ERR_METADATA_CARD_DATA, "metadata"},
+        {"{" CARD_FIELDS ",\"metadata\":{\"4242424242424242\":\"x\"}}", CV_ERR_METADATA_CARD_DATA,
+         "metadata"},
+        {"{" CARD_FIELDS ",\"ttl_seconds\":0}", CV_ERR_INVALID_TTL, "ttl_seconds"},
+        {"{" CARD_FIELDS ",\"ttl_seconds\":-5}", CV_ERR_INVALID_TTL, "ttl_seconds"},
+        {"{" CARD_FIELDS ",\"ttl_seconds\":315360001}", CV_ERR_INVALID_TTL, "ttl_seconds"},
+        {"{" CARD_FIELDS ",\"ttl_seconds\":1.5}", CV_ERR_INVALID_TYPE, "ttl_seconds"},
+        {"{" CARD_FIELDS ",\"ttl_seconds\":\"60\"}", CV_ERR_INVALID_TYPE, "ttl_seconds"},
+        {"{" CARD_FIELDS ",\"expires_at\":\"2030-01-01T00:00:00Z\"}", CV_ERR_UNKNOWN_FIELD,
+         "expires_at"},
+        /* the documented order: metadata and ttl_seconds before the card fields */
+        {"{\"pan\":\"4242424242424242424242424242424242424242\",\"exp_month\":1,"
+         "\"exp_year\":2030,\"metadata\":{\"a\":1}}",
+         CV_ERR_INVALID_METADATA, "metadata"},
+        {"{\"pan\":\"4242\",\"exp_month\":1,\"exp_year\":2030,\"ttl_seconds\":0}",
+         CV_ERR_INVALID_TTL, "ttl_seconds"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_s(cases[i].body, cases[i].st, cases[i].param);
+}
+
+static void metadata_limits_are_exact(void)
+{
+    char body[16384];
+    struct cv_tokenize_req req;
+    const char *param = NULL;
+    /* 20 keys pass, 21 do not */
+    for (int keys = 20; keys <= 21; keys++) {
+        size_t n = (size_t)snprintf(body, sizeof(body), "{" CARD_FIELDS ",\"metadata\":{");
+        for (int k = 0; k < keys; k++)
+            n += (size_t)snprintf(body + n, sizeof(body) - n, "%s\"k%d\":\"v\"", k ? "," : "", k);
+        snprintf(body + n, sizeof(body) - n, "}}");
+        CHECK_EQ_INT(decode_s(body, &req, &param), keys == 20 ? CV_OK : CV_ERR_INVALID_METADATA);
         cv_tokenize_req_cleanup(&req);
-        CHECK(req.metadata == NULL);
-        CHECK_EQ_INT(decode_s("{" CARD_FIELDS ",\"metadata\":{}}", &req, &param), CV_OK);
-        CHECK(req.metadata != NULL && strcmp(req.metadata, "{}") == 0 && !req.has_ttl);
+    }
+    /* a key of 40 bytes passes, 41 does not; a value of 500 bytes passes, 501 does not */
+    char key[42], val[502];
+    for (size_t klen = 40; klen <= 41; klen++) {
+        memset(key, 'k', klen);
+        key[klen] = '\0';
+        snprintf(body, sizeof(body), "{" CARD_FIELDS ",\"metadata\":{\"%s\":\"v\"}}", key);
+        CHECK_EQ_INT(decode_s(body, &req, &param), klen == 40 ? CV_OK : CV_ERR_INVALID_METADATA);
         cv_tokenize_req_cleanup(&req);
     }
-
-    static void tokenize_refuses_bad_metadata_and_ttl(void)
-    {
-        static const struct {
-            const char *body;
-            cv_status st;
-            const char *param;
-        } cases[] = {
-            {"{" CARD_FIELDS ",\"metadata\":[]}", CV_ERR_INVALID_TYPE, "metadata"},
-            {"{" CARD_FIELDS ",\"metadata\":\"x\"}", CV_ERR_INVALID_TYPE, "metadata"},
-            {"{" CARD_FIELDS ",\"metadata\":{\"a\":1}}", CV_ERR_INVALID_METADATA, "metadata"},
-            {"{" CARD_FIELDS ",\"metadata\":{\"a\":null}}", CV_ERR_INVALID_METADATA, "metadata"},
-            {"{" CARD_FIELDS ",\"metadata\":{\"a\":{\"b\":\"c\"}}}", CV_ERR_INVALID_METADATA,
-             "metadata"},
-            {"{" CARD_FIELDS ",\"metadata\":{\"a b\":\"c\"}}", CV_ERR_INVALID_METADATA, "metadata"},
-            {"{" CARD_FIELDS ",\"metadata\":{\"\":\"c\"}}", CV_ERR_INVALID_METADATA, "metadata"},
-            {"{" CARD_FIELDS ",\"metadata\":{\"a\":\"1\",\"a\":\"2\"}}", CV_ERR_INVALID_JSON, NULL},
-            {"{" CARD_FIELDS ",\"metadata\":{\"note\":\"4242 4242 4242 4242\"}}",
-             CV_ERR_METADATA_CARD_DATA, "metadata"},
-            {"{" CARD_FIELDS ",\"metadata\":{\"cvv\":\"x\"}}", CV_ERR_METADATA_CARD_DATA,
-             "metadata"},
-            {"{" CARD_FIELDS ",\"metadata\":{\"4242424242424242\":\"x\"}}",
-             CV_ERR_METADATA_CARD_DATA, "metadata"},
-            {"{" CARD_FIELDS ",\"ttl_seconds\":0}", CV_ERR_INVALID_TTL, "ttl_seconds"},
-            {"{" CARD_FIELDS ",\"ttl_seconds\":-5}", CV_ERR_INVALID_TTL, "ttl_seconds"},
-            {"{" CARD_FIELDS ",\"ttl_seconds\":315360001}", CV_ERR_INVALID_TTL, "ttl_seconds"},
-            {"{" CARD_FIELDS ",\"ttl_seconds\":1.5}", CV_ERR_INVALID_TYPE, "ttl_seconds"},
-            {"{" CARD_FIELDS ",\"ttl_seconds\":\"60\"}", CV_ERR_INVALID_TYPE, "ttl_seconds"},
-            {"{" CARD_FIELDS ",\"expires_at\":\"2030-01-01T00:00:00Z\"}", CV_ERR_UNKNOWN_FIELD,
-             "expires_at"},
-            /* the documented order: metadata and ttl_seconds before the card fields */
-            {"{\"pan\":\"4242424242424242424242424242424242424242\",\"exp_month\":1,"
-             "\"exp_year\":2030,\"metadata\":{\"a\":1}}",
-             CV_ERR_INVALID_METADATA, "metadata"},
-            {"{\"pan\":\"4242\",\"exp_month\":1,\"exp_year\":2030,\"ttl_seconds\":0}",
-             CV_ERR_INVALID_TTL, "ttl_seconds"},
-        };
-        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-            expect_s(cases[i].body, cases[i].st, cases[i].param);
+    for (size_t vlen = 500; vlen <= 501; vlen++) {
+        memset(val, 'v', vlen);
+        val[vlen] = '\0';
+        snprintf(body, sizeof(body), "{" CARD_FIELDS ",\"metadata\":{\"k\":\"%s\"}}", val);
+        CHECK_EQ_INT(decode_s(body, &req, &param), vlen == 500 ? CV_OK : CV_ERR_INVALID_METADATA);
+        cv_tokenize_req_cleanup(&req);
     }
+}
 
-    static void metadata_limits_are_exact(void)
-    {
-        char body[16384];
-        struct cv_tokenize_req req;
-        const char *param = NULL;
-        /* 20 keys pass, 21 do not */
-        for (int keys = 20; keys <= 21; keys++) {
-            size_t n = (size_t)snprintf(body, sizeof(body), "{" CARD_FIELDS ",\"metadata\":{");
-            for (int k = 0; k < keys; k++)
-                n += (size_t)snprintf(body + n, sizeof(body) - n, "%s\"k%d\":\"v\"", k ? "," : "",
-                                      k);
-            snprintf(body + n, sizeof(body) - n, "}}");
-            CHECK_EQ_INT(decode_s(body, &req, &param),
-                         keys == 20 ? CV_OK : CV_ERR_INVALID_METADATA);
-            cv_tokenize_req_cleanup(&req);
-        }
-        /* a key of 40 bytes passes, 41 does not; a value of 500 bytes passes, 501 does not */
-        char key[42], val[502];
-        for (size_t klen = 40; klen <= 41; klen++) {
-            memset(key, 'k', klen);
-            key[klen] = '\0';
-            snprintf(body, sizeof(body), "{" CARD_FIELDS ",\"metadata\":{\"%s\":\"v\"}}", key);
-            CHECK_EQ_INT(decode_s(body, &req, &param),
-                         klen == 40 ? CV_OK : CV_ERR_INVALID_METADATA);
-            cv_tokenize_req_cleanup(&req);
-        }
-        for (size_t vlen = 500; vlen <= 501; vlen++) {
-            memset(val, 'v', vlen);
-            val[vlen] = '\0';
-            snprintf(body, sizeof(body), "{" CARD_FIELDS ",\"metadata\":{\"k\":\"%s\"}}", val);
-            CHECK_EQ_INT(decode_s(body, &req, &param),
-                         vlen == 500 ? CV_OK : CV_ERR_INVALID_METADATA);
-            cv_tokenize_req_cleanup(&req);
-        }
-    }
+static cv_status decode_update_s(const char *body, struct cv_update_req *req, const char **param)
+{
+    size_t len = strlen(body);
+    char *copy = malloc(len == 0 ? 1 : len);
+    memcpy(copy, body, len);
+    memcpy(last_param.name, "sentinel", sizeof("sentinel"));
+    cv_status st = cv_json_decode_update(copy, len, req, &last_param);
+    *param = last_param.name[0] != '\0' ? last_param.name : NULL;
+    free(copy);
+    return st;
+}
 
-    static cv_status decode_update_s(const char *body, struct cv_update_req *req,
-                                     const char **param)
-    {
-        size_t len = strlen(body);
-        char *copy = malloc(len == 0 ? 1 : len);
-        memcpy(copy, body, len);
-        memcpy(last_param.name, "sentinel", sizeof("sentinel"));
-        cv_status st = cv_json_decode_update(copy, len, req, &last_param);
-        *param = last_param.name[0] != '\0' ? last_param.name : NULL;
-        free(copy);
-        return st;
-    }
+static void update_body_decodes_each_field(void)
+{
+    struct cv_update_req req;
+    const char *param = NULL;
+    CHECK_EQ_INT(decode_update_s("{\"exp_month\":3,\"exp_year\":2032,\"cardholder_name\":\"A B\","
+                                 "\"metadata\":{\"z\":null,\"a\":\"1\"},\"ttl_seconds\":60}",
+                                 &req, &param),
+                 CV_OK);
+    CHECK(param == NULL);
+    CHECK(req.has_expiry && req.exp_month == 3 && req.exp_year == 2032);
+    CHECK(req.has_name && secbuf_is(req.name, "A B"));
+    CHECK(req.metadata_patch != NULL &&
+          strcmp(req.metadata_patch, "{\"a\":\"1\",\"z\":null}") == 0);
+    CHECK(req.has_ttl && !req.clear_ttl && req.ttl_seconds == 60);
+    cv_update_req_cleanup(&req);
+    CHECK(req.name == NULL && req.metadata_patch == NULL);
+    /* null removes the name and the lifetime */
+    CHECK_EQ_INT(decode_update_s("{\"cardholder_name\":null,\"ttl_seconds\":null}", &req, &param),
+                 CV_OK);
+    CHECK(req.has_name && req.name == NULL && req.has_ttl && req.clear_ttl && !req.has_expiry);
+    cv_update_req_cleanup(&req);
+    CHECK_EQ_INT(decode_update_s("{}", &req, &param), CV_OK);
+    CHECK(!req.has_name && !req.has_expiry && !req.has_ttl && req.metadata_patch == NULL);
+    cv_update_req_cleanup(&req);
+}
 
-    static void update_body_decodes_each_field(void)
-    {
+static void update_body_is_strict(void)
+{
+    static const struct {
+        const char *body;
+        cv_status st;
+        const char *param;
+    } cases[] = {
+        {"{\"pan\":\"4242424242424242\"}", CV_ERR_UNKNOWN_FIELD, "pan"},
+        {"{\"cvc\":\"123\"}", CV_ERR_UNKNOWN_FIELD, "cvc"},
+        {"{\"4242424242424242\":1}", CV_ERR_UNKNOWN_FIELD, NULL},
+        {"{\"exp_month\":3}", CV_ERR_MISSING_FIELD, "exp_year"},
+        {"{\"exp_year\":2031}", CV_ERR_MISSING_FIELD, "exp_month"},
+        {"{\"exp_month\":\"3\",\"exp_year\":2031}", CV_ERR_INVALID_TYPE, "exp_month"},
+        {"{\"exp_month\":null,\"exp_year\":2031}", CV_ERR_INVALID_TYPE, "exp_month"},
+        {"{\"metadata\":null}", CV_ERR_INVALID_TYPE, "metadata"},
+        {"{\"cardholder_name\":5}", CV_ERR_INVALID_TYPE, "cardholder_name"},
+        {"{\"ttl_seconds\":true}", CV_ERR_INVALID_TYPE, "ttl_seconds"},
+        {"{\"ttl_seconds\":0}", CV_ERR_INVALID_TTL, "ttl_seconds"},
+        {"{\"metadata\":{\"k\":\"5555 5555 5555 4444\"}}", CV_ERR_METADATA_CARD_DATA, "metadata"},
+        {"{\"metadata\":{\"security_code\":null}}", CV_ERR_METADATA_CARD_DATA, "metadata"},
+        {"{\"metadata\":{\"k\":7}}", CV_ERR_INVALID_METADATA, "metadata"},
+        {"{\"ttl_seconds\":1,\"ttl_seconds\":2}", CV_ERR_INVALID_JSON, NULL},
+        {"", CV_ERR_INVALID_JSON, NULL},
+        {"[]", CV_ERR_INVALID_JSON, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct cv_update_req req;
         const char *param = NULL;
-        CHECK_EQ_INT(
-            decode_update_s("{\"exp_month\":3,\"exp_year\":2032,\"cardholder_name\":\"A B\","
-                            "\"metadata\":{\"z\":null,\"a\":\"1\"},\"ttl_seconds\":60}",
-                            &req, &param),
-            CV_OK);
-        CHECK(param == NULL);
-        CHECK(req.has_expiry && req.exp_month == 3 && req.exp_year == 2032);
-        CHECK(req.has_name && secbuf_is(req.name, "A B"));
-        CHECK(req.metadata_patch != NULL &&
-              strcmp(req.metadata_patch, "{\"a\":\"1\",\"z\":null}") == 0);
-        CHECK(req.has_ttl && !req.clear_ttl && req.ttl_seconds == 60);
-        cv_update_req_cleanup(&req);
-        CHECK(req.name == NULL && req.metadata_patch == NULL);
-        /* null removes the name and the lifetime */
-        CHECK_EQ_INT(
-            decode_update_s("{\"cardholder_name\":null,\"ttl_seconds\":null}", &req, &param),
-            CV_OK);
-        CHECK(req.has_name && req.name == NULL && req.has_ttl && req.clear_ttl && !req.has_expiry);
-        cv_update_req_cleanup(&req);
-        CHECK_EQ_INT(decode_update_s("{}", &req, &param), CV_OK);
-        CHECK(!req.has_name && !req.has_expiry && !req.has_ttl && req.metadata_patch == NULL);
-        cv_update_req_cleanup(&req);
+        cv_status st = decode_update_s(cases[i].body, &req, &param);
+        if (st != cases[i].st)
+            fprintf(stderr, "  update %s: %s\n", cases[i].body, cv_status_name(st));
+        CHECK_EQ_INT(st, cases[i].st);
+        CHECK(cases[i].param == NULL ? param == NULL
+                                     : param != NULL && strcmp(param, cases[i].param) == 0);
+        CHECK(req.name == NULL && req.metadata_patch == NULL); /* nothing left behind */
     }
+}
 
-    static void update_body_is_strict(void)
-    {
-        static const struct {
-            const char *body;
-            cv_status st;
-            const char *param;
-        } cases[] = {
-            {"{\"pan\":\"4242424242424242\"}", CV_ERR_UNKNOWN_FIELD, "pan"},
-            {"{\"cvc\":\"123\"}", CV_ERR_UNKNOWN_FIELD, "cvc"},
-            {"{\"4242424242424242\":1}", CV_ERR_UNKNOWN_FIELD, NULL},
-            {"{\"exp_month\":3}", CV_ERR_MISSING_FIELD, "exp_year"},
-            {"{\"exp_year\":2031}", CV_ERR_MISSING_FIELD, "exp_month"},
-            {"{\"exp_month\":\"3\",\"exp_year\":2031}", CV_ERR_INVALID_TYPE, "exp_month"},
-            {"{\"exp_month\":null,\"exp_year\":2031}", CV_ERR_INVALID_TYPE, "exp_month"},
-            {"{\"metadata\":null}", CV_ERR_INVALID_TYPE, "metadata"},
-            {"{\"cardholder_name\":5}", CV_ERR_INVALID_TYPE, "cardholder_name"},
-            {"{\"ttl_seconds\":true}", CV_ERR_INVALID_TYPE, "ttl_seconds"},
-            {"{\"ttl_seconds\":0}", CV_ERR_INVALID_TTL, "ttl_seconds"},
-            {"{\"metadata\":{\"k\":\"5555 5555 5555 4444\"}}", CV_ERR_METADATA_CARD_DATA,
-             "metadata"},
-            {"{\"metadata\":{\"security_code\":null}}", CV_ERR_METADATA_CARD_DATA, "metadata"},
-            {"{\"metadata\":{\"k\":7}}", CV_ERR_INVALID_METADATA, "metadata"},
-            {"{\"ttl_seconds\":1,\"ttl_seconds\":2}", CV_ERR_INVALID_JSON, NULL},
-            {"", CV_ERR_INVALID_JSON, NULL},
-            {"[]", CV_ERR_INVALID_JSON, NULL},
-        };
-        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-            struct cv_update_req req;
-            const char *param = NULL;
-            cv_status st = decode_update_s(cases[i].body, &req, &param);
-            if (st != cases[i].st)
-                fprintf(stderr, "  update %s: %s\n", cases[i].body, cv_status_name(st));
-            CHECK_EQ_INT(st, cases[i].st);
-            CHECK(cases[i].param == NULL ? param == NULL
-                                         : param != NULL && strcmp(param, cases[i].param) == 0);
-            CHECK(req.name == NULL && req.metadata_patch == NULL); /* nothing left behind */
-        }
-    }
+static void metadata_merge_sets_deletes_and_bounds(void)
+{
+    char *out = NULL;
+    CHECK_EQ_INT(
+        cv_json_metadata_merge("{\"a\": \"1\", \"b\": \"2\"}", "{\"b\":null,\"c\":\"3\"}", &out),
+        CV_OK);
+    CHECK(out != NULL && strcmp(out, "{\"a\":\"1\",\"c\":\"3\"}") == 0);
+    free(out);
+    CHECK_EQ_INT(cv_json_metadata_merge(NULL, "{\"x\":\"y\"}", &out), CV_OK);
+    CHECK(out != NULL && strcmp(out, "{\"x\":\"y\"}") == 0);
+    free(out);
+    /* 20 stored + 1 new is 21: refused, nothing returned */
+    char cur[1024];
+    size_t n = (size_t)snprintf(cur, sizeof(cur), "{");
+    for (int k = 0; k < 20; k++)
+        n += (size_t)snprintf(cur + n, sizeof(cur) - n, "%s\"k%d\":\"v\"", k ? "," : "", k);
+    snprintf(cur + n, sizeof(cur) - n, "}");
+    out = NULL;
+    CHECK_EQ_INT(cv_json_metadata_merge(cur, "{\"new\":\"v\"}", &out), CV_ERR_INVALID_METADATA);
+    CHECK(out == NULL);
+    /* replacing one of the 20 is fine */
+    CHECK_EQ_INT(cv_json_metadata_merge(cur, "{\"k3\":\"w\",\"k4\":null}", &out), CV_OK);
+    free(out);
+}
 
-    static void metadata_merge_sets_deletes_and_bounds(void)
-    {
-        char *out = NULL;
-        CHECK_EQ_INT(cv_json_metadata_merge("{\"a\": \"1\", \"b\": \"2\"}",
-                                            "{\"b\":null,\"c\":\"3\"}", &out),
-                     CV_OK);
-        CHECK(out != NULL && strcmp(out, "{\"a\":\"1\",\"c\":\"3\"}") == 0);
-        free(out);
-        CHECK_EQ_INT(cv_json_metadata_merge(NULL, "{\"x\":\"y\"}", &out), CV_OK);
-        CHECK(out != NULL && strcmp(out, "{\"x\":\"y\"}") == 0);
-        free(out);
-        /* 20 stored + 1 new is 21: refused, nothing returned */
-        char cur[1024];
-        size_t n = (size_t)snprintf(cur, sizeof(cur), "{");
-        for (int k = 0; k < 20; k++)
-            n += (size_t)snprintf(cur + n, sizeof(cur) - n, "%s\"k%d\":\"v\"", k ? "," : "", k);
-        snprintf(cur + n, sizeof(cur) - n, "}");
-        out = NULL;
-        CHECK_EQ_INT(cv_json_metadata_merge(cur, "{\"new\":\"v\"}", &out), CV_ERR_INVALID_METADATA);
-        CHECK(out == NULL);
-        /* replacing one of the 20 is fine */
-        CHECK_EQ_INT(cv_json_metadata_merge(cur, "{\"k3\":\"w\",\"k4\":null}", &out), CV_OK);
-        free(out);
+static void token_list_encodes_page_and_cursor(void)
+{
+    struct cv_token_view v[2];
+    memset(v, 0, sizeof(v));
+    for (int i = 0; i < 2; i++) {
+        v[i].token = i ? "tok_4eC39HqLyjWDarjtT1zdp8" : "tok_4eC39HqLyjWDarjtT1zdp7";
+        v[i].brand = "visa";
+        v[i].bin = "424242";
+        v[i].last4 = "4242";
+        v[i].fingerprint = "fp_0000000000000000000001";
+        v[i].created_at = "2025-01-02T03:04:05Z";
+        v[i].metadata = "{\"a\": \"b\"}";
+        v[i].expires_at = i ? "2026-01-01T00:00:00Z" : "";
     }
+    size_t len = 0;
+    char *text = cv_json_encode_token_list(v, 2, true, "cur_x", &len);
+    json_t *o = parse(text, len);
+    CHECK(has_string(o, "object", "list") && has_string(o, "next_cursor", "cur_x"));
+    CHECK(json_is_true(json_object_get(o, "has_more")));
+    json_t *data = json_object_get(o, "data");
+    CHECK(json_array_size(data) == 2);
+    CHECK(has_string(json_object_get(json_array_get(data, 0), "metadata"), "a", "b"));
+    CHECK(json_is_null(json_object_get(json_array_get(data, 0), "expires_at")));
+    CHECK(has_string(json_array_get(data, 1), "expires_at", "2026-01-01T00:00:00Z"));
+    CHECK(json_object_get(json_array_get(data, 0), "pan") == NULL);
+    json_decref(o);
+    cv_json_free(text);
+    text = cv_json_encode_token_list(v, 0, false, NULL, &len);
+    o = parse(text, len);
+    CHECK(json_is_null(json_object_get(o, "next_cursor")) &&
+          json_array_size(json_object_get(o, "data")) == 0);
+    json_decref(o);
+    cv_json_free(text);
+}
 
-    static void token_list_encodes_page_and_cursor(void)
-    {
-        struct cv_token_view v[2];
-        memset(v, 0, sizeof(v));
-        for (int i = 0; i < 2; i++) {
-            v[i].token = i ? "tok_4eC39HqLyjWDarjtT1zdp8" : "tok_4eC39HqLyjWDarjtT1zdp7";
-            v[i].brand = "visa";
-            v[i].bin = "424242";
-            v[i].last4 = "4242";
-            v[i].fingerprint = "fp_0000000000000000000001";
-            v[i].created_at = "2025-01-02T03:04:05Z";
-            v[i].metadata = "{\"a\": \"b\"}";
-            v[i].expires_at = i ? "2026-01-01T00:00:00Z" : "";
-        }
-        size_t len = 0;
-        char *text = cv_json_encode_token_list(v, 2, true, "cur_x", &len);
-        json_t *o = parse(text, len);
-        CHECK(has_string(o, "object", "list") && has_string(o, "next_cursor", "cur_x"));
-        CHECK(json_is_true(json_object_get(o, "has_more")));
-        json_t *data = json_object_get(o, "data");
-        CHECK(json_array_size(data) == 2);
-        CHECK(has_string(json_object_get(json_array_get(data, 0), "metadata"), "a", "b"));
-        CHECK(json_is_null(json_object_get(json_array_get(data, 0), "expires_at")));
-        CHECK(has_string(json_array_get(data, 1), "expires_at", "2026-01-01T00:00:00Z"));
-        CHECK(json_object_get(json_array_get(data, 0), "pan") == NULL);
-        json_decref(o);
-        cv_json_free(text);
-        text = cv_json_encode_token_list(v, 0, false, NULL, &len);
-        o = parse(text, len);
-        CHECK(json_is_null(json_object_get(o, "next_cursor")) &&
-              json_array_size(json_object_get(o, "data")) == 0);
-        json_decref(o);
-        cv_json_free(text);
-    }
-
-    int main(void)
-    {
-        cv_json_init();
-        RUN(decodes_a_full_tokenize_body);
-        RUN(relay_decodes_a_full_request);
-        RUN(relay_refuses_shape_errors_with_the_field);
-        RUN(relay_refuses_oversized_parts);
-        RUN(relay_answer_is_valid_json_whatever_the_bytes);
-        RUN(decodes_the_minimal_body_and_optional_fields);
-        RUN(decodes_escaped_and_non_ascii_strings);
-        RUN(decodes_a_body_that_is_not_nul_terminated);
-        RUN(invalid_json_for_syntax_errors);
-        RUN(invalid_json_for_trailing_garbage);
-        RUN(invalid_json_for_non_object_roots);
-        RUN(invalid_json_for_duplicate_keys);
-        RUN(invalid_json_for_empty_and_blank_bodies);
-        RUN(nul_inside_a_string_is_rejected);
-        RUN(unknown_field_is_named_when_safe_to_echo);
-        RUN(unknown_field_is_not_named_when_it_could_carry_card_data);
-        RUN(param_echo_rule);
-        RUN(missing_field_names_the_field);
-        RUN(invalid_type_names_the_field);
-        RUN(integers_pass_through_for_card_validation_to_judge);
-        RUN(deeply_nested_values_are_refused_without_crashing);
-        RUN(cleanup_accepts_a_zeroed_request_twice);
-        RUN(tokenize_takes_metadata_and_ttl_in_canonical_form);
-        RUN(tokenize_refuses_bad_metadata_and_ttl);
-        RUN(metadata_limits_are_exact);
-        RUN(update_body_decodes_each_field);
-        RUN(update_body_is_strict);
-        RUN(metadata_merge_sets_deletes_and_bounds);
-        RUN(token_list_encodes_page_and_cursor);
-        RUN(decode_empty_accepts_nothing_blank_and_empty_object);
-        RUN(decode_empty_rejects_fields_and_garbage);
-        RUN(decode_empty_names_a_safe_unknown_field);
-        RUN(token_encoder_omits_pan_and_name_unless_asked);
-        RUN(token_encoder_includes_pan_and_name_for_detokenize);
-        RUN(error_encoder_includes_param_only_when_given);
-        RUN(error_encoder_escapes_hostile_text);
-        RUN(health_and_pairs_encoders_produce_objects);
-        RUN(oversized_card_fields_are_refused_before_copying);
-        return check_summary("json_codec");
-    }
+int main(void)
+{
+    cv_json_init();
+    RUN(decodes_a_full_tokenize_body);
+    RUN(relay_decodes_a_full_request);
+    RUN(relay_refuses_shape_errors_with_the_field);
+    RUN(relay_refuses_oversized_parts);
+    RUN(relay_answer_is_valid_json_whatever_the_bytes);
+    RUN(decodes_the_minimal_body_and_optional_fields);
+    RUN(decodes_escaped_and_non_ascii_strings);
+    RUN(decodes_a_body_that_is_not_nul_terminated);
+    RUN(invalid_json_for_syntax_errors);
+    RUN(invalid_json_for_trailing_garbage);
+    RUN(invalid_json_for_non_object_roots);
+    RUN(invalid_json_for_duplicate_keys);
+    RUN(invalid_json_for_empty_and_blank_bodies);
+    RUN(nul_inside_a_string_is_rejected);
+    RUN(unknown_field_is_named_when_safe_to_echo);
+    RUN(unknown_field_is_not_named_when_it_could_carry_card_data);
+    RUN(param_echo_rule);
+    RUN(missing_field_names_the_field);
+    RUN(invalid_type_names_the_field);
+    RUN(integers_pass_through_for_card_validation_to_judge);
+    RUN(deeply_nested_values_are_refused_without_crashing);
+    RUN(cleanup_accepts_a_zeroed_request_twice);
+    RUN(tokenize_takes_metadata_and_ttl_in_canonical_form);
+    RUN(tokenize_refuses_bad_metadata_and_ttl);
+    RUN(metadata_limits_are_exact);
+    RUN(update_body_decodes_each_field);
+    RUN(update_body_is_strict);
+    RUN(metadata_merge_sets_deletes_and_bounds);
+    RUN(token_list_encodes_page_and_cursor);
+    RUN(decode_empty_accepts_nothing_blank_and_empty_object);
+    RUN(decode_empty_rejects_fields_and_garbage);
+    RUN(decode_empty_names_a_safe_unknown_field);
+    RUN(token_encoder_omits_pan_and_name_unless_asked);
+    RUN(token_encoder_includes_pan_and_name_for_detokenize);
+    RUN(error_encoder_includes_param_only_when_given);
+    RUN(error_encoder_escapes_hostile_text);
+    RUN(health_and_pairs_encoders_produce_objects);
+    RUN(oversized_card_fields_are_refused_before_copying);
+    return check_summary("json_codec");
+}
