@@ -456,7 +456,8 @@ static bool origin_is_own(const struct cv_http_server *srv, struct MHD_Connectio
  * the frame names the page it is mounted in (CardVault-Frame-Origin, the
  * `origin` its URL was served for), and that origin must be on the key's
  * list, like the frame page itself. A request without an Origin header
- * (a server) has no origin quota; its key's quota still applies. */
+ * (a server) has no origin quota; its key's quota still applies. A frame's
+ * cvc-hold is held to the same rule (it has no origin quota). */
 static cv_status frame_quota_origin(struct MHD_Connection *conn, struct request *rq)
 {
     rq->quota_origin[0] = '\0';
@@ -729,7 +730,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     const char *idempotency_key = NULL;
     struct cv_json_param param;
     cv_status st = decode_request(conn, rq, &idempotency_key, &param);
-    if (st == CV_OK && rq->route->body == CV_ROUTE_BODY_TOKENIZE)
+    /* The security-code frame's hold is a browser call of the same key as
+     * its tokenize: the same rule for the page it names. */
+    if (st == CV_OK &&
+        (rq->route->body == CV_ROUTE_BODY_TOKENIZE || rq->route->body == CV_ROUTE_BODY_CVC_HOLD))
         st = frame_quota_origin(conn, rq);
     cv_wipe_stack(); /* the parser's frames held the body */
     if (st != CV_OK)
