@@ -146,7 +146,7 @@ def stats(xs):
 def spread(st, nd=2):
     if st["median"] is None:
         return "–"
-    return f"{st['median']:.{nd}f} ({st['min']:.{nd}f}–{st['max']:.{nd}f})"
+    return f"{st['median']:,.{nd}f} ({st['min']:,.{nd}f}–{st['max']:,.{nd}f})"
 
 
 RUN_NAME = re.compile(r"^(?P<prefix>.+)_c(?P<c>\d+)_r(?P<r>\d+)$")

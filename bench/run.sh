@@ -60,7 +60,7 @@
 #     except CARDVAULT_RATE_LIMIT_RPS and the CARDVAULT_TOKENIZE_QUOTA_PER_HOUR*
 #     quotas, which default to 0 (off) here (the quotas through tests/lib/scenario.sh).
 #   BENCH_ROUNDS (full 3, quick 2), BENCH_DURATION (s per measurement: full 6, quick 3), BENCH_CLIENTS ("16 64"), BENCH_HALF_CLIENTS (largest of BENCH_CLIENTS),
-#   BENCH_WRK_THREADS (2), BENCH_SERVICE_LOG (/dev/null), BENCH_KEEP=1 (keep the temp dir),
+#   BENCH_WRK_THREADS (2), BENCH_PGBENCH_CONNECT_S (2: s added to pgbench's -T for connecting), BENCH_SERVICE_LOG (/dev/null), BENCH_KEEP=1 (keep the temp dir),
 #   BENCH_SKIP_BUILD=1 (use build/release/cardvault and build/bench/bare_mhd as they are),
 #   BENCH_IMPORT_ROWS (cards to import; 0 = no import run), BENCH_IMPORT_BATCH (--batch;
 #   unset = the command's default).
@@ -109,6 +109,7 @@ case "$ROUNDS" in ''|*[!0-9]*|0) echo "run.sh: BENCH_ROUNDS must be a positive i
 BATCH_ROWS=64
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
 PGB_THREADS=$WRK_THREADS
+PGB_CONNECT_S=${BENCH_PGBENCH_CONNECT_S:-2}
 SERVICE_LOG=${BENCH_SERVICE_LOG:-/dev/null}
 MAX_CLIENTS=$(printf '%s\n' $CLIENTS | sort -n | tail -1)
 # Paced runs use as many connections as the largest unpaced run, so that a
@@ -390,13 +391,15 @@ run_pgbench() {
   # pgbench's own tps divides by its -T clock minus an estimate of the time
   # spent connecting, and on a heavily loaded machine connecting 64 clients
   # (a fork each) can take most of a short run, which made that figure a
-  # fraction of the real rate. A run whose steady window is shorter than half
-  # the duration (or that committed nothing) is repeated once, longer.
+  # fraction of the real rate. So pgbench runs BENCH_PGBENCH_CONNECT_S (2)
+  # seconds longer than the measurement, for its clients to connect; a run
+  # whose steady window is still shorter than half the duration (or that
+  # committed nothing) is repeated once, longer.
   local attempt pct
   for attempt in 1 2; do
     st=0
     rm -f "$WORK/out/$name.log".*
-    pgbench -n -M prepared -c "$clients" -j "$threads" -T "$dur" -f "$BENCH_DIR/pgbench/$script" \
+    pgbench -n -M prepared -c "$clients" -j "$threads" -T "$((dur + PGB_CONNECT_S))" -f "$BENCH_DIR/pgbench/$script" \
       -l --log-prefix="$WORK/out/$name.log" \
       -h "$PGSOCK" -p "$PGPORT" -U "$PGUSER_NAME" "$@" cardvault >"$WORK/out/$name.txt" 2>&1 || st=$?
     pct=$(cat "$WORK/out/$name.log".* 2>/dev/null | /usr/bin/python3 -c '
