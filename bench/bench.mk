@@ -1,5 +1,6 @@
-# bench/bench.mk: `make bench` (about 4 minutes, with the perf profile) and
-# `make bench-quick` (under a minute). See bench/README.md. Included from the top-level Makefile:
+# bench/bench.mk: `make bench` (3 interleaved rounds, about 6-7 minutes with the
+# perf profile) and `make bench-quick` (2 rounds, under 2 minutes); BENCH_ROUNDS
+# sets the number of rounds. See bench/README.md. Included from the top-level Makefile:
 #
 #   include bench/bench.mk
 #
