@@ -210,7 +210,7 @@ test: deps
 	$(MAKE) --no-print-directory BUILD=release lint || st=1; \
 	$(MAKE) --no-print-directory docker-build-check || st=1; \
 	$(MAKE) -k --no-print-directory BUILD=asan unit itest relay-client || st=1; \
-	$(MAKE) --no-print-directory fuzz-smoke || st=1; \
+	$(MAKE) --no-print-directory FUZZ_SMOKE_SECONDS=10 fuzz-smoke || st=1; \
 	tests/lib/summary.sh || st=1; exit $$st
 
 test-asan: deps
