@@ -18,7 +18,7 @@ BASE_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude \
         -DOPENSSL_API_COMPAT=30000 -DOPENSSL_NO_DEPRECATED \
         $(WARN) -fno-common -fstack-protector-strong -fstack-clash-protection -fPIE -pthread
 BASE_LDFLAGS := -pie -Wl,-z,relro -Wl,-z,now -Wl,-z,noexecstack -pthread
-LIBS := -lmicrohttpd -lcrypto -lpq -ljansson -lz -lmariadb -lm -ldl
+LIBS := -lmicrohttpd -lcrypto -lpq -ljansson -lcurl -lz -lmariadb -lm -ldl
 
 ifeq ($(BUILD),release)
   MODE_CFLAGS := -O2 -g -D_FORTIFY_SOURCE=2
@@ -62,13 +62,20 @@ SRCS := $(sort $(wildcard service/*.c))
 ELEMENTS_ASSETS := service/elements/elements.js service/elements/frame.js \
         service/elements/frame.css
 ELEMENTS_GEN := build/gen/elements_assets.c
-OBJS := $(SRCS:service/%.c=$(OUT)/obj/%.o) $(OUT)/obj/elements_assets.o
+# migrations/*.sql, compiled in the same way by service/migrations_embed.sh,
+# so `cardvault migrate` needs nothing beside the binary (docs/operations.md).
+MIGRATION_FILES := $(sort $(wildcard migrations/*.sql))
+MIGRATIONS_GEN := build/gen/migrations_embedded.c
+OBJS := $(SRCS:service/%.c=$(OUT)/obj/%.o) $(OUT)/obj/elements_assets.o \
+        $(OUT)/obj/migrations_embedded.o
 LIB_OBJS := $(filter-out $(OUT)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(OUT)/tests/%)
 ITEST_BIN := $(OUT)/tests/itest
+RELAY_TEST_BIN := $(OUT)/tests/relay/test_relay_client
 
-.PHONY: all deps run test cluster test-cluster test-asan unit itest contract browser scenarios lint-sql test-storage-proof \
+.PHONY: install uninstall test-install
+.PHONY: all deps run test cluster test-cluster test-asan unit itest relay-client contract browser scenarios lint-sql test-storage-proof \
         test-import-large \
         clean format format-check lint lint-cppcheck lint-tidy lint-banned lint-arch
 all: $(OUT)/cardvault
@@ -92,6 +99,15 @@ $(OUT)/obj/elements_assets.o: $(ELEMENTS_GEN) service/elements_assets.h
 	@echo "CC $(BUILD) $<"
 	@$(CC) $(CFLAGS) -Iservice -c $< -o $@
 
+$(MIGRATIONS_GEN): $(MIGRATION_FILES) service/migrations_embed.sh
+	@mkdir -p $(dir $@)
+	@service/migrations_embed.sh $(MIGRATION_FILES) > $@.tmp && mv $@.tmp $@
+
+$(OUT)/obj/migrations_embedded.o: $(MIGRATIONS_GEN) service/migrations_embedded.h
+	@mkdir -p $(dir $@)
+	@echo "CC $(BUILD) $<"
+	@$(CC) $(CFLAGS) -Iservice -c $< -o $@
+
 $(OUT)/cardvault: $(OBJS)
 	@echo "LD $(BUILD) $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
@@ -107,6 +123,13 @@ $(ITEST_BIN): $(wildcard tests/integration/*.c tests/integration/*.h) tests/unit
 	@echo "LD $(BUILD) $@"
 	@$(CC) $(CFLAGS) -Itests/unit -Itests/integration -o $@ $(wildcard tests/integration/*.c) \
 		$(LDFLAGS) -lcurl -ljansson
+
+# The relay client against the fake processor (tests/relay): service code,
+# no database.
+$(RELAY_TEST_BIN): tests/relay/test_relay_client.c $(LIB_OBJS) tests/unit/check.h
+	@mkdir -p $(dir $@)
+	@echo "LD $(BUILD) $@"
+	@$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LIBS)
 
 $(OUT)/obj/migrate.o: $(wildcard migrations/*.sql)
 
@@ -131,6 +154,11 @@ deps-run:
 unit: $(UNIT_BINS)
 	@tests/lib/run-unit.sh $(UNIT_BINS)
 
+# The relay's outbound client against the fake processor over mutual TLS
+# (tests/relay/run.sh: a fresh test PKI, three fakes, no database).
+relay-client: $(RELAY_TEST_BIN)
+	@tests/relay/run.sh $(RELAY_TEST_BIN)
+
 # Integration + storage-policy tests against a running service on a throwaway
 # cluster (pg_virtualenv). CV_PRISM=1 sends the HTTP suite through Prism.
 itest: $(OUT)/cardvault $(ITEST_BIN)
@@ -149,7 +177,7 @@ browser: $(OUT)/cardvault
 # Scenario scripts: each brings its own private PostgreSQL cluster.
 SCENARIOS := audit audit-tail idempotency runtime keys key-commands faults isolation abuse row-integrity \
              storage-proof slow-clients heap-scan auth-throttle elements import-scan ops \
-             scan-mysql sync-commit
+             scan-mysql relay tokens-lifecycle syncrep
 PROOF_CARDS ?= 200
 scenarios: $(OUT)/cardvault
 	@st=0; for s in $(SCENARIOS); do \
@@ -178,20 +206,50 @@ test: deps
 	$(MAKE) -k --no-print-directory BUILD=release all unit || st=1; \
 	CV_PRISM=1 $(MAKE) --no-print-directory BUILD=release itest || st=1; \
 	$(MAKE) -k --no-print-directory BUILD=release contract browser scenarios || st=1; \
+	$(MAKE) --no-print-directory BUILD=release test-install || st=1; \
 	$(MAKE) --no-print-directory BUILD=release lint || st=1; \
 	$(MAKE) --no-print-directory docker-build-check || st=1; \
-	$(MAKE) -k --no-print-directory BUILD=asan unit itest || st=1; \
-	$(MAKE) --no-print-directory fuzz-smoke || st=1; \
+	$(MAKE) -k --no-print-directory BUILD=asan unit itest relay-client || st=1; \
+	$(MAKE) --no-print-directory FUZZ_SMOKE_SECONDS=10 fuzz-smoke || st=1; \
 	tests/lib/summary.sh || st=1; exit $$st
 
 test-asan: deps
 	@rm -f build/test-results; st=0; \
-	$(MAKE) --no-print-directory BUILD=asan unit itest scenarios || st=1; \
+	$(MAKE) --no-print-directory BUILD=asan unit itest relay-client scenarios || st=1; \
 	tests/lib/summary.sh || st=1; exit $$st
 
 run: deps-run
 	@$(MAKE) --no-print-directory BUILD=release all
 	@docker/local-run.sh
+
+# `make install` (PREFIX, DESTDIR honoured): the binary (migrations compiled
+# in), the systemd units with their paths set to PREFIX, and the docs.
+# docs/operations.md, "Running under systemd", goes from here to a running
+# vault. `make uninstall` removes the same files.
+PREFIX ?= /usr/local
+BINDIR := $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR := $(PREFIX)/share/doc/cardvault
+UNITS := service/systemd/cardvault.service service/systemd/cardvault-migrate.service
+install: $(OUT)/cardvault
+	install -D -m 0755 $(OUT)/cardvault $(DESTDIR)$(BINDIR)/cardvault
+	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
+	@for u in $(UNITS); do \
+	  sed -e 's|/usr/local/bin/cardvault|$(BINDIR)/cardvault|g' \
+	      -e 's|/usr/local/share/doc/cardvault|$(DOCDIR)|g' $$u > $(DESTDIR)$(UNITDIR)/$${u##*/}.tmp && \
+	  chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/}.tmp && \
+	  mv $(DESTDIR)$(UNITDIR)/$${u##*/}.tmp $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; \
+	done
+	install -m 0644 README.md docs/*.md openapi.yaml $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/cardvault $(UNITS:service/systemd/%=$(DESTDIR)$(UNITDIR)/%)
+	rm -rf $(DESTDIR)$(DOCDIR)
+
+# The install layout, the installed binary away from the source tree, and the
+# systemd units (tests/install/run.sh).
+test-install: $(OUT)/cardvault
+	@tests/lib/with-postgres.sh tests/install/run.sh $(OUT)/cardvault
 
 # Lint gate: every check runs even when an earlier one failed; each prints
 # "NAME: N passed, N failed" and any finding fails `make lint` (and `make test`).

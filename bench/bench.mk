@@ -1,5 +1,6 @@
-# bench/bench.mk: `make bench` (about 4 minutes, with the perf profile) and
-# `make bench-quick` (under a minute). See bench/README.md. Included from the top-level Makefile:
+# bench/bench.mk: `make bench` (3 interleaved rounds, about 6-7 minutes with the
+# perf profile) and `make bench-quick` (2 rounds, under 2 minutes); BENCH_ROUNDS
+# sets the number of rounds. See bench/README.md. Included from the top-level Makefile:
 #
 #   include bench/bench.mk
 #
@@ -18,7 +19,7 @@ BENCH_OUT := build/bench
 BENCH_CFLAGS := $(BASE_CFLAGS) -O2 -g -D_FORTIFY_SOURCE=2
 BENCH_LDFLAGS := $(BASE_LDFLAGS)
 
-.PHONY: bench bench-quick bench-tools
+.PHONY: bench bench-quick bench-tools bench-relay bench-relay-client bench-relay-client-quick
 
 bench-tools: $(BENCH_OUT)/bare_mhd
 
@@ -36,6 +37,27 @@ bench: bench-tools
 bench-quick: bench-tools
 	@$(MAKE) --no-print-directory BUILD=release all
 	bench/run.sh --quick
+
+# The relay against the fake processor, with the processor's own answer as
+# the limit (bench/relay.sh).
+bench-relay:
+	@$(MAKE) --no-print-directory BUILD=release all
+	bench/relay.sh build/release/cardvault
+
+# The relay client against the fake processor (bench/relay_client.sh): its rate and
+# latency next to a bare libcurl client's at the same fake in the same run.
+# Built with the release objects (service code, no database).
+$(BENCH_OUT)/relay_client: bench/relay_client.c
+	@$(MAKE) --no-print-directory BUILD=release all
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -o $@ $< $(filter-out build/release/obj/main.o,\
+		$(wildcard build/release/obj/*.o)) $(BENCH_LDFLAGS) $(LIBS)
+
+bench-relay-client-quick: $(BENCH_OUT)/relay_client
+	bench/relay_client.sh $(BENCH_OUT)/relay_client 3 4
+
+bench-relay-client: $(BENCH_OUT)/relay_client
+	bench/relay_client.sh $(BENCH_OUT)/relay_client 10 8
 
 .DEFAULT_GOAL := $(cv_bench_saved_goal)
 endif

@@ -18,22 +18,31 @@
 #      temp dir so a rebuild during the run cannot change it), migrate, one
 #      merchant, `cardvault serve` on 127.0.0.1 (stdout, the JSON access log, to
 #      $BENCH_SERVICE_LOG, default /dev/null).
-#   3. For each client count (full: 16 and 64; quick: 64), wrk -t2 / pgbench -j2:
+#   3. BENCH_ROUNDS rounds (full: 3, quick: 2). Each round starts with a
+#      dd oflag=dsync probe of the disk, then for each client count (full: 16
+#      and 64; quick: 64), wrk -t2 / pgbench -j2, one after the other:
 #        limit (a)  pgbench -M prepared: the tokenize INSERT, one row a transaction
 #        tokenize   wrk POST /v1/tokens (bench/tokenize.lua)
+#        detokenize wrk POST /v1/tokens/{token}/detokenize (bench/detokenize.lua)
+#        limit (d)  (largest client count only) pgbench -M prepared: the same
+#                   token row, 64 rows a transaction (bench/pgbench/insert64.sql),
+#                   counted in rows/s
 #        limit (b)  pgbench -M prepared: the read's primary-key SELECT
 #        read       wrk GET /v1/tokens/{token} (bench/read.lua)
-#        detokenize wrk POST /v1/tokens/{token}/detokenize (bench/detokenize.lua)
 #        limit (c)  bench/bare_mhd: same MHD flags, fixed tokenize-sized answer
-#      plus, per workload, a paced run at half the peak rate (64 connections)
-#      for the p99-at-half-load figure, and (full only) the diagnostic pgbench
-#      of a detokenize's own statements (SELECT, then audit_append).
+#      odd rounds in this order, even rounds in the reverse order; a CHECKPOINT
+#      before every write measurement. report.py gives each ratio as the median
+#      of the per-round ratios with their min-max.
+#      Then, per workload, a paced run at half the peak (the best median) rate
+#      (64 connections) for the p99-at-half-load figure, and (full only) the
+#      diagnostic pgbench of a detokenize's own statements (SELECT, then
+#      audit_append).
 #   4. Bulk import: N Luhn-valid cards (full: 100,000; quick: 20,000) as a CSV
 #      file, moved in by `cardvault import` (its default batch size, as the
 #      schema owner, into a second merchant so no card merges with the
 #      tokenize runs'), timed whole, with its peak RSS (GNU time's maximum
 #      resident set, else VmHWM polled) and CPU; rows/s against the tokenize
-#      peak and limit (a) of this run. Every row must be in tokens and
+#      peak and limits (a) and (d) of this run. Every row must be in tokens and
 #      import_rows, and the mapping file must hold N rows.
 #   5. Every token acknowledged with 201 must be in the database; any error
 #      (socket error, timeout, unexpected status, failed pgbench transaction)
@@ -50,8 +59,8 @@
 #     unchanged (and the thread count to bare_mhd); unset = the service defaults,
 #     except CARDVAULT_RATE_LIMIT_RPS and the CARDVAULT_TOKENIZE_QUOTA_PER_HOUR*
 #     quotas, which default to 0 (off) here (the quotas through tests/lib/scenario.sh).
-#   BENCH_DURATION (s per measurement), BENCH_CLIENTS ("16 64"), BENCH_HALF_CLIENTS (largest of BENCH_CLIENTS),
-#   BENCH_WRK_THREADS (2), BENCH_SERVICE_LOG (/dev/null), BENCH_KEEP=1 (keep the temp dir),
+#   BENCH_ROUNDS (full 3, quick 2), BENCH_DURATION (s per measurement: full 6, quick 3), BENCH_CLIENTS ("16 64"), BENCH_HALF_CLIENTS (largest of BENCH_CLIENTS),
+#   BENCH_WRK_THREADS (2), BENCH_PGBENCH_CONNECT_S (2: s added to pgbench's -T for connecting), BENCH_SERVICE_LOG (/dev/null), BENCH_KEEP=1 (keep the temp dir),
 #   BENCH_SKIP_BUILD=1 (use build/release/cardvault and build/bench/bare_mhd as they are),
 #   BENCH_IMPORT_ROWS (cards to import; 0 = no import run), BENCH_IMPORT_BATCH (--batch;
 #   unset = the command's default).
@@ -77,6 +86,7 @@ if [ "$QUICK" = 1 ]; then
   MODE=quick
   DUR=${BENCH_DURATION:-3}
   CLIENTS=${BENCH_CLIENTS:-64}
+  ROUNDS=${BENCH_ROUNDS:-2}
   HALF_DUR=$DUR
   READ_ROWS=20000
   IMPORT_ROWS=${BENCH_IMPORT_ROWS:-20000}
@@ -84,8 +94,9 @@ if [ "$QUICK" = 1 ]; then
   DIAG=0
 else
   MODE=full
-  DUR=${BENCH_DURATION:-10}
+  DUR=${BENCH_DURATION:-6}
   CLIENTS=${BENCH_CLIENTS:-16 64}
+  ROUNDS=${BENCH_ROUNDS:-3}
   HALF_DUR=$DUR
   READ_ROWS=100000
   IMPORT_ROWS=${BENCH_IMPORT_ROWS:-100000}
@@ -93,8 +104,12 @@ else
   DIAG=1
 fi
 HALF_CLIENTS=${BENCH_HALF_CLIENTS:-}
+case "$ROUNDS" in ''|*[!0-9]*|0) echo "run.sh: BENCH_ROUNDS must be a positive integer" >&2; exit 2 ;; esac
+# Rows per transaction of the batched-insert limit: fixed in bench/pgbench/insert64.sql.
+BATCH_ROWS=64
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
 PGB_THREADS=$WRK_THREADS
+PGB_CONNECT_S=${BENCH_PGBENCH_CONNECT_S:-2}
 SERVICE_LOG=${BENCH_SERVICE_LOG:-/dev/null}
 MAX_CLIENTS=$(printf '%s\n' $CLIENTS | sort -n | tail -1)
 # Paced runs use as many connections as the largest unpaced run, so that a
@@ -216,9 +231,14 @@ PG_PM_PID=$(head -1 "$PGDATA/postmaster.pid")
 log "PostgreSQL $PG_VERSION up: fsync=$(psql_at 'SHOW fsync') synchronous_commit=$(psql_at 'SHOW synchronous_commit')"
 
 # The disk's synchronous write rate where the WAL lives: what bounds a commit.
-DSYNC_PER_S=$(dd if=/dev/zero of="$WORK/dsync.test" bs=8k count=1000 oflag=dsync 2>&1 \
-  | awk '/copied/ {for (i = 1; i <= NF; i++) if ($i == "s,") print int(1000 / $(i - 1))}')
-rm -f "$WORK/dsync.test"
+# Probed again at the start of every round (it varies by several times within
+# minutes on a shared disk).
+dsync_probe() {
+  dd if=/dev/zero of="$WORK/dsync.test" bs=8k count=1000 oflag=dsync 2>&1 \
+    | awk '/copied/ {for (i = 1; i <= NF; i++) if ($i == "s,") print int(1000 / $(i - 1))}'
+  rm -f "$WORK/dsync.test"
+}
+DSYNC_PER_S=$(dsync_probe)
 log "disk: ${DSYNC_PER_S:-?} synchronous 8 KiB writes/s (dd oflag=dsync in $WORK)"
 
 # ---------------------------------------------------------------- service
@@ -277,7 +297,6 @@ log "cardvault serve pid $SVC_PID on $SVC_URL (http threads $HTTP_THREADS (0 = a
 ERRORS=0
 proc_cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
-reset_hwm() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
 vm_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
 # CPU accounting around each measurement, in clock ticks: the whole machine
@@ -319,7 +338,6 @@ run_wrk() {
   local name=$1 script=$2 url=$3 clients=$4 dur=$5 key=$6 expect=$7 rate=${8:-0} pid=${9:-$SVC_PID}
   local threads=$WRK_THREADS
   [ "$clients" -lt "$threads" ] && threads=$clients
-  reset_hwm "$pid"
   local c0 c1 snap0 snap1 t0 t1
   c0=$(proc_cpu_ticks "$pid")
   snap0=$(cpu_snapshot "$pid")
@@ -339,7 +357,7 @@ run_wrk() {
      --argjson machine "$(cpu_json "$snap0" "$snap1" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')")" \
      '. + {clients: $clients, wrk_threads: $threads, cpu_s: $cpu_s, machine: $machine,
            cpu_us_per_req: (if .requests > 0 then $cpu_s * 1e6 / .requests else null end),
-           peak_rss_kib: $hwm, rss_kib: $rss,
+           hwm_so_far_kib: $hwm, rss_kib: $rss,
            errors: (.socket_errors.connect + .socket_errors.read + .socket_errors.write
                     + .socket_errors.timeout + .unexpected_status)}' \
      "$WORK/out/$name.wrk-summary" >"$WORK/out/$name.json"
@@ -355,30 +373,69 @@ run_wrk() {
   fi
 }
 
-# run_pgbench NAME SCRIPT CLIENTS DURATION -D... : $WORK/out/NAME.json
+# [PGB_ROWS=N] run_pgbench NAME SCRIPT CLIENTS DURATION -D... : $WORK/out/NAME.json
+# rps is rows/s: transactions/s times PGB_ROWS, the rows each transaction
+# commits (1 unless set).
 run_pgbench() {
-  local name=$1 script=$2 clients=$3 dur=$4
+  local name=$1 script=$2 clients=$3 dur=$4 rows=${PGB_ROWS:-1}
   shift 4
   local threads=$PGB_THREADS
   [ "$clients" -lt "$threads" ] && threads=$clients
   local st=0 snap0 snap1 t0 t1
   snap0=$(cpu_snapshot)
   t0=$(date +%s.%N)
-  # -l: one line per transaction (latency in µs, 3rd field) for the percentiles
-  pgbench -n -M prepared -c "$clients" -j "$threads" -T "$dur" -f "$BENCH_DIR/pgbench/$script" \
-    -l --log-prefix="$WORK/out/$name.log" \
-    -h "$PGSOCK" -p "$PGPORT" -U "$PGUSER_NAME" "$@" cardvault >"$WORK/out/$name.txt" 2>&1 || st=$?
+  # -l: one line per transaction (client, latency µs, completion time). The
+  # rate is taken from it over the steady window, when every client is
+  # connected and running: from the moment the last client finished its first
+  # transaction to the moment the first client finished its last one.
+  # pgbench's own tps divides by its -T clock minus an estimate of the time
+  # spent connecting, and on a heavily loaded machine connecting 64 clients
+  # (a fork each) can take most of a short run, which made that figure a
+  # fraction of the real rate. So pgbench runs BENCH_PGBENCH_CONNECT_S (2)
+  # seconds longer than the measurement, for its clients to connect; a run
+  # whose steady window is still shorter than half the duration (or that
+  # committed nothing) is repeated once, longer.
+  local attempt pct
+  for attempt in 1 2; do
+    st=0
+    rm -f "$WORK/out/$name.log".*
+    pgbench -n -M prepared -c "$clients" -j "$threads" -T "$((dur + PGB_CONNECT_S))" -f "$BENCH_DIR/pgbench/$script" \
+      -l --log-prefix="$WORK/out/$name.log" \
+      -h "$PGSOCK" -p "$PGPORT" -U "$PGUSER_NAME" "$@" cardvault >"$WORK/out/$name.txt" 2>&1 || st=$?
+    pct=$(cat "$WORK/out/$name.log".* 2>/dev/null | /usr/bin/python3 -c '
+import json, sys
+first, last, done, lat = {}, {}, [], []
+for l in sys.stdin:
+    f = l.split()
+    if len(f) < 6 or not f[2].isdigit():
+        continue  # a failed transaction: counted by pgbench itself
+    t = int(f[4]) + int(f[5]) / 1e6
+    first[f[0]] = min(first.get(f[0], t), t)
+    last[f[0]] = max(last.get(f[0], t), t)
+    done.append((t, int(f[2])))
+w0 = max(first.values()) if first else None
+w1 = min(last.values()) if last else None
+win = sorted(us for t, us in done if w0 is not None and w0 < t <= w1)
+q = lambda p: win[min(len(win) - 1, int(len(win) * p / 100))] / 1000 if win else None
+ws = (w1 - w0) if win else 0.0
+print(json.dumps({"p50": q(50), "p99": q(99), "p999": q(99.9), "window_s": round(ws, 3),
+                  "window_tx": len(win), "tps": (len(win) / ws) if ws > 0 else None}))')
+    if [ "$st" -eq 0 ] && [ "$attempt" = 1 ] \
+       && awk -v w="$(jq .window_s <<<"$pct")" -v d="$dur" 'BEGIN {exit !(w < d / 2)}'; then
+      log "$name: steady window $(jq .window_s <<<"$pct") s of ${dur} s (connecting took the rest); once more with $((dur * 2)) s"
+      dur=$((dur * 2))
+      snap0=$(cpu_snapshot)
+      t0=$(date +%s.%N)
+      continue
+    fi
+    break
+  done
   snap1=$(cpu_snapshot)
   t1=$(date +%s.%N)
-  local pct
-  pct=$(cat "$WORK/out/$name.log".* 2>/dev/null | /usr/bin/python3 -c '
-import json, sys
-v = sorted(int(l.split()[2]) for l in sys.stdin if l.strip())
-q = lambda p: v[min(len(v) - 1, int(len(v) * p / 100))] / 1000 if v else None
-print(json.dumps({"p50": q(50), "p99": q(99), "p999": q(99.9)}))')
   rm -f "$WORK/out/$name.log".*
-  local tps lat failed xacts
-  tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$WORK/out/$name.txt")
+  local tps pgb_tps lat failed xacts
+  tps=$(jq '.tps // empty' <<<"$pct")
+  pgb_tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$WORK/out/$name.txt")
   lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$WORK/out/$name.txt")
   failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$WORK/out/$name.txt")
   xacts=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$WORK/out/$name.txt")
@@ -390,17 +447,27 @@ print(json.dumps({"p50": q(50), "p99": q(99), "p999": q(99.9)}))')
   ERRORS=$((ERRORS + failed))
   jq -n --argjson clients "$clients" --argjson threads "$threads" --argjson tps "$tps" \
      --argjson lat "${lat:-null}" --argjson failed "$failed" --argjson xacts "${xacts:-0}" \
-     --argjson dur "$dur" --argjson pct "$pct" \
+     --argjson dur "$dur" --argjson pct "$pct" --argjson rows "$rows" --argjson pgb_tps "${pgb_tps:-null}" \
      --argjson machine "$(cpu_json "$snap0" "$snap1" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')")" \
-     '{clients: $clients, pgbench_threads: $threads, rps: $tps, latency_ms: ({mean: $lat} + $pct), machine: $machine,
+     '{clients: $clients, pgbench_threads: $threads, rps: ($tps * $rows), tps: $tps, rows_per_tx: $rows,
+       pgbench_reported_tps: $pgb_tps, steady_window_s: $pct.window_s, steady_window_tx: $pct.window_tx,
+       latency_ms: ({mean: $lat} + ($pct | {p50, p99, p999})), machine: $machine,
        transactions: $xacts, duration_s: $dur, errors: $failed}' >"$WORK/out/$name.json"
-  log "$(printf '%-22s c=%-3s %9.0f tx/s   p50 %6.2f ms  p99 %6.2f ms  p99.9 %6.2f ms  failed %s  other load %s cores' "$name" "$clients" "$tps" \
+  log "$(printf '%-22s c=%-3s %9.0f tx/s   p50 %6.2f ms  p99 %6.2f ms  p99.9 %6.2f ms  failed %s  other load %s cores%s' "$name" "$clients" "$tps" \
     "$(jq .p50 <<<"$pct")" "$(jq .p99 <<<"$pct")" "$(jq .p999 <<<"$pct")" "$failed" \
-    "$(jq .machine.other_load_cores "$WORK/out/$name.json")")"
+    "$(jq .machine.other_load_cores "$WORK/out/$name.json")" \
+    "$([ "$rows" -gt 1 ] && printf '  (%s rows/tx: %.0f rows/s)' "$rows" "$(jq .rps "$WORK/out/$name.json")")")"
 }
 
 checkpoint() { psql_at "CHECKPOINT" >/dev/null; }
 half() { awk -v r="$1" 'BEGIN {printf "%d", r / 2}'; }
+# jq: the median of an array of numbers (null when empty)
+JQ_MEDIAN='def median: sort | if length == 0 then null elif length % 2 == 1 then .[(length - 1) / 2]
+                              else (.[length / 2 - 1] + .[length / 2]) / 2 end;'
+# median_peak WORKLOAD: max over the client counts of the median req/s of its rounds
+median_peak() {
+  cat "$WORK"/out/"$1"_c*_r*.json | jq -s "$JQ_MEDIAN"' group_by(.clients) | map(map(.rps) | median) | max'
+}
 
 # ---------------------------------------------------------------- warm-up
 log "warm-up: tokenize ${WARM_DUR}s (caches, first DEK, a sample row for the pgbench values)"
@@ -432,36 +499,82 @@ PGB_VARS=(-D "merchant_id=$MERCHANT" -D "format_version=$FORMAT_VERSION" -D "dek
           -D action=token.detokenize -D outcome=success
           -D "created_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)")
 
-# ---------------------------------------------------------------- tokenize
-for c in $CLIENTS; do
+# ---------------------------------------------------------------- rounds
+# Each round measures every workload and its limits once, one after the other
+# (A B A B ...), with a dd oflag=dsync probe of the disk first. Odd rounds run
+# the sequence forward, even rounds backward, so a limit measured just before
+# its workload in one round is measured just after it in the next: a drift of
+# the disk or of the neighbours' load then biases the rounds' ratios in
+# opposite directions instead of all in one. report.py takes the median of the
+# per-round ratios. A CHECKPOINT precedes every write measurement.
+step_limit_insert() { checkpoint; run_pgbench "limit_insert_c$1_r$2" insert.sql "$1" "$DUR" "${PGB_VARS[@]}"; }
+step_limit_batch() {
   checkpoint
-  run_pgbench "limit_insert_c$c" insert.sql "$c" "$DUR" "${PGB_VARS[@]}"
+  PGB_ROWS=$BATCH_ROWS run_pgbench "limit_batch_c$1_r$2" insert64.sql "$1" "$DUR" "${PGB_VARS[@]}"
+}
+step_tokenize() {
   checkpoint
-  run_wrk "tokenize_c$c" tokenize.lua "$SVC_URL" "$c" "$DUR" "$PK" 201
+  run_wrk "tokenize_c$1_r$2" tokenize.lua "$SVC_URL" "$1" "$DUR" "$PK" 201
+  # The read set: tokens the service acknowledged (and will be checked below),
+  # made once, after the first tokenize run (round 1 runs it before any read).
+  if [ ! -s "$WORK/read-set.txt" ]; then
+    cat "$WORK"/tokens/* >"$WORK/read-set.txt"
+    log "read set: $(wc -l <"$WORK/read-set.txt") acknowledged tokens"
+  fi
+}
+step_detokenize() { checkpoint; run_wrk "detokenize_c$1_r$2" detokenize.lua "$SVC_URL" "$1" "$DUR" "$DK" 200; }
+step_limit_select() { run_pgbench "limit_select_c$1_r$2" select.sql "$1" "$DUR" "${PGB_VARS[@]}"; }
+step_read() { run_wrk "read_c$1_r$2" read.lua "$SVC_URL" "$1" "$DUR" "$SK" 200; }
+step_limit_http() { run_wrk "limit_http_c$1_r$2" bare.lua "$BARE_URL" "$1" "$DUR" "$PK" 201 0 "$BARE_PID"; }
+
+# limit (c), started once and left idle between its measurements
+"$WORK/bare_mhd" "$BARE_PORT" "$HTTP_THREADS" "$RESP_BYTES" 201 2>"$WORK/bare.err" &
+BARE_PID=$!
+for _ in $(seq 1 50); do
+  curl -s -o /dev/null "$BARE_URL/" 2>/dev/null && break
+  kill -0 "$BARE_PID" 2>/dev/null || { cat "$WORK/bare.err" >&2; die "bare_mhd exited"; }
+  sleep 0.1
 done
-TOK_PEAK=$(cat "$WORK"/out/tokenize_c*.json | jq -s 'map(.rps) | max')
+log "$(cat "$WORK/bare.err")"
+
+mkdir -p "$WORK/rounds"
+for r in $(seq 1 "$ROUNDS"); do
+  seq_steps=()
+  for c in $CLIENTS; do
+    seq_steps+=("limit_insert $c" "tokenize $c" "detokenize $c")
+    [ "$c" = "$MAX_CLIENTS" ] && seq_steps+=("limit_batch $c")
+    seq_steps+=("limit_select $c" "read $c" "limit_http $c")
+  done
+  order=forward
+  if [ $((r % 2)) -eq 0 ]; then
+    order=backward
+    rev=()
+    for ((i = ${#seq_steps[@]} - 1; i >= 0; i--)); do rev+=("${seq_steps[$i]}"); done
+    seq_steps=("${rev[@]}")
+  fi
+  d=$(dsync_probe)
+  log "round $r of $ROUNDS ($order): disk ${d:-?} synchronous 8 KiB writes/s, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  jq -n --argjson r "$r" --arg order "$order" --argjson d "${d:-null}" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
+     --argjson steps "$(printf '%s\n' "${seq_steps[@]}" | jq -R . | jq -s .)" \
+     '{round: $r, order: $order, dsync_8k_writes_per_s: $d, loadavg: $load, steps: $steps}' \
+     >"$WORK/rounds/r$r.json"
+  for s in "${seq_steps[@]}"; do
+    read -r what c <<<"$s"
+    "step_$what" "$c" "$r"
+  done
+done
+kill -TERM "$BARE_PID" && wait "$BARE_PID" || true
+BARE_PID=""
+
+# ---------------------------------------------------------------- half load
+# Each workload paced at half its peak: the best, over the client counts, of
+# the median of its rounds.
+TOK_PEAK=$(median_peak tokenize)
+READ_PEAK=$(median_peak read)
+DET_PEAK=$(median_peak detokenize)
 checkpoint
-run_wrk tokenize_half tokenize.lua "$SVC_URL" "$HALF_CLIENTS" "$HALF_DUR" "$PK" 201 \
-  "$(half "$TOK_PEAK")"
-
-# The read set: tokens the service acknowledged (and will be checked below).
-cat "$WORK"/tokens/* >"$WORK/read-set.txt"
-log "read set: $(wc -l <"$WORK/read-set.txt") acknowledged tokens"
-
-# ---------------------------------------------------------------- read
-for c in $CLIENTS; do
-  run_pgbench "limit_select_c$c" select.sql "$c" "$DUR" "${PGB_VARS[@]}"
-  run_wrk "read_c$c" read.lua "$SVC_URL" "$c" "$DUR" "$SK" 200
-done
-READ_PEAK=$(cat "$WORK"/out/read_c*.json | jq -s 'map(.rps) | max')
+run_wrk tokenize_half tokenize.lua "$SVC_URL" "$HALF_CLIENTS" "$HALF_DUR" "$PK" 201 "$(half "$TOK_PEAK")"
 run_wrk read_half read.lua "$SVC_URL" "$HALF_CLIENTS" "$HALF_DUR" "$SK" 200 "$(half "$READ_PEAK")"
-
-# ---------------------------------------------------------------- detokenize
-for c in $CLIENTS; do
-  checkpoint
-  run_wrk "detokenize_c$c" detokenize.lua "$SVC_URL" "$c" "$DUR" "$DK" 200
-done
-DET_PEAK=$(cat "$WORK"/out/detokenize_c*.json | jq -s 'map(.rps) | max')
 checkpoint
 run_wrk detokenize_half detokenize.lua "$SVC_URL" "$HALF_CLIENTS" "$HALF_DUR" "$DK" 200 \
   "$(half "$DET_PEAK")"
@@ -595,21 +708,6 @@ SQL
   log "import check: $IMPORT_TOKENS tokens and $IMPORT_JOB_ROWS import_rows in the database, mapping $MAP_ROWS rows ($MAP_FOUND of $MAP_TOKENS tokens found, ids match the CSV: $MAP_IDS_MATCH)"
 fi
 
-# ---------------------------------------------------------------- limit (c): bare MHD
-"$WORK/bare_mhd" "$BARE_PORT" "$HTTP_THREADS" "$RESP_BYTES" 201 2>"$WORK/bare.err" &
-BARE_PID=$!
-for _ in $(seq 1 50); do
-  curl -s -o /dev/null "$BARE_URL/" 2>/dev/null && break
-  kill -0 "$BARE_PID" 2>/dev/null || { cat "$WORK/bare.err" >&2; die "bare_mhd exited"; }
-  sleep 0.1
-done
-log "$(cat "$WORK/bare.err")"
-for c in $CLIENTS; do
-  run_wrk "limit_http_c$c" bare.lua "$BARE_URL" "$c" "$DUR" "$PK" 201 0 "$BARE_PID"
-done
-kill -TERM "$BARE_PID" && wait "$BARE_PID" || true
-BARE_PID=""
-
 # ---------------------------------------------------------------- profile (--profile)
 if [ "$PROFILE" = 1 ]; then
   PC=$(printf '%s\n' $CLIENTS | head -1)
@@ -630,7 +728,8 @@ if [ "$PROFILE" = 1 ]; then
     PERF_PID=""
     perf script -i "$WORK/perf.data" -F comm,tid,ip,sym,dso >"$WORK/perf.txt" 2>/dev/null
     /usr/bin/python3 "$BENCH_DIR/perf_split.py" "$WORK/perf.txt" \
-      "$(jq .cpu_us_per_req "$WORK/out/${wl}_c$PC.json")" "$WORK/profile-$wl.json" "$WORK/cardvault" \
+      "$(cat "$WORK"/out/"${wl}_c${PC}"_r*.json | jq -s "$JQ_MEDIAN"' map(.cpu_us_per_req) | median')" \
+      "$WORK/profile-$wl.json" "$WORK/cardvault" \
       || die "perf_split.py failed"
     rm -f "$WORK/perf.data" "$WORK/perf.txt"
   done
@@ -659,8 +758,8 @@ UNRECORDED=$((ACKED_201 - ACKED_LINES))
 log "acknowledged: $ACKED_201 responses 201, $ACKED_LINES tokens recorded, $ACKED_DISTINCT distinct, $FOUND in the database, $MISSING missing"
 AUDIT_ROWS=$(psql_at "SELECT count(*) FROM audit_events")
 
-PEAK_RSS_KIB=$(cat "$WORK"/out/tokenize_*.json "$WORK"/out/read_*.json "$WORK"/out/detokenize_*.json \
-  | jq -s 'map(.peak_rss_kib) | max')
+# The service's peak RSS: VmHWM of its process at the end of the run (never
+# reset, so it is the high watermark of every workload, the profile included).
 LIFETIME_HWM_KIB=$(vm_kib "$SVC_PID" VmHWM)
 
 # ---------------------------------------------------------------- report
@@ -678,6 +777,8 @@ jq -n \
   --argjson pg_settings "$(printf '%s\n' "${PG_SETTINGS[@]}" | jq -R 'split("=") | {(.[0]): .[1]}' | jq -s add)" \
   --arg http_threads "$HTTP_THREADS" --arg db_pool "${DB_POOL:-}" --arg db_writers "${DB_WRITERS:-}" \
   --arg env "$(env | grep '^CARDVAULT_' | grep -v -e DATABASE_URL -e KEK_FILE -e LISTEN | sort | tr '\n' ' ')" \
+  --argjson rounds_n "$ROUNDS" --argjson batch_rows "$BATCH_ROWS" \
+  --slurpfile rounds <(cat "$WORK"/rounds/r*.json | jq -s 'sort_by(.round)') \
   --argjson dur "$DUR" --argjson half_clients "$HALF_CLIENTS" --argjson wrk_threads "$WRK_THREADS" \
   --argjson clients "$(printf '%s\n' $CLIENTS | jq -s .)" \
   --argjson import_rows "$IMPORT_ROWS" --argjson import_batch "${IMPORT_BATCH:-null}" \
@@ -685,7 +786,7 @@ jq -n \
   --argjson acked_201 "$ACKED_201" --argjson acked_lines "$ACKED_LINES" \
   --argjson acked_distinct "$ACKED_DISTINCT" --argjson found "$FOUND" --argjson missing "$MISSING" \
   --argjson audit_rows "$AUDIT_ROWS" \
-  --argjson errors "$ERRORS" --argjson peak_rss "$PEAK_RSS_KIB" --argjson hwm "$LIFETIME_HWM_KIB" \
+  --argjson errors "$ERRORS" --argjson hwm "$LIFETIME_HWM_KIB" \
   --argjson elapsed "$((T_END - T_START))" \
   --argjson dsync "${DSYNC_PER_S:-null}" \
   --arg load_start "$LOAD_START" --arg load_end "$(cut -d' ' -f1-3 /proc/loadavg)" \
@@ -697,16 +798,17 @@ jq -n \
               dsync_8k_writes_per_s: $dsync},
     settings: {postgres_version: $pg, postgres: $pg_settings, wrk: $wrk, wrk_threads: $wrk_threads,
                pgbench_threads: $wrk_threads, duration_s: $dur, clients: $clients,
+               rounds: $rounds_n, batch_rows_per_tx: $batch_rows,
                half_load_clients: $half_clients, service_http_threads: ($http_threads | tonumber? // $http_threads),
                service_db_pool: ($db_pool | tonumber? // null),
                service_db_writers: ($db_writers | tonumber? // null), service_env: $env,
                tokenize_response_bytes: $resp_bytes, ciphertext_bytes: $ct_len,
                select_rows: $read_rows, import_rows: $import_rows, import_batch: $import_batch},
-    runs: $runs[0],
+    rounds: $rounds[0], runs: $runs[0],
     verification: {responses_201: $acked_201, tokens_recorded: $acked_lines,
                    distinct: $acked_distinct, found_in_db: $found, missing: $missing,
                    audit_events: $audit_rows},
-    errors: $errors, service_peak_rss_kib: $peak_rss, service_lifetime_hwm_kib: $hwm}' \
+    errors: $errors, service_peak_rss_kib: $hwm, service_peak_rss_source: "VmHWM of /proc/PID/status at the end of the run"}' \
   >"$WORK/results.json"
 if [ "$PROFILE" = 1 ]; then
   jq --slurpfile t "$WORK/profile-tokenize.json" --slurpfile r "$WORK/profile-read.json" \

@@ -102,6 +102,7 @@ cardvault is starting on http://$listen  (Ctrl-C to stop)
   publishable key: $(get publishable_key)   (tokenize)
   secret key:      $(get secret_key)   (tokenize, read, delete)
   detokenize key:  $(get detokenize_key)   (detokenize only)
+  relay key:       $(get relay_key)   (relay only: docs/relay.md)
   (saved in $state/merchant.json, mode 0600)
 
 Try:

@@ -128,7 +128,7 @@ static bool lang_ok(const char *s)
 
 static bool looks_secret(const char *v)
 {
-    return strncmp(v, "sk_", 3) == 0 || strncmp(v, "dk_", 3) == 0 ||
+    return strncmp(v, "sk_", 3) == 0 || strncmp(v, "dk_", 3) == 0 || strncmp(v, "rk_", 3) == 0 ||
            strncasecmp(v, "Bearer", 6) == 0;
 }
 

@@ -55,6 +55,32 @@ static struct cv_api_error lookup(cv_status st)
                                      "API keys are accepted only in the Authorization header; this "
                                      "key must be considered exposed and should be rolled.",
                                      NULL};
+    case CV_ERR_INVALID_METADATA:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "metadata must be an object of at most 20 keys: each key 1-40 "
+                                     "characters of A-Z, a-z, 0-9, '_', '.' or '-', each value a "
+                                     "string of at most 500 bytes.",
+                                     NULL};
+    case CV_ERR_METADATA_CARD_DATA:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "metadata must not hold card data: a key or value reads as a "
+                                     "card number or a security code.",
+                                     NULL};
+    case CV_ERR_INVALID_TTL:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "ttl_seconds must be an integer from 1 to 315360000 (10 "
+                                     "years), or null to remove the token's expiry.",
+                                     NULL};
+    case CV_ERR_INVALID_LIST_QUERY:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "The query string has an unknown, repeated or malformed "
+                                     "parameter.",
+                                     NULL};
+    case CV_ERR_INVALID_CURSOR:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "cursor must be a next_cursor value from an earlier list "
+                                     "answer.",
+                                     NULL};
     case CV_ERR_UNAUTHENTICATED:
         return (struct cv_api_error){401, "authentication_error",
                                      "Provide a valid API key as 'Authorization: Bearer <key>'.",
@@ -135,14 +161,94 @@ static struct cv_api_error lookup(cv_status st)
                                      "This API key or origin has used its tokenize quota for now; "
                                      "see Retry-After.",
                                      NULL};
-    case CV_ERR_OUTCOME_UNKNOWN:
+    /* The relay request (docs/relay.md). */
+    case CV_ERR_RELAY_PLACEHOLDER_UNKNOWN:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "A placeholder is not {{ALIAS.FIELD}} with an alias of "
+                                     "\"tokens\" and a field of number, exp_month, exp_year, "
+                                     "exp_year2, name, cvc.",
+                                     NULL};
+    case CV_ERR_RELAY_PLACEHOLDER_UNTERMINATED:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "A placeholder opened with {{ is not closed with }}.", NULL};
+    case CV_ERR_RELAY_PLACEHOLDER_NOT_ALLOWED:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "Placeholders are allowed only in the body, and in a JSON "
+                                     "body only inside a string.",
+                                     NULL};
+    case CV_ERR_RELAY_CONTENT_TYPE:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "A body with placeholders must be application/json or "
+                                     "application/x-www-form-urlencoded.",
+                                     NULL};
+    case CV_ERR_RELAY_HOLD_REQUIRED:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "The body uses {{ALIAS.cvc}}: send the CardVault-Hold header.",
+                                     NULL};
+    case CV_ERR_RELAY_HOLD_UNUSED:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "A CardVault-Hold header was sent but the body uses no "
+                                     "{{ALIAS.cvc}}.",
+                                     NULL};
+    case CV_ERR_RELAY_HEADER_NOT_ALLOWED:
+        return (struct cv_api_error){400, "invalid_request_error",
+                                     "A relay header is malformed or one the vault sets itself.",
+                                     NULL};
+    case CV_ERR_RELAY_DESTINATION_UNKNOWN:
+        return (struct cv_api_error){404, "invalid_request_error",
+                                     "No such relay destination: the operator's list does not "
+                                     "name it.",
+                                     NULL};
+    case CV_ERR_RELAY_NOT_ALLOWED:
+        return (struct cv_api_error){403, "permission_error",
+                                     "The relay destination does not allow this method or path.",
+                                     NULL};
+    case CV_ERR_RELAY_CONNECT:
+        return (struct cv_api_error){502, "api_error",
+                                     "The relay could not connect to the destination; nothing "
+                                     "was sent.",
+                                     NULL};
+    case CV_ERR_RELAY_TLS:
+        return (struct cv_api_error){502, "api_error",
+                                     "The destination's TLS could not be verified (certificate, "
+                                     "host name, pin or client certificate); nothing was sent.",
+                                     NULL};
+    case CV_ERR_RELAY_REDIRECT:
+        return (struct cv_api_error){502, "api_error",
+                                     "The destination answered with a redirect, which the relay "
+                                     "never follows.",
+                                     NULL};
+    case CV_ERR_RELAY_TIMEOUT:
+        return (struct cv_api_error){504, "api_error",
+                                     "The destination did not answer in time; the request may "
+                                     "have reached it.",
+                                     NULL};
+    case CV_ERR_RELAY_ANSWER_TOO_LARGE:
         return (struct cv_api_error){
-            503, "api_error",
-            "The vault could not confirm whether this write was saved (the database's standby "
-            "did not confirm it); retry with the same Idempotency-Key to learn the outcome.",
-            NULL};
+            502, "api_error", "The destination's answer is larger than the relay accepts.", NULL};
+    case CV_ERR_RELAY_UPSTREAM:
+        return (struct cv_api_error){502, "api_error",
+                                     "The connection to the destination failed mid-exchange; the "
+                                     "request may have reached it.",
+                                     NULL};
+    case CV_ERR_HOLD_GONE:
+        return (struct cv_api_error){409, "invalid_request_error",
+                                     "The security-code hold has expired, been used up or is not "
+                                     "held here; ask the buyer for the code again.",
+                                     NULL};
+    /* The write committed on the primary but its standby never confirmed it:
+     * it may be lost in a failover. Not a success; the client retries with
+     * the same Idempotency-Key (docs/operations.md, synchronous replication). */
+    case CV_ERR_COMMIT_UNCONFIRMED:
+        return (struct cv_api_error){503, "api_error",
+                                     "The write was not confirmed by the database's synchronous "
+                                     "standby, so its outcome is unknown; retry with the same "
+                                     "Idempotency-Key.",
+                                     NULL};
     case CV_ERR_DB_UNAVAILABLE:
     case CV_ERR_SHUTTING_DOWN:
+    /* Every hold slot taken: one 503 code has one message (service_unavailable). */
+    case CV_ERR_HOLDS_FULL:
         return (struct cv_api_error){503, "api_error",
                                      "The vault is temporarily unavailable; retry later.", NULL};
     default:
@@ -155,7 +261,7 @@ struct cv_api_error cv_api_error_of(cv_status st)
     struct cv_api_error e = lookup(st);
     if (e.http == 500)
         e.code = "internal_error";
-    else if (e.http == 503 && st != CV_ERR_OUTCOME_UNKNOWN)
+    else if (e.http == 503 && st != CV_ERR_COMMIT_UNCONFIRMED)
         e.code = "service_unavailable";
     else
         e.code = cv_status_name(st);

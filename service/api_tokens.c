@@ -18,12 +18,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "cardvault/buf.h"
 #include "cardvault/card.h"
 #include "cardvault/card_testing.h"
 #include "cardvault/json_codec.h"
 #include "cardvault/log.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/token.h"
+#include "api_tokens_idem.h"
 
 /* Token collisions are 2^-130 events; retrying at all is belt and braces. */
 #define TOKEN_INSERT_ATTEMPTS 3
@@ -73,6 +75,8 @@ static void view_of(const struct cv_token_row *row, const struct cv_card_plain *
     v->exp_year = card->exp_year;
     v->fingerprint = row->fingerprint;
     v->created_at = row->created_at;
+    v->metadata = row->metadata;
+    v->expires_at = row->expires_at;
 }
 
 static void current_month(const struct cv_clock *clock, int *month, int *year)
@@ -150,18 +154,24 @@ static void now_rfc3339(const struct cv_clock *clock, char out[32])
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* The Idempotency-Key state of one tokenize request. */
-struct idem {
-    bool claimed; /* we own the record and must complete or release it */
-    unsigned char key_hash[32];
-    unsigned char request_hash[32];
-};
+void cv_api_expiry_rfc3339(const struct cv_clock *clock, long long ttl_s, char out[32])
+{
+    time_t at = clock->now(clock->ctx) + (time_t)ttl_s;
+    struct tm tm;
+    gmtime_r(&at, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
 
-/* How idem_begin left the request. */
-enum idem_begin {
-    IDEM_GO_ON,    /* the key is claimed: run the request */
-    IDEM_ANSWERED, /* the result holds the first request's answer (a replay) */
-};
+cv_status cv_api_token_lifecycle(const struct cv_clock *clock, const struct cv_tokenize_req *req,
+                                 struct cv_token_row *row)
+{
+    free(row->metadata);
+    row->metadata = req->metadata != NULL ? cv_xstrdup(req->metadata) : NULL;
+    row->expires_at[0] = '\0';
+    if (req->has_ttl)
+        cv_api_expiry_rfc3339(clock, req->ttl_seconds, row->expires_at);
+    return CV_OK;
+}
 
 /* A claimed key waits IDEM_WAIT_MS for its first request to finish (polling
  * every IDEM_POLL_MS), then answers "in use". A claim older than IDEM_STALE_S
@@ -192,6 +202,32 @@ static cv_status request_identity(const struct cv_handler_deps *d, const char *m
     return st;
 }
 
+/* A tokenize request with metadata or a lifetime: the card's identity
+ * above, then the lifetime and the metadata's canonical text, under their
+ * own label; a request without either keeps the identity it always had. */
+static cv_status request_identity_full(const struct cv_handler_deps *d, const char *merchant_id,
+                                       const struct cv_card_plain *card,
+                                       const struct cv_tokenize_req *req, bool reuse_existing,
+                                       unsigned char out[32])
+{
+    CV_TRY(request_identity(d, merchant_id, card, reuse_existing, out));
+    if (req->metadata == NULL && !req->has_ttl)
+        return CV_OK;
+    char ttl[32];
+    snprintf(ttl, sizeof(ttl), "|%lld|", req->has_ttl ? req->ttl_seconds : -1LL);
+    struct cv_buf b;
+    cv_buf_init(&b, 64 * 1024);
+    cv_status st = cv_buf_append(&b, out, 32);
+    if (st == CV_OK)
+        st = cv_buf_append_str(&b, ttl);
+    if (st == CV_OK && req->metadata != NULL)
+        st = cv_buf_append_str(&b, req->metadata);
+    if (st == CV_OK)
+        st = d->keyring_ops->mac(d->keyring, "request-token-v2", merchant_id, b.data, b.len, out);
+    cv_buf_cleanup(&b);
+    return st;
+}
+
 /* Keys with read scope may see fingerprints and stored tokens anyway; keys
  * without it must learn nothing about cards tokenized before. */
 static bool can_read(const struct cv_principal *who)
@@ -207,11 +243,18 @@ static cv_status idem_begin(const struct cv_handler_deps *d, const struct cv_cal
                             const struct cv_card_plain *card, bool reuse_existing, struct idem *id,
                             struct cv_result *res, enum idem_begin *next)
 {
+    CV_TRY(request_identity_full(d, call->who->merchant_id, card, call->tokenize, reuse_existing,
+                                 id->request_hash));
+    return cv_api_idem_claim(d, call, id, res, next);
+}
+
+cv_status cv_api_idem_claim(const struct cv_handler_deps *d, const struct cv_call *call,
+                            struct idem *id, struct cv_result *res, enum idem_begin *next)
+{
     const char *m = call->who->merchant_id;
     size_t klen = strlen(call->idempotency_key);
     CV_TRY(d->keyring_ops->mac(d->keyring, "idempotency-key", m, call->idempotency_key, klen,
                                id->key_hash));
-    CV_TRY(request_identity(d, m, card, reuse_existing, id->request_hash));
     for (int waited = 0; waited <= IDEM_WAIT_MS; waited += IDEM_POLL_MS) {
         struct cv_idem_record rec;
         enum cv_idem_claim outcome = CV_IDEM_VANISHED;
@@ -257,7 +300,7 @@ static cv_status idem_begin(const struct cv_handler_deps *d, const struct cv_cal
     return CV_ERR_IDEMPOTENCY_IN_USE;
 }
 
-static void idem_abandon(const struct cv_handler_deps *d, const struct cv_call *call,
+void cv_api_idem_abandon(const struct cv_handler_deps *d, const struct cv_call *call,
                          struct idem *id)
 {
     if (id->claimed &&
@@ -358,6 +401,8 @@ static cv_status tokenize(const struct cv_handler_deps *d, const struct cv_call 
     }
 
     now_rfc3339(&d->clock, row.created_at);
+    if ((st = cv_api_token_lifecycle(&d->clock, req, &row)) != CV_OK)
+        goto out;
     for (int attempt = 0; attempt < TOKEN_INSERT_ATTEMPTS; attempt++) {
         free(row.ciphertext);
         row.ciphertext = NULL;
@@ -379,6 +424,14 @@ static cv_status tokenize(const struct cv_handler_deps *d, const struct cv_call 
             break;
         cv_log(CV_LOG_WARN, "token_collision_retry", CV_LS("request_id", call->request_id));
     }
+    if (st == CV_ERR_COMMIT_UNCONFIRMED) {
+        /* The row and its idempotency answer committed on the primary in
+         * one statement, unconfirmed by the standby: the record is not ours
+         * to release. A retry under the same key replays it where it exists
+         * and starts afresh where a failover lost it. */
+        idem.claimed = false;
+        cv_log(CV_LOG_WARN, "tokenize_unconfirmed", CV_LS("request_id", call->request_id));
+    }
     if (st != CV_OK)
         goto out;
     idem.claimed = false; /* completed in the token's own statement */
@@ -386,7 +439,7 @@ static cv_status tokenize(const struct cv_handler_deps *d, const struct cv_call 
     body = NULL;
 out:
     if (idem.claimed)
-        idem_abandon(d, call, &idem);
+        cv_api_idem_abandon(d, call, &idem);
     if (body != NULL)
         cv_json_free(body);
     cv_wipe(&card, sizeof(card));
@@ -468,7 +521,7 @@ static cv_status detokenize(const struct cv_handler_deps *d, const struct cv_cal
     memset(&row, 0, sizeof(row));
     memset(&card, 0, sizeof(card));
     cv_status st = load_card(d, call, &row, &card);
-    if (st == CV_ERR_DB_UNAVAILABLE || st == CV_ERR_DB || st == CV_ERR_OUTCOME_UNKNOWN)
+    if (st == CV_ERR_DB_UNAVAILABLE || st == CV_ERR_DB)
         goto out; /* nothing was disclosed; the audit write would fail the same way */
     bool well_formed = call->token != NULL && cv_token_is_valid(call->token, strlen(call->token));
     struct cv_audit_event ev = {

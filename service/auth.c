@@ -44,7 +44,8 @@ struct cv_auth {
     bool stopping;
 };
 
-static const char *const scope_names[] = {"tokenize", "read", "delete", "detokenize"};
+static const char *const scope_names[] = {"tokenize", "read", "delete", "detokenize", "relay"};
+#define N_SCOPE_NAMES (sizeof(scope_names) / sizeof(scope_names[0]))
 
 static size_t slot_of(const unsigned char hash[32], size_t cap)
 {
@@ -349,7 +350,7 @@ cv_status cv_auth_parse_scopes(const char *csv, unsigned *scopes)
     while (*p != '\0') {
         size_t n = strcspn(p, ",");
         bool known = false;
-        for (unsigned i = 0; i < 4; i++) {
+        for (unsigned i = 0; i < N_SCOPE_NAMES; i++) {
             if (strlen(scope_names[i]) == n && strncmp(p, scope_names[i], n) == 0) {
                 bits |= 1u << i;
                 known = true;
@@ -369,7 +370,7 @@ void cv_auth_format_scopes(unsigned scopes, char out[64])
 {
     size_t n = 0;
     out[0] = '\0';
-    for (unsigned i = 0; i < 4; i++) {
+    for (unsigned i = 0; i < N_SCOPE_NAMES; i++) {
         if (scopes & (1u << i))
             n += (size_t)snprintf(out + n, 64 - n, "%s%s", n > 0 ? "," : "", scope_names[i]);
     }
@@ -382,8 +383,13 @@ cv_status cv_auth_create_key(struct cv_store *store, const char *merchant_id, un
     /* A key that can do more than tokenize must never be put on a page. */
     if (origins != NULL && origins[0] != '\0' && scopes != CV_SCOPE_TOKENIZE)
         return CV_ERR_BAD_REQUEST;
+    /* A relay key relays and does nothing else: it must not be able to read
+     * or detokenize what it sends on. */
+    if ((scopes & CV_SCOPE_RELAY) != 0 && scopes != CV_SCOPE_RELAY)
+        return CV_ERR_BAD_REQUEST;
     const char *kind = scopes == CV_SCOPE_TOKENIZE     ? "pk"
                        : scopes == CV_SCOPE_DETOKENIZE ? "dk"
+                       : scopes == CV_SCOPE_RELAY      ? "rk"
                                                        : "sk";
     unsigned char hash[32];
     char csv[64];

@@ -240,9 +240,8 @@ const char cv_cli_errors_usage[] =
     "Prints every error the HTTP API can answer, one JSON object per code in an\n"
     "array: {\"status\",\"type\",\"code\",\"message\"}, with the exact message text\n"
     "the service sends. openapi.yaml's examples are tested against this list.\n"
-    "Every 500 is internal_error and every 503 service_unavailable (except\n"
-    "write_outcome_unknown, a write that may or may not have been saved): their\n"
-    "causes are logged, never told to the client.\n";
+    "Every 500 is internal_error and every 503 service_unavailable: their causes\n"
+    "are logged, never told to the client.\n";
 
 int cv_cli_errors(struct cv_cli *cli)
 {

@@ -23,9 +23,10 @@ const char cv_cli_merchant_usage[] =
     "--database-url-file PATH; --database-url URL also works but shows the URL (and its\n"
     "password) to every local user in /proc/PID/cmdline.\n"
     "\n"
-    "Creates a merchant and prints one JSON object with its id and three keys:\n"
-    "publishable (pk_, tokenize), secret (sk_, tokenize+read+delete) and\n"
-    "detokenize (dk_, detokenize only). The keys are shown once; store them safely.\n"
+    "Creates a merchant and prints one JSON object with its id and four keys:\n"
+    "publishable (pk_, tokenize), secret (sk_, tokenize+read+delete),\n"
+    "detokenize (dk_, detokenize only) and relay (rk_, relay only: POST\n"
+    "/v1/relay/{destination}, docs/relay.md). The keys are shown once; store them safely.\n"
     "Needs the KEK (CARDVAULT_KEK_FILE or CARDVAULT_KEK_PKCS11_*): its audit events are\n"
     "MAC-chained under the audit key the KEK protects.\n";
 
@@ -40,7 +41,9 @@ const char cv_cli_key_usage[] =
     "password) to every local user in /proc/PID/cmdline.\n"
     "\n"
     "create: prints {\"merchant_id\",\"key\",\"prefix\",\"scopes\"}. A key with exactly\n"
-    "the tokenize scope is pk_, exactly detokenize is dk_, anything else sk_.\n"
+    "the tokenize scope is pk_, exactly detokenize is dk_, exactly relay is rk_,\n"
+    "anything else sk_. The relay scope is given only alone: a relay key can\n"
+    "send a card to an operator-listed destination and do nothing else.\n"
     "--allowed-origin (repeatable, or a comma list) binds a publishable key to the\n"
     "web origins whose pages may show its card frame (docs/elements.md); it is\n"
     "refused unless --scopes is exactly tokenize.\n"
@@ -168,8 +171,9 @@ int cv_cli_merchant(struct cv_cli *cli)
         return 1;
     char mid[CV_MERCHANT_ID_LEN + 1];
     char pk[CV_APIKEY_LEN + 1] = "", sk[CV_APIKEY_LEN + 1] = "", dk[CV_APIKEY_LEN + 1] = "";
+    char rk[CV_APIKEY_LEN + 1] = "";
     char prefix[CV_APIKEY_PREFIX_LEN + 1];
-    const char *const made[] = {pk, sk, dk};
+    const char *const made[] = {pk, sk, dk, rk};
     cv_status st;
     if ((st = cv_token_merchant_id(mid)) != CV_OK ||
         (st = cv_store_insert_merchant(store, mid, name)) != CV_OK)
@@ -177,25 +181,27 @@ int cv_cli_merchant(struct cv_cli *cli)
     if ((st = cv_auth_create_key(store, mid, CV_SCOPE_TOKENIZE, NULL, pk, prefix)) != CV_OK ||
         (st = cv_auth_create_key(store, mid, CV_SCOPE_TOKENIZE | CV_SCOPE_READ | CV_SCOPE_DELETE,
                                  NULL, sk, prefix)) != CV_OK ||
-        (st = cv_auth_create_key(store, mid, CV_SCOPE_DETOKENIZE, NULL, dk, prefix)) != CV_OK)
+        (st = cv_auth_create_key(store, mid, CV_SCOPE_DETOKENIZE, NULL, dk, prefix)) != CV_OK ||
+        (st = cv_auth_create_key(store, mid, CV_SCOPE_RELAY, NULL, rk, prefix)) != CV_OK)
         goto out;
     if ((st = audit_cli(store, "cli:merchant-create", mid, "merchant.create", NULL)) != CV_OK)
         goto out;
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++) {
         char pfx[CV_APIKEY_PREFIX_LEN + 1];
         snprintf(pfx, sizeof(pfx), "%s", made[i]); /* the public prefix only */
         if ((st = audit_cli(store, "cli:merchant-create", mid, "api_key.create", pfx)) != CV_OK)
             goto out;
     }
     const char *const pairs[] = {"merchant_id", mid, "name",           name, "publishable_key", pk,
-                                 "secret_key",  sk,  "detokenize_key", dk};
-    cv_cli_print_pairs(pairs, 5);
+                                 "secret_key",  sk,  "detokenize_key", dk,   "relay_key",       rk};
+    cv_cli_print_pairs(pairs, 6);
 out:
     if (st != CV_OK)
         fprintf(stderr, "cardvault: cannot create the merchant (%s)\n", cv_status_name(st));
     cv_wipe(pk, sizeof(pk));
     cv_wipe(sk, sizeof(sk));
     cv_wipe(dk, sizeof(dk));
+    cv_wipe(rk, sizeof(rk));
     cv_cli_close_keyring(kp, kr);
     cv_store_close(store);
     return st == CV_OK ? 0 : 1;
@@ -208,7 +214,10 @@ static int key_create(struct cv_cli *cli)
         return cv_cli_usage_error("key create needs --merchant ID and --scopes LIST");
     if (cv_auth_parse_scopes(cli->scopes, &scopes) != CV_OK)
         return cv_cli_usage_error(
-            "--scopes takes a comma list of tokenize, read, delete, detokenize");
+            "--scopes takes a comma list of tokenize, read, delete, detokenize, relay");
+    if ((scopes & CV_SCOPE_RELAY) != 0 && scopes != CV_SCOPE_RELAY)
+        return cv_cli_usage_error("--scopes relay stands alone: a relay key (rk_) relays and can "
+                                  "do nothing else");
     if (cli->set_origins != NULL)
         return cv_cli_usage_error("--set belongs to key origins");
     char origins[CV_ORIGIN_LIST_MAX + 1] = "";

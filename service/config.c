@@ -238,6 +238,26 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
         return CV_ERR_CONFIG;
     }
     cfg->card_testing_block = block == NULL || strcmp(block, "0") != 0;
+    cv_config_set_str(&cfg->relay_destinations_file, getenv("CARDVAULT_RELAY_DESTINATIONS"));
+    if (cfg->relay_destinations_file != NULL && cfg->relay_destinations_file[0] == '\0')
+        cv_config_set_str(&cfg->relay_destinations_file, NULL);
+    const char *instance = getenv("CARDVAULT_INSTANCE_ID");
+    if (instance == NULL || instance[0] == '\0')
+        instance = "a";
+    if (strlen(instance) > 16 ||
+        strspn(instance, "abcdefghijklmnopqrstuvwxyz0123456789") != strlen(instance)) {
+        snprintf(why, why_len, "CARDVAULT_INSTANCE_ID must be 1 to 16 of a-z 0-9");
+        return CV_ERR_CONFIG;
+    }
+    snprintf(cfg->instance_id, sizeof(cfg->instance_id), "%s", instance);
+    cfg->cvc_hold_max_uses = 3;
+    cfg->cvc_hold_max_ttl_s = 900;
+    cfg->cvc_hold_capacity = 10000;
+    CV_TRY(parse_uint("CARDVAULT_CVC_HOLD_MAX_USES", 1, 10, &cfg->cvc_hold_max_uses, why, why_len));
+    CV_TRY(
+        parse_uint("CARDVAULT_CVC_HOLD_MAX_TTL", 1, 3600, &cfg->cvc_hold_max_ttl_s, why, why_len));
+    CV_TRY(parse_uint("CARDVAULT_CVC_HOLD_CAPACITY", 16, 1000000, &cfg->cvc_hold_capacity, why,
+                      why_len));
     cv_config_set_str(&cfg->tls_cert_file, getenv("CARDVAULT_TLS_CERT"));
     cv_config_set_str(&cfg->tls_key_file, getenv("CARDVAULT_TLS_KEY"));
     if ((cfg->tls_cert_file == NULL) != (cfg->tls_key_file == NULL)) {
@@ -326,5 +346,6 @@ void cv_config_cleanup(struct cv_config *cfg)
     free(cfg->tls_cert_file);
     free(cfg->public_origin);
     free(cfg->tls_key_file);
+    free(cfg->relay_destinations_file);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -218,3 +218,54 @@ cv_status cv_envelope_sha384(const void *data, size_t len, unsigned char out[48]
         return CV_ERR_CRYPTO;
     return CV_OK;
 }
+
+cv_status cv_envelope_seal_bytes(const unsigned char *key, const void *aad, size_t aad_len,
+                                 const unsigned char *plain, size_t len,
+                                 unsigned char nonce[CV_GCM_NONCE_BYTES], unsigned char *ct,
+                                 unsigned char tag[CV_GCM_TAG_BYTES])
+{
+    cv_status st = CV_ERR_CRYPTO;
+    int outl = 0, finl = 0;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL || aes_gcm() == NULL || len > 64 || aad_len > 1024)
+        goto out;
+    if (RAND_bytes(nonce, CV_GCM_NONCE_BYTES) != 1 ||
+        EVP_EncryptInit_ex2(ctx, aes_gcm(), key, nonce, NULL) != 1 ||
+        EVP_EncryptUpdate(ctx, NULL, &outl, aad, (int)aad_len) != 1 ||
+        EVP_EncryptUpdate(ctx, ct, &outl, plain, (int)len) != 1 ||
+        EVP_EncryptFinal_ex(ctx, ct + outl, &finl) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, CV_GCM_TAG_BYTES, tag) != 1)
+        goto out;
+    st = CV_OK;
+out:
+    EVP_CIPHER_CTX_free(ctx);
+    return st;
+}
+
+cv_status cv_envelope_open_bytes(const unsigned char *key, const void *aad, size_t aad_len,
+                                 const unsigned char *ct, size_t len,
+                                 const unsigned char nonce[CV_GCM_NONCE_BYTES],
+                                 const unsigned char tag[CV_GCM_TAG_BYTES], unsigned char *plain)
+{
+    cv_status st = CV_ERR_CRYPTO;
+    int outl = 0, finl = 0;
+    unsigned char tag_copy[CV_GCM_TAG_BYTES];
+    memcpy(tag_copy, tag, sizeof(tag_copy));
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL || aes_gcm() == NULL || len > 64 || aad_len > 1024)
+        goto out;
+    if (EVP_DecryptInit_ex2(ctx, aes_gcm(), key, nonce, NULL) != 1 ||
+        EVP_DecryptUpdate(ctx, NULL, &outl, aad, (int)aad_len) != 1 ||
+        EVP_DecryptUpdate(ctx, plain, &outl, ct, (int)len) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, CV_GCM_TAG_BYTES, tag_copy) != 1)
+        goto out;
+    if (EVP_DecryptFinal_ex(ctx, plain + outl, &finl) != 1) {
+        OPENSSL_cleanse(plain, len);
+        st = CV_ERR_INTEGRITY;
+        goto out;
+    }
+    st = CV_OK;
+out:
+    EVP_CIPHER_CTX_free(ctx);
+    return st;
+}

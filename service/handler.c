@@ -3,6 +3,7 @@
  * holds no flow logic and must never speak HTTP. */
 #include "cardvault/handler.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "cardvault/keyring.h"
@@ -12,7 +13,59 @@ void cv_tokenize_req_cleanup(struct cv_tokenize_req *req)
     cv_secbuf_free(req->pan);
     cv_secbuf_free(req->cvc);
     cv_secbuf_free(req->name);
+    free(req->metadata);
     memset(req, 0, sizeof(*req));
+}
+
+void cv_update_req_cleanup(struct cv_update_req *req)
+{
+    cv_secbuf_free(req->name);
+    free(req->metadata_patch);
+    memset(req, 0, sizeof(*req));
+}
+
+static void headers_free(struct cv_relay_header *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].name != NULL) {
+            cv_wipe(h[i].name, strlen(h[i].name));
+            free(h[i].name);
+        }
+        if (h[i].value != NULL) {
+            cv_wipe(h[i].value, strlen(h[i].value));
+            free(h[i].value);
+        }
+    }
+}
+
+void cv_cvc_hold_req_cleanup(struct cv_cvc_hold_req *req)
+{
+    cv_secbuf_free(req->cvc);
+    memset(req, 0, sizeof(*req));
+}
+
+void cv_relay_req_cleanup(struct cv_relay_req *req)
+{
+    if (req->path != NULL) {
+        cv_wipe(req->path, strlen(req->path));
+        free(req->path);
+    }
+    headers_free(req->headers, req->n_headers);
+    if (req->body != NULL) {
+        cv_wipe(req->body, req->body_len);
+        free(req->body);
+    }
+    cv_wipe(req, sizeof(*req));
+}
+
+void cv_relay_answer_cleanup(struct cv_relay_answer *a)
+{
+    headers_free(a->headers, a->n_headers);
+    if (a->body != NULL) {
+        cv_wipe(a->body, a->body_len);
+        free(a->body);
+    }
+    cv_wipe(a, sizeof(*a));
 }
 
 void cv_result_cleanup(struct cv_result *r)
@@ -51,6 +104,8 @@ static const struct cv_store_ops store_ops = {
     .idem_claim = idem_claim,
     .idem_complete = cv_store_idem_complete,
     .idem_release = cv_store_idem_release,
+    .list_tokens = cv_store_list_tokens,
+    .update_token = cv_store_update_token,
     .ping = cv_store_ping,
     .pool_usage = cv_store_pool_usage,
 };

@@ -27,11 +27,14 @@
 #include <microhttpd.h>
 
 #include "cardvault/api_elements.h"
+#include "cardvault/api_cvc_hold.h"
+#include "cardvault/api_relay.h"
 #include "cardvault/api_tokens.h"
 #include "cardvault/api_errors.h"
 #include "cardvault/client_addr.h"
 #include "cardvault/conn_deadline.h"
 #include "cardvault/json_codec.h"
+#include "cardvault/list_query.h"
 #include "cardvault/log.h"
 #include "cardvault/origin.h"
 #include "cardvault/ratelimit.h"
@@ -97,8 +100,13 @@ struct request {
     /* The handler's side: what it was called with and what it finished with.
      * Everything here lives until on_completed, so a handler may finish
      * after it returned (see handler.h). */
-    struct cv_tokenize_req tokenize; /* the decoded body; wiped when the handler finishes */
-    struct cv_frame_req frame;       /* a frame page's decoded query */
+    struct cv_tokenize_req tokenize;  /* the decoded body; wiped when the handler finishes */
+    struct cv_cvc_hold_req cvc_hold;  /* a cvc-hold body; wiped likewise */
+    struct cv_relay_req relay;        /* a relay's decoded body; wiped likewise */
+    char hold[CV_RELAY_HOLD_MAX + 1]; /* a relay's CardVault-Hold header; "" when absent */
+    struct cv_frame_req frame;        /* a frame page's decoded query */
+    struct cv_list_req list;          /* GET /v1/tokens: the decoded query */
+    struct cv_update_req update;      /* PATCH /v1/tokens/{token}: the decoded body */
     struct cv_call call;
     struct cv_completion done;
     struct cv_result result;
@@ -257,7 +265,19 @@ static void on_handler_finished(struct cv_completion *self, struct cv_result *re
     rq->result = *result;
     memset(result, 0, sizeof(*result));
     cv_tokenize_req_cleanup(&rq->tokenize);
+    cv_cvc_hold_req_cleanup(&rq->cvc_hold);
+    cv_relay_req_cleanup(&rq->relay);
+    cv_wipe(rq->hold, sizeof(rq->hold));
+    cv_update_req_cleanup(&rq->update);
     rq->finished = true;
+}
+
+static enum MHD_Result add_list_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    (void)cv_list_query_add(cls, key, value); /* the first error is kept in the query */
+    return MHD_YES;
 }
 
 /* Header and body checks that belong to a route's decoded request: the
@@ -279,6 +299,37 @@ static cv_status decode_request(struct MHD_Connection *conn, struct request *rq,
     }
     case CV_ROUTE_BODY_EMPTY:
         return cv_json_decode_empty(body, rq->body_len, param);
+    case CV_ROUTE_BODY_CVC_HOLD:
+        return cv_json_decode_cvc_hold(body, rq->body_len, &rq->cvc_hold, param);
+    case CV_ROUTE_BODY_RELAY: {
+        const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
+        if (key != NULL && !cv_token_idempotency_key_is_valid(key, strlen(key)))
+            return CV_ERR_INVALID_IDEMPOTENCY_KEY;
+        const char *hold = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "CardVault-Hold");
+        if (hold != NULL) {
+            if (strlen(hold) > CV_RELAY_HOLD_MAX || hold[0] == '\0') {
+                snprintf(param->name, sizeof(param->name), "CardVault-Hold");
+                return CV_ERR_BAD_REQUEST;
+            }
+            snprintf(rq->hold, sizeof(rq->hold), "%s", hold);
+        }
+        CV_TRY(cv_json_decode_relay(body, rq->body_len, &rq->relay, param));
+        *idempotency_key = key;
+        return CV_OK;
+    }
+    case CV_ROUTE_BODY_UPDATE: {
+        const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
+        if (key != NULL && !cv_token_idempotency_key_is_valid(key, strlen(key)))
+            return CV_ERR_INVALID_IDEMPOTENCY_KEY;
+        CV_TRY(cv_json_decode_update(body, rq->body_len, &rq->update, param));
+        *idempotency_key = key;
+        return CV_OK;
+    }
+    case CV_ROUTE_BODY_LIST_QUERY:
+        /* No body is read; the query is this route's input. */
+        cv_list_query_init(&rq->list);
+        MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_list_arg, &rq->list);
+        return cv_list_query_finish(&rq->list);
     case CV_ROUTE_BODY_NONE:
     default:
         return CV_OK;
@@ -297,11 +348,9 @@ static enum MHD_Result find_key_in_query(void *cls, enum MHD_ValueKind kind, con
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (key != NULL && strcasecmp(key, names[i]) == 0)
             *found = true;
-    if (value != NULL && (strncmp(value, "pk_", 3) == 0 || strncmp(value, "sk_", 3) == 0 ||
-                          strncmp(value, "dk_", 3) == 0 || strncasecmp(value, "Bearer", 6) == 0))
+    if (value != NULL && (cv_token_api_key_kind_is(value) || strncasecmp(value, "Bearer", 6) == 0))
         *found = true;
-    if (key != NULL &&
-        (strncmp(key, "pk_", 3) == 0 || strncmp(key, "sk_", 3) == 0 || strncmp(key, "dk_", 3) == 0))
+    if (key != NULL && cv_token_api_key_kind_is(key))
         *found = true;
     return MHD_YES;
 }
@@ -407,7 +456,8 @@ static bool origin_is_own(const struct cv_http_server *srv, struct MHD_Connectio
  * the frame names the page it is mounted in (CardVault-Frame-Origin, the
  * `origin` its URL was served for), and that origin must be on the key's
  * list, like the frame page itself. A request without an Origin header
- * (a server) has no origin quota; its key's quota still applies. */
+ * (a server) has no origin quota; its key's quota still applies. A frame's
+ * cvc-hold is held to the same rule (it has no origin quota). */
 static cv_status frame_quota_origin(struct MHD_Connection *conn, struct request *rq)
 {
     rq->quota_origin[0] = '\0';
@@ -543,9 +593,11 @@ static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connect
          * tokens with a valid key, can do per second. */
         if (!cv_ratelimit_take(srv->per_key, rq->who.key_prefix, true, &rq->retry_after_s))
             return queue_error(conn, rq, CV_ERR_RATE_LIMITED, NULL, NULL);
-        if ((rq->who.scopes & rq->route->scope) == 0) {
+        /* Every scope bit the route names (an update needs read and tokenize). */
+        if ((rq->who.scopes & rq->route->scope) != rq->route->scope) {
             if (rq->route->audit_denied) {
-                struct cv_call call = {rq->request_id, &rq->who, rq->token, NULL, NULL, NULL, NULL};
+                struct cv_call call = {
+                    .request_id = rq->request_id, .who = &rq->who, .token = rq->token};
                 cv_api_audit_denied(&srv->app->handlers, rq->route->audit_action, &call);
             }
             return queue_error(conn, rq, CV_ERR_FORBIDDEN, NULL, NULL);
@@ -558,7 +610,8 @@ static enum MHD_Result on_headers(struct cv_http_server *srv, struct MHD_Connect
     bool has_body = declared > 0 ||
                     MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding") != NULL;
     /* A body must be JSON; tokenize needs one, so it always needs the type. */
-    if (rq->route->takes_json && (has_body || rq->route->id == CV_ROUTE_TOKENIZE) &&
+    if (rq->route->takes_json &&
+        (has_body || rq->route->id == CV_ROUTE_TOKENIZE || rq->route->id == CV_ROUTE_UPDATE) &&
         !content_type_is_json(conn))
         return queue_error(conn, rq, CV_ERR_UNSUPPORTED_MEDIA, NULL, NULL);
     return MHD_YES;
@@ -677,7 +730,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     const char *idempotency_key = NULL;
     struct cv_json_param param;
     cv_status st = decode_request(conn, rq, &idempotency_key, &param);
-    if (st == CV_OK && rq->route->body == CV_ROUTE_BODY_TOKENIZE)
+    /* The security-code frame's hold is a browser call of the same key as
+     * its tokenize: the same rule for the page it names. */
+    if (st == CV_OK &&
+        (rq->route->body == CV_ROUTE_BODY_TOKENIZE || rq->route->body == CV_ROUTE_BODY_CVC_HOLD))
         st = frame_quota_origin(conn, rq);
     cv_wipe_stack(); /* the parser's frames held the body */
     if (st != CV_OK)
@@ -685,11 +741,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     rq->call = (struct cv_call){
         .request_id = rq->request_id,
         .who = rq->authenticated ? &rq->who : NULL,
-        .token = rq->route->id == CV_ROUTE_TOKENIZE ? NULL : rq->token,
+        .token = rq->route->id == CV_ROUTE_TOKENIZE || rq->route->id == CV_ROUTE_RELAY ||
+                         rq->route->id == CV_ROUTE_LIST
+                     ? NULL
+                     : rq->token,
         .idempotency_key = idempotency_key,
         .tokenize = rq->route->body == CV_ROUTE_BODY_TOKENIZE ? &rq->tokenize : NULL,
+        .cvc_hold = rq->route->body == CV_ROUTE_BODY_CVC_HOLD ? &rq->cvc_hold : NULL,
         .frame = rq->route->query != CV_ROUTE_QUERY_NONE ? &rq->frame : NULL,
         .origin = rq->quota_origin[0] != '\0' ? rq->quota_origin : NULL,
+        .relay = rq->route->body == CV_ROUTE_BODY_RELAY ? &rq->relay : NULL,
+        .destination = rq->route->id == CV_ROUTE_RELAY ? rq->token : NULL,
+        .hold = rq->hold[0] != '\0' ? rq->hold : NULL,
+        .list = rq->route->body == CV_ROUTE_BODY_LIST_QUERY ? &rq->list : NULL,
+        .update = rq->route->body == CV_ROUTE_BODY_UPDATE ? &rq->update : NULL,
     };
     rq->done.finish = on_handler_finished;
     rq->route->handler(&srv->app->handlers, &rq->call, &rq->done);
@@ -734,7 +799,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         free(rq->body);
     }
     cv_tokenize_req_cleanup(&rq->tokenize); /* a handler that never ran */
-    cv_result_cleanup(&rq->result);         /* an answer that was never queued */
+    cv_cvc_hold_req_cleanup(&rq->cvc_hold);
+    cv_relay_req_cleanup(&rq->relay);
+    cv_update_req_cleanup(&rq->update);
+    cv_result_cleanup(&rq->result); /* an answer that was never queued */
     cv_wipe(rq, sizeof(*rq));
     free(rq);
     *con_cls = NULL;

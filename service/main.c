@@ -19,6 +19,7 @@
 #include "cardvault/auth.h"
 #include "cardvault/cli.h"
 #include "cardvault/card_testing.h"
+#include "cardvault/cvc_hold.h"
 #include "cardvault/config.h"
 #include "cardvault/housekeeping.h"
 #include "cardvault/http_server.h"
@@ -30,6 +31,9 @@
 #include "cardvault/metrics.h"
 #include "cardvault/migrate.h"
 #include "cardvault/readiness.h"
+#include "cardvault/relay_client.h"
+#include "cardvault/relay_dest.h"
+#include "cardvault/relay_wiring.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/store.h"
 
@@ -66,6 +70,7 @@ static const char usage_main[] =
     "  keys status|rotate-dek|rotate-kek|reencrypt|destroy-dek\n"
     "                             the key lifecycle (see cardvault keys --help)\n"
     "  audit verify|export|storage  check the audit hash chain, export events, scan for PANs\n"
+    "  tokens purge-expired         delete tokens past their lifetime (also done every minute)\n"
     "  import --merchant ID --job ID (--csv FILE | --query SQL) --pan-col NAME ...\n"
     "                             move a shop's stored cards into the vault (resumable)\n"
     "  scan [--db] [--mysql-url-file PATH] [PATH...]\n"
@@ -125,7 +130,8 @@ static const char usage_serve[] =
     "--database-url-file PATH; --database-url URL also works but shows the URL (and its\n"
     "password) to every local user in /proc/PID/cmdline.\n"
     "Runs the HTTP API. Refuses to start when the database is not fully migrated,\n"
-    "when synchronous_commit is off, or when the KEK does not match the vault.\n"
+    "when synchronous_commit is off (or, with a synchronous standby named, neither on nor\n"
+    "remote_apply), or when the KEK does not match the vault.\n"
     "Stops on SIGTERM or SIGINT after finishing requests in flight (at most 20 s).\n";
 
 static const char usage_migrate[] =
@@ -367,6 +373,9 @@ static int cmd_serve(struct cv_cli *cli)
     struct cv_readiness *readiness = NULL;
     struct cv_housekeeping *chores = NULL;
     struct cv_card_testing *card_testing = NULL;
+    struct cv_relay_destinations destinations = {0};
+    struct cv_holds *holds = NULL;
+    bool relay_client = false;
     sigset_t stop;
     int rc = 1;
     memset(&app, 0, sizeof(app));
@@ -400,7 +409,7 @@ static int cmd_serve(struct cv_cli *cli)
         cv_cli_fail(why);
         goto out;
     }
-    char reason[320] = "";
+    char reason[200] = "";
     if (cv_store_open(cli->cfg.database_url, cli->cfg.db_pool_size, &app.store, reason,
                       sizeof(reason)) != CV_OK) {
         snprintf(why, sizeof(why), "cannot connect to CARDVAULT_DATABASE_URL: %s", reason);
@@ -420,19 +429,18 @@ static int cmd_serve(struct cv_cli *cli)
         cv_cli_fail(why);
         goto out;
     }
-    bool fsync_on = false, sync_commit_on = false;
-    if (cv_store_check_durability(app.store, &fsync_on, &sync_commit_on) != CV_OK) {
+    struct cv_store_durability dur;
+    if (cv_store_check_durability(app.store, &dur) != CV_OK) {
         cv_cli_fail("cannot read the database's durability settings");
         goto out;
     }
-    if (!sync_commit_on) {
-        cv_cli_fail(
-            "the database has synchronous_commit=off: an acknowledged token could be lost in a "
-            "crash; refusing to start");
-        goto out;
-    }
-    if (cv_store_require_durable(app.store, reason, sizeof(reason)) != CV_OK) {
-        snprintf(why, sizeof(why), "%s; refusing to start", reason);
+    bool fsync_on = dur.fsync_on;
+    /* synchronous_commit off, or local/remote_write with a synchronous
+     * standby named, would acknowledge a token a crash or a failover can
+     * lose (docs/operations.md); every reconnect is checked again. */
+    char rule[320];
+    if (cv_store_require_durable(app.store, rule, sizeof(rule)) != CV_OK) {
+        snprintf(why, sizeof(why), "%s; refusing to start", rule);
         cv_cli_fail(why);
         goto out;
     }
@@ -467,11 +475,12 @@ static int cmd_serve(struct cv_cli *cli)
         cv_cli_fail("cannot start the database writer threads");
         goto out;
     }
-    if (cv_housekeeping_start(app.store, 60, cli->cfg.audit_anchor_interval_s, &chores) != CV_OK) {
+    app.metrics = cv_metrics_new();
+    if (cv_housekeeping_start(app.store, app.metrics, 60, cli->cfg.audit_anchor_interval_s,
+                              &chores) != CV_OK) {
         cv_cli_fail("cannot start the housekeeping thread");
         goto out;
     }
-    app.metrics = cv_metrics_new();
     cv_metrics_set_build_info(app.metrics, CV_VERSION, cv_secbuf_openssl_version(),
                               cv_http_server_library_version());
     cv_handler_deps_init(&app.handlers, app.store, app.keyring, app.metrics, &app.draining,
@@ -488,6 +497,42 @@ static int cmd_serve(struct cv_cli *cli)
     };
     card_testing = cv_card_testing_new(&ct_limits, app.metrics, NULL);
     app.handlers.card_testing = card_testing;
+    /* The relay: the operator's destinations (none without a file), the
+     * outbound client, and the security-code holds it takes codes from. */
+    if (cli->cfg.relay_destinations_file != NULL &&
+        cv_relay_destinations_load(cli->cfg.relay_destinations_file, &destinations, why,
+                                   sizeof(why)) != CV_OK) {
+        cv_cli_fail(why);
+        goto out;
+    }
+    if (cv_relay_client_init() != CV_OK) {
+        cv_cli_fail("cannot initialise the relay's HTTPS client");
+        goto out;
+    }
+    relay_client = true;
+    struct cv_hold_limits hold_limits = {
+        .default_uses = 1,
+        .max_uses = cli->cfg.cvc_hold_max_uses,
+        .default_ttl_s = cli->cfg.cvc_hold_max_ttl_s < 300 ? cli->cfg.cvc_hold_max_ttl_s : 300,
+        .max_ttl_s = cli->cfg.cvc_hold_max_ttl_s,
+        .capacity = cli->cfg.cvc_hold_capacity,
+        .instance = cli->cfg.instance_id,
+    };
+    bool holds_locked = false;
+    if (cv_holds_open(&hold_limits, NULL, NULL, &holds, &holds_locked) != CV_OK ||
+        cv_holds_start_sweeper(holds) != CV_OK) {
+        cv_cli_fail("cannot set up the security-code holds");
+        goto out;
+    }
+    if (!holds_locked)
+        cv_log(CV_LOG_WARN, "cvc_holds_not_locked",
+               CV_LS("why", "mlock refused (raise the memlock limit, LimitMEMLOCK=)"));
+    struct cv_relay_wiring relay_wiring = {&destinations, holds};
+    cv_relay_wiring_install(&app.handlers, &relay_wiring);
+    cv_log(CV_LOG_INFO, "relay_ready", CV_LI("destinations", (long long)destinations.n),
+           CV_LS("instance_id", cli->cfg.instance_id),
+           CV_LI("cvc_hold_capacity", cli->cfg.cvc_hold_capacity),
+           CV_LB("cvc_holds_locked", holds_locked));
     if (cv_http_server_start(&app, &http, why, sizeof(why)) != CV_OK ||
         cv_http_server_start_ops(&app, &ops, why, sizeof(why)) != CV_OK) {
         cv_cli_fail(why);
@@ -516,7 +561,10 @@ static int cmd_serve(struct cv_cli *cli)
     }
     if (!cv_http_server_drain(http, DRAIN_MS)) {
         /* Bounded: requests stuck in the database past the deadline are
-         * cancelled there, answer with an error, and the drain ends. */
+         * cancelled there, answer with an error, and the drain ends. A
+         * COMMIT waiting for a synchronous standby is cancelled too (it
+         * would wait as long as the standby is gone) and answers 503
+         * commit_unconfirmed, never a success (pg.c). */
         cv_store_cancel_busy(app.store);
         (void)cv_http_server_drain(http, DRAIN_CANCEL_MS);
     }
@@ -534,6 +582,10 @@ out:
     cv_store_close(app.store);
     cv_keyprovider_free(kp);
     cv_card_testing_free(card_testing);
+    cv_holds_close(holds); /* every held security code wiped */
+    cv_relay_destinations_free(&destinations);
+    if (relay_client)
+        cv_relay_client_shutdown();
     cv_metrics_free(app.metrics);
     if (rc == 0)
         cv_log_plain(CV_LOG_INFO, "service_stopped");
@@ -591,6 +643,7 @@ int main(int argc, char **argv)
          ALLOW(OPT_NEW_KEK) | ALLOW(OPT_FROM_DEK) | ALLOW(OPT_BATCH) | ALLOW(OPT_CONFIRM),
          cv_cli_keys, NULL},
         {"audit", cv_cli_audit_usage, ALLOW(OPT_SINCE) | ALLOW(OPT_EXPECT), cv_cli_audit, NULL},
+        {"tokens", cv_cli_tokens_usage, 0, cv_cli_tokens, NULL},
         {"import", cv_cli_import_usage, ALLOW(OPT_MERCHANT) | ALLOW(OPT_BATCH), cv_cli_import,
          cv_cli_import_opts},
         {"scan", cv_cli_scan_usage, 0, cv_cli_scan, cv_cli_scan_opts},

@@ -10,6 +10,7 @@
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +23,8 @@
 #include "cardvault/secbuf.h"
 
 /* HTTP status codes we can answer; anything else is counted under "other". */
-static const int codes[] = {200, 201, 204, 400, 401, 403, 404, 405,
-                            409, 410, 413, 415, 429, 500, 503, 0};
+static const int codes[] = {200, 201, 204, 400, 401, 403, 404, 405, 409,
+                            410, 413, 415, 429, 500, 502, 503, 504, 0};
 #define N_CODES (sizeof(codes) / sizeof(codes[0]))
 
 /* Up to 10 s: a request can legitimately wait about 5 s (a database pool
@@ -32,6 +33,12 @@ static const int codes[] = {200, 201, 204, 400, 401, 403, 404, 405,
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                  0.1,    0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
 #define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+
+/* A relay waits on a processor across the network, up to a destination's
+ * timeout_ms (at most 120 s; docs/operations.md, "Relay destinations"). */
+static const double relay_buckets[] = {0.05, 0.1,  0.25, 0.5,  1.0,  2.5,
+                                       5.0,  10.0, 30.0, 60.0, 120.0};
+#define N_RELAY_BUCKETS (sizeof(relay_buckets) / sizeof(relay_buckets[0]))
 
 struct cv_metrics {
     atomic_uint_least64_t requests[CV_ROUTE_COUNT][N_CODES];
@@ -42,9 +49,20 @@ struct cv_metrics {
     atomic_uint_least64_t detokenized;
     atomic_uint_least64_t auth_failures;
     atomic_uint_least64_t deadline_closes;
+    atomic_uint_least64_t tokens_purged;
     atomic_uint_least64_t readiness_probes;
     atomic_uint_least64_t card_testing[CV_METRICS_SIGNAL_COUNT];
     atomic_uint_least64_t tokenize_refused[CV_METRICS_REFUSED_COUNT];
+    /* Relays by destination: a slot's name is written once, under relay_lock,
+     * before relay_slots counts it; readers take the lock too. */
+    pthread_mutex_t relay_lock;
+    size_t relay_slots;
+    struct {
+        char name[CV_METRICS_LABEL_MAX + 1];
+        atomic_uint_least64_t n[CV_METRICS_RELAY_COUNT];
+        atomic_uint_least64_t duration_sum_us;
+        atomic_uint_least64_t duration_bucket[N_RELAY_BUCKETS + 1]; /* + the +Inf one */
+    } relay[CV_METRICS_RELAY_DESTINATIONS + 2];                     /* + "-" and "other" */
     /* Set once before serving, read by scrapes. */
     char version[CV_METRICS_LABEL_MAX + 1];
     char openssl[CV_METRICS_LABEL_MAX + 1];
@@ -56,6 +74,8 @@ struct cv_metrics {
 static const char *const signal_names[CV_METRICS_SIGNAL_COUNT] = {"bin_last4", "bin_expiry"};
 static const char *const refusal_names[CV_METRICS_REFUSED_COUNT] = {"key_quota", "origin_quota",
                                                                     "card_testing"};
+static const char *const relay_outcome_names[CV_METRICS_RELAY_COUNT] = {"answered", "refused",
+                                                                        "failed"};
 
 /* Reads a small /proc file whole into buf (NUL-terminated); false on error. */
 static bool read_proc(const char *path, char *buf, size_t cap, size_t *len)
@@ -156,6 +176,7 @@ struct cv_metrics *cv_metrics_new(void)
 {
     /* Static zero-initialised atomics are valid starting values. */
     struct cv_metrics *m = cv_xcalloc(1, sizeof(struct cv_metrics));
+    pthread_mutex_init(&m->relay_lock, NULL);
     cv_metrics_set_build_info(m, "unknown", "unknown", "unknown");
     m->start_time_s = process_start_time();
     return m;
@@ -176,6 +197,8 @@ void cv_metrics_set_build_info(struct cv_metrics *m, const char *version, const 
 
 void cv_metrics_free(struct cv_metrics *m)
 {
+    if (m != NULL)
+        pthread_mutex_destroy(&m->relay_lock);
     free(m);
 }
 
@@ -213,6 +236,12 @@ void cv_metrics_count_auth_failure(struct cv_metrics *m)
     atomic_fetch_add(&m->auth_failures, 1);
 }
 
+void cv_metrics_count_tokens_purged(struct cv_metrics *m, uint64_t n)
+{
+    if (m != NULL)
+        atomic_fetch_add(&m->tokens_purged, n);
+}
+
 void cv_metrics_count_deadline_close(struct cv_metrics *m)
 {
     if (m != NULL)
@@ -229,6 +258,50 @@ void cv_metrics_count_card_testing(struct cv_metrics *m, enum cv_metrics_card_si
 {
     if (m != NULL && (unsigned)signal < CV_METRICS_SIGNAL_COUNT)
         atomic_fetch_add(&m->card_testing[signal], 1);
+}
+
+/* A destination name is a label value only when it is plain: the operator
+ * chose it, but a label must never need escaping. */
+static bool relay_label_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CV_METRICS_LABEL_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-' || s[i] == '.'))
+            return false;
+    return true;
+}
+
+void cv_metrics_count_relay(struct cv_metrics *m, const char *destination,
+                            enum cv_metrics_relay_outcome outcome, double seconds)
+{
+    if (m == NULL || (unsigned)outcome >= CV_METRICS_RELAY_COUNT)
+        return;
+    const char *name = destination != NULL && relay_label_ok(destination) ? destination : "-";
+    pthread_mutex_lock(&m->relay_lock);
+    size_t slot = m->relay_slots;
+    for (size_t i = 0; i < m->relay_slots; i++)
+        if (strcmp(m->relay[i].name, name) == 0)
+            slot = i;
+    if (slot == m->relay_slots) {
+        /* Full: the last slot counts every further name as "other". */
+        if (m->relay_slots == CV_METRICS_RELAY_DESTINATIONS + 1)
+            copy_label(m->relay[m->relay_slots++].name, "other");
+        if (m->relay_slots == CV_METRICS_RELAY_DESTINATIONS + 2)
+            slot = CV_METRICS_RELAY_DESTINATIONS + 1;
+        else
+            copy_label(m->relay[m->relay_slots++].name, name);
+    }
+    atomic_fetch_add(&m->relay[slot].n[outcome], 1);
+    atomic_fetch_add(&m->relay[slot].duration_sum_us,
+                     seconds > 0 ? (uint_least64_t)(seconds * 1e6) : 0);
+    size_t b = 0;
+    while (b < N_RELAY_BUCKETS && seconds > relay_buckets[b])
+        b++;
+    atomic_fetch_add(&m->relay[slot].duration_bucket[b], 1);
+    pthread_mutex_unlock(&m->relay_lock);
 }
 
 void cv_metrics_count_tokenize_refused(struct cv_metrics *m, enum cv_metrics_tokenize_refusal why)
@@ -335,6 +408,59 @@ static cv_status render_process(struct cv_buf *o, const struct cv_metrics *m)
     return CV_OK;
 }
 
+static cv_status render_relays(struct cv_buf *o, struct cv_metrics *m)
+{
+    cv_status st = cv_buf_appendf(
+        o, "# HELP cardvault_relay_total Relays by destination and outcome (answered: the "
+           "processor answered; refused: by the vault before sending; failed: sending failed).\n"
+           "# TYPE cardvault_relay_total counter\n");
+    pthread_mutex_lock(&m->relay_lock);
+    for (size_t i = 0; i < m->relay_slots && st == CV_OK; i++)
+        for (unsigned k = 0; k < CV_METRICS_RELAY_COUNT && st == CV_OK; k++)
+            st =
+                cv_buf_appendf(o, "cardvault_relay_total{destination=\"%s\",outcome=\"%s\"} %llu\n",
+                               m->relay[i].name, relay_outcome_names[k],
+                               (unsigned long long)atomic_load(&m->relay[i].n[k]));
+    if (st == CV_OK)
+        st = cv_buf_appendf(o, "# HELP cardvault_relay_duration_seconds_total Time spent in relays "
+                               "by destination.\n"
+                               "# TYPE cardvault_relay_duration_seconds_total counter\n");
+    for (size_t i = 0; i < m->relay_slots && st == CV_OK; i++)
+        st = cv_buf_appendf(o, "cardvault_relay_duration_seconds_total{destination=\"%s\"} %.6f\n",
+                            m->relay[i].name,
+                            (double)atomic_load(&m->relay[i].duration_sum_us) / 1e6);
+    if (st == CV_OK)
+        st = cv_buf_appendf(o, "# HELP cardvault_relay_duration_seconds Relay durations by "
+                               "destination, from the request to the processor's whole answer or "
+                               "the failure.\n"
+                               "# TYPE cardvault_relay_duration_seconds histogram\n");
+    for (size_t i = 0; i < m->relay_slots && st == CV_OK; i++) {
+        uint64_t cum = 0;
+        for (size_t b = 0; b <= N_RELAY_BUCKETS && st == CV_OK; b++) {
+            cum += atomic_load(&m->relay[i].duration_bucket[b]);
+            char le[16];
+            if (b < N_RELAY_BUCKETS)
+                snprintf(le, sizeof(le), "%g", relay_buckets[b]);
+            else
+                snprintf(le, sizeof(le), "+Inf");
+            st = cv_buf_appendf(o,
+                                "cardvault_relay_duration_seconds_bucket{destination=\"%s\","
+                                "le=\"%s\"} %llu\n",
+                                m->relay[i].name, le, (unsigned long long)cum);
+        }
+        if (st == CV_OK)
+            st = cv_buf_appendf(o,
+                                "cardvault_relay_duration_seconds_sum{destination=\"%s\"} %.6f\n"
+                                "cardvault_relay_duration_seconds_count{destination=\"%s\"} "
+                                "%llu\n",
+                                m->relay[i].name,
+                                (double)atomic_load(&m->relay[i].duration_sum_us) / 1e6,
+                                m->relay[i].name, (unsigned long long)cum);
+    }
+    pthread_mutex_unlock(&m->relay_lock);
+    return st;
+}
+
 static cv_status render(struct cv_buf *o, struct cv_metrics *m, const struct cv_metrics_gauges *g)
 {
     CV_TRY(render_build_info(o, m));
@@ -401,6 +527,7 @@ static cv_status render(struct cv_buf *o, struct cv_metrics *m, const struct cv_
         CV_TRY(cv_buf_appendf(o, "cardvault_tokenize_refused_total{reason=\"%s\"} %llu\n",
                               refusal_names[k],
                               (unsigned long long)atomic_load(&m->tokenize_refused[k])));
+    CV_TRY(render_relays(o, m));
     CV_TRY(cv_buf_appendf(
         o,
         "# HELP cardvault_tokenize_total Cards tokenized.\n"
@@ -416,6 +543,10 @@ static cv_status render(struct cv_buf *o, struct cv_metrics *m, const struct cv_
         "had not fully arrived within the request deadline.\n"
         "# TYPE cardvault_http_deadline_closed_total counter\n"
         "cardvault_http_deadline_closed_total %llu\n"
+        "# HELP cardvault_tokens_purged_total Expired tokens deleted by the housekeeping "
+        "purge.\n"
+        "# TYPE cardvault_tokens_purged_total counter\n"
+        "cardvault_tokens_purged_total %llu\n"
         "# HELP cardvault_readiness_probes_total Readiness checks run against the database and "
         "the KEK (cached answers are not counted).\n"
         "# TYPE cardvault_readiness_probes_total counter\n"
@@ -436,6 +567,7 @@ static cv_status render(struct cv_buf *o, struct cv_metrics *m, const struct cv_
         (unsigned long long)atomic_load(&m->detokenized),
         (unsigned long long)atomic_load(&m->auth_failures),
         (unsigned long long)atomic_load(&m->deadline_closes),
+        (unsigned long long)atomic_load(&m->tokens_purged),
         (unsigned long long)atomic_load(&m->readiness_probes), g->db_pool_in_use, g->db_pool_size,
         (unsigned long long)g->dek_rotations, g->ready));
     return CV_OK;

@@ -12,12 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <jansson.h>
 
 #include "cardvault/cli.h"
 #include "cardvault/secbuf.h"
+#include "migrations_embedded.h"
 #include "pg.h"
 
 #define MAX_MIGRATIONS      256
@@ -33,18 +33,47 @@ int cv_migrate_required_version(void)
 const char *cv_migrate_default_dir(void)
 {
     const char *env = getenv("CARDVAULT_MIGRATIONS_DIR");
-    struct stat sb;
     if (env != NULL && *env != '\0')
         return env;
-    if (stat("migrations", &sb) == 0 && S_ISDIR(sb.st_mode))
-        return "migrations";
-    return "/usr/share/cardvault/migrations";
+    return NULL;
 }
 
 struct migration {
     int version;
     char name[256];
+    const char *text; /* the compiled-in text, or NULL: read name from the folder */
 };
+
+/* Parses NNNN_name.sql; returns the version or -1. */
+static int version_of(const char *name, size_t cap)
+{
+    size_t len = strlen(name);
+    if (len < 9 || len >= cap || strcmp(name + len - 4, ".sql") != 0 || name[4] != '_')
+        return -1;
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        if (name[i] < '0' || name[i] > '9')
+            return -1;
+        v = v * 10 + (name[i] - '0');
+    }
+    return v;
+}
+
+/* The compiled-in set (service/migrations_embed.sh), already in order. */
+static int list_embedded(struct migration *out, int max)
+{
+    int n = 0;
+    for (size_t i = 0; i < cv_migrations_embedded_count && n < max; i++) {
+        int v = version_of(cv_migrations_embedded[i].name, sizeof(out[0].name));
+        if (v < 0)
+            continue;
+        out[n].version = v;
+        snprintf(out[n].name, sizeof(out[n].name), "%s", cv_migrations_embedded[i].name);
+        out[n].text = cv_migrations_embedded[i].text;
+        n++;
+    }
+    return n;
+}
 
 static int by_version(const void *a, const void *b)
 {
@@ -59,22 +88,12 @@ static int list_files(const char *dir, struct migration *out, int max)
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL && n < max) {
-        size_t len = strlen(e->d_name);
-        if (len < 9 || len >= sizeof(out[0].name) || strcmp(e->d_name + len - 4, ".sql") != 0 ||
-            e->d_name[4] != '_')
-            continue;
-        int v = 0;
-        bool digits = true;
-        for (int i = 0; i < 4; i++) {
-            if (e->d_name[i] < '0' || e->d_name[i] > '9')
-                digits = false;
-            else
-                v = v * 10 + (e->d_name[i] - '0');
-        }
-        if (!digits)
+        int v = version_of(e->d_name, sizeof(out[0].name));
+        if (v < 0)
             continue;
         out[n].version = v;
         snprintf(out[n].name, sizeof(out[n].name), "%s", e->d_name);
+        out[n].text = NULL;
         n++;
     }
     closedir(d);
@@ -149,12 +168,13 @@ static cv_status step(struct cv_pg_conn *c, const struct cv_pg_stmt *s,
 static cv_status apply(struct cv_pg_conn *c, const char *dir, const struct migration *m, char *why,
                        size_t why_len)
 {
-    char *sql = read_file(dir, m->name);
-    if (sql == NULL) {
+    char *sql = NULL;
+    if (m->text == NULL && (sql = read_file(dir, m->name)) == NULL) {
         snprintf(why, why_len, "cannot read %s/%s", dir, m->name);
         return CV_ERR_IO;
     }
-    const struct cv_pg_stmt script = {m->name, sql, 0, CV_PG_SCRIPT, false, false};
+    const struct cv_pg_stmt script = {m->name, sql != NULL ? sql : m->text, 0, CV_PG_SCRIPT, false,
+                                      false};
     const struct cv_pg_stmt begin = {m->name, "BEGIN", 0, CV_PG_ONE_OFF, false, false};
     const struct cv_pg_stmt commit = {m->name, "COMMIT", 0, CV_PG_ONE_OFF, false, false};
     struct cv_pg_params p;
@@ -218,9 +238,11 @@ cv_status cv_migrate_run(const char *conninfo, const char *dir, int *applied, ch
     struct cv_pg_conn *c = NULL;
     char reason[256];
     *applied = 0;
-    int n = list_files(dir, files, MAX_MIGRATIONS);
+    int n =
+        dir != NULL ? list_files(dir, files, MAX_MIGRATIONS) : list_embedded(files, MAX_MIGRATIONS);
     if (n <= 0) {
-        snprintf(why, why_len, "no migrations found in %s", dir);
+        snprintf(why, why_len, "no migrations found in %s",
+                 dir != NULL ? dir : "the compiled-in set");
         return CV_ERR_CONFIG;
     }
     if (cv_pg_pool_open(conninfo, 1, &pool, reason, sizeof(reason)) != CV_OK) {

@@ -33,15 +33,10 @@ struct cv_pg_conn {
     const struct cv_pg_stmt **prepared;
     size_t n_prepared, cap_prepared;
     char last_sqlstate[6];
-    /* Set by the notice receiver while a statement runs: the server gave up
-     * waiting for the synchronous standby (cancel, statement timeout). */
-    bool syncrep_abandoned;
-    /* The statement running may commit (COMMIT, or a statement outside a
-     * transaction block): cv_pg_cancel_busy leaves it alone (guarded by the
-     * pool's lock). */
-    bool committing;
-    /* Closed on release whatever its state: its last commit is in doubt. */
-    bool poisoned;
+    /* Set by the notice receiver (on the thread running the statement,
+     * inside libpq's call) when the server said it cancelled the wait for
+     * the synchronous standby; cleared before each statement. */
+    bool sync_wait_cancelled;
 };
 
 /* A thread waiting for a connection; release hands one over directly. */
@@ -59,7 +54,9 @@ struct cv_pg_pool {
     unsigned free_count;
     pthread_mutex_t lock;
     struct pool_waiter *waiters_head, *waiters_tail; /* FIFO */
-    /* serve: every new connection must commit durably (checked on connect) */
+    /* Set once serve has checked the durability settings: from then on every
+     * new session (a reconnect, perhaps to a new primary after a failover)
+     * is checked again before it serves a request. */
     bool require_durable;
 };
 
@@ -169,40 +166,44 @@ static void close_conn(struct cv_pg_conn *c)
     c->n_prepared = 0; /* statements die with their session */
 }
 
-bool cv_pg_notice_is_syncrep_abandoned(const char *severity, const char *sqlstate, const char *file,
-                                       const char *routine, const char *message)
+/* The server's word that it stopped waiting for the synchronous standby
+ * after committing locally. PostgreSQL 15 (syncrep.c, SyncRepWaitForLSN)
+ * sends it as a WARNING with no errcode of its own, so SQLSTATE 01000
+ * (ERRCODE_WARNING), when the wait is cancelled (pg_cancel_backend, a
+ * client's cancel request), and as 57P01 (ERRCODE_ADMIN_SHUTDOWN) before it
+ * terminates the session (that one never reaches the client today: the
+ * server stops sending first; a lost connection is unavailable anyway).
+ * Recognised by fields the server never translates: the non-localised
+ * severity and the SQLSTATE, and then the reporting source file or
+ * function; the English text is a fallback for a server that sends no
+ * source location. Nothing of the notice is logged here: it quotes no
+ * value, but it is not ours to repeat. */
+bool cv_pg_is_sync_wait_cancelled(const PGresult *notice)
 {
-    /* The server's wait for the synchronous standby (syncrep.c,
-     * SyncRepWaitForLSN) ends early on a cancel or a statement timeout with
-     * a WARNING (SQLSTATE 01000) after the commit is already in the local
-     * WAL. The source fields are not translated, whatever lc_messages says;
-     * the English text is only the fallback for a server that hides them. */
-    if (severity != NULL && strcmp(severity, "WARNING") != 0)
+    const char *sev = PQresultErrorField(notice, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *state = PQresultErrorField(notice, PG_DIAG_SQLSTATE);
+    const char *file = PQresultErrorField(notice, PG_DIAG_SOURCE_FILE);
+    const char *func = PQresultErrorField(notice, PG_DIAG_SOURCE_FUNCTION);
+    const char *primary = PQresultErrorField(notice, PG_DIAG_MESSAGE_PRIMARY);
+    if (sev == NULL || strcmp(sev, "WARNING") != 0 || state == NULL ||
+        (strcmp(state, "01000") != 0 && strcmp(state, "57P01") != 0))
         return false;
-    if (routine != NULL && strcmp(routine, "SyncRepWaitForLSN") == 0)
+    if ((file != NULL && strcmp(file, "syncrep.c") == 0) ||
+        (func != NULL && strncmp(func, "SyncRep", 7) == 0))
         return true;
-    if (file != NULL) {
-        size_t n = strlen(file);
-        if (n >= 9 && strcmp(file + n - 9, "syncrep.c") == 0)
-            return true;
-    }
-    if (message != NULL && strstr(message, "wait for synchronous replication") != NULL &&
-        (sqlstate == NULL || strcmp(sqlstate, "01000") == 0 || strncmp(sqlstate, "57", 2) == 0))
-        return true;
-    return false;
+    return primary != NULL &&
+           (strncmp(primary, "canceling wait for synchronous replication", 42) == 0 ||
+            strncmp(primary, "canceling the wait for synchronous replication", 46) == 0);
 }
 
-/* libpq calls this, on the thread running the statement, for every NOTICE
- * or WARNING the server sends. Nothing of the server's text is logged. */
-static void on_notice(void *arg, const PGresult *res)
+/* libpq's notice receiver on every pooled connection: notes a cancelled
+ * synchronous-replication wait; every other notice is dropped (libpq's
+ * default would print it, server text and all, to stderr). */
+static void on_notice(void *arg, const PGresult *notice)
 {
     struct cv_pg_conn *c = arg;
-    if (cv_pg_notice_is_syncrep_abandoned(PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED),
-                                          PQresultErrorField(res, PG_DIAG_SQLSTATE),
-                                          PQresultErrorField(res, PG_DIAG_SOURCE_FILE),
-                                          PQresultErrorField(res, PG_DIAG_SOURCE_FUNCTION),
-                                          PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)))
-        c->syncrep_abandoned = true;
+    if (cv_pg_is_sync_wait_cancelled(notice))
+        c->sync_wait_cancelled = true;
 }
 
 cv_status cv_pg_durable_settings_ok(const char *synchronous_commit, const char *standby_names,
@@ -210,38 +211,54 @@ cv_status cv_pg_durable_settings_ok(const char *synchronous_commit, const char *
 {
     if (strcmp(synchronous_commit, "off") == 0) {
         snprintf(why, why_len,
-                 "the database has synchronous_commit=off: an acknowledged token could be lost "
-                 "in a crash");
+                 "the database has synchronous_commit=off: an acknowledged token could be lost in "
+                 "a crash");
         return CV_ERR_CONFIG;
     }
-    /* With a synchronous standby configured, `local` and `remote_write`
-     * acknowledge a commit the standby may not have on disk: a failover then
-     * loses it. */
-    if (standby_names[0] != '\0' && strcmp(synchronous_commit, "on") != 0 &&
+    /* With a synchronous standby, only on and remote_apply make COMMIT wait
+     * until the standby has the transaction: local and remote_write would
+     * acknowledge a token a failover can lose. The setting's text is a
+     * list; blank or "" names no standby. */
+    bool standby_named = standby_names[strspn(standby_names, " \t\"")] != '\0';
+    if (standby_named && strcmp(synchronous_commit, "on") != 0 &&
         strcmp(synchronous_commit, "remote_apply") != 0) {
         snprintf(why, why_len,
-                 "the database has synchronous_standby_names set but synchronous_commit=%.32s: "
-                 "a token acknowledged before the standby has it is lost on failover; set "
-                 "synchronous_commit to on or remote_apply",
+                 "the database names a synchronous standby (synchronous_standby_names) but has "
+                 "synchronous_commit=%.15s: an acknowledged token could be lost in a failover; "
+                 "set synchronous_commit to on or remote_apply",
                  synchronous_commit);
         return CV_ERR_CONFIG;
     }
     return CV_OK;
 }
 
-/* The session's settings, as the server will apply them to our commits. */
-static cv_status check_durable(PGconn *pg, char *why, size_t why_len)
+/* The new session's own settings, as the server will apply them to its
+ * commits (a failover may have put another server behind the same URI). */
+static cv_status check_session_durable(PGconn *pg, char *why, size_t why_len)
 {
-    PGresult *r = PQexecParams(pg,
-                               "SELECT current_setting('synchronous_commit'), "
-                               "current_setting('synchronous_standby_names')",
-                               0, NULL, NULL, NULL, NULL, 0);
+    PGresult *r = PQexec(pg, "SELECT current_setting('synchronous_commit'), "
+                             "current_setting('synchronous_standby_names')");
     cv_status st = CV_ERR_DB_UNAVAILABLE;
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
         st = cv_pg_durable_settings_ok(PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), why, why_len);
     else
         snprintf(why, why_len, "cannot read synchronous_commit and synchronous_standby_names");
     PQclear(r);
+    return st;
+}
+
+cv_status cv_pg_pool_require_durable(struct cv_pg_pool *pool, char *why, size_t why_len)
+{
+    struct cv_pg_conn *c = NULL;
+    snprintf(why, why_len, "cannot reach the database");
+    CV_TRY(cv_pg_acquire(pool, &c));
+    cv_status st = check_session_durable(c->pg, why, why_len);
+    cv_pg_release(c);
+    if (st == CV_OK) {
+        pthread_mutex_lock(&pool->lock);
+        pool->require_durable = true;
+        pthread_mutex_unlock(&pool->lock);
+    }
     return st;
 }
 
@@ -267,37 +284,24 @@ static cv_status connect_one(struct cv_pg_conn *c, char *why, size_t why_len)
         c->pg = NULL;
         return CV_ERR_DB_UNAVAILABLE;
     }
-    PQsetNoticeReceiver(c->pg, on_notice, c);
-    if (c->pool->require_durable) {
-        char reason[256];
-        if (check_durable(c->pg, reason, sizeof(reason)) != CV_OK) {
-            /* Re-checked on every reconnect: after a failover the new
-             * primary's settings are what count. */
-            cv_log(CV_LOG_ERROR, "db_settings_refused", CV_LS("reason", reason));
-            if (why != NULL)
-                snprintf(why, why_len, "%s", reason);
-            PQfinish(c->pg);
-            c->pg = NULL;
-            return CV_ERR_DB_UNAVAILABLE;
-        }
+    pthread_mutex_lock(&c->pool->lock);
+    bool require_durable = c->pool->require_durable;
+    pthread_mutex_unlock(&c->pool->lock);
+    char reason[256];
+    if (require_durable && check_session_durable(c->pg, reason, sizeof(reason)) != CV_OK) {
+        /* No request is served on it: each new connection tries again, so
+         * the service recovers without a restart once the settings are
+         * fixed. */
+        cv_log(CV_LOG_ERROR, "db_settings_refused", CV_LS("reason", reason));
+        if (why != NULL)
+            snprintf(why, why_len, "%s", reason);
+        PQfinish(c->pg);
+        c->pg = NULL;
+        return CV_ERR_DB_UNAVAILABLE;
     }
     c->cancel = PQgetCancel(c->pg);
+    PQsetNoticeReceiver(c->pg, on_notice, c);
     return CV_OK;
-}
-
-cv_status cv_pg_pool_require_durable(struct cv_pg_pool *pool, char *why, size_t why_len)
-{
-    struct cv_pg_conn *c = NULL;
-    pthread_mutex_lock(&pool->lock);
-    pool->require_durable = true;
-    pthread_mutex_unlock(&pool->lock);
-    snprintf(why, why_len, "cannot reach the database");
-    CV_TRY(cv_pg_acquire(pool, &c));
-    cv_status st = check_durable(c->pg, why, why_len);
-    if (st != CV_OK)
-        c->poisoned = true; /* no session with these settings serves a request */
-    cv_pg_release(c);
-    return st;
 }
 
 cv_status cv_pg_pool_open(const char *conninfo, unsigned size, struct cv_pg_pool **out, char *why,
@@ -430,26 +434,27 @@ void cv_pg_release(struct cv_pg_conn *c)
     if (c == NULL)
         return;
     struct cv_pg_pool *pool = c->pool;
-    /* A connection left inside a transaction or broken, or whose last
-     * commit is in doubt, is not reused as is. */
-    if (c->pg != NULL && (c->poisoned || PQstatus(c->pg) != CONNECTION_OK ||
-                          PQtransactionStatus(c->pg) != PQTRANS_IDLE))
+    /* A connection left inside a transaction or broken is not reused as is. */
+    if (c->pg != NULL &&
+        (PQstatus(c->pg) != CONNECTION_OK || PQtransactionStatus(c->pg) != PQTRANS_IDLE))
         close_conn(c);
-    c->poisoned = false;
     pthread_mutex_lock(&pool->lock);
     hand_back_locked(pool, (unsigned)(c - pool->conns));
     pthread_mutex_unlock(&pool->lock);
 }
 
+/* A COMMIT is cancelled too, on purpose. Under synchronous replication a
+ * COMMIT whose standby is gone waits forever (statement_timeout does not
+ * end it; only a cancel or the end of the session does), so sparing it
+ * would hang shutdown, and closing the session would not undo the local
+ * commit either. What keeps the answer honest is cv_pg_run: a COMMIT whose
+ * wait was cancelled is CV_ERR_COMMIT_UNCONFIRMED (503), never a success. */
 void cv_pg_cancel_busy(struct cv_pg_pool *pool)
 {
     char err[256];
     pthread_mutex_lock(&pool->lock);
     for (unsigned i = 0; i < pool->size; i++) {
-        /* Never a commit: cancelling the wait for the synchronous standby
-         * leaves the commit in the primary's WAL and answers success, so the
-         * client would get a 201 for a row a failover can lose. */
-        if (pool->conns[i].busy && !pool->conns[i].committing && pool->conns[i].cancel != NULL &&
+        if (pool->conns[i].busy && pool->conns[i].cancel != NULL &&
             PQcancel(pool->conns[i].cancel, err, sizeof(err)) == 1)
             cv_log(CV_LOG_WARN, "db_query_cancelled", CV_LS("reason", "shutdown"));
     }
@@ -504,13 +509,6 @@ const char *cv_pg_last_sqlstate(const struct cv_pg_conn *c)
 
 /* The executor */
 
-static void set_committing(struct cv_pg_conn *c, bool on)
-{
-    pthread_mutex_lock(&c->pool->lock);
-    c->committing = on;
-    pthread_mutex_unlock(&c->pool->lock);
-}
-
 static bool is_prepared(const struct cv_pg_conn *c, const struct cv_pg_stmt *s)
 {
     for (size_t i = 0; i < c->n_prepared; i++)
@@ -556,7 +554,6 @@ cv_status cv_pg_run(struct cv_pg_conn *c, const struct cv_pg_stmt *s, const stru
     const int *formats = p != NULL ? p->formats : NULL;
     int result_format = s->binary_results ? 1 : 0;
     PGresult *r = NULL;
-    cv_status st = CV_OK;
     if (res != NULL)
         *res = NULL;
     if ((p != NULL && p->failed) || n != s->nparams || (s->mode == CV_PG_SCRIPT && n != 0)) {
@@ -565,18 +562,10 @@ cv_status cv_pg_run(struct cv_pg_conn *c, const struct cv_pg_stmt *s, const stru
                CV_LI("expected", s->nparams));
         return CV_ERR_INTERNAL;
     }
-    /* A statement outside a transaction block commits on its own. */
-    bool commits = strcmp(s->sql, "COMMIT") == 0 || PQtransactionStatus(c->pg) == PQTRANS_IDLE;
-    if (commits)
-        set_committing(c, true);
-    c->syncrep_abandoned = false;
+    c->sync_wait_cancelled = false;
     switch (s->mode) {
     case CV_PG_PREPARED:
-        if ((st = prepare(c, s)) != CV_OK) {
-            if (commits)
-                set_committing(c, false);
-            return st;
-        }
+        CV_TRY(prepare(c, s));
         r = PQexecPrepared(c->pg, s->name, n, values, lengths, formats, result_format);
         break;
     case CV_PG_ONE_OFF:
@@ -588,30 +577,30 @@ cv_status cv_pg_run(struct cv_pg_conn *c, const struct cv_pg_stmt *s, const stru
         r = PQexec(c->pg, s->sql);
         break;
     }
-    if (commits)
-        set_committing(c, false);
     ExecStatusType rs = PQresultStatus(r);
-    if (c->syncrep_abandoned) {
-        /* Committed here, perhaps not on the standby: neither a success nor
-         * a failure can be reported. The session goes (a later failover
-         * must not meet it again) and the caller answers "outcome unknown";
-         * a retry with the same Idempotency-Key finds what survived. */
-        c->syncrep_abandoned = false;
-        c->poisoned = true;
-        cv_log(CV_LOG_ERROR, "db_sync_replication_abandoned", CV_LS("statement", s->name),
-               CV_LS("effect", "committed on the primary, maybe not on the synchronous standby; "
-                               "answered as outcome unknown"));
-        PQclear(r);
-        return CV_ERR_OUTCOME_UNKNOWN;
-    }
     if (rs != PGRES_TUPLES_OK && rs != PGRES_COMMAND_OK) {
-        st = cv_pg_error(c, r, s->name, s->quiet);
+        cv_status st = cv_pg_error(c, r, s->name, s->quiet);
         PQclear(r);
-        /* The connection died under a COMMIT: it may or may not have taken. */
+        /* The session died under a COMMIT (the primary crashed or was
+         * demoted): the commit may or may not have taken, and may or may not
+         * be on the standby. Not a failure either. */
         if (st == CV_ERR_DB_UNAVAILABLE && strcmp(s->sql, "COMMIT") == 0 &&
-            (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK))
-            st = CV_ERR_OUTCOME_UNKNOWN;
+            (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK)) {
+            cv_log(CV_LOG_ERROR, "db_commit_unconfirmed", CV_LS("statement", s->name),
+                   CV_LS("effect", "the session ended during COMMIT; outcome unknown"));
+            st = CV_ERR_COMMIT_UNCONFIRMED;
+        }
         return st;
+    }
+    if (c->sync_wait_cancelled && PQtransactionStatus(c->pg) == PQTRANS_IDLE) {
+        /* The statement committed (a COMMIT, or a statement on its own)
+         * and the server reports success, but the standby may never get
+         * the transaction: after a failover it is gone. Not a success. */
+        cv_log(CV_LOG_ERROR, "db_commit_unconfirmed", CV_LS("statement", s->name),
+               CV_LS("effect", "committed on the primary only; the standby may not have it"));
+        snprintf(c->last_sqlstate, sizeof(c->last_sqlstate), "%s", "01000");
+        PQclear(r);
+        return CV_ERR_COMMIT_UNCONFIRMED;
     }
     c->last_sqlstate[0] = '\0';
     if (res != NULL)

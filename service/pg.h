@@ -86,35 +86,30 @@ void cv_pg_pool_close(struct cv_pg_pool *pool);
 CV_MUST_USE cv_status cv_pg_acquire(struct cv_pg_pool *pool, struct cv_pg_conn **out);
 /* Returns it; a broken connection or one left inside a transaction is closed. */
 void cv_pg_release(struct cv_pg_conn *c);
-/* From now on every connection of the pool, this one and each new one after
- * a reconnect (a failover), must commit durably: synchronous_commit not
- * off, and on or remote_apply when synchronous_standby_names is set. A new
- * connection that fails the check is closed (CV_ERR_DB_UNAVAILABLE, logged
- * db_settings_refused). Checks one connection now: CV_ERR_CONFIG with the
- * reason in why when it fails. */
+/* Asks the server to cancel what every checked-out connection is running. */
+void cv_pg_cancel_busy(struct cv_pg_pool *pool);
+/* Checks one session's settings with cv_pg_durable_settings_ok now
+ * (CV_ERR_CONFIG with the reason in why when they fail, CV_ERR_DB_UNAVAILABLE
+ * when they cannot be read); once they pass, every new session of the pool
+ * (a reconnect, perhaps to a new primary after a failover) is checked the
+ * same way before it serves, and one that fails is closed
+ * (CV_ERR_DB_UNAVAILABLE, logged db_settings_refused). */
 CV_MUST_USE cv_status cv_pg_pool_require_durable(struct cv_pg_pool *pool, char *why,
                                                  size_t why_len);
-/* The rule above on the two settings' values: CV_OK, or CV_ERR_CONFIG with
- * the reason in why. */
+/* The rule on the two settings' values: synchronous_commit not off, and on
+ * or remote_apply when synchronous_standby_names names a standby. CV_OK, or
+ * CV_ERR_CONFIG with a one-line reason in why. */
 CV_MUST_USE cv_status cv_pg_durable_settings_ok(const char *synchronous_commit,
                                                 const char *standby_names, char *why,
                                                 size_t why_len);
-/* True when a server notice (its fields, any may be NULL) says the wait for
- * the synchronous standby was given up after a local commit. */
-bool cv_pg_notice_is_syncrep_abandoned(const char *severity, const char *sqlstate, const char *file,
-                                       const char *routine, const char *message);
-/* Asks the server to cancel what every checked-out connection is running,
- * except a statement that may commit (see pg.c). */
-void cv_pg_cancel_busy(struct cv_pg_pool *pool);
 /* Connections checked out now, and the pool size. */
 void cv_pg_pool_usage(struct cv_pg_pool *pool, unsigned *in_use, unsigned *size);
 
 /* The one executor: runs s with p (NULL for none) on c. On success *res (if
  * res is not NULL) gets the result, which the caller PQclears; on failure
- * nothing is left to free and the status comes from cv_pg_error.
- * CV_ERR_OUTCOME_UNKNOWN when a commit may or may not have taken: the
- * server gave up waiting for the synchronous standby, or the connection
- * died under a COMMIT; the connection is then closed on release. */
+ * nothing is left to free and the status comes from cv_pg_error, or is
+ * CV_ERR_COMMIT_UNCONFIRMED when the statement committed but the server
+ * cancelled its wait for the synchronous standby (logged here). */
 CV_MUST_USE cv_status cv_pg_run(struct cv_pg_conn *c, const struct cv_pg_stmt *s,
                                 const struct cv_pg_params *p, PGresult **res);
 /* Acquire, run, release: the shape of one-statement operations. */
@@ -140,6 +135,11 @@ void cv_pg_freemem(void *p);
  * res may be NULL (a failure before any result). */
 CV_MUST_USE cv_status cv_pg_error(struct cv_pg_conn *c, const PGresult *res, const char *what,
                                   bool quiet);
+/* True when a notice is PostgreSQL's report that it cancelled the wait for
+ * the synchronous standby of a transaction it had already committed locally.
+ * cv_pg_run then answers CV_ERR_COMMIT_UNCONFIRMED for the statement that
+ * committed, never CV_OK. Pure. */
+bool cv_pg_is_sync_wait_cancelled(const PGresult *notice);
 /* The status for a SQLSTATE (NULL: none, as when the connection is gone). Pure. */
 cv_status cv_pg_status_for_sqlstate(const char *sqlstate);
 /* The SQLSTATE of the last failure on c ("" if none), for callers that must

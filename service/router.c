@@ -7,7 +7,10 @@
 
 #include "cardvault/api_elements.h"
 #include "cardvault/api_health.h"
+#include "cardvault/api_cvc_hold.h"
+#include "cardvault/api_relay.h"
 #include "cardvault/api_tokens.h"
+#include "cardvault/api_tokens_manage.h"
 
 #define API  CV_LISTENER_API
 #define OPS  CV_LISTENER_OPS
@@ -20,12 +23,22 @@
 static const struct cv_route routes[] = {
     {CV_ROUTE_TOKENIZE, "POST", "/v1/tokens", CV_SCOPE_TOKENIZE, true, CV_ROUTE_BODY_TOKENIZE,
      false, NULL, cv_api_tokenize, CV_ROUTE_QUERY_NONE, API},
+    {CV_ROUTE_LIST, "GET", "/v1/tokens", CV_SCOPE_READ, false, CV_ROUTE_BODY_LIST_QUERY, false,
+     NULL, cv_api_list, CV_ROUTE_QUERY_NONE, API},
+    /* An update changes a card and returns it: read and tokenize, both. */
+    {CV_ROUTE_UPDATE, "PATCH", "/v1/tokens/{token}", CV_SCOPE_READ | CV_SCOPE_TOKENIZE, true,
+     CV_ROUTE_BODY_UPDATE, false, NULL, cv_api_update, CV_ROUTE_QUERY_NONE, API},
     {CV_ROUTE_READ, "GET", "/v1/tokens/{token}", CV_SCOPE_READ, false, CV_ROUTE_BODY_NONE, false,
      NULL, cv_api_read, CV_ROUTE_QUERY_NONE, API},
     {CV_ROUTE_DELETE, "DELETE", "/v1/tokens/{token}", CV_SCOPE_DELETE, false, CV_ROUTE_BODY_NONE,
      false, NULL, cv_api_delete, CV_ROUTE_QUERY_NONE, API},
     {CV_ROUTE_DETOKENIZE, "POST", "/v1/tokens/{token}/detokenize", CV_SCOPE_DETOKENIZE, true,
      CV_ROUTE_BODY_EMPTY, true, "token.detokenize", cv_api_detokenize, CV_ROUTE_QUERY_NONE, API},
+    /* The relay (docs/relay.md): a relay key (rk_) alone has its scope. */
+    {CV_ROUTE_CVC_HOLD, "POST", "/v1/tokens/{token}/cvc-hold", CV_SCOPE_TOKENIZE, true,
+     CV_ROUTE_BODY_CVC_HOLD, false, NULL, cv_api_cvc_hold, CV_ROUTE_QUERY_NONE, API},
+    {CV_ROUTE_RELAY, "POST", "/v1/relay/{destination}", CV_SCOPE_RELAY, true, CV_ROUTE_BODY_RELAY,
+     true, "relay.send", cv_api_relay, CV_ROUTE_QUERY_NONE, API},
     {CV_ROUTE_HEALTHZ, "GET", "/healthz", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_healthz,
      CV_ROUTE_QUERY_NONE, BOTH},
     {CV_ROUTE_READYZ, "GET", "/readyz", 0, false, CV_ROUTE_BODY_NONE, false, NULL, cv_api_readyz,
@@ -62,10 +75,11 @@ static const char *allow_for(const char *pattern)
         strcmp(pattern, "/metrics") == 0)
         return "GET, HEAD";
     if (strcmp(pattern, "/v1/tokens") == 0)
-        return "POST";
+        return "GET, POST";
     if (strcmp(pattern, "/v1/tokens/{token}") == 0)
-        return "GET, DELETE";
-    if (strcmp(pattern, "/v1/tokens/{token}/detokenize") == 0)
+        return "GET, DELETE, PATCH";
+    if (strcmp(pattern, "/v1/tokens/{token}/detokenize") == 0 ||
+        strcmp(pattern, "/v1/relay/{destination}") == 0)
         return "POST";
     return "GET";
 }

@@ -20,6 +20,10 @@ static const struct {
     [CV_ROUTE_FRAME_CSS] = {"GET", "/elements/frame.css"},
     [CV_ROUTE_FRAME_CARD] = {"GET", "/elements/card"},
     [CV_ROUTE_FRAME_CVC] = {"GET", "/elements/cvc"},
+    [CV_ROUTE_RELAY] = {"POST", "/v1/relay/{destination}"},
+    [CV_ROUTE_CVC_HOLD] = {"POST", "/v1/tokens/{token}/cvc-hold"},
+    [CV_ROUTE_LIST] = {"GET", "/v1/tokens"},
+    [CV_ROUTE_UPDATE] = {"PATCH", "/v1/tokens/{token}"},
     [CV_ROUTE_UNMATCHED] = {"other", "unmatched"},
 };
 

@@ -7,7 +7,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,6 +22,23 @@ static const char *error_text(int err, char *buf, size_t cap)
     if (strerror_r(err, buf, cap) != 0)
         snprintf(buf, cap, "errno %d", err);
     return buf;
+}
+
+/* True when path resolves to a file inside $CREDENTIALS_DIRECTORY, the
+ * private read-only folder systemd's LoadCredential= fills for this service
+ * alone. There the file is root-owned 0400 plus an ACL entry for the
+ * service's uid, and stat reports the ACL mask as group-read (0440). */
+static bool in_credentials_directory(const char *path, const struct stat *opened)
+{
+    const char *env = getenv("CREDENTIALS_DIRECTORY");
+    char dir[PATH_MAX], file[PATH_MAX];
+    struct stat sb;
+    if (env == NULL || env[0] != '/' || realpath(env, dir) == NULL || realpath(path, file) == NULL)
+        return false;
+    size_t n = strlen(dir);
+    /* The resolved path must still be the file that was opened. */
+    return strncmp(file, dir, n) == 0 && file[n] == '/' && stat(file, &sb) == 0 &&
+           sb.st_dev == opened->st_dev && sb.st_ino == opened->st_ino;
 }
 
 cv_status cv_secret_file_read(const char *path, const char *what, const char *content,
@@ -48,7 +68,9 @@ cv_status cv_secret_file_read(const char *path, const char *what, const char *co
                  what, path, (long)sb.st_uid, (long)geteuid());
         goto out;
     }
-    if ((sb.st_mode & 077) != 0) {
+    /* The one exception: group-read on a systemd credential (see above). */
+    mode_t loose = (sb.st_mode & 077) == 040 && in_credentials_directory(path, &sb) ? 037 : 077;
+    if ((sb.st_mode & loose) != 0) {
         snprintf(why, why_len, "%s %s must not be accessible to group or others (chmod 600)", what,
                  path);
         goto out;

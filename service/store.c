@@ -21,12 +21,7 @@
 static const struct cv_pg_stmt ping = {"ping", "SELECT 1", 0, CV_PG_PREPARED, false, false};
 
 static const struct cv_pg_stmt durability = {
-    "check_durability",
-    "SELECT current_setting('fsync'), current_setting('synchronous_commit')",
-    0,
-    CV_PG_PREPARED,
-    false,
-    false};
+    "check_durability", "SELECT current_setting('fsync')", 0, CV_PG_PREPARED, false, false};
 
 /* Asked first so a fresh database is "version 0", not an error. */
 static const struct cv_pg_stmt has_migrations = {
@@ -97,14 +92,14 @@ void cv_store_libpq_version(char *out, size_t cap)
     snprintf(out, cap, "%d.%d", v / 10000, v % 10000);
 }
 
-cv_status cv_store_check_durability(struct cv_store *store, bool *fsync_on, bool *sync_commit_on)
+cv_status cv_store_check_durability(struct cv_store *store, struct cv_store_durability *out)
 {
     PGresult *r = NULL;
+    memset(out, 0, sizeof(*out));
     CV_TRY(cv_pg_run_once(store->pool, &durability, NULL, &r));
     cv_status st = PQntuples(r) == 1 ? CV_OK : CV_ERR_DB_UNAVAILABLE;
     if (st == CV_OK) {
-        *fsync_on = strcmp(PQgetvalue(r, 0, 0), "on") == 0;
-        *sync_commit_on = strcmp(PQgetvalue(r, 0, 1), "off") != 0;
+        out->fsync_on = strcmp(PQgetvalue(r, 0, 0), "on") == 0;
     }
     PQclear(r);
     return st;

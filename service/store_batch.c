@@ -119,9 +119,10 @@ static void split_batch(struct job **jobs, size_t n, struct batch_parts *b)
 
 /* Writes every job of the batch in one transaction. CV_ERR_DB_UNAVAILABLE
  * when the connection is gone (no job can succeed on its own either),
- * CV_ERR_OUTCOME_UNKNOWN when the COMMIT may or may not have taken (never
- * retried: the rows may be there), CV_ERR_DB for any other failure (the
- * jobs are then retried one by one). */
+ * CV_ERR_COMMIT_UNCONFIRMED when the batch committed on the primary but its
+ * wait for the synchronous standby was cancelled (every job's outcome is
+ * unknown, and a retry one by one would write the rows twice), CV_ERR_DB for
+ * any other failure (the jobs are then retried one by one). */
 static cv_status write_batch(struct cv_pg_pool *pool, const struct cv_audit_sealer *sealer,
                              struct job **jobs, size_t n)
 {
@@ -139,12 +140,14 @@ static cv_status write_batch(struct cv_pg_pool *pool, const struct cv_audit_seal
     if (b.n_events > 0 &&
         (st = cv_audit_store_append_many_in(c, sealer, b.events, b.n_events)) != CV_OK)
         goto out;
-    /* COMMIT returns after the WAL flush (synchronous_commit is on). */
+    /* COMMIT returns after the WAL flush (synchronous_commit is on), and
+     * with a synchronous standby after the standby has it too; a cancelled
+     * wait for the standby is CV_ERR_COMMIT_UNCONFIRMED (pg.c). */
     st = cv_pg_command(c, "COMMIT");
 out:
     if (st != CV_OK) {
         cv_pg_rollback(c);
-        if (st != CV_ERR_DB_UNAVAILABLE && st != CV_ERR_OUTCOME_UNKNOWN)
+        if (st != CV_ERR_DB_UNAVAILABLE && st != CV_ERR_COMMIT_UNCONFIRMED)
             st = CV_ERR_DB;
     }
     cv_pg_release(c);
@@ -180,7 +183,7 @@ static void run_jobs(struct cv_pg_pool *pool, const struct cv_audit_sealer *seal
         return;
     }
     cv_status st = write_batch(pool, sealer, jobs, n);
-    if (st == CV_OK || st == CV_ERR_DB_UNAVAILABLE || st == CV_ERR_OUTCOME_UNKNOWN) {
+    if (st == CV_OK || st == CV_ERR_DB_UNAVAILABLE || st == CV_ERR_COMMIT_UNCONFIRMED) {
         for (size_t i = 0; i < n; i++)
             jobs[i]->result = st;
         return;

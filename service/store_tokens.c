@@ -22,10 +22,19 @@
 
 #define TOKEN_COLS                                                                                 \
     "t.merchant_id, t.token, t.format_version, t.dek_id, t.nonce, t.ciphertext, t.brand, t.bin, "  \
-    "t.last4, t.fingerprint, " RFC3339_UTC("t.created_at") ", d.state = 'destroyed'"
+    "t.last4, t.fingerprint, " RFC3339_UTC(                                                        \
+        "t.created_at") ", d.state = 'destroyed', "                                                \
+                        "t.metadata::text, " RFC3339_UTC(                                          \
+                            "t.expires_at") ", "                                                   \
+                                            "(extract(epoch FROM t.created_at) * 1000000)::bigint"
+
+/* An expired token answers exactly like a missing one: every read, the
+ * reuse lookup, the delete and the update see only live rows; the
+ * housekeeping purge deletes the others. */
+#define LIVE "(t.expires_at IS NULL OR t.expires_at > now())"
 
 /* Columns of one inserted row. */
-#define INSERT_COLS 11
+#define INSERT_COLS 13
 /* The idempotency claim retries this many times when the record it lost to
  * was released before it could be read (the holder's request failed). */
 #define CLAIM_ATTEMPTS 8
@@ -40,11 +49,12 @@
  * late its insert, is refused instead of acknowledged. */
 #define INSERT_ONE_SQL                                                                             \
     "INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, "                      \
-    "ciphertext, brand, bin, last4, fingerprint, created_at) "                                     \
-    "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM data_keys "                          \
+    "ciphertext, brand, bin, last4, fingerprint, created_at, metadata, expires_at) "               \
+    "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, "                            \
+    "NULLIF($13, '')::timestamptz FROM data_keys "                                                 \
     "WHERE dek_id = $4::bigint AND state <> 'destroyed' FOR KEY SHARE"
 
-static const struct cv_pg_stmt insert_token = {"insert_token", INSERT_ONE_SQL, 11,
+static const struct cv_pg_stmt insert_token = {"insert_token", INSERT_ONE_SQL, 13,
                                                CV_PG_PREPARED, false,          false};
 
 /* A data-modifying CTE runs exactly once whether or not it is referenced:
@@ -54,10 +64,10 @@ static const struct cv_pg_stmt insert_token_idem = {
     "insert_token_idem",
     "WITH t AS (" INSERT_ONE_SQL " RETURNING merchant_id), "
     "u AS (UPDATE idempotency_keys i SET state = 'done', status_code = 201, "
-    "response_body = $13 FROM t WHERE i.merchant_id = t.merchant_id "
-    "AND i.key_hash = $12 AND i.state = 'in_progress' RETURNING 1) "
+    "response_body = $15 FROM t WHERE i.merchant_id = t.merchant_id "
+    "AND i.key_hash = $14 AND i.state = 'in_progress' RETURNING 1) "
     "SELECT count(*) FROM t",
-    13,
+    15,
     CV_PG_PREPARED,
     false,
     false};
@@ -87,7 +97,7 @@ static const struct cv_pg_stmt idem_complete_created = {
 static const struct cv_pg_stmt get_token = {"get_token",
                                             "SELECT " TOKEN_COLS
                                             " FROM tokens t JOIN data_keys d USING (dek_id) "
-                                            "WHERE t.merchant_id = $1 AND t.token = $2",
+                                            "WHERE t.merchant_id = $1 AND t.token = $2 AND " LIVE,
                                             2,
                                             CV_PG_PREPARED,
                                             false,
@@ -99,7 +109,7 @@ static const struct cv_pg_stmt get_tokens_batch = {
     "get_tokens_batch",
     "SELECT " TOKEN_COLS " FROM tokens t JOIN data_keys d USING (dek_id) "
     "JOIN unnest($1::text[], $2::text[]) AS k(merchant_id, token) "
-    "ON t.merchant_id = k.merchant_id AND t.token = k.token",
+    "ON t.merchant_id = k.merchant_id AND t.token = k.token WHERE " LIVE,
     2,
     CV_PG_PREPARED,
     false,
@@ -111,8 +121,8 @@ static const struct cv_pg_stmt get_tokens_batch = {
  * the caller which outcome to record. */
 static const struct cv_pg_stmt delete_token = {
     "delete_token",
-    "WITH d AS (DELETE FROM tokens WHERE merchant_id = $1 AND token = $2 "
-    "RETURNING 1) SELECT count(*) FROM d",
+    "WITH d AS (DELETE FROM tokens t WHERE t.merchant_id = $1 AND t.token = $2 AND " LIVE
+    " RETURNING 1) SELECT count(*) FROM d",
     2,
     CV_PG_PREPARED,
     false,
@@ -122,7 +132,7 @@ static const struct cv_pg_stmt find_by_fp = {"find_by_fingerprint",
                                              "SELECT " TOKEN_COLS
                                              " FROM tokens t JOIN data_keys d USING (dek_id) "
                                              "WHERE t.merchant_id = $1 AND t.fingerprint = $2 "
-                                             "ORDER BY t.created_at DESC LIMIT $3",
+                                             "AND " LIVE " ORDER BY t.created_at DESC LIMIT $3",
                                              3,
                                              CV_PG_PREPARED,
                                              false,
@@ -191,6 +201,8 @@ static void add_row_params(struct cv_pg_params *p, const struct cv_token_row *ro
     cv_pg_param_text(p, row->last4);
     cv_pg_param_text(p, row->fingerprint);
     cv_pg_param_text(p, row->created_at);
+    cv_pg_param_text(p, row->metadata != NULL ? row->metadata : "{}");
+    cv_pg_param_text(p, row->expires_at);
 }
 
 static cv_status token_from_result(const PGresult *r, int i, struct cv_token_row *out)
@@ -210,6 +222,9 @@ static cv_status token_from_result(const PGresult *r, int i, struct cv_token_row
     cv_pg_get_text(r, i, 9, out->fingerprint, sizeof(out->fingerprint));
     cv_pg_get_text(r, i, 10, out->created_at, sizeof(out->created_at));
     out->dek_destroyed = cv_pg_get_bool(r, i, 11);
+    out->metadata = cv_xstrdup(PQgetvalue(r, i, 12));
+    cv_pg_get_text(r, i, 13, out->expires_at, sizeof(out->expires_at));
+    out->created_us = cv_pg_get_int(r, i, 14);
     return CV_OK;
 }
 
@@ -307,12 +322,19 @@ out:
 static cv_status multi_insert_sql(struct cv_buf *sql, size_t n)
 {
     CV_TRY(cv_buf_append_str(sql, "INSERT INTO tokens (merchant_id, token, format_version, dek_id, "
-                                  "nonce, ciphertext, brand, bin, last4, fingerprint, created_at) "
-                                  "VALUES "));
+                                  "nonce, ciphertext, brand, bin, last4, fingerprint, created_at, "
+                                  "metadata, expires_at) VALUES "));
     for (size_t i = 0; i < n; i++) {
         CV_TRY(cv_buf_append_str(sql, i > 0 ? ",(" : "("));
-        for (size_t k = 0; k < INSERT_COLS; k++)
-            CV_TRY(cv_buf_appendf(sql, "%s$%zu", k > 0 ? "," : "", i * INSERT_COLS + k + 1));
+        for (size_t k = 0; k < INSERT_COLS; k++) {
+            size_t at = i * INSERT_COLS + k + 1;
+            if (k == INSERT_COLS - 2)
+                CV_TRY(cv_buf_appendf(sql, ",$%zu::jsonb", at));
+            else if (k == INSERT_COLS - 1)
+                CV_TRY(cv_buf_appendf(sql, ",NULLIF($%zu, '')::timestamptz", at));
+            else
+                CV_TRY(cv_buf_appendf(sql, "%s$%zu", k > 0 ? "," : "", at));
+        }
         CV_TRY(cv_buf_append_char(sql, ')'));
     }
     return CV_OK;
@@ -469,6 +491,7 @@ cv_status cv_store_find_by_fingerprint(struct cv_store *store, const char *merch
 void cv_token_row_cleanup(struct cv_token_row *row)
 {
     free(row->ciphertext);
+    free(row->metadata);
     memset(row, 0, sizeof(*row));
 }
 
@@ -567,4 +590,172 @@ void cv_idem_record_cleanup(struct cv_idem_record *rec)
 {
     free(rec->response_body);
     memset(rec, 0, sizeof(*rec));
+}
+
+/* GET /v1/tokens: one page of a merchant's live tokens, newest first, by
+ * (created_at, token) — unique, so a cursor names one place in the order.
+ * Every filter is a parameter; a NULL parameter switches its filter off. */
+static const struct cv_pg_stmt list_tokens = {
+    "list_tokens",
+    "SELECT " TOKEN_COLS " FROM tokens t JOIN data_keys d USING (dek_id) "
+    "WHERE t.merchant_id = $1 AND " LIVE " AND ($2::bigint IS NULL OR "
+    "(t.created_at, t.token) < (timestamptz 'epoch' + $2::bigint * interval '1 microsecond', "
+    "$3::text)) AND ($4::text IS NULL OR t.fingerprint = $4) "
+    "AND ($5::bigint IS NULL OR t.created_at >= to_timestamp($5::bigint)) "
+    "AND ($6::bigint IS NULL OR t.created_at < to_timestamp($6::bigint)) "
+    "AND ($7::text IS NULL OR t.metadata ->> $7::text = $8::text) "
+    "ORDER BY t.created_at DESC, t.token DESC LIMIT $9",
+    9,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+/* PATCH /v1/tokens/{token}: the re-sealed card, metadata and lifetime of a
+ * live token, only if the row still has the nonce the caller opened (a
+ * concurrent update re-sealed it meanwhile: 0 rows, the caller starts
+ * over), and only under a data key that is not destroyed, locked FOR KEY
+ * SHARE like an insert's (see INSERT_ONE_SQL). */
+static const struct cv_pg_stmt update_token = {
+    "update_token",
+    "UPDATE tokens t SET format_version = $3, dek_id = $4, nonce = $5, ciphertext = $6, "
+    "metadata = $7::jsonb, expires_at = NULLIF($8, '')::timestamptz "
+    "WHERE t.merchant_id = $1 AND t.token = $2 AND " LIVE " AND t.nonce = $9 "
+    "AND EXISTS (SELECT 1 FROM data_keys k WHERE k.dek_id = $4::bigint "
+    "AND k.state <> 'destroyed' FOR KEY SHARE)",
+    9,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+/* The housekeeping purge: up to $1 expired rows of any merchant, oldest
+ * expiry first; rows another purge holds are skipped, not waited for. */
+static const struct cv_pg_stmt purge_expired = {
+    "purge_expired_tokens",
+    "DELETE FROM tokens WHERE (merchant_id, token) IN (SELECT merchant_id, token FROM tokens "
+    "WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)",
+    1,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+cv_status cv_store_list_tokens(struct cv_store *store, const struct cv_token_list_query *q,
+                               struct cv_token_row *rows, size_t max, size_t *count)
+{
+    struct cv_pg_params p;
+    PGresult *r = NULL;
+    *count = 0;
+    cv_pg_params_init(&p);
+    cv_pg_param_text(&p, q->merchant_id);
+    if (q->after_token[0] != '\0') {
+        cv_pg_param_int(&p, q->after_created_us);
+        cv_pg_param_text(&p, q->after_token);
+    } else {
+        cv_pg_param_text(&p, NULL);
+        cv_pg_param_text(&p, NULL);
+    }
+    cv_pg_param_text(&p, q->fingerprint[0] != '\0' ? q->fingerprint : NULL);
+    if (q->has_created_gte)
+        cv_pg_param_int(&p, q->created_gte);
+    else
+        cv_pg_param_text(&p, NULL);
+    if (q->has_created_lt)
+        cv_pg_param_int(&p, q->created_lt);
+    else
+        cv_pg_param_text(&p, NULL);
+    cv_pg_param_text(&p, q->meta_key[0] != '\0' ? q->meta_key : NULL);
+    cv_pg_param_text(&p, q->meta_key[0] != '\0' ? q->meta_value : NULL);
+    cv_pg_param_int(&p, (int64_t)max);
+    CV_TRY(cv_pg_run_once(store->pool, &list_tokens, &p, &r));
+    cv_status st = CV_OK;
+    for (int i = 0; i < PQntuples(r) && (size_t)i < max; i++) {
+        if ((st = token_from_result(r, i, &rows[i])) != CV_OK)
+            break;
+        (*count)++;
+    }
+    PQclear(r);
+    if (st != CV_OK) {
+        for (size_t i = 0; i < *count; i++)
+            cv_token_row_cleanup(&rows[i]);
+        *count = 0;
+    }
+    return st;
+}
+
+cv_status cv_store_update_token(struct cv_store *store, const struct cv_token_row *row,
+                                const unsigned char old_nonce[CV_GCM_NONCE_BYTES],
+                                const struct cv_audit_event *ev)
+{
+    struct cv_pg_params p;
+    struct cv_pg_conn *c = NULL;
+    PGresult *r = NULL;
+    cv_pg_params_init(&p);
+    cv_pg_param_text(&p, row->merchant_id);
+    cv_pg_param_text(&p, row->token);
+    cv_pg_param_int(&p, row->format_version);
+    cv_pg_param_int(&p, row->dek_id);
+    cv_pg_param_bytes(&p, row->nonce, sizeof(row->nonce));
+    cv_pg_param_bytes(&p, row->ciphertext, row->ciphertext_len);
+    cv_pg_param_text(&p, row->metadata != NULL ? row->metadata : "{}");
+    cv_pg_param_text(&p, row->expires_at);
+    cv_pg_param_bytes(&p, old_nonce, CV_GCM_NONCE_BYTES);
+    CV_TRY(cv_pg_acquire(store->pool, &c));
+    cv_status st = cv_pg_command(c, "BEGIN");
+    if (st != CV_OK)
+        goto out;
+    if ((st = cv_pg_run(c, &update_token, &p, &r)) != CV_OK)
+        goto out;
+    bool updated = cv_pg_changed(r) == 1;
+    PQclear(r);
+    if (!updated) {
+        st = CV_ERR_NOT_FOUND; /* gone, expired, updated meanwhile, or its key destroyed */
+        goto out;
+    }
+    /* The update and its audit event commit together. */
+    struct cv_audit_event rec = {ev->actor,  row->merchant_id, row->token, ev->request_id,
+                                 ev->action, "success",        ev->detail};
+    if ((st = cv_audit_store_append_in(c, &store->sealer, &rec)) != CV_OK)
+        goto out;
+    st = cv_pg_command(c, "COMMIT");
+out:
+    if (st != CV_OK)
+        cv_pg_rollback(c);
+    cv_pg_release(c);
+    return st;
+}
+
+cv_status cv_store_purge_expired(struct cv_store *store, size_t batch, int64_t *deleted)
+{
+    struct cv_pg_params p;
+    struct cv_pg_conn *c = NULL;
+    PGresult *r = NULL;
+    char detail[48];
+    *deleted = 0;
+    cv_pg_params_init(&p);
+    cv_pg_param_int(&p, (int64_t)batch);
+    CV_TRY(cv_pg_acquire(store->pool, &c));
+    cv_status st = cv_pg_command(c, "BEGIN");
+    if (st != CV_OK)
+        goto out;
+    if ((st = cv_pg_run(c, &purge_expired, &p, &r)) != CV_OK)
+        goto out;
+    int64_t n = cv_pg_changed(r);
+    PQclear(r);
+    if (n == 0) {
+        st = cv_pg_command(c, "COMMIT");
+        goto out;
+    }
+    /* One event per batch: how many rows, never which cards. */
+    snprintf(detail, sizeof(detail), "tokens=%lld", (long long)n);
+    struct cv_audit_event rec = {"housekeeping",        NULL,      NULL,  NULL,
+                                 "token.purge_expired", "success", detail};
+    if ((st = cv_audit_store_append_in(c, &store->sealer, &rec)) != CV_OK)
+        goto out;
+    if ((st = cv_pg_command(c, "COMMIT")) != CV_OK)
+        goto out;
+    *deleted = n;
+out:
+    if (st != CV_OK)
+        cv_pg_rollback(c);
+    cv_pg_release(c);
+    return st;
 }

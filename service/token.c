@@ -7,6 +7,7 @@
 #include "cardvault/token.h"
 
 #include <assert.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "cardvault/secbuf.h"
@@ -208,12 +209,37 @@ cv_status cv_token_merchant_id(char out[CV_MERCHANT_ID_LEN + 1])
 }
 
 /* The prefix is how a leaked key is recognised (by us and by secret
- * scanners) and what decides its scopes, so only these three exist. */
+ * scanners) and what decides its scopes, so only these four exist. */
 static bool api_key_kind_ok(const char *kind, size_t len)
 {
-    return len == API_KEY_KIND_LEN &&
-           (memcmp(kind, "pk", len) == 0 || memcmp(kind, "sk", len) == 0 ||
-            memcmp(kind, "dk", len) == 0);
+    static const char *const kinds[] = {"pk", "sk", "dk", "rk"};
+    bool ok = false;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        ok = ok || (len == API_KEY_KIND_LEN && memcmp(kind, kinds[i], len) == 0);
+    return ok;
+}
+
+/* CRC-32, IEEE 802.3 polynomial, reflected (zlib's crc32, Python's
+ * zlib.crc32, Go's crc32.ChecksumIEEE): what a secret scanner has at hand. */
+static uint32_t crc32_ieee(const char *s, size_t n)
+{
+    uint32_t crc = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= (unsigned char)s[i];
+        for (int b = 0; b < 8; b++)
+            crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
+    }
+    return crc ^ 0xffffffffu;
+}
+
+void cv_token_api_key_checksum(const char *key, char out[CV_APIKEY_CHECK_CHARS])
+{
+    uint32_t crc = crc32_ieee(key, CV_APIKEY_LEGACY_LEN);
+    const unsigned char be[4] = {(unsigned char)(crc >> 24), (unsigned char)(crc >> 16),
+                                 (unsigned char)(crc >> 8), (unsigned char)crc};
+    bool fits = cv_base62_encode(be, sizeof be, out, CV_APIKEY_CHECK_CHARS);
+    assert(fits); /* 62^6 > 2^32 */
+    (void)fits;
 }
 
 /* The kind is chosen by our own code from a key's scopes, never taken from
@@ -229,19 +255,37 @@ cv_status cv_token_api_key(const char *kind, char out[CV_APIKEY_LEN + 1])
     memcpy(prefix, kind, API_KEY_KIND_LEN);
     prefix[API_KEY_KIND_LEN] = '_';
     prefix[API_KEY_KIND_LEN + 1] = '\0';
-    return make_prefixed(prefix, CV_APIKEY_RANDOM_CHARS, out);
+    CV_TRY(make_prefixed(prefix, CV_APIKEY_RANDOM_CHARS, out));
+    cv_token_api_key_checksum(out, out + CV_APIKEY_LEGACY_LEN);
+    out[CV_APIKEY_LEN] = '\0';
+    return CV_OK;
+}
+
+bool cv_token_api_key_kind_is(const char *s)
+{
+    return s != NULL && strnlen(s, API_KEY_KIND_LEN + 1) == API_KEY_KIND_LEN + 1 &&
+           api_key_kind_ok(s, API_KEY_KIND_LEN) && s[API_KEY_KIND_LEN] == '_';
 }
 
 bool cv_token_api_key_is_valid(const char *s, size_t len)
 {
-    if (s == NULL || len != CV_APIKEY_LEN || !api_key_kind_ok(s, API_KEY_KIND_LEN) ||
-        s[API_KEY_KIND_LEN] != '_')
+    if (s == NULL || (len != CV_APIKEY_LEN && len != CV_APIKEY_LEGACY_LEN) ||
+        !api_key_kind_ok(s, API_KEY_KIND_LEN) || s[API_KEY_KIND_LEN] != '_')
         return false;
     for (size_t i = API_KEY_KIND_LEN + 1; i < len; i++) {
         if (!cv_base62_char_ok(s[i]))
             return false;
     }
-    return true;
+    if (len == CV_APIKEY_LEGACY_LEN)
+        return true; /* made before checksums: the format is all there is to check */
+    /* The checksum is no secret (anyone holding the key can compute it),
+     * but the comparison is constant-time all the same: it reads a key. */
+    char want[CV_APIKEY_CHECK_CHARS];
+    unsigned char diff = 0;
+    cv_token_api_key_checksum(s, want);
+    for (size_t i = 0; i < CV_APIKEY_CHECK_CHARS; i++)
+        diff |= (unsigned char)(want[i] ^ s[CV_APIKEY_LEGACY_LEN + i]);
+    return diff == 0;
 }
 
 bool cv_token_idempotency_key_is_valid(const char *s, size_t len)

@@ -14,7 +14,7 @@ const [host, port] = (process.env.SHOP_LISTEN || '127.0.0.1:8081').split(':');
 const vault = process.env.VAULT_ORIGIN || 'http://127.0.0.1:8080';
 const key = process.env.SHOP_PK || '';
 const sri = process.env.SHOP_SRI || '';
-if (!/^pk_[0-9A-Za-z]{43}$/.test(key) || !/^sha384-[A-Za-z0-9+/]{64}$/.test(sri) ||
+if (!/^pk_[0-9A-Za-z]{43}([0-9A-Za-z]{6})?$/.test(key) || !/^sha384-[A-Za-z0-9+/]{64}$/.test(sri) ||
     !/^https?:\/\/[0-9A-Za-z.:[\]-]+$/.test(vault)) {
   console.error('demo-shop: set SHOP_PK (a pk_ key), SHOP_SRI (cardvault elements-sri) and VAULT_ORIGIN');
   process.exit(2);

@@ -25,8 +25,10 @@ enum cv_scope {
     CV_SCOPE_READ = 1u << 1,
     CV_SCOPE_DELETE = 1u << 2,
     CV_SCOPE_DETOKENIZE = 1u << 3,
+    /* POST /v1/relay/{destination}; a key with it has no other scope (rk_) */
+    CV_SCOPE_RELAY = 1u << 4,
 };
-#define CV_SCOPES_ALL 0xfu
+#define CV_SCOPES_ALL 0x1fu
 
 struct cv_principal {
     char merchant_id[CV_MERCHANT_ID_LEN + 1];
@@ -97,8 +99,8 @@ CV_MUST_USE cv_status cv_auth_parse_scopes(const char *csv, unsigned *scopes);
 void cv_auth_format_scopes(unsigned scopes, char out[64]);
 /* Creates a key for merchant_id: writes the full key (shown once) and its
  * prefix. origins (a normalized comma list from cv_origin_list_parse, or
- * NULL/"" for none) is allowed only when scopes is exactly tokenize:
- * CV_ERR_BAD_REQUEST otherwise. */
+ * NULL/"" for none) is allowed only when scopes is exactly tokenize, and the
+ * relay scope only alone (an rk_ key): CV_ERR_BAD_REQUEST otherwise. */
 CV_MUST_USE cv_status cv_auth_create_key(struct cv_store *store, const char *merchant_id,
                                          unsigned scopes, const char *origins,
                                          char key[CV_APIKEY_LEN + 1],

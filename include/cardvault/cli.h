@@ -117,6 +117,9 @@ CV_MUST_USE cv_status cv_cli_print_json(struct json_t *obj);
 /* Each command family: its entry point and its --help text (printed by
  * main.c for `cardvault COMMAND --help`), side by side in its own file. */
 
+/* cardvault tokens purge-expired (cli_tokens.c). */
+int cv_cli_tokens(struct cv_cli *cli);
+extern const char cv_cli_tokens_usage[];
 /* cardvault merchant create (cli_merchants.c). */
 int cv_cli_merchant(struct cv_cli *cli);
 extern const char cv_cli_merchant_usage[];

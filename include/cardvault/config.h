@@ -70,6 +70,12 @@ struct cv_config {
     bool production;         /* CARDVAULT_DEV=1 turns it off: allows core dumps */
     bool allow_owner_role; /* CARDVAULT_ALLOW_OWNER_ROLE=1: serve as the schema owner (dev only) */
     unsigned audit_anchor_interval_s; /* CARDVAULT_AUDIT_ANCHOR_INTERVAL_S, default 60 */
+    /* The relay and its security-code holds (docs/relay.md) */
+    char *relay_destinations_file; /* CARDVAULT_RELAY_DESTINATIONS: none means no relay */
+    char instance_id[17];          /* CARDVAULT_INSTANCE_ID, [a-z0-9]{1,16}, default "a" */
+    unsigned cvc_hold_max_uses;    /* CARDVAULT_CVC_HOLD_MAX_USES, 1..10, default 3 */
+    unsigned cvc_hold_max_ttl_s;   /* CARDVAULT_CVC_HOLD_MAX_TTL, 1..3600 s, default 900 */
+    unsigned cvc_hold_capacity;    /* CARDVAULT_CVC_HOLD_CAPACITY, 16..1000000, default 10000 */
 };
 
 /* Fills cfg from the environment with defaults. On a malformed value returns

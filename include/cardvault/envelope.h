@@ -44,6 +44,21 @@ CV_MUST_USE cv_status cv_envelope_open(const struct cv_secbuf *dek, const struct
                                        const unsigned char *nonce, size_t nonce_len,
                                        const unsigned char *ct, size_t ct_len,
                                        struct cv_card_plain *card);
+/* AES-256-GCM over a few bytes held in memory only (the security-code
+ * holds): key is CV_DEK_BYTES long, a fresh random nonce is written to
+ * nonce, ct gets len bytes, tag CV_GCM_TAG_BYTES. */
+CV_MUST_USE cv_status cv_envelope_seal_bytes(const unsigned char *key, const void *aad,
+                                             size_t aad_len, const unsigned char *plain, size_t len,
+                                             unsigned char nonce[CV_GCM_NONCE_BYTES],
+                                             unsigned char *ct,
+                                             unsigned char tag[CV_GCM_TAG_BYTES]);
+/* The reverse; CV_ERR_INTEGRITY when the tag or AAD do not verify (plain is
+ * wiped then). */
+CV_MUST_USE cv_status cv_envelope_open_bytes(const unsigned char *key, const void *aad,
+                                             size_t aad_len, const unsigned char *ct, size_t len,
+                                             const unsigned char nonce[CV_GCM_NONCE_BYTES],
+                                             const unsigned char tag[CV_GCM_TAG_BYTES],
+                                             unsigned char *plain);
 /* HMAC-SHA-256 over parts joined by single 0x00 bytes. */
 CV_MUST_USE cv_status cv_envelope_hmac(const struct cv_secbuf *key, const void *const *parts,
                                        const size_t *lens, size_t n_parts, unsigned char out[32]);

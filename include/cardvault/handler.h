@@ -9,6 +9,7 @@
 
 #include "cardvault/auth.h"
 #include "cardvault/origin.h"
+#include "cardvault/relay_template.h"
 #include "cardvault/secbuf.h"
 #include "cardvault/status.h"
 #include "cardvault/store.h"
@@ -27,6 +28,7 @@
  * then; after finishing the handler must not touch `call` or `done`. */
 
 struct cv_card_testing;
+struct cv_holds;
 struct cv_keyring;
 struct cv_metrics;
 struct cv_readiness;
@@ -39,9 +41,86 @@ struct cv_tokenize_req {
     long long exp_month;
     long long exp_year;
     bool reuse_existing;
+    char *metadata;        /* checked, canonical JSON object text (heap), or NULL when absent */
+    long long ttl_seconds; /* with has_ttl: the token expires this long after it is made */
+    bool has_ttl;
 };
 /* Frees (wiping) the buffers and zeroes req; safe to call twice. */
 void cv_tokenize_req_cleanup(struct cv_tokenize_req *req);
+
+/* POST /v1/relay/{destination}, decoded (json_codec.c; docs/relay.md). The
+ * request the shop wants sent on: method, path, headers, the body template
+ * and the tokens it names by alias. Strings are heap, NUL-terminated, wiped
+ * and freed on cleanup (a header may carry the shop's processor credential). */
+#define CV_RELAY_METHOD_MAX       7 /* "DELETE" */
+#define CV_RELAY_PATH_MAX         2048
+#define CV_RELAY_HEADERS_MAX      16
+#define CV_RELAY_HEADER_NAME_MAX  64
+#define CV_RELAY_HEADER_VALUE_MAX 2048
+#define CV_RELAY_DEST_MAX         64 /* the {destination} path segment */
+#define CV_RELAY_HOLD_MAX         64 /* the CardVault-Hold header */
+struct cv_relay_header {
+    char *name;
+    char *value;
+};
+struct cv_relay_req {
+    char method[CV_RELAY_METHOD_MAX + 1];
+    char *path;
+    struct cv_relay_header headers[CV_RELAY_HEADERS_MAX];
+    size_t n_headers;
+    char *body; /* the template; NULL when absent (no body) */
+    size_t body_len;
+    size_t n_tokens; /* 1..CV_RELAY_TOKENS_MAX */
+    char aliases[CV_RELAY_TOKENS_MAX][CV_RELAY_ALIAS_MAX + 1];
+    char tokens[CV_RELAY_TOKENS_MAX][CV_RELAY_DEST_MAX + 1]; /* as sent; checked by the flow */
+};
+/* Wipes and frees the strings and zeroes req; safe to call twice. */
+void cv_relay_req_cleanup(struct cv_relay_req *req);
+
+/* POST /v1/tokens/{token}/cvc-hold, decoded (json_codec.c). */
+struct cv_cvc_hold_req {
+    struct cv_secbuf *cvc; /* as sent, NUL-terminated; wiped on cleanup */
+    unsigned uses;         /* 0: the default */
+    unsigned ttl_s;        /* 0: the default */
+};
+void cv_cvc_hold_req_cleanup(struct cv_cvc_hold_req *req);
+/* The bounds of a token's lifetime (ttl_seconds): 1 s to 10 years. */
+#define CV_TTL_MIN_S 1LL
+#define CV_TTL_MAX_S 315360000LL
+
+/* PATCH /v1/tokens/{token}, decoded (json_codec.c). Each has_ flag says the
+ * field was sent; what it sets is beside it. */
+struct cv_update_req {
+    bool has_expiry; /* exp_month and exp_year come together */
+    long long exp_month;
+    long long exp_year;
+    bool has_name;
+    struct cv_secbuf *name; /* NULL with has_name: remove the cardholder name */
+    char *metadata_patch;   /* checked JSON object text (heap): keys to set, null deletes */
+    bool has_ttl;
+    bool clear_ttl; /* ttl_seconds: null, the token no longer expires */
+    long long ttl_seconds;
+};
+/* Frees (wiping) what req holds and zeroes it; safe to call twice. */
+void cv_update_req_cleanup(struct cv_update_req *req);
+
+/* GET /v1/tokens: the query, parsed and checked by cv_list_query_add/_finish
+ * (list_query.h). Strings are NUL-terminated; "" when absent. */
+#define CV_LIST_LIMIT_DEFAULT 10
+#define CV_LIST_LIMIT_MAX     100
+struct cv_list_req {
+    unsigned limit;
+    bool has_cursor;
+    int64_t after_created_us;
+    char after_token[CV_TOKEN_LEN + 1];
+    char fingerprint[CV_FINGERPRINT_LEN + 1];
+    bool has_created_gte, has_created_lt;
+    int64_t created_gte, created_lt;
+    char meta_key[CV_META_KEY_MAX + 1];
+    char meta_value[CV_META_VALUE_MAX + 1];
+    unsigned seen;   /* parameters met so far (a repeat is an error) */
+    cv_status error; /* the first error met, CV_OK if none */
+};
 
 /* GET /elements/card and /elements/cvc: the frame page's query, decoded and
  * checked for shape by cv_frame_query_add/_finish (api_elements.h). Strings
@@ -75,8 +154,14 @@ struct cv_call {
     const char *token;                      /* the {token} path segment, or NULL */
     const char *idempotency_key;            /* well-formed Idempotency-Key, or NULL */
     const struct cv_tokenize_req *tokenize; /* the decoded body of POST /v1/tokens, else NULL */
+    const struct cv_cvc_hold_req *cvc_hold; /* the decoded body of .../cvc-hold, else NULL */
     const struct cv_frame_req *frame;       /* the decoded query of a frame page, else NULL */
-    const char *origin; /* POST /v1/tokens: the Origin header as sent, or NULL */
+    const char *origin;                 /* POST /v1/tokens: the Origin header as sent, or NULL */
+    const struct cv_relay_req *relay;   /* the decoded body of a relay, else NULL */
+    const char *destination;            /* the relay's {destination} path segment */
+    const char *hold;                   /* the CardVault-Hold header (relay), or NULL */
+    const struct cv_list_req *list;     /* GET /v1/tokens: the decoded query, else NULL */
+    const struct cv_update_req *update; /* PATCH /v1/tokens/{token}: the decoded body, else NULL */
 };
 
 /* How a request succeeded. Failures are a cv_status instead. */
@@ -168,6 +253,13 @@ struct cv_store_ops {
                               const unsigned char key_hash[32]);
     cv_status (*ping)(struct cv_store *st);
     void (*pool_usage)(struct cv_store *st, unsigned *in_use, unsigned *size);
+    /* GET /v1/tokens and PATCH /v1/tokens/{token} (NULL in a table that
+     * serves neither: the handlers answer CV_ERR_INTERNAL) */
+    cv_status (*list_tokens)(struct cv_store *st, const struct cv_token_list_query *q,
+                             struct cv_token_row *rows, size_t max, size_t *count);
+    cv_status (*update_token)(struct cv_store *st, const struct cv_token_row *row,
+                              const unsigned char old_nonce[CV_GCM_NONCE_BYTES],
+                              const struct cv_audit_event *ev);
 };
 
 /* Key operations the flows need; the production table is keyring.h's. */
@@ -182,6 +274,46 @@ struct cv_keyring_ops {
                      const void *data, size_t len, unsigned char out[32]);
     bool (*kek_ok)(struct cv_keyring *kr);
     uint64_t (*rotations)(struct cv_keyring *kr);
+};
+
+/* One outbound relay request, rendered: what the relay client sends. */
+struct cv_relay_outbound {
+    const char *destination;
+    const char *method;
+    const char *path;
+    const struct cv_relay_header *headers;
+    size_t n_headers;
+    const unsigned char *body; /* the rendered body (holds the card); NULL when none */
+    size_t body_len;
+    const char *request_id;
+};
+
+/* The processor's answer. Free with cv_relay_answer_cleanup (wipes: the body
+ * and headers may echo the card until redacted). */
+#define CV_RELAY_ANSWER_HEADERS_MAX 32
+struct cv_relay_answer {
+    int status;
+    struct cv_relay_header headers[CV_RELAY_ANSWER_HEADERS_MAX];
+    size_t n_headers;
+    char *body; /* NUL-terminated; NULL when empty */
+    size_t body_len;
+};
+void cv_relay_answer_cleanup(struct cv_relay_answer *a);
+
+/* What the relay flow needs from outside the vault: the operator's
+ * destination list, the outbound client and the CVC holds. The production
+ * table wires relay_dest.h, relay_client.h and cvc_hold.h; tests pass fakes.
+ * allowed: may this method and path be sent to this destination (before any
+ * token is opened). send: one request; *maybe_sent tells, on failure,
+ * whether any byte of the request may have left (a retry could then charge
+ * twice). hold_take: one use of the hold bound to (merchant, token); cvc gets
+ * the code, NUL-terminated. */
+struct cv_relay_ops {
+    cv_status (*allowed)(void *ctx, const char *destination, const char *method, const char *path);
+    cv_status (*send)(void *ctx, const struct cv_relay_outbound *req, struct cv_relay_answer *ans,
+                      bool *maybe_sent);
+    cv_status (*hold_take)(void *ctx, const char *merchant_id, const char *token,
+                           const char *hold_id, char cvc[5]);
 };
 
 /* Wall-clock time, and waiting (the Idempotency-Key poll). */
@@ -204,6 +336,9 @@ struct cv_handler_deps {
                                        on every call (set by the caller after init) */
     int64_t idempotency_ttl_s;
     struct cv_card_testing *card_testing; /* tokenize quotas and detector; NULL: none */
+    const struct cv_relay_ops *relay_ops; /* NULL: no relay (no destinations) */
+    void *relay_ctx;
+    struct cv_holds *holds; /* security-code holds (cvc_hold.h); NULL: none */
 };
 
 /* The production wiring: store.h's and keyring.h's functions, the system clock. */

@@ -25,6 +25,8 @@ void cv_metrics_count_auth_failure(struct cv_metrics *m);
 /* A connection closed because its request had not fully arrived by the
  * request deadline (slow or stalled client). Accepts NULL. */
 void cv_metrics_count_deadline_close(struct cv_metrics *m);
+/* Expired tokens the housekeeping purge deleted (accepts NULL). */
+void cv_metrics_count_tokens_purged(struct cv_metrics *m, uint64_t n);
 /* One readiness probe actually run against the database and the KEK (the
  * cached answer in between is not counted). Accepts NULL. */
 void cv_metrics_count_readiness_probe(struct cv_metrics *m);
@@ -45,6 +47,22 @@ enum cv_metrics_tokenize_refusal {
 };
 void cv_metrics_count_card_testing(struct cv_metrics *m, enum cv_metrics_card_signal signal);
 void cv_metrics_count_tokenize_refused(struct cv_metrics *m, enum cv_metrics_tokenize_refusal why);
+
+/* How a relay (POST /v1/relay/{destination}) ended: the processor answered
+ * (any HTTP status), the vault refused it before sending (validation, token,
+ * hold), or sending failed (connect, TLS, timeout, answer too large, ...). */
+enum cv_metrics_relay_outcome {
+    CV_METRICS_RELAY_ANSWERED = 0,
+    CV_METRICS_RELAY_REFUSED,
+    CV_METRICS_RELAY_FAILED,
+    CV_METRICS_RELAY_COUNT
+};
+/* Counts one relay and its duration under its destination (a name from the
+ * operator's list, or NULL for one that is not listed: counted as "-"). At
+ * most CV_METRICS_RELAY_DESTINATIONS names; later ones count as "other". */
+#define CV_METRICS_RELAY_DESTINATIONS 32
+void cv_metrics_count_relay(struct cv_metrics *m, const char *destination,
+                            enum cv_metrics_relay_outcome outcome, double seconds);
 
 /* Gauges sampled when /metrics is scraped. */
 struct cv_metrics_gauges {

@@ -15,11 +15,12 @@
 #error "CV_SCHEMA_VERSION must be defined by the build"
 #endif
 
-/* Default folder: $CARDVAULT_MIGRATIONS_DIR, else ./migrations, else
- * /usr/share/cardvault/migrations. */
+/* Default folder: $CARDVAULT_MIGRATIONS_DIR, else NULL: the migrations
+ * compiled into the binary (the migrations/ it was built from). */
 const char *cv_migrate_default_dir(void);
-/* Applies what is missing; prints one line per applied file to stdout.
- * On failure writes a one-line reason to why. */
+/* Applies what is missing from dir, or from the compiled-in set when dir is
+ * NULL; prints one line per applied file to stdout. On failure writes a
+ * one-line reason to why. */
 CV_MUST_USE cv_status cv_migrate_run(const char *conninfo, const char *dir, int *applied, char *why,
                                      size_t why_len);
 /* The schema version this build requires. */

@@ -22,9 +22,13 @@ enum cv_listener {
 
 /* The request body a route takes, decoded before its handler runs. */
 enum cv_route_body {
-    CV_ROUTE_BODY_NONE = 0, /* ignored */
-    CV_ROUTE_BODY_TOKENIZE, /* a tokenize object: cv_call.tokenize */
-    CV_ROUTE_BODY_EMPTY,    /* empty, or "{}" */
+    CV_ROUTE_BODY_NONE = 0,   /* ignored */
+    CV_ROUTE_BODY_TOKENIZE,   /* a tokenize object: cv_call.tokenize */
+    CV_ROUTE_BODY_EMPTY,      /* empty, or "{}" */
+    CV_ROUTE_BODY_RELAY,      /* a relay object: cv_call.relay (docs/relay.md) */
+    CV_ROUTE_BODY_CVC_HOLD,   /* a security code to hold: cv_call.cvc_hold */
+    CV_ROUTE_BODY_UPDATE,     /* a token update object: cv_call.update */
+    CV_ROUTE_BODY_LIST_QUERY, /* no body; the query string is a token list's: cv_call.list */
 };
 
 /* What a route reads from the query string. Everywhere else a query

@@ -20,6 +20,10 @@ enum cv_route_id {
     CV_ROUTE_FRAME_CSS,
     CV_ROUTE_FRAME_CARD,
     CV_ROUTE_FRAME_CVC,
+    CV_ROUTE_RELAY,
+    CV_ROUTE_CVC_HOLD,
+    CV_ROUTE_LIST,      /* GET /v1/tokens */
+    CV_ROUTE_UPDATE,    /* PATCH /v1/tokens/{token} */
     CV_ROUTE_UNMATCHED, /* 404/405 and requests refused before routing */
     CV_ROUTE_COUNT
 };

@@ -16,7 +16,10 @@
  *   - It must be owned by the process's effective uid, or by root; a file
  *     owned by any other user is refused.
  *   - Its mode must give group and others nothing (0600 or 0400): PCI DSS
- *     3.6.1, fewest custodians.
+ *     3.6.1, fewest custodians. One exception: a file inside
+ *     $CREDENTIALS_DIRECTORY (systemd's LoadCredential=, a folder only this
+ *     service sees) may show group-read (0440), the mask of the ACL entry
+ *     systemd adds for the service's uid; never group-write, never others.
  *   - It must hold at most max_bytes; a longer file is refused, not cut.
  *   - It is read fully into secure memory; on every error path the bytes
  *     read so far are wiped.

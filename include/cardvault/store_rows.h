@@ -13,6 +13,12 @@
 
 struct cv_store;
 
+/* Token metadata limits (metadata.h checks them; migration 0008 bounds the
+ * column's shape again). */
+#define CV_META_KEYS_MAX  20
+#define CV_META_KEY_MAX   40  /* bytes: A-Z a-z 0-9 _ . - */
+#define CV_META_VALUE_MAX 500 /* bytes of UTF-8 */
+
 struct cv_token_row {
     char merchant_id[CV_MERCHANT_ID_LEN + 1];
     char token[CV_TOKEN_LEN + 1];
@@ -27,6 +33,10 @@ struct cv_token_row {
     char fingerprint[CV_FINGERPRINT_LEN + 1];
     char created_at[32]; /* RFC 3339, UTC, filled by insert and get */
     bool dek_destroyed;  /* filled by get */
+    /* Token metadata and lifetime (migration 0008); never card data. */
+    char *metadata;      /* heap JSON object text; NULL is {}; cv_token_row_cleanup frees */
+    char expires_at[32]; /* RFC 3339, UTC; "" when the token has no lifetime */
+    int64_t created_us;  /* created_at in microseconds since 1970 (filled by get and list) */
 };
 
 struct cv_dek_row {

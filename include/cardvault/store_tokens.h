@@ -42,4 +42,34 @@ CV_MUST_USE cv_status cv_store_find_by_fingerprint(struct cv_store *st, const ch
                                                    size_t *count);
 void cv_token_row_cleanup(struct cv_token_row *row);
 
+/* One page of GET /v1/tokens (every string NUL-terminated; "" switches a
+ * filter off). */
+struct cv_token_list_query {
+    const char *merchant_id;
+    int64_t after_created_us;           /* the cursor: after this row ... */
+    char after_token[CV_TOKEN_LEN + 1]; /* ... in the list order; "" from the start */
+    char fingerprint[CV_FINGERPRINT_LEN + 1];
+    bool has_created_gte, has_created_lt;
+    int64_t created_gte, created_lt;    /* Unix seconds */
+    char meta_key[CV_META_KEY_MAX + 1]; /* metadata[meta_key] = meta_value */
+    char meta_value[CV_META_VALUE_MAX + 1];
+};
+/* Up to max live tokens of q->merchant_id, newest first, after the cursor,
+ * filtered; each row is the caller's to clean up. */
+CV_MUST_USE cv_status cv_store_list_tokens(struct cv_store *st, const struct cv_token_list_query *q,
+                                           struct cv_token_row *rows, size_t max, size_t *count);
+/* Writes row's sealed card (format, DEK, nonce, ciphertext), metadata and
+ * expires_at over the live token (row->merchant_id, row->token) whose nonce
+ * is still old_nonce, and appends ev (outcome success) in the same
+ * transaction. CV_ERR_NOT_FOUND when nothing was written: the token is gone
+ * or expired, another update re-sealed it meanwhile, or row's DEK was
+ * destroyed; the caller reads it again to tell. */
+CV_MUST_USE cv_status cv_store_update_token(struct cv_store *st, const struct cv_token_row *row,
+                                            const unsigned char old_nonce[CV_GCM_NONCE_BYTES],
+                                            const struct cv_audit_event *ev);
+/* Deletes up to batch expired tokens (any merchant) and appends one
+ * token.purge_expired audit event with their count, in one transaction;
+ * *deleted gets the count (0: nothing expired, no event). */
+CV_MUST_USE cv_status cv_store_purge_expired(struct cv_store *st, size_t batch, int64_t *deleted);
+
 #endif

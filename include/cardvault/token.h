@@ -18,8 +18,16 @@
 #define CV_FINGERPRINT_CHARS  22 /* base62 of 16 bytes of HMAC output */
 #define CV_FINGERPRINT_LEN    (3 + CV_FINGERPRINT_CHARS)
 
-#define CV_APIKEY_RANDOM_CHARS 43                           /* 43 * log2(62) = 256.03 bits */
-#define CV_APIKEY_LEN          (3 + CV_APIKEY_RANDOM_CHARS) /* "pk_" | "sk_" | "dk_" */
+/* An API key: kind "_" random checksum, e.g. "sk_" + 43 + 6 characters (kinds pk, sk, dk, rk). The
+ * checksum is the CRC-32 (IEEE, as zlib's crc32) of the 46 characters before
+ * it, as a big-endian number in 6 base62 characters, so a secret scanner can
+ * tell a real key from look-alike text and a mistyped key fails before any
+ * lookup (docs/key-management.md). Keys made before the checksum existed
+ * (CV_APIKEY_LEGACY_LEN, no checksum) are still accepted. */
+#define CV_APIKEY_RANDOM_CHARS 43 /* 43 * log2(62) = 256.03 bits */
+#define CV_APIKEY_CHECK_CHARS  6  /* 62^6 > 2^32 */
+#define CV_APIKEY_LEGACY_LEN   (3 + CV_APIKEY_RANDOM_CHARS)
+#define CV_APIKEY_LEN          (CV_APIKEY_LEGACY_LEN + CV_APIKEY_CHECK_CHARS)
 #define CV_APIKEY_PREFIX_LEN   12 /* kept readable for display and revocation */
 
 #define CV_REQUEST_ID_LEN  (4 + 20) /* "req_" + 20 chars */
@@ -49,11 +57,19 @@ bool cv_token_fingerprint_is_valid(const char *s, size_t len);
 CV_MUST_USE cv_status cv_token_request_id(char out[CV_REQUEST_ID_LEN + 1]);
 /* "mer_" + 20 random chars. */
 CV_MUST_USE cv_status cv_token_merchant_id(char out[CV_MERCHANT_ID_LEN + 1]);
-/* kind "pk", "sk" or "dk" + "_" + 43 random chars. */
+/* kind "pk", "sk", "dk" or "rk" + "_" + 43 random chars + 6 checksum chars. */
 CV_MUST_USE cv_status cv_token_api_key(const char *kind, char out[CV_APIKEY_LEN + 1]);
 /* Idempotency-Key header: 1-255 printable ASCII characters (0x20-0x7e). */
 bool cv_token_idempotency_key_is_valid(const char *s, size_t len);
-/* True when s looks like an API key: known kind prefix and 43 base62 chars. */
+/* True when s (NUL-terminated) starts with an API key's kind and '_' ("pk_",
+ * "sk_", "dk_", "rk_"): how a key pasted where it does not belong is spotted. */
+bool cv_token_api_key_kind_is(const char *s);
+/* True when s is an API key: a known kind prefix, 43 base62 chars, and
+ * either the 6-character checksum matching them or (a key made before
+ * checksums) nothing more. */
 bool cv_token_api_key_is_valid(const char *s, size_t len);
+/* The checksum characters of the first CV_APIKEY_LEGACY_LEN chars of key
+ * into out[CV_APIKEY_CHECK_CHARS] (no NUL). */
+void cv_token_api_key_checksum(const char *key, char out[CV_APIKEY_CHECK_CHARS]);
 
 #endif

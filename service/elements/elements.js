@@ -2,14 +2,17 @@
  * It mounts the vault's card frame in an iframe and talks to it with
  * postMessage; it never sees a card number, an expiry or a security code,
  * only what the frame chooses to post: brand, completeness, field errors,
- * and after tokenize the token with brand, last 4 digits and expiry. */
+ * and after tokenize the token with brand, last 4 digits and expiry, and a
+ * security-code hold's {id, expires_at, uses} (mountCvc, or mount with
+ * holdCvc: true). */
 (function () {
   'use strict';
   if (window.CardVault) return;
 
-  var KEY_RE = /^pk_[0-9A-Za-z]{43}$/;
+  var KEY_RE = /^pk_[0-9A-Za-z]{43}([0-9A-Za-z]{6})?$/;
   var TOKEN_RE = /^tok_[0-9A-Za-z]{22}$/;
   var TOKENIZE_TIMEOUT_MS = 30000;
+  var HOLD_RE = /^hold_[a-z0-9]{1,16}_[0-9A-Za-z]{24}$/;
   /* document.currentScript exists only while this file runs. */
   var script = document.currentScript;
   var defaultVault = null;
@@ -68,6 +71,14 @@
     var ready = false;
     var queue = [];
     var style = opts.style || null;
+    /* card frame: after tokenize, hold the typed security code for the relay */
+    var holdCvc = kind === 'card' && opts.holdCvc === true;
+
+    /* Only a well-formed hold reference goes to the page: its id, expiry and uses. */
+    function holdOf(h) {
+      if (!h || typeof h !== 'object' || !HOLD_RE.test(String(h.id))) return null;
+      return { id: String(h.id), expires_at: String(h.expires_at), uses: Number(h.uses) };
+    }
 
     function emit(type, payload) {
       (listeners[type] || []).slice().forEach(function (fn) {
@@ -105,8 +116,18 @@
             var p = pending[m.id];
             delete pending[m.id];
             clearTimeout(p.timer);
-            p.resolve({ token: m.token, brand: m.brand, last4: m.last4,
-                        exp_month: m.exp_month, exp_year: m.exp_year });
+            var hold = holdOf(m.cvc_hold);
+            if (kind === 'cvc') {
+              if (hold) p.resolve({ cvc_hold: hold });
+              else p.reject(fail('api_error', 'The security-code frame gave no hold.'));
+            } else if (holdCvc && !hold) {
+              p.reject(fail('api_error', 'The card frame gave no security-code hold.'));
+            } else {
+              var r = { token: m.token, brand: m.brand, last4: m.last4,
+                        exp_month: m.exp_month, exp_year: m.exp_year };
+              if (holdCvc) r.cvc_hold = hold;
+              p.resolve(r);
+            }
           }
           break;
         case 'error':
@@ -138,7 +159,9 @@
           if (pending[id]) { delete pending[id]; reject(fail('timeout', 'The card frame did not answer in time.')); }
         }, TOKENIZE_TIMEOUT_MS);
         pending[id] = { resolve: resolve, reject: reject, timer: timer };
-        post({ type: 'tokenize', id: id });
+        var msg = { type: 'tokenize', id: id };
+        if (holdCvc) msg.holdCvc = true;
+        post(msg);
       });
     };
     this.setStyle = function (s) { style = s; post({ type: 'style', style: s }); return self; };

@@ -1,10 +1,13 @@
 /* cardvault frame.js: the card frame's own script, served by the vault on
  * its own origin (docs/elements.md). The card number, expiry and security
- * code typed here never leave this document except in one same-origin
- * POST /v1/tokens (number, expiry, name; never the security code). The
- * parent page gets only brand, completeness, field errors and, after
- * tokenize, {token, brand, last4, exp_month, exp_year}; every message goes
- * to the exact parent origin the vault checked against the key's list. */
+ * code typed here never leave this document except in same-origin calls:
+ * POST /v1/tokens (number, expiry, name; never the security code) and, for
+ * the security code only, POST /v1/tokens/{token}/cvc-hold (the security-code
+ * frame always; the card frame when the loader asks for a hold). The parent
+ * page gets only brand, completeness, field errors and, after tokenize,
+ * {token, brand, last4, exp_month, exp_year} and/or a hold's {id, expires_at,
+ * uses}; every message goes to the exact parent origin the vault checked
+ * against the key's list. */
 (function () {
   'use strict';
 
@@ -15,6 +18,7 @@
   var NONCE = data.nonce;
   var JA = data.labels === 'ja';
   var SAVED_BRAND = data.brand || 'unknown';
+  var SAVED_TOKEN = data.token || '';
 
   var TEXT = JA ? {
     incomplete_number: 'カード番号が不完全です。',
@@ -28,7 +32,7 @@
     incomplete: 'カード情報を確認してください。',
     busy: '処理中です。',
     network_error: 'カード情報を送信できませんでした。もう一度お試しください。',
-    cvc_relay_unavailable: 'セキュリティコードは確認しましたが、送信先がまだありません。',
+    hold_failed: 'セキュリティコードを送信できませんでした。もう一度お試しください。',
     invalid_style: 'スタイル指定の一部を無視しました: '
   } : {
     incomplete_number: 'Your card number is incomplete.',
@@ -42,7 +46,7 @@
     incomplete: 'Check the card details.',
     busy: 'A tokenize request is already running.',
     network_error: 'The card details could not be sent. Try again.',
-    cvc_relay_unavailable: 'The security code was checked, but there is nowhere to send it yet.',
+    hold_failed: 'The security code could not be sent. Try again.',
     invalid_style: 'A style property was ignored: '
   };
 
@@ -365,32 +369,19 @@
     changed(false);
   }
 
-  function tokenize(id) {
-    if (tokenizing) { post({ type: 'error', id: id, code: 'busy', message: TEXT.busy }); return; }
-    order.forEach(function (key) { touched[key] = true; });
-    var s = state(true);
-    changed(true);
-    if (!s.complete) {
-      post({ type: 'error', id: id, code: 'incomplete', message: s.error ? s.error.message : TEXT.incomplete });
-      return;
-    }
-    if (MODE === 'cvc') {
-      /* No payment relay yet: the code is checked, then dropped. */
-      post({ type: 'error', id: id, code: 'cvc_relay_unavailable', message: TEXT.cvc_relay_unavailable });
-      clearFields();
-      return;
-    }
-    var exp = parseExp();
-    var body = { pan: onlyDigits(fields.number.value), exp_month: exp.month, exp_year: exp.year };
-    if (fields.name.value.trim() !== '') body.cardholder_name = fields.name.value.trim();
-    /* The security code is not sent: the vault would only check it and drop it. */
-    tokenizing = true;
-    fetch('/v1/tokens', {
+  /* One same-origin JSON POST with the frame's key, as the vault's browser
+   * rules want it (docs/elements.md): the parent page's origin named in
+   * CardVault-Frame-Origin, no cookies, no cache, no referrer. Calls back
+   * with {status, json} (json null when the answer was not JSON), or with
+   * null on a network failure. */
+  function call(path, body, idempotent, done) {
+    var headers = { 'Authorization': 'Bearer ' + KEY, 'Content-Type': 'application/json',
+                    /* the shop page this frame serves: its tokenize quota's key */
+                    'CardVault-Frame-Origin': PARENT };
+    if (idempotent) headers['Idempotency-Key'] = randomKey();
+    fetch(path, {
       method: 'POST',
-      headers: { 'Authorization': 'Bearer ' + KEY, 'Content-Type': 'application/json',
-                 'Idempotency-Key': randomKey(),
-                 /* the shop page this frame serves: its tokenize quota's key */
-                 'CardVault-Frame-Origin': PARENT },
+      headers: headers,
       body: JSON.stringify(body),
       credentials: 'omit',
       cache: 'no-store',
@@ -399,22 +390,83 @@
     }).then(function (res) {
       return res.json().then(function (j) { return { status: res.status, json: j }; },
                              function () { return { status: res.status, json: null }; });
-    }).then(function (r) {
-      tokenizing = false;
+    }).then(done, function () { done(null); });
+  }
+
+  function apiError(id, r, fallback) {
+    var err = r && r.json && r.json.error ? r.json.error : {};
+    if (r === null) post({ type: 'error', id: id, code: 'network_error', message: TEXT[fallback] });
+    else post({ type: 'error', id: id, code: String(err.code || 'api_error'),
+                message: String(err.message || TEXT[fallback]) });
+  }
+
+  /* Hands the code to POST /v1/tokens/{token}/cvc-hold and calls back with
+   * only what the parent may see of the answer, {id, expires_at, uses}, or
+   * with null after posting the error. The code is read from the field here
+   * and nowhere else; the request body is dropped once sent. */
+  function holdCvc(id, token, done) {
+    var body = { cvc: onlyDigits(fields.cvc.value) };
+    call('/v1/tokens/' + encodeURIComponent(token) + '/cvc-hold', body, false, function (r) {
       body = null;
-      if ((r.status === 201 || r.status === 200) && r.json && r.json.token) {
-        post({ type: 'result', id: id, token: r.json.token, brand: r.json.brand, last4: r.json.last4,
-               exp_month: r.json.exp_month, exp_year: r.json.exp_year });
+      var j = r && r.json;
+      if (r && r.status === 201 && j && j.object === 'cvc_hold' && typeof j.id === 'string') {
+        done({ id: j.id, expires_at: String(j.expires_at), uses: Number(j.uses) });
+        return;
+      }
+      apiError(id, r, 'hold_failed');
+      done(null);
+    });
+  }
+
+  function tokenize(id, wantHold) {
+    if (tokenizing) { post({ type: 'error', id: id, code: 'busy', message: TEXT.busy }); return; }
+    order.forEach(function (key) { touched[key] = true; });
+    var s = state(true);
+    changed(true);
+    if (!s.complete) {
+      post({ type: 'error', id: id, code: 'incomplete', message: s.error ? s.error.message : TEXT.incomplete });
+      return;
+    }
+    tokenizing = true;
+    if (MODE === 'cvc') {
+      /* The saved card's code, held by the vault for the relay; the parent
+       * gets the hold's reference, never the code. */
+      holdCvc(id, SAVED_TOKEN, function (hold) {
+        tokenizing = false;
+        if (hold === null) return; /* the error is posted; the code stays for a retry */
+        post({ type: 'result', id: id, cvc_hold: hold });
+        clearFields();
+      });
+      return;
+    }
+    var exp = parseExp();
+    var body = { pan: onlyDigits(fields.number.value), exp_month: exp.month, exp_year: exp.year };
+    if (fields.name.value.trim() !== '') body.cardholder_name = fields.name.value.trim();
+    /* The security code is not sent with the card: the vault would only
+     * check it and drop it. With wantHold it goes, alone, into a hold. */
+    call('/v1/tokens', body, true, function (r) {
+      body = null;
+      if (!(r && (r.status === 201 || r.status === 200) && r.json && r.json.token)) {
+        tokenizing = false;
+        apiError(id, r, 'network_error');
+        return;
+      }
+      var j = r.json;
+      var result = { type: 'result', id: id, token: j.token, brand: j.brand, last4: j.last4,
+                     exp_month: j.exp_month, exp_year: j.exp_year };
+      if (!wantHold) {
+        tokenizing = false;
+        post(result);
         clearFields();
         return;
       }
-      var err = r.json && r.json.error ? r.json.error : {};
-      post({ type: 'error', id: id, code: String(err.code || 'api_error'),
-             message: String(err.message || TEXT.network_error) });
-    }, function () {
-      tokenizing = false;
-      body = null;
-      post({ type: 'error', id: id, code: 'network_error', message: TEXT.network_error });
+      holdCvc(id, j.token, function (hold) {
+        tokenizing = false;
+        if (hold === null) return; /* the error is posted; the fields stay for a retry */
+        result.cvc_hold = hold;
+        post(result);
+        clearFields();
+      });
     });
   }
 
@@ -424,7 +476,7 @@
     if (event.source !== window.parent || event.origin !== PARENT) return;
     var m = event.data;
     if (!m || typeof m !== 'object' || m.cv !== 1 || m.nonce !== NONCE) return;
-    if (m.type === 'tokenize' && typeof m.id === 'string' && m.id.length <= 64) tokenize(m.id);
+    if (m.type === 'tokenize' && typeof m.id === 'string' && m.id.length <= 64) tokenize(m.id, m.holdCvc === true);
     else if (m.type === 'style') setStyle(m.style);
     else if (m.type === 'clear') clearFields();
   });

@@ -12,6 +12,9 @@
 //   CV_DB_URL         libpq connection string, to count tokens
 //   CV_ARTIFACTS      where screenshots go
 //   CV_CHROMIUM       the browser (default /usr/bin/chromium, Debian's)
+//   CV_RK             the merchant's relay key (rk_)
+//   CV_RELAY_DEST     the relay destination (the fake processor, tests/relay) holds are used at
+//   CV_RELAY_RECORD   the fake processor's record file (one JSON line per request it got)
 //   CV_CASES          optional: run only these case numbers (comma list)
 // Prints one "ok - ..." or "not ok - ..." line per check, "#" lines for details and artefacts.
 // Every wait is for an event or a state, with a timeout that fails the check; nothing sleeps.
@@ -44,6 +47,9 @@ const FOREIGN_PORT = Number(env('CV_FOREIGN_PORT'));
 const DB_URL = env('CV_DB_URL');
 const ARTIFACTS = env('CV_ARTIFACTS');
 const CHROMIUM = env('CV_CHROMIUM', '/usr/bin/chromium');
+const RK = env('CV_RK');
+const RELAY_DEST = env('CV_RELAY_DEST');
+const RELAY_RECORD = env('CV_RELAY_RECORD');
 const ONLY = (process.env.CV_CASES || '').split(',').filter(Boolean).map(Number);
 const T = 8000; // the longest any single wait may take before the check fails
 
@@ -120,6 +126,57 @@ function tokenCount() {
   const out = execFileSync('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-d', DB_URL,
     '-c', 'SELECT count(*) FROM tokens'], { encoding: 'utf8' });
   return Number(out.trim());
+}
+
+// Security-code holds the vault made for a token (audit events token.cvc_hold; the hold itself
+// lives in the vault's memory only).
+function holdEvents(token) {
+  if (!/^tok_[A-Za-z0-9]+$/.test(token)) throw new Error('not a token');
+  const out = execFileSync('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-d', DB_URL,
+    '-c', `SELECT count(*) FROM audit_events WHERE action = 'token.cvc_hold' AND token = '${token}'`],
+  { encoding: 'utf8' });
+  return Number(out.trim());
+}
+
+const HOLD_ID_RE = /^hold_[a-z0-9]{1,16}_[0-9A-Za-z]{24}$/;
+// A hold as the shop page gets it: {id, expires_at, uses} and nothing else, one use, about 300 s.
+function checkHold(n, hold, t0) {
+  const keys = hold && typeof hold === 'object' ? Object.keys(hold).sort().join() : '';
+  check(`${n} the hold is {id, expires_at, uses} only`, keys === 'expires_at,id,uses', keys);
+  if (!hold) return;
+  check(`${n} the hold id has the vault's form (hold_<instance>_<24 base62>)`, HOLD_ID_RE.test(String(hold.id)), String(hold.id));
+  const left = (Date.parse(hold.expires_at) - t0) / 1000;
+  check(`${n} one use, expiring in about 300 s (the defaults)`, hold.uses === 1 && left > 290 && left <= 301,
+    `uses ${hold.uses}, expires_at ${hold.expires_at} (${left.toFixed(0)} s from the request)`);
+}
+
+function relayRecords() {
+  try {
+    return fs.readFileSync(RELAY_RECORD, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  } catch { return []; }
+}
+
+// The shop's server charges the saved card through the relay with the hold (rk_ key, no Origin):
+// the processor gets the code the shopper typed; the hold is then used up (409 cvc_hold_gone).
+async function relayWithHold(n, token, holdId, cvc) {
+  const body = JSON.stringify({ method: 'POST', path: '/v1/charges', headers: { 'Content-Type': 'application/json' },
+    tokens: { card: token }, body: '{"amount":1200,"number":"{{card.number}}","cvc":"{{card.cvc}}"}' });
+  const send = () => fetch(`${VAULT}/v1/relay/${RELAY_DEST}`, { method: 'POST', body,
+    headers: { Authorization: `Bearer ${RK}`, 'Content-Type': 'application/json', 'CardVault-Hold': holdId } });
+  const seen = relayRecords().length;
+  const r1 = await send();
+  const a1 = await r1.json().catch(() => null);
+  const got = relayRecords().slice(seen);
+  check(`${n} the relay with the hold reaches the processor (200, processor status 200)`,
+    r1.status === 200 && a1 && a1.status === 200, `${r1.status} ${JSON.stringify(a1 && (a1.error || a1.status))}`);
+  check(`${n} the processor got the security code the shopper typed, once`,
+    got.length === 1 && got[0].body.includes(`"cvc":"${cvc}"`),
+    `${got.length} requests${got.length ? `, cvc in body: ${got[0].body.includes(`"cvc":"${cvc}"`)}` : ''}`);
+  const r2 = await send();
+  const a2 = await r2.json().catch(() => null);
+  check(`${n} the one-use hold is gone after it (409 cvc_hold_gone, nothing sent)`,
+    r2.status === 409 && a2 && a2.error && a2.error.code === 'cvc_hold_gone' && relayRecords().length === seen + 1,
+    `${r2.status} ${JSON.stringify(a2 && a2.error)}`);
 }
 
 const SHOP = `http://127.0.0.1:${SHOP_PORT}`;
@@ -638,13 +695,14 @@ tcase(11, 'errors: an invalid number and an expired date are shown and no token 
   await page.close();
 });
 
-tcase(12, 'the security-code frame checks the code and sends it nowhere yet', async (ctx) => {
+tcase(12, 'the security-code frame holds the code and gives the shop only the hold', async (ctx) => {
   // A saved card: its token made by the shop's server with the secret key (no Origin header).
   const made = await fetch(`${VAULT}/v1/tokens`, { method: 'POST', headers: { Authorization: `Bearer ${SK}`, 'Content-Type': 'application/json' },
     body: JSON.stringify({ pan: VISA, exp_month: Number(EXP_MM), exp_year: 2000 + Number(EXP_YY) }) });
   const saved = await made.json();
   if (!check('12 a saved card\'s token (secret key, server side)', made.status === 201 && /^tok_/.test(saved.token), `status ${made.status}`)) return;
   const before = tokenCount();
+  const holdsBefore = holdEvents(saved.token);
   const { page, rec } = await openShop(ctx, `cvc.html?token=${saved.token}&brand=visa`);
   const frame = page.frames().find((f) => f !== page.mainFrame() && f.url().startsWith(`${VAULT}/elements/cvc`));
   if (!check('12 the security-code frame is mounted', frame, page.frames().map((f) => f.url()).join(', '))) return;
@@ -661,19 +719,98 @@ tcase(12, 'the security-code frame checks the code and sends it nowhere yet', as
   await frame.locator('#cv-cvc').click();
   await page.keyboard.type(CVC.slice(2));
   await waitShop(page, () => { const c = window.__shop.changes; return c.length && c[c.length - 1].complete === true; }, null, 'complete');
+  const t0 = Date.now();
   await page.click('#pay');
   await waitShop(page, () => window.__shop.errors.length + window.__shop.results.length > 0, null, 'tokenize to settle');
   const s = await page.evaluate(() => ({ errors: window.__shop.errors, results: window.__shop.results }));
-  check('12 tokenize answers cvc_relay_unavailable (no relay yet), no result', s.results.length === 0 && s.errors.length === 1 &&
-    s.errors[0].code === 'cvc_relay_unavailable', JSON.stringify(s));
+  const r = s.results[0];
+  if (!check('12 tokenize resolves with a hold, no error', s.errors.length === 0 && s.results.length === 1 && r && r.cvc_hold,
+    JSON.stringify(s))) return;
+  check('12 the result is {cvc_hold} only', Object.keys(r).join() === 'cvc_hold', Object.keys(r).join());
+  checkHold('12', r.cvc_hold, t0);
+  check('12 the vault made one hold for the saved card (audit token.cvc_hold)', holdEvents(saved.token) === holdsBefore + 1,
+    `${holdsBefore} -> ${holdEvents(saved.token)}`);
   check('12 no token was created', tokenCount() === before, `${before} -> ${tokenCount()}`);
-  const messages = await page.evaluate(() => window.__cvRecord.messages.map((m) => m.data).join('\n'));
+  const fieldValue = await frame.evaluate(() => document.getElementById('cv-cvc').value);
+  check('12 the frame cleared the code after the hold', fieldValue === '', `${fieldValue.length} characters left`);
+
+  // What the shop page got: the frame's messages (recorded before the loader sees them) and its DOM.
+  const recorded = await page.evaluate(() => window.__cvRecord.messages);
+  const messages = recorded.map((m) => m.data).join('\n');
   const dom = await page.evaluate(() => document.documentElement.outerHTML);
+  check('12 the hold id is in a message to the shop and in its DOM (where it should be)',
+    messages.includes(r.cvc_hold.id) && dom.includes(r.cvc_hold.id));
+  const resultMsgs = recorded.map((m) => JSON.parse(m.data)).filter((m) => m && m.type === 'result');
+  check('12 the frame\'s result message has only cv, nonce, type, id and cvc_hold',
+    resultMsgs.length === 1 && Object.keys(resultMsgs[0]).sort().join() === 'cv,cvc_hold,id,nonce,type',
+    JSON.stringify(resultMsgs.map((m) => Object.keys(m))));
   const l = [...leaks('messages', messages, VISA, CVC), ...leaks('DOM', dom, VISA, CVC)];
   check('12 the code is in no message to the shop and not in its DOM', l.length === 0, l.join('\n'));
-  const out = rec.vaultFrameRequests.filter((r) => leaks('x', `${r.url}\n${r.body}`, '', CVC).length > 0);
-  check('12 the code left the frame in no request', out.length === 0, out.map((r) => `${r.method} ${r.url}`).join(', '));
+  check('12 every message the shop page got came from the vault\'s origin',
+    recorded.length > 0 && recorded.every((m) => m.origin === VAULT), [...new Set(recorded.map((m) => m.origin))].join(', '));
+  const shopOut = rec.shopRequests.filter((q) => leaks('x', `${q.url}\n${q.body}`, '', CVC).length > 0);
+  check('12 the code is in none of the shop page\'s own requests', shopOut.length === 0, shopOut.map((q) => `${q.method} ${q.url}`).join(', '));
+  // Control: the code left the frame exactly once, to the vault's hold endpoint, naming the shop.
+  const out = rec.vaultFrameRequests.filter((q) => leaks('x', `${q.url}\n${q.body}`, '', CVC).length > 0);
+  const holdUrl = `${VAULT}/v1/tokens/${saved.token}/cvc-hold`;
+  check('12 control: the code left the frame in one request, POST .../cvc-hold on the vault, with CardVault-Frame-Origin',
+    out.length === 1 && out[0].method === 'POST' && out[0].url === holdUrl &&
+    out[0].headers['cardvault-frame-origin'] === SHOP && /^Bearer pk_/.test(out[0].headers.authorization || ''),
+    out.map((q) => `${q.method} ${q.url} ${q.headers['cardvault-frame-origin']}`).join(', ') || 'none');
   await page.close();
+  await relayWithHold('12', saved.token, r.cvc_hold.id, CVC);
+});
+
+tcase(13, 'the card frame with holdCvc gives a token and a hold of the code', async (ctx) => {
+  const shopLogStart = shop.log.length;
+  const { page, rec } = await openShop(ctx, 'checkout.html?hold=1');
+  const before = tokenCount();
+  const [frame] = vaultFrames(page);
+  await typeCard(page, frame, { pan: MASTERCARD, cvc: CVC_B });
+  await waitShop(page, () => { const c = window.__shop.changes; return c.length && c[c.length - 1].complete === true; },
+    null, 'a change event with complete: true');
+  const t0 = Date.now();
+  await page.click('#pay');
+  await waitShop(page, () => window.__shop.answers.length > 0 || window.__shop.errors.length > 0, null,
+    'the shop to get a token and a hold (or an error)');
+  const st = await page.evaluate(() => window.__shop);
+  const r = st.results[0];
+  if (!check('13 tokenize resolves with a token and a hold', r && /^tok_[A-Za-z0-9]+$/.test(r.token) && r.cvc_hold,
+    JSON.stringify(st.errors))) return;
+  check('13 the result is {token, brand, last4, exp_month, exp_year, cvc_hold}',
+    Object.keys(r).sort().join() === 'brand,cvc_hold,exp_month,exp_year,last4,token' && r.last4 === MASTERCARD.slice(-4),
+    Object.keys(r).join());
+  checkHold('13', r.cvc_hold, t0);
+  check('13 exactly one token was created', tokenCount() === before + 1, `${before} -> ${tokenCount()}`);
+  check('13 the vault made one hold for that token (audit token.cvc_hold)', holdEvents(r.token) === 1, String(holdEvents(r.token)));
+  const messages = await page.evaluate(() => window.__cvRecord.messages.map((m) => m.data).join('\n'));
+  const dom = await page.evaluate(() => document.documentElement.outerHTML);
+  const hay = {
+    'messages to the shop page': messages,
+    'the shop page\'s DOM': dom,
+    'requests of the shop page': rec.shopRequests.map((q) => `${q.method} ${q.url}\n${JSON.stringify(q.headers)}\n${q.body}`).join('\n'),
+    'the shop server\'s request log': JSON.stringify(shop.log.slice(shopLogStart)),
+  };
+  for (const [label, text] of Object.entries(hay)) {
+    const l = leaks(label, text, MASTERCARD, CVC_B);
+    check(`13 no run of 6+ digits of the card number and no security code in ${label}`, l.length === 0, l.join('\n'));
+  }
+  check('13 the shop\'s server got the token and the hold id', hay['the shop server\'s request log'].includes(r.token) &&
+    hay['the shop server\'s request log'].includes(r.cvc_hold.id));
+  // Control: the card went in POST /v1/tokens without the code; the code alone in POST .../cvc-hold.
+  const tokReq = rec.vaultFrameRequests.filter((q) => q.url === `${VAULT}/v1/tokens`);
+  const holdReq = rec.vaultFrameRequests.filter((q) => q.url === `${VAULT}/v1/tokens/${r.token}/cvc-hold`);
+  check('13 control: the number went in one POST /v1/tokens, without the code',
+    tokReq.length === 1 && tokReq[0].body.includes(MASTERCARD) && leaks('x', tokReq[0].body, '', CVC_B).length === 0,
+    `${tokReq.length} tokenize requests`);
+  check('13 control: the code went alone in one POST .../cvc-hold for the new token, with CardVault-Frame-Origin',
+    holdReq.length === 1 && holdReq[0].method === 'POST' && JSON.parse(holdReq[0].body || '{}').cvc === CVC_B &&
+    Object.keys(JSON.parse(holdReq[0].body || '{}')).join() === 'cvc' && holdReq[0].headers['cardvault-frame-origin'] === SHOP,
+    `${holdReq.length} hold requests`);
+  const frameCleared = await frame.evaluate(() => ['cv-name', 'cv-number', 'cv-exp', 'cv-cvc'].every((id) => document.getElementById(id).value === ''));
+  check('13 the frame cleared every field after the hold', frameCleared);
+  await page.close();
+  await relayWithHold('13', r.token, r.cvc_hold.id, CVC_B);
 });
 
 // ------------------------------------------------------------------ main

@@ -55,7 +55,30 @@ else
   SRI=sha384-missing
 fi
 
-need "service started" sc_start
+# The relay's fake processor (tests/relay), so the cases can use the holds the frames make: a
+# fresh test PKI, the processor on HTTPS, one destination "acme" for the vault. Its record file
+# holds the card by design; it is in $SC_DIR, removed on exit with everything else.
+FP_PID=""
+trap '[ -n "$FP_PID" ] && kill "$FP_PID" 2>/dev/null; sc_cleanup' EXIT
+RELAY_RECORD="$SC_DIR/fp.rec"
+RELAY_DESTS="$SC_DIR/destinations.json"
+FP_PORT=$(free_port)
+if "$SC_ROOT/tests/relay/make-pki.sh" "$SC_DIR/pki" >"$SC_DIR/pki.out" 2>&1; then
+  python3 "$SC_ROOT/tests/relay/fake_processor.py" --port "$FP_PORT" --cert "$SC_DIR/pki/server.pem" \
+    --key "$SC_DIR/pki/server.key" --record "$RELAY_RECORD" --count "$SC_DIR/fp.cnt" >"$SC_DIR/fp.log" 2>&1 &
+  FP_PID=$!
+  for _ in $(seq 1 50); do [ -s "$SC_DIR/fp.cnt" ] && break; sleep 0.1; done
+  jq -n --arg u "https://processor.test:$FP_PORT" --arg ca "$SC_DIR/pki/ca.pem" \
+    '{destinations: [{name: "acme", url: $u, methods: ["POST"], paths: ["/v1/charges"], ca_file: $ca,
+      resolve: "127.0.0.1", timeout_ms: 3000, max_answer_bytes: 65536}]}' >"$RELAY_DESTS"
+  check "the relay's fake processor is up (tests/relay/fake_processor.py)" test -s "$SC_DIR/fp.cnt"
+else
+  not_ok "the relay's test PKI (tests/relay/make-pki.sh)"
+  sed 's/^/#   /' "$SC_DIR/pki.out"
+  echo '{"destinations": []}' >"$RELAY_DESTS"
+fi
+
+need "service started" sc_start CARDVAULT_RELAY_DESTINATIONS="$RELAY_DESTS"
 # The bytes served are the bytes the SRI value names (else every page fails to load the loader).
 served=$(curl -s "$SC_URL/elements.js" | openssl dgst -sha384 -binary | openssl base64 -A)
 check "GET /elements.js matches cardvault elements-sri" test "sha384-$served" = "$SRI"
@@ -65,6 +88,7 @@ mkdir -p "$SC_ROOT/build/browser-artifacts"
 (
   cd "$SC_ROOT" &&
   CV_VAULT="$SC_URL" CV_PK="$ORIGIN_PK" CV_PK_NO_ORIGIN="$M_PK" CV_SK="$M_SK" CV_SRI="$SRI" \
+  CV_RK="$M_RK" CV_RELAY_DEST=acme CV_RELAY_RECORD="$RELAY_RECORD" \
   CV_SHOP_PORT="$SHOP_PORT" CV_SHOP_X_ALLOWED=1 CV_FOREIGN_PORT="$FOREIGN_PORT" CV_DB_URL="$CARDVAULT_DATABASE_URL" \
   CV_ARTIFACTS="$SC_ROOT/build/browser-artifacts" CV_CHROMIUM="$CHROMIUM" CV_SERVICE_LOG="$SC_SERVICE_LOG" \
     timeout -k 10 240 node "$B/cases.mjs"
@@ -83,4 +107,5 @@ fi
 
 sc_stop
 check "the service stopped cleanly" test "$?" -eq 0
+if [ -n "$FP_PID" ]; then kill "$FP_PID" 2>/dev/null; wait "$FP_PID" 2>/dev/null; FP_PID=""; fi
 sc_finish browser

@@ -163,7 +163,7 @@ kill -CONT -- "-$(cl_pgid "$S")"
 sleep 4
 load_stop
 check "d: a backend waiting for the standby was cancelled ($cancelled)" test "$cancelled" -gt 0
-check "d: clients saw write_outcome_unknown for it" grep -q ' write_outcome_unknown$' "$CL_DIR/d.load".*
+check "d: clients saw commit_unconfirmed for it" grep -q ' commit_unconfirmed$' "$CL_DIR/d.load".*
 verify d
 
 sc_finish

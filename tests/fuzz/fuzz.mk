@@ -20,7 +20,8 @@ FUZZ_SMOKE_SECONDS ?= 20
 FUZZ_SECONDS ?= 300
 FUZZ_TARGETS := fuzz_json_tokenize fuzz_card fuzz_router fuzz_token fuzz_headers fuzz_aead_open \
 	fuzz_client_addr fuzz_frame_query fuzz_origin fuzz_csv fuzz_expiry fuzz_pan_scan fuzz_probe \
-	fuzz_mysql_url
+	fuzz_mysql_url fuzz_relay_template fuzz_json_relay fuzz_relay_redact fuzz_relay_dest \
+	fuzz_list_query fuzz_json_update
 # Every service module but main.c goes into one archive: the linker takes
 # only what a target reaches (auth.c pulls the store, envelope, log, token;
 # router handlers are stubbed in fuzz_router.c, so api_tokens.c stays out),
@@ -33,6 +34,7 @@ FUZZ_CFLAGS = $(BASE_CFLAGS) -DCV_SCHEMA_VERSION=$(SCHEMA_VERSION) -O1 -g -fno-o
 FUZZ_LIBS := $(LIBS)
 FUZZ_OBJS := $(FUZZ_SRCS:service/%.c=$(FUZZ_OUT)/obj/%.o)
 FUZZ_ASSETS_OBJ := $(FUZZ_OUT)/obj/elements_assets.o
+FUZZ_MIGRATIONS_OBJ := $(FUZZ_OUT)/obj/migrations_embedded.o
 FUZZ_LIB := $(FUZZ_OUT)/libcardvault-fuzz.a
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_OUT)/%)
 
@@ -47,7 +49,11 @@ $(FUZZ_ASSETS_OBJ): $(ELEMENTS_GEN) service/elements_assets.h
 	@mkdir -p $(dir $@)
 	@$(FUZZ_CC) $(FUZZ_CFLAGS) -Iservice -c $< -o $@
 
-$(FUZZ_LIB): $(FUZZ_OBJS) $(FUZZ_ASSETS_OBJ)
+$(FUZZ_MIGRATIONS_OBJ): $(MIGRATIONS_GEN) service/migrations_embedded.h
+	@mkdir -p $(dir $@)
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -Iservice -c $< -o $@
+
+$(FUZZ_LIB): $(FUZZ_OBJS) $(FUZZ_ASSETS_OBJ) $(FUZZ_MIGRATIONS_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
 

@@ -15,6 +15,7 @@
 
 #include "cardvault/auth.h"
 #include "cardvault/token.h"
+#include "ref_apikey.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -24,11 +25,6 @@ static void fail(const char *why)
     abort();
 }
 
-static bool b62(char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
-
 static bool ref_bearer(const char *h, const char **key)
 {
     if (strncasecmp(h, "Bearer ", 7) != 0)
@@ -36,13 +32,8 @@ static bool ref_bearer(const char *h, const char **key)
     const char *k = h + 7;
     while (*k == ' ')
         k++;
-    if (strlen(k) != CV_APIKEY_LEN || k[2] != '_')
+    if (!ref_api_key(k, strlen(k)))
         return false;
-    if (strncmp(k, "pk", 2) != 0 && strncmp(k, "sk", 2) != 0 && strncmp(k, "dk", 2) != 0)
-        return false;
-    for (size_t i = 3; i < CV_APIKEY_LEN; i++)
-        if (!b62(k[i]))
-            return false;
     *key = k;
     return true;
 }
@@ -57,8 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool ok = cv_auth_parse_bearer(h, &key, &len) == CV_OK;
     if (ok != ref_bearer(h, &want))
         fail("parse_bearer differs from the rule");
-    if (ok && (key != want || len != CV_APIKEY_LEN || key[len] != '\0' ||
-               !cv_token_api_key_is_valid(key, len)))
+    if (ok && (key != want || (len != CV_APIKEY_LEN && len != CV_APIKEY_LEGACY_LEN) ||
+               key[len] != '\0' || !cv_token_api_key_is_valid(key, len)))
         fail("parse_bearer returned the wrong span");
     if (!ok && key != NULL)
         fail("refused header still set the key");

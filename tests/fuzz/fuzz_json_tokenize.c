@@ -32,8 +32,9 @@ static void fail(const char *why)
 
 static bool param_is_known(const char *p)
 {
-    static const char *const fields[] = {"pan", "exp_month",       "exp_year",
-                                         "cvc", "cardholder_name", "reuse_existing"};
+    static const char *const fields[] = {"pan",      "exp_month",       "exp_year",
+                                         "cvc",      "cardholder_name", "reuse_existing",
+                                         "metadata", "ttl_seconds"};
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
         if (strcmp(p, fields[i]) == 0)
             return true;
@@ -126,7 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cv_status st = cv_json_decode_tokenize((const char *)data, size, &req, &out_param);
     const char *param = out_param.name[0] != '\0' ? out_param.name : NULL;
     if (st != CV_OK) {
-        if (req.pan != NULL || req.cvc != NULL || req.name != NULL)
+        if (req.pan != NULL || req.cvc != NULL || req.name != NULL || req.metadata != NULL)
             fail("failed decode left buffers behind");
         if (param != NULL && st != CV_ERR_UNKNOWN_FIELD && !param_is_known(param))
             fail("error param is not a field name");

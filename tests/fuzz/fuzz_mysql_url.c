@@ -70,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* (The scheme message names the schemes: an input that is a piece of
          * it is the message's own text, not a quote.) */
         if (z != NULL && size >= 8 && strlen(z) == size && strstr(why, z) != NULL &&
-            strstr("mysql:// or mariadb://", z) == NULL)
+            strstr("the URL does not start with mysql:// or mariadb://", z) == NULL)
             fail("the reason quotes the input");
         free(z);
     }

@@ -18,6 +18,7 @@
 
 #include "cardvault/api_health.h"
 #include "cardvault/api_tokens.h"
+#include "cardvault/api_tokens_manage.h"
 #include "cardvault/router.h"
 #include "cardvault/token.h"
 
@@ -33,7 +34,7 @@ static void fail(const char *why)
 }
 
 /* Handler stubs: the router links against these instead of api_tokens.c and
- * api_health.c. */
+ * api_health.c (and api_relay.c). */
 static void stub(const struct cv_handler_deps *deps, const struct cv_call *call,
                  struct cv_completion *done)
 {
@@ -58,6 +59,30 @@ void cv_api_detokenize(const struct cv_handler_deps *deps, const struct cv_call 
     stub(deps, call, done);
 }
 void cv_api_delete(const struct cv_handler_deps *deps, const struct cv_call *call,
+                   struct cv_completion *done)
+{
+    stub(deps, call, done);
+}
+void cv_api_relay(const struct cv_handler_deps *deps, const struct cv_call *call,
+                  struct cv_completion *done);
+void cv_api_relay(const struct cv_handler_deps *deps, const struct cv_call *call,
+                  struct cv_completion *done)
+{
+    stub(deps, call, done);
+}
+void cv_api_cvc_hold(const struct cv_handler_deps *deps, const struct cv_call *call,
+                     struct cv_completion *done);
+void cv_api_cvc_hold(const struct cv_handler_deps *deps, const struct cv_call *call,
+                     struct cv_completion *done)
+{
+    stub(deps, call, done);
+}
+void cv_api_list(const struct cv_handler_deps *deps, const struct cv_call *call,
+                 struct cv_completion *done)
+{
+    stub(deps, call, done);
+}
+void cv_api_update(const struct cv_handler_deps *deps, const struct cv_call *call,
                    struct cv_completion *done)
 {
     stub(deps, call, done);
@@ -126,7 +151,8 @@ static void check_match(const char *method, const char *path, size_t cap)
     case CV_ERR_METHOD_NOT_ALLOWED:
         if (route != NULL || allow == NULL ||
             (strcmp(allow, "POST") != 0 && strcmp(allow, "GET") != 0 &&
-             strcmp(allow, "GET, DELETE") != 0))
+             strcmp(allow, "GET, POST") != 0 && strcmp(allow, "GET, DELETE, PATCH") != 0 &&
+             strcmp(allow, "GET, HEAD") != 0))
             fail("405 without a known Allow value");
         break;
     case CV_ERR_ROUTE_NOT_FOUND:

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cardvault/token.h"
+#include "ref_apikey.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -49,10 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (cv_token_is_valid(s, n) != ref_format((const uint8_t *)s, n, "tok_", CV_TOKEN_LEN))
         fail("token validator differs from the format");
-    bool key_ref = ref_format((const uint8_t *)s, n, "pk_", CV_APIKEY_LEN) ||
-                   ref_format((const uint8_t *)s, n, "sk_", CV_APIKEY_LEN) ||
-                   ref_format((const uint8_t *)s, n, "dk_", CV_APIKEY_LEN);
-    if (cv_token_api_key_is_valid(s, n) != key_ref)
+    if (cv_token_api_key_is_valid(s, n) != ref_api_key(s, n))
         fail("API key validator differs from the format");
 
     bool fp = cv_token_fingerprint_is_valid(s, n);

@@ -27,6 +27,7 @@ static struct {
     const char *base;
     const char *ops; /* the ops listener: /healthz, /readyz, /metrics */
     const char *m1_pk, *m1_sk, *m1_dk, *m1_id;
+    const char *m1_rk; /* the relay key, when the runner passes it */
     const char *m2_pk, *m2_sk, *m2_dk;
     const char *ro_key;
     const char *revoke_key, *revoke_prefix;
@@ -644,6 +645,226 @@ static void missing_token_response(const char *method, const char *suffix, const
     req(method, path, key, NULL, suffix != NULL ? "" : NULL, r);
 }
 
+/* ------------------------------------------------ lists, updates, metadata, lifetimes */
+
+static void token_still_readable(const json_t *card, const char *key, const char *file, int line);
+
+static bool streq(const char *a, const char *b)
+{
+    return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+static void tokenize_keeps_metadata_and_ttl(void)
+{
+    struct http_response r;
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"pan\":\"4000000000000002\",\"exp_month\":5,\"exp_year\":%d,"
+             "\"metadata\":{\"order\":\"o-77\",\"customer_id\":\"cus_1\"},\"ttl_seconds\":600}",
+             YEAR_OK);
+    req("POST", "/v1/tokens", cfg.m1_sk, JSON_CT, body, &r);
+    EXPECT_STATUS(&r, 201);
+    const json_t *meta = json_object_get(r.json, "metadata");
+    CHECK(json_is_object(meta) && json_object_size(meta) == 2);
+    CHECK(streq(jstr(meta, "order"), "o-77") && streq(jstr(meta, "customer_id"), "cus_1"));
+    CHECK(is_rfc3339(jstr(r.json, "expires_at")));
+    http_response_free(&r);
+    /* a token without them has {} and null */
+    char path[256];
+    token_path(path, sizeof path, tok_of(m1_card), NULL);
+    req("GET", path, cfg.m1_sk, NULL, NULL, &r);
+    EXPECT_STATUS(&r, 200);
+    CHECK(json_is_object(json_object_get(r.json, "metadata")) &&
+          json_object_size(json_object_get(r.json, "metadata")) == 0);
+    CHECK(json_is_null(json_object_get(r.json, "expires_at")));
+    http_response_free(&r);
+}
+
+static void tokenize_refuses_card_data_in_metadata_without_echo(void)
+{
+    char body[256];
+    note_pan("4111111111111111");
+    snprintf(body, sizeof body,
+             "{\"pan\":\"4242424242424242\",\"exp_month\":5,\"exp_year\":%d,"
+             "\"metadata\":{\"note\":\"4111-1111-1111-1111\"}}",
+             YEAR_OK);
+    REJECT(body, "metadata_card_data", "metadata");
+    snprintf(body, sizeof body,
+             "{\"pan\":\"4242424242424242\",\"exp_month\":5,\"exp_year\":%d,"
+             "\"metadata\":{\"cvc\":\"1\"}}",
+             YEAR_OK);
+    REJECT(body, "metadata_card_data", "metadata");
+    snprintf(body, sizeof body,
+             "{\"pan\":\"4242424242424242\",\"exp_month\":5,\"exp_year\":%d,\"ttl_seconds\":0}",
+             YEAR_OK);
+    REJECT(body, "invalid_ttl", "ttl_seconds");
+}
+
+static void list_pages_only_this_merchants_tokens(void)
+{
+    struct http_response r;
+    char path[256], cursor[128] = "";
+    size_t seen = 0;
+    bool m2_seen = false;
+    for (int page = 0; page < 200; page++) {
+        if (cursor[0] != '\0')
+            snprintf(path, sizeof path, "/v1/tokens?limit=3&cursor=%s", cursor);
+        else
+            snprintf(path, sizeof path, "/v1/tokens?limit=3");
+        req("GET", path, cfg.m1_sk, NULL, NULL, &r);
+        EXPECT_STATUS(&r, 200);
+        const json_t *data = json_object_get(r.json, "data");
+        CHECK(json_is_array(data) && json_array_size(data) <= 3);
+        size_t i;
+        const json_t *t;
+        json_array_foreach(data, i, t)
+        {
+            seen++;
+            if (streq(jstr(t, "token"), tok_of(m2_card)))
+                m2_seen = true;
+            CHECK(json_object_get(t, "pan") == NULL);
+        }
+        bool more = json_is_true(json_object_get(r.json, "has_more"));
+        const char *next = jstr(r.json, "next_cursor");
+        CHECK(more == (next != NULL));
+        if (next != NULL)
+            snprintf(cursor, sizeof cursor, "%s", next);
+        http_response_free(&r);
+        if (!more)
+            break;
+    }
+    CHECK(seen >= 2);
+    CHECK(!m2_seen);
+    /* merchant 2 sees its own card only */
+    req("GET", "/v1/tokens?limit=100", cfg.m2_sk, NULL, NULL, &r);
+    EXPECT_STATUS(&r, 200);
+    const json_t *data = json_object_get(r.json, "data");
+    size_t i;
+    const json_t *t;
+    json_array_foreach(data, i, t) CHECK(!streq(jstr(t, "token"), tok_of(m1_card)));
+    http_response_free(&r);
+    /* the publishable key may not list */
+    req("GET", "/v1/tokens", cfg.m1_pk, NULL, NULL, &r);
+    EXPECT_ERROR(&r, 403, "insufficient_scope", NULL);
+    http_response_free(&r);
+}
+
+static void list_refuses_unknown_repeated_and_malformed_parameters(void)
+{
+    static const struct {
+        const char *path, *code;
+    } cases[] = {
+        {"/v1/tokens?limit=0", "invalid_query"},
+        {"/v1/tokens?limit=5&limit=5", "invalid_query"},
+        {"/v1/tokens?sort=asc", "invalid_query"},
+        {"/v1/tokens?limit", "invalid_query"},
+        {"/v1/tokens?created%5Bgte%5D=yesterday", "invalid_query"},
+        {"/v1/tokens?cursor=cur_zz", "invalid_cursor"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct http_response r;
+        req("GET", cases[i].path, cfg.m1_sk, NULL, NULL, &r);
+        EXPECT_ERROR(&r, 400, cases[i].code, NULL);
+        http_response_free(&r);
+    }
+}
+
+static void update_changes_expiry_name_and_metadata_in_place(void)
+{
+    struct http_response r;
+    char path[256], body[256];
+    json_t *card = TOKENIZE(cfg.m1_sk, "378282246310005", 7, YEAR_OK, "1234", "OLD NAME");
+    if (card == NULL)
+        return;
+    token_path(path, sizeof path, tok_of(card), NULL);
+    snprintf(body, sizeof body,
+             "{\"exp_month\":2,\"exp_year\":%d,\"cardholder_name\":\"NEW NAME\","
+             "\"metadata\":{\"k\":\"v\"},\"ttl_seconds\":3600}",
+             YEAR_OK + 1);
+    req("PATCH", path, cfg.m1_sk, JSON_CT, body, &r);
+    EXPECT_STATUS(&r, 200);
+    CHECK_TOKEN_OBJECT(r.json, "amex", "378282246310005", 2, YEAR_OK + 1);
+    CHECK(streq(jstr(r.json, "token"), tok_of(card)));
+    CHECK(streq(jstr(json_object_get(r.json, "metadata"), "k"), "v"));
+    CHECK(is_rfc3339(jstr(r.json, "expires_at")));
+    http_response_free(&r);
+    token_path(path, sizeof path, tok_of(card), "/detokenize");
+    req("POST", path, cfg.m1_dk, NULL, "", &r);
+    EXPECT_STATUS(&r, 200);
+    CHECK(streq(jstr(r.json, "pan"), "378282246310005"));
+    CHECK(streq(jstr(r.json, "cardholder_name"), "NEW NAME"));
+    http_response_free(&r);
+    /* null removes the name and the lifetime; a key set to null goes */
+    token_path(path, sizeof path, tok_of(card), NULL);
+    req("PATCH", path, cfg.m1_sk, JSON_CT,
+        "{\"cardholder_name\":null,\"ttl_seconds\":null,\"metadata\":{\"k\":null}}", &r);
+    EXPECT_STATUS(&r, 200);
+    CHECK(json_is_null(json_object_get(r.json, "expires_at")));
+    CHECK(json_object_size(json_object_get(r.json, "metadata")) == 0);
+    http_response_free(&r);
+    /* refusals change nothing */
+    req("PATCH", path, cfg.m1_sk, JSON_CT, "{\"pan\":\"4242424242424242\"}", &r);
+    EXPECT_ERROR(&r, 400, "unknown_field", "pan");
+    http_response_free(&r);
+    req("PATCH", path, cfg.m1_sk, JSON_CT, "{\"exp_month\":2}", &r);
+    EXPECT_ERROR(&r, 400, "missing_field", "exp_year");
+    http_response_free(&r);
+    req("PATCH", path, cfg.m1_sk, JSON_CT, "{\"exp_month\":2,\"exp_year\":2001}", &r);
+    EXPECT_ERROR(&r, 400, "invalid_expiry", "exp_year");
+    http_response_free(&r);
+    req("PATCH", path, cfg.m1_sk, JSON_CT, "{\"metadata\":{\"n\":\"5555 5555 5555 4444\"}}", &r);
+    EXPECT_ERROR(&r, 400, "metadata_card_data", "metadata");
+    http_response_free(&r);
+    req("PATCH", path, cfg.m1_pk, JSON_CT, "{}", &r);
+    EXPECT_ERROR(&r, 403, "insufficient_scope", NULL);
+    http_response_free(&r);
+    req("GET", path, cfg.m1_sk, NULL, NULL, &r);
+    CHECK_TOKEN_OBJECT(r.json, "amex", "378282246310005", 2, YEAR_OK + 1);
+    http_response_free(&r);
+    json_decref(card);
+}
+
+static void update_of_another_merchants_token_is_a_missing_token(void)
+{
+    struct http_response r, missing;
+    char path[256];
+    token_path(path, sizeof path, tok_of(m1_card), NULL);
+    req("PATCH", path, cfg.m2_sk, JSON_CT, "{\"metadata\":{\"x\":\"y\"}}", &r);
+    token_path(path, sizeof path, MISSING_TOKEN, NULL);
+    req("PATCH", path, cfg.m2_sk, JSON_CT, "{\"metadata\":{\"x\":\"y\"}}", &missing);
+    EXPECT_ERROR(&r, 404, "token_not_found", NULL);
+    EXPECT_SAME_BODY(&r, &missing);
+    http_response_free(&r);
+    http_response_free(&missing);
+    token_still_readable(m1_card, cfg.m1_sk, __FILE__, __LINE__);
+}
+
+static void expired_token_answers_like_a_missing_one(void)
+{
+    struct http_response r, missing;
+    char body[256], path[256];
+    snprintf(body, sizeof body,
+             "{\"pan\":\"5105105105105100\",\"exp_month\":5,\"exp_year\":%d,\"ttl_seconds\":1}",
+             YEAR_OK);
+    req("POST", "/v1/tokens", cfg.m1_sk, JSON_CT, body, &r);
+    EXPECT_STATUS(&r, 201);
+    char tok[64];
+    snprintf(tok, sizeof tok, "%s", streq_or_null(jstr(r.json, "token")));
+    http_response_free(&r);
+    sleep_ms(2100);
+    token_path(path, sizeof path, tok, NULL);
+    req("GET", path, cfg.m1_sk, NULL, NULL, &r);
+    missing_token_response("GET", NULL, cfg.m1_sk, &missing);
+    EXPECT_ERROR(&r, 404, "token_not_found", NULL);
+    EXPECT_SAME_BODY(&r, &missing);
+    http_response_free(&r);
+    http_response_free(&missing);
+    token_path(path, sizeof path, tok, "/detokenize");
+    req("POST", path, cfg.m1_dk, NULL, "", &r);
+    EXPECT_ERROR(&r, 404, "token_not_found", NULL);
+    http_response_free(&r);
+}
+
 /* ----------------------------------------------------------------- tests */
 
 static void fixtures_tokenize_one_card_per_merchant(void)
@@ -698,8 +919,11 @@ static void tokenize_returns_201_with_masked_card_fields(void)
     CHECK_TOKEN_OBJECT(m1_card, "visa", "4242424242424242", 12, YEAR_OK);
     CHECK_TOKEN_OBJECT(m2_card, "mastercard", "5555555555554444", 11, YEAR_OK);
     CHECK_TOKEN_OBJECT(m1_noname, "discover", "6011111111111117", 1, YEAR_OK);
-    /* exactly the documented fields */
-    CHECK_EQ_INT(json_object_size(m1_card), 8);
+    /* exactly the documented fields: the card's eight, metadata ({}) and expires_at (null) */
+    CHECK_EQ_INT(json_object_size(m1_card), 10);
+    CHECK(json_is_object(json_object_get(m1_card, "metadata")) &&
+          json_object_size(json_object_get(m1_card, "metadata")) == 0);
+    CHECK(json_is_null(json_object_get(m1_card, "expires_at")));
 }
 
 static void tokenize_detects_each_brand(void)
@@ -1555,6 +1779,28 @@ static void detokenize_key_cannot_read_tokenize_or_delete(void)
     token_still_readable(m1_card, cfg.m1_sk, __FILE__, __LINE__);
 }
 
+/* A relay key relays and does nothing else: it can never read a card back. */
+static void relay_key_cannot_tokenize_read_detokenize_or_delete(void)
+{
+    if (MISSING_KEY(cfg.m1_rk, "CV_M1_RK"))
+        return;
+    char path[256], detok[256], body[256];
+    token_path(path, sizeof path, tok_of(m1_card), NULL);
+    token_path(detok, sizeof detok, tok_of(m1_card), "/detokenize");
+    snprintf(body, sizeof body, "{\"pan\":\"4242424242424242\",\"exp_month\":12,\"exp_year\":%d}",
+             YEAR_OK);
+    CHECK(strncmp(cfg.m1_rk, "rk_", 3) == 0);
+    EXPECT_DENIED("GET", path, cfg.m1_rk, NULL, NULL);
+    EXPECT_DENIED("POST", detok, cfg.m1_rk, JSON_CT, "{}");
+    EXPECT_DENIED("POST", "/v1/tokens", cfg.m1_rk, JSON_CT, body);
+    EXPECT_DENIED("DELETE", path, cfg.m1_rk, NULL, NULL);
+    token_still_readable(m1_card, cfg.m1_sk, __FILE__, __LINE__);
+    /* and the keys that can read cards cannot relay */
+    EXPECT_DENIED("POST", "/v1/relay/acme", cfg.m1_sk, JSON_CT, "{}");
+    EXPECT_DENIED("POST", "/v1/relay/acme", cfg.m1_dk, JSON_CT, "{}");
+    EXPECT_DENIED("POST", "/v1/relay/acme", cfg.m1_pk, JSON_CT, "{}");
+}
+
 static void read_scoped_key_can_read_but_not_tokenize_delete_or_detokenize(void)
 {
     if (MISSING_KEY(cfg.ro_key, "CV_READONLY_KEY"))
@@ -1820,18 +2066,18 @@ static void expect_405(const char *method, const char *path, const char *key,
 static void wrong_method_is_405_with_allow(void)
 {
     static const char *const post[] = {"POST", NULL};
-    static const char *const get_delete[] = {"GET", "DELETE", NULL};
+    static const char *const get_post[] = {"GET", "POST", NULL};
+    static const char *const get_delete[] = {"GET", "DELETE", "PATCH", NULL};
     static const char *const get[] = {"GET", NULL};
     char path[256], detok[256];
     token_path(path, sizeof path, tok_of(m1_card), NULL);
     token_path(detok, sizeof detok, tok_of(m1_card), "/detokenize");
-    expect_405("PUT", "/v1/tokens", cfg.m1_sk, post, __FILE__, __LINE__);
-    expect_405("GET", "/v1/tokens", cfg.m1_sk, post, __FILE__, __LINE__);
-    expect_405("DELETE", "/v1/tokens", cfg.m1_sk, post, __FILE__, __LINE__);
+    expect_405("PUT", "/v1/tokens", cfg.m1_sk, get_post, __FILE__, __LINE__);
+    expect_405("PATCH", "/v1/tokens", cfg.m1_sk, get_post, __FILE__, __LINE__);
+    expect_405("DELETE", "/v1/tokens", cfg.m1_sk, get_post, __FILE__, __LINE__);
     expect_405("GET", detok, cfg.m1_dk, post, __FILE__, __LINE__);
     expect_405("DELETE", detok, cfg.m1_dk, post, __FILE__, __LINE__);
     expect_405("PUT", path, cfg.m1_sk, get_delete, __FILE__, __LINE__);
-    expect_405("PATCH", path, cfg.m1_sk, get_delete, __FILE__, __LINE__);
     expect_405("POST", path, cfg.m1_sk, get_delete, __FILE__, __LINE__);
     expect_405("POST", "/healthz", NULL, get, __FILE__, __LINE__);
     http_client_set_base(cfg.ops);
@@ -2051,6 +2297,7 @@ int main(void)
     cfg.m1_sk = need_env("CV_M1_SK");
     cfg.m1_dk = need_env("CV_M1_DK");
     cfg.m1_id = need_env("CV_M1_ID");
+    cfg.m1_rk = opt_env("CV_M1_RK");
     cfg.m2_pk = need_env("CV_M2_PK");
     cfg.m2_sk = need_env("CV_M2_SK");
     cfg.m2_dk = need_env("CV_M2_DK");
@@ -2111,6 +2358,7 @@ int main(void)
     RUN(publishable_key_learns_nothing_about_seen_cards);
     RUN(secret_key_cannot_detokenize);
     RUN(detokenize_key_cannot_read_tokenize_or_delete);
+    RUN(relay_key_cannot_tokenize_read_detokenize_or_delete);
     RUN(read_scoped_key_can_read_but_not_tokenize_delete_or_detokenize);
     RUN(read_returns_the_same_token_object);
     RUN(path_decoding_to_control_bytes_is_not_the_token);
@@ -2128,6 +2376,13 @@ int main(void)
     RUN(request_ids_differ_between_requests);
     RUN(revoked_key_is_rejected_within_six_seconds);
     RUN(storage_policy_cards_are_tokenized);
+    RUN(tokenize_keeps_metadata_and_ttl);
+    RUN(tokenize_refuses_card_data_in_metadata_without_echo);
+    RUN(list_pages_only_this_merchants_tokens);
+    RUN(list_refuses_unknown_repeated_and_malformed_parameters);
+    RUN(update_changes_expiry_name_and_metadata_in_place);
+    RUN(update_of_another_merchants_token_is_a_missing_token);
+    RUN(expired_token_answers_like_a_missing_one);
 
     json_decref(m1_card);
     json_decref(m2_card);

@@ -196,7 +196,7 @@ APP_DATABASE_URL="$CARDVAULT_DATABASE_URL user=cardvault_app password=$APP_PW"
 
 # -------------------------------------------------------------- merchants, keys
 
-key_re='^(pk|sk|dk)_[0-9A-Za-z]{43}$'
+key_re='^(pk|sk|dk|rk)_[0-9A-Za-z]{49}$'
 # run_cli OUTFILE LABEL ARGS...: the CLI, stdout to OUTFILE, stderr to
 # OUTFILE.err; on failure "LABEL failed" and its stderr.
 run_cli() {
@@ -209,15 +209,17 @@ run_cli() {
 }
 create_merchant() { # NAME OUTFILE
     run_cli "$2" "merchant create '$1'" merchant create "$1" || return 1
-    local id pk sk dk name
+    local id pk sk dk rk name
     id=$(jq -er .merchant_id "$2" 2>/dev/null)
     pk=$(jq -er .publishable_key "$2" 2>/dev/null)
     sk=$(jq -er .secret_key "$2" 2>/dev/null)
     dk=$(jq -er .detokenize_key "$2" 2>/dev/null)
+    rk=$(jq -er .relay_key "$2" 2>/dev/null)
     name=$(jq -er .name "$2" 2>/dev/null)
     if [[ $id =~ ^mer_[0-9A-Za-z]{20}$ && $pk =~ ^pk_ && $pk =~ $key_re && $sk =~ ^sk_ &&
-        $sk =~ $key_re && $dk =~ ^dk_ && $dk =~ $key_re && $name == "$1" ]]; then
-        ok "merchant create '$1' prints merchant_id, name and pk_/sk_/dk_ keys"
+        $sk =~ $key_re && $dk =~ ^dk_ && $dk =~ $key_re && $rk =~ ^rk_ && $rk =~ $key_re &&
+        $name == "$1" ]]; then
+        ok "merchant create '$1' prints merchant_id, name and pk_/sk_/dk_/rk_ keys"
     else
         not_ok "merchant create '$1' printed an unexpected object: $(jq -c '{merchant_id, name}' "$2" 2>/dev/null)"
         return 1
@@ -247,6 +249,12 @@ create_key read sk_ "$TMP/key-read.json"
 create_key tokenize,read sk_ "$TMP/key-revoke.json"
 create_key tokenize pk_ "$TMP/key-pk.json"
 create_key detokenize dk_ "$TMP/key-dk.json"
+create_key relay rk_ "$TMP/key-rk.json"
+if "$CARDVAULT_BIN" key create --merchant "$M1_ID" --scopes relay,read >"$TMP/k.out" 2>&1; then
+    not_ok "key create --scopes relay,read succeeded (a relay key must relay and nothing else)"
+else
+    ok "key create --scopes relay,read exits non-zero: the relay scope stands alone"
+fi
 
 if "$CARDVAULT_BIN" key create --merchant "$M1_ID" --scopes bogus >"$TMP/k.out" 2>&1; then
     not_ok "key create --scopes bogus succeeded"
@@ -323,6 +331,7 @@ if [ $up -eq 1 ]; then
         CV_M1_PK=$(jq -r .publishable_key "$TMP/m1.json") \
         CV_M1_SK=$(jq -r .secret_key "$TMP/m1.json") \
         CV_M1_DK=$(jq -r .detokenize_key "$TMP/m1.json") \
+        CV_M1_RK=$(jq -r '.relay_key // ""' "$TMP/m1.json") \
         CV_M2_PK=$(jq -r .publishable_key "$TMP/m2.json") \
         CV_M2_SK=$(jq -r .secret_key "$TMP/m2.json") \
         CV_M2_DK=$(jq -r .detokenize_key "$TMP/m2.json") \

@@ -6,6 +6,7 @@
 #                           demo shop's small server (make deps-run)
 #   tests/lib/deps.sh       all of that plus the test tool chain: sanitizer
 #                           runtime, linters, valgrind, wrk, SoftHSM, Chromium,
+#                           python3 (the relay's fake processor, tests/relay),
 #                           MariaDB's server (the throwaway database of the
 #                           scan-mysql scenario), HAProxy and pg_auto_failover
 #                           (make cluster, make test-cluster), and the pinned
@@ -29,7 +30,7 @@ packages=(
 if [ "$mode" != run ]; then
   packages+=(
     clang libclang-rt-14-dev valgrind clang-format clang-tidy cppcheck
-    jq gnutls-bin psmisc
+    jq gnutls-bin psmisc gdb python3 systemd
     wrk softhsm2 opensc
     chromium fonts-dejavu-core
     mariadb-server

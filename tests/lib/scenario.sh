@@ -341,12 +341,14 @@ sc_app_role() {
   export SC_APP_URL="host=$SC_PGSOCK port=$SC_PGPORT user=cardvault_app dbname=cardvault"
 }
 
-# sc_merchant NAME: creates a merchant; sets M_ID, M_PK, M_SK, M_DK.
+# sc_merchant NAME: creates a merchant; sets M_ID, M_PK, M_SK, M_DK and M_RK
+# (the relay key).
 sc_merchant() {
   local json
   json=$("$SC_BIN" merchant create "$1") || return 1
   M_ID=$(jq -r .merchant_id <<<"$json"); M_PK=$(jq -r .publishable_key <<<"$json")
   M_SK=$(jq -r .secret_key <<<"$json"); M_DK=$(jq -r .detokenize_key <<<"$json")
+  M_RK=$(jq -r '.relay_key // ""' <<<"$json")
 }
 
 # sc_start [extra env assignments...]: starts `cardvault serve` (as the

@@ -43,11 +43,11 @@ ALLOW=$(cat <<'EOF'
 # caller's merchant ($1 is call->who->merchant_id), nothing else is read or
 # changed. A plain INSERT cannot have a WHERE predicate. The token insert
 # reads data_keys (no tenant column) only to refuse a destroyed DEK.
-store_tokens.c	INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, created_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM data_keys WHERE dek_id = $4::bigint AND state <> 'destroyed' FOR KEY SHARE
+store_tokens.c	INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, created_at, metadata, expires_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, NULLIF($13, '')::timestamptz FROM data_keys WHERE dek_id = $4::bigint AND state <> 'destroyed' FOR KEY SHARE
 # Group commit (store_batch.c through cv_tokens_insert_in): the same INSERT as a multi-row VALUES list
 # built at run time; every row's merchant_id is a bound parameter taken from
 # its request's authenticated merchant.
-store_tokens.c	INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, created_at) VALUES
+store_tokens.c	INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, created_at, metadata, expires_at) VALUES
 # Import mapping rows (cardvault import): merchant_id is $1, one bound
 # parameter for the whole batch, given by the operator's --merchant; the
 # rows come from unnest() over the batch's own arrays, nothing is read from
@@ -57,7 +57,7 @@ store_import.c	INSERT INTO import_rows (merchant_id, job_id, row_id, token, bran
 # UPDATE of idempotency_keys joins on the inserted row (i.merchant_id =
 # t.merchant_id, t being the row just inserted with merchant_id $1) and the
 # caller's key hash ($12): it can only touch the caller's own record.
-store_tokens.c	WITH t AS (INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, created_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM data_keys WHERE dek_id = $4::bigint AND state <> 'destroyed' FOR KEY SHARE RETURNING merchant_id), u AS (UPDATE idempotency_keys i SET state = 'done', status_code = 201, response_body = $13 FROM t WHERE i.merchant_id = t.merchant_id AND i.key_hash = $12 AND i.state = 'in_progress' RETURNING 1) SELECT count(*) FROM t
+store_tokens.c	WITH t AS (INSERT INTO tokens (merchant_id, token, format_version, dek_id, nonce, ciphertext, brand, bin, last4, fingerprint, created_at, metadata, expires_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, NULLIF($13, '')::timestamptz FROM data_keys WHERE dek_id = $4::bigint AND state <> 'destroyed' FOR KEY SHARE RETURNING merchant_id), u AS (UPDATE idempotency_keys i SET state = 'done', status_code = 201, response_body = $15 FROM t WHERE i.merchant_id = t.merchant_id AND i.key_hash = $14 AND i.state = 'in_progress' RETURNING 1) SELECT count(*) FROM t
 # Idempotency claim: INSERT with merchant_id = $1; the ON CONFLICT branch only
 # ever updates the row that conflicts on the primary key (merchant_id,
 # key_hash) = ($1, $2), i.e. the caller's own record.
@@ -65,6 +65,12 @@ store_tokens.c	INSERT INTO idempotency_keys (merchant_id, key_hash, request_hash
 # Housekeeping purge of expired idempotency records, all merchants: run by the
 # service's housekeeping thread on a timer, never on a request, returns nothing.
 store_tokens.c	DELETE FROM idempotency_keys WHERE expires_at < now()
+# Expired-token purge, all merchants: run by the housekeeping thread on a
+# timer and by `cardvault tokens purge-expired`, never on a request. It
+# deletes only rows whose own expires_at has passed (rows the API already
+# answers as missing), at most $1 a batch, returns nothing, and appends one
+# audit event with the count in the same transaction.
+store_tokens.c	DELETE FROM tokens WHERE (merchant_id, token) IN (SELECT merchant_id, token FROM tokens WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
 # Key lifecycle (operator CLI, `cardvault keys ...`, store_keys.c): DEKs are
 # shared by all merchants, so these work across merchants by design.
 # `keys status`: the number of tokens each DEK protects (a count, no row data).
@@ -82,7 +88,7 @@ store_keys.c	UPDATE data_keys SET state = 'destroyed', wrapped_key = NULL, destr
 # authenticated request, joined on BOTH columns, so a row is returned only
 # for the merchant that asked for it; results go back to each request by the
 # same pair (cv_store_get_tokens_batch).
-store_tokens.c	SELECT t.merchant_id, t.token, t.format_version, t.dek_id, t.nonce, t.ciphertext, t.brand, t.bin, t.last4, t.fingerprint, to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), d.state = 'destroyed' FROM tokens t JOIN data_keys d USING (dek_id) JOIN unnest($1::text[], $2::text[]) AS k(merchant_id, token) ON t.merchant_id = k.merchant_id AND t.token = k.token
+store_tokens.c	SELECT t.merchant_id, t.token, t.format_version, t.dek_id, t.nonce, t.ciphertext, t.brand, t.bin, t.last4, t.fingerprint, to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), d.state = 'destroyed', t.metadata::text, to_char(t.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), (extract(epoch FROM t.created_at) * 1000000)::bigint FROM tokens t JOIN data_keys d USING (dek_id) JOIN unnest($1::text[], $2::text[]) AS k(merchant_id, token) ON t.merchant_id = k.merchant_id AND t.token = k.token WHERE (t.expires_at IS NULL OR t.expires_at > now())
 # `cardvault audit verify|export` (store_audit.c): the hash chain spans every
 # merchant's events in seq order, so verifying or exporting it reads them all.
 # Operator CLI only; no HTTP route reaches it. (Appends go through the SQL

@@ -203,8 +203,8 @@ refused "a revoked key is 403 frame_key_refused" 403 frame_key_refused
 CARD='{"pan":"4242424242424242","exp_month":12,"exp_year":2031}'
 req OPTIONS /v1/tokens "" "" -H "Origin: $SHOP" -H 'Access-Control-Request-Method: POST' \
   -H 'Access-Control-Request-Headers: authorization, content-type'
-check "OPTIONS /v1/tokens (a preflight) is 405 cors_not_supported, JSON, Allow: POST" \
-  test "$R_STATUS|$(code_of_json)|$(hdr Allow)|$(hdr Content-Type)" = "405|cors_not_supported|POST|application/json"
+check "OPTIONS /v1/tokens (a preflight) is 405 cors_not_supported, JSON, Allow: GET, POST" \
+  test "$R_STATUS|$(code_of_json)|$(hdr Allow)|$(hdr Content-Type)" = "405|cors_not_supported|GET, POST|application/json"
 check "the preflight answer has no Access-Control-* header" \
   bash -c '! tr -d "\r" <"$1" | grep -qi "^access-control-"' _ "$SC_DIR/r.h"
 req OPTIONS /v1/tokens/tok_AbCdEfGhIjKlMnOpQrStUv "" "" -H "Origin: $SHOP"
@@ -229,6 +229,20 @@ check "... and carries no CORS header" bash -c '! tr -d "\r" <"$1" | grep -qi "^
 req POST /v1/tokens "$M_PK" "$CARD"
 check "tokenize without Origin (a server) is 201" test "$R_STATUS" = 201
 TOKEN=$(jq -r .token <<<"$R_BODY")
+# The security-code frame's hold (POST /v1/tokens/{token}/cvc-hold) is held to tokenize's rules.
+HOLD='{"cvc":"123"}'
+req POST "/v1/tokens/$TOKEN/cvc-hold" "$FPK" "$HOLD" -H "Origin: $SC_URL" -H "CardVault-Frame-Origin: https://shop.example"
+check "pk_ cvc-hold with the vault's own Origin naming its page's origin (the cvc frame's fetch) is 201" \
+  test "$R_STATUS/$(jq -r .object <<<"$R_BODY")" = "201/cvc_hold"
+req POST "/v1/tokens/$TOKEN/cvc-hold" "$FPK" "$HOLD" -H "Origin: $SC_URL"
+check "... naming none is 403 frame_origin_not_allowed" test "$R_STATUS/$(code_of_json)" = "403/frame_origin_not_allowed"
+req POST "/v1/tokens/$TOKEN/cvc-hold" "$FPK" "$HOLD" -H "Origin: $SC_URL" -H "CardVault-Frame-Origin: https://elsewhere.example"
+check "... naming an origin off the key's list is 403 frame_origin_not_allowed" \
+  test "$R_STATUS/$(code_of_json)" = "403/frame_origin_not_allowed"
+req POST "/v1/tokens/$TOKEN/cvc-hold" "$FPK" "$HOLD" -H "Origin: $SHOP" -H "CardVault-Frame-Origin: https://shop.example"
+check "... with a foreign Origin is 403 cross_origin_refused" test "$R_STATUS/$(code_of_json)" = "403/cross_origin_refused"
+req POST "/v1/tokens/$TOKEN/cvc-hold" "$M_PK" "$HOLD"
+check "cvc-hold without Origin (a server) is 201" test "$R_STATUS" = 201
 req GET "/v1/tokens/$TOKEN" "$M_SK" "" -H "Origin: $SHOP"
 check "a secret-key read with a foreign Origin is refused too" test "$R_STATUS/$(code_of_json)" = "403/cross_origin_refused"
 req POST /v1/tokens "bad" "$CARD" -H "Origin: $SHOP"

@@ -7,6 +7,7 @@
  * merchant isolation and destroyed data keys. Races are scripted through the
  * fake store's hooks and the fake clock's sleep. */
 #include "cardvault/api_tokens.h"
+#include "cardvault/api_tokens_manage.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,8 @@ struct fake_store {
     int sleeps;                /* the fake clock's sleep calls */
     unsigned slept_ms;         /* and their total */
     bool cvc_reached_seal;     /* the security code reached the sealed card */
+    int update_lose;           /* the next updates find the row changed under them */
+    int updates;               /* update calls seen */
 };
 
 static struct fake_store *fs(struct cv_store *st)
@@ -73,6 +76,7 @@ static void row_copy(struct cv_token_row *dst, const struct cv_token_row *src)
     *dst = *src;
     dst->ciphertext = malloc(src->ciphertext_len);
     memcpy(dst->ciphertext, src->ciphertext, src->ciphertext_len);
+    dst->metadata = src->metadata != NULL ? strdup(src->metadata) : NULL;
 }
 
 static void fake_free(struct fake_store *f)
@@ -193,6 +197,43 @@ static cv_status fake_delete_token(struct cv_store *st, const char *merchant_id,
     return CV_OK;
 }
 
+/* An update writes the row and its audit event together; update_lose
+ * scripts a concurrent update that re-sealed the row first. */
+static cv_status fake_update_token(struct cv_store *st, const struct cv_token_row *row,
+                                   const unsigned char old_nonce[CV_GCM_NONCE_BYTES],
+                                   const struct cv_audit_event *ev)
+{
+    struct fake_store *f = fs(st);
+    (void)old_nonce;
+    f->updates++;
+    struct cv_token_row *r = find_row(f, row->merchant_id, row->token);
+    if (r == NULL)
+        return CV_ERR_NOT_FOUND;
+    if (f->update_lose > 0) {
+        f->update_lose--;
+        return CV_ERR_NOT_FOUND;
+    }
+    CV_TRY(fake_audit_append(st, ev));
+    cv_token_row_cleanup(r);
+    row_copy(r, row);
+    return CV_OK;
+}
+
+/* Newest first; the cursor and filters are the SQL's (store_tokens.c) and
+ * the scenario's business: here only the merchant and the page size. */
+static cv_status fake_list_tokens(struct cv_store *st, const struct cv_token_list_query *q,
+                                  struct cv_token_row *rows, size_t max, size_t *count)
+{
+    struct fake_store *f = fs(st);
+    *count = 0;
+    for (size_t i = f->n_tokens; i-- > 0 && *count < max;)
+        if (strcmp(f->tokens[i].merchant_id, q->merchant_id) == 0) {
+            row_copy(&rows[*count], &f->tokens[i]);
+            rows[(*count)++].created_us = (int64_t)i * 1000000;
+        }
+    return CV_OK;
+}
+
 static cv_status fake_idem_claim(struct cv_store *st, const char *merchant_id,
                                  const unsigned char key_hash[32],
                                  const unsigned char request_hash[32], int64_t ttl_s,
@@ -283,6 +324,8 @@ static const struct cv_store_ops fake_store_ops = {
     .idem_release = fake_idem_release,
     .ping = fake_ping,
     .pool_usage = fake_pool_usage,
+    .list_tokens = fake_list_tokens,
+    .update_token = fake_update_token,
 };
 
 /* ---- the fake keyring: reversible, keyed by nothing; enough for flows --- */
@@ -458,8 +501,12 @@ static struct cv_result run(cv_handler handler, const struct cv_principal *who, 
         fprintf(stderr, "  test body does not decode\n");
         abort();
     }
-    struct cv_call call = {"req_testtesttesttesttest", who,  token,      idem_key,
-                           body != NULL ? &req : NULL, NULL, call_origin};
+    struct cv_call call = {.request_id = "req_testtesttesttesttest",
+                           .who = who,
+                           .token = token,
+                           .idempotency_key = idem_key,
+                           .tokenize = body != NULL ? &req : NULL,
+                           .origin = call_origin};
     struct captured c;
     memset(&c, 0, sizeof(c));
     c.done.finish = capture;
@@ -1177,7 +1224,7 @@ static void metrics_answer_prometheus_text(void)
 {
     setup();
     struct cv_handler_deps d = deps_of(&store);
-    struct cv_call call = {"req_testtesttesttesttest", NULL, NULL, NULL, NULL, NULL, NULL};
+    struct cv_call call = {.request_id = "req_testtesttesttesttest"};
     struct captured c;
     memset(&c, 0, sizeof(c));
     c.done.finish = capture;
@@ -1193,10 +1240,204 @@ static void metrics_answer_prometheus_text(void)
     fake_free(&store);
 }
 
+/* ---- update and list (api_tokens_manage.c) -------------------------------------- */
+
+/* PATCH body through the real decoder, then the update handler. */
+static struct cv_result update(const struct cv_principal *who, const char *token,
+                               const char *idem_key, const char *body)
+{
+    struct cv_handler_deps d = deps_of(&store);
+    struct cv_update_req req;
+    struct cv_json_param param;
+    if (cv_json_decode_update(body, strlen(body), &req, &param) != CV_OK) {
+        fprintf(stderr, "  test update body does not decode\n");
+        abort();
+    }
+    struct cv_call call = {.request_id = "req_testtesttesttesttest",
+                           .who = who,
+                           .token = token,
+                           .idempotency_key = idem_key,
+                           .update = &req};
+    struct captured c;
+    memset(&c, 0, sizeof(c));
+    c.done.finish = capture;
+    cv_api_update(&d, &call, &c.done);
+    CHECK_EQ_INT(c.calls, 1);
+    cv_update_req_cleanup(&req);
+    return c.res;
+}
+
+static struct cv_result list(const struct cv_principal *who, unsigned limit)
+{
+    struct cv_handler_deps d = deps_of(&store);
+    struct cv_list_req q;
+    memset(&q, 0, sizeof(q));
+    q.limit = limit;
+    struct cv_call call = {.request_id = "req_testtesttesttesttest", .who = who, .list = &q};
+    struct captured c;
+    memset(&c, 0, sizeof(c));
+    c.done.finish = capture;
+    cv_api_list(&d, &call, &c.done);
+    CHECK_EQ_INT(c.calls, 1);
+    return c.res;
+}
+
+/* Opens merchant A's stored row of tok with the fake keyring. */
+static bool open_stored(const char *tok, struct cv_card_plain *card)
+{
+    struct cv_token_row *row = find_row(&store, MERCHANT_A, tok);
+    return row != NULL && fake_open_row(NULL, row, card) == CV_OK;
+}
+
+static void update_reseals_the_card_in_place(void)
+{
+    setup();
+    char tok[CV_TOKEN_LEN + 1];
+    struct cv_result r = tokenize(&who_a, NULL, CARD ",\"cardholder_name\":\"OLD NAME\"}");
+    token_of(&r, tok);
+    cv_result_cleanup(&r);
+    r = update(&who_a, tok, NULL,
+               "{\"exp_month\":3,\"exp_year\":2032,\"cardholder_name\":\"NEW NAME\","
+               "\"metadata\":{\"k\":\"v\"},\"ttl_seconds\":60}");
+    CHECK_EQ_INT(r.status, CV_OK);
+    CHECK_EQ_INT(r.kind, CV_RESULT_OK);
+    CHECK(body_has(&r, tok) && body_has(&r, "\"exp_month\":3") &&
+          body_has(&r, "\"exp_year\":2032"));
+    CHECK(body_has(&r, "\"metadata\":{\"k\":\"v\"}"));
+    CHECK(body_has(&r, "\"expires_at\":\"2026-06-15T12:01:00Z\"")); /* the clock + 60 s */
+    CHECK(!body_has(&r, PAN) && !body_has(&r, "NEW NAME"));
+    cv_result_cleanup(&r);
+    struct cv_card_plain card;
+    CHECK(open_stored(tok, &card));
+    CHECK(strcmp(card.pan, PAN) == 0 && card.exp_month == 3 && card.exp_year == 2032);
+    CHECK(card.has_name && strcmp(card.name, "NEW NAME") == 0);
+    CHECK_EQ_INT(store.n_tokens, 1);
+    CHECK(strcmp(store.audit_action[store.n_audit - 1], "token.update") == 0);
+    /* null removes the name and the lifetime; a metadata key set to null goes */
+    r = update(&who_a, tok, NULL,
+               "{\"cardholder_name\":null,\"ttl_seconds\":null,\"metadata\":{\"k\":null}}");
+    CHECK_EQ_INT(r.status, CV_OK);
+    CHECK(body_has(&r, "\"metadata\":{}") && body_has(&r, "\"expires_at\":null"));
+    cv_result_cleanup(&r);
+    CHECK(open_stored(tok, &card));
+    CHECK(!card.has_name && card.exp_month == 3);
+    cv_wipe(&card, sizeof(card));
+    fake_free(&store);
+}
+
+static void update_refusals_change_nothing(void)
+{
+    setup();
+    char tok[CV_TOKEN_LEN + 1];
+    struct cv_result r = tokenize(&who_a, NULL, CARD_BODY);
+    token_of(&r, tok);
+    cv_result_cleanup(&r);
+    size_t audits = store.n_audit;
+    r = update(&who_a, tok, NULL, "{\"exp_month\":3,\"exp_year\":2001}");
+    CHECK_EQ_INT(r.status, CV_ERR_INVALID_EXPIRY);
+    CHECK(r.error_param != NULL && strcmp(r.error_param, "exp_year") == 0);
+    cv_result_cleanup(&r);
+    r = update(&who_a, tok, NULL, "{\"cardholder_name\":\"4242 4242 4242 4242\"}");
+    CHECK_EQ_INT(r.status, CV_ERR_INVALID_NAME);
+    cv_result_cleanup(&r);
+    /* another merchant's token, a malformed and a missing one: not found */
+    r = update(&who_b, tok, NULL, "{\"metadata\":{\"a\":\"b\"}}");
+    CHECK_EQ_INT(r.status, CV_ERR_NOT_FOUND);
+    cv_result_cleanup(&r);
+    r = update(&who_a, "tok_short", NULL, "{}");
+    CHECK_EQ_INT(r.status, CV_ERR_NOT_FOUND);
+    cv_result_cleanup(&r);
+    r = update(&who_a, "tok_0000000000000000000000", NULL, "{}");
+    CHECK_EQ_INT(r.status, CV_ERR_NOT_FOUND);
+    cv_result_cleanup(&r);
+    CHECK_EQ_INT(store.updates, 0);
+    CHECK_EQ_INT(store.n_audit, audits);
+    struct cv_card_plain card;
+    CHECK(open_stored(tok, &card) && card.exp_month == 12 && card.exp_year == 2030);
+    cv_wipe(&card, sizeof(card));
+    fake_free(&store);
+}
+
+static void update_starts_over_when_it_loses_a_race(void)
+{
+    setup();
+    char tok[CV_TOKEN_LEN + 1];
+    struct cv_result r = tokenize(&who_a, NULL, CARD_BODY);
+    token_of(&r, tok);
+    cv_result_cleanup(&r);
+    store.update_lose = 2;
+    r = update(&who_a, tok, NULL, "{\"metadata\":{\"a\":\"b\"}}");
+    CHECK_EQ_INT(r.status, CV_OK);
+    CHECK_EQ_INT(store.updates, 3);
+    cv_result_cleanup(&r);
+    store.update_lose = 3;
+    store.updates = 0;
+    r = update(&who_a, tok, NULL, "{\"metadata\":{\"a\":\"c\"}}");
+    CHECK_EQ_INT(r.status, CV_ERR_DB_UNAVAILABLE); /* retriable */
+    CHECK_EQ_INT(store.updates, 3);
+    CHECK(r.body == NULL);
+    cv_result_cleanup(&r);
+    fake_free(&store);
+}
+
+static void update_with_idempotency_key_replays(void)
+{
+    setup();
+    char tok[CV_TOKEN_LEN + 1];
+    struct cv_result r = tokenize(&who_a, NULL, CARD_BODY);
+    token_of(&r, tok);
+    cv_result_cleanup(&r);
+    struct cv_result first = update(&who_a, tok, "upd-1", "{\"metadata\":{\"a\":\"b\"}}");
+    CHECK_EQ_INT(first.status, CV_OK);
+    CHECK(!first.replayed);
+    r = update(&who_a, tok, "upd-1", "{\"metadata\":{\"a\":\"b\"}}");
+    CHECK_EQ_INT(r.status, CV_OK);
+    CHECK(r.replayed);
+    CHECK(r.body != NULL && first.body != NULL && strcmp(r.body, first.body) == 0);
+    CHECK_EQ_INT(store.updates, 1);
+    cv_result_cleanup(&r);
+    r = update(&who_a, tok, "upd-1", "{\"metadata\":{\"a\":\"c\"}}");
+    CHECK_EQ_INT(r.status, CV_ERR_IDEMPOTENCY_REUSED);
+    CHECK_EQ_INT(store.updates, 1);
+    cv_result_cleanup(&r);
+    cv_result_cleanup(&first);
+    fake_free(&store);
+}
+
+static void list_pages_the_merchants_tokens_without_card_numbers(void)
+{
+    setup();
+    const char *pans[] = {"4242424242424242", "5555555555554444", "4000056655665556"};
+    for (size_t i = 0; i < 3; i++) {
+        char body[128];
+        snprintf(body, sizeof(body), "{\"pan\":\"%s\",\"exp_month\":12,\"exp_year\":2030}",
+                 pans[i]);
+        struct cv_result r = tokenize(i == 2 ? &who_b : &who_a, NULL, body);
+        cv_result_cleanup(&r);
+    }
+    struct cv_result r = list(&who_a, 1);
+    CHECK_EQ_INT(r.status, CV_OK);
+    CHECK(body_has(&r, "\"object\":\"list\"") && body_has(&r, "\"has_more\":true"));
+    CHECK(body_has(&r, "\"next_cursor\":\"cur_") && body_has(&r, "\"last4\":\"4444\""));
+    CHECK(!body_has(&r, "5555555555554444") && !body_has(&r, "\"pan\""));
+    cv_result_cleanup(&r);
+    r = list(&who_a, 10);
+    CHECK(body_has(&r, "\"has_more\":false") && body_has(&r, "\"next_cursor\":null"));
+    CHECK(body_has(&r, "\"last4\":\"4242\"") && body_has(&r, "\"last4\":\"4444\""));
+    CHECK(!body_has(&r, "\"last4\":\"5556\"")); /* merchant B's */
+    cv_result_cleanup(&r);
+    fake_free(&store);
+}
+
 int main(void)
 {
     cv_json_init();
     RUN(tokenize_creates_a_token);
+    RUN(update_reseals_the_card_in_place);
+    RUN(update_refusals_change_nothing);
+    RUN(update_starts_over_when_it_loses_a_race);
+    RUN(update_with_idempotency_key_replays);
+    RUN(list_pages_the_merchants_tokens_without_card_numbers);
     RUN(tokenize_rejects_bad_cards_with_the_field);
     RUN(tokenize_never_stores_the_cvc);
     RUN(tokenize_retries_a_token_collision);

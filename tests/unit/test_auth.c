@@ -35,8 +35,9 @@ static void parse_scopes_accepts_valid_lists(void)
         {"read", CV_SCOPE_READ},
         {"delete", CV_SCOPE_DELETE},
         {"detokenize", CV_SCOPE_DETOKENIZE},
+        {"relay", CV_SCOPE_RELAY},
         {"tokenize,read,delete", CV_SCOPE_TOKENIZE | CV_SCOPE_READ | CV_SCOPE_DELETE},
-        {"tokenize,read,delete,detokenize", CV_SCOPES_ALL},
+        {"tokenize,read,delete,detokenize,relay", CV_SCOPES_ALL},
         {"detokenize,tokenize", CV_SCOPE_TOKENIZE | CV_SCOPE_DETOKENIZE}, /* any order */
         {"read,read", CV_SCOPE_READ}, /* a repeat grants nothing more */
     };
@@ -88,7 +89,9 @@ static void format_scopes_uses_canonical_order(void)
 {
     char out[64];
     cv_auth_format_scopes(CV_SCOPES_ALL, out);
-    CHECK(strcmp(out, "tokenize,read,delete,detokenize") == 0);
+    CHECK(strcmp(out, "tokenize,read,delete,detokenize,relay") == 0);
+    cv_auth_format_scopes(CV_SCOPE_RELAY, out);
+    CHECK(strcmp(out, "relay") == 0);
     cv_auth_format_scopes(CV_SCOPE_DETOKENIZE | CV_SCOPE_TOKENIZE, out);
     CHECK(strcmp(out, "tokenize,detokenize") == 0);
     cv_auth_format_scopes(CV_SCOPE_DELETE | CV_SCOPE_READ, out);
@@ -96,10 +99,25 @@ static void format_scopes_uses_canonical_order(void)
     cv_auth_format_scopes(0, out);
     CHECK(strcmp(out, "") == 0);
     /* Bits that name no scope are not invented into text. */
-    cv_auth_format_scopes(0xfffffff0u, out);
+    cv_auth_format_scopes(0xffffffe0u, out);
     CHECK(strcmp(out, "") == 0);
     cv_auth_format_scopes(0xffffffffu, out);
-    CHECK(strcmp(out, "tokenize,read,delete,detokenize") == 0);
+    CHECK(strcmp(out, "tokenize,read,delete,detokenize,relay") == 0);
+}
+
+/* A relay key relays and nothing else: the relay scope with any other is
+ * refused before the store is touched (store NULL here). */
+static void create_key_refuses_relay_with_another_scope(void)
+{
+    static const unsigned mixed[] = {CV_SCOPE_RELAY | CV_SCOPE_READ,
+                                     CV_SCOPE_RELAY | CV_SCOPE_DETOKENIZE,
+                                     CV_SCOPE_RELAY | CV_SCOPE_TOKENIZE, CV_SCOPES_ALL};
+    for (size_t i = 0; i < sizeof(mixed) / sizeof(mixed[0]); i++) {
+        char key[CV_APIKEY_LEN + 1], prefix[CV_APIKEY_PREFIX_LEN + 1];
+        CHECK_EQ_INT(
+            cv_auth_create_key(NULL, "mer_aaaaaaaaaaaaaaaaaaaa", mixed[i], NULL, key, prefix),
+            CV_ERR_BAD_REQUEST);
+    }
 }
 
 static void format_then_parse_round_trips_every_set(void)
@@ -126,7 +144,7 @@ static void parse_bearer_accepts_a_well_formed_key(void)
             size_t len = 0;
             snprintf(header, sizeof(header), "%s%s%s", schemes[s], kinds[k], KEY43);
             CHECK_EQ_INT(cv_auth_parse_bearer(header, &key, &len), CV_OK);
-            CHECK_EQ_INT(len, CV_APIKEY_LEN);
+            CHECK_EQ_INT(len, CV_APIKEY_LEGACY_LEN); /* a key made before checksums */
             CHECK(key == header + strlen(schemes[s]));
         }
     }
@@ -136,7 +154,7 @@ static void parse_bearer_accepts_a_well_formed_key(void)
     size_t len = 0;
     const char *spaced = "Bearer    sk_" KEY43;
     CHECK_EQ_INT(cv_auth_parse_bearer(spaced, &key, &len), CV_OK);
-    CHECK(key == spaced + 10 && len == CV_APIKEY_LEN);
+    CHECK(key == spaced + 10 && len == CV_APIKEY_LEGACY_LEN);
 }
 
 static void parse_bearer_refuses_everything_else(void)
@@ -547,6 +565,39 @@ static void stale_bound_is_ten_intervals_for_slow_refresh(void)
  * principal, looked up by the bare key (the frame's query parameter) as by
  * the header; a list the database holds in a shape origin.c would not
  * produce binds the key to nothing. */
+/* A key with its checksum authenticates beside a key made before
+ * checksums; the same key with one character mistyped is refused by its
+ * checksum before the key table is consulted: a plain 401 even while the
+ * table is stale (when a well-formed key would get 503). */
+static void checksummed_and_old_keys_authenticate_a_mistyped_key_fails_fast(void)
+{
+    struct fake_source f;
+    memset(&f, 0, sizeof(f));
+    f.now_ms = 7000000;
+    char fresh[CV_APIKEY_LEN + 1];
+    CHECK_EQ_INT(cv_token_api_key("sk", fresh), CV_OK);
+    fake_add(&f, fresh);
+    fake_add(&f, KEY_A); /* the old format: kind + 43 characters */
+    struct cv_auth_source src = {fake_scan, fake_now_ms, &f};
+    struct cv_auth *a = NULL;
+    CHECK_EQ_INT(cv_auth_open_source(&src, 1000, 0, false, &a), CV_OK);
+    if (a == NULL)
+        return;
+    CHECK_EQ_INT(auth_as(a, fresh), CV_OK);
+    CHECK_EQ_INT(auth_as(a, KEY_A), CV_OK);
+    char typo[CV_APIKEY_LEN + 1];
+    memcpy(typo, fresh, sizeof typo);
+    typo[10] = typo[10] == 'x' ? 'y' : 'x';
+    CHECK_EQ_INT(auth_as(a, typo), CV_ERR_UNAUTHENTICATED);
+    f.failing = true;
+    f.now_ms += 3600 * 1000;
+    CHECK_EQ_INT(cv_auth_refresh(a), CV_ERR_DB_UNAVAILABLE);
+    CHECK(cv_auth_is_stale(a));
+    CHECK_EQ_INT(auth_as(a, fresh), CV_ERR_DB_UNAVAILABLE);
+    CHECK_EQ_INT(auth_as(a, typo), CV_ERR_UNAUTHENTICATED);
+    cv_auth_close(a);
+}
+
 static void bare_key_lookup_carries_origins(void)
 {
     struct fake_source f;
@@ -582,6 +633,7 @@ int main(void)
     RUN(parse_scopes_tolerates_one_trailing_comma);
     RUN(format_scopes_uses_canonical_order);
     RUN(format_then_parse_round_trips_every_set);
+    RUN(create_key_refuses_relay_with_another_scope);
     RUN(parse_bearer_accepts_a_well_formed_key);
     RUN(parse_bearer_refuses_everything_else);
     RUN(parse_bearer_handles_a_huge_header);
@@ -593,5 +645,6 @@ int main(void)
     RUN(revocation_fails_closed_when_refresh_keeps_failing);
     RUN(stale_bound_is_ten_intervals_for_slow_refresh);
     RUN(bare_key_lookup_carries_origins);
+    RUN(checksummed_and_old_keys_authenticate_a_mistyped_key_fails_fast);
     return check_summary("auth");
 }

@@ -474,7 +474,11 @@ static void token_encoder_omits_pan_and_name_unless_asked(void)
     CHECK_EQ_INT(json_integer_value(json_object_get(o, "exp_year")), 2030);
     CHECK(json_object_get(o, "pan") == NULL);
     CHECK(json_object_get(o, "cardholder_name") == NULL);
-    CHECK_EQ_INT(json_object_size(o), 8);
+    /* the eight card members, then metadata ({}) and expires_at (null) */
+    CHECK(json_is_object(json_object_get(o, "metadata")) &&
+          json_object_size(json_object_get(o, "metadata")) == 0);
+    CHECK(json_is_null(json_object_get(o, "expires_at")));
+    CHECK_EQ_INT(json_object_size(o), 10);
     CHECK(strstr(text, "4242424242424242") == NULL);
     json_decref(o);
     cv_json_free(text);
@@ -606,10 +610,389 @@ static void oversized_card_fields_are_refused_before_copying(void)
     }
 }
 
+/* ---- the relay request ---- */
+
+static cv_status relay_decode(const char *j, struct cv_relay_req *q, struct cv_json_param *param)
+{
+    return cv_json_decode_relay(j, strlen(j), q, param);
+}
+
+static void relay_decodes_a_full_request(void)
+{
+    struct cv_relay_req q;
+    struct cv_json_param param;
+    const char *j =
+        "{\"method\":\"POST\",\"path\":\"/v1/charges?x=1\",\"headers\":{\"Content-Type\":"
+        "\"application/json\",\"Authorization\":\"Bearer s\"},\"body\":\"{}\","
+        "\"tokens\":{\"card\":\"tok_aaaaaaaaaaaaaaaaaaaaaa\",\"b2\":\"tok_x\"}}";
+    CHECK_EQ_INT(relay_decode(j, &q, &param), CV_OK);
+    CHECK(strcmp(q.method, "POST") == 0);
+    CHECK(strcmp(q.path, "/v1/charges?x=1") == 0);
+    CHECK_EQ_INT(q.n_headers, 2);
+    CHECK_EQ_INT(q.body_len, 2);
+    CHECK_EQ_INT(q.n_tokens, 2);
+    CHECK(strcmp(q.aliases[1], "b2") == 0 && strcmp(q.tokens[1], "tok_x") == 0);
+    cv_relay_req_cleanup(&q);
+    cv_relay_req_cleanup(&q); /* twice is safe */
+    CHECK_EQ_INT(
+        relay_decode("{\"method\":\"GET\",\"path\":\"/\",\"tokens\":{\"card\":\"t\"}}", &q, &param),
+        CV_OK);
+    CHECK(q.body == NULL && q.n_headers == 0);
+    cv_relay_req_cleanup(&q);
+}
+
+static void relay_refuses_shape_errors_with_the_field(void)
+{
+    static const struct {
+        const char *json;
+        cv_status st;
+        const char *param;
+    } cases[] = {
+        {"{\"method\":\"POST\",\"path\":\"/\",\"tokens\":{\"card\":\"t\"},\"extra\":1}",
+         CV_ERR_UNKNOWN_FIELD, "extra"},
+        {"{\"method\":\"POST\",\"method\":\"GET\",\"path\":\"/\",\"tokens\":{\"card\":\"t\"}}",
+         CV_ERR_INVALID_JSON, ""},
+        {"{\"path\":\"/\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_MISSING_FIELD, "method"},
+        {"{\"method\":\"POST\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_MISSING_FIELD, "path"},
+        {"{\"method\":\"POST\",\"path\":\"/\"}", CV_ERR_MISSING_FIELD, "tokens"},
+        {"{\"method\":1,\"path\":\"/\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_INVALID_TYPE,
+         "method"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"tokens\":[\"t\"]}", CV_ERR_INVALID_TYPE, "tokens"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"body\":{},\"tokens\":{\"card\":\"t\"}}",
+         CV_ERR_INVALID_TYPE, "body"},
+        {"{\"method\":\"post\",\"path\":\"/\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_BAD_REQUEST,
+         "method"},
+        {"{\"method\":\"CONNECT\",\"path\":\"/\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_BAD_REQUEST,
+         "method"},
+        {"{\"method\":\"POST\",\"path\":\"v1\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_BAD_REQUEST,
+         "path"},
+        {"{\"method\":\"POST\",\"path\":\"/a b\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_BAD_REQUEST,
+         "path"},
+        {"{\"method\":\"POST\",\"path\":\"/a#f\",\"tokens\":{\"card\":\"t\"}}", CV_ERR_BAD_REQUEST,
+         "path"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"tokens\":{}}", CV_ERR_BAD_REQUEST, "tokens"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"tokens\":{\"a\":\"t\",\"b\":\"t\",\"c\":\"t\","
+         "\"d\":\"t\",\"e\":\"t\"}}",
+         CV_ERR_BAD_REQUEST, "tokens"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"tokens\":{\"Card\":\"t\"}}", CV_ERR_BAD_REQUEST,
+         "tokens"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"tokens\":{\"card\":1}}", CV_ERR_INVALID_TYPE,
+         "tokens"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"headers\":{\"Host\":\"evil\"},\"tokens\":"
+         "{\"card\":\"t\"}}",
+         CV_ERR_RELAY_HEADER_NOT_ALLOWED, "headers"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"headers\":{\"content-length\":\"1\"},\"tokens\":"
+         "{\"card\":\"t\"}}",
+         CV_ERR_RELAY_HEADER_NOT_ALLOWED, "headers"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"headers\":{\"CardVault-Hold\":\"h\"},\"tokens\":"
+         "{\"card\":\"t\"}}",
+         CV_ERR_RELAY_HEADER_NOT_ALLOWED, "headers"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"headers\":{\"X-A\":\"a\\r\\nX-B: b\"},\"tokens\":"
+         "{\"card\":\"t\"}}",
+         CV_ERR_RELAY_HEADER_NOT_ALLOWED, "headers"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"headers\":{\"X A\":\"a\"},\"tokens\":"
+         "{\"card\":\"t\"}}",
+         CV_ERR_RELAY_HEADER_NOT_ALLOWED, "headers"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"headers\":{\"X-A\":\"a\",\"x-a\":\"b\"},\"tokens\":"
+         "{\"card\":\"t\"}}",
+         CV_ERR_RELAY_HEADER_NOT_ALLOWED, "headers"},
+        {"{\"method\":\"POST\",\"path\":\"/\",\"headers\":{\"X-A\":1},\"tokens\":{\"card\":\"t\"}}",
+         CV_ERR_INVALID_TYPE, "headers"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cv_relay_req q;
+        struct cv_json_param param;
+        cv_status st = relay_decode(cases[i].json, &q, &param);
+        if (st != cases[i].st || strcmp(param.name, cases[i].param) != 0)
+            fprintf(stderr, "  case %zu: %s param '%s'\n", i, cv_status_name(st), param.name);
+        CHECK_EQ_INT(st, cases[i].st);
+        CHECK(strcmp(param.name, cases[i].param) == 0);
+        CHECK(q.path == NULL && q.n_headers == 0 && q.body == NULL); /* nothing left behind */
+    }
+}
+
+static void relay_refuses_oversized_parts(void)
+{
+    char j[8192];
+    char path[CV_RELAY_PATH_MAX + 2];
+    memset(path, 'a', sizeof(path) - 1);
+    path[0] = '/';
+    path[sizeof(path) - 1] = '\0';
+    snprintf(j, sizeof(j), "{\"method\":\"POST\",\"path\":\"%s\",\"tokens\":{\"card\":\"t\"}}",
+             path);
+    struct cv_relay_req q;
+    struct cv_json_param param;
+    CHECK_EQ_INT(relay_decode(j, &q, &param), CV_ERR_BAD_REQUEST);
+    char many[2048] =
+        "{\"method\":\"POST\",\"path\":\"/\",\"tokens\":{\"card\":\"t\"},\"headers\":{";
+    for (int i = 0; i <= CV_RELAY_HEADERS_MAX; i++) {
+        char h[32];
+        snprintf(h, sizeof(h), "%s\"X-%d\":\"v\"", i > 0 ? "," : "", i);
+        strncat(many, h, sizeof(many) - strlen(many) - 1);
+    }
+    strncat(many, "}}", sizeof(many) - strlen(many) - 1);
+    CHECK_EQ_INT(relay_decode(many, &q, &param), CV_ERR_BAD_REQUEST);
+    CHECK(strcmp(param.name, "headers") == 0);
+}
+
+static void relay_answer_is_valid_json_whatever_the_bytes(void)
+{
+    char name[] = "content-type", value[] = "text/plain";
+    struct cv_relay_header h[1] = {{name, value}};
+    size_t len = 0;
+    char *out = cv_json_encode_relay_answer(402, h, 1, "a\"b\xff\n", 5, 12, 4096, &len);
+    CHECK(out != NULL);
+    json_error_t err;
+    json_t *v = out != NULL ? json_loadb(out, len, 0, &err) : NULL;
+    CHECK(v != NULL);
+    CHECK(v != NULL && json_integer_value(json_object_get(v, "status")) == 402);
+    CHECK(v != NULL &&
+          strcmp(json_string_value(json_object_get(v, "body")), "a\"b\xef\xbf\xbd\n") == 0);
+    CHECK(v != NULL && json_integer_value(json_object_get(v, "duration_ms")) == 12);
+    json_decref(v);
+    cv_json_free(out);
+    CHECK(cv_json_encode_relay_answer(200, h, 1, "x", 1, 1, 10, &len) == NULL);
+    CHECK_EQ_INT(len, 0);
+}
+
+/* ---- metadata, ttl_seconds (tokenize) and the update body
+ * ------------------------------------ */
+
+#define CARD_FIELDS "\"pan\":\"4242424242424242\",\"exp_month\":12,\"exp_year\":2030"
+
+static void tokenize_takes_metadata_and_ttl_in_canonical_form(void)
+{
+    struct cv_tokenize_req req;
+    const char *param = NULL;
+    const char *body = "{" CARD_FIELDS ",\"metadata\":{\"b\":\"2\",\"a\":\"caf\\u00e9\"},"
+                       "\"ttl_seconds\":3600}";
+    CHECK_EQ_INT(decode_s(body, &req, &param), CV_OK);
+    CHECK(param == NULL);
+    /* sorted keys, compact: the same text whatever the client's spelling */
+    CHECK(req.metadata != NULL && strcmp(req.metadata, "{\"a\":\"caf\xc3\xa9\",\"b\":\"2\"}") == 0);
+    CHECK(req.has_ttl && req.ttl_seconds == 3600);
+    cv_tokenize_req_cleanup(&req);
+    CHECK(req.metadata == NULL);
+    CHECK_EQ_INT(decode_s("{" CARD_FIELDS ",\"metadata\":{}}", &req, &param), CV_OK);
+    CHECK(req.metadata != NULL && strcmp(req.metadata, "{}") == 0 && !req.has_ttl);
+    cv_tokenize_req_cleanup(&req);
+}
+
+static void tokenize_refuses_bad_metadata_and_ttl(void)
+{
+    static const struct {
+        const char *body;
+        cv_status st;
+        const char *param;
+    } cases[] = {
+        {"{" CARD_FIELDS ",\"metadata\":[]}", CV_ERR_INVALID_TYPE, "metadata"},
+        {"{" CARD_FIELDS ",\"metadata\":\"x\"}", CV_ERR_INVALID_TYPE, "metadata"},
+        {"{" CARD_FIELDS ",\"metadata\":{\"a\":1}}", CV_ERR_INVALID_METADATA, "metadata"},
+        {"{" CARD_FIELDS ",\"metadata\":{\"a\":null}}", CV_ERR_INVALID_METADATA, "metadata"},
+        {"{" CARD_FIELDS ",\"metadata\":{\"a\":{\"b\":\"c\"}}}", CV_ERR_INVALID_METADATA,
+         "metadata"},
+        {"{" CARD_FIELDS ",\"metadata\":{\"a b\":\"c\"}}", CV_ERR_INVALID_METADATA, "metadata"},
+        {"{" CARD_FIELDS ",\"metadata\":{\"\":\"c\"}}", CV_ERR_INVALID_METADATA, "metadata"},
+        {"{" CARD_FIELDS ",\"metadata\":{\"a\":\"1\",\"a\":\"2\"}}", CV_ERR_INVALID_JSON, NULL},
+        {"{" CARD_FIELDS ",\"metadata\":{\"note\":\"4242 4242 4242 4242\"}}",
+         CV_ERR_METADATA_CARD_DATA, "metadata"},
+        {"{" CARD_FIELDS ",\"metadata\":{\"cvv\":\"x\"}}", CV_ERR_METADATA_CARD_DATA, "metadata"},
+        {"{" CARD_FIELDS ",\"metadata\":{\"4242424242424242\":\"x\"}}", CV_ERR_METADATA_CARD_DATA,
+         "metadata"},
+        {"{" CARD_FIELDS ",\"ttl_seconds\":0}", CV_ERR_INVALID_TTL, "ttl_seconds"},
+        {"{" CARD_FIELDS ",\"ttl_seconds\":-5}", CV_ERR_INVALID_TTL, "ttl_seconds"},
+        {"{" CARD_FIELDS ",\"ttl_seconds\":315360001}", CV_ERR_INVALID_TTL, "ttl_seconds"},
+        {"{" CARD_FIELDS ",\"ttl_seconds\":1.5}", CV_ERR_INVALID_TYPE, "ttl_seconds"},
+        {"{" CARD_FIELDS ",\"ttl_seconds\":\"60\"}", CV_ERR_INVALID_TYPE, "ttl_seconds"},
+        {"{" CARD_FIELDS ",\"expires_at\":\"2030-01-01T00:00:00Z\"}", CV_ERR_UNKNOWN_FIELD,
+         "expires_at"},
+        /* the documented order: metadata and ttl_seconds before the card fields */
+        {"{\"pan\":\"4242424242424242424242424242424242424242\",\"exp_month\":1,"
+         "\"exp_year\":2030,\"metadata\":{\"a\":1}}",
+         CV_ERR_INVALID_METADATA, "metadata"},
+        {"{\"pan\":\"4242\",\"exp_month\":1,\"exp_year\":2030,\"ttl_seconds\":0}",
+         CV_ERR_INVALID_TTL, "ttl_seconds"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_s(cases[i].body, cases[i].st, cases[i].param);
+}
+
+static void metadata_limits_are_exact(void)
+{
+    char body[16384];
+    struct cv_tokenize_req req;
+    const char *param = NULL;
+    /* 20 keys pass, 21 do not */
+    for (int keys = 20; keys <= 21; keys++) {
+        size_t n = (size_t)snprintf(body, sizeof(body), "{" CARD_FIELDS ",\"metadata\":{");
+        for (int k = 0; k < keys; k++)
+            n += (size_t)snprintf(body + n, sizeof(body) - n, "%s\"k%d\":\"v\"", k ? "," : "", k);
+        snprintf(body + n, sizeof(body) - n, "}}");
+        CHECK_EQ_INT(decode_s(body, &req, &param), keys == 20 ? CV_OK : CV_ERR_INVALID_METADATA);
+        cv_tokenize_req_cleanup(&req);
+    }
+    /* a key of 40 bytes passes, 41 does not; a value of 500 bytes passes, 501 does not */
+    char key[42], val[502];
+    for (size_t klen = 40; klen <= 41; klen++) {
+        memset(key, 'k', klen);
+        key[klen] = '\0';
+        snprintf(body, sizeof(body), "{" CARD_FIELDS ",\"metadata\":{\"%s\":\"v\"}}", key);
+        CHECK_EQ_INT(decode_s(body, &req, &param), klen == 40 ? CV_OK : CV_ERR_INVALID_METADATA);
+        cv_tokenize_req_cleanup(&req);
+    }
+    for (size_t vlen = 500; vlen <= 501; vlen++) {
+        memset(val, 'v', vlen);
+        val[vlen] = '\0';
+        snprintf(body, sizeof(body), "{" CARD_FIELDS ",\"metadata\":{\"k\":\"%s\"}}", val);
+        CHECK_EQ_INT(decode_s(body, &req, &param), vlen == 500 ? CV_OK : CV_ERR_INVALID_METADATA);
+        cv_tokenize_req_cleanup(&req);
+    }
+}
+
+static cv_status decode_update_s(const char *body, struct cv_update_req *req, const char **param)
+{
+    size_t len = strlen(body);
+    char *copy = malloc(len == 0 ? 1 : len);
+    memcpy(copy, body, len);
+    memcpy(last_param.name, "sentinel", sizeof("sentinel"));
+    cv_status st = cv_json_decode_update(copy, len, req, &last_param);
+    *param = last_param.name[0] != '\0' ? last_param.name : NULL;
+    free(copy);
+    return st;
+}
+
+static void update_body_decodes_each_field(void)
+{
+    struct cv_update_req req;
+    const char *param = NULL;
+    CHECK_EQ_INT(decode_update_s("{\"exp_month\":3,\"exp_year\":2032,\"cardholder_name\":\"A B\","
+                                 "\"metadata\":{\"z\":null,\"a\":\"1\"},\"ttl_seconds\":60}",
+                                 &req, &param),
+                 CV_OK);
+    CHECK(param == NULL);
+    CHECK(req.has_expiry && req.exp_month == 3 && req.exp_year == 2032);
+    CHECK(req.has_name && secbuf_is(req.name, "A B"));
+    CHECK(req.metadata_patch != NULL &&
+          strcmp(req.metadata_patch, "{\"a\":\"1\",\"z\":null}") == 0);
+    CHECK(req.has_ttl && !req.clear_ttl && req.ttl_seconds == 60);
+    cv_update_req_cleanup(&req);
+    CHECK(req.name == NULL && req.metadata_patch == NULL);
+    /* null removes the name and the lifetime */
+    CHECK_EQ_INT(decode_update_s("{\"cardholder_name\":null,\"ttl_seconds\":null}", &req, &param),
+                 CV_OK);
+    CHECK(req.has_name && req.name == NULL && req.has_ttl && req.clear_ttl && !req.has_expiry);
+    cv_update_req_cleanup(&req);
+    CHECK_EQ_INT(decode_update_s("{}", &req, &param), CV_OK);
+    CHECK(!req.has_name && !req.has_expiry && !req.has_ttl && req.metadata_patch == NULL);
+    cv_update_req_cleanup(&req);
+}
+
+static void update_body_is_strict(void)
+{
+    static const struct {
+        const char *body;
+        cv_status st;
+        const char *param;
+    } cases[] = {
+        {"{\"pan\":\"4242424242424242\"}", CV_ERR_UNKNOWN_FIELD, "pan"},
+        {"{\"cvc\":\"123\"}", CV_ERR_UNKNOWN_FIELD, "cvc"},
+        {"{\"4242424242424242\":1}", CV_ERR_UNKNOWN_FIELD, NULL},
+        {"{\"exp_month\":3}", CV_ERR_MISSING_FIELD, "exp_year"},
+        {"{\"exp_year\":2031}", CV_ERR_MISSING_FIELD, "exp_month"},
+        {"{\"exp_month\":\"3\",\"exp_year\":2031}", CV_ERR_INVALID_TYPE, "exp_month"},
+        {"{\"exp_month\":null,\"exp_year\":2031}", CV_ERR_INVALID_TYPE, "exp_month"},
+        {"{\"metadata\":null}", CV_ERR_INVALID_TYPE, "metadata"},
+        {"{\"cardholder_name\":5}", CV_ERR_INVALID_TYPE, "cardholder_name"},
+        {"{\"ttl_seconds\":true}", CV_ERR_INVALID_TYPE, "ttl_seconds"},
+        {"{\"ttl_seconds\":0}", CV_ERR_INVALID_TTL, "ttl_seconds"},
+        {"{\"metadata\":{\"k\":\"5555 5555 5555 4444\"}}", CV_ERR_METADATA_CARD_DATA, "metadata"},
+        {"{\"metadata\":{\"security_code\":null}}", CV_ERR_METADATA_CARD_DATA, "metadata"},
+        {"{\"metadata\":{\"k\":7}}", CV_ERR_INVALID_METADATA, "metadata"},
+        {"{\"ttl_seconds\":1,\"ttl_seconds\":2}", CV_ERR_INVALID_JSON, NULL},
+        {"", CV_ERR_INVALID_JSON, NULL},
+        {"[]", CV_ERR_INVALID_JSON, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cv_update_req req;
+        const char *param = NULL;
+        cv_status st = decode_update_s(cases[i].body, &req, &param);
+        if (st != cases[i].st)
+            fprintf(stderr, "  update %s: %s\n", cases[i].body, cv_status_name(st));
+        CHECK_EQ_INT(st, cases[i].st);
+        CHECK(cases[i].param == NULL ? param == NULL
+                                     : param != NULL && strcmp(param, cases[i].param) == 0);
+        CHECK(req.name == NULL && req.metadata_patch == NULL); /* nothing left behind */
+    }
+}
+
+static void metadata_merge_sets_deletes_and_bounds(void)
+{
+    char *out = NULL;
+    CHECK_EQ_INT(
+        cv_json_metadata_merge("{\"a\": \"1\", \"b\": \"2\"}", "{\"b\":null,\"c\":\"3\"}", &out),
+        CV_OK);
+    CHECK(out != NULL && strcmp(out, "{\"a\":\"1\",\"c\":\"3\"}") == 0);
+    free(out);
+    CHECK_EQ_INT(cv_json_metadata_merge(NULL, "{\"x\":\"y\"}", &out), CV_OK);
+    CHECK(out != NULL && strcmp(out, "{\"x\":\"y\"}") == 0);
+    free(out);
+    /* 20 stored + 1 new is 21: refused, nothing returned */
+    char cur[1024];
+    size_t n = (size_t)snprintf(cur, sizeof(cur), "{");
+    for (int k = 0; k < 20; k++)
+        n += (size_t)snprintf(cur + n, sizeof(cur) - n, "%s\"k%d\":\"v\"", k ? "," : "", k);
+    snprintf(cur + n, sizeof(cur) - n, "}");
+    out = NULL;
+    CHECK_EQ_INT(cv_json_metadata_merge(cur, "{\"new\":\"v\"}", &out), CV_ERR_INVALID_METADATA);
+    CHECK(out == NULL);
+    /* replacing one of the 20 is fine */
+    CHECK_EQ_INT(cv_json_metadata_merge(cur, "{\"k3\":\"w\",\"k4\":null}", &out), CV_OK);
+    free(out);
+}
+
+static void token_list_encodes_page_and_cursor(void)
+{
+    struct cv_token_view v[2];
+    memset(v, 0, sizeof(v));
+    for (int i = 0; i < 2; i++) {
+        v[i].token = i ? "tok_4eC39HqLyjWDarjtT1zdp8" : "tok_4eC39HqLyjWDarjtT1zdp7";
+        v[i].brand = "visa";
+        v[i].bin = "424242";
+        v[i].last4 = "4242";
+        v[i].fingerprint = "fp_0000000000000000000001";
+        v[i].created_at = "2025-01-02T03:04:05Z";
+        v[i].metadata = "{\"a\": \"b\"}";
+        v[i].expires_at = i ? "2026-01-01T00:00:00Z" : "";
+    }
+    size_t len = 0;
+    char *text = cv_json_encode_token_list(v, 2, true, "cur_x", &len);
+    json_t *o = parse(text, len);
+    CHECK(has_string(o, "object", "list") && has_string(o, "next_cursor", "cur_x"));
+    CHECK(json_is_true(json_object_get(o, "has_more")));
+    json_t *data = json_object_get(o, "data");
+    CHECK(json_array_size(data) == 2);
+    CHECK(has_string(json_object_get(json_array_get(data, 0), "metadata"), "a", "b"));
+    CHECK(json_is_null(json_object_get(json_array_get(data, 0), "expires_at")));
+    CHECK(has_string(json_array_get(data, 1), "expires_at", "2026-01-01T00:00:00Z"));
+    CHECK(json_object_get(json_array_get(data, 0), "pan") == NULL);
+    json_decref(o);
+    cv_json_free(text);
+    text = cv_json_encode_token_list(v, 0, false, NULL, &len);
+    o = parse(text, len);
+    CHECK(json_is_null(json_object_get(o, "next_cursor")) &&
+          json_array_size(json_object_get(o, "data")) == 0);
+    json_decref(o);
+    cv_json_free(text);
+}
+
 int main(void)
 {
     cv_json_init();
     RUN(decodes_a_full_tokenize_body);
+    RUN(relay_decodes_a_full_request);
+    RUN(relay_refuses_shape_errors_with_the_field);
+    RUN(relay_refuses_oversized_parts);
+    RUN(relay_answer_is_valid_json_whatever_the_bytes);
     RUN(decodes_the_minimal_body_and_optional_fields);
     RUN(decodes_escaped_and_non_ascii_strings);
     RUN(decodes_a_body_that_is_not_nul_terminated);
@@ -627,6 +1010,13 @@ int main(void)
     RUN(integers_pass_through_for_card_validation_to_judge);
     RUN(deeply_nested_values_are_refused_without_crashing);
     RUN(cleanup_accepts_a_zeroed_request_twice);
+    RUN(tokenize_takes_metadata_and_ttl_in_canonical_form);
+    RUN(tokenize_refuses_bad_metadata_and_ttl);
+    RUN(metadata_limits_are_exact);
+    RUN(update_body_decodes_each_field);
+    RUN(update_body_is_strict);
+    RUN(metadata_merge_sets_deletes_and_bounds);
+    RUN(token_list_encodes_page_and_cursor);
     RUN(decode_empty_accepts_nothing_blank_and_empty_object);
     RUN(decode_empty_rejects_fields_and_garbage);
     RUN(decode_empty_names_a_safe_unknown_field);

@@ -433,6 +433,31 @@ static void free_accepts_null(void)
     cv_metrics_free(NULL);
 }
 
+static void relay_durations_fill_a_histogram_by_destination(void)
+{
+    struct cv_metrics *m = cv_metrics_new();
+    cv_metrics_count_relay(m, "acme", CV_METRICS_RELAY_ANSWERED, 0.3);
+    cv_metrics_count_relay(m, "acme", CV_METRICS_RELAY_FAILED, 7.0);
+    cv_metrics_count_relay(m, "acme", CV_METRICS_RELAY_FAILED, 500.0);
+    size_t len = 0;
+    char *text = render(m, &len);
+    CHECK(has_line(text, "# TYPE cardvault_relay_duration_seconds histogram"));
+    CHECK(has_line(text,
+                   "cardvault_relay_duration_seconds_bucket{destination=\"acme\",le=\"0.25\"} 0"));
+    CHECK(has_line(text,
+                   "cardvault_relay_duration_seconds_bucket{destination=\"acme\",le=\"0.5\"} 1"));
+    CHECK(has_line(text,
+                   "cardvault_relay_duration_seconds_bucket{destination=\"acme\",le=\"10\"} 2"));
+    CHECK(has_line(text,
+                   "cardvault_relay_duration_seconds_bucket{destination=\"acme\",le=\"120\"} 2"));
+    CHECK(has_line(text,
+                   "cardvault_relay_duration_seconds_bucket{destination=\"acme\",le=\"+Inf\"} 3"));
+    CHECK(has_line(text, "cardvault_relay_duration_seconds_count{destination=\"acme\"} 3"));
+    CHECK(has_line(text, "cardvault_relay_duration_seconds_sum{destination=\"acme\"} 507.300000"));
+    free(text);
+    cv_metrics_free(m);
+}
+
 int main(void)
 {
     RUN(fresh_metrics_render_a_valid_exposition);
@@ -446,6 +471,7 @@ int main(void)
     RUN(five_second_waits_land_below_inf);
     RUN(proc_stat_parses_fields_after_the_last_paren);
     RUN(proc_stat_refuses_truncated_or_garbled_text);
+    RUN(relay_durations_fill_a_histogram_by_destination);
     RUN(free_accepts_null);
     return check_summary("metrics");
 }

@@ -136,48 +136,15 @@ static void array_literal_fails_at_the_cap(void)
     cv_buf_cleanup(&b);
 }
 
-/* The server's warning when a cancel or a statement timeout ends the wait
- * for the synchronous standby (PostgreSQL 15 syncrep.c), as libpq hands
- * its fields over; the message may be translated, the source fields not. */
-static void syncrep_warning_is_recognised_by_its_source(void)
-{
-    CHECK(cv_pg_notice_is_syncrep_abandoned(
-        "WARNING", "01000", "syncrep.c", "SyncRepWaitForLSN",
-        "canceling wait for synchronous replication due to user request"));
-    /* lc_messages=de_DE: translated text, same source fields */
-    CHECK(cv_pg_notice_is_syncrep_abandoned(
-        "WARNING", "01000", "syncrep.c", "SyncRepWaitForLSN",
-        "breche Warten auf synchrone Replikation ab wegen Benutzeraufforderung"));
-    /* a build that reports a path, or the routine alone */
-    CHECK(cv_pg_notice_is_syncrep_abandoned("WARNING", "01000",
-                                            "../src/backend/replication/syncrep.c", NULL, NULL));
-    CHECK(cv_pg_notice_is_syncrep_abandoned("WARNING", NULL, NULL, "SyncRepWaitForLSN", NULL));
-    /* no source fields: the English text, with a warning SQLSTATE */
-    CHECK(cv_pg_notice_is_syncrep_abandoned(
-        NULL, "01000", NULL, NULL,
-        "canceling wait for synchronous replication due to user request"));
-}
-
-static void other_notices_are_not_mistaken_for_it(void)
-{
-    CHECK(!cv_pg_notice_is_syncrep_abandoned("NOTICE", "00000", "tablecmds.c",
-                                             "DropErrorMsgNonExistent",
-                                             "table \"x\" does not exist, skipping"));
-    CHECK(!cv_pg_notice_is_syncrep_abandoned("WARNING", "01000", "xact.c",
-                                             "UserAbortTransactionBlock",
-                                             "there is no transaction in progress"));
-    CHECK(!cv_pg_notice_is_syncrep_abandoned("NOTICE", "01000", "syncrep.c", "SyncRepWaitForLSN",
-                                             NULL));
-    CHECK(!cv_pg_notice_is_syncrep_abandoned(NULL, NULL, NULL, NULL, NULL));
-    CHECK(!cv_pg_notice_is_syncrep_abandoned("WARNING", "01000", "syncrep.h", NULL, "x"));
-}
-
+/* serve's rule, on every new session: synchronous_commit against the
+ * synchronous standby list (blank or "" names none). */
 static void durable_settings_follow_the_standby_names(void)
 {
     char why[256];
     CHECK_EQ_INT(cv_pg_durable_settings_ok("on", "", why, sizeof(why)), CV_OK);
     CHECK_EQ_INT(cv_pg_durable_settings_ok("local", "", why, sizeof(why)), CV_OK);
-    CHECK_EQ_INT(cv_pg_durable_settings_ok("remote_write", "", why, sizeof(why)), CV_OK);
+    CHECK_EQ_INT(cv_pg_durable_settings_ok("remote_write", " ", why, sizeof(why)), CV_OK);
+    CHECK_EQ_INT(cv_pg_durable_settings_ok("local", "\"\"", why, sizeof(why)), CV_OK);
     CHECK_EQ_INT(cv_pg_durable_settings_ok("on", "ANY 1 (node_2)", why, sizeof(why)), CV_OK);
     CHECK_EQ_INT(cv_pg_durable_settings_ok("remote_apply", "*", why, sizeof(why)), CV_OK);
     CHECK_EQ_INT(cv_pg_durable_settings_ok("off", "", why, sizeof(why)), CV_ERR_CONFIG);
@@ -203,8 +170,6 @@ int main(void)
     RUN(bytea_rejects_malformed_text);
     RUN(array_literal_quotes_and_escapes);
     RUN(array_literal_fails_at_the_cap);
-    RUN(syncrep_warning_is_recognised_by_its_source);
-    RUN(other_notices_are_not_mistaken_for_it);
     RUN(durable_settings_follow_the_standby_names);
     return check_summary("pg");
 }

@@ -81,6 +81,8 @@ static void every_route_matches_with_its_id(void)
     expect_route("GET", "/v1/tokens/" TOK, CV_ROUTE_READ, TOK);
     expect_route("DELETE", "/v1/tokens/" TOK, CV_ROUTE_DELETE, TOK);
     expect_route("POST", "/v1/tokens/" TOK "/detokenize", CV_ROUTE_DETOKENIZE, TOK);
+    expect_route("GET", "/v1/tokens", CV_ROUTE_LIST, NULL);
+    expect_route("PATCH", "/v1/tokens/" TOK, CV_ROUTE_UPDATE, TOK);
     expect_route("GET", "/healthz", CV_ROUTE_HEALTHZ, NULL);
     expect_route("GET", "/readyz", CV_ROUTE_READYZ, NULL);
     expect_route("GET", "/metrics", CV_ROUTE_METRICS, NULL);
@@ -111,6 +113,12 @@ static void routes_carry_their_scope_and_body_rules(void)
     CHECK_EQ_INT(match("POST", "/v1/tokens/" TOK "/detokenize", &r, seg, sizeof(seg), &allow),
                  CV_OK);
     CHECK(r != NULL && r->scope == CV_SCOPE_DETOKENIZE && r->audit_denied);
+    /* The list reads; an update needs read and tokenize both (every bit). */
+    CHECK_EQ_INT(match("GET", "/v1/tokens", &r, seg, sizeof(seg), &allow), CV_OK);
+    CHECK(r != NULL && r->scope == CV_SCOPE_READ && r->body == CV_ROUTE_BODY_LIST_QUERY);
+    CHECK_EQ_INT(match("PATCH", "/v1/tokens/" TOK, &r, seg, sizeof(seg), &allow), CV_OK);
+    CHECK(r != NULL && r->scope == (CV_SCOPE_READ | CV_SCOPE_TOKENIZE) && r->takes_json &&
+          r->body == CV_ROUTE_BODY_UPDATE);
     /* Health and metrics need no key; nothing else is unauthenticated. */
     CHECK_EQ_INT(match("GET", "/healthz", &r, seg, sizeof(seg), &allow), CV_OK);
     CHECK(r != NULL && r->scope == 0);
@@ -191,11 +199,11 @@ static void head_on_ops_endpoints_runs_their_get_route(void)
 
 static void wrong_method_is_405_with_allow(void)
 {
-    expect_405("GET", "/v1/tokens", "POST");
-    expect_405("DELETE", "/v1/tokens", "POST");
-    expect_405("POST", "/v1/tokens/" TOK, "GET, DELETE");
-    expect_405("PUT", "/v1/tokens/" TOK, "GET, DELETE");
-    expect_405("PATCH", "/v1/tokens/" TOK, "GET, DELETE");
+    expect_405("PUT", "/v1/tokens", "GET, POST");
+    expect_405("DELETE", "/v1/tokens", "GET, POST");
+    expect_405("PATCH", "/v1/tokens", "GET, POST");
+    expect_405("POST", "/v1/tokens/" TOK, "GET, DELETE, PATCH");
+    expect_405("PUT", "/v1/tokens/" TOK, "GET, DELETE, PATCH");
     expect_405("GET", "/v1/tokens/" TOK "/detokenize", "POST");
     expect_405("DELETE", "/v1/tokens/" TOK "/detokenize", "POST");
     expect_405("POST", "/healthz", "GET, HEAD");
@@ -205,9 +213,9 @@ static void wrong_method_is_405_with_allow(void)
     expect_405("get", "/healthz", "GET, HEAD");
     expect_405("head", "/healthz", "GET, HEAD");
     expect_405("HEAD", "/elements.js", "GET"); /* HEAD only where monitoring asks it */
-    expect_405("HEAD", "/v1/tokens/" TOK, "GET, DELETE");
-    expect_405("", "/v1/tokens", "POST");
-    expect_405("POST ", "/v1/tokens/" TOK, "GET, DELETE");
+    expect_405("HEAD", "/v1/tokens/" TOK, "GET, DELETE, PATCH");
+    expect_405("", "/v1/tokens", "GET, POST");
+    expect_405("POST ", "/v1/tokens/" TOK, "GET, DELETE, PATCH");
 }
 
 static void unknown_paths_are_404(void)
@@ -343,7 +351,7 @@ static void elements_routes_are_public_gets(void)
     expect_route("GET", "/elements/cvc", CV_ROUTE_FRAME_CVC, NULL);
     expect_405("POST", "/elements/card", "GET");
     expect_405("OPTIONS", "/elements.js", "GET");
-    expect_405("OPTIONS", "/v1/tokens", "POST");
+    expect_405("OPTIONS", "/v1/tokens", "GET, POST");
     expect_404("GET", "/elements/");
     expect_404("GET", "/elements/card/");
     expect_404("GET", "/elements/Card");

@@ -198,6 +198,38 @@ static void remove_tmpdir(void)
         fprintf(stderr, "cannot remove %s\n", tmpdir);
 }
 
+/* systemd's LoadCredential= hands the file over as root-owned 0400 with an
+ * ACL granting the service's uid read access, which stat shows as 0440 (the
+ * ACL mask): group-read is tolerated there, and only there. */
+static void tolerates_the_acl_mask_of_a_systemd_credential(void)
+{
+    char dir[192], path[256], outside[256];
+    snprintf(dir, sizeof(dir), "%s/creds", tmpdir);
+    CHECK(mkdir(dir, 0500) == 0);
+    snprintf(path, sizeof(path), "%s/kek", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        CHECK(write(fd, SECRET, strlen(SECRET)) == (ssize_t)strlen(SECRET));
+        CHECK(fchmod(fd, 0440) == 0);
+        close(fd);
+    }
+    write_file("loose-credential", SECRET, strlen(SECRET), 0440, outside, sizeof(outside));
+    CHECK(setenv("CREDENTIALS_DIRECTORY", dir, 1) == 0);
+    expect_read(path, 64, SECRET, strlen(SECRET));
+    expect_refused(outside, 64, "group or others"); /* 0440 outside the folder */
+    CHECK(chmod(path, 0460) == 0);                  /* group write: never */
+    expect_refused(path, 64, "group or others");
+    CHECK(chmod(path, 0444) == 0); /* others: never */
+    expect_refused(path, 64, "group or others");
+    CHECK(unsetenv("CREDENTIALS_DIRECTORY") == 0);
+    CHECK(chmod(path, 0440) == 0); /* the same file without systemd's variable */
+    expect_refused(path, 64, "group or others");
+    unlink(path);
+    unlink(outside);
+    rmdir(dir);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/cv-secret-file-XXXXXX");
@@ -213,6 +245,7 @@ int main(void)
     RUN(refuses_a_file_owned_by_another_user);
     RUN(refuses_missing_directory_and_fifo);
     RUN(reason_fits_a_small_buffer);
+    RUN(tolerates_the_acl_mask_of_a_systemd_credential);
     remove_tmpdir();
     return check_summary("secret_file");
 }

@@ -34,6 +34,7 @@ static void public_codes_are_stable(void)
     CHECK(strcmp(cv_status_name(CV_ERR_NOT_FOUND), "token_not_found") == 0);
     CHECK(strcmp(cv_status_name(CV_ERR_RATE_LIMITED), "rate_limited") == 0);
     CHECK(strcmp(cv_status_name(CV_ERR_DB_UNAVAILABLE), "service_unavailable") == 0);
+    CHECK(strcmp(cv_status_name(CV_ERR_COMMIT_UNCONFIRMED), "commit_unconfirmed") == 0);
     CHECK(strcmp(cv_status_name(CV_ERR_DUPLICATE), "duplicate") == 0);
 }
 

@@ -283,18 +283,88 @@ static void fingerprint_validity_rejects_near_misses_and_impossible_values(void)
     CHECK(!cv_token_fingerprint_is_valid("fp_zzzzzzzzzzzzzzzzzzzzzz", 25));
 }
 
-static void api_keys_come_in_pk_sk_and_dk(void)
+static void api_keys_come_in_pk_sk_dk_and_rk(void)
 {
-    static const char *const kinds[] = {"pk", "sk", "dk"};
-    for (size_t i = 0; i < 3; i++) {
+    static const char *const kinds[] = {"pk", "sk", "dk", "rk"};
+    for (size_t i = 0; i < 4; i++) {
         char key[CV_APIKEY_LEN + 1];
         CHECK_EQ_INT(cv_token_api_key(kinds[i], key), CV_OK);
-        CHECK_EQ_INT(strlen(key), 46);
+        CHECK_EQ_INT(strlen(key), 52);
         CHECK(memcmp(key, kinds[i], 2) == 0);
         CHECK_EQ_INT(key[2], '_');
-        CHECK(all_base62(key + 3, 43));
+        CHECK(all_base62(key + 3, 49));
         CHECK(cv_token_api_key_is_valid(key, strlen(key)));
     }
+}
+
+static void api_key_kind_is_spots_the_four_prefixes(void)
+{
+    CHECK(cv_token_api_key_kind_is("rk_x"));
+    CHECK(cv_token_api_key_kind_is("pk_"));
+    CHECK(cv_token_api_key_kind_is("dk_abc"));
+    CHECK(!cv_token_api_key_kind_is("rk"));
+    CHECK(!cv_token_api_key_kind_is("xk_abc"));
+    CHECK(!cv_token_api_key_kind_is("RK_abc"));
+    CHECK(!cv_token_api_key_kind_is(""));
+    CHECK(!cv_token_api_key_kind_is(NULL));
+}
+
+/* The checksum docs/key-management.md gives secret scanners: CRC-32 (zlib)
+ * of the first 46 characters, 6 base62 digits, big-endian. These vectors
+ * come from Python's zlib.crc32, not from our own code. */
+static void api_key_checksum_is_the_documented_crc32(void)
+{
+    static const char *const vectors[] = {
+        "sk_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ26VjTt",
+        "pk_00000000000000000000000000000000000000000001zqVSB",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        char sum[CV_APIKEY_CHECK_CHARS];
+        cv_token_api_key_checksum(vectors[i], sum);
+        CHECK(memcmp(sum, vectors[i] + 46, CV_APIKEY_CHECK_CHARS) == 0);
+        CHECK(cv_token_api_key_is_valid(vectors[i], 52));
+    }
+}
+
+/* One mistyped character anywhere after the kind, in the random part or in
+ * the checksum, is refused: CRC-32 catches every single-character change. */
+static void api_key_with_any_one_character_changed_is_refused(void)
+{
+    static const char b62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    char key[CV_APIKEY_LEN + 1], bad[CV_APIKEY_LEN + 1];
+    CHECK_EQ_INT(cv_token_api_key("sk", key), CV_OK);
+    int accepted = 0;
+    for (size_t pos = 3; pos < CV_APIKEY_LEN; pos++) {
+        for (size_t c = 0; c < 62; c++) {
+            if (b62[c] == key[pos])
+                continue;
+            memcpy(bad, key, sizeof key);
+            bad[pos] = b62[c];
+            accepted += cv_token_api_key_is_valid(bad, CV_APIKEY_LEN);
+        }
+    }
+    CHECK_EQ_INT(accepted, 0);
+    /* Two neighbours swapped: a typist's other mistake. */
+    memcpy(bad, key, sizeof key);
+    for (size_t pos = 3; pos + 1 < CV_APIKEY_LEN; pos++) {
+        memcpy(bad, key, sizeof key);
+        if (bad[pos] == bad[pos + 1])
+            continue;
+        bad[pos] = key[pos + 1];
+        bad[pos + 1] = key[pos];
+        CHECK(!cv_token_api_key_is_valid(bad, CV_APIKEY_LEN));
+    }
+}
+
+/* Keys made before the checksum (kind + 43 characters) keep working. */
+static void api_key_of_the_old_format_is_still_valid(void)
+{
+    CHECK(cv_token_api_key_is_valid("sk_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ", 46));
+    char key[CV_APIKEY_LEN + 1];
+    CHECK_EQ_INT(cv_token_api_key("dk", key), CV_OK);
+    CHECK(cv_token_api_key_is_valid(key, CV_APIKEY_LEGACY_LEN)); /* its first 46 characters */
+    for (size_t n = CV_APIKEY_LEGACY_LEN + 1; n < CV_APIKEY_LEN; n++)
+        CHECK(!cv_token_api_key_is_valid(key, n)); /* a cut checksum is no key */
 }
 
 static void api_key_refuses_any_other_kind_and_leaves_nothing(void)
@@ -317,13 +387,14 @@ static void api_key_validity_rejects_near_misses(void)
     CHECK_EQ_INT(cv_token_api_key("sk", key), CV_OK);
     CHECK(!cv_token_api_key_is_valid(key, 45));
     memcpy(bad, key, sizeof key);
-    bad[46] = 'a';
-    CHECK(!cv_token_api_key_is_valid(bad, 47));
+    bad[52] = 'a';
+    CHECK(!cv_token_api_key_is_valid(bad, 53));
     static const char *const prefixes[] = {"xk_", "SK_", "sk-", "s_k", "pk ", "tk_", "\0k_"};
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
         memcpy(bad, key, sizeof key);
         memcpy(bad, prefixes[i], 3);
         CHECK(!cv_token_api_key_is_valid(bad, 46));
+        CHECK(!cv_token_api_key_is_valid(bad, 52));
     }
     static const char foreign[] = {'-', '_', ' ', '\0', '\x80'};
     for (size_t i = 0; i < sizeof foreign; i++) {
@@ -333,8 +404,12 @@ static void api_key_validity_rejects_near_misses(void)
         memcpy(bad, key, sizeof key);
         bad[45] = foreign[i];
         CHECK(!cv_token_api_key_is_valid(bad, 46));
+        memcpy(bad, key, sizeof key);
+        bad[51] = foreign[i];
+        CHECK(!cv_token_api_key_is_valid(bad, 52));
     }
     CHECK(!cv_token_api_key_is_valid(NULL, 46));
+    CHECK(!cv_token_api_key_is_valid(NULL, 52));
     CHECK(!cv_token_api_key_is_valid("sk_", 3));
 }
 
@@ -465,9 +540,13 @@ int main(void)
     RUN(token_validity_rejects_near_misses);
     RUN(fingerprint_is_prefix_and_base62_of_the_mac);
     RUN(fingerprint_validity_rejects_near_misses_and_impossible_values);
-    RUN(api_keys_come_in_pk_sk_and_dk);
+    RUN(api_keys_come_in_pk_sk_dk_and_rk);
+    RUN(api_key_kind_is_spots_the_four_prefixes);
     RUN(api_key_refuses_any_other_kind_and_leaves_nothing);
     RUN(api_key_validity_rejects_near_misses);
+    RUN(api_key_checksum_is_the_documented_crc32);
+    RUN(api_key_with_any_one_character_changed_is_refused);
+    RUN(api_key_of_the_old_format_is_still_valid);
     RUN(request_and_merchant_ids_have_their_prefix_and_20_chars);
     RUN(ids_and_keys_never_pass_as_tokens);
     RUN(tokens_100000_are_unique_and_uniform_over_62_chars);

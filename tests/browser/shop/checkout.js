@@ -10,7 +10,9 @@
   const result = document.getElementById('result');
 
   const cv = CardVault({ key: '{{KEY}}' });
-  const card = cv.mount('#card', { title: 'Card details' });
+  // ?hold=1: the card frame also holds the typed security code for the relay (holdCvc).
+  const holdCvc = new URLSearchParams(location.search).get('hold') === '1';
+  const card = cv.mount('#card', { title: 'Card details', holdCvc: holdCvc });
   card.on('ready', function () { shop.ready = true; });
   card.on('change', function (e) { shop.changes.push(e); });
 
@@ -25,7 +27,7 @@
       const resp = await fetch('/checkout', {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ token: r.token }),
+        body: JSON.stringify(r.cvc_hold ? { token: r.token, cvc_hold: r.cvc_hold.id } : { token: r.token }),
       });
       const answer = await resp.json();
       shop.answers.push(answer);
