@@ -75,7 +75,7 @@ ITEST_BIN := $(OUT)/tests/itest
 RELAY_TEST_BIN := $(OUT)/tests/relay/test_relay_client
 
 .PHONY: install uninstall test-install
-.PHONY: all deps run test test-asan unit itest relay-client contract browser scenarios lint-sql test-storage-proof \
+.PHONY: all deps run test cluster test-cluster test-asan unit itest relay-client contract browser scenarios lint-sql test-storage-proof \
         test-import-large \
         clean format format-check lint lint-cppcheck lint-tidy lint-banned lint-arch
 all: $(OUT)/cardvault
@@ -336,3 +336,12 @@ clean:
 docker-build-check:
 	@echo "== docker build stage (without Docker)"
 	@tests/lint/docker-build.sh
+
+# Two vaults behind HAProxy, PostgreSQL 15 primary + synchronous standby with
+# pg_auto_failover, on loopback (tests/cluster/, docs/scaling.md). Ctrl-C stops it.
+cluster: $(OUT)/cardvault
+	@tests/cluster/cluster.sh $(OUT)/cardvault
+
+# Faults under load against that cluster (not part of `make test`: see docs/scaling.md).
+test-cluster: $(OUT)/cardvault
+	@tests/cluster/test-cluster.sh $(OUT)/cardvault

@@ -435,22 +435,12 @@ static int cmd_serve(struct cv_cli *cli)
         goto out;
     }
     bool fsync_on = dur.fsync_on;
-    if (!dur.sync_commit_on) {
-        cv_cli_fail(
-            "the database has synchronous_commit=off: an acknowledged token could be lost in a "
-            "crash; refusing to start");
-        goto out;
-    }
-    /* With a synchronous standby, only on and remote_apply make COMMIT wait
-     * until the standby has the transaction: local and remote_write would
-     * acknowledge a token a failover can lose (docs/operations.md). */
-    if (dur.sync_standby_named && strcmp(dur.sync_commit, "on") != 0 &&
-        strcmp(dur.sync_commit, "remote_apply") != 0) {
-        snprintf(why, sizeof(why),
-                 "the database names a synchronous standby (synchronous_standby_names) but has "
-                 "synchronous_commit=%.15s: an acknowledged token could be lost in a failover; "
-                 "set synchronous_commit to on or remote_apply; refusing to start",
-                 dur.sync_commit);
+    /* synchronous_commit off, or local/remote_write with a synchronous
+     * standby named, would acknowledge a token a crash or a failover can
+     * lose (docs/operations.md); every reconnect is checked again. */
+    char rule[320];
+    if (cv_store_require_durable(app.store, rule, sizeof(rule)) != CV_OK) {
+        snprintf(why, sizeof(why), "%s; refusing to start", rule);
         cv_cli_fail(why);
         goto out;
     }

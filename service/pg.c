@@ -54,6 +54,10 @@ struct cv_pg_pool {
     unsigned free_count;
     pthread_mutex_t lock;
     struct pool_waiter *waiters_head, *waiters_tail; /* FIFO */
+    /* Set once serve has checked the durability settings: from then on every
+     * new session (a reconnect, perhaps to a new primary after a failover)
+     * is checked again before it serves a request. */
+    bool require_durable;
 };
 
 /* Parameter lists */
@@ -202,6 +206,62 @@ static void on_notice(void *arg, const PGresult *notice)
         c->sync_wait_cancelled = true;
 }
 
+cv_status cv_pg_durable_settings_ok(const char *synchronous_commit, const char *standby_names,
+                                    char *why, size_t why_len)
+{
+    if (strcmp(synchronous_commit, "off") == 0) {
+        snprintf(why, why_len,
+                 "the database has synchronous_commit=off: an acknowledged token could be lost in "
+                 "a crash");
+        return CV_ERR_CONFIG;
+    }
+    /* With a synchronous standby, only on and remote_apply make COMMIT wait
+     * until the standby has the transaction: local and remote_write would
+     * acknowledge a token a failover can lose. The setting's text is a
+     * list; blank or "" names no standby. */
+    bool standby_named = standby_names[strspn(standby_names, " \t\"")] != '\0';
+    if (standby_named && strcmp(synchronous_commit, "on") != 0 &&
+        strcmp(synchronous_commit, "remote_apply") != 0) {
+        snprintf(why, why_len,
+                 "the database names a synchronous standby (synchronous_standby_names) but has "
+                 "synchronous_commit=%.15s: an acknowledged token could be lost in a failover; "
+                 "set synchronous_commit to on or remote_apply",
+                 synchronous_commit);
+        return CV_ERR_CONFIG;
+    }
+    return CV_OK;
+}
+
+/* The new session's own settings, as the server will apply them to its
+ * commits (a failover may have put another server behind the same URI). */
+static cv_status check_session_durable(PGconn *pg, char *why, size_t why_len)
+{
+    PGresult *r = PQexec(pg, "SELECT current_setting('synchronous_commit'), "
+                             "current_setting('synchronous_standby_names')");
+    cv_status st = CV_ERR_DB_UNAVAILABLE;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        st = cv_pg_durable_settings_ok(PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), why, why_len);
+    else
+        snprintf(why, why_len, "cannot read synchronous_commit and synchronous_standby_names");
+    PQclear(r);
+    return st;
+}
+
+cv_status cv_pg_pool_require_durable(struct cv_pg_pool *pool, char *why, size_t why_len)
+{
+    struct cv_pg_conn *c = NULL;
+    snprintf(why, why_len, "cannot reach the database");
+    CV_TRY(cv_pg_acquire(pool, &c));
+    cv_status st = check_session_durable(c->pg, why, why_len);
+    cv_pg_release(c);
+    if (st == CV_OK) {
+        pthread_mutex_lock(&pool->lock);
+        pool->require_durable = true;
+        pthread_mutex_unlock(&pool->lock);
+    }
+    return st;
+}
+
 /* Connects c if it is not connected. On failure the reason (libpq's first
  * line: it may name host and user, never our data) goes to why when given,
  * else to the log. */
@@ -220,6 +280,21 @@ static cv_status connect_one(struct cv_pg_conn *c, char *why, size_t why_len)
             snprintf(why, why_len, "%s", line);
         else
             cv_log(CV_LOG_WARN, "db_connect_failed", CV_LS("reason", line));
+        PQfinish(c->pg);
+        c->pg = NULL;
+        return CV_ERR_DB_UNAVAILABLE;
+    }
+    pthread_mutex_lock(&c->pool->lock);
+    bool require_durable = c->pool->require_durable;
+    pthread_mutex_unlock(&c->pool->lock);
+    char reason[256];
+    if (require_durable && check_session_durable(c->pg, reason, sizeof(reason)) != CV_OK) {
+        /* No request is served on it: each new connection tries again, so
+         * the service recovers without a restart once the settings are
+         * fixed. */
+        cv_log(CV_LOG_ERROR, "db_settings_refused", CV_LS("reason", reason));
+        if (why != NULL)
+            snprintf(why, why_len, "%s", reason);
         PQfinish(c->pg);
         c->pg = NULL;
         return CV_ERR_DB_UNAVAILABLE;
@@ -506,6 +581,15 @@ cv_status cv_pg_run(struct cv_pg_conn *c, const struct cv_pg_stmt *s, const stru
     if (rs != PGRES_TUPLES_OK && rs != PGRES_COMMAND_OK) {
         cv_status st = cv_pg_error(c, r, s->name, s->quiet);
         PQclear(r);
+        /* The session died under a COMMIT (the primary crashed or was
+         * demoted): the commit may or may not have taken, and may or may not
+         * be on the standby. Not a failure either. */
+        if (st == CV_ERR_DB_UNAVAILABLE && strcmp(s->sql, "COMMIT") == 0 &&
+            (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK)) {
+            cv_log(CV_LOG_ERROR, "db_commit_unconfirmed", CV_LS("statement", s->name),
+                   CV_LS("effect", "the session ended during COMMIT; outcome unknown"));
+            st = CV_ERR_COMMIT_UNCONFIRMED;
+        }
         return st;
     }
     if (c->sync_wait_cancelled && PQtransactionStatus(c->pg) == PQTRANS_IDLE) {

@@ -88,6 +88,20 @@ CV_MUST_USE cv_status cv_pg_acquire(struct cv_pg_pool *pool, struct cv_pg_conn *
 void cv_pg_release(struct cv_pg_conn *c);
 /* Asks the server to cancel what every checked-out connection is running. */
 void cv_pg_cancel_busy(struct cv_pg_pool *pool);
+/* Checks one session's settings with cv_pg_durable_settings_ok now
+ * (CV_ERR_CONFIG with the reason in why when they fail, CV_ERR_DB_UNAVAILABLE
+ * when they cannot be read); once they pass, every new session of the pool
+ * (a reconnect, perhaps to a new primary after a failover) is checked the
+ * same way before it serves, and one that fails is closed
+ * (CV_ERR_DB_UNAVAILABLE, logged db_settings_refused). */
+CV_MUST_USE cv_status cv_pg_pool_require_durable(struct cv_pg_pool *pool, char *why,
+                                                 size_t why_len);
+/* The rule on the two settings' values: synchronous_commit not off, and on
+ * or remote_apply when synchronous_standby_names names a standby. CV_OK, or
+ * CV_ERR_CONFIG with a one-line reason in why. */
+CV_MUST_USE cv_status cv_pg_durable_settings_ok(const char *synchronous_commit,
+                                                const char *standby_names, char *why,
+                                                size_t why_len);
 /* Connections checked out now, and the pool size. */
 void cv_pg_pool_usage(struct cv_pg_pool *pool, unsigned *in_use, unsigned *size);
 

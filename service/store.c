@@ -21,13 +21,7 @@
 static const struct cv_pg_stmt ping = {"ping", "SELECT 1", 0, CV_PG_PREPARED, false, false};
 
 static const struct cv_pg_stmt durability = {
-    "check_durability",
-    "SELECT current_setting('fsync'), current_setting('synchronous_commit'), "
-    "current_setting('synchronous_standby_names')",
-    0,
-    CV_PG_PREPARED,
-    false,
-    false};
+    "check_durability", "SELECT current_setting('fsync')", 0, CV_PG_PREPARED, false, false};
 
 /* Asked first so a fresh database is "version 0", not an error. */
 static const struct cv_pg_stmt has_migrations = {
@@ -106,14 +100,14 @@ cv_status cv_store_check_durability(struct cv_store *store, struct cv_store_dura
     cv_status st = PQntuples(r) == 1 ? CV_OK : CV_ERR_DB_UNAVAILABLE;
     if (st == CV_OK) {
         out->fsync_on = strcmp(PQgetvalue(r, 0, 0), "on") == 0;
-        out->sync_commit_on = strcmp(PQgetvalue(r, 0, 1), "off") != 0;
-        cv_pg_get_text(r, 0, 1, out->sync_commit, sizeof(out->sync_commit));
-        /* the setting's text is a list; blank or "" names no standby */
-        const char *names = PQgetvalue(r, 0, 2);
-        out->sync_standby_named = names[strspn(names, " \t\"")] != '\0';
     }
     PQclear(r);
     return st;
+}
+
+cv_status cv_store_require_durable(struct cv_store *store, char *why, size_t why_len)
+{
+    return cv_pg_pool_require_durable(store->pool, why, why_len);
 }
 
 static const struct cv_pg_stmt role_check = {

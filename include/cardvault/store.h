@@ -50,13 +50,17 @@ void cv_store_libpq_version(char *out, size_t cap);
 /* The server's durability settings, as serve checks them at start-up. */
 struct cv_store_durability {
     bool fsync_on;
-    bool sync_commit_on;     /* synchronous_commit is not off */
-    bool sync_standby_named; /* synchronous_standby_names is not empty */
-    char sync_commit[16];    /* synchronous_commit as the server reports it */
 };
-/* Reads fsync, synchronous_commit and synchronous_standby_names. */
+/* Reads fsync (synchronous_commit is cv_store_require_durable's). */
 CV_MUST_USE cv_status cv_store_check_durability(struct cv_store *st,
                                                 struct cv_store_durability *out);
+/* serve's rule on the durability settings: synchronous_commit not off,
+ * and on or remote_apply when synchronous_standby_names names a standby.
+ * Checked now (CV_ERR_CONFIG with a one-line reason in why) and, once it
+ * passes, again on every new database session, so a failover to a server
+ * with weaker settings is refused (503 until they are fixed) rather than
+ * served. */
+CV_MUST_USE cv_status cv_store_require_durable(struct cv_store *st, char *why, size_t why_len);
 /* Whether serve may run as the role it is connected as: not a superuser,
  * not a member of the role that owns the schema's tables (tokens), which
  * could alter them, disable the audit triggers or rewrite the trail. When it

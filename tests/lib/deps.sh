@@ -8,8 +8,9 @@
 #                           runtime, linters, valgrind, wrk, SoftHSM, Chromium,
 #                           python3 (the relay's fake processor, tests/relay),
 #                           MariaDB's server (the throwaway database of the
-#                           scan-mysql scenario), and the pinned npm tooling
-#                           (make deps)
+#                           scan-mysql scenario), HAProxy and pg_auto_failover
+#                           (make cluster, make test-cluster), and the pinned
+#                           npm tooling (make deps)
 #
 # Debian packages via apt-get (one `apt-get update` first, only when something
 # is missing: a fresh machine's package lists may be empty).
@@ -33,6 +34,7 @@ if [ "$mode" != run ]; then
     wrk softhsm2 opensc
     chromium fonts-dejavu-core
     mariadb-server
+    haproxy postgresql-15-auto-failover pg-auto-failover-cli
   )
 fi
 

@@ -29,7 +29,11 @@
 #      a retry while the standby is still missing waits for it as well (its
 #      claim locks the record) and answers 503 again when that wait is cancelled;
 #   4. serve refuses to start with synchronous_commit=local (and remote_write)
-#      while synchronous_standby_names is set, and says why.
+#      while synchronous_standby_names is set, and says why;
+#   5. the same rule on every new session: after a reconnect to settings that
+#      fail it (the app role's synchronous_commit=local, a standby named),
+#      tokenize answers 503 and logs db_settings_refused, writing nothing;
+#      once fixed, 201 again without a restart.
 # Ends with "syncrep: N passed, N failed" and appends "P F" to build/test-results.
 SUITE=syncrep
 . "$(dirname "$0")/../lib/scenario.sh"
@@ -210,6 +214,35 @@ check "serve starts with synchronous_commit=remote_apply" sc_start
 sc_stop
 psql -X -q -d postgres -c "ALTER SYSTEM RESET synchronous_commit" >/dev/null
 set_standby ''
+
+# -- 5. the same rule on every reconnect (a failover may put a server with
+#       weaker settings behind the same URI): refused without a restart, and
+#       served again once fixed
+need "service starts" sc_start
+tokenize "$(luhn_pan 411111 11)" 12 2031 "$M_SK"
+check "tokenize works before (got $SC_STATUS)" test "$SC_STATUS" = 201
+before=$(tokens)
+qpg "ALTER ROLE cardvault_app SET synchronous_commit = local"
+set_standby nonexistent_standby
+qpg "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'cardvault_app'" >/dev/null
+sleep 0.3
+# The first request may meet a terminated session (503 as well) before any
+# reconnect: three in a row, every one 503.
+codes=""
+for n in 12 13 14; do
+  tokenize "$(luhn_pan 411111 $n)" 12 2031 "$M_SK"
+  codes="$codes $SC_STATUS"
+done
+check "after reconnecting to synchronous_commit=local with a standby named, tokenize answers 503 (got$codes)" \
+  test "$codes" = " 503 503 503"
+check "logged db_settings_refused" grep -q '"db_settings_refused"' "$SC_SERVICE_LOG"
+check "no row was written for them" test "$(tokens)" = "$before"
+# the role's reset is itself a commit: it must not wait for the absent standby
+PGOPTIONS='-c synchronous_commit=local' qpg "ALTER ROLE cardvault_app RESET synchronous_commit"
+set_standby ''
+tokenize "$(luhn_pan 411111 15)" 12 2031 "$M_SK"
+check "settings fixed: tokenize works again without a restart (got $SC_STATUS)" test "$SC_STATUS" = 201
+sc_stop
 
 check "no card number sent appears in the service log" eval '! grep -qFf "$SC_DIR/pans" "$SC_SERVICE_LOG"'
 sc_finish

@@ -136,6 +136,28 @@ static void array_literal_fails_at_the_cap(void)
     cv_buf_cleanup(&b);
 }
 
+/* serve's rule, on every new session: synchronous_commit against the
+ * synchronous standby list (blank or "" names none). */
+static void durable_settings_follow_the_standby_names(void)
+{
+    char why[256];
+    CHECK_EQ_INT(cv_pg_durable_settings_ok("on", "", why, sizeof(why)), CV_OK);
+    CHECK_EQ_INT(cv_pg_durable_settings_ok("local", "", why, sizeof(why)), CV_OK);
+    CHECK_EQ_INT(cv_pg_durable_settings_ok("remote_write", " ", why, sizeof(why)), CV_OK);
+    CHECK_EQ_INT(cv_pg_durable_settings_ok("local", "\"\"", why, sizeof(why)), CV_OK);
+    CHECK_EQ_INT(cv_pg_durable_settings_ok("on", "ANY 1 (node_2)", why, sizeof(why)), CV_OK);
+    CHECK_EQ_INT(cv_pg_durable_settings_ok("remote_apply", "*", why, sizeof(why)), CV_OK);
+    CHECK_EQ_INT(cv_pg_durable_settings_ok("off", "", why, sizeof(why)), CV_ERR_CONFIG);
+    CHECK(strstr(why, "synchronous_commit=off") != NULL);
+    CHECK_EQ_INT(cv_pg_durable_settings_ok("local", "ANY 1 (node_2)", why, sizeof(why)),
+                 CV_ERR_CONFIG);
+    CHECK(strstr(why, "synchronous_commit=local") != NULL);
+    CHECK(strstr(why, "on or remote_apply") != NULL);
+    CHECK_EQ_INT(cv_pg_durable_settings_ok("remote_write", "node_2", why, sizeof(why)),
+                 CV_ERR_CONFIG);
+    CHECK_EQ_INT(cv_pg_durable_settings_ok("off", "node_2", why, sizeof(why)), CV_ERR_CONFIG);
+}
+
 int main(void)
 {
     cv_log_to_stderr(true); /* the refused lists are logged: keep stdout for the summary */
@@ -148,5 +170,6 @@ int main(void)
     RUN(bytea_rejects_malformed_text);
     RUN(array_literal_quotes_and_escapes);
     RUN(array_literal_fails_at_the_cap);
+    RUN(durable_settings_follow_the_standby_names);
     return check_summary("pg");
 }

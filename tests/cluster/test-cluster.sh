@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# make test-cluster: faults under load against the cluster of make cluster.
+#
+#   tests/cluster/test-cluster.sh build/release/cardvault
+#
+# A small load client (two workers; every request its own card and
+# Idempotency-Key; every answer recorded, every 201 with its token and card)
+# runs for CL_PHASE_S seconds (default 15; 4 phases ~ 60 s of load) while, in
+# turn:
+#   a. one cardvault instance is killed (SIGKILL): HAProxy routes around it;
+#   b. the PostgreSQL primary's whole process group (pg_autoctl and its
+#      postgres) is killed: pg_auto_failover promotes the standby;
+#   c. the primary's process group is stopped (SIGSTOP) past the failover
+#      timeout, then continued (SIGCONT): the old primary must not take writes;
+#   d. the standby is stopped and a backend waiting for it in SyncRep is
+#      cancelled (pg_cancel_backend): the client must not get a 201 for it.
+# After each phase: every acknowledged token detokenizes to its exact card on
+# the current primary (no 201 without its row), `cardvault audit verify`
+# passes, and a report prints the outage window (first and last failed
+# request) and the errors clients saw. Timings on a loaded machine are
+# reported, never judged.
+SUITE=cluster
+SC_ROOT_DIR=$(cd "$(dirname "$0")/../.." && pwd)
+. "$SC_ROOT_DIR/tests/lib/scenario.sh"
+. "$(dirname "$0")/lib.sh"
+BIN=$(realpath "${1:-build/release/cardvault}")
+cd "$SC_ROOT_DIR" || exit 2
+require_tools jq curl psql haproxy pg_autoctl setsid
+PHASE_S=${CL_PHASE_S:-15}
+LOAD_PIDS=()
+cleanup() {
+    [ ${#LOAD_PIDS[@]} -gt 0 ] && kill "${LOAD_PIDS[@]}" 2>/dev/null
+    cl_down
+    rm -rf "$CL_DIR"
+    sc_cleanup
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT
+
+need "cluster up (monitor, primary + synchronous standby, two vaults, HAProxy)" cl_up "$BIN"
+json=$(CARDVAULT_DATABASE_URL="$CL_DB_URL" "$BIN" merchant create "Cluster load shop") || exit 1
+SK=$(jq -r .secret_key <<<"$json")
+DK=$(jq -r .detokenize_key <<<"$json")
+YEAR=$(($(date -u +%Y) + 2))
+
+# worker PHASE N: tokenize until killed; lines "epoch_ms status token pan code"
+worker() {
+    local out="$CL_DIR/$1.load.$2" i=0 pan r code tok
+    while :; do
+        i=$((i + 1))
+        pan=$(luhn_pan "4$((RANDOM % 90 + 10))$2" "$((i * 7919 + RANDOM))")
+        r=$(curl -s --max-time 10 -w '\n%{http_code}' -X POST "$CL_URL/v1/tokens" \
+            -H "Authorization: Bearer $SK" -H 'Content-Type: application/json' \
+            -H "Idempotency-Key: $1-$2-$i-$RANDOM" \
+            --data-binary "{\"pan\":\"$pan\",\"exp_month\":12,\"exp_year\":$YEAR}")
+        code=${r##*$'\n'}
+        tok=$(jq -r '.token // .id // empty' <<<"${r%$'\n'*}" 2>/dev/null)
+        err=$(jq -r '.error.code // empty' <<<"${r%$'\n'*}" 2>/dev/null)
+        echo "$(date +%s%3N) $code ${tok:--} $pan ${err:--}" >>"$out"
+    done
+}
+load_start() {
+    LOAD_PIDS=()
+    worker "$1" 1 & LOAD_PIDS+=($!)
+    worker "$1" 2 & LOAD_PIDS+=($!)
+}
+load_stop() {
+    kill "${LOAD_PIDS[@]}" 2>/dev/null
+    wait "${LOAD_PIDS[@]}" 2>/dev/null
+    LOAD_PIDS=()
+}
+group_of_primary() { # the node directory of the current primary, empty when none
+    local port
+    port=$(cl_primary_port)
+    case "$port" in
+    "$CL_PG1_PORT") echo node1 ;;
+    "$CL_PG2_PORT") echo node2 ;;
+    esac
+}
+other_node() { [ "$1" = node1 ] && echo node2 || echo node1; }
+node_port() { [ "$1" = node1 ] && echo "$CL_PG1_PORT" || echo "$CL_PG2_PORT"; }
+
+# verify PHASE: the checks after a phase, and its report
+verify() {
+    local f="$CL_DIR/$1.load" acked lost=0 t p got
+    cat "$CL_DIR/$1".load.* 2>/dev/null | sort -n >"$f"
+    acked=$(awk '$2 == 201' "$f" | wc -l)
+    while read -r _ _ t p _; do
+        got=$(curl -s --max-time 10 -X POST "$CL_URL/v1/tokens/$t/detokenize" -H "Authorization: Bearer $DK" | jq -r '.pan // empty')
+        [ "$got" = "$p" ] || { lost=$((lost + 1)); echo "#   $1: token $t does not detokenize to its card"; }
+    done < <(awk '$2 == 201' "$f")
+    echo "# $1: requests $(wc -l <"$f"), acknowledged $acked, lost $lost"
+    awk -v ph="$1" '$2 != 201 { n++; if (!first) first = $1; last = $1; c[$2 " " $5]++ }
+        END { if (n) { printf "# %s: %d failed requests, outage window %.1f s (first %s, last %s)\n", ph, n, (last - first) / 1000, first, last
+                       for (k in c) printf "#   %s: %d\n", k, c[k] }
+              else printf "# %s: no failed request\n", ph }' "$f"
+    check "$1: every acknowledged token ($acked) detokenizes to its exact card" test "$lost" = 0
+    check "$1: at least one token acknowledged" test "$acked" -gt 0
+    check "$1: no answer other than 201 or 503 (and HAProxy's 502/504 while a vault dies)" \
+        test -z "$(awk '$2 != 201 && $2 != 503 && $2 != 502 && $2 != 504 && $2 != "000"' "$f")"
+    check "$1: audit verify passes" env CARDVAULT_DATABASE_URL="$CL_DB_URL" "$BIN" audit verify
+}
+wait_ready() { cl_wait_healthy 180; }
+
+# ---- a. kill one vault ------------------------------------------------------
+load_start a
+sleep 3
+kill -KILL "$CL_VAULT_A_PID"
+sleep $((PHASE_S - 3))
+load_stop
+verify a
+cl_start_vault a "$CL_VAULT_A_PORT" "$CL_OPS_A_PORT"
+
+# ---- b. kill the primary's whole process group --------------------------------
+P=$(group_of_primary)
+load_start b
+sleep 3
+kill -KILL -- "-$(cl_pgid "$P")"
+sleep $((PHASE_S - 3))
+for _ in $(seq 1 90); do G=$(group_of_primary); [ -n "$G" ] && [ "$G" != "$P" ] && break; sleep 1; done
+load_stop
+check "b: the standby was promoted ($(group_of_primary) is primary)" test "$(group_of_primary)" != "$P"
+verify b
+cl_spawn "$P" pg_autoctl run --pgdata "$CL_DIR/$P"
+check "b: the old primary rejoins as standby" wait_ready
+
+# ---- c. SIGSTOP the primary past the failover timeout ---------------------------
+P=$(group_of_primary)
+load_start c
+sleep 3
+kill -STOP -- "-$(cl_pgid "$P")"
+# Past the failover: until the monitor has handed the primary role to the
+# other node (the unhealthy timeout plus the promotion, which takes tens of
+# seconds on a loaded machine), at most 120 s.
+PP=$(node_port "$P")
+for _ in $(seq 1 120); do
+    [ -n "$(cl_state | jq -r --argjson p "$PP" '.[] | select(.nodeport != $p and
+        (.assigned_group_state == "primary" or .assigned_group_state == "wait_primary")) | .nodeport')" ] && break
+    sleep 1
+done
+kill -CONT -- "-$(cl_pgid "$P")"
+for _ in $(seq 1 90); do G=$(group_of_primary); [ -n "$G" ] && [ "$G" != "$P" ] && break; sleep 1; done
+load_stop
+check "c: the standby was promoted while the primary was stopped" test "$(group_of_primary)" != "$P"
+verify c
+check "c: the old primary rejoins as standby" wait_ready
+
+# ---- d. a cancelled wait for the synchronous standby ---------------------------
+P=$(group_of_primary)
+S=$(other_node "$P")
+load_start d
+sleep 2
+kill -STOP -- "-$(cl_pgid "$S")"
+cancelled=0
+for _ in $(seq 1 40); do
+    n=$(psql -X -q -At "host=127.0.0.1 port=$(node_port "$P") user=postgres dbname=postgres" \
+        -c "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE wait_event = 'SyncRep'" 2>/dev/null)
+    [ "${n:-0}" -gt 0 ] && cancelled=$((cancelled + n))
+    [ "$cancelled" -gt 0 ] && break
+    sleep 0.1
+done
+kill -CONT -- "-$(cl_pgid "$S")"
+sleep 4
+load_stop
+check "d: a backend waiting for the standby was cancelled ($cancelled)" test "$cancelled" -gt 0
+check "d: clients saw commit_unconfirmed for it" grep -q ' commit_unconfirmed$' "$CL_DIR/d.load".*
+verify d
+
+sc_finish
