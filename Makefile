@@ -72,6 +72,8 @@ LIB_OBJS := $(filter-out $(OUT)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(OUT)/tests/%)
 ITEST_BIN := $(OUT)/tests/itest
+# Service code against the integration database (tests/db): run by itest.
+DBTEST_BINS := $(OUT)/tests/db/test_pipeline
 RELAY_TEST_BIN := $(OUT)/tests/relay/test_relay_client
 
 .PHONY: install uninstall test-install
@@ -124,6 +126,11 @@ $(ITEST_BIN): $(wildcard tests/integration/*.c tests/integration/*.h) tests/unit
 	@$(CC) $(CFLAGS) -Itests/unit -Itests/integration -o $@ $(wildcard tests/integration/*.c) \
 		$(LDFLAGS) -lcurl -ljansson
 
+$(OUT)/tests/db/%: tests/db/%.c $(LIB_OBJS) tests/unit/check.h
+	@mkdir -p $(dir $@)
+	@echo "LD $(BUILD) $@"
+	@$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LIBS)
+
 # The relay client against the fake processor (tests/relay): service code,
 # no database.
 $(RELAY_TEST_BIN): tests/relay/test_relay_client.c $(LIB_OBJS) tests/unit/check.h
@@ -161,8 +168,9 @@ relay-client: $(RELAY_TEST_BIN)
 
 # Integration + storage-policy tests against a running service on a throwaway
 # cluster (pg_virtualenv). CV_PRISM=1 sends the HTTP suite through Prism.
-itest: $(OUT)/cardvault $(ITEST_BIN)
-	@tests/lib/with-postgres.sh tests/integration/run.sh $(OUT)/cardvault $(ITEST_BIN)
+itest: $(OUT)/cardvault $(ITEST_BIN) $(DBTEST_BINS)
+	@CV_DBTEST_BINS="$(DBTEST_BINS)" tests/lib/with-postgres.sh tests/integration/run.sh \
+		$(OUT)/cardvault $(ITEST_BIN)
 
 # OpenAPI lint and the typed-client round trip through Prism (tests/contract).
 contract: $(OUT)/cardvault

@@ -1,6 +1,7 @@
 /* pg.c: the PostgreSQL core. A fixed pool of connections with FIFO waiters,
  * statements prepared lazily on each connection, bounded parameter lists,
- * the one executor (cv_pg_run), the SQLSTATE -> status mapping and bytea
+ * the one executor (cv_pg_run) and its pipelined twin (cv_pg_pipeline_run),
+ * the SQLSTATE -> status mapping and bytea
  * decoding. It is the only file that calls libpq's executors. It never logs
  * a server message or a parameter value: errors are logged by SQLSTATE and
  * statement name only, because a server message can quote the values that
@@ -436,7 +437,8 @@ void cv_pg_release(struct cv_pg_conn *c)
     struct cv_pg_pool *pool = c->pool;
     /* A connection left inside a transaction or broken is not reused as is. */
     if (c->pg != NULL &&
-        (PQstatus(c->pg) != CONNECTION_OK || PQtransactionStatus(c->pg) != PQTRANS_IDLE))
+        (PQstatus(c->pg) != CONNECTION_OK || PQtransactionStatus(c->pg) != PQTRANS_IDLE ||
+         PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF))
         close_conn(c);
     pthread_mutex_lock(&pool->lock);
     hand_back_locked(pool, (unsigned)(c - pool->conns));
@@ -545,6 +547,45 @@ static cv_status prepare(struct cv_pg_conn *c, const struct cv_pg_stmt *s)
     return st;
 }
 
+/* False (logged) when p does not fit s: our bug, not the database's, so a
+ * half-built list is never sent. */
+static bool params_valid(const struct cv_pg_stmt *s, const struct cv_pg_params *p)
+{
+    int n = p != NULL ? p->n : 0;
+    if ((p != NULL && p->failed) || n != s->nparams || (s->mode == CV_PG_SCRIPT && n != 0)) {
+        cv_log(CV_LOG_ERROR, "db_params_invalid", CV_LS("statement", s->name), CV_LI("params", n),
+               CV_LI("expected", s->nparams));
+        return false;
+    }
+    return true;
+}
+
+/* The status of a COMMIT that failed with status st, when the session is
+ * gone: the commit may or may not have taken (the primary crashed or was
+ * demoted), and may or may not be on the standby. Not a failure either. */
+static cv_status commit_lost(struct cv_pg_conn *c, const char *name, cv_status st)
+{
+    if (st != CV_ERR_DB_UNAVAILABLE || (c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK))
+        return st;
+    cv_log(CV_LOG_ERROR, "db_commit_unconfirmed", CV_LS("statement", name),
+           CV_LS("effect", "the session ended during COMMIT; outcome unknown"));
+    return CV_ERR_COMMIT_UNCONFIRMED;
+}
+
+/* CV_ERR_COMMIT_UNCONFIRMED (logged) when what just ran committed and the
+ * server reported success, but it had cancelled its wait for the standby:
+ * the standby may never get the transaction, and after a failover it is
+ * gone. Not a success. */
+static cv_status commit_confirmed(struct cv_pg_conn *c, const char *name)
+{
+    if (!c->sync_wait_cancelled || PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        return CV_OK;
+    cv_log(CV_LOG_ERROR, "db_commit_unconfirmed", CV_LS("statement", name),
+           CV_LS("effect", "committed on the primary only; the standby may not have it"));
+    snprintf(c->last_sqlstate, sizeof(c->last_sqlstate), "%s", "01000");
+    return CV_ERR_COMMIT_UNCONFIRMED;
+}
+
 cv_status cv_pg_run(struct cv_pg_conn *c, const struct cv_pg_stmt *s, const struct cv_pg_params *p,
                     PGresult **res)
 {
@@ -556,12 +597,8 @@ cv_status cv_pg_run(struct cv_pg_conn *c, const struct cv_pg_stmt *s, const stru
     PGresult *r = NULL;
     if (res != NULL)
         *res = NULL;
-    if ((p != NULL && p->failed) || n != s->nparams || (s->mode == CV_PG_SCRIPT && n != 0)) {
-        /* our bug, not the database's: never send a half-built list */
-        cv_log(CV_LOG_ERROR, "db_params_invalid", CV_LS("statement", s->name), CV_LI("params", n),
-               CV_LI("expected", s->nparams));
+    if (!params_valid(s, p))
         return CV_ERR_INTERNAL;
-    }
     c->sync_wait_cancelled = false;
     switch (s->mode) {
     case CV_PG_PREPARED:
@@ -581,26 +618,13 @@ cv_status cv_pg_run(struct cv_pg_conn *c, const struct cv_pg_stmt *s, const stru
     if (rs != PGRES_TUPLES_OK && rs != PGRES_COMMAND_OK) {
         cv_status st = cv_pg_error(c, r, s->name, s->quiet);
         PQclear(r);
-        /* The session died under a COMMIT (the primary crashed or was
-         * demoted): the commit may or may not have taken, and may or may not
-         * be on the standby. Not a failure either. */
-        if (st == CV_ERR_DB_UNAVAILABLE && strcmp(s->sql, "COMMIT") == 0 &&
-            (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK)) {
-            cv_log(CV_LOG_ERROR, "db_commit_unconfirmed", CV_LS("statement", s->name),
-                   CV_LS("effect", "the session ended during COMMIT; outcome unknown"));
-            st = CV_ERR_COMMIT_UNCONFIRMED;
-        }
-        return st;
+        return strcmp(s->sql, "COMMIT") == 0 ? commit_lost(c, s->name, st) : st;
     }
-    if (c->sync_wait_cancelled && PQtransactionStatus(c->pg) == PQTRANS_IDLE) {
-        /* The statement committed (a COMMIT, or a statement on its own)
-         * and the server reports success, but the standby may never get
-         * the transaction: after a failover it is gone. Not a success. */
-        cv_log(CV_LOG_ERROR, "db_commit_unconfirmed", CV_LS("statement", s->name),
-               CV_LS("effect", "committed on the primary only; the standby may not have it"));
-        snprintf(c->last_sqlstate, sizeof(c->last_sqlstate), "%s", "01000");
+    /* A COMMIT, or a statement on its own, that committed. */
+    cv_status cst = commit_confirmed(c, s->name);
+    if (cst != CV_OK) {
         PQclear(r);
-        return CV_ERR_COMMIT_UNCONFIRMED;
+        return cst;
     }
     c->last_sqlstate[0] = '\0';
     if (res != NULL)
@@ -608,6 +632,238 @@ cv_status cv_pg_run(struct cv_pg_conn *c, const struct cv_pg_stmt *s, const stru
     else
         PQclear(r);
     return CV_OK;
+}
+
+/* Pipelines */
+
+void cv_pg_pipeline_init(struct cv_pg_pipeline *pl)
+{
+    pl->n = 0;
+    pl->overflow = false;
+}
+
+size_t cv_pg_pipeline_add(struct cv_pg_pipeline *pl, const struct cv_pg_stmt *s,
+                          const struct cv_pg_params *p)
+{
+    if (pl->n >= CV_PG_PIPELINE_MAX) {
+        pl->overflow = true;
+        return CV_PG_PIPELINE_MAX;
+    }
+    struct cv_pg_step *step = &pl->steps[pl->n];
+    memset(step, 0, sizeof(*step));
+    step->stmt = s;
+    step->params = p;
+    step->status = CV_ERR_DB;
+    return pl->n++;
+}
+
+void cv_pg_pipeline_cleanup(struct cv_pg_pipeline *pl)
+{
+    if (pl == NULL)
+        return;
+    for (size_t i = 0; i < pl->n; i++) {
+        PQclear(pl->steps[i].res);
+        pl->steps[i].res = NULL;
+    }
+    pl->n = 0;
+    pl->overflow = false;
+}
+
+/* Queues step i. A statement not yet prepared on c is prepared in the same
+ * pipeline, once however many steps run it (its name is bound as soon as
+ * the server has parsed it, and outlives a rollback). */
+static bool send_step(struct cv_pg_conn *c, struct cv_pg_pipeline *pl, size_t i)
+{
+    struct cv_pg_step *step = &pl->steps[i];
+    const struct cv_pg_stmt *s = step->stmt;
+    const struct cv_pg_params *p = step->params;
+    int n = p != NULL ? p->n : 0;
+    const char *const *values = p != NULL ? p->values : NULL;
+    const int *lengths = p != NULL ? p->lengths : NULL;
+    const int *formats = p != NULL ? p->formats : NULL;
+    int result_format = s->binary_results ? 1 : 0;
+    if (s->mode != CV_PG_PREPARED)
+        return PQsendQueryParams(c->pg, s->sql, n, NULL, values, lengths, formats, result_format) ==
+               1;
+    bool queued = is_prepared(c, s);
+    for (size_t k = 0; k < i && !queued; k++)
+        queued = pl->steps[k].prepare_sent && pl->steps[k].stmt == s;
+    if (!queued) {
+        if (PQsendPrepare(c->pg, s->name, s->sql, s->nparams, NULL) != 1)
+            return false;
+        step->prepare_sent = true;
+    }
+    return PQsendQueryPrepared(c->pg, s->name, n, values, lengths, formats, result_format) == 1;
+}
+
+/* The next result of the current query, NULL at its end; the NULL that
+ * ends it is consumed too. */
+static PGresult *next_result(struct cv_pg_conn *c)
+{
+    PGresult *r = PQgetResult(c->pg);
+    if (r != NULL) {
+        PGresult *rest;
+        /* one result per query (no multi-statement text, no COPY) */
+        while ((rest = PQgetResult(c->pg)) != NULL)
+            PQclear(rest);
+    }
+    return r;
+}
+
+static bool conn_ok(const struct cv_pg_conn *c)
+{
+    return c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK;
+}
+
+/* The first failure of a pipeline run: its step (n: none yet), and whether
+ * the server reported it (a SQLSTATE: the server stopped there) or libpq did
+ * (the session ended: how far the server got is unknown). */
+struct first_failure {
+    size_t at;
+    bool by_server;
+};
+
+/* Reads step i's answer. Returns false once the connection has nothing more
+ * to give (it broke). */
+static bool read_step(struct cv_pg_conn *c, struct cv_pg_pipeline *pl, size_t i,
+                      struct first_failure *f)
+{
+    struct cv_pg_step *step = &pl->steps[i];
+    PGresult *r = NULL;
+    if (step->prepare_sent) {
+        r = next_result(c);
+        if (r == NULL)
+            return false;
+        if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+            mark_prepared(c, step->stmt);
+            PQclear(r);
+            r = NULL;
+        }
+        /* else: the prepare's failure is the step's; its execution is
+         * aborted and read below */
+    }
+    PGresult *exec = next_result(c);
+    if (r == NULL) {
+        r = exec;
+    } else {
+        PQclear(exec);
+    }
+    if (r == NULL)
+        return false;
+    ExecStatusType rs = PQresultStatus(r);
+    if (rs == PGRES_COMMAND_OK || rs == PGRES_TUPLES_OK) {
+        step->status = CV_OK;
+        step->res = r;
+        return true;
+    }
+    if (rs == PGRES_PIPELINE_ABORTED) {
+        step->aborted = true;
+        step->status = CV_ERR_DB;
+    } else if (f->at == pl->n) {
+        step->status = cv_pg_error(c, r, step->stmt->name, step->stmt->quiet);
+        f->at = i;
+        f->by_server = PQresultErrorField(r, PG_DIAG_SQLSTATE) != NULL;
+    } else {
+        step->status = cv_pg_status_for_sqlstate(PQresultErrorField(r, PG_DIAG_SQLSTATE));
+    }
+    PQclear(r);
+    return true;
+}
+
+/* After the last step: reads up to and including the sync's result. */
+static bool read_sync(struct cv_pg_conn *c, size_t bound)
+{
+    for (size_t k = 0; k < bound && conn_ok(c); k++) {
+        PGresult *r = PQgetResult(c->pg);
+        if (r == NULL)
+            continue;
+        ExecStatusType rs = PQresultStatus(r);
+        PQclear(r);
+        if (rs == PGRES_PIPELINE_SYNC)
+            return true;
+    }
+    return false;
+}
+
+/* Why pipeline mode: a group commit's statements depend on each other only
+ * through the transaction, not through their results, so they can travel
+ * together and pay one network round trip instead of one each. The
+ * connection stays in blocking mode: libpq flushes its output buffer as it
+ * fills, and the answers (command tags, a few short rows) are far smaller
+ * than the socket buffers, so the server never blocks writing them while we
+ * are still sending. */
+cv_status cv_pg_pipeline_run(struct cv_pg_conn *c, struct cv_pg_pipeline *pl)
+{
+    size_t n = pl->n, sent = 0, commit_at = pl->n;
+    struct first_failure f = {pl->n, false};
+    bool synced = false;
+    if (pl->overflow) {
+        cv_log(CV_LOG_ERROR, "db_pipeline_overflow", CV_LI("steps", CV_PG_PIPELINE_MAX));
+        return CV_ERR_INTERNAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!params_valid(pl->steps[i].stmt, pl->steps[i].params) ||
+            pl->steps[i].stmt->mode == CV_PG_SCRIPT)
+            return CV_ERR_INTERNAL; /* a script needs the simple protocol */
+        if (strcmp(pl->steps[i].stmt->sql, "COMMIT") == 0)
+            commit_at = i;
+    }
+    if (n == 0)
+        return CV_OK;
+    if (!conn_ok(c) || PQenterPipelineMode(c->pg) != 1)
+        return cv_pg_error(c, NULL, pl->steps[0].stmt->name, pl->steps[0].stmt->quiet);
+    c->sync_wait_cancelled = false;
+    while (sent < n && send_step(c, pl, sent))
+        sent++;
+    if (sent < n) {
+        f.at = sent;
+        pl->steps[sent].status =
+            cv_pg_error(c, NULL, pl->steps[sent].stmt->name, pl->steps[sent].stmt->quiet);
+    }
+    /* What was queued is still synced and read, so the connection is left
+     * with nothing pending. */
+    if (conn_ok(c) && PQpipelineSync(c->pg) == 1) {
+        size_t i = 0;
+        while (i < sent && read_step(c, pl, i, &f))
+            i++;
+        for (; i < sent; i++) {
+            /* the session ended before these were answered */
+            pl->steps[i].status = CV_ERR_DB_UNAVAILABLE;
+            if (f.at == n) {
+                pl->steps[i].status =
+                    cv_pg_error(c, NULL, pl->steps[i].stmt->name, pl->steps[i].stmt->quiet);
+                f.at = i;
+            }
+        }
+        synced = read_sync(c, 4 * n + 8);
+    }
+    if (!synced || PQexitPipelineMode(c->pg) != 1)
+        /* cv_pg_release closes a connection still in pipeline mode */
+        cv_log(CV_LOG_WARN, "db_pipeline_unfinished", CV_LI("steps", (int64_t)n));
+    if (f.at < n) {
+        cv_status st = pl->steps[f.at].status;
+        /* Sent, never answered, and the session is gone: a COMMIT queued at
+         * or after the failing step may have run on the server all the same
+         * (it runs a pipeline without waiting for us to read), unless the
+         * server itself reported the failure, which stopped it there. */
+        if (commit_at < sent && f.at <= commit_at && (f.at == commit_at || !f.by_server))
+            st = commit_lost(c, pl->steps[commit_at].stmt->name, st);
+        return st;
+    }
+    /* Every step succeeded. The notice receiver ran while the COMMIT's
+     * answer was read: a COMMIT whose wait for the standby was cancelled
+     * is not a success (nor is a pipeline without COMMIT that ended in
+     * its implicit transaction's commit). */
+    if (c->sync_wait_cancelled && commit_at < n) {
+        cv_log(CV_LOG_ERROR, "db_commit_unconfirmed",
+               CV_LS("statement", pl->steps[commit_at].stmt->name),
+               CV_LS("effect", "committed on the primary only; the standby may not have it"));
+        snprintf(c->last_sqlstate, sizeof(c->last_sqlstate), "%s", "01000");
+        return CV_ERR_COMMIT_UNCONFIRMED;
+    }
+    if (!synced)
+        return CV_OK; /* the COMMIT (if any) was answered; release closes c */
+    return commit_confirmed(c, pl->steps[n - 1].stmt->name);
 }
 
 cv_status cv_pg_run_once(struct cv_pg_pool *pool, const struct cv_pg_stmt *s,

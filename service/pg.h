@@ -112,6 +112,46 @@ void cv_pg_pool_usage(struct cv_pg_pool *pool, unsigned *in_use, unsigned *size)
  * cancelled its wait for the synchronous standby (logged here). */
 CV_MUST_USE cv_status cv_pg_run(struct cv_pg_conn *c, const struct cv_pg_stmt *s,
                                 const struct cv_pg_params *p, PGresult **res);
+/* One statement of a pipeline: what to send, and what came back. */
+struct cv_pg_step {
+    const struct cv_pg_stmt *stmt;
+    const struct cv_pg_params *params; /* NULL for none; borrowed until the run */
+    PGresult *res;     /* on success, the result (cleared by cv_pg_pipeline_cleanup) */
+    cv_status status;  /* CV_OK, the step's own failure, or CV_ERR_DB when not run */
+    bool aborted;      /* an earlier step failed, so the server skipped this one */
+    bool prepare_sent; /* private to pg.c */
+};
+
+/* Most statements one pipeline carries (a group commit's first half: BEGIN,
+ * the DEK lock, the insert, one idempotency answer per row, the audit lock). */
+#define CV_PG_PIPELINE_MAX 160
+
+/* Statements sent together and answered after one sync: one round trip. */
+struct cv_pg_pipeline {
+    struct cv_pg_step steps[CV_PG_PIPELINE_MAX];
+    size_t n;
+    bool overflow; /* an add past CV_PG_PIPELINE_MAX: the run refuses it */
+};
+
+/* An empty pipeline on the caller's storage. */
+void cv_pg_pipeline_init(struct cv_pg_pipeline *pl);
+/* Appends s with p (NULL: none; borrowed until the run); returns the step's
+ * index (CV_PG_PIPELINE_MAX when full: the pipeline is marked overflowed). */
+size_t cv_pg_pipeline_add(struct cv_pg_pipeline *pl, const struct cv_pg_stmt *s,
+                          const struct cv_pg_params *p);
+/* Clears every result and empties the pipeline. Accepts NULL. */
+void cv_pg_pipeline_cleanup(struct cv_pg_pipeline *pl);
+/* Sends every step of pl on c in libpq's pipeline mode with one sync, then
+ * reads each step's result into it: one round trip whatever the number of
+ * statements (statements not yet prepared on c are prepared in the same
+ * pipeline). The first failing step stops the server (the steps after it
+ * are aborted, nothing of them ran); an open transaction stays open, or
+ * failed, for the caller to COMMIT or roll back. Returns CV_OK, the first
+ * failure as cv_pg_error maps it (logged once), CV_ERR_INTERNAL for a bad
+ * parameter list or an overflowed pipeline (nothing sent), or
+ * CV_ERR_COMMIT_UNCONFIRMED as cv_pg_run does for a COMMIT step. c is left
+ * out of pipeline mode with nothing pending, or broken (release closes it). */
+CV_MUST_USE cv_status cv_pg_pipeline_run(struct cv_pg_conn *c, struct cv_pg_pipeline *pl);
 /* Acquire, run, release: the shape of one-statement operations. */
 CV_MUST_USE cv_status cv_pg_run_once(struct cv_pg_pool *pool, const struct cv_pg_stmt *s,
                                      const struct cv_pg_params *p, PGresult **res);

@@ -1,6 +1,7 @@
 /* store_audit.c: every audit SQL statement of the store but one. Appends to
  * the hash-chained trail (one event, one event inside a key-lifecycle
- * transaction, or a group-commit batch in one statement), and the queries
+ * transaction, or a group-commit batch in one statement, as pipeline
+ * steps), and the queries
  * behind `cardvault audit`: reads the trail back in seq order from one
  * snapshot, lists every column of the database from the catalog, and
  * streams a table's values through a server-side cursor. The exception is
@@ -27,6 +28,10 @@
 #define DECLARE_MAX_BYTES (1024 * 1024)
 /* One array literal of a group-commit batch (128 events at most). */
 #define ARRAY_MAX_BYTES (8 * 1024 * 1024)
+
+_Static_assert(sizeof(((struct cv_audit_batch *)0)->arrays) / sizeof(struct cv_buf) ==
+                   AUDIT_COLS + 2,
+               "one array literal per column of audit_append_rows");
 
 /* Appends are computed in C because each event's MAC needs K_audit, which
  * must never reach PostgreSQL (not in SQL text, not as a parameter: with
@@ -173,13 +178,15 @@ static void hex_bytea(const unsigned char *b, char out[HEX_BYTEA_LEN])
     out[HEX_BYTEA_LEN - 1] = '\0';
 }
 
-/* Computes the n events' links from the locked head h and appends them with
- * audit_append_rows on c. genesis_ok: the head may be unkeyed (the first
- * keyed event of the chain, written with the audit key's creation);
- * otherwise an unkeyed head means the trail's MACs were stripped. */
-static cv_status append_sealed(struct cv_pg_conn *c, const struct cv_audit_sealer *sealer,
-                               const struct locked_head *h, const struct cv_audit_event *const *evs,
-                               size_t n, bool genesis_ok, const struct cv_pg_stmt *stmt)
+/* Computes the n events' links from the locked head h into the parameters
+ * of audit_append_rows: p (initialised here) and the array literals it
+ * points into (arrays: AUDIT_COLS + 2 buffers, initialised by the caller).
+ * genesis_ok: the head may be unkeyed (the first keyed event of the chain,
+ * written with the audit key's creation); otherwise an unkeyed head means
+ * the trail's MACs were stripped. */
+static cv_status seal_params(const struct cv_audit_sealer *sealer, const struct locked_head *h,
+                             const struct cv_audit_event *const *evs, size_t n, bool genesis_ok,
+                             struct cv_buf *arrays, struct cv_pg_params *p)
 {
     if (!h->keyed && !genesis_ok) {
         cv_log(CV_LOG_ERROR, "audit_chain_unkeyed",
@@ -188,20 +195,16 @@ static cv_status append_sealed(struct cv_pg_conn *c, const struct cv_audit_seale
                      "trail was stripped; nothing appended (run cardvault audit verify)"));
         return CV_ERR_INTEGRITY;
     }
-    struct cv_buf arrays[AUDIT_COLS + 2];
     const char **column = cv_xcalloc(n, sizeof(*column));
     char(*hashes)[HEX_BYTEA_LEN] = cv_xcalloc(n, sizeof(*hashes));
     char(*macs)[HEX_BYTEA_LEN] = cv_xcalloc(n, sizeof(*macs));
     unsigned char prev[CV_AUDIT_HASH_BYTES], prev_mac[CV_AUDIT_MAC_BYTES];
-    struct cv_pg_params p;
     cv_status st = CV_OK;
     memcpy(prev, h->hash, sizeof(prev));
     /* The first keyed event chains from the SHA-256 tip it follows (32 zero
      * bytes in a new vault): its MAC then covers every unkeyed event before
      * it, as they stood when the chain became keyed. */
     memcpy(prev_mac, h->keyed ? h->mac : h->hash, sizeof(prev_mac));
-    for (int k = 0; k < AUDIT_COLS + 2; k++)
-        cv_buf_init(&arrays[k], ARRAY_MAX_BYTES);
     for (size_t i = 0; i < n; i++) {
         const struct cv_audit_event *e = evs[i];
         unsigned char hash[CV_AUDIT_HASH_BYTES], mac[CV_AUDIT_MAC_BYTES];
@@ -225,9 +228,9 @@ static cv_status append_sealed(struct cv_pg_conn *c, const struct cv_audit_seale
         memcpy(prev, hash, sizeof(prev));
         memcpy(prev_mac, mac, sizeof(prev_mac));
     }
-    cv_pg_params_init(&p);
-    cv_pg_param_int(&p, h->seq + 1);
-    cv_pg_param_int(&p, h->now_us);
+    cv_pg_params_init(p);
+    cv_pg_param_int(p, h->seq + 1);
+    cv_pg_param_int(p, h->now_us);
     for (int k = 0; k < AUDIT_COLS + 2; k++) {
         for (size_t i = 0; i < n; i++) {
             const struct cv_audit_event *e = evs[i];
@@ -238,16 +241,41 @@ static cv_status append_sealed(struct cv_pg_conn *c, const struct cv_audit_seale
         }
         if ((st = cv_pg_array_literal(&arrays[k], column, n)) != CV_OK)
             goto out;
-        cv_pg_param_text(&p, arrays[k].data);
+        cv_pg_param_text(p, arrays[k].data);
     }
-    st = cv_pg_run(c, stmt, &p, NULL);
 out:
     cv_wipe(prev_mac, sizeof(prev_mac));
-    for (int k = 0; k < AUDIT_COLS + 2; k++)
-        cv_buf_cleanup(&arrays[k]);
     free(column);
     free(hashes);
     free(macs);
+    return st;
+}
+
+static void arrays_init(struct cv_buf *arrays)
+{
+    for (int k = 0; k < AUDIT_COLS + 2; k++)
+        cv_buf_init(&arrays[k], ARRAY_MAX_BYTES);
+}
+
+static void arrays_cleanup(struct cv_buf *arrays)
+{
+    for (int k = 0; k < AUDIT_COLS + 2; k++)
+        cv_buf_cleanup(&arrays[k]);
+}
+
+/* Seals the n events after the locked head h and appends them with
+ * audit_append_rows on c. */
+static cv_status append_sealed(struct cv_pg_conn *c, const struct cv_audit_sealer *sealer,
+                               const struct locked_head *h, const struct cv_audit_event *const *evs,
+                               size_t n, bool genesis_ok, const struct cv_pg_stmt *stmt)
+{
+    struct cv_buf arrays[AUDIT_COLS + 2];
+    struct cv_pg_params p;
+    arrays_init(arrays);
+    cv_status st = seal_params(sealer, h, evs, n, genesis_ok, arrays, &p);
+    if (st == CV_OK)
+        st = cv_pg_run(c, stmt, &p, NULL);
+    arrays_cleanup(arrays);
     return st;
 }
 
@@ -316,10 +344,41 @@ cv_status cv_audit_store_start_keyed_in(struct cv_pg_conn *c, const struct cv_au
     return append_in(c, sealer, &ev, 1, true, &append_rows);
 }
 
-cv_status cv_audit_store_append_many_in(struct cv_pg_conn *c, const struct cv_audit_sealer *sealer,
-                                        const struct cv_audit_event *const *evs, size_t n)
+void cv_audit_batch_init(struct cv_audit_batch *a)
 {
-    return append_in(c, sealer, evs, n, false, &append_rows_batch);
+    memset(a, 0, sizeof(*a));
+    arrays_init(a->arrays);
+    a->lock_step = CV_PG_PIPELINE_MAX;
+}
+
+void cv_audit_batch_cleanup(struct cv_audit_batch *a)
+{
+    if (a == NULL)
+        return;
+    arrays_cleanup(a->arrays);
+}
+
+cv_status cv_audit_batch_queue_lock(struct cv_audit_batch *a, struct cv_pg_pipeline *pl,
+                                    const struct cv_audit_sealer *sealer)
+{
+    CV_TRY(need_sealer(sealer));
+    a->lock_step = cv_pg_pipeline_add(pl, &head_lock, NULL);
+    return CV_OK;
+}
+
+cv_status cv_audit_batch_queue_append(struct cv_audit_batch *a, const struct cv_pg_pipeline *locked,
+                                      struct cv_pg_pipeline *pl,
+                                      const struct cv_audit_sealer *sealer,
+                                      const struct cv_audit_event *const *evs, size_t n)
+{
+    struct locked_head h;
+    if (a->lock_step >= locked->n || locked->steps[a->lock_step].res == NULL)
+        return CV_ERR_INTERNAL;
+    CV_TRY(need_sealer(sealer));
+    CV_TRY(read_locked_head(locked->steps[a->lock_step].res, &h));
+    CV_TRY(seal_params(sealer, &h, evs, n, false, a->arrays, &a->params));
+    cv_pg_pipeline_add(pl, &append_rows_batch, &a->params);
+    return CV_OK;
 }
 
 static cv_status read_head(struct cv_pg_conn *c, struct cv_audit_head *head)

@@ -29,12 +29,32 @@ CV_MUST_USE cv_status cv_audit_store_append_in(struct cv_pg_conn *c,
 CV_MUST_USE cv_status cv_audit_store_start_keyed_in(struct cv_pg_conn *c,
                                                     const struct cv_audit_sealer *sealer,
                                                     const struct cv_audit_event *ev);
-/* n events, in order, inside the caller's open transaction (group commit):
- * one head lock and one append call for the whole batch. Failures are logged
- * at debug level only (the batch is retried event by event). */
-CV_MUST_USE cv_status cv_audit_store_append_many_in(struct cv_pg_conn *c,
-                                                    const struct cv_audit_sealer *sealer,
-                                                    const struct cv_audit_event *const *evs,
-                                                    size_t n);
+/* A group commit's audit events, in order, inside the caller's open
+ * transaction, as steps of two pipelines (pg.c's cv_pg_pipeline_run): the
+ * lock of the chain's tip in the first, then, once its answer is known, the
+ * append in the second. Each event's MAC needs the locked tip's hash and MAC
+ * and the database's clock read under the lock, and is computed here in C
+ * with K_audit, which never reaches the database, so the append cannot
+ * travel in the same round trip as the lock. One lock and one append call
+ * for the whole batch. Failures are logged at debug level only (the batch
+ * is retried event by event). */
+struct cv_audit_batch {
+    struct cv_buf arrays[9]; /* the append's array literals */
+    struct cv_pg_params params;
+    size_t lock_step; /* the lock's step in the first pipeline */
+};
+
+void cv_audit_batch_init(struct cv_audit_batch *a);
+/* Frees what the batch holds. Accepts NULL. */
+void cv_audit_batch_cleanup(struct cv_audit_batch *a);
+/* Adds the lock of the chain's tip to pl. CV_ERR_CONFIG without a sealer. */
+CV_MUST_USE cv_status cv_audit_batch_queue_lock(struct cv_audit_batch *a, struct cv_pg_pipeline *pl,
+                                                const struct cv_audit_sealer *sealer);
+/* After `locked` (the pipeline holding the lock) ran without failure: seals
+ * the n events after the tip it read and adds their append to pl. The
+ * statuses of the appends above. */
+CV_MUST_USE cv_status cv_audit_batch_queue_append(
+    struct cv_audit_batch *a, const struct cv_pg_pipeline *locked, struct cv_pg_pipeline *pl,
+    const struct cv_audit_sealer *sealer, const struct cv_audit_event *const *evs, size_t n);
 
 #endif

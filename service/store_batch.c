@@ -1,8 +1,9 @@
 /* store_batch.c: group commit for the write path. Concurrent tokenize and
  * audit writes are queued; writer threads take everything queued, write it
  * in one transaction (one multi-row INSERT for tokens, one statement for the
- * audit appends, the tokens' own token.tokenize events among them) and
- * commit once, then wake every request of the batch. A request still
+ * audit appends, the tokens' own token.tokenize events among them; sent as
+ * two libpq pipelines, so two round trips) and commit once, then wake every
+ * request of the batch. A request still
  * returns only after its own row and its audit event are durably
  * committed, but N requests share one WAL flush instead of paying for N. If a batch fails
  * (a token collision, a constraint), its jobs are retried one by one, each in
@@ -117,33 +118,61 @@ static void split_batch(struct job **jobs, size_t n, struct batch_parts *b)
     }
 }
 
+static const struct cv_pg_stmt batch_begin = {"BEGIN", "BEGIN", 0, CV_PG_ONE_OFF, false, true};
+static const struct cv_pg_stmt batch_commit = {"COMMIT", "COMMIT", 0, CV_PG_ONE_OFF, false, false};
+
 /* Writes every job of the batch in one transaction. CV_ERR_DB_UNAVAILABLE
  * when the connection is gone (no job can succeed on its own either),
  * CV_ERR_COMMIT_UNCONFIRMED when the batch committed on the primary but its
- * wait for the synchronous standby was cancelled (every job's outcome is
- * unknown, and a retry one by one would write the rows twice), CV_ERR_DB for
- * any other failure (the jobs are then retried one by one). */
+ * wait for the synchronous standby was cancelled, or the session ended
+ * during the COMMIT (every job's outcome is unknown, and a retry one by one
+ * would write the rows twice), CV_ERR_DB for any other failure (the jobs are
+ * then retried one by one).
+ *
+ * Two round trips, each a libpq pipeline (pg.c): first BEGIN, the DEK lock,
+ * the token rows, their idempotency answers and the lock of the audit
+ * chain's tip; then the audit append and COMMIT. They cannot be one: every
+ * event's MAC chains from the tip's hash and MAC, read under that lock, and
+ * is computed here with K_audit, which never goes to the database. The tip
+ * is locked from the end of the first round trip to the COMMIT. A failing
+ * statement makes the server skip the rest of its pipeline; the transaction
+ * is then rolled back and the batch retried row by row, as before. */
 static cv_status write_batch(struct cv_pg_pool *pool, const struct cv_audit_sealer *sealer,
                              struct job **jobs, size_t n)
 {
     struct cv_pg_conn *c = NULL;
     struct batch_parts b;
+    struct cv_tokens_batch tb;
+    struct cv_audit_batch ab;
+    struct cv_pg_pipeline first, second;
     split_batch(jobs, n, &b);
-    CV_TRY(cv_pg_acquire(pool, &c));
-    cv_status st = cv_pg_command(c, "BEGIN");
+    cv_tokens_batch_init(&tb);
+    cv_audit_batch_init(&ab);
+    cv_pg_pipeline_init(&first);
+    cv_pg_pipeline_init(&second);
+    cv_status st = cv_pg_acquire(pool, &c);
     if (st != CV_OK)
-        goto out;
-    if ((st = cv_tokens_insert_in(c, b.rows, b.idem, b.bodies, b.n_rows)) != CV_OK)
+        goto done;
+    cv_pg_pipeline_add(&first, &batch_begin, NULL);
+    if ((st = cv_tokens_batch_queue(&tb, &first, b.rows, b.idem, b.bodies, b.n_rows)) != CV_OK)
         goto out;
     /* Every event of the batch, the tokens' token.tokenize events included,
-     * after the rows: one statement, the chain tip locked once, until COMMIT. */
-    if (b.n_events > 0 &&
-        (st = cv_audit_store_append_many_in(c, sealer, b.events, b.n_events)) != CV_OK)
+     * after the rows: the chain tip locked once, until COMMIT. */
+    if (b.n_events > 0 && (st = cv_audit_batch_queue_lock(&ab, &first, sealer)) != CV_OK)
+        goto out;
+    if ((st = cv_pg_pipeline_run(c, &first)) != CV_OK)
+        goto out;
+    if ((st = cv_tokens_batch_check(&tb, &first)) != CV_OK)
+        goto out;
+    if (b.n_events > 0 && (st = cv_audit_batch_queue_append(&ab, &first, &second, sealer, b.events,
+                                                            b.n_events)) != CV_OK)
         goto out;
     /* COMMIT returns after the WAL flush (synchronous_commit is on), and
      * with a synchronous standby after the standby has it too; a cancelled
-     * wait for the standby is CV_ERR_COMMIT_UNCONFIRMED (pg.c). */
-    st = cv_pg_command(c, "COMMIT");
+     * wait for the standby (the notice arrives while its answer is read)
+     * is CV_ERR_COMMIT_UNCONFIRMED (pg.c). */
+    cv_pg_pipeline_add(&second, &batch_commit, NULL);
+    st = cv_pg_pipeline_run(c, &second);
 out:
     if (st != CV_OK) {
         cv_pg_rollback(c);
@@ -151,6 +180,11 @@ out:
             st = CV_ERR_DB;
     }
     cv_pg_release(c);
+done:
+    cv_pg_pipeline_cleanup(&second);
+    cv_pg_pipeline_cleanup(&first);
+    cv_audit_batch_cleanup(&ab);
+    cv_tokens_batch_cleanup(&tb);
     return st;
 }
 

@@ -281,41 +281,23 @@ cv_status cv_tokens_insert_one_in(struct cv_pg_conn *c, const struct cv_token_ro
     return insert_outcome(r, row, idem_key_hash != NULL);
 }
 
-/* Locks the distinct DEK rows of a batch; CV_ERR_DB (expected, retried row
- * by row) when one of them is destroyed. */
-static cv_status lock_deks_of(struct cv_pg_conn *c, const struct cv_token_row *const *rows,
-                              size_t n)
+/* "{id,id,...}": the distinct DEK ids of a batch, for lock_batch_deks. */
+static cv_status dek_list(struct cv_buf *list, const struct cv_token_row *const *rows, size_t n,
+                          size_t *n_ids)
 {
     int64_t ids[CV_STORE_BATCH_MAX];
-    size_t n_ids = 0;
-    struct cv_buf list;
-    struct cv_pg_params p;
-    PGresult *r = NULL;
+    *n_ids = 0;
     for (size_t i = 0; i < n; i++) {
         bool seen = false;
-        for (size_t k = 0; k < n_ids && !seen; k++)
+        for (size_t k = 0; k < *n_ids && !seen; k++)
             seen = ids[k] == rows[i]->dek_id;
         if (!seen)
-            ids[n_ids++] = rows[i]->dek_id;
+            ids[(*n_ids)++] = rows[i]->dek_id;
     }
-    cv_buf_init(&list, 8 * 1024);
-    cv_status st = cv_buf_append_char(&list, '{');
-    for (size_t k = 0; k < n_ids && st == CV_OK; k++)
-        st = cv_buf_appendf(&list, "%s%lld", k > 0 ? "," : "", (long long)ids[k]);
-    if (st == CV_OK)
-        st = cv_buf_append_char(&list, '}');
-    if (st != CV_OK)
-        goto out;
-    cv_pg_params_init(&p);
-    cv_pg_param_text(&p, list.data);
-    if ((st = cv_pg_run(c, &lock_batch_deks, &p, &r)) != CV_OK)
-        goto out;
-    if ((size_t)PQntuples(r) != n_ids)
-        st = CV_ERR_DB; /* a destroyed key: the rows are retried one by one */
-out:
-    PQclear(r);
-    cv_buf_cleanup(&list);
-    return st;
+    CV_TRY(cv_buf_append_char(list, '{'));
+    for (size_t k = 0; k < *n_ids; k++)
+        CV_TRY(cv_buf_appendf(list, "%s%lld", k > 0 ? "," : "", (long long)ids[k]));
+    return cv_buf_append_char(list, '}');
 }
 
 /* "INSERT ... VALUES ($1,...,$11),($12,...)" for n rows. */
@@ -340,44 +322,91 @@ static cv_status multi_insert_sql(struct cv_buf *sql, size_t n)
     return CV_OK;
 }
 
-cv_status cv_tokens_insert_in(struct cv_pg_conn *c, const struct cv_token_row *const *rows,
-                              const unsigned char *const *idem_key_hashes,
-                              const char *const *response_bodies, size_t n)
+void cv_tokens_batch_init(struct cv_tokens_batch *b)
 {
-    struct cv_buf sql;
-    struct cv_pg_params p;
-    cv_status st = CV_OK;
+    memset(b, 0, sizeof(*b));
+    cv_buf_init(&b->deks, 8 * 1024);
+    cv_buf_init(&b->sql, 64 * 1024);
+    cv_pg_params_init(&b->lock_params);
+    cv_pg_params_init(&b->insert_params);
+    b->lock_step = CV_PG_PIPELINE_MAX;
+}
+
+void cv_tokens_batch_cleanup(struct cv_tokens_batch *b)
+{
+    if (b == NULL)
+        return;
+    cv_pg_params_cleanup(&b->insert_params);
+    cv_buf_cleanup(&b->sql);
+    cv_buf_cleanup(&b->deks);
+    free(b->idem_params);
+    b->idem_params = NULL;
+}
+
+cv_status cv_tokens_batch_queue(struct cv_tokens_batch *b, struct cv_pg_pipeline *pl,
+                                const struct cv_token_row *const *rows,
+                                const unsigned char *const *idem_key_hashes,
+                                const char *const *response_bodies, size_t n)
+{
     if (n == 0)
         return CV_OK;
     if (n > CV_STORE_BATCH_MAX)
         return CV_ERR_INTERNAL;
-    cv_buf_init(&sql, 64 * 1024);
-    cv_pg_params_init_cap(&p, (int)(n * INSERT_COLS));
-    /* Locked until the caller's COMMIT: see INSERT_ONE_SQL. */
-    if ((st = lock_deks_of(c, rows, n)) != CV_OK)
-        goto out;
-    if ((st = multi_insert_sql(&sql, n)) != CV_OK)
-        goto out;
+    /* The DEK rows first, locked until the caller's COMMIT (see
+     * INSERT_ONE_SQL); whether each was still live is known only once the
+     * pipeline is answered (cv_tokens_batch_check), before the COMMIT. */
+    CV_TRY(dek_list(&b->deks, rows, n, &b->n_deks));
+    cv_pg_param_text(&b->lock_params, b->deks.data);
+    b->lock_step = cv_pg_pipeline_add(pl, &lock_batch_deks, &b->lock_params);
+    CV_TRY(multi_insert_sql(&b->sql, n));
+    cv_pg_params_cleanup(&b->insert_params);
+    cv_pg_params_init_cap(&b->insert_params, (int)(n * INSERT_COLS));
     for (size_t i = 0; i < n; i++)
-        add_row_params(&p, rows[i]);
-    const struct cv_pg_stmt insert_many = {"insert_tokens_batch", sql.data, p.n,
-                                           CV_PG_ONE_OFF,         false,    true};
-    if ((st = cv_pg_run(c, &insert_many, &p, NULL)) != CV_OK)
-        goto out;
+        add_row_params(&b->insert_params, rows[i]);
+    b->insert_many = (struct cv_pg_stmt){"insert_tokens_batch", b->sql.data, b->insert_params.n,
+                                         CV_PG_ONE_OFF,         false,       true};
+    cv_pg_pipeline_add(pl, &b->insert_many, &b->insert_params);
+    b->idem_params = cv_xcalloc(n, sizeof(*b->idem_params));
     for (size_t i = 0; i < n; i++) {
         if (idem_key_hashes[i] == NULL)
             continue;
-        struct cv_pg_params q;
-        cv_pg_params_init(&q);
-        cv_pg_param_text(&q, rows[i]->merchant_id);
-        cv_pg_param_bytes(&q, idem_key_hashes[i], 32);
-        cv_pg_param_text(&q, response_bodies[i]);
-        if ((st = cv_pg_run(c, &idem_complete_created, &q, NULL)) != CV_OK)
-            goto out;
+        struct cv_pg_params *q = &b->idem_params[i];
+        cv_pg_params_init(q);
+        cv_pg_param_text(q, rows[i]->merchant_id);
+        cv_pg_param_bytes(q, idem_key_hashes[i], 32);
+        cv_pg_param_text(q, response_bodies[i]);
+        cv_pg_pipeline_add(pl, &idem_complete_created, q);
     }
-out:
-    cv_pg_params_cleanup(&p);
-    cv_buf_cleanup(&sql);
+    return CV_OK;
+}
+
+cv_status cv_tokens_batch_check(const struct cv_tokens_batch *b, const struct cv_pg_pipeline *pl)
+{
+    if (b->lock_step >= pl->n)
+        return CV_OK; /* no rows queued */
+    const struct cv_pg_step *lock = &pl->steps[b->lock_step];
+    if (lock->status != CV_OK || lock->res == NULL)
+        return CV_ERR_DB;
+    /* a destroyed key: the rows are retried one by one */
+    return (size_t)PQntuples(lock->res) == b->n_deks ? CV_OK : CV_ERR_DB;
+}
+
+cv_status cv_tokens_insert_in(struct cv_pg_conn *c, const struct cv_token_row *const *rows,
+                              const unsigned char *const *idem_key_hashes,
+                              const char *const *response_bodies, size_t n)
+{
+    struct cv_tokens_batch b;
+    struct cv_pg_pipeline pl;
+    cv_tokens_batch_init(&b);
+    cv_pg_pipeline_init(&pl);
+    /* the lock, the insert and the answers in one round trip */
+    cv_status st = cv_tokens_batch_queue(&b, &pl, rows, idem_key_hashes, response_bodies, n);
+    if (st == CV_OK)
+        st = cv_pg_pipeline_run(c, &pl);
+    if (st == CV_OK)
+        st = cv_tokens_batch_check(&b, &pl);
+    cv_pg_pipeline_cleanup(&pl);
+    cv_tokens_batch_cleanup(&b);
     return st;
 }
 

@@ -26,13 +26,39 @@ CV_MUST_USE cv_status cv_tokens_insert(struct cv_pg_pool *pool, const struct cv_
 CV_MUST_USE cv_status cv_tokens_insert_one_in(struct cv_pg_conn *c, const struct cv_token_row *row,
                                               const unsigned char *idem_key_hash,
                                               const char *response_body);
-/* Several rows inside the caller's open transaction on c: their DEK rows
- * locked (FOR KEY SHARE, until the caller's COMMIT; CV_ERR_DB when one is
- * destroyed), one multi-row INSERT, then the idempotency answers of those
- * that carry a key hash.
- * idem_key_hashes[i] and response_bodies[i] may be NULL. Failures are
- * expected (a collision fails the batch, which is retried row by row) and
- * logged at debug level only. */
+/* A group commit's token rows as pipeline steps (pg.c's cv_pg_pipeline_run),
+ * inside the caller's transaction: their DEK rows locked (FOR KEY SHARE,
+ * until the caller's COMMIT), one multi-row INSERT, then the idempotency
+ * answers of the rows that carry a key hash. The statements and their
+ * parameters live here until cleanup; the rows, hashes and bodies are
+ * borrowed until the pipeline has run. */
+struct cv_tokens_batch {
+    struct cv_buf deks, sql;
+    struct cv_pg_params lock_params, insert_params;
+    struct cv_pg_params *idem_params; /* one per row; used by those with a key hash */
+    struct cv_pg_stmt insert_many;
+    size_t n_deks;
+    size_t lock_step; /* the lock's step in the pipeline */
+};
+
+void cv_tokens_batch_init(struct cv_tokens_batch *b);
+/* Frees what the batch holds. Accepts NULL. */
+void cv_tokens_batch_cleanup(struct cv_tokens_batch *b);
+/* Adds the steps of n rows (none for n = 0) to pl. idem_key_hashes[i] and
+ * response_bodies[i] may be NULL. Failures of these steps are expected (a
+ * collision fails the batch, which is retried row by row) and logged at
+ * debug level only. CV_ERR_INTERNAL when n exceeds CV_STORE_BATCH_MAX. */
+CV_MUST_USE cv_status cv_tokens_batch_queue(struct cv_tokens_batch *b, struct cv_pg_pipeline *pl,
+                                            const struct cv_token_row *const *rows,
+                                            const unsigned char *const *idem_key_hashes,
+                                            const char *const *response_bodies, size_t n);
+/* After the pipeline ran without failure: CV_ERR_DB when a row's DEK was
+ * destroyed (the insert then must not commit), else CV_OK. */
+CV_MUST_USE cv_status cv_tokens_batch_check(const struct cv_tokens_batch *b,
+                                            const struct cv_pg_pipeline *pl);
+/* The same steps run at once inside the caller's open transaction on c
+ * (the import): one round trip. CV_ERR_DB when a row's DEK is destroyed
+ * (the caller must not commit); the pipeline's statuses otherwise. */
 CV_MUST_USE cv_status cv_tokens_insert_in(struct cv_pg_conn *c,
                                           const struct cv_token_row *const *rows,
                                           const unsigned char *const *idem_key_hashes,

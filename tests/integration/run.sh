@@ -529,6 +529,24 @@ stop_pid "$SERVICE_PID"
 SERVICE_PID=""
 H_PORT=$PORT
 
+# ------------------------------------------ service code on this database
+
+# tests/db binaries (the Makefile passes them in CV_DBTEST_BINS): the pipeline
+# helper of pg.c and the group commit's row-by-row fallback, on the tokens
+# and data keys the HTTP suite left (their own rows are removed again).
+for bin in ${CV_DBTEST_BINS:-}; do
+    out="$TMP/$(basename "$bin").out"
+    CV_DB_URL="$CARDVAULT_DATABASE_URL" timeout 120 "$bin" >"$out" 2>&1
+    rc=$?
+    summary=$(grep -E '^[a-z_]+: [0-9]+ passed, [0-9]+ failed$' "$out" | tail -1)
+    if [ $rc -eq 0 ] && [ -n "$summary" ]; then
+        ok "$(basename "$bin"): $summary"
+    else
+        not_ok "$(basename "$bin") (exit $rc): ${summary:-no summary}"
+        indent <"$out"
+    fi
+done
+
 # -------------------------------------------------------------- storage policy
 
 # Patterns for every PAN (digits, spaced and hyphenated every 4, amex 4-6-5, and
