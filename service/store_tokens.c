@@ -285,17 +285,18 @@ cv_status cv_tokens_insert_one_in(struct cv_pg_conn *c, const struct cv_token_ro
 static cv_status dek_list(struct cv_buf *list, const struct cv_token_row *const *rows, size_t n,
                           size_t *n_ids)
 {
-    int64_t ids[CV_STORE_BATCH_MAX];
-    *n_ids = 0;
-    for (size_t i = 0; i < n; i++) {
+    int64_t ids[CV_STORE_BATCH_MAX] = {0};
+    size_t count = 0;
+    for (size_t i = 0; i < n && i < CV_STORE_BATCH_MAX; i++) {
         bool seen = false;
-        for (size_t k = 0; k < *n_ids && !seen; k++)
+        for (size_t k = 0; k < count && !seen; k++)
             seen = ids[k] == rows[i]->dek_id;
         if (!seen)
-            ids[(*n_ids)++] = rows[i]->dek_id;
+            ids[count++] = rows[i]->dek_id;
     }
+    *n_ids = count;
     CV_TRY(cv_buf_append_char(list, '{'));
-    for (size_t k = 0; k < *n_ids; k++)
+    for (size_t k = 0; k < count; k++)
         CV_TRY(cv_buf_appendf(list, "%s%lld", k > 0 ? "," : "", (long long)ids[k]));
     return cv_buf_append_char(list, '}');
 }
