@@ -344,9 +344,10 @@ cv_status cv_audit_store_start_keyed_in(struct cv_pg_conn *c, const struct cv_au
     return append_in(c, sealer, &ev, 1, true, &append_rows);
 }
 
-void cv_audit_batch_init(struct cv_audit_batch *a)
+void cv_audit_batch_init(struct cv_audit_batch *a, bool retried)
 {
     memset(a, 0, sizeof(*a));
+    a->retried = retried;
     arrays_init(a->arrays);
     a->lock_step = CV_PG_PIPELINE_MAX;
 }
@@ -377,7 +378,7 @@ cv_status cv_audit_batch_queue_append(struct cv_audit_batch *a, const struct cv_
     CV_TRY(need_sealer(sealer));
     CV_TRY(read_locked_head(locked->steps[a->lock_step].res, &h));
     CV_TRY(seal_params(sealer, &h, evs, n, false, a->arrays, &a->params));
-    cv_pg_pipeline_add(pl, &append_rows_batch, &a->params);
+    cv_pg_pipeline_add(pl, a->retried ? &append_rows_batch : &append_rows, &a->params);
     return CV_OK;
 }
 

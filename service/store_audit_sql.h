@@ -29,22 +29,22 @@ CV_MUST_USE cv_status cv_audit_store_append_in(struct cv_pg_conn *c,
 CV_MUST_USE cv_status cv_audit_store_start_keyed_in(struct cv_pg_conn *c,
                                                     const struct cv_audit_sealer *sealer,
                                                     const struct cv_audit_event *ev);
-/* A group commit's audit events, in order, inside the caller's open
+/* A group commit's audit events (or one token's event), in order, inside the caller's open
  * transaction, as steps of two pipelines (pg.c's cv_pg_pipeline_run): the
  * lock of the chain's tip in the first, then, once its answer is known, the
  * append in the second. Each event's MAC needs the locked tip's hash and MAC
  * and the database's clock read under the lock, and is computed here in C
  * with K_audit, which never reaches the database, so the append cannot
  * travel in the same round trip as the lock. One lock and one append call
- * for the whole batch. Failures are logged at debug level only (the batch
- * is retried event by event). */
+ * for the whole batch. */
 struct cv_audit_batch {
     struct cv_buf arrays[9]; /* the append's array literals */
     struct cv_pg_params params;
     size_t lock_step; /* the lock's step in the first pipeline */
+    bool retried;     /* a failed append is retried event by event: logged at debug level */
 };
 
-void cv_audit_batch_init(struct cv_audit_batch *a);
+void cv_audit_batch_init(struct cv_audit_batch *a, bool retried);
 /* Frees what the batch holds. Accepts NULL. */
 void cv_audit_batch_cleanup(struct cv_audit_batch *a);
 /* Adds the lock of the chain's tip to pl. CV_ERR_CONFIG without a sealer. */

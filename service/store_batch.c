@@ -51,6 +51,13 @@ struct cv_batcher {
     pthread_t threads[8];
 };
 
+static const struct cv_pg_stmt batch_begin = {"BEGIN", "BEGIN", 0, CV_PG_ONE_OFF, false, true};
+static const struct cv_pg_stmt batch_commit = {"COMMIT", "COMMIT", 0, CV_PG_ONE_OFF, false, false};
+
+/* Two round trips, as a batch (write_batch): BEGIN, the token and the lock
+ * of the audit chain's tip; then the event, sealed from that tip, and
+ * COMMIT. The token first, its event last: the tip stays locked only from
+ * the end of the first round trip to the COMMIT. */
 cv_status cv_batch_insert_token_audited(struct cv_pg_pool *pool,
                                         const struct cv_audit_sealer *sealer,
                                         const struct cv_token_row *row,
@@ -58,23 +65,37 @@ cv_status cv_batch_insert_token_audited(struct cv_pg_pool *pool,
                                         const char *response_body, const struct cv_audit_event *ev)
 {
     struct cv_pg_conn *c = NULL;
+    struct cv_pg_params p;
+    struct cv_audit_batch ab;
+    struct cv_pg_pipeline first, second;
     if (ev == NULL)
         return cv_tokens_insert(pool, row, idem_key_hash, response_body);
-    CV_TRY(cv_pg_acquire(pool, &c));
-    cv_status st = cv_pg_command(c, "BEGIN");
+    cv_audit_batch_init(&ab, false);
+    cv_pg_pipeline_init(&first);
+    cv_pg_pipeline_init(&second);
+    cv_status st = cv_pg_acquire(pool, &c);
     if (st != CV_OK)
+        goto done;
+    cv_pg_pipeline_add(&first, &batch_begin, NULL);
+    size_t insert_step = cv_tokens_insert_one_queue(&p, &first, row, idem_key_hash, response_body);
+    if ((st = cv_audit_batch_queue_lock(&ab, &first, sealer)) != CV_OK)
         goto out;
-    /* The token first, its event last: the audit chain's tip stays locked
-     * only from the append to the COMMIT. */
-    if ((st = cv_tokens_insert_one_in(c, row, idem_key_hash, response_body)) != CV_OK)
+    if ((st = cv_pg_pipeline_run(c, &first)) != CV_OK)
         goto out;
-    if ((st = cv_audit_store_append_in(c, sealer, ev)) != CV_OK)
+    if ((st = cv_tokens_insert_one_check(&first, insert_step, row, idem_key_hash != NULL)) != CV_OK)
         goto out;
-    st = cv_pg_command(c, "COMMIT");
+    if ((st = cv_audit_batch_queue_append(&ab, &first, &second, sealer, &ev, 1)) != CV_OK)
+        goto out;
+    cv_pg_pipeline_add(&second, &batch_commit, NULL);
+    st = cv_pg_pipeline_run(c, &second);
 out:
     if (st != CV_OK)
         cv_pg_rollback(c);
     cv_pg_release(c);
+done:
+    cv_pg_pipeline_cleanup(&second);
+    cv_pg_pipeline_cleanup(&first);
+    cv_audit_batch_cleanup(&ab);
     return st;
 }
 
@@ -118,9 +139,6 @@ static void split_batch(struct job **jobs, size_t n, struct batch_parts *b)
     }
 }
 
-static const struct cv_pg_stmt batch_begin = {"BEGIN", "BEGIN", 0, CV_PG_ONE_OFF, false, true};
-static const struct cv_pg_stmt batch_commit = {"COMMIT", "COMMIT", 0, CV_PG_ONE_OFF, false, false};
-
 /* Writes every job of the batch in one transaction. CV_ERR_DB_UNAVAILABLE
  * when the connection is gone (no job can succeed on its own either),
  * CV_ERR_COMMIT_UNCONFIRMED when the batch committed on the primary but its
@@ -147,7 +165,7 @@ static cv_status write_batch(struct cv_pg_pool *pool, const struct cv_audit_seal
     struct cv_pg_pipeline first, second;
     split_batch(jobs, n, &b);
     cv_tokens_batch_init(&tb);
-    cv_audit_batch_init(&ab);
+    cv_audit_batch_init(&ab, true);
     cv_pg_pipeline_init(&first);
     cv_pg_pipeline_init(&second);
     cv_status st = cv_pg_acquire(pool, &c);

@@ -244,11 +244,10 @@ static const struct cv_pg_stmt *insert_params(struct cv_pg_params *p,
     return &insert_token_idem;
 }
 
-/* CV_OK when the statement wrote the row; r is cleared either way. */
-static cv_status insert_outcome(PGresult *r, const struct cv_token_row *row, bool with_idem)
+/* CV_OK when the statement (result r) wrote the row. */
+static cv_status written_outcome(PGresult *r, const struct cv_token_row *row, bool with_idem)
 {
     int64_t written = with_idem ? cv_pg_get_int(r, 0, 0) : cv_pg_changed(r);
-    PQclear(r);
     if (written == 1)
         return CV_OK;
     /* Sealed under a key destroyed meanwhile: never acknowledge it. The
@@ -256,6 +255,14 @@ static cv_status insert_outcome(PGresult *r, const struct cv_token_row *row, boo
     cv_log(CV_LOG_WARN, "token_insert_refused", CV_LI("dek_id", row->dek_id),
            CV_LS("reason", "data key destroyed"));
     return CV_ERR_DB_UNAVAILABLE;
+}
+
+/* The same; r is cleared. */
+static cv_status insert_outcome(PGresult *r, const struct cv_token_row *row, bool with_idem)
+{
+    cv_status st = written_outcome(r, row, with_idem);
+    PQclear(r);
+    return st;
 }
 
 cv_status cv_tokens_insert(struct cv_pg_pool *pool, const struct cv_token_row *row,
@@ -271,14 +278,20 @@ cv_status cv_tokens_insert(struct cv_pg_pool *pool, const struct cv_token_row *r
     return insert_outcome(r, row, idem_key_hash != NULL);
 }
 
-cv_status cv_tokens_insert_one_in(struct cv_pg_conn *c, const struct cv_token_row *row,
+size_t cv_tokens_insert_one_queue(struct cv_pg_params *p, struct cv_pg_pipeline *pl,
+                                  const struct cv_token_row *row,
                                   const unsigned char *idem_key_hash, const char *response_body)
 {
-    struct cv_pg_params p;
-    const struct cv_pg_stmt *s = insert_params(&p, row, idem_key_hash, response_body);
-    PGresult *r = NULL;
-    CV_TRY(cv_pg_run(c, s, &p, &r));
-    return insert_outcome(r, row, idem_key_hash != NULL);
+    const struct cv_pg_stmt *s = insert_params(p, row, idem_key_hash, response_body);
+    return cv_pg_pipeline_add(pl, s, p);
+}
+
+cv_status cv_tokens_insert_one_check(const struct cv_pg_pipeline *pl, size_t step,
+                                     const struct cv_token_row *row, bool with_idem)
+{
+    if (step >= pl->n || pl->steps[step].res == NULL)
+        return CV_ERR_INTERNAL;
+    return written_outcome(pl->steps[step].res, row, with_idem);
 }
 
 /* "{id,id,...}": the distinct DEK ids of a batch, for lock_batch_deks. */

@@ -21,11 +21,17 @@
 CV_MUST_USE cv_status cv_tokens_insert(struct cv_pg_pool *pool, const struct cv_token_row *row,
                                        const unsigned char *idem_key_hash,
                                        const char *response_body);
-/* The same single insert inside the caller's open transaction on c (a
- * token and its audit event commit together); the same statuses. */
-CV_MUST_USE cv_status cv_tokens_insert_one_in(struct cv_pg_conn *c, const struct cv_token_row *row,
-                                              const unsigned char *idem_key_hash,
-                                              const char *response_body);
+/* The single insert as a step of pl (inside the caller's transaction): p
+ * gets its parameters (caller storage, borrowed by the step until the run).
+ * Returns the step's index, for cv_tokens_insert_one_check. */
+size_t cv_tokens_insert_one_queue(struct cv_pg_params *p, struct cv_pg_pipeline *pl,
+                                  const struct cv_token_row *row,
+                                  const unsigned char *idem_key_hash, const char *response_body);
+/* After pl ran without failure: CV_OK when that step wrote the row,
+ * CV_ERR_DB_UNAVAILABLE (logged; retriable, the caller must not commit)
+ * when its DEK is destroyed. */
+CV_MUST_USE cv_status cv_tokens_insert_one_check(const struct cv_pg_pipeline *pl, size_t step,
+                                                 const struct cv_token_row *row, bool with_idem);
 /* A group commit's token rows as pipeline steps (pg.c's cv_pg_pipeline_run),
  * inside the caller's transaction: their DEK rows locked (FOR KEY SHARE,
  * until the caller's COMMIT), one multi-row INSERT, then the idempotency
