@@ -295,7 +295,7 @@ static void duplicate_in_a_batch_falls_back_row_by_row(void)
 {
     struct cv_pg_conn *c = NULL, *holder = NULL;
     PGresult *r = NULL;
-    char merchant[64] = "";
+    char merchant[CV_MERCHANT_ID_LEN + 1] = "";
     int64_t dek_id = 0;
     struct cv_pg_params p;
     CHECK(cv_pg_acquire(pool, &c) == CV_OK);
