@@ -70,7 +70,7 @@ store_tokens.c	DELETE FROM idempotency_keys WHERE expires_at < now()
 # deletes only rows whose own expires_at has passed (rows the API already
 # answers as missing), at most $1 a batch, returns nothing, and appends one
 # audit event with the count in the same transaction.
-store_tokens.c	DELETE FROM tokens WHERE (merchant_id, token) IN (SELECT merchant_id, token FROM tokens WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+store_tokens.c	WITH gone AS (DELETE FROM tokens WHERE (merchant_id, token) IN (SELECT merchant_id, token FROM tokens WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING merchant_id) SELECT merchant_id, count(*) FROM gone GROUP BY merchant_id ORDER BY merchant_id
 # Key lifecycle (operator CLI, `cardvault keys ...`, store_keys.c): DEKs are
 # shared by all merchants, so these work across merchants by design.
 # `keys status`: the number of tokens each DEK protects (a count, no row data).
