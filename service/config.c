@@ -284,6 +284,12 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
         return CV_ERR_CONFIG;
     }
     cfg->allow_owner_role = owner != NULL && strcmp(owner, "1") == 0;
+    const char *expect = getenv("CARDVAULT_EXPECT_SYNC_STANDBY");
+    if (expect != NULL && *expect != '\0' && strcmp(expect, "0") != 0 && strcmp(expect, "1") != 0) {
+        snprintf(why, why_len, "CARDVAULT_EXPECT_SYNC_STANDBY must be 0 or 1");
+        return CV_ERR_CONFIG;
+    }
+    cfg->expect_sync_standby = expect != NULL && strcmp(expect, "1") == 0;
     cfg->audit_anchor_interval_s = 60;
     CV_TRY(parse_uint("CARDVAULT_AUDIT_ANCHOR_INTERVAL_S", 1, 86400, &cfg->audit_anchor_interval_s,
                       why, why_len));

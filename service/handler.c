@@ -107,6 +107,7 @@ static const struct cv_store_ops store_ops = {
     .list_tokens = cv_store_list_tokens,
     .update_token = cv_store_update_token,
     .ping = cv_store_ping,
+    .replication = cv_store_replication,
     .pool_usage = cv_store_pool_usage,
 };
 

@@ -497,6 +497,7 @@ static int cmd_serve(struct cv_cli *cli)
     };
     card_testing = cv_card_testing_new(&ct_limits, app.metrics, NULL);
     app.handlers.card_testing = card_testing;
+    app.handlers.expect_sync_standby = cli->cfg.expect_sync_standby;
     /* The relay: the operator's destinations (none without a file), the
      * outbound client, and the security-code holds it takes codes from. */
     if (cli->cfg.relay_destinations_file != NULL &&

@@ -570,6 +570,14 @@ static cv_status render(struct cv_buf *o, struct cv_metrics *m, const struct cv_
         (unsigned long long)atomic_load(&m->tokens_purged),
         (unsigned long long)atomic_load(&m->readiness_probes), g->db_pool_in_use, g->db_pool_size,
         (unsigned long long)g->dek_rotations, g->ready));
+    if (g->sync_standby_known)
+        CV_TRY(cv_buf_appendf(
+            o,
+            "# HELP cardvault_db_sync_standby 1 while the expected synchronous standby streams, 0 "
+            "while the primary runs without one (a second failure would lose writes).\n"
+            "# TYPE cardvault_db_sync_standby gauge\n"
+            "cardvault_db_sync_standby %d\n",
+            g->sync_standby ? 1 : 0));
     return CV_OK;
 }
 

@@ -75,6 +75,34 @@ cv_status cv_store_ping(struct cv_store *store)
     return cv_pg_run_once(store->pool, &ping, NULL, NULL);
 }
 
+/* Who replicates synchronously now: the standby list in force, and how many
+ * WAL senders the server has (their rows are visible to any role; their
+ * details are not, and are not needed). */
+static const struct cv_pg_stmt replication = {
+    "replication_state",
+    "SELECT current_setting('synchronous_standby_names'), "
+    "(SELECT count(*) FROM pg_stat_replication)",
+    0,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+cv_status cv_store_replication(struct cv_store *store, bool *standby_named, int *senders)
+{
+    PGresult *r = NULL;
+    *standby_named = false;
+    *senders = 0;
+    CV_TRY(cv_pg_run_once(store->pool, &replication, NULL, &r));
+    cv_status st = PQntuples(r) == 1 ? CV_OK : CV_ERR_DB_UNAVAILABLE;
+    if (st == CV_OK) {
+        const char *names = PQgetvalue(r, 0, 0);
+        *standby_named = names[strspn(names, " \t\"")] != '\0';
+        *senders = (int)cv_pg_get_int(r, 0, 1);
+    }
+    PQclear(r);
+    return st;
+}
+
 void cv_store_cancel_busy(struct cv_store *store)
 {
     cv_pg_cancel_busy(store->pool);

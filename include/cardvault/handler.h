@@ -252,6 +252,8 @@ struct cv_store_ops {
     cv_status (*idem_release)(struct cv_store *st, const char *merchant_id,
                               const unsigned char key_hash[32]);
     cv_status (*ping)(struct cv_store *st);
+    /* store.h's cv_store_replication; NULL: not checked */
+    cv_status (*replication)(struct cv_store *st, bool *standby_named, int *senders);
     void (*pool_usage)(struct cv_store *st, unsigned *in_use, unsigned *size);
     /* GET /v1/tokens and PATCH /v1/tokens/{token} (NULL in a table that
      * serves neither: the handlers answer CV_ERR_INTERNAL) */
@@ -338,7 +340,8 @@ struct cv_handler_deps {
     struct cv_card_testing *card_testing; /* tokenize quotas and detector; NULL: none */
     const struct cv_relay_ops *relay_ops; /* NULL: no relay (no destinations) */
     void *relay_ctx;
-    struct cv_holds *holds; /* security-code holds (cvc_hold.h); NULL: none */
+    struct cv_holds *holds;   /* security-code holds (cvc_hold.h); NULL: none */
+    bool expect_sync_standby; /* readiness reports a primary running without one */
 };
 
 /* The production wiring: store.h's and keyring.h's functions, the system clock. */

@@ -2,6 +2,7 @@
 #define CV_METRICS_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "cardvault/routes.h"
@@ -70,6 +71,11 @@ struct cv_metrics_gauges {
     unsigned db_pool_size;
     uint64_t dek_rotations;
     int ready;
+    /* When sync_standby_known (a standby is expected and the database
+     * answered): true while it streams, false while the primary runs
+     * without it (none named, or none connected) */
+    bool sync_standby_known;
+    bool sync_standby;
 };
 
 /* The build's identity, rendered as the constant gauge

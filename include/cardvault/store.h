@@ -37,6 +37,9 @@ CV_MUST_USE cv_status cv_store_start_batching(struct cv_store *st, unsigned writ
 void cv_store_close(struct cv_store *st);
 /* SELECT 1 through the pool. */
 CV_MUST_USE cv_status cv_store_ping(struct cv_store *st);
+/* Whether synchronous_standby_names names a standby now, and how many WAL
+ * senders (standbys streaming) the server has. */
+CV_MUST_USE cv_status cv_store_replication(struct cv_store *st, bool *standby_named, int *senders);
 /* Asks the server to cancel every statement running on a checked-out
  * connection (shutdown, after the drain deadline); their callers then see
  * an error and return. */

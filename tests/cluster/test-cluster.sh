@@ -135,8 +135,18 @@ for _ in $(seq 1 90); do G=$(group_of_primary); [ -n "$G" ] && [ "$G" != "$P" ] 
 load_stop
 check "b: the standby was promoted ($(group_of_primary) is primary)" test "$(group_of_primary)" != "$P"
 verify b
+# The new primary runs alone until the old one rejoins: both vaults say so.
+repl_of() { curl -s "http://127.0.0.1:$1/readyz" | jq -r '.checks.replication // "absent"'; }
+sync_gauge() { curl -s "http://127.0.0.1:$1/metrics" | awk '$1 == "cardvault_db_sync_standby" {print $2}'; }
+for _ in $(seq 1 30); do [ "$(repl_of "$CL_OPS_A_PORT")" = "degraded: no synchronous standby" ] && break; sleep 1; done
+check "b: alone, /readyz says degraded: no synchronous standby ($(repl_of "$CL_OPS_A_PORT"), $(repl_of "$CL_OPS_B_PORT"))" \
+    test "$(repl_of "$CL_OPS_A_PORT") $(repl_of "$CL_OPS_B_PORT")" = "degraded: no synchronous standby degraded: no synchronous standby"
+check "b: alone, cardvault_db_sync_standby 0" test "$(sync_gauge "$CL_OPS_A_PORT")" = 0
 cl_spawn "$P" pg_autoctl run --pgdata "$CL_DIR/$P"
 check "b: the old primary rejoins as standby" wait_ready
+for _ in $(seq 1 60); do [ "$(repl_of "$CL_OPS_A_PORT")" = ok ] && break; sleep 1; done
+check "b: rejoined, /readyz replication ok and cardvault_db_sync_standby 1" \
+    test "$(repl_of "$CL_OPS_A_PORT") $(sync_gauge "$CL_OPS_A_PORT")" = "ok 1"
 
 # ---- c. SIGSTOP the primary past the failover timeout ---------------------------
 P=$(group_of_primary)
@@ -158,6 +168,11 @@ load_stop
 check "c: the standby was promoted while the primary was stopped" test "$(group_of_primary)" != "$P"
 verify c
 check "c: the old primary rejoins as standby" wait_ready
+# Phase d needs commits that wait for the standby: not before it is the
+# synchronous one again (pg_auto_failover names it only once it caught up).
+for _ in $(seq 1 120); do [ "$(repl_of "$CL_OPS_A_PORT")" = ok ] && break; sleep 1; done
+check "c: the synchronous standby is back (replication $(repl_of "$CL_OPS_A_PORT"))" \
+    test "$(repl_of "$CL_OPS_A_PORT")" = ok
 
 # ---- d. a cancelled wait for the synchronous standby ---------------------------
 P=$(group_of_primary)
