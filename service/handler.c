@@ -108,6 +108,9 @@ static const struct cv_store_ops store_ops = {
     .update_token = cv_store_update_token,
     .ping = cv_store_ping,
     .pool_usage = cv_store_pool_usage,
+    .insert_token_async = cv_store_insert_token_async,
+    .get_token_async = cv_store_get_token_async,
+    .audit_append_async = cv_store_audit_append_async,
 };
 
 static const struct cv_keyring_ops keyring_ops = {
