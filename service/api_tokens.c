@@ -7,6 +7,11 @@
  * wiped: it is never stored, logged, or passed on. No card data ever goes
  * into a log line or an error message.
  *
+ * Tokenize, read and detokenize queue their
+ * store call and return unfinished; a continuation on the batch thread
+ * (on_token_committed, on_read_loaded, on_detokenize_loaded/_audited)
+ * finishes them once the batch committed, wiping the card state first.
+ *
  * Handlers of the contract in handler.h: they take decoded structs and the
  * narrow cv_handler_deps (store and keyring tables, clock), and finish with a
  * result kind or a status. They never pick an HTTP code, read a header or
@@ -323,6 +328,7 @@ struct tokenize_op {
     char *body;
     size_t len;
     int attempts;
+    struct idem idem; /* claimed: completed by the row's own statement, else released */
 };
 
 /* Wipes what held card data, frees the op, then finishes the request. */
@@ -335,6 +341,10 @@ static void tokenize_op_end(struct tokenize_op *op, cv_status st)
         result_json(&res, CV_RESULT_CREATED, op->body, op->len);
         op->body = NULL;
     }
+    if (st == CV_OK || st == CV_ERR_COMMIT_UNCONFIRMED)
+        op->idem.claimed = false; /* completed (or not ours to release: see tokenize) */
+    if (op->idem.claimed)
+        cv_api_idem_abandon(op->d, op->call, &op->idem);
     if (op->body != NULL)
         cv_json_free(op->body);
     cv_token_row_cleanup(&op->row);
@@ -364,8 +374,9 @@ static cv_status tokenize_attempt(struct tokenize_op *op)
     if (!can_read(op->call->who))
         view.fingerprint = NULL; /* an oracle for the card number otherwise */
     op->body = cv_json_encode_token(&view, &op->len);
-    return d->store_ops->insert_token_async(d->store, &op->row, NULL, op->body, &op->ev,
-                                            on_token_committed, op);
+    return d->store_ops->insert_token_async(d->store, &op->row,
+                                            op->idem.claimed ? op->idem.key_hash : NULL, op->body,
+                                            &op->ev, on_token_committed, op);
 }
 
 /* The continuation: called once the batch holding the row committed (CV_OK)
@@ -480,10 +491,10 @@ static cv_status tokenize(const struct cv_handler_deps *d, const struct cv_call 
     now_rfc3339(&d->clock, row.created_at);
     if ((st = cv_api_token_lifecycle(&d->clock, req, &row)) != CV_OK)
         goto out;
-    /* Without an Idempotency-Key, the write waits for its batch without
-     * holding this thread. A keyed request stays on the waiting path: its
-     * claim, completion and release are one sequence on one thread. */
-    if (!idem.claimed && d->store_ops->insert_token_async != NULL) {
+    /* The write waits for its batch without holding this thread. A claimed
+     * Idempotency-Key goes with it: the row's own statement completes the
+     * record, and the continuation releases it if the write fails. */
+    if (d->store_ops->insert_token_async != NULL) {
         struct tokenize_op *op = cv_xcalloc(1, sizeof(*op));
         op->d = d;
         op->call = call;
@@ -493,11 +504,14 @@ static cv_status tokenize(const struct cv_handler_deps *d, const struct cv_call 
         memset(&row, 0, sizeof(row));
         op->ev = ev;
         op->ev.token = op->row.token;
+        op->idem = idem;
+        idem.claimed = false; /* the op's now */
         st = tokenize_attempt(op);
         if (st == CV_OK) {
             *pending = true;
             goto out;
         }
+        idem = op->idem; /* not queued: released at out */
         if (op->body != NULL)
             cv_json_free(op->body);
         cv_token_row_cleanup(&op->row);

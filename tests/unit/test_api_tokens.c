@@ -1442,6 +1442,8 @@ static struct {
     const char *token;
     struct cv_token_row *out;
     const struct cv_audit_event *ev;
+    const unsigned char *idem;
+    const char *body;
     cv_store_done_fn done;
     void *ctx;
     int queued;
@@ -1462,8 +1464,9 @@ static cv_status async_insert(struct cv_store *st, const struct cv_token_row *ro
                               const struct cv_audit_event *ev, cv_store_done_fn done, void *ctx)
 {
     (void)st;
-    CHECK(idem_key_hash == NULL);
     CHECK(response_body != NULL);
+    pending.idem = idem_key_hash;
+    pending.body = response_body;
     pending.row = row;
     pending.ev = ev;
     return queue_pending(PENDING_INSERT, done, ctx);
@@ -1495,7 +1498,7 @@ static void commit_pending(void)
     enum pending_kind kind = pending.kind;
     pending.kind = PENDING_NONE;
     if (kind == PENDING_INSERT)
-        r = fake_insert_token(st, pending.row, NULL, "", pending.ev);
+        r = fake_insert_token(st, pending.row, pending.idem, pending.body, pending.ev);
     else if (kind == PENDING_GET)
         r = fake_get_token(st, pending.merchant_id, pending.token, pending.out);
     else if (kind == PENDING_AUDIT)
@@ -1507,8 +1510,9 @@ static void commit_pending(void)
 static struct cv_store_ops async_ops;
 
 /* Starts handler on the asynchronous table; the caller commits and checks c. */
-static void start_async(cv_handler handler, const char *token, const char *body,
-                        struct cv_tokenize_req *req, struct cv_call *call, struct captured *c)
+static void start_async(cv_handler handler, const char *token, const char *idem_key,
+                        const char *body, struct cv_tokenize_req *req, struct cv_call *call,
+                        struct captured *c)
 {
     async_ops = fake_store_ops;
     async_ops.insert_token_async = async_insert;
@@ -1525,6 +1529,7 @@ static void start_async(cv_handler handler, const char *token, const char *body,
     *call = (struct cv_call){.request_id = "req_testtesttesttesttest",
                              .who = &who_a,
                              .token = token,
+                             .idempotency_key = idem_key,
                              .tokenize = body != NULL ? req : NULL};
     memset(c, 0, sizeof(*c));
     c->done.finish = capture;
@@ -1537,7 +1542,7 @@ static void async_tokenize_answers_only_after_its_commit(void)
     struct cv_tokenize_req req;
     struct cv_call call;
     struct captured c;
-    start_async(cv_api_tokenize, NULL, CARD_CVC, &req, &call, &c);
+    start_async(cv_api_tokenize, NULL, NULL, CARD_CVC, &req, &call, &c);
     /* Returned unfinished: nothing is acknowledged before the commit. */
     CHECK_EQ_INT(c.calls, 0);
     CHECK_EQ_INT(pending.kind, PENDING_INSERT);
@@ -1566,7 +1571,7 @@ static void async_tokenize_retries_a_collision_from_the_callback(void)
     struct cv_tokenize_req req;
     struct cv_call call;
     struct captured c;
-    start_async(cv_api_tokenize, NULL, CARD_BODY, &req, &call, &c);
+    start_async(cv_api_tokenize, NULL, NULL, CARD_BODY, &req, &call, &c);
     commit_pending(); /* CV_ERR_DUPLICATE: a new token is queued */
     CHECK_EQ_INT(c.calls, 0);
     CHECK_EQ_INT(pending.queued, 2);
@@ -1586,7 +1591,7 @@ static void async_tokenize_failed_commit_answers_no_token(void)
     struct cv_tokenize_req req;
     struct cv_call call;
     struct captured c;
-    start_async(cv_api_tokenize, NULL, CARD_BODY, &req, &call, &c);
+    start_async(cv_api_tokenize, NULL, NULL, CARD_BODY, &req, &call, &c);
     commit_pending();
     CHECK_EQ_INT(c.calls, 1);
     CHECK_EQ_INT(c.res.status, CV_ERR_DB_UNAVAILABLE);
@@ -1607,7 +1612,7 @@ static void async_read_and_detokenize_audit_before_disclosing(void)
     struct cv_call call;
     struct captured c;
 
-    start_async(cv_api_read, tok, NULL, &req, &call, &c);
+    start_async(cv_api_read, tok, NULL, NULL, &req, &call, &c);
     CHECK_EQ_INT(c.calls, 0);
     commit_pending();
     CHECK_EQ_INT(c.calls, 1);
@@ -1616,7 +1621,7 @@ static void async_read_and_detokenize_audit_before_disclosing(void)
     CHECK(!body_has(&c.res, PAN));
     cv_result_cleanup(&c.res);
 
-    start_async(cv_api_detokenize, tok, NULL, &req, &call, &c);
+    start_async(cv_api_detokenize, tok, NULL, NULL, &req, &call, &c);
     commit_pending(); /* the read */
     CHECK_EQ_INT(c.calls, 0);
     CHECK_EQ_INT(pending.kind, PENDING_AUDIT); /* no PAN before its event commits */
@@ -1629,7 +1634,7 @@ static void async_read_and_detokenize_audit_before_disclosing(void)
     cv_result_cleanup(&c.res);
 
     store.audit_fails = true; /* fail closed */
-    start_async(cv_api_detokenize, tok, NULL, &req, &call, &c);
+    start_async(cv_api_detokenize, tok, NULL, NULL, &req, &call, &c);
     commit_pending();
     commit_pending();
     CHECK_EQ_INT(c.calls, 1);
@@ -1640,6 +1645,39 @@ static void async_read_and_detokenize_audit_before_disclosing(void)
     fake_free(&store);
 }
 
+static void async_tokenize_with_idempotency_key_completes_or_releases(void)
+{
+    setup();
+    store.insert_fails = CV_ERR_DB_UNAVAILABLE;
+    struct cv_tokenize_req req;
+    struct cv_call call;
+    struct captured c;
+    start_async(cv_api_tokenize, NULL, "async-key-1", CARD_BODY, &req, &call, &c);
+    CHECK(pending.idem != NULL); /* the claim travels with the row */
+    commit_pending();
+    CHECK_EQ_INT(c.res.status, CV_ERR_DB_UNAVAILABLE);
+    CHECK(!store.idem[0].used); /* released: a retry may claim it */
+    cv_result_cleanup(&c.res);
+    cv_tokenize_req_cleanup(&req);
+
+    start_async(cv_api_tokenize, NULL, "async-key-1", CARD_BODY, &req, &call, &c);
+    commit_pending();
+    CHECK_EQ_INT(c.res.status, CV_OK);
+    CHECK_EQ_INT(c.res.kind, CV_RESULT_CREATED);
+    char first[CV_TOKEN_LEN + 1], again[CV_TOKEN_LEN + 1];
+    token_of(&c.res, first);
+    struct cv_result r = tokenize(&who_a, "async-key-1", CARD_BODY); /* a retry replays */
+    CHECK_EQ_INT(r.status, CV_OK);
+    CHECK(r.replayed);
+    token_of(&r, again);
+    CHECK(strcmp(first, again) == 0);
+    CHECK_EQ_INT((int)store.n_tokens, 1);
+    cv_result_cleanup(&r);
+    cv_result_cleanup(&c.res);
+    cv_tokenize_req_cleanup(&req);
+    fake_free(&store);
+}
+
 int main(void)
 {
     cv_json_init();
@@ -1647,6 +1685,7 @@ int main(void)
     RUN(async_tokenize_answers_only_after_its_commit);
     RUN(async_tokenize_retries_a_collision_from_the_callback);
     RUN(async_tokenize_failed_commit_answers_no_token);
+    RUN(async_tokenize_with_idempotency_key_completes_or_releases);
     RUN(async_read_and_detokenize_audit_before_disclosing);
     RUN(update_reseals_the_card_in_place);
     RUN(update_refusals_change_nothing);
