@@ -611,8 +611,8 @@ struct read_op {
     struct cv_completion *done;
     struct cv_token_row row;
     struct cv_card_plain card;
-    cv_status loaded;          /* detokenize: how the load and open went */
-    struct cv_audit_event ev;  /* detokenize: its event */
+    cv_status loaded;         /* detokenize: how the load and open went */
+    struct cv_audit_event ev; /* detokenize: its event */
     struct cv_result res;
 };
 
@@ -811,9 +811,8 @@ void cv_api_detokenize(const struct cv_handler_deps *deps, const struct cv_call 
     if (token_well_formed(call) && deps->store_ops->get_token_async != NULL &&
         deps->store_ops->audit_append_async != NULL) {
         struct read_op *op = read_op_new(deps, call, done);
-        cv_status st = deps->store_ops->get_token_async(deps->store, call->who->merchant_id,
-                                                        call->token, &op->row,
-                                                        on_detokenize_loaded, op);
+        cv_status st = deps->store_ops->get_token_async(
+            deps->store, call->who->merchant_id, call->token, &op->row, on_detokenize_loaded, op);
         if (st != CV_OK)
             read_op_end(op, st);
         return;

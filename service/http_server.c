@@ -46,7 +46,7 @@
 #define TOKEN_SEGMENT_MAX   64
 #define RETRY_AFTER_SECONDS 2 /* on 429 and 503 unless a rate limiter knows better */
 #define TLS_FILE_MAX_BYTES  (64 * 1024)
-#define OPS_MAX_CONNECTIONS 64 /* scrapers and probes: a handful at a time */
+#define OPS_MAX_CONNECTIONS 64   /* scrapers and probes: a handful at a time */
 #define STOP_ANSWER_MS      2000 /* stop: time for answers resumed at the last moment */
 
 /* libmicrohttpd keeps each connection's raw request (the Authorization
@@ -1131,9 +1131,8 @@ void cv_http_server_stop(struct cv_http_server *srv)
                    CV_LI("requests_suspended", atomic_load(&srv->waiting)));
         usleep(10 * 1000);
     }
-    for (unsigned waited = 0; had_waiting && waited < STOP_ANSWER_MS &&
-                              atomic_load(&srv->in_flight) > 0;
-         waited += 10)
+    for (unsigned waited = 0;
+         had_waiting && waited < STOP_ANSWER_MS && atomic_load(&srv->in_flight) > 0; waited += 10)
         usleep(10 * 1000);
     MHD_stop_daemon(srv->daemon);
     server_free(srv);

@@ -189,9 +189,9 @@ cv_status cv_store_get_token(struct cv_store *store, const char *merchant_id, co
 }
 
 cv_status cv_store_insert_token_async(struct cv_store *store, const struct cv_token_row *row,
-                                      const unsigned char *idem_key_hash,
-                                      const char *response_body, const struct cv_audit_event *ev,
-                                      cv_store_done_fn done, void *ctx)
+                                      const unsigned char *idem_key_hash, const char *response_body,
+                                      const struct cv_audit_event *ev, cv_store_done_fn done,
+                                      void *ctx)
 {
     if (store->writer != NULL)
         return cv_batcher_insert_token_async(store->writer, row, idem_key_hash, response_body, ev,

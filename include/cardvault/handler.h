@@ -23,8 +23,8 @@
  *
  * Lifecycle: the server calls handler(deps, call, done). The handler calls
  * cv_completion_finish(done, &result) exactly once, either before it returns
- * or later from any thread: tokenize, read and detokenize finish on a batch writer thread once their batched write or
- * read is done (the store_ops _async members), and the HTTP layer suspends
+ * or later from any thread: tokenize, read and detokenize finish on a batch writer thread once
+ * their batched write or read is done (the store_ops _async members), and the HTTP layer suspends
  * the connection meanwhile. `call`, and everything it points to, stays valid
  * until then; after finishing the handler must not touch `call` or `done`. */
 

@@ -96,12 +96,9 @@ typedef void (*cv_store_done_fn)(void *ctx, cv_status st);
  * returns. Any other status (CV_ERR_SHUTTING_DOWN) means nothing was done
  * and done is never called. What the pointers name must stay valid until
  * done is called; done may start the next call. */
-CV_MUST_USE cv_status cv_store_insert_token_async(struct cv_store *st,
-                                                  const struct cv_token_row *row,
-                                                  const unsigned char *idem_key_hash,
-                                                  const char *response_body,
-                                                  const struct cv_audit_event *ev,
-                                                  cv_store_done_fn done, void *ctx);
+CV_MUST_USE cv_status cv_store_insert_token_async(
+    struct cv_store *st, const struct cv_token_row *row, const unsigned char *idem_key_hash,
+    const char *response_body, const struct cv_audit_event *ev, cv_store_done_fn done, void *ctx);
 CV_MUST_USE cv_status cv_store_get_token_async(struct cv_store *st, const char *merchant_id,
                                                const char *token, struct cv_token_row *out,
                                                cv_store_done_fn done, void *ctx);
