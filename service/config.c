@@ -118,9 +118,12 @@ cv_status cv_config_set_ops_listen(struct cv_config *cfg, const char *hostport, 
 cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
 {
     memset(cfg, 0, sizeof(*cfg));
-    /* A tokenize blocks its thread until its batch commits; a thread per
-     * connection lets every waiting request join the next batch (bench/README.md). */
-    cfg->http_threads = 0;
+    /* An epoll pool: tokenize, read and detokenize no longer hold a thread
+     * while their batch is written (the connection is suspended), and 2, 4
+     * and 8 threads cost the same CPU per request, about half of a thread
+     * per connection on reads (bench/README.md); 8 leaves room for the
+     * routes that still hold a thread (relay, list, update, delete). */
+    cfg->http_threads = 8;
     /* One writer and one reader thread take the largest batches; measured in
      * bench/README.md (1 beat 2 and 4 on every workload on 2 cores). */
     cfg->db_writers = 1;

@@ -109,6 +109,9 @@ static const struct cv_store_ops store_ops = {
     .ping = cv_store_ping,
     .replication = cv_store_replication,
     .pool_usage = cv_store_pool_usage,
+    .insert_token_async = cv_store_insert_token_async,
+    .get_token_async = cv_store_get_token_async,
+    .audit_append_async = cv_store_audit_append_async,
 };
 
 static const struct cv_keyring_ops keyring_ops = {

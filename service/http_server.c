@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -45,7 +46,8 @@
 #define TOKEN_SEGMENT_MAX   64
 #define RETRY_AFTER_SECONDS 2 /* on 429 and 503 unless a rate limiter knows better */
 #define TLS_FILE_MAX_BYTES  (64 * 1024)
-#define OPS_MAX_CONNECTIONS 64 /* scrapers and probes: a handful at a time */
+#define OPS_MAX_CONNECTIONS 64   /* scrapers and probes: a handful at a time */
+#define STOP_ANSWER_MS      2000 /* stop: time for answers resumed at the last moment */
 
 /* libmicrohttpd keeps each connection's raw request (the Authorization
  * header, the body with its PAN and CVC) in a per-connection memory pool and
@@ -80,6 +82,8 @@ struct cv_http_server {
     char *tls_key;
     bool quiesced;
     atomic_bool closing; /* the drain grace ended: new requests get 503 */
+    bool suspend;        /* the epoll pool: a request waiting on its handler is suspended */
+    atomic_int waiting;  /* suspended requests whose handler has not finished */
 };
 
 struct request {
@@ -110,6 +114,18 @@ struct request {
     struct cv_call call;
     struct cv_completion done;
     struct cv_result result;
+    /* A handler that finishes after it returned (handler.h) does so on
+     * another thread. lock orders that finish against the connection's
+     * thread: finished, suspended and the resume are read and written under
+     * it, so a finish that comes before the suspension is seen, and one that
+     * comes after resumes the connection exactly once. Thread per
+     * connection: the connection's own thread waits on cond instead. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct cv_http_server *srv;
+    struct MHD_Connection *conn; /* set while suspended */
+    bool dispatched;             /* the handler was called */
+    bool suspended;
     bool finished;
 };
 
@@ -261,7 +277,7 @@ static enum MHD_Result queue_result(struct MHD_Connection *conn, struct request 
 static void on_handler_finished(struct cv_completion *self, struct cv_result *result)
 {
     struct request *rq = (struct request *)(void *)((char *)self - offsetof(struct request, done));
-    assert(!rq->finished); /* exactly once */
+    struct cv_http_server *srv = rq->srv;
     rq->result = *result;
     memset(result, 0, sizeof(*result));
     cv_tokenize_req_cleanup(&rq->tokenize);
@@ -269,7 +285,42 @@ static void on_handler_finished(struct cv_completion *self, struct cv_result *re
     cv_relay_req_cleanup(&rq->relay);
     cv_wipe(rq->hold, sizeof(rq->hold));
     cv_update_req_cleanup(&rq->update);
+    pthread_mutex_lock(&rq->lock);
+    assert(!rq->finished); /* exactly once */
     rq->finished = true;
+    bool was_suspended = rq->suspended;
+    if (was_suspended) {
+        /* From any thread (MHD's ITC wakes the connection's poll); MHD then
+         * calls on_request again, which queues the result. */
+        rq->suspended = false;
+        MHD_resume_connection(rq->conn);
+    }
+    pthread_cond_signal(&rq->cond);
+    pthread_mutex_unlock(&rq->lock);
+    /* rq may be gone from here on; srv is not (stop waits for this count). */
+    if (was_suspended)
+        atomic_fetch_sub(&srv->waiting, 1);
+}
+
+/* After the handler returned: queue its result now when it finished, else
+ * wait for the finish without holding a thread of the pool (suspend), or,
+ * with a thread per connection, on that connection's own thread. */
+static enum MHD_Result answer_or_wait(struct cv_http_server *srv, struct MHD_Connection *conn,
+                                      struct request *rq)
+{
+    pthread_mutex_lock(&rq->lock);
+    if (!rq->finished && srv->suspend) {
+        rq->conn = conn;
+        rq->suspended = true;
+        atomic_fetch_add(&srv->waiting, 1);
+        MHD_suspend_connection(conn); /* only here, in the access handler */
+        pthread_mutex_unlock(&rq->lock);
+        return MHD_YES;
+    }
+    while (!rq->finished)
+        pthread_cond_wait(&rq->cond, &rq->lock);
+    pthread_mutex_unlock(&rq->lock);
+    return queue_result(conn, rq);
 }
 
 static enum MHD_Result add_list_arg(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -422,6 +473,9 @@ static struct request *request_new(struct cv_http_server *srv, const char *metho
     if (cv_token_request_id(rq->request_id) != CV_OK)
         snprintf(rq->request_id, sizeof(rq->request_id), "req_00000000000000000000");
     rq->method = method;
+    rq->srv = srv;
+    pthread_mutex_init(&rq->lock, NULL);
+    pthread_cond_init(&rq->cond, NULL);
     atomic_fetch_add(&srv->in_flight, 1);
     return rq;
 }
@@ -706,8 +760,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (rq->finished) /* resumed: its handler finished after returning */
+    if (rq->dispatched) {
+        /* Resumed: its handler finished after returning. The lock waits
+         * for the finishing thread to let go of the request. */
+        pthread_mutex_lock(&rq->lock);
+        assert(rq->finished);
+        pthread_mutex_unlock(&rq->lock);
         return queue_result(conn, rq);
+    }
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         if (rq->body_len + n > CV_HTTP_BODY_MAX_BYTES) {
@@ -757,16 +817,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .update = rq->route->body == CV_ROUTE_BODY_UPDATE ? &rq->update : NULL,
     };
     rq->done.finish = on_handler_finished;
+    rq->dispatched = true;
     rq->route->handler(&srv->app->handlers, &rq->call, &rq->done);
     cv_wipe_stack(); /* the handler's frames held the card */
-    /* Every handler finishes before it returns today. One that finishes
-     * later needs the daemon started with MHD_ALLOW_SUSPEND_RESUME: suspend
-     * the connection here when !rq->finished (under a per-request lock that
-     * on_handler_finished also takes), resume it from on_handler_finished;
-     * MHD then calls on_request again, which queues the result at its
-     * "resumed" check. */
-    assert(rq->finished);
-    return queue_result(conn, rq);
+    /* A handler waiting on a batched commit returns unfinished and finishes
+     * later on a batch writer thread (handler.h). */
+    return answer_or_wait(srv, conn, rq);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -803,6 +859,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     cv_relay_req_cleanup(&rq->relay);
     cv_update_req_cleanup(&rq->update);
     cv_result_cleanup(&rq->result); /* an answer that was never queued */
+    pthread_mutex_destroy(&rq->lock);
+    pthread_cond_destroy(&rq->cond);
     cv_wipe(rq, sizeof(*rq));
     free(rq);
     *con_cls = NULL;
@@ -955,6 +1013,16 @@ static cv_status start_listener(struct cv_app *app, const struct listener_spec *
         flags |= any6 ? MHD_USE_DUAL_STACK : MHD_USE_IPv6;
     bool pool = spec->listener == CV_LISTENER_API && cfg->http_threads > 0;
     flags |= pool ? MHD_USE_EPOLL : MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
+    /* The pool suspends a request whose handler finishes later, so a few
+     * threads serve every connection while their writes wait for a batch;
+     * MHD_resume_connection may come from any thread, and MHD_USE_ITC makes
+     * it wake the pool thread's poll. A thread per connection waits on its
+     * own thread instead: MHD 0.9.75 parks every suspended connection's
+     * thread on the one daemon ITC, so each resume would wake them all. */
+    if (pool)
+        flags |= MHD_ALLOW_SUSPEND_RESUME;
+    srv->suspend = pool;
+    atomic_init(&srv->waiting, 0);
     if (tls) {
         if (read_pem(cfg->tls_cert_file, &srv->tls_cert, why, why_len) != CV_OK ||
             read_pem(cfg->tls_key_file, &srv->tls_key, why, why_len) != CV_OK) {
@@ -1051,6 +1119,21 @@ void cv_http_server_stop(struct cv_http_server *srv)
 {
     if (srv == NULL)
         return;
+    /* MHD must not be stopped with a connection suspended. A suspended
+     * request is waiting for its batch, which the writers still run (the
+     * store closes after this): wait for each to finish and resume, as a
+     * thread blocked on its batch would be joined, then give the resumed
+     * answers a moment to be written. */
+    bool had_waiting = atomic_load(&srv->waiting) > 0;
+    for (unsigned waited = 0; atomic_load(&srv->waiting) > 0; waited += 10) {
+        if (waited % 5000 == 0)
+            cv_log(CV_LOG_WARN, "shutdown_waiting_for_batches",
+                   CV_LI("requests_suspended", atomic_load(&srv->waiting)));
+        usleep(10 * 1000);
+    }
+    for (unsigned waited = 0;
+         had_waiting && waited < STOP_ANSWER_MS && atomic_load(&srv->in_flight) > 0; waited += 10)
+        usleep(10 * 1000);
     MHD_stop_daemon(srv->daemon);
     server_free(srv);
 }

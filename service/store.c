@@ -216,6 +216,29 @@ cv_status cv_store_get_token(struct cv_store *store, const char *merchant_id, co
     return cv_tokens_get(store->pool, merchant_id, token, out);
 }
 
+cv_status cv_store_insert_token_async(struct cv_store *store, const struct cv_token_row *row,
+                                      const unsigned char *idem_key_hash, const char *response_body,
+                                      const struct cv_audit_event *ev, cv_store_done_fn done,
+                                      void *ctx)
+{
+    if (store->writer != NULL)
+        return cv_batcher_insert_token_async(store->writer, row, idem_key_hash, response_body, ev,
+                                             done, ctx);
+    done(ctx, cv_batch_insert_token_audited(store->pool, &store->sealer, row, idem_key_hash,
+                                            response_body, ev));
+    return CV_OK;
+}
+
+cv_status cv_store_get_token_async(struct cv_store *store, const char *merchant_id,
+                                   const char *token, struct cv_token_row *out,
+                                   cv_store_done_fn done, void *ctx)
+{
+    if (store->reader != NULL)
+        return cv_batcher_get_token_async(store->reader, merchant_id, token, out, done, ctx);
+    done(ctx, cv_tokens_get(store->pool, merchant_id, token, out));
+    return CV_OK;
+}
+
 void cv_store_set_audit_sealer(struct cv_store *store, cv_audit_seal_fn fn, void *ctx)
 {
     store->sealer.fn = fn;
@@ -227,4 +250,13 @@ cv_status cv_store_audit_append(struct cv_store *store, const struct cv_audit_ev
     if (store->writer != NULL)
         return cv_batcher_audit_append(store->writer, ev);
     return cv_audit_store_append(store->pool, &store->sealer, ev);
+}
+
+cv_status cv_store_audit_append_async(struct cv_store *store, const struct cv_audit_event *ev,
+                                      cv_store_done_fn done, void *ctx)
+{
+    if (store->writer != NULL)
+        return cv_batcher_audit_append_async(store->writer, ev, done, ctx);
+    done(ctx, cv_audit_store_append(store->pool, &store->sealer, ev));
+    return CV_OK;
 }

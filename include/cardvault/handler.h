@@ -23,9 +23,10 @@
  *
  * Lifecycle: the server calls handler(deps, call, done). The handler calls
  * cv_completion_finish(done, &result) exactly once, either before it returns
- * (every handler today) or later from any thread (a handler waiting on a
- * batched commit). `call`, and everything it points to, stays valid until
- * then; after finishing the handler must not touch `call` or `done`. */
+ * or later from any thread: tokenize, read and detokenize finish on a batch writer thread once
+ * their batched write or read is done (the store_ops _async members), and the HTTP layer suspends
+ * the connection meanwhile. `call`, and everything it points to, stays valid
+ * until then; after finishing the handler must not touch `call` or `done`. */
 
 struct cv_card_testing;
 struct cv_holds;
@@ -262,6 +263,17 @@ struct cv_store_ops {
     cv_status (*update_token)(struct cv_store *st, const struct cv_token_row *row,
                               const unsigned char old_nonce[CV_GCM_NONCE_BYTES],
                               const struct cv_audit_event *ev);
+    /* insert_token, get_token and audit_append without waiting (store.h's
+     * _async calls: CV_OK, then done(ctx, status) exactly once, on any
+     * thread). NULL in a table without them: the flows then wait. */
+    cv_status (*insert_token_async)(struct cv_store *st, const struct cv_token_row *row,
+                                    const unsigned char *idem_key_hash, const char *response_body,
+                                    const struct cv_audit_event *ev, cv_store_done_fn done,
+                                    void *ctx);
+    cv_status (*get_token_async)(struct cv_store *st, const char *merchant_id, const char *token,
+                                 struct cv_token_row *out, cv_store_done_fn done, void *ctx);
+    cv_status (*audit_append_async)(struct cv_store *st, const struct cv_audit_event *ev,
+                                    cv_store_done_fn done, void *ctx);
 };
 
 /* Key operations the flows need; the production table is keyring.h's. */
