@@ -75,7 +75,7 @@ ITEST_BIN := $(OUT)/tests/itest
 RELAY_TEST_BIN := $(OUT)/tests/relay/test_relay_client
 
 .PHONY: install uninstall test-install
-.PHONY: all deps run test cluster test-cluster test-asan unit itest relay-client contract browser scenarios lint-sql test-storage-proof \
+.PHONY: all deps run test cluster test-cluster client-ts api-docs test-asan unit itest relay-client contract browser scenarios lint-sql test-storage-proof \
         test-import-large \
         clean format format-check lint lint-cppcheck lint-tidy lint-banned lint-arch
 all: $(OUT)/cardvault
@@ -164,6 +164,15 @@ relay-client: $(RELAY_TEST_BIN)
 itest: $(OUT)/cardvault $(ITEST_BIN)
 	@tests/lib/with-postgres.sh tests/integration/run.sh $(OUT)/cardvault $(ITEST_BIN)
 
+# The packaged TypeScript client (docs/clients/typescript): types generated from
+# openapi.yaml, compiled with tsc --strict, packed into build/clients/typescript/*.tgz.
+client-ts:
+	@tests/clients/build-ts.sh
+
+# The API reference rendered from openapi.yaml (Redocly): build/api-docs/index.html.
+api-docs:
+	@tests/contract/api-docs.sh build/api-docs/index.html
+
 # OpenAPI lint and the typed-client round trip through Prism (tests/contract).
 contract: $(OUT)/cardvault
 	@tests/contract/run.sh $(OUT)/cardvault
@@ -177,7 +186,7 @@ browser: $(OUT)/cardvault
 # Scenario scripts: each brings its own private PostgreSQL cluster.
 SCENARIOS := audit audit-tail idempotency runtime keys key-commands faults isolation abuse row-integrity \
              storage-proof slow-clients heap-scan auth-throttle elements import-scan ops \
-             scan-mysql relay tokens-lifecycle syncrep async
+             scan-mysql relay tokens-lifecycle syncrep client-ts async
 PROOF_CARDS ?= 200
 scenarios: $(OUT)/cardvault
 	@st=0; for s in $(SCENARIOS); do \
