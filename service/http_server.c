@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <microhttpd.h>
 
 #include "cardvault/api_elements.h"
@@ -41,11 +43,13 @@
 #include "cardvault/ratelimit.h"
 #include "cardvault/router.h"
 #include "cardvault/secbuf.h"
+#include "cardvault/tls_pair.h"
 #include "cardvault/token.h"
 
 #define TOKEN_SEGMENT_MAX   64
 #define RETRY_AFTER_SECONDS 2 /* on 429 and 503 unless a rate limiter knows better */
 #define TLS_FILE_MAX_BYTES  (64 * 1024)
+#define RETIRED_MAX         8    /* daemons replaced by TLS reloads, still finishing connections */
 #define OPS_MAX_CONNECTIONS 64   /* scrapers and probes: a handful at a time */
 #define STOP_ANSWER_MS      2000 /* stop: time for answers resumed at the last moment */
 
@@ -84,6 +88,18 @@ struct cv_http_server {
     atomic_bool closing; /* the drain grace ended: new requests get 503 */
     bool suspend;        /* the epoll pool: a request waiting on its handler is suspended */
     atomic_int waiting;  /* suspended requests whose handler has not finished */
+    /* What a daemon of this listener is started with, kept for a TLS
+     * reload, which starts a new daemon on the same listening socket. */
+    unsigned flags;
+    unsigned max_connections, per_ip_connections;
+    /* Daemons a reload replaced: they accept nothing and finish the
+     * connections they have; stopped with the listener (or, once idle, at
+     * the next reload), with the PEM they were started with. */
+    struct retired_daemon {
+        struct MHD_Daemon *daemon;
+        char *tls_cert, *tls_key;
+    } retired[RETIRED_MAX];
+    size_t n_retired;
 };
 
 struct request {
@@ -895,17 +911,55 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     }
 }
 
+static void pem_free(char *cert, char *key)
+{
+    if (key != NULL) {
+        cv_wipe(key, strlen(key));
+        free(key);
+    }
+    free(cert);
+}
+
 static void server_free(struct cv_http_server *srv)
 {
     cv_conn_deadline_stop(srv->deadline);
     cv_ratelimit_free(srv->per_key);
     cv_ratelimit_free(srv->auth_failures);
-    if (srv->tls_key != NULL) {
-        cv_wipe(srv->tls_key, strlen(srv->tls_key));
-        free(srv->tls_key);
-    }
-    free(srv->tls_cert);
+    pem_free(srv->tls_cert, srv->tls_key);
     free(srv);
+}
+
+/* Starts a daemon of this listener with its current PEM: on addr, or, for a
+ * reload, on an already listening socket (listen_fd >= 0). */
+static struct MHD_Daemon *start_daemon(struct cv_http_server *srv, const struct sockaddr *addr,
+                                       int listen_fd)
+{
+    const struct cv_config *cfg = srv->app->config;
+    /* Options that depend on the mode go in an array; MHD_OPTION_END ends it early. */
+    struct MHD_OptionItem mode_opts[6];
+    size_t k = 0;
+    if (listen_fd >= 0)
+        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL};
+    else
+        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, (void *)(uintptr_t)addr};
+    if (srv->suspend)
+        mode_opts[k++] =
+            (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->http_threads, NULL};
+    if (srv->tls) {
+        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert};
+        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};
+        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                                 (void *)(uintptr_t)tls_priorities};
+    }
+    mode_opts[k] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    return MHD_start_daemon(
+        srv->flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_CONNECTION_LIMIT, srv->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        srv->per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_POOL_BYTES,
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL,
+        MHD_OPTION_ARRAY, mode_opts, MHD_OPTION_END);
 }
 
 /* Reads a PEM file into a NUL-terminated heap string (MHD wants memory). */
@@ -1029,30 +1083,22 @@ static cv_status start_listener(struct cv_app *app, const struct listener_spec *
             server_free(srv);
             return CV_ERR_CONFIG;
         }
+        struct cv_tls_pair_info pair;
+        char reason[160];
+        if (cv_tls_pair_check(srv->tls_cert, strlen(srv->tls_cert), srv->tls_key,
+                              strlen(srv->tls_key), time(NULL), &pair, reason,
+                              sizeof(reason)) != CV_OK) {
+            snprintf(why, why_len, "CARDVAULT_TLS_CERT / CARDVAULT_TLS_KEY: %s", reason);
+            server_free(srv);
+            return CV_ERR_CONFIG;
+        }
+        cv_metrics_tls_cert(app->metrics, (int64_t)pair.not_after);
         flags |= MHD_USE_TLS;
     }
-    /* Options that depend on the mode go in an array; MHD_OPTION_END ends it early. */
-    struct MHD_OptionItem mode_opts[5];
-    size_t k = 0;
-    if (pool)
-        mode_opts[k++] =
-            (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->http_threads, NULL};
-    if (tls) {
-        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert};
-        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};
-        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
-                                                 (void *)(uintptr_t)tls_priorities};
-    }
-    mode_opts[k] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-    srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_CONNECTION_LIMIT, spec->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, spec->per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)CONNECTION_POOL_BYTES, MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL, MHD_OPTION_ARRAY, mode_opts,
-        MHD_OPTION_END);
+    srv->flags = flags;
+    srv->max_connections = spec->max_connections;
+    srv->per_ip_connections = spec->per_ip_connections;
+    srv->daemon = start_daemon(srv, addr, -1);
     if (srv->daemon == NULL) {
         snprintf(why, why_len,
                  tls ? "cannot start HTTPS on %s%s%s:%u (address in use, or unusable "
@@ -1134,8 +1180,88 @@ void cv_http_server_stop(struct cv_http_server *srv)
     for (unsigned waited = 0;
          had_waiting && waited < STOP_ANSWER_MS && atomic_load(&srv->in_flight) > 0; waited += 10)
         usleep(10 * 1000);
+    for (size_t i = 0; i < srv->n_retired; i++) {
+        MHD_stop_daemon(srv->retired[i].daemon);
+        pem_free(srv->retired[i].tls_cert, srv->retired[i].tls_key);
+    }
     MHD_stop_daemon(srv->daemon);
     server_free(srv);
+}
+
+/* Stops the replaced daemons that have no connection left. */
+static void reap_retired(struct cv_http_server *srv)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < srv->n_retired; i++) {
+        const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(srv->retired[i].daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (info != NULL && info->num_connections == 0) {
+            MHD_stop_daemon(srv->retired[i].daemon);
+            pem_free(srv->retired[i].tls_cert, srv->retired[i].tls_key);
+        } else {
+            srv->retired[kept++] = srv->retired[i];
+        }
+    }
+    srv->n_retired = kept;
+}
+
+cv_status cv_http_server_reload_tls(struct cv_http_server *srv, struct cv_tls_pair_info *pair,
+                                    char *why, size_t why_len)
+{
+    const struct cv_config *cfg = srv->app->config;
+    char *cert = NULL, *key = NULL;
+    cv_status st = CV_ERR_CONFIG;
+    if (!srv->tls) {
+        snprintf(why, why_len, "this listener does not serve TLS");
+        return CV_ERR_CONFIG;
+    }
+    reap_retired(srv);
+    if (srv->quiesced || srv->n_retired == RETIRED_MAX) {
+        snprintf(why, why_len,
+                 srv->quiesced ? "the listener is shutting down"
+                               : "earlier reloads still have connections open");
+        return CV_ERR_CONFIG;
+    }
+    /* The new pair is judged before anything changes. */
+    if (read_pem(cfg->tls_cert_file, &cert, why, why_len) != CV_OK ||
+        read_pem(cfg->tls_key_file, &key, why, why_len) != CV_OK)
+        goto out;
+    if (cv_tls_pair_check(cert, strlen(cert), key, strlen(key), time(NULL), pair, why, why_len) !=
+        CV_OK)
+        goto out;
+    /* A new daemon on a second descriptor of the same listening socket
+     * starts accepting beside the old one; only once it runs does the old
+     * one stop accepting. No connection is refused in between, and a pair
+     * GnuTLS refuses changes nothing. */
+    const union MHD_DaemonInfo *li = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_LISTEN_FD);
+    int fd = li != NULL ? fcntl(li->listen_fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (fd < 0) {
+        snprintf(why, why_len, "cannot share the listening socket");
+        goto out;
+    }
+    char *old_cert = srv->tls_cert, *old_key = srv->tls_key;
+    srv->tls_cert = cert;
+    srv->tls_key = key;
+    struct MHD_Daemon *fresh = start_daemon(srv, NULL, fd);
+    if (fresh == NULL) {
+        srv->tls_cert = old_cert;
+        srv->tls_key = old_key;
+        close(fd);
+        snprintf(why, why_len, "the TLS library refused the certificate or key");
+        goto out;
+    }
+    cert = key = NULL; /* the listener's now */
+    struct MHD_Daemon *old = srv->daemon;
+    srv->daemon = fresh;
+    MHD_socket ls = MHD_quiesce_daemon(old);
+    if (ls != MHD_INVALID_SOCKET)
+        close(ls); /* the old descriptor; the socket stays open through fd */
+    srv->retired[srv->n_retired++] = (struct retired_daemon){old, old_cert, old_key};
+    cv_metrics_tls_cert(srv->app->metrics, (int64_t)pair->not_after);
+    st = CV_OK;
+out:
+    pem_free(cert, key);
+    return st;
 }
 
 const char *cv_http_server_library_version(void)

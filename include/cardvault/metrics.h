@@ -28,6 +28,11 @@ void cv_metrics_count_auth_failure(struct cv_metrics *m);
 void cv_metrics_count_deadline_close(struct cv_metrics *m);
 /* Expired tokens the housekeeping purge deleted (accepts NULL). */
 void cv_metrics_count_tokens_purged(struct cv_metrics *m, uint64_t n);
+/* The certificate the API listener serves now: its expiry (Unix time),
+ * rendered as cardvault_tls_cert_not_after_seconds once set. */
+void cv_metrics_tls_cert(struct cv_metrics *m, int64_t not_after);
+/* A SIGHUP reload of the certificate: taken (ok) or refused. */
+void cv_metrics_count_tls_reload(struct cv_metrics *m, bool ok);
 /* One readiness probe actually run against the database and the KEK (the
  * cached answer in between is not counted). Accepts NULL. */
 void cv_metrics_count_readiness_probe(struct cv_metrics *m);
