@@ -126,6 +126,30 @@ for port in "$CL_VAULT_A_PORT" "$CL_VAULT_B_PORT"; do
     done
 done
 
+# ---- security-code holds live in one vault: HAProxy sends their requests there
+r=$(curl -s -X POST "$CL_URL/v1/tokens" -H "Authorization: Bearer $SK" -H 'Content-Type: application/json' \
+    --data-binary "{\"pan\":\"$(luhn_pan 4242 1)\",\"exp_month\":12,\"exp_year\":$YEAR}")
+HOLD_TOKEN=$(jq -r .token <<<"$r")
+routed=0 holds=0 seen=""
+for i in $(seq 1 10); do
+    h=$(curl -s -X POST "$CL_URL/v1/tokens/$HOLD_TOKEN/cvc-hold" -H "Authorization: Bearer $SK" \
+        -H 'Content-Type: application/json' --data-binary "{\"cvc\":\"$((100 + i))\"}" | jq -r '.id // empty')
+    [ -n "$h" ] || continue
+    holds=$((holds + 1))
+    inst=${h#hold_}; inst=${inst%%_*}
+    seen="$seen $inst"
+    # Any request carrying the hold goes to its vault: find which one logged it.
+    rid=$(curl -s -o /dev/null -D - "$CL_URL/v1/tokens/$HOLD_TOKEN" -H "Authorization: Bearer $SK" \
+        -H "CardVault-Hold: $h" | tr -d '\r' | awk -F': ' 'tolower($1) == "x-request-id" {print $2}')
+    sleep 0.2
+    grep -q "\"request_id\":\"$rid\"" "$CL_DIR/vault-$inst.log" 2>/dev/null && routed=$((routed + 1))
+done
+echo "# holds made by vaults:$seen"
+check "holds: each of $holds requests carrying a hold reached the vault that holds it ($routed)" \
+    test "$holds" -eq 10 -a "$routed" -eq 10
+check "holds: both vaults made some (HAProxy balances the hold requests)" \
+    bash -c "grep -q ' a' <<<'$seen' && grep -q ' b' <<<'$seen'"
+
 # ---- a. kill one vault ------------------------------------------------------
 load_start a
 sleep 3
