@@ -28,8 +28,10 @@ cd "$SC_ROOT_DIR" || exit 2
 require_tools jq curl psql haproxy pg_autoctl setsid
 PHASE_S=${CL_PHASE_S:-15}
 LOAD_PIDS=()
+WR_PID=""
 cleanup() {
     [ ${#LOAD_PIDS[@]} -gt 0 ] && kill "${LOAD_PIDS[@]}" 2>/dev/null
+    [ -n "$WR_PID" ] && kill -CONT "$WR_PID" 2>/dev/null
     cl_down
     rm -rf "$CL_DIR"
     sc_cleanup
@@ -213,11 +215,16 @@ P=$(group_of_primary)
 S=$(other_node "$P")
 load_start d
 sleep 2
-# The standby's postgres may run in a process group of its own once pg_autoctl
-# has restarted it (the rejoin after phase c): stop its postmaster's group
-# (the WAL receiver with it) as well as pg_autoctl's.
+# Stop the standby: its WAL receiver (a session and process group of its own,
+# so it is stopped by its pid, read from the standby itself), and pg_autoctl's
+# group with the postmaster, so nothing notices and restarts it. Commits on the
+# primary then wait for the standby's acknowledgement (wait event SyncRep).
 pm_group() { ps -o pgid= -p "$(head -1 "$CL_DIR/$1/postmaster.pid")" | tr -d ' '; }
+WR_PID=$(psql -X -q -At "host=127.0.0.1 port=$(node_port "$S") user=postgres dbname=postgres" \
+    -c "SELECT pid FROM pg_stat_wal_receiver" 2>/dev/null)
+check "d: the standby's WAL receiver found (pid ${WR_PID:-none})" test -n "$WR_PID"
 S_GROUPS=$(printf '%s\n' "$(cl_pgid "$S")" "$(pm_group "$S")" | sort -u)
+[ -n "$WR_PID" ] && kill -STOP "$WR_PID"
 for g in $S_GROUPS; do kill -STOP -- "-$g"; done
 cancelled=0
 # Every commit waiting for the stopped standby is cancelled, for 3 s: some are
@@ -230,6 +237,7 @@ for _ in $(seq 1 30); do
     sleep 0.1
 done
 for g in $S_GROUPS; do kill -CONT -- "-$g"; done
+[ -n "$WR_PID" ] && kill -CONT "$WR_PID"
 sleep 4
 load_stop
 check "d: a backend waiting for the standby was cancelled ($cancelled)" test "$cancelled" -gt 0
