@@ -215,11 +215,12 @@ test: deps
 	$(MAKE) -k --no-print-directory BUILD=release all unit || st=1; \
 	CV_PRISM=1 $(MAKE) --no-print-directory BUILD=release itest || st=1; \
 	$(MAKE) -k --no-print-directory BUILD=release contract browser scenarios || st=1; \
+	$(MAKE) --no-print-directory BUILD=release test-cluster || st=1; \
 	$(MAKE) --no-print-directory BUILD=release test-install || st=1; \
 	$(MAKE) --no-print-directory BUILD=release lint || st=1; \
 	$(MAKE) --no-print-directory docker-build-check || st=1; \
 	$(MAKE) -k --no-print-directory BUILD=asan unit itest relay-client || st=1; \
-	$(MAKE) --no-print-directory FUZZ_SMOKE_SECONDS=10 fuzz-smoke || st=1; \
+	$(MAKE) --no-print-directory FUZZ_SMOKE_SECONDS=5 fuzz-smoke || st=1; \
 	tests/lib/summary.sh || st=1; exit $$st
 
 test-asan: deps
