@@ -186,7 +186,7 @@ browser: $(OUT)/cardvault
 # Scenario scripts: each brings its own private PostgreSQL cluster.
 SCENARIOS := audit audit-tail idempotency runtime keys key-commands faults isolation abuse row-integrity \
              storage-proof slow-clients heap-scan auth-throttle elements import-scan ops \
-             scan-mysql relay tokens-lifecycle syncrep client-ts tls-reload async
+             scan-mysql relay tokens-lifecycle syncrep client-ts tls-reload async make-run
 PROOF_CARDS ?= 200
 scenarios: $(OUT)/cardvault
 	@st=0; for s in $(SCENARIOS); do \
