@@ -352,6 +352,6 @@ docker-build-check:
 cluster: $(OUT)/cardvault
 	@tests/cluster/cluster.sh $(OUT)/cardvault
 
-# Faults under load against that cluster (not part of `make test`: see docs/scaling.md).
+# Faults under load against that cluster (part of `make test`; docs/scaling.md).
 test-cluster: $(OUT)/cardvault
 	@tests/cluster/test-cluster.sh $(OUT)/cardvault
