@@ -77,7 +77,7 @@ DBTEST_BINS := $(OUT)/tests/db/test_pipeline
 RELAY_TEST_BIN := $(OUT)/tests/relay/test_relay_client
 
 .PHONY: install uninstall test-install
-.PHONY: all deps run test cluster test-cluster test-asan unit itest relay-client contract browser scenarios lint-sql test-storage-proof \
+.PHONY: all deps run test cluster test-cluster client-ts api-docs test-asan unit itest relay-client contract browser scenarios lint-sql test-storage-proof \
         test-import-large \
         clean format format-check lint lint-cppcheck lint-tidy lint-banned lint-arch
 all: $(OUT)/cardvault
@@ -172,6 +172,15 @@ itest: $(OUT)/cardvault $(ITEST_BIN) $(DBTEST_BINS)
 	@CV_DBTEST_BINS="$(DBTEST_BINS)" tests/lib/with-postgres.sh tests/integration/run.sh \
 		$(OUT)/cardvault $(ITEST_BIN)
 
+# The packaged TypeScript client (docs/clients/typescript): types generated from
+# openapi.yaml, compiled with tsc --strict, packed into build/clients/typescript/*.tgz.
+client-ts:
+	@tests/clients/build-ts.sh
+
+# The API reference rendered from openapi.yaml (Redocly): build/api-docs/index.html.
+api-docs:
+	@tests/contract/api-docs.sh build/api-docs/index.html
+
 # OpenAPI lint and the typed-client round trip through Prism (tests/contract).
 contract: $(OUT)/cardvault
 	@tests/contract/run.sh $(OUT)/cardvault
@@ -185,7 +194,7 @@ browser: $(OUT)/cardvault
 # Scenario scripts: each brings its own private PostgreSQL cluster.
 SCENARIOS := audit audit-tail idempotency runtime keys key-commands faults isolation abuse row-integrity \
              storage-proof slow-clients heap-scan auth-throttle elements import-scan ops \
-             scan-mysql relay tokens-lifecycle syncrep
+             scan-mysql relay tokens-lifecycle syncrep client-ts tls-reload async make-run
 PROOF_CARDS ?= 200
 scenarios: $(OUT)/cardvault
 	@st=0; for s in $(SCENARIOS); do \
@@ -214,11 +223,12 @@ test: deps
 	$(MAKE) -k --no-print-directory BUILD=release all unit || st=1; \
 	CV_PRISM=1 $(MAKE) --no-print-directory BUILD=release itest || st=1; \
 	$(MAKE) -k --no-print-directory BUILD=release contract browser scenarios || st=1; \
+	$(MAKE) --no-print-directory BUILD=release test-cluster || st=1; \
 	$(MAKE) --no-print-directory BUILD=release test-install || st=1; \
 	$(MAKE) --no-print-directory BUILD=release lint || st=1; \
 	$(MAKE) --no-print-directory docker-build-check || st=1; \
 	$(MAKE) -k --no-print-directory BUILD=asan unit itest relay-client || st=1; \
-	$(MAKE) --no-print-directory FUZZ_SMOKE_SECONDS=10 fuzz-smoke || st=1; \
+	$(MAKE) --no-print-directory FUZZ_SMOKE_SECONDS=5 fuzz-smoke || st=1; \
 	tests/lib/summary.sh || st=1; exit $$st
 
 test-asan: deps
@@ -350,6 +360,6 @@ docker-build-check:
 cluster: $(OUT)/cardvault
 	@tests/cluster/cluster.sh $(OUT)/cardvault
 
-# Faults under load against that cluster (not part of `make test`: see docs/scaling.md).
+# Faults under load against that cluster (part of `make test`; docs/scaling.md).
 test-cluster: $(OUT)/cardvault
 	@tests/cluster/test-cluster.sh $(OUT)/cardvault

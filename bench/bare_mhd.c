@@ -14,7 +14,8 @@
  *     THREADS     as CARDVAULT_HTTP_THREADS: 0 = a thread per connection
  *                 (MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL), N = an epoll
  *                 pool of N threads (MHD_USE_EPOLL, MHD_OPTION_THREAD_POOL_SIZE);
- *                 default: $CARDVAULT_HTTP_THREADS, else 0 (the service default)
+ *                 default: $CARDVAULT_HTTP_THREADS, else 0 (bench/run.sh passes
+ *                 the service's default)
  *     BODY_BYTES  size of the fixed response body (default 192)
  *     STATUS      HTTP status to answer (default 201)
  * The connection limits come from the service's own variables and defaults:

@@ -39,10 +39,13 @@ TOK_READ = "'tok_' || lpad(:i::text, 22, '0')"
 TOK_INSERT64 = "'tok_' || lpad(:ta::text, 11, '0') || lpad((:tb::bigint * 64 + g)::text, 11, '0')"
 FP_INSERT64 = "'fp_' || lpad(:fa::text, 11, '0') || lpad((:fb::bigint * 64 + g)::text, 11, '0')"
 PARAMS = {
+    # metadata and expiry as a tokenize without them sends: '{}' and ''
     "insert_token": [":merchant_id", TOK_INSERT, ":format_version", ":dek_id", ":nonce",
-                     ":ciphertext", ":brand", ":bin", ":last4", FP_INSERT, ":created_at"],
+                     ":ciphertext", ":brand", ":bin", ":last4", FP_INSERT, ":created_at",
+                     "'{}'", "''"],
     "insert_token_x64": [":merchant_id", TOK_INSERT64, ":format_version", ":dek_id", ":nonce",
-                         ":ciphertext", ":brand", ":bin", ":last4", FP_INSERT64, ":created_at"],
+                         ":ciphertext", ":brand", ":bin", ":last4", FP_INSERT64, ":created_at",
+                         "'{}'", "''"],
     "get_token": [":merchant_id", TOK_READ],
     "audit_head_lock": [],
     # hash and MAC are computed in C by the service; here any 32 bytes that
@@ -50,8 +53,8 @@ PARAMS = {
     "audit_append_rows": ["(:seq + 1)", ":int8", "ARRAY[:actor]", "ARRAY[:merchant_id]",
                           "ARRAY[" + TOK_READ + "]", "ARRAY[:request_id]", "ARRAY[:action]",
                           "ARRAY[:outcome]", "ARRAY[NULL]",
-                          "ARRAY[sha256(:hash || convert_to(:request_id, 'UTF8'))]",
-                          "ARRAY[sha256(:mac || :hash)]"],
+                          "ARRAY[sha256(:hash::bytea || convert_to(:request_id, 'UTF8'))]",
+                          "ARRAY[sha256(:mac::bytea || :hash::bytea)]"],
 }
 # Limit (d) is the service's one-row INSERT with 64 rows as its row source
 # (tokens and fingerprints differ per row through g).

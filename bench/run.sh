@@ -245,6 +245,7 @@ log "disk: ${DSYNC_PER_S:-?} synchronous 8 KiB writes/s (dd oflag=dsync in $WORK
 (umask 077 && openssl rand -hex 32 >"$WORK/kek")
 export CARDVAULT_DATABASE_URL="host=$PGSOCK port=$PGPORT user=$PGUSER_NAME dbname=cardvault"
 export CARDVAULT_KEK_FILE="$WORK/kek"
+# shellcheck disable=SC2034 # read by tests/lib/scenario.sh, sourced below
 SC_CLUSTER=external # the bench brings its own cluster; free_port from the test harness
 # shellcheck source=tests/lib/scenario.sh
 . "$ROOT/tests/lib/scenario.sh"
@@ -728,7 +729,7 @@ if [ "$PROFILE" = 1 ]; then
     PERF_PID=""
     perf script -i "$WORK/perf.data" -F comm,tid,ip,sym,dso >"$WORK/perf.txt" 2>/dev/null
     /usr/bin/python3 "$BENCH_DIR/perf_split.py" "$WORK/perf.txt" \
-      "$(cat "$WORK"/out/"${wl}_c${PC}"_r*.json | jq -s "$JQ_MEDIAN"' map(.cpu_us_per_req) | median')" \
+      "$(cat "$WORK/out/${wl}_c${PC}"_r*.json | jq -s "$JQ_MEDIAN"' map(.cpu_us_per_req) | median')" \
       "$WORK/profile-$wl.json" "$WORK/cardvault" \
       || die "perf_split.py failed"
     rm -f "$WORK/perf.data" "$WORK/perf.txt"

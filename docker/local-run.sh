@@ -8,10 +8,13 @@
 # cardvault_app, a member of cardvault_service (created by migrate), which
 # can neither alter the schema nor touch the audit trail's triggers. Both log
 # in without a password over the private Unix socket (trust: local only).
+# CARDVAULT_RUN_DIR (default .run/) and CARDVAULT_RUN_BIN (default ./cardvault)
+# let a test run it beside a developer's own state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-state="$root/.run"
+state=${CARDVAULT_RUN_DIR:-$root/.run}
+bin=${CARDVAULT_RUN_BIN:-./cardvault}
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 port=${CARDVAULT_RUN_PGPORT:-5499}
 listen=${CARDVAULT_LISTEN:-127.0.0.1:8080}
@@ -26,7 +29,8 @@ if [ "$(id -u)" -eq 0 ]; then
   if ! runuser -u postgres -- test -x "$state" 2>/dev/null; then
     # .run/ sits under a folder postgres cannot enter (e.g. /root): keep the
     # cluster in a postgres-owned folder instead.
-    pgdata="/var/lib/postgresql/cardvault-run-$(echo "$root" | sha256sum | cut -c1-12)"
+    # (one per checkout, or per CARDVAULT_RUN_DIR when one is given).
+    pgdata="/var/lib/postgresql/cardvault-run-$(echo "${CARDVAULT_RUN_DIR:+$state}${CARDVAULT_RUN_DIR:-$root}" | sha256sum | cut -c1-12)"
   fi
   as_pg() { runuser -u postgres -- "$@"; }
   pguser=postgres
@@ -69,9 +73,9 @@ export CARDVAULT_LISTEN="$listen"
 # No load balancer in front: Ctrl-C closes the listener at once.
 export CARDVAULT_DRAIN_GRACE_MS=${CARDVAULT_DRAIN_GRACE_MS:-0}
 
-./cardvault migrate >/dev/null
+"$bin" migrate >/dev/null
 if [ ! -s "$state/merchant.json" ]; then
-  (umask 077 && ./cardvault merchant create "Demo Shop" > "$state/merchant.json.tmp" &&
+  (umask 077 && "$bin" merchant create "Demo Shop" > "$state/merchant.json.tmp" &&
    mv "$state/merchant.json.tmp" "$state/merchant.json")
 fi
 # The demo shop's publishable key, bound to the shop's origin (created once;
@@ -79,12 +83,12 @@ fi
 shop_origin="http://$shop_listen"
 if [ ! -s "$state/shop.json" ]; then
   mid=$(sed -n 's/.*"merchant_id":"\([^"]*\)".*/\1/p' "$state/merchant.json")
-  (umask 077 && ./cardvault key create --merchant "$mid" --scopes tokenize \
+  (umask 077 && "$bin" key create --merchant "$mid" --scopes tokenize \
      --allowed-origin "$shop_origin" > "$state/shop.json.tmp" && mv "$state/shop.json.tmp" "$state/shop.json")
 fi
 shop_pk=$(sed -n 's/.*"key":"\([^"]*\)".*/\1/p' "$state/shop.json")
-./cardvault key origins "${shop_pk:0:12}" --set "$shop_origin" >/dev/null
-sri=$(./cardvault elements-sri)
+"$bin" key origins "${shop_pk:0:12}" --set "$shop_origin" >/dev/null
+sri=$("$bin" elements-sri)
 
 # The service's login role (idempotent).
 as_pg "$pgbin/psql" -h "$sock" -p "$port" -U "$pguser" -d cardvault -X -q -v ON_ERROR_STOP=1 -c \
@@ -132,7 +136,7 @@ MSG
 # for it, then stops the cluster.
 trap ':' INT TERM
 set +e
-CARDVAULT_DATABASE_URL="$app_url" ./cardvault serve &
+CARDVAULT_DATABASE_URL="$app_url" "$bin" serve &
 svc=$!
 shop=""
 if command -v node >/dev/null; then

@@ -42,6 +42,43 @@ static void probe_dependencies(const void *ctx, struct cv_readiness_report *out)
     const struct cv_handler_deps *deps = ctx;
     out->database_ok = deps->store_ops->ping(deps->store) == CV_OK;
     out->kek_ok = deps->keyring != NULL && deps->keyring_ops->kek_ok(deps->keyring);
+    out->replication = CV_REPLICATION_NOT_CHECKED;
+    bool named = false;
+    int senders = 0;
+    if (deps->expect_sync_standby && deps->store_ops->replication != NULL &&
+        deps->store_ops->replication(deps->store, &named, &senders) == CV_OK)
+        out->replication = !named         ? CV_REPLICATION_NO_STANDBY
+                           : senders == 0 ? CV_REPLICATION_NOT_CONNECTED
+                                          : CV_REPLICATION_OK;
+}
+
+/* The shared report (or a fresh probe without a cache); draining asks nothing. */
+static void current_report(const struct cv_handler_deps *deps, bool draining,
+                           struct cv_readiness_report *rep)
+{
+    memset(rep, 0, sizeof(*rep));
+    if (draining)
+        return; /* the instance is leaving */
+    if (deps->readiness != NULL)
+        cv_readiness_check(deps->readiness, probe_dependencies, deps, rep);
+    else
+        probe_dependencies(deps, rep);
+}
+
+static const char *replication_text(enum cv_replication_state s)
+{
+    switch (s) {
+    case CV_REPLICATION_OK:
+        return "ok";
+    case CV_REPLICATION_NO_STANDBY:
+        /* a second failure now would lose acknowledged writes */
+        return "degraded: no synchronous standby";
+    case CV_REPLICATION_NOT_CONNECTED:
+        return "degraded: synchronous standby not connected";
+    case CV_REPLICATION_NOT_CHECKED:
+        break;
+    }
+    return NULL;
 }
 
 void cv_api_readyz(const struct cv_handler_deps *deps, const struct cv_call *call,
@@ -49,17 +86,18 @@ void cv_api_readyz(const struct cv_handler_deps *deps, const struct cv_call *cal
 {
     (void)call;
     bool draining = atomic_load(deps->draining);
-    struct cv_readiness_report rep = {false, false};
-    /* While draining nothing is asked: the instance is leaving. */
-    if (!draining && deps->readiness != NULL)
-        cv_readiness_check(deps->readiness, probe_dependencies, deps, &rep);
-    else if (!draining)
-        probe_dependencies(deps, &rep);
-    const char *const pairs[] = {"database", rep.database_ok ? "ok" : "unavailable", "kek",
-                                 rep.kek_ok ? "ok" : "unavailable"};
+    struct cv_readiness_report rep;
+    current_report(deps, draining, &rep);
+    const char *repl = replication_text(rep.replication);
+    const char *const pairs[] = {"database",    rep.database_ok ? "ok" : "unavailable",
+                                 "kek",         rep.kek_ok ? "ok" : "unavailable",
+                                 "replication", repl};
+    /* A primary without its standby still serves: the degraded state is
+     * told, in the checks and the metrics, not acted on. */
     bool ready = rep.database_ok && rep.kek_ok && !draining;
     size_t len = 0;
-    char *body = cv_json_encode_health(ready ? "ready" : "unavailable", pairs, 2, &len);
+    char *body =
+        cv_json_encode_health(ready ? "ready" : "unavailable", pairs, repl != NULL ? 3 : 2, &len);
     finish_json(done, ready ? CV_RESULT_OK : CV_RESULT_NOT_READY, body, len);
 }
 
@@ -73,6 +111,12 @@ void cv_api_metrics(const struct cv_handler_deps *deps, const struct cv_call *ca
     deps->store_ops->pool_usage(deps->store, &g.db_pool_in_use, &g.db_pool_size);
     g.dek_rotations = deps->keyring_ops->rotations(deps->keyring);
     g.ready = !atomic_load(deps->draining);
+    if (deps->expect_sync_standby) {
+        struct cv_readiness_report rep;
+        current_report(deps, !g.ready, &rep);
+        g.sync_standby_known = rep.replication != CV_REPLICATION_NOT_CHECKED;
+        g.sync_standby = rep.replication == CV_REPLICATION_OK;
+    }
     size_t len = 0;
     res.body = cv_metrics_render(deps->metrics, &g, &len);
     res.body_len = len;

@@ -7,6 +7,11 @@
  * wiped: it is never stored, logged, or passed on. No card data ever goes
  * into a log line or an error message.
  *
+ * Tokenize, read and detokenize queue their
+ * store call and return unfinished; a continuation on the batch thread
+ * (on_token_committed, on_read_loaded, on_detokenize_loaded/_audited)
+ * finishes them once the batch committed, wiping the card state first.
+ *
  * Handlers of the contract in handler.h: they take decoded structs and the
  * narrow cv_handler_deps (store and keyring tables, clock), and finish with a
  * result kind or a status. They never pick an HTTP code, read a header or
@@ -310,8 +315,91 @@ void cv_api_idem_abandon(const struct cv_handler_deps *d, const struct cv_call *
     id->claimed = false;
 }
 
+/* A tokenize waiting for its commit without holding a thread: the state
+ * the continuation (on_token_committed, on a batch writer thread) needs.
+ * It owns the card, the row and the answer until it ends. */
+struct tokenize_op {
+    const struct cv_handler_deps *d;
+    const struct cv_call *call;
+    struct cv_completion *done;
+    struct cv_card_plain card;
+    struct cv_token_row row;
+    struct cv_audit_event ev;
+    char *body;
+    size_t len;
+    int attempts;
+    struct idem idem; /* claimed: completed by the row's own statement, else released */
+};
+
+/* Wipes what held card data, frees the op, then finishes the request. */
+static void tokenize_op_end(struct tokenize_op *op, cv_status st)
+{
+    struct cv_completion *done = op->done;
+    struct cv_result res;
+    memset(&res, 0, sizeof(res));
+    if (st == CV_OK) {
+        result_json(&res, CV_RESULT_CREATED, op->body, op->len);
+        op->body = NULL;
+    }
+    if (st == CV_OK || st == CV_ERR_COMMIT_UNCONFIRMED)
+        op->idem.claimed = false; /* completed (or not ours to release: see tokenize) */
+    if (op->idem.claimed)
+        cv_api_idem_abandon(op->d, op->call, &op->idem);
+    if (op->body != NULL)
+        cv_json_free(op->body);
+    cv_token_row_cleanup(&op->row);
+    cv_wipe(op, sizeof(*op));
+    free(op);
+    finish(done, &res, st);
+}
+
+static void on_token_committed(void *ctx, cv_status st);
+
+/* One attempt: a fresh token, its seal and answer, queued for the batch.
+ * CV_OK: on_token_committed will run (perhaps already has). */
+static cv_status tokenize_attempt(struct tokenize_op *op)
+{
+    const struct cv_handler_deps *d = op->d;
+    struct cv_token_view view;
+    free(op->row.ciphertext);
+    op->row.ciphertext = NULL;
+    if (op->body != NULL)
+        cv_json_free(op->body);
+    op->body = NULL;
+    op->attempts++;
+    CV_TRY(cv_token_generate(op->row.token));
+    /* The token is part of the associated data, so a new token means a new seal. */
+    CV_TRY(d->keyring_ops->seal(d->keyring, &op->card, &op->row));
+    view_of(&op->row, &op->card, &view);
+    if (!can_read(op->call->who))
+        view.fingerprint = NULL; /* an oracle for the card number otherwise */
+    op->body = cv_json_encode_token(&view, &op->len);
+    return d->store_ops->insert_token_async(d->store, &op->row,
+                                            op->idem.claimed ? op->idem.key_hash : NULL, op->body,
+                                            &op->ev, on_token_committed, op);
+}
+
+/* The continuation: called once the batch holding the row committed (CV_OK)
+ * or failed. */
+static void on_token_committed(void *ctx, cv_status st)
+{
+    struct tokenize_op *op = ctx;
+    if (st == CV_ERR_DUPLICATE && op->attempts < TOKEN_INSERT_ATTEMPTS) {
+        /* a token collision: draw another token */
+        cv_log(CV_LOG_WARN, "token_collision_retry", CV_LS("request_id", op->call->request_id));
+        st = tokenize_attempt(op);
+        if (st == CV_OK)
+            return;
+    }
+    if (st == CV_ERR_COMMIT_UNCONFIRMED)
+        cv_log(CV_LOG_WARN, "tokenize_unconfirmed", CV_LS("request_id", op->call->request_id));
+    tokenize_op_end(op, st);
+    cv_wipe_stack(); /* the seal's frames held the card */
+}
+
+/* *pending: the request went on to the asynchronous path, which finishes it. */
 static cv_status tokenize(const struct cv_handler_deps *d, const struct cv_call *call,
-                          struct cv_result *res)
+                          struct cv_completion *done, struct cv_result *res, bool *pending)
 {
     const struct cv_tokenize_req *req = call->tokenize;
     struct cv_card_plain card;
@@ -403,6 +491,34 @@ static cv_status tokenize(const struct cv_handler_deps *d, const struct cv_call 
     now_rfc3339(&d->clock, row.created_at);
     if ((st = cv_api_token_lifecycle(&d->clock, req, &row)) != CV_OK)
         goto out;
+    /* The write waits for its batch without holding this thread. A claimed
+     * Idempotency-Key goes with it: the row's own statement completes the
+     * record, and the continuation releases it if the write fails. */
+    if (d->store_ops->insert_token_async != NULL) {
+        struct tokenize_op *op = cv_xcalloc(1, sizeof(*op));
+        op->d = d;
+        op->call = call;
+        op->done = done;
+        op->card = card;
+        op->row = row; /* ownership moves to the op */
+        memset(&row, 0, sizeof(row));
+        op->ev = ev;
+        op->ev.token = op->row.token;
+        op->idem = idem;
+        idem.claimed = false; /* the op's now */
+        st = tokenize_attempt(op);
+        if (st == CV_OK) {
+            *pending = true;
+            goto out;
+        }
+        idem = op->idem; /* not queued: released at out */
+        if (op->body != NULL)
+            cv_json_free(op->body);
+        cv_token_row_cleanup(&op->row);
+        cv_wipe(op, sizeof(*op));
+        free(op);
+        goto out;
+    }
     for (int attempt = 0; attempt < TOKEN_INSERT_ATTEMPTS; attempt++) {
         free(row.ciphertext);
         row.ciphertext = NULL;
@@ -451,20 +567,17 @@ void cv_api_tokenize(const struct cv_handler_deps *deps, const struct cv_call *c
                      struct cv_completion *done)
 {
     struct cv_result res;
+    bool pending = false;
     memset(&res, 0, sizeof(res));
-    cv_status st = tokenize(deps, call, &res);
-    finish(done, &res, st);
+    cv_status st = tokenize(deps, call, done, &res, &pending);
+    if (!pending)
+        finish(done, &res, st);
 }
 
-/* Loads and opens a token of the caller's merchant. Missing, malformed and
- * other merchants' tokens are all CV_ERR_NOT_FOUND: indistinguishable. */
-static cv_status load_card(const struct cv_handler_deps *d, const struct cv_call *call,
-                           struct cv_token_row *row, struct cv_card_plain *card)
+/* Opens a loaded row; an integrity failure is logged (never the card). */
+static cv_status open_loaded(const struct cv_handler_deps *d, const struct cv_call *call,
+                             const struct cv_token_row *row, struct cv_card_plain *card)
 {
-    memset(card, 0, sizeof(*card));
-    if (call->token == NULL || !cv_token_is_valid(call->token, strlen(call->token)))
-        return CV_ERR_NOT_FOUND;
-    CV_TRY(d->store_ops->get_token(d->store, call->who->merchant_id, call->token, row));
     cv_status st = d->keyring_ops->open_row(d->keyring, row, card);
     if (st == CV_ERR_INTEGRITY)
         cv_log(CV_LOG_ERROR, "integrity_error", CV_LS("request_id", call->request_id),
@@ -473,21 +586,103 @@ static cv_status load_card(const struct cv_handler_deps *d, const struct cv_call
     return st;
 }
 
+static bool token_well_formed(const struct cv_call *call)
+{
+    return call->token != NULL && cv_token_is_valid(call->token, strlen(call->token));
+}
+
+/* Loads and opens a token of the caller's merchant. Missing, malformed and
+ * other merchants' tokens are all CV_ERR_NOT_FOUND: indistinguishable. */
+static cv_status load_card(const struct cv_handler_deps *d, const struct cv_call *call,
+                           struct cv_token_row *row, struct cv_card_plain *card)
+{
+    memset(card, 0, sizeof(*card));
+    if (!token_well_formed(call))
+        return CV_ERR_NOT_FOUND;
+    CV_TRY(d->store_ops->get_token(d->store, call->who->merchant_id, call->token, row));
+    return open_loaded(d, call, row, card);
+}
+
+/* A read or detokenize waiting for its batched read (and a detokenize for
+ * its audit event's commit) without holding a thread. */
+struct read_op {
+    const struct cv_handler_deps *d;
+    const struct cv_call *call;
+    struct cv_completion *done;
+    struct cv_token_row row;
+    struct cv_card_plain card;
+    cv_status loaded;         /* detokenize: how the load and open went */
+    struct cv_audit_event ev; /* detokenize: its event */
+    struct cv_result res;
+};
+
+static struct read_op *read_op_new(const struct cv_handler_deps *d, const struct cv_call *call,
+                                   struct cv_completion *done)
+{
+    struct read_op *op = cv_xcalloc(1, sizeof(*op));
+    op->d = d;
+    op->call = call;
+    op->done = done;
+    return op;
+}
+
+/* Wipes what held card data, frees the op, then finishes the request. */
+static void read_op_end(struct read_op *op, cv_status st)
+{
+    struct cv_completion *done = op->done;
+    struct cv_result res = op->res;
+    cv_wipe(&op->card, sizeof(op->card));
+    cv_token_row_cleanup(&op->row);
+    cv_wipe(op, sizeof(*op));
+    free(op);
+    finish(done, &res, st);
+    cv_wipe_stack(); /* the open's frames held the card */
+}
+
+/* The answer of GET /v1/tokens/{token} for a loaded row. */
+static cv_status read_answer(const struct cv_handler_deps *d, const struct cv_call *call,
+                             const struct cv_token_row *row, struct cv_card_plain *card,
+                             struct cv_result *res)
+{
+    CV_TRY(open_loaded(d, call, row, card));
+    struct cv_token_view view;
+    view_of(row, card, &view);
+    size_t len = 0;
+    char *body = cv_json_encode_token(&view, &len);
+    result_json(res, CV_RESULT_OK, body, len);
+    return CV_OK;
+}
+
+static void on_read_loaded(void *ctx, cv_status st)
+{
+    struct read_op *op = ctx;
+    if (st == CV_OK)
+        st = read_answer(op->d, op->call, &op->row, &op->card, &op->res);
+    read_op_end(op, st);
+}
+
 void cv_api_read(const struct cv_handler_deps *deps, const struct cv_call *call,
                  struct cv_completion *done)
 {
     struct cv_result res;
     struct cv_token_row row;
     struct cv_card_plain card;
-    struct cv_token_view view;
     memset(&res, 0, sizeof(res));
     memset(&row, 0, sizeof(row));
-    cv_status st = load_card(deps, call, &row, &card);
-    if (st == CV_OK) {
-        view_of(&row, &card, &view);
-        size_t len = 0;
-        char *body = cv_json_encode_token(&view, &len);
-        result_json(&res, CV_RESULT_OK, body, len);
+    memset(&card, 0, sizeof(card));
+    cv_status st = CV_ERR_NOT_FOUND;
+    if (token_well_formed(call) && deps->store_ops->get_token_async != NULL) {
+        struct read_op *op = read_op_new(deps, call, done);
+        st = deps->store_ops->get_token_async(deps->store, call->who->merchant_id, call->token,
+                                              &op->row, on_read_loaded, op);
+        if (st == CV_OK)
+            return; /* on_read_loaded finishes */
+        cv_token_row_cleanup(&op->row);
+        free(op);
+    } else if (token_well_formed(call)) {
+        st = deps->store_ops->get_token(deps->store, call->who->merchant_id, call->token, &row);
+        if (st == CV_OK)
+            st = read_answer(deps, call, &row, &card, &res);
     }
     cv_wipe(&card, sizeof(card));
     cv_token_row_cleanup(&row);
@@ -555,9 +750,73 @@ out:
     return st;
 }
 
+/* The answer of a detokenize whose event committed: the card. */
+static void detokenize_answer(const struct cv_token_row *row, const struct cv_card_plain *card,
+                              struct cv_result *res)
+{
+    struct cv_token_view view;
+    view_of(row, card, &view);
+    view.pan = card->pan;
+    view.include_name = true;
+    view.name = card->has_name ? card->name : NULL;
+    size_t len = 0;
+    char *body = cv_json_encode_token(&view, &len);
+    result_json(res, CV_RESULT_OK, body, len);
+}
+
+/* The second continuation: the audit event's commit is known. Fail closed:
+ * no audit record, no PAN. */
+static void on_detokenize_audited(void *ctx, cv_status st)
+{
+    struct read_op *op = ctx;
+    if (st != CV_OK) {
+        cv_log(CV_LOG_ERROR, "audit_append_failed", CV_LS("request_id", op->call->request_id),
+               CV_LS("action", "token.detokenize"));
+        read_op_end(op, CV_ERR_DB_UNAVAILABLE);
+        return;
+    }
+    if (op->loaded == CV_OK)
+        detokenize_answer(&op->row, &op->card, &op->res);
+    read_op_end(op, op->loaded);
+}
+
+/* The first continuation: the row is loaded (or not); its event is queued
+ * next, and nothing is disclosed before that event committed. */
+static void on_detokenize_loaded(void *ctx, cv_status st)
+{
+    struct read_op *op = ctx;
+    if (st == CV_ERR_DB_UNAVAILABLE || st == CV_ERR_DB) {
+        read_op_end(op, st); /* nothing was disclosed; the audit write would fail the same way */
+        return;
+    }
+    if (st == CV_OK)
+        st = open_loaded(op->d, op->call, &op->row, &op->card);
+    op->loaded = st;
+    op->ev = (struct cv_audit_event){
+        .actor = op->call->who->key_prefix,
+        .merchant_id = op->call->who->merchant_id,
+        .token = op->call->token,
+        .request_id = op->call->request_id,
+        .action = "token.detokenize",
+        .outcome = outcome_of(st),
+    };
+    st = op->d->store_ops->audit_append_async(op->d->store, &op->ev, on_detokenize_audited, op);
+    if (st != CV_OK)
+        on_detokenize_audited(op, st);
+}
+
 void cv_api_detokenize(const struct cv_handler_deps *deps, const struct cv_call *call,
                        struct cv_completion *done)
 {
+    if (token_well_formed(call) && deps->store_ops->get_token_async != NULL &&
+        deps->store_ops->audit_append_async != NULL) {
+        struct read_op *op = read_op_new(deps, call, done);
+        cv_status st = deps->store_ops->get_token_async(
+            deps->store, call->who->merchant_id, call->token, &op->row, on_detokenize_loaded, op);
+        if (st != CV_OK)
+            read_op_end(op, st);
+        return;
+    }
     struct cv_result res;
     memset(&res, 0, sizeof(res));
     cv_status st = detokenize(deps, call, &res);

@@ -16,9 +16,10 @@ const char cv_cli_tokens_usage[] =
     "usage: cardvault tokens purge-expired [--database-url-file PATH]\n"
     "\n"
     "Deletes every token whose lifetime (ttl_seconds) has ended, in batches of 100 rows,\n"
-    "each batch with one token.purge_expired audit event (the count, never card data),\n"
-    "and prints {\"purged\":N,\"batches\":B}. The running service does the same every\n"
-    "60 s. The KEK must be configured: audit events are sealed under the audit key.\n"
+    "each batch with one token.purge_expired audit event per merchant (its count,\n"
+    "never card data), and prints {\"purged\":N,\"batches\":B}. The running service\n"
+    "does the same every 60 s. The KEK must be configured: audit events are sealed\n"
+    "under the audit key.\n"
     "See docs/storage-policy.md for what PostgreSQL and backups keep after a purge.\n";
 
 int cv_cli_tokens(struct cv_cli *cli)

@@ -118,9 +118,12 @@ cv_status cv_config_set_ops_listen(struct cv_config *cfg, const char *hostport, 
 cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
 {
     memset(cfg, 0, sizeof(*cfg));
-    /* A tokenize blocks its thread until its batch commits; a thread per
-     * connection lets every waiting request join the next batch (bench/README.md). */
-    cfg->http_threads = 0;
+    /* An epoll pool: tokenize, read and detokenize no longer hold a thread
+     * while their batch is written (the connection is suspended), and 2, 4
+     * and 8 threads cost the same CPU per request, about half of a thread
+     * per connection on reads (bench/README.md); 8 leaves room for the
+     * routes that still hold a thread (relay, list, update, delete). */
+    cfg->http_threads = 8;
     /* One writer and one reader thread take the largest batches; measured in
      * bench/README.md (1 beat 2 and 4 on every workload on 2 cores). */
     cfg->db_writers = 1;
@@ -284,6 +287,12 @@ cv_status cv_config_from_env(struct cv_config *cfg, char *why, unsigned why_len)
         return CV_ERR_CONFIG;
     }
     cfg->allow_owner_role = owner != NULL && strcmp(owner, "1") == 0;
+    const char *expect = getenv("CARDVAULT_EXPECT_SYNC_STANDBY");
+    if (expect != NULL && *expect != '\0' && strcmp(expect, "0") != 0 && strcmp(expect, "1") != 0) {
+        snprintf(why, why_len, "CARDVAULT_EXPECT_SYNC_STANDBY must be 0 or 1");
+        return CV_ERR_CONFIG;
+    }
+    cfg->expect_sync_standby = expect != NULL && strcmp(expect, "1") == 0;
     cfg->audit_anchor_interval_s = 60;
     CV_TRY(parse_uint("CARDVAULT_AUDIT_ANCHOR_INTERVAL_S", 1, 86400, &cfg->audit_anchor_interval_s,
                       why, why_len));

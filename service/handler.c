@@ -107,7 +107,11 @@ static const struct cv_store_ops store_ops = {
     .list_tokens = cv_store_list_tokens,
     .update_token = cv_store_update_token,
     .ping = cv_store_ping,
+    .replication = cv_store_replication,
     .pool_usage = cv_store_pool_usage,
+    .insert_token_async = cv_store_insert_token_async,
+    .get_token_async = cv_store_get_token_async,
+    .audit_append_async = cv_store_audit_append_async,
 };
 
 static const struct cv_keyring_ops keyring_ops = {

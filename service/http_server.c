@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -23,6 +24,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <fcntl.h>
 
 #include <microhttpd.h>
 
@@ -40,12 +43,15 @@
 #include "cardvault/ratelimit.h"
 #include "cardvault/router.h"
 #include "cardvault/secbuf.h"
+#include "cardvault/tls_pair.h"
 #include "cardvault/token.h"
 
 #define TOKEN_SEGMENT_MAX   64
 #define RETRY_AFTER_SECONDS 2 /* on 429 and 503 unless a rate limiter knows better */
 #define TLS_FILE_MAX_BYTES  (64 * 1024)
-#define OPS_MAX_CONNECTIONS 64 /* scrapers and probes: a handful at a time */
+#define RETIRED_MAX         8    /* daemons replaced by TLS reloads, still finishing connections */
+#define OPS_MAX_CONNECTIONS 64   /* scrapers and probes: a handful at a time */
+#define STOP_ANSWER_MS      2000 /* stop: time for answers resumed at the last moment */
 
 /* libmicrohttpd keeps each connection's raw request (the Authorization
  * header, the body with its PAN and CVC) in a per-connection memory pool and
@@ -80,6 +86,20 @@ struct cv_http_server {
     char *tls_key;
     bool quiesced;
     atomic_bool closing; /* the drain grace ended: new requests get 503 */
+    bool suspend;        /* the epoll pool: a request waiting on its handler is suspended */
+    atomic_int waiting;  /* suspended requests whose handler has not finished */
+    /* What a daemon of this listener is started with, kept for a TLS
+     * reload, which starts a new daemon on the same listening socket. */
+    unsigned flags;
+    unsigned max_connections, per_ip_connections;
+    /* Daemons a reload replaced: they accept nothing and finish the
+     * connections they have; stopped with the listener (or, once idle, at
+     * the next reload), with the PEM they were started with. */
+    struct retired_daemon {
+        struct MHD_Daemon *daemon;
+        char *tls_cert, *tls_key;
+    } retired[RETIRED_MAX];
+    size_t n_retired;
 };
 
 struct request {
@@ -110,6 +130,18 @@ struct request {
     struct cv_call call;
     struct cv_completion done;
     struct cv_result result;
+    /* A handler that finishes after it returned (handler.h) does so on
+     * another thread. lock orders that finish against the connection's
+     * thread: finished, suspended and the resume are read and written under
+     * it, so a finish that comes before the suspension is seen, and one that
+     * comes after resumes the connection exactly once. Thread per
+     * connection: the connection's own thread waits on cond instead. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct cv_http_server *srv;
+    struct MHD_Connection *conn; /* set while suspended */
+    bool dispatched;             /* the handler was called */
+    bool suspended;
     bool finished;
 };
 
@@ -261,7 +293,7 @@ static enum MHD_Result queue_result(struct MHD_Connection *conn, struct request 
 static void on_handler_finished(struct cv_completion *self, struct cv_result *result)
 {
     struct request *rq = (struct request *)(void *)((char *)self - offsetof(struct request, done));
-    assert(!rq->finished); /* exactly once */
+    struct cv_http_server *srv = rq->srv;
     rq->result = *result;
     memset(result, 0, sizeof(*result));
     cv_tokenize_req_cleanup(&rq->tokenize);
@@ -269,7 +301,42 @@ static void on_handler_finished(struct cv_completion *self, struct cv_result *re
     cv_relay_req_cleanup(&rq->relay);
     cv_wipe(rq->hold, sizeof(rq->hold));
     cv_update_req_cleanup(&rq->update);
+    pthread_mutex_lock(&rq->lock);
+    assert(!rq->finished); /* exactly once */
     rq->finished = true;
+    bool was_suspended = rq->suspended;
+    if (was_suspended) {
+        /* From any thread (MHD's ITC wakes the connection's poll); MHD then
+         * calls on_request again, which queues the result. */
+        rq->suspended = false;
+        MHD_resume_connection(rq->conn);
+    }
+    pthread_cond_signal(&rq->cond);
+    pthread_mutex_unlock(&rq->lock);
+    /* rq may be gone from here on; srv is not (stop waits for this count). */
+    if (was_suspended)
+        atomic_fetch_sub(&srv->waiting, 1);
+}
+
+/* After the handler returned: queue its result now when it finished, else
+ * wait for the finish without holding a thread of the pool (suspend), or,
+ * with a thread per connection, on that connection's own thread. */
+static enum MHD_Result answer_or_wait(struct cv_http_server *srv, struct MHD_Connection *conn,
+                                      struct request *rq)
+{
+    pthread_mutex_lock(&rq->lock);
+    if (!rq->finished && srv->suspend) {
+        rq->conn = conn;
+        rq->suspended = true;
+        atomic_fetch_add(&srv->waiting, 1);
+        MHD_suspend_connection(conn); /* only here, in the access handler */
+        pthread_mutex_unlock(&rq->lock);
+        return MHD_YES;
+    }
+    while (!rq->finished)
+        pthread_cond_wait(&rq->cond, &rq->lock);
+    pthread_mutex_unlock(&rq->lock);
+    return queue_result(conn, rq);
 }
 
 static enum MHD_Result add_list_arg(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -422,6 +489,9 @@ static struct request *request_new(struct cv_http_server *srv, const char *metho
     if (cv_token_request_id(rq->request_id) != CV_OK)
         snprintf(rq->request_id, sizeof(rq->request_id), "req_00000000000000000000");
     rq->method = method;
+    rq->srv = srv;
+    pthread_mutex_init(&rq->lock, NULL);
+    pthread_cond_init(&rq->cond, NULL);
     atomic_fetch_add(&srv->in_flight, 1);
     return rq;
 }
@@ -706,8 +776,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (rq->finished) /* resumed: its handler finished after returning */
+    if (rq->dispatched) {
+        /* Resumed: its handler finished after returning. The lock waits
+         * for the finishing thread to let go of the request. */
+        pthread_mutex_lock(&rq->lock);
+        assert(rq->finished);
+        pthread_mutex_unlock(&rq->lock);
         return queue_result(conn, rq);
+    }
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         if (rq->body_len + n > CV_HTTP_BODY_MAX_BYTES) {
@@ -757,16 +833,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .update = rq->route->body == CV_ROUTE_BODY_UPDATE ? &rq->update : NULL,
     };
     rq->done.finish = on_handler_finished;
+    rq->dispatched = true;
     rq->route->handler(&srv->app->handlers, &rq->call, &rq->done);
     cv_wipe_stack(); /* the handler's frames held the card */
-    /* Every handler finishes before it returns today. One that finishes
-     * later needs the daemon started with MHD_ALLOW_SUSPEND_RESUME: suspend
-     * the connection here when !rq->finished (under a per-request lock that
-     * on_handler_finished also takes), resume it from on_handler_finished;
-     * MHD then calls on_request again, which queues the result at its
-     * "resumed" check. */
-    assert(rq->finished);
-    return queue_result(conn, rq);
+    /* A handler waiting on a batched commit returns unfinished and finishes
+     * later on a batch writer thread (handler.h). */
+    return answer_or_wait(srv, conn, rq);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -803,6 +875,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     cv_relay_req_cleanup(&rq->relay);
     cv_update_req_cleanup(&rq->update);
     cv_result_cleanup(&rq->result); /* an answer that was never queued */
+    pthread_mutex_destroy(&rq->lock);
+    pthread_cond_destroy(&rq->cond);
     cv_wipe(rq, sizeof(*rq));
     free(rq);
     *con_cls = NULL;
@@ -837,17 +911,55 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     }
 }
 
+static void pem_free(char *cert, char *key)
+{
+    if (key != NULL) {
+        cv_wipe(key, strlen(key));
+        free(key);
+    }
+    free(cert);
+}
+
 static void server_free(struct cv_http_server *srv)
 {
     cv_conn_deadline_stop(srv->deadline);
     cv_ratelimit_free(srv->per_key);
     cv_ratelimit_free(srv->auth_failures);
-    if (srv->tls_key != NULL) {
-        cv_wipe(srv->tls_key, strlen(srv->tls_key));
-        free(srv->tls_key);
-    }
-    free(srv->tls_cert);
+    pem_free(srv->tls_cert, srv->tls_key);
     free(srv);
+}
+
+/* Starts a daemon of this listener with its current PEM: on addr, or, for a
+ * reload, on an already listening socket (listen_fd >= 0). */
+static struct MHD_Daemon *start_daemon(struct cv_http_server *srv, const struct sockaddr *addr,
+                                       int listen_fd)
+{
+    const struct cv_config *cfg = srv->app->config;
+    /* Options that depend on the mode go in an array; MHD_OPTION_END ends it early. */
+    struct MHD_OptionItem mode_opts[6];
+    size_t k = 0;
+    if (listen_fd >= 0)
+        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL};
+    else
+        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, (void *)(uintptr_t)addr};
+    if (srv->suspend)
+        mode_opts[k++] =
+            (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->http_threads, NULL};
+    if (srv->tls) {
+        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert};
+        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};
+        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                                 (void *)(uintptr_t)tls_priorities};
+    }
+    mode_opts[k] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    return MHD_start_daemon(
+        srv->flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_CONNECTION_LIMIT, srv->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        srv->per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_POOL_BYTES,
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL,
+        MHD_OPTION_ARRAY, mode_opts, MHD_OPTION_END);
 }
 
 /* Reads a PEM file into a NUL-terminated heap string (MHD wants memory). */
@@ -955,36 +1067,38 @@ static cv_status start_listener(struct cv_app *app, const struct listener_spec *
         flags |= any6 ? MHD_USE_DUAL_STACK : MHD_USE_IPv6;
     bool pool = spec->listener == CV_LISTENER_API && cfg->http_threads > 0;
     flags |= pool ? MHD_USE_EPOLL : MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
+    /* The pool suspends a request whose handler finishes later, so a few
+     * threads serve every connection while their writes wait for a batch;
+     * MHD_resume_connection may come from any thread, and MHD_USE_ITC makes
+     * it wake the pool thread's poll. A thread per connection waits on its
+     * own thread instead: MHD 0.9.75 parks every suspended connection's
+     * thread on the one daemon ITC, so each resume would wake them all. */
+    if (pool)
+        flags |= MHD_ALLOW_SUSPEND_RESUME;
+    srv->suspend = pool;
+    atomic_init(&srv->waiting, 0);
     if (tls) {
         if (read_pem(cfg->tls_cert_file, &srv->tls_cert, why, why_len) != CV_OK ||
             read_pem(cfg->tls_key_file, &srv->tls_key, why, why_len) != CV_OK) {
             server_free(srv);
             return CV_ERR_CONFIG;
         }
+        struct cv_tls_pair_info pair;
+        char reason[160];
+        if (cv_tls_pair_check(srv->tls_cert, strlen(srv->tls_cert), srv->tls_key,
+                              strlen(srv->tls_key), time(NULL), &pair, reason,
+                              sizeof(reason)) != CV_OK) {
+            snprintf(why, why_len, "CARDVAULT_TLS_CERT / CARDVAULT_TLS_KEY: %s", reason);
+            server_free(srv);
+            return CV_ERR_CONFIG;
+        }
+        cv_metrics_tls_cert(app->metrics, (int64_t)pair.not_after);
         flags |= MHD_USE_TLS;
     }
-    /* Options that depend on the mode go in an array; MHD_OPTION_END ends it early. */
-    struct MHD_OptionItem mode_opts[5];
-    size_t k = 0;
-    if (pool)
-        mode_opts[k++] =
-            (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->http_threads, NULL};
-    if (tls) {
-        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert};
-        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};
-        mode_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
-                                                 (void *)(uintptr_t)tls_priorities};
-    }
-    mode_opts[k] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-    srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_CONNECTION_LIMIT, spec->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, spec->per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)CONNECTION_POOL_BYTES, MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL, MHD_OPTION_ARRAY, mode_opts,
-        MHD_OPTION_END);
+    srv->flags = flags;
+    srv->max_connections = spec->max_connections;
+    srv->per_ip_connections = spec->per_ip_connections;
+    srv->daemon = start_daemon(srv, addr, -1);
     if (srv->daemon == NULL) {
         snprintf(why, why_len,
                  tls ? "cannot start HTTPS on %s%s%s:%u (address in use, or unusable "
@@ -1051,8 +1165,103 @@ void cv_http_server_stop(struct cv_http_server *srv)
 {
     if (srv == NULL)
         return;
+    /* MHD must not be stopped with a connection suspended. A suspended
+     * request is waiting for its batch, which the writers still run (the
+     * store closes after this): wait for each to finish and resume, as a
+     * thread blocked on its batch would be joined, then give the resumed
+     * answers a moment to be written. */
+    bool had_waiting = atomic_load(&srv->waiting) > 0;
+    for (unsigned waited = 0; atomic_load(&srv->waiting) > 0; waited += 10) {
+        if (waited % 5000 == 0)
+            cv_log(CV_LOG_WARN, "shutdown_waiting_for_batches",
+                   CV_LI("requests_suspended", atomic_load(&srv->waiting)));
+        usleep(10 * 1000);
+    }
+    for (unsigned waited = 0;
+         had_waiting && waited < STOP_ANSWER_MS && atomic_load(&srv->in_flight) > 0; waited += 10)
+        usleep(10 * 1000);
+    for (size_t i = 0; i < srv->n_retired; i++) {
+        MHD_stop_daemon(srv->retired[i].daemon);
+        pem_free(srv->retired[i].tls_cert, srv->retired[i].tls_key);
+    }
     MHD_stop_daemon(srv->daemon);
     server_free(srv);
+}
+
+/* Stops the replaced daemons that have no connection left. */
+static void reap_retired(struct cv_http_server *srv)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < srv->n_retired; i++) {
+        const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(srv->retired[i].daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (info != NULL && info->num_connections == 0) {
+            MHD_stop_daemon(srv->retired[i].daemon);
+            pem_free(srv->retired[i].tls_cert, srv->retired[i].tls_key);
+        } else {
+            srv->retired[kept++] = srv->retired[i];
+        }
+    }
+    srv->n_retired = kept;
+}
+
+cv_status cv_http_server_reload_tls(struct cv_http_server *srv, struct cv_tls_pair_info *pair,
+                                    char *why, size_t why_len)
+{
+    const struct cv_config *cfg = srv->app->config;
+    char *cert = NULL, *key = NULL;
+    cv_status st = CV_ERR_CONFIG;
+    if (!srv->tls) {
+        snprintf(why, why_len, "this listener does not serve TLS");
+        return CV_ERR_CONFIG;
+    }
+    reap_retired(srv);
+    if (srv->quiesced || srv->n_retired == RETIRED_MAX) {
+        snprintf(why, why_len,
+                 srv->quiesced ? "the listener is shutting down"
+                               : "earlier reloads still have connections open");
+        return CV_ERR_CONFIG;
+    }
+    /* The new pair is judged before anything changes. */
+    if (read_pem(cfg->tls_cert_file, &cert, why, why_len) != CV_OK ||
+        read_pem(cfg->tls_key_file, &key, why, why_len) != CV_OK)
+        goto out;
+    if (cv_tls_pair_check(cert, strlen(cert), key, strlen(key), time(NULL), pair, why, why_len) !=
+        CV_OK)
+        goto out;
+    /* A new daemon on a second descriptor of the same listening socket
+     * starts accepting beside the old one; only once it runs does the old
+     * one stop accepting. No connection is refused in between, and a pair
+     * GnuTLS refuses changes nothing. */
+    const union MHD_DaemonInfo *li = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_LISTEN_FD);
+    int fd = li != NULL ? fcntl(li->listen_fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (fd < 0) {
+        snprintf(why, why_len, "cannot share the listening socket");
+        goto out;
+    }
+    char *old_cert = srv->tls_cert, *old_key = srv->tls_key;
+    srv->tls_cert = cert;
+    srv->tls_key = key;
+    struct MHD_Daemon *fresh = start_daemon(srv, NULL, fd);
+    if (fresh == NULL) {
+        srv->tls_cert = old_cert;
+        srv->tls_key = old_key;
+        close(fd);
+        snprintf(why, why_len, "the TLS library refused the certificate or key");
+        goto out;
+    }
+    cert = key = NULL; /* the listener's now */
+    struct MHD_Daemon *old = srv->daemon;
+    srv->daemon = fresh;
+    MHD_socket ls = MHD_quiesce_daemon(old);
+    if (ls != MHD_INVALID_SOCKET)
+        close(ls); /* the old descriptor; the socket stays open through fd */
+    srv->retired[srv->n_retired++] = (struct retired_daemon){old, old_cert, old_key};
+    cv_metrics_tls_cert(srv->app->metrics, (int64_t)pair->not_after);
+    st = CV_OK;
+out:
+    pem_free(cert, key);
+    return st;
 }
 
 const char *cv_http_server_library_version(void)

@@ -31,6 +31,7 @@
 #include "cardvault/metrics.h"
 #include "cardvault/migrate.h"
 #include "cardvault/readiness.h"
+#include "cardvault/tls_pair.h"
 #include "cardvault/relay_client.h"
 #include "cardvault/relay_dest.h"
 #include "cardvault/relay_wiring.h"
@@ -343,18 +344,47 @@ static int cmd_migrate(struct cv_cli *cli)
     return cv_cli_print_json(out) == CV_OK ? 0 : 1;
 }
 
-/* Blocks the stop signals in every thread; main waits for them with sigwait. */
+/* Blocks the stop signals and SIGHUP (reload the TLS certificate) in every
+ * thread; main waits for them with sigwait. */
 static void block_stop_signals(sigset_t *set)
 {
     /* A shell starts background jobs with SIGINT ignored; an ignored signal is
      * discarded, never delivered to sigwait, so restore the default first. */
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     sigemptyset(set);
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, set, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
+
+/* SIGHUP: the API listener takes the certificate and key files again
+ * (rotated by certbot, cert-manager, ...); a pair that fails keeps the old
+ * one serving. */
+static void reload_tls(struct cv_http_server *http, bool tls, struct cv_metrics *metrics)
+{
+    if (!tls) {
+        cv_log(CV_LOG_INFO, "tls_reload_skipped", CV_LS("reason", "CARDVAULT_TLS_CERT is not set"));
+        return;
+    }
+    struct cv_tls_pair_info pair;
+    char why[256];
+    if (cv_http_server_reload_tls(http, &pair, why, sizeof(why)) != CV_OK) {
+        cv_metrics_count_tls_reload(metrics, false);
+        cv_log(CV_LOG_ERROR, "tls_reload_refused", CV_LS("reason", why),
+               CV_LS("effect", "the previous certificate keeps serving"));
+        return;
+    }
+    cv_metrics_count_tls_reload(metrics, true);
+    char not_after[32];
+    struct tm tm;
+    gmtime_r(&pair.not_after, &tm);
+    strftime(not_after, sizeof(not_after), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    cv_log(CV_LOG_INFO, "tls_reloaded", CV_LS("subject", pair.subject),
+           CV_LS("not_after", not_after), CV_LS("sha256", pair.fingerprint));
 }
 
 /* The keyring's way back to the configured KEK after `keys rotate-kek`. */
@@ -497,6 +527,7 @@ static int cmd_serve(struct cv_cli *cli)
     };
     card_testing = cv_card_testing_new(&ct_limits, app.metrics, NULL);
     app.handlers.card_testing = card_testing;
+    app.handlers.expect_sync_standby = cli->cfg.expect_sync_standby;
     /* The relay: the operator's destinations (none without a file), the
      * outbound client, and the security-code holds it takes codes from. */
     if (cli->cfg.relay_destinations_file != NULL &&
@@ -549,7 +580,8 @@ static int cmd_serve(struct cv_cli *cli)
            CV_LI("db_pool_size", cli->cfg.db_pool_size), CV_LI("schema_version", version),
            CV_LB("fsync", fsync_on), CV_LB("production", cli->cfg.production));
     int sig = 0;
-    sigwait(&stop, &sig);
+    while (sigwait(&stop, &sig) == 0 && sig == SIGHUP)
+        reload_tls(http, cli->cfg.tls_cert_file != NULL, app.metrics);
     cv_log(CV_LOG_INFO, "service_stopping", CV_LS("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
     atomic_store(&app.draining, true);
     if (cli->cfg.drain_grace_ms > 0) {

@@ -50,6 +50,9 @@ struct cv_metrics {
     atomic_uint_least64_t auth_failures;
     atomic_uint_least64_t deadline_closes;
     atomic_uint_least64_t tokens_purged;
+    /* TLS: reloads by outcome, and the serving certificate's expiry (0: none) */
+    atomic_uint_least64_t tls_reloads_ok, tls_reloads_refused;
+    atomic_int_least64_t tls_not_after;
     atomic_uint_least64_t readiness_probes;
     atomic_uint_least64_t card_testing[CV_METRICS_SIGNAL_COUNT];
     atomic_uint_least64_t tokenize_refused[CV_METRICS_REFUSED_COUNT];
@@ -240,6 +243,18 @@ void cv_metrics_count_tokens_purged(struct cv_metrics *m, uint64_t n)
 {
     if (m != NULL)
         atomic_fetch_add(&m->tokens_purged, n);
+}
+
+void cv_metrics_tls_cert(struct cv_metrics *m, int64_t not_after)
+{
+    if (m != NULL)
+        atomic_store(&m->tls_not_after, not_after);
+}
+
+void cv_metrics_count_tls_reload(struct cv_metrics *m, bool ok)
+{
+    if (m != NULL)
+        atomic_fetch_add(ok ? &m->tls_reloads_ok : &m->tls_reloads_refused, 1);
 }
 
 void cv_metrics_count_deadline_close(struct cv_metrics *m)
@@ -570,6 +585,28 @@ static cv_status render(struct cv_buf *o, struct cv_metrics *m, const struct cv_
         (unsigned long long)atomic_load(&m->tokens_purged),
         (unsigned long long)atomic_load(&m->readiness_probes), g->db_pool_in_use, g->db_pool_size,
         (unsigned long long)g->dek_rotations, g->ready));
+    if (atomic_load(&m->tls_not_after) != 0)
+        CV_TRY(cv_buf_appendf(
+            o,
+            "# HELP cardvault_tls_cert_not_after_seconds Expiry of the certificate the API "
+            "listener serves (Unix time).\n"
+            "# TYPE cardvault_tls_cert_not_after_seconds gauge\n"
+            "cardvault_tls_cert_not_after_seconds %lld\n"
+            "# HELP cardvault_tls_reloads_total Certificate reloads (SIGHUP), by result.\n"
+            "# TYPE cardvault_tls_reloads_total counter\n"
+            "cardvault_tls_reloads_total{result=\"ok\"} %llu\n"
+            "cardvault_tls_reloads_total{result=\"refused\"} %llu\n",
+            (long long)atomic_load(&m->tls_not_after),
+            (unsigned long long)atomic_load(&m->tls_reloads_ok),
+            (unsigned long long)atomic_load(&m->tls_reloads_refused)));
+    if (g->sync_standby_known)
+        CV_TRY(cv_buf_appendf(
+            o,
+            "# HELP cardvault_db_sync_standby 1 while the expected synchronous standby streams, 0 "
+            "while the primary runs without one (a second failure would lose writes).\n"
+            "# TYPE cardvault_db_sync_standby gauge\n"
+            "cardvault_db_sync_standby %d\n",
+            g->sync_standby ? 1 : 0));
     return CV_OK;
 }
 

@@ -38,6 +38,9 @@ struct cv_pg_conn {
      * inside libpq's call) when the server said it cancelled the wait for
      * the synchronous standby; cleared before each statement. */
     bool sync_wait_cancelled;
+    /* the pool's generation when this session was opened (guarded by the
+     * pool's lock) */
+    unsigned generation;
 };
 
 /* A thread waiting for a connection; release hands one over directly. */
@@ -59,6 +62,11 @@ struct cv_pg_pool {
      * new session (a reconnect, perhaps to a new primary after a failover)
      * is checked again before it serves a request. */
     bool require_durable;
+    /* Raised when a session is found broken: the server went away (a
+     * restart, a failover), so every idle session opened before is most
+     * likely dead too. Each is closed at its next checkout instead of
+     * failing one more request. */
+    unsigned generation;
 };
 
 /* Parameter lists */
@@ -419,7 +427,19 @@ cv_status cv_pg_acquire(struct cv_pg_pool *pool, struct cv_pg_conn **out)
         return CV_ERR_DB_UNAVAILABLE;
     }
     struct cv_pg_conn *c = &pool->conns[index];
+    pthread_mutex_lock(&pool->lock);
+    bool stale = c->generation != pool->generation;
+    unsigned generation = pool->generation;
+    pthread_mutex_unlock(&pool->lock);
+    if (stale && c->pg != NULL)
+        close_conn(c); /* opened before a broken session was seen */
+    bool fresh = c->pg == NULL;
     cv_status st = connect_one(c, NULL, 0);
+    if (st == CV_OK && fresh) {
+        pthread_mutex_lock(&pool->lock);
+        c->generation = generation;
+        pthread_mutex_unlock(&pool->lock);
+    }
     if (st != CV_OK) {
         pthread_mutex_lock(&pool->lock);
         hand_back_locked(pool, (unsigned)index);
@@ -436,11 +456,15 @@ void cv_pg_release(struct cv_pg_conn *c)
         return;
     struct cv_pg_pool *pool = c->pool;
     /* A connection left inside a transaction or broken is not reused as is. */
-    if (c->pg != NULL &&
-        (PQstatus(c->pg) != CONNECTION_OK || PQtransactionStatus(c->pg) != PQTRANS_IDLE ||
-         PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF))
+    bool broken = c->pg != NULL && PQstatus(c->pg) != CONNECTION_OK;
+    /* ... or still in pipeline mode (a pipeline whose sync was never read:
+     * what the server still has to answer is unknown) */
+    if (c->pg != NULL && (broken || PQtransactionStatus(c->pg) != PQTRANS_IDLE ||
+                          PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF))
         close_conn(c);
     pthread_mutex_lock(&pool->lock);
+    if (broken && c->generation == pool->generation)
+        pool->generation++; /* the others of its time go at their next checkout */
     hand_back_locked(pool, (unsigned)(c - pool->conns));
     pthread_mutex_unlock(&pool->lock);
 }

@@ -70,7 +70,7 @@ void cv_readiness_check(struct cv_readiness *r, cv_readiness_probe_fn probe, con
     r->probing = true;
     pthread_mutex_unlock(&r->lock);
 
-    struct cv_readiness_report fresh = {false, false};
+    struct cv_readiness_report fresh = {false, false, CV_REPLICATION_NOT_CHECKED};
     probe(ctx, &fresh);
     cv_metrics_count_readiness_probe(r->metrics);
 

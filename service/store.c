@@ -75,6 +75,34 @@ cv_status cv_store_ping(struct cv_store *store)
     return cv_pg_run_once(store->pool, &ping, NULL, NULL);
 }
 
+/* Who replicates synchronously now: the standby list in force, and how many
+ * WAL senders the server has (their rows are visible to any role; their
+ * details are not, and are not needed). */
+static const struct cv_pg_stmt replication = {
+    "replication_state",
+    "SELECT current_setting('synchronous_standby_names'), "
+    "(SELECT count(*) FROM pg_stat_replication)",
+    0,
+    CV_PG_PREPARED,
+    false,
+    false};
+
+cv_status cv_store_replication(struct cv_store *store, bool *standby_named, int *senders)
+{
+    PGresult *r = NULL;
+    *standby_named = false;
+    *senders = 0;
+    CV_TRY(cv_pg_run_once(store->pool, &replication, NULL, &r));
+    cv_status st = PQntuples(r) == 1 ? CV_OK : CV_ERR_DB_UNAVAILABLE;
+    if (st == CV_OK) {
+        const char *names = PQgetvalue(r, 0, 0);
+        *standby_named = names[strspn(names, " \t\"")] != '\0';
+        *senders = (int)cv_pg_get_int(r, 0, 1);
+    }
+    PQclear(r);
+    return st;
+}
+
 void cv_store_cancel_busy(struct cv_store *store)
 {
     cv_pg_cancel_busy(store->pool);
@@ -188,6 +216,29 @@ cv_status cv_store_get_token(struct cv_store *store, const char *merchant_id, co
     return cv_tokens_get(store->pool, merchant_id, token, out);
 }
 
+cv_status cv_store_insert_token_async(struct cv_store *store, const struct cv_token_row *row,
+                                      const unsigned char *idem_key_hash, const char *response_body,
+                                      const struct cv_audit_event *ev, cv_store_done_fn done,
+                                      void *ctx)
+{
+    if (store->writer != NULL)
+        return cv_batcher_insert_token_async(store->writer, row, idem_key_hash, response_body, ev,
+                                             done, ctx);
+    done(ctx, cv_batch_insert_token_audited(store->pool, &store->sealer, row, idem_key_hash,
+                                            response_body, ev));
+    return CV_OK;
+}
+
+cv_status cv_store_get_token_async(struct cv_store *store, const char *merchant_id,
+                                   const char *token, struct cv_token_row *out,
+                                   cv_store_done_fn done, void *ctx)
+{
+    if (store->reader != NULL)
+        return cv_batcher_get_token_async(store->reader, merchant_id, token, out, done, ctx);
+    done(ctx, cv_tokens_get(store->pool, merchant_id, token, out));
+    return CV_OK;
+}
+
 void cv_store_set_audit_sealer(struct cv_store *store, cv_audit_seal_fn fn, void *ctx)
 {
     store->sealer.fn = fn;
@@ -199,4 +250,13 @@ cv_status cv_store_audit_append(struct cv_store *store, const struct cv_audit_ev
     if (store->writer != NULL)
         return cv_batcher_audit_append(store->writer, ev);
     return cv_audit_store_append(store->pool, &store->sealer, ev);
+}
+
+cv_status cv_store_audit_append_async(struct cv_store *store, const struct cv_audit_event *ev,
+                                      cv_store_done_fn done, void *ctx)
+{
+    if (store->writer != NULL)
+        return cv_batcher_audit_append_async(store->writer, ev, done, ctx);
+    done(ctx, cv_audit_store_append(store->pool, &store->sealer, ev));
+    return CV_OK;
 }

@@ -3,7 +3,9 @@
  * in one transaction (one multi-row INSERT for tokens, one statement for the
  * audit appends, the tokens' own token.tokenize events among them; sent as
  * two libpq pipelines, so two round trips) and commit once, then wake every
- * request of the batch. A request still
+ * request of the batch, or call its completion back on the writer thread
+ * (the asynchronous submissions, which leave the caller's thread free while
+ * the batch is written). A request still
  * returns only after its own row and its audit event are durably
  * committed, but N requests share one WAL flush instead of paying for N. If a batch fails
  * (a token collision, a constraint), its jobs are retried one by one, each in
@@ -35,8 +37,13 @@ struct job {
     const char *token;
     struct cv_token_row *out;
     cv_status result;
+    /* How the submitter learns the outcome: a synchronous caller waits on
+     * cond until done; an asynchronous one (on_done set, the job on the
+     * heap) is called back on the writer thread, which then frees the job. */
     bool done;
     pthread_cond_t cond;
+    cv_batch_done_fn on_done;
+    void *on_done_ctx;
     struct job *next;
 };
 
@@ -245,6 +252,32 @@ static void run_jobs(struct cv_pg_pool *pool, const struct cv_audit_sealer *seal
         jobs[i]->result = run_single(pool, sealer, jobs[i]);
 }
 
+/* Hands each job its outcome: the callbacks first, outside the lock (one
+ * may queue a new job), then the waiting callers. A write's result is CV_OK
+ * only when its COMMIT returned OK (write_batch, run_single), so a callback
+ * never acknowledges a write that is not durably committed. */
+static void complete_jobs(struct cv_batcher *bt, struct job **jobs, size_t n)
+{
+    size_t waiting = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct job *j = jobs[i];
+        if (j->on_done == NULL) {
+            jobs[waiting++] = j;
+            continue;
+        }
+        j->on_done(j->on_done_ctx, j->result);
+        free(j);
+    }
+    if (waiting == 0)
+        return;
+    pthread_mutex_lock(&bt->lock);
+    for (size_t i = 0; i < waiting; i++) {
+        jobs[i]->done = true;
+        pthread_cond_signal(&jobs[i]->cond);
+    }
+    pthread_mutex_unlock(&bt->lock);
+}
+
 static void *writer(void *arg)
 {
     struct cv_batcher *bt = arg;
@@ -265,34 +298,40 @@ static void *writer(void *arg)
         pthread_mutex_unlock(&bt->lock);
 
         run_jobs(bt->pool, bt->sealer, jobs, n);
+        complete_jobs(bt, jobs, n);
 
         pthread_mutex_lock(&bt->lock);
-        for (size_t i = 0; i < n; i++) {
-            jobs[i]->done = true;
-            pthread_cond_signal(&jobs[i]->cond);
-        }
     }
     pthread_mutex_unlock(&bt->lock);
     return NULL;
 }
 
-static cv_status submit(struct cv_batcher *bt, struct job *j)
+/* Appends j to the queue; false (nothing queued) once the batcher stops.
+ * The caller holds bt->lock. */
+static bool enqueue(struct cv_batcher *bt, struct job *j)
 {
-    pthread_cond_init(&j->cond, NULL);
-    j->done = false;
+    if (bt->stopping)
+        return false;
     j->next = NULL;
-    pthread_mutex_lock(&bt->lock);
-    if (bt->stopping) {
-        pthread_mutex_unlock(&bt->lock);
-        pthread_cond_destroy(&j->cond);
-        return CV_ERR_SHUTTING_DOWN;
-    }
     if (bt->tail != NULL)
         bt->tail->next = j;
     else
         bt->head = j;
     bt->tail = j;
     pthread_cond_signal(&bt->work);
+    return true;
+}
+
+static cv_status submit(struct cv_batcher *bt, struct job *j)
+{
+    pthread_cond_init(&j->cond, NULL);
+    j->done = false;
+    pthread_mutex_lock(&bt->lock);
+    if (!enqueue(bt, j)) {
+        pthread_mutex_unlock(&bt->lock);
+        pthread_cond_destroy(&j->cond);
+        return CV_ERR_SHUTTING_DOWN;
+    }
     while (!j->done)
         pthread_cond_wait(&j->cond, &bt->lock);
     pthread_mutex_unlock(&bt->lock);
@@ -300,17 +339,42 @@ static cv_status submit(struct cv_batcher *bt, struct job *j)
     return j->result;
 }
 
+/* Queues a heap copy of *tmpl that calls done(ctx, result) when written. */
+static cv_status submit_async(struct cv_batcher *bt, const struct job *tmpl, cv_batch_done_fn done,
+                              void *ctx)
+{
+    struct job *j = cv_xmalloc(sizeof(*j));
+    *j = *tmpl;
+    j->on_done = done;
+    j->on_done_ctx = ctx;
+    pthread_mutex_lock(&bt->lock);
+    bool queued = enqueue(bt, j);
+    pthread_mutex_unlock(&bt->lock);
+    if (!queued) {
+        free(j);
+        return CV_ERR_SHUTTING_DOWN;
+    }
+    return CV_OK;
+}
+
+static void token_job(struct job *j, const struct cv_token_row *row,
+                      const unsigned char *idem_key_hash, const char *response_body,
+                      const struct cv_audit_event *ev)
+{
+    memset(j, 0, sizeof(*j));
+    j->kind = JOB_TOKEN;
+    j->row = row;
+    j->idem_key_hash = idem_key_hash;
+    j->response_body = response_body;
+    j->ev = ev;
+}
+
 cv_status cv_batcher_insert_token(struct cv_batcher *bt, const struct cv_token_row *row,
                                   const unsigned char *idem_key_hash, const char *response_body,
                                   const struct cv_audit_event *ev)
 {
     struct job j;
-    memset(&j, 0, sizeof(j));
-    j.kind = JOB_TOKEN;
-    j.row = row;
-    j.idem_key_hash = idem_key_hash;
-    j.response_body = response_body;
-    j.ev = ev;
+    token_job(&j, row, idem_key_hash, response_body, ev);
     return submit(bt, &j);
 }
 
@@ -333,6 +397,39 @@ cv_status cv_batcher_audit_append(struct cv_batcher *bt, const struct cv_audit_e
     j.kind = JOB_AUDIT;
     j.ev = ev;
     return submit(bt, &j);
+}
+
+cv_status cv_batcher_insert_token_async(struct cv_batcher *bt, const struct cv_token_row *row,
+                                        const unsigned char *idem_key_hash,
+                                        const char *response_body, const struct cv_audit_event *ev,
+                                        cv_batch_done_fn done, void *ctx)
+{
+    struct job j;
+    token_job(&j, row, idem_key_hash, response_body, ev);
+    return submit_async(bt, &j, done, ctx);
+}
+
+cv_status cv_batcher_get_token_async(struct cv_batcher *bt, const char *merchant_id,
+                                     const char *token, struct cv_token_row *out,
+                                     cv_batch_done_fn done, void *ctx)
+{
+    struct job j;
+    memset(&j, 0, sizeof(j));
+    j.kind = JOB_READ;
+    j.merchant_id = merchant_id;
+    j.token = token;
+    j.out = out;
+    return submit_async(bt, &j, done, ctx);
+}
+
+cv_status cv_batcher_audit_append_async(struct cv_batcher *bt, const struct cv_audit_event *ev,
+                                        cv_batch_done_fn done, void *ctx)
+{
+    struct job j;
+    memset(&j, 0, sizeof(j));
+    j.kind = JOB_AUDIT;
+    j.ev = ev;
+    return submit_async(bt, &j, done, ctx);
 }
 
 struct cv_batcher *cv_batcher_start(struct cv_pg_pool *pool, const struct cv_audit_sealer *sealer,

@@ -671,11 +671,15 @@ static const struct cv_pg_stmt update_token = {
     false};
 
 /* The housekeeping purge: up to $1 expired rows of any merchant, oldest
- * expiry first; rows another purge holds are skipped, not waited for. */
+ * expiry first; rows another purge holds are skipped, not waited for.
+ * Answers how many rows of each merchant went, so each merchant's trail
+ * shows its own purges. */
 static const struct cv_pg_stmt purge_expired = {
     "purge_expired_tokens",
-    "DELETE FROM tokens WHERE (merchant_id, token) IN (SELECT merchant_id, token FROM tokens "
-    "WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)",
+    "WITH gone AS (DELETE FROM tokens WHERE (merchant_id, token) IN (SELECT merchant_id, token "
+    "FROM tokens WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) "
+    "RETURNING merchant_id) "
+    "SELECT merchant_id, count(*) FROM gone GROUP BY merchant_id ORDER BY merchant_id",
     1,
     CV_PG_PREPARED,
     false,
@@ -781,19 +785,19 @@ cv_status cv_store_purge_expired(struct cv_store *store, size_t batch, int64_t *
         goto out;
     if ((st = cv_pg_run(c, &purge_expired, &p, &r)) != CV_OK)
         goto out;
-    int64_t n = cv_pg_changed(r);
-    PQclear(r);
-    if (n == 0) {
-        st = cv_pg_command(c, "COMMIT");
-        goto out;
+    /* One event per merchant and batch: how many rows, never which cards. */
+    int64_t n = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        int64_t k = cv_pg_get_int(r, i, 1);
+        snprintf(detail, sizeof(detail), "tokens=%lld", (long long)k);
+        struct cv_audit_event rec = {"housekeeping",        PQgetvalue(r, i, 0), NULL,  NULL,
+                                     "token.purge_expired", "success",           detail};
+        if ((st = cv_audit_store_append_in(c, &store->sealer, &rec)) != CV_OK)
+            break;
+        n += k;
     }
-    /* One event per batch: how many rows, never which cards. */
-    snprintf(detail, sizeof(detail), "tokens=%lld", (long long)n);
-    struct cv_audit_event rec = {"housekeeping",        NULL,      NULL,  NULL,
-                                 "token.purge_expired", "success", detail};
-    if ((st = cv_audit_store_append_in(c, &store->sealer, &rec)) != CV_OK)
-        goto out;
-    if ((st = cv_pg_command(c, "COMMIT")) != CV_OK)
+    PQclear(r);
+    if (st != CV_OK || (st = cv_pg_command(c, "COMMIT")) != CV_OK)
         goto out;
     *deleted = n;
 out:

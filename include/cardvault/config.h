@@ -69,6 +69,9 @@ struct cv_config {
                                 see it; NULL: derived per request from the Host header */
     bool production;         /* CARDVAULT_DEV=1 turns it off: allows core dumps */
     bool allow_owner_role; /* CARDVAULT_ALLOW_OWNER_ROLE=1: serve as the schema owner (dev only) */
+    /* CARDVAULT_EXPECT_SYNC_STANDBY=1: the database should have a synchronous
+     * standby (a cluster): readiness and metrics say when it runs alone */
+    bool expect_sync_standby;
     unsigned audit_anchor_interval_s; /* CARDVAULT_AUDIT_ANCHOR_INTERVAL_S, default 60 */
     /* The relay and its security-code holds (docs/relay.md) */
     char *relay_destinations_file; /* CARDVAULT_RELAY_DESTINATIONS: none means no relay */

@@ -23,9 +23,10 @@
  *
  * Lifecycle: the server calls handler(deps, call, done). The handler calls
  * cv_completion_finish(done, &result) exactly once, either before it returns
- * (every handler today) or later from any thread (a handler waiting on a
- * batched commit). `call`, and everything it points to, stays valid until
- * then; after finishing the handler must not touch `call` or `done`. */
+ * or later from any thread: tokenize, read and detokenize finish on a batch writer thread once
+ * their batched write or read is done (the store_ops _async members), and the HTTP layer suspends
+ * the connection meanwhile. `call`, and everything it points to, stays valid
+ * until then; after finishing the handler must not touch `call` or `done`. */
 
 struct cv_card_testing;
 struct cv_holds;
@@ -252,6 +253,8 @@ struct cv_store_ops {
     cv_status (*idem_release)(struct cv_store *st, const char *merchant_id,
                               const unsigned char key_hash[32]);
     cv_status (*ping)(struct cv_store *st);
+    /* store.h's cv_store_replication; NULL: not checked */
+    cv_status (*replication)(struct cv_store *st, bool *standby_named, int *senders);
     void (*pool_usage)(struct cv_store *st, unsigned *in_use, unsigned *size);
     /* GET /v1/tokens and PATCH /v1/tokens/{token} (NULL in a table that
      * serves neither: the handlers answer CV_ERR_INTERNAL) */
@@ -260,6 +263,17 @@ struct cv_store_ops {
     cv_status (*update_token)(struct cv_store *st, const struct cv_token_row *row,
                               const unsigned char old_nonce[CV_GCM_NONCE_BYTES],
                               const struct cv_audit_event *ev);
+    /* insert_token, get_token and audit_append without waiting (store.h's
+     * _async calls: CV_OK, then done(ctx, status) exactly once, on any
+     * thread). NULL in a table without them: the flows then wait. */
+    cv_status (*insert_token_async)(struct cv_store *st, const struct cv_token_row *row,
+                                    const unsigned char *idem_key_hash, const char *response_body,
+                                    const struct cv_audit_event *ev, cv_store_done_fn done,
+                                    void *ctx);
+    cv_status (*get_token_async)(struct cv_store *st, const char *merchant_id, const char *token,
+                                 struct cv_token_row *out, cv_store_done_fn done, void *ctx);
+    cv_status (*audit_append_async)(struct cv_store *st, const struct cv_audit_event *ev,
+                                    cv_store_done_fn done, void *ctx);
 };
 
 /* Key operations the flows need; the production table is keyring.h's. */
@@ -338,7 +352,8 @@ struct cv_handler_deps {
     struct cv_card_testing *card_testing; /* tokenize quotas and detector; NULL: none */
     const struct cv_relay_ops *relay_ops; /* NULL: no relay (no destinations) */
     void *relay_ctx;
-    struct cv_holds *holds; /* security-code holds (cvc_hold.h); NULL: none */
+    struct cv_holds *holds;   /* security-code holds (cvc_hold.h); NULL: none */
+    bool expect_sync_standby; /* readiness reports a primary running without one */
 };
 
 /* The production wiring: store.h's and keyring.h's functions, the system clock. */

@@ -33,6 +33,14 @@ CV_MUST_USE cv_status cv_http_server_start_ops(struct cv_app *app, struct cv_htt
 bool cv_http_server_drain(struct cv_http_server *srv, unsigned drain_ms);
 /* Stops the daemon (joins its threads) and frees. Accepts NULL. */
 void cv_http_server_stop(struct cv_http_server *srv);
+/* Reads CARDVAULT_TLS_CERT and CARDVAULT_TLS_KEY again and, when the pair
+ * passes cv_tls_pair_check, serves new connections with it; connections
+ * already open finish on the old one. On any failure (CV_ERR_CONFIG, the
+ * reason in why) nothing changes. *pair describes the new certificate. */
+struct cv_tls_pair_info;
+CV_MUST_USE cv_status cv_http_server_reload_tls(struct cv_http_server *srv,
+                                                struct cv_tls_pair_info *pair, char *why,
+                                                size_t why_len);
 /* The version of the libmicrohttpd library the process runs with, e.g.
  * "0.9.75". Static storage; never NULL. */
 const char *cv_http_server_library_version(void);

@@ -2,6 +2,7 @@
 #define CV_METRICS_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "cardvault/routes.h"
@@ -27,6 +28,11 @@ void cv_metrics_count_auth_failure(struct cv_metrics *m);
 void cv_metrics_count_deadline_close(struct cv_metrics *m);
 /* Expired tokens the housekeeping purge deleted (accepts NULL). */
 void cv_metrics_count_tokens_purged(struct cv_metrics *m, uint64_t n);
+/* The certificate the API listener serves now: its expiry (Unix time),
+ * rendered as cardvault_tls_cert_not_after_seconds once set. */
+void cv_metrics_tls_cert(struct cv_metrics *m, int64_t not_after);
+/* A SIGHUP reload of the certificate: taken (ok) or refused. */
+void cv_metrics_count_tls_reload(struct cv_metrics *m, bool ok);
 /* One readiness probe actually run against the database and the KEK (the
  * cached answer in between is not counted). Accepts NULL. */
 void cv_metrics_count_readiness_probe(struct cv_metrics *m);
@@ -70,6 +76,11 @@ struct cv_metrics_gauges {
     unsigned db_pool_size;
     uint64_t dek_rotations;
     int ready;
+    /* When sync_standby_known (a standby is expected and the database
+     * answered): true while it streams, false while the primary runs
+     * without it (none named, or none connected) */
+    bool sync_standby_known;
+    bool sync_standby;
 };
 
 /* The build's identity, rendered as the constant gauge

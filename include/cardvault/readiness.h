@@ -12,9 +12,18 @@
  * listener. So a probe runs at most once per ttl, one at a time: callers
  * that arrive while one runs wait for it and share its answer. */
 
+/* The synchronous standby, when one is expected (CARDVAULT_EXPECT_SYNC_STANDBY). */
+enum cv_replication_state {
+    CV_REPLICATION_NOT_CHECKED = 0, /* none expected, or the database did not answer */
+    CV_REPLICATION_OK,              /* a standby is named and streaming */
+    CV_REPLICATION_NO_STANDBY,      /* none named: commits are on the primary alone */
+    CV_REPLICATION_NOT_CONNECTED,   /* named, none streaming: commits wait for it */
+};
+
 struct cv_readiness_report {
     bool database_ok;
     bool kek_ok;
+    enum cv_replication_state replication; /* reported, never a reason to be unready */
 };
 
 /* Fills out by asking the database and the KEK; ctx is the caller's. */

@@ -37,6 +37,9 @@ CV_MUST_USE cv_status cv_store_start_batching(struct cv_store *st, unsigned writ
 void cv_store_close(struct cv_store *st);
 /* SELECT 1 through the pool. */
 CV_MUST_USE cv_status cv_store_ping(struct cv_store *st);
+/* Whether synchronous_standby_names names a standby now, and how many WAL
+ * senders (standbys streaming) the server has. */
+CV_MUST_USE cv_status cv_store_replication(struct cv_store *st, bool *standby_named, int *senders);
 /* Asks the server to cancel every statement running on a checked-out
  * connection (shutdown, after the drain deadline); their callers then see
  * an error and return. */
@@ -85,6 +88,26 @@ CV_MUST_USE cv_status cv_store_insert_token(struct cv_store *st, const struct cv
 /* CV_ERR_NOT_FOUND unless (merchant_id, token) exists. */
 CV_MUST_USE cv_status cv_store_get_token(struct cv_store *st, const char *merchant_id,
                                          const char *token, struct cv_token_row *out);
+
+/* The outcome of a write or read that did not wait (the _async calls). */
+typedef void (*cv_store_done_fn)(void *ctx, cv_status st);
+/* cv_store_insert_token, cv_store_get_token and cv_store_audit_append
+ * without waiting: CV_OK means accepted, and done(ctx, status) is then
+ * called exactly once with the status the waiting call would have returned:
+ * with group commit on a writer thread after the transaction's COMMIT (a
+ * write is CV_OK only once durably committed), without it before the call
+ * returns. Any other status (CV_ERR_SHUTTING_DOWN) means nothing was done
+ * and done is never called. What the pointers name must stay valid until
+ * done is called; done may start the next call. */
+CV_MUST_USE cv_status cv_store_insert_token_async(
+    struct cv_store *st, const struct cv_token_row *row, const unsigned char *idem_key_hash,
+    const char *response_body, const struct cv_audit_event *ev, cv_store_done_fn done, void *ctx);
+CV_MUST_USE cv_status cv_store_get_token_async(struct cv_store *st, const char *merchant_id,
+                                               const char *token, struct cv_token_row *out,
+                                               cv_store_done_fn done, void *ctx);
+CV_MUST_USE cv_status cv_store_audit_append_async(struct cv_store *st,
+                                                  const struct cv_audit_event *ev,
+                                                  cv_store_done_fn done, void *ctx);
 
 /* Installs the audit key's sealer (the keyring calls this once it holds
  * K_audit; fn NULL removes it, after the last append). Without one every

@@ -4,7 +4,7 @@
  * only what the frame chooses to post: brand, completeness, field errors,
  * and after tokenize the token with brand, last 4 digits and expiry, and a
  * security-code hold's {id, expires_at, uses} (mountCvc, or mount with
- * holdCvc: true). */
+ * holdCvc: true; the hold option sets its uses and lifetime). */
 (function () {
   'use strict';
   if (window.CardVault) return;
@@ -40,6 +40,23 @@
     return el;
   }
 
+  /* opts.hold: {uses, ttl_seconds}, each an integer from 1 to 86400 when
+   * given; anything else is the integrator's mistake, told at mount. */
+  function holdOptions(h) {
+    if (h === undefined || h === null) return null;
+    if (typeof h !== 'object') throw fail('invalid_hold', 'mount: hold must be {uses, ttl_seconds}');
+    var out = {};
+    Object.keys(h).forEach(function (k) {
+      var v = h[k];
+      if (k !== 'uses' && k !== 'ttl_seconds') throw fail('invalid_hold', 'mount: hold has no option ' + k);
+      if (typeof v !== 'number' || Math.floor(v) !== v || v < 1 || v > 86400) {
+        throw fail('invalid_hold', 'mount: hold.' + k + ' must be an integer from 1 to 86400');
+      }
+      out[k] = v;
+    });
+    return out;
+  }
+
   function Element(vault, key, kind, where, opts) {
     var self = this;
     var frameNonce = nonce();
@@ -73,6 +90,9 @@
     var style = opts.style || null;
     /* card frame: after tokenize, hold the typed security code for the relay */
     var holdCvc = kind === 'card' && opts.holdCvc === true;
+    /* how many relays the hold serves and how long it lives (the vault's
+     * defaults, 1 and 300 s, when absent; the operator's maximums apply) */
+    var holdLimits = holdOptions(opts.hold);
 
     /* Only a well-formed hold reference goes to the page: its id, expiry and uses. */
     function holdOf(h) {
@@ -161,6 +181,7 @@
         pending[id] = { resolve: resolve, reject: reject, timer: timer };
         var msg = { type: 'tokenize', id: id };
         if (holdCvc) msg.holdCvc = true;
+        if (holdLimits && (holdCvc || kind === 'cvc')) msg.hold = holdLimits;
         post(msg);
       });
     };

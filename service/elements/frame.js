@@ -404,8 +404,10 @@
    * only what the parent may see of the answer, {id, expires_at, uses}, or
    * with null after posting the error. The code is read from the field here
    * and nowhere else; the request body is dropped once sent. */
-  function holdCvc(id, token, done) {
+  function holdCvc(id, token, limits, done) {
     var body = { cvc: onlyDigits(fields.cvc.value) };
+    if (limits.uses) body.uses = limits.uses;
+    if (limits.ttl_seconds) body.ttl_seconds = limits.ttl_seconds;
     call('/v1/tokens/' + encodeURIComponent(token) + '/cvc-hold', body, false, function (r) {
       body = null;
       var j = r && r.json;
@@ -418,7 +420,19 @@
     });
   }
 
-  function tokenize(id, wantHold) {
+  /* The parent's hold limits, checked again here: only integers from 1 to
+   * 86400 go to the vault (which applies its own maximums). */
+  function holdLimits(h) {
+    var out = {};
+    if (!h || typeof h !== 'object') return out;
+    ['uses', 'ttl_seconds'].forEach(function (k) {
+      var v = h[k];
+      if (typeof v === 'number' && Math.floor(v) === v && v >= 1 && v <= 86400) out[k] = v;
+    });
+    return out;
+  }
+
+  function tokenize(id, wantHold, limits) {
     if (tokenizing) { post({ type: 'error', id: id, code: 'busy', message: TEXT.busy }); return; }
     order.forEach(function (key) { touched[key] = true; });
     var s = state(true);
@@ -431,7 +445,7 @@
     if (MODE === 'cvc') {
       /* The saved card's code, held by the vault for the relay; the parent
        * gets the hold's reference, never the code. */
-      holdCvc(id, SAVED_TOKEN, function (hold) {
+      holdCvc(id, SAVED_TOKEN, limits, function (hold) {
         tokenizing = false;
         if (hold === null) return; /* the error is posted; the code stays for a retry */
         post({ type: 'result', id: id, cvc_hold: hold });
@@ -460,7 +474,7 @@
         clearFields();
         return;
       }
-      holdCvc(id, j.token, function (hold) {
+      holdCvc(id, j.token, limits, function (hold) {
         tokenizing = false;
         if (hold === null) return; /* the error is posted; the fields stay for a retry */
         result.cvc_hold = hold;
@@ -476,7 +490,7 @@
     if (event.source !== window.parent || event.origin !== PARENT) return;
     var m = event.data;
     if (!m || typeof m !== 'object' || m.cv !== 1 || m.nonce !== NONCE) return;
-    if (m.type === 'tokenize' && typeof m.id === 'string' && m.id.length <= 64) tokenize(m.id, m.holdCvc === true);
+    if (m.type === 'tokenize' && typeof m.id === 'string' && m.id.length <= 64) tokenize(m.id, m.holdCvc === true, holdLimits(m.hold));
     else if (m.type === 'style') setStyle(m.style);
     else if (m.type === 'clear') clearFields();
   });

@@ -813,6 +813,41 @@ tcase(13, 'the card frame with holdCvc gives a token and a hold of the code', as
   await relayWithHold('13', r.token, r.cvc_hold.id, CVC_B);
 });
 
+tcase(14, 'the hold option sets the hold\'s uses and lifetime; a bad one throws at mount', async (ctx) => {
+  const { page, rec } = await openShop(ctx, 'checkout.html?hold=1&uses=2&ttl=120');
+  const [frame] = vaultFrames(page);
+  await typeCard(page, frame, { pan: MASTERCARD, cvc: CVC_B });
+  await waitShop(page, () => { const c = window.__shop.changes; return c.length && c[c.length - 1].complete === true; },
+    null, 'a change event with complete: true');
+  const t0 = Date.now();
+  await page.click('#pay');
+  await waitShop(page, () => window.__shop.answers.length > 0 || window.__shop.errors.length > 0, null,
+    'the shop to get a token and a hold (or an error)');
+  const st = await page.evaluate(() => window.__shop);
+  const r = st.results[0];
+  if (!check('14 tokenize resolves with a token and a hold', r && r.cvc_hold, JSON.stringify(st.errors))) return;
+  const left = (Date.parse(r.cvc_hold.expires_at) - t0) / 1000;
+  check('14 two uses, expiring in about 120 s', r.cvc_hold.uses === 2 && left > 110 && left <= 121,
+    `uses ${r.cvc_hold.uses}, ${left.toFixed(0)} s`);
+  const holdReq = rec.vaultFrameRequests.filter((q) => q.url === `${VAULT}/v1/tokens/${r.token}/cvc-hold`);
+  const body = JSON.parse((holdReq[0] && holdReq[0].body) || '{}');
+  check('14 the hold request carried cvc, uses and ttl_seconds only',
+    holdReq.length === 1 && Object.keys(body).sort().join() === 'cvc,ttl_seconds,uses' && body.uses === 2 && body.ttl_seconds === 120,
+    Object.keys(body).join());
+  const thrown = await page.evaluate((pk) => {
+    const out = [];
+    for (const hold of [{ uses: 0 }, { uses: 1.5 }, { ttl_seconds: '60' }, { ttl_seconds: 86401 }, { other: 1 }, 7]) {
+      const el = document.createElement('div');
+      document.body.appendChild(el);
+      try { CardVault({ key: pk }).mount(el, { holdCvc: true, hold }); out.push('mounted'); }
+      catch (e) { out.push(String(e && e.code)); }
+    }
+    return out;
+  }, PK);
+  check('14 a bad hold option throws invalid_hold at mount (6 cases)', thrown.every((c) => c === 'invalid_hold'), thrown.join());
+  await page.close();
+});
+
 // ------------------------------------------------------------------ main
 
 // Browser flags. As root (CI), Chromium's OS-level sandbox cannot start without --no-sandbox;

@@ -14,6 +14,7 @@
 CL_PGBIN=${CL_PGBIN:-$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null)}
 CL_DIR=${CL_DIR:-$(mktemp -d /tmp/cv-cluster.XXXXXX)}
 CL_PIDS=()
+CL_GROUPS=() # process groups of the nodes and the monitor (cl_spawn)
 # Failover in seconds, not the 20 s default (pg_auto_failover's monitor settings).
 CL_UNHEALTHY_MS=${CL_UNHEALTHY_MS:-6000}
 
@@ -34,6 +35,9 @@ cl_spawn() {
     setsid "${e[@]}" sh -c 'echo $$ > "$0"; exec "$@"' "$CL_DIR/$name.pid" "$@" >>"$CL_DIR/$name.log" 2>&1 &
     for _ in $(seq 1 50); do [ -s "$CL_DIR/$name.pid" ] && break; sleep 0.1; done
     CL_PIDS+=("$(cat "$CL_DIR/$name.pid")")
+    # setsid made the process a group leader: its group id is its own pid
+    # (runuser's, the parent of the pid above, as root)
+    CL_GROUPS+=("$(ps -o pgid= -p "$(cat "$CL_DIR/$name.pid")" | tr -d ' ')")
 }
 
 # cl_pgid NAME: the process group of a node started by cl_spawn (runuser leads it).
@@ -106,7 +110,7 @@ cl_start_vault() { # cl_start_vault ID PORT OPS_PORT
         CARDVAULT_OPS_LISTEN="127.0.0.1:$3" CARDVAULT_INSTANCE_ID="$1" \
         CARDVAULT_KEK_FILE="$CL_DIR/kek" CARDVAULT_TRUSTED_PROXIES=127.0.0.1 \
         CARDVAULT_MAX_CONNECTIONS_PER_IP=512 CARDVAULT_RATE_LIMIT_RPS=0 \
-        CARDVAULT_DRAIN_GRACE_MS=1000 \
+        CARDVAULT_DRAIN_GRACE_MS=1000 CARDVAULT_EXPECT_SYNC_STANDBY=1 \
         "$CL_BIN" serve >>"$CL_DIR/vault-$1.log" 2>&1 &
     eval "CL_VAULT_${1^^}_PID=$!"
     CL_PIDS+=($!)
@@ -222,7 +226,13 @@ cl_up() {
 }
 
 cl_down() {
-    local i
+    local i g
+    # A fault may have stopped a node's group (SIGSTOP) when we are
+    # interrupted: continue every group first, or its runuser stays behind,
+    # stopped, with its child a zombie.
+    for g in "${CL_GROUPS[@]}"; do
+        [ -n "$g" ] && kill -CONT -- "-$g" 2>/dev/null
+    done
     # the front first, then the vaults, then the database nodes, the monitor last
     for ((i = ${#CL_PIDS[@]} - 1; i >= 0; i--)); do
         kill -TERM "${CL_PIDS[$i]}" 2>/dev/null
@@ -236,5 +246,10 @@ cl_down() {
     for d in node1 node2 monitor; do
         [ -f "$CL_DIR/$d/postmaster.pid" ] && cl_as_pg "$CL_PGBIN/pg_ctl" -D "$CL_DIR/$d" -m immediate -w stop >/dev/null 2>&1
     done
+    # whatever is left in those groups (runuser, a pg_autoctl child)
+    for g in "${CL_GROUPS[@]}"; do
+        [ -n "$g" ] && kill -KILL -- "-$g" 2>/dev/null
+    done
     CL_PIDS=()
+    CL_GROUPS=()
 }

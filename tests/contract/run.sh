@@ -42,6 +42,13 @@ else
   sed 's/^/  /' "$SC_DIR/rules.out" 2>/dev/null | tail -30
 fi
 
+# 5. the API reference page renders from openapi.yaml and names every operation (make api-docs).
+if "$CONTRACT/api-docs.sh" "$SC_DIR/api-docs/index.html" >"$SC_DIR/api-docs.out" 2>&1; then
+  ok "API reference rendered: $(tail -1 "$SC_DIR/api-docs.out" | sed 's|.*(||; s|)||')"
+else
+  not_ok "API reference rendered"; sed 's/^/  /' "$SC_DIR/api-docs.out" | tail -20
+fi
+
 sc_setup
 sc_merchant "Contract Shop"
 if sc_start; then ok "service started"; else not_ok "service started"; sc_finish contract; fi

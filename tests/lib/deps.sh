@@ -25,7 +25,7 @@ packages=(
   libmicrohttpd-dev libssl-dev libpq-dev libjansson-dev libcurl4-openssl-dev libp11-kit-dev zlib1g-dev
   libmariadb-dev
   postgresql postgresql-contrib postgresql-client
-  curl openssl procps
+  curl openssl procps iproute2
 )
 if [ "$mode" != run ]; then
   packages+=(

@@ -68,9 +68,10 @@ store_tokens.c	DELETE FROM idempotency_keys WHERE expires_at < now()
 # Expired-token purge, all merchants: run by the housekeeping thread on a
 # timer and by `cardvault tokens purge-expired`, never on a request. It
 # deletes only rows whose own expires_at has passed (rows the API already
-# answers as missing), at most $1 a batch, returns nothing, and appends one
-# audit event with the count in the same transaction.
-store_tokens.c	DELETE FROM tokens WHERE (merchant_id, token) IN (SELECT merchant_id, token FROM tokens WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+# answers as missing), at most $1 a batch, returns only each merchant's
+# count, and appends one audit event per merchant with that count in the
+# same transaction.
+store_tokens.c	WITH gone AS (DELETE FROM tokens WHERE (merchant_id, token) IN (SELECT merchant_id, token FROM tokens WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING merchant_id) SELECT merchant_id, count(*) FROM gone GROUP BY merchant_id ORDER BY merchant_id
 # Key lifecycle (operator CLI, `cardvault keys ...`, store_keys.c): DEKs are
 # shared by all merchants, so these work across merchants by design.
 # `keys status`: the number of tokens each DEK protects (a count, no row data).

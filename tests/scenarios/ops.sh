@@ -128,7 +128,12 @@ timeout 10 bash -c "python3 -c 'import socket,time
 s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((\"127.0.0.1\", $SILENT)); s.listen(4)
 c=s.accept(); time.sleep(8)'" &
 SILENT_PID=$!
-sleep 0.5
+# until it listens (a loaded machine starts python slowly; a refused
+# connection would end the probe at once)
+for _ in $(seq 1 100); do
+    ss -Hltn "sport = :$SILENT" 2>/dev/null | grep -q . && break
+    sleep 0.1
+done
 t0=$(date +%s%N)
 rc=$(probe_rc --ops-url "http://127.0.0.1:$SILENT")
 PROBE_MS=$((($(date +%s%N) - t0) / 1000000))
@@ -146,6 +151,28 @@ sc_pg_start
 sc_stop
 rc=$(probe_rc)
 check "probe with the service stopped: exit 1" test "$rc" = 1
+
+# ---- a primary without its expected synchronous standby ---------------------
+# This lone server names no standby: with CARDVAULT_EXPECT_SYNC_STANDBY=1 it
+# is a cluster's primary running alone (pg_auto_failover's wait_primary).
+need "service starts expecting a synchronous standby" sc_start CARDVAULT_EXPECT_SYNC_STANDBY=1
+body=$(curl -s -w ' %{http_code}' "$SC_OPS_URL/readyz")
+check "expected standby missing: /readyz still 200 ($body)" test "${body##* }" = 200
+check "expected standby missing: checks.replication says degraded: no synchronous standby" \
+    test "$(jq -r '.checks.replication' <<<"${body% *}")" = "degraded: no synchronous standby"
+check "expected standby missing: cardvault_db_sync_standby 0" \
+    bash -c "curl -s '$SC_OPS_URL/metrics' | grep -qx 'cardvault_db_sync_standby 0'"
+# Named but not streaming: commits would wait for it.
+psql -X -q -d postgres -c "ALTER SYSTEM SET synchronous_standby_names = 'absent_standby'" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 1.2 # past the shared readiness answer's second
+check "a standby named but not streaming: degraded: synchronous standby not connected" \
+    test "$(curl -s "$SC_OPS_URL/readyz" | jq -r '.checks.replication')" = "degraded: synchronous standby not connected"
+psql -X -q -d postgres -c "ALTER SYSTEM RESET synchronous_standby_names" -c "SELECT pg_reload_conf()" >/dev/null
+sc_stop
+need "service starts without CARDVAULT_EXPECT_SYNC_STANDBY" sc_start
+check "without a standby expected: no replication check and no cardvault_db_sync_standby" \
+    bash -c "! curl -s '$SC_OPS_URL/readyz' | grep -q replication && ! curl -s '$SC_OPS_URL/metrics' | grep -q cardvault_db_sync_standby"
+sc_stop
 
 # ---- IPv6 ----------------------------------------------------------------
 if ! grep -q '^00000000000000000000000000000001 ' /proc/net/if_inet6 2>/dev/null; then

@@ -310,7 +310,8 @@ bad=${p:0:${#p}-1}$(((${p: -1} + 1) % 10)) # Luhn broken
 printf 'pan\tx%d-luhn\t%s\n' "$XI" "$bad" >>"$VALUES"
 expect_code "PAN failing Luhn" 400 "$(kept_req err-luhn POST /v1/tokens "$M1_PK" "$(body_of "$bad" "$c" "$n")")"
 xcanary; p=$XP c=$XC n=$XN
-expect_code "20-digit PAN" 400 "$(kept_req err-20 POST /v1/tokens "$M1_PK" "$(body_of "${p}7" "$c" "$n")")"
+long=$p; while [ ${#long} -lt 20 ]; do long=${long}7; done # 20 digits whatever the canary's length
+expect_code "20-digit PAN" 400 "$(kept_req err-20 POST /v1/tokens "$M1_PK" "$(body_of "$long" "$c" "$n")")"
 xcanary; p=$XP c=$XC n=$XN
 printf 'cvc\tx%d-5\t%s\n' "$XI" "${c}9" >>"$VALUES"
 expect_code "5-digit CVC" 400 "$(kept_req err-cvc POST /v1/tokens "$M1_PK" "$(body_of "$p" "${c}9" "$n")")"

@@ -158,6 +158,8 @@ check "the expired row is gone from the database" \
   test "$(q "SELECT count(*) FROM tokens WHERE token = '$EXP_TOK'")" = 0
 check "one token.purge_expired audit event, with the count" \
   test "$(q "SELECT detail FROM audit_events WHERE action = 'token.purge_expired' ORDER BY seq DESC LIMIT 1")" = "tokens=$(jq -r .purged <<<"$out")"
+check "the event names the merchant whose tokens went" \
+  test "$(q "SELECT merchant_id FROM audit_events WHERE action = 'token.purge_expired' ORDER BY seq DESC LIMIT 1")" = "$A_ID"
 check "cardvault audit verify passes" bash -c "'$SC_BIN' audit verify >/dev/null"
 # The housekeeping thread purges at start.
 req POST /v1/tokens "$A_SK" "{\"pan\":\"$(luhn_pan 555555 78)\",\"exp_month\":5,\"exp_year\":2031,\"ttl_seconds\":1}"

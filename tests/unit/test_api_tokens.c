@@ -1429,10 +1429,264 @@ static void list_pages_the_merchants_tokens_without_card_numbers(void)
     fake_free(&store);
 }
 
+/* ---- the asynchronous store calls ------------------------------------ */
+
+/* A store whose _async calls queue the job, as the batch writer does; the
+ * test "commits" it with commit_pending, which runs the waiting call and
+ * then the callback, as the writer thread would after COMMIT. */
+enum pending_kind { PENDING_NONE, PENDING_INSERT, PENDING_GET, PENDING_AUDIT };
+static struct {
+    enum pending_kind kind;
+    const struct cv_token_row *row;
+    const char *merchant_id;
+    const char *token;
+    struct cv_token_row *out;
+    const struct cv_audit_event *ev;
+    const unsigned char *idem;
+    const char *body;
+    cv_store_done_fn done;
+    void *ctx;
+    int queued;
+} pending;
+
+static cv_status queue_pending(enum pending_kind kind, cv_store_done_fn done, void *ctx)
+{
+    CHECK_EQ_INT(pending.kind, PENDING_NONE); /* one at a time */
+    pending.kind = kind;
+    pending.done = done;
+    pending.ctx = ctx;
+    pending.queued++;
+    return CV_OK;
+}
+
+static cv_status async_insert(struct cv_store *st, const struct cv_token_row *row,
+                              const unsigned char *idem_key_hash, const char *response_body,
+                              const struct cv_audit_event *ev, cv_store_done_fn done, void *ctx)
+{
+    (void)st;
+    CHECK(response_body != NULL);
+    pending.idem = idem_key_hash;
+    pending.body = response_body;
+    pending.row = row;
+    pending.ev = ev;
+    return queue_pending(PENDING_INSERT, done, ctx);
+}
+
+static cv_status async_get(struct cv_store *st, const char *merchant_id, const char *token,
+                           struct cv_token_row *out, cv_store_done_fn done, void *ctx)
+{
+    (void)st;
+    pending.merchant_id = merchant_id;
+    pending.token = token;
+    pending.out = out;
+    return queue_pending(PENDING_GET, done, ctx);
+}
+
+static cv_status async_audit(struct cv_store *st, const struct cv_audit_event *ev,
+                             cv_store_done_fn done, void *ctx)
+{
+    (void)st;
+    pending.ev = ev;
+    return queue_pending(PENDING_AUDIT, done, ctx);
+}
+
+/* Runs the queued job against the fake store and calls its callback. */
+static void commit_pending(void)
+{
+    struct cv_store *st = (struct cv_store *)(void *)&store;
+    cv_status r = CV_ERR_INTERNAL;
+    enum pending_kind kind = pending.kind;
+    pending.kind = PENDING_NONE;
+    if (kind == PENDING_INSERT)
+        r = fake_insert_token(st, pending.row, pending.idem, pending.body, pending.ev);
+    else if (kind == PENDING_GET)
+        r = fake_get_token(st, pending.merchant_id, pending.token, pending.out);
+    else if (kind == PENDING_AUDIT)
+        r = fake_audit_append(st, pending.ev);
+    CHECK(kind != PENDING_NONE);
+    pending.done(pending.ctx, r);
+}
+
+static struct cv_store_ops async_ops;
+
+/* Starts handler on the asynchronous table; the caller commits and checks c. */
+static void start_async(cv_handler handler, const char *token, const char *idem_key,
+                        const char *body, struct cv_tokenize_req *req, struct cv_call *call,
+                        struct captured *c)
+{
+    async_ops = fake_store_ops;
+    async_ops.insert_token_async = async_insert;
+    async_ops.get_token_async = async_get;
+    async_ops.audit_append_async = async_audit;
+    memset(&pending, 0, sizeof(pending));
+    static struct cv_handler_deps d;
+    d = deps_of(&store);
+    d.store_ops = &async_ops;
+    struct cv_json_param param;
+    memset(req, 0, sizeof(*req));
+    if (body != NULL)
+        CHECK_EQ_INT(cv_json_decode_tokenize(body, strlen(body), req, &param), CV_OK);
+    *call = (struct cv_call){.request_id = "req_testtesttesttesttest",
+                             .who = &who_a,
+                             .token = token,
+                             .idempotency_key = idem_key,
+                             .tokenize = body != NULL ? req : NULL};
+    memset(c, 0, sizeof(*c));
+    c->done.finish = capture;
+    handler(&d, call, &c->done);
+}
+
+static void async_tokenize_answers_only_after_its_commit(void)
+{
+    setup();
+    struct cv_tokenize_req req;
+    struct cv_call call;
+    struct captured c;
+    start_async(cv_api_tokenize, NULL, NULL, CARD_CVC, &req, &call, &c);
+    /* Returned unfinished: nothing is acknowledged before the commit. */
+    CHECK_EQ_INT(c.calls, 0);
+    CHECK_EQ_INT(pending.kind, PENDING_INSERT);
+    CHECK_EQ_INT((int)store.n_tokens, 0);
+    CHECK(!contains(pending.row->ciphertext, pending.row->ciphertext_len, CVC));
+    commit_pending();
+    CHECK_EQ_INT(c.calls, 1);
+    CHECK_EQ_INT(c.res.status, CV_OK);
+    CHECK_EQ_INT(c.res.kind, CV_RESULT_CREATED);
+    char tok[CV_TOKEN_LEN + 1];
+    token_of(&c.res, tok);
+    CHECK_EQ_INT((int)store.n_tokens, 1);
+    CHECK(strcmp(store.tokens[0].token, tok) == 0);
+    CHECK_EQ_INT((int)store.n_audit, 1);
+    CHECK(strcmp(store.audit_token[0], tok) == 0); /* its event names the token committed */
+    CHECK(!body_has(&c.res, PAN));
+    cv_result_cleanup(&c.res);
+    cv_tokenize_req_cleanup(&req);
+    fake_free(&store);
+}
+
+static void async_tokenize_retries_a_collision_from_the_callback(void)
+{
+    setup();
+    store.collisions = 1;
+    struct cv_tokenize_req req;
+    struct cv_call call;
+    struct captured c;
+    start_async(cv_api_tokenize, NULL, NULL, CARD_BODY, &req, &call, &c);
+    commit_pending(); /* CV_ERR_DUPLICATE: a new token is queued */
+    CHECK_EQ_INT(c.calls, 0);
+    CHECK_EQ_INT(pending.queued, 2);
+    commit_pending();
+    CHECK_EQ_INT(c.calls, 1);
+    CHECK_EQ_INT(c.res.status, CV_OK);
+    CHECK_EQ_INT((int)store.n_tokens, 1);
+    cv_result_cleanup(&c.res);
+    cv_tokenize_req_cleanup(&req);
+    fake_free(&store);
+}
+
+static void async_tokenize_failed_commit_answers_no_token(void)
+{
+    setup();
+    store.insert_fails = CV_ERR_DB_UNAVAILABLE;
+    struct cv_tokenize_req req;
+    struct cv_call call;
+    struct captured c;
+    start_async(cv_api_tokenize, NULL, NULL, CARD_BODY, &req, &call, &c);
+    commit_pending();
+    CHECK_EQ_INT(c.calls, 1);
+    CHECK_EQ_INT(c.res.status, CV_ERR_DB_UNAVAILABLE);
+    CHECK(c.res.body == NULL);
+    CHECK_EQ_INT((int)store.n_tokens, 0);
+    cv_result_cleanup(&c.res);
+    cv_tokenize_req_cleanup(&req);
+    fake_free(&store);
+}
+
+static void async_read_and_detokenize_audit_before_disclosing(void)
+{
+    setup();
+    struct cv_result t = tokenize(&who_a, NULL, CARD ",\"cardholder_name\":\"Ada Lovelace\"}");
+    char tok[CV_TOKEN_LEN + 1];
+    token_of(&t, tok);
+    struct cv_tokenize_req req;
+    struct cv_call call;
+    struct captured c;
+
+    start_async(cv_api_read, tok, NULL, NULL, &req, &call, &c);
+    CHECK_EQ_INT(c.calls, 0);
+    commit_pending();
+    CHECK_EQ_INT(c.calls, 1);
+    CHECK_EQ_INT(c.res.status, CV_OK);
+    CHECK(body_has(&c.res, tok));
+    CHECK(!body_has(&c.res, PAN));
+    cv_result_cleanup(&c.res);
+
+    start_async(cv_api_detokenize, tok, NULL, NULL, &req, &call, &c);
+    commit_pending(); /* the read */
+    CHECK_EQ_INT(c.calls, 0);
+    CHECK_EQ_INT(pending.kind, PENDING_AUDIT); /* no PAN before its event commits */
+    commit_pending();
+    CHECK_EQ_INT(c.calls, 1);
+    CHECK_EQ_INT(c.res.status, CV_OK);
+    CHECK(body_has(&c.res, "\"pan\":\"" PAN "\""));
+    CHECK(strcmp(store.audit_action[store.n_audit - 1], "token.detokenize") == 0);
+    CHECK(strcmp(store.audit_outcome[store.n_audit - 1], "success") == 0);
+    cv_result_cleanup(&c.res);
+
+    store.audit_fails = true; /* fail closed */
+    start_async(cv_api_detokenize, tok, NULL, NULL, &req, &call, &c);
+    commit_pending();
+    commit_pending();
+    CHECK_EQ_INT(c.calls, 1);
+    CHECK_EQ_INT(c.res.status, CV_ERR_DB_UNAVAILABLE);
+    CHECK(c.res.body == NULL);
+    cv_result_cleanup(&c.res);
+    cv_result_cleanup(&t);
+    fake_free(&store);
+}
+
+static void async_tokenize_with_idempotency_key_completes_or_releases(void)
+{
+    setup();
+    store.insert_fails = CV_ERR_DB_UNAVAILABLE;
+    struct cv_tokenize_req req;
+    struct cv_call call;
+    struct captured c;
+    start_async(cv_api_tokenize, NULL, "async-key-1", CARD_BODY, &req, &call, &c);
+    CHECK(pending.idem != NULL); /* the claim travels with the row */
+    commit_pending();
+    CHECK_EQ_INT(c.res.status, CV_ERR_DB_UNAVAILABLE);
+    CHECK(!store.idem[0].used); /* released: a retry may claim it */
+    cv_result_cleanup(&c.res);
+    cv_tokenize_req_cleanup(&req);
+
+    start_async(cv_api_tokenize, NULL, "async-key-1", CARD_BODY, &req, &call, &c);
+    commit_pending();
+    CHECK_EQ_INT(c.res.status, CV_OK);
+    CHECK_EQ_INT(c.res.kind, CV_RESULT_CREATED);
+    char first[CV_TOKEN_LEN + 1], again[CV_TOKEN_LEN + 1];
+    token_of(&c.res, first);
+    struct cv_result r = tokenize(&who_a, "async-key-1", CARD_BODY); /* a retry replays */
+    CHECK_EQ_INT(r.status, CV_OK);
+    CHECK(r.replayed);
+    token_of(&r, again);
+    CHECK(strcmp(first, again) == 0);
+    CHECK_EQ_INT((int)store.n_tokens, 1);
+    cv_result_cleanup(&r);
+    cv_result_cleanup(&c.res);
+    cv_tokenize_req_cleanup(&req);
+    fake_free(&store);
+}
+
 int main(void)
 {
     cv_json_init();
     RUN(tokenize_creates_a_token);
+    RUN(async_tokenize_answers_only_after_its_commit);
+    RUN(async_tokenize_retries_a_collision_from_the_callback);
+    RUN(async_tokenize_failed_commit_answers_no_token);
+    RUN(async_tokenize_with_idempotency_key_completes_or_releases);
+    RUN(async_read_and_detokenize_audit_before_disclosing);
     RUN(update_reseals_the_card_in_place);
     RUN(update_refusals_change_nothing);
     RUN(update_starts_over_when_it_loses_a_race);

@@ -56,7 +56,7 @@ static void defaults_with_an_empty_environment(void)
           cfg.kek_pkcs11_key == NULL && cfg.kek_pkcs11_pin_file == NULL);
     CHECK(cfg.listen_host != NULL && strcmp(cfg.listen_host, "127.0.0.1") == 0);
     CHECK_EQ_INT(cfg.listen_port, 8080);
-    CHECK_EQ_INT(cfg.http_threads, 0); /* a thread per connection */
+    CHECK_EQ_INT(cfg.http_threads, 8); /* an epoll pool of 8 threads */
     CHECK_EQ_INT(cfg.db_writers, 1);
     CHECK_EQ_INT(cfg.per_ip_connections, 128);
     CHECK_EQ_INT(cfg.drain_grace_ms, 5000);
@@ -99,7 +99,7 @@ static void empty_values_mean_the_default(void)
     setenv("CARDVAULT_LOG_LEVEL", "", 1);
     CHECK_EQ_INT(load(&cfg, why, sizeof(why)), CV_OK);
     CHECK_EQ_INT(cfg.listen_port, 8080);
-    CHECK_EQ_INT(cfg.http_threads, 0);
+    CHECK_EQ_INT(cfg.http_threads, 8);
     CHECK_EQ_INT(cfg.log_level, CV_LOG_INFO);
     cv_config_cleanup(&cfg);
 }

@@ -22,7 +22,8 @@
 
 static char *render(struct cv_metrics *m, size_t *len)
 {
-    struct cv_metrics_gauges g = {3, 8, 2, 1};
+    struct cv_metrics_gauges g = {
+        .db_pool_in_use = 3, .db_pool_size = 8, .dek_rotations = 2, .ready = 1};
     char *text = cv_metrics_render(m, &g, len);
     CHECK(text != NULL);
     CHECK_EQ_INT(strlen(text), *len);

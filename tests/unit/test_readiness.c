@@ -79,7 +79,7 @@ static void concurrent_callers_share_one_probe(void)
     struct caller callers[16];
     pthread_t t[16];
     for (int i = 0; i < 16; i++) {
-        callers[i] = (struct caller){r, &f, {false, false}};
+        callers[i] = (struct caller){r, &f, {false, false, CV_REPLICATION_NOT_CHECKED}};
         CHECK(pthread_create(&t[i], NULL, call, &callers[i]) == 0);
     }
     for (int i = 0; i < 16; i++)

@@ -11,8 +11,11 @@
 
   const cv = CardVault({ key: '{{KEY}}' });
   // ?hold=1: the card frame also holds the typed security code for the relay (holdCvc).
-  const holdCvc = new URLSearchParams(location.search).get('hold') === '1';
-  const card = cv.mount('#card', { title: 'Card details', holdCvc: holdCvc });
+  // ?uses=N&ttl=S: the hold's uses and lifetime (the hold option).
+  const q = new URLSearchParams(location.search);
+  const holdCvc = q.get('hold') === '1';
+  const limits = q.get('uses') ? { uses: Number(q.get('uses')), ttl_seconds: Number(q.get('ttl')) } : undefined;
+  const card = cv.mount('#card', { title: 'Card details', holdCvc: holdCvc, hold: limits });
   card.on('ready', function () { shop.ready = true; });
   card.on('change', function (e) { shop.changes.push(e); });
 
