@@ -829,6 +829,12 @@ cv_status cv_pg_pipeline_run(struct cv_pg_conn *c, struct cv_pg_pipeline *pl)
         if (!params_valid(pl->steps[i].stmt, pl->steps[i].params) ||
             pl->steps[i].stmt->mode == CV_PG_SCRIPT)
             return CV_ERR_INTERNAL; /* a script needs the simple protocol */
+        if (commit_at < n) {
+            /* after a COMMIT, a failing step would hide that it committed */
+            cv_log(CV_LOG_ERROR, "db_pipeline_invalid", CV_LS("statement", pl->steps[i].stmt->name),
+                   CV_LS("reason", "a step after the COMMIT"));
+            return CV_ERR_INTERNAL;
+        }
         if (strcmp(pl->steps[i].stmt->sql, "COMMIT") == 0)
             commit_at = i;
     }
@@ -866,6 +872,17 @@ cv_status cv_pg_pipeline_run(struct cv_pg_conn *c, struct cv_pg_pipeline *pl)
         cv_log(CV_LOG_WARN, "db_pipeline_unfinished", CV_LI("steps", (int64_t)n));
     if (f.at < n) {
         cv_status st = pl->steps[f.at].status;
+        if (commit_at < sent && f.at < commit_at && !f.by_server &&
+            pl->steps[commit_at].status == CV_OK) {
+            /* libpq lost an earlier step's answer (not the server's error:
+             * that would have skipped the COMMIT), yet the COMMIT says it
+             * committed: committed, but not as checked. Never a failure a
+             * caller may retry. */
+            cv_log(CV_LOG_ERROR, "db_commit_unconfirmed",
+                   CV_LS("statement", pl->steps[commit_at].stmt->name),
+                   CV_LS("effect", "committed after a step whose answer was lost"));
+            return CV_ERR_COMMIT_UNCONFIRMED;
+        }
         /* Sent, never answered, and the session is gone: a COMMIT queued at
          * or after the failing step may have run on the server all the same
          * (it runs a pipeline without waiting for us to read), unless the

@@ -148,9 +148,13 @@ void cv_pg_pipeline_cleanup(struct cv_pg_pipeline *pl);
  * are aborted, nothing of them ran); an open transaction stays open, or
  * failed, for the caller to COMMIT or roll back. Returns CV_OK, the first
  * failure as cv_pg_error maps it (logged once), CV_ERR_INTERNAL for a bad
- * parameter list or an overflowed pipeline (nothing sent), or
- * CV_ERR_COMMIT_UNCONFIRMED as cv_pg_run does for a COMMIT step. c is left
- * out of pipeline mode with nothing pending, or broken (release closes it). */
+ * parameter list, an overflowed pipeline or a step after the COMMIT
+ * (nothing sent), or CV_ERR_COMMIT_UNCONFIRMED as cv_pg_run does for a
+ * COMMIT step: its wait for the synchronous standby was cancelled, or the
+ * session ended once it was sent and before a failure the server reported
+ * ahead of it (the server may have committed without our reading it). c is
+ * left out of pipeline mode with nothing pending, or broken (release closes
+ * it, and retires the pool's sessions opened before it). */
 CV_MUST_USE cv_status cv_pg_pipeline_run(struct cv_pg_conn *c, struct cv_pg_pipeline *pl);
 /* Acquire, run, release: the shape of one-statement operations. */
 CV_MUST_USE cv_status cv_pg_run_once(struct cv_pg_pool *pool, const struct cv_pg_stmt *s,

@@ -5,6 +5,7 @@
  * except the batcher's: token rows of an existing merchant and data key,
  * deleted at the end. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,12 @@
 #include "check.h"
 
 static struct cv_pg_pool *pool;
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
 
 static const struct cv_pg_stmt begin_s = {"BEGIN", "BEGIN", 0, CV_PG_ONE_OFF, false, false};
 static const struct cv_pg_stmt commit_s = {"COMMIT", "COMMIT", 0, CV_PG_ONE_OFF, false, false};
@@ -216,6 +223,252 @@ static void session_ended_by_the_server_before_commit_is_unavailable(void)
     }
 }
 
+/* The server ends the session while the COMMIT runs (a deferred trigger
+ * fires at COMMIT and terminates its own backend): whether it committed is
+ * not known to the client, so it is unconfirmed, never unavailable (which a
+ * caller could retry) nor a success. */
+static const struct cv_pg_stmt make_dying_table[] = {
+    {"t_die_table", "CREATE TEMP TABLE pl_die (k int)", 0, CV_PG_ONE_OFF, false, false},
+    {"t_die_fn",
+     "CREATE FUNCTION pg_temp.pl_die() RETURNS trigger LANGUAGE plpgsql AS "
+     "'BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); "
+     "RETURN NULL; END'",
+     0, CV_PG_ONE_OFF, false, false},
+    {"t_die_trigger",
+     "CREATE CONSTRAINT TRIGGER pl_die_at_commit AFTER INSERT ON pl_die "
+     "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pg_temp.pl_die()",
+     0, CV_PG_ONE_OFF, false, false},
+};
+static const struct cv_pg_stmt put_dying = {
+    "t_put_die", "INSERT INTO pl_die VALUES ($1::int)", 1, CV_PG_PREPARED, false, true};
+static const struct cv_pg_stmt backend_pid = {
+    "t_pid", "SELECT pg_backend_pid()", 0, CV_PG_ONE_OFF, false, false};
+
+static void session_ended_during_commit_is_unconfirmed(void)
+{
+    struct cv_pg_conn *c = NULL;
+    struct cv_pg_pipeline pl;
+    struct cv_pg_params p;
+    CHECK(cv_pg_acquire(pool, &c) == CV_OK);
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < sizeof(make_dying_table) / sizeof(make_dying_table[0]); i++)
+        CHECK_EQ_INT(cv_pg_run(c, &make_dying_table[i], NULL, NULL), CV_OK);
+    cv_pg_pipeline_init(&pl);
+    cv_pg_params_init(&p);
+    cv_pg_param_int(&p, 1);
+    cv_pg_pipeline_add(&pl, &begin_s, NULL);
+    cv_pg_pipeline_add(&pl, &put_dying, &p);
+    size_t commit = cv_pg_pipeline_add(&pl, &commit_s, NULL);
+    CHECK_EQ_INT(cv_pg_pipeline_run(c, &pl), CV_ERR_COMMIT_UNCONFIRMED);
+    CHECK_EQ_INT(pl.steps[1].status, CV_OK);
+    CHECK(pl.steps[commit].status != CV_OK && !pl.steps[commit].aborted);
+    cv_pg_pipeline_cleanup(&pl);
+    cv_pg_rollback(c); /* nothing to roll back on a dead session */
+    cv_pg_release(c);
+}
+
+/* A step after the COMMIT is refused before anything is sent: its failure
+ * would hide that the transaction committed. */
+static void step_after_commit_is_refused(void)
+{
+    struct cv_pg_conn *c = fresh_table();
+    struct cv_pg_pipeline pl;
+    struct cv_pg_params p;
+    CHECK(c != NULL);
+    if (c == NULL)
+        return;
+    cv_pg_pipeline_init(&pl);
+    cv_pg_params_init(&p);
+    cv_pg_param_int(&p, 1);
+    cv_pg_param_text(&p, "v");
+    cv_pg_pipeline_add(&pl, &begin_s, NULL);
+    cv_pg_pipeline_add(&pl, &put, &p);
+    cv_pg_pipeline_add(&pl, &commit_s, NULL);
+    cv_pg_pipeline_add(&pl, &count_s, NULL);
+    CHECK_EQ_INT(cv_pg_pipeline_run(c, &pl), CV_ERR_INTERNAL);
+    cv_pg_pipeline_cleanup(&pl);
+    CHECK(!cv_pg_in_transaction(c));
+    CHECK_EQ_INT(rows_in_table(c), 0);
+    cv_pg_release(c);
+}
+
+/* A session a pipeline finds broken retires the pool's idle sessions
+ * opened before it (the pool's generation): none of them is handed out
+ * again, each is replaced by a new session at its checkout. */
+static void broken_pipeline_session_retires_older_sessions(void)
+{
+    struct cv_pg_conn *held[4] = {NULL, NULL, NULL, NULL};
+    int64_t old_pids[4] = {0, 0, 0, 0};
+    size_t n_held = 0;
+    PGresult *r = NULL;
+    /* every slot of the pool open, and its backend known */
+    for (; n_held < 4; n_held++) {
+        if (cv_pg_acquire(pool, &held[n_held]) != CV_OK)
+            break;
+        if (cv_pg_run(held[n_held], &backend_pid, NULL, &r) == CV_OK) {
+            old_pids[n_held] = cv_pg_get_int(r, 0, 0);
+            PQclear(r);
+        }
+    }
+    CHECK_EQ_INT(n_held, 4);
+    for (size_t i = 1; i < n_held; i++)
+        cv_pg_release(held[i]);
+    if (n_held == 0)
+        return;
+    struct cv_pg_pipeline pl;
+    cv_pg_pipeline_init(&pl);
+    cv_pg_pipeline_add(&pl, &suicide, NULL);
+    CHECK_EQ_INT(cv_pg_pipeline_run(held[0], &pl), CV_ERR_DB_UNAVAILABLE);
+    cv_pg_pipeline_cleanup(&pl);
+    cv_pg_release(held[0]);
+    for (size_t i = 0; i < n_held; i++) {
+        held[i] = NULL;
+        CHECK(cv_pg_acquire(pool, &held[i]) == CV_OK);
+        if (held[i] == NULL)
+            continue;
+        CHECK(cv_pg_run(held[i], &backend_pid, NULL, &r) == CV_OK);
+        if (r == NULL)
+            continue;
+        int64_t pid = cv_pg_get_int(r, 0, 0);
+        PQclear(r);
+        r = NULL;
+        for (size_t k = 0; k < n_held; k++)
+            CHECK(pid != old_pids[k]);
+    }
+    for (size_t i = 0; i < n_held; i++)
+        cv_pg_release(held[i]);
+}
+
+/* -- synchronous replication (a superuser's session only: it names a
+ * standby that does not exist for the length of the test, then resets it) */
+
+static const struct cv_pg_stmt am_superuser = {
+    "t_super", "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+    0,         CV_PG_ONE_OFF,
+    false,     false};
+static const struct cv_pg_stmt name_standby = {
+    "t_name_standby",
+    "ALTER SYSTEM SET synchronous_standby_names = 'pl_absent_standby'",
+    0,
+    CV_PG_ONE_OFF,
+    false,
+    false};
+static const struct cv_pg_stmt unname_standby = {"t_unname_standby",
+                                                 "ALTER SYSTEM RESET synchronous_standby_names",
+                                                 0,
+                                                 CV_PG_ONE_OFF,
+                                                 false,
+                                                 false};
+static const struct cv_pg_stmt reload = {
+    "t_reload", "SELECT pg_reload_conf(), pg_sleep(0.3)", 0, CV_PG_ONE_OFF, false, false};
+/* a real table: a transaction that wrote only temporary tables writes no
+ * WAL before its commit record, and does not wait for the standby */
+static const struct cv_pg_stmt make_sync_table = {
+    "t_sync_table", "CREATE TABLE IF NOT EXISTS pl_syncrep (k int)", 0, CV_PG_ONE_OFF, false,
+    false};
+static const struct cv_pg_stmt drop_sync_table = {
+    "t_sync_drop", "DROP TABLE IF EXISTS pl_syncrep", 0, CV_PG_ONE_OFF, false, false};
+static const struct cv_pg_stmt put_sync = {
+    "t_put_sync", "INSERT INTO pl_syncrep VALUES ($1::int)", 1, CV_PG_PREPARED, false, false};
+static const struct cv_pg_stmt count_sync = {
+    "t_count_sync", "SELECT count(*) FROM pl_syncrep", 0, CV_PG_ONE_OFF, false, false};
+static const struct cv_pg_stmt cancel_waiters = {
+    "t_cancel_syncrep",
+    "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
+    0,
+    CV_PG_ONE_OFF,
+    false,
+    false};
+
+struct canceller {
+    atomic_bool done; /* set once the pipeline has returned */
+    int cancels;
+};
+
+/* Cancels the backends waiting for the standby until one was cancelled,
+ * then waits for the pipeline to return. Failsafe: after 30 s it lifts the
+ * standby requirement itself, which releases every waiter, so the rest of
+ * the suite never waits for the absent standby. */
+static void *cancel_syncrep(void *arg)
+{
+    struct canceller *k = arg;
+    struct cv_pg_conn *c = NULL;
+    if (cv_pg_acquire(pool, &c) != CV_OK)
+        return NULL;
+    for (int i = 0; i < 300 && !atomic_load(&k->done); i++) {
+        PGresult *r = NULL;
+        sleep_ms(100);
+        if (k->cancels == 0 && cv_pg_run(c, &cancel_waiters, NULL, &r) == CV_OK) {
+            k->cancels += (int)cv_pg_get_int(r, 0, 0);
+            PQclear(r);
+        }
+    }
+    if (!atomic_load(&k->done) && cv_pg_run(c, &unname_standby, NULL, NULL) == CV_OK &&
+        cv_pg_run(c, &reload, NULL, NULL) == CV_OK)
+        fprintf(stderr,
+                "# the pipeline's COMMIT was never cancelled: standby requirement lifted\n");
+    cv_pg_release(c);
+    return NULL;
+}
+
+static void cancelled_standby_wait_in_pipeline_is_unconfirmed(void)
+{
+    struct cv_pg_conn *c = NULL;
+    PGresult *r = NULL;
+    CHECK(cv_pg_acquire(pool, &c) == CV_OK);
+    if (c == NULL)
+        return;
+    CHECK(cv_pg_run(c, &am_superuser, NULL, &r) == CV_OK);
+    bool super = r != NULL && PQntuples(r) == 1 && cv_pg_get_bool(r, 0, 0);
+    PQclear(r);
+    if (!super) {
+        fprintf(stderr, "# skipped: the test's role is not a superuser\n");
+        cv_pg_release(c);
+        return;
+    }
+    CHECK_EQ_INT(cv_pg_run(c, &drop_sync_table, NULL, NULL), CV_OK);
+    CHECK_EQ_INT(cv_pg_run(c, &make_sync_table, NULL, NULL), CV_OK);
+    CHECK_EQ_INT(cv_pg_run(c, &name_standby, NULL, NULL), CV_OK);
+    CHECK_EQ_INT(cv_pg_run(c, &reload, NULL, NULL), CV_OK);
+
+    struct canceller k;
+    pthread_t th;
+    atomic_init(&k.done, false);
+    k.cancels = 0;
+    struct cv_pg_pipeline pl;
+    struct cv_pg_params p;
+    pthread_create(&th, NULL, cancel_syncrep, &k);
+    cv_pg_pipeline_init(&pl);
+    cv_pg_params_init(&p);
+    cv_pg_param_int(&p, 7);
+    cv_pg_pipeline_add(&pl, &begin_s, NULL);
+    cv_pg_pipeline_add(&pl, &put_sync, &p);
+    size_t commit = cv_pg_pipeline_add(&pl, &commit_s, NULL);
+    cv_status st = cv_pg_pipeline_run(c, &pl);
+    atomic_store(&k.done, true);
+    pthread_join(th, NULL);
+    CHECK(k.cancels > 0);
+    CHECK_EQ_INT(st, CV_ERR_COMMIT_UNCONFIRMED);
+    /* the server answered COMMIT: it committed locally */
+    CHECK_EQ_INT(pl.steps[commit].status, CV_OK);
+    CHECK(strcmp(cv_pg_last_sqlstate(c), "01000") == 0);
+    cv_pg_pipeline_cleanup(&pl);
+    CHECK(!cv_pg_in_transaction(c));
+
+    /* the reset commits nothing (ALTER SYSTEM writes a file), so it does
+     * not wait for the standby */
+    CHECK_EQ_INT(cv_pg_run(c, &unname_standby, NULL, NULL), CV_OK);
+    CHECK_EQ_INT(cv_pg_run(c, &reload, NULL, NULL), CV_OK);
+    CHECK(cv_pg_run(c, &count_sync, NULL, &r) == CV_OK);
+    if (r != NULL) {
+        CHECK_EQ_INT(cv_pg_get_int(r, 0, 0), 1);
+        PQclear(r);
+    }
+    CHECK_EQ_INT(cv_pg_run(c, &drop_sync_table, NULL, NULL), CV_OK);
+    cv_pg_release(c);
+}
+
 /* -- the group commit */
 
 struct submit {
@@ -278,12 +531,6 @@ static const struct cv_pg_stmt drop_test_rows = {
     CV_PG_ONE_OFF,
     false,
     false};
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* A batch of three rows, two of them the same token: the batch's pipeline
  * fails at the insert (23505), the rest of it is skipped and rolled back,
@@ -370,6 +617,10 @@ int main(void)
     RUN(failed_prepare_is_not_remembered);
     RUN(bad_parameters_send_nothing);
     RUN(session_ended_by_the_server_before_commit_is_unavailable);
+    RUN(session_ended_during_commit_is_unconfirmed);
+    RUN(step_after_commit_is_refused);
+    RUN(broken_pipeline_session_retires_older_sessions);
+    RUN(cancelled_standby_wait_in_pipeline_is_unconfirmed);
     RUN(duplicate_in_a_batch_falls_back_row_by_row);
     cv_pg_pool_close(pool);
     return check_summary("pipeline");
