@@ -170,6 +170,40 @@ function M.tokenize_body()
       pan, math.random(1, 12), exp_year, math.random(0, 999))
 end
 
+-- Acknowledged tokens (tokenize.lua): M.open_token_out() in
+-- init() opens this thread's file BENCH_TOKEN_OUT.<thread>;
+-- M.record_token as M.on_response writes the token of every 201 to it, and
+-- counts a 201 without a token as an error.
+local token_out = nil
+local tokens_written = 0
+
+function M.open_token_out()
+   local prefix = os.getenv("BENCH_TOKEN_OUT")
+   if prefix then
+      token_out = assert(io.open(prefix .. "." .. tostring(id), "w"))
+      token_out:setvbuf("full")
+   end
+end
+
+function M.record_token(status, hdrs, body)
+   if status == 201 and token_out then
+      local tok = string.match(body, '"token"%s*:%s*"(tok_[0-9A-Za-z]+)"')
+      if tok then
+         token_out:write(tok, "\n")
+         tokens_written = tokens_written + 1
+         -- wrk exits without closing thread states: flush often enough that
+         -- at most the tail is left to the C library's exit-time flush
+         if tokens_written % 512 == 0 then
+            token_out:flush()
+         end
+      else
+         -- a 201 without a token is a broken response: count it as an error
+         ok_count = ok_count - 1
+         bad_count = bad_count + 1
+      end
+   end
+end
+
 function M.seed()
    math.randomseed(os.time() * 1000 + (id or 0) * 7919 + math.floor(os.clock() * 1e6))
    -- LuaJIT's first values after seeding are weakly mixed: discard some
