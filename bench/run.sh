@@ -426,24 +426,7 @@ run_pgbench() {
     pgbench -n -M prepared -c "$clients" -j "$threads" -T "$((dur + PGB_CONNECT_S))" -f "$BENCH_DIR/pgbench/$script" \
       -l --log-prefix="$WORK/out/$name.log" \
       -h "$PGSOCK" -p "$PGPORT" -U "$PGUSER_NAME" "$@" cardvault >"$WORK/out/$name.txt" 2>&1 || st=$?
-    pct=$(cat "$WORK/out/$name.log".* 2>/dev/null | /usr/bin/python3 -c '
-import json, sys
-first, last, done, lat = {}, {}, [], []
-for l in sys.stdin:
-    f = l.split()
-    if len(f) < 6 or not f[2].isdigit():
-        continue  # a failed transaction: counted by pgbench itself
-    t = int(f[4]) + int(f[5]) / 1e6
-    first[f[0]] = min(first.get(f[0], t), t)
-    last[f[0]] = max(last.get(f[0], t), t)
-    done.append((t, int(f[2])))
-w0 = max(first.values()) if first else None
-w1 = min(last.values()) if last else None
-win = sorted(us for t, us in done if w0 is not None and w0 < t <= w1)
-q = lambda p: win[min(len(win) - 1, int(len(win) * p / 100))] / 1000 if win else None
-ws = (w1 - w0) if win else 0.0
-print(json.dumps({"p50": q(50), "p99": q(99), "p999": q(99.9), "window_s": round(ws, 3),
-                  "window_tx": len(win), "tps": (len(win) / ws) if ws > 0 else None}))')
+    pct=$(cat "$WORK/out/$name.log".* 2>/dev/null | /usr/bin/python3 "$BENCH_DIR/pgbench_window.py")
     if [ "$st" -eq 0 ] && [ "$attempt" = 1 ] \
        && awk -v w="$(jq .window_s <<<"$pct")" -v d="$dur" 'BEGIN {exit !(w < d / 2)}'; then
       log "$name: steady window $(jq .window_s <<<"$pct") s of ${dur} s (connecting took the rest); once more with $((dur * 2)) s"
