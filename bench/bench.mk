@@ -40,7 +40,7 @@ bench-quick: bench-tools
 
 # The cluster of `make cluster` (two vaults behind HAProxy, a synchronous
 # standby) against the same HAProxy in front of bare_mhd and pgbench's
-# one-row insert on its primary (bench/cluster.sh; about 4 minutes).
+# one-row insert on its primary (bench/cluster.sh; about 3 minutes).
 bench-cluster: bench-tools
 	@$(MAKE) --no-print-directory BUILD=release all
 	bench/cluster.sh build/release/cardvault

@@ -159,7 +159,9 @@ def main():
     p("other load: CPU cores used during the measurement by processes that are not this benchmark "
       "(the vaults, both HAProxy instances, the monitor and both PostgreSQL nodes with every process "
       f"under pg_autoctl, the bare_mhd instances, wrk/pgbench). This machine has {m['nproc']} cores and "
-      "runs the whole cluster and the load generator: much other load makes a round unreliable. "
+      "runs the whole cluster and the load generator: much other load makes a round unreliable "
+      "(machine busy time here includes irq and softirq, which this kernel also charges to the "
+      "interrupted process; see bench/cluster.sh). "
       "front CPU: the CPU of the processes that served the requests (named in brackets) ÷ requests.")
     p()
     v = r["verification"]
