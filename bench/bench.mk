@@ -19,7 +19,7 @@ BENCH_OUT := build/bench
 BENCH_CFLAGS := $(BASE_CFLAGS) -O2 -g -D_FORTIFY_SOURCE=2
 BENCH_LDFLAGS := $(BASE_LDFLAGS)
 
-.PHONY: bench bench-quick bench-tools bench-relay bench-relay-client bench-relay-client-quick
+.PHONY: bench bench-quick bench-tools bench-cluster bench-relay bench-relay-client bench-relay-client-quick
 
 bench-tools: $(BENCH_OUT)/bare_mhd
 
@@ -37,6 +37,13 @@ bench: bench-tools
 bench-quick: bench-tools
 	@$(MAKE) --no-print-directory BUILD=release all
 	bench/run.sh --quick
+
+# The cluster of `make cluster` (two vaults behind HAProxy, a synchronous
+# standby) against the same HAProxy in front of bare_mhd and pgbench's
+# one-row insert on its primary (bench/cluster.sh; about 3 minutes).
+bench-cluster: bench-tools
+	@$(MAKE) --no-print-directory BUILD=release all
+	bench/cluster.sh build/release/cardvault
 
 # The relay against the fake processor, with the processor's own answer as
 # the limit (bench/relay.sh).

@@ -1,5 +1,5 @@
 -- bench/common.lua: what every wrk script of `make bench` shares (loaded with
--- dofile by tokenize.lua, read.lua, detokenize.lua and bare.lua).
+-- dofile by tokenize.lua, elements.lua, read.lua, detokenize.lua and bare.lua).
 --
 -- Environment (set by bench/run.sh):
 --   BENCH_KEY        API key sent as "Authorization: Bearer ..."
@@ -14,7 +14,8 @@
 --                    request delayed behind a slow one is not charged for the
 --                    wait), which is why the half-load figure is run far below
 --                    saturation where such queueing is rare.
---   BENCH_TOKEN_OUT  (tokenize) prefix of the per-thread files of acknowledged tokens
+--   BENCH_TOKEN_OUT  (tokenize, elements) prefix of the per-thread files of
+--                    acknowledged tokens
 --   BENCH_TOKENS     (read, detokenize) file of tokens to request, one a line
 --
 -- Counters live in each thread's Lua state; done() (main state) collects them
@@ -168,6 +169,49 @@ function M.tokenize_body()
    local pan = luhn_pan(prefixes[math.random(1, #prefixes)], 16)
    return string.format('{"pan":"%s","exp_month":%d,"exp_year":%d,"cvc":"%03d"}',
       pan, math.random(1, 12), exp_year, math.random(0, 999))
+end
+
+-- The body the card frame's fetch sends (service/elements/frame.js): the
+-- card without its security code, which the frame checks and never sends
+-- with the card.
+function M.frame_body()
+   local pan = luhn_pan(prefixes[math.random(1, #prefixes)], 16)
+   return string.format('{"pan":"%s","exp_month":%d,"exp_year":%d}',
+      pan, math.random(1, 12), exp_year)
+end
+
+-- Acknowledged tokens (tokenize.lua, elements.lua): M.open_token_out() in
+-- init() opens this thread's file BENCH_TOKEN_OUT.<thread>;
+-- M.record_token as M.on_response writes the token of every 201 to it, and
+-- counts a 201 without a token as an error.
+local token_out = nil
+local tokens_written = 0
+
+function M.open_token_out()
+   local prefix = os.getenv("BENCH_TOKEN_OUT")
+   if prefix then
+      token_out = assert(io.open(prefix .. "." .. tostring(id), "w"))
+      token_out:setvbuf("full")
+   end
+end
+
+function M.record_token(status, hdrs, body)
+   if status == 201 and token_out then
+      local tok = string.match(body, '"token"%s*:%s*"(tok_[0-9A-Za-z]+)"')
+      if tok then
+         token_out:write(tok, "\n")
+         tokens_written = tokens_written + 1
+         -- wrk exits without closing thread states: flush often enough that
+         -- at most the tail is left to the C library's exit-time flush
+         if tokens_written % 512 == 0 then
+            token_out:flush()
+         end
+      else
+         -- a 201 without a token is a broken response: count it as an error
+         ok_count = ok_count - 1
+         bad_count = bad_count + 1
+      end
+   end
 end
 
 function M.seed()

@@ -21,6 +21,15 @@ RATIO_TARGETS = [
 ]
 CPU_US_MAX = {"tokenize": 40.0, "read": 25.0, "detokenize": 50.0}  # service process only
 WORKLOADS = ("tokenize", "read", "detokenize")
+# Workloads measured in the rounds for information: ratios to their limits,
+# no target. elements: the hosted card field's tokenize (bench/elements.lua).
+INFO_RATIOS = [
+    ("elements", "limit_insert"),
+    ("elements", "limit_batch"),
+]
+INFO_WORKLOADS = ("elements",)
+ALL_WORKLOADS = WORKLOADS + INFO_WORKLOADS
+LABEL = {"elements": "elements (hosted field)"}
 P99_HALF_MAX_MS = 5.0
 RSS_MAX_MIB = 32.0
 LIMIT_NAMES = {
@@ -224,6 +233,7 @@ def ratio_rows(runs, clients, dsync):
     the per-round ratios (each round's service rate over the same round's
     limit), their median and min–max, and the verdict on the median."""
     pairs = [(wl, lim, tg) for wl, lim, tg in RATIO_TARGETS]
+    pairs += [(wl, lim, {}) for wl, lim in INFO_RATIOS]
     pairs += [(wl, "limit_http", {}) for wl in WORKLOADS]
     rows = []
     for wl, lim, tg in pairs:
@@ -261,7 +271,7 @@ def main():
     dsync = {x["round"]: x.get("dsync_8k_writes_per_s") for x in r.get("rounds", [])}
 
     summ = {}
-    for prefix in WORKLOADS + tuple(LIMIT_NAMES):
+    for prefix in ALL_WORKLOADS + tuple(LIMIT_NAMES):
         for c in client_counts(runs, prefix):
             summ[f"{prefix}_c{c}"] = summary(runs, prefix, c)
     ratios = ratio_rows(runs, clients, dsync)
@@ -336,6 +346,12 @@ def main():
         p(f"| {x['workload']} ÷ {SHORT[x['limit']]} ≥ {x['target']}× | {x['clients']} | "
           f"**{fmt(x['ratio'], 2)}** ({fmt(x['ratio_min'], 2)}–{fmt(x['ratio_max'], 2)}) | "
           f"{', '.join(fmt(y['ratio'], 2) for y in x['per_round'])} | {ok(x['meets_target'])} |")
+    for x in ratios:
+        if x["workload"] not in INFO_WORKLOADS:
+            continue
+        p(f"| {LABEL.get(x['workload'], x['workload'])} ÷ {SHORT[x['limit']]} (no target) | {x['clients']} | "
+          f"**{fmt(x['ratio'], 2)}** ({fmt(x['ratio_min'], 2)}–{fmt(x['ratio_max'], 2)}) | "
+          f"{', '.join(fmt(y['ratio'], 2) for y in x['per_round'])} | information |")
     for t in missing:
         p(f"| {t} | – | not measured in this mode | | – |")
     for x in cpu:
@@ -354,23 +370,24 @@ def main():
     p("|---:|---|---:|---|---:|---:|---|---:|---:|---:|")
     orders = {x["round"]: x.get("order", "") for x in rounds}
     per = sorted(((y["round"], x, y) for x in ratios for y in x["per_round"]),
-                 key=lambda t: (t[0], WORKLOADS.index(t[1]["workload"]), t[1]["clients"], t[1]["limit"]))
+                 key=lambda t: (t[0], ALL_WORKLOADS.index(t[1]["workload"]), t[1]["clients"], t[1]["limit"]))
     for n, x, y in per:
         ol = " / ".join("–" if v is None else f"{v:.2f}" for v in y["other_load_cores"])
+        info = " (information)" if x["workload"] in INFO_WORKLOADS else ""
         p(f"| {n} | {orders.get(n, '')} | {fmt(y['dsync_8k_writes_per_s'])} | {x['workload']} | "
           f"{x['clients']} | {fmt(y['rps'])} | {SHORT[x['limit']]} | {fmt(y['limit_rps'])} | "
-          f"{fmt(y['ratio'], 2)} | {ol} |")
+          f"{fmt(y['ratio'], 2)}{info} | {ol} |")
     p()
     p("### Service (medians over the rounds)")
     p()
     p("| workload | clients | req/s (min–max) | p50 ms | p99 ms | p99.9 ms | errors | RSS MiB "
       "| CPU µs/req (min–max) | other load (max) |")
     p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for wl in WORKLOADS:
+    for wl in ALL_WORKLOADS:
         for c in client_counts(runs, wl):
             x = summ[f"{wl}_c{c}"]
             lat = x["latency_ms"]
-            p(f"| {wl} | {c} | {spread(x['rps'], 0)} | {fmt(lat['p50'], 2)} | {fmt(lat['p99'], 2)} | "
+            p(f"| {LABEL.get(wl, wl)} | {c} | {spread(x['rps'], 0)} | {fmt(lat['p50'], 2)} | {fmt(lat['p99'], 2)} | "
               f"{fmt(lat['p999'], 2)} | {x['errors']} | {fmt((x['rss_kib'] or 0) / 1024, 1)} | "
               f"{spread(x['cpu_us_per_req'], 0)} | {fmt(x['other_load_cores']['max'], 2)} |")
     p()
@@ -443,10 +460,13 @@ def main():
       "median of several interleaved rounds damps but does not remove.")
     p()
     v = r["verification"]
+    ev = v.get("elements")
+    el_tokens = (f" (of which elements: {ev['responses_201']} answered 201, {ev['found_in_db']} of "
+                 f"{ev['distinct']} found, {ev['missing']} missing)" if ev else "")
     p(f"Peak RSS of the service: {peak_mib:.1f} MiB (VmHWM of the service process at the end of "
       f"the run; {ok(peak_mib < RSS_MAX_MIB)} < {RSS_MAX_MIB:.0f} MiB). "
       f"Tokens: {v['responses_201']} answered 201, {v['found_in_db']} of {v['distinct']} "
-      f"found in the database, {v['missing']} missing. Errors: {r['errors']}. "
+      f"found in the database, {v['missing']} missing{el_tokens}. Errors: {r['errors']}. "
       f"Audit events: {v['audit_events']}.")
     prof = r.get("profile")
     if prof:

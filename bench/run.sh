@@ -24,6 +24,10 @@
 #        limit (a)  pgbench -M prepared: the tokenize INSERT, one row a transaction
 #        tokenize   wrk POST /v1/tokens (bench/tokenize.lua)
 #        detokenize wrk POST /v1/tokens/{token}/detokenize (bench/detokenize.lua)
+#        elements   wrk POST /v1/tokens as the hosted card field's frame sends
+#                   it (bench/elements.lua: a pk_ key bound to the shop's
+#                   origin, the vault's own Origin, CardVault-Frame-Origin, a
+#                   new Idempotency-Key each request); information, no target
 #        limit (d)  (largest client count only) pgbench -M prepared: the same
 #                   token row, 64 rows a transaction (bench/pgbench/insert64.sql),
 #                   counted in rows/s
@@ -44,7 +48,7 @@
 #      resident set, else VmHWM polled) and CPU; rows/s against the tokenize
 #      peak and limits (a) and (d) of this run. Every row must be in tokens and
 #      import_rows, and the mapping file must hold N rows.
-#   5. Every token acknowledged with 201 must be in the database; any error
+#   5. Every token acknowledged with 201 (tokenize and elements) must be in the database; any error
 #      (socket error, timeout, unexpected status, failed pgbench transaction)
 #      or missing token, or an import that is not whole, makes the run fail.
 #   6. --profile: perf record (cpu-clock, dwarf call graphs) of the service
@@ -63,7 +67,8 @@
 #   BENCH_WRK_THREADS (2), BENCH_PGBENCH_CONNECT_S (2: s added to pgbench's -T for connecting), BENCH_SERVICE_LOG (/dev/null), BENCH_KEEP=1 (keep the temp dir),
 #   BENCH_SKIP_BUILD=1 (use build/release/cardvault and build/bench/bare_mhd as they are),
 #   BENCH_IMPORT_ROWS (cards to import; 0 = no import run), BENCH_IMPORT_BATCH (--batch;
-#   unset = the command's default).
+#   unset = the command's default), BENCH_ELEMENTS_ORIGIN (the shop origin the
+#   elements key is bound to: https://shop.example).
 set -euo pipefail
 
 QUICK=0
@@ -257,6 +262,10 @@ export CARDVAULT_LISTEN="127.0.0.1:$SVC_PORT"
 export CARDVAULT_DRAIN_GRACE_MS=${CARDVAULT_DRAIN_GRACE_MS:-0}
 export CARDVAULT_OPS_LISTEN="127.0.0.1:$OPS_PORT" # /healthz, /readyz, /metrics
 SVC_URL="http://127.0.0.1:$SVC_PORT"
+# The vault's own origin, which the card frame's fetch carries as Origin:
+# CARDVAULT_PUBLIC_ORIGIN when the caller sets it, else derived from the Host
+# header wrk sends (docs/elements.md).
+VAULT_ORIGIN=${CARDVAULT_PUBLIC_ORIGIN:-$SVC_URL}
 OPS_URL="http://127.0.0.1:$OPS_PORT"
 # Per-key rate limiting is a policy, not a capacity: off unless the caller sets it.
 export CARDVAULT_RATE_LIMIT_RPS=${CARDVAULT_RATE_LIMIT_RPS:-0}
@@ -269,6 +278,19 @@ MERCHANT=$(jq -r .merchant_id "$WORK/merchant.json")
 PK=$(jq -r .publishable_key "$WORK/merchant.json")
 SK=$(jq -r .secret_key "$WORK/merchant.json")
 DK=$(jq -r .detokenize_key "$WORK/merchant.json")
+# The hosted card field's key: publishable (tokenize only), bound to the shop's
+# origin, as docs/elements.md has a shop create it. A build without origin-bound
+# keys runs without the elements workload.
+ELEMENTS_ORIGIN=${BENCH_ELEMENTS_ORIGIN:-https://shop.example}
+ELEMENTS=1
+if "$WORK/cardvault" key create --merchant "$MERCHANT" --scopes tokenize --allowed-origin "$ELEMENTS_ORIGIN" \
+     >"$WORK/elements-key.json" 2>"$WORK/elements-key.err"; then
+  EK=$(jq -r .key "$WORK/elements-key.json")
+else
+  log "no elements workload: key create --allowed-origin failed ($(head -1 "$WORK/elements-key.err"))"
+  ELEMENTS=0
+  EK=""
+fi
 
 # serve runs as the service's least-privilege login role, as in production
 # (migrate created the group role cardvault_service; the schema owner keeps
@@ -346,6 +368,7 @@ run_wrk() {
   BENCH_KEY="$key" BENCH_EXPECT="$expect" BENCH_RATE="$rate" \
     BENCH_THREADS="$threads" BENCH_RESULT="$WORK/out/$name.wrk-summary" \
     BENCH_TOKEN_OUT="$WORK/tokens/$name" BENCH_TOKENS="$WORK/read-set.txt" \
+    BENCH_VAULT_ORIGIN="$VAULT_ORIGIN" BENCH_FRAME_ORIGIN="$ELEMENTS_ORIGIN" \
     wrk -t "$threads" -c "$clients" -d "${dur}s" --timeout 10s --latency -s "$BENCH_DIR/$script" "$url" \
     >"$WORK/out/$name.wrk.txt" 2>&1 || { cat "$WORK/out/$name.wrk.txt" >&2; die "wrk $name failed"; }
   c1=$(proc_cpu_ticks "$pid")
@@ -403,24 +426,7 @@ run_pgbench() {
     pgbench -n -M prepared -c "$clients" -j "$threads" -T "$((dur + PGB_CONNECT_S))" -f "$BENCH_DIR/pgbench/$script" \
       -l --log-prefix="$WORK/out/$name.log" \
       -h "$PGSOCK" -p "$PGPORT" -U "$PGUSER_NAME" "$@" cardvault >"$WORK/out/$name.txt" 2>&1 || st=$?
-    pct=$(cat "$WORK/out/$name.log".* 2>/dev/null | /usr/bin/python3 -c '
-import json, sys
-first, last, done, lat = {}, {}, [], []
-for l in sys.stdin:
-    f = l.split()
-    if len(f) < 6 or not f[2].isdigit():
-        continue  # a failed transaction: counted by pgbench itself
-    t = int(f[4]) + int(f[5]) / 1e6
-    first[f[0]] = min(first.get(f[0], t), t)
-    last[f[0]] = max(last.get(f[0], t), t)
-    done.append((t, int(f[2])))
-w0 = max(first.values()) if first else None
-w1 = min(last.values()) if last else None
-win = sorted(us for t, us in done if w0 is not None and w0 < t <= w1)
-q = lambda p: win[min(len(win) - 1, int(len(win) * p / 100))] / 1000 if win else None
-ws = (w1 - w0) if win else 0.0
-print(json.dumps({"p50": q(50), "p99": q(99), "p999": q(99.9), "window_s": round(ws, 3),
-                  "window_tx": len(win), "tps": (len(win) / ws) if ws > 0 else None}))')
+    pct=$(cat "$WORK/out/$name.log".* 2>/dev/null | /usr/bin/python3 "$BENCH_DIR/pgbench_window.py")
     if [ "$st" -eq 0 ] && [ "$attempt" = 1 ] \
        && awk -v w="$(jq .window_s <<<"$pct")" -v d="$dur" 'BEGIN {exit !(w < d / 2)}'; then
       log "$name: steady window $(jq .window_s <<<"$pct") s of ${dur} s (connecting took the rest); once more with $((dur * 2)) s"
@@ -524,6 +530,7 @@ step_tokenize() {
   fi
 }
 step_detokenize() { checkpoint; run_wrk "detokenize_c$1_r$2" detokenize.lua "$SVC_URL" "$1" "$DUR" "$DK" 200; }
+step_elements() { checkpoint; run_wrk "elements_c$1_r$2" elements.lua "$SVC_URL" "$1" "$DUR" "$EK" 201; }
 step_limit_select() { run_pgbench "limit_select_c$1_r$2" select.sql "$1" "$DUR" "${PGB_VARS[@]}"; }
 step_read() { run_wrk "read_c$1_r$2" read.lua "$SVC_URL" "$1" "$DUR" "$SK" 200; }
 step_limit_http() { run_wrk "limit_http_c$1_r$2" bare.lua "$BARE_URL" "$1" "$DUR" "$PK" 201 0 "$BARE_PID"; }
@@ -543,6 +550,9 @@ for r in $(seq 1 "$ROUNDS"); do
   seq_steps=()
   for c in $CLIENTS; do
     seq_steps+=("limit_insert $c" "tokenize $c" "detokenize $c")
+    # after detokenize, so that the existing pairs keep their distances to
+    # limit (a); next to limit (d) at the largest client count
+    [ "$ELEMENTS" = 1 ] && seq_steps+=("elements $c")
     [ "$c" = "$MAX_CLIENTS" ] && seq_steps+=("limit_batch $c")
     seq_steps+=("limit_select $c" "read $c" "limit_http $c")
   done
@@ -740,6 +750,7 @@ fi
 log "checking every acknowledged token is in the database"
 cat "$WORK"/tokens/* >"$WORK/acked.txt"
 TOKENIZE_RUNS=("$WORK"/out/warmup.json "$WORK"/out/tokenize_*.json)
+[ "$ELEMENTS" = 1 ] && TOKENIZE_RUNS+=("$WORK"/out/elements_*.json)
 [ -f "$WORK/out/profile_tokenize.json" ] && TOKENIZE_RUNS+=("$WORK/out/profile_tokenize.json")
 ACKED_201=$(cat "${TOKENIZE_RUNS[@]}" | jq -s 'map(.statuses["201"] // 0) | add')
 ACKED_LINES=$(wc -l <"$WORK/acked.txt")
@@ -757,6 +768,23 @@ MISSING=$((ACKED_DISTINCT - FOUND))
 DUPLICATES=$((ACKED_LINES - ACKED_DISTINCT))
 UNRECORDED=$((ACKED_201 - ACKED_LINES))
 log "acknowledged: $ACKED_201 responses 201, $ACKED_LINES tokens recorded, $ACKED_DISTINCT distinct, $FOUND in the database, $MISSING missing"
+# The elements runs' share of the check above, on its own: their 201s, the
+# tokens recorded, and how many of those are in the database for the merchant.
+EL_201=0 EL_LINES=0 EL_DISTINCT=0 EL_FOUND=0
+if [ "$ELEMENTS" = 1 ]; then
+  cat "$WORK"/tokens/elements_* >"$WORK/elements-acked.txt"
+  EL_201=$(cat "$WORK"/out/elements_*.json | jq -s 'map(.statuses["201"] // 0) | add')
+  EL_LINES=$(wc -l <"$WORK/elements-acked.txt")
+  read -r EL_DISTINCT EL_FOUND < <("${PSQL[@]}" -d cardvault -At -F ' ' <<SQL
+CREATE TEMP TABLE acked (token text);
+\copy acked FROM '$WORK/elements-acked.txt'
+SELECT (SELECT count(DISTINCT token) FROM acked),
+       (SELECT count(*) FROM tokens t
+         WHERE t.merchant_id = '$MERCHANT' AND t.token IN (SELECT token FROM acked));
+SQL
+)
+  log "elements: $EL_201 responses 201, $EL_LINES tokens recorded, $EL_DISTINCT distinct, $EL_FOUND in the database, $((EL_DISTINCT - EL_FOUND)) missing"
+fi
 AUDIT_ROWS=$(psql_at "SELECT count(*) FROM audit_events")
 
 # The service's peak RSS: VmHWM of its process at the end of the run (never
@@ -787,6 +815,9 @@ jq -n \
   --argjson acked_201 "$ACKED_201" --argjson acked_lines "$ACKED_LINES" \
   --argjson acked_distinct "$ACKED_DISTINCT" --argjson found "$FOUND" --argjson missing "$MISSING" \
   --argjson audit_rows "$AUDIT_ROWS" \
+  --argjson elements "$ELEMENTS" --arg elements_origin "$ELEMENTS_ORIGIN" --arg vault_origin "$VAULT_ORIGIN" \
+  --argjson el_201 "$EL_201" --argjson el_lines "$EL_LINES" --argjson el_distinct "$EL_DISTINCT" \
+  --argjson el_found "$EL_FOUND" \
   --argjson errors "$ERRORS" --argjson hwm "$LIFETIME_HWM_KIB" \
   --argjson elapsed "$((T_END - T_START))" \
   --argjson dsync "${DSYNC_PER_S:-null}" \
@@ -804,11 +835,17 @@ jq -n \
                service_db_pool: ($db_pool | tonumber? // null),
                service_db_writers: ($db_writers | tonumber? // null), service_env: $env,
                tokenize_response_bytes: $resp_bytes, ciphertext_bytes: $ct_len,
-               select_rows: $read_rows, import_rows: $import_rows, import_batch: $import_batch},
+               select_rows: $read_rows, import_rows: $import_rows, import_batch: $import_batch,
+               elements: (if $elements == 1 then {frame_origin: $elements_origin, vault_origin: $vault_origin}
+                          else null end)},
     rounds: $rounds[0], runs: $runs[0],
     verification: {responses_201: $acked_201, tokens_recorded: $acked_lines,
                    distinct: $acked_distinct, found_in_db: $found, missing: $missing,
-                   audit_events: $audit_rows},
+                   audit_events: $audit_rows,
+                   elements: (if $elements == 1 then {responses_201: $el_201, tokens_recorded: $el_lines,
+                                                      distinct: $el_distinct, found_in_db: $el_found,
+                                                      missing: ($el_distinct - $el_found)}
+                              else null end)},
     errors: $errors, service_peak_rss_kib: $hwm, service_peak_rss_source: "VmHWM of /proc/PID/status at the end of the run"}' \
   >"$WORK/results.json"
 if [ "$PROFILE" = 1 ]; then
