@@ -165,8 +165,11 @@ static cv_status idem_begin(const struct cv_handler_deps *d, const struct cv_cal
         struct cv_idem_record rec;
         enum cv_idem_claim outcome = CV_IDEM_VANISHED;
         memset(&rec, 0, sizeof(rec));
-        cv_status st = d->store_ops->idem_claim(d->store, m, r->key_hash, r->request_hash,
-                                                d->idempotency_ttl_s, IDEM_STALE_S, &outcome, &rec);
+        /* durable: the claim is what stops a second outbound call under
+         * the key, so it must be on disk before the first one goes out */
+        cv_status st =
+            d->store_ops->idem_claim(d->store, m, r->key_hash, r->request_hash,
+                                     d->idempotency_ttl_s, IDEM_STALE_S, true, &outcome, &rec);
         if (st != CV_OK) {
             cv_idem_record_cleanup(&rec);
             return st;

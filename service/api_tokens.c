@@ -264,8 +264,13 @@ cv_status cv_api_idem_claim(const struct cv_handler_deps *d, const struct cv_cal
         struct cv_idem_record rec;
         enum cv_idem_claim outcome = CV_IDEM_VANISHED;
         memset(&rec, 0, sizeof(rec));
+        /* A token write's effect is its own committed statement, which
+         * makes the claim before it durable: the first claim need not wait
+         * for the disk. Once the key was found held, the polls that follow
+         * take the durable claim directly (a lazy one could not succeed). */
         cv_status st = d->store_ops->idem_claim(d->store, m, id->key_hash, id->request_hash,
-                                                d->idempotency_ttl_s, IDEM_STALE_S, &outcome, &rec);
+                                                d->idempotency_ttl_s, IDEM_STALE_S, waited > 0,
+                                                &outcome, &rec);
         if (st != CV_OK) {
             cv_idem_record_cleanup(&rec);
             return st;

@@ -85,12 +85,12 @@ void cv_completion_finish(struct cv_completion *done, struct cv_result *result)
  * this adapter only turns its bool into the contract's outcome. */
 static cv_status idem_claim(struct cv_store *store, const char *merchant_id,
                             const unsigned char key_hash[32], const unsigned char request_hash[32],
-                            int64_t ttl_s, int64_t stale_s, enum cv_idem_claim *outcome,
-                            struct cv_idem_record *existing)
+                            int64_t ttl_s, int64_t stale_s, bool durable,
+                            enum cv_idem_claim *outcome, struct cv_idem_record *existing)
 {
     bool claimed = false;
     cv_status st = cv_store_idem_claim(store, merchant_id, key_hash, request_hash, ttl_s, stale_s,
-                                       &claimed, existing);
+                                       durable, &claimed, existing);
     *outcome = claimed ? CV_IDEM_CLAIMED : CV_IDEM_TAKEN;
     return st;
 }

@@ -156,6 +156,19 @@ static const struct cv_pg_stmt idem_claim = {
     false,
     false};
 
+/* A claim that does not wait for its own flush (see claim_new_lazily). The
+ * setting is local to the claim's transaction: set_config(..., true) ends
+ * with it, so the session keeps the synchronous_commit the pool checked. */
+static const struct cv_pg_stmt claim_begin = {"BEGIN", "BEGIN", 0, CV_PG_ONE_OFF, false, false};
+static const struct cv_pg_stmt claim_no_flush_wait = {
+    "idem_claim_no_flush_wait",
+    "SELECT set_config('synchronous_commit', 'off', true)",
+    0,
+    CV_PG_PREPARED,
+    false,
+    false};
+static const struct cv_pg_stmt claim_commit = {"COMMIT", "COMMIT", 0, CV_PG_ONE_OFF, false, false};
+
 static const struct cv_pg_stmt idem_get = {
     "idem_get",
     "SELECT state = 'done', request_hash, status_code, response_body "
@@ -564,13 +577,74 @@ static cv_status idem_read(struct cv_pg_pool *pool, const char *merchant_id,
     return st;
 }
 
+static void add_claim_params(struct cv_pg_params *p, const char *merchant_id,
+                             const unsigned char key_hash[32], const unsigned char request_hash[32],
+                             int64_t ttl_s, int64_t stale_s)
+{
+    cv_pg_param_text(p, merchant_id);
+    cv_pg_param_bytes(p, key_hash, 32);
+    cv_pg_param_bytes(p, request_hash, 32);
+    cv_pg_param_int(p, ttl_s);
+    cv_pg_param_int(p, stale_s);
+}
+
+/* The claim of a key nobody holds, committed without waiting for the WAL
+ * flush or the synchronous standby: one round trip (a pipeline) and no disk
+ * wait on the request's thread. Why that is safe: an in-progress record
+ * acknowledges nothing. The request's own write commits later with
+ * synchronous_commit on, and WAL is flushed and replicated in order, so
+ * once that write is confirmed the claim before it is durable too; if the
+ * server fails first, the claim may vanish with a write that was never
+ * acknowledged, and a retry claims again. *claimed is false when the key
+ * has a record already (a retry, a concurrent request): the caller then
+ * takes the durable path, whose row lock waits for whatever that record's
+ * commit still waits for before the record is read and replayed. */
+static cv_status claim_new_lazily(struct cv_store *store, const char *merchant_id,
+                                  const unsigned char key_hash[32],
+                                  const unsigned char request_hash[32], int64_t ttl_s,
+                                  int64_t stale_s, bool *claimed)
+{
+    struct cv_pg_conn *c = NULL;
+    struct cv_pg_pipeline pl;
+    struct cv_pg_params p;
+    *claimed = false;
+    cv_pg_params_init(&p);
+    add_claim_params(&p, merchant_id, key_hash, request_hash, ttl_s, stale_s);
+    cv_pg_pipeline_init(&pl);
+    cv_pg_pipeline_add(&pl, &claim_begin, NULL);
+    cv_pg_pipeline_add(&pl, &claim_no_flush_wait, NULL);
+    size_t insert_step = cv_pg_pipeline_add(&pl, &idem_claim, &p);
+    cv_pg_pipeline_add(&pl, &claim_commit, NULL);
+    cv_status st = cv_pg_acquire(store->pool, &c);
+    if (st == CV_OK) {
+        st = cv_pg_pipeline_run(c, &pl);
+        if (st == CV_OK)
+            *claimed = PQntuples(pl.steps[insert_step].res) == 1;
+        else
+            cv_pg_rollback(c);
+        cv_pg_release(c);
+    }
+    cv_pg_pipeline_cleanup(&pl);
+    /* A session that ended during the COMMIT leaves the claim unknown: the
+     * request fails as unavailable, and a retry either claims afresh or
+     * finds that in-progress record (taken over once stale), never a
+     * second write under the key. */
+    return st == CV_ERR_COMMIT_UNCONFIRMED ? CV_ERR_DB_UNAVAILABLE : st;
+}
+
 cv_status cv_store_idem_claim(struct cv_store *store, const char *merchant_id,
                               const unsigned char key_hash[32],
                               const unsigned char request_hash[32], int64_t ttl_s, int64_t stale_s,
-                              bool *claimed, struct cv_idem_record *existing)
+                              bool durable, bool *claimed, struct cv_idem_record *existing)
 {
     memset(existing, 0, sizeof(*existing));
     *claimed = false;
+    if (!durable) {
+        CV_TRY(
+            claim_new_lazily(store, merchant_id, key_hash, request_hash, ttl_s, stale_s, claimed));
+        if (*claimed)
+            return CV_OK;
+    }
     /* Claim, else read who holds the key. A holder whose request failed
      * releases its claim, possibly between our two statements: then the key
      * is free again and we claim once more, a bounded number of times. */
@@ -579,11 +653,7 @@ cv_status cv_store_idem_claim(struct cv_store *store, const char *merchant_id,
         PGresult *r = NULL;
         bool found = false;
         cv_pg_params_init(&p);
-        cv_pg_param_text(&p, merchant_id);
-        cv_pg_param_bytes(&p, key_hash, 32);
-        cv_pg_param_bytes(&p, request_hash, 32);
-        cv_pg_param_int(&p, ttl_s);
-        cv_pg_param_int(&p, stale_s);
+        add_claim_params(&p, merchant_id, key_hash, request_hash, ttl_s, stale_s);
         CV_TRY(cv_pg_run_once(store->pool, &idem_claim, &p, &r));
         *claimed = PQntuples(r) == 1;
         PQclear(r);

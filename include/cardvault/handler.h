@@ -243,10 +243,13 @@ struct cv_store_ops {
     cv_status (*delete_token)(struct cv_store *st, const char *merchant_id, const char *token,
                               const struct cv_audit_event *ev);
     cv_status (*audit_append)(struct cv_store *st, const struct cv_audit_event *ev);
+    /* durable: as cv_store_idem_claim's (a relay's claim must be on disk
+     * before its outbound call; a token write's is made durable by the
+     * write itself) */
     cv_status (*idem_claim)(struct cv_store *st, const char *merchant_id,
                             const unsigned char key_hash[32], const unsigned char request_hash[32],
-                            int64_t ttl_s, int64_t stale_s, enum cv_idem_claim *outcome,
-                            struct cv_idem_record *existing);
+                            int64_t ttl_s, int64_t stale_s, bool durable,
+                            enum cv_idem_claim *outcome, struct cv_idem_record *existing);
     cv_status (*idem_complete)(struct cv_store *st, const char *merchant_id,
                                const unsigned char key_hash[32], int status_code,
                                const char *response_body);

@@ -14,11 +14,15 @@
 
 /* Claims (merchant, key_hash) for a new request, or reclaims an expired or
  * abandoned (in progress for longer than stale_s) record. When the key is
- * taken, *claimed is false and *existing describes the record. */
+ * taken, *claimed is false and *existing describes the record. durable:
+ * the claim is flushed (and on the synchronous standby) before this
+ * returns; needed when the request's effect lies outside the database (a
+ * relay's outbound call). Without it a new key's claim does not wait for
+ * the disk: the request's own committed write makes it durable. */
 CV_MUST_USE cv_status cv_store_idem_claim(struct cv_store *st, const char *merchant_id,
                                           const unsigned char key_hash[32],
                                           const unsigned char request_hash[32], int64_t ttl_s,
-                                          int64_t stale_s, bool *claimed,
+                                          int64_t stale_s, bool durable, bool *claimed,
                                           struct cv_idem_record *existing);
 /* Records the final answer of a claimed key. */
 CV_MUST_USE cv_status cv_store_idem_complete(struct cv_store *st, const char *merchant_id,

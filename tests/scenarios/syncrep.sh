@@ -17,6 +17,9 @@
 #      commit_unconfirmed with Retry-After, never 201, and logs
 #      db_commit_unconfirmed; the row is there on the primary (committed
 #      locally);
+#   1b. a new Idempotency-Key's claim commits without waiting for the
+#      standby: while the token's own COMMIT waits, the claim is visible and
+#      the row is not; cancelled, that COMMIT is 503 as well;
 #   2. group commit: four concurrent tokenizes (one writer thread) whose
 #      COMMITs are cancelled all answer 503 commit_unconfirmed, from fewer
 #      unconfirmed COMMITs than requests (a batch shares its answer), and no
@@ -121,6 +124,33 @@ check "with Retry-After" grep -qi '^Retry-After: [0-9]' "$SC_DIR/one.h"
 check "the row is on the primary all the same (committed locally)" test "$(tokens)" = $((before + 1))
 check "the service logs db_commit_unconfirmed" grep -q '"event":"db_commit_unconfirmed"' "$SC_SERVICE_LOG"
 check "no token in the body" eval '! jq -e .token "$SC_DIR/one.body" >/dev/null 2>&1'
+
+# -- 1b. a new Idempotency-Key's claim does not wait for the standby: the
+#       first COMMIT that waits is the token's own (which makes the claim
+#       before it durable). A transaction waiting for the standby is not yet
+#       visible to others, so while that COMMIT waits the key's in-progress
+#       claim is (it committed without waiting) and the token row is not;
+#       with a claim that waited, the claim itself would be invisible. (The
+#       data key's use reservation from case 1 is let expire first, so
+#       renew_keys takes a fresh one and no reservation waits instead.)
+sleep 5
+renew_keys
+before=$(tokens)
+KEY="syncrep-lazy-$RANDOM"
+post "$SC_DIR/lazy" -H "Idempotency-Key: $KEY"
+pid=$POST_PID
+for _ in $(seq 1 100); do [ "$(syncrep_waiters)" -ge 1 ] && break; sleep 0.1; done
+recent_keys() { q "SELECT coalesce(string_agg(state, ','), 'none') FROM idempotency_keys WHERE created_at > now() - interval '30 seconds'"; }
+echo "# while it waits: $(($(tokens) - before)) new token rows, key records: $(recent_keys), waiting: $(qpg "SELECT string_agg(left(query, 40), ' | ') FROM pg_stat_activity WHERE wait_event = 'SyncRep'")"
+check "a keyed tokenize waits for the standby once (SyncRep)" test "$(syncrep_waiters)" -ge 1
+check "what waits is the token's COMMIT: the claim is visible (in_progress), the row not yet" \
+  test "$(recent_keys):$(tokens)" = "in_progress:$before"
+cancel_syncrep_until "$pid" >/dev/null
+wait "$pid"
+check "its cancelled wait answers 503 commit_unconfirmed (got $(cat "$SC_DIR/lazy.status"))" \
+  test "$(cat "$SC_DIR/lazy.status"):$(code_of "$SC_DIR/lazy")" = 503:commit_unconfirmed
+check "and then the row and the key's answer are there (committed locally)" \
+  test "$(recent_keys):$(tokens)" = "done:$((before + 1))"
 
 # -- 2. group commit: a batch's cancelled COMMIT answers every request of it
 renew_keys

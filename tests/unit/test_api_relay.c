@@ -44,6 +44,7 @@ struct fake {
     char audit_detail[8][512];
     size_t n_audit;
     int get_token_calls;
+    int claims, lazy_claims; /* idempotency claims seen, and those not asked to be durable */
     /* the relay side */
     bool dest_refused;
     int sends;
@@ -133,12 +134,14 @@ static int find_idem(const char *m, const unsigned char key[32])
 }
 
 static cv_status idem_claim(struct cv_store *st, const char *m, const unsigned char key[32],
-                            const unsigned char req[32], int64_t ttl, int64_t stale,
+                            const unsigned char req[32], int64_t ttl, int64_t stale, bool durable,
                             enum cv_idem_claim *outcome, struct cv_idem_record *rec)
 {
     (void)st;
     (void)ttl;
     (void)stale;
+    F.claims++;
+    F.lazy_claims += durable ? 0 : 1;
     memset(rec, 0, sizeof(*rec));
     int i = find_idem(m, key);
     if (i >= 0) {
@@ -517,6 +520,8 @@ static void idempotency_key_sends_once_and_replays(void)
     CHECK_EQ_INT(r2.status, CV_OK);
     CHECK(r2.replayed);
     CHECK_EQ_INT(F.sends, 1);
+    /* the claim that guards the outbound call is on disk before it goes */
+    CHECK(F.claims >= 2 && F.lazy_claims == 0);
     CHECK_EQ_INT(F.hold_takes, 1); /* a replay takes no hold */
     CHECK_EQ_INT(F.n_audit, 1);    /* and adds no audit event */
     CHECK(r1.body != NULL && r2.body != NULL && strcmp(r1.body, r2.body) == 0);

@@ -57,6 +57,7 @@ struct fake_store {
     cv_status insert_fails;    /* the next insert answers this (then CV_OK again) */
     int vanish_claims;         /* the next claims find their record released under them */
     int claims;                /* claim calls seen */
+    int durable_claims;        /* of which asked to be flushed before returning */
     int finish_after_sleeps;   /* > 0: the in-progress record completes at that sleep */
     const char *finished_body; /* with this answer (201) */
     int sleeps;                /* the fake clock's sleep calls */
@@ -237,7 +238,7 @@ static cv_status fake_list_tokens(struct cv_store *st, const struct cv_token_lis
 static cv_status fake_idem_claim(struct cv_store *st, const char *merchant_id,
                                  const unsigned char key_hash[32],
                                  const unsigned char request_hash[32], int64_t ttl_s,
-                                 int64_t stale_s, enum cv_idem_claim *outcome,
+                                 int64_t stale_s, bool durable, enum cv_idem_claim *outcome,
                                  struct cv_idem_record *existing)
 {
     struct fake_store *f = fs(st);
@@ -245,6 +246,7 @@ static cv_status fake_idem_claim(struct cv_store *st, const char *merchant_id,
     (void)stale_s;
     memset(existing, 0, sizeof(*existing));
     f->claims++;
+    f->durable_claims += durable ? 1 : 0;
     if (f->vanish_claims > 0) {
         f->vanish_claims--;
         *outcome = CV_IDEM_VANISHED;
@@ -698,12 +700,15 @@ static void claim_in_use_times_out(void)
     store.idem[0].done = false; /* stuck in progress */
     free(store.idem[0].body);
     store.idem[0].body = NULL;
+    CHECK_EQ_INT(store.durable_claims, 0); /* a new key's claim need not wait for the disk */
     int claims_before = store.claims;
     struct cv_result second = tokenize(&who_a, "key-1", CARD_BODY);
     CHECK_EQ_INT(second.status, CV_ERR_IDEMPOTENCY_IN_USE);
     CHECK(second.body == NULL);
-    /* 5 s in 50 ms polls: 101 looks, a pause after each. */
+    /* 5 s in 50 ms polls: 101 looks, a pause after each; every look after
+     * the first is a durable claim (the key is known to be held). */
     CHECK_EQ_INT(store.claims - claims_before, 101);
+    CHECK_EQ_INT(store.durable_claims, 100);
     CHECK_EQ_INT(store.slept_ms, 5050);
     CHECK_EQ_INT(store.n_tokens, 1);
     cv_result_cleanup(&first);
