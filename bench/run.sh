@@ -323,11 +323,15 @@ CLK_TCK=$(getconf CLK_TCK)
 vm_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
 # CPU accounting around each measurement, in clock ticks: the whole machine
-# (/proc/stat user + nice + system; irq/softirq time, mostly our own loopback
-# traffic, and steal are left out), the
+# (/proc/stat user + nice + system + irq + softirq; steal is left out), the
 # service, our PostgreSQL cluster (postmaster, its live children, and the
 # children it has reaped), and this shell's reaped children (wrk, pgbench).
 # What is left is other load on the machine: a run with much of it is suspect.
+# irq and softirq count as busy because with tick-based accounting (this VM's
+# kernel) a tick spent in softirq, mostly our own loopback traffic, is charged
+# to the task it interrupted as well: without them the processes' own times
+# exceed the machine's in an HTTP-heavy run and other load reads 0 where it
+# is not (bench/cluster.sh does the same).
 pg_ticks() {
   local pm=$PG_PM_PID t=0 c
   [ -n "$pm" ] || { echo 0; return; }
@@ -339,7 +343,7 @@ pg_ticks() {
 }
 cpu_snapshot() { # busy steal service pg shell-children
   local pid=${1:-$SVC_PID}
-  echo "$(awk '/^cpu / {print $2 + $3 + $4, $9}' /proc/stat)" \
+  echo "$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $9}' /proc/stat)" \
        "$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)" "$(pg_ticks)" \
        "$(awk '{print $16 + $17}' "/proc/$$/stat")"
 }
