@@ -660,6 +660,9 @@ cv_status cv_pg_run(struct cv_pg_conn *c, const struct cv_pg_stmt *s, const stru
 
 /* Pipelines */
 
+const struct cv_pg_stmt cv_pg_begin = {"BEGIN", "BEGIN", 0, CV_PG_ONE_OFF, false, false};
+const struct cv_pg_stmt cv_pg_commit = {"COMMIT", "COMMIT", 0, CV_PG_ONE_OFF, false, false};
+
 void cv_pg_pipeline_init(struct cv_pg_pipeline *pl)
 {
     pl->n = 0;

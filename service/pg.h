@@ -112,6 +112,11 @@ void cv_pg_pool_usage(struct cv_pg_pool *pool, unsigned *in_use, unsigned *size)
  * cancelled its wait for the synchronous standby (logged here). */
 CV_MUST_USE cv_status cv_pg_run(struct cv_pg_conn *c, const struct cv_pg_stmt *s,
                                 const struct cv_pg_params *p, PGresult **res);
+/* BEGIN and COMMIT as statements, for the pipelines' first and last steps
+ * (a pipeline's COMMIT step is how cv_pg_pipeline_run knows what committed). */
+extern const struct cv_pg_stmt cv_pg_begin;
+extern const struct cv_pg_stmt cv_pg_commit;
+
 /* One statement of a pipeline: what to send, and what came back. */
 struct cv_pg_step {
     const struct cv_pg_stmt *stmt;

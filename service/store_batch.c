@@ -58,9 +58,6 @@ struct cv_batcher {
     pthread_t threads[8];
 };
 
-static const struct cv_pg_stmt batch_begin = {"BEGIN", "BEGIN", 0, CV_PG_ONE_OFF, false, true};
-static const struct cv_pg_stmt batch_commit = {"COMMIT", "COMMIT", 0, CV_PG_ONE_OFF, false, false};
-
 /* Two round trips, as a batch (write_batch): BEGIN, the token and the lock
  * of the audit chain's tip; then the event, sealed from that tip, and
  * COMMIT. The token first, its event last: the tip stays locked only from
@@ -83,7 +80,7 @@ cv_status cv_batch_insert_token_audited(struct cv_pg_pool *pool,
     cv_status st = cv_pg_acquire(pool, &c);
     if (st != CV_OK)
         goto done;
-    cv_pg_pipeline_add(&first, &batch_begin, NULL);
+    cv_pg_pipeline_add(&first, &cv_pg_begin, NULL);
     size_t insert_step = cv_tokens_insert_one_queue(&p, &first, row, idem_key_hash, response_body);
     if ((st = cv_audit_batch_queue_lock(&ab, &first, sealer)) != CV_OK)
         goto out;
@@ -93,7 +90,7 @@ cv_status cv_batch_insert_token_audited(struct cv_pg_pool *pool,
         goto out;
     if ((st = cv_audit_batch_queue_append(&ab, &first, &second, sealer, &ev, 1)) != CV_OK)
         goto out;
-    cv_pg_pipeline_add(&second, &batch_commit, NULL);
+    cv_pg_pipeline_add(&second, &cv_pg_commit, NULL);
     st = cv_pg_pipeline_run(c, &second);
 out:
     if (st != CV_OK)
@@ -178,7 +175,7 @@ static cv_status write_batch(struct cv_pg_pool *pool, const struct cv_audit_seal
     cv_status st = cv_pg_acquire(pool, &c);
     if (st != CV_OK)
         goto done;
-    cv_pg_pipeline_add(&first, &batch_begin, NULL);
+    cv_pg_pipeline_add(&first, &cv_pg_begin, NULL);
     if ((st = cv_tokens_batch_queue(&tb, &first, b.rows, b.idem, b.bodies, b.n_rows)) != CV_OK)
         goto out;
     /* Every event of the batch, the tokens' token.tokenize events included,
@@ -196,7 +193,7 @@ static cv_status write_batch(struct cv_pg_pool *pool, const struct cv_audit_seal
      * with a synchronous standby after the standby has it too; a cancelled
      * wait for the standby (the notice arrives while its answer is read)
      * is CV_ERR_COMMIT_UNCONFIRMED (pg.c). */
-    cv_pg_pipeline_add(&second, &batch_commit, NULL);
+    cv_pg_pipeline_add(&second, &cv_pg_commit, NULL);
     st = cv_pg_pipeline_run(c, &second);
 out:
     if (st != CV_OK) {

@@ -159,7 +159,6 @@ static const struct cv_pg_stmt idem_claim = {
 /* A claim that does not wait for its own flush (see claim_new_lazily). The
  * setting is local to the claim's transaction: set_config(..., true) ends
  * with it, so the session keeps the synchronous_commit the pool checked. */
-static const struct cv_pg_stmt claim_begin = {"BEGIN", "BEGIN", 0, CV_PG_ONE_OFF, false, false};
 static const struct cv_pg_stmt claim_no_flush_wait = {
     "idem_claim_no_flush_wait",
     "SELECT set_config('synchronous_commit', 'off', true)",
@@ -167,7 +166,6 @@ static const struct cv_pg_stmt claim_no_flush_wait = {
     CV_PG_PREPARED,
     false,
     false};
-static const struct cv_pg_stmt claim_commit = {"COMMIT", "COMMIT", 0, CV_PG_ONE_OFF, false, false};
 
 static const struct cv_pg_stmt idem_get = {
     "idem_get",
@@ -611,10 +609,10 @@ static cv_status claim_new_lazily(struct cv_store *store, const char *merchant_i
     cv_pg_params_init(&p);
     add_claim_params(&p, merchant_id, key_hash, request_hash, ttl_s, stale_s);
     cv_pg_pipeline_init(&pl);
-    cv_pg_pipeline_add(&pl, &claim_begin, NULL);
+    cv_pg_pipeline_add(&pl, &cv_pg_begin, NULL);
     cv_pg_pipeline_add(&pl, &claim_no_flush_wait, NULL);
     size_t insert_step = cv_pg_pipeline_add(&pl, &idem_claim, &p);
-    cv_pg_pipeline_add(&pl, &claim_commit, NULL);
+    cv_pg_pipeline_add(&pl, &cv_pg_commit, NULL);
     cv_status st = cv_pg_acquire(store->pool, &c);
     if (st == CV_OK) {
         st = cv_pg_pipeline_run(c, &pl);

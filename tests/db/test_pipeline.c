@@ -26,8 +26,6 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-static const struct cv_pg_stmt begin_s = {"BEGIN", "BEGIN", 0, CV_PG_ONE_OFF, false, false};
-static const struct cv_pg_stmt commit_s = {"COMMIT", "COMMIT", 0, CV_PG_ONE_OFF, false, false};
 static const struct cv_pg_stmt make_table = {
     "t_make", "CREATE TEMP TABLE IF NOT EXISTS pl_t (k int PRIMARY KEY, v text)",
     0,        CV_PG_ONE_OFF,
@@ -67,6 +65,15 @@ static int64_t rows_in_table(struct cv_pg_conn *c)
     return n;
 }
 
+/* pl emptied, then BEGIN and s with p (set by the caller) as its first steps. */
+static void begin_then(struct cv_pg_pipeline *pl, const struct cv_pg_stmt *s,
+                       const struct cv_pg_params *p)
+{
+    cv_pg_pipeline_init(pl);
+    cv_pg_pipeline_add(pl, &cv_pg_begin, NULL);
+    cv_pg_pipeline_add(pl, s, p);
+}
+
 static void pipeline_runs_every_step_and_commits(void)
 {
     struct cv_pg_conn *c = fresh_table();
@@ -76,7 +83,7 @@ static void pipeline_runs_every_step_and_commits(void)
     if (c == NULL)
         return;
     cv_pg_pipeline_init(&pl);
-    cv_pg_pipeline_add(&pl, &begin_s, NULL);
+    cv_pg_pipeline_add(&pl, &cv_pg_begin, NULL);
     for (int i = 0; i < 3; i++) {
         cv_pg_params_init(&p[i]);
         cv_pg_param_int(&p[i], i + 1);
@@ -84,7 +91,7 @@ static void pipeline_runs_every_step_and_commits(void)
         cv_pg_pipeline_add(&pl, &put, &p[i]);
     }
     size_t counted = cv_pg_pipeline_add(&pl, &count_s, NULL);
-    cv_pg_pipeline_add(&pl, &commit_s, NULL);
+    cv_pg_pipeline_add(&pl, &cv_pg_commit, NULL);
     CHECK_EQ_INT(cv_pg_pipeline_run(c, &pl), CV_OK);
     for (size_t i = 0; i < pl.n; i++)
         CHECK_EQ_INT(pl.steps[i].status, CV_OK);
@@ -115,14 +122,14 @@ static void failing_step_aborts_the_rest_and_nothing_commits(void)
     if (c == NULL)
         return;
     cv_pg_pipeline_init(&pl);
-    cv_pg_pipeline_add(&pl, &begin_s, NULL);
+    cv_pg_pipeline_add(&pl, &cv_pg_begin, NULL);
     for (int i = 0; i < 3; i++) {
         cv_pg_params_init(&p[i]);
         cv_pg_param_int(&p[i], keys[i]);
         cv_pg_param_text(&p[i], "v");
         cv_pg_pipeline_add(&pl, &put, &p[i]);
     }
-    cv_pg_pipeline_add(&pl, &commit_s, NULL);
+    cv_pg_pipeline_add(&pl, &cv_pg_commit, NULL);
     CHECK_EQ_INT(cv_pg_pipeline_run(c, &pl), CV_ERR_DUPLICATE);
     CHECK_EQ_INT(pl.steps[0].status, CV_OK);
     CHECK_EQ_INT(pl.steps[1].status, CV_OK);
@@ -172,12 +179,10 @@ static void bad_parameters_send_nothing(void)
     CHECK(c != NULL);
     if (c == NULL)
         return;
-    cv_pg_pipeline_init(&pl);
     cv_pg_params_init(&p);
     cv_pg_param_int(&p, 1); /* one of two */
-    cv_pg_pipeline_add(&pl, &begin_s, NULL);
-    cv_pg_pipeline_add(&pl, &put, &p);
-    cv_pg_pipeline_add(&pl, &commit_s, NULL);
+    begin_then(&pl, &put, &p);
+    cv_pg_pipeline_add(&pl, &cv_pg_commit, NULL);
     CHECK_EQ_INT(cv_pg_pipeline_run(c, &pl), CV_ERR_INTERNAL);
     cv_pg_pipeline_cleanup(&pl);
     CHECK(!cv_pg_in_transaction(c));
@@ -203,14 +208,12 @@ static void session_ended_by_the_server_before_commit_is_unavailable(void)
     CHECK(c != NULL);
     if (c == NULL)
         return;
-    cv_pg_pipeline_init(&pl);
     cv_pg_params_init(&p);
     cv_pg_param_int(&p, 1);
     cv_pg_param_text(&p, "v");
-    cv_pg_pipeline_add(&pl, &begin_s, NULL);
-    cv_pg_pipeline_add(&pl, &put, &p);
+    begin_then(&pl, &put, &p);
     cv_pg_pipeline_add(&pl, &suicide, NULL);
-    cv_pg_pipeline_add(&pl, &commit_s, NULL);
+    cv_pg_pipeline_add(&pl, &cv_pg_commit, NULL);
     CHECK_EQ_INT(cv_pg_pipeline_run(c, &pl), CV_ERR_DB_UNAVAILABLE);
     cv_pg_pipeline_cleanup(&pl);
     cv_pg_rollback(c);
@@ -254,12 +257,10 @@ static void session_ended_during_commit_is_unconfirmed(void)
         return;
     for (size_t i = 0; i < sizeof(make_dying_table) / sizeof(make_dying_table[0]); i++)
         CHECK_EQ_INT(cv_pg_run(c, &make_dying_table[i], NULL, NULL), CV_OK);
-    cv_pg_pipeline_init(&pl);
     cv_pg_params_init(&p);
     cv_pg_param_int(&p, 1);
-    cv_pg_pipeline_add(&pl, &begin_s, NULL);
-    cv_pg_pipeline_add(&pl, &put_dying, &p);
-    size_t commit = cv_pg_pipeline_add(&pl, &commit_s, NULL);
+    begin_then(&pl, &put_dying, &p);
+    size_t commit = cv_pg_pipeline_add(&pl, &cv_pg_commit, NULL);
     CHECK_EQ_INT(cv_pg_pipeline_run(c, &pl), CV_ERR_COMMIT_UNCONFIRMED);
     CHECK_EQ_INT(pl.steps[1].status, CV_OK);
     CHECK(pl.steps[commit].status != CV_OK && !pl.steps[commit].aborted);
@@ -278,13 +279,11 @@ static void step_after_commit_is_refused(void)
     CHECK(c != NULL);
     if (c == NULL)
         return;
-    cv_pg_pipeline_init(&pl);
     cv_pg_params_init(&p);
     cv_pg_param_int(&p, 1);
     cv_pg_param_text(&p, "v");
-    cv_pg_pipeline_add(&pl, &begin_s, NULL);
-    cv_pg_pipeline_add(&pl, &put, &p);
-    cv_pg_pipeline_add(&pl, &commit_s, NULL);
+    begin_then(&pl, &put, &p);
+    cv_pg_pipeline_add(&pl, &cv_pg_commit, NULL);
     cv_pg_pipeline_add(&pl, &count_s, NULL);
     CHECK_EQ_INT(cv_pg_pipeline_run(c, &pl), CV_ERR_INTERNAL);
     cv_pg_pipeline_cleanup(&pl);
@@ -439,12 +438,10 @@ static void cancelled_standby_wait_in_pipeline_is_unconfirmed(void)
     struct cv_pg_pipeline pl;
     struct cv_pg_params p;
     pthread_create(&th, NULL, cancel_syncrep, &k);
-    cv_pg_pipeline_init(&pl);
     cv_pg_params_init(&p);
     cv_pg_param_int(&p, 7);
-    cv_pg_pipeline_add(&pl, &begin_s, NULL);
-    cv_pg_pipeline_add(&pl, &put_sync, &p);
-    size_t commit = cv_pg_pipeline_add(&pl, &commit_s, NULL);
+    begin_then(&pl, &put_sync, &p);
+    size_t commit = cv_pg_pipeline_add(&pl, &cv_pg_commit, NULL);
     cv_status st = cv_pg_pipeline_run(c, &pl);
     atomic_store(&k.done, true);
     pthread_join(th, NULL);
